@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install the Debian packages matchlock needs to build and test, when missing.
+# As root: apt-get installs them. Otherwise: says exactly which are missing and fails.
+set -eu
+
+pkgs="build-essential musl-tools qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev
+libssl-dev libarchive-dev cpio busybox-static e2fsprogs xz-utils python3 clang libclang-rt-14-dev"
+
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "matchlock: missing Debian packages:$missing" >&2
+	echo "matchlock: install them with: sudo apt-get install$missing" >&2
+	exit 1
+fi
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >&2

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest agent: PID 1 of every sandbox. It builds the root filesystem (mount.c), opens the
+ * link to the host and serves it from one epoll loop (main.c), and runs processes (exec.c).
+ */
+#ifndef MATCHLOCK_AGENT_H
+#define MATCHLOCK_AGENT_H
+
+#include <stdint.h>
+
+#include "proto/mux.h"
+
+/* What an epoll registration points at: the dispatch switch in main.c keys on type. */
+enum agent_ev_type { EV_LINK, EV_SIGNAL, EV_EXEC_IN, EV_EXEC_OUT, EV_EXEC_ERR };
+
+struct agent_ev {
+	enum agent_ev_type type;
+	int fd;
+	uint32_t events; /* currently registered interest */
+	void *obj;
+};
+
+struct agent {
+	int epfd;
+	int link_fd;
+	struct agent_ev link_ev;
+	struct mux mux;
+	uint64_t boot_ns; /* CLOCK_BOOTTIME at agent start */
+	int quit;
+};
+
+extern struct agent agent;
+
+/* main.c */
+int agent_ev_add(struct agent_ev *e, int fd, uint32_t events);
+void agent_ev_set(struct agent_ev *e, uint32_t events);
+void agent_ev_del(struct agent_ev *e);
+void agent_link_wants_write(void);
+
+/* mount.c: build the sandbox root and pseudo-filesystems; -errno with a console message. */
+int mount_root(void);
+int mount_setup_sandbox(void);
+
+/* exec.c */
+int exec_open(struct mux_stream *s, struct rd *req);
+int exec_on_frame(struct mux_stream *s, const struct mux_frame *f);
+void exec_on_event(struct agent_ev *e, uint32_t events);
+void exec_on_sigchld(void);
+/* Re-arm output reads after credit arrives or the link drains. */
+void exec_resume_all(void);
+/* Free sessions that ended during the last epoll batch. */
+void exec_collect_garbage(void);
+
+#endif

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * matchlock-agent: PID 1 of the sandbox.
+ *
+ * Start-up: build the root filesystem, bring loopback up, find the virtio-serial port named
+ * "matchlock.link", say CTL_HELLO. Then one epoll loop serves the link: CTL_CONFIG (hostname),
+ * SVC_EXEC streams, CTL_POWEROFF. SIGCHLD arrives through a signalfd and reaps every child, ours
+ * or orphaned. If the link fails or the host asks, everything is killed and the VM resets (the
+ * kernel runs with reboot=t and QEMU with -no-reboot, so a reset ends QEMU at once).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "proto/msg.h"
+
+#define LINK_NAME "matchlock.link"
+
+struct agent agent;
+
+int agent_ev_add(struct agent_ev *e, int fd, uint32_t events)
+{
+	e->fd = fd;
+	e->events = 0;
+	agent_ev_set(e, events);
+	return 0;
+}
+
+/* Interest 0 unregisters the fd, so hang-ups cannot spin the loop while we wait. */
+void agent_ev_set(struct agent_ev *e, uint32_t events)
+{
+	if (e->fd < 0 || events == e->events)
+		return;
+	struct epoll_event ev = { .events = events, .data.ptr = e };
+	int op = !e->events ? EPOLL_CTL_ADD : !events ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+	if (epoll_ctl(agent.epfd, op, e->fd, &ev) < 0)
+		warn("epoll_ctl fd %d: %s", e->fd, strerror(errno));
+	e->events = events;
+}
+
+void agent_ev_del(struct agent_ev *e)
+{
+	agent_ev_set(e, 0);
+}
+
+void agent_link_wants_write(void)
+{
+	if (buf_used(&agent.mux.out) > 0)
+		agent_ev_set(&agent.link_ev, EPOLLIN | EPOLLOUT);
+}
+
+static _Noreturn void power_off(void)
+{
+	kill(-1, SIGKILL);
+	sync();
+	reboot(RB_AUTOBOOT);
+	for (;;)
+		pause();
+}
+
+static void link_flush(void)
+{
+	struct buf *o = &agent.mux.out;
+	while (buf_used(o) > 0) {
+		ssize_t n = write(agent.link_fd, buf_head(o), buf_used(o));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {
+			error("link write: %s", strerror(errno));
+			agent.quit = 1;
+			return;
+		}
+		buf_consume(o, (size_t)n);
+	}
+	bool was_congested = agent.link_ev.events & EPOLLOUT;
+	agent_ev_set(&agent.link_ev, EPOLLIN | (buf_used(o) ? EPOLLOUT : 0));
+	if (was_congested && !mux_congested(&agent.mux))
+		exec_resume_all();
+}
+
+static void send_hello(void)
+{
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTL_HELLO);
+	msg_put_u32(&b, T_VERSION, MUX_VERSION);
+	msg_put_u64(&b, T_BOOT_NS, agent.boot_ns);
+	msg_put_u64(&b, T_READY_NS, boottime_ns());
+	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
+	buf_fini(&b);
+	agent_link_wants_write();
+}
+
+static void apply_config(struct rd *r)
+{
+	uint16_t tag;
+	struct rd v;
+	while (msg_next(r, &tag, &v) > 0) {
+		if (tag == T_HOSTNAME) {
+			char *h = NULL;
+			if (msg_dup_str(&v, 64, &h) == 0 && *h && sethostname(h, strlen(h)) < 0)
+				warn("sethostname: %s", strerror(errno));
+			free(h);
+		} else if (tag == T_TIME_NS) {
+			uint64_t t;
+			if (msg_get_u64(&v, &t) == 0) {
+				struct timespec ts = { .tv_sec = (time_t)(t / 1000000000u),
+						       .tv_nsec = (long)(t % 1000000000u) };
+				clock_settime(CLOCK_REALTIME, &ts);
+			}
+		}
+	}
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTL_READY);
+	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
+	buf_fini(&b);
+	agent_link_wants_write();
+}
+
+static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame *f, void *opaque)
+{
+	(void)opaque;
+	if (!s) {
+		struct rd r = rd_make(f->payload, f->len);
+		switch (rd_u16(&r)) {
+		case CTL_CONFIG:
+			apply_config(&r);
+			break;
+		case CTL_POWEROFF:
+			agent.quit = 1;
+			break;
+		default:
+			break; /* unknown link messages are ignored: newer hosts may send more */
+		}
+		return 0;
+	}
+	if (f->type == MUX_OPEN) {
+		struct rd r = rd_make(f->payload, f->len);
+		uint16_t svc = rd_u16(&r);
+		if (svc == SVC_EXEC)
+			return exec_open(s, &r);
+		mux_close(m, s, EPROTONOSUPPORT);
+		agent_link_wants_write();
+		return 0;
+	}
+	return exec_on_frame(s, f);
+}
+
+/* Find the virtio-serial port by the name QEMU gave it. */
+static int open_link(void)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		DIR *d = opendir("/sys/class/virtio-ports");
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			char path[300], *name = NULL;
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+			if (read_file_str(path, 64, &name) < 0)
+				continue;
+			bool match = !strncmp(name, LINK_NAME, strlen(LINK_NAME));
+			free(name);
+			if (!match)
+				continue;
+			snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+			closedir(d);
+			int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+			if (fd < 0)
+				error("open %s: %s", path, strerror(errno));
+			return fd < 0 ? -errno : fd;
+		}
+		if (d)
+			closedir(d);
+		usleep(10000);
+	}
+	error("no virtio port named %s", LINK_NAME);
+	return -ENODEV;
+}
+
+static void loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr = { 0 };
+	strcpy(ifr.ifr_name, "lo");
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		goto out;
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		warn("loopback up: %s", strerror(errno));
+out:
+	if (s >= 0)
+		close(s);
+}
+
+int main(void)
+{
+	agent.boot_ns = boottime_ns();
+	log_init("matchlock-agent");
+	if (getpid() != 1) {
+		error("must run as PID 1 inside a sandbox");
+		return 1;
+	}
+	if (mount_root() < 0 || mount_setup_sandbox() < 0)
+		power_off();
+	loopback_up();
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+	agent.epfd = epoll_create1(EPOLL_CLOEXEC);
+	agent.link_fd = open_link();
+	if (agent.link_fd < 0 || sfd < 0 || agent.epfd < 0)
+		power_off();
+	mux_init(&agent.mux, MUX_SIDE_GUEST, on_frame, NULL);
+	struct agent_ev sig_ev = { .type = EV_SIGNAL };
+	agent.link_ev = (struct agent_ev){ .type = EV_LINK };
+	agent_ev_add(&sig_ev, sfd, EPOLLIN);
+	agent_ev_add(&agent.link_ev, agent.link_fd, EPOLLIN);
+	send_hello();
+	link_flush();
+
+	static uint8_t rbuf[64 * 1024];
+	while (!agent.quit) {
+		struct epoll_event evs[32];
+		int n = epoll_wait(agent.epfd, evs, 32, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		for (int i = 0; i < n && !agent.quit; i++) {
+			struct agent_ev *e = evs[i].data.ptr;
+			switch (e->type) {
+			case EV_LINK:
+				if (evs[i].events & EPOLLIN) {
+					ssize_t k = read(agent.link_fd, rbuf, sizeof(rbuf));
+					if (k > 0) {
+						int r = mux_feed(&agent.mux, rbuf, (size_t)k);
+						if (r < 0) {
+							error("link: protocol error (%s)", strerror(-r));
+							agent.quit = 1;
+						}
+					} else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+						agent.quit = 1;
+					}
+				}
+				break;
+			case EV_SIGNAL: {
+				struct signalfd_siginfo si;
+				while (read(sfd, &si, sizeof(si)) > 0)
+					;
+				exec_on_sigchld();
+				break;
+			}
+			default:
+				exec_on_event(e, evs[i].events);
+				break;
+			}
+		}
+		link_flush();
+		exec_collect_garbage();
+	}
+	power_off();
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KVM needs three things: a /dev/kvm we can open, the stable KVM API, and hardware
+ * virtualisation (vmx or svm) visible to this kernel. Some hosts expose /dev/kvm without the
+ * last one, e.g. a PVM hypervisor that runs only specially built guests and silently hangs a
+ * normal kernel: those must get TCG, never a hang.
+ */
+#define _GNU_SOURCE
+#include "accel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+const char *const accel_names[ACCEL_END] = { "tcg", "kvm" };
+STATIC_ASSERT_TABLE(accel_names, ACCEL_END);
+
+static bool cpu_has_virt(void)
+{
+	char *s = NULL;
+	if (read_file_str("/proc/cpuinfo", 1 << 20, &s) < 0)
+		return false;
+	bool yes = false;
+	for (char *line = strtok(s, "\n"); line && !yes; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "flags", 5) != 0)
+			continue;
+		for (char *w = strtok(strchr(line, ':'), " \t:"); w; w = strtok(NULL, " \t"))
+			if (!strcmp(w, "vmx") || !strcmp(w, "svm"))
+				yes = true;
+		break;
+	}
+	free(s);
+	return yes;
+}
+
+/* Returns true if KVM is usable; otherwise explains why not. */
+static bool kvm_usable(char *why, size_t n)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, n, "/dev/kvm: %s", strerror(errno));
+		return false;
+	}
+	int api = ioctl(fd, KVM_GET_API_VERSION, 0);
+	close(fd);
+	if (api != KVM_API_VERSION) {
+		snprintf(why, n, "/dev/kvm speaks KVM API %d, not %d", api, KVM_API_VERSION);
+		return false;
+	}
+	if (!cpu_has_virt()) {
+		snprintf(why, n, "/dev/kvm present but the CPU shows no vmx/svm (a PVM-only or "
+				 "paravirtual hypervisor that cannot boot a normal kernel)");
+		return false;
+	}
+	snprintf(why, n, "/dev/kvm usable and the CPU has hardware virtualisation");
+	return true;
+}
+
+int accel_choose(const char *want, enum accel *out, char *why, size_t n)
+{
+	char kwhy[200];
+	if (!want || !strcmp(want, "auto")) {
+		bool kvm = kvm_usable(kwhy, sizeof(kwhy));
+		*out = kvm ? ACCEL_KVM : ACCEL_TCG;
+		snprintf(why, n, "%s: using %s", kwhy, kvm ? "KVM" : "TCG (software emulation)");
+		return 0;
+	}
+	if (!strcmp(want, "tcg")) {
+		*out = ACCEL_TCG;
+		snprintf(why, n, "TCG requested");
+		return 0;
+	}
+	if (!strcmp(want, "kvm")) {
+		if (!kvm_usable(kwhy, sizeof(kwhy))) {
+			snprintf(why, n, "KVM requested but not usable: %s", kwhy);
+			return -ENODEV;
+		}
+		*out = ACCEL_KVM;
+		snprintf(why, n, "KVM requested: %s", kwhy);
+		return 0;
+	}
+	snprintf(why, n, "unknown accelerator '%s' (use auto, kvm or tcg)", want);
+	return -EINVAL;
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * matchlock diagnose: can this host run sandboxes, and if not, what to do. Each check has a
+ * status and a fix hint; the exit status is non-zero when a required check fails.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "accel.h"
+#include "cli.h"
+#include "common/util.h"
+#include "paths.h"
+
+struct check {
+	const char *name;
+	bool ok;
+	bool required;
+	char detail[400];
+	const char *fix;
+};
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void check_qemu(struct check *c)
+{
+	const char *q = getenv("MATCHLOCK_QEMU");
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "%s --version 2>/dev/null", q && *q ? q : "qemu-system-x86_64");
+	FILE *p = popen(cmd, "re");
+	char line[256] = "";
+	if (p) {
+		if (!fgets(line, sizeof(line), p))
+			line[0] = 0;
+		pclose(p);
+	}
+	line[strcspn(line, "\n")] = 0;
+	c->ok = strstr(line, "QEMU emulator") != NULL;
+	snprintf(c->detail, sizeof(c->detail), "%s", c->ok ? line : "qemu-system-x86_64 not found");
+}
+
+static void check_file(struct check *c, const char *env, const char *name)
+{
+	char path[4200];
+	c->ok = paths_find_guest_file(env, name, path, sizeof(path)) == 0;
+	snprintf(c->detail, sizeof(c->detail), "%s", c->ok ? path : "not found next to the binary");
+}
+
+static void check_disk(struct check *c)
+{
+	char dir[4096];
+	struct statvfs sv;
+	paths_cache_dir(dir, sizeof(dir));
+	mkdir_p(dir, 0700);
+	if (statvfs(dir, &sv) < 0) {
+		c->ok = false;
+		snprintf(c->detail, sizeof(c->detail), "%s: %s", dir, strerror(errno));
+		return;
+	}
+	unsigned long long free_mb = (unsigned long long)sv.f_bavail * sv.f_frsize >> 20;
+	c->ok = free_mb >= 1024;
+	snprintf(c->detail, sizeof(c->detail), "%llu MB free in %s", free_mb, dir);
+}
+
+int cmd_diagnose(int argc, char **argv)
+{
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			json = true;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			puts("usage: matchlock diagnose [--json]\n\nCheck that this host can run "
+			     "sandboxes; exits non-zero when it cannot.");
+			return 0;
+		} else {
+			fprintf(stderr, "matchlock: diagnose: unknown flag %s\n", argv[i]);
+			return EXIT_MATCHLOCK;
+		}
+	}
+	struct check checks[] = {
+		{ .name = "qemu", .required = true, .fix = "apt-get install qemu-system-x86 (or set MATCHLOCK_QEMU)" },
+		{ .name = "kernel", .required = true, .fix = "run 'make' (builds the guest kernel), or set MATCHLOCK_KERNEL" },
+		{ .name = "initramfs", .required = true, .fix = "run 'make', or set MATCHLOCK_INITRAMFS" },
+		{ .name = "accelerator", .required = true, .fix = "TCG always works; for KVM enable VT-x/AMD-V and give access to /dev/kvm" },
+		{ .name = "disk", .required = false, .fix = "free some space in the cache directory (or set MATCHLOCK_HOME)" },
+	};
+	check_qemu(&checks[0]);
+	check_file(&checks[1], "MATCHLOCK_KERNEL", "vmlinux");
+	check_file(&checks[2], "MATCHLOCK_INITRAMFS", "initramfs.cpio");
+	enum accel a;
+	checks[3].ok = accel_choose("auto", &a, checks[3].detail, sizeof(checks[3].detail)) == 0;
+	check_disk(&checks[4]);
+
+	bool fatal = false;
+	if (json)
+		printf("{\"checks\":[");
+	for (size_t i = 0; i < ARRAY_SIZE(checks); i++) {
+		struct check *c = &checks[i];
+		fatal |= c->required && !c->ok;
+		if (json) {
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(c->name);
+			printf(",\"ok\":%s,\"required\":%s,\"detail\":", c->ok ? "true" : "false",
+			       c->required ? "true" : "false");
+			json_str(c->detail);
+			printf(",\"fix\":");
+			json_str(c->ok ? "" : c->fix);
+			printf("}");
+		} else {
+			printf("%-12s %-4s %s\n", c->name, c->ok ? "ok" : c->required ? "FAIL" : "warn",
+			       c->detail);
+			if (!c->ok)
+				printf("%-12s      fix: %s\n", "", c->fix);
+		}
+	}
+	if (json)
+		printf("],\"ok\":%s}\n", fatal ? "false" : "true");
+	else
+		printf("%s\n", fatal ? "This host cannot run sandboxes yet." : "This host can run sandboxes.");
+	return fatal ? 1 : 0;
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* matchlock: the CLI entry point. Dispatches to one function per verb. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+
+#include "cli.h"
+#include "common/log.h"
+
+#ifndef MATCHLOCK_VERSION
+#define MATCHLOCK_VERSION "0.1.0-dev"
+#endif
+
+static const char usage[] =
+	"usage: matchlock COMMAND [ARGS...]\n"
+	"\n"
+	"Run untrusted code in a disposable micro-VM with a closed network.\n"
+	"\n"
+	"Commands:\n"
+	"  run        create a sandbox and run a command in it\n"
+	"  diagnose   check that this host can run sandboxes, and why (not)\n"
+	"  version    print the version\n"
+	"\n"
+	"Run 'matchlock COMMAND --help' for a command's flags.\n";
+
+int cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes"))
+		*out = true;
+	else if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+void cli_new_id(char out[12])
+{
+	unsigned char r[4];
+	if (getrandom(r, sizeof(r), 0) != sizeof(r)) {
+		unsigned long x = (unsigned long)random();
+		memcpy(r, &x, sizeof(r));
+	}
+	snprintf(out, 12, "vm-%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+}
+
+int main(int argc, char **argv)
+{
+	log_init("matchlock");
+	/* Secrets will live in this process: keep it out of core dumps and ptrace by others. */
+	prctl(PR_SET_DUMPABLE, 0);
+
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return EXIT_MATCHLOCK;
+	}
+	const char *verb = argv[1];
+	if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(verb, "version") || !strcmp(verb, "--version")) {
+		printf("matchlock %s\n", MATCHLOCK_VERSION);
+		return 0;
+	}
+	if (!strcmp(verb, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(verb, "diagnose"))
+		return cmd_diagnose(argc - 1, argv + 1);
+	error("'%s' is not a matchlock command (see 'matchlock --help')", verb);
+	return EXIT_MATCHLOCK;
+}

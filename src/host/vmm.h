@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VMM behind one interface: today QEMU's microvm machine (vmm_qemu.c). The supervisor hands
+ * it connected sockets for the console and the link; the VMM child never opens paths of its own
+ * beyond the kernel, initramfs and disk, cannot spawn processes (QEMU's seccomp sandbox), and is
+ * killed by the kernel if the supervisor dies (parent-death signal).
+ */
+#ifndef MATCHLOCK_VMM_H
+#define MATCHLOCK_VMM_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "accel.h"
+
+struct vmm_config {
+	enum accel accel;
+	unsigned cpus;
+	unsigned memory_mb;
+	const char *kernel;
+	const char *initrd;
+	const char *disk; /* read-only root disk image */
+	int link_fd; /* our peer's end of the link socketpair */
+	int console_fd; /* our peer's end of the console socketpair */
+	int stderr_fd; /* where QEMU's own messages go */
+};
+
+/* Start the VMM. Returns 0 with *pid and *pidfd set, or -errno with a reason in err. */
+int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn);
+
+#endif

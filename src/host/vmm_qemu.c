@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * QEMU microvm: no PCI, no ACPI, no firmware tables to walk, virtio over MMIO. The command line
+ * is built here and nowhere else. Devices: the 8250 console (a socket the supervisor reads into
+ * the sandbox log), one virtio-serial port named "matchlock.link" (the mux), the root disk
+ * read-only, and virtio-rng so the guest has entropy at once. There is no NIC.
+ */
+#define _GNU_SOURCE
+#include "vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define CHILD_LINK_FD 3
+#define CHILD_CONSOLE_FD 4
+
+/*
+ * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
+ * the local APIC timer has no TSC-deadline mode and calibrating it costs ~200 ms of boot, so
+ * the guest uses the PIT for clock events there instead.
+ */
+static const char kernel_cmdline[] = "console=ttyS0 quiet panic=-1 reboot=t 8250.nr_uarts=1 "
+				     "tsc=reliable no_timer_check";
+static const char kernel_cmdline_tcg[] = " noapictimer";
+
+static const char *qemu_binary(void)
+{
+	const char *q = getenv("MATCHLOCK_QEMU");
+	return q && *q ? q : "qemu-system-x86_64";
+}
+
+int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn)
+{
+	char mem[32], smp[32], drive[4200], cmdline[512];
+	snprintf(mem, sizeof(mem), "%u", c->memory_mb);
+	snprintf(smp, sizeof(smp), "%u", c->cpus);
+	/* A comma in a path would split QEMU's option list; QEMU escapes it as ",,". */
+	if (strchr(c->disk, ',')) {
+		snprintf(err, errn, "disk path contains a comma: %s", c->disk);
+		return -EINVAL;
+	}
+	snprintf(drive, sizeof(drive), "if=none,id=root,file=%s,format=raw,readonly=on", c->disk);
+	snprintf(cmdline, sizeof(cmdline), "%s%s", kernel_cmdline,
+		 c->accel == ACCEL_TCG ? kernel_cmdline_tcg : "");
+
+	const char *argv[64];
+	int n = 0;
+	argv[n++] = qemu_binary();
+	argv[n++] = "-M";
+	argv[n++] = "microvm,acpi=off";
+	argv[n++] = "-accel";
+	argv[n++] = c->accel == ACCEL_KVM ? "kvm" : "tcg";
+	argv[n++] = "-cpu";
+	argv[n++] = c->accel == ACCEL_KVM ? "host" : "max";
+	argv[n++] = "-m";
+	argv[n++] = mem;
+	argv[n++] = "-smp";
+	argv[n++] = smp;
+	argv[n++] = "-nodefaults";
+	argv[n++] = "-no-user-config";
+	argv[n++] = "-display";
+	argv[n++] = "none";
+	argv[n++] = "-no-reboot";
+	argv[n++] = "-kernel";
+	argv[n++] = c->kernel;
+	argv[n++] = "-initrd";
+	argv[n++] = c->initrd;
+	argv[n++] = "-append";
+	argv[n++] = cmdline;
+	argv[n++] = "-chardev";
+	argv[n++] = "socket,id=con,fd=" "4";
+	argv[n++] = "-serial";
+	argv[n++] = "chardev:con";
+	argv[n++] = "-device";
+	argv[n++] = "virtio-serial-device,max_ports=2";
+	argv[n++] = "-chardev";
+	argv[n++] = "socket,id=link,fd=" "3";
+	argv[n++] = "-device";
+	argv[n++] = "virtserialport,chardev=link,name=matchlock.link";
+	argv[n++] = "-drive";
+	argv[n++] = drive;
+	argv[n++] = "-device";
+	argv[n++] = "virtio-blk-device,drive=root";
+	argv[n++] = "-device";
+	argv[n++] = "virtio-rng-device";
+	argv[n++] = "-sandbox";
+	argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+	argv[n] = NULL;
+	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4, "fd numbers in argv");
+
+	if (getenv("MATCHLOCK_DEBUG")) {
+		char line[2048] = "";
+		for (int i = 0; i < n; i++) {
+			strncat(line, argv[i], sizeof(line) - strlen(line) - 2);
+			strncat(line, " ", sizeof(line) - strlen(line) - 1);
+		}
+		debug("vmm: %s", line);
+	}
+
+	pid_t parent = getpid();
+	pid_t p = fork();
+	if (p < 0) {
+		int e = errno;
+		snprintf(err, errn, "fork: %s", strerror(e));
+		return -e;
+	}
+	if (p == 0) {
+		/* Die with the supervisor, even if it is SIGKILLed. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		/* Our own session: a terminal's Ctrl-C is the supervisor's to handle. */
+		setsid();
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		int link = fcntl(c->link_fd, F_DUPFD_CLOEXEC, 10);
+		int con = fcntl(c->console_fd, F_DUPFD_CLOEXEC, 10);
+		int null = open("/dev/null", O_RDWR);
+		if (link < 0 || con < 0 || null < 0 || dup2(null, 0) < 0 || dup2(c->stderr_fd, 1) < 0 ||
+		    dup2(c->stderr_fd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
+		    dup2(con, CHILD_CONSOLE_FD) < 0)
+			_exit(127);
+		syscall(SYS_close_range, CHILD_CONSOLE_FD + 1, ~0u, 0);
+		execvp(argv[0], (char *const *)argv);
+		dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
+			argv[0], strerror(errno));
+		_exit(127);
+	}
+	int fd = (int)syscall(SYS_pidfd_open, p, 0);
+	if (fd < 0) {
+		int e = errno;
+		kill(p, SIGKILL);
+		snprintf(err, errn, "pidfd_open: %s (Linux 5.3 or later is needed)", strerror(e));
+		return -e;
+	}
+	*pid = p;
+	*pidfd = fd;
+	return 0;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Messages carried inside mux frames: the OPEN services, the CTL message types, and the TLV
+ * encoding of their fields (u16 tag, u32 length, bytes; little-endian). Unknown tags are
+ * skipped, so either side can add fields without breaking the other; limits below bound what a
+ * hostile peer can make the reader allocate.
+ */
+#ifndef MATCHLOCK_MSG_H
+#define MATCHLOCK_MSG_H
+
+#include <stdint.h>
+
+#include "../common/buf.h"
+
+/* OPEN services (first u16 of an OPEN payload). */
+enum msg_service {
+	SVC_EXEC = 1, /* host -> guest: run a process; chan IN = stdin, OUT/ERR = output */
+};
+
+/* CTL message types (first u16 of a CTL payload). */
+enum msg_ctl {
+	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
+	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME */
+	CTL_READY, /* guest -> host on stream 0: config applied */
+	CTL_POWEROFF, /* host -> guest on stream 0: stop everything, power off */
+	CTL_ERROR, /* either way: T_ERRNO, T_MESSAGE (stream 0: the link is closing) */
+	CTL_RESIZE, /* host -> guest on an exec stream: T_ROWS, T_COLS */
+	CTL_SIGNAL, /* host -> guest on an exec stream: T_SIGNAL (to the process group) */
+	CTL_EXIT, /* guest -> host on an exec stream: T_EXIT_CODE or T_EXIT_SIGNAL */
+	CTL_END,
+};
+
+enum msg_tag {
+	T_VERSION = 1, /* u32 */
+	T_BOOT_NS, /* u64: guest CLOCK_BOOTTIME when the agent started */
+	T_READY_NS, /* u64: guest CLOCK_BOOTTIME when the agent said hello */
+	T_HOSTNAME, /* string */
+	T_ARGV, /* string, repeated in order */
+	T_ENV, /* "KEY=VALUE", repeated */
+	T_CWD, /* string */
+	T_USER, /* "name", "uid", "name:group" or "uid:gid" */
+	T_ROWS, /* u16 */
+	T_COLS, /* u16 */
+	T_TTY, /* u8: allocate a PTY */
+	T_STDIN, /* u8: stdin is streamed (else /dev/null) */
+	T_SIGNAL, /* u32 */
+	T_EXIT_CODE, /* u32 */
+	T_EXIT_SIGNAL, /* u32 */
+	T_ERRNO, /* u32 */
+	T_MESSAGE, /* string */
+	T_TIME_NS, /* u64: wall clock, CLOCK_REALTIME */
+};
+
+#define MSG_MAX_ARGS 4096
+#define MSG_MAX_ENV 4096
+#define MSG_MAX_STR 4096 /* paths, names, messages */
+
+int msg_put_tlv(struct buf *b, uint16_t tag, const void *p, uint32_t len);
+int msg_put_str(struct buf *b, uint16_t tag, const char *s);
+int msg_put_u8(struct buf *b, uint16_t tag, uint8_t v);
+int msg_put_u16(struct buf *b, uint16_t tag, uint16_t v);
+int msg_put_u32(struct buf *b, uint16_t tag, uint32_t v);
+int msg_put_u64(struct buf *b, uint16_t tag, uint64_t v);
+
+/*
+ * Read the next TLV: returns 1 with *tag and *val (a cursor over the value) set, 0 at the end, or
+ * -EPROTO if the remaining bytes are not a whole TLV.
+ */
+int msg_next(struct rd *r, uint16_t *tag, struct rd *val);
+/* Copy a string value into a new NUL-terminated allocation; rejects embedded NULs and > max. */
+int msg_dup_str(struct rd *val, size_t max, char **out);
+/* Read a fixed-width value; -EPROTO if the length is wrong. */
+int msg_get_u8(struct rd *val, uint8_t *v);
+int msg_get_u16(struct rd *val, uint16_t *v);
+int msg_get_u32(struct rd *val, uint32_t *v);
+int msg_get_u64(struct rd *val, uint64_t *v);
+
+#endif

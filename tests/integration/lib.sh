@@ -1,0 +1,46 @@
+# Tiny test harness for integration tests (sourced). Each test is a shell function named t_*;
+# `run_tests` runs them in file order, each in a subshell, and prints "N passed, N failed".
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+ML=$BUILD/matchlock
+ROOTFS=$BUILD/rootfs-busybox
+export MATCHLOCK_HOME=${MATCHLOCK_HOME:-$(mktemp -d /tmp/matchlock-test.XXXXXX)}
+T_OUT=$(mktemp -d /tmp/matchlock-out.XXXXXX)
+trap 'rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
+
+fail() { echo "    FAIL: $*" >&2; exit 1; }
+# expect_eq WHAT GOT WANT
+expect_eq() { [ "$2" = "$3" ] || fail "$1: got [$2], want [$3]"; }
+expect_match() { [[ $2 =~ $3 ]] || fail "$1: [$2] does not match /$3/"; }
+# ml ARGS...: run matchlock, stdout to $T_OUT/out, stderr to $T_OUT/err, status in $RC.
+ml() { "$ML" "$@" >"$T_OUT/out" 2>"$T_OUT/err"; RC=$?; OUT=$(cat "$T_OUT/out"); ERR=$(cat "$T_OUT/err"); }
+# No sandbox state, temp files or QEMU processes of ours may be left behind.
+expect_clean() {
+	local left
+	left=$(find "$MATCHLOCK_HOME" \( -name '*.tmp*' -o -name '.stage.*' -o -path '*/sandboxes/vm-*' \) 2>/dev/null)
+	[ -z "$left" ] || fail "left behind: $left"
+	pgrep -f "qemu-system.*$MATCHLOCK_HOME" >/dev/null && fail "a QEMU process is still running"
+	return 0
+}
+# One clear line on stderr.
+expect_one_line_error() {
+	expect_eq "exit status" "$RC" 125
+	[ "$(printf '%s\n' "$ERR" | grep -c .)" = 1 ] || fail "expected one stderr line, got: $ERR"
+	expect_match "error" "$ERR" "^matchlock: "
+}
+
+run_tests() {
+	local pass=0 failed=0 t
+	for t in $(declare -F | awk '{print $3}' | grep '^t_'); do
+		local start=$SECONDS
+		if (set -u; $t); then
+			pass=$((pass + 1))
+			echo "ok   $t ($((SECONDS - start))s)"
+		else
+			failed=$((failed + 1))
+			echo "FAIL $t"
+		fi
+	done
+	echo "$pass passed, $failed failed"
+}
