@@ -61,10 +61,11 @@ $(BUILD)/initramfs.cpio: $(BUILD)/matchlock-agent
 
 # Cached under $XDG_CACHE_HOME/matchlock/kernel by a hash of the config and source version.
 kernel:
-	@guest/kernel/build.sh $(BUILD)/bzImage
+	@guest/kernel/build.sh $(BUILD)
 
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
-fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio
+fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
+	$(BUILD)/initramfs-floor.cpio
 
 $(BUILD)/rootfs-busybox/bin/busybox: tests/fixtures/make-busybox-rootfs.sh
 	tests/fixtures/make-busybox-rootfs.sh $(BUILD)/rootfs-busybox
@@ -73,6 +74,11 @@ $(BUILD)/initramfs-hang.cpio: tests/fixtures/hang_init.c
 	@rm -rf $(BUILD)/initramfs-hang && mkdir -p $(BUILD)/initramfs-hang
 	$(MUSL_CC) -static -Os $< -o $(BUILD)/initramfs-hang/init
 	cd $(BUILD)/initramfs-hang && find . | LC_ALL=C sort | cpio -o -H newc --quiet > ../initramfs-hang.cpio
+
+$(BUILD)/initramfs-floor.cpio: bench/floor_init.c
+	@rm -rf $(BUILD)/initramfs-floor && mkdir -p $(BUILD)/initramfs-floor
+	$(MUSL_CC) -static -Os $< -o $(BUILD)/initramfs-floor/init
+	cd $(BUILD)/initramfs-floor && find . | LC_ALL=C sort | cpio -o -H newc --quiet > ../initramfs-floor.cpio
 
 $(BUILD)/initramfs-empty.cpio:
 	@rm -rf $(BUILD)/initramfs-empty && mkdir -p $(BUILD)/initramfs-empty/dev

@@ -1,24 +1,28 @@
 #!/bin/sh
 # Build the guest kernel from Debian's linux-source package, cached by content.
 #
-# usage: guest/kernel/build.sh LINK
-#   Prints nothing on a cache hit; makes LINK a symlink to the cached bzImage.
-# The cache key is the hash of the source tarball's identity, the config fragment and this
-# script, so changing any of them builds a new kernel and an old checkout still finds its own.
+# usage: guest/kernel/build.sh LINKDIR
+#   Makes LINKDIR/vmlinux (PVH-bootable ELF: no decompression, the fastest start) and
+#   LINKDIR/bzImage symlinks to the cached kernel; prints nothing on a cache hit.
+# The cache key hashes the source package version, the config fragment and RECIPE; bump RECIPE
+# when a change to this script changes what it builds. Concurrent builds wait on a lock.
 set -eu
 
-link=${1:?usage: build.sh LINK}
+RECIPE=1
+linkdir=${1:?usage: build.sh LINKDIR}
 here=$(cd "$(dirname "$0")" && pwd)
 src=/usr/src/linux-source-6.1.tar.xz
 [ -r "$src" ] || { echo "build.sh: $src missing (apt-get install linux-source-6.1)" >&2; exit 1; }
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/matchlock/kernel
 key=$( { dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c '%s %Y' "$src"
-	cat "$here/config.fragment" "$here/build.sh"; } | sha256sum | cut -c1-16)
+	echo "recipe $RECIPE"; cat "$here/config.fragment"; } | sha256sum | cut -c1-16)
 out=$cache/$key
 
-if [ ! -s "$out/bzImage" ]; then
-	mkdir -p "$cache"
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+if [ ! -s "$out/vmlinux" ]; then
 	work=$(mktemp -d "$cache/build.XXXXXX")
 	trap 'rm -rf "$work"' EXIT INT TERM
 	echo "building guest kernel $key (a few minutes, once)..." >&2
@@ -44,6 +48,6 @@ if [ ! -s "$out/bzImage" ]; then
 	rm -rf "$out"
 	mv "$work/out" "$out"
 fi
-mkdir -p "$(dirname "$link")"
-ln -sfn "$out/bzImage" "$link"
-ln -sfn "$out/vmlinux" "$(dirname "$link")/vmlinux"
+mkdir -p "$linkdir"
+ln -sfn "$out/vmlinux" "$linkdir/vmlinux"
+ln -sfn "$out/bzImage" "$linkdir/bzImage"

@@ -166,7 +166,8 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 /* Find the virtio-serial port by the name QEMU gave it. */
 static int open_link(void)
 {
-	for (int tries = 0; tries < 500; tries++) {
+	/* The port appears with the virtio driver, its name a moment later: poll briefly. */
+	for (int tries = 0; tries < 5000; tries++) {
 		DIR *d = opendir("/sys/class/virtio-ports");
 		struct dirent *e;
 		while (d && (e = readdir(d))) {
@@ -189,7 +190,7 @@ static int open_link(void)
 		}
 		if (d)
 			closedir(d);
-		usleep(10000);
+		usleep(1000);
 	}
 	error("no virtio port named %s", LINK_NAME);
 	return -ENODEV;
