@@ -374,8 +374,23 @@ int cmd_run(int argc, char **argv)
 		.boot_timeout_ms = (unsigned)boot_timeout * 1000,
 	};
 	sb = sandbox_boot(&sc, err, sizeof(err));
-	if (!sb)
+	if (!sb && errno == ETIMEDOUT && accel == ACCEL_KVM && !strcmp(o.accel, "auto")) {
+		/*
+		 * Some hypervisors offer a /dev/kvm that looks usable but silently hangs a normal
+		 * guest kernel. "auto" must never hang: fall back to TCG once, and say so.
+		 */
+		warn("KVM did not boot the guest within %lu s; retrying with TCG (--accel tcg skips "
+		     "this)", boot_timeout);
+		sc.accel = ACCEL_TCG;
+		sc.boot_timeout_ms = 30000;
+		err[0] = 0;
+		sb = sandbox_boot(&sc, err, sizeof(err));
+	}
+	if (!sb) {
+		if (errno == EINTR)
+			status = 130;
 		goto out;
+	}
 
 	if (o.tty && getenv("TERM")) {
 		char term[300];

@@ -647,6 +647,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, char *err, size_t e
 {
 	struct sandbox *sb = calloc(1, sizeof(*sb));
 	int link[2] = { -1, -1 }, con[2] = { -1, -1 }, qerr[2] = { -1, -1 };
+	int fail_errno = EIO;
 	if (!sb) {
 		snprintf(err, errn, "out of memory");
 		return NULL;
@@ -723,6 +724,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, char *err, size_t e
 	uint64_t deadline = sb->now + (uint64_t)c->boot_timeout_ms * 1000000ull;
 	while (sb->state != SB_READY && sb->state != SB_FAILED) {
 		if (sb->now >= deadline) {
+			fail_errno = ETIMEDOUT;
 			char con_msg[400];
 			console_summary(sb, con_msg, sizeof(con_msg));
 			sb_fail(sb, "the guest did not answer within %u s%s%s", c->boot_timeout_ms / 1000,
@@ -761,7 +763,10 @@ fail:
 		if (qerr[i] >= 0 && qerr[i] != sb->qerr_fd)
 			close(qerr[i]);
 	}
+	if (sb->interrupted)
+		fail_errno = EINTR;
 	sb_free(sb);
+	errno = fail_errno;
 	return NULL;
 }
 

@@ -40,7 +40,10 @@ struct sandbox_times {
 	uint64_t guest_agent_start, guest_hello;
 };
 
-/* Returns NULL with a one-line reason in err (the VM is gone, nothing is left running). */
+/*
+ * Returns NULL with a one-line reason in err (the VM is gone, nothing is left running) and errno
+ * set: ETIMEDOUT if the guest never answered, EINTR if a signal interrupted the boot, else EIO.
+ */
 struct sandbox *sandbox_boot(const struct sandbox_config *c, char *err, size_t errn);
 /*
  * Run one process. Returns its status mapped like a shell (code, 128+signal, 124 on timeout,
