@@ -9,7 +9,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "accel.h"
@@ -18,6 +21,8 @@
 #include "common/util.h"
 #include "paths.h"
 #include "rootfs.h"
+#include "exec_stdio.h"
+#include "loop.h"
 #include "sandbox.h"
 
 #define MAX_ENV 4096
@@ -283,7 +288,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 	return 0;
 }
 
-static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t end)
+static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t exec_done, uint64_t end)
 {
 	double ms = 1e-6;
 	double to_hello = (double)(t->hello - t0) * ms;
@@ -294,7 +299,18 @@ static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t en
 		(double)(end - t0) * ms, (double)(t->spawn - t0) * ms,
 		to_hello - guest_hello - (double)(t->spawn - t0) * ms, (double)t->guest_agent_start * ms,
 		(double)(t->guest_hello - t->guest_agent_start) * ms, (double)(t->ready - t->hello) * ms,
-		(double)(t->exec_done - t->ready) * ms, (double)(t->stopped - t->exec_done) * ms);
+		(double)(exec_done - t->ready) * ms, (double)(t->stopped - exec_done) * ms);
+}
+
+static volatile int boot_interrupted;
+
+static void on_boot_signal(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct signalfd_siginfo si;
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si))
+		if (si.ssi_signo != SIGWINCH)
+			boot_interrupted = (int)si.ssi_signo;
 }
 
 int cmd_run(int argc, char **argv)
@@ -303,8 +319,10 @@ int cmd_run(int argc, char **argv)
 	char err[1024] = "", disk[4200], kernel[4200], initrd[4200], state[4096], sbdir[4200];
 	char **cmd = NULL;
 	char id[12];
-	int status = EXIT_MATCHLOCK;
+	int status = EXIT_MATCHLOCK, sigfd = -1;
 	struct sandbox *sb = NULL;
+	struct loop loop = { .epfd = -1 };
+	struct watch sig_w;
 	bool made_dir = false;
 	uint64_t t0 = now_ns();
 
@@ -361,6 +379,23 @@ int cmd_run(int argc, char **argv)
 		snprintf(err, sizeof(err), "MATCHLOCK_BOOT_TIMEOUT=%s: expected seconds", bt);
 		goto out;
 	}
+
+	/* Signals arrive through the loop from now on: Ctrl-C during boot aborts it cleanly. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGWINCH);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sigfd < 0 || loop_init(&loop) < 0) {
+		snprintf(err, sizeof(err), "setting up: %s", strerror(errno));
+		goto out;
+	}
+	watch_init(&sig_w, sigfd, on_boot_signal, NULL);
+	loop_watch(&loop, &sig_w, EPOLLIN);
+
 	struct sandbox_config sc = {
 		.id = id,
 		.state_dir = sbdir,
@@ -373,7 +408,7 @@ int cmd_run(int argc, char **argv)
 		.hostname = o.hostname,
 		.boot_timeout_ms = (unsigned)boot_timeout * 1000,
 	};
-	sb = sandbox_boot(&sc, err, sizeof(err));
+	sb = sandbox_boot(&sc, &loop, &boot_interrupted, err, sizeof(err));
 	if (!sb && errno == ETIMEDOUT && accel == ACCEL_KVM && !strcmp(o.accel, "auto")) {
 		/*
 		 * Some hypervisors offer a /dev/kvm that looks usable but silently hangs a normal
@@ -384,13 +419,16 @@ int cmd_run(int argc, char **argv)
 		sc.accel = ACCEL_TCG;
 		sc.boot_timeout_ms = 30000;
 		err[0] = 0;
-		sb = sandbox_boot(&sc, err, sizeof(err));
+		sb = sandbox_boot(&sc, &loop, &boot_interrupted, err, sizeof(err));
 	}
 	if (!sb) {
-		if (errno == EINTR)
-			status = 130;
+		if (errno == EINTR) {
+			status = 128 + boot_interrupted;
+			err[0] = 0;
+		}
 		goto out;
 	}
+	loop_unwatch(&loop, &sig_w);
 
 	if (o.tty && getenv("TERM")) {
 		char term[300];
@@ -401,7 +439,7 @@ int cmd_run(int argc, char **argv)
 		if (!have)
 			env_add(o.file_env, &o.nfile_env, term);
 	}
-	struct exec_spec spec = {
+	struct exec_request req = {
 		.argv = cmd,
 		.env = o.file_env,
 		.cwd = o.workdir,
@@ -409,22 +447,25 @@ int cmd_run(int argc, char **argv)
 		.stdin_on = o.interactive,
 		.tty = o.tty,
 		.timeout_s = o.timeout_s,
-		.in_fd = STDIN_FILENO,
-		.out_fd = STDOUT_FILENO,
-		.err_fd = STDERR_FILENO,
 	};
-	r = sandbox_exec(sb, &spec, err, sizeof(err));
+	r = exec_stdio_run(sb, &loop, &req, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, sigfd, err,
+			   sizeof(err));
 	status = r < 0 ? EXIT_MATCHLOCK : r;
+	uint64_t t_exec_done = now_ns();
 	struct sandbox_times times;
 	sandbox_stop(sb, &times);
 	sb = NULL;
 	if (getenv("MATCHLOCK_TIMING"))
-		print_timing(&times, t0, now_ns());
+		print_timing(&times, t0, t_exec_done, now_ns());
 out:
 	if (made_dir && o.rm)
 		rm_rf(sbdir);
 	if (*err)
 		error("%s", err);
+	if (loop.epfd >= 0)
+		loop_fini(&loop);
+	if (sigfd >= 0)
+		close(sigfd);
 	env_free(o.env, o.nenv);
 	env_free(o.file_env, o.nfile_env);
 	return status;

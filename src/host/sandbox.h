@@ -1,18 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The supervisor of one sandbox: owns the VMM child, the link (mux), the console log and one
- * epoll loop. sandbox_boot() starts the VM and returns once the agent is ready; sandbox_exec()
- * runs one process with the caller's stdio attached; sandbox_stop() powers the VM off.
+ * The supervisor side of one sandbox: owns the VMM child, the link (mux) and the console log, on
+ * an event loop the caller provides (so the caller can serve its own fds: a terminal, a control
+ * socket, JSON-RPC on stdio). sandbox_boot() returns once the agent is ready; any number of
+ * processes then run through sandbox_exec_start(); sandbox_stop() powers the VM off.
  */
 #ifndef MATCHLOCK_SANDBOX_H
 #define MATCHLOCK_SANDBOX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "accel.h"
+#include "loop.h"
 
 struct sandbox;
+struct sandbox_exec;
 
 struct sandbox_config {
 	const char *id;
@@ -24,33 +28,66 @@ struct sandbox_config {
 	unsigned boot_timeout_ms;
 };
 
-struct exec_spec {
-	char **argv;
-	char **env; /* KEY=VALUE */
-	const char *cwd, *user;
-	bool stdin_on; /* stream our stdin (-i) */
-	bool tty; /* allocate a PTY (-t) */
-	unsigned timeout_s; /* 0 = none; expiry kills the process and yields 124 */
-	int in_fd, out_fd, err_fd;
-};
-
 /* Phase timestamps (monotonic ns on the host; guest values are guest CLOCK_BOOTTIME). */
 struct sandbox_times {
-	uint64_t spawn, hello, ready, exec_done, stopped;
+	uint64_t spawn, hello, ready, stopped;
 	uint64_t guest_agent_start, guest_hello;
 };
 
 /*
  * Returns NULL with a one-line reason in err (the VM is gone, nothing is left running) and errno
- * set: ETIMEDOUT if the guest never answered, EINTR if a signal interrupted the boot, else EIO.
+ * set: ETIMEDOUT if the guest never answered, EINTR if `interrupt` became non-zero while booting,
+ * else EIO. *interrupt may be NULL.
  */
-struct sandbox *sandbox_boot(const struct sandbox_config *c, char *err, size_t errn);
-/*
- * Run one process. Returns its status mapped like a shell (code, 128+signal, 124 on timeout,
- * 126/127 when it could not be started), or -errno with a reason in err.
- */
-int sandbox_exec(struct sandbox *sb, const struct exec_spec *spec, char *err, size_t errn);
+struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
+			     volatile int *interrupt, char *err, size_t errn);
 /* Power off (clean, bounded wait) and free; the phase times are copied to *times if given. */
 void sandbox_stop(struct sandbox *sb, struct sandbox_times *times);
+/* Non-NULL once the sandbox has failed (QEMU died, the guest broke the protocol): the reason. */
+const char *sandbox_failure(const struct sandbox *sb);
+const struct sandbox_config *sandbox_config(const struct sandbox *sb);
+
+/* ---- processes ---- */
+
+struct exec_request {
+	char **argv;
+	char **env; /* KEY=VALUE, may be NULL */
+	const char *cwd, *user;
+	bool stdin_on; /* the process reads what we write (else /dev/null) */
+	bool tty; /* a PTY; output arrives on channel 1 only */
+	uint16_t rows, cols;
+	unsigned timeout_s; /* 0 = none; expiry: SIGTERM, SIGKILL a second later, status 124 */
+};
+
+enum { EXEC_STDOUT = 1, EXEC_STDERR = 2 };
+
+struct exec_ops {
+	/*
+	 * Output (chan EXEC_STDOUT or EXEC_STDERR). The callee owns delivery and must call
+	 * sandbox_exec_consumed() once it has got rid of the bytes: that returns flow-control
+	 * credit, so a slow consumer throttles only this process.
+	 */
+	void (*output)(struct sandbox_exec *x, int chan, const uint8_t *p, size_t n);
+	/* Room to write stdin again after sandbox_exec_write() accepted less than offered. */
+	void (*writable)(struct sandbox_exec *x);
+	/*
+	 * The end. status >= 0: shell-style (code, 128+signal, 124 timeout, 126/127 could not
+	 * run, with err saying why); status < 0: the sandbox failed (err). x is freed afterwards.
+	 */
+	void (*done)(struct sandbox_exec *x, int status, const char *err);
+};
+
+struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_request *req,
+					const struct exec_ops *ops, void *opaque, char *err,
+					size_t errn);
+void *sandbox_exec_opaque(struct sandbox_exec *x);
+/* Queue stdin bytes; returns how many were accepted (limited by flow control). */
+size_t sandbox_exec_write(struct sandbox_exec *x, const void *p, size_t n);
+void sandbox_exec_close_stdin(struct sandbox_exec *x);
+void sandbox_exec_consumed(struct sandbox_exec *x, size_t n);
+void sandbox_exec_signal(struct sandbox_exec *x, int sig);
+void sandbox_exec_resize(struct sandbox_exec *x, uint16_t rows, uint16_t cols);
+/* SIGTERM now, SIGKILL after grace_ms. */
+void sandbox_exec_cancel(struct sandbox_exec *x, unsigned grace_ms);
 
 #endif

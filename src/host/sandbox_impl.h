@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to sandbox.c and sandbox_exec.c. */
+#ifndef MATCHLOCK_SANDBOX_IMPL_H
+#define MATCHLOCK_SANDBOX_IMPL_H
+
+#include <stdarg.h>
+#include <sys/types.h>
+
+#include "proto/mux.h"
+#include "sandbox.h"
+
+#define CONSOLE_TAIL 4096
+#define QEMU_ERR_MAX 1024
+
+enum sb_state { SB_BOOTING, SB_CONFIGURING, SB_READY, SB_STOPPING, SB_FAILED };
+
+struct sandbox_exec {
+	struct sandbox *sb;
+	struct mux_stream *s; /* NULL once the guest closed the stream */
+	const struct exec_ops *ops;
+	void *opaque;
+	bool have_exit, have_error, timed_out, finished;
+	int status;
+	uint32_t err_errno, err_stage;
+	char err_msg[256];
+	char argv0[128];
+	struct timer deadline; /* --timeout */
+	struct timer kill_timer; /* SIGKILL after SIGTERM */
+	struct timer give_up; /* the guest never reported the exit after SIGKILL */
+	struct sandbox_exec *next;
+};
+
+struct sandbox {
+	struct sandbox_config cfg;
+	struct loop *loop;
+	struct watch link_w, con_w, qerr_w, pid_w;
+	int log_fd;
+	pid_t qemu_pid;
+	bool qemu_exited;
+	int qemu_status;
+	struct mux mux;
+	enum sb_state state;
+	char fail[300];
+	char con_tail[CONSOLE_TAIL];
+	size_t con_len;
+	char qerr[QEMU_ERR_MAX];
+	size_t qerr_len;
+	struct sandbox_exec *execs;
+	struct sandbox_times t;
+};
+
+void sb_fail(struct sandbox *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Queue a CTL frame whose payload (u16 type + TLVs) is in b. */
+void sb_send_ctl(struct sandbox *sb, uint32_t stream, struct buf *b);
+void sb_flush_link(struct sandbox *sb);
+
+/* sandbox_exec.c */
+int exec_on_frame(struct sandbox *sb, struct mux_stream *s, const struct mux_frame *f);
+/* The sandbox failed: finish every process with the reason. */
+void exec_fail_all(struct sandbox *sb);
+
+#endif
