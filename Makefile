@@ -95,7 +95,7 @@ $(BUILD)/tests/san/%: tests/unit/%.c $(COMMON_SRC)
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) -g -O1 -std=gnu11 -Isrc -fsanitize=fuzzer,address,undefined $^ -o $@
+	$(CLANG) -g -O1 -std=gnu11 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $^ -o $@
 
 unit: $(UNITS) $(UNITS_SAN)
 

@@ -31,7 +31,7 @@ int buf_put_u32(struct buf *b, uint32_t v);
 int buf_put_u64(struct buf *b, uint64_t v);
 void buf_consume(struct buf *b, size_t n);
 static inline size_t buf_used(const struct buf *b) { return b->len - b->off; }
-static inline uint8_t *buf_head(const struct buf *b) { return b->p + b->off; }
+static inline uint8_t *buf_head(const struct buf *b) { return b->p ? b->p + b->off : b->p; }
 
 struct rd {
 	const uint8_t *p;

@@ -281,6 +281,10 @@ int mux_send_ctl(struct mux *m, uint32_t stream, const void *p, uint32_t n)
 {
 	if (n < 2 || n > MUX_MAX_PAYLOAD)
 		return -EINVAL;
+	/* After our CLOSE the peer treats any frame on the stream as a protocol error. */
+	struct mux_stream *s = stream ? mux_find(m, stream) : NULL;
+	if (stream && (!s || s->local_closed))
+		return -EPIPE;
 	return mux_put_frame(m, stream, MUX_CTL, 0, p, n);
 }
 

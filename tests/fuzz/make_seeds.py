@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Write the seed corpus of a fuzz harness into a directory.
+
+    make_seeds.py HARNESS DIR      HARNESS: fuzz_mux or fuzz_msg; DIR is created if needed
+
+fuzz_mux gets protocol-valid sessions in its input format (see tests/fuzz/fuzz_mux.h): the
+options byte, the chunking byte, then the frames a well-behaved peer sends, given the streams the
+harness opens itself. fuzz_msg gets OPEN and CTL bodies. Wire constants are read from mux.h,
+msg.h and fuzz_mux.h so the seeds follow the C definitions. Exits 0, or 1 with a message.
+"""
+import os
+import re
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HEADERS = ["src/proto/mux.h", "src/proto/msg.h", "tests/fuzz/fuzz_mux.h"]
+
+
+def read_constants():
+    """Integer #defines and enum values of HEADERS, by name."""
+    c = {}
+    for h in HEADERS:
+        with open(os.path.join(ROOT, h)) as f:
+            text = re.sub(r"/\*.*?\*/|//[^\n]*", "", f.read(), flags=re.S)
+        for name, expr in re.findall(r"^#define[ \t]+(\w+)[ \t]+(.+?)[ \t]*$", text, flags=re.M):
+            expr = re.sub(r"\b(\d+)[uU]\b", r"\1", expr)
+            try:
+                c[name] = int(eval(expr, {"__builtins__": {}}, dict(c)))
+            except Exception:
+                pass  # not an integer constant (include guards, function-like macros)
+        for body in re.findall(r"\benum\s+\w+\s*\{(.*?)\}", text, flags=re.S):
+            value = 0
+            for item in filter(None, (i.strip() for i in body.split(","))):
+                name, _, expr = (p.strip() for p in item.partition("="))
+                if expr:
+                    value = int(eval(expr, {"__builtins__": {}}, dict(c)))
+                c[name] = value
+                value += 1
+    return c
+
+
+K = read_constants()
+
+
+def tlv(tag, value):
+    return struct.pack("<HI", tag, len(value)) + value
+
+
+def tlv_str(tag, s):
+    return tlv(tag, s.encode())
+
+
+def tlv_int(tag, fmt, v):
+    return tlv(tag, struct.pack("<" + fmt, v))
+
+
+class Session:
+    """The frames a peer sends to the mux under test, as the peer's own mux would encode them."""
+
+    def __init__(self, opts, chunk):
+        self.opts = opts
+        self.chunk = chunk
+        guest = opts & K["FUZZ_MUX_GUEST"]
+        self.next_id = 1 if guest else 2  # the peer's ids
+        self.ours = [(2 if guest else 1) + 2 * i for i in range(K["FUZZ_MUX_NOPEN"])]
+        self.out = bytearray()
+
+    def frame(self, stream, type_, payload=b"", chan=0):
+        assert len(payload) <= K["MUX_MAX_PAYLOAD"]
+        self.out += struct.pack("<IBBHI", stream, type_, chan, 0, len(payload)) + payload
+
+    def open(self, body, service=None):
+        sid = self.next_id
+        self.next_id += 2
+        svc = K["SVC_EXEC"] if service is None else service
+        self.frame(sid, K["MUX_OPEN"], struct.pack("<H", svc) + body)
+        return sid
+
+    def open_exec(self, argv0, tty):
+        body = b"".join([
+            tlv_str(K["T_ARGV"], argv0),
+            tlv_str(K["T_ARGV"], "-c"),
+            tlv_str(K["T_ARGV"], "echo hi; cat"),
+            tlv_str(K["T_ENV"], "PATH=/usr/bin:/bin"),
+            tlv_str(K["T_ENV"], "TERM=xterm"),
+            tlv_str(K["T_CWD"], "/work"),
+            tlv_str(K["T_USER"], "1000:1000"),
+            tlv_int(K["T_TTY"], "B", int(tty)),
+            tlv_int(K["T_STDIN"], "B", 1),
+            tlv_int(K["T_ROWS"], "H", 24),
+            tlv_int(K["T_COLS"], "H", 80),
+        ])
+        return self.open(body)
+
+    def data(self, sid, chan, payload):
+        chunk = K["MUX_DATA_CHUNK"]
+        for i in range(0, len(payload), chunk):
+            self.frame(sid, K["MUX_DATA"], payload[i:i + chunk], chan)
+
+    def eof(self, sid, chan):
+        self.frame(sid, K["MUX_EOF"], b"", chan)
+
+    def ctl(self, sid, type_, *tlvs):
+        self.frame(sid, K["MUX_CTL"], struct.pack("<H", type_) + b"".join(tlvs))
+
+    def credit(self, sid, n):
+        self.frame(sid, K["MUX_CREDIT"], struct.pack("<I", n))
+
+    def close(self, sid, err=0):
+        self.frame(sid, K["MUX_CLOSE"], struct.pack("<I", err) if err else b"")
+
+    def bytes(self):
+        return bytes([self.opts, self.chunk]) + bytes(self.out)
+
+
+def seed_hello(opts, chunk):
+    """The guest agent's side of a boot: hello, ready, then an error report."""
+    s = Session(opts, chunk)
+    s.ctl(0, K["CTL_HELLO"], tlv_int(K["T_VERSION"], "I", K["MUX_VERSION"]),
+          tlv_int(K["T_BOOT_NS"], "Q", 123456789), tlv_int(K["T_READY_NS"], "Q", 223456789))
+    s.ctl(0, K["CTL_READY"])
+    s.ctl(0, K["CTL_ERROR"], tlv_str(K["T_MESSAGE"], "disk full"))
+    return s
+
+
+def seed_exec_reply(opts, chunk):
+    """The guest's answers on an exec stream the host opened: output, exit, close."""
+    s = Session(opts | K["FUZZ_MUX_OPEN2"], chunk)
+    sid = s.ours[0]
+    s.data(sid, K["MUX_CHAN_OUT"], b"hello\n")
+    s.data(sid, K["MUX_CHAN_ERR"], b"warning: something\n")
+    s.data(sid, K["MUX_CHAN_OUT"], b"world\n")
+    s.eof(sid, K["MUX_CHAN_OUT"])
+    s.eof(sid, K["MUX_CHAN_ERR"])
+    s.ctl(sid, K["CTL_EXIT"], tlv_int(K["T_EXIT_CODE"], "I", 3))
+    s.close(sid)
+    return s
+
+
+def seed_exec_guest(opts, chunk, poweroff):
+    """The host's side of an exec as the guest sees it, plus the link's config and a signal."""
+    s = Session(opts | K["FUZZ_MUX_GUEST"], chunk)
+    s.ctl(0, K["CTL_CONFIG"], tlv_str(K["T_HOSTNAME"], "sandbox-1"))
+    s.ctl(0, K["CTL_CONFIG"], tlv_int(K["T_TIME_NS"], "Q", 1700000000000000000))
+    a = s.open_exec("/bin/sh", True)
+    s.data(a, K["MUX_CHAN_IN"], b"echo hi\n")
+    s.ctl(a, K["CTL_RESIZE"], tlv_int(K["T_ROWS"], "H", 50))
+    s.ctl(a, K["CTL_RESIZE"], tlv_int(K["T_COLS"], "H", 132))
+    s.data(a, K["MUX_CHAN_IN"], b"exit\n")
+    s.eof(a, K["MUX_CHAN_IN"])
+    b = s.open_exec("/usr/bin/sleep", False)
+    s.ctl(b, K["CTL_SIGNAL"], tlv_int(K["T_SIGNAL"], "I", 15))
+    s.close(b)
+    s.close(a)
+    if poweroff:
+        s.ctl(0, K["CTL_POWEROFF"])
+    return s
+
+
+def seed_peer_opens(opts, chunk):
+    """The peer opens streams of its own, sends on them, closes with and without an errno."""
+    s = Session(opts, chunk)
+    a = s.open_exec("/bin/true", False)
+    b = s.open_exec("/bin/false", True)
+    s.data(a, K["MUX_CHAN_IN"], b"input for a")
+    s.data(b, K["MUX_CHAN_OUT"], b"output of b")
+    s.eof(a, K["MUX_CHAN_IN"])
+    s.close(b, 32)  # EPIPE
+    s.data(a, K["MUX_CHAN_ERR"], b"late")
+    s.close(a)
+    return s
+
+
+def seed_credit(opts, chunk):
+    """Enough DATA that the harness's echo earns credit back, returned in one CREDIT."""
+    s = Session(opts | K["FUZZ_MUX_ECHO"] | K["FUZZ_MUX_OPEN2"], chunk)
+    sid = s.ours[0]
+    s.data(sid, K["MUX_CHAN_OUT"], b"x" * 40000)
+    s.credit(sid, 40000)
+    s.close(sid)
+    return s
+
+
+def seed_credit_small(opts, chunk):
+    """Small credits for small echoes: values the fuzzer can easily push over the window."""
+    s = Session(opts | K["FUZZ_MUX_ECHO"] | K["FUZZ_MUX_OPEN2"], chunk)
+    sid = s.ours[0]
+    s.data(sid, K["MUX_CHAN_OUT"], b"hello")
+    s.credit(sid, 5)
+    s.data(sid, K["MUX_CHAN_OUT"], b"ab")
+    s.credit(sid, 1)
+    s.credit(sid, 1)
+    return s
+
+
+def seed_window():
+    """A whole window to a reader that never consumes, echoed after the "started" reply, so our
+    sends run out of credit too. One flipped stream id away: DATA beyond the window (the "x" on
+    our second stream) and a frame after the peer's CLOSE (the final EOF)."""
+    s = Session(K["FUZZ_MUX_STALL"] | K["FUZZ_MUX_ECHO"] | K["FUZZ_MUX_OPEN2"], 0)
+    a = s.open_exec("/bin/cat", False)
+    s.data(a, K["MUX_CHAN_OUT"], b"w" * K["MUX_WINDOW"])
+    s.data(s.ours[1], K["MUX_CHAN_OUT"], b"x")
+    s.close(s.ours[1])
+    s.eof(a, K["MUX_CHAN_OUT"])
+    return s
+
+
+def seed_max_streams():
+    """One OPEN more than MUX_MAX_STREAMS, then frames on the refused stream and the link."""
+    s = Session(0, 0)
+    svc = struct.pack("<H", K["SVC_EXEC"])
+    n = K["MUX_MAX_STREAMS"]
+    for i in range(n + 1):
+        s.frame(2 + 2 * i, K["MUX_OPEN"], svc)
+    s.frame(2 + 2 * n, K["MUX_DATA"], b"x")
+    s.close(2 + 2 * n)
+    s.close(2)
+    s.frame(2 + 2 * n + 2, K["MUX_OPEN"], svc)
+    return s
+
+
+def mux_seeds():
+    host, guest = 0, K["FUZZ_MUX_GUEST"]
+    close_now, echo, lazy = K["FUZZ_MUX_CLOSE_NOW"], K["FUZZ_MUX_ECHO"], K["FUZZ_MUX_LAZY"]
+    hangup, refuse = K["FUZZ_MUX_HANGUP"], K["FUZZ_MUX_REFUSE"]
+    seeds = {
+        "hello": seed_hello(host, 0),
+        "hello-bytewise": seed_hello(host, 1),
+        "exec-reply": seed_exec_reply(host | close_now, 0),
+        "exec-reply-lazy": seed_exec_reply(host | lazy, 7),
+        "exec-reply-bytewise": seed_exec_reply(host | echo | hangup, 1),
+        "exec-guest": seed_exec_guest(hangup, 0, False),
+        "exec-guest-chunked": seed_exec_guest(close_now | echo, 13, False),
+        "exec-guest-poweroff": seed_exec_guest(lazy, 64, True),
+        "peer-opens": seed_peer_opens(host | echo, 0),
+        "peer-opens-refused": seed_peer_opens(host | refuse | K["FUZZ_MUX_OPEN2"], 5),
+        "peer-opens-lazy": seed_peer_opens(host | lazy | close_now, 255),
+        "credit-host": seed_credit(host, 0),
+        "credit-guest": seed_credit(guest | lazy, 200),
+        "credit-small-host": seed_credit_small(host, 0),
+        "credit-small-guest": seed_credit_small(guest | lazy, 3),
+        "window": seed_window(),
+        "max-streams": seed_max_streams(),
+    }
+    return {name: s.bytes() for name, s in seeds.items()}
+
+
+def msg_seeds():
+    return {
+        "fields": b"".join([
+            tlv_str(K["T_ARGV"], "/bin/sh"),
+            tlv_str(K["T_ENV"], "A=B"),
+            tlv_int(K["T_TTY"], "B", 1),
+            tlv_int(K["T_ROWS"], "H", 24),
+            tlv_int(K["T_EXIT_CODE"], "I", 1),
+            tlv_int(K["T_TIME_NS"], "Q", 1),
+        ]),
+        "unknown-and-empty": tlv(0x7FFF, b"\0\1") + tlv_str(K["T_MESSAGE"], ""),
+    }
+
+
+GENERATORS = {"fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds}
+
+
+def main(argv):
+    if len(argv) != 3:
+        print("usage: make_seeds.py HARNESS DIR", file=sys.stderr)
+        return 1
+    name, out = argv[1], argv[2]
+    gen = GENERATORS.get(name)
+    if gen is None:
+        print(f"make_seeds.py: no seeds for {name} (known: {', '.join(GENERATORS)})",
+              file=sys.stderr)
+        return 0  # an empty corpus still fuzzes
+    try:
+        os.makedirs(out, exist_ok=True)
+        seeds = gen()
+        for seed, data in seeds.items():
+            with open(os.path.join(out, seed), "wb") as f:
+                f.write(data)
+    except OSError as e:
+        print(f"make_seeds.py: writing {out}: {e.strerror}", file=sys.stderr)
+        return 1
+    print(f"make_seeds.py: wrote {len(seeds)} seeds for {name} into {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
