@@ -41,6 +41,11 @@ void agent_link_wants_write(void);
 int mount_root(void);
 int mount_setup_sandbox(void);
 
+/* cgroup.c: a CPU quota for every process we start (fractional --cpus). */
+int cgroup_set_cpu_quota(uint32_t milli_cpus);
+/* In a child before exec: join the sandbox cgroup (no-op without a quota). */
+void cgroup_enter_sandbox(void);
+
 /* exec.c */
 int exec_open(struct mux_stream *s, struct rd *req);
 int exec_on_frame(struct mux_stream *s, const struct mux_frame *f);

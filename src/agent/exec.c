@@ -231,6 +231,7 @@ static void child_run(struct exec_req *q, int fds[3], const char *pts, int errfd
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
 	setsid();
+	cgroup_enter_sandbox();
 	if (pts) {
 		int slave = open(pts, O_RDWR);
 		if (slave < 0)

@@ -118,6 +118,10 @@ static void apply_config(struct rd *r)
 			if (msg_dup_str(&v, 64, &h) == 0 && *h && sethostname(h, strlen(h)) < 0)
 				warn("sethostname: %s", strerror(errno));
 			free(h);
+		} else if (tag == T_CPU_MILLI) {
+			uint32_t milli;
+			if (msg_get_u32(&v, &milli) == 0 && milli > 0 && milli < 1000u * 1024)
+				cgroup_set_cpu_quota(milli);
 		} else if (tag == T_TIME_NS) {
 			uint64_t t;
 			if (msg_get_u64(&v, &t) == 0) {

@@ -9,7 +9,22 @@
 #define EXIT_MATCHLOCK 125 /* matchlock itself failed (Docker's convention) */
 
 int cmd_run(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+int cmd_log(int argc, char **argv);
 int cmd_diagnose(int argc, char **argv);
+
+/*
+ * Connect to the control socket of a running sandbox given by ID or unique prefix; the full ID
+ * goes to id. Returns the fd, or a negative value with a reason in err.
+ */
+int cli_connect_sandbox(const char *idarg, char *id, size_t idn, char *err, size_t errn);
 
 /* Parse a decimal number in [min, max]; returns 0 or -EINVAL. */
 int cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);

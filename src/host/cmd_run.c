@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "accel.h"
@@ -21,9 +24,13 @@
 #include "common/util.h"
 #include "paths.h"
 #include "rootfs.h"
+#include "common/jsonw.h"
+#include "control.h"
 #include "exec_stdio.h"
 #include "loop.h"
 #include "sandbox.h"
+#include "state.h"
+#include "supervisor.h"
 
 #define MAX_ENV 4096
 
@@ -45,13 +52,16 @@ static const char run_usage[] =
 	"      --memory MB        guest memory (default 512)\n"
 	"      --timeout S        kill the command after S seconds and exit 124\n"
 	"      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
-	"      --rm[=BOOL]        remove the sandbox when the command ends (default true)\n";
+	"  -d, --detach           start the sandbox (and COMMAND, if given, in the background),\n"
+	"                         print its ID and return; it runs until 'matchlock kill ID'\n"
+	"      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n";
 
 struct run_opts {
 	const char *rootfs;
-	bool interactive, tty, rm;
+	bool interactive, tty, detach;
+	int rm; /* -1: default (true, false with -d) */
 	const char *workdir, *user, *hostname, *accel;
-	unsigned cpus, memory_mb, timeout_s;
+	unsigned cpus, cpu_milli, memory_mb, timeout_s;
 	char *env[MAX_ENV + 1];
 	size_t nenv;
 	char *file_env[MAX_ENV + 1];
@@ -135,7 +145,7 @@ static void env_free(char **v, size_t n)
 }
 
 /* Flags that belong to parts of the CLI contract not built yet: refuse them clearly. */
-static const char *const not_yet[] = { "image",	      "detach",	     "entrypoint", "allow-host",
+static const char *const not_yet[] = { "image",	      "entrypoint", "allow-host",
 				       "no-network",  "allow-private-ips", "add-host", "secret",
 				       "secret-file", "upstream-ca", "publish",	   "address",
 				       "volume",      "disk-size" };
@@ -161,7 +171,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		{ "rm", optional_argument, NULL, OPT_RM },
 		{ "help", no_argument, NULL, 'h' },
 		{ "image", required_argument, NULL, OPT_NOT_YET },
-		{ "detach", no_argument, NULL, OPT_NOT_YET },
+		{ "detach", no_argument, NULL, 'd' },
 		{ "entrypoint", required_argument, NULL, OPT_NOT_YET },
 		{ "allow-host", required_argument, NULL, OPT_NOT_YET },
 		{ "no-network", no_argument, NULL, OPT_NOT_YET },
@@ -230,6 +240,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 				return -EINVAL;
 			}
 			o->cpus = (unsigned)ceil(d);
+			o->cpu_milli = (unsigned)lround(d * 1000);
+			if (o->cpu_milli % 1000 == 0)
+				o->cpu_milli = 0; /* whole CPUs need no quota */
 			break;
 		}
 		case OPT_MEMORY:
@@ -249,13 +262,17 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		case OPT_ACCEL:
 			o->accel = optarg;
 			break;
-		case OPT_RM:
-			if (optarg && cli_parse_bool(optarg, &o->rm) < 0) {
+		case OPT_RM: {
+			bool b = true;
+			if (optarg && cli_parse_bool(optarg, &b) < 0) {
 				snprintf(err, errn, "--rm=%s: expected true or false", optarg);
 				return -EINVAL;
 			}
-			if (!optarg)
-				o->rm = true;
+			o->rm = b;
+			break;
+		}
+		case 'd':
+			o->detach = true;
 			break;
 		case 'h':
 			fputs(run_usage, stdout);
@@ -263,7 +280,6 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		case OPT_NOT_YET:
 			snprintf(err, errn, "--%s is not supported by this version yet", longopts[idx].name);
 			return -ENOTSUP;
-		case 'd':
 		case 'p':
 		case 'v':
 			snprintf(err, errn, "-%c is not supported by this version yet", c);
@@ -313,18 +329,67 @@ static void on_boot_signal(struct watch *w, uint32_t events)
 			boot_interrupted = (int)si.ssi_signo;
 }
 
+/* A detached supervisor stops its sandbox on SIGTERM/SIGINT/SIGHUP. */
+static void on_detached_signal(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct supervisor *sup = w->obj;
+	struct signalfd_siginfo si;
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si))
+		if (si.ssi_signo != SIGWINCH)
+			sup->stop = true;
+}
+
+/* The record's config: what `get` shows. Secrets will appear here only as "<redacted>". */
+static char *config_json(const struct run_opts *o, const struct sandbox_config *sc, char **cmd)
+{
+	struct buf b = { 0 };
+	char cpus[32];
+	snprintf(cpus, sizeof(cpus), "%g", sc->cpu_milli ? sc->cpu_milli / 1000.0 : (double)sc->cpus);
+	jsonw_raw(&b, "{");
+	jsonw_kv_str(&b, 1, "rootfs", o->rootfs);
+	jsonw_kv_str(&b, 0, "hostname", sc->hostname ? sc->hostname : sc->id);
+	jsonw_kv_raw(&b, 0, "cpus", cpus);
+	jsonw_kv_int(&b, 0, "memory_mb", sc->memory_mb);
+	jsonw_kv_int(&b, 0, "timeout_seconds", o->timeout_s);
+	jsonw_kv_str(&b, 0, "accel", accel_names[sc->accel]);
+	jsonw_kv_bool(&b, 0, "detached", o->detach);
+	jsonw_raw(&b, ",\"command\":[");
+	for (size_t i = 0; cmd && cmd[i]; i++) {
+		if (i)
+			jsonw_raw(&b, ",");
+		jsonw_str(&b, cmd[i]);
+	}
+	jsonw_raw(&b, "],\"env\":[");
+	for (size_t i = 0; i < o->nfile_env; i++) {
+		if (i)
+			jsonw_raw(&b, ",");
+		/* Values can be credentials: record the names only. */
+		char key[256];
+		snprintf(key, sizeof(key), "%.*s", (int)strcspn(o->file_env[i], "="), o->file_env[i]);
+		jsonw_str(&b, key);
+	}
+	jsonw_raw(&b, "]}");
+	buf_put_u8(&b, 0);
+	return (char *)b.p;
+}
+
 int cmd_run(int argc, char **argv)
 {
-	struct run_opts o = { .rm = true, .cpus = 1, .memory_mb = 512, .accel = "auto" };
-	char err[1024] = "", disk[4200], kernel[4200], initrd[4200], state[4096], sbdir[4200];
+	struct run_opts o = { .rm = -1, .cpus = 1, .memory_mb = 512, .accel = "auto" };
+	char err[1024] = "", disk[4200], kernel[4200], initrd[4200], sbdir[4200];
 	char **cmd = NULL;
 	char id[12];
-	int status = EXIT_MATCHLOCK, sigfd = -1;
+	int status = EXIT_MATCHLOCK, sigfd = -1, notify[2] = { -1, -1 };
 	struct sandbox *sb = NULL;
+	struct state *st = NULL;
 	struct loop loop = { .epfd = -1 };
+	struct supervisor sup = { .listen_w.fd = -1 };
 	struct watch sig_w;
-	bool made_dir = false;
-	uint64_t t0 = now_ns();
+	struct sandbox_times times;
+	bool made_dir = false, have_record = false, detached_child = false;
+	char failure[300] = "";
+	uint64_t t0 = now_ns(), t_exec_done = 0;
 
 	int r = parse_args(argc, argv, &o, &cmd, err, sizeof(err));
 	if (r == 1) {
@@ -333,8 +398,14 @@ int cmd_run(int argc, char **argv)
 	}
 	if (r < 0)
 		goto out;
-	if (!cmd[0]) {
+	if (o.rm < 0)
+		o.rm = !o.detach; /* a detached sandbox stays listed after kill, until rm or prune */
+	if (!cmd[0] && !o.detach) {
 		snprintf(err, sizeof(err), "no command given (matchlock run [FLAGS] -- COMMAND [ARG...])");
+		goto out;
+	}
+	if (o.detach && (o.interactive || o.tty)) {
+		snprintf(err, sizeof(err), "-d cannot be combined with -i or -t (use matchlock exec -it)");
 		goto out;
 	}
 	if (!o.rootfs) {
@@ -360,25 +431,67 @@ int cmd_run(int argc, char **argv)
 	}
 	if (rootfs_prepare(o.rootfs, disk, sizeof(disk), err, sizeof(err)) < 0)
 		goto out;
-
-	cli_new_id(id);
-	if (paths_state_dir(state, sizeof(state)) < 0 ||
-	    snprintf(sbdir, sizeof(sbdir), "%s/sandboxes/%s", state, id) >= (int)sizeof(sbdir)) {
-		snprintf(err, sizeof(err), "state directory path too long");
-		goto out;
-	}
-	if ((r = mkdir_p(sbdir, 0700)) < 0) {
-		snprintf(err, sizeof(err), "cannot create %s: %s", sbdir, strerror(-r));
-		goto out;
-	}
-	made_dir = true;
-
 	const char *bt = getenv("MATCHLOCK_BOOT_TIMEOUT");
 	unsigned long boot_timeout = accel == ACCEL_KVM ? 10 : 30;
 	if (bt && cli_parse_uint(bt, 1, 3600, &boot_timeout) < 0) {
 		snprintf(err, sizeof(err), "MATCHLOCK_BOOT_TIMEOUT=%s: expected seconds", bt);
 		goto out;
 	}
+	cli_new_id(id);
+	if ((r = control_dir(id, sbdir, sizeof(sbdir))) < 0 || (r = mkdir_p(sbdir, 0700)) < 0) {
+		snprintf(err, sizeof(err), "cannot create the sandbox directory %s: %s", sbdir, strerror(-r));
+		goto out;
+	}
+	made_dir = true;
+
+	if (o.detach) {
+		/*
+		 * The supervisor becomes a child in its own session; we wait until it says the
+		 * sandbox is ready (or why not), print the ID and leave it running.
+		 */
+		if (pipe2(notify, O_CLOEXEC) < 0) {
+			snprintf(err, sizeof(err), "pipe: %s", strerror(errno));
+			goto out;
+		}
+		pid_t pid = fork();
+		if (pid < 0) {
+			snprintf(err, sizeof(err), "fork: %s", strerror(errno));
+			goto out;
+		}
+		if (pid > 0) {
+			close(notify[1]);
+			notify[1] = -1;
+			char msg[1024];
+			ssize_t n = read(notify[0], msg, sizeof(msg) - 1);
+			msg[n > 0 ? n : 0] = 0;
+			if (n > 0 && !strncmp(msg, "ok", 2)) {
+				printf("%s\n", id);
+				status = 0;
+			} else {
+				snprintf(err, sizeof(err), "%s", n > 0 ? msg : "the sandbox supervisor died while starting");
+				int ws;
+				waitpid(pid, &ws, 0);
+			}
+			made_dir = false; /* the supervisor owns it now */
+			goto out;
+		}
+		detached_child = true;
+		close(notify[0]);
+		notify[0] = -1;
+		setsid();
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			close(null);
+		}
+		log_set_quiet(1);
+	}
+
+	/* Opened only now: an SQLite connection must never cross a fork. */
+	if (state_open(&st, err, sizeof(err)) < 0)
+		goto out;
 
 	/* Signals arrive through the loop from now on: Ctrl-C during boot aborts it cleanly. */
 	sigset_t mask;
@@ -388,6 +501,7 @@ int cmd_run(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGWINCH);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sigfd < 0 || loop_init(&loop) < 0) {
 		snprintf(err, sizeof(err), "setting up: %s", strerror(errno));
@@ -404,10 +518,24 @@ int cmd_run(int argc, char **argv)
 		.disk = disk,
 		.accel = accel,
 		.cpus = o.cpus,
+		.cpu_milli = o.cpu_milli,
 		.memory_mb = o.memory_mb,
 		.hostname = o.hostname,
 		.boot_timeout_ms = (unsigned)boot_timeout * 1000,
 	};
+	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
+				 .pid_start = proc_start_time(getpid()) };
+	snprintf(rec.id, sizeof(rec.id), "%s", id);
+	snprintf(rec.image, sizeof(rec.image), "%s", o.rootfs);
+	rec.config = config_json(&o, &sc, cmd);
+	r = state_insert(st, &rec);
+	free(rec.config);
+	if (r < 0) {
+		snprintf(err, sizeof(err), "cannot record the sandbox: %s", strerror(-r));
+		goto out;
+	}
+	have_record = true;
+
 	sb = sandbox_boot(&sc, &loop, &boot_interrupted, err, sizeof(err));
 	if (!sb && errno == ETIMEDOUT && accel == ACCEL_KVM && !strcmp(o.accel, "auto")) {
 		/*
@@ -424,11 +552,17 @@ int cmd_run(int argc, char **argv)
 	if (!sb) {
 		if (errno == EINTR) {
 			status = 128 + boot_interrupted;
-			err[0] = 0;
+			snprintf(err, sizeof(err), "interrupted while booting");
 		}
+		state_set_status(st, id, ST_FAILED, err);
 		goto out;
 	}
 	loop_unwatch(&loop, &sig_w);
+	if (supervisor_start(&sup, &loop, sb, sbdir, o.detach ? o.timeout_s : 0, err, sizeof(err)) < 0) {
+		snprintf(failure, sizeof(failure), "%s", err);
+		goto stop;
+	}
+	state_set_status(st, id, ST_RUNNING, NULL);
 
 	if (o.tty && getenv("TERM")) {
 		char term[300];
@@ -446,26 +580,64 @@ int cmd_run(int argc, char **argv)
 		.user = o.user,
 		.stdin_on = o.interactive,
 		.tty = o.tty,
-		.timeout_s = o.timeout_s,
+		.timeout_s = o.detach ? 0 : o.timeout_s,
 	};
-	r = exec_stdio_run(sb, &loop, &req, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, sigfd, err,
-			   sizeof(err));
-	status = r < 0 ? EXIT_MATCHLOCK : r;
-	uint64_t t_exec_done = now_ns();
-	struct sandbox_times times;
+	if (o.detach) {
+		(void)!write(notify[1], "ok", 2);
+		close(notify[1]);
+		notify[1] = -1;
+		if (cmd[0]) {
+			/* The command runs in the background; its output goes to the sandbox log. */
+			char logp[4300];
+			snprintf(logp, sizeof(logp), "%s/log", sbdir);
+			int logfd = open(logp, O_WRONLY | O_APPEND | O_CLOEXEC);
+			int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			if (logfd >= 0 && null >= 0 &&
+			    !exec_stdio_start(sb, &loop, &req, null, logfd, logfd, NULL, NULL, err, sizeof(err)))
+				warn("background command: %s", err);
+			err[0] = 0;
+			/* exec_stdio keeps using the fds until the process ends: they live as long as us. */
+		}
+		watch_init(&sig_w, sigfd, on_detached_signal, &sup);
+		loop_watch(&loop, &sig_w, EPOLLIN);
+		while (!sup.stop && !sandbox_failure(sb))
+			loop_run_once(&loop, 0);
+		loop_unwatch(&loop, &sig_w);
+		status = 0;
+	} else {
+		r = exec_stdio_run(sb, &loop, &req, sigfd, &sup.stop, err, sizeof(err));
+		status = r < 0 ? EXIT_MATCHLOCK : r;
+	}
+	t_exec_done = now_ns();
+	if (sandbox_failure(sb)) {
+		snprintf(failure, sizeof(failure), "%s", sandbox_failure(sb));
+		if (!err[0])
+			snprintf(err, sizeof(err), "%s", failure);
+	}
+stop:
+	state_set_status(st, id, ST_STOPPING, NULL);
 	sandbox_stop(sb, &times);
 	sb = NULL;
-	if (getenv("MATCHLOCK_TIMING"))
+	/* Record the end before answering whoever asked for it (kill waits for our answer). */
+	state_set_status(st, id, failure[0] ? ST_FAILED : ST_STOPPED, failure[0] ? failure : NULL);
+	supervisor_finish(&sup);
+	if (getenv("MATCHLOCK_TIMING") && !o.detach)
 		print_timing(&times, t0, t_exec_done, now_ns());
 out:
-	if (made_dir && o.rm)
+	if (notify[1] >= 0 && *err)
+		(void)!write(notify[1], err, strlen(err));
+	if (made_dir && o.rm > 0) {
 		rm_rf(sbdir);
-	if (*err)
+		if (have_record && st)
+			state_delete(st, id);
+	}
+	if (*err && !detached_child)
 		error("%s", err);
 	if (loop.epfd >= 0)
 		loop_fini(&loop);
 	if (sigfd >= 0)
 		close(sigfd);
+	state_close(st);
 	env_free(o.env, o.nenv);
 	env_free(o.file_env, o.nfile_env);
 	return status;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -18,24 +19,52 @@
 #include "common/util.h"
 #include "proto/mux.h"
 
-struct stdio_exec {
+struct exec_stdio {
 	struct sandbox_exec *x;
 	struct loop *l;
-	struct watch in_w, out_w[3], sig_w;
+	struct watch in_w, out_w[3];
+	int saved_fl[3];
 	struct timer in_poll; /* stdin that epoll cannot watch (a regular file) */
 	bool in_on, in_pollable, in_eof;
 	uint8_t in_buf[MUX_DATA_CHUNK];
 	size_t in_len, in_off; /* read from stdin, not yet accepted by the sandbox */
 	struct buf q[3]; /* output waiting for the fd to take it */
-	bool tty;
-	int cancels;
-	bool done;
+	int interrupts;
+	bool ended; /* the process is over; waiting for queued output to drain */
 	int status;
-	char *err;
-	size_t errn;
+	char err[512];
+	exec_stdio_done_fn done;
+	void *opaque;
 };
 
-static void pump_stdin(struct stdio_exec *e)
+static void stdio_release(struct exec_stdio *e)
+{
+	int fds[3] = { e->in_w.fd, e->out_w[1].fd, e->out_w[2].fd };
+	loop_timer_cancel(e->l, &e->in_poll);
+	loop_unwatch(e->l, &e->in_w);
+	loop_unwatch(e->l, &e->out_w[EXEC_STDOUT]);
+	loop_unwatch(e->l, &e->out_w[EXEC_STDERR]);
+	for (int i = 0; i < 3; i++)
+		if (e->saved_fl[i] >= 0)
+			fcntl(fds[i], F_SETFL, e->saved_fl[i]);
+	buf_fini(&e->q[EXEC_STDOUT]);
+	buf_fini(&e->q[EXEC_STDERR]);
+	loop_defer_free(e->l, e, free);
+}
+
+/* Finish once the process is over and everything it wrote has reached the fds. */
+static void maybe_done(struct exec_stdio *e)
+{
+	if (!e->ended || buf_used(&e->q[EXEC_STDOUT]) || buf_used(&e->q[EXEC_STDERR]))
+		return;
+	exec_stdio_done_fn done = e->done;
+	e->done = NULL;
+	if (done)
+		done(e, e->status, e->err[0] ? e->err : NULL, e->opaque);
+	stdio_release(e);
+}
+
+static void pump_stdin(struct exec_stdio *e)
 {
 	while (e->in_on && !e->in_eof && e->x) {
 		if (e->in_off == e->in_len) {
@@ -74,13 +103,13 @@ static void on_stdin(struct watch *w, uint32_t events)
 
 static void on_in_poll(struct timer *t)
 {
-	struct stdio_exec *e = t->obj;
+	struct exec_stdio *e = t->obj;
 	pump_stdin(e);
-	if (!e->in_pollable && !e->in_eof && e->in_off == e->in_len)
+	if (e->x && !e->in_eof && e->in_off == e->in_len)
 		loop_timer_set(e->l, &e->in_poll, e->l->now);
 }
 
-static void flush_out(struct stdio_exec *e, int chan)
+static void flush_out(struct exec_stdio *e, int chan)
 {
 	struct buf *q = &e->q[chan];
 	struct watch *w = &e->out_w[chan];
@@ -101,13 +130,14 @@ static void flush_out(struct stdio_exec *e, int chan)
 static void on_out(struct watch *w, uint32_t events)
 {
 	(void)events;
-	struct stdio_exec *e = w->obj;
+	struct exec_stdio *e = w->obj;
 	flush_out(e, w == &e->out_w[EXEC_STDOUT] ? EXEC_STDOUT : EXEC_STDERR);
+	maybe_done(e);
 }
 
 static void op_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t n)
 {
-	struct stdio_exec *e = sandbox_exec_opaque(x);
+	struct exec_stdio *e = sandbox_exec_opaque(x);
 	if (buf_append(&e->q[chan], p, n) < 0) {
 		/* Cannot hold it: drop it rather than stall the guest forever. */
 		sandbox_exec_consumed(x, n);
@@ -118,7 +148,7 @@ static void op_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t
 
 static void op_writable(struct sandbox_exec *x)
 {
-	struct stdio_exec *e = sandbox_exec_opaque(x);
+	struct exec_stdio *e = sandbox_exec_opaque(x);
 	pump_stdin(e);
 	if (!e->in_pollable && e->in_on && !e->in_eof)
 		loop_timer_set(e->l, &e->in_poll, e->l->now);
@@ -126,12 +156,15 @@ static void op_writable(struct sandbox_exec *x)
 
 static void op_done(struct sandbox_exec *x, int status, const char *err)
 {
-	struct stdio_exec *e = sandbox_exec_opaque(x);
+	struct exec_stdio *e = sandbox_exec_opaque(x);
 	e->x = NULL;
-	e->done = true;
+	e->ended = true;
 	e->status = status;
 	if (err)
-		snprintf(e->err, e->errn, "%s", err);
+		snprintf(e->err, sizeof(e->err), "%s", err);
+	loop_timer_cancel(e->l, &e->in_poll);
+	loop_unwatch(e->l, &e->in_w);
+	maybe_done(e);
 }
 
 static const struct exec_ops stdio_ops = {
@@ -140,90 +173,153 @@ static const struct exec_ops stdio_ops = {
 	.done = op_done,
 };
 
-static void on_signal(struct watch *w, uint32_t events)
+struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const struct exec_request *req,
+				    int in_fd, int out_fd, int err_fd, exec_stdio_done_fn done,
+				    void *opaque, char *err, size_t errn)
+{
+	struct exec_stdio *e = calloc(1, sizeof(*e));
+	if (!e) {
+		snprintf(err, errn, "out of memory");
+		return NULL;
+	}
+	e->l = l;
+	e->in_on = req->stdin_on;
+	e->done = done;
+	e->opaque = opaque;
+	watch_init(&e->in_w, in_fd, on_stdin, e);
+	watch_init(&e->out_w[EXEC_STDOUT], out_fd, on_out, e);
+	watch_init(&e->out_w[EXEC_STDERR], err_fd, on_out, e);
+	e->in_poll = (struct timer){ .fn = on_in_poll, .obj = e };
+	struct stat st;
+	e->in_pollable = !(fstat(in_fd, &st) == 0 && S_ISREG(st.st_mode));
+	int fds[3] = { in_fd, out_fd, err_fd };
+	for (int i = 0; i < 3; i++) {
+		e->saved_fl[i] = fcntl(fds[i], F_GETFL);
+		if (i > 0 || req->stdin_on)
+			fd_set_nonblock(fds[i], 1);
+	}
+	e->x = sandbox_exec_start(sb, req, &stdio_ops, e, err, errn);
+	if (!e->x) {
+		e->done = NULL;
+		stdio_release(e);
+		return NULL;
+	}
+	if (e->in_on) {
+		if (e->in_pollable)
+			pump_stdin(e);
+		else
+			loop_timer_set(l, &e->in_poll, l->now);
+	}
+	return e;
+}
+
+void exec_stdio_interrupt(struct exec_stdio *e)
+{
+	if (!e->x)
+		return;
+	if (e->interrupts++ == 0)
+		sandbox_exec_cancel(e->x, CANCEL_GRACE_MS);
+	else
+		sandbox_exec_signal(e->x, SIGKILL);
+}
+
+void exec_stdio_resize(struct exec_stdio *e, unsigned rows, unsigned cols)
+{
+	if (e->x && rows && cols && rows <= UINT16_MAX && cols <= UINT16_MAX)
+		sandbox_exec_resize(e->x, (uint16_t)rows, (uint16_t)cols);
+}
+
+void exec_stdio_abort(struct exec_stdio *e)
+{
+	e->done = NULL;
+	if (e->x) {
+		sandbox_exec_signal(e->x, SIGKILL);
+		/* Its done callback will find nothing to report to. */
+		e->ended = true;
+	}
+	buf_consume(&e->q[EXEC_STDOUT], buf_used(&e->q[EXEC_STDOUT]));
+	buf_consume(&e->q[EXEC_STDERR], buf_used(&e->q[EXEC_STDERR]));
+	if (!e->x)
+		stdio_release(e);
+	/* else: op_done arrives later and releases e through maybe_done. */
+}
+
+/* ---- the foreground case ----------------------------------------------------------------- */
+
+struct fg {
+	struct exec_stdio *e;
+	int out_fd;
+	bool tty, done;
+	int status;
+	char *err;
+	size_t errn;
+};
+
+static void fg_done(struct exec_stdio *e, int status, const char *err, void *opaque)
+{
+	(void)e;
+	struct fg *f = opaque;
+	f->done = true;
+	f->status = status;
+	if (err)
+		snprintf(f->err, f->errn, "%s", err);
+}
+
+static void fg_signal(struct watch *w, uint32_t events)
 {
 	(void)events;
-	struct stdio_exec *e = w->obj;
+	struct fg *f = w->obj;
 	struct signalfd_siginfo si;
 	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
-		if (!e->x)
+		if (f->done)
 			continue;
 		if (si.ssi_signo == SIGWINCH) {
 			struct winsize ws;
-			if (e->tty && ioctl(e->out_w[EXEC_STDOUT].fd, TIOCGWINSZ, &ws) == 0)
-				sandbox_exec_resize(e->x, ws.ws_row, ws.ws_col);
+			if (f->tty && ioctl(f->out_fd, TIOCGWINSZ, &ws) == 0)
+				exec_stdio_resize(f->e, ws.ws_row, ws.ws_col);
 			continue;
 		}
-		if (e->cancels++ == 0)
-			sandbox_exec_cancel(e->x, CANCEL_GRACE_MS);
-		else
-			sandbox_exec_signal(e->x, SIGKILL);
+		exec_stdio_interrupt(f->e);
 	}
 }
 
-int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req, int in_fd,
-		   int out_fd, int err_fd, int sigfd, char *err, size_t errn)
+int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req, int sigfd,
+		   const bool *stop, char *err, size_t errn)
 {
-	struct stdio_exec e = { .l = l, .in_on = req->stdin_on, .tty = req->tty, .err = err, .errn = errn };
-	int fds[3] = { in_fd, out_fd, err_fd }, saved_fl[3];
+	struct fg f = { .out_fd = STDOUT_FILENO, .tty = req->tty, .err = err, .errn = errn };
 	struct termios saved_tio;
+	struct watch sig_w;
 	bool raw = false;
 	err[0] = 0;
 
 	if (req->tty) {
 		struct winsize ws;
-		if (ioctl(out_fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
 			req->rows = ws.ws_row;
 			req->cols = ws.ws_col;
 		}
-	}
-	watch_init(&e.in_w, in_fd, on_stdin, &e);
-	watch_init(&e.out_w[EXEC_STDOUT], out_fd, on_out, &e);
-	watch_init(&e.out_w[EXEC_STDERR], err_fd, on_out, &e);
-	watch_init(&e.sig_w, sigfd, on_signal, &e);
-	e.in_poll = (struct timer){ .fn = on_in_poll, .obj = &e };
-	struct stat st;
-	e.in_pollable = !(fstat(in_fd, &st) == 0 && S_ISREG(st.st_mode));
-
-	for (int i = 0; i < 3; i++) {
-		saved_fl[i] = fcntl(fds[i], F_GETFL);
-		if (i > 0 || req->stdin_on)
-			fd_set_nonblock(fds[i], 1);
-	}
-	if (req->tty && req->stdin_on && isatty(in_fd) && tcgetattr(in_fd, &saved_tio) == 0) {
-		struct termios t = saved_tio;
-		cfmakeraw(&t);
-		raw = tcsetattr(in_fd, TCSANOW, &t) == 0;
-	}
-
-	e.x = sandbox_exec_start(sb, req, &stdio_ops, &e, err, errn);
-	int r = e.x ? 0 : -errno;
-	if (e.x) {
-		if (sigfd >= 0)
-			loop_watch(l, &e.sig_w, EPOLLIN);
-		if (e.in_on) {
-			if (e.in_pollable)
-				pump_stdin(&e);
-			else
-				loop_timer_set(l, &e.in_poll, l->now);
+		if (req->stdin_on && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
+			struct termios t = saved_tio;
+			cfmakeraw(&t);
+			raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
 		}
-		while (!e.done || buf_used(&e.q[EXEC_STDOUT]) || buf_used(&e.q[EXEC_STDERR]))
-			loop_run_once(l, 0);
-		r = e.status;
 	}
-
-	loop_timer_cancel(l, &e.in_poll);
-	loop_unwatch(l, &e.in_w);
-	loop_unwatch(l, &e.out_w[EXEC_STDOUT]);
-	loop_unwatch(l, &e.out_w[EXEC_STDERR]);
-	loop_unwatch(l, &e.sig_w);
+	f.e = exec_stdio_start(sb, l, req, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, fg_done, &f,
+			       err, errn);
+	int r = f.e ? 0 : -EIO;
+	if (f.e) {
+		watch_init(&sig_w, sigfd, fg_signal, &f);
+		loop_watch(l, &sig_w, EPOLLIN);
+		while (!f.done && !(stop && *stop))
+			loop_run_once(l, 0);
+		loop_unwatch(l, &sig_w);
+		r = f.status;
+		if (!f.done) {
+			exec_stdio_abort(f.e);
+			r = 128 + SIGKILL;
+		}
+	}
 	if (raw)
-		tcsetattr(in_fd, TCSADRAIN, &saved_tio);
-	for (int i = 0; i < 3; i++)
-		if (saved_fl[i] >= 0)
-			fcntl(fds[i], F_SETFL, saved_fl[i]);
-	buf_fini(&e.q[EXEC_STDOUT]);
-	buf_fini(&e.q[EXEC_STDERR]);
-	/* The watches on this stack frame are out of the epoll set; no batch is in progress. */
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_tio);
 	return r;
 }

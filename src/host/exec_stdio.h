@@ -1,25 +1,44 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A process in a sandbox attached to local file descriptors, the way `run` and `exec` use it:
- * stdin pumped as credit allows, output queued and written without blocking the loop, the
- * terminal in raw mode for -it, SIGWINCH forwarded, and Ctrl-C turned into SIGTERM (then
- * SIGKILL after a grace period, or at once on a second Ctrl-C).
+ * A process in a sandbox attached to file descriptors, the way `run` and `exec` use it: stdin
+ * pumped as flow-control credit allows, output queued and written without blocking the loop.
+ * The fds may be our own stdio (run) or a client's passed over the control socket (exec).
  */
 #ifndef MATCHLOCK_EXEC_STDIO_H
 #define MATCHLOCK_EXEC_STDIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "sandbox.h"
 
 #define CANCEL_GRACE_MS 5000
 
+struct exec_stdio;
+/* Called once when the process has ended and all its output is written (see exec_ops.done). */
+typedef void (*exec_stdio_done_fn)(struct exec_stdio *e, int status, const char *err, void *opaque);
+
 /*
- * Run req with the given fds until it ends. sigfd is a signalfd for SIGINT, SIGTERM, SIGHUP and
- * SIGWINCH (or -1). Returns the shell-style status (err may still explain 126/127), or -errno
- * with err set when the sandbox failed.
+ * Start req with its stdio on the given fds (not owned; made non-blocking until the end).
+ * Returns NULL with err set if it cannot start.
  */
-int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req, int in_fd,
-		   int out_fd, int err_fd, int sigfd, char *err, size_t errn);
+struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const struct exec_request *req,
+				    int in_fd, int out_fd, int err_fd, exec_stdio_done_fn done,
+				    void *opaque, char *err, size_t errn);
+/* Ctrl-C semantics: the first call sends SIGTERM (SIGKILL after CANCEL_GRACE_MS), the next SIGKILL. */
+void exec_stdio_interrupt(struct exec_stdio *e);
+void exec_stdio_resize(struct exec_stdio *e, unsigned rows, unsigned cols);
+/* Kill the process now and detach from the fds; `done` is not called. */
+void exec_stdio_abort(struct exec_stdio *e);
+
+/*
+ * Foreground helper for `run`: runs req on our own stdio until it ends, with the terminal in
+ * raw mode for -it, SIGWINCH forwarded and Ctrl-C handled through sigfd (a signalfd for SIGINT,
+ * SIGTERM, SIGHUP and SIGWINCH, or -1). If *stop becomes true (the sandbox is being killed),
+ * the process is killed and 137 returned. Returns the shell-style status (err may explain
+ * 126/127), or -errno with err set when the sandbox failed.
+ */
+int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req, int sigfd,
+		   const bool *stop, char *err, size_t errn);
 
 #endif

@@ -21,7 +21,14 @@ static const char usage[] =
 	"Run untrusted code in a disposable micro-VM with a closed network.\n"
 	"\n"
 	"Commands:\n"
-	"  run        create a sandbox and run a command in it\n"
+	"  run        create a sandbox and run a command in it (-d: keep it running)\n"
+	"  exec       run a command in a running sandbox\n"
+	"  list, ls   list sandboxes (--running)\n"
+	"  get        a sandbox's record as JSON; inspect: with history and paths\n"
+	"  log        a sandbox's log (-f to follow)\n"
+	"  kill       stop a sandbox (--all: every running one)\n"
+	"  rm         remove a stopped sandbox (--stopped: all of them); prune: the same\n"
+	"  gc         clean up after crashed sandboxes\n"
 	"  diagnose   check that this host can run sandboxes, and why (not)\n"
 	"  version    print the version\n"
 	"\n"
@@ -80,10 +87,18 @@ int main(int argc, char **argv)
 		printf("matchlock %s\n", MATCHLOCK_VERSION);
 		return 0;
 	}
-	if (!strcmp(verb, "run"))
-		return cmd_run(argc - 1, argv + 1);
-	if (!strcmp(verb, "diagnose"))
-		return cmd_diagnose(argc - 1, argv + 1);
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} verbs[] = {
+		{ "run", cmd_run },	{ "exec", cmd_exec },	  { "list", cmd_list },
+		{ "ls", cmd_list },	{ "get", cmd_get },	  { "inspect", cmd_inspect },
+		{ "kill", cmd_kill },	{ "rm", cmd_rm },	  { "prune", cmd_prune },
+		{ "gc", cmd_gc },	{ "log", cmd_log },	  { "diagnose", cmd_diagnose },
+	};
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(verb, verbs[i].name))
+			return verbs[i].fn(argc - 1, argv + 1);
 	error("'%s' is not a matchlock command (see 'matchlock --help')", verb);
 	return EXIT_MATCHLOCK;
 }

@@ -104,6 +104,8 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 		buf_put_u16(&b, CTL_CONFIG);
 		msg_put_str(&b, T_HOSTNAME, sb->cfg.hostname ? sb->cfg.hostname : sb->cfg.id);
 		msg_put_u64(&b, T_TIME_NS, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+		if (sb->cfg.cpu_milli)
+			msg_put_u32(&b, T_CPU_MILLI, sb->cfg.cpu_milli);
 		sb_send_ctl(sb, 0, &b);
 		buf_fini(&b);
 		sb->state = SB_CONFIGURING;

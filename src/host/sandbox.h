@@ -24,6 +24,7 @@ struct sandbox_config {
 	const char *kernel, *initrd, *disk;
 	enum accel accel;
 	unsigned cpus, memory_mb;
+	unsigned cpu_milli; /* a CPU quota in thousandths when --cpus is fractional, else 0 */
 	const char *hostname;
 	unsigned boot_timeout_ms;
 };

@@ -20,7 +20,7 @@ enum msg_service {
 /* CTL message types (first u16 of a CTL payload). */
 enum msg_ctl {
 	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
-	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME */
+	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_CPU_MILLI */
 	CTL_READY, /* guest -> host on stream 0: config applied */
 	CTL_POWEROFF, /* host -> guest on stream 0: stop everything, power off */
 	CTL_ERROR, /* either way: T_ERRNO, T_MESSAGE (stream 0: the link is closing) */
@@ -49,6 +49,8 @@ enum msg_tag {
 	T_ERRNO, /* u32 */
 	T_MESSAGE, /* string */
 	T_TIME_NS, /* u64: wall clock, CLOCK_REALTIME */
+	T_TIMEOUT_S, /* u32: seconds */
+	T_CPU_MILLI, /* u32: CPU quota in thousandths of a CPU (only when fractional) */
 };
 
 #define MSG_MAX_ARGS 4096

@@ -7,7 +7,8 @@ ML=$BUILD/matchlock
 ROOTFS=$BUILD/rootfs-busybox
 export MATCHLOCK_HOME=${MATCHLOCK_HOME:-$(mktemp -d /tmp/matchlock-test.XXXXXX)}
 T_OUT=$(mktemp -d /tmp/matchlock-out.XXXXXX)
-trap 'rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
+# Whatever happens, no sandbox of ours outlives the suite.
+trap '"$ML" kill --all >/dev/null 2>&1; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
 
 fail() { echo "    FAIL: $*" >&2; exit 1; }
 # expect_eq WHAT GOT WANT

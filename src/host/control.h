@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket of a running sandbox: <state>/sandboxes/<id>/control.sock, a unix
+ * SOCK_SEQPACKET socket in a 0700 directory. CLI verbs (exec, kill, ...) talk to the sandbox's
+ * supervisor through it. One message per packet: u16 type + TLVs (proto/msg.h encoding).
+ * `exec` passes the client's stdin/stdout/stderr as file descriptors (SCM_RIGHTS), so output
+ * goes straight from the supervisor to wherever the client's stdout points.
+ */
+#ifndef MATCHLOCK_CONTROL_H
+#define MATCHLOCK_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+
+#define CONTROL_MAX_MSG (256 * 1024)
+#define CONTROL_MAX_CLIENTS 64
+
+enum ctrl_type {
+	CTRL_EXEC = 1, /* client: exec request TLVs + 3 fds */
+	CTRL_INTERRUPT, /* client: Ctrl-C for its exec */
+	CTRL_RESIZE, /* client: T_ROWS, T_COLS */
+	CTRL_STOP, /* client: stop the sandbox; answered with CTRL_OK once it is down */
+	CTRL_EXIT, /* server: T_EXIT_CODE, optional T_MESSAGE */
+	CTRL_OK, /* server */
+	CTRL_FAIL, /* server: T_MESSAGE */
+};
+
+/* Path of a sandbox's state directory. */
+int control_dir(const char *id, char *out, size_t n);
+/* Listen in dir; returns the fd or -errno (err says why). */
+int control_listen(const char *dir, char *err, size_t errn);
+/* Connect to the sandbox id; returns the fd, -ENOENT/-ECONNREFUSED when it is not running. */
+int control_connect(const char *id);
+/* Send one message with up to 3 fds. */
+int control_send(int fd, const struct buf *msg, const int *fds, int nfds);
+/*
+ * Receive one message into p (cap bytes); fds (up to 3) land in fds[] and *nfds. Returns the
+ * length, 0 at EOF, or -errno (-EMSGSIZE for a truncated message; any fds are closed then).
+ */
+ssize_t control_recv(int fd, uint8_t *p, size_t cap, int *fds, int *nfds);
+/* Build a message: type + one optional string TLV. */
+int control_simple(int fd, uint16_t type, uint16_t tag, const char *s);
+
+#endif

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "supervisor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "control.h"
+#include "exec_stdio.h"
+#include "proto/msg.h"
+
+struct ctl_client {
+	struct watch w;
+	struct supervisor *sup;
+	struct exec_stdio *e;
+	int fds[3];
+	int nfds;
+	bool wants_stop_reply;
+	struct ctl_client *next;
+};
+
+static void client_close_fds(struct ctl_client *c)
+{
+	for (int i = 0; i < c->nfds; i++)
+		close(c->fds[i]);
+	c->nfds = 0;
+}
+
+static void client_drop(struct ctl_client *c)
+{
+	struct supervisor *sup = c->sup;
+	if (c->e)
+		exec_stdio_abort(c->e); /* the client is gone: so is its process */
+	c->e = NULL;
+	client_close_fds(c);
+	for (struct ctl_client **p = &sup->clients; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	sup->nclients--;
+	loop_unwatch(sup->l, &c->w);
+	close(c->w.fd);
+	loop_defer_free(sup->l, c, free);
+}
+
+static void on_exec_done(struct exec_stdio *e, int status, const char *err, void *opaque)
+{
+	(void)e;
+	struct ctl_client *c = opaque;
+	c->e = NULL;
+	client_close_fds(c);
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTRL_EXIT);
+	msg_put_u32(&b, T_EXIT_CODE, status < 0 ? 125 : (uint32_t)status);
+	if (err)
+		msg_put_str(&b, T_MESSAGE, err);
+	control_send(c->w.fd, &b, NULL, 0);
+	buf_fini(&b);
+}
+
+/* A client's exec request: bounded like everything else that crosses a boundary. */
+static int client_exec(struct ctl_client *c, struct rd *r, char *err, size_t errn)
+{
+	char *argv[MSG_MAX_ARGS + 1], *env[MSG_MAX_ENV + 1];
+	size_t argc = 0, envc = 0;
+	char *cwd = NULL, *user = NULL;
+	struct exec_request req = { 0 };
+	uint16_t tag;
+	struct rd v;
+	int k, ret = -EINVAL;
+
+	if (c->e) {
+		snprintf(err, errn, "this connection already runs a process");
+		return -EBUSY;
+	}
+	if (c->nfds != 3) {
+		snprintf(err, errn, "exec needs stdin, stdout and stderr");
+		return -EINVAL;
+	}
+	while ((k = msg_next(r, &tag, &v)) > 0) {
+		char *s = NULL;
+		uint8_t u8;
+		switch (tag) {
+		case T_ARGV:
+		case T_ENV:
+			if (msg_dup_str(&v, MSG_MAX_STR * 32, &s) < 0)
+				goto bad;
+			if (tag == T_ARGV && argc < MSG_MAX_ARGS)
+				argv[argc++] = s;
+			else if (tag == T_ENV && envc < MSG_MAX_ENV)
+				env[envc++] = s;
+			else {
+				free(s);
+				goto bad;
+			}
+			break;
+		case T_CWD:
+			free(cwd);
+			cwd = NULL;
+			if (msg_dup_str(&v, MSG_MAX_STR, &cwd) < 0)
+				goto bad;
+			break;
+		case T_USER:
+			free(user);
+			user = NULL;
+			if (msg_dup_str(&v, 256, &user) < 0)
+				goto bad;
+			break;
+		case T_STDIN:
+			if (msg_get_u8(&v, &u8) < 0)
+				goto bad;
+			req.stdin_on = u8;
+			break;
+		case T_TTY:
+			if (msg_get_u8(&v, &u8) < 0)
+				goto bad;
+			req.tty = u8;
+			break;
+		case T_ROWS:
+			if (msg_get_u16(&v, &req.rows) < 0)
+				goto bad;
+			break;
+		case T_COLS:
+			if (msg_get_u16(&v, &req.cols) < 0)
+				goto bad;
+			break;
+		case T_TIMEOUT_S:
+			if (msg_get_u32(&v, &req.timeout_s) < 0)
+				goto bad;
+			break;
+		default:
+			break;
+		}
+	}
+	if (k < 0 || argc == 0)
+		goto bad;
+	argv[argc] = NULL;
+	env[envc] = NULL;
+	req.argv = argv;
+	req.env = env;
+	req.cwd = cwd;
+	req.user = user;
+	c->e = exec_stdio_start(c->sup->sb, c->sup->l, &req, c->fds[0], c->fds[1], c->fds[2],
+				on_exec_done, c, err, errn);
+	ret = c->e ? 0 : -EIO;
+	goto out;
+bad:
+	snprintf(err, errn, "malformed exec request");
+out:
+	for (size_t i = 0; i < argc; i++)
+		free(argv[i]);
+	for (size_t i = 0; i < envc; i++)
+		free(env[i]);
+	free(cwd);
+	free(user);
+	return ret;
+}
+
+static void on_client(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct ctl_client *c = w->obj;
+	static uint8_t msg[CONTROL_MAX_MSG];
+	int fds[3], nfds = 0;
+	ssize_t n = control_recv(w->fd, msg, sizeof(msg), fds, &nfds);
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0 && n != -EMSGSIZE) {
+		client_drop(c);
+		return;
+	}
+	char err[512] = "";
+	if (n == -EMSGSIZE || n < 2) {
+		control_simple(w->fd, CTRL_FAIL, T_MESSAGE, "message too large or too short");
+		return;
+	}
+	/* Fds only ever come with an exec; anything else passed is closed. */
+	struct rd r = rd_make(msg, (size_t)n);
+	uint16_t type = rd_u16(&r);
+	if (type == CTRL_EXEC && !c->e) {
+		client_close_fds(c);
+		memcpy(c->fds, fds, sizeof(int) * (size_t)nfds);
+		c->nfds = nfds;
+	} else {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
+	switch (type) {
+	case CTRL_EXEC:
+		if (client_exec(c, &r, err, sizeof(err)) < 0) {
+			client_close_fds(c);
+			control_simple(w->fd, CTRL_FAIL, T_MESSAGE, err);
+		}
+		break;
+	case CTRL_INTERRUPT:
+		if (c->e)
+			exec_stdio_interrupt(c->e);
+		break;
+	case CTRL_RESIZE: {
+		uint16_t tag, rows = 0, cols = 0;
+		struct rd v;
+		while (msg_next(&r, &tag, &v) > 0) {
+			if (tag == T_ROWS)
+				msg_get_u16(&v, &rows);
+			else if (tag == T_COLS)
+				msg_get_u16(&v, &cols);
+		}
+		if (c->e)
+			exec_stdio_resize(c->e, rows, cols);
+		break;
+	}
+	case CTRL_STOP:
+		c->wants_stop_reply = true;
+		c->sup->stop = true;
+		break;
+	default:
+		control_simple(w->fd, CTRL_FAIL, T_MESSAGE, "unknown request");
+		break;
+	}
+}
+
+static void on_accept(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct supervisor *sup = w->obj;
+	for (;;) {
+		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct ctl_client *c = sup->nclients < CONTROL_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			control_simple(fd, CTRL_FAIL, T_MESSAGE, "too many clients");
+			close(fd);
+			continue;
+		}
+		c->sup = sup;
+		watch_init(&c->w, fd, on_client, c);
+		c->next = sup->clients;
+		sup->clients = c;
+		sup->nclients++;
+		loop_watch(sup->l, &c->w, EPOLLIN);
+	}
+}
+
+static void on_lifetime(struct timer *t)
+{
+	struct supervisor *sup = t->obj;
+	info("sandbox lifetime (--timeout) reached: stopping");
+	sup->stop = true;
+}
+
+int supervisor_start(struct supervisor *sup, struct loop *l, struct sandbox *sb, const char *dir,
+		     unsigned lifetime_s, char *err, size_t errn)
+{
+	memset(sup, 0, sizeof(*sup));
+	sup->l = l;
+	sup->sb = sb;
+	int fd = control_listen(dir, err, errn);
+	if (fd < 0)
+		return fd;
+	watch_init(&sup->listen_w, fd, on_accept, sup);
+	loop_watch(l, &sup->listen_w, EPOLLIN);
+	sup->lifetime = (struct timer){ .fn = on_lifetime, .obj = sup };
+	if (lifetime_s)
+		loop_timer_set(l, &sup->lifetime, now_ns() + lifetime_s * 1000000000ull);
+	return 0;
+}
+
+void supervisor_finish(struct supervisor *sup)
+{
+	if (sup->listen_w.fd >= 0) {
+		loop_unwatch(sup->l, &sup->listen_w);
+		close(sup->listen_w.fd);
+		sup->listen_w.fd = -1;
+	}
+	loop_timer_cancel(sup->l, &sup->lifetime);
+	while (sup->clients) {
+		struct ctl_client *c = sup->clients;
+		if (c->wants_stop_reply)
+			control_simple(c->w.fd, CTRL_OK, 0, NULL);
+		client_drop(c);
+	}
+}
