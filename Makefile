@@ -108,7 +108,7 @@ demo: deps
 	@scripts/demo.sh
 
 bench: all fixtures
-	@bench/boot
+	@for b in bench/boot bench/exec; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
