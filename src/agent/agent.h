@@ -6,6 +6,7 @@
 #ifndef MATCHLOCK_AGENT_H
 #define MATCHLOCK_AGENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "proto/mux.h"
@@ -45,6 +46,12 @@ int mount_setup_sandbox(void);
 int cgroup_set_cpu_quota(uint32_t milli_cpus);
 /* In a child before exec: join the sandbox cgroup (no-op without a quota). */
 void cgroup_enter_sandbox(void);
+
+/* files.c: SVC_FILE_WRITE, SVC_FILE_READ, SVC_FILE_LIST. */
+int files_open(struct mux_stream *s, uint16_t svc, struct rd *body);
+bool files_owns(struct mux_stream *s);
+int files_on_frame(struct mux_stream *s, const struct mux_frame *f);
+void files_resume_all(void);
 
 /* exec.c */
 int exec_open(struct mux_stream *s, struct rd *req);

@@ -92,8 +92,10 @@ static void link_flush(void)
 	}
 	bool was_congested = agent.link_ev.events & EPOLLOUT;
 	agent_ev_set(&agent.link_ev, EPOLLIN | (buf_used(o) ? EPOLLOUT : 0));
-	if (was_congested && !mux_congested(&agent.mux))
+	if (was_congested && !mux_congested(&agent.mux)) {
 		exec_resume_all();
+		files_resume_all();
+	}
 }
 
 static void send_hello(void)
@@ -160,10 +162,14 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 		uint16_t svc = rd_u16(&r);
 		if (svc == SVC_EXEC)
 			return exec_open(s, &r);
+		if (svc == SVC_FILE_WRITE || svc == SVC_FILE_READ || svc == SVC_FILE_LIST)
+			return files_open(s, svc, &r);
 		mux_close(m, s, EPROTONOSUPPORT);
 		agent_link_wants_write();
 		return 0;
 	}
+	if (s->user && files_owns(s))
+		return files_on_frame(s, f);
 	return exec_on_frame(s, f);
 }
 

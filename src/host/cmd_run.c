@@ -27,6 +27,7 @@
 #include "common/jsonw.h"
 #include "control.h"
 #include "exec_stdio.h"
+#include "launch.h"
 #include "loop.h"
 #include "sandbox.h"
 #include "state.h"
@@ -377,9 +378,9 @@ static char *config_json(const struct run_opts *o, const struct sandbox_config *
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { .rm = -1, .cpus = 1, .memory_mb = 512, .accel = "auto" };
-	char err[1024] = "", disk[4200], kernel[4200], initrd[4200], sbdir[4200];
+	char err[1024] = "";
 	char **cmd = NULL;
-	char id[12];
+	struct launch L;
 	int status = EXIT_MATCHLOCK, sigfd = -1, notify[2] = { -1, -1 };
 	struct sandbox *sb = NULL;
 	struct state *st = NULL;
@@ -416,33 +417,12 @@ int cmd_run(int argc, char **argv)
 	if (o.tty && !isatty(STDOUT_FILENO))
 		warn("-t: stdout is not a terminal");
 
-	enum accel accel;
-	char why[300];
-	if (accel_choose(o.accel, &accel, why, sizeof(why)) < 0) {
-		snprintf(err, sizeof(err), "%s", why);
+	if (launch_prepare(&L, o.rootfs, o.accel, err, sizeof(err)) < 0)
 		goto out;
-	}
-	debug("accelerator: %s", why);
-	if (paths_find_guest_file("MATCHLOCK_KERNEL", "vmlinux", kernel, sizeof(kernel)) < 0 ||
-	    paths_find_guest_file("MATCHLOCK_INITRAMFS", "initramfs.cpio", initrd, sizeof(initrd)) < 0) {
-		snprintf(err, sizeof(err), "guest kernel or initramfs not found next to the binary "
-					   "(run 'make', or set MATCHLOCK_KERNEL / MATCHLOCK_INITRAMFS)");
+	if (launch_make_dir(&L, err, sizeof(err)) < 0)
 		goto out;
-	}
-	if (rootfs_prepare(o.rootfs, disk, sizeof(disk), err, sizeof(err)) < 0)
-		goto out;
-	const char *bt = getenv("MATCHLOCK_BOOT_TIMEOUT");
-	unsigned long boot_timeout = accel == ACCEL_KVM ? 10 : 30;
-	if (bt && cli_parse_uint(bt, 1, 3600, &boot_timeout) < 0) {
-		snprintf(err, sizeof(err), "MATCHLOCK_BOOT_TIMEOUT=%s: expected seconds", bt);
-		goto out;
-	}
-	cli_new_id(id);
-	if ((r = control_dir(id, sbdir, sizeof(sbdir))) < 0 || (r = mkdir_p(sbdir, 0700)) < 0) {
-		snprintf(err, sizeof(err), "cannot create the sandbox directory %s: %s", sbdir, strerror(-r));
-		goto out;
-	}
 	made_dir = true;
+	const char *id = L.id, *sbdir = L.dir;
 
 	if (o.detach) {
 		/*
@@ -511,18 +491,12 @@ int cmd_run(int argc, char **argv)
 	loop_watch(&loop, &sig_w, EPOLLIN);
 
 	struct sandbox_config sc = {
-		.id = id,
-		.state_dir = sbdir,
-		.kernel = kernel,
-		.initrd = initrd,
-		.disk = disk,
-		.accel = accel,
 		.cpus = o.cpus,
 		.cpu_milli = o.cpu_milli,
 		.memory_mb = o.memory_mb,
 		.hostname = o.hostname,
-		.boot_timeout_ms = (unsigned)boot_timeout * 1000,
 	};
+	launch_config(&L, &sc);
 	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
 				 .pid_start = proc_start_time(getpid()) };
 	snprintf(rec.id, sizeof(rec.id), "%s", id);
@@ -536,19 +510,7 @@ int cmd_run(int argc, char **argv)
 	}
 	have_record = true;
 
-	sb = sandbox_boot(&sc, &loop, &boot_interrupted, err, sizeof(err));
-	if (!sb && errno == ETIMEDOUT && accel == ACCEL_KVM && !strcmp(o.accel, "auto")) {
-		/*
-		 * Some hypervisors offer a /dev/kvm that looks usable but silently hangs a normal
-		 * guest kernel. "auto" must never hang: fall back to TCG once, and say so.
-		 */
-		warn("KVM did not boot the guest within %lu s; retrying with TCG (--accel tcg skips "
-		     "this)", boot_timeout);
-		sc.accel = ACCEL_TCG;
-		sc.boot_timeout_ms = 30000;
-		err[0] = 0;
-		sb = sandbox_boot(&sc, &loop, &boot_interrupted, err, sizeof(err));
-	}
+	sb = launch_boot(&L, &sc, &loop, &boot_interrupted, err, sizeof(err));
 	if (!sb) {
 		if (errno == EINTR) {
 			status = 128 + boot_interrupted;
@@ -627,9 +589,9 @@ out:
 	if (notify[1] >= 0 && *err)
 		(void)!write(notify[1], err, strlen(err));
 	if (made_dir && o.rm > 0) {
-		rm_rf(sbdir);
+		rm_rf(L.dir);
 		if (have_record && st)
-			state_delete(st, id);
+			state_delete(st, L.id);
 	}
 	if (*err && !detached_child)
 		error("%s", err);

@@ -81,6 +81,22 @@ struct exec_ops {
 struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_request *req,
 					const struct exec_ops *ops, void *opaque, char *err,
 					size_t errn);
+/*
+ * File transfers ride the same machinery. op is SVC_FILE_WRITE (feed content with
+ * sandbox_exec_write, finish with sandbox_exec_close_stdin), SVC_FILE_READ (content arrives on
+ * output) or SVC_FILE_LIST (output carries records: u32 length + TLVs T_NAME, T_SIZE, T_MODE,
+ * T_TIME_NS). done() gets status 0, or -errno with err saying why.
+ */
+struct file_request {
+	uint16_t op; /* SVC_FILE_WRITE, SVC_FILE_READ or SVC_FILE_LIST */
+	const char *path;
+	uint32_t mode; /* write: permission bits */
+	bool append; /* write: append instead of truncating */
+	uint64_t offset, length; /* read: a window of the file (length 0 = to the end) */
+};
+struct sandbox_exec *sandbox_file_start(struct sandbox *sb, const struct file_request *fr,
+					const struct exec_ops *ops, void *opaque, char *err,
+					size_t errn);
 void *sandbox_exec_opaque(struct sandbox_exec *x);
 /* Queue stdin bytes; returns how many were accepted (limited by flow control). */
 size_t sandbox_exec_write(struct sandbox_exec *x, const void *p, size_t n);

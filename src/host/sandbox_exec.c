@@ -125,7 +125,11 @@ static void exec_on_close(struct sandbox_exec *x, const struct mux_frame *f)
 {
 	char err[512] = "";
 	int status;
-	if (x->timed_out) {
+	if (x->is_file) {
+		status = x->have_exit ? 0 : -(int)(x->have_error && x->err_errno ? x->err_errno : EIO);
+		if (status)
+			snprintf(err, sizeof(err), "%s", x->err_msg[0] ? x->err_msg : "file transfer failed");
+	} else if (x->timed_out) {
 		status = 124;
 	} else if (x->have_exit) {
 		status = x->status;
@@ -178,6 +182,39 @@ int exec_on_frame(struct sandbox *sb, struct mux_stream *s, const struct mux_fra
 	return 0;
 }
 
+/* Open a stream for service svc with the request TLVs in b. */
+static struct sandbox_exec *stream_start(struct sandbox *sb, uint16_t svc, struct buf *b,
+					 const char *label, const struct exec_ops *ops, void *opaque,
+					 char *err, size_t errn)
+{
+	struct sandbox_exec *x = calloc(1, sizeof(*x));
+	if (!x) {
+		snprintf(err, errn, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	x->s = mux_open(&sb->mux, svc, buf_head(b), (uint32_t)buf_used(b));
+	if (!x->s) {
+		int e = errno;
+		snprintf(err, errn, "cannot open a stream to the guest: %s", strerror(e));
+		free(x);
+		errno = e;
+		return NULL;
+	}
+	x->s->user = x;
+	x->sb = sb;
+	x->ops = ops;
+	x->opaque = opaque;
+	snprintf(x->argv0, sizeof(x->argv0), "%s", label);
+	x->deadline = (struct timer){ .fn = on_deadline, .obj = x };
+	x->kill_timer = (struct timer){ .fn = on_kill_timer, .obj = x };
+	x->give_up = (struct timer){ .fn = on_give_up, .obj = x };
+	x->next = sb->execs;
+	sb->execs = x;
+	sb_flush_link(sb);
+	return x;
+}
+
 struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_request *req,
 					const struct exec_ops *ops, void *opaque, char *err,
 					size_t errn)
@@ -215,35 +252,40 @@ struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_re
 		errno = E2BIG;
 		return NULL;
 	}
-	struct sandbox_exec *x = calloc(1, sizeof(*x));
-	if (!x) {
-		buf_fini(&b);
-		snprintf(err, errn, "out of memory");
-		errno = ENOMEM;
-		return NULL;
-	}
-	x->s = mux_open(&sb->mux, SVC_EXEC, buf_head(&b), (uint32_t)buf_used(&b));
+	struct sandbox_exec *x = stream_start(sb, SVC_EXEC, &b, req->argv[0], ops, opaque, err, errn);
 	buf_fini(&b);
-	if (!x->s) {
-		int e = errno;
-		snprintf(err, errn, "cannot start the process: %s", strerror(e));
-		free(x);
-		errno = e;
+	if (x && req->timeout_s)
+		loop_timer_set(sb->loop, &x->deadline, now_ns() + req->timeout_s * 1000000000ull);
+	return x;
+}
+
+struct sandbox_exec *sandbox_file_start(struct sandbox *sb, const struct file_request *fr,
+					const struct exec_ops *ops, void *opaque, char *err,
+					size_t errn)
+{
+	uint16_t op = fr->op;
+	if (sb->state != SB_READY) {
+		snprintf(err, errn, "the sandbox is not running");
+		errno = ESRCH;
 		return NULL;
 	}
-	x->s->user = x;
-	x->sb = sb;
-	x->ops = ops;
-	x->opaque = opaque;
-	snprintf(x->argv0, sizeof(x->argv0), "%s", req->argv[0]);
-	x->deadline = (struct timer){ .fn = on_deadline, .obj = x };
-	x->kill_timer = (struct timer){ .fn = on_kill_timer, .obj = x };
-	x->give_up = (struct timer){ .fn = on_give_up, .obj = x };
-	if (req->timeout_s)
-		loop_timer_set(sb->loop, &x->deadline, now_ns() + req->timeout_s * 1000000000ull);
-	x->next = sb->execs;
-	sb->execs = x;
-	sb_flush_link(sb);
+	if (op != SVC_FILE_WRITE && op != SVC_FILE_READ && op != SVC_FILE_LIST) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct buf b = { 0 };
+	msg_put_str(&b, T_PATH, fr->path);
+	msg_put_u32(&b, T_MODE, fr->mode);
+	if (fr->append)
+		msg_put_u8(&b, T_APPEND, 1);
+	if (fr->offset)
+		msg_put_u64(&b, T_OFFSET, fr->offset);
+	if (fr->length)
+		msg_put_u64(&b, T_LENGTH, fr->length);
+	struct sandbox_exec *x = stream_start(sb, op, &b, fr->path, ops, opaque, err, errn);
+	buf_fini(&b);
+	if (x)
+		x->is_file = true;
 	return x;
 }
 

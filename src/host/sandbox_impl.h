@@ -20,6 +20,7 @@ struct sandbox_exec {
 	const struct exec_ops *ops;
 	void *opaque;
 	bool have_exit, have_error, timed_out, finished;
+	bool is_file; /* a file transfer: done() gets 0 or -errno */
 	int status;
 	uint32_t err_errno, err_stage;
 	char err_msg[256];

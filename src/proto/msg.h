@@ -15,6 +15,10 @@
 /* OPEN services (first u16 of an OPEN payload). */
 enum msg_service {
 	SVC_EXEC = 1, /* host -> guest: run a process; chan IN = stdin, OUT/ERR = output */
+	SVC_FILE_WRITE, /* host -> guest: T_PATH, T_MODE, T_APPEND; chan IN = content; CTL_EXIT */
+	SVC_FILE_READ, /* host -> guest: T_PATH, T_OFFSET, T_LENGTH; chan OUT = content; CTL_EXIT */
+	SVC_FILE_LIST, /* host -> guest: T_PATH; chan OUT = records (u32 length + TLVs T_NAME,
+			  T_SIZE, T_MODE, T_TIME_NS); ends with CTL_EXIT */
 };
 
 /* CTL message types (first u16 of a CTL payload). */
@@ -51,6 +55,13 @@ enum msg_tag {
 	T_TIME_NS, /* u64: wall clock, CLOCK_REALTIME */
 	T_TIMEOUT_S, /* u32: seconds */
 	T_CPU_MILLI, /* u32: CPU quota in thousandths of a CPU (only when fractional) */
+	T_PATH, /* string */
+	T_MODE, /* u32: st_mode bits */
+	T_NAME, /* string */
+	T_SIZE, /* u64 */
+	T_APPEND, /* u8: file write appends instead of truncating */
+	T_OFFSET, /* u64: file read starts here */
+	T_LENGTH, /* u64: file read returns at most this much */
 };
 
 #define MSG_MAX_ARGS 4096

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "launch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "control.h"
+#include "paths.h"
+#include "rootfs.h"
+
+int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want, char *err,
+		   size_t errn)
+{
+	char why[300];
+	memset(L, 0, sizeof(*L));
+	snprintf(L->accel_want, sizeof(L->accel_want), "%s", accel_want ? accel_want : "auto");
+	if (accel_choose(L->accel_want, &L->accel, why, sizeof(why)) < 0) {
+		snprintf(err, errn, "%s", why);
+		return -EINVAL;
+	}
+	debug("accelerator: %s", why);
+	if (paths_find_guest_file("MATCHLOCK_KERNEL", "vmlinux", L->kernel, sizeof(L->kernel)) < 0 ||
+	    paths_find_guest_file("MATCHLOCK_INITRAMFS", "initramfs.cpio", L->initrd, sizeof(L->initrd)) < 0) {
+		snprintf(err, errn, "guest kernel or initramfs not found next to the binary "
+				    "(run 'make', or set MATCHLOCK_KERNEL / MATCHLOCK_INITRAMFS)");
+		return -ENOENT;
+	}
+	int r = rootfs_prepare(rootfs, L->disk, sizeof(L->disk), err, errn);
+	if (r < 0)
+		return r;
+	const char *bt = getenv("MATCHLOCK_BOOT_TIMEOUT");
+	unsigned long t = L->accel == ACCEL_KVM ? 10 : 30;
+	if (bt && cli_parse_uint(bt, 1, 3600, &t) < 0) {
+		snprintf(err, errn, "MATCHLOCK_BOOT_TIMEOUT=%s: expected seconds", bt);
+		return -EINVAL;
+	}
+	L->boot_timeout_s = (unsigned)t;
+	return 0;
+}
+
+int launch_make_dir(struct launch *L, char *err, size_t errn)
+{
+	char id[12];
+	cli_new_id(id);
+	snprintf(L->id, sizeof(L->id), "%s", id);
+	int r = control_dir(L->id, L->dir, sizeof(L->dir));
+	if (r == 0)
+		r = mkdir_p(L->dir, 0700);
+	if (r < 0)
+		snprintf(err, errn, "cannot create the sandbox directory %s: %s", L->dir, strerror(-r));
+	return r;
+}
+
+void launch_config(const struct launch *L, struct sandbox_config *sc)
+{
+	sc->id = L->id;
+	sc->state_dir = L->dir;
+	sc->kernel = L->kernel;
+	sc->initrd = L->initrd;
+	sc->disk = L->disk;
+	sc->accel = L->accel;
+	sc->boot_timeout_ms = L->boot_timeout_s * 1000;
+}
+
+struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
+			    volatile int *interrupt, char *err, size_t errn)
+{
+	struct sandbox *sb = sandbox_boot(sc, l, interrupt, err, errn);
+	if (!sb && errno == ETIMEDOUT && sc->accel == ACCEL_KVM && !strcmp(L->accel_want, "auto")) {
+		/*
+		 * Some hypervisors offer a /dev/kvm that looks usable but silently hangs a normal
+		 * guest kernel. "auto" must never hang: fall back to TCG once, and say so.
+		 */
+		warn("KVM did not boot the guest within %u s; retrying with TCG (--accel tcg skips "
+		     "this)", L->boot_timeout_s);
+		sc->accel = L->accel = ACCEL_TCG;
+		sc->boot_timeout_ms = 30000;
+		err[0] = 0;
+		sb = sandbox_boot(sc, l, interrupt, err, errn);
+	}
+	return sb;
+}

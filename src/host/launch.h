@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What every new sandbox needs before it boots, shared by `run` and `rpc`: the accelerator, the
+ * guest kernel and initramfs, the root disk, an ID and its state directory, and the boot
+ * time-out (with KVM's fallback to TCG when a /dev/kvm that looks fine never boots a guest).
+ */
+#ifndef MATCHLOCK_LAUNCH_H
+#define MATCHLOCK_LAUNCH_H
+
+#include <stddef.h>
+
+#include "accel.h"
+#include "loop.h"
+#include "sandbox.h"
+
+struct launch {
+	char id[16];
+	char dir[4200];
+	char kernel[4200], initrd[4200], disk[4200];
+	enum accel accel;
+	char accel_want[8];
+	unsigned boot_timeout_s;
+};
+
+/* Everything but the directory: rootfs is a directory or a tarball. */
+int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want, char *err,
+		   size_t errn);
+/* Pick an ID and create its state directory (0700). */
+int launch_make_dir(struct launch *L, char *err, size_t errn);
+/* Fill the VM part of a sandbox_config from L. */
+void launch_config(const struct launch *L, struct sandbox_config *sc);
+/* sandbox_boot, retrying once under TCG when "auto" chose a KVM that never answered. */
+struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
+			    volatile int *interrupt, char *err, size_t errn);
+
+#endif
