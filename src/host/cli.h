@@ -19,6 +19,7 @@ int cmd_prune(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_diagnose(int argc, char **argv);
+int cmd_rpc(int argc, char **argv);
 
 /*
  * Connect to the control socket of a running sandbox given by ID or unique prefix; the full ID

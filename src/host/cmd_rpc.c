@@ -1,0 +1,904 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * matchlock rpc: one sandbox served over stdin/stdout as JSON-RPC 2.0, one JSON object per
+ * line (requests up to 16 MiB). Requests overlap; each is answered by its id; streaming output
+ * arrives as notifications carrying the request's id. stdout carries nothing but protocol.
+ *
+ * Lines are parsed as they arrive and queued; the queue is dispatched from the top of the main
+ * loop, never from inside an event callback, because create and close run the sandbox's boot
+ * and stop sequences, which drive the loop themselves.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "common/base64.h"
+#include "common/jsonw.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "launch.h"
+#include "proto/msg.h"
+#include "sandbox.h"
+#include "state.h"
+#include "supervisor.h"
+
+#define RPC_MAX_LINE (16u << 20)
+#define RPC_OUT_HIGH (8u << 20) /* stop taking guest output while this much waits on stdout */
+#define RPC_MAX_CAPTURE (64u << 20) /* exec: stdout/stderr kept per call */
+#define RPC_MAX_CALLS 256
+#define RPC_MAX_READ (1u << 30)
+
+enum rpc_err {
+	E_PARSE = -32700,
+	E_INVALID = -32600,
+	E_METHOD = -32601,
+	E_PARAMS = -32602,
+	E_INTERNAL = -32603,
+	E_SANDBOX = -32000,
+	E_EXEC = -32001,
+	E_FILE = -32002,
+	E_CANCELLED = -32003,
+};
+
+enum call_kind { CALL_EXEC, CALL_STREAM, CALL_PIPE, CALL_TTY, CALL_WRITE, CALL_READ, CALL_LIST, CALL_LOG };
+
+struct rpc;
+
+struct call {
+	struct rpc *rpc;
+	json_t *id;
+	enum call_kind kind;
+	struct sandbox_exec *x;
+	struct buf cap[3]; /* exec: captured stdout/stderr; read/list: content */
+	bool truncated;
+	struct buf in; /* pipe/tty stdin or file content not yet accepted */
+	bool in_eof;
+	size_t owed; /* output bytes to credit back once stdout drains */
+	bool cancelled;
+	uint64_t start;
+	/* log_stream */
+	int log_fd;
+	struct timer log_timer;
+	struct call *next;
+};
+
+struct rpc {
+	struct loop loop;
+	struct watch in_w, out_w;
+	struct buf in, out;
+	bool in_eof, overlong;
+	json_t *queue; /* parsed requests waiting for dispatch */
+	struct call *calls;
+	unsigned ncalls;
+	struct sandbox *sb;
+	struct state *st;
+	struct supervisor sup;
+	struct launch L;
+	char **env; /* create's env, applied to every exec */
+	bool stop;
+};
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+static void rpc_flush(struct rpc *r)
+{
+	while (buf_used(&r->out)) {
+		ssize_t n = write(STDOUT_FILENO, buf_head(&r->out), buf_used(&r->out));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {
+			/* The client went away: nothing more to say to anyone. */
+			buf_consume(&r->out, buf_used(&r->out));
+			r->in_eof = true;
+			break;
+		}
+		buf_consume(&r->out, (size_t)n);
+	}
+	loop_watch(&r->loop, &r->out_w, buf_used(&r->out) ? EPOLLOUT : 0);
+	if (buf_used(&r->out) < RPC_OUT_HIGH) {
+		for (struct call *c = r->calls; c; c = c->next) {
+			if (c->owed && c->x) {
+				sandbox_exec_consumed(c->x, c->owed);
+				c->owed = 0;
+			}
+		}
+	}
+}
+
+static void on_stdout(struct watch *w, uint32_t events)
+{
+	(void)events;
+	rpc_flush(w->obj);
+}
+
+static void rpc_send(struct rpc *r, json_t *msg)
+{
+	json_object_set_new(msg, "jsonrpc", json_string("2.0"));
+	char *s = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (!s)
+		return;
+	buf_append(&r->out, s, strlen(s));
+	buf_put_u8(&r->out, '\n');
+	free(s);
+	rpc_flush(r);
+}
+
+static void rpc_result(struct rpc *r, json_t *id, json_t *result)
+{
+	if (!id) {
+		json_decref(result);
+		return;
+	}
+	rpc_send(r, json_pack("{sOso}", "id", id, "result", result));
+}
+
+static void rpc_error(struct rpc *r, json_t *id, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void rpc_error(struct rpc *r, json_t *id, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rpc_send(r, json_pack("{s:o,s:{s:i,s:s}}", "id", id ? json_incref(id) : json_null(), "error",
+			      "code", code, "message", msg));
+}
+
+static void rpc_notify(struct rpc *r, const char *method, json_t *params)
+{
+	rpc_send(r, json_pack("{s:s,s:o}", "method", method, "params", params));
+}
+
+static json_t *b64_json(const uint8_t *p, size_t n)
+{
+	struct buf b = { 0 };
+	if (base64_encode(&b, p, n) < 0) {
+		buf_fini(&b);
+		return json_null();
+	}
+	json_t *s = json_stringn((const char *)buf_head(&b), buf_used(&b));
+	buf_fini(&b);
+	return s ? s : json_string("");
+}
+
+/* ---- calls ------------------------------------------------------------------------------- */
+
+static struct call *call_new(struct rpc *r, json_t *id, enum call_kind kind)
+{
+	if (r->ncalls >= RPC_MAX_CALLS)
+		return NULL;
+	struct call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->rpc = r;
+	c->id = json_incref(id);
+	c->kind = kind;
+	c->start = now_ns();
+	c->log_fd = -1;
+	c->next = r->calls;
+	r->calls = c;
+	r->ncalls++;
+	return c;
+}
+
+static void call_free(void *p)
+{
+	struct call *c = p;
+	json_decref(c->id);
+	for (int i = 0; i < 3; i++)
+		buf_fini(&c->cap[i]);
+	buf_fini(&c->in);
+	free(c);
+}
+
+static void call_end(struct call *c)
+{
+	struct rpc *r = c->rpc;
+	for (struct call **p = &r->calls; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	r->ncalls--;
+	if (c->log_fd >= 0)
+		close(c->log_fd);
+	loop_timer_cancel(&r->loop, &c->log_timer);
+	c->x = NULL;
+	loop_defer_free(&r->loop, c, call_free);
+}
+
+static struct call *call_find(struct rpc *r, json_t *id)
+{
+	for (struct call *c = r->calls; c; c = c->next)
+		if (json_equal(c->id, id))
+			return c;
+	return NULL;
+}
+
+static const char *stream_prefix(enum call_kind k)
+{
+	return k == CALL_PIPE ? "exec_pipe" : k == CALL_TTY ? "exec_tty" : "exec_stream";
+}
+
+static void op_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t n)
+{
+	struct call *c = sandbox_exec_opaque(x);
+	struct rpc *r = c->rpc;
+	if (c->kind == CALL_EXEC || c->kind == CALL_READ || c->kind == CALL_LIST) {
+		size_t cap = c->kind == CALL_EXEC ? RPC_MAX_CAPTURE : RPC_MAX_READ;
+		if (buf_used(&c->cap[chan]) + n <= cap)
+			buf_append(&c->cap[chan], p, n);
+		else
+			c->truncated = true;
+		sandbox_exec_consumed(x, n);
+		return;
+	}
+	char method[64];
+	snprintf(method, sizeof(method), "%s.%s", stream_prefix(c->kind), chan == EXEC_STDERR ? "stderr" : "stdout");
+	rpc_notify(r, method, json_pack("{s:O,s:o}", "id", c->id, "data", b64_json(p, n)));
+	/* Credit returns only as fast as our client reads. */
+	if (buf_used(&r->out) < RPC_OUT_HIGH)
+		sandbox_exec_consumed(x, n);
+	else
+		c->owed += n;
+}
+
+static void pump_in(struct call *c)
+{
+	while (c->x && buf_used(&c->in)) {
+		size_t k = sandbox_exec_write(c->x, buf_head(&c->in), buf_used(&c->in));
+		if (!k)
+			return;
+		buf_consume(&c->in, k);
+	}
+	if (c->x && c->in_eof && !buf_used(&c->in)) {
+		sandbox_exec_close_stdin(c->x);
+		c->in_eof = false;
+	}
+}
+
+static void op_writable(struct sandbox_exec *x)
+{
+	pump_in(sandbox_exec_opaque(x));
+}
+
+static json_t *list_json(struct buf *recs)
+{
+	json_t *files = json_array();
+	struct rd r = rd_make(buf_head(recs), buf_used(recs));
+	while (rd_left(&r) >= 4) {
+		uint32_t len = rd_u32(&r);
+		const uint8_t *p = rd_bytes(&r, len);
+		if (!p)
+			break;
+		struct rd rec = rd_make(p, len), v;
+		uint16_t tag;
+		char *name = NULL;
+		uint64_t size = 0, mtime = 0;
+		uint32_t mode = 0;
+		while (msg_next(&rec, &tag, &v) > 0) {
+			if (tag == T_NAME && !name)
+				msg_dup_str(&v, MSG_MAX_STR, &name);
+			else if (tag == T_SIZE)
+				msg_get_u64(&v, &size);
+			else if (tag == T_MODE)
+				msg_get_u32(&v, &mode);
+			else if (tag == T_TIME_NS)
+				msg_get_u64(&v, &mtime);
+		}
+		if (!name)
+			continue;
+		char when[40];
+		time_t t = (time_t)(mtime / 1000000000u);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		json_array_append_new(files, json_pack("{s:s,s:I,s:i,s:s,s:b}", "name", name, "size",
+						       (json_int_t)size, "mode", (int)(mode & 07777),
+						       "mod_time", when, "is_dir", S_ISDIR(mode)));
+		free(name);
+	}
+	return files;
+}
+
+static void op_done(struct sandbox_exec *x, int status, const char *err)
+{
+	struct call *c = sandbox_exec_opaque(x);
+	struct rpc *r = c->rpc;
+	long long ms = (long long)((now_ns() - c->start) / 1000000);
+	c->x = NULL;
+	if (c->cancelled) {
+		rpc_error(r, c->id, E_CANCELLED, "cancelled");
+	} else if (c->kind == CALL_WRITE) {
+		if (status == 0)
+			rpc_result(r, c->id, json_object());
+		else
+			rpc_error(r, c->id, E_FILE, "%s", err ? err : "write failed");
+	} else if (c->kind == CALL_READ) {
+		if (status == 0)
+			rpc_result(r, c->id, json_pack("{s:o,s:I}", "content", b64_json(buf_head(&c->cap[1]), buf_used(&c->cap[1])),
+						       "size", (json_int_t)buf_used(&c->cap[1])));
+		else
+			rpc_error(r, c->id, E_FILE, "%s", err ? err : "read failed");
+	} else if (c->kind == CALL_LIST) {
+		if (status == 0)
+			rpc_result(r, c->id, json_pack("{s:o}", "files", list_json(&c->cap[1])));
+		else
+			rpc_error(r, c->id, E_FILE, "%s", err ? err : "list failed");
+	} else if (status < 0) {
+		rpc_error(r, c->id, E_SANDBOX, "%s", err ? err : "the sandbox failed");
+	} else if (err && (status == 126 || status == 127)) {
+		rpc_error(r, c->id, E_EXEC, "%s", err);
+	} else if (c->kind == CALL_EXEC) {
+		json_t *res = json_pack("{s:i,s:o,s:o,s:I}", "exit_code", status, "stdout",
+					b64_json(buf_head(&c->cap[1]), buf_used(&c->cap[1])), "stderr",
+					b64_json(buf_head(&c->cap[2]), buf_used(&c->cap[2])), "duration_ms", ms);
+		if (c->truncated)
+			json_object_set_new(res, "truncated", json_true());
+		rpc_result(r, c->id, res);
+	} else {
+		rpc_result(r, c->id, json_pack("{s:i,s:I}", "exit_code", status, "duration_ms", ms));
+	}
+	call_end(c);
+}
+
+static const struct exec_ops call_ops = { .output = op_output, .writable = op_writable, .done = op_done };
+
+/* ---- methods ----------------------------------------------------------------------------- */
+
+static bool need_sandbox(struct rpc *r, json_t *id)
+{
+	if (r->sb && !sandbox_failure(r->sb))
+		return true;
+	rpc_error(r, id, E_SANDBOX, r->sb ? "the sandbox failed: %s" : "no sandbox: call create first",
+		  r->sb ? sandbox_failure(r->sb) : "");
+	return false;
+}
+
+/* "command": a string runs through sh -c; an array is argv, run directly. */
+static char **command_argv(json_t *cmd)
+{
+	if (json_is_string(cmd)) {
+		char **v = calloc(4, sizeof(char *));
+		if (v) {
+			v[0] = strdup("/bin/sh");
+			v[1] = strdup("-c");
+			v[2] = strdup(json_string_value(cmd));
+		}
+		return v;
+	}
+	if (!json_is_array(cmd) || json_array_size(cmd) == 0 || json_array_size(cmd) > MSG_MAX_ARGS)
+		return NULL;
+	char **v = calloc(json_array_size(cmd) + 1, sizeof(char *));
+	size_t i;
+	json_t *e;
+	json_array_foreach(cmd, i, e)
+	{
+		if (!v || !json_is_string(e)) {
+			free(v);
+			return NULL;
+		}
+		v[i] = strdup(json_string_value(e));
+	}
+	return v;
+}
+
+static void strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Environment: create's env, then the request's (a {KEY: VALUE} object) on top. */
+static char **env_merge(struct rpc *r, json_t *env)
+{
+	size_t n = 0, cap = 16;
+	char **v = calloc(cap, sizeof(char *));
+	for (size_t i = 0; v && r->env && r->env[i]; i++)
+		v[n++] = strdup(r->env[i]);
+	const char *k;
+	json_t *val;
+	if (json_is_object(env)) {
+		json_object_foreach(env, k, val)
+		{
+			if (!json_is_string(val) || n + 2 >= MSG_MAX_ENV)
+				continue;
+			if (n + 2 >= cap) {
+				char **nv = realloc(v, (cap *= 2) * sizeof(char *));
+				if (!nv)
+					break;
+				v = nv;
+			}
+			char *kv;
+			if (asprintf(&kv, "%s=%s", k, json_string_value(val)) < 0)
+				continue;
+			size_t kl = strlen(k);
+			bool replaced = false;
+			for (size_t i = 0; i < n && !replaced; i++) {
+				if (!strncmp(v[i], kv, kl + 1)) {
+					free(v[i]);
+					v[i] = kv;
+					replaced = true;
+				}
+			}
+			if (!replaced)
+				v[n++] = kv;
+		}
+	}
+	if (v)
+		v[n] = NULL;
+	return v;
+}
+
+static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
+{
+	if (!need_sandbox(r, id))
+		return;
+	char **argv = command_argv(json_object_get(p, "command"));
+	if (!argv) {
+		rpc_error(r, id, E_PARAMS, "command must be a string or a non-empty array of strings");
+		return;
+	}
+	char **env = env_merge(r, json_object_get(p, "env"));
+	struct exec_request req = {
+		.argv = argv,
+		.env = env,
+		.cwd = json_string_value(json_object_get(p, "working_dir")),
+		.user = json_string_value(json_object_get(p, "user")),
+		.stdin_on = kind == CALL_PIPE || kind == CALL_TTY,
+		.tty = kind == CALL_TTY,
+		.rows = (uint16_t)json_integer_value(json_object_get(p, "rows")),
+		.cols = (uint16_t)json_integer_value(json_object_get(p, "cols")),
+		.timeout_s = (unsigned)json_integer_value(json_object_get(p, "timeout_seconds")),
+	};
+	char err[512];
+	struct call *c = call_new(r, id, kind);
+	if (!c) {
+		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
+	} else if (!(c->x = sandbox_exec_start(r->sb, &req, &call_ops, c, err, sizeof(err)))) {
+		rpc_error(r, id, E_EXEC, "%s", err);
+		call_end(c);
+	} else if (kind == CALL_PIPE || kind == CALL_TTY) {
+		rpc_notify(r, kind == CALL_PIPE ? "exec_pipe.ready" : "exec_tty.ready",
+			   json_pack("{s:O}", "id", id));
+	}
+	strv_free(argv);
+	strv_free(env);
+}
+
+static void m_stdin(struct rpc *r, json_t *p, bool eof)
+{
+	struct call *c = call_find(r, json_object_get(p, "id"));
+	if (!c || !c->x)
+		return; /* a notification: nothing to answer */
+	if (eof) {
+		c->in_eof = true;
+	} else {
+		const char *d = json_string_value(json_object_get(p, "data"));
+		if (!d || buf_used(&c->in) > RPC_MAX_LINE ||
+		    base64_decode(&c->in, d, strlen(d)) < 0)
+			return;
+	}
+	pump_in(c);
+}
+
+static void m_resize(struct rpc *r, json_t *p)
+{
+	struct call *c = call_find(r, json_object_get(p, "id"));
+	json_int_t rows = json_integer_value(json_object_get(p, "rows"));
+	json_int_t cols = json_integer_value(json_object_get(p, "cols"));
+	if (c && c->x && rows > 0 && cols > 0 && rows < 65536 && cols < 65536)
+		sandbox_exec_resize(c->x, (uint16_t)rows, (uint16_t)cols);
+}
+
+static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
+{
+	if (!need_sandbox(r, id))
+		return;
+	const char *path = json_string_value(json_object_get(p, "path"));
+	if (!path || path[0] != '/') {
+		rpc_error(r, id, E_PARAMS, "path must be an absolute path");
+		return;
+	}
+	struct file_request fr = { .path = path, .mode = 0644 };
+	fr.op = kind == CALL_WRITE ? SVC_FILE_WRITE : kind == CALL_READ ? SVC_FILE_READ : SVC_FILE_LIST;
+	json_t *mode = json_object_get(p, "mode");
+	if (json_is_integer(mode))
+		fr.mode = (uint32_t)json_integer_value(mode) & 07777;
+	fr.append = json_is_true(json_object_get(p, "append"));
+	fr.offset = (uint64_t)json_integer_value(json_object_get(p, "offset"));
+	fr.length = (uint64_t)json_integer_value(json_object_get(p, "length"));
+	if (kind == CALL_READ && (!fr.length || fr.length > RPC_MAX_READ))
+		fr.length = RPC_MAX_READ;
+	char err[512];
+	struct call *c = call_new(r, id, kind);
+	if (!c) {
+		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
+		return;
+	}
+	if (kind == CALL_WRITE) {
+		const char *content = json_string_value(json_object_get(p, "content"));
+		if (!content || base64_decode(&c->in, content, strlen(content)) < 0) {
+			rpc_error(r, id, E_PARAMS, "content must be base64");
+			call_end(c);
+			return;
+		}
+		c->in_eof = true;
+	}
+	c->x = sandbox_file_start(r->sb, &fr, &call_ops, c, err, sizeof(err));
+	if (!c->x) {
+		rpc_error(r, id, E_FILE, "%s", err);
+		call_end(c);
+		return;
+	}
+	pump_in(c);
+}
+
+static void on_log_timer(struct timer *t)
+{
+	struct call *c = t->obj;
+	struct rpc *r = c->rpc;
+	uint8_t tmp[65536];
+	ssize_t n;
+	while (buf_used(&r->out) < RPC_OUT_HIGH && (n = read(c->log_fd, tmp, sizeof(tmp))) > 0)
+		rpc_notify(r, "log_stream.data", json_pack("{s:O,s:s%}", "id", c->id, "data", (char *)tmp, (size_t)n));
+	loop_timer_set(&r->loop, t, r->loop.now + 200000000ull);
+}
+
+static void m_log(struct rpc *r, json_t *id, bool stream)
+{
+	if (!r->sb) {
+		rpc_error(r, id, E_SANDBOX, "no sandbox: call create first");
+		return;
+	}
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/log", r->L.dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rpc_error(r, id, E_INTERNAL, "log: %s", strerror(errno));
+		return;
+	}
+	if (!stream) {
+		struct buf b = { 0 };
+		uint8_t tmp[65536];
+		ssize_t n;
+		while ((n = read(fd, tmp, sizeof(tmp))) > 0 && buf_used(&b) < RPC_MAX_CAPTURE)
+			buf_append(&b, tmp, (size_t)n);
+		close(fd);
+		rpc_result(r, id, json_pack("{s:s%}", "content", buf_used(&b) ? (char *)buf_head(&b) : "", buf_used(&b)));
+		buf_fini(&b);
+		return;
+	}
+	struct call *c = call_new(r, id, CALL_LOG);
+	if (!c) {
+		close(fd);
+		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
+		return;
+	}
+	c->log_fd = fd;
+	c->log_timer = (struct timer){ .fn = on_log_timer, .obj = c };
+	loop_timer_set(&r->loop, &c->log_timer, r->loop.now);
+}
+
+static void m_cancel(struct rpc *r, json_t *id, json_t *p)
+{
+	struct call *c = call_find(r, json_object_get(p, "id"));
+	if (!c) {
+		rpc_result(r, id, json_pack("{s:b}", "cancelled", 0));
+		return;
+	}
+	c->cancelled = true;
+	if (c->kind == CALL_LOG) {
+		rpc_error(r, c->id, E_CANCELLED, "cancelled");
+		call_end(c);
+	} else if (c->x) {
+		/* The process gets SIGTERM, then SIGKILL; its request is answered "cancelled". */
+		sandbox_exec_cancel(c->x, 2000);
+	}
+	rpc_result(r, id, json_pack("{s:b}", "cancelled", 1));
+}
+
+static char *create_config_json(json_t *p)
+{
+	/* The record keeps the request minus anything secret. */
+	json_t *copy = json_deep_copy(p);
+	json_t *net = json_object_get(copy, "network");
+	json_t *secrets = json_object_get(net, "secrets");
+	const char *k;
+	json_t *v;
+	json_object_foreach(secrets, k, v)
+	{
+		if (json_is_object(v))
+			json_object_set_new(v, "value", json_string("<redacted>"));
+	}
+	json_object_del(copy, "env"); /* values can be credentials: keep the names */
+	json_t *names = json_array();
+	json_object_foreach(json_object_get(p, "env"), k, v)
+	{
+		json_array_append_new(names, json_string(k));
+	}
+	json_object_set_new(copy, "env", names);
+	char *s = json_dumps(copy, JSON_COMPACT);
+	json_decref(copy);
+	return s;
+}
+
+static void m_create(struct rpc *r, json_t *id, json_t *p)
+{
+	char err[1024] = "";
+	if (r->sb) {
+		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)", r->L.id);
+		return;
+	}
+	const char *image = json_string_value(json_object_get(p, "image"));
+	if (!image || !*image) {
+		rpc_error(r, id, E_PARAMS, "image is required");
+		return;
+	}
+	json_t *net = json_object_get(p, "network");
+	if (json_array_size(json_object_get(net, "allowed_hosts")) || json_object_size(json_object_get(net, "secrets")) ||
+	    json_array_size(json_object_get(net, "add_hosts"))) {
+		rpc_error(r, id, E_PARAMS, "network policies and secrets are not supported by this version yet");
+		return;
+	}
+	json_t *res = json_object_get(p, "resources");
+	json_t *ic = json_object_get(p, "image_config");
+	struct stat st;
+	if (stat(image, &st) < 0) {
+		rpc_error(r, id, E_PARAMS, "image %s: only a root filesystem path (directory or tarball) is "
+					   "supported by this version yet", image);
+		return;
+	}
+	if (launch_prepare(&r->L, image, getenv("MATCHLOCK_ACCEL"), err, sizeof(err)) < 0 ||
+	    launch_make_dir(&r->L, err, sizeof(err)) < 0) {
+		rpc_error(r, id, E_SANDBOX, "%s", err);
+		return;
+	}
+	double cpus = json_number_value(json_object_get(res, "cpus"));
+	json_int_t mem = json_integer_value(json_object_get(res, "memory_mb"));
+	struct sandbox_config sc = {
+		.cpus = cpus > 0 ? (unsigned)(cpus + 0.999) : 1,
+		.cpu_milli = cpus > 0 && (long)(cpus * 1000) % 1000 ? (unsigned)(cpus * 1000) : 0,
+		.memory_mb = mem >= 64 && mem <= 65536 ? (unsigned)mem : 512,
+		.hostname = json_string_value(json_object_get(net, "hostname")),
+	};
+	launch_config(&r->L, &sc);
+	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
+				 .pid_start = proc_start_time(getpid()) };
+	snprintf(rec.id, sizeof(rec.id), "%s", r->L.id);
+	snprintf(rec.image, sizeof(rec.image), "%s", image);
+	rec.config = create_config_json(p);
+	int k = state_insert(r->st, &rec);
+	free(rec.config);
+	if (k < 0) {
+		rpc_error(r, id, E_SANDBOX, "cannot record the sandbox: %s", strerror(-k));
+		rm_rf(r->L.dir);
+		return;
+	}
+	r->sb = launch_boot(&r->L, &sc, &r->loop, NULL, err, sizeof(err));
+	if (!r->sb) {
+		state_set_status(r->st, r->L.id, ST_FAILED, err);
+		rpc_error(r, id, E_SANDBOX, "%s", err);
+		return;
+	}
+	json_int_t lifetime = json_integer_value(json_object_get(res, "timeout_seconds"));
+	if (supervisor_start(&r->sup, &r->loop, r->sb, r->L.dir, lifetime > 0 ? (unsigned)lifetime : 0, err,
+			     sizeof(err)) < 0)
+		warn("control socket: %s", err);
+	state_set_status(r->st, r->L.id, ST_RUNNING, NULL);
+
+	/* Image config defaults apply to every exec. */
+	r->env = env_merge(r, json_object_get(p, "env"));
+	json_t *ienv = json_object_get(ic, "env");
+	if (json_is_object(ienv)) {
+		char **merged = env_merge(r, ienv);
+		strv_free(r->env);
+		r->env = merged;
+	}
+	rpc_result(r, id, json_pack("{s:s}", "id", r->L.id));
+}
+
+static void rpc_close_sandbox(struct rpc *r)
+{
+	if (!r->sb)
+		return;
+	const char *f = sandbox_failure(r->sb);
+	char failure[300];
+	snprintf(failure, sizeof(failure), "%s", f ? f : "");
+	state_set_status(r->st, r->L.id, ST_STOPPING, NULL);
+	sandbox_stop(r->sb, NULL);
+	r->sb = NULL;
+	state_set_status(r->st, r->L.id, failure[0] ? ST_FAILED : ST_STOPPED, failure[0] ? failure : NULL);
+	supervisor_finish(&r->sup);
+	/* An SDK sandbox is gone once closed, like `run --rm`. */
+	rm_rf(r->L.dir);
+	state_delete(r->st, r->L.id);
+	strv_free(r->env);
+	r->env = NULL;
+}
+
+static void dispatch(struct rpc *r, json_t *req)
+{
+	json_t *id = json_object_get(req, "id");
+	const char *method = json_string_value(json_object_get(req, "method"));
+	json_t *p = json_object_get(req, "params");
+	if (!json_is_object(req) || !method || (id && !json_is_integer(id) && !json_is_string(id)) ||
+	    !json_is_string(json_object_get(req, "jsonrpc")) ||
+	    strcmp(json_string_value(json_object_get(req, "jsonrpc")), "2.0") != 0) {
+		rpc_error(r, json_is_integer(id) || json_is_string(id) ? id : NULL, E_INVALID, "invalid request");
+		return;
+	}
+	if (p && !json_is_object(p)) {
+		rpc_error(r, id, E_PARAMS, "params must be an object");
+		return;
+	}
+	json_t *empty = NULL;
+	if (!p)
+		p = empty = json_object();
+	if (id && call_find(r, id)) {
+		rpc_error(r, id, E_INVALID, "a request with this id is still running");
+	} else if (!strcmp(method, "create")) {
+		m_create(r, id, p);
+	} else if (!strcmp(method, "exec")) {
+		m_exec(r, id, p, CALL_EXEC);
+	} else if (!strcmp(method, "exec_stream")) {
+		m_exec(r, id, p, CALL_STREAM);
+	} else if (!strcmp(method, "exec_pipe")) {
+		m_exec(r, id, p, CALL_PIPE);
+	} else if (!strcmp(method, "exec_tty")) {
+		m_exec(r, id, p, CALL_TTY);
+	} else if (!strcmp(method, "exec_pipe.stdin") || !strcmp(method, "exec_tty.stdin")) {
+		m_stdin(r, p, false);
+	} else if (!strcmp(method, "exec_pipe.stdin_eof") || !strcmp(method, "exec_tty.stdin_eof")) {
+		m_stdin(r, p, true);
+	} else if (!strcmp(method, "exec_tty.resize")) {
+		m_resize(r, p);
+	} else if (!strcmp(method, "write_file")) {
+		m_file(r, id, p, CALL_WRITE);
+	} else if (!strcmp(method, "read_file")) {
+		m_file(r, id, p, CALL_READ);
+	} else if (!strcmp(method, "list_files")) {
+		m_file(r, id, p, CALL_LIST);
+	} else if (!strcmp(method, "log")) {
+		m_log(r, id, false);
+	} else if (!strcmp(method, "log_stream")) {
+		m_log(r, id, true);
+	} else if (!strcmp(method, "cancel")) {
+		m_cancel(r, id, p);
+	} else if (!strcmp(method, "close")) {
+		rpc_close_sandbox(r);
+		rpc_result(r, id, json_object());
+	} else if (!strcmp(method, "allow_list_add") || !strcmp(method, "allow_list_delete") ||
+		   !strcmp(method, "port_forward")) {
+		rpc_error(r, id, E_METHOD, "%s is not supported by this version yet", method);
+	} else {
+		rpc_error(r, id, E_METHOD, "unknown method %s", method);
+	}
+	json_decref(empty);
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+static void on_line(struct rpc *r, const char *line, size_t n)
+{
+	while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
+		n--;
+	if (!n)
+		return;
+	json_error_t je;
+	json_t *req = json_loadb(line, n, JSON_REJECT_DUPLICATES, &je);
+	if (!req) {
+		rpc_error(r, NULL, E_PARSE, "parse error: %s", je.text);
+		return;
+	}
+	json_array_append_new(r->queue, req);
+}
+
+static void on_stdin(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct rpc *r = w->obj;
+	uint8_t tmp[65536];
+	ssize_t n = read(w->fd, tmp, sizeof(tmp));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		r->in_eof = true;
+		loop_watch(&r->loop, w, 0);
+		return;
+	}
+	for (ssize_t i = 0, start = 0; i <= n; i++) {
+		if (i < n && tmp[i] != '\n')
+			continue;
+		size_t piece = (size_t)(i - start);
+		if (i == n) {
+			/* A partial line: keep it, within bounds. */
+			if (r->overlong || buf_used(&r->in) + piece > RPC_MAX_LINE) {
+				r->overlong = true;
+				buf_consume(&r->in, buf_used(&r->in));
+			} else {
+				buf_append(&r->in, tmp + start, piece);
+			}
+			break;
+		}
+		if (r->overlong || buf_used(&r->in) + piece > RPC_MAX_LINE) {
+			rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes", RPC_MAX_LINE);
+		} else if (buf_used(&r->in)) {
+			buf_append(&r->in, tmp + start, piece);
+			on_line(r, (const char *)buf_head(&r->in), buf_used(&r->in));
+		} else {
+			on_line(r, (const char *)tmp + start, piece);
+		}
+		buf_consume(&r->in, buf_used(&r->in));
+		r->overlong = false;
+		start = i + 1;
+	}
+}
+
+int cmd_rpc(int argc, char **argv)
+{
+	if (argc > 1) {
+		puts("usage: matchlock rpc\n\nServe one sandbox as JSON-RPC 2.0 over stdin/stdout (see the SDKs).");
+		return !strcmp(argv[1], "--help") ? 0 : 1;
+	}
+	struct rpc r = { 0 };
+	char err[512];
+	log_set_quiet(!getenv("MATCHLOCK_DEBUG"));
+	signal(SIGPIPE, SIG_IGN);
+	if (loop_init(&r.loop) < 0 || state_open(&r.st, err, sizeof(err)) < 0) {
+		error("%s", err);
+		return EXIT_MATCHLOCK;
+	}
+	r.queue = json_array();
+	fd_set_nonblock(STDIN_FILENO, 1);
+	fd_set_nonblock(STDOUT_FILENO, 1);
+	watch_init(&r.in_w, STDIN_FILENO, on_stdin, &r);
+	watch_init(&r.out_w, STDOUT_FILENO, on_stdout, &r);
+	loop_watch(&r.loop, &r.in_w, EPOLLIN);
+	r.sup.listen_w.fd = -1;
+
+	while (!(r.in_eof && json_array_size(r.queue) == 0)) {
+		while (json_array_size(r.queue)) {
+			json_t *req = json_incref(json_array_get(r.queue, 0));
+			json_array_remove(r.queue, 0);
+			dispatch(&r, req);
+			json_decref(req);
+		}
+		if (r.sb && r.sup.stop) {
+			/* The lifetime ran out, or `matchlock kill` asked. */
+			rpc_close_sandbox(&r);
+		}
+		if (r.in_eof)
+			break;
+		loop_run_once(&r.loop, 0);
+	}
+	/* stdin closed: the client is gone; so is its sandbox. */
+	while (r.calls)
+		call_end(r.calls);
+	rpc_close_sandbox(&r);
+	fd_set_nonblock(STDOUT_FILENO, 0);
+	rpc_flush(&r);
+	json_decref(r.queue);
+	buf_fini(&r.in);
+	buf_fini(&r.out);
+	loop_fini(&r.loop);
+	state_close(r.st);
+	return 0;
+}
