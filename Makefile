@@ -14,12 +14,12 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lcrypto -larchive -lm
+HOST_LIBS    := -lcrypto -larchive -lm -lcurl -ljansson -lsqlite3
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 COMMON_SRC := $(wildcard src/common/*.c) $(wildcard src/proto/*.c)
-HOST_SRC   := $(wildcard src/host/*.c)
+HOST_SRC   := $(wildcard src/host/*.c) $(wildcard src/oci/*.c)
 AGENT_SRC  := $(wildcard src/agent/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)

@@ -10,6 +10,8 @@
 
 int cmd_run(int argc, char **argv);
 int cmd_diagnose(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 
 /* Parse a decimal number in [min, max]; returns 0 or -EINVAL. */
 int cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);

@@ -24,6 +24,7 @@
 #include "exec_stdio.h"
 #include "loop.h"
 #include "sandbox.h"
+#include "oci/oci.h"
 
 #define MAX_ENV 4096
 
@@ -33,7 +34,10 @@ static const char run_usage[] =
 	"Create a sandbox, run COMMAND in it, remove it. Exit status is the command's\n"
 	"(128+N for signal N, 124 on --timeout); matchlock's own errors exit 125.\n"
 	"\n"
-	"  --rootfs PATH          root filesystem: a directory or a tarball\n"
+	"  --image REF            OCI image (local tag or registry reference; default: the\n"
+	"                         Debian-based image built by 'make default-image')\n"
+	"  --entrypoint CMD       replace the image's Entrypoint (and drop its Cmd)\n"
+	"  --rootfs PATH          root filesystem: a directory or a tarball (instead of an image)\n"
 	"  -i, --interactive      stream stdin to the command\n"
 	"  -t, --tty              allocate a pseudo-terminal (use -it in a terminal)\n"
 	"  -w, --workdir DIR      working directory in the sandbox (created if missing)\n"
@@ -48,7 +52,7 @@ static const char run_usage[] =
 	"      --rm[=BOOL]        remove the sandbox when the command ends (default true)\n";
 
 struct run_opts {
-	const char *rootfs;
+	const char *rootfs, *image, *entrypoint;
 	bool interactive, tty, rm;
 	const char *workdir, *user, *hostname, *accel;
 	unsigned cpus, memory_mb, timeout_s;
@@ -135,12 +139,12 @@ static void env_free(char **v, size_t n)
 }
 
 /* Flags that belong to parts of the CLI contract not built yet: refuse them clearly. */
-static const char *const not_yet[] = { "image",	      "detach",	     "entrypoint", "allow-host",
+static const char *const not_yet[] = { "detach",	     "allow-host",
 				       "no-network",  "allow-private-ips", "add-host", "secret",
 				       "secret-file", "upstream-ca", "publish",	   "address",
 				       "volume",      "disk-size" };
 
-enum { OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS, OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL,
+enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS, OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL,
        OPT_RM, OPT_NOT_YET };
 
 static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, char *err, size_t errn)
@@ -160,9 +164,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		{ "accel", required_argument, NULL, OPT_ACCEL },
 		{ "rm", optional_argument, NULL, OPT_RM },
 		{ "help", no_argument, NULL, 'h' },
-		{ "image", required_argument, NULL, OPT_NOT_YET },
+		{ "image", required_argument, NULL, OPT_IMAGE },
 		{ "detach", no_argument, NULL, OPT_NOT_YET },
-		{ "entrypoint", required_argument, NULL, OPT_NOT_YET },
+		{ "entrypoint", required_argument, NULL, OPT_ENTRYPOINT },
 		{ "allow-host", required_argument, NULL, OPT_NOT_YET },
 		{ "no-network", no_argument, NULL, OPT_NOT_YET },
 		{ "allow-private-ips", no_argument, NULL, OPT_NOT_YET },
@@ -188,6 +192,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		switch (c) {
 		case OPT_ROOTFS:
 			o->rootfs = optarg;
+			break;
+		case OPT_IMAGE:
+			o->image = optarg;
+			break;
+		case OPT_ENTRYPOINT:
+			o->entrypoint = optarg;
 			break;
 		case 'i':
 			o->interactive = true;
@@ -288,6 +298,39 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 	return 0;
 }
 
+static struct oci_image_config image_cfg;
+
+/*
+ * --image (or the default image): prepare its root disk, then apply its config with Docker's
+ * rules: Entrypoint + (our args, else Cmd), --entrypoint replaces Entrypoint and drops Cmd; the
+ * image's Env lies under --env-file and -e; -u/-w win over User/WorkingDir.
+ */
+static int run_image_apply(struct run_opts *o, char ***cmd, char ***argv_out, char *disk, size_t n,
+			   char *err, size_t errn)
+{
+	const char *ref = o->image ? o->image : OCI_DEFAULT_IMAGE;
+	if (oci_image_prepare(ref, disk, n, &image_cfg, err, errn) < 0)
+		return -EINVAL;
+	if (!(*argv_out = oci_config_argv(&image_cfg, o->entrypoint, *cmd)))
+		return -ENOMEM;
+	*cmd = *argv_out;
+	char *merged[MAX_ENV + 1] = { NULL };
+	size_t nmerged = 0;
+	for (size_t i = 0; image_cfg.env && image_cfg.env[i]; i++)
+		if (env_add(merged, &nmerged, image_cfg.env[i]) < 0)
+			break;
+	for (size_t i = 0; i < o->nfile_env; i++)
+		env_add(merged, &nmerged, o->file_env[i]);
+	env_free(o->file_env, o->nfile_env);
+	memcpy(o->file_env, merged, sizeof(merged));
+	o->nfile_env = nmerged;
+	if (!o->user)
+		o->user = image_cfg.user;
+	if (!o->workdir)
+		o->workdir = image_cfg.workdir;
+	return 0;
+}
+
 static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t exec_done, uint64_t end)
 {
 	double ms = 1e-6;
@@ -317,7 +360,7 @@ int cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { .rm = true, .cpus = 1, .memory_mb = 512, .accel = "auto" };
 	char err[1024] = "", disk[4200], kernel[4200], initrd[4200], state[4096], sbdir[4200];
-	char **cmd = NULL;
+	char **cmd = NULL, **image_argv = NULL;
 	char id[12];
 	int status = EXIT_MATCHLOCK, sigfd = -1;
 	struct sandbox *sb = NULL;
@@ -333,13 +376,14 @@ int cmd_run(int argc, char **argv)
 	}
 	if (r < 0)
 		goto out;
-	if (!cmd[0]) {
-		snprintf(err, sizeof(err), "no command given (matchlock run [FLAGS] -- COMMAND [ARG...])");
+	if (o.rootfs && (o.image || o.entrypoint)) {
+		snprintf(err, sizeof(err), "--rootfs cannot be combined with --image or --entrypoint");
 		goto out;
 	}
-	if (!o.rootfs) {
-		snprintf(err, sizeof(err), "no root filesystem: pass --rootfs DIR|TARBALL "
-					   "(OCI images are not supported by this version yet)");
+	if (!o.rootfs && run_image_apply(&o, &cmd, &image_argv, disk, sizeof(disk), err, sizeof(err)) < 0)
+		goto out;
+	if (!cmd[0]) {
+		snprintf(err, sizeof(err), "no command given (matchlock run [FLAGS] -- COMMAND [ARG...])");
 		goto out;
 	}
 	if (o.tty && !isatty(STDOUT_FILENO))
@@ -358,7 +402,7 @@ int cmd_run(int argc, char **argv)
 					   "(run 'make', or set MATCHLOCK_KERNEL / MATCHLOCK_INITRAMFS)");
 		goto out;
 	}
-	if (rootfs_prepare(o.rootfs, disk, sizeof(disk), err, sizeof(err)) < 0)
+	if (o.rootfs && rootfs_prepare(o.rootfs, disk, sizeof(disk), err, sizeof(err)) < 0)
 		goto out;
 
 	cli_new_id(id);
@@ -468,5 +512,7 @@ out:
 		close(sigfd);
 	env_free(o.env, o.nenv);
 	env_free(o.file_env, o.nfile_env);
+	free(image_argv);
+	oci_config_fini(&image_cfg);
 	return status;
 }

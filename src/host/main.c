@@ -22,6 +22,8 @@ static const char usage[] =
 	"\n"
 	"Commands:\n"
 	"  run        create a sandbox and run a command in it\n"
+	"  pull       download an image into the local store\n"
+	"  image      list, remove, import and collect images (ls|rm|import|gc)\n"
 	"  diagnose   check that this host can run sandboxes, and why (not)\n"
 	"  version    print the version\n"
 	"\n"
@@ -82,6 +84,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(verb, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(verb, "pull"))
+		return cmd_pull(argc - 1, argv + 1);
+	if (!strcmp(verb, "image"))
+		return cmd_image(argc - 1, argv + 1);
 	if (!strcmp(verb, "diagnose"))
 		return cmd_diagnose(argc - 1, argv + 1);
 	error("'%s' is not a matchlock command (see 'matchlock --help')", verb);
