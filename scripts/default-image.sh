@@ -23,7 +23,7 @@ if [ ! -s "$out" ]; then
 		--customize-hook='chroot "$1" useradd -m -u 1000 -s /bin/sh user' \
 		--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
 		"$suite" "$tmp/rootfs.tar" "$mirror"
-	python3 scripts/oci_image.py layout "$tmp/image.tar" --layer "$tmp/rootfs.tar" \
+	python3 scripts/oci_image.py layout "$tmp/image.tar" --layer "$tmp/rootfs.tar" --compress none \
 		--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		--env LANG=C.UTF-8 --cmd /bin/sh
 	mv "$tmp/image.tar" "$out"

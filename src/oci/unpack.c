@@ -450,7 +450,7 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 	archive_read_support_filter_zstd(a);
 	archive_read_support_format_tar(a);
 	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-		snprintf(err, errn, "%s: cannot open: %s", what, archive_error_string(a));
+		snprintf(err, errn, "%s is truncated or corrupt: %s", what, archive_error_string(a));
 		r = -EIO;
 		goto out;
 	}
