@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,10 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 	size_t entries = 0;
 	if (!a)
 		return -ENOMEM;
+	/* Layer paths are UTF-8 (pax headers); under the C locale libarchive could not convert them. */
+	locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0), old = (locale_t)0;
+	if (utf8)
+		old = uselocale(utf8);
 	archive_read_support_filter_gzip(a);
 	archive_read_support_filter_zstd(a);
 	archive_read_support_format_tar(a);
@@ -455,7 +460,7 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 		goto out;
 	}
 	struct archive_entry *e;
-	while ((k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	while ((k = archive_read_next_header(a, &e)) == ARCHIVE_OK || k == ARCHIVE_WARN) {
 		const char *name = archive_entry_pathname(e);
 		if (++entries > OCI_MAX_LAYER_ENTRIES) {
 			snprintf(err, errn, "%s has more than %d entries", what, OCI_MAX_LAYER_ENTRIES);
@@ -494,6 +499,10 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 		snprintf(err, errn, "%s: applying opaque directories: %s", what, strerror(-r));
 out:
 	archive_read_free(a);
+	if (utf8) {
+		uselocale(old);
+		freelocale(utf8);
+	}
 	for (size_t i = 0; i < ls.nrecs; i++)
 		free(ls.recs[i].path);
 	free(ls.recs);
