@@ -14,14 +14,17 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lcrypto -larchive -lsqlite3 -ljansson -lm
+HOST_LIBS    := -lcrypto -larchive -lcurl -ljansson -lsqlite3 -lm
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 COMMON_SRC := $(wildcard src/common/*.c) $(wildcard src/proto/*.c)
-HOST_SRC   := $(wildcard src/host/*.c)
+HOST_SRC   := $(wildcard src/host/*.c) $(wildcard src/oci/*.c)
 AGENT_SRC  := $(wildcard src/agent/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+# The OCI parsers, for unit tests and fuzzers (no host code, no network).
+OCI_PARSE_SRC := src/oci/ref.c src/oci/manifest.c src/oci/auth.c src/oci/unpack.c
+OCI_PARSE_LIBS := -ljansson -lcrypto -larchive
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 
 HOST_OBJ   := $(patsubst %.c,$(BUILD)/host/%.o,$(HOST_SRC) $(COMMON_SRC))
@@ -30,7 +33,7 @@ UNITS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 UNITS_SAN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/san/%,$(UNIT_SRC))
 FUZZERS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test demo bench fuzz unit install clean kernel fixtures
+.PHONY: all deps test demo bench fuzz unit install clean kernel fixtures default-image
 all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio kernel
 
 deps:
@@ -85,17 +88,17 @@ $(BUILD)/initramfs-empty.cpio:
 	cd $(BUILD)/initramfs-empty && find . | LC_ALL=C sort | cpio -o -H newc --quiet > ../initramfs-empty.cpio
 
 # Unit tests: plain, and under ASan+UBSan.
-$(BUILD)/tests/%: tests/unit/%.c $(COMMON_SRC)
+$(BUILD)/tests/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $^ -o $@
+	$(CC) $(CFLAGS) -Itests/unit $^ -o $@ $(OCI_PARSE_LIBS)
 
-$(BUILD)/tests/san/%: tests/unit/%.c $(COMMON_SRC)
+$(BUILD)/tests/san/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit $^ -o $@
+	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit $^ -o $@ $(OCI_PARSE_LIBS)
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(OCI_PARSE_SRC)
 	@mkdir -p $(dir $@)
-	$(CLANG) -g -O1 -std=gnu11 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $^ -o $@
+	$(CLANG) -g -O1 -std=gnu11 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $^ -o $@ $(OCI_PARSE_LIBS)
 
 unit: $(UNITS) $(UNITS_SAN)
 
@@ -104,8 +107,12 @@ test: deps
 	@tests/run
 
 demo: deps
-	@$(MAKE) --no-print-directory all fixtures
+	@$(MAKE) --no-print-directory all fixtures default-image
 	@scripts/demo.sh
+
+# The Debian-based default image (mmdebstrap; built once, cached under ~/.cache/matchlock).
+default-image: $(BUILD)/matchlock
+	@ML=$(BUILD)/matchlock scripts/default-image.sh
 
 bench: all fixtures
 	@for b in bench/boot bench/exec; do $$b || exit 1; echo; done

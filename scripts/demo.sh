@@ -1,17 +1,15 @@
 #!/bin/sh
-# make demo: boot sandboxes from the busybox test root filesystem and run a few commands,
-# showing what each took. (The Debian-based default image arrives with OCI image support.)
+# make demo: boot sandboxes from the embedded Debian-based default image (make default-image)
+# and run a few commands, showing what each took.
 set -eu
 cd "$(dirname "$0")/.."
 ml=build/matchlock
-rootfs=build/rootfs-busybox
-export MATCHLOCK_HOME="${MATCHLOCK_HOME:-$(mktemp -d /tmp/matchlock-demo.XXXXXX)}"
 
 step() {
-	printf '\n$ matchlock run --rootfs %s %s\n' "$rootfs" "$*"
+	printf '\n$ matchlock run %s\n' "$*"
 	start=$(date +%s%N)
 	set +e
-	MATCHLOCK_TIMING=1 "$ml" run --rootfs "$rootfs" "$@" 2>/tmp/matchlock-demo.err
+	MATCHLOCK_TIMING=1 "$ml" run "$@" 2>/tmp/matchlock-demo.err
 	rc=$?
 	set -e
 	grep -v '^timing:' /tmp/matchlock-demo.err || true
@@ -22,6 +20,7 @@ step() {
 
 "$ml" diagnose
 step -- uname -a
+step -- sh -c '. /etc/os-release; echo "$PRETTY_NAME"; python3 --version; git --version; curl --version | head -1'
 step -- sh -c 'echo "hello from $(hostname) as $(id -un)"; cat /proc/cpuinfo | grep -m1 "model name"'
 step -- sh -c 'echo to stdout; echo to stderr >&2; exit 3'
 printf 'piped into the sandbox\n' | step -i -- sh -c 'tr a-z A-Z'
@@ -29,4 +28,4 @@ step -u user -w /tmp/work -- sh -c 'pwd; id'
 step --timeout 2 -- sleep 60
 step -- sh -c 'rm -rf /bin/ls && echo "deleted /bin/ls in this sandbox"'
 step -- sh -c 'ls -d /bin/ls && echo "...and the next sandbox starts clean"'
-rm -rf "$MATCHLOCK_HOME" /tmp/matchlock-demo.err
+rm -f /tmp/matchlock-demo.err

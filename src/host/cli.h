@@ -19,6 +19,8 @@ int cmd_prune(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_log(int argc, char **argv);
 int cmd_diagnose(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 int cmd_rpc(int argc, char **argv);
 
 /*

@@ -28,6 +28,7 @@
 #include "control.h"
 #include "exec_stdio.h"
 #include "launch.h"
+#include "oci/oci.h"
 #include "loop.h"
 #include "sandbox.h"
 #include "state.h"
@@ -41,7 +42,10 @@ static const char run_usage[] =
 	"Create a sandbox, run COMMAND in it, remove it. Exit status is the command's\n"
 	"(128+N for signal N, 124 on --timeout); matchlock's own errors exit 125.\n"
 	"\n"
-	"  --rootfs PATH          root filesystem: a directory or a tarball\n"
+	"  --image REF            OCI image (local tag or registry reference; default: the\n"
+	"                         Debian-based image built by 'make default-image')\n"
+	"  --entrypoint CMD       replace the image's Entrypoint (and drop its Cmd)\n"
+	"  --rootfs PATH          root filesystem: a directory or a tarball (instead of an image)\n"
 	"  -i, --interactive      stream stdin to the command\n"
 	"  -t, --tty              allocate a pseudo-terminal (use -it in a terminal)\n"
 	"  -w, --workdir DIR      working directory in the sandbox (created if missing)\n"
@@ -58,7 +62,7 @@ static const char run_usage[] =
 	"      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n";
 
 struct run_opts {
-	const char *rootfs;
+	const char *rootfs, *image, *entrypoint;
 	bool interactive, tty, detach;
 	int rm; /* -1: default (true, false with -d) */
 	const char *workdir, *user, *hostname, *accel;
@@ -146,12 +150,12 @@ static void env_free(char **v, size_t n)
 }
 
 /* Flags that belong to parts of the CLI contract not built yet: refuse them clearly. */
-static const char *const not_yet[] = { "image",	      "entrypoint", "allow-host",
+static const char *const not_yet[] = { "allow-host",
 				       "no-network",  "allow-private-ips", "add-host", "secret",
 				       "secret-file", "upstream-ca", "publish",	   "address",
 				       "volume",      "disk-size" };
 
-enum { OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS, OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL,
+enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS, OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL,
        OPT_RM, OPT_NOT_YET };
 
 static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, char *err, size_t errn)
@@ -171,9 +175,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		{ "accel", required_argument, NULL, OPT_ACCEL },
 		{ "rm", optional_argument, NULL, OPT_RM },
 		{ "help", no_argument, NULL, 'h' },
-		{ "image", required_argument, NULL, OPT_NOT_YET },
+		{ "image", required_argument, NULL, OPT_IMAGE },
 		{ "detach", no_argument, NULL, 'd' },
-		{ "entrypoint", required_argument, NULL, OPT_NOT_YET },
+		{ "entrypoint", required_argument, NULL, OPT_ENTRYPOINT },
 		{ "allow-host", required_argument, NULL, OPT_NOT_YET },
 		{ "no-network", no_argument, NULL, OPT_NOT_YET },
 		{ "allow-private-ips", no_argument, NULL, OPT_NOT_YET },
@@ -199,6 +203,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		switch (c) {
 		case OPT_ROOTFS:
 			o->rootfs = optarg;
+			break;
+		case OPT_IMAGE:
+			o->image = optarg;
+			break;
+		case OPT_ENTRYPOINT:
+			o->entrypoint = optarg;
 			break;
 		case 'i':
 			o->interactive = true;
@@ -305,6 +315,39 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 	return 0;
 }
 
+static struct oci_image_config image_cfg;
+
+/*
+ * --image (or the default image): prepare its root disk, then apply its config with Docker's
+ * rules: Entrypoint + (our args, else Cmd), --entrypoint replaces Entrypoint and drops Cmd; the
+ * image's Env lies under --env-file and -e; -u/-w win over User/WorkingDir.
+ */
+static int run_image_apply(struct run_opts *o, char ***cmd, char ***argv_out, char *disk, size_t n,
+			   char *err, size_t errn)
+{
+	const char *ref = o->image ? o->image : OCI_DEFAULT_IMAGE;
+	if (oci_image_prepare(ref, disk, n, &image_cfg, err, errn) < 0)
+		return -EINVAL;
+	if (!(*argv_out = oci_config_argv(&image_cfg, o->entrypoint, *cmd)))
+		return -ENOMEM;
+	*cmd = *argv_out;
+	char *merged[MAX_ENV + 1] = { NULL };
+	size_t nmerged = 0;
+	for (size_t i = 0; image_cfg.env && image_cfg.env[i]; i++)
+		if (env_add(merged, &nmerged, image_cfg.env[i]) < 0)
+			break;
+	for (size_t i = 0; i < o->nfile_env; i++)
+		env_add(merged, &nmerged, o->file_env[i]);
+	env_free(o->file_env, o->nfile_env);
+	memcpy(o->file_env, merged, sizeof(merged));
+	o->nfile_env = nmerged;
+	if (!o->user)
+		o->user = image_cfg.user;
+	if (!o->workdir)
+		o->workdir = image_cfg.workdir;
+	return 0;
+}
+
 static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t exec_done, uint64_t end)
 {
 	double ms = 1e-6;
@@ -349,6 +392,7 @@ static char *config_json(const struct run_opts *o, const struct sandbox_config *
 	snprintf(cpus, sizeof(cpus), "%g", sc->cpu_milli ? sc->cpu_milli / 1000.0 : (double)sc->cpus);
 	jsonw_raw(&b, "{");
 	jsonw_kv_str(&b, 1, "rootfs", o->rootfs);
+	jsonw_kv_str(&b, 0, "image", o->rootfs ? NULL : o->image ? o->image : OCI_DEFAULT_IMAGE);
 	jsonw_kv_str(&b, 0, "hostname", sc->hostname ? sc->hostname : sc->id);
 	jsonw_kv_raw(&b, 0, "cpus", cpus);
 	jsonw_kv_int(&b, 0, "memory_mb", sc->memory_mb);
@@ -379,7 +423,8 @@ int cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { .rm = -1, .cpus = 1, .memory_mb = 512, .accel = "auto" };
 	char err[1024] = "";
-	char **cmd = NULL;
+	char **cmd = NULL, **image_argv = NULL;
+	char disk[4200];
 	struct launch L;
 	int status = EXIT_MATCHLOCK, sigfd = -1, notify[2] = { -1, -1 };
 	struct sandbox *sb = NULL;
@@ -401,6 +446,12 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	if (o.rm < 0)
 		o.rm = !o.detach; /* a detached sandbox stays listed after kill, until rm or prune */
+	if (o.rootfs && (o.image || o.entrypoint)) {
+		snprintf(err, sizeof(err), "--rootfs cannot be combined with --image or --entrypoint");
+		goto out;
+	}
+	if (!o.rootfs && run_image_apply(&o, &cmd, &image_argv, disk, sizeof(disk), err, sizeof(err)) < 0)
+		goto out;
 	if (!cmd[0] && !o.detach) {
 		snprintf(err, sizeof(err), "no command given (matchlock run [FLAGS] -- COMMAND [ARG...])");
 		goto out;
@@ -409,16 +460,13 @@ int cmd_run(int argc, char **argv)
 		snprintf(err, sizeof(err), "-d cannot be combined with -i or -t (use matchlock exec -it)");
 		goto out;
 	}
-	if (!o.rootfs) {
-		snprintf(err, sizeof(err), "no root filesystem: pass --rootfs DIR|TARBALL "
-					   "(OCI images are not supported by this version yet)");
-		goto out;
-	}
 	if (o.tty && !isatty(STDOUT_FILENO))
 		warn("-t: stdout is not a terminal");
 
 	if (launch_prepare(&L, o.rootfs, o.accel, err, sizeof(err)) < 0)
 		goto out;
+	if (!o.rootfs)
+		snprintf(L.disk, sizeof(L.disk), "%s", disk);
 	if (launch_make_dir(&L, err, sizeof(err)) < 0)
 		goto out;
 	made_dir = true;
@@ -500,7 +548,7 @@ int cmd_run(int argc, char **argv)
 	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
 				 .pid_start = proc_start_time(getpid()) };
 	snprintf(rec.id, sizeof(rec.id), "%s", id);
-	snprintf(rec.image, sizeof(rec.image), "%s", o.rootfs);
+	snprintf(rec.image, sizeof(rec.image), "%s", o.rootfs ? o.rootfs : o.image ? o.image : OCI_DEFAULT_IMAGE);
 	rec.config = config_json(&o, &sc, cmd);
 	r = state_insert(st, &rec);
 	free(rec.config);
@@ -602,5 +650,7 @@ out:
 	state_close(st);
 	env_free(o.env, o.nenv);
 	env_free(o.file_env, o.nfile_env);
+	free(image_argv);
+	oci_config_fini(&image_cfg);
 	return status;
 }

@@ -31,7 +31,7 @@ int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want,
 				    "(run 'make', or set MATCHLOCK_KERNEL / MATCHLOCK_INITRAMFS)");
 		return -ENOENT;
 	}
-	int r = rootfs_prepare(rootfs, L->disk, sizeof(L->disk), err, errn);
+	int r = rootfs ? rootfs_prepare(rootfs, L->disk, sizeof(L->disk), err, errn) : 0;
 	if (r < 0)
 		return r;
 	const char *bt = getenv("MATCHLOCK_BOOT_TIMEOUT");

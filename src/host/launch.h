@@ -22,7 +22,10 @@ struct launch {
 	unsigned boot_timeout_s;
 };
 
-/* Everything but the directory: rootfs is a directory or a tarball. */
+/*
+ * Everything but the directory: rootfs is a directory or a tarball, or NULL when the caller
+ * fills L->disk itself afterwards (an OCI image).
+ */
 int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want, char *err,
 		   size_t errn);
 /* Pick an ID and create its state directory (0700). */

@@ -30,6 +30,8 @@ static const char usage[] =
 	"  rm         remove a stopped sandbox (--stopped: all of them); prune: the same\n"
 	"  gc         clean up after crashed sandboxes\n"
 	"  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
+	"  pull       download an image into the local store\n"
+	"  image      list, remove, import and collect images (ls|rm|import|gc)\n"
 	"  diagnose   check that this host can run sandboxes, and why (not)\n"
 	"  version    print the version\n"
 	"\n"
@@ -96,7 +98,7 @@ int main(int argc, char **argv)
 		{ "ls", cmd_list },	{ "get", cmd_get },	  { "inspect", cmd_inspect },
 		{ "kill", cmd_kill },	{ "rm", cmd_rm },	  { "prune", cmd_prune },
 		{ "gc", cmd_gc },	{ "log", cmd_log },	  { "diagnose", cmd_diagnose },
-		{ "rpc", cmd_rpc },
+		{ "rpc", cmd_rpc },	{ "pull", cmd_pull },	  { "image", cmd_image },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

@@ -9,6 +9,7 @@ options byte, the chunking byte, then the frames a well-behaved peer sends, give
 harness opens itself. fuzz_msg gets OPEN and CTL bodies. Wire constants are read from mux.h,
 msg.h and fuzz_mux.h so the seeds follow the C definitions. Exits 0, or 1 with a message.
 """
+import json
 import os
 import re
 import struct
@@ -262,7 +263,42 @@ def msg_seeds():
     }
 
 
-GENERATORS = {"fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds}
+def oci_manifest_seeds():
+    """Valid manifest, index and config documents for the OCI JSON parsers."""
+    d = "sha256:" + "ab" * 32
+    return {
+        "manifest": json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d, "size": 100},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": 200}],
+        }).encode(),
+        "index": json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": 300,
+                 "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": 300,
+                 "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            ],
+        }).encode(),
+        "config": json.dumps({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo hi"], "Env": ["PATH=/bin", "A=b"],
+                       "User": "1000:1000", "WorkingDir": "/work"},
+            "rootfs": {"type": "layers", "diff_ids": [d]},
+        }).encode(),
+    }
+
+
+def oci_tarpath_seeds():
+    """Tar member names, benign and hostile, for the path sanitiser."""
+    names = ["bin/sh", "./etc/passwd", "usr//lib/./x", "../escape", "/abs/path", "a/../../b",
+             "dir/.wh..wh..opq", "dir/.wh.file", "a/b/c/" * 20 + "d", "caf\xc3\xa9"]
+    return {f"path{i}": n.encode() for i, n in enumerate(names)}
+
+
+GENERATORS = {"fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+              "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 
 def main(argv):

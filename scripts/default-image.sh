@@ -1,0 +1,35 @@
+#!/bin/sh
+# Build the embedded default image (Debian bookworm with sh, coreutils, curl, python3, git and
+# ca-certificates) with mmdebstrap, as an OCI-layout tarball cached by the hash of this recipe
+# under $XDG_CACHE_HOME/matchlock/default-image/, and import it into matchlock's image store as
+# matchlock/default. Needs root (mmdebstrap) only for the first build; later calls reuse the tar.
+set -eu
+cd "$(dirname "$0")/.."
+ml=${ML:-build/matchlock}
+suite=bookworm
+mirror=${MATCHLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+pkgs="ca-certificates,curl,python3,git"
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/matchlock/default-image
+key=$(printf '%s\n' "$suite" "$mirror" "$pkgs" "$(cat scripts/oci_image.py)" | sha256sum | cut -c1-16)
+out=$cache/debian-$suite-$key.oci.tar
+
+if [ ! -s "$out" ]; then
+	command -v mmdebstrap >/dev/null || { echo "matchlock: mmdebstrap is missing: apt-get install mmdebstrap" >&2; exit 1; }
+	mkdir -p "$cache"
+	tmp=$(mktemp -d "$cache/.build.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	echo "building the default image from Debian $suite (once; cached in $cache)" >&2
+	mmdebstrap --quiet --variant=minbase --include="$pkgs" \
+		--customize-hook='chroot "$1" useradd -m -u 1000 -s /bin/sh user' \
+		--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+		"$suite" "$tmp/rootfs.tar" "$mirror"
+	python3 scripts/oci_image.py layout "$tmp/image.tar" --layer "$tmp/rootfs.tar" --compress none \
+		--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		--env LANG=C.UTF-8 --cmd /bin/sh
+	mv "$tmp/image.tar" "$out"
+fi
+# Import only when the store does not have this exact build yet.
+if ! "$ml" image ls 2>/dev/null | grep -q "^docker.io/matchlock/default:$key "; then
+	"$ml" image import "matchlock/default:$key" <"$out"
+	"$ml" image import matchlock/default <"$out"
+fi

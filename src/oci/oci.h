@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * OCI images, the public face of src/oci: pull from a registry, import a tarball, list/remove/
+ * collect, and turn an image into the read-only root disk a sandbox boots, with its config.
+ * Every function returns 0 or -errno with one line in err saying what failed and what to do.
+ */
+#ifndef MATCHLOCK_OCI_H
+#define MATCHLOCK_OCI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "manifest.h" /* struct oci_image_config, oci_config_argv(), oci_config_fini() */
+
+/* The image `run` uses when given neither --image nor --rootfs (scripts/default-image.sh). */
+#define OCI_DEFAULT_IMAGE "matchlock/default"
+
+/*
+ * Plain HTTP is used only for loopback registries and those in this comma-separated list
+ * (--insecure-registry, or $MATCHLOCK_INSECURE_REGISTRY); NULL for none.
+ */
+int oci_pull(const char *ref, const char *insecure, char digest[72], char *err, size_t errn);
+
+/*
+ * Resolve ref (a local tag first, else pulled), build or reuse its read-only ext4 (one per image
+ * digest, so a second call does no unpacking), write its path to disk and the image config to
+ * cfg (free with oci_config_fini()).
+ */
+int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_config *cfg, char *err,
+		      size_t errn);
+
+/* Import a `docker save` archive or an OCI-layout tarball (optionally gzip/zstd) from fd as tag. */
+int oci_image_import(const char *tag, int fd, char digest[72], char *err, size_t errn);
+
+/* Print `TAG SOURCE SIZE CREATED` lines. */
+int oci_image_list(FILE *out, char *err, size_t errn);
+/* Untag ref (a name or a manifest digest) and collect what nothing uses any more. */
+int oci_image_rm(const char *ref, uint64_t *freed, unsigned *nblobs, char *err, size_t errn);
+int oci_image_gc(uint64_t *freed, unsigned *nblobs, char *err, size_t errn);
+
+#endif
