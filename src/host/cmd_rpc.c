@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "launch.h"
+#include "oci/oci.h"
 #include "proto/msg.h"
 #include "sandbox.h"
 #include "state.h"
@@ -85,7 +86,8 @@ struct rpc {
 	struct state *st;
 	struct supervisor sup;
 	struct launch L;
-	char **env; /* create's env, applied to every exec */
+	char **env; /* create's and the image's env, applied to every exec */
+	char *user, *workdir; /* the image's (or image_config's) defaults */
 	bool stop;
 };
 
@@ -240,6 +242,11 @@ static void op_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t
 {
 	struct call *c = sandbox_exec_opaque(x);
 	struct rpc *r = c->rpc;
+	if (!c->id) {
+		/* A background process (launch_entrypoint): nobody to tell. */
+		sandbox_exec_consumed(x, n);
+		return;
+	}
 	if (c->kind == CALL_EXEC || c->kind == CALL_READ || c->kind == CALL_LIST) {
 		size_t cap = c->kind == CALL_EXEC ? RPC_MAX_CAPTURE : RPC_MAX_READ;
 		if (buf_used(&c->cap[chan]) + n <= cap)
@@ -323,7 +330,10 @@ static void op_done(struct sandbox_exec *x, int status, const char *err)
 	struct rpc *r = c->rpc;
 	long long ms = (long long)((now_ns() - c->start) / 1000000);
 	c->x = NULL;
-	if (c->cancelled) {
+	if (!c->id) {
+		if (status != 0)
+			info("background process ended with status %d%s%s", status, err ? ": " : "", err ? err : "");
+	} else if (c->cancelled) {
 		rpc_error(r, c->id, E_CANCELLED, "cancelled");
 	} else if (c->kind == CALL_WRITE) {
 		if (status == 0)
@@ -460,8 +470,8 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 	struct exec_request req = {
 		.argv = argv,
 		.env = env,
-		.cwd = json_string_value(json_object_get(p, "working_dir")),
-		.user = json_string_value(json_object_get(p, "user")),
+		.cwd = json_is_string(json_object_get(p, "working_dir")) ? json_string_value(json_object_get(p, "working_dir")) : r->workdir,
+		.user = json_is_string(json_object_get(p, "user")) ? json_string_value(json_object_get(p, "user")) : r->user,
 		.stdin_on = kind == CALL_PIPE || kind == CALL_TTY,
 		.tty = kind == CALL_TTY,
 		.rows = (uint16_t)json_integer_value(json_object_get(p, "rows")),
@@ -660,17 +670,23 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	}
 	json_t *res = json_object_get(p, "resources");
 	json_t *ic = json_object_get(p, "image_config");
+	/* A path is a root filesystem (directory or tarball); anything else an OCI reference. */
 	struct stat st;
-	if (stat(image, &st) < 0) {
-		rpc_error(r, id, E_PARAMS, "image %s: only a root filesystem path (directory or tarball) is "
-					   "supported by this version yet", image);
-		return;
-	}
-	if (launch_prepare(&r->L, image, getenv("MATCHLOCK_ACCEL"), err, sizeof(err)) < 0 ||
-	    launch_make_dir(&r->L, err, sizeof(err)) < 0) {
+	bool is_path = (image[0] == '/' || image[0] == '.') && stat(image, &st) == 0;
+	struct oci_image_config cfg = { 0 };
+	char disk[4200];
+	if (!is_path && oci_image_prepare(image, disk, sizeof(disk), &cfg, err, sizeof(err)) < 0) {
 		rpc_error(r, id, E_SANDBOX, "%s", err);
 		return;
 	}
+	if (launch_prepare(&r->L, is_path ? image : NULL, getenv("MATCHLOCK_ACCEL"), err, sizeof(err)) < 0 ||
+	    launch_make_dir(&r->L, err, sizeof(err)) < 0) {
+		rpc_error(r, id, E_SANDBOX, "%s", err);
+		oci_config_fini(&cfg);
+		return;
+	}
+	if (!is_path)
+		snprintf(r->L.disk, sizeof(r->L.disk), "%s", disk);
 	double cpus = json_number_value(json_object_get(res, "cpus"));
 	json_int_t mem = json_integer_value(json_object_get(res, "memory_mb"));
 	struct sandbox_config sc = {
@@ -690,12 +706,14 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	if (k < 0) {
 		rpc_error(r, id, E_SANDBOX, "cannot record the sandbox: %s", strerror(-k));
 		rm_rf(r->L.dir);
+		oci_config_fini(&cfg);
 		return;
 	}
 	r->sb = launch_boot(&r->L, &sc, &r->loop, NULL, err, sizeof(err));
 	if (!r->sb) {
 		state_set_status(r->st, r->L.id, ST_FAILED, err);
 		rpc_error(r, id, E_SANDBOX, "%s", err);
+		oci_config_fini(&cfg);
 		return;
 	}
 	json_int_t lifetime = json_integer_value(json_object_get(res, "timeout_seconds"));
@@ -704,14 +722,51 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 		warn("control socket: %s", err);
 	state_set_status(r->st, r->L.id, ST_RUNNING, NULL);
 
-	/* Image config defaults apply to every exec. */
-	r->env = env_merge(r, json_object_get(p, "env"));
-	json_t *ienv = json_object_get(ic, "env");
-	if (json_is_object(ienv)) {
-		char **merged = env_merge(r, ienv);
+	/* Defaults for every exec, Docker's order: image Env, image_config.env, create's env. */
+	json_t *layers[3] = { json_object(), json_object_get(ic, "env"), json_object_get(p, "env") };
+	for (size_t i = 0; cfg.env && cfg.env[i]; i++) {
+		const char *eq = strchr(cfg.env[i], '=');
+		if (eq)
+			json_object_set_new(layers[0], strndupa(cfg.env[i], (size_t)(eq - cfg.env[i])), json_string(eq + 1));
+	}
+	for (int i = 0; i < 3; i++) {
+		char **merged = env_merge(r, layers[i]);
 		strv_free(r->env);
 		r->env = merged;
 	}
+	json_decref(layers[0]);
+	const char *u = json_string_value(json_object_get(ic, "user"));
+	const char *w = json_string_value(json_object_get(ic, "working_dir"));
+	r->user = u ? strdup(u) : cfg.user ? strdup(cfg.user) : NULL;
+	r->workdir = w ? strdup(w) : cfg.workdir ? strdup(cfg.workdir) : NULL;
+
+	/* launch_entrypoint: the image's Entrypoint + Cmd (or image_config's) runs in the background. */
+	if (json_is_true(json_object_get(p, "launch_entrypoint"))) {
+		json_t *ep = json_object_get(ic, "entrypoint"), *cm = json_object_get(ic, "cmd");
+		if (json_is_array(ep) || json_is_array(cm)) {
+			json_t *argv = json_array();
+			json_array_extend(argv, json_is_array(ep) ? ep : json_array());
+			json_array_extend(argv, json_is_array(cm) ? cm : json_array());
+			json_t *req = json_pack("{s:o}", "command", argv);
+			m_exec(r, NULL, req, CALL_STREAM);
+			json_decref(req);
+		} else {
+			char *none[] = { NULL };
+			char **argv = oci_config_argv(&cfg, NULL, none);
+			json_t *arr = json_array();
+			for (size_t i = 0; argv && argv[i]; i++)
+				json_array_append_new(arr, json_string(argv[i]));
+			free(argv);
+			if (json_array_size(arr)) {
+				json_t *req = json_pack("{s:o}", "command", arr);
+				m_exec(r, NULL, req, CALL_STREAM);
+				json_decref(req);
+			} else {
+				json_decref(arr);
+			}
+		}
+	}
+	oci_config_fini(&cfg);
 	rpc_result(r, id, json_pack("{s:s}", "id", r->L.id));
 }
 
@@ -732,6 +787,9 @@ static void rpc_close_sandbox(struct rpc *r)
 	state_delete(r->st, r->L.id);
 	strv_free(r->env);
 	r->env = NULL;
+	free(r->user);
+	free(r->workdir);
+	r->user = r->workdir = NULL;
 }
 
 static void dispatch(struct rpc *r, json_t *req)
