@@ -78,6 +78,10 @@ static int rtnl_addr_route(int ifindex)
 {
 	static struct nl_buf b;
 	memset(&b, 0, sizeof(b));
+	struct ifinfomsg up = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = IFF_UP,
+				.ifi_change = IFF_UP };
+	nl_msg_begin(&b, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, &up, sizeof(up));
+	nl_msg_end(&b);
 	/* Addresses from the documentation ranges: the guest has a source address, nothing more. */
 	uint8_t v4[4] = { 192, 0, 2, 2 };
 	uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 2 };
@@ -167,6 +171,8 @@ int net_setup(bool enabled, char **hosts, size_t nhosts)
 		return 0; /* loopback only: connects fail at once with "network unreachable" */
 
 	int r = rtnl_dummy();
+	if (r == -EEXIST) /* a built-in dummy driver makes dummy0 at boot */
+		r = 0;
 	int ifindex = (int)if_nametoindex(NET_DUMMY);
 	if (r < 0 || ifindex <= 0 || (r = rtnl_addr_route(ifindex)) < 0) {
 		error("network: dummy interface and routes: %s", strerror(-r));
