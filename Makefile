@@ -14,12 +14,14 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lcrypto -larchive -lcurl -ljansson -lsqlite3 -lm
-AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -MMD -MP -Os -g0 $(HARDEN)
+HOST_LIBS    := -lcrypto -larchive -lcurl -ljansson -lsqlite3 -lm -lpthread
+AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 COMMON_SRC := $(wildcard src/common/*.c) $(wildcard src/proto/*.c)
-HOST_SRC   := $(wildcard src/host/*.c) $(wildcard src/oci/*.c)
+HOST_SRC   := $(wildcard src/host/*.c) $(wildcard src/oci/*.c) $(wildcard src/net/*.c)
+# The parts of the egress engine with no loop or threads: unit-tested and fuzzed on their own.
+NET_PURE_SRC := src/net/dns.c src/net/policy.c src/net/http.c src/net/addrpool.c
 AGENT_SRC  := $(wildcard src/agent/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 # The OCI parsers, for unit tests and fuzzers (no host code, no network).
@@ -43,7 +45,16 @@ $(BUILD)/host/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(HOST_CFLAGS) -c $< -o $@
 
-$(BUILD)/agent/%.o: %.c
+# musl-gcc sees only musl's headers: give the agent the kernel's uapi headers (netlink,
+# nftables) and nothing else from the host's include directory.
+$(BUILD)/kinc/.stamp:
+	@mkdir -p $(BUILD)/kinc
+	ln -sfn /usr/include/linux $(BUILD)/kinc/linux
+	ln -sfn /usr/include/asm-generic $(BUILD)/kinc/asm-generic
+	ln -sfn /usr/include/$$($(CC) -print-multiarch)/asm $(BUILD)/kinc/asm
+	@touch $@
+
+$(BUILD)/agent/%.o: %.c | $(BUILD)/kinc/.stamp
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) $(AGENT_CFLAGS) -c $< -o $@
 
@@ -68,7 +79,11 @@ kernel:
 
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
 fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
-	$(BUILD)/initramfs-floor.cpio
+	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush
+
+# Run as root in a sandbox by tests/integration/test_net.sh: deletes every nftables table.
+$(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.stamp
+	$(MUSL_CC) -static -Os -Isrc -isystem $(BUILD)/kinc $^ -o $@
 
 $(BUILD)/rootfs-busybox/bin/busybox: tests/fixtures/make-busybox-rootfs.sh
 	tests/fixtures/make-busybox-rootfs.sh $(BUILD)/rootfs-busybox
@@ -88,15 +103,15 @@ $(BUILD)/initramfs-empty.cpio:
 	cd $(BUILD)/initramfs-empty && find . | LC_ALL=C sort | cpio -o -H newc --quiet > ../initramfs-empty.cpio
 
 # Unit tests: plain, and under ASan+UBSan.
-$(BUILD)/tests/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC)
+$(BUILD)/tests/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC) $(NET_PURE_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $^ -o $@ $(OCI_PARSE_LIBS)
 
-$(BUILD)/tests/san/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC)
+$(BUILD)/tests/san/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC) $(NET_PURE_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit $^ -o $@ $(OCI_PARSE_LIBS)
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(OCI_PARSE_SRC)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(OCI_PARSE_SRC) $(NET_PURE_SRC)
 	@mkdir -p $(dir $@)
 	$(CLANG) -g -O1 -std=gnu11 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $^ -o $@ $(OCI_PARSE_LIBS)
 

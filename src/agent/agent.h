@@ -7,12 +7,14 @@
 #define MATCHLOCK_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proto/mux.h"
 
 /* What an epoll registration points at: the dispatch switch in main.c keys on type. */
-enum agent_ev_type { EV_LINK, EV_SIGNAL, EV_EXEC_IN, EV_EXEC_OUT, EV_EXEC_ERR };
+enum agent_ev_type { EV_LINK, EV_SIGNAL, EV_EXEC_IN, EV_EXEC_OUT, EV_EXEC_ERR, EV_NET_LISTEN,
+		     EV_NET_CONN, EV_DNS_UDP, EV_DNS_TCP_LISTEN, EV_DNS_TCP };
 
 struct agent_ev {
 	enum agent_ev_type type;
@@ -62,5 +64,23 @@ void exec_on_sigchld(void);
 void exec_resume_all(void);
 /* Free sessions that ended during the last epoll batch. */
 void exec_collect_garbage(void);
+
+/* net.c: the redirected network (see there). NET_PROXY_PORT is the loopback listener. */
+#define NET_PROXY_PORT 15001
+int net_setup(bool enabled, char **hosts, size_t nhosts);
+int net_listen(int family, uint16_t port, int type);
+void net_on_event(struct agent_ev *e, uint32_t events);
+int net_on_frame(struct mux_stream *s, const struct mux_frame *f);
+void net_resume_all(void);
+void net_collect_garbage(void);
+
+/* nft.c */
+int nft_install_redirect(uint16_t proxy_port);
+
+/* dnsstub.c */
+int dnsstub_start(void);
+void dnsstub_on_event(struct agent_ev *e, uint32_t events);
+void dnsstub_on_reply(struct rd *r);
+void dnsstub_collect_garbage(void);
 
 #endif

@@ -95,6 +95,7 @@ static void link_flush(void)
 	if (was_congested && !mux_congested(&agent.mux)) {
 		exec_resume_all();
 		files_resume_all();
+		net_resume_all();
 	}
 }
 
@@ -110,11 +111,29 @@ static void send_hello(void)
 	agent_link_wants_write();
 }
 
+#define MAX_HOSTS_LINES 64
+
 static void apply_config(struct rd *r)
 {
 	uint16_t tag;
 	struct rd v;
+	uint8_t net_on = 0;
+	char *hosts[MAX_HOSTS_LINES];
+	size_t nhosts = 0;
 	while (msg_next(r, &tag, &v) > 0) {
+		if (tag == T_NET) {
+			msg_get_u8(&v, &net_on);
+			continue;
+		}
+		if (tag == T_HOSTS_LINE) {
+			char *h = NULL;
+			/* "ADDR NAME": one line, printable, no comment tricks. */
+			if (nhosts < MAX_HOSTS_LINES && msg_dup_str(&v, 300, &h) == 0 && !strpbrk(h, "\n\r#"))
+				hosts[nhosts++] = h;
+			else
+				free(h);
+			continue;
+		}
 		if (tag == T_HOSTNAME) {
 			char *h = NULL;
 			if (msg_dup_str(&v, 64, &h) == 0 && *h && sethostname(h, strlen(h)) < 0)
@@ -133,6 +152,11 @@ static void apply_config(struct rd *r)
 			}
 		}
 	}
+	/* After the hostname, which /etc/hosts lists. */
+	if (net_setup(net_on, hosts, nhosts) < 0)
+		warn("network setup failed: the sandbox has no network");
+	for (size_t i = 0; i < nhosts; i++)
+		free(hosts[i]);
 	struct buf b = { 0 };
 	buf_put_u16(&b, CTL_READY);
 	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
@@ -152,11 +176,16 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 		case CTL_POWEROFF:
 			agent.quit = 1;
 			break;
+		case CTL_DNS_REPLY:
+			dnsstub_on_reply(&r);
+			break;
 		default:
 			break; /* unknown link messages are ignored: newer hosts may send more */
 		}
 		return 0;
 	}
+	if ((s->id & 1) == 0) /* even ids are ours: redirected connections */
+		return net_on_frame(s, f);
 	if (f->type == MUX_OPEN) {
 		struct rd r = rd_make(f->payload, f->len);
 		uint16_t svc = rd_u16(&r);
@@ -284,6 +313,15 @@ int main(void)
 				exec_on_sigchld();
 				break;
 			}
+			case EV_NET_LISTEN:
+			case EV_NET_CONN:
+				net_on_event(e, evs[i].events);
+				break;
+			case EV_DNS_UDP:
+			case EV_DNS_TCP_LISTEN:
+			case EV_DNS_TCP:
+				dnsstub_on_event(e, evs[i].events);
+				break;
 			default:
 				exec_on_event(e, evs[i].events);
 				break;
@@ -291,6 +329,8 @@ int main(void)
 		}
 		link_flush();
 		exec_collect_garbage();
+		net_collect_garbage();
+		dnsstub_collect_garbage();
 	}
 	power_off();
 }

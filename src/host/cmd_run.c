@@ -35,6 +35,8 @@
 #include "supervisor.h"
 
 #define MAX_ENV 4096
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const char run_usage[] =
 	"usage: matchlock run [FLAGS] [--] COMMAND [ARG...]\n"
@@ -59,7 +61,13 @@ static const char run_usage[] =
 	"      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
 	"  -d, --detach           start the sandbox (and COMMAND, if given, in the background),\n"
 	"                         print its ID and return; it runs until 'matchlock kill ID'\n"
-	"      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n";
+	"      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n"
+	"\n"
+	"Network (default: nothing is reachable; DNS answers NXDOMAIN, connects are refused):\n"
+	"      --allow-host GLOB[,GLOB...]  allow host names: api.x.com, *.x.com (subdomains), *\n"
+	"      --add-host NAME:IP  connect to IP for NAME (exempt from the private-address block)\n"
+	"      --allow-private-ips  let allowed names resolve to private/loopback addresses\n"
+	"      --no-network       no DNS and no egress at all (loopback only)\n";
 
 struct run_opts {
 	const char *rootfs, *image, *entrypoint;
@@ -71,6 +79,7 @@ struct run_opts {
 	size_t nenv;
 	char *file_env[MAX_ENV + 1];
 	size_t nfile_env;
+	struct policy *policy;
 };
 
 /* Add KEY=VALUE (or KEY, looked up in our environment) to v, replacing an earlier KEY. */
@@ -150,13 +159,12 @@ static void env_free(char **v, size_t n)
 }
 
 /* Flags that belong to parts of the CLI contract not built yet: refuse them clearly. */
-static const char *const not_yet[] = { "allow-host",
-				       "no-network",  "allow-private-ips", "add-host", "secret",
-				       "secret-file", "upstream-ca", "publish",	   "address",
-				       "volume",      "disk-size" };
+static const char *const not_yet[] = { "secret", "secret-file", "upstream-ca", "publish",
+				       "address", "volume", "disk-size" };
 
-enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS, OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL,
-       OPT_RM, OPT_NOT_YET };
+enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS,
+       OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL, OPT_RM, OPT_ALLOW_HOST, OPT_NO_NETWORK, OPT_ALLOW_PRIVATE,
+       OPT_ADD_HOST, OPT_NOT_YET };
 
 static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, char *err, size_t errn)
 {
@@ -178,10 +186,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		{ "image", required_argument, NULL, OPT_IMAGE },
 		{ "detach", no_argument, NULL, 'd' },
 		{ "entrypoint", required_argument, NULL, OPT_ENTRYPOINT },
-		{ "allow-host", required_argument, NULL, OPT_NOT_YET },
-		{ "no-network", no_argument, NULL, OPT_NOT_YET },
-		{ "allow-private-ips", no_argument, NULL, OPT_NOT_YET },
-		{ "add-host", required_argument, NULL, OPT_NOT_YET },
+		{ "allow-host", required_argument, NULL, OPT_ALLOW_HOST },
+		{ "no-network", no_argument, NULL, OPT_NO_NETWORK },
+		{ "allow-private-ips", no_argument, NULL, OPT_ALLOW_PRIVATE },
+		{ "add-host", required_argument, NULL, OPT_ADD_HOST },
 		{ "secret", required_argument, NULL, OPT_NOT_YET },
 		{ "secret-file", required_argument, NULL, OPT_NOT_YET },
 		{ "upstream-ca", required_argument, NULL, OPT_NOT_YET },
@@ -285,6 +293,33 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		case 'd':
 			o->detach = true;
 			break;
+		case OPT_ALLOW_HOST: {
+			int e = policy_add_list(o->policy, optarg);
+			if (e < 0) {
+				snprintf(err, errn, "--allow-host %s: %s", optarg, e == -ENOSPC
+					 ? "too many rules (at most " STR(POLICY_MAX_RULES) ")"
+					 : "expected host names or globs like api.x.com, *.x.com or *, "
+					   "separated by commas");
+				return -EINVAL;
+			}
+			break;
+		}
+		case OPT_NO_NETWORK:
+			o->policy->no_network = true;
+			break;
+		case OPT_ALLOW_PRIVATE:
+			o->policy->allow_private = true;
+			break;
+		case OPT_ADD_HOST: {
+			int e = policy_pin(o->policy, optarg);
+			if (e < 0) {
+				snprintf(err, errn, "--add-host %s: %s", optarg, e == -ENOSPC
+					 ? "too many names (at most " STR(POLICY_MAX_PINS) ")"
+					 : "expected NAME:IP, e.g. db.internal:10.0.0.5 or v6.test:[::1]");
+				return -EINVAL;
+			}
+			break;
+		}
 		case 'h':
 			fputs(run_usage, stdout);
 			return 1;
@@ -437,6 +472,11 @@ int cmd_run(int argc, char **argv)
 	char failure[300] = "";
 	uint64_t t0 = now_ns(), t_exec_done = 0;
 
+	o.policy = calloc(1, sizeof(*o.policy));
+	if (!o.policy) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
+	}
 	int r = parse_args(argc, argv, &o, &cmd, err, sizeof(err));
 	if (r == 1) {
 		status = 0;
@@ -543,8 +583,11 @@ int cmd_run(int argc, char **argv)
 		.cpu_milli = o.cpu_milli,
 		.memory_mb = o.memory_mb,
 		.hostname = o.hostname,
+		.policy = o.policy,
 	};
 	launch_config(&L, &sc);
+	if (o.policy->no_network && (o.policy->nrules || o.policy->npins))
+		warn("--no-network: --allow-host and --add-host are ignored");
 	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
 				 .pid_start = proc_start_time(getpid()) };
 	snprintf(rec.id, sizeof(rec.id), "%s", id);
@@ -643,6 +686,7 @@ out:
 	}
 	if (*err && !detached_child)
 		error("%s", err);
+	free(o.policy);
 	if (loop.epfd >= 0)
 		loop_fini(&loop);
 	if (sigfd >= 0)

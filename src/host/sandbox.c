@@ -73,6 +73,20 @@ void sb_flush_link(struct sandbox *sb)
 	}
 	if (sb->state != SB_FAILED)
 		loop_watch(sb->loop, &sb->link_w, EPOLLIN | (buf_used(o) ? EPOLLOUT : 0));
+	if (sb->state != SB_FAILED && !mux_congested(&sb->mux))
+		egress_resume(sb->egress);
+}
+
+static void sb_flush_cb(void *opaque)
+{
+	sb_flush_link(opaque);
+}
+
+static void sb_net_event(const struct net_event *ev, void *opaque)
+{
+	struct sandbox *sb = opaque;
+	if (sb->cfg.net_event)
+		sb->cfg.net_event(ev, sb->cfg.net_opaque);
 }
 
 /* ---- the link ------------------------------------------------------------------------------ */
@@ -106,12 +120,19 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 		msg_put_u64(&b, T_TIME_NS, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
 		if (sb->cfg.cpu_milli)
 			msg_put_u32(&b, T_CPU_MILLI, sb->cfg.cpu_milli);
+		msg_put_u8(&b, T_NET, !sb->cfg.policy->no_network);
+		if (egress_put_hosts(sb->egress, &b) < 0)
+			warn("--add-host: too many names");
 		sb_send_ctl(sb, 0, &b);
 		buf_fini(&b);
 		sb->state = SB_CONFIGURING;
 	} else if (type == CTL_READY && sb->state == SB_CONFIGURING) {
 		sb->t.ready = sb->loop->now;
 		sb->state = SB_READY;
+	} else if (type == CTL_DNS_QUERY && sb->state == SB_READY) {
+		/* A malformed query is dropped; the guest's resolver times out. */
+		if (egress_on_dns(sb->egress, &r) < 0)
+			debug("network: malformed DNS message from the guest dropped");
 	} else if (type == CTL_ERROR) {
 		char msg[200] = "unknown error";
 		while (msg_next(&r, &tag, &v) > 0) {
@@ -135,11 +156,10 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 	struct sandbox *sb = opaque;
 	if (!s)
 		return on_link_ctl(sb, f);
-	if (f->type == MUX_OPEN) {
-		/* The guest opens nothing yet: refuse. */
-		mux_close(&sb->mux, s, EPROTONOSUPPORT);
-		return 0;
-	}
+	if ((s->id & 1) == 0) /* opened by the guest: redirected connections */
+		return egress_on_frame(sb->egress, s, f);
+	if (f->type == MUX_OPEN) /* odd ids are ours; the mux already refused this */
+		return -EPROTO;
 	return exec_on_frame(sb, s, f);
 }
 
@@ -268,6 +288,8 @@ static void sb_free(struct sandbox *sb)
 		sb->qemu_exited = true;
 	}
 	exec_fail_all(sb);
+	egress_free(sb->egress);
+	sb->egress = NULL;
 	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->pid_w };
 	for (size_t i = 0; i < ARRAY_SIZE(ws); i++) {
 		loop_unwatch(sb->loop, ws[i]);
@@ -342,6 +364,15 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	watch_init(&sb->qerr_w, -1, on_console, sb);
 	watch_init(&sb->pid_w, -1, on_qemu_exit, sb);
 	mux_init(&sb->mux, MUX_SIDE_HOST, on_frame, sb);
+	static struct policy sealed; /* no --allow-host: nothing is reachable */
+	if (!sb->cfg.policy)
+		sb->cfg.policy = &sealed;
+	static const struct egress_ops eops = { .flush = sb_flush_cb, .event = sb_net_event };
+	sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, &eops, sb);
+	if (!sb->egress) {
+		snprintf(err, errn, "setting up the egress engine: %s", strerror(errno));
+		goto fail;
+	}
 
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/log", c->state_dir);

@@ -14,6 +14,8 @@
 
 #include "accel.h"
 #include "loop.h"
+#include "net/egress.h"
+#include "net/policy.h"
 
 struct sandbox;
 struct sandbox_exec;
@@ -27,6 +29,13 @@ struct sandbox_config {
 	unsigned cpu_milli; /* a CPU quota in thousandths when --cpus is fractional, else 0 */
 	const char *hostname;
 	unsigned boot_timeout_ms;
+	/*
+	 * Egress policy (the caller's; it may change while the sandbox runs, e.g. allow-list
+	 * add/delete). NULL: an empty allow-list, nothing is reachable.
+	 */
+	struct policy *policy;
+	net_event_fn net_event; /* every network decision, may be NULL */
+	void *net_opaque;
 };
 
 /* Phase timestamps (monotonic ns on the host; guest values are guest CLOCK_BOOTTIME). */

@@ -47,6 +47,7 @@ struct sandbox {
 	char qerr[QEMU_ERR_MAX];
 	size_t qerr_len;
 	struct sandbox_exec *execs;
+	struct egress *egress; /* guest-opened streams (even ids) and DNS */
 	struct sandbox_times t;
 };
 

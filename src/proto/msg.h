@@ -15,6 +15,12 @@
 /* OPEN services (first u16 of an OPEN payload). */
 enum msg_service {
 	SVC_EXEC = 1, /* host -> guest: run a process; chan IN = stdin, OUT/ERR = output */
+	/*
+	 * guest -> host: one redirected TCP connection; body T_ADDR + T_PORT (original
+	 * destination). chan IN = bytes towards the destination, OUT = bytes back; EOF on a chan is
+	 * a half-close. The host closes with ECONNREFUSED when policy denies (the agent resets).
+	 */
+	SVC_TCP = 2,
 	SVC_FILE_WRITE, /* host -> guest: T_PATH, T_MODE, T_APPEND; chan IN = content; CTL_EXIT */
 	SVC_FILE_READ, /* host -> guest: T_PATH, T_OFFSET, T_LENGTH; chan OUT = content; CTL_EXIT */
 	SVC_FILE_LIST, /* host -> guest: T_PATH; chan OUT = records (u32 length + TLVs T_NAME,
@@ -31,6 +37,8 @@ enum msg_ctl {
 	CTL_RESIZE, /* host -> guest on an exec stream: T_ROWS, T_COLS */
 	CTL_SIGNAL, /* host -> guest on an exec stream: T_SIGNAL (to the process group) */
 	CTL_EXIT, /* guest -> host on an exec stream: T_EXIT_CODE or T_EXIT_SIGNAL */
+	CTL_DNS_QUERY, /* guest -> host on stream 0: T_DNS_TAG, T_DNS_MSG (one DNS message) */
+	CTL_DNS_REPLY, /* host -> guest on stream 0: T_DNS_TAG, T_DNS_MSG */
 	CTL_END,
 };
 
@@ -62,7 +70,15 @@ enum msg_tag {
 	T_APPEND, /* u8: file write appends instead of truncating */
 	T_OFFSET, /* u64: file read starts here */
 	T_LENGTH, /* u64: file read returns at most this much */
+	T_NET, /* u8 in CTL_CONFIG: 1 = set up the redirected network, 0 = loopback only */
+	T_HOSTS_LINE, /* string in CTL_CONFIG: "ADDR NAME", repeated, for the guest's /etc/hosts */
+	T_ADDR, /* 4 or 16 bytes, network order */
+	T_PORT, /* u16 */
+	T_DNS_TAG, /* u32: matches a reply to its query */
+	T_DNS_MSG, /* bytes: a DNS message without the TCP length prefix */
 };
+
+#define MSG_MAX_DNS 4096 /* largest DNS message carried over the link */
 
 #define MSG_MAX_ARGS 4096
 #define MSG_MAX_ENV 4096

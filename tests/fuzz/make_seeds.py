@@ -297,7 +297,17 @@ def oci_tarpath_seeds():
     return {f"path{i}": n.encode() for i, n in enumerate(names)}
 
 
-GENERATORS = {"fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def dns_seeds():
+    """DNS queries as a guest's resolver sends them."""
+    def q(name, qtype, qid=0x1234, flags=0x0100):
+        body = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+        return struct.pack(">HHHHHH", qid, flags, 1, 0, 0, 0) + body + struct.pack(">HH", qtype, 1)
+    return {"a": q("api.example.com", 1), "aaaa": q("api.example.com", 28),
+            "txt-long": q("x" * 63 + ".tunnel.test", 16), "cname": q("www.example.com", 5),
+            "root": q("", 1).replace(b"\0\0", b"\0", 0)}
+
+
+GENERATORS = {"fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 

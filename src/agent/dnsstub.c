@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest's DNS stub on 127.0.0.1:53 and [::1]:53, UDP and TCP (redirect rules send every
+ * port-53 packet here). It resolves nothing: each query goes to the host as CTL_DNS_QUERY with
+ * a tag, and the CTL_DNS_REPLY with that tag goes back to whoever asked. Pending queries live
+ * in a small ring; when it is full the oldest is forgotten (its client retries).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "common/log.h"
+#include "proto/msg.h"
+
+#define DNS_PORT 53
+#define DNS_MAX_PENDING 64
+#define DNS_MAX_TCP 16
+
+struct dns_tcp {
+	struct agent_ev ev;
+	uint8_t in[2 + MSG_MAX_DNS];
+	size_t have;
+	bool sent; /* the query went to the host: wait for the reply */
+	bool dead;
+	struct dns_tcp *next_dead;
+};
+
+struct dns_pending {
+	uint32_t tag; /* 0 = free */
+	int fd; /* UDP: the socket to answer from */
+	struct sockaddr_storage from;
+	socklen_t fromlen;
+	struct dns_tcp *tcp; /* TCP: the connection to answer on */
+};
+
+static struct agent_ev udp_ev[2], tcp_listen_ev[2];
+static struct dns_pending pending[DNS_MAX_PENDING];
+static struct dns_tcp *tcps[DNS_MAX_TCP];
+static uint32_t next_tag = 1;
+static struct dns_tcp *graveyard; /* closed during this epoll batch */
+
+static void tcp_close(struct dns_tcp *t)
+{
+	for (unsigned i = 0; i < DNS_MAX_PENDING; i++)
+		if (pending[i].tcp == t)
+			pending[i] = (struct dns_pending){ 0 };
+	for (unsigned i = 0; i < DNS_MAX_TCP; i++)
+		if (tcps[i] == t)
+			tcps[i] = NULL;
+	agent_ev_del(&t->ev);
+	close(t->ev.fd);
+	t->ev.fd = -1;
+	t->dead = true;
+	t->next_dead = graveyard;
+	graveyard = t;
+}
+
+static struct dns_pending *pending_new(void)
+{
+	uint32_t tag = next_tag++;
+	if (!next_tag)
+		next_tag = 1;
+	struct dns_pending *p = &pending[tag % DNS_MAX_PENDING];
+	if (p->tcp)
+		tcp_close(p->tcp);
+	*p = (struct dns_pending){ .tag = tag, .fd = -1 };
+	return p;
+}
+
+static void send_query(uint32_t tag, const uint8_t *msg, size_t n)
+{
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTL_DNS_QUERY);
+	msg_put_u32(&b, T_DNS_TAG, tag);
+	msg_put_tlv(&b, T_DNS_MSG, msg, (uint32_t)n);
+	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
+	buf_fini(&b);
+	agent_link_wants_write();
+}
+
+static void on_udp(int fd)
+{
+	static uint8_t q[MSG_MAX_DNS + 1];
+	for (int i = 0; i < 32; i++) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(fd, q, sizeof(q), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		if (n < 0)
+			return;
+		if (n < 12 || n > MSG_MAX_DNS)
+			continue; /* not a DNS message we carry */
+		struct dns_pending *p = pending_new();
+		p->fd = fd;
+		p->from = from;
+		p->fromlen = fl;
+		send_query(p->tag, q, (size_t)n);
+	}
+}
+
+static void on_tcp_accept(int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	unsigned slot = 0;
+	while (slot < DNS_MAX_TCP && tcps[slot])
+		slot++;
+	struct dns_tcp *t = slot < DNS_MAX_TCP ? calloc(1, sizeof(*t)) : NULL;
+	if (!t) {
+		close(fd);
+		return;
+	}
+	t->ev = (struct agent_ev){ .type = EV_DNS_TCP, .obj = t };
+	agent_ev_add(&t->ev, fd, EPOLLIN);
+	tcps[slot] = t;
+}
+
+/* One length-prefixed query per connection; the reply ends it. */
+static void on_tcp(struct dns_tcp *t)
+{
+	ssize_t n = recv(t->ev.fd, t->in + t->have, sizeof(t->in) - t->have, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0 || t->sent) {
+		tcp_close(t);
+		return;
+	}
+	t->have += (size_t)n;
+	if (t->have < 2)
+		return;
+	size_t len = (size_t)t->in[0] << 8 | t->in[1];
+	if (len < 12 || len > MSG_MAX_DNS) {
+		tcp_close(t);
+		return;
+	}
+	if (t->have < 2 + len)
+		return;
+	struct dns_pending *p = pending_new();
+	p->tcp = t;
+	t->sent = true;
+	send_query(p->tag, t->in + 2, len);
+}
+
+void dnsstub_on_event(struct agent_ev *e, uint32_t events)
+{
+	(void)events;
+	if (e->type == EV_DNS_UDP)
+		on_udp(e->fd);
+	else if (e->type == EV_DNS_TCP_LISTEN)
+		on_tcp_accept(e->fd);
+	else if (!((struct dns_tcp *)e->obj)->dead)
+		on_tcp(e->obj);
+}
+
+void dnsstub_on_reply(struct rd *r)
+{
+	uint16_t tag;
+	struct rd v, msg = { 0 };
+	uint32_t qtag = 0;
+	while (msg_next(r, &tag, &v) > 0) {
+		if (tag == T_DNS_TAG)
+			msg_get_u32(&v, &qtag);
+		else if (tag == T_DNS_MSG)
+			msg = v;
+	}
+	struct dns_pending *p = &pending[qtag % DNS_MAX_PENDING];
+	size_t n = rd_left(&msg);
+	const uint8_t *m = rd_bytes(&msg, n);
+	if (!qtag || p->tag != qtag || !m || n > MSG_MAX_DNS)
+		return;
+	if (p->tcp) {
+		uint8_t out[2 + MSG_MAX_DNS];
+		out[0] = (uint8_t)(n >> 8);
+		out[1] = (uint8_t)n;
+		memcpy(out + 2, m, n);
+		(void)!send(p->tcp->ev.fd, out, 2 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		tcp_close(p->tcp);
+	} else {
+		(void)!sendto(p->fd, m, n, MSG_DONTWAIT, (struct sockaddr *)&p->from, p->fromlen);
+	}
+	*p = (struct dns_pending){ 0 };
+}
+
+int dnsstub_start(void)
+{
+	for (int i = 0; i < 2; i++) {
+		int fam = i ? AF_INET6 : AF_INET;
+		int u = net_listen(fam, DNS_PORT, SOCK_DGRAM), t = net_listen(fam, DNS_PORT, SOCK_STREAM);
+		if (u < 0 || t < 0) {
+			error("network: DNS stub on port 53: %s", strerror(-(u < 0 ? u : t)));
+			return u < 0 ? u : t;
+		}
+		udp_ev[i] = (struct agent_ev){ .type = EV_DNS_UDP };
+		tcp_listen_ev[i] = (struct agent_ev){ .type = EV_DNS_TCP_LISTEN };
+		agent_ev_add(&udp_ev[i], u, EPOLLIN);
+		agent_ev_add(&tcp_listen_ev[i], t, EPOLLIN);
+	}
+	return 0;
+}
+
+void dnsstub_collect_garbage(void)
+{
+	while (graveyard) {
+		struct dns_tcp *t = graveyard;
+		graveyard = t->next_dead;
+		free(t);
+	}
+}

@@ -1,0 +1,731 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "egress.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addrpool.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dns.h"
+#include "http.h"
+#include "proto/msg.h"
+#include "resolve.h"
+
+#define HTTP_PORT 80
+
+enum conn_state {
+	C_RESOLVING, /* waiting for the host's lookup of the name */
+	C_CONNECTING, /* nonblocking connect in progress */
+	C_OPEN, /* relaying */
+	C_DENY_HTTP, /* denied: a 403 goes out once the request head is in */
+};
+
+struct conn {
+	struct egress *e;
+	struct mux_stream *s;
+	struct watch w; /* the upstream socket */
+	struct timer connect_timer;
+	enum conn_state state;
+	char name[POLICY_NAME_MAX + 1];
+	char dst[INET6_ADDRSTRLEN + 2]; /* what we dial, for messages */
+	char reason[300]; /* C_DENY_HTTP: the explanation sent in the 403 */
+	uint16_t port;
+	int guest_family;
+	bool http, head_ok;
+	struct buf up; /* guest bytes not yet written upstream (bounded by the mux window) */
+	bool guest_eof, up_shut, down_eof;
+	struct resolve_job *job;
+};
+
+struct egress {
+	struct loop *l;
+	struct mux *m;
+	const struct policy *p;
+	struct egress_ops ops;
+	void *opaque;
+	struct addrpool pool;
+	struct resolver res;
+	struct watch res_w;
+	unsigned nconns;
+	struct conn *conns[EGRESS_MAX_CONNS];
+	bool stalled; /* some upstream stopped reading because the link was congested */
+	bool dying; /* egress_free: the link is going away, do not flush */
+};
+
+static void emit(struct egress *e, enum net_event_kind kind, bool allowed, const char *name,
+		 const char *detail, uint16_t port, const char *reason)
+{
+	static const char *const kinds[] = { "DNS", "connect", "HTTP" };
+	STATIC_ASSERT_TABLE(kinds, NET_EV_END);
+	char where[80] = "";
+	if (port)
+		snprintf(where, sizeof(where), " port %u", port);
+	/* Denials are shown to the user; what was allowed goes to the sandbox log. */
+	log_msg(allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s%s%s%s: %s", kinds[kind],
+		allowed ? "allowed" : "denied", *name ? name : "-", detail ? " " : "",
+		detail ? detail : "", where, reason);
+	if (e->ops.event) {
+		struct net_event ev = { kind, allowed, name, detail, port, reason };
+		e->ops.event(&ev, e->opaque);
+	}
+}
+
+/* ---- DNS -------------------------------------------------------------------------------- */
+
+static void dns_send_reply(struct egress *e, uint32_t tag, const struct buf *msg)
+{
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTL_DNS_REPLY);
+	msg_put_u32(&b, T_DNS_TAG, tag);
+	msg_put_tlv(&b, T_DNS_MSG, buf_head(msg), (uint32_t)buf_used(msg));
+	if (mux_send_ctl(e->m, 0, buf_head(&b), (uint32_t)buf_used(&b)) == 0)
+		e->ops.flush(e->opaque);
+	buf_fini(&b);
+}
+
+/* Decide one query; fills the answers and returns the rcode. */
+static enum dns_rcode dns_decide(struct egress *e, const struct dns_query *q, struct dns_answer *ans,
+				 unsigned *nans)
+{
+	char tb[16];
+	const char *type = dns_type_name(q->qtype, tb, sizeof(tb));
+	const char *name = q->name;
+	*nans = 0;
+	if (e->p->no_network) {
+		emit(e, NET_EV_DNS, false, name, type, 0, "the sandbox has no network (--no-network)");
+		return DNS_NXDOMAIN;
+	}
+	if (q->qclass != 1) {
+		emit(e, NET_EV_DNS, false, name, type, 0, "only class IN is answered");
+		return DNS_REFUSED;
+	}
+	const char *rule = q->name_ok ? policy_match(e->p, name) : NULL;
+	if (!rule) {
+		char why[400];
+		snprintf(why, sizeof(why), "%s (default deny; allow it with --allow-host)",
+			 q->name_ok ? "no --allow-host rule matches this name" : "not a valid host name");
+		emit(e, NET_EV_DNS, false, q->name_ok ? name : "(invalid name)", type, 0, why);
+		return DNS_NXDOMAIN;
+	}
+	if (q->qtype == DNS_CNAME) {
+		emit(e, NET_EV_DNS, true, name, type, 0, "allowed name, no alias");
+		return DNS_NOERROR;
+	}
+	if (q->qtype != DNS_A && q->qtype != DNS_AAAA) {
+		emit(e, NET_EV_DNS, false, name, type, 0,
+		     "only A, AAAA and CNAME queries are answered (nothing is forwarded)");
+		return DNS_REFUSED;
+	}
+	int idx = addrpool_get(&e->pool, name);
+	if (idx < 0) {
+		emit(e, NET_EV_DNS, false, name, type, 0, "too many names in this sandbox");
+		return DNS_SERVFAIL;
+	}
+	char why[300];
+	snprintf(why, sizeof(why), "rule %s", rule);
+	emit(e, NET_EV_DNS, true, name, type, 0, why);
+	ans[0].type = q->qtype;
+	addrpool_addr((unsigned)idx, q->qtype == DNS_A ? AF_INET : AF_INET6, ans[0].addr);
+	*nans = 1;
+	return DNS_NOERROR;
+}
+
+int egress_on_dns(struct egress *e, struct rd *r)
+{
+	uint16_t tag;
+	struct rd v, msg = { 0 };
+	uint32_t qtag = 0;
+	bool have_tag = false, have_msg = false;
+	int k;
+	while ((k = msg_next(r, &tag, &v)) > 0) {
+		if (tag == T_DNS_TAG && msg_get_u32(&v, &qtag) == 0)
+			have_tag = true;
+		else if (tag == T_DNS_MSG) {
+			msg = v;
+			have_msg = true;
+		}
+	}
+	if (k < 0 || !have_tag || !have_msg)
+		return -EPROTO;
+	size_t n = rd_left(&msg);
+	const uint8_t *p = rd_bytes(&msg, n);
+	struct dns_query q;
+	struct dns_answer ans[1];
+	unsigned nans = 0;
+	enum dns_rcode rc;
+	int pr = p ? dns_parse_query(p, n, &q) : -EPROTO;
+	if (pr == -EOPNOTSUPP) {
+		rc = DNS_NOTIMP;
+	} else if (pr < 0) {
+		if (n < DNS_HDR_LEN)
+			return 0; /* not even a header: nothing to answer */
+		emit(e, NET_EV_DNS, false, "", NULL, 0, "malformed query");
+		rc = DNS_FORMERR;
+		q.question_end = 0;
+	} else {
+		rc = dns_decide(e, &q, ans, &nans);
+	}
+	struct buf out = { 0 };
+	if (dns_build_reply(&out, p, n, &q, rc, ans, nans, EGRESS_DNS_TTL) == 0)
+		dns_send_reply(e, qtag, &out);
+	buf_fini(&out);
+	return 0;
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void conn_free(void *p)
+{
+	free(p);
+}
+
+/* Close the stream (err: 0, or an errno the agent turns into a reset) and free c. */
+static void conn_end(struct conn *c, uint32_t err)
+{
+	struct egress *e = c->e;
+	if (c->s) {
+		c->s->user = NULL;
+		mux_close(e->m, c->s, err);
+		c->s = NULL;
+	}
+	if (c->w.fd >= 0) {
+		loop_unwatch(e->l, &c->w);
+		close(c->w.fd);
+		c->w.fd = -1;
+	}
+	if (c->job)
+		c->job->owner = NULL;
+	loop_timer_cancel(e->l, &c->connect_timer);
+	buf_fini(&c->up);
+	for (unsigned i = 0; i < e->nconns; i++) {
+		if (e->conns[i] == c) {
+			e->conns[i] = e->conns[--e->nconns];
+			break;
+		}
+	}
+	loop_defer_free(e->l, c, conn_free);
+	if (!e->dying)
+		e->ops.flush(e->opaque);
+}
+
+/* Send what we can of b to the guest, then EOF and close: used for the 403. */
+static void conn_reply_and_end(struct conn *c, struct buf *b)
+{
+	uint32_t k = mux_send_data(c->e->m, c->s, MUX_CHAN_OUT, buf_head(b), (uint32_t)buf_used(b));
+	(void)k; /* a fresh stream has a full window: the reply always fits */
+	mux_send_eof(c->e->m, c->s, MUX_CHAN_OUT);
+	conn_end(c, 0);
+}
+
+static void conn_send_403(struct conn *c)
+{
+	struct buf b = { 0 };
+	if (http_build_403(&b, c->reason) == 0)
+		conn_reply_and_end(c, &b);
+	else
+		conn_end(c, ECONNREFUSED);
+	buf_fini(&b);
+}
+
+/*
+ * Deny c with a reason. Raw TCP is refused at once (the agent resets the guest's socket);
+ * plain HTTP gets a 403 naming the reason once the request head is in.
+ */
+static void conn_deny(struct conn *c, enum net_event_kind kind, const char *reason)
+{
+	emit(c->e, kind, false, c->name, c->dst, c->port, reason);
+	if (!c->http) {
+		conn_end(c, ECONNREFUSED);
+		return;
+	}
+	snprintf(c->reason, sizeof(c->reason), "matchlock: request to %s blocked: %s",
+		 *c->name ? c->name : c->dst, reason);
+	if (c->w.fd >= 0) {
+		loop_unwatch(c->e->l, &c->w);
+		close(c->w.fd);
+		c->w.fd = -1;
+	}
+	if (c->job) {
+		c->job->owner = NULL;
+		c->job = NULL;
+	}
+	loop_timer_cancel(c->e->l, &c->connect_timer);
+	c->state = C_DENY_HTTP;
+	/* Whatever the guest sent is dropped: give the window back. */
+	mux_consumed(c->e->m, c->s, (uint32_t)buf_used(&c->up));
+	if (c->head_ok || c->guest_eof || http_request_host(buf_head(&c->up), buf_used(&c->up),
+							    (char[256]){ 0 }, 256) != 0)
+		conn_send_403(c);
+	/* else: keep the partial head (at most HTTP_MAX_HEAD) until it is complete */
+}
+
+static void conn_update_watch(struct conn *c)
+{
+	if (c->w.fd < 0)
+		return;
+	uint32_t ev = 0;
+	if (c->state == C_CONNECTING)
+		ev = EPOLLOUT;
+	if (c->state == C_OPEN) {
+		if (!c->down_eof && c->s && c->s->send_credit > 0 && !mux_congested(c->e->m))
+			ev |= EPOLLIN;
+		if (buf_used(&c->up) && (!c->http || c->head_ok))
+			ev |= EPOLLOUT;
+	}
+	loop_watch(c->e->l, &c->w, ev);
+}
+
+static bool conn_maybe_finish(struct conn *c)
+{
+	if (c->guest_eof && c->up_shut && c->down_eof) {
+		conn_end(c, 0);
+		return true;
+	}
+	return false;
+}
+
+/* Guest -> upstream. Returns false if c was ended. */
+static bool conn_pump_up(struct conn *c)
+{
+	struct egress *e = c->e;
+	if (c->state != C_OPEN || (c->http && !c->head_ok))
+		return true;
+	while (buf_used(&c->up)) {
+		ssize_t n = send(c->w.fd, buf_head(&c->up), buf_used(&c->up), MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {
+			debug("network: %s %s port %u: send: %s", c->name, c->dst, c->port, strerror(errno));
+			conn_end(c, ECONNRESET);
+			return false;
+		}
+		buf_consume(&c->up, (size_t)n);
+		mux_consumed(e->m, c->s, (uint32_t)n);
+	}
+	if (!buf_used(&c->up) && c->guest_eof && !c->up_shut) {
+		shutdown(c->w.fd, SHUT_WR);
+		c->up_shut = true;
+	}
+	e->ops.flush(e->opaque);
+	return !conn_maybe_finish(c);
+}
+
+/* Upstream -> guest, as far as credit and the link allow. Returns false if c was ended. */
+static bool conn_pump_down(struct conn *c)
+{
+	struct egress *e = c->e;
+	static uint8_t tmp[MUX_DATA_CHUNK];
+	while (c->state == C_OPEN && !c->down_eof && c->s->send_credit > 0) {
+		if (mux_congested(e->m)) {
+			e->stalled = true;
+			break;
+		}
+		size_t room = c->s->send_credit < sizeof(tmp) ? c->s->send_credit : sizeof(tmp);
+		ssize_t n = recv(c->w.fd, tmp, room, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {
+			debug("network: %s %s port %u: recv: %s", c->name, c->dst, c->port, strerror(errno));
+			conn_end(c, ECONNRESET);
+			return false;
+		}
+		if (n == 0) {
+			c->down_eof = true;
+			mux_send_eof(e->m, c->s, MUX_CHAN_OUT);
+			break;
+		}
+		mux_send_data(e->m, c->s, MUX_CHAN_OUT, tmp, (uint32_t)n);
+	}
+	e->ops.flush(e->opaque);
+	return !conn_maybe_finish(c);
+}
+
+static void conn_pump(struct conn *c)
+{
+	if (conn_pump_up(c) && conn_pump_down(c))
+		conn_update_watch(c);
+}
+
+static void on_conn_io(struct watch *w, uint32_t events)
+{
+	struct conn *c = w->obj;
+	if (c->state == C_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (!err && !(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		loop_timer_cancel(c->e->l, &c->connect_timer);
+		if (err) {
+			char why[300];
+			snprintf(why, sizeof(why), "connecting to %s failed: %s", c->dst, strerror(err));
+			emit(c->e, NET_EV_CONNECT, false, c->name, c->dst, c->port, why);
+			conn_end(c, ECONNREFUSED);
+			return;
+		}
+		c->state = C_OPEN;
+		debug("network: connected to %s (%s) port %u", c->name, c->dst, c->port);
+	}
+	conn_pump(c);
+}
+
+static void on_connect_timeout(struct timer *t)
+{
+	struct conn *c = t->obj;
+	char why[200];
+	snprintf(why, sizeof(why), "connecting to %s timed out", c->dst);
+	emit(c->e, NET_EV_CONNECT, false, c->name, c->dst, c->port, why);
+	conn_end(c, ETIMEDOUT);
+}
+
+static void addr_text(int family, const uint8_t *a, char *out, size_t n)
+{
+	char t[INET6_ADDRSTRLEN];
+	inet_ntop(family, a, t, sizeof(t));
+	snprintf(out, n, family == AF_INET6 ? "[%s]" : "%s", t);
+}
+
+/* Dial exactly this address (the one that was checked). */
+static void conn_dial(struct conn *c, int family, const uint8_t *addr, const char *why)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl;
+	addr_text(family, addr, c->dst, sizeof(c->dst));
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(c->port);
+		memcpy(&sin->sin_addr, addr, 4);
+		sl = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(c->port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+		sl = sizeof(*sin6);
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		conn_deny(c, NET_EV_CONNECT, "no socket for the upstream connection");
+		return;
+	}
+	emit(c->e, NET_EV_CONNECT, true, c->name, c->dst, c->port, why);
+	c->w.fd = fd;
+	c->state = C_CONNECTING;
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+		char r[300];
+		snprintf(r, sizeof(r), "connecting to %s failed: %s", c->dst, strerror(errno));
+		emit(c->e, NET_EV_CONNECT, false, c->name, c->dst, c->port, r);
+		conn_end(c, ECONNREFUSED);
+		return;
+	}
+	loop_timer_set(c->e->l, &c->connect_timer,
+		       c->e->l->now + EGRESS_CONNECT_TIMEOUT_MS * 1000000ull);
+	conn_update_watch(c);
+}
+
+/* The host's answers for c->name: all must be public (unless allowed), then dial one. */
+static void conn_resolved(struct conn *c, const struct resolve_job *j)
+{
+	char why[400], a[INET6_ADDRSTRLEN + 2];
+	if (j->err) {
+		snprintf(why, sizeof(why), "the host cannot resolve %s (%s)", c->name,
+			 j->err == -ENOENT ? "no such name" : j->err == -EAGAIN ? "temporary failure" : "error");
+		conn_deny(c, NET_EV_CONNECT, why);
+		return;
+	}
+	const struct resolve_addr *pick = NULL;
+	for (unsigned i = 0; i < j->n; i++) {
+		const char *bad = policy_addr_blocked(j->addrs[i].family, j->addrs[i].addr);
+		if (bad && !c->e->p->allow_private) {
+			addr_text(j->addrs[i].family, j->addrs[i].addr, a, sizeof(a));
+			snprintf(c->dst, sizeof(c->dst), "%s", a);
+			snprintf(why, sizeof(why), "%s resolves to %s (%s); private addresses are "
+				 "blocked (--allow-private-ips or --add-host allows them)", c->name, a, bad);
+			conn_deny(c, NET_EV_CONNECT, why);
+			return;
+		}
+		if (!pick || (pick->family != c->guest_family && j->addrs[i].family == c->guest_family))
+			pick = &j->addrs[i];
+	}
+	const char *rule = policy_match(c->e->p, c->name);
+	if (!rule) { /* the allow-list changed while we were resolving */
+		conn_deny(c, NET_EV_CONNECT, "no --allow-host rule matches this name any more");
+		return;
+	}
+	snprintf(why, sizeof(why), "rule %s", rule);
+	conn_dial(c, pick->family, pick->addr, why);
+}
+
+static void on_resolved(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct egress *e = w->obj;
+	struct resolve_job *j;
+	while ((j = resolver_take(&e->res))) {
+		struct conn *c = j->owner;
+		if (c) {
+			c->job = NULL;
+			conn_resolved(c, j);
+		}
+		free(j);
+	}
+}
+
+/* A new SVC_TCP stream: check the destination against the policy, then resolve or dial. */
+static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
+{
+	uint16_t tag, port = 0;
+	struct rd v;
+	uint8_t addr[16];
+	int family = 0, k;
+	while ((k = msg_next(body, &tag, &v)) > 0) {
+		if (tag == T_PORT && msg_get_u16(&v, &port) < 0)
+			k = -EPROTO;
+		if (tag == T_ADDR && (rd_left(&v) == 4 || rd_left(&v) == 16)) {
+			family = rd_left(&v) == 4 ? AF_INET : AF_INET6;
+			memcpy(addr, rd_bytes(&v, rd_left(&v)), family == AF_INET ? 4 : 16);
+		}
+		if (k < 0)
+			break;
+	}
+	if (k < 0 || !family || !port) {
+		emit(e, NET_EV_CONNECT, false, "", NULL, 0, "malformed connection request from the guest");
+		mux_close(e->m, s, EINVAL);
+		return;
+	}
+	if (e->nconns >= EGRESS_MAX_CONNS) {
+		emit(e, NET_EV_CONNECT, false, "", NULL, port, "too many open connections in this sandbox");
+		mux_close(e->m, s, ECONNREFUSED);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		mux_close(e->m, s, ENOMEM);
+		return;
+	}
+	c->e = e;
+	c->s = s;
+	c->port = port;
+	c->guest_family = family;
+	c->http = port == HTTP_PORT;
+	watch_init(&c->w, -1, on_conn_io, c);
+	c->connect_timer = (struct timer){ .fn = on_connect_timeout, .obj = c };
+	addr_text(family, addr, c->dst, sizeof(c->dst));
+	s->user = c;
+	e->conns[e->nconns++] = c;
+
+	const struct policy *p = e->p;
+	const char *name = addrpool_name(&e->pool, family, addr);
+	if (p->no_network) {
+		conn_deny(c, NET_EV_CONNECT, "the sandbox has no network (--no-network)");
+		return;
+	}
+	if (!name) {
+		conn_deny(c, NET_EV_CONNECT, "not an address matchlock's DNS handed out; connect by "
+					     "host name (allow it with --allow-host)");
+		return;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	const char *rule = policy_match(p, name);
+	if (!rule) {
+		conn_deny(c, NET_EV_CONNECT, "no --allow-host rule matches this name (default deny)");
+		return;
+	}
+	const struct policy_pin *pin = policy_find_pin(p, name);
+	if (pin) {
+		char why[400];
+		snprintf(why, sizeof(why), "rule %s, address pinned by --add-host", rule);
+		conn_dial(c, pin->family, pin->addr, why);
+		return;
+	}
+	c->state = C_RESOLVING;
+	c->job = resolver_start(&e->res, name, c);
+	if (!c->job)
+		conn_deny(c, NET_EV_CONNECT, errno == EAGAIN ? "too many host lookups in flight"
+							    : "cannot start a host lookup");
+}
+
+/* Plain HTTP: the request head must name the host this connection is for. */
+static void conn_check_head(struct conn *c)
+{
+	char host[256];
+	int r = http_request_host(buf_head(&c->up), buf_used(&c->up), host, sizeof(host));
+	if (r == 0 && !c->guest_eof)
+		return;
+	if (r <= 0) {
+		conn_deny(c, NET_EV_HTTP, "not a well-formed HTTP/1 request with one Host");
+		return;
+	}
+	if (strcmp(host, c->name)) {
+		char why[600];
+		snprintf(why, sizeof(why), "Host header %s does not match the connection's host name %s",
+			 host, c->name);
+		conn_deny(c, NET_EV_HTTP, why);
+		return;
+	}
+	c->head_ok = true;
+	emit(c->e, NET_EV_HTTP, true, c->name, c->dst, c->port, "Host header matches");
+}
+
+int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_frame *f)
+{
+	if (f->type == MUX_OPEN) {
+		struct rd r = rd_make(f->payload, f->len);
+		uint16_t svc = rd_u16(&r);
+		if (svc != SVC_TCP) {
+			mux_close(e->m, s, EPROTONOSUPPORT);
+			return 0;
+		}
+		conn_open(e, s, &r);
+		e->ops.flush(e->opaque);
+		return 0;
+	}
+	struct conn *c = s->user;
+	if (!c) {
+		/* We ended this stream already: keep the protocol moving. */
+		if (f->type == MUX_DATA)
+			mux_consumed(e->m, s, f->len);
+		if (f->type == MUX_CLOSE)
+			mux_close(e->m, s, 0);
+		return 0;
+	}
+	switch (f->type) {
+	case MUX_DATA:
+		if (f->chan != MUX_CHAN_IN || c->guest_eof) {
+			conn_end(c, EPROTO);
+			return 0;
+		}
+		if (c->state == C_DENY_HTTP && c->head_ok) {
+			mux_consumed(e->m, s, f->len);
+			return 0;
+		}
+		if (buf_append(&c->up, f->payload, f->len) < 0) {
+			conn_end(c, ENOMEM);
+			return 0;
+		}
+		if (c->state == C_DENY_HTTP) {
+			mux_consumed(e->m, s, f->len);
+			if (http_request_host(buf_head(&c->up), buf_used(&c->up), (char[256]){ 0 }, 256) != 0)
+				conn_send_403(c);
+			return 0;
+		}
+		if (c->http && !c->head_ok) {
+			conn_check_head(c);
+			if (!c->head_ok)
+				return 0;
+		}
+		conn_pump(c);
+		break;
+	case MUX_EOF:
+		if (f->chan != MUX_CHAN_IN) {
+			conn_end(c, EPROTO);
+			return 0;
+		}
+		c->guest_eof = true;
+		if (c->state == C_DENY_HTTP) {
+			conn_send_403(c);
+			return 0;
+		}
+		if (c->http && !c->head_ok) {
+			conn_check_head(c);
+			if (!c->head_ok)
+				return 0;
+		}
+		conn_pump(c);
+		break;
+	case MUX_CREDIT:
+		if (c->state == C_OPEN)
+			conn_pump(c);
+		break;
+	case MUX_CLOSE:
+		conn_end(c, 0);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+void egress_resume(struct egress *e)
+{
+	if (!e || !e->stalled || mux_congested(e->m))
+		return;
+	e->stalled = false;
+	for (unsigned i = e->nconns; i-- > 0;)
+		if (i < e->nconns && e->conns[i]->state == C_OPEN)
+			conn_pump(e->conns[i]);
+}
+
+int egress_put_hosts(struct egress *e, struct buf *b)
+{
+	for (unsigned i = 0; i < e->p->npins; i++) {
+		int idx = addrpool_get(&e->pool, e->p->pins[i].name);
+		if (idx < 0)
+			return idx;
+		for (int fam = 0; fam < 2; fam++) {
+			uint8_t a[16];
+			char t[INET6_ADDRSTRLEN], line[POLICY_NAME_MAX + 64];
+			addrpool_addr((unsigned)idx, fam ? AF_INET6 : AF_INET, a);
+			inet_ntop(fam ? AF_INET6 : AF_INET, a, t, sizeof(t));
+			snprintf(line, sizeof(line), "%s %s", t, e->p->pins[i].name);
+			msg_put_str(b, T_HOSTS_LINE, line);
+		}
+	}
+	return 0;
+}
+
+struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
+			  const struct egress_ops *ops, void *opaque)
+{
+	struct egress *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->l = l;
+	e->m = m;
+	e->p = p;
+	e->ops = *ops;
+	e->opaque = opaque;
+	addrpool_init(&e->pool);
+	int r = resolver_init(&e->res);
+	if (r < 0) {
+		free(e);
+		errno = -r;
+		return NULL;
+	}
+	watch_init(&e->res_w, e->res.fds[0], on_resolved, e);
+	loop_watch(l, &e->res_w, EPOLLIN);
+	return e;
+}
+
+void egress_free(struct egress *e)
+{
+	if (!e)
+		return;
+	e->dying = true;
+	while (e->nconns) {
+		struct conn *c = e->conns[0];
+		if (c->s)
+			c->s->user = NULL;
+		c->s = NULL; /* the mux is going away with the sandbox */
+		conn_end(c, 0);
+	}
+	loop_unwatch(e->l, &e->res_w);
+	resolver_fini(&e->res);
+	addrpool_fini(&e->pool);
+	loop_defer_free(e->l, e, conn_free);
+}

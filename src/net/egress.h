@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The egress engine of one sandbox: the only way out of the guest. It answers the guest's DNS
+ * queries from the policy (synthetic addresses for allowed names, NXDOMAIN otherwise; nothing
+ * is ever forwarded), and serves SVC_TCP streams: a connection to a synthetic address is
+ * resolved by name on the host, checked (policy, private addresses), dialed at exactly the
+ * address checked, and relayed both ways with half-close and credit back-pressure. Plain HTTP
+ * (port 80) is also checked request head first: the Host must be the connection's name.
+ *
+ * Runs on the supervisor's loop; every decision is logged and reported through an event hook.
+ */
+#ifndef MATCHLOCK_EGRESS_H
+#define MATCHLOCK_EGRESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "host/loop.h"
+#include "policy.h"
+#include "proto/mux.h"
+
+#define EGRESS_MAX_CONNS 256 /* open TCP streams per sandbox; more are refused */
+#define EGRESS_DNS_TTL 300
+#define EGRESS_CONNECT_TIMEOUT_MS 15000
+
+enum net_event_kind { NET_EV_DNS, NET_EV_CONNECT, NET_EV_HTTP, NET_EV_END };
+
+struct net_event {
+	enum net_event_kind kind;
+	bool allowed;
+	const char *name; /* host name ("" if unknown) */
+	const char *detail; /* "A", "AAAA" for DNS; the address dialed or asked for otherwise */
+	uint16_t port; /* 0 for DNS */
+	const char *reason; /* why: the rule that allowed, or what denied */
+};
+
+typedef void (*net_event_fn)(const struct net_event *ev, void *opaque);
+
+struct egress_ops {
+	void (*flush)(void *opaque); /* the mux has frames to write */
+	net_event_fn event; /* may be NULL */
+};
+
+struct egress;
+
+/* p is the caller's and may change while we run. Returns NULL (errno) on failure. */
+struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
+			  const struct egress_ops *ops, void *opaque);
+/* Closes every connection (their streams are left to the mux owner). NULL is fine. */
+void egress_free(struct egress *e);
+
+/*
+ * Lines for the guest's /etc/hosts ("ADDR NAME"): one per pinned name, with its synthetic
+ * address. Appends each as a T_HOSTS_LINE TLV to b.
+ */
+int egress_put_hosts(struct egress *e, struct buf *b);
+
+/* A CTL_DNS_QUERY (TLVs after the type in r): queue the CTL_DNS_REPLY. -EPROTO if malformed. */
+int egress_on_dns(struct egress *e, struct rd *r);
+/* Every frame of a guest-opened stream (OPEN included). Negative fails the link. */
+int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_frame *f);
+/* The link drained below its high mark: resume reading upstreams that stalled on it. */
+void egress_resume(struct egress *e);
+
+#endif
