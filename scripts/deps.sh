@@ -4,7 +4,7 @@
 set -eu
 
 pkgs="build-essential musl-tools qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev
-libssl-dev libarchive-dev libsqlite3-dev libjansson-dev cpio busybox-static e2fsprogs xz-utils python3 clang libclang-rt-14-dev"
+libssl-dev libarchive-dev libsqlite3-dev libjansson-dev cpio busybox-static e2fsprogs xz-utils python3 clang libclang-rt-14-dev golang-go"
 
 missing=
 for p in $pkgs; do
