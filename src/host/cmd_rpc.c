@@ -947,10 +947,12 @@ int cmd_rpc(int argc, char **argv)
 			break;
 		loop_run_once(&r.loop, 0);
 	}
-	/* stdin closed: the client is gone; so is its sandbox. */
+	/* stdin closed: the client is gone; so is its sandbox. Stopping it finishes its running
+	 * execs through op_done, which ends their calls; then end what is left (log streams).
+	 * Ending the calls first made op_done end them a second time (a double free). */
+	rpc_close_sandbox(&r);
 	while (r.calls)
 		call_end(r.calls);
-	rpc_close_sandbox(&r);
 	fd_set_nonblock(STDOUT_FILENO, 0);
 	rpc_flush(&r);
 	json_decref(r.queue);

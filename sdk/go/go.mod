@@ -1,0 +1,3 @@
+module github.com/matchlock/matchlock/sdk/go
+
+go 1.19

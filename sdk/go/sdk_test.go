@@ -1,0 +1,386 @@
+package sdk
+
+// Tests against the real build/matchlock and real sandboxes. Environment: MATCHLOCK_BIN
+// (default ../../build/matchlock), MATCHLOCK_TEST_IMAGE (default ../../build/rootfs-busybox).
+// Most tests share one sandbox (booted in TestMain); each leaves it usable.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	shared *Client
+	image  string
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("MATCHLOCK_BIN") == "" {
+		p, _ := filepath.Abs("../../build/matchlock")
+		os.Setenv("MATCHLOCK_BIN", p)
+	}
+	image = os.Getenv("MATCHLOCK_TEST_IMAGE")
+	if image == "" {
+		image, _ = filepath.Abs("../../build/rootfs-busybox")
+	}
+	var err error
+	shared, err = NewClient(Options{})
+	if err == nil {
+		_, err = shared.Launch(context.Background(), New(image).WithMemory(512).WithEnv("FROM_CREATE", "yes"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot launch the shared sandbox:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	shared.Close()
+	os.Exit(code)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func mustExec(t *testing.T, cmd Command, opts ...ExecOption) *ExecResult {
+	t.Helper()
+	r, err := shared.Exec(ctx(t), cmd, opts...)
+	if err != nil {
+		t.Fatalf("exec %v: %v", cmd, err)
+	}
+	return r
+}
+
+func TestCreateParams(t *testing.T) {
+	sb := New("/img").WithCPUs(2).WithMemory(256).WithTimeout(60).WithEnv("A", "1").
+		AllowHost("api.example.com").AddHost("db", "10.0.0.5").AllowPrivateIPs().
+		AddSecret("KEY", "s3cret", "api.example.com").WithUser("1000").WithHostname("box").
+		WithPortForward(8080, 80)
+	got := sb.CreateParams()
+	want := map[string]any{
+		"image":     "/img",
+		"env":       map[string]string{"A": "1"},
+		"resources": map[string]any{"cpus": 2.0, "memory_mb": 256, "timeout_seconds": 60},
+		"network": map[string]any{
+			"allowed_hosts":     []string{"api.example.com"},
+			"add_hosts":         []map[string]string{{"host": "db", "ip": "10.0.0.5"}},
+			"block_private_ips": false,
+			"secrets":           map[string]any{"KEY": map[string]any{"value": "s3cret", "hosts": []string{"api.example.com"}}},
+			"hostname":          "box",
+		},
+		"image_config": map[string]any{"user": "1000"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("create params:\n got %#v\nwant %#v", got, want)
+	}
+	if pf := sb.PortForwards(); len(pf) != 1 || pf[0] != (PortForward{8080, 80}) {
+		t.Fatalf("port forwards: %v", pf)
+	}
+	if p := New("/img").CreateParams(); !reflect.DeepEqual(p, map[string]any{"image": "/img"}) {
+		t.Fatalf("minimal params: %v", p)
+	}
+}
+
+func TestExecShellAndArgv(t *testing.T) {
+	r := mustExec(t, Shell("echo $((6*7)) | sed s/4/four/"))
+	if r.ExitCode != 0 || string(r.Stdout) != "four2\n" || len(r.Stderr) != 0 {
+		t.Fatalf("shell: %+v", r)
+	}
+	r = mustExec(t, Argv{"echo", "$HOME", "a b", "*"})
+	if string(r.Stdout) != "$HOME a b *\n" {
+		t.Fatalf("argv: %q", r.Stdout)
+	}
+}
+
+func TestExitCodesAndStderr(t *testing.T) {
+	for _, code := range []int{0, 1, 7, 255} {
+		if r := mustExec(t, Shell(fmt.Sprintf("exit %d", code))); r.ExitCode != code {
+			t.Fatalf("exit %d: got %d", code, r.ExitCode)
+		}
+	}
+	r := mustExec(t, Shell("echo out; echo err >&2; exit 3"))
+	if r.ExitCode != 3 || string(r.Stdout) != "out\n" || string(r.Stderr) != "err\n" {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestEnvAndWorkingDir(t *testing.T) {
+	r := mustExec(t, Shell("echo $FROM_CREATE $PER_CALL; pwd"), Env("PER_CALL", "call"), WorkingDir("/tmp"))
+	if string(r.Stdout) != "yes call\n/tmp\n" {
+		t.Fatalf("got %q", r.Stdout)
+	}
+}
+
+// firstChunkWriter signals once the first chunk has arrived.
+type firstChunkWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	first chan struct{}
+	once  sync.Once
+}
+
+func (w *firstChunkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.buf.Write(p)
+	w.mu.Unlock()
+	w.once.Do(func() { close(w.first) })
+	return len(p), nil
+}
+
+func TestExecStreamIncremental(t *testing.T) {
+	// The command prints "first", then waits for /tmp/go-stream, which is created only after
+	// "first" has reached us: "second" can only appear if streaming delivered the first chunk
+	// while the command still ran (otherwise it gives up with exit 9).
+	mustExec(t, Shell("rm -f /tmp/go-stream"))
+	out := &firstChunkWriter{first: make(chan struct{})}
+	var errb bytes.Buffer
+	go func() {
+		<-out.first
+		if err := shared.WriteFile(context.Background(), "/tmp/go-stream", []byte("go"), 0o644); err != nil {
+			t.Errorf("write_file: %v", err)
+		}
+	}()
+	r, err := shared.ExecStream(ctx(t), Shell("echo first; i=0; while [ ! -e /tmp/go-stream ]; do i=$((i+1)); "+
+		"[ $i -gt 600 ] && exit 9; sleep 0.1; done; echo second; echo e >&2"), out, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitCode != 0 || out.buf.String() != "first\nsecond\n" || errb.String() != "e\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", r.ExitCode, out.buf.String(), errb.String())
+	}
+}
+
+func TestExecPipeRoundTrip(t *testing.T) {
+	data := make([]byte, 300000)
+	rand.Read(data)
+	p, err := shared.ExecPipe(ctx(t), Argv{"cat"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(data); off += 40000 {
+		end := off + 40000
+		if end > len(data) {
+			end = len(data)
+		}
+		if _, err := p.Write(data[off:end]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitCode != 0 || sha256.Sum256(r.Stdout) != sha256.Sum256(data) {
+		t.Fatalf("exit %d, %d bytes back of %d", r.ExitCode, len(r.Stdout), len(data))
+	}
+}
+
+func TestExecInteractive(t *testing.T) {
+	var out bytes.Buffer
+	code, err := shared.ExecInteractive(ctx(t), Argv{"sh", "-c", "stty size; read x; echo you said $x; exit 5"},
+		strings.NewReader("hello\n"), &out, 30, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(out.String(), "\r", "")
+	if code != 5 || !strings.Contains(text, "30 100\n") || !strings.Contains(text, "you said hello\n") {
+		t.Fatalf("exit %d output %q", code, text)
+	}
+}
+
+func TestFileRoundTrip50MB(t *testing.T) {
+	data := make([]byte, 50*1000*1000+12345)
+	rand.Read(data)
+	c := ctx(t)
+	if err := shared.WriteFile(c, "/tmp/gobig/blob.bin", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustExec(t, Argv{"stat", "-c", "%s %a", "/tmp/gobig/blob.bin"})
+	if want := fmt.Sprintf("%d 600\n", len(data)); string(r.Stdout) != want {
+		t.Fatalf("stat: %q, want %q", r.Stdout, want)
+	}
+	back, err := shared.ReadFile(c, "/tmp/gobig/blob.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != len(data) || sha256.Sum256(back) != sha256.Sum256(data) {
+		t.Fatalf("read back %d bytes, differing from the %d written", len(back), len(data))
+	}
+	mustExec(t, Shell("rm -rf /tmp/gobig"))
+}
+
+func TestEmptyFileAndErrors(t *testing.T) {
+	c := ctx(t)
+	if err := shared.WriteFile(c, "/tmp/empty", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := shared.ReadFile(c, "/tmp/empty"); err != nil || len(b) != 0 {
+		t.Fatalf("empty: %q %v", b, err)
+	}
+	if _, err := shared.ReadFile(c, "/no/such/file"); !IsCode(err, CodeFileFailed) {
+		t.Fatalf("missing file: %v", err)
+	}
+	if err := shared.WriteFile(c, "relative", []byte("x"), 0o644); !IsCode(err, CodeParams) {
+		t.Fatalf("relative path: %v", err)
+	}
+}
+
+func TestListFiles(t *testing.T) {
+	mustExec(t, Shell("rm -rf /tmp/gols && mkdir -p /tmp/gols/sub"))
+	if err := shared.WriteFile(ctx(t), "/tmp/gols/a.txt", []byte("12345"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	files, err := shared.ListFiles(ctx(t), "/tmp/gols")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]FileInfo{}
+	for _, f := range files {
+		got[f.Name] = f
+	}
+	a, sub := got["a.txt"], got["sub"]
+	if len(got) != 2 || a.Size != 5 || a.Mode != 0o640 || a.IsDir || !sub.IsDir {
+		t.Fatalf("list: %+v", files)
+	}
+}
+
+func TestContextCancelsExec(t *testing.T) {
+	c, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the command really runs in the guest.
+		r, err := shared.Exec(context.Background(), Shell("for i in $(seq 300); do pidof sleep >/dev/null && exit 0; sleep 0.1; done; exit 1"))
+		if err != nil || r.ExitCode != 0 {
+			t.Errorf("the sleep never started: %v %+v", err, r)
+		}
+		cancel()
+	}()
+	_, err := shared.Exec(c, Shell("sleep 300"))
+	if !IsCode(err, CodeCancelled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want a cancelled RPCError wrapping context.Canceled", err)
+	}
+	if r := mustExec(t, Shell("echo alive")); string(r.Stdout) != "alive\n" {
+		t.Fatalf("after cancel: %q", r.Stdout)
+	}
+}
+
+func TestContextDeadlineCancelsStream(t *testing.T) {
+	c, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	_, err := shared.ExecStream(c, Shell("echo started; sleep 300"), &out, nil)
+	if !IsCode(err, CodeCancelled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestProcessCancel(t *testing.T) {
+	p, err := shared.ExecPipe(ctx(t), Argv{"cat"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cancel(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(); !IsCode(err, CodeCancelled) {
+		t.Fatalf("wait after cancel: %v", err)
+	}
+	if ok, err := shared.Cancel(ctx(t), 999999); ok || err != nil {
+		t.Fatalf("cancel of nothing: %v %v", ok, err)
+	}
+}
+
+func TestConcurrentExecs(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r, err := shared.Exec(context.Background(), Shell(fmt.Sprintf("sleep 0.$((RANDOM %% 5)); echo %d", i)))
+			if err != nil {
+				errs <- err
+			} else if string(r.Stdout) != fmt.Sprintf("%d\n", i) {
+				errs <- fmt.Errorf("exec %d got %q", i, r.Stdout)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestUnsupportedAndRefused(t *testing.T) {
+	c := ctx(t)
+	if _, err := shared.PortForward(c, 18080, 80); !IsCode(err, CodeMethod) {
+		t.Fatalf("port_forward: %v", err)
+	}
+	if _, err := shared.AllowListAdd(c, "example.com"); !IsCode(err, CodeMethod) {
+		t.Fatalf("allow_list_add: %v", err)
+	}
+	if _, err := shared.Launch(c, New(image)); !IsCode(err, CodeSandboxFailed) {
+		t.Fatalf("second create: %v", err)
+	}
+	if s, err := shared.Log(c); err != nil || !strings.Contains(s, "matchlock") {
+		t.Fatalf("log: %q %v", s, err)
+	}
+}
+
+func TestDeadServer(t *testing.T) {
+	if _, err := NewClient(Options{Binary: "/no/such/matchlock"}); err == nil {
+		t.Fatal("a missing binary started")
+	}
+	c, err := NewClient(Options{Binary: "/bin/false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx(t), Shell("true"))
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("got %v, want ErrClosed", err)
+	}
+	c.Close()
+}
+
+func TestOwnSandboxRefusalsAndRelaunch(t *testing.T) {
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cx := ctx(t)
+	if _, err := c.Exec(cx, Shell("true")); !IsCode(err, CodeSandboxFailed) {
+		t.Fatalf("exec before launch: %v", err)
+	}
+	if _, err := c.Launch(cx, New(image).AddSecret("K", "v", "api.example.com")); !IsCode(err, CodeParams) {
+		t.Fatalf("secret refused in this version: %v", err)
+	}
+	if _, err := c.Launch(cx, New(image).WithHostname("gobox")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Exec(cx, Argv{"hostname"})
+	if err != nil || string(r.Stdout) != "gobox\n" {
+		t.Fatalf("hostname: %v %+v", err, r)
+	}
+	if err := c.Remove(cx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(cx, Shell("true")); !IsCode(err, CodeSandboxFailed) {
+		t.Fatalf("exec after remove: %v", err)
+	}
+}

@@ -1,0 +1,408 @@
+"""Python SDK tests against the real build/matchlock and real sandboxes.
+
+Run: tests/sdk/run_python (prints "N passed, N failed" last). Environment: MATCHLOCK_BIN (default
+build/matchlock), MATCHLOCK_TEST_IMAGE (default build/rootfs-busybox).
+"""
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import unittest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "sdk", "python"))
+
+from matchlock import (CANCELLED, EXEC_FAILED, FILE_FAILED, INVALID_PARAMS, INVALID_REQUEST,  # noqa: E402
+                       METHOD_NOT_FOUND, PARSE_ERROR, SANDBOX_FAILED, Client, MatchlockError, RPCError,
+                       Sandbox)
+
+BIN = os.environ.setdefault("MATCHLOCK_BIN", os.path.join(ROOT, "build", "matchlock"))
+IMAGE = os.environ.get("MATCHLOCK_TEST_IMAGE", os.path.join(ROOT, "build", "rootfs-busybox"))
+
+
+class BuilderTest(unittest.TestCase):
+    """Sandbox -> create params, per spec/rpc.md."""
+
+    def test_create_params(self) -> None:
+        sb = (Sandbox("/img").with_cpus(2).with_memory(256).with_disk_size(1024).with_timeout(60)
+              .with_env("A", "1").allow_host("api.example.com", "*.x.org").add_host("db", "10.0.0.5")
+              .allow_private_ips().add_secret("KEY", "s3cret", "api.example.com").with_user("1000")
+              .with_entrypoint("/bin/sh", "-c").with_hostname("box").with_port_forward(8080, 80))
+        p = sb.create_params()
+        self.assertEqual(p["image"], "/img")
+        self.assertEqual(p["env"], {"A": "1"})
+        self.assertEqual(p["resources"], {"cpus": 2, "memory_mb": 256, "disk_size_mb": 1024, "timeout_seconds": 60})
+        self.assertEqual(p["network"], {
+            "allowed_hosts": ["api.example.com", "*.x.org"], "add_hosts": [{"host": "db", "ip": "10.0.0.5"}],
+            "block_private_ips": False, "secrets": {"KEY": {"value": "s3cret", "hosts": ["api.example.com"]}},
+            "hostname": "box"})
+        self.assertEqual(p["image_config"], {"user": "1000", "entrypoint": ["/bin/sh", "-c"]})
+        self.assertEqual(sb.port_forwards, [(8080, 80)])
+        self.assertNotIn("s3cret", repr(sb))
+        self.assertEqual(Sandbox("/img").with_no_network().create_params(), {"image": "/img", "network": {"no_network": True}})
+        self.assertEqual(Sandbox("/img").create_params(), {"image": "/img"})
+        with self.assertRaises(ValueError):
+            Sandbox("/img").add_secret("K", "v")
+
+
+class SandboxTest(unittest.TestCase):
+    """One sandbox shared by the tests of this class; each test leaves it usable."""
+
+    client: Client
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.client = Client()
+        cls.client.start()
+        cls.sandbox_id = cls.client.launch(Sandbox(IMAGE).with_memory(512).with_env("FROM_CREATE", "yes"))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.client.close()
+
+    def test_launch_gives_id(self) -> None:
+        self.assertTrue(self.sandbox_id.startswith("vm-"), self.sandbox_id)
+
+    def test_exec_string_uses_shell(self) -> None:
+        r = self.client.exec("echo $((6*7)) | sed s/4/four/")
+        self.assertEqual(r.exit_code, 0)
+        self.assertEqual(r.stdout, b"four2\n")
+        self.assertEqual(r.stderr, b"")
+        self.assertGreaterEqual(r.duration_ms, 0)
+
+    def test_exec_argv_no_shell(self) -> None:
+        r = self.client.exec(["echo", "$HOME", "a b", "*"])
+        self.assertEqual(r.stdout, b"$HOME a b *\n")
+
+    def test_exit_codes(self) -> None:
+        for code in (0, 1, 3, 42, 255):
+            self.assertEqual(self.client.exec(f"exit {code}").exit_code, code)
+        self.assertEqual(self.client.exec(["false"]).exit_code, 1)
+
+    def test_stderr_separate(self) -> None:
+        r = self.client.exec("echo out; echo err >&2; echo out2")
+        self.assertEqual(r.stdout, b"out\nout2\n")
+        self.assertEqual(r.stderr, b"err\n")
+
+    def test_env_and_working_dir(self) -> None:
+        r = self.client.exec("echo $FROM_CREATE $PER_CALL; pwd", env={"PER_CALL": "call"}, working_dir="/tmp")
+        self.assertEqual(r.stdout, b"yes call\n/tmp\n")
+
+    def test_missing_program(self) -> None:
+        try:
+            r = self.client.exec(["/no/such/program"])
+        except RPCError as e:
+            self.assertEqual(e.code, EXEC_FAILED)
+        else:
+            self.assertEqual(r.exit_code, 127)
+
+    def test_binary_output(self) -> None:
+        data = bytes(range(256))
+        self.client.write_file("/tmp/bin256", data)
+        r = self.client.exec(["cat", "/tmp/bin256"])
+        self.assertEqual(r.stdout, data)
+
+    def test_stream_incremental(self) -> None:
+        # The command prints "first", then waits for /tmp/stream-go, which we create only once
+        # "first" has reached us. It can only print "second" if streaming delivered the first
+        # chunk while it was still running (otherwise it gives up and exits 9).
+        self.client.exec("rm -f /tmp/stream-go")
+        chunks = []
+
+        def on_out(b: bytes) -> None:
+            chunks.append(b)
+            if b"first" in b"".join(chunks) and len(chunks) == 1:
+                self.client.write_file("/tmp/stream-go", b"go")
+
+        err = io.BytesIO()
+        r = self.client.exec_stream(
+            "echo first; i=0; while [ ! -e /tmp/stream-go ]; do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.1; done;"
+            " echo second; echo e >&2", stdout=on_out, stderr=err)
+        self.assertEqual(r.exit_code, 0)
+        self.assertEqual(b"".join(chunks), b"first\nsecond\n")
+        self.assertEqual(err.getvalue(), b"e\n")
+
+    def test_stream_to_file_object(self) -> None:
+        out = io.BytesIO()
+        r = self.client.exec_stream(["sh", "-c", "for i in 1 2 3; do echo line$i; done; exit 4"], stdout=out)
+        self.assertEqual(r.exit_code, 4)
+        self.assertEqual(out.getvalue(), b"line1\nline2\nline3\n")
+
+    def test_exec_pipe_round_trip(self) -> None:
+        data = os.urandom(300_000)
+        p = self.client.exec_pipe(["cat"])
+        for i in range(0, len(data), 50_000):
+            p.write(data[i:i + 50_000])
+        p.close_stdin()
+        r = p.wait()
+        self.assertEqual(r.exit_code, 0)
+        self.assertEqual(hashlib.sha256(r.stdout).hexdigest(), hashlib.sha256(data).hexdigest())
+
+    def test_exec_pipe_interleaved(self) -> None:
+        lines = []
+        got = threading.Event()
+
+        def on_out(b: bytes) -> None:
+            lines.append(b)
+            got.set()
+
+        p = self.client.exec_pipe("while read l; do echo got:$l; done; echo bye >&2", stdout=on_out)
+        p.write("one\n")
+        self.assertTrue(got.wait(60), "no echo of the first line")
+        p.write("two\n")
+        p.close_stdin()
+        r = p.wait()
+        self.assertEqual(b"".join(lines), b"got:one\ngot:two\n")
+        self.assertEqual(r.stderr, b"bye\n")
+
+    def test_exec_interactive(self) -> None:
+        out = io.BytesIO()
+        code = self.client.exec_interactive(["sh", "-c", "stty size; read x; echo you said $x; exit 5"],
+                                            stdin=io.BytesIO(b"hello\n"), stdout=out, rows=30, cols=100)
+        self.assertEqual(code, 5)
+        text = out.getvalue().replace(b"\r", b"")
+        self.assertIn(b"30 100\n", text)
+        self.assertIn(b"you said hello\n", text)
+
+    def test_file_round_trip_50mb(self) -> None:
+        data = os.urandom(50 * 1000 * 1000 + 12345)  # not a multiple of the chunk size
+        self.client.write_file("/tmp/big/blob.bin", data, mode=0o600)
+        size = self.client.exec(["stat", "-c", "%s %a", "/tmp/big/blob.bin"]).stdout.split()
+        self.assertEqual(size, [str(len(data)).encode(), b"600"])
+        back = self.client.read_file("/tmp/big/blob.bin")
+        self.assertEqual(len(back), len(data))
+        self.assertEqual(hashlib.sha256(back).hexdigest(), hashlib.sha256(data).hexdigest())
+        self.client.exec("rm -rf /tmp/big")
+
+    def test_file_exact_chunk_multiple_and_empty(self) -> None:
+        from matchlock import FILE_CHUNK
+        data = os.urandom(2 * FILE_CHUNK)
+        self.client.write_file("/tmp/exact.bin", data)
+        self.assertEqual(self.client.read_file("/tmp/exact.bin"), data)
+        self.client.write_file("/tmp/exact.bin", b"")  # truncates
+        self.assertEqual(self.client.read_file("/tmp/exact.bin"), b"")
+        self.client.write_file("/tmp/text.txt", "héllo\n")
+        self.assertEqual(self.client.exec("cat /tmp/text.txt").stdout, "héllo\n".encode())
+
+    def test_list_files(self) -> None:
+        self.client.exec("rm -rf /tmp/ls && mkdir -p /tmp/ls/sub")
+        self.client.write_file("/tmp/ls/a.txt", b"12345", mode=0o640)
+        files = {f.name: f for f in self.client.list_files("/tmp/ls")}
+        self.assertEqual(set(files), {"a.txt", "sub"})
+        self.assertEqual(files["a.txt"].size, 5)
+        self.assertEqual(files["a.txt"].mode, 0o640)
+        self.assertFalse(files["a.txt"].is_dir)
+        self.assertTrue(files["sub"].is_dir)
+
+    def test_file_errors(self) -> None:
+        with self.assertRaises(RPCError) as cm:
+            self.client.read_file("/no/such/file")
+        self.assertEqual(cm.exception.code, FILE_FAILED)
+        with self.assertRaises(RPCError) as cm:
+            self.client.write_file("relative/path", b"x")
+        self.assertEqual(cm.exception.code, INVALID_PARAMS)
+
+    def test_cancel_long_command(self) -> None:
+        with self.assertRaises(RPCError) as cm:
+            self.client.exec("sleep 300", timeout=1)
+        self.assertEqual(cm.exception.code, CANCELLED)
+        self.assertEqual(self.client.exec("echo alive").stdout, b"alive\n")
+
+    def test_cancel_pipe_process(self) -> None:
+        p = self.client.exec_pipe(["cat"])
+        self.assertTrue(p.cancel())
+        with self.assertRaises(RPCError) as cm:
+            p.wait()
+        self.assertEqual(cm.exception.code, CANCELLED)
+        self.assertFalse(self.client.cancel(999999))  # nothing running with that id
+
+    def test_overlapping_requests_from_threads(self) -> None:
+        results = {}
+        errors = []
+
+        def work(i: int) -> None:
+            try:
+                results[i] = self.client.exec(f"sleep 0.$((RANDOM % 5)); echo {i}").stdout
+            except Exception as e:  # collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(results, {i: f"{i}\n".encode() for i in range(8)})
+
+    def test_unsupported_features_are_refused(self) -> None:
+        with self.assertRaises(RPCError) as cm:
+            self.client.port_forward(18080, 80)
+        self.assertEqual(cm.exception.code, METHOD_NOT_FOUND)
+        with self.assertRaises(RPCError) as cm:
+            self.client.allow_list_add("example.com")
+        self.assertEqual(cm.exception.code, METHOD_NOT_FOUND)
+
+    def test_log(self) -> None:
+        self.assertIsInstance(self.client.log(), str)
+
+    def test_second_create_refused(self) -> None:
+        with self.assertRaises(RPCError) as cm:
+            self.client.call("create", {"image": IMAGE})
+        self.assertEqual(cm.exception.code, SANDBOX_FAILED)
+
+
+class LifecycleTest(unittest.TestCase):
+    """Errors that must be clear and never hang."""
+
+    def test_missing_binary(self) -> None:
+        with self.assertRaises(MatchlockError):
+            Client("/no/such/matchlock").start()
+
+    def test_server_that_exits(self) -> None:
+        with Client("/bin/false") as c:
+            with self.assertRaises(MatchlockError) as cm:
+                c.exec("true")
+            self.assertNotIsInstance(cm.exception, RPCError)
+
+    def test_refused_create_and_exec_without_sandbox(self) -> None:
+        with Client() as c:
+            with self.assertRaises(RPCError) as cm:
+                c.exec("true")
+            self.assertEqual(cm.exception.code, SANDBOX_FAILED)
+            with self.assertRaises(RPCError) as cm:
+                c.launch(Sandbox("/no/such/rootfs"))
+            self.assertEqual(cm.exception.code, INVALID_PARAMS)
+            with self.assertRaises(RPCError) as cm:
+                c.launch(Sandbox(IMAGE).add_secret("K", "v", "api.example.com"))
+            self.assertEqual(cm.exception.code, INVALID_PARAMS)
+
+    def test_server_killed_mid_exec(self) -> None:
+        c = Client()
+        c.launch(Sandbox(IMAGE))
+        box: list = []
+        t = threading.Thread(target=lambda: box.append(self._catch(lambda: c.exec("sleep 300"))))
+        t.start()
+        # Wait until the exec really runs in the guest before killing the server.
+        self.assertEqual(c.exec("for i in $(seq 100); do pidof sleep && exit 0; sleep 0.1; done; exit 1").exit_code, 0)
+        c._proc.kill()  # type: ignore[union-attr]
+        t.join(60)
+        self.assertFalse(t.is_alive(), "exec hung after the server died")
+        self.assertIsInstance(box[0], MatchlockError)
+        with self.assertRaises(MatchlockError):
+            c.exec("true")
+        c.close()
+
+    def test_close_then_launch_again_and_remove(self) -> None:
+        with Client() as c:
+            c.launch(Sandbox(IMAGE))
+            c.remove()
+            with self.assertRaises(RPCError):
+                c.exec("true")
+            c.launch(Sandbox(IMAGE).with_hostname("again"))
+            self.assertEqual(c.exec("hostname").stdout, b"again\n")
+
+    @staticmethod
+    def _catch(fn):  # type: ignore[no-untyped-def]
+        try:
+            return fn()
+        except Exception as e:
+            return e
+
+
+class ProtocolTest(unittest.TestCase):
+    """Raw `matchlock rpc`: bad input is answered with the right error and the server keeps serving."""
+
+    def setUp(self) -> None:
+        self.p = subprocess.Popen([BIN, "rpc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
+
+    def tearDown(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        for f in (self.p.stdin, self.p.stdout):
+            try:
+                f.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+
+    def send(self, raw: bytes) -> None:
+        self.p.stdin.write(raw)  # type: ignore[union-attr]
+        self.p.stdin.flush()  # type: ignore[union-attr]
+
+    def recv(self) -> dict:
+        line = self.p.stdout.readline()  # type: ignore[union-attr]
+        self.assertTrue(line, "the server closed stdout")
+        return json.loads(line)
+
+    def ask(self, raw: bytes) -> dict:
+        self.send(raw)
+        return self.recv()
+
+    def assert_error(self, msg: dict, code: int, id_: object) -> None:
+        self.assertEqual(msg.get("jsonrpc"), "2.0")
+        self.assertIn("error", msg, msg)
+        self.assertEqual(msg["error"]["code"], code, msg)
+        self.assertEqual(msg.get("id"), id_)
+
+    def test_bad_input_then_eof(self) -> None:
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":1,"method":\n'), PARSE_ERROR, None)
+        self.assert_error(self.ask(b"not json at all\n"), PARSE_ERROR, None)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":2,"method":"no_such_method"}\n'), METHOD_NOT_FOUND, 2)
+        self.assert_error(self.ask(b'{"id":3,"method":"log"}\n'), INVALID_REQUEST, 3)
+        self.assert_error(self.ask(b'[1,2,3]\n'), INVALID_REQUEST, None)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":4,"method":"create","params":[1]}\n'), INVALID_PARAMS, 4)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":5,"method":"create","params":{}}\n'), INVALID_PARAMS, 5)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":6,"method":"create","params":{"image":7}}\n'),
+                          INVALID_PARAMS, 6)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":"s","method":"exec","params":{"command":"true"}}\n'),
+                          SANDBOX_FAILED, "s")
+        # An over-long line (> 16 MiB) is refused as a whole; the next line is served.
+        self.send(b'{"jsonrpc":"2.0","id":7,"method":"log","params":{"pad":"' + b"x" * (17 << 20) + b'"}}\n')
+        self.assert_error(self.recv(), INVALID_REQUEST, None)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":8,"method":"cancel","params":{"id":99}}\n'.replace(
+            b'"cancel"', b'"nope"')), METHOD_NOT_FOUND, 8)
+        ok = self.ask(b'{"jsonrpc":"2.0","id":9,"method":"cancel","params":{"id":99}}\n')
+        self.assertEqual(ok, {"jsonrpc": "2.0", "id": 9, "result": {"cancelled": False}})
+        # Closed stdin: the server exits 0 without writing anything else.
+        self.p.stdin.close()  # type: ignore[union-attr]
+        self.assertEqual(self.p.stdout.read(), b"")  # type: ignore[union-attr]
+        self.assertEqual(self.p.wait(60), 0)
+
+    def test_wrong_params_with_sandbox_and_eof_stops_it(self) -> None:
+        msg = self.ask(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "create",
+                                   "params": {"image": IMAGE}}).encode() + b"\n")
+        self.assertIn("result", msg, msg)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":2,"method":"exec","params":{"command":5}}\n'),
+                          INVALID_PARAMS, 2)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":3,"method":"exec","params":{"command":[]}}\n'),
+                          INVALID_PARAMS, 3)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":4,"method":"write_file","params":{"path":"/x","content":"!!"}}\n'),
+                          INVALID_PARAMS, 4)
+        self.assert_error(self.ask(b'{"jsonrpc":"2.0","id":5,"method":"read_file","params":{}}\n'), INVALID_PARAMS, 5)
+        self.assert_error(self.ask(b'}{\n'), PARSE_ERROR, None)
+        msg = self.ask(b'{"jsonrpc":"2.0","id":6,"method":"exec","params":{"command":["echo","still here"]}}\n')
+        self.assertEqual(msg["result"]["exit_code"], 0)
+        self.assertEqual(msg["result"]["stdout"], "c3RpbGwgaGVyZQo=")  # base64 of "still here\n"
+        # EOF with a sandbox and a command still running: the server stops both and exits 0.
+        self.send(b'{"jsonrpc":"2.0","id":7,"method":"exec","params":{"command":"sleep 300"}}\n')
+        self.p.stdin.close()  # type: ignore[union-attr]
+        self.assertEqual(self.p.wait(60), 0)
+
+
+def main() -> int:
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    passed = result.testsRun - failed - len(result.skipped)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
