@@ -326,13 +326,25 @@ func TestConcurrentExecs(t *testing.T) {
 	}
 }
 
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 func TestUnsupportedAndRefused(t *testing.T) {
 	c := ctx(t)
-	if _, err := shared.PortForward(c, 18080, 80); !IsCode(err, CodeMethod) {
-		t.Fatalf("port_forward: %v", err)
+	if _, err := shared.PortForward(c, 0, 0); !IsCode(err, CodeParams) {
+		t.Fatalf("port_forward to port 0: %v", err)
 	}
-	if _, err := shared.AllowListAdd(c, "example.com"); !IsCode(err, CodeMethod) {
-		t.Fatalf("allow_list_add: %v", err)
+	if hosts, err := shared.AllowListAdd(c, "go-sdk.test"); err != nil || !contains(hosts, "go-sdk.test") {
+		t.Fatalf("allow_list_add: %v %v", hosts, err)
+	}
+	if hosts, err := shared.AllowListDelete(c, "go-sdk.test"); err != nil || contains(hosts, "go-sdk.test") {
+		t.Fatalf("allow_list_delete: %v %v", hosts, err)
 	}
 	if _, err := shared.Launch(c, New(image)); !IsCode(err, CodeSandboxFailed) {
 		t.Fatalf("second create: %v", err)

@@ -71,6 +71,9 @@ int net_setup(bool enabled, char **hosts, size_t nhosts);
 int net_listen(int family, uint16_t port, int type);
 void net_on_event(struct agent_ev *e, uint32_t events);
 int net_on_frame(struct mux_stream *s, const struct mux_frame *f);
+/* SVC_PORT (port forwarding): connect to the port on loopback and relay. */
+int net_port_open(struct mux_stream *s, struct rd *body);
+bool net_owns(struct mux_stream *s);
 void net_resume_all(void);
 void net_collect_garbage(void);
 

@@ -193,12 +193,16 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 			return exec_open(s, &r);
 		if (svc == SVC_FILE_WRITE || svc == SVC_FILE_READ || svc == SVC_FILE_LIST)
 			return files_open(s, svc, &r);
+		if (svc == SVC_PORT)
+			return net_port_open(s, &r);
 		mux_close(m, s, EPROTONOSUPPORT);
 		agent_link_wants_write();
 		return 0;
 	}
 	if (s->user && files_owns(s))
 		return files_on_frame(s, f);
+	if (s->user && net_owns(s))
+		return net_on_frame(s, f);
 	return exec_on_frame(s, f);
 }
 

@@ -46,6 +46,11 @@
 
 struct net_conn {
 	struct mux_stream *s;
+	/*
+	 * Redirected egress (guest-opened SVC_TCP): socket bytes go up on IN, the host's come
+	 * down on OUT. Port forwarding (host-opened SVC_PORT) is the mirror image.
+	 */
+	uint8_t up_chan, down_chan;
 	struct agent_ev ev;
 	struct buf down; /* host bytes not yet written to the socket */
 	bool host_eof, down_shut, sock_eof;
@@ -266,10 +271,10 @@ static bool conn_pump_up(struct net_conn *c)
 		}
 		if (n == 0) {
 			c->sock_eof = true;
-			mux_send_eof(&agent.mux, c->s, MUX_CHAN_IN);
+			mux_send_eof(&agent.mux, c->s, c->up_chan);
 			break;
 		}
-		mux_send_data(&agent.mux, c->s, MUX_CHAN_IN, tmp, (uint32_t)n);
+		mux_send_data(&agent.mux, c->s, c->up_chan, tmp, (uint32_t)n);
 	}
 	agent_link_wants_write();
 	return !conn_maybe_done(c);
@@ -342,6 +347,8 @@ static void net_accept(int lfd)
 			continue;
 		}
 		c->s->user = c;
+		c->up_chan = MUX_CHAN_IN;
+		c->down_chan = MUX_CHAN_OUT;
 		c->ev = (struct agent_ev){ .type = EV_NET_CONN, .obj = c };
 		agent_ev_add(&c->ev, fd, EPOLLIN);
 		conns[nconns++] = c;
@@ -377,7 +384,7 @@ int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
 	}
 	switch (f->type) {
 	case MUX_DATA:
-		if (f->chan != MUX_CHAN_OUT || c->host_eof || buf_append(&c->down, f->payload, f->len) < 0) {
+		if (f->chan != c->down_chan || c->host_eof || buf_append(&c->down, f->payload, f->len) < 0) {
 			conn_free(c, true);
 			return 0;
 		}
@@ -407,6 +414,57 @@ int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
 	default:
 		break;
 	}
+	return 0;
+}
+
+bool net_owns(struct mux_stream *s)
+{
+	for (unsigned i = 0; i < nconns; i++)
+		if (conns[i]->s == s && s->user == conns[i])
+			return true;
+	return false;
+}
+
+/* SVC_PORT: the host forwards a connection to a port on our loopback (IPv4, else IPv6). */
+int net_port_open(struct mux_stream *s, struct rd *body)
+{
+	uint16_t tag, port = 0;
+	struct rd v;
+	while (msg_next(body, &tag, &v) > 0)
+		if (tag == T_PORT)
+			msg_get_u16(&v, &port);
+	int fd = -1, err = ECONNREFUSED;
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+				   .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr *addrs[2] = { (struct sockaddr *)&a4, (struct sockaddr *)&a6 };
+	socklen_t lens[2] = { sizeof(a4), sizeof(a6) };
+	/* Loopback connects complete (or fail) at once: no need to wait on the loop. */
+	for (int i = 0; i < 2 && fd < 0 && port; i++) {
+		fd = socket(addrs[i]->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, addrs[i], lens[i]) < 0) {
+			err = errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	struct net_conn *c = fd >= 0 && nconns < NET_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+	if (!c) {
+		if (fd >= 0)
+			close(fd);
+		mux_close(&agent.mux, s, fd >= 0 ? EMFILE : (uint32_t)err);
+		agent_link_wants_write();
+		return 0;
+	}
+	fd_set_nonblock(fd, 1);
+	c->s = s;
+	s->user = c;
+	c->up_chan = MUX_CHAN_OUT;
+	c->down_chan = MUX_CHAN_IN;
+	c->ev = (struct agent_ev){ .type = EV_NET_CONN, .obj = c };
+	agent_ev_add(&c->ev, fd, EPOLLIN);
+	conns[nconns++] = c;
 	return 0;
 }
 

@@ -86,6 +86,7 @@ struct rpc {
 	struct state *st;
 	struct supervisor sup;
 	struct launch L;
+	struct policy policy; /* create's network section; allow_list_* change it */
 	char **env; /* create's and the image's env, applied to every exec */
 	char *user, *workdir; /* the image's (or image_config's) defaults */
 	bool stop;
@@ -625,6 +626,141 @@ static void m_cancel(struct rpc *r, json_t *id, json_t *p)
 	rpc_result(r, id, json_pack("{s:b}", "cancelled", 1));
 }
 
+/* network {allowed_hosts[], add_hosts[{host, ip}], block_private_ips, no_network}. */
+static int rpc_policy_from(struct rpc *r, json_t *net, char *err, size_t errn)
+{
+	memset(&r->policy, 0, sizeof(r->policy));
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(net, "allowed_hosts"), i, v)
+	{
+		if (!json_is_string(v) || policy_add(&r->policy, json_string_value(v)) < 0) {
+			snprintf(err, errn, "allowed_hosts[%zu]: expected a host name or glob", i);
+			return -EINVAL;
+		}
+	}
+	json_array_foreach(json_object_get(net, "add_hosts"), i, v)
+	{
+		const char *h = json_string_value(json_object_get(v, "host"));
+		const char *ip = json_string_value(json_object_get(v, "ip"));
+		char spec[POLICY_NAME_MAX + 64];
+		bool v6 = ip && strchr(ip, ':');
+		if (h && ip)
+			snprintf(spec, sizeof(spec), v6 ? "%s:[%s]" : "%s:%s", h, ip);
+		if (!h || !ip || policy_pin(&r->policy, spec) < 0) {
+			snprintf(err, errn, "add_hosts[%zu]: expected {host, ip}", i);
+			return -EINVAL;
+		}
+	}
+	json_t *bp = json_object_get(net, "block_private_ips");
+	r->policy.allow_private = json_is_false(bp);
+	r->policy.no_network = json_is_true(json_object_get(net, "no_network"));
+	return 0;
+}
+
+/* Every egress decision becomes an `event` notification. */
+static void rpc_on_net_event(const struct net_event *ev, void *opaque)
+{
+	static const char *const kinds[] = { "DNS", "CONNECT", "HTTP" };
+	struct rpc *r = opaque;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	char when[40], url[600];
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (ev->port)
+		snprintf(url, sizeof(url), "%s:%u", ev->name ? ev->name : "", ev->port);
+	else
+		snprintf(url, sizeof(url), "%s", ev->name ? ev->name : "");
+	json_t *n = json_pack("{s:s,s:s,s:s,s:b,s:s?}", "method",
+			      ev->kind < NET_EV_END ? kinds[ev->kind] : "?", "url", url, "host",
+			      ev->name ? ev->name : "", "blocked", !ev->allowed, "block_reason",
+			      ev->allowed ? NULL : ev->reason);
+	if (n && ev->detail)
+		json_object_set_new(n, "detail", json_string(ev->detail));
+	rpc_notify(r, "event", json_pack("{s:s,s:s,s:o}", "type", "network", "timestamp", when, "network",
+					 n ? n : json_object()));
+}
+
+static json_t *rules_json(const struct policy *p)
+{
+	json_t *a = json_array();
+	for (unsigned i = 0; i < p->nrules; i++)
+		json_array_append_new(a, json_string(p->rules[i]));
+	return a;
+}
+
+static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
+{
+	if (!need_sandbox(r, id))
+		return;
+	json_t *hosts = json_object_get(p, "hosts");
+	if (!json_is_array(hosts)) {
+		rpc_error(r, id, E_PARAMS, "hosts must be an array of host names or globs");
+		return;
+	}
+	if (r->policy.no_network) {
+		rpc_error(r, id, E_SANDBOX, "this sandbox has no network (no_network)");
+		return;
+	}
+	json_t *changed = json_array();
+	size_t i;
+	json_t *v;
+	json_array_foreach(hosts, i, v)
+	{
+		const char *h = json_string_value(v);
+		int k = !h ? -EINVAL : add ? policy_add(&r->policy, h) : policy_delete(&r->policy, h);
+		if (k < 0 && !(k == -ENOENT && !add)) {
+			json_decref(changed);
+			rpc_error(r, id, E_PARAMS, "hosts[%zu]: %s", i, k == -ENOSPC ? "too many rules" : "not a host name or glob");
+			return;
+		}
+		if (k == 0)
+			json_array_append_new(changed, json_string(h));
+	}
+	rpc_result(r, id, json_pack("{s:o,s:o}", add ? "added" : "removed", changed, "allowed_hosts",
+				    rules_json(&r->policy)));
+}
+
+static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
+{
+	if (!need_sandbox(r, id))
+		return;
+	json_t *fw = json_object_get(p, "forwards"), *addrs = json_object_get(p, "addresses");
+	if (!json_is_array(fw) || !json_array_size(fw)) {
+		rpc_error(r, id, E_PARAMS, "forwards must be a non-empty array of {local_port, remote_port}");
+		return;
+	}
+	json_t *bindings = json_array();
+	size_t na = json_is_array(addrs) && json_array_size(addrs) ? json_array_size(addrs) : 1;
+	size_t i;
+	json_t *f;
+	json_array_foreach(fw, i, f)
+	{
+		json_int_t lp = json_integer_value(json_object_get(f, "local_port"));
+		json_int_t rp = json_integer_value(json_object_get(f, "remote_port"));
+		if (lp < 0 || lp > 65535 || rp < 1 || rp > 65535) {
+			json_decref(bindings);
+			rpc_error(r, id, E_PARAMS, "forwards[%zu]: ports must be 0-65535 (remote 1-65535)", i);
+			return;
+		}
+		for (size_t a = 0; a < na; a++) {
+			const char *addr = json_is_array(addrs) ? json_string_value(json_array_get(addrs, a)) : NULL;
+			char err[300];
+			uint16_t bound;
+			if (portfwd_add(&r->sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound, err, sizeof(err)) < 0) {
+				json_decref(bindings);
+				rpc_error(r, id, E_SANDBOX, "%s", err);
+				return;
+			}
+			json_array_append_new(bindings, json_pack("{s:s,s:i,s:i}", "address", addr ? addr : "127.0.0.1",
+								  "local_port", bound, "remote_port", (int)rp));
+		}
+	}
+	rpc_result(r, id, json_pack("{s:o}", "bindings", bindings));
+}
+
 static char *create_config_json(json_t *p)
 {
 	/* The record keeps the request minus anything secret. */
@@ -663,16 +799,23 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 		return;
 	}
 	json_t *net = json_object_get(p, "network");
-	if (json_array_size(json_object_get(net, "allowed_hosts")) || json_object_size(json_object_get(net, "secrets")) ||
-	    json_array_size(json_object_get(net, "add_hosts"))) {
-		rpc_error(r, id, E_PARAMS, "network policies and secrets are not supported by this version yet");
+	if (json_object_size(json_object_get(net, "secrets"))) {
+		rpc_error(r, id, E_PARAMS, "secrets are not supported by this version yet");
+		return;
+	}
+	if (rpc_policy_from(r, net, err, sizeof(err)) < 0) {
+		rpc_error(r, id, E_PARAMS, "%s", err);
 		return;
 	}
 	json_t *res = json_object_get(p, "resources");
 	json_t *ic = json_object_get(p, "image_config");
 	/* A path is a root filesystem (directory or tarball); anything else an OCI reference. */
 	struct stat st;
-	bool is_path = (image[0] == '/' || image[0] == '.') && stat(image, &st) == 0;
+	bool is_path = image[0] == '/' || image[0] == '.';
+	if (is_path && stat(image, &st) < 0) {
+		rpc_error(r, id, E_PARAMS, "image %s: no such root filesystem (%s)", image, strerror(errno));
+		return;
+	}
 	struct oci_image_config cfg = { 0 };
 	char disk[4200];
 	if (!is_path && oci_image_prepare(image, disk, sizeof(disk), &cfg, err, sizeof(err)) < 0) {
@@ -694,6 +837,9 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 		.cpu_milli = cpus > 0 && (long)(cpus * 1000) % 1000 ? (unsigned)(cpus * 1000) : 0,
 		.memory_mb = mem >= 64 && mem <= 65536 ? (unsigned)mem : 512,
 		.hostname = json_string_value(json_object_get(net, "hostname")),
+		.policy = &r->policy,
+		.net_event = rpc_on_net_event,
+		.net_opaque = r,
 	};
 	launch_config(&r->L, &sc);
 	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
@@ -843,9 +989,12 @@ static void dispatch(struct rpc *r, json_t *req)
 	} else if (!strcmp(method, "close")) {
 		rpc_close_sandbox(r);
 		rpc_result(r, id, json_object());
-	} else if (!strcmp(method, "allow_list_add") || !strcmp(method, "allow_list_delete") ||
-		   !strcmp(method, "port_forward")) {
-		rpc_error(r, id, E_METHOD, "%s is not supported by this version yet", method);
+	} else if (!strcmp(method, "allow_list_add")) {
+		m_allow(r, id, p, true);
+	} else if (!strcmp(method, "allow_list_delete")) {
+		m_allow(r, id, p, false);
+	} else if (!strcmp(method, "port_forward")) {
+		m_port_forward(r, id, p);
 	} else {
 		rpc_error(r, id, E_METHOD, "unknown method %s", method);
 	}

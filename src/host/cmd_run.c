@@ -67,7 +67,9 @@ static const char run_usage[] =
 	"      --allow-host GLOB[,GLOB...]  allow host names: api.x.com, *.x.com (subdomains), *\n"
 	"      --add-host NAME:IP  connect to IP for NAME (exempt from the private-address block)\n"
 	"      --allow-private-ips  let allowed names resolve to private/loopback addresses\n"
-	"      --no-network       no DNS and no egress at all (loopback only)\n";
+	"      --no-network       no DNS and no egress at all (loopback only)\n"
+	"  -p, --publish [LOCAL:]REMOTE  forward a host port to a port in the sandbox\n"
+	"      --address IP       where -p listens (default 127.0.0.1)\n";
 
 struct run_opts {
 	const char *rootfs, *image, *entrypoint;
@@ -80,6 +82,9 @@ struct run_opts {
 	char *file_env[MAX_ENV + 1];
 	size_t nfile_env;
 	struct policy *policy;
+	uint16_t publish[16][2]; /* -p: local, remote */
+	size_t npublish;
+	const char *address; /* --address for -p */
 };
 
 /* Add KEY=VALUE (or KEY, looked up in our environment) to v, replacing an earlier KEY. */
@@ -159,12 +164,12 @@ static void env_free(char **v, size_t n)
 }
 
 /* Flags that belong to parts of the CLI contract not built yet: refuse them clearly. */
-static const char *const not_yet[] = { "secret", "secret-file", "upstream-ca", "publish",
-				       "address", "volume", "disk-size" };
+static const char *const not_yet[] = { "secret", "secret-file", "upstream-ca", "volume",
+				       "disk-size" };
 
 enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS,
        OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL, OPT_RM, OPT_ALLOW_HOST, OPT_NO_NETWORK, OPT_ALLOW_PRIVATE,
-       OPT_ADD_HOST, OPT_NOT_YET };
+       OPT_ADD_HOST, OPT_ADDRESS, OPT_NOT_YET };
 
 static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, char *err, size_t errn)
 {
@@ -193,8 +198,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		{ "secret", required_argument, NULL, OPT_NOT_YET },
 		{ "secret-file", required_argument, NULL, OPT_NOT_YET },
 		{ "upstream-ca", required_argument, NULL, OPT_NOT_YET },
-		{ "publish", required_argument, NULL, OPT_NOT_YET },
-		{ "address", required_argument, NULL, OPT_NOT_YET },
+		{ "publish", required_argument, NULL, 'p' },
+		{ "address", required_argument, NULL, OPT_ADDRESS },
 		{ "volume", required_argument, NULL, OPT_NOT_YET },
 		{ "disk-size", required_argument, NULL, OPT_NOT_YET },
 		{ 0 },
@@ -327,6 +332,17 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 			snprintf(err, errn, "--%s is not supported by this version yet", longopts[idx].name);
 			return -ENOTSUP;
 		case 'p':
+			if (o->npublish >= ARRAY_SIZE(o->publish) ||
+			    portfwd_parse(optarg, &o->publish[o->npublish][0], &o->publish[o->npublish][1]) < 0) {
+				snprintf(err, errn, "-p %s: expected [LOCAL:]REMOTE ports (at most %zu)", optarg,
+					 ARRAY_SIZE(o->publish));
+				return -EINVAL;
+			}
+			o->npublish++;
+			break;
+		case OPT_ADDRESS:
+			o->address = optarg;
+			break;
 		case 'v':
 			snprintf(err, errn, "-%c is not supported by this version yet", c);
 			return -ENOTSUP;
@@ -614,6 +630,14 @@ int cmd_run(int argc, char **argv)
 	if (supervisor_start(&sup, &loop, sb, sbdir, o.detach ? o.timeout_s : 0, err, sizeof(err)) < 0) {
 		snprintf(failure, sizeof(failure), "%s", err);
 		goto stop;
+	}
+	for (size_t i = 0; i < o.npublish; i++) {
+		uint16_t bound;
+		if (portfwd_add(&sup.pf, o.address, o.publish[i][0], o.publish[i][1], &bound, err,
+				sizeof(err)) < 0) {
+			snprintf(failure, sizeof(failure), "%s", err);
+			goto stop;
+		}
 	}
 	state_set_status(st, id, ST_RUNNING, NULL);
 

@@ -26,6 +26,10 @@ enum ctrl_type {
 	CTRL_EXIT, /* server: T_EXIT_CODE, optional T_MESSAGE */
 	CTRL_OK, /* server */
 	CTRL_FAIL, /* server: T_MESSAGE */
+	CTRL_PORT_FORWARD, /* client: T_PORT (remote), T_LOCAL_PORT, T_ADDR_TEXT; answered
+			      CTRL_OK with T_LOCAL_PORT = the port bound */
+	CTRL_ALLOW_ADD, /* client: T_NAME, repeated; answered CTRL_OK with T_NAME = every rule */
+	CTRL_ALLOW_DEL, /* client: T_NAME, repeated; likewise */
 };
 
 /* Path of a sandbox's state directory. */

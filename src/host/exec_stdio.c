@@ -33,6 +33,7 @@ struct exec_stdio {
 	bool ended; /* the process is over; waiting for queued output to drain */
 	int status;
 	char err[512];
+	int dup_fd; /* ours to close: a socket's second fd, so epoll can watch both directions */
 	exec_stdio_done_fn done;
 	void *opaque;
 };
@@ -49,6 +50,8 @@ static void stdio_release(struct exec_stdio *e)
 			fcntl(fds[i], F_SETFL, e->saved_fl[i]);
 	buf_fini(&e->q[EXEC_STDOUT]);
 	buf_fini(&e->q[EXEC_STDERR]);
+	if (e->dup_fd >= 0)
+		close(e->dup_fd);
 	loop_defer_free(e->l, e, free);
 }
 
@@ -173,17 +176,16 @@ static const struct exec_ops stdio_ops = {
 	.done = op_done,
 };
 
-struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const struct exec_request *req,
-				    int in_fd, int out_fd, int err_fd, exec_stdio_done_fn done,
-				    void *opaque, char *err, size_t errn)
+/* Common set-up; the caller opens the stream (x) and finishes with stdio_go(). */
+static struct exec_stdio *stdio_new(struct loop *l, bool in_on, int in_fd, int out_fd, int err_fd,
+				    exec_stdio_done_fn done, void *opaque)
 {
 	struct exec_stdio *e = calloc(1, sizeof(*e));
-	if (!e) {
-		snprintf(err, errn, "out of memory");
+	if (!e)
 		return NULL;
-	}
 	e->l = l;
-	e->in_on = req->stdin_on;
+	e->dup_fd = -1;
+	e->in_on = in_on;
 	e->done = done;
 	e->opaque = opaque;
 	watch_init(&e->in_w, in_fd, on_stdin, e);
@@ -195,10 +197,14 @@ struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const st
 	int fds[3] = { in_fd, out_fd, err_fd };
 	for (int i = 0; i < 3; i++) {
 		e->saved_fl[i] = fcntl(fds[i], F_GETFL);
-		if (i > 0 || req->stdin_on)
+		if (i > 0 || in_on)
 			fd_set_nonblock(fds[i], 1);
 	}
-	e->x = sandbox_exec_start(sb, req, &stdio_ops, e, err, errn);
+	return e;
+}
+
+static struct exec_stdio *stdio_go(struct exec_stdio *e)
+{
 	if (!e->x) {
 		e->done = NULL;
 		stdio_release(e);
@@ -208,9 +214,39 @@ struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const st
 		if (e->in_pollable)
 			pump_stdin(e);
 		else
-			loop_timer_set(l, &e->in_poll, l->now);
+			loop_timer_set(e->l, &e->in_poll, e->l->now);
 	}
 	return e;
+}
+
+struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const struct exec_request *req,
+				    int in_fd, int out_fd, int err_fd, exec_stdio_done_fn done,
+				    void *opaque, char *err, size_t errn)
+{
+	struct exec_stdio *e = stdio_new(l, req->stdin_on, in_fd, out_fd, err_fd, done, opaque);
+	if (!e) {
+		snprintf(err, errn, "out of memory");
+		return NULL;
+	}
+	e->x = sandbox_exec_start(sb, req, &stdio_ops, e, err, errn);
+	return stdio_go(e);
+}
+
+struct exec_stdio *exec_stdio_start_port(struct sandbox *sb, struct loop *l, uint16_t port, int fd,
+					 exec_stdio_done_fn done, void *opaque, char *err, size_t errn)
+{
+	/* One fd cannot be in the epoll set twice: reading and writing get an fd each. */
+	int out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	struct exec_stdio *e = out >= 0 ? stdio_new(l, true, fd, out, out, done, opaque) : NULL;
+	if (!e) {
+		if (out >= 0)
+			close(out);
+		snprintf(err, errn, "out of memory or file descriptors");
+		return NULL;
+	}
+	e->dup_fd = out;
+	e->x = sandbox_port_start(sb, port, &stdio_ops, e, err, errn);
+	return stdio_go(e);
 }
 
 void exec_stdio_interrupt(struct exec_stdio *e)

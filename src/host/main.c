@@ -29,6 +29,8 @@ static const char usage[] =
 	"  kill       stop a sandbox (--all: every running one)\n"
 	"  rm         remove a stopped sandbox (--stopped: all of them); prune: the same\n"
 	"  gc         clean up after crashed sandboxes\n"
+	"  allow-list add|delete ID HOSTS   change a running sandbox's allowed hosts\n"
+	"  port-forward ID [LOCAL:]REMOTE   forward a host port into a running sandbox\n"
 	"  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
 	"  pull       download an image into the local store\n"
 	"  image      list, remove, import and collect images (ls|rm|import|gc)\n"
@@ -98,7 +100,7 @@ int main(int argc, char **argv)
 		{ "ls", cmd_list },	{ "get", cmd_get },	  { "inspect", cmd_inspect },
 		{ "kill", cmd_kill },	{ "rm", cmd_rm },	  { "prune", cmd_prune },
 		{ "gc", cmd_gc },	{ "log", cmd_log },	  { "diagnose", cmd_diagnose },
-		{ "rpc", cmd_rpc },	{ "pull", cmd_pull },	  { "image", cmd_image },
+		{ "rpc", cmd_rpc },	{ "allow-list", cmd_allow_list }, { "port-forward", cmd_port_forward },	{ "pull", cmd_pull },	  { "image", cmd_image },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

@@ -126,9 +126,11 @@ static void exec_on_close(struct sandbox_exec *x, const struct mux_frame *f)
 	char err[512] = "";
 	int status;
 	if (x->is_file) {
-		status = x->have_exit ? 0 : -(int)(x->have_error && x->err_errno ? x->err_errno : EIO);
+		uint32_t close_err = f->len == 4 ? le32_get(f->payload) : 0;
+		status = x->have_exit || (!x->have_error && !close_err) ? 0
+			 : -(int)(x->have_error && x->err_errno ? x->err_errno : close_err ? close_err : EIO);
 		if (status)
-			snprintf(err, sizeof(err), "%s", x->err_msg[0] ? x->err_msg : "file transfer failed");
+			snprintf(err, sizeof(err), "%s: %s", x->argv0, x->err_msg[0] ? x->err_msg : strerror(-status));
 	} else if (x->timed_out) {
 		status = 124;
 	} else if (x->have_exit) {
@@ -286,6 +288,25 @@ struct sandbox_exec *sandbox_file_start(struct sandbox *sb, const struct file_re
 	buf_fini(&b);
 	if (x)
 		x->is_file = true;
+	return x;
+}
+
+struct sandbox_exec *sandbox_port_start(struct sandbox *sb, uint16_t port, const struct exec_ops *ops,
+					void *opaque, char *err, size_t errn)
+{
+	if (sb->state != SB_READY) {
+		snprintf(err, errn, "the sandbox is not running");
+		errno = ESRCH;
+		return NULL;
+	}
+	char label[16];
+	snprintf(label, sizeof(label), "port %u", port);
+	struct buf b = { 0 };
+	msg_put_u16(&b, T_PORT, port);
+	struct sandbox_exec *x = stream_start(sb, SVC_PORT, &b, label, ops, opaque, err, errn);
+	buf_fini(&b);
+	if (x)
+		x->is_file = true; /* ends with 0 or -errno, like a transfer */
 	return x;
 }
 

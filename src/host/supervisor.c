@@ -165,6 +165,67 @@ out:
 	return ret;
 }
 
+static void client_port_forward(struct ctl_client *c, struct rd *r)
+{
+	uint16_t tag, remote = 0, local = 0, bound;
+	char *addr = NULL, err[300];
+	struct rd v;
+	while (msg_next(r, &tag, &v) > 0) {
+		if (tag == T_PORT)
+			msg_get_u16(&v, &remote);
+		else if (tag == T_LOCAL_PORT)
+			msg_get_u16(&v, &local);
+		else if (tag == T_ADDR_TEXT && !addr)
+			msg_dup_str(&v, 64, &addr);
+	}
+	if (!remote) {
+		control_simple(c->w.fd, CTRL_FAIL, T_MESSAGE, "port forward: no remote port");
+	} else if (portfwd_add(&c->sup->pf, addr, local, remote, &bound, err, sizeof(err)) < 0) {
+		control_simple(c->w.fd, CTRL_FAIL, T_MESSAGE, err);
+	} else {
+		struct buf b = { 0 };
+		buf_put_u16(&b, CTRL_OK);
+		msg_put_u16(&b, T_LOCAL_PORT, bound);
+		control_send(c->w.fd, &b, NULL, 0);
+		buf_fini(&b);
+	}
+	free(addr);
+}
+
+/* Change the egress allow-list; the engine reads the policy on every query and connect. */
+static void client_allow(struct ctl_client *c, struct rd *r, bool add)
+{
+	struct policy *p = sandbox_config(c->sup->sb)->policy;
+	uint16_t tag;
+	struct rd v;
+	char err[300] = "";
+	if (!p || p->no_network) {
+		control_simple(c->w.fd, CTRL_FAIL, T_MESSAGE, "this sandbox has no network (--no-network)");
+		return;
+	}
+	while (msg_next(r, &tag, &v) > 0 && !err[0]) {
+		char *name = NULL;
+		if (tag != T_NAME || msg_dup_str(&v, POLICY_NAME_MAX + 2, &name) < 0)
+			continue;
+		int k = add ? policy_add(p, name) : policy_delete(p, name);
+		if (k < 0 && !(k == -ENOENT && !add))
+			snprintf(err, sizeof(err), "%s: %s", name,
+				 k == -ENOSPC ? "too many rules" : "not a host name or glob");
+		free(name);
+	}
+	if (err[0]) {
+		control_simple(c->w.fd, CTRL_FAIL, T_MESSAGE, err);
+		return;
+	}
+	info("allow-list %s: now %u rule(s)", add ? "add" : "delete", p->nrules);
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTRL_OK);
+	for (unsigned i = 0; i < p->nrules; i++)
+		msg_put_str(&b, T_NAME, p->rules[i]);
+	control_send(c->w.fd, &b, NULL, 0);
+	buf_fini(&b);
+}
+
 static void on_client(struct watch *w, uint32_t events)
 {
 	(void)events;
@@ -222,6 +283,13 @@ static void on_client(struct watch *w, uint32_t events)
 		c->wants_stop_reply = true;
 		c->sup->stop = true;
 		break;
+	case CTRL_PORT_FORWARD:
+		client_port_forward(c, &r);
+		break;
+	case CTRL_ALLOW_ADD:
+	case CTRL_ALLOW_DEL:
+		client_allow(c, &r, type == CTRL_ALLOW_ADD);
+		break;
 	default:
 		control_simple(w->fd, CTRL_FAIL, T_MESSAGE, "unknown request");
 		break;
@@ -268,6 +336,7 @@ int supervisor_start(struct supervisor *sup, struct loop *l, struct sandbox *sb,
 	if (fd < 0)
 		return fd;
 	watch_init(&sup->listen_w, fd, on_accept, sup);
+	sup->pf = (struct portfwd){ .l = l, .sb = sb };
 	loop_watch(l, &sup->listen_w, EPOLLIN);
 	sup->lifetime = (struct timer){ .fn = on_lifetime, .obj = sup };
 	if (lifetime_s)
@@ -283,6 +352,7 @@ void supervisor_finish(struct supervisor *sup)
 		sup->listen_w.fd = -1;
 	}
 	loop_timer_cancel(sup->l, &sup->lifetime);
+	portfwd_fini(&sup->pf);
 	while (sup->clients) {
 		struct ctl_client *c = sup->clients;
 		if (c->wants_stop_reply)

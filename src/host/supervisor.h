@@ -2,7 +2,7 @@
 /*
  * A running sandbox's control socket server: accepts CLI clients on
  * <state>/sandboxes/<id>/control.sock and serves exec (with the client's fds), interrupt,
- * resize and stop, on the sandbox's event loop. Used by `run` in the foreground and by the
+ * resize, stop, port forwards and allow-list changes, on the sandbox's event loop. Used by `run` in the foreground and by the
  * detached supervisor of `run -d` alike.
  */
 #ifndef MATCHLOCK_SUPERVISOR_H
@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "loop.h"
+#include "portfwd.h"
 #include "sandbox.h"
 
 struct ctl_client;
@@ -23,6 +24,7 @@ struct supervisor {
 	unsigned nclients;
 	bool stop; /* a client, a signal or the lifetime asked the sandbox to stop */
 	struct timer lifetime;
+	struct portfwd pf;
 };
 
 /* Start serving the control socket in dir. Returns 0 or -errno with err. */

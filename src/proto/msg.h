@@ -25,6 +25,8 @@ enum msg_service {
 	SVC_FILE_READ, /* host -> guest: T_PATH, T_OFFSET, T_LENGTH; chan OUT = content; CTL_EXIT */
 	SVC_FILE_LIST, /* host -> guest: T_PATH; chan OUT = records (u32 length + TLVs T_NAME,
 			  T_SIZE, T_MODE, T_TIME_NS); ends with CTL_EXIT */
+	SVC_PORT, /* host -> guest: T_PORT; a connection to that port on the guest's loopback.
+		     chan IN = bytes to it, OUT = bytes back (port forwarding) */
 };
 
 /* CTL message types (first u16 of a CTL payload). */
@@ -70,6 +72,8 @@ enum msg_tag {
 	T_APPEND, /* u8: file write appends instead of truncating */
 	T_OFFSET, /* u64: file read starts here */
 	T_LENGTH, /* u64: file read returns at most this much */
+	T_LOCAL_PORT, /* u16: a port on the host (control socket: port forwarding) */
+	T_ADDR_TEXT, /* string: an address as text (control socket: port forwarding) */
 	T_NET, /* u8 in CTL_CONFIG: 1 = set up the redirected network, 0 = loopback only */
 	T_HOSTS_LINE, /* string in CTL_CONFIG: "ADDR NAME", repeated, for the guest's /etc/hosts */
 	T_ADDR, /* 4 or 16 bytes, network order */

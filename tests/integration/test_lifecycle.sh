@@ -181,6 +181,52 @@ t_ten_at_once() {
 	for i in $(seq 10); do expect_eq "sandbox $i" "$(cat "$T_OUT/ten$i")" "sandbox-$i"; done
 }
 
+t_allow_list_takes_effect() {
+	local look='nslookup runtime.test >/dev/null 2>&1 && echo resolves || echo nxdomain'
+	ml exec "$SB" -- sh -c "$look"
+	expect_eq "before" "$OUT" nxdomain
+	ml allow-list add "$SB" runtime.test,other.test
+	expect_eq "add" "$OUT" "$(printf 'runtime.test\nother.test')"
+	ml exec "$SB" -- sh -c "$look"
+	expect_eq "after add" "$OUT" resolves
+	ml allow-list delete "$SB" runtime.test,other.test
+	expect_match "sealed notice" "$ERR" "sealed"
+	ml exec "$SB" -- sh -c "$look"
+	expect_eq "after delete" "$OUT" nxdomain
+	ml allow-list add "$SB" 'bad name!'
+	[ "$RC" != 0 ] || fail "a bad glob was accepted"
+}
+
+t_port_forward_round_trip() {
+	"$ML" exec "$SB" -- sh -c 'mkdir -p /www && echo port-ok > /www/p.html && httpd -p 8081 -h /www' || fail "httpd"
+	ml port-forward "$SB" 0:8081
+	expect_match "binding" "$OUT" '^127\.0\.0\.1:[0-9]+ -> 8081$'
+	local port=${OUT#127.0.0.1:}
+	port=${port%% *}
+	expect_eq "through the forward" "$(python3 -c "import urllib.request,sys; print(urllib.request.urlopen('http://127.0.0.1:$port/p.html', timeout=30).read().decode().strip())")" port-ok
+	ml port-forward "$SB" 8081
+	expect_eq "LOCAL defaults to REMOTE" "$OUT" "127.0.0.1:8081 -> 8081"
+	ml port-forward "$SB" 8081
+	[ "$RC" != 0 ] || fail "a port already forwarded was bound twice"
+	expect_match "busy" "$ERR" "Address already in use"
+}
+
+t_run_publish() {
+	local id port
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	id=$("$ML" run -d -p "$port:8082" --rootfs "$ROOTFS" -- sh -c 'mkdir -p /w && echo published > /w/x && httpd -f -p 8082 -h /w') || fail "run -d -p"
+	local got i
+	for i in $(seq 50); do
+		got=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/x', timeout=5).read().decode().strip())" 2>/dev/null) && break
+		sleep 0.2
+	done
+	expect_eq "-p" "$got" published
+	ml run -p "$port:80" --rootfs "$ROOTFS" -- true
+	expect_one_line_error
+	expect_match "port in use" "$ERR" "Address already in use"
+	"$ML" kill "$id" >/dev/null
+}
+
 start_shared
 run_tests
 stop_shared

@@ -238,13 +238,23 @@ class SandboxTest(unittest.TestCase):
         self.assertEqual(errors, [])
         self.assertEqual(results, {i: f"{i}\n".encode() for i in range(8)})
 
-    def test_unsupported_features_are_refused(self) -> None:
-        with self.assertRaises(RPCError) as cm:
-            self.client.port_forward(18080, 80)
-        self.assertEqual(cm.exception.code, METHOD_NOT_FOUND)
-        with self.assertRaises(RPCError) as cm:
-            self.client.allow_list_add("example.com")
-        self.assertEqual(cm.exception.code, METHOD_NOT_FOUND)
+    def test_port_forward_round_trip(self) -> None:
+        self.client.exec("mkdir -p /www && echo forwarded-ok > /www/i.html")
+        self.client.exec_stream("httpd -p 8080 -h /www")  # busybox httpd daemonizes
+        bindings = self.client.port_forward(0, 8080)
+        self.assertEqual(len(bindings), 1)
+        self.assertEqual(bindings[0].remote_port, 8080)
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{bindings[0].local_port}/i.html", timeout=30) as r:
+            self.assertEqual(r.read(), b"forwarded-ok\n")
+
+    def test_allow_list_changes_what_resolves(self) -> None:
+        lookup = "nslookup sdk-allowed.test >/dev/null 2>&1 && echo yes || echo no"
+        self.assertEqual(self.client.exec(lookup).stdout.strip(), b"no")
+        self.assertIn("sdk-allowed.test", self.client.allow_list_add("sdk-allowed.test"))
+        self.assertEqual(self.client.exec(lookup).stdout.strip(), b"yes")
+        self.assertNotIn("sdk-allowed.test", self.client.allow_list_delete("sdk-allowed.test"))
+        self.assertEqual(self.client.exec(lookup).stdout.strip(), b"no")
 
     def test_log(self) -> None:
         self.assertIsInstance(self.client.log(), str)
