@@ -67,6 +67,9 @@ void exec_collect_garbage(void);
 
 /* net.c: the redirected network (see there). NET_PROXY_PORT is the loopback listener. */
 #define NET_PROXY_PORT 15001
+/* Before hello (so it is part of a template): routes, redirect rules, proxy, DNS stub. */
+int net_prepare(void);
+/* At CONFIG: /etc/hosts and resolv.conf; with the network disabled, tear it all down. */
 int net_setup(bool enabled, char **hosts, size_t nhosts);
 int net_listen(int family, uint16_t port, int type);
 void net_on_event(struct agent_ev *e, uint32_t events);
@@ -79,9 +82,12 @@ void net_collect_garbage(void);
 
 /* nft.c */
 int nft_install_redirect(uint16_t proxy_port);
+/* Delete every nftables table (--no-network takes the redirect away). */
+int nft_remove_all(void);
 
 /* dnsstub.c */
 int dnsstub_start(void);
+void dnsstub_stop(void);
 void dnsstub_on_event(struct agent_ev *e, uint32_t events);
 void dnsstub_on_reply(struct rd *r);
 void dnsstub_collect_garbage(void);

@@ -203,6 +203,20 @@ int dnsstub_start(void)
 	return 0;
 }
 
+void dnsstub_stop(void)
+{
+	for (int i = 0; i < 2; i++) {
+		struct agent_ev *evs[2] = { &udp_ev[i], &tcp_listen_ev[i] };
+		for (int k = 0; k < 2; k++) {
+			if (evs[k]->fd < 0 || evs[k]->type != (k ? EV_DNS_TCP_LISTEN : EV_DNS_UDP))
+				continue;
+			agent_ev_del(evs[k]);
+			close(evs[k]->fd);
+			evs[k]->fd = -1;
+		}
+	}
+}
+
 void dnsstub_collect_garbage(void)
 {
 	while (graveyard) {

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <linux/random.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -111,6 +112,31 @@ static void send_hello(void)
 	agent_link_wants_write();
 }
 
+/*
+ * Mix the host's fresh entropy into the kernel RNG and force a reseed: clones restored from one
+ * template must never produce the same random numbers.
+ */
+static void reseed(struct rd *v)
+{
+	size_t n = rd_left(v);
+	if (n == 0 || n > 512)
+		return;
+	struct {
+		int entropy_count;
+		int buf_size;
+		uint8_t buf[512];
+	} e = { .entropy_count = (int)n * 8, .buf_size = (int)n };
+	memcpy(e.buf, rd_bytes(v, n), n);
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (ioctl(fd, RNDADDENTROPY, &e) < 0)
+			(void)!write(fd, e.buf, n); /* mixed in, if not credited */
+		ioctl(fd, RNDRESEEDCRNG);
+		close(fd);
+	}
+	explicit_bzero(&e, sizeof(e));
+}
+
 #define MAX_HOSTS_LINES 64
 
 static void apply_config(struct rd *r)
@@ -139,6 +165,8 @@ static void apply_config(struct rd *r)
 			if (msg_dup_str(&v, 64, &h) == 0 && *h && sethostname(h, strlen(h)) < 0)
 				warn("sethostname: %s", strerror(errno));
 			free(h);
+		} else if (tag == T_SEED) {
+			reseed(&v);
 		} else if (tag == T_CPU_MILLI) {
 			uint32_t milli;
 			if (msg_get_u32(&v, &milli) == 0 && milli > 0 && milli < 1000u * 1024)
@@ -282,6 +310,8 @@ int main(void)
 	agent.link_ev = (struct agent_ev){ .type = EV_LINK };
 	agent_ev_add(&sig_ev, sfd, EPOLLIN);
 	agent_ev_add(&agent.link_ev, agent.link_fd, EPOLLIN);
+	if (net_prepare() < 0)
+		warn("network set-up failed: the sandbox will have loopback only");
 	send_hello();
 	link_flush();
 

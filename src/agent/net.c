@@ -79,6 +79,17 @@ static int rtnl_dummy(void)
 	return nl_transact(NETLINK_ROUTE, &b);
 }
 
+static int rtnl_dummy_delete(void)
+{
+	static struct nl_buf b;
+	memset(&b, 0, sizeof(b));
+	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+	nl_msg_begin(&b, RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, &ifi, sizeof(ifi));
+	nl_put_str(&b, IFLA_IFNAME, NET_DUMMY);
+	nl_msg_end(&b);
+	return nl_transact(NETLINK_ROUTE, &b);
+}
+
 static int rtnl_addr_route(int ifindex)
 {
 	static struct nl_buf b;
@@ -159,22 +170,13 @@ static int write_text(const char *path, const char *text)
 	return r;
 }
 
-int net_setup(bool enabled, char **hosts, size_t nhosts)
+/*
+ * The redirected network, set up once at boot, before the agent says hello, so that it is part
+ * of a template snapshot and costs a restored sandbox nothing: the dummy interface with the
+ * default routes, the nftables redirect, the proxy listeners and the DNS stub.
+ */
+int net_prepare(void)
 {
-	char text[16384];
-	size_t k = (size_t)snprintf(text, sizeof(text), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
-	char hn[65] = "";
-	gethostname(hn, sizeof(hn) - 1);
-	if (*hn)
-		k += (size_t)snprintf(text + k, sizeof(text) - k, "127.0.1.1\t%s\n", hn);
-	for (size_t i = 0; i < nhosts && k < sizeof(text) - 300; i++)
-		k += (size_t)snprintf(text + k, sizeof(text) - k, "%s\n", hosts[i]);
-	mkdir_p("/etc", 0755);
-	if (write_text("/etc/hosts", text) < 0)
-		warn("cannot write /etc/hosts: %s", strerror(errno));
-	if (!enabled)
-		return 0; /* loopback only: connects fail at once with "network unreachable" */
-
 	int r = rtnl_dummy();
 	if (r == -EEXIST) /* a built-in dummy driver makes dummy0 at boot */
 		r = 0;
@@ -196,8 +198,42 @@ int net_setup(bool enabled, char **hosts, size_t nhosts)
 		listen_ev[i] = (struct agent_ev){ .type = EV_NET_LISTEN };
 		agent_ev_add(&listen_ev[i], fd, EPOLLIN);
 	}
-	if ((r = dnsstub_start()) < 0)
-		return r;
+	return dnsstub_start();
+}
+
+/* --no-network: take it all down again, leaving loopback only (connects fail at once). */
+static void net_teardown(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (listen_ev[i].type == EV_NET_LISTEN && listen_ev[i].fd > 0) {
+			agent_ev_del(&listen_ev[i]);
+			close(listen_ev[i].fd);
+			listen_ev[i].fd = -1;
+		}
+	}
+	dnsstub_stop();
+	nft_remove_all();
+	rtnl_dummy_delete();
+	unlink("/etc/resolv.conf");
+}
+
+int net_setup(bool enabled, char **hosts, size_t nhosts)
+{
+	char text[16384];
+	size_t k = (size_t)snprintf(text, sizeof(text), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
+	char hn[65] = "";
+	gethostname(hn, sizeof(hn) - 1);
+	if (*hn)
+		k += (size_t)snprintf(text + k, sizeof(text) - k, "127.0.1.1\t%s\n", hn);
+	for (size_t i = 0; i < nhosts && k < sizeof(text) - 300; i++)
+		k += (size_t)snprintf(text + k, sizeof(text) - k, "%s\n", hosts[i]);
+	mkdir_p("/etc", 0755);
+	if (write_text("/etc/hosts", text) < 0)
+		warn("cannot write /etc/hosts: %s", strerror(errno));
+	if (!enabled) {
+		net_teardown();
+		return 0;
+	}
 	if (write_text("/etc/resolv.conf", "nameserver 127.0.0.1\noptions ndots:0\n") < 0)
 		warn("cannot write /etc/resolv.conf: %s", strerror(errno));
 	return 0;

@@ -174,3 +174,20 @@ int nft_install_redirect(uint16_t proxy_port)
 	nl_msg_end(&b);
 	return nl_transact(NETLINK_NETFILTER, &b);
 }
+
+int nft_remove_all(void)
+{
+	static struct nl_buf b;
+	struct nfgenmsg g = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0,
+			      .res_id = htons(NFNL_SUBSYS_NFTABLES) };
+	struct nfgenmsg all = { .nfgen_family = NFPROTO_UNSPEC, .version = NFNETLINK_V0 };
+	memset(&b, 0, sizeof(b));
+	nl_msg_begin(&b, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, &g, sizeof(g));
+	nl_msg_end(&b);
+	nl_msg_begin(&b, NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK, &all,
+		     sizeof(all));
+	nl_msg_end(&b);
+	nl_msg_begin(&b, NFNL_MSG_BATCH_END, NLM_F_REQUEST, &g, sizeof(g));
+	nl_msg_end(&b);
+	return nl_transact(NETLINK_NETFILTER, &b);
+}

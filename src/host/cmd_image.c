@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "snapshot.h"
 #include "common/log.h"
 #include "oci/oci.h"
 
@@ -78,13 +79,17 @@ int cmd_image(int argc, char **argv)
 	if (!strcmp(sub, "gc") && argc == 2) {
 		if (oci_image_gc(&freed, &n, err, sizeof(err)) < 0)
 			goto fail;
-		printf("removed %u blobs, freed %.1f MB\n", n, (double)freed / 1e6);
+		printf("removed %u blobs, freed %.1f MB, %d snapshot(s)\n", n, (double)freed / 1e6,
+		       snapshot_gc());
 		return 0;
 	}
 	if (!strcmp(sub, "rm") && argc == 3) {
 		if (oci_image_rm(argv[2], &freed, &n, err, sizeof(err)) < 0)
 			goto fail;
-		printf("untagged %s; removed %u blobs, freed %.1f MB\n", argv[2], n, (double)freed / 1e6);
+		/* Snapshots of an image's disk go with the disk. */
+		int snaps = snapshot_gc();
+		printf("untagged %s; removed %u blobs, freed %.1f MB%s\n", argv[2], n, (double)freed / 1e6,
+		       snaps ? ", and its snapshot" : "");
 		return 0;
 	}
 	if (!strcmp(sub, "import") && argc == 3) {

@@ -22,6 +22,7 @@
 #include "control.h"
 #include "paths.h"
 #include "proto/msg.h"
+#include "snapshot.h"
 #include "state.h"
 
 #define KILL_WAIT_MS 30000
@@ -268,8 +269,10 @@ int cmd_gc(int argc, char **argv)
 	if (d)
 		closedir(d);
 	state_close(st);
-	printf("gc: %u crashed sandbox(es) marked, %u orphaned director(ies) and %u temporary file(s) removed\n",
-	       crashed, dirs, temps);
+	int snaps = snapshot_gc();
+	printf("gc: %u crashed sandbox(es) marked, %u orphaned director(ies), %u temporary file(s) and "
+	       "%d stale snapshot(s) removed\n",
+	       crashed, dirs, temps, snaps);
 	return 0;
 }
 

@@ -59,6 +59,7 @@ static const char run_usage[] =
 	"      --memory MB        guest memory (default 512)\n"
 	"      --timeout S        kill the command after S seconds and exit 124\n"
 	"      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
+	"      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
 	"  -d, --detach           start the sandbox (and COMMAND, if given, in the background),\n"
 	"                         print its ID and return; it runs until 'matchlock kill ID'\n"
 	"      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n"
@@ -85,6 +86,7 @@ struct run_opts {
 	uint16_t publish[16][2]; /* -p: local, remote */
 	size_t npublish;
 	const char *address; /* --address for -p */
+	bool no_snapshot;
 };
 
 /* Add KEY=VALUE (or KEY, looked up in our environment) to v, replacing an earlier KEY. */
@@ -169,7 +171,7 @@ static const char *const not_yet[] = { "secret", "secret-file", "upstream-ca", "
 
 enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS,
        OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL, OPT_RM, OPT_ALLOW_HOST, OPT_NO_NETWORK, OPT_ALLOW_PRIVATE,
-       OPT_ADD_HOST, OPT_ADDRESS, OPT_NOT_YET };
+       OPT_ADD_HOST, OPT_ADDRESS, OPT_NO_SNAPSHOT, OPT_NOT_YET };
 
 static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, char *err, size_t errn)
 {
@@ -200,6 +202,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		{ "upstream-ca", required_argument, NULL, OPT_NOT_YET },
 		{ "publish", required_argument, NULL, 'p' },
 		{ "address", required_argument, NULL, OPT_ADDRESS },
+		{ "no-snapshot", no_argument, NULL, OPT_NO_SNAPSHOT },
 		{ "volume", required_argument, NULL, OPT_NOT_YET },
 		{ "disk-size", required_argument, NULL, OPT_NOT_YET },
 		{ 0 },
@@ -343,6 +346,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		case OPT_ADDRESS:
 			o->address = optarg;
 			break;
+		case OPT_NO_SNAPSHOT:
+			o->no_snapshot = true;
+			break;
 		case 'v':
 			snprintf(err, errn, "-%c is not supported by this version yet", c);
 			return -ENOTSUP;
@@ -406,11 +412,12 @@ static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t ex
 	double guest_hello = (double)t->guest_hello * ms;
 	fprintf(stderr,
 		"timing: total_ms=%.1f prepare_ms=%.1f vmm_ms=%.1f kernel_ms=%.1f agent_ms=%.1f "
-		"ready_ms=%.1f exec_ms=%.1f stop_ms=%.1f\n",
+		"ready_ms=%.1f exec_ms=%.1f stop_ms=%.1f restored=%d snapshot_ms=%llu\n",
 		(double)(end - t0) * ms, (double)(t->spawn - t0) * ms,
 		to_hello - guest_hello - (double)(t->spawn - t0) * ms, (double)t->guest_agent_start * ms,
 		(double)(t->guest_hello - t->guest_agent_start) * ms, (double)(t->ready - t->hello) * ms,
-		(double)(exec_done - t->ready) * ms, (double)(t->stopped - exec_done) * ms);
+		(double)(exec_done - t->ready) * ms, (double)(t->stopped - exec_done) * ms, t->restored,
+		(unsigned long long)t->snapshot_ms);
 }
 
 static volatile int boot_interrupted;
@@ -523,6 +530,8 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	if (!o.rootfs)
 		snprintf(L.disk, sizeof(L.disk), "%s", disk);
+	if (o.no_snapshot)
+		L.snapshots = false;
 	if (launch_make_dir(&L, err, sizeof(err)) < 0)
 		goto out;
 	made_dir = true;

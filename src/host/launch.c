@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common/log.h"
@@ -13,6 +14,7 @@
 #include "control.h"
 #include "paths.h"
 #include "rootfs.h"
+#include "snapshot.h"
 
 int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want, char *err,
 		   size_t errn)
@@ -41,6 +43,8 @@ int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want,
 		return -EINVAL;
 	}
 	L->boot_timeout_s = (unsigned)t;
+	const char *ns = getenv("MATCHLOCK_NO_SNAPSHOT");
+	L->snapshots = !(ns && *ns && strcmp(ns, "0") != 0);
 	return 0;
 }
 
@@ -57,7 +61,7 @@ int launch_make_dir(struct launch *L, char *err, size_t errn)
 	return r;
 }
 
-void launch_config(const struct launch *L, struct sandbox_config *sc)
+void launch_config(struct launch *L, struct sandbox_config *sc)
 {
 	sc->id = L->id;
 	sc->state_dir = L->dir;
@@ -66,12 +70,29 @@ void launch_config(const struct launch *L, struct sandbox_config *sc)
 	sc->disk = L->disk;
 	sc->accel = L->accel;
 	sc->boot_timeout_ms = L->boot_timeout_s * 1000;
+	sc->template_path = NULL;
+	if (L->snapshots) {
+		struct vmm_config vc = { .accel = sc->accel, .cpus = sc->cpus, .memory_mb = sc->memory_mb,
+					 .kernel = L->kernel, .initrd = L->initrd, .disk = L->disk };
+		if (snapshot_template_path(&vc, L->template_path, sizeof(L->template_path)) == 0)
+			sc->template_path = L->template_path;
+	}
 }
 
 struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
 			    volatile int *interrupt, char *err, size_t errn)
 {
 	struct sandbox *sb = sandbox_boot(sc, l, interrupt, err, errn);
+	if (!sb && errno == ESTALE && sc->template_path) {
+		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so. */
+		warn("the saved snapshot could not be restored (%s); booting cold", err);
+		char meta[4300];
+		snprintf(meta, sizeof(meta), "%s.disk", sc->template_path);
+		unlink(sc->template_path);
+		unlink(meta);
+		err[0] = 0;
+		sb = sandbox_boot(sc, l, interrupt, err, errn);
+	}
 	if (!sb && errno == ETIMEDOUT && sc->accel == ACCEL_KVM && !strcmp(L->accel_want, "auto")) {
 		/*
 		 * Some hypervisors offer a /dev/kvm that looks usable but silently hangs a normal

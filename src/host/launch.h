@@ -7,6 +7,7 @@
 #ifndef MATCHLOCK_LAUNCH_H
 #define MATCHLOCK_LAUNCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "accel.h"
@@ -20,6 +21,8 @@ struct launch {
 	enum accel accel;
 	char accel_want[8];
 	unsigned boot_timeout_s;
+	bool snapshots; /* start from (and save) templates; launch_prepare turns it on */
+	char template_path[4200];
 };
 
 /*
@@ -30,8 +33,11 @@ int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want,
 		   size_t errn);
 /* Pick an ID and create its state directory (0700). */
 int launch_make_dir(struct launch *L, char *err, size_t errn);
-/* Fill the VM part of a sandbox_config from L. */
-void launch_config(const struct launch *L, struct sandbox_config *sc);
+/*
+ * Fill the VM part of a sandbox_config from L. Call after setting sc's cpus and memory: they
+ * are part of the template's identity.
+ */
+void launch_config(struct launch *L, struct sandbox_config *sc);
 /* sandbox_boot, retrying once under TCG when "auto" chose a KVM that never answered. */
 struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
 			    volatile int *interrupt, char *err, size_t errn);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,9 +22,11 @@
 #include "common/util.h"
 #include "proto/msg.h"
 #include "sandbox_impl.h"
+#include "snapshot.h"
 #include "vmm.h"
 
 #define STOP_GRACE_MS 2000
+#define RESTORE_TIMEOUT_MS 5000
 
 void sb_fail(struct sandbox *sb, const char *fmt, ...)
 {
@@ -91,6 +94,56 @@ static void sb_net_event(const struct net_event *ev, void *opaque)
 
 /* ---- the link ------------------------------------------------------------------------------ */
 
+/*
+ * The sandbox's identity, pushed after boot or restore so that clones of one template never
+ * share anything: hostname, wall clock, fresh entropy for the guest's RNG, CPU quota, network.
+ */
+static void sb_send_config(struct sandbox *sb)
+{
+	struct timespec ts;
+	uint8_t seed[64];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (getrandom(seed, sizeof(seed), 0) != sizeof(seed)) {
+		sb_fail(sb, "no entropy for the guest: %s", strerror(errno));
+		return;
+	}
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTL_CONFIG);
+	msg_put_str(&b, T_HOSTNAME, sb->cfg.hostname ? sb->cfg.hostname : sb->cfg.id);
+	msg_put_u64(&b, T_TIME_NS, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+	msg_put_tlv(&b, T_SEED, seed, sizeof(seed));
+	explicit_bzero(seed, sizeof(seed));
+	if (sb->cfg.cpu_milli)
+		msg_put_u32(&b, T_CPU_MILLI, sb->cfg.cpu_milli);
+	msg_put_u8(&b, T_NET, !sb->cfg.policy->no_network);
+	if (egress_put_hosts(sb->egress, &b) < 0)
+		warn("--add-host: too many names");
+	sb_send_ctl(sb, 0, &b);
+	explicit_bzero(b.p, b.cap);
+	buf_fini(&b);
+	sb->state = SB_CONFIGURING;
+}
+
+/*
+ * First boot of this machine: the guest has just said hello and is idle. Save it as the
+ * template before it learns who it is. A failure costs only the template.
+ */
+static void sb_save_template(struct sandbox *sb)
+{
+	char err[300];
+	uint64_t t = now_ns();
+	if (access(sb->cfg.template_path, F_OK) == 0)
+		return; /* a concurrent first boot got there first */
+	if (snapshot_save(sb->qmp_fd, sb->cfg.template_path, err, sizeof(err)) < 0) {
+		warn("could not save a snapshot for faster starts: %s", err);
+		return;
+	}
+	snapshot_note_disk(sb->cfg.template_path, sb->cfg.disk);
+	sb->t.snapshot_ms = (now_ns() - t) / 1000000;
+	debug("template saved in %llu ms: %s", (unsigned long long)sb->t.snapshot_ms,
+	      sb->cfg.template_path);
+}
+
 static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 {
 	struct rd r = rd_make(f->payload, f->len);
@@ -112,20 +165,9 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 			return 0;
 		}
 		sb->t.hello = sb->loop->now;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		struct buf b = { 0 };
-		buf_put_u16(&b, CTL_CONFIG);
-		msg_put_str(&b, T_HOSTNAME, sb->cfg.hostname ? sb->cfg.hostname : sb->cfg.id);
-		msg_put_u64(&b, T_TIME_NS, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
-		if (sb->cfg.cpu_milli)
-			msg_put_u32(&b, T_CPU_MILLI, sb->cfg.cpu_milli);
-		msg_put_u8(&b, T_NET, !sb->cfg.policy->no_network);
-		if (egress_put_hosts(sb->egress, &b) < 0)
-			warn("--add-host: too many names");
-		sb_send_ctl(sb, 0, &b);
-		buf_fini(&b);
-		sb->state = SB_CONFIGURING;
+		if (sb->cfg.template_path)
+			sb_save_template(sb);
+		sb_send_config(sb);
 	} else if (type == CTL_READY && sb->state == SB_CONFIGURING) {
 		sb->t.ready = sb->loop->now;
 		sb->state = SB_READY;
@@ -298,6 +340,8 @@ static void sb_free(struct sandbox *sb)
 	}
 	if (sb->log_fd >= 0)
 		close(sb->log_fd);
+	if (sb->qmp_fd >= 0)
+		close(sb->qmp_fd);
 	mux_fini(&sb->mux);
 	log_set_file(-1);
 	/* Watches are embedded: events for them may still be pending in this batch. */
@@ -349,7 +393,8 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 			     volatile int *interrupt, char *err, size_t errn)
 {
 	struct sandbox *sb = calloc(1, sizeof(*sb));
-	int link[2] = { -1, -1 }, con[2] = { -1, -1 }, qerr[2] = { -1, -1 };
+	int link[2] = { -1, -1 }, con[2] = { -1, -1 }, qerr[2] = { -1, -1 }, qmp[2] = { -1, -1 };
+	int incoming = -1;
 	int fail_errno = EIO;
 	if (!sb) {
 		snprintf(err, errn, "out of memory");
@@ -359,6 +404,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	sb->cfg = *c;
 	sb->loop = l;
 	sb->log_fd = -1;
+	sb->qmp_fd = -1;
 	watch_init(&sb->link_w, -1, on_link, sb);
 	watch_init(&sb->con_w, -1, on_console, sb);
 	watch_init(&sb->qerr_w, -1, on_console, sb);
@@ -385,6 +431,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, con) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0 ||
 	    pipe2(qerr, O_CLOEXEC) < 0) {
 		snprintf(err, errn, "setting up the sandbox: %s", strerror(errno));
 		goto fail;
@@ -404,7 +451,14 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 		.link_fd = link[1],
 		.console_fd = con[1],
 		.stderr_fd = qerr[1],
+		.qmp_fd = qmp[1],
+		.incoming_fd = -1,
 	};
+	if (c->template_path) {
+		incoming = open(c->template_path, O_RDONLY | O_CLOEXEC);
+		vc.incoming_fd = incoming;
+		sb->t.restored = incoming >= 0;
+	}
 	sb->t.spawn = now_ns();
 	int pidfd;
 	if (vmm_spawn(&vc, &sb->qemu_pid, &pidfd, err, errn) < 0)
@@ -412,7 +466,12 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	close(link[1]);
 	close(con[1]);
 	close(qerr[1]);
-	link[1] = con[1] = qerr[1] = -1;
+	close(qmp[1]);
+	if (incoming >= 0)
+		close(incoming);
+	link[1] = con[1] = qerr[1] = qmp[1] = incoming = -1;
+	sb->qmp_fd = qmp[0];
+	qmp[0] = -1;
 	sb->link_w.fd = link[0];
 	sb->con_w.fd = con[0];
 	sb->qerr_w.fd = qerr[0];
@@ -428,6 +487,23 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 
 	l->now = now_ns();
 	uint64_t deadline = l->now + (uint64_t)c->boot_timeout_ms * 1000000ull;
+	if (sb->t.restored) {
+		/*
+		 * The template was saved paused, so QEMU loads it and stays paused: resume it. The
+		 * guest wakes up idle, past its hello, and needs only to learn who it is.
+		 */
+		char qerr_msg[300];
+		if (snapshot_resume(sb->qmp_fd, qerr_msg, sizeof(qerr_msg)) < 0) {
+			sb_fail(sb, "restoring the snapshot: %s", qerr_msg);
+		} else {
+			l->now = now_ns();
+			sb->t.hello = l->now;
+			sb_send_config(sb);
+			/* A restored guest answers in milliseconds; don't wait a cold boot's time. */
+			if (deadline > l->now + RESTORE_TIMEOUT_MS * 1000000ull)
+				deadline = l->now + RESTORE_TIMEOUT_MS * 1000000ull;
+		}
+	}
 	while (sb->state != SB_READY && sb->state != SB_FAILED) {
 		if (interrupt && *interrupt) {
 			fail_errno = EINTR;
@@ -446,6 +522,8 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	}
 	if (sb->state == SB_READY)
 		return sb;
+	if (sb->t.restored && fail_errno != EINTR)
+		fail_errno = ESTALE;
 
 	/* Failed: make sure QEMU is gone and its last words are read, then explain. */
 	sb_reap_qemu(sb, 0);
@@ -470,7 +548,11 @@ fail:
 			close(con[i]);
 		if (qerr[i] >= 0)
 			close(qerr[i]);
+		if (qmp[i] >= 0)
+			close(qmp[i]);
 	}
+	if (incoming >= 0)
+		close(incoming);
 	sb_free(sb);
 	errno = fail_errno;
 	return NULL;

@@ -30,6 +30,11 @@ struct sandbox_config {
 	const char *hostname;
 	unsigned boot_timeout_ms;
 	/*
+	 * A snapshot of this machine booted and idle: restored if it exists, else written by this
+	 * boot for the next ones. NULL: always boot cold.
+	 */
+	const char *template_path;
+	/*
 	 * Egress policy (the caller's; it may change while the sandbox runs, e.g. allow-list
 	 * add/delete). NULL: an empty allow-list, nothing is reachable.
 	 */
@@ -42,12 +47,15 @@ struct sandbox_config {
 struct sandbox_times {
 	uint64_t spawn, hello, ready, stopped;
 	uint64_t guest_agent_start, guest_hello;
+	bool restored; /* started from a template (no hello: the guest was already up) */
+	uint64_t snapshot_ms; /* time spent saving a template, if this boot made one */
 };
 
 /*
  * Returns NULL with a one-line reason in err (the VM is gone, nothing is left running) and errno
  * set: ETIMEDOUT if the guest never answered, EINTR if `interrupt` became non-zero while booting,
- * else EIO. *interrupt may be NULL.
+ * ESTALE if restoring the template failed (the caller may delete it and boot cold), else EIO.
+ * *interrupt may be NULL.
  */
 struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 			     volatile int *interrupt, char *err, size_t errn);

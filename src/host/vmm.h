@@ -23,8 +23,12 @@ struct vmm_config {
 	int link_fd; /* our peer's end of the link socketpair */
 	int console_fd; /* our peer's end of the console socketpair */
 	int stderr_fd; /* where QEMU's own messages go */
+	int qmp_fd; /* our peer's end of the QMP (monitor) socketpair */
+	int incoming_fd; /* a snapshot to restore from (read-only file), or -1 for a cold boot */
 };
 
+/* The guest kernel's command line for an accelerator (part of a snapshot's identity). */
+const char *vmm_cmdline(enum accel accel);
 /* Start the VMM. Returns 0 with *pid and *pidfd set, or -errno with a reason in err. */
 int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn);
 

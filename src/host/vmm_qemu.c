@@ -22,6 +22,8 @@
 
 #define CHILD_LINK_FD 3
 #define CHILD_CONSOLE_FD 4
+#define CHILD_QMP_FD 5
+#define CHILD_INCOMING_FD 6
 
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
@@ -31,6 +33,16 @@
 static const char kernel_cmdline[] = "console=ttyS0 quiet panic=-1 reboot=t 8250.nr_uarts=1 "
 				     "tsc=reliable no_timer_check";
 static const char kernel_cmdline_tcg[] = " noapictimer";
+
+const char *vmm_cmdline(enum accel accel)
+{
+	static char tcg[sizeof(kernel_cmdline) + sizeof(kernel_cmdline_tcg)];
+	if (accel != ACCEL_TCG)
+		return kernel_cmdline;
+	if (!tcg[0])
+		snprintf(tcg, sizeof(tcg), "%s%s", kernel_cmdline, kernel_cmdline_tcg);
+	return tcg;
+}
 
 static const char *qemu_binary(void)
 {
@@ -49,8 +61,7 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		return -EINVAL;
 	}
 	snprintf(drive, sizeof(drive), "if=none,id=root,file=%s,format=raw,readonly=on", c->disk);
-	snprintf(cmdline, sizeof(cmdline), "%s%s", kernel_cmdline,
-		 c->accel == ACCEL_TCG ? kernel_cmdline_tcg : "");
+	snprintf(cmdline, sizeof(cmdline), "%s", vmm_cmdline(c->accel));
 
 	const char *argv[64];
 	int n = 0;
@@ -92,10 +103,21 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 	argv[n++] = "virtio-blk-device,drive=root";
 	argv[n++] = "-device";
 	argv[n++] = "virtio-rng-device";
+	argv[n++] = "-chardev";
+	argv[n++] = "socket,id=qmp,fd=5";
+	argv[n++] = "-mon";
+	argv[n++] = "chardev=qmp,mode=control";
+	if (c->incoming_fd >= 0) {
+		/* Restore a snapshot: QEMU loads it at start and runs the guest when it is in. */
+		argv[n++] = "-incoming";
+		argv[n++] = "fd:6";
+	}
 	argv[n++] = "-sandbox";
 	argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 	argv[n] = NULL;
-	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4, "fd numbers in argv");
+	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4 && CHILD_QMP_FD == 5 &&
+			       CHILD_INCOMING_FD == 6,
+		       "fd numbers in argv");
 
 	if (getenv("MATCHLOCK_DEBUG")) {
 		char line[2048] = "";
@@ -123,14 +145,19 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* Move every fd out of the way first: the targets may be taken by the sources. */
 		int link = fcntl(c->link_fd, F_DUPFD_CLOEXEC, 10);
 		int con = fcntl(c->console_fd, F_DUPFD_CLOEXEC, 10);
+		int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, 10);
+		int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, 10) : -1;
+		int errfd = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, 10);
 		int null = open("/dev/null", O_RDWR);
-		if (link < 0 || con < 0 || null < 0 || dup2(null, 0) < 0 || dup2(c->stderr_fd, 1) < 0 ||
-		    dup2(c->stderr_fd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
-		    dup2(con, CHILD_CONSOLE_FD) < 0)
+		if (link < 0 || con < 0 || qmp < 0 || errfd < 0 || null < 0 || dup2(null, 0) < 0 ||
+		    dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
+		    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
+		    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0))
 			_exit(127);
-		syscall(SYS_close_range, CHILD_CONSOLE_FD + 1, ~0u, 0);
+		syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u, 0);
 		execvp(argv[0], (char *const *)argv);
 		dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
 			argv[0], strerror(errno));

@@ -32,7 +32,7 @@ enum msg_service {
 /* CTL message types (first u16 of a CTL payload). */
 enum msg_ctl {
 	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
-	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_CPU_MILLI */
+	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_SEED, T_CPU_MILLI, T_NET */
 	CTL_READY, /* guest -> host on stream 0: config applied */
 	CTL_POWEROFF, /* host -> guest on stream 0: stop everything, power off */
 	CTL_ERROR, /* either way: T_ERRNO, T_MESSAGE (stream 0: the link is closing) */
@@ -74,6 +74,7 @@ enum msg_tag {
 	T_LENGTH, /* u64: file read returns at most this much */
 	T_LOCAL_PORT, /* u16: a port on the host (control socket: port forwarding) */
 	T_ADDR_TEXT, /* string: an address as text (control socket: port forwarding) */
+	T_SEED, /* bytes in CTL_CONFIG: fresh entropy for the guest's RNG (clones must differ) */
 	T_NET, /* u8 in CTL_CONFIG: 1 = set up the redirected network, 0 = loopback only */
 	T_HOSTS_LINE, /* string in CTL_CONFIG: "ADDR NAME", repeated, for the guest's /etc/hosts */
 	T_ADDR, /* 4 or 16 bytes, network order */

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "paths.h"
+#include "qmp.h"
+
+#define SNAPSHOT_FORMAT 1 /* bump when what goes into a template changes */
+#define QMP_TIMEOUT_MS 5000
+#define MIGRATE_TIMEOUT_MS 30000
+
+/* Identity of a file for the key: its real path, size and modification time. */
+static void file_id(EVP_MD_CTX *md, const char *path)
+{
+	char real[PATH_MAX], rec[PATH_MAX + 64];
+	struct stat st;
+	if (!realpath(path, real) || stat(real, &st) < 0) {
+		EVP_DigestUpdate(md, path, strlen(path));
+		return;
+	}
+	int n = snprintf(rec, sizeof(rec), "%s %lld %lld.%ld\n", real, (long long)st.st_size,
+			 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+	EVP_DigestUpdate(md, rec, (size_t)n);
+}
+
+/* The QEMU binary as PATH (or MATCHLOCK_QEMU) finds it. */
+static void qemu_id(EVP_MD_CTX *md)
+{
+	const char *q = getenv("MATCHLOCK_QEMU");
+	if (q && *q) {
+		file_id(md, q);
+		return;
+	}
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+	for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+		size_t k = strcspn(p, ":");
+		snprintf(buf, sizeof(buf), "%.*s/qemu-system-x86_64", (int)k, p);
+		if (access(buf, X_OK) == 0) {
+			file_id(md, buf);
+			return;
+		}
+		p += k + (p[k] == ':');
+	}
+}
+
+int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
+{
+	char cache[4096], desc[512], hex[65];
+	unsigned char h[32];
+	int r = paths_cache_dir(cache, sizeof(cache));
+	if (r < 0)
+		return r;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(md);
+		return -ENOMEM;
+	}
+	int k = snprintf(desc, sizeof(desc), "format %d accel %d cpus %u mem %u\n%s\n", SNAPSHOT_FORMAT,
+			 vc->accel, vc->cpus, vc->memory_mb, vmm_cmdline(vc->accel));
+	EVP_DigestUpdate(md, desc, (size_t)k);
+	qemu_id(md);
+	file_id(md, vc->kernel);
+	file_id(md, vc->initrd);
+	file_id(md, vc->disk);
+	EVP_DigestFinal_ex(md, h, NULL);
+	EVP_MD_CTX_free(md);
+	for (int i = 0; i < 32; i++)
+		sprintf(hex + 2 * i, "%02x", h[i]);
+	if (snprintf(out, n, "%s/templates/%.32s.snap", cache, hex) >= (int)n)
+		return -ENAMETOOLONG;
+	/* The disk path goes next to it, so gc can tell when the template is orphaned. */
+	return 0;
+}
+
+static int wait_migration(int qmp, char *err, size_t errn)
+{
+	uint64_t deadline = now_ns() + MIGRATE_TIMEOUT_MS * 1000000ull;
+	while (now_ns() < deadline) {
+		json_t *ret = NULL;
+		if (qmp_call(qmp, "query-migrate", NULL, &ret, QMP_TIMEOUT_MS, err, errn) < 0)
+			return -EIO;
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		bool done = st && !strcmp(st, "completed");
+		bool failed = st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"));
+		if (failed)
+			snprintf(err, errn, "migration %s: %s", st,
+				 json_string_value(json_object_get(ret, "error-desc")) ?: "no reason given");
+		json_decref(ret);
+		if (done)
+			return 0;
+		if (failed)
+			return -EIO;
+		usleep(2000);
+	}
+	snprintf(err, errn, "saving the snapshot took too long");
+	return -ETIMEDOUT;
+}
+
+int snapshot_save(int qmp, const char *path, char *err, size_t errn)
+{
+	char dir[4200], tmp[4300];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	int r = mkdir_p(dir, 0700);
+	if (r < 0) {
+		snprintf(err, errn, "%s: %s", dir, strerror(-r));
+		return r;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
+		return -errno;
+	}
+	json_t *bw = json_pack("{s:I}", "max-bandwidth", (json_int_t)1 << 40);
+	r = qmp_handshake(qmp, QMP_TIMEOUT_MS, err, errn);
+	if (r == 0)
+		r = qmp_call(qmp, "stop", NULL, NULL, QMP_TIMEOUT_MS, err, errn);
+	bool stopped = r == 0;
+	if (r == 0)
+		r = qmp_call(qmp, "migrate-set-parameters", bw, NULL, QMP_TIMEOUT_MS, err, errn);
+	if (r == 0)
+		r = qmp_send_fd(qmp, "snapshot", fd, QMP_TIMEOUT_MS, err, errn);
+	json_decref(bw);
+	if (r == 0) {
+		json_t *args = json_pack("{s:s}", "uri", "fd:snapshot");
+		r = qmp_call(qmp, "migrate", args, NULL, QMP_TIMEOUT_MS, err, errn);
+		json_decref(args);
+	}
+	if (r == 0)
+		r = wait_migration(qmp, err, errn);
+	close(fd);
+	if (r == 0 && rename(tmp, path) < 0) {
+		snprintf(err, errn, "rename %s: %s", tmp, strerror(errno));
+		r = -errno;
+	}
+	if (r < 0)
+		unlink(tmp);
+	/* Whatever happened, the guest goes on. */
+	char cerr[200];
+	if (stopped && qmp_call(qmp, "cont", NULL, NULL, QMP_TIMEOUT_MS, cerr, sizeof(cerr)) < 0) {
+		snprintf(err, errn, "%s", cerr);
+		return -EIO;
+	}
+	return r;
+}
+
+int snapshot_resume(int qmp, char *err, size_t errn)
+{
+	if (qmp_handshake(qmp, QMP_TIMEOUT_MS, err, errn) < 0)
+		return -EIO;
+	uint64_t deadline = now_ns() + QMP_TIMEOUT_MS * 1000000ull;
+	while (now_ns() < deadline) {
+		json_t *ret = NULL;
+		if (qmp_call(qmp, "query-status", NULL, &ret, QMP_TIMEOUT_MS, err, errn) < 0)
+			return -EIO;
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		bool paused = st && (!strcmp(st, "paused") || !strcmp(st, "postmigrate"));
+		bool running = st && !strcmp(st, "running");
+		bool dead = st && (!strcmp(st, "internal-error") || !strcmp(st, "shutdown") ||
+				   !strcmp(st, "guest-panicked"));
+		if (dead)
+			snprintf(err, errn, "QEMU is in state %s", st);
+		json_decref(ret);
+		if (running)
+			return 0;
+		if (dead)
+			return -EIO;
+		if (paused)
+			return qmp_call(qmp, "cont", NULL, NULL, QMP_TIMEOUT_MS, err, errn);
+		usleep(1000);
+	}
+	snprintf(err, errn, "the snapshot did not load in time");
+	return -ETIMEDOUT;
+}
+
+int snapshot_note_disk(const char *path, const char *disk)
+{
+	char meta[4400];
+	snprintf(meta, sizeof(meta), "%s.disk", path);
+	int fd = open(meta, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int r = write_all(fd, disk, strlen(disk));
+	close(fd);
+	return r;
+}
+
+int snapshot_gc(void)
+{
+	char cache[4096], dir[4200];
+	paths_cache_dir(cache, sizeof(cache));
+	snprintf(dir, sizeof(dir), "%s/templates", cache);
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char p[4500], side[4600];
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		const char *tmp = strstr(e->d_name, ".snap.tmp.");
+		size_t len = strlen(e->d_name);
+		if (tmp) {
+			/* A save that died half-way: its writer is gone. */
+			int pid = atoi(tmp + 10);
+			if (pid > 0 && kill(pid, 0) < 0 && unlink(p) == 0)
+				removed++;
+		} else if (len > 5 && !strcmp(e->d_name + len - 5, ".snap")) {
+			/* A template whose root disk is gone (image removed) is useless. */
+			char *disk = NULL;
+			snprintf(side, sizeof(side), "%s.disk", p);
+			bool keep = read_file_str(side, 4096, &disk) >= 0 && access(disk, F_OK) == 0;
+			free(disk);
+			if (!keep) {
+				unlink(side);
+				if (unlink(p) == 0)
+					removed++;
+			}
+		}
+	}
+	closedir(d);
+	return removed;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Templates: a booted, idle guest saved once (QEMU migration to a file) so later sandboxes of the
+ * same machine start by restoring it instead of booting. A template is keyed by everything that
+ * must match for a restore to be valid: the QEMU binary, the kernel and initramfs, the root disk
+ * (content-addressed), memory, vCPUs, accelerator and the kernel command line. It never holds
+ * anything of a particular sandbox: the snapshot is taken before the sandbox's identity
+ * (hostname, entropy, clock, secrets) is pushed to the guest.
+ */
+#ifndef MATCHLOCK_SNAPSHOT_H
+#define MATCHLOCK_SNAPSHOT_H
+
+#include <stddef.h>
+
+#include "vmm.h"
+
+/* Where the template for this machine lives (it may not exist yet). */
+int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n);
+/*
+ * Pause the guest, save it to path (through a temporary file, renamed when complete) and resume
+ * it. Runs QMP over qmp_fd; bounded in time. Returns 0 or -errno with a reason in err.
+ */
+int snapshot_save(int qmp_fd, const char *path, char *err, size_t errn);
+/*
+ * A QEMU started with -incoming: wait until the snapshot is loaded (QEMU then sits paused) and
+ * resume the guest. Returns 0 or -errno with a reason in err (a corrupt or foreign snapshot
+ * makes QEMU exit, which shows here as a closed monitor).
+ */
+int snapshot_resume(int qmp_fd, char *err, size_t errn);
+/* Remember which root disk a template belongs to (for snapshot_gc). */
+int snapshot_note_disk(const char *path, const char *disk);
+/* Remove templates whose root disk no longer exists; returns how many were removed. */
+int snapshot_gc(void);
+
+#endif

@@ -1,0 +1,77 @@
+#!/bin/bash
+# Templates: the first boot of a machine saves a snapshot, later sandboxes restore it; clones
+# never share identity, randomness or files; a bad template is detected and replaced.
+. "$(dirname "$0")/lib.sh"
+
+timing() { MATCHLOCK_TIMING=1 "$ML" run --rootfs "$ROOTFS" "$@" 2>&1 >/dev/null | sed -n 's/^timing: //p'; }
+templates() { ls "$MATCHLOCK_HOME"/cache/templates/*.snap 2>/dev/null; }
+
+t_first_boot_saves_then_restores() {
+	local t
+	rm -rf "$MATCHLOCK_HOME/cache/templates"
+	t=$(timing -- true)
+	expect_match "first run boots cold and saves" "$t" "restored=0 snapshot_ms=[1-9]"
+	[ "$(templates | wc -l)" = 1 ] || fail "expected one template: $(templates)"
+	t=$(timing -- true)
+	expect_match "second run restores" "$t" "restored=1"
+	t=$(timing --no-snapshot -- true)
+	expect_match "--no-snapshot boots cold" "$t" "restored=0 snapshot_ms=0"
+	# Another machine shape is another template.
+	t=$(timing --memory 256 -- true)
+	expect_match "new shape" "$t" "restored=0"
+	[ "$(templates | wc -l)" = 2 ] || fail "expected two templates"
+}
+
+t_clones_do_not_share_identity() {
+	timing -- true >/dev/null # make sure the template exists
+	local a b ta tb now
+	a=$("$ML" run -d --rootfs "$ROOTFS") || fail "run -d a"
+	b=$("$ML" run -d --rootfs "$ROOTFS") || fail "run -d b"
+	ta=$("$ML" exec "$a" -- sh -c 'hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; date +%s; echo secret-a > /tmp/mine')
+	tb=$("$ML" exec "$b" -- sh -c 'hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; date +%s; cat /tmp/mine 2>&1')
+	now=$(date +%s)
+	expect_eq "hostname a" "$(sed -n 1p <<<"$ta")" "$a"
+	expect_eq "hostname b" "$(sed -n 1p <<<"$tb")" "$b"
+	[ "$(sed -n 2p <<<"$ta")" != "$(sed -n 2p <<<"$tb")" ] || fail "two clones drew the same random bytes"
+	for t in "$ta" "$tb"; do
+		local d=$(( now - $(sed -n 3p <<<"$t") ))
+		[ "${d#-}" -le 5 ] || fail "guest clock off by $d s"
+	done
+	expect_match "b cannot see a's file" "$(sed -n 4p <<<"$tb")" "No such file"
+	"$ML" kill "$a" >/dev/null; "$ML" kill "$b" >/dev/null
+	"$ML" rm "$a" "$b" >/dev/null
+}
+
+t_corrupt_or_truncated_template_falls_back() {
+	timing -- true >/dev/null
+	local snap
+	snap=$(templates | head -1)
+	[ -n "$snap" ] || fail "no template"
+	head -c 4096 "$snap" >"$snap.cut" && mv "$snap.cut" "$snap"
+	ml run --rootfs "$ROOTFS" -- echo still-works
+	expect_eq status "$RC" 0
+	expect_eq output "$OUT" still-works
+	expect_match "notice" "$ERR" "snapshot could not be restored.*booting cold"
+	# The bad one was replaced by a good one.
+	local t
+	t=$(timing -- true)
+	expect_match "restores again" "$t" "restored=1"
+	head -c 1000000 /dev/urandom >"$snap"
+	ml run --rootfs "$ROOTFS" -- echo garbage-ok
+	expect_eq output "$OUT" garbage-ok
+	expect_match "notice" "$ERR" "booting cold"
+	expect_clean
+}
+
+t_gc_drops_orphaned_templates() {
+	timing -- true >/dev/null
+	local snap
+	snap=$(templates | head -1)
+	echo /no/such/disk.ext4 >"$snap.disk"
+	ml gc
+	expect_match "gc" "$OUT" "1 stale snapshot"
+	[ -e "$snap" ] && fail "gc kept a template whose disk is gone"
+	return 0
+}
+
+run_tests
