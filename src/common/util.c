@@ -123,13 +123,15 @@ int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-static int rm_rf_at(int dirfd, const char *name)
+int rm_tree_at(int dirfd, const char *name, int max_depth)
 {
 	struct stat st;
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISDIR(st.st_mode))
 		return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+	if (max_depth <= 0)
+		return -ELOOP;
 
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -144,7 +146,7 @@ static int rm_rf_at(int dirfd, const char *name)
 	while (r == 0 && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		r = rm_rf_at(fd, e->d_name);
+		r = rm_tree_at(fd, e->d_name, max_depth - 1);
 	}
 	closedir(d);
 	if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
@@ -154,5 +156,5 @@ static int rm_rf_at(int dirfd, const char *name)
 
 int rm_rf(const char *path)
 {
-	return rm_rf_at(AT_FDCWD, path);
+	return rm_tree_at(AT_FDCWD, path, RM_MAX_DEPTH);
 }

@@ -34,7 +34,12 @@ int write_all(int fd, const void *p, size_t n);
 /* Read a whole small file into a NUL-terminated malloc'd string, at most max bytes. */
 int read_file_str(const char *path, size_t max, char **out);
 int mkdir_p(const char *path, mode_t mode);
-/* Remove a tree without following symlinks; -errno on the first failure. */
+#define RM_MAX_DEPTH 1024
+/*
+ * Remove name (a file or a whole tree) under dirfd without following symlinks, at most
+ * max_depth directories deep (-ELOOP beyond); -errno on the first failure.
+ */
+int rm_tree_at(int dirfd, const char *name, int max_depth);
 int rm_rf(const char *path);
 
 #endif

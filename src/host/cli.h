@@ -35,6 +35,11 @@ int cli_connect_sandbox(const char *idarg, char *id, size_t idn, char *err, size
 int cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 /* Parse true/false/1/0/yes/no; -EINVAL otherwise. */
 int cli_parse_bool(const char *s, bool *out);
+/*
+ * Block SIGINT, SIGTERM, SIGHUP and SIGWINCH and return a non-blocking signalfd for them: the
+ * verbs that wait on a sandbox handle these through their loop (Ctrl-C, window size).
+ */
+int cli_signalfd(void);
 /* "vm-" + 8 random hex digits. */
 void cli_new_id(char out[12]);
 

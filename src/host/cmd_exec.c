@@ -172,14 +172,7 @@ int cmd_exec(int argc, char **argv)
 	if (fd < 0)
 		goto out;
 
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGWINCH);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	int sigfd = cli_signalfd();
 
 	struct termios saved;
 	bool raw = false;

@@ -587,15 +587,8 @@ int cmd_run(int argc, char **argv)
 		goto out;
 
 	/* Signals arrive through the loop from now on: Ctrl-C during boot aborts it cleanly. */
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGWINCH);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	sigfd = cli_signalfd();
 	if (sigfd < 0 || loop_init(&loop) < 0) {
 		snprintf(err, sizeof(err), "setting up: %s", strerror(errno));
 		goto out;

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/signalfd.h>
+#include <signal.h>
 
 #include "cli.h"
 #include "common/log.h"
@@ -61,6 +63,18 @@ int cli_parse_bool(const char *s, bool *out)
 	else
 		return -EINVAL;
 	return 0;
+}
+
+int cli_signalfd(void)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGWINCH);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 void cli_new_id(char out[12])

@@ -50,36 +50,6 @@ int oci_tar_path_clean(const char *in, char *out, size_t n)
 	return len ? 0 : 1;
 }
 
-/* Remove name in dirfd, recursing into directories without following any symlink. */
-static int rm_at(int dirfd, const char *name, int depth)
-{
-	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	if (depth > OCI_MAX_DEPTH)
-		return -ELOOP;
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -ENOMEM;
-	}
-	int r = 0;
-	struct dirent *de;
-	while (r == 0 && (de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		r = rm_at(fd, de->d_name, depth + 1);
-	}
-	closedir(d);
-	if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		r = -errno;
-	return r;
-}
-
 /*
  * Open the parent directory of the clean path p under rootfd, one component at a time, never
  * following a symlink; missing parents are created 0755 when create is set. *base points at the
@@ -189,7 +159,7 @@ static int opaque_clean(struct layer_state *ls, int dirfd, const char *prefix, i
 			continue;
 		snprintf(full, sizeof(full), "%s%s%s", prefix, *prefix ? "/" : "", de->d_name);
 		if (!created_here(ls, full)) {
-			r = rm_at(dirfd, de->d_name, 0);
+			r = rm_tree_at(dirfd, de->d_name, OCI_MAX_DEPTH);
 			continue;
 		}
 		int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -224,7 +194,7 @@ static int clear_slot(int pfd, const char *base)
 	struct stat st;
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	return S_ISDIR(st.st_mode) ? rm_at(pfd, base, 0) : (unlinkat(pfd, base, 0) < 0 ? -errno : 0);
+	return S_ISDIR(st.st_mode) ? rm_tree_at(pfd, base, OCI_MAX_DEPTH) : (unlinkat(pfd, base, 0) < 0 ? -errno : 0);
 }
 
 static int write_file(struct layer_state *ls, struct archive *a, struct archive_entry *e, int pfd,
@@ -323,7 +293,7 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 		const char *victim = base + strlen(WH_PREFIX);
 		if (!*victim || !strcmp(victim, ".") || !strcmp(victim, ".."))
 			return -EINVAL;
-		return rm_at(pfd, victim, 0);
+		return rm_tree_at(pfd, victim, OCI_MAX_DEPTH);
 	}
 
 	const char *hl = archive_entry_hardlink(e);
