@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "net/mitm.h"
 #include "proto/msg.h"
 #include "sandbox_impl.h"
 #include "vmm.h"
@@ -123,6 +124,8 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 		msg_put_u8(&b, T_NET, !sb->cfg.policy->no_network);
 		if (egress_put_hosts(sb->egress, &b) < 0)
 			warn("--add-host: too many names");
+		if (sb->mitm)
+			msg_put_str(&b, T_CA_PEM, mitm_ca_pem(sb->mitm));
 		sb_send_ctl(sb, 0, &b);
 		buf_fini(&b);
 		sb->state = SB_CONFIGURING;
@@ -290,6 +293,8 @@ static void sb_free(struct sandbox *sb)
 	exec_fail_all(sb);
 	egress_free(sb->egress);
 	sb->egress = NULL;
+	mitm_free(sb->mitm);
+	sb->mitm = NULL;
 	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->pid_w };
 	for (size_t i = 0; i < ARRAY_SIZE(ws); i++) {
 		loop_unwatch(sb->loop, ws[i]);
@@ -368,7 +373,13 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	if (!sb->cfg.policy)
 		sb->cfg.policy = &sealed;
 	static const struct egress_ops eops = { .flush = sb_flush_cb, .event = sb_net_event };
-	sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, &eops, sb);
+	if (!sb->cfg.policy->no_network) {
+		/* A fresh CA per sandbox, in memory only: no two sandboxes trust each other's. */
+		sb->mitm = mitm_new(c->secrets, c->upstream_ca, err, errn);
+		if (!sb->mitm)
+			goto fail;
+	}
+	sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, sb->mitm, &eops, sb);
 	if (!sb->egress) {
 		snprintf(err, errn, "setting up the egress engine: %s", strerror(errno));
 		goto fail;
