@@ -697,6 +697,17 @@ static int conn_classify(struct conn *c)
 	if (r == 0 && !c->guest_eof)
 		return 0;
 	if (r == -ENOENT || r == 0) {
+		/*
+		 * Plain HTTP on any port gets the port-80 checks when the sandbox has secrets, so a
+		 * placeholder in clear text is refused with a reason, not relayed.
+		 */
+		const struct secrets *ss = mitm_secrets(e->mitm);
+		size_t n = buf_used(&c->up), k = 0;
+		const uint8_t *p = buf_head(&c->up);
+		while (k < n && k < 16 && p[k] >= 'A' && p[k] <= 'Z')
+			k++;
+		if (ss && ss->n && k >= 3 && k < n && p[k] == ' ')
+			c->http = true;
 		c->mode = M_RAW;
 		return 0;
 	}

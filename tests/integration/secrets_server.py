@@ -10,7 +10,8 @@ by it, and a self-signed one nobody trusts. Serves on 127.0.0.1:
 Every request's line and headers are appended to DIR/requests.log (so a test can see what the
 upstream received) and counted in DIR/<port>.count. Paths:
   /echo      200, JSON of the path and headers received (echoes secrets back: scrubbing test)
-  /sse       text/event-stream: 3 events, 1 s apart, flushed one by one
+  /sse?id=X  text/event-stream: "first", then "second acked" once /ack?id=X came (else timeout)
+  8080       the same handler over plain HTTP
   /ws        WebSocket: echoes each text message back
   /upload    reads the body (chunked or content-length), answers its length and sha256
 """
@@ -90,16 +91,27 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self._record()
+        if self.path.startswith("/ack"):
+            open(os.path.join(D, "ack-" + self.path.split("=")[-1]), "w").write("1")
+            return self._send(200, b"{}")
         if self.path.startswith("/sse"):
+            # The second event waits for the client's /ack of the first: a proxy that held the
+            # stream back would make the client see "timeout" instead of "acked".
+            sid = self.path.split("=")[-1]
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")
             self.end_headers()
-            for i in range(3):
-                self.wfile.write(("data: event %d at %.3f\n\n" % (i, time.time())).encode())
-                self.wfile.flush()
-                time.sleep(1)
+            self.wfile.write(b"data: first\n\n")
+            self.wfile.flush()
+            ack = os.path.join(D, "ack-" + sid)
+            for _ in range(200):
+                if os.path.exists(ack):
+                    break
+                time.sleep(0.1)
+            self.wfile.write(b"data: second " + (b"acked" if os.path.exists(ack) else b"timeout") + b"\n\n")
+            self.wfile.flush()
             self.close_connection = True
             return
         if self.path.startswith("/ws"):
@@ -159,5 +171,7 @@ def serve(port, cert, key):
 make_certs()
 serve(8443, os.path.join(D, "api.pem"), os.path.join(D, "api.key"))
 serve(8444, os.path.join(D, "evil.pem"), os.path.join(D, "evil.key"))
+plain = TS(("127.0.0.1", 8080), H)
+threading.Thread(target=plain.serve_forever, daemon=True).start()
 open(os.path.join(D, "ready"), "w").write("1")
 threading.Event().wait()
