@@ -411,6 +411,7 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 			buf_wipe(&tmp);
 			buf_wipe(&enc);
 		}
+		buf_wipe(&dec); /* a token that was not base64 */
 		if (subst(ss, host, line, len, false, out, &nsub) < 0 || buf_append(out, "\r\n", 2) < 0)
 			goto nomem;
 	}
