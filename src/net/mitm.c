@@ -281,6 +281,7 @@ struct flow {
 	struct buf req_out; /* plaintext for upstream */
 	struct buf resp_in; /* upstream plaintext not parsed yet */
 	struct buf to_guest; /* ciphertext for the guest */
+	struct buf g_plain; /* plaintext for the guest, encrypted in one go per round */
 	struct buf final; /* the response that ends the connection (400/403/502), after the queue */
 
 	enum rq_state rq;
@@ -346,6 +347,7 @@ void flow_free(struct flow *f)
 	buf_wipe(&f->req_out);
 	buf_wipe(&f->resp_in);
 	buf_wipe(&f->to_guest);
+	buf_wipe(&f->g_plain);
 	buf_wipe(&f->final);
 	scrub_fini(&f->scrub);
 	OPENSSL_cleanse(f, sizeof(*f));
@@ -427,17 +429,25 @@ static void drain_g_out(struct flow *f)
 		buf_append(&f->to_guest, tmp, (size_t)k);
 }
 
-/* Plaintext to the guest. */
-static void to_guest_plain(struct flow *f, const void *p, size_t n)
+/* Encrypt the queued plaintext for the guest: few records, not one per piece. */
+static void flush_g_plain(struct flow *f)
 {
-	while (n && f->g_hs) {
-		int k = SSL_write(f->g, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	while (buf_used(&f->g_plain) && f->g_hs) {
+		size_t n = buf_used(&f->g_plain);
+		int k = SSL_write(f->g, buf_head(&f->g_plain), n > (1u << 20) ? 1 << 20 : (int)n);
 		if (k <= 0)
 			break; /* memory BIO: cannot block; a failure ends the flow elsewhere */
-		p = (const uint8_t *)p + k;
-		n -= (size_t)k;
+		explicit_bzero(buf_head(&f->g_plain), (size_t)k);
+		buf_consume(&f->g_plain, (size_t)k);
 	}
 	drain_g_out(f);
+}
+
+/* Plaintext to the guest (queued; flush_g_plain sends it). */
+static void to_guest_plain(struct flow *f, const void *p, size_t n)
+{
+	if (n)
+		buf_append(&f->g_plain, p, n);
 }
 
 /* End the connection towards the guest: close_notify, then EOF once drained. */
@@ -445,6 +455,7 @@ static void flow_close_guest(struct flow *f)
 {
 	if (f->g_closed)
 		return;
+	flush_g_plain(f);
 	if (f->g_hs)
 		SSL_shutdown(f->g);
 	drain_g_out(f);
@@ -655,7 +666,7 @@ static void response_done(struct flow *f)
 static void responses_run(struct flow *f)
 {
 	const struct secrets *ss = f->m->ss;
-	while (buf_used(&f->to_guest) < FLOW_BUF_HIGH) {
+	while (buf_used(&f->to_guest) + buf_used(&f->g_plain) < FLOW_BUF_HIGH) {
 		if (f->rs == RS_TUNNEL) {
 			struct pending *p = q_front(f);
 			if (p)
@@ -899,6 +910,7 @@ void flow_run(struct flow *f)
 		responses_run(f);
 		if (f->failed)
 			return;
+		flush_g_plain(f);
 		bool progress = a != buf_used(&f->to_guest) || b != buf_used(&f->req_out) ||
 				c != buf_used(&f->resp_in) || d != buf_used(&f->req_in);
 		if (!progress)
