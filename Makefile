@@ -14,14 +14,15 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lcrypto -larchive -lcurl -ljansson -lsqlite3 -lm -lpthread
+HOST_LIBS    := -lssl -lcrypto -larchive -lcurl -ljansson -lsqlite3 -lm -lpthread
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 COMMON_SRC := $(wildcard src/common/*.c) $(wildcard src/proto/*.c)
 HOST_SRC   := $(wildcard src/host/*.c) $(wildcard src/oci/*.c) $(wildcard src/net/*.c)
 # The parts of the egress engine with no loop or threads: unit-tested and fuzzed on their own.
-NET_PURE_SRC := src/net/dns.c src/net/policy.c src/net/http.c src/net/addrpool.c
+NET_PURE_SRC := src/net/dns.c src/net/policy.c src/net/http.c src/net/addrpool.c \
+	src/net/secrets.c src/net/tlshello.c
 AGENT_SRC  := $(wildcard src/agent/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 # The OCI parsers, for unit tests and fuzzers (no host code, no network).
@@ -130,7 +131,7 @@ default-image: $(BUILD)/matchlock
 	@ML=$(BUILD)/matchlock scripts/default-image.sh
 
 bench: all fixtures
-	@for b in bench/boot bench/exec bench/start bench/net; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/net bench/proxy; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)

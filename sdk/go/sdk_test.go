@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -379,15 +380,19 @@ func TestOwnSandboxRefusalsAndRelaunch(t *testing.T) {
 	if _, err := c.Exec(cx, Shell("true")); !IsCode(err, CodeSandboxFailed) {
 		t.Fatalf("exec before launch: %v", err)
 	}
-	if _, err := c.Launch(cx, New(image).AddSecret("K", "v", "api.example.com")); !IsCode(err, CodeParams) {
-		t.Fatalf("secret refused in this version: %v", err)
+	if _, err := c.Launch(cx, New(image).AddSecret("K", "v", "api.example.com").WithNoNetwork()); !IsCode(err, CodeParams) {
+		t.Fatalf("a secret without a network must be refused: %v", err)
 	}
-	if _, err := c.Launch(cx, New(image).WithHostname("gobox")); err != nil {
+	if _, err := c.Launch(cx, New(image).WithHostname("gobox").AddSecret("TOKEN", "tok-real-42", "api.example.com")); err != nil {
 		t.Fatal(err)
 	}
 	r, err := c.Exec(cx, Argv{"hostname"})
 	if err != nil || string(r.Stdout) != "gobox\n" {
 		t.Fatalf("hostname: %v %+v", err, r)
+	}
+	r, err = c.Exec(cx, Shell("echo $TOKEN; env | grep -c tok-real-42"))
+	if err != nil || !regexp.MustCompile(`^SANDBOX_SECRET_[0-9a-f]{32}\n0\n$`).Match(r.Stdout) {
+		t.Fatalf("secret inside: %v %q", err, r.Stdout)
 	}
 	if err := c.Remove(cx); err != nil {
 		t.Fatal(err)

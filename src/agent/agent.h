@@ -92,4 +92,7 @@ void dnsstub_on_event(struct agent_ev *e, uint32_t events);
 void dnsstub_on_reply(struct rd *r);
 void dnsstub_collect_garbage(void);
 
+/* trust.c: add the sandbox CA (PEM) to the image's trust bundles. */
+int trust_install_ca(const char *pem);
+
 #endif

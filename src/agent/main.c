@@ -160,6 +160,13 @@ static void apply_config(struct rd *r)
 				free(h);
 			continue;
 		}
+		if (tag == T_CA_PEM) {
+			char *pem = NULL;
+			if (msg_dup_str(&v, MSG_MAX_STR, &pem) == 0 && !strncmp(pem, "-----BEGIN CERTIFICATE-----", 27))
+				trust_install_ca(pem);
+			free(pem);
+			continue;
+		}
 		if (tag == T_HOSTNAME) {
 			char *h = NULL;
 			if (msg_dup_str(&v, 64, &h) == 0 && *h && sethostname(h, strlen(h)) < 0)

@@ -87,6 +87,7 @@ struct rpc {
 	struct supervisor sup;
 	struct launch L;
 	struct policy policy; /* create's network section; allow_list_* change it */
+	struct secrets secrets; /* create's network.secrets: values live here, in memory only */
 	char **env; /* create's and the image's env, applied to every exec */
 	char *user, *workdir; /* the image's (or image_config's) defaults */
 	bool stop;
@@ -658,10 +659,56 @@ static int rpc_policy_from(struct rpc *r, json_t *net, char *err, size_t errn)
 	return 0;
 }
 
+/* network.secrets {NAME: {value, hosts[]}}: each secret's hosts are allowed automatically. */
+static int rpc_secrets_from(struct rpc *r, json_t *secrets, char *err, size_t errn)
+{
+	const char *name;
+	json_t *v;
+	secrets_clear(&r->secrets); /* a create that failed earlier may have left some */
+	if (secrets && !json_is_object(secrets)) {
+		snprintf(err, errn, "network.secrets must be an object {NAME: {value, hosts}}");
+		return -EINVAL;
+	}
+	json_object_foreach(secrets, name, v)
+	{
+		const char *value = json_string_value(json_object_get(v, "value"));
+		json_t *hosts = json_object_get(v, "hosts");
+		char list[2048] = "";
+		size_t i;
+		json_t *h;
+		json_array_foreach(hosts, i, h)
+		{
+			if (!json_is_string(h) || strlen(list) + strlen(json_string_value(h)) + 2 >= sizeof(list)) {
+				snprintf(err, errn, "network.secrets.%s.hosts: expected host names", name);
+				return -EINVAL;
+			}
+			if (i)
+				strcat(list, ",");
+			strcat(list, json_string_value(h));
+		}
+		if (!value || !list[0]) {
+			snprintf(err, errn, "network.secrets.%s: needs a value and at least one host", name);
+			return -EINVAL;
+		}
+		if (secrets_add(&r->secrets, name, (const uint8_t *)value, strlen(value), list, err, errn) < 0)
+			return -EINVAL;
+	}
+	if (secrets_allow_hosts(&r->secrets, &r->policy) < 0) {
+		snprintf(err, errn, "network.secrets: too many allowed hosts");
+		return -EINVAL;
+	}
+	if (r->secrets.n && r->policy.no_network) {
+		snprintf(err, errn, "secrets cannot be combined with no_network");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Every egress decision becomes an `event` notification. */
 static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 {
-	static const char *const kinds[] = { "DNS", "CONNECT", "HTTP" };
+	static const char *const kinds[] = { "DNS", "CONNECT", "HTTP", "HTTPS", "HTTPS" };
+	STATIC_ASSERT_TABLE(kinds, NET_EV_END);
 	struct rpc *r = opaque;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -679,6 +726,17 @@ static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 			      ev->allowed ? NULL : ev->reason);
 	if (n && ev->detail)
 		json_object_set_new(n, "detail", json_string(ev->detail));
+	if (n && ev->req) {
+		/* One intercepted request (or a blocked leak): what the spec's network event carries. */
+		json_object_set_new(n, "method", json_string(ev->req->method ? ev->req->method : ""));
+		json_object_set_new(n, "url", json_string(ev->req->url ? ev->req->url : ""));
+		json_object_set_new(n, "status_code", json_integer(ev->req->status));
+		json_object_set_new(n, "request_bytes", json_integer((json_int_t)ev->req->bytes_up));
+		json_object_set_new(n, "response_bytes", json_integer((json_int_t)ev->req->bytes_down));
+		json_object_set_new(n, "duration_ms", json_integer((json_int_t)ev->req->duration_ms));
+		if (ev->kind == NET_EV_SECRET_LEAK)
+			json_object_set_new(n, "secret_leak", json_string(ev->req->secret ? ev->req->secret : ""));
+	}
 	rpc_notify(r, "event", json_pack("{s:s,s:s,s:o}", "type", "network", "timestamp", when, "network",
 					 n ? n : json_object()));
 }
@@ -799,11 +857,9 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 		return;
 	}
 	json_t *net = json_object_get(p, "network");
-	if (json_object_size(json_object_get(net, "secrets"))) {
-		rpc_error(r, id, E_PARAMS, "secrets are not supported by this version yet");
-		return;
-	}
-	if (rpc_policy_from(r, net, err, sizeof(err)) < 0) {
+	if (rpc_policy_from(r, net, err, sizeof(err)) < 0 ||
+	    rpc_secrets_from(r, json_object_get(net, "secrets"), err, sizeof(err)) < 0) {
+		secrets_clear(&r->secrets);
 		rpc_error(r, id, E_PARAMS, "%s", err);
 		return;
 	}
@@ -838,6 +894,7 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 		.memory_mb = mem >= 64 && mem <= 65536 ? (unsigned)mem : 512,
 		.hostname = json_string_value(json_object_get(net, "hostname")),
 		.policy = &r->policy,
+		.secrets = &r->secrets,
 		.net_event = rpc_on_net_event,
 		.net_opaque = r,
 	};
@@ -933,6 +990,7 @@ static void rpc_close_sandbox(struct rpc *r)
 	state_delete(r->st, r->L.id);
 	strv_free(r->env);
 	r->env = NULL;
+	secrets_clear(&r->secrets);
 	free(r->user);
 	free(r->workdir);
 	r->user = r->workdir = NULL;

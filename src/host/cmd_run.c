@@ -30,6 +30,8 @@
 #include "launch.h"
 #include "oci/oci.h"
 #include "loop.h"
+#include "net/mitm.h"
+#include "net/secrets.h"
 #include "sandbox.h"
 #include "state.h"
 #include "supervisor.h"
@@ -70,7 +72,12 @@ static const char run_usage[] =
 	"      --allow-private-ips  let allowed names resolve to private/loopback addresses\n"
 	"      --no-network       no DNS and no egress at all (loopback only)\n"
 	"  -p, --publish [LOCAL:]REMOTE  forward a host port to a port in the sandbox\n"
-	"      --address IP       where -p listens (default 127.0.0.1)\n";
+	"      --address IP       where -p listens (default 127.0.0.1)\n"
+	"      --secret NAME[=VALUE]@HOST[,HOST...]  the guest sees $NAME=SANDBOX_SECRET_...; HTTPS\n"
+	"                         requests to HOST get the real value in flight (VALUE defaults\n"
+	"                         to $NAME here); HOST is allowed automatically\n"
+	"      --secret-file NAME=PATH@HOST[,HOST...]  the same, the value read from PATH\n"
+	"      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n";
 
 struct run_opts {
 	const char *rootfs, *image, *entrypoint;
@@ -87,6 +94,9 @@ struct run_opts {
 	size_t npublish;
 	const char *address; /* --address for -p */
 	bool no_snapshot;
+	struct secrets *secrets;
+	char *upstream_ca[MITM_MAX_UPSTREAM_CA + 1];
+	unsigned nupstream_ca;
 };
 
 /* Add KEY=VALUE (or KEY, looked up in our environment) to v, replacing an earlier KEY. */
@@ -166,12 +176,12 @@ static void env_free(char **v, size_t n)
 }
 
 /* Flags that belong to parts of the CLI contract not built yet: refuse them clearly. */
-static const char *const not_yet[] = { "secret", "secret-file", "upstream-ca", "volume",
-				       "disk-size" };
+static const char *const not_yet[] = { "volume", "disk-size" };
 
 enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS,
        OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL, OPT_RM, OPT_ALLOW_HOST, OPT_NO_NETWORK, OPT_ALLOW_PRIVATE,
-       OPT_ADD_HOST, OPT_ADDRESS, OPT_NO_SNAPSHOT, OPT_NOT_YET };
+       OPT_ADD_HOST, OPT_ADDRESS, OPT_NO_SNAPSHOT, OPT_SECRET, OPT_SECRET_FILE, OPT_UPSTREAM_CA,
+       OPT_NOT_YET };
 
 static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, char *err, size_t errn)
 {
@@ -197,9 +207,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		{ "no-network", no_argument, NULL, OPT_NO_NETWORK },
 		{ "allow-private-ips", no_argument, NULL, OPT_ALLOW_PRIVATE },
 		{ "add-host", required_argument, NULL, OPT_ADD_HOST },
-		{ "secret", required_argument, NULL, OPT_NOT_YET },
-		{ "secret-file", required_argument, NULL, OPT_NOT_YET },
-		{ "upstream-ca", required_argument, NULL, OPT_NOT_YET },
+		{ "secret", required_argument, NULL, OPT_SECRET },
+		{ "secret-file", required_argument, NULL, OPT_SECRET_FILE },
+		{ "upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA },
 		{ "publish", required_argument, NULL, 'p' },
 		{ "address", required_argument, NULL, OPT_ADDRESS },
 		{ "no-snapshot", no_argument, NULL, OPT_NO_SNAPSHOT },
@@ -328,6 +338,28 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 			}
 			break;
 		}
+		case OPT_SECRET:
+		case OPT_SECRET_FILE:
+			if (secrets_parse_flag(o->secrets, optarg, c == OPT_SECRET_FILE, err, errn) < 0)
+				return -EINVAL;
+			if (c == OPT_SECRET) {
+				/* Hide an inline VALUE from /proc/PID/cmdline of this long-lived process. */
+				char *eq = strchr(optarg, '='), *at = strrchr(optarg, '@');
+				if (eq && at && eq < at)
+					memset(eq + 1, '*', (size_t)(at - eq - 1));
+			}
+			break;
+		case OPT_UPSTREAM_CA:
+			if (o->nupstream_ca >= MITM_MAX_UPSTREAM_CA) {
+				snprintf(err, errn, "too many --upstream-ca files (at most %d)", MITM_MAX_UPSTREAM_CA);
+				return -EINVAL;
+			}
+			if (access(optarg, R_OK) < 0) {
+				snprintf(err, errn, "--upstream-ca %s: %s", optarg, strerror(errno));
+				return -EINVAL;
+			}
+			o->upstream_ca[o->nupstream_ca++] = optarg;
+			break;
 		case 'h':
 			fputs(run_usage, stdout);
 			return 1;
@@ -472,7 +504,22 @@ static char *config_json(const struct run_opts *o, const struct sandbox_config *
 		snprintf(key, sizeof(key), "%.*s", (int)strcspn(o->file_env[i], "="), o->file_env[i]);
 		jsonw_str(&b, key);
 	}
-	jsonw_raw(&b, "]}");
+	/* Secrets: names and hosts; the value is never recorded anywhere. */
+	jsonw_raw(&b, "],\"secrets\":{");
+	for (unsigned i = 0; o->secrets && i < o->secrets->n; i++) {
+		const struct secret *s = &o->secrets->s[i];
+		if (i)
+			jsonw_raw(&b, ",");
+		jsonw_str(&b, s->name);
+		jsonw_raw(&b, ":{\"value\":\"<redacted>\",\"hosts\":[");
+		for (unsigned j = 0; j < s->nhosts; j++) {
+			if (j)
+				jsonw_raw(&b, ",");
+			jsonw_str(&b, s->hosts[j]);
+		}
+		jsonw_raw(&b, "]}");
+	}
+	jsonw_raw(&b, "}}");
 	buf_put_u8(&b, 0);
 	return (char *)b.p;
 }
@@ -496,7 +543,8 @@ int cmd_run(int argc, char **argv)
 	uint64_t t0 = now_ns(), t_exec_done = 0;
 
 	o.policy = calloc(1, sizeof(*o.policy));
-	if (!o.policy) {
+	o.secrets = calloc(1, sizeof(*o.secrets));
+	if (!o.policy || !o.secrets) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto out;
 	}
@@ -507,6 +555,14 @@ int cmd_run(int argc, char **argv)
 	}
 	if (r < 0)
 		goto out;
+	if (o.secrets->n && o.policy->no_network) {
+		snprintf(err, sizeof(err), "--secret cannot be combined with --no-network");
+		goto out;
+	}
+	if (secrets_allow_hosts(o.secrets, o.policy) < 0) {
+		snprintf(err, sizeof(err), "--secret: too many allowed hosts (at most " STR(POLICY_MAX_RULES) ")");
+		goto out;
+	}
 	if (o.rm < 0)
 		o.rm = !o.detach; /* a detached sandbox stays listed after kill, until rm or prune */
 	if (o.rootfs && (o.image || o.entrypoint)) {
@@ -602,6 +658,8 @@ int cmd_run(int argc, char **argv)
 		.memory_mb = o.memory_mb,
 		.hostname = o.hostname,
 		.policy = o.policy,
+		.secrets = o.secrets,
+		.upstream_ca = o.upstream_ca,
 	};
 	launch_config(&L, &sc);
 	if (o.policy->no_network && (o.policy->nrules || o.policy->npins))
@@ -713,6 +771,8 @@ out:
 	if (*err && !detached_child)
 		error("%s", err);
 	free(o.policy);
+	secrets_clear(o.secrets);
+	free(o.secrets);
 	if (loop.epfd >= 0)
 		loop_fini(&loop);
 	if (sigfd >= 0)

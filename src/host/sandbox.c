@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "net/mitm.h"
 #include "proto/msg.h"
 #include "sandbox_impl.h"
 #include "snapshot.h"
@@ -118,6 +119,8 @@ static void sb_send_config(struct sandbox *sb)
 	msg_put_u8(&b, T_NET, !sb->cfg.policy->no_network);
 	if (egress_put_hosts(sb->egress, &b) < 0)
 		warn("--add-host: too many names");
+	if (sb->mitm)
+		msg_put_str(&b, T_CA_PEM, mitm_ca_pem(sb->mitm));
 	sb_send_ctl(sb, 0, &b);
 	explicit_bzero(b.p, b.cap);
 	buf_fini(&b);
@@ -332,6 +335,8 @@ static void sb_free(struct sandbox *sb)
 	exec_fail_all(sb);
 	egress_free(sb->egress);
 	sb->egress = NULL;
+	mitm_free(sb->mitm);
+	sb->mitm = NULL;
 	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->pid_w };
 	for (size_t i = 0; i < ARRAY_SIZE(ws); i++) {
 		loop_unwatch(sb->loop, ws[i]);
@@ -414,7 +419,13 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	if (!sb->cfg.policy)
 		sb->cfg.policy = &sealed;
 	static const struct egress_ops eops = { .flush = sb_flush_cb, .event = sb_net_event };
-	sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, &eops, sb);
+	if (!sb->cfg.policy->no_network) {
+		/* A fresh CA per sandbox, in memory only: no two sandboxes trust each other's. */
+		sb->mitm = mitm_new(c->secrets, c->upstream_ca, err, errn);
+		if (!sb->mitm)
+			goto fail;
+	}
+	sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, sb->mitm, &eops, sb);
 	if (!sb->egress) {
 		snprintf(err, errn, "setting up the egress engine: %s", strerror(errno));
 		goto fail;

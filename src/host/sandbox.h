@@ -16,6 +16,7 @@
 #include "loop.h"
 #include "net/egress.h"
 #include "net/policy.h"
+#include "net/secrets.h"
 
 struct sandbox;
 struct sandbox_exec;
@@ -41,6 +42,14 @@ struct sandbox_config {
 	struct policy *policy;
 	net_event_fn net_event; /* every network decision, may be NULL */
 	void *net_opaque;
+	/*
+	 * Secrets (the caller's, may be NULL; must outlive the sandbox): every exec's environment
+	 * gets NAME=placeholder, and the TLS proxy swaps placeholders for values in flight. The
+	 * caller also adds their hosts to the policy (secrets_allow_hosts).
+	 */
+	const struct secrets *secrets;
+	/* Extra CA files (PEM) the proxy trusts upstream, NULL-terminated; may be NULL. */
+	char *const *upstream_ca;
 };
 
 /* Phase timestamps (monotonic ns on the host; guest values are guest CLOCK_BOOTTIME). */

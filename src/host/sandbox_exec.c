@@ -217,6 +217,43 @@ static struct sandbox_exec *stream_start(struct sandbox *sb, uint16_t svc, struc
 	return x;
 }
 
+/* Whether the caller's environment sets name. */
+static bool env_has(char **env, const char *name)
+{
+	size_t n = strlen(name);
+	for (char **e = env; e && *e; e++)
+		if (!strncmp(*e, name, n) && (*e)[n] == '=')
+			return true;
+	return false;
+}
+
+/*
+ * What every process of the sandbox gets unless the caller set it: NAME=placeholder for each
+ * secret (never the value), and the trust bundle holding the sandbox CA (written by the agent).
+ */
+static void exec_put_sandbox_env(struct sandbox *sb, const struct exec_request *req, struct buf *b)
+{
+	static const char *const bundle_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE" };
+	char line[SECRET_NAME_MAX + SECRET_PLACEHOLDER_LEN + 2];
+	const struct secrets *ss = sb->cfg.secrets;
+	for (unsigned i = 0; ss && i < ss->n; i++) {
+		if (env_has(req->env, ss->s[i].name))
+			continue;
+		snprintf(line, sizeof(line), "%s=%s", ss->s[i].name, ss->s[i].placeholder);
+		msg_put_str(b, T_ENV, line);
+	}
+	if (!sb->mitm)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(bundle_vars); i++) {
+		if (env_has(req->env, bundle_vars[i]))
+			continue;
+		snprintf(line, sizeof(line), "%s=%s", bundle_vars[i], GUEST_CA_BUNDLE);
+		msg_put_str(b, T_ENV, line);
+	}
+	if (!env_has(req->env, "NODE_EXTRA_CA_CERTS"))
+		msg_put_str(b, T_ENV, "NODE_EXTRA_CA_CERTS=" GUEST_CA_FILE);
+}
+
 struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_request *req,
 					const struct exec_ops *ops, void *opaque, char *err,
 					size_t errn)
@@ -237,6 +274,7 @@ struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_re
 		msg_put_str(&b, T_ARGV, *a);
 	for (char **e = req->env; e && *e; e++)
 		msg_put_str(&b, T_ENV, *e);
+	exec_put_sandbox_env(sb, req, &b);
 	if (req->cwd)
 		msg_put_str(&b, T_CWD, req->cwd);
 	if (req->user)

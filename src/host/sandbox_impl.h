@@ -49,6 +49,7 @@ struct sandbox {
 	size_t qerr_len;
 	struct sandbox_exec *execs;
 	struct egress *egress; /* guest-opened streams (even ids) and DNS */
+	struct mitm *mitm; /* the sandbox CA and TLS interception; NULL with --no-network */
 	struct sandbox_times t;
 };
 

@@ -17,8 +17,10 @@
 #include "common/util.h"
 #include "dns.h"
 #include "http.h"
+#include "mitm.h"
 #include "proto/msg.h"
 #include "resolve.h"
+#include "tlshello.h"
 
 #define HTTP_PORT 80
 
@@ -27,6 +29,13 @@ enum conn_state {
 	C_CONNECTING, /* nonblocking connect in progress */
 	C_OPEN, /* relaying */
 	C_DENY_HTTP, /* denied: a 403 goes out once the request head is in */
+	C_NO_UPSTREAM, /* intercepted TLS whose upstream failed: the flow answers 502 */
+};
+
+enum conn_mode {
+	M_UNKNOWN, /* nothing from the guest yet: TLS or not? */
+	M_RAW, /* relayed as bytes (plain HTTP gets its Host checked) */
+	M_TLS, /* intercepted: c->tls */
 };
 
 struct conn {
@@ -44,6 +53,8 @@ struct conn {
 	struct buf up; /* guest bytes not yet written upstream (bounded by the mux window) */
 	bool guest_eof, up_shut, down_eof;
 	struct resolve_job *job;
+	enum conn_mode mode;
+	struct flow *tls;
 };
 
 struct egress {
@@ -52,6 +63,7 @@ struct egress {
 	const struct policy *p;
 	struct egress_ops ops;
 	void *opaque;
+	struct mitm *mitm; /* NULL: no interception */
 	struct addrpool pool;
 	struct resolver res;
 	struct watch res_w;
@@ -61,11 +73,31 @@ struct egress {
 	bool dying; /* egress_free: the link is going away, do not flush */
 };
 
+static const char *const kinds[] = { "DNS", "connect", "HTTP", "request", "secret_leak" };
+STATIC_ASSERT_TABLE(kinds, NET_EV_END);
+
+/* An event from a TLS flow: log it (never with a secret value: flows do not put one in). */
+static void emit_flow(struct egress *e, const struct net_event *ev)
+{
+	if (ev->req) {
+		const struct net_request *q = ev->req;
+		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO,
+			"network: %s %s %s %s -> %d (%llu B up, %llu B down, %llu ms)%s%s", kinds[ev->kind],
+			ev->allowed ? "allowed" : "blocked", q->method, q->url, q->status,
+			(unsigned long long)q->bytes_up, (unsigned long long)q->bytes_down,
+			(unsigned long long)q->duration_ms, ev->allowed ? "" : ": ",
+			ev->allowed ? "" : ev->reason);
+	} else {
+		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s port %u: %s",
+			kinds[ev->kind], ev->allowed ? "allowed" : "denied", ev->name, ev->port, ev->reason);
+	}
+	if (e->ops.event)
+		e->ops.event(ev, e->opaque);
+}
+
 static void emit(struct egress *e, enum net_event_kind kind, bool allowed, const char *name,
 		 const char *detail, uint16_t port, const char *reason)
 {
-	static const char *const kinds[] = { "DNS", "connect", "HTTP" };
-	STATIC_ASSERT_TABLE(kinds, NET_EV_END);
 	char where[80] = "";
 	if (port)
 		snprintf(where, sizeof(where), " port %u", port);
@@ -74,7 +106,7 @@ static void emit(struct egress *e, enum net_event_kind kind, bool allowed, const
 		allowed ? "allowed" : "denied", *name ? name : "-", detail ? " " : "",
 		detail ? detail : "", where, reason);
 	if (e->ops.event) {
-		struct net_event ev = { kind, allowed, name, detail, port, reason };
+		struct net_event ev = { kind, allowed, name, detail, port, reason, NULL };
 		e->ops.event(&ev, e->opaque);
 	}
 }
@@ -205,7 +237,9 @@ static void conn_end(struct conn *c, uint32_t err)
 	if (c->job)
 		c->job->owner = NULL;
 	loop_timer_cancel(e->l, &c->connect_timer);
-	buf_fini(&c->up);
+	buf_wipe(&c->up);
+	flow_free(c->tls);
+	c->tls = NULL;
 	for (unsigned i = 0; i < e->nconns; i++) {
 		if (e->conns[i] == c) {
 			e->conns[i] = e->conns[--e->nconns];
@@ -236,12 +270,35 @@ static void conn_send_403(struct conn *c)
 	buf_fini(&b);
 }
 
+static void conn_drop_upstream(struct conn *c)
+{
+	if (c->w.fd >= 0) {
+		loop_unwatch(c->e->l, &c->w);
+		close(c->w.fd);
+		c->w.fd = -1;
+	}
+	if (c->job) {
+		c->job->owner = NULL;
+		c->job = NULL;
+	}
+	loop_timer_cancel(c->e->l, &c->connect_timer);
+}
+
+static void conn_tls_pump(struct conn *c);
+
 /*
  * Deny c with a reason. Raw TCP is refused at once (the agent resets the guest's socket);
  * plain HTTP gets a 403 naming the reason once the request head is in.
  */
 static void conn_deny(struct conn *c, enum net_event_kind kind, const char *reason)
 {
+	if (c->tls) { /* the guest's TLS is up: it gets a 502 saying why */
+		conn_drop_upstream(c);
+		c->state = C_NO_UPSTREAM;
+		flow_upstream_failed(c->tls, reason);
+		conn_tls_pump(c);
+		return;
+	}
 	emit(c->e, kind, false, c->name, c->dst, c->port, reason);
 	if (!c->http) {
 		conn_end(c, ECONNREFUSED);
@@ -275,7 +332,9 @@ static void conn_update_watch(struct conn *c)
 	uint32_t ev = 0;
 	if (c->state == C_CONNECTING)
 		ev = EPOLLOUT;
-	if (c->state == C_OPEN) {
+	if (c->tls) {
+		ev = c->state == C_CONNECTING ? EPOLLOUT : c->state == C_OPEN ? flow_events(c->tls) : 0;
+	} else if (c->state == C_OPEN) {
 		if (!c->down_eof && c->s && c->s->send_credit > 0 && !mux_congested(c->e->m))
 			ev |= EPOLLIN;
 		if (buf_used(&c->up) && (!c->http || c->head_ok))
@@ -297,7 +356,7 @@ static bool conn_maybe_finish(struct conn *c)
 static bool conn_pump_up(struct conn *c)
 {
 	struct egress *e = c->e;
-	if (c->state != C_OPEN || (c->http && !c->head_ok))
+	if (c->state != C_OPEN || (c->http && !c->head_ok) || c->mode != M_RAW)
 		return true;
 	while (buf_used(&c->up)) {
 		ssize_t n = send(c->w.fd, buf_head(&c->up), buf_used(&c->up), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -355,8 +414,60 @@ static bool conn_pump_down(struct conn *c)
 
 static void conn_pump(struct conn *c)
 {
+	if (c->tls) {
+		conn_tls_pump(c);
+		return;
+	}
 	if (conn_pump_up(c) && conn_pump_down(c))
 		conn_update_watch(c);
+}
+
+/* Intercepted TLS: feed the flow, run it, send what it has for the guest. */
+static void conn_tls_pump(struct conn *c)
+{
+	struct egress *e = c->e;
+	struct flow *f = c->tls;
+	for (int round = 0; round < 4; round++) {
+		size_t took = 0;
+		if (buf_used(&c->up)) {
+			took = flow_feed_guest(f, buf_head(&c->up), buf_used(&c->up));
+			if (took) {
+				explicit_bzero(buf_head(&c->up), took);
+				buf_consume(&c->up, took);
+				mux_consumed(e->m, c->s, (uint32_t)took);
+			}
+		}
+		if (c->guest_eof && !buf_used(&c->up))
+			flow_guest_eof(f);
+		flow_run(f);
+		if (flow_failed(f)) {
+			conn_end(c, ECONNRESET);
+			return;
+		}
+		struct buf *out = flow_to_guest(f);
+		while (buf_used(out) && c->s->send_credit > 0) {
+			if (mux_congested(e->m)) {
+				e->stalled = true;
+				break;
+			}
+			size_t n = buf_used(out);
+			if (n > MUX_DATA_CHUNK)
+				n = MUX_DATA_CHUNK;
+			uint32_t k = mux_send_data(e->m, c->s, MUX_CHAN_OUT, buf_head(out), (uint32_t)n);
+			if (!k)
+				break;
+			buf_consume(out, k);
+		}
+		e->ops.flush(e->opaque);
+		if (flow_done(f) && !buf_used(out)) {
+			mux_send_eof(e->m, c->s, MUX_CHAN_OUT);
+			conn_end(c, 0);
+			return;
+		}
+		if (!took || !buf_used(&c->up))
+			break;
+	}
+	conn_update_watch(c);
 }
 
 static void on_conn_io(struct watch *w, uint32_t events)
@@ -379,6 +490,8 @@ static void on_conn_io(struct watch *w, uint32_t events)
 		}
 		c->state = C_OPEN;
 		debug("network: connected to %s (%s) port %u", c->name, c->dst, c->port);
+		if (c->tls)
+			flow_set_upstream(c->tls, c->w.fd);
 	}
 	conn_pump(c);
 }
@@ -560,6 +673,69 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 							    : "cannot start a host lookup");
 }
 
+static void on_flow_event(void *opaque, const struct net_event *ev)
+{
+	struct conn *c = opaque;
+	struct net_event e2 = *ev;
+	e2.detail = c->dst;
+	emit_flow(c->e, &e2);
+}
+
+/*
+ * The guest's first bytes decide: a TLS ClientHello is intercepted (when the sandbox has a
+ * mitm), anything else is relayed. Returns -1 if c was ended.
+ */
+static int conn_classify(struct conn *c)
+{
+	struct egress *e = c->e;
+	char sni[POLICY_NAME_MAX + 1], why[700];
+	if (!e->mitm || c->state == C_DENY_HTTP) {
+		c->mode = M_RAW;
+		return 0;
+	}
+	int r = tlshello_sni(buf_head(&c->up), buf_used(&c->up), sni, sizeof(sni));
+	if (r == 0 && !c->guest_eof)
+		return 0;
+	if (r == -ENOENT || r == 0) {
+		/*
+		 * Plain HTTP on any port gets the port-80 checks when the sandbox has secrets, so a
+		 * placeholder in clear text is refused with a reason, not relayed.
+		 */
+		const struct secrets *ss = mitm_secrets(e->mitm);
+		size_t n = buf_used(&c->up), k = 0;
+		const uint8_t *p = buf_head(&c->up);
+		while (k < n && k < 16 && p[k] >= 'A' && p[k] <= 'Z')
+			k++;
+		if (ss && ss->n && k >= 3 && k < n && p[k] == ' ')
+			c->http = true;
+		c->mode = M_RAW;
+		return 0;
+	}
+	if (r < 0) {
+		emit(e, NET_EV_CONNECT, false, c->name, c->dst, c->port,
+		     "a malformed TLS ClientHello (TLS is only let through intercepted)");
+		conn_end(c, ECONNRESET);
+		return -1;
+	}
+	if (sni[0] && strcmp(sni, c->name)) {
+		snprintf(why, sizeof(why), "the TLS server name %s does not match the connection's host "
+			 "name %s", sni, c->name);
+		emit(e, NET_EV_CONNECT, false, c->name, c->dst, c->port, why);
+		conn_end(c, ECONNRESET);
+		return -1;
+	}
+	c->tls = flow_new(e->mitm, c->name, c->port, on_flow_event, c);
+	if (!c->tls) {
+		conn_end(c, ENOMEM);
+		return -1;
+	}
+	c->mode = M_TLS;
+	c->http = false;
+	if (c->state == C_OPEN)
+		flow_set_upstream(c->tls, c->w.fd);
+	return 0;
+}
+
 /* Plain HTTP: the request head must name the host this connection is for. */
 static void conn_check_head(struct conn *c)
 {
@@ -575,6 +751,16 @@ static void conn_check_head(struct conn *c)
 		char why[600];
 		snprintf(why, sizeof(why), "Host header %s does not match the connection's host name %s",
 			 host, c->name);
+		conn_deny(c, NET_EV_HTTP, why);
+		return;
+	}
+	const struct secrets *ss = c->e->mitm ? mitm_secrets(c->e->mitm) : NULL;
+	const struct secret *sp = secrets_find_placeholder(ss, buf_head(&c->up), buf_used(&c->up));
+	if (sp) {
+		char why[400];
+		snprintf(why, sizeof(why), "the request carries the placeholder of secret %s over plain "
+			 "HTTP; secrets are only sent over TLS (use https://)", sp->name);
+		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, why);
 		conn_deny(c, NET_EV_HTTP, why);
 		return;
 	}
@@ -624,6 +810,8 @@ int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_fra
 				conn_send_403(c);
 			return 0;
 		}
+		if (c->mode == M_UNKNOWN && (conn_classify(c) < 0 || c->mode == M_UNKNOWN))
+			return 0;
 		if (c->http && !c->head_ok) {
 			conn_check_head(c);
 			if (!c->head_ok)
@@ -641,6 +829,8 @@ int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_fra
 			conn_send_403(c);
 			return 0;
 		}
+		if (c->mode == M_UNKNOWN && conn_classify(c) < 0)
+			return 0;
 		if (c->http && !c->head_ok) {
 			conn_check_head(c);
 			if (!c->head_ok)
@@ -649,7 +839,7 @@ int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_fra
 		conn_pump(c);
 		break;
 	case MUX_CREDIT:
-		if (c->state == C_OPEN)
+		if (c->state == C_OPEN || c->tls)
 			conn_pump(c);
 		break;
 	case MUX_CLOSE:
@@ -667,7 +857,7 @@ void egress_resume(struct egress *e)
 		return;
 	e->stalled = false;
 	for (unsigned i = e->nconns; i-- > 0;)
-		if (i < e->nconns && e->conns[i]->state == C_OPEN)
+		if (i < e->nconns && (e->conns[i]->state == C_OPEN || e->conns[i]->tls))
 			conn_pump(e->conns[i]);
 }
 
@@ -690,7 +880,7 @@ int egress_put_hosts(struct egress *e, struct buf *b)
 }
 
 struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
-			  const struct egress_ops *ops, void *opaque)
+			  struct mitm *mitm, const struct egress_ops *ops, void *opaque)
 {
 	struct egress *e = calloc(1, sizeof(*e));
 	if (!e)
@@ -698,6 +888,7 @@ struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
 	e->l = l;
 	e->m = m;
 	e->p = p;
+	e->mitm = mitm;
 	e->ops = *ops;
 	e->opaque = opaque;
 	addrpool_init(&e->pool);

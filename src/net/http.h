@@ -1,17 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The HTTP-aware part of the egress path (plain HTTP, port 80): find the Host a request names,
- * and write the 403 a denied request gets. Kept separate from the relay so a TLS-intercepting
- * proxy can hand decrypted requests to the same check later.
+ * The HTTP/1 parts of the egress path. For plain HTTP (port 80): find the Host a request names,
+ * and write the 403 a denied request gets. For the TLS-intercepting proxy: a strict parser of
+ * request and response heads (bounded, no obsolete folding, no ambiguous framing), and a
+ * streaming body decoder (content-length, chunked, close-delimited) that never buffers a body.
+ * Pure code over caller-owned bytes: unit-tested and fuzzed.
  */
 #ifndef MATCHLOCK_HTTP_H
 #define MATCHLOCK_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 
 #define HTTP_MAX_HEAD (16u * 1024) /* a request head longer than this is refused */
+#define HTTP_MAX_RESPONSE_HEAD (64u * 1024) /* upstreams send bigger heads (cookies) */
+#define HTTP_MAX_HEADERS 128
+#define HTTP_MAX_CHUNK_LINE 1024 /* a chunk-size line with extensions */
+#define HTTP_MAX_TRAILERS (16u * 1024)
 
 /*
  * Look at the start of a request. Returns 1 when the head is complete and names exactly one
@@ -22,5 +30,69 @@
 int http_request_host(const uint8_t *p, size_t n, char *host, size_t hostn);
 /* Append a complete "403 Forbidden" response whose body is reason (one line). */
 int http_build_403(struct buf *out, const char *reason);
+
+/* Append a complete response with a one-line plain-text body; always Connection: close. */
+int http_build_error(struct buf *out, int status, const char *reason);
+
+enum http_framing {
+	HTTP_BODY_NONE,
+	HTTP_BODY_LENGTH,
+	HTTP_BODY_CHUNKED,
+	HTTP_BODY_CLOSE, /* responses only: the body ends when the connection does */
+};
+
+/* A parsed head. Offsets are into the bytes it was parsed from. */
+struct http_msg {
+	size_t head_len; /* through the empty line */
+	int minor; /* HTTP/1.minor */
+	char method[16]; /* requests */
+	size_t target_off, target_len; /* requests */
+	char host[256]; /* requests: from Host (and an absolute-form target), lower case, no port */
+	int status; /* responses */
+	enum http_framing framing;
+	uint64_t length; /* HTTP_BODY_LENGTH */
+	bool close; /* Connection: close (or HTTP/1.0 without keep-alive) */
+	bool upgrade; /* requests: Upgrade: websocket with Connection: upgrade */
+	bool expect_continue;
+};
+
+/*
+ * Length of the head at the start of p (through CRLFCRLF), 0 if it is not complete yet,
+ * -EPROTO if none ends within max bytes.
+ */
+long http_head_len(const uint8_t *p, size_t n, size_t max);
+/*
+ * Parse a complete request head (n = its length). Returns 0 or -EPROTO with a short reason in
+ * *why: the caller answers 400 and closes.
+ */
+int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const char **why);
+/* A response head, to a request that was HEAD (head_request) or not. */
+int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct http_msg *m,
+			const char **why);
+/*
+ * Copy a head, leaving out the headers named in drop (NULL-terminated, case-insensitive) and
+ * adding the lines of add (each "Name: value\r\n", may be NULL) before the empty line.
+ */
+int http_head_filter(const uint8_t *head, size_t n, const char *const *drop, const char *add,
+		     struct buf *out);
+/* The target for an event: path, and query keys without their values ("/p?a=&b="). */
+void http_target_redacted(const uint8_t *t, size_t n, char *out, size_t outn);
+
+/* Streaming body decoder: framing bytes are consumed, data is handed out in pieces. */
+struct http_body {
+	enum http_framing framing;
+	uint64_t left; /* LENGTH: bytes to go; CHUNKED: of the current chunk */
+	int st; /* CHUNKED: the decoder's state */
+	size_t trailer_bytes;
+};
+void http_body_init(struct http_body *b, enum http_framing f, uint64_t length);
+/*
+ * One step over p[0..n): *used bytes are consumed; of those, p[*data_off..+*data_len) is body
+ * data (possibly empty). Returns 1 when the body ended (the rest of p is the next message),
+ * 0 to call again (with more bytes if *used was 0), -EPROTO if the framing is malformed.
+ * eof: the connection ended (finishes a close-delimited body; anything else is truncated).
+ */
+int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, size_t *used,
+		   size_t *data_off, size_t *data_len);
 
 #endif

@@ -43,7 +43,7 @@ static int normalise(const char *in, char *out, size_t n)
 	return 0;
 }
 
-static int glob_normalise(const char *glob, char *out, size_t n)
+int policy_glob_normalise(const char *glob, char *out, size_t n)
 {
 	if (normalise(glob, out, n) < 0)
 		return -EINVAL;
@@ -56,7 +56,7 @@ static int glob_normalise(const char *glob, char *out, size_t n)
 int policy_add(struct policy *p, const char *glob)
 {
 	char g[sizeof(p->rules[0])];
-	if (glob_normalise(glob, g, sizeof(g)) < 0)
+	if (policy_glob_normalise(glob, g, sizeof(g)) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < p->nrules; i++)
 		if (!strcmp(p->rules[i], g))
@@ -89,7 +89,7 @@ int policy_add_list(struct policy *p, const char *list)
 int policy_delete(struct policy *p, const char *glob)
 {
 	char g[sizeof(p->rules[0])];
-	if (glob_normalise(glob, g, sizeof(g)) < 0)
+	if (policy_glob_normalise(glob, g, sizeof(g)) < 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < p->nrules; i++) {
 		if (strcmp(p->rules[i], g))
@@ -102,7 +102,7 @@ int policy_delete(struct policy *p, const char *glob)
 }
 
 /* "*.x.com" matches "a.x.com" and "a.b.x.com" but not "x.com" itself. */
-static bool glob_matches(const char *glob, const char *name)
+bool policy_glob_matches(const char *glob, const char *name)
 {
 	if (!strcmp(glob, "*"))
 		return true;
@@ -117,7 +117,7 @@ const char *policy_match(const struct policy *p, const char *name)
 	if (p->no_network || !policy_name_valid(name))
 		return NULL;
 	for (unsigned i = 0; i < p->nrules; i++)
-		if (glob_matches(p->rules[i], name))
+		if (policy_glob_matches(p->rules[i], name))
 			return p->rules[i];
 	return NULL;
 }

@@ -9,6 +9,7 @@
 #define MATCHLOCK_POLICY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define POLICY_MAX_RULES 256
@@ -32,6 +33,10 @@ struct policy {
 
 /* A host name we accept: 1-253 chars, labels of 1-63 letters, digits, '-' or '_'. */
 bool policy_name_valid(const char *name);
+/* Lower-case copy of a glob without a final dot; -EINVAL if it is not a valid glob. */
+int policy_glob_normalise(const char *glob, char *out, size_t n);
+/* "*" matches all, "*.x.com" subdomains of x.com only, else the exact name (lower case). */
+bool policy_glob_matches(const char *glob, const char *name);
 /* Add one glob (normalised to lower case); adding an existing one is a no-op. -EINVAL, -ENOSPC. */
 int policy_add(struct policy *p, const char *glob);
 /* Add a comma-separated list; stops at the first bad entry (returns its error). */

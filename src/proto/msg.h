@@ -32,7 +32,8 @@ enum msg_service {
 /* CTL message types (first u16 of a CTL payload). */
 enum msg_ctl {
 	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
-	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_SEED, T_CPU_MILLI, T_NET */
+	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_SEED, T_CPU_MILLI, T_NET,
+		       T_HOSTS_LINE, T_CA_PEM */
 	CTL_READY, /* guest -> host on stream 0: config applied */
 	CTL_POWEROFF, /* host -> guest on stream 0: stop everything, power off */
 	CTL_ERROR, /* either way: T_ERRNO, T_MESSAGE (stream 0: the link is closing) */
@@ -81,7 +82,12 @@ enum msg_tag {
 	T_PORT, /* u16 */
 	T_DNS_TAG, /* u32: matches a reply to its query */
 	T_DNS_MSG, /* bytes: a DNS message without the TCP length prefix */
+	T_CA_PEM, /* string in CTL_CONFIG: the sandbox CA certificate (PEM) for the trust stores */
 };
+
+/* Where the agent puts the sandbox CA: alone, and with the image's system CAs. */
+#define GUEST_CA_FILE "/etc/ssl/matchlock-ca.pem"
+#define GUEST_CA_BUNDLE "/etc/ssl/matchlock-bundle.pem"
 
 #define MSG_MAX_DNS 4096 /* largest DNS message carried over the link */
 

@@ -307,7 +307,24 @@ def dns_seeds():
             "root": q("", 1).replace(b"\0\0", b"\0", 0)}
 
 
-GENERATORS = {"fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def http_seeds():
+    """fuzz_http: mode byte, split byte, then the bytes (see tests/fuzz/fuzz_http.c)."""
+    ph = b"SANDBOX_SECRET_0123456789abcdef0123456789abcdef"
+    basic = __import__("base64").b64encode(b"u:" + ph)
+    return {
+        "req_simple": b"\x00\x00GET /x?k=" + ph + b" HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + b"\r\n\r\n",
+        "req_basic": b"\x00\x00GET / HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic " + basic + b"\r\n\r\n",
+        "req_chunked": b"\x00\x00POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+        "req_ws": b"\x00\x00GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "resp_len": b"\x01\x00HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+        "resp_chunked": b"\x01\x01HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "body_chunked": b"\x02\x07" + b"5;x=y\r\nhello\r\n0\r\nTrailer: 1\r\n\r\n",
+        "scrub": b"\x03\x09" + b"a sk-real-value b sk-real-val",
+        "hello": b"\x04\x00" + bytes.fromhex("16030100310100002d0303" + "07" * 32 + "000002130101000005000000") ,
+    }
+
+
+GENERATORS = {"fuzz_http": http_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 

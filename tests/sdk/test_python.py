@@ -287,8 +287,16 @@ class LifecycleTest(unittest.TestCase):
                 c.launch(Sandbox("/no/such/rootfs"))
             self.assertEqual(cm.exception.code, INVALID_PARAMS)
             with self.assertRaises(RPCError) as cm:
-                c.launch(Sandbox(IMAGE).add_secret("K", "v", "api.example.com"))
+                c.launch(Sandbox(IMAGE).add_secret("K", "v", "api.example.com").with_no_network())
             self.assertEqual(cm.exception.code, INVALID_PARAMS)
+
+    def test_secret_is_only_a_placeholder_inside(self) -> None:
+        with Client() as c:
+            c.launch(Sandbox(IMAGE).add_secret("API_KEY", "sk-real-value-123", "api.example.com"))
+            out = c.exec("echo $API_KEY; env | grep -c sk-real-value-123").stdout.decode()
+            placeholder, count = out.split()
+            self.assertRegex(placeholder, r"^SANDBOX_SECRET_[0-9a-f]{32}$")
+            self.assertEqual(count, "0")
 
     def test_server_killed_mid_exec(self) -> None:
         c = Client()

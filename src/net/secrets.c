@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "secrets.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/base64.h"
+
+void secret_wipe_free(void *p, size_t n)
+{
+	if (!p)
+		return;
+	explicit_bzero(p, n);
+	free(p);
+}
+
+void buf_wipe(struct buf *b)
+{
+	if (b->p)
+		explicit_bzero(b->p, b->cap);
+	buf_fini(b);
+}
+
+static bool name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > SECRET_NAME_MAX || isdigit((unsigned char)name[0]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)name[i]) && name[i] != '_')
+			return false;
+	return true;
+}
+
+int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size_t vlen,
+		const char *hosts, char *err, size_t errn)
+{
+	if (!name_valid(name)) {
+		snprintf(err, errn, "secret name %.40s: use letters, digits and '_' (an environment "
+			 "variable name, at most %d characters)", name, SECRET_NAME_MAX);
+		return -EINVAL;
+	}
+	if (vlen == 0 || vlen > SECRET_VALUE_MAX) {
+		snprintf(err, errn, "secret %s: the value must be 1 to %d bytes", name, SECRET_VALUE_MAX);
+		return -EINVAL;
+	}
+	if (memchr(value, 0, vlen) || memchr(value, '\r', vlen) || memchr(value, '\n', vlen)) {
+		snprintf(err, errn, "secret %s: the value may not contain NUL, CR or LF (it is sent in "
+			 "HTTP headers)", name);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < ss->n; i++) {
+		if (!strcmp(ss->s[i].name, name)) {
+			snprintf(err, errn, "secret %s is given twice", name);
+			return -EEXIST;
+		}
+	}
+	if (ss->n >= SECRETS_MAX) {
+		snprintf(err, errn, "too many secrets (at most %d)", SECRETS_MAX);
+		return -ENOSPC;
+	}
+	struct secret *s = &ss->s[ss->n];
+	memset(s, 0, sizeof(*s));
+	const char *h = hosts;
+	while (*h) {
+		size_t k = strcspn(h, ",");
+		char item[POLICY_NAME_MAX + 4];
+		if (k == 0 || k >= sizeof(item) || s->nhosts >= SECRET_MAX_HOSTS) {
+			snprintf(err, errn, "secret %s: expected 1 to %d host names or globs after '@', "
+				 "separated by commas", name, SECRET_MAX_HOSTS);
+			return -EINVAL;
+		}
+		memcpy(item, h, k);
+		item[k] = 0;
+		if (policy_glob_normalise(item, s->hosts[s->nhosts], sizeof(s->hosts[0])) < 0) {
+			snprintf(err, errn, "secret %s: %.100s is not a host name or glob (api.x.com, "
+				 "*.x.com)", name, item);
+			return -EINVAL;
+		}
+		s->nhosts++;
+		h += k;
+		if (*h == ',')
+			h++;
+	}
+	if (!s->nhosts) {
+		snprintf(err, errn, "secret %s: no host given (NAME[=VALUE]@HOST[,HOST...])", name);
+		return -EINVAL;
+	}
+	uint8_t rnd[16];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		snprintf(err, errn, "secret %s: no randomness for the placeholder", name);
+		return -EIO;
+	}
+	int k = snprintf(s->placeholder, sizeof(s->placeholder), "%s", SECRET_PREFIX);
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		k += snprintf(s->placeholder + k, sizeof(s->placeholder) - (size_t)k, "%02x", rnd[i]);
+	s->value = malloc(vlen);
+	if (!s->value) {
+		snprintf(err, errn, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(s->value, value, vlen);
+	s->vlen = vlen;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	if (vlen > ss->max_vlen)
+		ss->max_vlen = vlen;
+	ss->n++;
+	return 0;
+}
+
+/* Read a secret file: at most SECRET_VALUE_MAX bytes, one final newline dropped. */
+static int read_secret_file(const char *path, uint8_t *out, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t n = 0;
+	for (;;) {
+		ssize_t k = read(fd, out + n, SECRET_VALUE_MAX + 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			int e = -errno;
+			close(fd);
+			return e;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
+		if (n > SECRET_VALUE_MAX) {
+			close(fd);
+			return -EFBIG;
+		}
+	}
+	close(fd);
+	if (n && out[n - 1] == '\n')
+		n--;
+	if (n && out[n - 1] == '\r')
+		n--;
+	*len = n;
+	return 0;
+}
+
+int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, char *err, size_t errn)
+{
+	const char *flag = from_file ? "--secret-file" : "--secret";
+	const char *at = strrchr(spec, '@');
+	const char *eq = strchr(spec, '=');
+	if (eq && at && eq > at)
+		eq = NULL;
+	size_t nlen = (size_t)((eq ? eq : at ? at : spec + strlen(spec)) - spec);
+	char name[SECRET_NAME_MAX + 1];
+	if (!at || nlen == 0 || nlen > SECRET_NAME_MAX || (from_file && !eq)) {
+		snprintf(err, errn, "%s: expected %s", flag,
+			 from_file ? "NAME=PATH@HOST[,HOST...]" : "NAME[=VALUE]@HOST[,HOST...]");
+		return -EINVAL;
+	}
+	memcpy(name, spec, nlen);
+	name[nlen] = 0;
+	uint8_t *val = malloc(SECRET_VALUE_MAX + 1);
+	size_t vlen = 0;
+	int r = 0;
+	if (!val) {
+		snprintf(err, errn, "out of memory");
+		return -ENOMEM;
+	}
+	if (from_file) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%.*s", (int)(at - eq - 1), eq + 1);
+		r = read_secret_file(path, val, &vlen);
+		if (r < 0) {
+			snprintf(err, errn, "%s %s: cannot read %s: %s", flag, name, path,
+				 r == -EFBIG ? "larger than 8192 bytes" : strerror(-r));
+			goto out;
+		}
+	} else if (eq) {
+		vlen = (size_t)(at - eq - 1);
+		memcpy(val, eq + 1, vlen < SECRET_VALUE_MAX + 1 ? vlen : SECRET_VALUE_MAX + 1);
+	} else {
+		const char *env = getenv(name);
+		if (!env) {
+			snprintf(err, errn, "%s %s: $%s is not set (give the value as NAME=VALUE@HOST or "
+				 "export %s)", flag, name, name, name);
+			r = -EINVAL;
+			goto out;
+		}
+		vlen = strlen(env);
+		memcpy(val, env, vlen < SECRET_VALUE_MAX + 1 ? vlen : SECRET_VALUE_MAX + 1);
+	}
+	char e2[300];
+	r = secrets_add(ss, name, val, vlen, at + 1, e2, sizeof(e2));
+	if (r < 0)
+		snprintf(err, errn, "%s: %s", flag, e2);
+out:
+	secret_wipe_free(val, SECRET_VALUE_MAX + 1);
+	return r;
+}
+
+void secrets_clear(struct secrets *ss)
+{
+	if (!ss)
+		return;
+	for (unsigned i = 0; i < ss->n; i++)
+		secret_wipe_free(ss->s[i].value, ss->s[i].vlen);
+	explicit_bzero(ss, sizeof(*ss));
+}
+
+int secrets_allow_hosts(const struct secrets *ss, struct policy *p)
+{
+	for (unsigned i = 0; ss && i < ss->n; i++)
+		for (unsigned j = 0; j < ss->s[i].nhosts; j++) {
+			int r = policy_add(p, ss->s[i].hosts[j]);
+			if (r < 0)
+				return r;
+		}
+	return 0;
+}
+
+bool secret_host_ok(const struct secret *s, const char *host)
+{
+	for (unsigned i = 0; i < s->nhosts; i++)
+		if (policy_glob_matches(s->hosts[i], host))
+			return true;
+	return false;
+}
+
+const struct secret *secrets_find_placeholder(const struct secrets *ss, const uint8_t *p, size_t n)
+{
+	const size_t pl = sizeof(SECRET_PREFIX) - 1;
+	const uint8_t *q = p, *end = p + n;
+	while (ss && ss->n && (q = memmem(q, (size_t)(end - q), SECRET_PREFIX, pl))) {
+		for (unsigned i = 0; i < ss->n; i++)
+			if ((size_t)(end - q) >= SECRET_PLACEHOLDER_LEN &&
+			    !memcmp(q, ss->s[i].placeholder, SECRET_PLACEHOLDER_LEN))
+				return &ss->s[i];
+		q += pl;
+	}
+	return NULL;
+}
+
+/* Every secret whose placeholder is in p must be allowed to go to host; else the first. */
+static const struct secret *first_leak(const struct secrets *ss, const char *host, const uint8_t *p,
+				       size_t n)
+{
+	const size_t pl = sizeof(SECRET_PREFIX) - 1;
+	const uint8_t *q = p, *end = p + n;
+	while ((q = memmem(q, (size_t)(end - q), SECRET_PREFIX, pl))) {
+		for (unsigned i = 0; i < ss->n; i++)
+			if ((size_t)(end - q) >= SECRET_PLACEHOLDER_LEN &&
+			    !memcmp(q, ss->s[i].placeholder, SECRET_PLACEHOLDER_LEN) &&
+			    !secret_host_ok(&ss->s[i], host))
+				return &ss->s[i];
+		q += pl;
+	}
+	return NULL;
+}
+
+static int put_url_encoded(struct buf *out, const uint8_t *v, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = v[i];
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+			if (buf_put_u8(out, c) < 0)
+				return -ENOMEM;
+		} else {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			if (buf_append(out, e, 3) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Copy p to out with the placeholders of secrets allowed for host replaced; counts in *nsub. */
+static int subst(const struct secrets *ss, const char *host, const uint8_t *p, size_t n, bool url,
+		 struct buf *out, int *nsub)
+{
+	const size_t pl = sizeof(SECRET_PREFIX) - 1;
+	const uint8_t *q = p, *end = p + n;
+	while (q < end) {
+		const uint8_t *m = memmem(q, (size_t)(end - q), SECRET_PREFIX, pl);
+		const struct secret *hit = NULL;
+		if (m && (size_t)(end - m) >= SECRET_PLACEHOLDER_LEN)
+			for (unsigned i = 0; i < ss->n && !hit; i++)
+				if (!memcmp(m, ss->s[i].placeholder, SECRET_PLACEHOLDER_LEN) &&
+				    secret_host_ok(&ss->s[i], host))
+					hit = &ss->s[i];
+		const uint8_t *upto = m ? m + (hit ? 0 : pl) : end;
+		if (buf_append(out, q, (size_t)(upto - q)) < 0)
+			return -ENOMEM;
+		q = upto;
+		if (hit) {
+			int r = url ? put_url_encoded(out, hit->value, hit->vlen)
+				    : buf_append(out, hit->value, hit->vlen);
+			if (r < 0)
+				return -ENOMEM;
+			q += SECRET_PLACEHOLDER_LEN;
+			(*nsub)++;
+		}
+	}
+	return 0;
+}
+
+/* Next CRLF-terminated line from *p up to end: sets line and len, advances *p. */
+static bool head_line(const uint8_t **p, const uint8_t *end, const uint8_t **line, size_t *len)
+{
+	const uint8_t *q = *p;
+	while (q + 1 < end && !(q[0] == '\r' && q[1] == '\n'))
+		q++;
+	if (q + 1 >= end)
+		return false;
+	*line = *p;
+	*len = (size_t)(q - *p);
+	*p = q + 2;
+	return true;
+}
+
+static bool header_is(const uint8_t *line, size_t len, const char *name)
+{
+	size_t k = strlen(name);
+	return len > k && line[k] == ':' && !strncasecmp((const char *)line, name, k);
+}
+
+/* The base64 token of "Authorization: Basic TOKEN", or NULL. */
+static const uint8_t *basic_token(const uint8_t *line, size_t len, size_t *tlen)
+{
+	if (!header_is(line, len, "authorization"))
+		return NULL;
+	const uint8_t *v = line + 14, *end = line + len;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	if (end - v < 6 || strncasecmp((const char *)v, "basic ", 6))
+		return NULL;
+	v += 6;
+	while (v < end && *v == ' ')
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*tlen = (size_t)(end - v);
+	return v;
+}
+
+int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
+			    size_t n, bool strip_encoding, struct buf *out,
+			    const struct secret **leak)
+{
+	*leak = NULL;
+	const uint8_t *p = head, *end = head + n, *line;
+	size_t len;
+	struct buf dec = { 0 }, enc = { 0 }, tmp = { 0 };
+	int nsub = 0, r = 0;
+	/* Leaks first, anywhere in the head and inside Basic credentials: nothing goes out. */
+	if ((*leak = first_leak(ss, host, head, n)))
+		return -EPERM;
+	const uint8_t *scan = head;
+	while (head_line(&scan, end, &line, &len) && len) {
+		size_t tl;
+		const uint8_t *tok = basic_token(line, len, &tl);
+		if (!tok)
+			continue;
+		buf_fini(&dec);
+		if (base64_decode(&dec, (const char *)tok, tl) == 0 &&
+		    (*leak = first_leak(ss, host, buf_head(&dec), buf_used(&dec)))) {
+			buf_wipe(&dec);
+			return -EPERM;
+		}
+	}
+	buf_fini(&dec);
+	size_t start = buf_used(out);
+	if (!head_line(&p, end, &line, &len))
+		return -EPROTO;
+	/* Request line: the target is between the two spaces. */
+	const uint8_t *sp1 = memchr(line, ' ', len);
+	const uint8_t *sp2 = sp1 ? memrchr(line, ' ', len) : NULL;
+	if (!sp1 || sp2 == sp1)
+		return -EPROTO;
+	if (buf_append(out, line, (size_t)(sp1 + 1 - line)) < 0 ||
+	    subst(ss, host, sp1 + 1, (size_t)(sp2 - sp1 - 1), true, out, &nsub) < 0 ||
+	    buf_append(out, sp2, (size_t)(line + len - sp2)) < 0 || buf_append(out, "\r\n", 2) < 0)
+		goto nomem;
+	while (head_line(&p, end, &line, &len) && len) {
+		size_t tl;
+		const uint8_t *tok = basic_token(line, len, &tl);
+		if (strip_encoding && header_is(line, len, "accept-encoding"))
+			continue;
+		if (tok && base64_decode(&dec, (const char *)tok, tl) == 0) {
+			int before = nsub;
+			if (subst(ss, host, buf_head(&dec), buf_used(&dec), false, &tmp, &nsub) < 0 ||
+			    base64_encode(&enc, buf_head(&tmp), buf_used(&tmp)) < 0)
+				goto nomem;
+			if (nsub != before) {
+				if (buf_append(out, "Authorization: Basic ", 21) < 0 ||
+				    buf_append(out, buf_head(&enc), buf_used(&enc)) < 0 ||
+				    buf_append(out, "\r\n", 2) < 0)
+					goto nomem;
+				buf_wipe(&dec);
+				buf_wipe(&tmp);
+				buf_wipe(&enc);
+				continue;
+			}
+			buf_wipe(&dec);
+			buf_wipe(&tmp);
+			buf_wipe(&enc);
+		}
+		buf_wipe(&dec); /* a token that was not base64 */
+		if (subst(ss, host, line, len, false, out, &nsub) < 0 || buf_append(out, "\r\n", 2) < 0)
+			goto nomem;
+	}
+	if (strip_encoding && buf_append(out, "Accept-Encoding: identity\r\n", 27) < 0)
+		goto nomem;
+	if (buf_append(out, "\r\n", 2) < 0)
+		goto nomem;
+	return nsub;
+nomem:
+	r = -ENOMEM;
+	buf_wipe(&dec);
+	buf_wipe(&tmp);
+	buf_wipe(&enc);
+	out->len = out->off + start;
+	return r;
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+/*
+ * Replace values in p[0..n). Returns how many bytes were decided (all of them if final); the
+ * rest might be the start of a value and is left for later.
+ */
+static size_t scrub_run(const struct secrets *ss, const uint8_t *p, size_t n, bool final,
+			struct buf *out, int *err)
+{
+	size_t i = 0, emit_from = 0;
+	while (i < n) {
+		const struct secret *hit = NULL;
+		bool partial = false;
+		for (unsigned k = 0; k < ss->n; k++) {
+			const struct secret *s = &ss->s[k];
+			if (p[i] != s->value[0])
+				continue;
+			if (n - i >= s->vlen) {
+				if (!memcmp(p + i, s->value, s->vlen)) {
+					hit = s;
+					break;
+				}
+			} else if (!final && !memcmp(p + i, s->value, n - i)) {
+				partial = true;
+			}
+		}
+		if (hit) {
+			if (buf_append(out, p + emit_from, i - emit_from) < 0 ||
+			    buf_append(out, hit->placeholder, SECRET_PLACEHOLDER_LEN) < 0)
+				*err = -ENOMEM;
+			i += hit->vlen;
+			emit_from = i;
+			continue;
+		}
+		if (partial)
+			break;
+		i++;
+	}
+	if (buf_append(out, p + emit_from, i - emit_from) < 0)
+		*err = -ENOMEM;
+	return i;
+}
+
+int scrub_feed(const struct secrets *ss, struct scrub *sc, const uint8_t *p, size_t n, bool final,
+	       struct buf *out)
+{
+	int err = 0;
+	if (!ss || !ss->n)
+		return n ? buf_append(out, p, n) : 0;
+	if (!buf_used(&sc->hold)) {
+		size_t k = scrub_run(ss, p, n, final, out, &err);
+		if (k < n && buf_append(&sc->hold, p + k, n - k) < 0)
+			return -ENOMEM;
+		return err;
+	}
+	if (buf_append(&sc->hold, p, n) < 0)
+		return -ENOMEM;
+	size_t k = scrub_run(ss, buf_head(&sc->hold), buf_used(&sc->hold), final, out, &err);
+	if (k) {
+		explicit_bzero(buf_head(&sc->hold), k);
+		buf_consume(&sc->hold, k);
+	}
+	return err;
+}
+
+int scrub_all(const struct secrets *ss, const uint8_t *p, size_t n, struct buf *out)
+{
+	int err = 0;
+	if (!ss || !ss->n)
+		return buf_append(out, p, n);
+	scrub_run(ss, p, n, true, out, &err);
+	return err;
+}
+
+void scrub_fini(struct scrub *sc)
+{
+	buf_wipe(&sc->hold);
+}

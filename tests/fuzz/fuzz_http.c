@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer: the intercepting proxy's parsers on hostile bytes. The first input byte picks the
+ * target: 0 request head (parse, then secret rewrite), 1 response head, 2 chunked body decode
+ * (split at a fuzzed point), 3 response scrubbing (split at a fuzzed point), 4 ClientHello SNI.
+ * Invariants are checked, not only crashes: a rewrite toward the secret's host leaves no
+ * placeholder of it; a scrubbed stream never contains the value.
+ */
+#define _GNU_SOURCE
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "net/http.h"
+#include "net/secrets.h"
+#include "net/tlshello.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n);
+
+#define PLACEHOLDER "SANDBOX_SECRET_0123456789abcdef0123456789abcdef"
+#define VALUE "sk-real-value"
+
+static struct secrets ss;
+
+static void setup(void)
+{
+	if (ss.n)
+		return;
+	char err[200];
+	secrets_add(&ss, "KEY", (const uint8_t *)VALUE, strlen(VALUE), "api.test", err, sizeof(err));
+	memcpy(ss.s[0].placeholder, PLACEHOLDER, sizeof(PLACEHOLDER));
+}
+
+static void body_run(const uint8_t *p, size_t n, size_t cut)
+{
+	struct http_body b;
+	http_body_init(&b, HTTP_BODY_CHUNKED, 0);
+	size_t off = 0, avail = cut < n ? cut : n;
+	for (int guard = 0; guard < 100000; guard++) {
+		size_t used, doff, dl;
+		int r = http_body_step(&b, p + off, avail - off, avail == n, &used, &doff, &dl);
+		if (r != 0)
+			return;
+		if (used > avail - off || doff + dl > used)
+			__builtin_trap();
+		off += used;
+		if (!used) {
+			if (avail == n)
+				return;
+			avail = n;
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
+{
+	setup();
+	if (n < 2)
+		return 0;
+	uint8_t mode = p[0] % 5, cut = p[1];
+	p += 2, n -= 2;
+	struct http_msg m;
+	const char *why;
+	struct buf out = { 0 };
+	switch (mode) {
+	case 0: {
+		long hl = http_head_len(p, n, HTTP_MAX_HEAD);
+		if (hl > 0 && http_parse_request(p, (size_t)hl, &m, &why) == 0) {
+			if (m.target_off + m.target_len > (size_t)hl)
+				__builtin_trap();
+			const struct secret *leak;
+			int r = secrets_rewrite_request(&ss, "api.test", p, (size_t)hl, true, &out, &leak);
+			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), PLACEHOLDER, strlen(PLACEHOLDER)))
+				__builtin_trap();
+			buf_fini(&out);
+			r = secrets_rewrite_request(&ss, "other.test", p, (size_t)hl, false, &out, &leak);
+			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)) &&
+			    !memmem(p, (size_t)hl, VALUE, strlen(VALUE)))
+				__builtin_trap(); /* a value appeared toward a host it is not for */
+		}
+		break;
+	}
+	case 1: {
+		long hl = http_head_len(p, n, HTTP_MAX_RESPONSE_HEAD);
+		if (hl > 0 && http_parse_response(p, (size_t)hl, cut & 1, &m, &why) == 0) {
+			static const char *const drop[] = { "content-length", NULL };
+			http_head_filter(p, (size_t)hl, drop, "X: y\r\n", &out);
+		}
+		break;
+	}
+	case 2:
+		body_run(p, n, cut);
+		break;
+	case 3: {
+		struct scrub sc = { 0 };
+		size_t k = cut < n ? cut : n;
+		scrub_feed(&ss, &sc, p, k, false, &out);
+		scrub_feed(&ss, &sc, p + k, n - k, true, &out);
+		if (memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)))
+			__builtin_trap();
+		scrub_fini(&sc);
+		break;
+	}
+	default: {
+		char sni[256];
+		if (tlshello_sni(p, n, sni, sizeof(sni)) == 1 && strlen(sni) >= sizeof(sni))
+			__builtin_trap();
+		break;
+	}
+	}
+	buf_fini(&out);
+	return 0;
+}

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""HTTPS "API" servers for test_secrets.sh (stdlib only).
+
+    secrets_server.py DIR
+
+Makes a test CA (DIR/ca.pem) with openssl(1), a certificate for api.test and other.test signed
+by it, and a self-signed one nobody trusts. Serves on 127.0.0.1:
+  8443  api.test / other.test, trusted through --upstream-ca DIR/ca.pem
+  8444  the untrusted certificate
+Every request's line and headers are appended to DIR/requests.log (so a test can see what the
+upstream received) and counted in DIR/<port>.count. Paths:
+  /echo      200, JSON of the path and headers received (echoes secrets back: scrubbing test)
+  /sse?id=X  text/event-stream: "first", then "second acked" once /ack?id=X came (else timeout)
+  8080       the same handler over plain HTTP
+  /ws        WebSocket: echoes each text message back
+  /upload    reads the body (chunked or content-length), answers its length and sha256
+"""
+import base64, hashlib, http.server, json, os, socketserver, ssl, struct, subprocess, sys, threading, time
+
+D = sys.argv[1]
+lock = threading.Lock()
+
+
+def sh(*a):
+    subprocess.run(a, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_certs():
+    j = lambda n: os.path.join(D, n)
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", j("ca.key"), "-out", j("ca.pem"), "-days", "2", "-subj", "/CN=matchlock test CA",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    with open(j("ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:api.test,DNS:other.test\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\n")
+    sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", j("api.key"), "-out", j("api.csr"), "-subj", "/CN=api.test")
+    sh("openssl", "x509", "-req", "-in", j("api.csr"), "-CA", j("ca.pem"), "-CAkey", j("ca.key"),
+       "-CAcreateserial", "-out", j("api.pem"), "-days", "2", "-extfile", j("ext.cnf"))
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", j("evil.key"), "-out", j("evil.pem"), "-days", "2", "-subj", "/CN=evil.test",
+       "-addext", "subjectAltName=DNS:evil.test")
+
+
+def record(port, text):
+    with lock:
+        with open(os.path.join(D, "requests.log"), "a") as f:
+            f.write(text + "\n")
+        p = os.path.join(D, "%d.count" % port)
+        n = int(open(p).read()) if os.path.exists(p) else 0
+        open(p, "w").write(str(n + 1))
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def setup(self):
+        super().setup()
+
+    def handle_one_request(self):
+        super().handle_one_request()
+
+    def _record(self):
+        record(self.server.server_address[1],
+               "%s %s\n%s" % (self.command, self.path, "".join("%s: %s\n" % kv for kv in self.headers.items())))
+
+    def _send(self, code, body, ctype="application/json", extra=()):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                n = int(self.rfile.readline().split(b";")[0], 16)
+                if n == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(n)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+    def do_GET(self):
+        self._record()
+        if self.path.startswith("/ack"):
+            open(os.path.join(D, "ack-" + self.path.split("=")[-1]), "w").write("1")
+            return self._send(200, b"{}")
+        if self.path.startswith("/sse"):
+            # The second event waits for the client's /ack of the first: a proxy that held the
+            # stream back would make the client see "timeout" instead of "acked".
+            sid = self.path.split("=")[-1]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"data: first\n\n")
+            self.wfile.flush()
+            ack = os.path.join(D, "ack-" + sid)
+            for _ in range(200):
+                if os.path.exists(ack):
+                    break
+                time.sleep(0.1)
+            self.wfile.write(b"data: second " + (b"acked" if os.path.exists(ack) else b"timeout") + b"\n\n")
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if self.path.startswith("/ws"):
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            acc = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", acc)
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            while True:
+                h = self.rfile.read(2)
+                if len(h) < 2:
+                    return
+                op, ln = h[0] & 15, h[1] & 127
+                if ln == 126:
+                    ln = struct.unpack(">H", self.rfile.read(2))[0]
+                elif ln == 127:
+                    ln = struct.unpack(">Q", self.rfile.read(8))[0]
+                mask = self.rfile.read(4) if h[1] & 128 else b"\0\0\0\0"
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(ln)))
+                if op == 8:
+                    self.wfile.write(b"\x88\x00")
+                    return
+                reply = b"echo: " + data
+                self.wfile.write(bytes([0x81, len(reply)]) + reply if len(reply) < 126 else
+                                 bytes([0x81, 126]) + struct.pack(">H", len(reply)) + reply)
+                self.wfile.flush()
+        body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
+        self._send(200, body)
+
+    def do_POST(self):
+        self._record()
+        data = self._body()
+        body = json.dumps({"length": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                           "headers": dict(self.headers.items())}).encode()
+        self._send(200, body)
+
+    do_PUT = do_POST
+
+
+class TS(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def serve(port, cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv = TS(("127.0.0.1", port), H)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+
+make_certs()
+serve(8443, os.path.join(D, "api.pem"), os.path.join(D, "api.key"))
+serve(8444, os.path.join(D, "evil.pem"), os.path.join(D, "evil.key"))
+plain = TS(("127.0.0.1", 8080), H)
+threading.Thread(target=plain.serve_forever, daemon=True).start()
+open(os.path.join(D, "ready"), "w").write("1")
+threading.Event().wait()

@@ -1,0 +1,216 @@
+#!/bin/bash
+# Secrets never enter the VM: TLS interception and in-flight secret injection, end to end.
+#
+# Runs in private mount and network namespaces (unshare -mn) like test_net.sh. An HTTPS "API"
+# (tests/integration/secrets_server.py) with its own test CA listens on the private loopback;
+# matchlock trusts that CA through --upstream-ca and pins the names with --add-host. The server
+# logs what it received, so the tests see what actually left the host.
+if [ -z "${ML_NET_NS:-}" ]; then
+	if ! unshare -mn true 2>/dev/null; then
+		echo "skipped: needs root for unshare -mn (private loopback)"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+	ML_NET_NS=1 exec unshare -mn "$0" "$@"
+fi
+. "$(dirname "$0")/lib.sh"
+
+ip link set lo up
+SRV=$T_OUT/srv
+mkdir -p "$SRV"
+python3 "$ROOT/tests/integration/secrets_server.py" "$SRV" &
+SRV_PID=$!
+trap 'kill $SRV_PID 2>/dev/null; "$ML" kill --all >/dev/null 2>&1; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
+for _ in $(seq 100); do [ -e "$SRV/ready" ] && break; sleep 0.1; done
+[ -e "$SRV/ready" ] || { echo "servers did not start"; echo "0 passed, 1 failed"; exit 1; }
+
+# The default image (curl, python3) for clients that verify certificates.
+ML="$ML" "$ROOT/scripts/default-image.sh" >/dev/null 2>&1 || { echo "no default image (make default-image)"; echo "0 passed, 1 failed"; exit 1; }
+IMG=(--image matchlock/default)
+
+export API_KEY="sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+REAL=$API_KEY
+API=(--secret API_KEY@api.test --add-host api.test:127.0.0.1 --upstream-ca "$SRV/ca.pem")
+log() { cat "$SRV/requests.log" 2>/dev/null; }
+count() { cat "$SRV/$1.count" 2>/dev/null || echo 0; }
+# No output of ours may carry the real value.
+expect_no_real() { [[ $OUT$ERR != *"$REAL"* ]] || fail "the real secret reached the guest or the terminal"; }
+
+t_guest_sees_only_the_placeholder() {
+	ml run --rootfs "$ROOTFS" "${API[@]}" -- sh -c 'echo "key=$API_KEY"; cat /proc/cmdline; env; echo "ca=$SSL_CERT_FILE"; grep -c BEGIN "$SSL_CERT_FILE"'
+	expect_eq status "$RC" 0
+	expect_match "placeholder" "$OUT" "key=SANDBOX_SECRET_[0-9a-f]{32}"$'\n'
+	expect_match "CA bundle variable" "$OUT" "ca=/etc/ssl/matchlock-bundle.pem"
+	expect_no_real
+}
+
+t_real_key_in_header_basic_auth_and_query_over_tls() {
+	: >"$SRV/requests.log"
+	ml run "${IMG[@]}" "${API[@]}" -- sh -c 'curl -sS -H "X-Api-Key: $API_KEY" "https://api.test:8443/echo?key=$API_KEY&v=1"; echo
+		curl -sS -u "user:$API_KEY" https://api.test:8443/echo; echo
+		python3 -c "import os,urllib.request as u; print(u.urlopen(u.Request(\"https://api.test:8443/echo\", headers={\"Authorization\": \"Bearer \"+os.environ[\"API_KEY\"]})).read().decode())"'
+	expect_eq status "$RC" 0
+	local basic
+	basic=$(printf 'user:%s' "$REAL" | base64 -w0)
+	[[ $(log) == *"X-Api-Key: $REAL"* ]] || fail "header: upstream got: $(log)"
+	[[ $(log) == *"GET /echo?key=$REAL&v=1"* ]] || fail "query: upstream got: $(log)"
+	[[ $(log) == *"Authorization: Basic $basic"* ]] || fail "basic auth: upstream got: $(log)"
+	[[ $(log) == *"Authorization: Bearer $REAL"* ]] || fail "python bearer: upstream got: $(log)"
+	[[ $(log) != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the upstream"
+	# The echo carried the real value back: the guest saw the placeholder instead.
+	expect_match "echo scrubbed" "$OUT" '"X-Api-Key": "SANDBOX_SECRET_[0-9a-f]{32}"'
+	expect_no_real
+}
+
+t_placeholder_to_another_allowed_host_is_blocked() {
+	local before
+	before=$(count 8443)
+	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test --add-host other.test:127.0.0.1 -- sh -c \
+		'curl -sS -w "status=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://other.test:8443/echo
+		 curl -sS -w "status=%{http_code}\n" -o /dev/null https://other.test:8443/echo
+		 curl -sS -w "status=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://unlisted.test/; echo "unlisted=$?"'
+	expect_match "403" "$OUT" "status=403"
+	expect_match "body names the rule" "$OUT" "placeholder of secret API_KEY, which may only be sent to api.test"
+	expect_match "a clean request still works" "$OUT" "status=200"
+	expect_match "unlisted host: no name" "$OUT" "unlisted=6"
+	expect_match "secret_leak event" "$ERR" "secret_leak blocked GET https://other.test:8443/echo"
+	expect_eq "requests that reached the server" "$(count 8443)" "$((before + 1))"
+	expect_no_real
+}
+
+t_placeholder_over_plain_http_is_refused() {
+	local before
+	before=$(count 8080)
+	ml run --rootfs "$ROOTFS" "${API[@]}" -- sh -c 'wget -qO- "http://api.test:8080/echo?k=$API_KEY"; echo "wget=$?"'
+	expect_match "refused" "$OUT" "wget=1"
+	expect_match "reason" "$ERR" "placeholder of secret API_KEY over plain HTTP"
+	expect_eq "plain requests that reached the server" "$(count 8080)" "$before"
+}
+
+t_busybox_wget_over_tls() {
+	: >"$SRV/requests.log"
+	ml run --rootfs "$ROOTFS" "${API[@]}" -- sh -c 'wget -qO- --header "X-Api-Key: $API_KEY" https://api.test:8443/echo'
+	expect_eq status "$RC" 0
+	[[ $(log) == *"X-Api-Key: $REAL"* ]] || fail "upstream got: $(log)"
+	expect_match "scrubbed" "$OUT" '"X-Api-Key": "SANDBOX_SECRET_'
+	expect_no_real
+}
+
+t_sse_streams_and_websocket_round_trips() {
+	local sid=$RANDOM$RANDOM
+	ml run "${IMG[@]}" "${API[@]}" -- python3 -c '
+import base64, os, socket, ssl, sys, urllib.request as u
+sid = sys.argv[1]
+r = u.urlopen("https://api.test:8443/sse?id=" + sid)
+first = r.readline().decode().strip(); r.readline()
+u.urlopen("https://api.test:8443/ack?id=" + sid).read()
+second = r.readline().decode().strip()
+print("sse:", first, "|", second)
+s = ssl.create_default_context().wrap_socket(socket.create_connection(("api.test", 8443)), server_hostname="api.test")
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /ws HTTP/1.1\r\nHost: api.test:8443\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+print("ws status:", head.split(b"\r\n")[0].decode())
+for msg in (b"hello", b"again"):
+    mask = os.urandom(4)
+    s.sendall(bytes([0x81, 0x80 | len(msg)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(msg)))
+    h = s.recv(2)
+    print("ws:", s.recv(h[1] & 127).decode())
+' "$sid"
+	expect_eq status "$RC" 0
+	expect_match "SSE first event before the ack" "$OUT" "sse: data: first \| data: second acked"
+	expect_match "101" "$OUT" "ws status: HTTP/1.1 101"
+	expect_match "ws 1" "$OUT" "ws: echo: hello"
+	expect_match "ws 2" "$OUT" "ws: echo: again"
+}
+
+t_keepalive_chunked_upload_and_expect_continue() {
+	head -c 300000 /dev/urandom >"$T_OUT/blob"
+	ml run "${IMG[@]}" "${API[@]}" -- sh -c '
+		head -c 300000 /dev/zero >/tmp/z; sha256sum /tmp/z | cut -c1-64
+		curl -sS -H "Expect: 100-continue" --data-binary @/tmp/z https://api.test:8443/upload; echo
+		curl -sS -H "Transfer-Encoding: chunked" --data-binary @/tmp/z https://api.test:8443/upload; echo
+		python3 -c "
+import http.client, ssl
+c = http.client.HTTPSConnection(\"api.test\", 8443, context=ssl.create_default_context())
+for i in range(3):
+    c.request(\"GET\", \"/echo?i=%d\" % i); r = c.getresponse(); r.read(); print(\"keepalive\", i, r.status)
+"'
+	expect_eq status "$RC" 0
+	local sum
+	sum=$(sed -n 1p <<<"$OUT")
+	[ "$(grep -c "\"length\": 300000, \"sha256\": \"$sum\"" <<<"$OUT")" = 2 ] || fail "uploads: $OUT"
+	expect_match "100-continue sent" "$(log)" "Expect: 100-continue"
+	expect_match "chunked sent" "$(log)" "Transfer-Encoding: chunked"
+	expect_match "keep-alive" "$OUT" "keepalive 2 200"
+}
+
+t_malformed_request_400_and_host_mismatch_403() {
+	ml run "${IMG[@]}" "${API[@]}" -- python3 -c '
+import socket, ssl
+def send(raw):
+    s = ssl.create_default_context().wrap_socket(socket.create_connection(("api.test", 8443)), server_hostname="api.test")
+    s.sendall(raw)
+    out = b""
+    while True:
+        b = s.recv(4096)
+        if not b: break
+        out += b
+    return out.split(b"\r\n")[0].decode()
+print("smuggle:", send(b"POST /echo HTTP/1.1\r\nHost: api.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+print("mismatch:", send(b"GET /echo HTTP/1.1\r\nHost: other.test\r\n\r\n"))
+print("huge:", send(b"GET /echo HTTP/1.1\r\nHost: api.test\r\nX: " + b"a" * 20000 + b"\r\n\r\n"))
+print("after:", send(b"GET /echo HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n"))
+'
+	expect_eq status "$RC" 0
+	expect_match "ambiguous framing" "$OUT" "smuggle: HTTP/1.1 400"
+	expect_match "Host must match SNI" "$OUT" "mismatch: HTTP/1.1 403"
+	expect_match "bounded head" "$OUT" "huge: HTTP/1.1 400"
+	expect_match "still serving" "$OUT" "after: HTTP/1.1 200"
+}
+
+t_untrusted_upstream_is_refused() {
+	local before
+	before=$(count 8444)
+	ml run "${IMG[@]}" "${API[@]}" --allow-host evil.test --add-host evil.test:127.0.0.1 -- sh -c \
+		'curl -sS -w "status=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://evil.test:8444/echo'
+	expect_match "502" "$OUT" "status=502"
+	expect_match "why" "$OUT" "upstream evil.test is not trusted"
+	expect_eq "requests that reached the untrusted server" "$(count 8444)" "$before"
+}
+
+t_secret_file_get_redacted_and_nothing_on_disk() {
+	printf '%s\n' "$REAL-file" >"$T_OUT/keyfile"
+	ml run -d --rootfs "$ROOTFS" --secret-file FILE_KEY="$T_OUT/keyfile"@api.test "${API[@]}" \
+		--add-host api.test:127.0.0.1
+	expect_eq status "$RC" 0
+	local id=$OUT
+	ml get "$id"
+	expect_match "redacted" "$OUT" '"API_KEY":\{"value":"<redacted>","hosts":\["api.test"\]\}'
+	ml exec "$id" -- sh -c 'echo "$FILE_KEY"; wget -qO- --header "X: $FILE_KEY" https://api.test:8443/echo >/dev/null; echo "wget=$?"'
+	expect_match "file secret placeholder" "$OUT" "^SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "request" "$OUT" "wget=0"
+	[[ $(log) == *"X: $REAL-file"* ]] || fail "upstream did not get the file secret"
+	grep -rF -- "$REAL" "$MATCHLOCK_HOME" && fail "the secret is in a file under MATCHLOCK_HOME"
+	grep -qF -- "$REAL" "/proc/$(pgrep -f "run -d --rootfs $ROOTFS --secret-file" | head -1)/cmdline" 2>/dev/null &&
+		fail "the secret is in the supervisor's command line"
+	pgrep -a qemu-system | grep -qF -- "$REAL" && fail "the secret is in QEMU's command line"
+	ml kill "$id"
+	grep -rF -- "$REAL" "$MATCHLOCK_HOME" && fail "the secret is in a file under MATCHLOCK_HOME after the run"
+	return 0
+}
+
+t_secret_flag_errors() {
+	ml run --rootfs "$ROOTFS" --secret UNSET_KEY_XYZ@api.test -- true
+	expect_one_line_error
+	expect_match "unset" "$ERR" 'UNSET_KEY_XYZ is not set'
+	ml run --rootfs "$ROOTFS" --secret 'K=v@' -- true
+	expect_one_line_error
+	ml run --rootfs "$ROOTFS" --upstream-ca /nonexistent.pem -- true
+	expect_one_line_error
+}
+
+run_tests

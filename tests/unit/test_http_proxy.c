@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+/* The intercepting proxy's pure parts: HTTP/1 heads and bodies, secrets, ClientHello SNI. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/base64.h"
+#include "net/http.h"
+#include "net/secrets.h"
+#include "net/tlshello.h"
+
+#define S(x) (const uint8_t *)(x), strlen(x)
+
+static void test_request_heads(void)
+{
+	struct http_msg m;
+	const char *why;
+	const char *ok = "POST /v1/x?a=1 HTTP/1.1\r\nHost: API.test:8443\r\nContent-Length: 12\r\n\r\nbody";
+	long hl = http_head_len(S(ok), HTTP_MAX_HEAD);
+	CHECK_EQ_INT(hl, (long)strlen(ok) - 4);
+	CHECK_EQ_INT(http_parse_request((const uint8_t *)ok, (size_t)hl, &m, &why), 0);
+	CHECK(!strcmp(m.method, "POST") && !strcmp(m.host, "api.test"));
+	CHECK_EQ_INT(m.framing, HTTP_BODY_LENGTH);
+	CHECK_EQ_INT(m.length, 12);
+	CHECK_EQ_INT(http_head_len(S("GET / HTTP/1.1\r\nHost: a\r\n"), HTTP_MAX_HEAD), 0);
+
+	static const char *const bad[] = {
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"GET / HTTP/1.1\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+		"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+		"GET https://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+		"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHo st: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
+		"GET x HTTP/1.1\r\nHost: a\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (!CHECK_EQ_INT(http_parse_request(S(bad[i]), &m, &why), -EPROTO))
+			fprintf(stderr, "  accepted: %s\n", bad[i]);
+	}
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+					  "Connection: Upgrade\r\nUpgrade: websocket\r\nExpect: 100-continue\r\n\r\n"),
+					&m, &why), 0);
+	CHECK(m.framing == HTTP_BODY_CHUNKED && m.upgrade && m.expect_continue);
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.0\r\nHost: a\r\n\r\n"), &m, &why), 0);
+	CHECK(m.close && m.framing == HTTP_BODY_NONE);
+	/* A head that never ends is refused at the bound. */
+	char *big = malloc(HTTP_MAX_HEAD + 10);
+	memset(big, 'a', HTTP_MAX_HEAD + 10);
+	CHECK_EQ_INT(http_head_len((uint8_t *)big, HTTP_MAX_HEAD + 10, HTTP_MAX_HEAD), -EPROTO);
+	free(big);
+}
+
+static void test_response_heads(void)
+{
+	struct http_msg m;
+	const char *why;
+	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), false, &m, &why), 0);
+	CHECK(m.status == 200 && m.framing == HTTP_BODY_LENGTH && m.length == 5);
+	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), true, &m, &why), 0);
+	CHECK_EQ_INT(m.framing, HTTP_BODY_NONE);
+	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"), false, &m, &why), 0);
+	CHECK_EQ_INT(m.framing, HTTP_BODY_NONE);
+	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\n\r\n"), false, &m, &why), 0);
+	CHECK_EQ_INT(m.framing, HTTP_BODY_CLOSE);
+	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 100 Continue\r\n\r\n"), false, &m, &why), 0);
+	CHECK(m.status == 100 && m.framing == HTTP_BODY_NONE);
+	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 20 OK\r\n\r\n"), false, &m, &why), -EPROTO);
+	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+					 false, &m, &why), -EPROTO);
+}
+
+/* Decode a whole body fed one byte at a time; returns the data or NULL if malformed. */
+static char *decode_bytewise(enum http_framing f, uint64_t len, const char *wire, size_t *rest)
+{
+	struct http_body b;
+	http_body_init(&b, f, len);
+	struct buf in = { 0 }, out = { 0 };
+	size_t n = strlen(wire), fed = 0;
+	for (;;) {
+		size_t used, off, dl;
+		int r = http_body_step(&b, buf_head(&in), buf_used(&in), fed == n, &used, &off, &dl);
+		if (r < 0) {
+			buf_fini(&in);
+			buf_fini(&out);
+			return NULL;
+		}
+		buf_append(&out, buf_head(&in) + off, dl);
+		buf_consume(&in, used);
+		if (r == 1)
+			break;
+		if (!used) {
+			if (fed == n)
+				break;
+			buf_append(&in, wire + fed++, 1);
+		}
+	}
+	*rest = n - fed + buf_used(&in);
+	buf_put_u8(&out, 0);
+	buf_fini(&in);
+	return (char *)out.p;
+}
+
+static void test_bodies(void)
+{
+	size_t rest;
+	char *d = decode_bytewise(HTTP_BODY_CHUNKED, 0, "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nT: x\r\n\r\nNEXT", &rest);
+	CHECK(d && !strcmp(d, "hello world"));
+	CHECK_EQ_INT(rest, 4); /* "NEXT": the next message starts right after the body */
+	free(d);
+	d = decode_bytewise(HTTP_BODY_LENGTH, 3, "abcdef", &rest);
+	CHECK(d && !strcmp(d, "abc"));
+	free(d);
+	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "zz\r\n", &rest) == NULL);
+	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "3\r\nabcX\r\n", &rest) == NULL);
+	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "ffffffffffffffffff\r\n", &rest) == NULL);
+	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "5\r\nab", &rest) == NULL); /* truncated at EOF */
+	d = decode_bytewise(HTTP_BODY_CLOSE, 0, "until the end", &rest);
+	CHECK(d && !strcmp(d, "until the end"));
+	free(d);
+	char t[64];
+	http_target_redacted(S("/v1/x?key=secret&b=2#frag"), t, sizeof(t));
+	CHECK(!strcmp(t, "/v1/x?key=&b="));
+}
+
+static struct secrets ss;
+
+static void test_secrets(void)
+{
+	char err[300];
+	const uint8_t v[] = "sk-real/value+1";
+	CHECK_EQ_INT(secrets_add(&ss, "API_KEY", v, sizeof(v) - 1, "api.test,*.api2.test", err, sizeof(err)), 0);
+	CHECK_EQ_INT(secrets_add(&ss, "API_KEY", v, 3, "a.test", err, sizeof(err)), -EEXIST);
+	CHECK_EQ_INT(secrets_add(&ss, "BAD NAME", v, 3, "a.test", err, sizeof(err)), -EINVAL);
+	CHECK_EQ_INT(secrets_add(&ss, "CRLF", (const uint8_t *)"a\r\nb", 4, "a.test", err, sizeof(err)), -EINVAL);
+	CHECK_EQ_INT(secrets_add(&ss, "NOHOST", v, 3, "", err, sizeof(err)), -EINVAL);
+	const struct secret *s = &ss.s[0];
+	CHECK_EQ_INT(strlen(s->placeholder), SECRET_PLACEHOLDER_LEN);
+	CHECK(!strncmp(s->placeholder, "SANDBOX_SECRET_", 15));
+	CHECK_EQ_INT(strspn(s->placeholder + 15, "0123456789abcdef"), 32);
+	CHECK(secret_host_ok(s, "api.test") && secret_host_ok(s, "x.api2.test") && !secret_host_ok(s, "api2.test"));
+
+	/* Header, query (percent-encoded), Basic credentials. */
+	char head[1024], basic_in[200], basic_out[200];
+	struct buf b64 = { 0 };
+	snprintf(basic_in, sizeof(basic_in), "u:%s", s->placeholder);
+	base64_encode(&b64, (const uint8_t *)basic_in, strlen(basic_in));
+	buf_put_u8(&b64, 0);
+	snprintf(head, sizeof(head), "GET /x?k=%s HTTP/1.1\r\nHost: api.test\r\nX-Key: Bearer %s\r\n"
+		 "Authorization: Basic %s\r\nAccept-Encoding: gzip\r\n\r\n", s->placeholder, s->placeholder,
+		 (char *)b64.p);
+	buf_fini(&b64);
+	struct buf out = { 0 };
+	const struct secret *leak;
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "api.test", S(head), true, &out, &leak), 3);
+	buf_put_u8(&out, 0);
+	base64_encode(&b64, (const uint8_t *)"u:sk-real/value+1", 17);
+	buf_put_u8(&b64, 0);
+	snprintf(basic_out, sizeof(basic_out), "Authorization: Basic %s\r\n", (char *)b64.p);
+	CHECK(strstr((char *)out.p, "GET /x?k=sk-real%2Fvalue%2B1 HTTP/1.1\r\n"));
+	CHECK(strstr((char *)out.p, "X-Key: Bearer sk-real/value+1\r\n"));
+	CHECK(strstr((char *)out.p, basic_out));
+	CHECK(strstr((char *)out.p, "Accept-Encoding: identity\r\n\r\n") && !strstr((char *)out.p, "gzip"));
+	CHECK(!strstr((char *)out.p, "SANDBOX_SECRET_"));
+	buf_fini(&out);
+	buf_fini(&b64);
+
+	/* Headed elsewhere: refused, nothing written, the secret named. */
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak), -EPERM);
+	CHECK(leak == s && buf_used(&out) == 0);
+	/* Only inside Basic credentials: still caught. */
+	snprintf(basic_in, sizeof(basic_in), "u:%s", s->placeholder);
+	base64_encode(&b64, (const uint8_t *)basic_in, strlen(basic_in));
+	buf_put_u8(&b64, 0);
+	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: o\r\nAuthorization: basic %s\r\n\r\n", (char *)b64.p);
+	buf_fini(&b64);
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak), -EPERM);
+	/* No placeholder: unchanged. */
+	const char *plain = "GET / HTTP/1.1\r\nHost: o\r\nX: SANDBOX_SECRET_nothex\r\n\r\n";
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(plain), false, &out, &leak), 0);
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), plain, strlen(plain));
+	buf_fini(&out);
+}
+
+static void test_scrub(void)
+{
+	const struct secret *s = &ss.s[0];
+	const char *text = "a sk-real/value+1 b sk-real/value+1sk-real/value c sk-re";
+	/* Every split point of the stream gives the same result. */
+	char want[512];
+	snprintf(want, sizeof(want), "a %s b %ssk-real/value c sk-re", s->placeholder, s->placeholder);
+	for (size_t cut = 0; cut <= strlen(text); cut++) {
+		struct scrub sc = { 0 };
+		struct buf out = { 0 };
+		scrub_feed(&ss, &sc, (const uint8_t *)text, cut, false, &out);
+		scrub_feed(&ss, &sc, (const uint8_t *)text + cut, strlen(text) - cut, false, &out);
+		scrub_feed(&ss, &sc, NULL, 0, true, &out);
+		if (!CHECK_EQ_MEM(buf_head(&out), buf_used(&out), want, strlen(want)))
+			fprintf(stderr, "  cut at %zu\n", cut);
+		buf_fini(&out);
+		scrub_fini(&sc);
+	}
+	/* Bytes that cannot start a value are never held back (SSE arrives as it comes). */
+	struct scrub sc = { 0 };
+	struct buf out = { 0 };
+	scrub_feed(&ss, &sc, S("data: 1\n\n"), false, &out);
+	CHECK_EQ_INT(buf_used(&out), 9);
+	buf_fini(&out);
+	scrub_fini(&sc);
+}
+
+static void test_tlshello(void)
+{
+	/* A minimal ClientHello with SNI "API.Test". */
+	uint8_t h[200];
+	size_t k = 0;
+	const char *name = "API.Test";
+	size_t nl = strlen(name);
+	uint8_t body[160];
+	size_t b = 0;
+	body[b++] = 3, body[b++] = 3;
+	memset(body + b, 7, 32), b += 32;
+	body[b++] = 0; /* session id */
+	body[b++] = 0, body[b++] = 2, body[b++] = 0x13, body[b++] = 0x01; /* suites */
+	body[b++] = 1, body[b++] = 0; /* compression */
+	size_t extlen = 4 + 2 + 3 + nl;
+	body[b++] = 0, body[b++] = (uint8_t)extlen;
+	body[b++] = 0, body[b++] = 0; /* server_name */
+	body[b++] = 0, body[b++] = (uint8_t)(2 + 3 + nl);
+	body[b++] = 0, body[b++] = (uint8_t)(3 + nl);
+	body[b++] = 0, body[b++] = 0, body[b++] = (uint8_t)nl;
+	memcpy(body + b, name, nl), b += nl;
+	h[k++] = 0x16, h[k++] = 3, h[k++] = 1, h[k++] = 0, h[k++] = (uint8_t)(4 + b);
+	h[k++] = 1, h[k++] = 0, h[k++] = 0, h[k++] = (uint8_t)b;
+	memcpy(h + k, body, b), k += b;
+	char sni[256];
+	CHECK_EQ_INT(tlshello_sni(h, k, sni, sizeof(sni)), 1);
+	CHECK(!strcmp(sni, "api.test"));
+	for (size_t i = 0; i < k; i++)
+		CHECK_EQ_INT(tlshello_sni(h, i, sni, sizeof(sni)), 0);
+	CHECK_EQ_INT(tlshello_sni(S("GET / HTTP/1.1\r\n"), sni, sizeof(sni)), -ENOENT);
+	CHECK_EQ_INT(tlshello_sni(S("SSH-2.0-x\r\n"), sni, sizeof(sni)), -ENOENT);
+	h[5] = 2; /* a ServerHello from the guest: TLS-looking, not a ClientHello */
+	CHECK_EQ_INT(tlshello_sni(h, k, sni, sizeof(sni)), -EPROTO);
+}
+
+int main(void)
+{
+	test_request_heads();
+	test_response_heads();
+	test_bodies();
+	test_secrets();
+	test_scrub();
+	test_tlshello();
+	secrets_clear(&ss);
+	return check_summary();
+}
