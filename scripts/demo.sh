@@ -29,3 +29,10 @@ step --timeout 2 -- sleep 60
 step -- sh -c 'rm -rf /bin/ls && echo "deleted /bin/ls in this sandbox"'
 step -- sh -c 'ls -d /bin/ls && echo "...and the next sandbox starts clean"'
 rm -f /tmp/matchlock-demo.err
+
+# Secrets and the sealed network, against a local HTTPS API (private network namespace).
+if [ "$(id -u)" = 0 ]; then
+	unshare -mn scripts/demo-secrets.sh
+else
+	echo "(the secrets demo needs root for a private network namespace: skipped)"
+fi
