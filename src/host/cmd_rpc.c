@@ -570,7 +570,7 @@ static void on_log_timer(struct timer *t)
 	uint8_t tmp[65536];
 	ssize_t n;
 	while (buf_used(&r->out) < RPC_OUT_HIGH && (n = read(c->log_fd, tmp, sizeof(tmp))) > 0)
-		rpc_notify(r, "log_stream.data", json_pack("{s:O,s:s%}", "id", c->id, "data", (char *)tmp, (size_t)n));
+		rpc_notify(r, "log_stream.data", json_pack("{s:O,s:o}", "id", c->id, "data", b64_json(tmp, (size_t)n)));
 	loop_timer_set(&r->loop, t, r->loop.now + 200000000ull);
 }
 
