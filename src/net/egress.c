@@ -306,16 +306,7 @@ static void conn_deny(struct conn *c, enum net_event_kind kind, const char *reas
 	}
 	snprintf(c->reason, sizeof(c->reason), "matchlock: request to %s blocked: %s",
 		 *c->name ? c->name : c->dst, reason);
-	if (c->w.fd >= 0) {
-		loop_unwatch(c->e->l, &c->w);
-		close(c->w.fd);
-		c->w.fd = -1;
-	}
-	if (c->job) {
-		c->job->owner = NULL;
-		c->job = NULL;
-	}
-	loop_timer_cancel(c->e->l, &c->connect_timer);
+	conn_drop_upstream(c);
 	c->state = C_DENY_HTTP;
 	/* Whatever the guest sent is dropped: give the window back. */
 	mux_consumed(c->e->m, c->s, (uint32_t)buf_used(&c->up));

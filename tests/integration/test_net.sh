@@ -6,14 +6,7 @@
 # /etc/resolv.conf bind-mounted over the host's, so nothing of the machine is changed. The
 # host's resolver points at a counting DNS server: any query the egress engine forwarded would
 # show up there.
-if [ -z "${ML_NET_NS:-}" ]; then
-	if ! unshare -mn true 2>/dev/null; then
-		echo "skipped: needs root for unshare -mn (private loopback and /etc/hosts)"
-		echo "0 passed, 1 failed"
-		exit 1
-	fi
-	ML_NET_NS=1 exec unshare -mn "$0" "$@"
-fi
+. "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
 ip link set lo up

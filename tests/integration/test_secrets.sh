@@ -5,14 +5,7 @@
 # (tests/integration/secrets_server.py) with its own test CA listens on the private loopback;
 # matchlock trusts that CA through --upstream-ca and pins the names with --add-host. The server
 # logs what it received, so the tests see what actually left the host.
-if [ -z "${ML_NET_NS:-}" ]; then
-	if ! unshare -mn true 2>/dev/null; then
-		echo "skipped: needs root for unshare -mn (private loopback)"
-		echo "0 passed, 1 failed"
-		exit 1
-	fi
-	ML_NET_NS=1 exec unshare -mn "$0" "$@"
-fi
+. "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
 ip link set lo up
