@@ -25,10 +25,11 @@ t_first_boot_saves_then_restores() {
 t_clones_do_not_share_identity() {
 	timing -- true >/dev/null # make sure the template exists
 	local a b ta tb now
-	a=$("$ML" run -d --rootfs "$ROOTFS") || fail "run -d a"
-	b=$("$ML" run -d --rootfs "$ROOTFS") || fail "run -d b"
-	ta=$("$ML" exec "$a" -- sh -c 'hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; date +%s; echo secret-a > /tmp/mine')
-	tb=$("$ML" exec "$b" -- sh -c 'hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; date +%s; cat /tmp/mine 2>&1')
+	timing --secret TOKEN=same-value@api.test -- true >/dev/null # this shape's template too
+	a=$("$ML" run -d --secret TOKEN=same-value@api.test --rootfs "$ROOTFS") || fail "run -d a"
+	b=$("$ML" run -d --secret TOKEN=same-value@api.test --rootfs "$ROOTFS") || fail "run -d b"
+	ta=$("$ML" exec "$a" -- sh -c 'hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; date +%s; echo secret-a > /tmp/mine; echo $TOKEN')
+	tb=$("$ML" exec "$b" -- sh -c 'hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"; echo; date +%s; cat /tmp/mine 2>&1; echo $TOKEN')
 	now=$(date +%s)
 	expect_eq "hostname a" "$(sed -n 1p <<<"$ta")" "$a"
 	expect_eq "hostname b" "$(sed -n 1p <<<"$tb")" "$b"
@@ -38,6 +39,10 @@ t_clones_do_not_share_identity() {
 		[ "${d#-}" -le 5 ] || fail "guest clock off by $d s"
 	done
 	expect_match "b cannot see a's file" "$(sed -n 4p <<<"$tb")" "No such file"
+	expect_match "placeholder a" "$(sed -n 4p <<<"$ta")" '^SANDBOX_SECRET_[0-9a-f]{32}$'
+	expect_match "placeholder b" "$(sed -n 5p <<<"$tb")" '^SANDBOX_SECRET_[0-9a-f]{32}$'
+	[ "$(sed -n 4p <<<"$ta")" != "$(sed -n 5p <<<"$tb")" ] || fail "two clones got the same placeholder"
+	"$ML" get "$a" | grep -q "same-value" && fail "the secret value is in the record"
 	"$ML" kill "$a" >/dev/null; "$ML" kill "$b" >/dev/null
 	"$ML" rm "$a" "$b" >/dev/null
 }
