@@ -759,6 +759,23 @@ static void conn_check_head(struct conn *c)
 	emit(c->e, NET_EV_HTTP, true, c->name, c->dst, c->port, "Host header matches");
 }
 
+/*
+ * Guest bytes (or its EOF) arrived: learn what the stream speaks, check an HTTP request head,
+ * then relay. Until the first bytes tell TLS from HTTP from raw TCP nothing moves, except at
+ * EOF (final), when whatever came decides.
+ */
+static void conn_advance(struct conn *c, bool final)
+{
+	if (c->mode == M_UNKNOWN && (conn_classify(c) < 0 || (!final && c->mode == M_UNKNOWN)))
+		return;
+	if (c->http && !c->head_ok) {
+		conn_check_head(c);
+		if (!c->head_ok)
+			return;
+	}
+	conn_pump(c);
+}
+
 int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_frame *f)
 {
 	if (f->type == MUX_OPEN) {
@@ -801,14 +818,7 @@ int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_fra
 				conn_send_403(c);
 			return 0;
 		}
-		if (c->mode == M_UNKNOWN && (conn_classify(c) < 0 || c->mode == M_UNKNOWN))
-			return 0;
-		if (c->http && !c->head_ok) {
-			conn_check_head(c);
-			if (!c->head_ok)
-				return 0;
-		}
-		conn_pump(c);
+		conn_advance(c, false);
 		break;
 	case MUX_EOF:
 		if (f->chan != MUX_CHAN_IN) {
@@ -820,14 +830,7 @@ int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_fra
 			conn_send_403(c);
 			return 0;
 		}
-		if (c->mode == M_UNKNOWN && conn_classify(c) < 0)
-			return 0;
-		if (c->http && !c->head_ok) {
-			conn_check_head(c);
-			if (!c->head_ok)
-				return 0;
-		}
-		conn_pump(c);
+		conn_advance(c, true);
 		break;
 	case MUX_CREDIT:
 		if (c->state == C_OPEN || c->tls)
