@@ -60,8 +60,15 @@ int cmd_list(int argc, char **argv)
 		char pid[16] = "-";
 		if (live)
 			snprintf(pid, sizeof(pid), "%d", r->pid);
-		printf("%-12s %-9s %-40.40s %-20s %s\n", r->id, sb_status_names[r->status], r->image,
-		       created, pid);
+		/* A long path or reference keeps its end, the part that tells images apart. */
+		char image[44];
+		size_t len = strlen(r->image);
+		if (len > 40)
+			snprintf(image, sizeof(image), "...%s", r->image + len - 37);
+		else
+			snprintf(image, sizeof(image), "%s", r->image);
+		printf("%-12s %-9s %-40s %-20s %s\n", r->id, sb_status_names[r->status], image, created,
+		       pid);
 	}
 	state_free_list(list, n);
 	state_close(st);
