@@ -1,5 +1,6 @@
 # Tiny test harness for integration tests (sourced). Each test is a shell function named t_*;
-# `run_tests` runs them in file order, each in a subshell, and prints "N passed, N failed".
+# `run_tests "$@"` runs them (or only those named on the command line: `test_run.sh t_timeout`),
+# each in a subshell, and prints "N passed, N failed".
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
@@ -33,7 +34,10 @@ expect_one_line_error() {
 
 run_tests() {
 	local pass=0 failed=0 t
-	for t in $(declare -F | awk '{print $3}' | grep '^t_'); do
+	local names=("$@")
+	[ $# -gt 0 ] || names=($(declare -F | awk '{print $3}' | grep '^t_'))
+	for t in "${names[@]}"; do
+		declare -F "$t" >/dev/null || { echo "FAIL $t (no such test)"; failed=$((failed + 1)); continue; }
 		local start=$SECONDS
 		if (set -u; $t); then
 			pass=$((pass + 1))

@@ -282,4 +282,4 @@ PY
 	expect_clean
 }
 
-run_tests
+run_tests "$@"

@@ -228,5 +228,5 @@ t_run_publish() {
 }
 
 start_shared
-run_tests
+run_tests "$@"
 stop_shared

@@ -177,4 +177,4 @@ t_bad_flags() {
 	expect_one_line_error
 }
 
-run_tests
+run_tests "$@"

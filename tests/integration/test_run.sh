@@ -229,4 +229,4 @@ t_diagnose() {
 	[ "$RC" != 0 ] || fail "diagnose passes without QEMU"
 }
 
-run_tests
+run_tests "$@"

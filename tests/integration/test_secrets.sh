@@ -206,4 +206,4 @@ t_secret_flag_errors() {
 	expect_one_line_error
 }
 
-run_tests
+run_tests "$@"

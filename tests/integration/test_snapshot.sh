@@ -79,4 +79,4 @@ t_gc_drops_orphaned_templates() {
 	return 0
 }
 
-run_tests
+run_tests "$@"
