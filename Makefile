@@ -118,8 +118,10 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(OCI_PARSE_SRC) $(NET_PURE_SRC)
 
 unit: $(UNITS) $(UNITS_SAN)
 
+# The default image is built here, before any suite: test_secrets.sh needs it and runs in a
+# private network namespace, where mmdebstrap cannot reach the package archive.
 test: deps
-	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS)
+	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image
 	@tests/run
 
 demo: deps
