@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "common/base64.h"
 #include "common/jsonw.h"
+#include "child.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "launch.h"
@@ -692,6 +693,8 @@ static int rpc_secrets_from(struct rpc *r, json_t *secrets, char *err, size_t er
 		}
 		if (secrets_add(&r->secrets, name, (const uint8_t *)value, strlen(value), list, err, errn) < 0)
 			return -EINVAL;
+		/* The SDK's program may hold the value in the environment we inherited (child.h). */
+		child_wipe_env_value(value, strlen(value));
 	}
 	if (secrets_allow_hosts(&r->secrets, &r->policy) < 0) {
 		snprintf(err, errn, "network.secrets: too many allowed hosts");

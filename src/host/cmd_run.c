@@ -20,6 +20,7 @@
 
 #include "accel.h"
 #include "cli.h"
+#include "child.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "paths.h"
@@ -555,6 +556,12 @@ int cmd_run(int argc, char **argv)
 	}
 	if (r < 0)
 		goto out;
+	/*
+	 * The values now live in o.secrets only: wipe them from our environment block, which
+	 * /proc/PID/environ of this process (the supervisor, also after -d) would otherwise show.
+	 */
+	for (unsigned i = 0; i < o.secrets->n; i++)
+		child_wipe_env_value(o.secrets->s[i].value, o.secrets->s[i].vlen);
 	if (o.secrets->n && o.policy->no_network) {
 		snprintf(err, sizeof(err), "--secret cannot be combined with --no-network");
 		goto out;
