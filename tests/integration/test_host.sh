@@ -54,4 +54,61 @@ t_secret_in_no_process_environment() {
 	ml kill "$id"
 }
 
+# Text from an image config (what a registry sends) and from the guest's agent reaches our error
+# messages; a terminal must get it escaped, never as ESC/BEL/newline bytes it would act on.
+t_guest_and_image_text_is_escaped() {
+	local esc bad
+	esc=$(printf '\033]0;pwned\007\033[2J/nope\nmatchlock: forged')
+	tar -C "$ROOTFS" --owner=0 --group=0 -cf "$T_OUT/base.tar" .
+	python3 "$ROOT/scripts/oci_image.py" docker-save "$T_OUT/esc.tar" --layer "$T_OUT/base.tar" \
+		--entrypoint "$esc" >/dev/null || fail "building the image"
+	ml image import local/esc <"$T_OUT/esc.tar"
+	expect_eq "import" "$RC" 0
+	ml run --image local/esc
+	expect_eq status "$RC" 127
+	[[ $ERR != *[$'\001'-$'\010\012'-$'\037\177']* ]] || fail "a control byte reached stderr: $(printf '%s' "$ERR" | od -c | head -5)"
+	expect_match "escaped, one line" "$ERR" '^matchlock: \\x1b\]0;pwned\\x07\\x1b\[2J/nope\\x0amatchlock: forged: .*No such file'
+	# A root filesystem path with an escape: `ls` shows it escaped.
+	bad="$T_OUT/$(printf 'r\033[31m')"
+	ln -s "$ROOTFS" "$bad"
+	ml run -d --rootfs "$bad"
+	expect_eq "run -d" "$RC" 0
+	local id=$OUT
+	ml ls
+	[[ $OUT != *$'\033'* ]] || fail "ls printed an ESC byte"
+	expect_match "ls" "$OUT" "$id +running +.*r\\\\x1b\[31m "
+	ml kill "$id"
+}
+
+LOG_CAP=$((8 << 20)) # LOG_FILE_CAP in src/common/log.h
+
+# A guest filling its log: 40 MB of a detached command's output, then console writes (the
+# console is slow under TCG, so the bulk goes through the command's output: the same sink). The sandbox's log files never pass twice the cap; `log` and `log -f`
+# still show the newest output.
+t_log_capped_and_rotated() {
+	ml run -d --rootfs "$ROOTFS" -- sh -c 'dd if=/dev/zero bs=64k count=640 2>/dev/null | tr "\0" y
+		sleep 1; dd if=/dev/zero bs=1k count=200 2>/dev/null | tr "\0" c >/dev/console; echo END-MARK >/dev/console; sleep 600'
+	expect_eq "run -d" "$RC" 0
+	local id=$OUT dir="$MATCHLOCK_HOME/state/sandboxes/$OUT" max=0 total i
+	"$ML" log -f "$id" >"$T_OUT/follow" 2>&1 &
+	local fpid=$!
+	for i in $(seq 600); do
+		total=$(( $(stat -c %s "$dir/log" 2>/dev/null || echo 0) + $(stat -c %s "$dir/log.1" 2>/dev/null || echo 0) ))
+		[ "$total" -gt "$max" ] && max=$total
+		"$ML" log "$id" | tail -c 300000 | grep -q END-MARK && break
+		sleep 0.1
+	done
+	"$ML" log "$id" >"$T_OUT/log"
+	ml kill "$id"
+	for i in $(seq 100); do kill -0 $fpid 2>/dev/null || break; sleep 0.1; done
+	kill $fpid 2>/dev/null
+	echo "    log: peak $max bytes on disk (cap $LOG_CAP)"
+	[ "$max" -le $((2 * LOG_CAP)) ] || fail "the log reached $max bytes (cap $LOG_CAP, at most twice that)"
+	[ -e "$dir/log.1" ] || fail "no rotation: $(ls -l "$dir")"
+	tail -c 300000 "$T_OUT/log" | grep -q END-MARK || fail "log does not end with the newest output"
+	[ "$(stat -c %s "$T_OUT/log")" -le $((2 * LOG_CAP)) ] || fail "log printed more than the two files"
+	grep -q ccccccccc "$T_OUT/log" || fail "no console output in the log"
+	grep -q END-MARK "$T_OUT/follow" || fail "log -f lost the output after a rotation"
+}
+
 run_tests "$@"
