@@ -52,6 +52,21 @@ t_secret_in_no_process_environment() {
 	[ -n "$pid" ] || fail "no supervisor pid for $id"
 	(expect_value_in_no_process "$pid") || { "$ML" kill "$id" >/dev/null; fail "detached run"; }
 	ml kill "$id"
+	# RPC: the value comes in JSON, but the SDK's program (whose environment the server
+	# inherits) holds it too, as here.
+	coproc RPC { exec "$ML" rpc 2>"$T_OUT/rpc.err"; }
+	local rpc=$RPC_PID line=
+	printf '{"jsonrpc":"2.0","id":1,"method":"create","params":{"image":"%s","network":{"secrets":{"API_KEY":{"value":"%s","hosts":["api.test"]}}}}}\n' \
+		"$ROOTFS" "$REAL" >&"${RPC[1]}"
+	for i in $(seq 100); do
+		read -r -t 60 line <&"${RPC[0]}" || break
+		[[ $line == *'"id":1'* ]] && break
+	done
+	[[ $line == *'"result"'* ]] || { kill $rpc; fail "rpc create: $line $(cat "$T_OUT/rpc.err")"; }
+	(expect_value_in_no_process "$rpc") || { kill $rpc; fail "rpc"; }
+	printf '{"jsonrpc":"2.0","id":2,"method":"close"}\n' >&"${RPC[1]}"
+	exec {RPC[1]}>&-
+	wait $rpc
 }
 
 # Text from an image config (what a registry sends) and from the guest's agent reaches our error
