@@ -76,15 +76,8 @@ void child_wipe_env_value(const void *value, size_t n)
 	if (n == 0)
 		return;
 	for (char **e = environ; e && *e; e++) {
-		char *s = *e;
-		size_t len = strlen(s);
-		char *hit;
-		/* Wiping can only shorten the string, so search the original extent. */
-		while ((hit = memmem(s, len, value, n)) != NULL) {
-			explicit_bzero(hit, n);
-			size_t skip = (size_t)(hit - s) + n;
-			s += skip;
-			len -= skip;
-		}
+		char *eq = strchr(*e, '=');
+		if (eq && strlen(eq + 1) == n && !memcmp(eq + 1, value, n))
+			explicit_bzero(eq + 1, n);
 	}
 }

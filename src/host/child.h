@@ -25,9 +25,11 @@ char *const *child_env(void);
  */
 int child_run(char *const argv[], bool with_stderr, char *out, size_t outn);
 /*
- * Overwrite every occurrence of value[0..n) in our own environment strings with NUL bytes.
- * /proc/PID/environ shows the block the kernel gave us at exec, which unsetenv() leaves intact;
- * nothing of ours calls setenv(), so environ's strings are that block. No-op when n == 0.
+ * Overwrite with NUL bytes the value of every variable in our own environment whose value is
+ * exactly value[0..n) (NAME=VALUE stays NAME=). /proc/PID/environ shows the block the kernel
+ * gave us at exec, which unsetenv() leaves intact; nothing of ours calls setenv(), so environ's
+ * strings are that block. Only whole values: wiping every substring would cut PATH and HOME
+ * apart for a short value. No-op when n == 0.
  */
 void child_wipe_env_value(const void *value, size_t n);
 

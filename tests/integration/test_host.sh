@@ -69,6 +69,14 @@ t_secret_in_no_process_environment() {
 	wait $rpc
 }
 
+# Only a variable's whole value is wiped: a short secret that is also part of PATH leaves PATH
+# whole, and QEMU is still found through it.
+t_short_secret_leaves_other_variables() {
+	SHORT=bin ml run --rootfs "$ROOTFS" --secret SHORT@api.test -- sh -c 'echo "$SHORT"'
+	expect_eq status "$RC" 0
+	expect_match "placeholder" "$OUT" "^SANDBOX_SECRET_[0-9a-f]{32}$"
+}
+
 # Text from an image config (what a registry sends) and from the guest's agent reaches our error
 # messages; a terminal must get it escaped, never as ESC/BEL/newline bytes it would act on.
 t_guest_and_image_text_is_escaped() {
