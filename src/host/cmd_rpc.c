@@ -22,10 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cli.h"
 #include "common/base64.h"
 #include "common/jsonw.h"
-#include "child.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "launch.h"

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "accel.h"
-#include "cli.h"
 #include "child.h"
+#include "cli.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "paths.h"
