@@ -21,6 +21,10 @@ int jsonw_str(struct buf *b, const char *s)
 		} else if (*p < 0x20 || *p == 0x7f) {
 			snprintf(esc, sizeof(esc), "\\u%04x", *p);
 			r = buf_append(b, esc, 6);
+		} else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			/* A C1 control in UTF-8 (U+0080..U+009F): a terminal may act on it raw. */
+			snprintf(esc, sizeof(esc), "\\u%04x", *++p);
+			r = buf_append(b, esc, 6);
 		} else {
 			r = buf_put_u8(b, *p);
 		}

@@ -2,10 +2,13 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,19 +24,207 @@ void log_init(const char *prog)
 	log_debug_on = d && *d && strcmp(d, "0") != 0;
 }
 
-void log_set_file(int fd) { log_fd = fd; }
+static char log_path[4200];
+static size_t log_cap, log_size;
+
+int log_file_open(const char *path, size_t cap)
+{
+	struct stat st;
+	log_file_close();
+	if (strlen(path) + sizeof(LOG_FILE_OLD_SUFFIX) > sizeof(log_path))
+		return -ENAMETOOLONG;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	snprintf(log_path, sizeof(log_path), "%s", path);
+	log_cap = cap ? cap : 1;
+	log_size = (size_t)st.st_size;
+	log_fd = fd;
+	return 0;
+}
+
+void log_file_close(void)
+{
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = -1;
+}
+
+/* Make room for n more bytes: the current file becomes PATH.1 and a new one starts. */
+static void log_rotate(void)
+{
+	char old[sizeof(log_path) + sizeof(LOG_FILE_OLD_SUFFIX)];
+	snprintf(old, sizeof(old), "%s" LOG_FILE_OLD_SUFFIX, log_path);
+	int fd = -1;
+	if (rename(log_path, old) == 0)
+		fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		/* Cannot rotate: lose the old lines rather than the bound. */
+		if (ftruncate(log_fd, 0) == 0)
+			log_size = 0;
+		return;
+	}
+	close(log_fd);
+	log_fd = fd;
+	log_size = 0;
+}
+
+static void log_append(const char *p, size_t n)
+{
+	if (log_fd < 0 || n == 0)
+		return;
+	if (n > log_cap) {
+		p += n - log_cap;
+		n = log_cap;
+	}
+	if (log_size + n > log_cap)
+		log_rotate();
+	if (log_size + n > log_cap)
+		return; /* neither rotated nor truncated: stay under the cap */
+	ssize_t k = write(log_fd, p, n);
+	if (k > 0)
+		log_size += (size_t)k;
+}
+
+void log_file_write(const void *p, size_t n)
+{
+	int saved = errno;
+	log_append(p, n);
+	errno = saved;
+}
+
+struct log_reader {
+	int fd;
+	bool in_old; /* reading PATH.1; PATH comes next */
+	char path[];
+};
+
+struct log_reader *log_reader_open(const char *path)
+{
+	size_t len = strlen(path);
+	struct log_reader *lr = malloc(sizeof(*lr) + len + sizeof(LOG_FILE_OLD_SUFFIX));
+	if (!lr)
+		return NULL;
+	/* PATH.1 first: spelled in place, then cut back to PATH. */
+	memcpy(lr->path, path, len);
+	memcpy(lr->path + len, LOG_FILE_OLD_SUFFIX, sizeof(LOG_FILE_OLD_SUFFIX));
+	lr->in_old = true;
+	lr->fd = open(lr->path, O_RDONLY | O_CLOEXEC);
+	lr->path[len] = 0;
+	if (lr->fd < 0) {
+		lr->in_old = false;
+		lr->fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	if (lr->fd < 0) {
+		int e = errno;
+		free(lr);
+		errno = e;
+		return NULL;
+	}
+	return lr;
+}
+
+ssize_t log_reader_read(struct log_reader *lr, void *buf, size_t n)
+{
+	for (;;) {
+		ssize_t k = read(lr->fd, buf, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k != 0)
+			return k < 0 ? -errno : k;
+		if (!lr->in_old) {
+			/* At the end of PATH: still the file of that name, or rotated away since? */
+			struct stat now, ours;
+			if (stat(lr->path, &now) < 0 || fstat(lr->fd, &ours) < 0 ||
+			    (now.st_ino == ours.st_ino && now.st_dev == ours.st_dev))
+				return 0;
+			/* Rotated: what reached it before the rename is still to be read. */
+			k = read(lr->fd, buf, n);
+			if (k != 0)
+				return k < 0 ? -errno : k;
+		}
+		int fd = open(lr->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? 0 : -errno; /* mid-rotation: PATH comes back */
+		close(lr->fd);
+		lr->fd = fd;
+		lr->in_old = false;
+	}
+}
+
+void log_reader_free(struct log_reader *lr)
+{
+	if (!lr)
+		return;
+	close(lr->fd);
+	free(lr);
+}
 void log_set_quiet(int quiet) { log_quiet = quiet; }
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+	/* The second byte's range excludes overlong forms, surrogates and code points > U+10FFFF. */
+	unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+	unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+	for (size_t i = 1; i < len; i++)
+		if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf))
+			return 0;
+	return len;
+}
+
+size_t log_sanitize(char *dst, size_t n, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)src;
+	size_t o = 0;
+	if (n == 0)
+		return 0;
+	while (*p) {
+		size_t len = utf8_len(p);
+		/* C1 controls are U+0080..U+009F: 0xc2 0x80..0x9f in UTF-8. */
+		bool safe = len > 1 ? !(p[0] == 0xc2 && p[1] <= 0x9f) : len == 1 && *p >= 0x20 && *p != 0x7f;
+		if (safe) {
+			if (o + len >= n)
+				break;
+			memcpy(dst + o, p, len);
+			o += len;
+			p += len;
+			continue;
+		}
+		/* One byte at a time: what follows a bad lead byte is judged on its own. */
+		if (o + 4 >= n)
+			break;
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[*p >> 4];
+		dst[o++] = hex[*p & 15];
+		p++;
+	}
+	dst[o] = 0;
+	return o;
+}
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	static const char *const names[] = { "debug", "info", "warning", "error" };
-	char msg[1024];
+	char raw[1024], msg[1024];
 	int saved = errno;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	log_sanitize(msg, sizeof(msg), raw);
 
 	if (lvl == LOG_ERROR || (!log_quiet && (lvl > LOG_DEBUG || log_debug_on))) {
 		char line[1200];
@@ -53,7 +244,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 				 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 				 tm.tm_sec, ts.tv_nsec / 1000000, log_prog, names[lvl], msg);
 		if (n > 0)
-			(void)!write(log_fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+			log_append(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	}
 	errno = saved;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "child.h"
 #include "cli.h"
 #include "common/util.h"
 #include "paths.h"
@@ -42,15 +43,10 @@ static void json_str(const char *s)
 static void check_qemu(struct check *c)
 {
 	const char *q = getenv("MATCHLOCK_QEMU");
-	char cmd[4200];
-	snprintf(cmd, sizeof(cmd), "%s --version 2>/dev/null", q && *q ? q : "qemu-system-x86_64");
-	FILE *p = popen(cmd, "re");
-	char line[256] = "";
-	if (p) {
-		if (!fgets(line, sizeof(line), p))
-			line[0] = 0;
-		pclose(p);
-	}
+	char *const argv[] = { (char *)(q && *q ? q : "qemu-system-x86_64"), "--version", NULL };
+	char line[256];
+	if (child_run(argv, false, line, sizeof(line)) < 0)
+		line[0] = 0;
 	line[strcspn(line, "\n")] = 0;
 	c->ok = strstr(line, "QEMU emulator") != NULL;
 	snprintf(c->detail, sizeof(c->detail), "%s", c->ok ? line : "qemu-system-x86_64 not found");

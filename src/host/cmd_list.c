@@ -60,13 +60,16 @@ int cmd_list(int argc, char **argv)
 		char pid[16] = "-";
 		if (live)
 			snprintf(pid, sizeof(pid), "%d", r->pid);
-		/* A long path or reference keeps its end, the part that tells images apart. */
-		char image[44];
-		size_t len = strlen(r->image);
+		/*
+		 * A long path or reference keeps its end, the part that tells images apart; a
+		 * control character in it is shown escaped, never sent to the terminal.
+		 */
+		char image[44], safe[4 * sizeof(r->image)];
+		size_t len = log_sanitize(safe, sizeof(safe), r->image);
 		if (len > 40)
-			snprintf(image, sizeof(image), "...%s", r->image + len - 37);
+			snprintf(image, sizeof(image), "...%s", safe + len - 37);
 		else
-			snprintf(image, sizeof(image), "%s", r->image);
+			snprintf(image, sizeof(image), "%s", safe);
 		printf("%-12s %-9s %-40s %-20s %s\n", r->id, sb_status_names[r->status], image, created,
 		       pid);
 	}

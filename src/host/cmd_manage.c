@@ -307,8 +307,9 @@ int cmd_log(int argc, char **argv)
 	char dir[4200], path[4300];
 	control_dir(r.id, dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/log", dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	/* log.1 (if the log was rotated) then log, as one stream. */
+	struct log_reader *lr = log_reader_open(path);
+	if (!lr) {
 		error("sandbox %s has no log (%s)", r.id, strerror(errno));
 		state_record_fini(&r);
 		state_close(st);
@@ -317,7 +318,7 @@ int cmd_log(int argc, char **argv)
 	char buf[65536];
 	for (;;) {
 		ssize_t n;
-		while ((n = read(fd, buf, sizeof(buf))) > 0)
+		while ((n = log_reader_read(lr, buf, sizeof(buf))) > 0)
 			if (write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
 				goto done;
 		if (!follow)
@@ -325,14 +326,14 @@ int cmd_log(int argc, char **argv)
 		/* Follow until the supervisor is gone, then print what it wrote last. */
 		state_reconcile(st, &r);
 		if (!state_supervisor_alive(&r)) {
-			while ((n = read(fd, buf, sizeof(buf))) > 0)
+			while ((n = log_reader_read(lr, buf, sizeof(buf))) > 0)
 				write_all(STDOUT_FILENO, buf, (size_t)n);
 			break;
 		}
 		usleep(100000);
 	}
 done:
-	close(fd);
+	log_reader_free(lr);
 	state_record_fini(&r);
 	state_close(st);
 	return 0;

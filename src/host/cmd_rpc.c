@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "cli.h"
 #include "common/base64.h"
 #include "common/jsonw.h"
@@ -69,7 +70,7 @@ struct call {
 	bool cancelled;
 	uint64_t start;
 	/* log_stream */
-	int log_fd;
+	struct log_reader *log;
 	struct timer log_timer;
 	struct call *next;
 };
@@ -193,7 +194,6 @@ static struct call *call_new(struct rpc *r, json_t *id, enum call_kind kind)
 	c->id = json_incref(id);
 	c->kind = kind;
 	c->start = now_ns();
-	c->log_fd = -1;
 	c->next = r->calls;
 	r->calls = c;
 	r->ncalls++;
@@ -220,8 +220,8 @@ static void call_end(struct call *c)
 		}
 	}
 	r->ncalls--;
-	if (c->log_fd >= 0)
-		close(c->log_fd);
+	log_reader_free(c->log);
+	c->log = NULL;
 	loop_timer_cancel(&r->loop, &c->log_timer);
 	c->x = NULL;
 	loop_defer_free(&r->loop, c, call_free);
@@ -569,7 +569,7 @@ static void on_log_timer(struct timer *t)
 	struct rpc *r = c->rpc;
 	uint8_t tmp[65536];
 	ssize_t n;
-	while (buf_used(&r->out) < RPC_OUT_HIGH && (n = read(c->log_fd, tmp, sizeof(tmp))) > 0)
+	while (buf_used(&r->out) < RPC_OUT_HIGH && (n = log_reader_read(c->log, tmp, sizeof(tmp))) > 0)
 		rpc_notify(r, "log_stream.data", json_pack("{s:O,s:o}", "id", c->id, "data", b64_json(tmp, (size_t)n)));
 	loop_timer_set(&r->loop, t, r->loop.now + 200000000ull);
 }
@@ -582,8 +582,8 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 	}
 	char path[4300];
 	snprintf(path, sizeof(path), "%s/log", r->L.dir);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	struct log_reader *lr = log_reader_open(path); /* log.1, then log */
+	if (!lr) {
 		rpc_error(r, id, E_INTERNAL, "log: %s", strerror(errno));
 		return;
 	}
@@ -591,20 +591,20 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 		struct buf b = { 0 };
 		uint8_t tmp[65536];
 		ssize_t n;
-		while ((n = read(fd, tmp, sizeof(tmp))) > 0 && buf_used(&b) < RPC_MAX_CAPTURE)
+		while ((n = log_reader_read(lr, tmp, sizeof(tmp))) > 0 && buf_used(&b) < RPC_MAX_CAPTURE)
 			buf_append(&b, tmp, (size_t)n);
-		close(fd);
+		log_reader_free(lr);
 		rpc_result(r, id, json_pack("{s:s%}", "content", buf_used(&b) ? (char *)buf_head(&b) : "", buf_used(&b)));
 		buf_fini(&b);
 		return;
 	}
 	struct call *c = call_new(r, id, CALL_LOG);
 	if (!c) {
-		close(fd);
+		log_reader_free(lr);
 		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
 		return;
 	}
-	c->log_fd = fd;
+	c->log = lr;
 	c->log_timer = (struct timer){ .fn = on_log_timer, .obj = c };
 	loop_timer_set(&r->loop, &c->log_timer, r->loop.now);
 }
@@ -692,6 +692,8 @@ static int rpc_secrets_from(struct rpc *r, json_t *secrets, char *err, size_t er
 		}
 		if (secrets_add(&r->secrets, name, (const uint8_t *)value, strlen(value), list, err, errn) < 0)
 			return -EINVAL;
+		/* The SDK's program may hold the value in the environment we inherited (child.h). */
+		child_wipe_env_value(value, strlen(value));
 	}
 	if (secrets_allow_hosts(&r->secrets, &r->policy) < 0) {
 		snprintf(err, errn, "network.secrets: too many allowed hosts");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "child.h"
 #include "cli.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -463,6 +464,18 @@ static void on_boot_signal(struct watch *w, uint32_t events)
 			boot_interrupted = (int)si.ssi_signo;
 }
 
+/* A detached command's output, read from a pipe into the sandbox log (capped; log.h). */
+static void on_bg_output(struct watch *w, uint32_t events)
+{
+	(void)events;
+	char buf[16384];
+	ssize_t n = read(w->fd, buf, sizeof(buf));
+	if (n > 0)
+		log_file_write(buf, (size_t)n);
+	else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		loop_watch(w->obj, w, 0);
+}
+
 /* A detached supervisor stops its sandbox on SIGTERM/SIGINT/SIGHUP. */
 static void on_detached_signal(struct watch *w, uint32_t events)
 {
@@ -536,7 +549,8 @@ int cmd_run(int argc, char **argv)
 	struct state *st = NULL;
 	struct loop loop = { .epfd = -1 };
 	struct supervisor sup = { .listen_w.fd = -1 };
-	struct watch sig_w;
+	struct watch sig_w, bg_w;
+	int bg_pipe[2] = { -1, -1 }; /* a detached command's output, on its way to the log */
 	struct sandbox_times times;
 	bool made_dir = false, have_record = false, detached_child = false;
 	char failure[300] = "";
@@ -555,6 +569,12 @@ int cmd_run(int argc, char **argv)
 	}
 	if (r < 0)
 		goto out;
+	/*
+	 * The values now live in o.secrets only: wipe them from our environment block, which
+	 * /proc/PID/environ of this process (the supervisor, also after -d) would otherwise show.
+	 */
+	for (unsigned i = 0; i < o.secrets->n; i++)
+		child_wipe_env_value(o.secrets->s[i].value, o.secrets->s[i].vlen);
 	if (o.secrets->n && o.policy->no_network) {
 		snprintf(err, sizeof(err), "--secret cannot be combined with --no-network");
 		goto out;
@@ -724,14 +744,20 @@ int cmd_run(int argc, char **argv)
 		close(notify[1]);
 		notify[1] = -1;
 		if (cmd[0]) {
-			/* The command runs in the background; its output goes to the sandbox log. */
-			char logp[4300];
-			snprintf(logp, sizeof(logp), "%s/log", sbdir);
-			int logfd = open(logp, O_WRONLY | O_APPEND | O_CLOEXEC);
+			/*
+			 * The command runs in the background; its output goes to the sandbox log
+			 * through a pipe we read, so it passes the log's cap like the console.
+			 */
 			int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			if (logfd >= 0 && null >= 0 &&
-			    !exec_stdio_start(sb, &loop, &req, null, logfd, logfd, NULL, NULL, err, sizeof(err)))
-				warn("background command: %s", err);
+			if (null < 0 || pipe2(bg_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+				warn("background command: %s", strerror(errno));
+			} else {
+				watch_init(&bg_w, bg_pipe[0], on_bg_output, &loop);
+				loop_watch(&loop, &bg_w, EPOLLIN);
+				if (!exec_stdio_start(sb, &loop, &req, null, bg_pipe[1], bg_pipe[1], NULL,
+						      NULL, err, sizeof(err)))
+					warn("background command: %s", err);
+			}
 			err[0] = 0;
 			/* exec_stdio keeps using the fds until the process ends: they live as long as us. */
 		}
@@ -773,8 +799,13 @@ out:
 	free(o.policy);
 	secrets_clear(o.secrets);
 	free(o.secrets);
+	if (bg_pipe[0] >= 0)
+		loop_unwatch(&loop, &bg_w);
 	if (loop.epfd >= 0)
 		loop_fini(&loop);
+	for (int i = 0; i < 2; i++)
+		if (bg_pipe[i] >= 0)
+			close(bg_pipe[i]);
 	if (sigfd >= 0)
 		close(sigfd);
 	state_close(st);

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "common/util.h"
 #include "paths.h"
 
@@ -175,42 +176,22 @@ int rootfs_make_ext4(const char *dir, const char *dst, char *err, size_t errn)
 	snprintf(size, sizeof(size), "%lluk", kib);
 	snprintf(ninodes, sizeof(ninodes), "%llu", inodes);
 
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid_t pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return r;
+	char *const mkfs[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal,^resize_inode",
+			       "-m", "0", "-N", ninodes, "-L", "matchlock-root", "-d", (char *)dir,
+			       tmp, size, NULL };
+	char out[512];
+	int status = child_run(mkfs, true, out, sizeof(out));
+	if (status < 0) {
+		snprintf(err, errn, "cannot run mke2fs: %s", strerror(-status));
+		return status;
 	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		execlp("mke2fs", "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal,^resize_inode",
-		       "-m", "0", "-N", ninodes, "-L", "matchlock-root", "-d", dir, tmp, size,
-		       (char *)NULL);
-		fprintf(stderr, "cannot run mke2fs: %s (apt-get install e2fsprogs)\n", strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	char out[512] = "";
-	size_t len = 0;
-	ssize_t k;
-	while ((k = read(pfd[0], out + len, sizeof(out) - 1 - len)) > 0 && len < sizeof(out) - 1)
-		len += (size_t)k;
-	out[len] = 0;
-	close(pfd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char *nl = strchr(out, '\n');
 		if (nl)
 			*nl = 0;
-		snprintf(err, errn, "building the root disk from %s failed: %s", dir,
-			 *out ? out : "mke2fs failed");
+		snprintf(err, errn, "building the root disk from %s failed: %s%s", dir,
+			 *out ? out : "mke2fs failed",
+			 WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (apt-get install e2fsprogs)" : "");
 		unlink(tmp);
 		return -EIO;
 	}

@@ -265,8 +265,7 @@ static ssize_t read_console(struct sandbox *sb, struct watch *w)
 			loop_watch(sb->loop, w, 0);
 		return 0;
 	}
-	if (sb->log_fd >= 0)
-		(void)!write(sb->log_fd, tmp, (size_t)n);
+	log_file_write(tmp, (size_t)n);
 	if (w == &sb->con_w)
 		keep_tail(sb->con_tail, &sb->con_len, sizeof(sb->con_tail), tmp, (size_t)n);
 	else
@@ -343,12 +342,10 @@ static void sb_free(struct sandbox *sb)
 		if (ws[i]->fd >= 0)
 			close(ws[i]->fd);
 	}
-	if (sb->log_fd >= 0)
-		close(sb->log_fd);
 	if (sb->qmp_fd >= 0)
 		close(sb->qmp_fd);
 	mux_fini(&sb->mux);
-	log_set_file(-1);
+	log_file_close();
 	/* Watches are embedded: events for them may still be pending in this batch. */
 	loop_defer_free(sb->loop, sb, free);
 }
@@ -408,7 +405,6 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	}
 	sb->cfg = *c;
 	sb->loop = l;
-	sb->log_fd = -1;
 	sb->qmp_fd = -1;
 	watch_init(&sb->link_w, -1, on_link, sb);
 	watch_init(&sb->con_w, -1, on_console, sb);
@@ -433,12 +429,11 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/log", c->state_dir);
-	sb->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (sb->log_fd < 0) {
-		snprintf(err, errn, "cannot create %s: %s", path, strerror(errno));
+	int lr = log_file_open(path, LOG_FILE_CAP);
+	if (lr < 0) {
+		snprintf(err, errn, "cannot create %s: %s", path, strerror(-lr));
 		goto fail;
 	}
-	log_set_file(sb->log_fd);
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, con) < 0 ||

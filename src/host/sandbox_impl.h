@@ -36,7 +36,6 @@ struct sandbox {
 	struct loop *loop;
 	struct watch link_w, con_w, qerr_w, pid_w;
 	int qmp_fd; /* QEMU's monitor: used only to save a template */
-	int log_fd;
 	pid_t qemu_pid;
 	bool qemu_exited;
 	int qemu_status;

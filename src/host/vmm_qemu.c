@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "common/log.h"
 
 #define CHILD_LINK_FD 3
@@ -128,6 +129,8 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		debug("vmm: %s", line);
 	}
 
+	/* QEMU gets an explicit environment, never ours: a secret may be in ours (child.h). */
+	char *const *env = child_env();
 	pid_t parent = getpid();
 	pid_t p = fork();
 	if (p < 0) {
@@ -158,7 +161,7 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0))
 			_exit(127);
 		syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u, 0);
-		execvp(argv[0], (char *const *)argv);
+		execvpe(argv[0], (char *const *)argv, env);
 		dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
 			argv[0], strerror(errno));
 		_exit(127);

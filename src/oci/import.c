@@ -5,6 +5,13 @@
  * archive streams once: every regular file goes to a temp file in the store while it is hashed;
  * afterwards the manifest decides which files are blobs of the image, only those are moved into
  * the blob store, and every temp file is gone when we return, success or not.
+ *
+ * The bounds of a pull apply while the archive streams, before anything is written: an entry's
+ * size as its header declares it (and the bytes that follow, counted) is at most
+ * OCI_MAX_MANIFEST_BYTES for manifest.json and index.json, OCI_MAX_CONFIG_BYTES for another
+ * .json file (docker save's configs) and OCI_MAX_BLOB_BYTES for anything else; all files
+ * together at most OCI_MAX_IMAGE_BYTES; at most OCI_MAX_LAYER_ENTRIES entries. Files no image
+ * can use (docker save's legacy VERSION, json and repositories, oci-layout) are not written.
  */
 #define _GNU_SOURCE
 #include "oci.h"
@@ -24,7 +31,6 @@
 
 #define IMPORT_MAX_FILES 4096	       /* regular files in one archive */
 #define IMPORT_MAX_LINKS 4096	       /* symlinks (old docker save shares layers this way) */
-#define IMPORT_MAX_META (4u << 20)     /* manifest.json / index.json */
 
 struct file {
 	char *name; /* cleaned path inside the archive */
@@ -74,6 +80,34 @@ static struct file *by_digest(struct import *im, const char *digest)
 		if (!strcmp(im->files[i].digest, digest))
 			return &im->files[i];
 	return NULL;
+}
+
+/* A size for an error message, in binary units: "17 GiB", "4 MiB". */
+static void fmt_bytes(uint64_t n, char *out, size_t outn)
+{
+	if (n >= (1ull << 30))
+		snprintf(out, outn, "%.4g GiB", (double)n / (1ull << 30));
+	else if (n >= (1u << 20))
+		snprintf(out, outn, "%.4g MiB", (double)n / (1u << 20));
+	else
+		snprintf(out, outn, "%llu bytes", (unsigned long long)n);
+}
+
+/* The most bytes the file at clean path may hold (see the top of the file); 0: not written. */
+static uint64_t entry_limit(const char *clean)
+{
+	const char *base = strrchr(clean, '/');
+	base = base ? base + 1 : clean;
+	size_t len = strlen(base);
+	bool top = base == clean;
+	if (top && (!strcmp(clean, "manifest.json") || !strcmp(clean, "index.json")))
+		return OCI_MAX_MANIFEST_BYTES;
+	if ((top && (!strcmp(clean, "repositories") || !strcmp(clean, "oci-layout"))) ||
+	    (!top && (!strcmp(base, "VERSION") || !strcmp(base, "json"))))
+		return 0;
+	if (strncmp(clean, "blobs/", 6) && len > 5 && !strcmp(base + len - 5, ".json"))
+		return OCI_MAX_CONFIG_BYTES;
+	return OCI_MAX_BLOB_BYTES;
 }
 
 /* A symlink's target, relative to the link's directory, as a clean archive path. */
@@ -128,8 +162,14 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 		archive_read_free(a);
 		return -EINVAL;
 	}
+	uint64_t entries = 0, total = 0;
 	while ((k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
 		const char *name = archive_entry_pathname(e);
+		if (++entries > OCI_MAX_LAYER_ENTRIES) {
+			snprintf(err, errn, "import: more than %u entries in the archive", OCI_MAX_LAYER_ENTRIES);
+			r = -E2BIG;
+			break;
+		}
 		if (!name || oci_tar_path_clean(name, clean, sizeof(clean)) < 0) {
 			snprintf(err, errn, "import: refused archive entry '%.200s'", name ? name : "");
 			r = -EPERM;
@@ -158,6 +198,26 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 		}
 		if (archive_entry_filetype(e) != AE_IFREG)
 			continue;
+		/* Refuse by the declared size, before a byte is written. */
+		uint64_t limit = entry_limit(clean);
+		int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+		char got_s[32], lim_s[32];
+		if (limit == 0)
+			continue;
+		if (declared < 0 || (uint64_t)declared > limit) {
+			fmt_bytes((uint64_t)declared, got_s, sizeof(got_s));
+			fmt_bytes(limit, lim_s, sizeof(lim_s));
+			snprintf(err, errn, "import: %.200s is %s, over the limit of %s for it: refused",
+				 clean, got_s, lim_s);
+			r = -EFBIG;
+			break;
+		}
+		if ((uint64_t)declared > OCI_MAX_IMAGE_BYTES - total) {
+			snprintf(err, errn, "import: the archive's files pass %llu GiB: refused",
+				 (unsigned long long)(OCI_MAX_IMAGE_BYTES >> 30));
+			r = -EFBIG;
+			break;
+		}
 		if (im->nfiles >= IMPORT_MAX_FILES) {
 			snprintf(err, errn, "import: more than %d files in the archive", IMPORT_MAX_FILES);
 			r = -E2BIG;
@@ -183,10 +243,13 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 			break;
 		}
 		la_ssize_t got;
+		/* Counted as well: what follows a header is not trusted to match it. */
 		while ((got = archive_read_data(a, chunk, sizeof(chunk))) > 0) {
 			oci_hasher_update(&h, chunk, (size_t)got);
 			f->size += (uint64_t)got;
-			if (f->size > OCI_MAX_BLOB_BYTES || (r = write_all(tfd, chunk, (size_t)got)) < 0)
+			total += (uint64_t)got;
+			if (f->size > limit || total > OCI_MAX_IMAGE_BYTES ||
+			    (r = write_all(tfd, chunk, (size_t)got)) < 0)
 				break;
 		}
 		oci_hasher_final(&h, f->digest);
@@ -195,9 +258,9 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 			snprintf(err, errn, "import: the archive is truncated or corrupt: %s",
 				 archive_error_string(a));
 			r = -EIO;
-		} else if (r < 0 || f->size > OCI_MAX_BLOB_BYTES) {
+		} else if (r < 0 || f->size > limit || total > OCI_MAX_IMAGE_BYTES) {
 			snprintf(err, errn, "import: writing %s: %s", clean,
-				 r < 0 ? strerror(-r) : "file too large");
+				 r < 0 ? strerror(-r) : "over the size limit for it");
 			r = r < 0 ? r : -EFBIG;
 		}
 		if (r < 0)
@@ -247,7 +310,7 @@ static const char *sniff_layer_type(struct file *f)
 static int docker_manifest(struct import *im, struct file *mf, char **out, char *err, size_t errn)
 {
 	size_t len;
-	char *text = slurp(mf, IMPORT_MAX_META, &len);
+	char *text = slurp(mf, OCI_MAX_MANIFEST_BYTES, &len);
 	json_t *root = text ? json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
 	free(text);
 	json_t *first = json_array_get(root, 0);
@@ -297,7 +360,7 @@ static int layout_manifest(struct import *im, struct file *idxf, char **out, siz
 			   size_t errn)
 {
 	size_t len;
-	char *text = slurp(idxf, IMPORT_MAX_META, &len), why[400];
+	char *text = slurp(idxf, OCI_MAX_MANIFEST_BYTES, &len), why[400];
 	struct file *cur = idxf;
 	int r = -EINVAL;
 	for (int depth = 0; text && depth < 3; depth++) {

@@ -282,4 +282,56 @@ PY
 	expect_clean
 }
 
+# Archives that would fill the disk from a few KB: checked while they stream, with the bounds of
+# a pull (README's Images section), refused before anything is staged, and nothing left behind.
+t_import_bounds_checked_while_streaming() {
+	python3 - "$T_OUT" <<'PY' || fail "building the archives"
+import gzip, io, sys, tarfile
+out = sys.argv[1]
+def claim(path, name, size, data=b""):
+    # A tar whose entry's header claims `size` bytes; `data` follows (64 MiB of zeros: 64 KB
+    # gzipped), then the stream ends.
+    ti = tarfile.TarInfo(name); ti.size = size
+    with gzip.open(path, "wb") as g:
+        g.write(ti.tobuf(format=tarfile.PAX_FORMAT)); g.write(data)
+claim(f"{out}/huge-blob.tar.gz", "blobs/sha256/" + "0" * 64, 17 << 30, b"\0" * (64 << 20))
+claim(f"{out}/huge-manifest.tar.gz", "manifest.json", 100 << 20)
+# A real, highly compressible config past the 8 MiB config bound: 9 MiB of spaces, ~9 KB gzipped.
+with gzip.open(f"{out}/big-config.tar.gz", "wb") as g, tarfile.open(fileobj=g, mode="w") as t:
+    ti = tarfile.TarInfo("abc.json"); ti.size = 9 << 20
+    t.addfile(ti, io.BytesIO(b" " * ti.size))
+# More regular files than an archive may hold.
+with gzip.open(f"{out}/many.tar.gz", "wb") as g, tarfile.open(fileobj=g, mode="w") as t:
+    for i in range(5000):
+        t.addfile(tarfile.TarInfo(f"f{i}"), io.BytesIO(b""))
+PY
+	local a peak size base
+	for a in huge-blob huge-manifest big-config many; do
+		base=$(du -sb "$STORE" 2>/dev/null | cut -f1)
+		"$ML" image import "local/$a" <"$T_OUT/$a.tar.gz" >"$T_OUT/out" 2>"$T_OUT/err" &
+		local pid=$! i
+		peak=${base:-0}
+		for i in $(seq 600); do
+			size=$(du -sb "$STORE" 2>/dev/null | cut -f1)
+			[ "${size:-0}" -gt "$peak" ] && peak=$size
+			kill -0 $pid 2>/dev/null || break
+			sleep 0.05
+		done
+		wait $pid
+		RC=$?
+		OUT=$(cat "$T_OUT/out")
+		ERR=$(cat "$T_OUT/err")
+		expect_one_line_error
+		case $a in
+		huge-blob) expect_match "$a" "$ERR" "blobs/sha256/0+ is 17 GiB, over the limit of 16 GiB" ;;
+		huge-manifest) expect_match "$a" "$ERR" "manifest.json is 100 MiB, over the limit of 4 MiB" ;;
+		big-config) expect_match "$a" "$ERR" "abc.json is 9 MiB, over the limit of 8 MiB" ;;
+		many) expect_match "$a" "$ERR" "more than 4096 files" ;;
+		esac
+		echo "    $a: the store grew by at most $((peak - ${base:-0})) bytes"
+		[ "$((peak - ${base:-0}))" -lt $((4 << 20)) ] || fail "$a: the store grew by $((peak - base)) bytes while importing"
+		expect_clean
+	done
+}
+
 run_tests "$@"
