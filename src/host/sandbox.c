@@ -56,14 +56,7 @@ const struct sandbox_config *sandbox_config(const struct sandbox *sb)
 	return &sb->cfg;
 }
 
-void sb_send_ctl(struct sandbox *sb, uint32_t stream, struct buf *b)
-{
-	if (mux_send_ctl(&sb->mux, stream, buf_head(b), (uint32_t)buf_used(b)) < 0)
-		sb_fail(sb, "out of memory");
-	sb_flush_link(sb);
-}
-
-/* mux_feed or mux_rx_resume failed: say why the sandbox stops. */
+/* The link failed (mux_feed, mux_rx_resume, a full queue): say why the sandbox stops. */
 static void sb_link_error(struct sandbox *sb, int err)
 {
 	if (err == -ENOBUFS)
@@ -72,6 +65,16 @@ static void sb_link_error(struct sandbox *sb, int err)
 	else
 		sb_fail(sb, "the guest broke the link protocol (%s); sandbox stopped",
 			strerror(-err));
+}
+
+void sb_send_ctl(struct sandbox *sb, uint32_t stream, struct buf *b)
+{
+	int r = mux_send_ctl(&sb->mux, stream, buf_head(b), (uint32_t)buf_used(b));
+	if (r == -ENOBUFS)
+		sb_link_error(sb, r);
+	else if (r < 0)
+		sb_fail(sb, "out of memory");
+	sb_flush_link(sb);
 }
 
 void sb_flush_link(struct sandbox *sb)
