@@ -97,10 +97,10 @@ void sb_flush_link(struct sandbox *sb)
 	int r = mux_rx_resume(&sb->mux);
 	if (r == 0 && mux_overflowed(&sb->mux))
 		r = -ENOBUFS;
-	if (r < 0) {
+	if (r < 0)
 		sb_link_error(sb, r);
+	if (sb->state == SB_FAILED)
 		return;
-	}
 	/* Not reading while paused is the back-pressure: the guest's writes block. */
 	loop_watch(sb->loop, &sb->link_w,
 		   (mux_rx_paused(&sb->mux) ? 0 : EPOLLIN) | (buf_used(o) ? EPOLLOUT : 0));
