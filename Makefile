@@ -80,11 +80,16 @@ kernel:
 
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
 fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
-	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush
+	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood
 
 # Run as root in a sandbox by tests/integration/test_net.sh: deletes every nftables table.
 $(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.stamp
 	$(MUSL_CC) -static -Os -Isrc -isystem $(BUILD)/kinc $^ -o $@
+
+# Run as root in a sandbox by tests/integration/test_link_flood.sh: floods the host through the
+# agent's link.
+$(BUILD)/link-flood: tests/fixtures/link_flood.c src/common/buf.c src/proto/msg.c | $(BUILD)/kinc/.stamp
+	$(MUSL_CC) -static -Os $(WARN) -Isrc -isystem $(BUILD)/kinc $^ -o $@
 
 $(BUILD)/rootfs-busybox/bin/busybox: tests/fixtures/make-busybox-rootfs.sh
 	tests/fixtures/make-busybox-rootfs.sh $(BUILD)/rootfs-busybox

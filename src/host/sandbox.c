@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 #define STOP_GRACE_MS 2000
 #define RESTORE_TIMEOUT_MS 5000
+#define LINK_TRIM_MS 1000 /* after a flood of the link, trim memory once it was idle this long */
 
 void sb_fail(struct sandbox *sb, const char *fmt, ...)
 {
@@ -54,9 +56,23 @@ const struct sandbox_config *sandbox_config(const struct sandbox *sb)
 	return &sb->cfg;
 }
 
+/* The link failed (mux_feed, mux_rx_resume, a full queue): say why the sandbox stops. */
+static void sb_link_error(struct sandbox *sb, int err)
+{
+	if (err == -ENOBUFS)
+		sb_fail(sb, "the guest flooded the link: over %u MB waiting to be sent to a guest "
+			"that does not read; sandbox stopped", MUX_OUT_MAX >> 20);
+	else
+		sb_fail(sb, "the guest broke the link protocol (%s); sandbox stopped",
+			strerror(-err));
+}
+
 void sb_send_ctl(struct sandbox *sb, uint32_t stream, struct buf *b)
 {
-	if (mux_send_ctl(&sb->mux, stream, buf_head(b), (uint32_t)buf_used(b)) < 0)
+	int r = mux_send_ctl(&sb->mux, stream, buf_head(b), (uint32_t)buf_used(b));
+	if (r == -ENOBUFS)
+		sb_link_error(sb, r);
+	else if (r < 0)
 		sb_fail(sb, "out of memory");
 	sb_flush_link(sb);
 }
@@ -75,10 +91,40 @@ void sb_flush_link(struct sandbox *sb)
 		}
 		buf_consume(o, (size_t)n);
 	}
-	if (sb->state != SB_FAILED)
-		loop_watch(sb->loop, &sb->link_w, EPOLLIN | (buf_used(o) ? EPOLLOUT : 0));
-	if (sb->state != SB_FAILED && !mux_congested(&sb->mux))
+	if (sb->state == SB_FAILED)
+		return;
+	/* Frames held while the queue was over its mark: handle them now that it drained. */
+	int r = mux_rx_resume(&sb->mux);
+	if (r == 0 && mux_overflowed(&sb->mux))
+		r = -ENOBUFS;
+	if (r < 0)
+		sb_link_error(sb, r);
+	if (sb->state == SB_FAILED)
+		return;
+	/* Not reading while paused is the back-pressure: the guest's writes block. */
+	loop_watch(sb->loop, &sb->link_w,
+		   (mux_rx_paused(&sb->mux) ? 0 : EPOLLIN) | (buf_used(o) ? EPOLLOUT : 0));
+	if (!mux_congested(&sb->mux))
 		egress_resume(sb->egress);
+}
+
+/*
+ * Armed when the guest made us stop reading: once the flood is over (nothing queued, nothing
+ * read for LINK_TRIM_MS), give its buffers and the heap's free pages back to the system.
+ */
+static void sb_on_trim(struct timer *t)
+{
+	struct sandbox *sb = t->obj;
+	if (sb->state == SB_FAILED)
+		return;
+	if (buf_used(&sb->mux.out) || mux_rx_paused(&sb->mux) || sb->link_rx != sb->link_rx_mark) {
+		sb->link_rx_mark = sb->link_rx;
+		loop_timer_set(sb->loop, t, sb->loop->now + LINK_TRIM_MS * 1000000ull);
+		return;
+	}
+	debug("link: the flood is over (%u pauses); trimming memory", sb->mux.rx_pauses);
+	mux_trim(&sb->mux);
+	malloc_trim(0);
 }
 
 static void sb_flush_cb(void *opaque)
@@ -217,6 +263,8 @@ static void on_link(struct watch *w, uint32_t events)
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
 	for (int rounds = 0; rounds < 16 && sb->state != SB_FAILED; rounds++) {
+		if (mux_rx_paused(&sb->mux))
+			break; /* sb_flush_link reads on once the queue drained */
 		ssize_t n = recv(w->fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -227,12 +275,21 @@ static void on_link(struct watch *w, uint32_t events)
 			loop_watch(sb->loop, w, 0);
 			return;
 		}
+		sb->link_rx += (uint64_t)n;
 		int r = mux_feed(&sb->mux, rbuf, (size_t)n);
 		if (r < 0) {
-			sb_fail(sb, "the guest broke the link protocol (%s); sandbox stopped",
-				strerror(-r));
+			sb_link_error(sb, r);
 			return;
 		}
+	}
+	if (mux_rx_paused(&sb->mux)) {
+		/* The guest writes faster than it reads: its writes block until we drain. */
+		if (!sb->trim_timer.at)
+			debug("link: the guest does not read its replies; not reading the link "
+			      "until %u MB drained", MUX_RX_RESUME >> 20);
+		sb->link_rx_mark = sb->link_rx;
+		loop_timer_set(sb->loop, &sb->trim_timer,
+			       sb->loop->now + LINK_TRIM_MS * 1000000ull);
 	}
 	sb_flush_link(sb); /* credits and replies queued while reading */
 }
@@ -332,6 +389,7 @@ static void sb_free(struct sandbox *sb)
 		sb->qemu_exited = true;
 	}
 	exec_fail_all(sb);
+	loop_timer_cancel(sb->loop, &sb->trim_timer);
 	egress_free(sb->egress);
 	sb->egress = NULL;
 	mitm_free(sb->mitm);
@@ -410,6 +468,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	watch_init(&sb->con_w, -1, on_console, sb);
 	watch_init(&sb->qerr_w, -1, on_console, sb);
 	watch_init(&sb->pid_w, -1, on_qemu_exit, sb);
+	sb->trim_timer = (struct timer){ .fn = sb_on_trim, .obj = sb };
 	mux_init(&sb->mux, MUX_SIDE_HOST, on_frame, sb);
 	static struct policy sealed; /* no --allow-host: nothing is reachable */
 	if (!sb->cfg.policy)

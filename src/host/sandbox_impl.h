@@ -40,6 +40,8 @@ struct sandbox {
 	bool qemu_exited;
 	int qemu_status;
 	struct mux mux;
+	struct timer trim_timer; /* armed while the guest floods the link: trim memory after */
+	uint64_t link_rx, link_rx_mark; /* bytes read from the link; at the last trim check */
 	enum sb_state state;
 	char fail[300];
 	char con_tail[CONSOLE_TAIL];

@@ -12,6 +12,8 @@ void mux_init(struct mux *m, enum mux_side side, mux_frame_fn on_frame, void *op
 	m->next_id = side == MUX_SIDE_HOST ? 1 : 2;
 	m->on_frame = on_frame;
 	m->opaque = opaque;
+	/* The host's peer is the guest: hostile. The agent's peer is the host. */
+	m->rx_bounded = side == MUX_SIDE_HOST;
 }
 
 void mux_fini(struct mux *m)
@@ -109,6 +111,10 @@ static struct mux_stream *mux_new_stream(struct mux *m, uint32_t id)
 
 static int mux_put_hdr(struct mux *m, uint32_t stream, uint8_t type, uint8_t chan, uint32_t len)
 {
+	if (m->rx_bounded && buf_used(&m->out) + MUX_HDR_LEN + len > MUX_OUT_MAX) {
+		m->overflow = true;
+		return -ENOBUFS;
+	}
 	uint8_t *h = buf_reserve(&m->out, MUX_HDR_LEN + len);
 	if (!h)
 		return -ENOMEM;
@@ -191,38 +197,103 @@ static int mux_handle(struct mux *m, const struct mux_frame *f)
 	return m->on_frame(m, s, f, m->opaque);
 }
 
-int mux_feed(struct mux *m, const uint8_t *p, size_t n)
+/*
+ * Update the hysteresis: hold the peer's frames once `out` reached MUX_RX_STOP, until it drained
+ * to MUX_RX_RESUME. Returns whether frames are held.
+ */
+static bool mux_rx_hold(struct mux *m)
 {
-	/* Fast path: parse straight from the caller's bytes when nothing is pending. */
-	while (buf_used(&m->in) == 0 && n > 0) {
+	size_t q = buf_used(&m->out);
+	if (!m->rx_bounded)
+		return false;
+	if (m->rx_paused && q <= MUX_RX_RESUME) {
+		m->rx_paused = false;
+	} else if (!m->rx_paused && q >= MUX_RX_STOP) {
+		m->rx_paused = true;
+		m->rx_pauses++;
+	}
+	return m->rx_paused;
+}
+
+/*
+ * Handle the whole frames at the front of p[0..n), checking before each one whether to hold
+ * the rest. Returns the bytes handled, or an error.
+ */
+static long mux_handle_all(struct mux *m, const uint8_t *p, size_t n)
+{
+	size_t used = 0;
+	while (!mux_rx_hold(m)) {
 		struct mux_frame f;
-		int k = mux_frame_parse(p, n, &f);
-		if (k < 0)
-			return k;
-		if (k == 0)
-			break;
+		int k = mux_frame_parse(p + used, n - used, &f);
+		if (k <= 0)
+			return k < 0 ? k : (long)used;
 		int r = mux_handle(m, &f);
 		if (r < 0)
 			return r;
+		if (m->overflow)
+			return -ENOBUFS;
+		used += (size_t)k;
+	}
+	return (long)used;
+}
+
+/* Handle what `in` holds; keep what is left. */
+static int mux_handle_in(struct mux *m)
+{
+	long k = mux_handle_all(m, buf_head(&m->in), buf_used(&m->in));
+	if (k < 0)
+		return (int)k;
+	buf_consume(&m->in, (size_t)k);
+	return 0;
+}
+
+int mux_feed(struct mux *m, const uint8_t *p, size_t n)
+{
+	int r = 0;
+	m->feeding = true;
+	/* Fast path: parse straight from the caller's bytes when nothing is pending. */
+	if (buf_used(&m->in) == 0) {
+		long k = mux_handle_all(m, p, n);
+		if (k < 0) {
+			r = (int)k;
+			goto out;
+		}
 		p += k;
 		n -= (size_t)k;
 	}
 	if (n == 0)
-		return 0;
-	if (buf_append(&m->in, p, n) < 0)
-		return -ENOMEM;
-	for (;;) {
-		struct mux_frame f;
-		int k = mux_frame_parse(buf_head(&m->in), buf_used(&m->in), &f);
-		if (k < 0)
-			return k;
-		if (k == 0)
-			return 0;
-		int r = mux_handle(m, &f);
-		buf_consume(&m->in, (size_t)k);
-		if (r < 0)
-			return r;
+		goto out;
+	/* Only an owner that reads while paused gets here with a full buffer. */
+	if (buf_used(&m->in) + n > MUX_IN_MAX) {
+		r = -ENOBUFS;
+		goto out;
 	}
+	if (buf_append(&m->in, p, n) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = mux_handle_in(m);
+out:
+	m->feeding = false;
+	return r;
+}
+
+int mux_rx_resume(struct mux *m)
+{
+	if (m->feeding || !m->rx_paused || buf_used(&m->out) > MUX_RX_RESUME)
+		return 0;
+	m->feeding = true;
+	int r = mux_handle_in(m);
+	m->feeding = false;
+	return r;
+}
+
+void mux_trim(struct mux *m)
+{
+	if (!buf_used(&m->in))
+		buf_fini(&m->in);
+	if (!buf_used(&m->out))
+		buf_fini(&m->out);
 }
 
 struct mux_stream *mux_open(struct mux *m, uint16_t service, const void *body, uint32_t len)

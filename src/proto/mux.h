@@ -23,6 +23,20 @@
  * The peer is hostile: every header field and every state transition is checked, a frame that
  * breaks the protocol fails the whole link (mux_feed returns -EPROTO), and memory per link is
  * bounded by MUX_MAX_STREAMS, MUX_WINDOW and MUX_MAX_PAYLOAD.
+ *
+ * Back-pressure (the host's side; the agent trusts the host): many frames make the receiver
+ * queue a reply (CLOSE refusing an OPEN, CREDIT, a DNS answer, a 403), so a peer that writes
+ * without reading could grow `out` without end. The host therefore handles the peer's frames
+ * only while `out` holds less than MUX_RX_STOP: past it, mux_feed keeps the rest of the bytes
+ * unhandled in `in`, mux_rx_paused() tells the owner to stop reading the link (the peer's writes
+ * then block in its own kernel), and handling resumes once `out` drained to MUX_RX_RESUME
+ * (mux_rx_resume). The check is made before every frame, so one read batch cannot amplify:
+ * producers stop at MUX_OUT_HIGH, below the mark, so `out` stays under MUX_RX_STOP plus the
+ * replies to one frame (a few KB), and `in` under MUX_IN_MAX. MUX_OUT_MAX is the hard cap behind
+ * that: a frame that would take `out` past it is not queued and the link fails
+ * (mux_overflowed), never the process. With these a guest root flooding the link with any frame
+ * kind keeps the supervisor under 48 MB of RSS (it idles at ~10 MB; peaks measured at 15-30 MB
+ * by tests/integration/test_link_flood.sh).
  */
 #ifndef MATCHLOCK_MUX_H
 #define MATCHLOCK_MUX_H
@@ -39,6 +53,17 @@
 #define MUX_DATA_CHUNK (32u * 1024) /* senders split DATA into frames of at most this */
 #define MUX_MAX_STREAMS 1024
 #define MUX_OUT_HIGH (2u * 1024 * 1024) /* stop producing when this much waits to be sent */
+/*
+ * Stop handling the peer's frames when this much waits to be sent. Above MUX_OUT_HIGH, so the
+ * producers' own data never stops the reader: only replies the peer provokes while not reading.
+ */
+#define MUX_RX_STOP (4u * 1024 * 1024)
+/* Handle them again once the queue drained to the producers' mark (hysteresis). */
+#define MUX_RX_RESUME MUX_OUT_HIGH
+/* Hard cap on the queue: past it the link fails (far above anything the marks allow). */
+#define MUX_OUT_MAX (16u * 1024 * 1024)
+/* Unhandled received bytes: one partial frame plus the owner's last read (64 KB). */
+#define MUX_IN_MAX (2u * MUX_MAX_PAYLOAD)
 
 enum mux_type {
 	MUX_OPEN = 1,
@@ -92,6 +117,11 @@ struct mux {
 	struct mux_stream *streams[MUX_MAX_STREAMS];
 	mux_frame_fn on_frame;
 	void *opaque;
+	bool rx_bounded; /* the host: hold the peer's frames while `out` is over MUX_RX_STOP */
+	bool rx_paused; /* holding them (the owner must not read the link) */
+	bool feeding; /* inside mux_feed/mux_rx_resume: a callback's resume is a no-op */
+	bool overflow; /* a frame was refused at MUX_OUT_MAX: the owner fails the link */
+	unsigned rx_pauses; /* how often the peer made us stop reading (for the log) */
 };
 
 void mux_init(struct mux *m, enum mux_side side, mux_frame_fn on_frame, void *opaque);
@@ -104,8 +134,19 @@ void mux_fini(struct mux *m);
  */
 int mux_frame_parse(const uint8_t *p, size_t n, struct mux_frame *f);
 
-/* Feed bytes read from the link. Returns 0, or -EPROTO / the callback's error. */
+/*
+ * Feed bytes read from the link. Returns 0, or -EPROTO / the callback's error / -ENOBUFS (past
+ * MUX_OUT_MAX or MUX_IN_MAX: the peer flooded the link). Frames left unhandled because the mux
+ * paused are kept in `in`: the owner stops reading while mux_rx_paused().
+ */
 int mux_feed(struct mux *m, const uint8_t *p, size_t n);
+/*
+ * Call after writing some of `out`: once it drained to MUX_RX_RESUME, handle the frames held in
+ * `in` (which may pause again). Returns like mux_feed; a no-op when called from a callback.
+ */
+int mux_rx_resume(struct mux *m);
+/* Give back the buffers' storage when they are empty (after a flood). */
+void mux_trim(struct mux *m);
 
 struct mux_stream *mux_find(struct mux *m, uint32_t id);
 /* Open a stream: queues OPEN with service + body. Returns the stream or NULL (errno set). */
@@ -120,5 +161,9 @@ int mux_close(struct mux *m, struct mux_stream *s, uint32_t err);
 int mux_consumed(struct mux *m, struct mux_stream *s, uint32_t n);
 
 static inline bool mux_congested(const struct mux *m) { return buf_used(&m->out) >= MUX_OUT_HIGH; }
+/* The peer's frames are being held: do not read the link until mux_rx_resume() handled them. */
+static inline bool mux_rx_paused(const struct mux *m) { return m->rx_paused; }
+/* A frame was refused at MUX_OUT_MAX: the link must fail. */
+static inline bool mux_overflowed(const struct mux *m) { return m->overflow; }
 
 #endif

@@ -41,6 +41,9 @@ struct side {
 	bool auto_close; /* answer the peer's CLOSE with mux_close() */
 	bool auto_consume; /* mux_consumed() each DATA frame at once */
 	int fail; /* returned by the callback when nonzero */
+	uint32_t reply; /* answer each CTL with a CTL of this many bytes (a peer that provokes) */
+	bool resume_in_cb; /* call mux_rx_resume() from the callback (must be a no-op) */
+	int depth, max_depth; /* callback nesting */
 };
 
 struct link {
@@ -68,11 +71,20 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 		sd->bad_ids++;
 
 	int r = 0;
+	if (++sd->depth > sd->max_depth)
+		sd->max_depth = sd->depth;
+	if (sd->resume_in_cb)
+		r = mux_rx_resume(m);
 	switch (f->type) {
 	case MUX_OPEN:
 	case MUX_CTL:
 		buf_consume(&sd->last, SIZE_MAX);
-		r = buf_append(&sd->last, f->payload, f->len);
+		if (r == 0)
+			r = buf_append(&sd->last, f->payload, f->len);
+		if (r == 0 && f->type == MUX_CTL && sd->reply) {
+			static uint8_t zero[4096];
+			r = mux_send_ctl(m, 0, zero, sd->reply);
+		}
 		break;
 	case MUX_DATA:
 		r = buf_append(&sd->data[f->chan], f->payload, f->len);
@@ -84,6 +96,7 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 			r = mux_close(m, s, 0);
 		break;
 	}
+	sd->depth--;
 	return sd->fail ? sd->fail : r;
 }
 
@@ -998,6 +1011,143 @@ static void test_max_streams(void)
 	link_free(l);
 }
 
+/* n CTL frames of `len` bytes each, back to back, in b. */
+static void ctl_batch(struct buf *b, unsigned n, uint32_t len)
+{
+	uint8_t h[MUX_HDR_LEN], p[64] = { 1, 0 };
+	for (unsigned i = 0; i < n; i++) {
+		put_hdr(h, 0, MUX_CTL, 0, 0, len);
+		buf_append(b, h, sizeof(h));
+		buf_append(b, p, len);
+	}
+}
+
+/*
+ * A peer that writes frames provoking answers and never reads: the host handles frames only
+ * while its queue is under MUX_RX_STOP, holds the rest of a read batch unhandled, and handles
+ * them again once the queue drained to MUX_RX_RESUME (hysteresis).
+ */
+static void test_rx_backpressure(void)
+{
+	const uint32_t reply = 1000, flen = 16, fsize = MUX_HDR_LEN + flen;
+	const unsigned n = 3 * MUX_RX_STOP / (MUX_HDR_LEN + reply); /* 3x the mark in answers */
+	const size_t one = MUX_HDR_LEN + reply;
+	struct side *h = side_new(MUX_SIDE_HOST);
+	struct buf batch = { 0 };
+	h->reply = reply;
+	h->resume_in_cb = true;
+	ctl_batch(&batch, n, flen);
+
+	/* One read batch: handling stops at the mark, the rest waits in `in`. */
+	CHECK_EQ_INT(mux_feed(&h->m, buf_head(&batch), buf_used(&batch)), 0);
+	CHECK(mux_rx_paused(&h->m));
+	CHECK_EQ_INT(h->m.rx_pauses, 1);
+	CHECK(buf_used(&h->m.out) >= MUX_RX_STOP);
+	CHECK(buf_used(&h->m.out) < MUX_RX_STOP + one);
+	CHECK(h->nev < n);
+	CHECK_EQ_INT(buf_used(&h->m.in), (size_t)(n - h->nev) * fsize);
+	CHECK_EQ_INT(h->max_depth, 1); /* the callback's resume did not nest */
+	CHECK(!mux_overflowed(&h->m));
+
+	/* Draining to just above the resume mark handles nothing (hysteresis)... */
+	unsigned seen = h->nev;
+	buf_consume(&h->m.out, buf_used(&h->m.out) - MUX_RX_RESUME - 1);
+	CHECK_EQ_INT(mux_rx_resume(&h->m), 0);
+	CHECK_EQ_INT(h->nev, seen);
+	CHECK(mux_rx_paused(&h->m));
+	/* ...at the mark, handling resumes until the queue is back at MUX_RX_STOP. */
+	buf_consume(&h->m.out, 1);
+	CHECK_EQ_INT(mux_rx_resume(&h->m), 0);
+	CHECK(h->nev > seen);
+	CHECK_EQ_INT(h->nev - seen, (unsigned)((MUX_RX_STOP - MUX_RX_RESUME + one - 1) / one));
+	CHECK(mux_rx_paused(&h->m));
+	CHECK_EQ_INT(h->m.rx_pauses, 2);
+
+	/* Feeding more while paused only buffers, up to MUX_IN_MAX; past it the link fails. */
+	seen = h->nev;
+	uint8_t fr[MUX_HDR_LEN + 16] = { 0 };
+	put_hdr(fr, 0, MUX_CTL, 0, 0, 16);
+	fr[MUX_HDR_LEN] = 1;
+	CHECK_EQ_INT(mux_feed(&h->m, fr, sizeof(fr)), 0);
+	CHECK_EQ_INT(h->nev, seen);
+
+	/* A reader that drains everything gets every answer, in order, in batches. */
+	unsigned rounds = 0;
+	while (mux_rx_paused(&h->m) && rounds < 100) {
+		buf_consume(&h->m.out, SIZE_MAX);
+		CHECK_EQ_INT(mux_rx_resume(&h->m), 0);
+		rounds++;
+	}
+	CHECK(!mux_rx_paused(&h->m));
+	CHECK_EQ_INT(h->nev, n + 1);
+	CHECK_EQ_INT(buf_used(&h->m.in), 0);
+	CHECK(rounds >= 2);
+	CHECK_EQ_INT(h->max_depth, 1);
+
+	/* Memory comes back once drained. */
+	buf_consume(&h->m.out, SIZE_MAX);
+	mux_trim(&h->m);
+	CHECK(h->m.out.cap == 0 && h->m.in.cap == 0);
+
+	/* The guest's mux (its peer is the host) handles a whole batch whatever it queues. */
+	struct side *g = side_new(MUX_SIDE_GUEST);
+	g->reply = reply;
+	CHECK_EQ_INT(mux_feed(&g->m, buf_head(&batch), buf_used(&batch)), 0);
+	CHECK_EQ_INT(g->nev, n);
+	CHECK(!mux_rx_paused(&g->m));
+	side_free(g);
+	buf_fini(&batch);
+	side_free(h);
+}
+
+/* An owner that keeps feeding a paused mux fails the link at MUX_IN_MAX, not the process. */
+static void test_rx_in_max(void)
+{
+	struct side *h = side_new(MUX_SIDE_HOST);
+	struct buf batch = { 0 };
+	h->reply = 1000;
+	ctl_batch(&batch, MUX_RX_STOP / 1000 + 1, 16);
+	CHECK_EQ_INT(mux_feed(&h->m, buf_head(&batch), buf_used(&batch)), 0);
+	CHECK(mux_rx_paused(&h->m));
+	int r = 0;
+	for (int i = 0; i < 64 && r == 0; i++)
+		r = mux_feed(&h->m, buf_head(&batch), 64 * 1024);
+	CHECK_EQ_INT(r, -ENOBUFS);
+	CHECK(buf_used(&h->m.in) <= MUX_IN_MAX);
+	buf_fini(&batch);
+	side_free(h);
+}
+
+/* The hard cap: nothing is queued past MUX_OUT_MAX, and the next frame fails the link. */
+static void test_out_max(void)
+{
+	struct side *h = side_new(MUX_SIDE_HOST);
+	static uint8_t big[MUX_MAX_PAYLOAD];
+	big[0] = 1;
+	int r = 0;
+	unsigned k = 0;
+	while (r == 0 && k < 2 * MUX_OUT_MAX / MUX_MAX_PAYLOAD) {
+		r = mux_send_ctl(&h->m, 0, big, sizeof(big));
+		k++;
+	}
+	CHECK_EQ_INT(r, -ENOBUFS);
+	CHECK(mux_overflowed(&h->m));
+	CHECK(buf_used(&h->m.out) <= MUX_OUT_MAX);
+	CHECK(h->m.out.cap <= MUX_OUT_MAX);
+	/* The flag stays: handling the next frame reports the flood. */
+	buf_consume(&h->m.out, SIZE_MAX);
+	CHECK_EQ_INT(feed(h, 0, MUX_CTL, 0, "\1\0", 2), -ENOBUFS);
+	side_free(h);
+
+	/* The guest's mux has no cap: the host never floods it. */
+	struct side *g = side_new(MUX_SIDE_GUEST);
+	for (unsigned i = 0; i < MUX_OUT_MAX / MUX_MAX_PAYLOAD + 1; i++)
+		r = mux_send_ctl(&g->m, 0, big, sizeof(big));
+	CHECK_EQ_INT(r, 0);
+	CHECK(!mux_overflowed(&g->m));
+	side_free(g);
+}
+
 int main(void)
 {
 	test_open_roundtrip();
@@ -1012,5 +1162,8 @@ int main(void)
 	test_hostile_window();
 	test_hostile_streams();
 	test_max_streams();
+	test_rx_backpressure();
+	test_rx_in_max();
+	test_out_max();
 	return check_summary();
 }
