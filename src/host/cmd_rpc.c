@@ -40,7 +40,7 @@
 #define RPC_MAX_CAPTURE (16u << 20) /* exec: stdout and stderr each kept per call; log */
 #define RPC_MAX_CALLS 256
 #define RPC_MAX_READ (8u << 20) /* read_file: bytes per request (larger files in chunks) */
-#define RPC_MAX_EVENTS (1u << 20) /* event notifications waiting for the client; then dropped */
+#define RPC_MAX_EVENTS (256u << 10) /* event notifications waiting for the client; then dropped */
 #define RPC_KEEP_BUF (1u << 20) /* a drained output buffer larger than this is freed */
 
 enum rpc_err {
