@@ -79,10 +79,10 @@ type ExecResult struct {
 type FileInfo struct {
 	Name      string `json:"name"`
 	NameBytes []byte `json:"name_b64"`
-	Size    int64  `json:"size"`
-	Mode    uint32 `json:"mode"`
-	ModTime string `json:"mod_time"`
-	IsDir   bool   `json:"is_dir"`
+	Size      int64  `json:"size"`
+	Mode      uint32 `json:"mode"`
+	ModTime   string `json:"mod_time"`
+	IsDir     bool   `json:"is_dir"`
 }
 
 // PortBinding is one forwarded port.
