@@ -8,7 +8,8 @@ MUSL_CC  ?= musl-gcc
 CLANG    ?= clang
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 
-WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-truncation
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-truncation \
+	    -Wvla -Walloca
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP

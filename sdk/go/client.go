@@ -68,16 +68,21 @@ type ExecResult struct {
 	Stdout     []byte
 	Stderr     []byte
 	DurationMS int64
-	Truncated  bool
+	// Truncated is set when the server kept only the first 16 MiB of stdout or stderr (Exec).
+	Truncated       bool
+	StdoutTruncated bool
+	StderrTruncated bool
 }
 
-// FileInfo is one entry of ListFiles.
+// FileInfo is one entry of ListFiles. Name is UTF-8 (bytes that are not UTF-8 appear as
+// U+FFFD); NameBytes holds the name's exact bytes.
 type FileInfo struct {
-	Name    string `json:"name"`
-	Size    int64  `json:"size"`
-	Mode    uint32 `json:"mode"`
-	ModTime string `json:"mod_time"`
-	IsDir   bool   `json:"is_dir"`
+	Name      string `json:"name"`
+	NameBytes []byte `json:"name_b64"`
+	Size      int64  `json:"size"`
+	Mode      uint32 `json:"mode"`
+	ModTime   string `json:"mod_time"`
+	IsDir     bool   `json:"is_dir"`
 }
 
 // PortBinding is one forwarded port.
@@ -423,11 +428,15 @@ func (c *Client) Exec(ctx context.Context, cmd Command, opts ...ExecOption) (*Ex
 		Stderr     string `json:"stderr"`
 		DurationMS int64  `json:"duration_ms"`
 		Truncated  bool   `json:"truncated"`
+		StdoutTr   bool   `json:"stdout_truncated"`
+		StderrTr   bool   `json:"stderr_truncated"`
 	}
 	if err := c.Call(ctx, "exec", execParams(cmd, opts), &res); err != nil {
 		return nil, err
 	}
-	return &ExecResult{res.ExitCode, unb64(res.Stdout), unb64(res.Stderr), res.DurationMS, res.Truncated}, nil
+	return &ExecResult{ExitCode: res.ExitCode, Stdout: unb64(res.Stdout), Stderr: unb64(res.Stderr),
+		DurationMS: res.DurationMS, Truncated: res.Truncated, StdoutTruncated: res.StdoutTr,
+		StderrTruncated: res.StderrTr}, nil
 }
 
 type dataParams struct {
@@ -674,14 +683,27 @@ func (c *Client) WriteFile(ctx context.Context, path string, data []byte, mode o
 	}
 }
 
-// ReadFile reads a whole file from the guest, in chunks of any total size.
+// ReadFileMax is ReadFile's bound on a whole file.
+const ReadFileMax = 256 << 20
+
+// ReadFile reads a whole file from the guest, in chunks, up to ReadFileMax bytes.
 func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	return c.ReadFileLimit(ctx, path, ReadFileMax)
+}
+
+// ReadFileLimit reads a whole file from the guest, in chunks; a file larger than max bytes is
+// an error instead of filling memory.
+func (c *Client) ReadFileLimit(ctx context.Context, path string, max int) ([]byte, error) {
 	var out []byte
 	for off := 0; ; {
 		var res struct {
 			Content string `json:"content"`
 		}
-		params := map[string]any{"path": path, "offset": off, "length": FileChunk}
+		want := FileChunk
+		if max-off+1 < want {
+			want = max - off + 1 // one byte past the bound tells us the file is larger
+		}
+		params := map[string]any{"path": path, "offset": off, "length": want}
 		if err := c.Call(ctx, "read_file", params, &res); err != nil {
 			return nil, err
 		}
@@ -691,7 +713,10 @@ func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
 		}
 		out = append(out, chunk...)
 		off += len(chunk)
-		if len(chunk) < FileChunk {
+		if off > max {
+			return nil, fmt.Errorf("read_file %s: the file is larger than %d bytes (use ReadFileLimit to read more)", path, max)
+		}
+		if len(chunk) < want {
 			if out == nil {
 				out = []byte{}
 			}
@@ -740,29 +765,43 @@ func (c *Client) allowList(ctx context.Context, method string, hosts []string) (
 	return res.AllowedHosts, err
 }
 
-// Log returns the sandbox's log so far.
+// Log returns the sandbox's log so far (its last 16 MiB), exactly as written (any bytes).
 func (c *Client) Log(ctx context.Context) (string, error) {
 	var res struct {
-		Content string `json:"content"`
+		Content []byte `json:"content"` // base64
 	}
 	err := c.Call(ctx, "log", nil, &res)
-	return res.Content, err
+	return string(res.Content), err
 }
 
-// Remove stops the sandbox; `matchlock rpc` removes a sandbox when it stops. The client stays
-// usable for another Launch.
-func (c *Client) Remove(ctx context.Context) error {
+// stop stops the sandbox; its record stays, stopped, until `matchlock rm`. Returns its id.
+func (c *Client) stop(ctx context.Context) (string, error) {
 	c.mu.Lock()
-	had := c.sandboxID != ""
+	id := c.sandboxID
 	c.sandboxID = ""
 	c.mu.Unlock()
-	if !had {
-		return nil
+	if id == "" {
+		return "", nil
 	}
-	return c.Call(ctx, "close", nil, nil)
+	return id, c.Call(ctx, "close", nil, nil)
 }
 
-// Close stops the sandbox and ends `matchlock rpc`.
+// Remove stops the sandbox and removes its record and directory (`matchlock rm`). The client
+// stays usable for another Launch.
+func (c *Client) Remove(ctx context.Context) error {
+	id, err := c.stop(ctx)
+	if id == "" || err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, c.cmd.Path, "rm", id).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("matchlock rm %s: %v: %s", id, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Close stops the sandbox and ends `matchlock rpc`. The sandbox stays listed as stopped (with
+// its log) until `matchlock rm ID`, `matchlock prune` or Remove.
 func (c *Client) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -771,7 +810,7 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	var err error
 	if dead == nil {
-		err = c.Remove(ctx)
+		_, err = c.stop(ctx)
 	}
 	c.wmu.Lock()
 	_ = c.stdin.Close()

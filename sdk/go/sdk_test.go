@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -399,5 +400,122 @@ func TestOwnSandboxRefusalsAndRelaunch(t *testing.T) {
 	}
 	if _, err := c.Exec(cx, Shell("true")); !IsCode(err, CodeSandboxFailed) {
 		t.Fatalf("exec after remove: %v", err)
+	}
+}
+
+// Issue 11 item 9: fields the server does not implement are refused by name, at every level.
+func TestCreateRefusesWhatItDoesNotImplement(t *testing.T) {
+	if _, ok := New(image).CreateParams()["resources"]; ok {
+		t.Fatal("resources sent although none was set")
+	}
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cx := ctx(t)
+	cases := []struct {
+		extra map[string]any
+		name  string
+	}{
+		{map[string]any{"privileged": true}, "privileged"},
+		{map[string]any{"resources": map[string]any{"disk_size_mb": 100}}, "resources.disk_size_mb"},
+		{map[string]any{"network": map[string]any{"dns_servers": []string{"1.1.1.1"}}}, "network.dns_servers"},
+		{map[string]any{"network": map[string]any{"mtu": 1400}}, "network.mtu"},
+		{map[string]any{"network": map[string]any{"intercept": true}}, "network.intercept"},
+		{map[string]any{"network": map[string]any{"secrets": map[string]any{"K": map[string]any{
+			"value": "v", "hosts": []string{"a.test"}, "placeholder": "P"}}}}, "network.secrets.K.placeholder"},
+		{map[string]any{"vfs": map[string]any{}}, "vfs"},
+		{map[string]any{"extra_disks": []any{}}, "extra_disks"},
+		{map[string]any{"no_such_field": 1}, "no_such_field"},
+	}
+	for _, tc := range cases {
+		p := map[string]any{"image": image}
+		for k, v := range tc.extra {
+			p[k] = v
+		}
+		err := c.Call(cx, "create", p, nil)
+		if !IsCode(err, CodeParams) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	if _, err := c.Launch(cx, New(image).WithDiskSize(100)); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), "disk_size_mb") {
+		t.Fatalf("WithDiskSize: %v", err)
+	}
+}
+
+// Issue 11 items 2 and 14: 20 env variables then an exec (a heap overflow before); past the
+// maximum a clear error; close leaves a stopped record that `matchlock rm` removes.
+func TestTwentyEnvThenExecAndCloseLeavesRecord(t *testing.T) {
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cx := ctx(t)
+	big := New(image)
+	for i := 0; i < 4097; i++ {
+		big.WithEnv(fmt.Sprintf("E%d", i), "v")
+	}
+	if _, err := c.Launch(cx, big); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), "at most 4096") {
+		t.Fatalf("4097 env: %v", err)
+	}
+	sb := New(image)
+	for i := 0; i < 20; i++ {
+		sb.WithEnv(fmt.Sprintf("E%d", i), fmt.Sprint(i))
+	}
+	id, err := c.Launch(cx, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Exec(cx, Shell("env | grep -c ^E"), Env("F1", "x"))
+	if err != nil || string(r.Stdout) != "20\n" {
+		t.Fatalf("exec after 20 env: %v %+v", err, r)
+	}
+	c.Close()
+	bin := os.Getenv("MATCHLOCK_BIN")
+	out, _ := exec.Command(bin, "ls").Output()
+	if !regexp.MustCompile(`(?m)^` + id + `\s+stopped\s`).Match(out) {
+		t.Fatalf("ls after close: want %s stopped:\n%s", id, out)
+	}
+	if out, err := exec.Command(bin, "rm", id).CombinedOutput(); err != nil {
+		t.Fatalf("rm after close: %v %s", err, out)
+	}
+}
+
+// Issue 11 items 7 and 10: capped exec output is marked; read_file has a total bound; a
+// non-UTF-8 console byte and file name come through.
+func TestCapsAndNonUTF8(t *testing.T) {
+	c := ctx(t)
+	r := mustExec(t, Shell("head -c 17000000 /dev/zero"))
+	if !r.StdoutTruncated || !r.Truncated || r.StderrTruncated || len(r.Stdout) != 16<<20 {
+		t.Fatalf("17 MB of output: truncated=%v/%v/%v len %d", r.Truncated, r.StdoutTruncated, r.StderrTruncated, len(r.Stdout))
+	}
+	if err := shared.WriteFile(c, "/tmp/go-hundred", bytes.Repeat([]byte("x"), 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shared.ReadFileLimit(c, "/tmp/go-hundred", 50); err == nil || !strings.Contains(err.Error(), "larger than 50") {
+		t.Fatalf("ReadFileLimit 50 of 100: %v", err)
+	}
+	if b, err := shared.ReadFileLimit(c, "/tmp/go-hundred", 100); err != nil || len(b) != 100 {
+		t.Fatalf("ReadFileLimit 100 of 100: %v %d", err, len(b))
+	}
+	mustExec(t, Shell("rm -rf /tmp/gonu && mkdir /tmp/gonu && touch /tmp/gonu/$(printf 'a\\377b') && printf 'go-mark-\\377-end\\n' > /dev/console"))
+	files, err := shared.ListFiles(c, "/tmp/gonu")
+	if err != nil || len(files) != 1 || string(files[0].NameBytes) != "a\xffb" || files[0].Name != "a\uFFFDb" {
+		t.Fatalf("list_files: %v %+v", err, files)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := shared.Log(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(s, "go-mark-\xff-end") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("log: the console line with \\377 never arrived")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

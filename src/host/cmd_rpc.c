@@ -30,6 +30,7 @@
 #include "common/util.h"
 #include "launch.h"
 #include "oci/oci.h"
+#include "proto/env.h"
 #include "proto/msg.h"
 #include "sandbox.h"
 #include "state.h"
@@ -37,9 +38,11 @@
 
 #define RPC_MAX_LINE (16u << 20)
 #define RPC_OUT_HIGH (8u << 20) /* stop taking guest output while this much waits on stdout */
-#define RPC_MAX_CAPTURE (64u << 20) /* exec: stdout/stderr kept per call */
+#define RPC_MAX_CAPTURE (16u << 20) /* exec: stdout and stderr each kept per call; log */
 #define RPC_MAX_CALLS 256
-#define RPC_MAX_READ (1u << 30)
+#define RPC_MAX_READ (8u << 20) /* read_file: bytes per request (larger files in chunks) */
+#define RPC_MAX_EVENTS (256u << 10) /* event notifications waiting for the client; then dropped */
+#define RPC_KEEP_BUF (1u << 20) /* a drained output buffer larger than this is freed */
 
 enum rpc_err {
 	E_PARSE = -32700,
@@ -63,7 +66,9 @@ struct call {
 	enum call_kind kind;
 	struct sandbox_exec *x;
 	struct buf cap[3]; /* exec: captured stdout/stderr; read/list: content */
-	bool truncated;
+	size_t cap_max; /* bytes kept per channel; more is counted in truncated */
+	bool truncated[3];
+	bool read_whole; /* read_file without a length: more than RPC_MAX_READ is an error */
 	struct buf in; /* pipe/tty stdin or file content not yet accepted */
 	bool in_eof;
 	size_t owed; /* output bytes to credit back once stdout drains */
@@ -79,6 +84,8 @@ struct rpc {
 	struct loop loop;
 	struct watch in_w, out_w;
 	struct buf in, out;
+	struct buf events; /* event notifications not yet in out (RPC_MAX_EVENTS) */
+	uint64_t events_dropped; /* since the last "dropped" notice */
 	bool in_eof, overlong;
 	json_t *queue; /* parsed requests waiting for dispatch */
 	struct call *calls;
@@ -89,16 +96,41 @@ struct rpc {
 	struct launch L;
 	struct policy policy; /* create's network section; allow_list_* change it */
 	struct secrets secrets; /* create's network.secrets: values live here, in memory only */
-	char **env; /* create's and the image's env, applied to every exec */
+	struct env env; /* the image's and create's env, applied to every exec */
 	char *user, *workdir; /* the image's (or image_config's) defaults */
 	bool stop;
 };
 
 /* ---- output ------------------------------------------------------------------------------ */
 
+/*
+ * Event notifications wait in their own queue (r->events), moved to stdout's queue whole lines
+ * at a time while that is short. Past RPC_MAX_EVENTS bytes waiting, events are dropped and
+ * counted; the client is told with one `event {type: "dropped", count}` once it reads again.
+ * The sandbox never waits for the client; results and exec output keep their own backpressure.
+ */
+static void events_move(struct rpc *r)
+{
+	if (buf_used(&r->out) >= RPC_MAX_EVENTS || (!buf_used(&r->events) && !r->events_dropped))
+		return;
+	buf_append(&r->out, buf_head(&r->events), buf_used(&r->events));
+	buf_fini(&r->events);
+	if (r->events_dropped) {
+		char line[160];
+		int n = snprintf(line, sizeof(line),
+				 "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":\"dropped\",\"count\":%llu}}\n",
+				 (unsigned long long)r->events_dropped);
+		buf_append(&r->out, line, (size_t)n);
+		r->events_dropped = 0;
+	}
+}
+
 static void rpc_flush(struct rpc *r)
 {
-	while (buf_used(&r->out)) {
+	for (;;) {
+		events_move(r);
+		if (!buf_used(&r->out))
+			break;
 		ssize_t n = write(STDOUT_FILENO, buf_head(&r->out), buf_used(&r->out));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -107,13 +139,22 @@ static void rpc_flush(struct rpc *r)
 		if (n < 0) {
 			/* The client went away: nothing more to say to anyone. */
 			buf_consume(&r->out, buf_used(&r->out));
+			buf_fini(&r->events);
 			r->in_eof = true;
 			break;
 		}
 		buf_consume(&r->out, (size_t)n);
 	}
+	/* A large result leaves a large buffer: give it back once it has drained. */
+	if (!buf_used(&r->out) && r->out.cap > RPC_KEEP_BUF)
+		buf_fini(&r->out);
 	loop_watch(&r->loop, &r->out_w, buf_used(&r->out) ? EPOLLOUT : 0);
-	if (buf_used(&r->out) < RPC_OUT_HIGH) {
+	/* Requests wait on stdin while stdout is full: a client that never reads cannot queue
+	 * unbounded results. */
+	bool full = buf_used(&r->out) >= RPC_OUT_HIGH;
+	if (!r->in_eof)
+		loop_watch(&r->loop, &r->in_w, full ? 0 : EPOLLIN);
+	if (!full) {
 		for (struct call *c = r->calls; c; c = c->next) {
 			if (c->owed && c->x) {
 				sandbox_exec_consumed(c->x, c->owed);
@@ -129,26 +170,61 @@ static void on_stdout(struct watch *w, uint32_t events)
 	rpc_flush(w->obj);
 }
 
-static void rpc_send(struct rpc *r, json_t *msg)
+/*
+ * A JSON string of untrusted bytes (guest file names, host names, messages): valid UTF-8 as is;
+ * anything else with each invalid byte replaced by U+FFFD, so encoding a reply cannot fail.
+ */
+static json_t *json_text(const char *s)
 {
+	if (!s)
+		return json_string("");
+	size_t n = strlen(s);
+	json_t *j = json_stringn(s, n);
+	if (j)
+		return j;
+	struct buf b = { 0 };
+	const uint8_t *p = (const uint8_t *)s;
+	for (size_t i = 0; i < n;) {
+		uint8_t c = p[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+		bool ok = len && i + len <= n;
+		for (size_t k = 1; ok && k < len; k++) {
+			ok = (p[i + k] & 0xc0) == 0x80;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		/* No overlong forms, surrogates or values past U+10FFFF (what jansson refuses). */
+		if (ok && len > 1)
+			ok = cp >= (len == 2 ? 0x80u : len == 3 ? 0x800u : 0x10000u) && cp <= 0x10ffff &&
+			     !(cp >= 0xd800 && cp <= 0xdfff);
+		if (ok) {
+			buf_append(&b, p + i, len);
+			i += len;
+		} else {
+			buf_append(&b, "\xef\xbf\xbd", 3);
+			i++;
+		}
+	}
+	j = json_stringn(buf_used(&b) ? (const char *)buf_head(&b) : "", buf_used(&b));
+	buf_fini(&b);
+	return j ? j : json_string("");
+}
+
+/* Queue one message (consumed) on q; -ENOMEM or -EINVAL when it cannot be encoded. */
+static int rpc_queue(struct buf *q, json_t *msg)
+{
+	if (!msg)
+		return -EINVAL;
 	json_object_set_new(msg, "jsonrpc", json_string("2.0"));
 	char *s = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
 	if (!s)
-		return;
-	buf_append(&r->out, s, strlen(s));
-	buf_put_u8(&r->out, '\n');
+		return -EINVAL;
+	int k = buf_append(q, s, strlen(s));
+	if (k == 0)
+		k = buf_put_u8(q, '\n');
 	free(s);
-	rpc_flush(r);
-}
-
-static void rpc_result(struct rpc *r, json_t *id, json_t *result)
-{
-	if (!id) {
-		json_decref(result);
-		return;
-	}
-	rpc_send(r, json_pack("{sOso}", "id", id, "result", result));
+	return k;
 }
 
 static void rpc_error(struct rpc *r, json_t *id, int code, const char *fmt, ...)
@@ -160,13 +236,77 @@ static void rpc_error(struct rpc *r, json_t *id, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	rpc_send(r, json_pack("{s:o,s:{s:i,s:s}}", "id", id ? json_incref(id) : json_null(), "error",
-			      "code", code, "message", msg));
+	/* The message can quote the guest (a file error): json_text keeps it encodable. */
+	json_t *e = json_pack("{s:o,s:{s:i,s:o}}", "id", id ? json_incref(id) : json_null(), "error", "code",
+			      code, "message", json_text(msg));
+	if (rpc_queue(&r->out, e) < 0)
+		warn("rpc: out of memory answering request");
+	rpc_flush(r);
+}
+
+/* Answer id with result (consumed). A result that cannot be encoded is answered with an error:
+ * every request gets an answer. */
+static void rpc_result(struct rpc *r, json_t *id, json_t *result)
+{
+	if (!id) {
+		json_decref(result);
+		return;
+	}
+	if (!result || rpc_queue(&r->out, json_pack("{sOso}", "id", id, "result", result)) < 0) {
+		rpc_error(r, id, E_INTERNAL, "the reply could not be encoded");
+		return;
+	}
+	rpc_flush(r);
 }
 
 static void rpc_notify(struct rpc *r, const char *method, json_t *params)
 {
-	rpc_send(r, json_pack("{s:s,s:o}", "method", method, "params", params));
+	if (rpc_queue(&r->out, json_pack("{s:s,s:o}", "method", method, "params", params)) < 0)
+		warn("rpc: a %s notification could not be encoded", method);
+	rpc_flush(r);
+}
+
+/* A bulk field of a result: bytes sent as base64. */
+struct b64_field {
+	const char *name;
+	const struct buf *data;
+};
+
+/*
+ * Answer id with the object small (consumed) plus the bulk fields, base64-encoded straight into
+ * stdout's queue: the bytes are not copied through intermediate JSON strings.
+ */
+static void rpc_result_bulk(struct rpc *r, json_t *id, json_t *small, const struct b64_field *f, size_t nf)
+{
+	char *ids = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *obj = small ? json_dumps(small, JSON_COMPACT) : NULL;
+	json_decref(small);
+	size_t len = buf_used(&r->out);
+	int k = ids && obj ? 0 : -ENOMEM;
+	if (k == 0) {
+		static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":";
+		size_t ol = strlen(obj) - 1; /* without the closing brace */
+		k = buf_append(&r->out, head, sizeof(head) - 1);
+		k = k ?: buf_append(&r->out, ids, strlen(ids));
+		k = k ?: buf_append(&r->out, ",\"result\":", 10);
+		k = k ?: buf_append(&r->out, obj, ol);
+		for (size_t i = 0; i < nf && !k; i++) {
+			k = buf_append(&r->out, ol > 1 || i ? ",\"" : "\"", ol > 1 || i ? 2 : 1);
+			k = k ?: buf_append(&r->out, f[i].name, strlen(f[i].name));
+			k = k ?: buf_append(&r->out, "\":\"", 3);
+			k = k ?: base64_encode(&r->out, buf_head(f[i].data), buf_used(f[i].data));
+			k = k ?: buf_put_u8(&r->out, '"');
+		}
+		k = k ?: buf_append(&r->out, "}}\n", 3);
+	}
+	free(ids);
+	free(obj);
+	if (k < 0) {
+		r->out.len = r->out.off + len; /* drop the partial line */
+		rpc_error(r, id, E_INTERNAL, "the reply could not be encoded (out of memory)");
+		return;
+	}
+	rpc_flush(r);
 }
 
 static json_t *b64_json(const uint8_t *p, size_t n)
@@ -174,11 +314,11 @@ static json_t *b64_json(const uint8_t *p, size_t n)
 	struct buf b = { 0 };
 	if (base64_encode(&b, p, n) < 0) {
 		buf_fini(&b);
-		return json_null();
+		return NULL;
 	}
-	json_t *s = json_stringn((const char *)buf_head(&b), buf_used(&b));
+	json_t *s = json_stringn(buf_used(&b) ? (const char *)buf_head(&b) : "", buf_used(&b));
 	buf_fini(&b);
-	return s ? s : json_string("");
+	return s;
 }
 
 /* ---- calls ------------------------------------------------------------------------------- */
@@ -194,6 +334,7 @@ static struct call *call_new(struct rpc *r, json_t *id, enum call_kind kind)
 	c->id = json_incref(id);
 	c->kind = kind;
 	c->start = now_ns();
+	c->cap_max = RPC_MAX_CAPTURE;
 	c->next = r->calls;
 	r->calls = c;
 	r->ncalls++;
@@ -250,17 +391,22 @@ static void op_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t
 		return;
 	}
 	if (c->kind == CALL_EXEC || c->kind == CALL_READ || c->kind == CALL_LIST) {
-		size_t cap = c->kind == CALL_EXEC ? RPC_MAX_CAPTURE : RPC_MAX_READ;
-		if (buf_used(&c->cap[chan]) + n <= cap)
-			buf_append(&c->cap[chan], p, n);
-		else
-			c->truncated = true;
+		/* Keep up to cap_max, then only note that there was more. */
+		size_t room = c->cap_max - buf_used(&c->cap[chan]);
+		if (n > room)
+			c->truncated[chan] = true;
+		if ((n < room ? n : room) && buf_append(&c->cap[chan], p, n < room ? n : room) < 0)
+			c->truncated[chan] = true;
 		sandbox_exec_consumed(x, n);
 		return;
 	}
 	char method[64];
 	snprintf(method, sizeof(method), "%s.%s", stream_prefix(c->kind), chan == EXEC_STDERR ? "stderr" : "stdout");
-	rpc_notify(r, method, json_pack("{s:O,s:o}", "id", c->id, "data", b64_json(p, n)));
+	json_t *data = b64_json(p, n);
+	if (data)
+		rpc_notify(r, method, json_pack("{s:O,s:o}", "id", c->id, "data", data));
+	else
+		warn("rpc: out of memory: %zu bytes of %s lost", n, method);
 	/* Credit returns only as fast as our client reads. */
 	if (buf_used(&r->out) < RPC_OUT_HIGH)
 		sandbox_exec_consumed(x, n);
@@ -318,7 +464,9 @@ static json_t *list_json(struct buf *recs)
 		struct tm tm;
 		gmtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		json_array_append_new(files, json_pack("{s:s,s:I,s:i,s:s,s:b}", "name", name, "size",
+		/* name: UTF-8 (invalid bytes as U+FFFD); name_b64: the name's exact bytes. */
+		json_array_append_new(files, json_pack("{s:o,s:o*,s:I,s:i,s:s,s:b}", "name", json_text(name), "name_b64",
+						       b64_json((const uint8_t *)name, strlen(name)), "size",
 						       (json_int_t)size, "mode", (int)(mode & 07777),
 						       "mod_time", when, "is_dir", S_ISDIR(mode)));
 		free(name);
@@ -343,27 +491,38 @@ static void op_done(struct sandbox_exec *x, int status, const char *err)
 		else
 			rpc_error(r, c->id, E_FILE, "%s", err ? err : "write failed");
 	} else if (c->kind == CALL_READ) {
-		if (status == 0)
-			rpc_result(r, c->id, json_pack("{s:o,s:I}", "content", b64_json(buf_head(&c->cap[1]), buf_used(&c->cap[1])),
-						       "size", (json_int_t)buf_used(&c->cap[1])));
-		else
+		if (status != 0) {
 			rpc_error(r, c->id, E_FILE, "%s", err ? err : "read failed");
+		} else if (c->read_whole && c->truncated[1]) {
+			/* No length was asked and the file has more than one request carries. */
+			rpc_error(r, c->id, E_FILE, "the file is larger than %u bytes: read it in chunks (offset, length)",
+				  RPC_MAX_READ);
+		} else {
+			struct b64_field f = { "content", &c->cap[1] };
+			rpc_result_bulk(r, c->id, json_pack("{s:I}", "size", (json_int_t)buf_used(&c->cap[1])), &f, 1);
+		}
 	} else if (c->kind == CALL_LIST) {
-		if (status == 0)
-			rpc_result(r, c->id, json_pack("{s:o}", "files", list_json(&c->cap[1])));
-		else
+		if (status != 0)
 			rpc_error(r, c->id, E_FILE, "%s", err ? err : "list failed");
+		else if (c->truncated[1])
+			rpc_error(r, c->id, E_FILE, "the directory listing is larger than %u bytes", RPC_MAX_CAPTURE);
+		else
+			rpc_result(r, c->id, json_pack("{s:o}", "files", list_json(&c->cap[1])));
 	} else if (status < 0) {
 		rpc_error(r, c->id, E_SANDBOX, "%s", err ? err : "the sandbox failed");
 	} else if (err && (status == 126 || status == 127)) {
 		rpc_error(r, c->id, E_EXEC, "%s", err);
 	} else if (c->kind == CALL_EXEC) {
-		json_t *res = json_pack("{s:i,s:o,s:o,s:I}", "exit_code", status, "stdout",
-					b64_json(buf_head(&c->cap[1]), buf_used(&c->cap[1])), "stderr",
-					b64_json(buf_head(&c->cap[2]), buf_used(&c->cap[2])), "duration_ms", ms);
-		if (c->truncated)
+		json_t *res = json_pack("{s:i,s:I}", "exit_code", status, "duration_ms", ms);
+		/* Output past RPC_MAX_CAPTURE was dropped: say which stream lost what. */
+		if (c->truncated[1])
+			json_object_set_new(res, "stdout_truncated", json_true());
+		if (c->truncated[2])
+			json_object_set_new(res, "stderr_truncated", json_true());
+		if (c->truncated[1] || c->truncated[2])
 			json_object_set_new(res, "truncated", json_true());
-		rpc_result(r, c->id, res);
+		struct b64_field f[2] = { { "stdout", &c->cap[1] }, { "stderr", &c->cap[2] } };
+		rpc_result_bulk(r, c->id, res, f, 2);
 	} else {
 		rpc_result(r, c->id, json_pack("{s:i,s:I}", "exit_code", status, "duration_ms", ms));
 	}
@@ -418,45 +577,28 @@ static void strv_free(char **v)
 	free(v);
 }
 
-/* Environment: create's env, then the request's (a {KEY: VALUE} object) on top. */
-static char **env_merge(struct rpc *r, json_t *env)
+/*
+ * Put a {KEY: VALUE} object (a request's env) on top of e. Returns 0, or -errno with err saying
+ * which variable and why (where names the parameter).
+ */
+static int env_put_json(struct env *e, json_t *obj, const char *where, char *err, size_t errn)
 {
-	size_t n = 0, cap = 16;
-	char **v = calloc(cap, sizeof(char *));
-	for (size_t i = 0; v && r->env && r->env[i]; i++)
-		v[n++] = strdup(r->env[i]);
+	if (obj && !json_is_object(obj)) {
+		snprintf(err, errn, "%s must be an object {NAME: VALUE}", where);
+		return -EINVAL;
+	}
 	const char *k;
 	json_t *val;
-	if (json_is_object(env)) {
-		json_object_foreach(env, k, val)
-		{
-			if (!json_is_string(val) || n + 2 >= MSG_MAX_ENV)
-				continue;
-			if (n + 2 >= cap) {
-				char **nv = realloc(v, (cap *= 2) * sizeof(char *));
-				if (!nv)
-					break;
-				v = nv;
-			}
-			char *kv;
-			if (asprintf(&kv, "%s=%s", k, json_string_value(val)) < 0)
-				continue;
-			size_t kl = strlen(k);
-			bool replaced = false;
-			for (size_t i = 0; i < n && !replaced; i++) {
-				if (!strncmp(v[i], kv, kl + 1)) {
-					free(v[i]);
-					v[i] = kv;
-					replaced = true;
-				}
-			}
-			if (!replaced)
-				v[n++] = kv;
+	json_object_foreach(obj, k, val)
+	{
+		int rc = json_is_string(val) ? env_set_kv(e, k, json_string_value(val)) : -EINVAL;
+		if (rc < 0) {
+			snprintf(err, errn, "%s.%.64s: %s", where, k,
+				 json_is_string(val) ? env_strerror(rc) : "the value must be a string");
+			return rc;
 		}
 	}
-	if (v)
-		v[n] = NULL;
-	return v;
+	return 0;
 }
 
 static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
@@ -468,10 +610,23 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		rpc_error(r, id, E_PARAMS, "command must be a string or a non-empty array of strings");
 		return;
 	}
-	char **env = env_merge(r, json_object_get(p, "env"));
+	/* create's environment, then the request's on top. */
+	struct env env = { 0 };
+	char err[512];
+	int k = env_copy(&env, &r->env);
+	if (k < 0)
+		snprintf(err, sizeof(err), "out of memory");
+	else
+		k = env_put_json(&env, json_object_get(p, "env"), "env", err, sizeof(err));
+	if (k < 0) {
+		rpc_error(r, id, k == -ENOMEM ? E_INTERNAL : E_PARAMS, "%s", err);
+		strv_free(argv);
+		env_fini(&env);
+		return;
+	}
 	struct exec_request req = {
 		.argv = argv,
-		.env = env,
+		.env = env_vector(&env),
 		.cwd = json_is_string(json_object_get(p, "working_dir")) ? json_string_value(json_object_get(p, "working_dir")) : r->workdir,
 		.user = json_is_string(json_object_get(p, "user")) ? json_string_value(json_object_get(p, "user")) : r->user,
 		.stdin_on = kind == CALL_PIPE || kind == CALL_TTY,
@@ -480,7 +635,6 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		.cols = (uint16_t)json_integer_value(json_object_get(p, "cols")),
 		.timeout_s = (unsigned)json_integer_value(json_object_get(p, "timeout_seconds")),
 	};
-	char err[512];
 	struct call *c = call_new(r, id, kind);
 	if (!c) {
 		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
@@ -492,7 +646,7 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 			   json_pack("{s:O}", "id", id));
 	}
 	strv_free(argv);
-	strv_free(env);
+	env_fini(&env);
 }
 
 static void m_stdin(struct rpc *r, json_t *p, bool eof)
@@ -535,15 +689,34 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 	if (json_is_integer(mode))
 		fr.mode = (uint32_t)json_integer_value(mode) & 07777;
 	fr.append = json_is_true(json_object_get(p, "append"));
-	fr.offset = (uint64_t)json_integer_value(json_object_get(p, "offset"));
-	fr.length = (uint64_t)json_integer_value(json_object_get(p, "length"));
-	if (kind == CALL_READ && (!fr.length || fr.length > RPC_MAX_READ))
-		fr.length = RPC_MAX_READ;
+	json_t *off = json_object_get(p, "offset"), *len = json_object_get(p, "length");
+	if ((off && (!json_is_integer(off) || json_integer_value(off) < 0)) ||
+	    (len && (!json_is_integer(len) || json_integer_value(len) < 0))) {
+		rpc_error(r, id, E_PARAMS, "offset and length must be non-negative integers");
+		return;
+	}
+	if (kind == CALL_READ && json_integer_value(len) > RPC_MAX_READ) {
+		rpc_error(r, id, E_PARAMS, "length: at most %u bytes per read_file (read larger files in chunks)",
+			  RPC_MAX_READ);
+		return;
+	}
+	fr.offset = (uint64_t)json_integer_value(off);
+	fr.length = (uint64_t)json_integer_value(len);
+	/* No length: the whole file if it fits one request; one byte more tells us it does not. */
+	bool whole = kind == CALL_READ && !len;
+	if (whole)
+		fr.length = RPC_MAX_READ + 1ull;
+	else if (kind == CALL_READ && !fr.length)
+		fr.length = 1; /* length 0 means "to the end" to the agent: ask for 1 byte, keep none */
 	char err[512];
 	struct call *c = call_new(r, id, kind);
 	if (!c) {
 		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
 		return;
+	}
+	if (kind == CALL_READ) {
+		c->cap_max = whole ? RPC_MAX_READ : (size_t)json_integer_value(len);
+		c->read_whole = whole;
 	}
 	if (kind == CALL_WRITE) {
 		const char *content = json_string_value(json_object_get(p, "content"));
@@ -569,8 +742,11 @@ static void on_log_timer(struct timer *t)
 	struct rpc *r = c->rpc;
 	uint8_t tmp[65536];
 	ssize_t n;
-	while (buf_used(&r->out) < RPC_OUT_HIGH && (n = log_reader_read(c->log, tmp, sizeof(tmp))) > 0)
-		rpc_notify(r, "log_stream.data", json_pack("{s:O,s:o}", "id", c->id, "data", b64_json(tmp, (size_t)n)));
+	while (buf_used(&r->out) < RPC_OUT_HIGH && (n = log_reader_read(c->log, tmp, sizeof(tmp))) > 0) {
+		json_t *data = b64_json(tmp, (size_t)n);
+		if (data)
+			rpc_notify(r, "log_stream.data", json_pack("{s:O,s:o}", "id", c->id, "data", data));
+	}
 	loop_timer_set(&r->loop, t, r->loop.now + 200000000ull);
 }
 
@@ -588,13 +764,23 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 		return;
 	}
 	if (!stream) {
+		/* The log's last RPC_MAX_CAPTURE bytes, base64: the console may hold any bytes. */
 		struct buf b = { 0 };
-		uint8_t tmp[65536];
-		ssize_t n;
-		while ((n = log_reader_read(lr, tmp, sizeof(tmp))) > 0 && buf_used(&b) < RPC_MAX_CAPTURE)
-			buf_append(&b, tmp, (size_t)n);
+		bool truncated = false;
+		uint8_t *p;
+		ssize_t n = 1;
+		while (n > 0 && (p = buf_reserve(&b, 65536))) {
+			n = log_reader_read(lr, p, 65536);
+			if (n > 0)
+				b.len += (size_t)n;
+			if (buf_used(&b) > RPC_MAX_CAPTURE) { /* keep the newest bytes */
+				buf_consume(&b, buf_used(&b) - RPC_MAX_CAPTURE);
+				truncated = true;
+			}
+		}
 		log_reader_free(lr);
-		rpc_result(r, id, json_pack("{s:s%}", "content", buf_used(&b) ? (char *)buf_head(&b) : "", buf_used(&b)));
+		struct b64_field f = { "content", &b };
+		rpc_result_bulk(r, id, truncated ? json_pack("{s:b}", "truncated", 1) : json_object(), &f, 1);
 		buf_fini(&b);
 		return;
 	}
@@ -722,25 +908,33 @@ static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 		snprintf(url, sizeof(url), "%s:%u", ev->name ? ev->name : "", ev->port);
 	else
 		snprintf(url, sizeof(url), "%s", ev->name ? ev->name : "");
-	json_t *n = json_pack("{s:s,s:s,s:s,s:b,s:s?}", "method",
-			      ev->kind < NET_EV_END ? kinds[ev->kind] : "?", "url", url, "host",
-			      ev->name ? ev->name : "", "blocked", !ev->allowed, "block_reason",
-			      ev->allowed ? NULL : ev->reason);
+	if (buf_used(&r->events) >= RPC_MAX_EVENTS) {
+		/* The client is not reading: count, never wait (events_move tells it later). */
+		r->events_dropped++;
+		return;
+	}
+	/* Names and reasons come from the guest: json_text keeps them encodable. */
+	json_t *n = json_pack("{s:s,s:o,s:o,s:b,s:o*}", "method", ev->kind < NET_EV_END ? kinds[ev->kind] : "?",
+			      "url", json_text(url), "host", json_text(ev->name), "blocked", !ev->allowed,
+			      "block_reason", ev->allowed ? NULL : json_text(ev->reason));
 	if (n && ev->detail)
-		json_object_set_new(n, "detail", json_string(ev->detail));
+		json_object_set_new(n, "detail", json_text(ev->detail));
 	if (n && ev->req) {
 		/* One intercepted request (or a blocked leak): what the spec's network event carries. */
-		json_object_set_new(n, "method", json_string(ev->req->method ? ev->req->method : ""));
-		json_object_set_new(n, "url", json_string(ev->req->url ? ev->req->url : ""));
+		json_object_set_new(n, "method", json_text(ev->req->method));
+		json_object_set_new(n, "url", json_text(ev->req->url));
 		json_object_set_new(n, "status_code", json_integer(ev->req->status));
 		json_object_set_new(n, "request_bytes", json_integer((json_int_t)ev->req->bytes_up));
 		json_object_set_new(n, "response_bytes", json_integer((json_int_t)ev->req->bytes_down));
 		json_object_set_new(n, "duration_ms", json_integer((json_int_t)ev->req->duration_ms));
 		if (ev->kind == NET_EV_SECRET_LEAK)
-			json_object_set_new(n, "secret_leak", json_string(ev->req->secret ? ev->req->secret : ""));
+			json_object_set_new(n, "secret_leak", json_text(ev->req->secret));
 	}
-	rpc_notify(r, "event", json_pack("{s:s,s:s,s:o}", "type", "network", "timestamp", when, "network",
-					 n ? n : json_object()));
+	json_t *msg = json_pack("{s:s,s:{s:s,s:s,s:o}}", "method", "event", "params", "type", "network", "timestamp",
+				when, "network", n ? n : json_object());
+	if (rpc_queue(&r->events, msg) < 0)
+		r->events_dropped++;
+	rpc_flush(r);
 }
 
 static json_t *rules_json(const struct policy *p)
@@ -846,11 +1040,157 @@ static char *create_config_json(json_t *p)
 	return s;
 }
 
+/*
+ * create's params, checked before anything starts. Every field the server does not implement
+ * (vfs, privileged, disk_size_mb, dns_servers, mtu, intercept, a secret's placeholder, ...) is
+ * refused by name, at every level: a caller who asked for a protection must not silently get
+ * none. Returns 0 or -EINVAL with err naming the field.
+ */
+static int keys_known(json_t *obj, const char *where, const char *const *known, char *err, size_t errn)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(obj, k, v)
+	{
+		bool ok = false;
+		for (const char *const *q = known; *q && !ok; q++)
+			ok = !strcmp(k, *q);
+		if (!ok) {
+			snprintf(err, errn, "%s%s%.64s: not supported by this server", where, *where ? "." : "", k);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Is v absent or of the type check accepts? Sets err naming where.name otherwise. */
+static bool field_ok(json_t *obj, const char *where, const char *name, int (*check)(const json_t *),
+		     const char *what, char *err, size_t errn)
+{
+	json_t *v = json_object_get(obj, name);
+	if (!v || check(v))
+		return true;
+	snprintf(err, errn, "%s%s%s must be %s", where, *where ? "." : "", name, what);
+	return false;
+}
+
+static int is_obj(const json_t *v) { return json_is_object(v); }
+static int is_arr(const json_t *v) { return json_is_array(v); }
+static int is_str(const json_t *v) { return json_is_string(v); }
+static int is_bool(const json_t *v) { return json_is_boolean(v); }
+
+static bool strings_ok(json_t *arr, const char *what, char *err, size_t errn)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+	{
+		if (!json_is_string(v)) {
+			snprintf(err, errn, "%s[%zu] must be a string", what, i);
+			return false;
+		}
+	}
+	return true;
+}
+
+static int create_check(json_t *p, char *err, size_t errn)
+{
+	static const char *const top[] = { "image", "env", "resources", "network", "image_config",
+					   "launch_entrypoint", NULL };
+	static const char *const resources[] = { "cpus", "memory_mb", "timeout_seconds", NULL };
+	static const char *const network[] = { "allowed_hosts", "add_hosts", "block_private_ips", "no_network",
+					       "secrets", "hostname", NULL };
+	static const char *const add_host[] = { "host", "ip", NULL };
+	static const char *const secret[] = { "value", "hosts", NULL };
+	static const char *const image_config[] = { "user", "working_dir", "entrypoint", "cmd", "env", NULL };
+	json_t *res = json_object_get(p, "resources"), *net = json_object_get(p, "network");
+	json_t *ic = json_object_get(p, "image_config");
+	if (keys_known(p, "", top, err, errn) < 0)
+		return -EINVAL;
+	if (!field_ok(p, "", "image", is_str, "a string", err, errn) ||
+	    !field_ok(p, "", "env", is_obj, "an object {NAME: VALUE}", err, errn) ||
+	    !field_ok(p, "", "resources", is_obj, "an object", err, errn) ||
+	    !field_ok(p, "", "network", is_obj, "an object", err, errn) ||
+	    !field_ok(p, "", "image_config", is_obj, "an object", err, errn) ||
+	    !field_ok(p, "", "launch_entrypoint", is_bool, "true or false", err, errn))
+		return -EINVAL;
+	if (keys_known(res, "resources", resources, err, errn) < 0 ||
+	    keys_known(net, "network", network, err, errn) < 0 ||
+	    keys_known(ic, "image_config", image_config, err, errn) < 0)
+		return -EINVAL;
+	/* Out-of-range values are refused too, not replaced by a default. */
+	json_t *cpus = json_object_get(res, "cpus"), *mem = json_object_get(res, "memory_mb");
+	json_t *life = json_object_get(res, "timeout_seconds");
+	if (cpus && (!json_is_number(cpus) || !(json_number_value(cpus) >= 0.1) || json_number_value(cpus) > 16)) {
+		snprintf(err, errn, "resources.cpus must be a number from 0.1 to 16");
+		return -EINVAL;
+	}
+	if (mem && (!json_is_integer(mem) || json_integer_value(mem) < 64 || json_integer_value(mem) > 65536)) {
+		snprintf(err, errn, "resources.memory_mb must be an integer from 64 to 65536");
+		return -EINVAL;
+	}
+	if (life && (!json_is_integer(life) || json_integer_value(life) < 1 || json_integer_value(life) > 86400 * 365)) {
+		snprintf(err, errn, "resources.timeout_seconds must be whole seconds >= 1");
+		return -EINVAL;
+	}
+	if (!field_ok(net, "network", "allowed_hosts", is_arr, "an array of host names", err, errn) ||
+	    !field_ok(net, "network", "add_hosts", is_arr, "an array of {host, ip}", err, errn) ||
+	    !field_ok(net, "network", "block_private_ips", is_bool, "true or false", err, errn) ||
+	    !field_ok(net, "network", "no_network", is_bool, "true or false", err, errn) ||
+	    !field_ok(net, "network", "secrets", is_obj, "an object {NAME: {value, hosts}}", err, errn) ||
+	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn))
+		return -EINVAL;
+	const char *hn = json_string_value(json_object_get(net, "hostname"));
+	if (hn && (!*hn || strlen(hn) > 63 ||
+		   strspn(hn, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != strlen(hn))) {
+		snprintf(err, errn, "network.hostname: use 1-63 letters, digits, '-' or '.'");
+		return -EINVAL;
+	}
+	size_t i;
+	json_t *v;
+	char where[96];
+	json_array_foreach(json_object_get(net, "add_hosts"), i, v)
+	{
+		snprintf(where, sizeof(where), "network.add_hosts[%zu]", i);
+		if (!json_is_object(v)) {
+			snprintf(err, errn, "%s must be an object {host, ip}", where);
+			return -EINVAL;
+		}
+		if (keys_known(v, where, add_host, err, errn) < 0)
+			return -EINVAL;
+	}
+	const char *name;
+	json_object_foreach(json_object_get(net, "secrets"), name, v)
+	{
+		snprintf(where, sizeof(where), "network.secrets.%.64s", name);
+		if (!json_is_object(v)) {
+			snprintf(err, errn, "%s must be an object {value, hosts}", where);
+			return -EINVAL;
+		}
+		if (keys_known(v, where, secret, err, errn) < 0)
+			return -EINVAL;
+	}
+	if (!field_ok(ic, "image_config", "user", is_str, "a string", err, errn) ||
+	    !field_ok(ic, "image_config", "working_dir", is_str, "a string", err, errn) ||
+	    !field_ok(ic, "image_config", "entrypoint", is_arr, "an array of strings", err, errn) ||
+	    !field_ok(ic, "image_config", "cmd", is_arr, "an array of strings", err, errn) ||
+	    !field_ok(ic, "image_config", "env", is_obj, "an object {NAME: VALUE}", err, errn) ||
+	    !strings_ok(json_object_get(ic, "entrypoint"), "image_config.entrypoint", err, errn) ||
+	    !strings_ok(json_object_get(ic, "cmd"), "image_config.cmd", err, errn) ||
+	    !strings_ok(json_object_get(net, "allowed_hosts"), "network.allowed_hosts", err, errn))
+		return -EINVAL;
+	return 0;
+}
+
 static void m_create(struct rpc *r, json_t *id, json_t *p)
 {
 	char err[1024] = "";
 	if (r->sb) {
 		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)", r->L.id);
+		return;
+	}
+	if (create_check(p, err, sizeof(err)) < 0) {
+		rpc_error(r, id, E_PARAMS, "create: %s", err);
 		return;
 	}
 	const char *image = json_string_value(json_object_get(p, "image"));
@@ -880,6 +1220,20 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 		rpc_error(r, id, E_SANDBOX, "%s", err);
 		return;
 	}
+	/* Defaults for every exec, Docker's order: image Env, image_config.env, create's env. */
+	size_t bad = 0;
+	env_fini(&r->env);
+	int k = env_merge(&r->env, cfg.env, &bad);
+	if (k < 0)
+		snprintf(err, sizeof(err), "image %s: Env[%zu]: %s", image, bad, env_strerror(k));
+	else if ((k = env_put_json(&r->env, json_object_get(ic, "env"), "image_config.env", err, sizeof(err))) == 0)
+		k = env_put_json(&r->env, json_object_get(p, "env"), "env", err, sizeof(err));
+	if (k < 0) {
+		env_fini(&r->env);
+		rpc_error(r, id, k == -ENOMEM ? E_INTERNAL : E_PARAMS, "%s", err);
+		oci_config_fini(&cfg);
+		return;
+	}
 	if (launch_prepare(&r->L, is_path ? image : NULL, getenv("MATCHLOCK_ACCEL"), err, sizeof(err)) < 0 ||
 	    launch_make_dir(&r->L, err, sizeof(err)) < 0) {
 		rpc_error(r, id, E_SANDBOX, "%s", err);
@@ -906,7 +1260,7 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	snprintf(rec.id, sizeof(rec.id), "%s", r->L.id);
 	snprintf(rec.image, sizeof(rec.image), "%s", image);
 	rec.config = create_config_json(p);
-	int k = state_insert(r->st, &rec);
+	k = state_insert(r->st, &rec);
 	free(rec.config);
 	if (k < 0) {
 		rpc_error(r, id, E_SANDBOX, "cannot record the sandbox: %s", strerror(-k));
@@ -927,19 +1281,6 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 		warn("control socket: %s", err);
 	state_set_status(r->st, r->L.id, ST_RUNNING, NULL);
 
-	/* Defaults for every exec, Docker's order: image Env, image_config.env, create's env. */
-	json_t *layers[3] = { json_object(), json_object_get(ic, "env"), json_object_get(p, "env") };
-	for (size_t i = 0; cfg.env && cfg.env[i]; i++) {
-		const char *eq = strchr(cfg.env[i], '=');
-		if (eq)
-			json_object_set_new(layers[0], strndupa(cfg.env[i], (size_t)(eq - cfg.env[i])), json_string(eq + 1));
-	}
-	for (int i = 0; i < 3; i++) {
-		char **merged = env_merge(r, layers[i]);
-		strv_free(r->env);
-		r->env = merged;
-	}
-	json_decref(layers[0]);
 	const char *u = json_string_value(json_object_get(ic, "user"));
 	const char *w = json_string_value(json_object_get(ic, "working_dir"));
 	r->user = u ? strdup(u) : cfg.user ? strdup(cfg.user) : NULL;
@@ -987,11 +1328,8 @@ static void rpc_close_sandbox(struct rpc *r)
 	r->sb = NULL;
 	state_set_status(r->st, r->L.id, failure[0] ? ST_FAILED : ST_STOPPED, failure[0] ? failure : NULL);
 	supervisor_finish(&r->sup);
-	/* An SDK sandbox is gone once closed, like `run --rm`. */
-	rm_rf(r->L.dir);
-	state_delete(r->st, r->L.id);
-	strv_free(r->env);
-	r->env = NULL;
+	/* Like `matchlock kill`, the record stays (stopped) with its log until `matchlock rm`. */
+	env_fini(&r->env);
 	secrets_clear(&r->secrets);
 	free(r->user);
 	free(r->workdir);
@@ -1142,7 +1480,8 @@ int cmd_rpc(int argc, char **argv)
 	r.sup.listen_w.fd = -1;
 
 	while (!(r.in_eof && json_array_size(r.queue) == 0)) {
-		while (json_array_size(r.queue)) {
+		/* While stdout is over its high mark, requests wait: their answers would pile up. */
+		while (json_array_size(r.queue) && buf_used(&r.out) < RPC_OUT_HIGH) {
 			json_t *req = json_incref(json_array_get(r.queue, 0));
 			json_array_remove(r.queue, 0);
 			dispatch(&r, req);
@@ -1152,7 +1491,7 @@ int cmd_rpc(int argc, char **argv)
 			/* The lifetime ran out, or `matchlock kill` asked. */
 			rpc_close_sandbox(&r);
 		}
-		if (r.in_eof)
+		if (r.in_eof && !json_array_size(r.queue))
 			break;
 		loop_run_once(&r.loop, 0);
 	}
@@ -1167,6 +1506,8 @@ int cmd_rpc(int argc, char **argv)
 	json_decref(r.queue);
 	buf_fini(&r.in);
 	buf_fini(&r.out);
+	buf_fini(&r.events);
+	env_fini(&r.env);
 	loop_fini(&r.loop);
 	state_close(r.st);
 	return 0;

@@ -34,10 +34,10 @@
 #include "net/mitm.h"
 #include "net/secrets.h"
 #include "sandbox.h"
+#include "proto/env.h"
 #include "state.h"
 #include "supervisor.h"
 
-#define MAX_ENV 4096
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -86,10 +86,8 @@ struct run_opts {
 	int rm; /* -1: default (true, false with -d) */
 	const char *workdir, *user, *hostname, *accel;
 	unsigned cpus, cpu_milli, memory_mb, timeout_s;
-	char *env[MAX_ENV + 1];
-	size_t nenv;
-	char *file_env[MAX_ENV + 1];
-	size_t nfile_env;
+	struct env env; /* -e */
+	struct env file_env; /* the image's Env, then --env-file, then -e: what the command gets */
 	struct policy *policy;
 	uint16_t publish[16][2]; /* -p: local, remote */
 	size_t npublish;
@@ -100,44 +98,18 @@ struct run_opts {
 	unsigned nupstream_ca;
 };
 
-/* Add KEY=VALUE (or KEY, looked up in our environment) to v, replacing an earlier KEY. */
-static int env_add(char **v, size_t *n, const char *spec)
+/*
+ * Add KEY=VALUE (or KEY, looked up in our environment) to e, replacing an earlier KEY. Returns
+ * env_set's result (0 too when KEY alone is unset here: like Docker, it is left out).
+ */
+static int env_add(struct env *e, const char *spec)
 {
-	const char *eq = strchr(spec, '=');
-	size_t klen = eq ? (size_t)(eq - spec) : strlen(spec);
-	if (klen == 0)
+	if (strchr(spec, '='))
+		return env_set(e, spec);
+	if (!*spec)
 		return -EINVAL;
-	char *entry;
-	if (eq) {
-		entry = strdup(spec);
-	} else {
-		char key[256];
-		if (klen >= sizeof(key))
-			return -EINVAL;
-		memcpy(key, spec, klen);
-		key[klen] = 0;
-		const char *val = getenv(key);
-		if (!val)
-			return 0; /* like Docker: an unset KEY is left out */
-		if (asprintf(&entry, "%s=%s", key, val) < 0)
-			entry = NULL;
-	}
-	if (!entry)
-		return -ENOMEM;
-	for (size_t i = 0; i < *n; i++) {
-		if (!strncmp(v[i], entry, klen + 1)) {
-			free(v[i]);
-			v[i] = entry;
-			return 0;
-		}
-	}
-	if (*n >= MAX_ENV) {
-		free(entry);
-		return -E2BIG;
-	}
-	v[(*n)++] = entry;
-	v[*n] = NULL;
-	return 0;
+	const char *val = getenv(spec);
+	return val ? env_set_kv(e, spec, val) : 0;
 }
 
 static int env_file_load(struct run_opts *o, const char *path, char *err, size_t errn)
@@ -160,20 +132,14 @@ static int env_file_load(struct run_opts *o, const char *path, char *err, size_t
 			p++;
 		if (!*p || *p == '#')
 			continue;
-		if ((r = env_add(o->file_env, &o->nfile_env, p)) < 0) {
-			snprintf(err, errn, "--env-file %s:%d: invalid entry", path, lineno);
+		if ((r = env_add(&o->file_env, p)) < 0) {
+			snprintf(err, errn, "--env-file %s:%d: %s", path, lineno, env_strerror(r));
 			break;
 		}
 	}
 	free(line);
 	fclose(f);
 	return r;
-}
-
-static void env_free(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
 }
 
 /* Flags that belong to parts of the CLI contract not built yet: refuse them clearly. */
@@ -221,7 +187,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 	char *env_files[64];
 	size_t nenv_files = 0;
 	unsigned long v;
-	int c, idx;
+	int c, idx, k;
 	(void)not_yet;
 
 	opterr = 0;
@@ -250,8 +216,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 			o->user = optarg;
 			break;
 		case 'e':
-			if (env_add(o->env, &o->nenv, optarg) < 0) {
-				snprintf(err, errn, "-e %s: expected KEY=VALUE or KEY", optarg);
+			if ((k = env_add(&o->env, optarg)) < 0) {
+				snprintf(err, errn, "-e %.64s: %s", optarg,
+					 k == -EINVAL ? "expected KEY=VALUE or KEY" : env_strerror(k));
 				return -EINVAL;
 			}
 			break;
@@ -399,8 +366,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char ***cmd, ch
 		if (env_file_load(o, env_files[i], err, errn) < 0)
 			return -EINVAL;
 	/* Files first, then -e on top. */
-	for (size_t i = 0; i < o->nenv; i++)
-		env_add(o->file_env, &o->nfile_env, o->env[i]);
+	size_t bad;
+	if ((k = env_merge(&o->file_env, env_vector(&o->env), &bad)) < 0) {
+		snprintf(err, errn, "-e %.64s: %s", env_vector(&o->env)[bad], env_strerror(k));
+		return -EINVAL;
+	}
 	*cmd = argv + optind;
 	return 0;
 }
@@ -421,16 +391,21 @@ static int run_image_apply(struct run_opts *o, char ***cmd, char ***argv_out, ch
 	if (!(*argv_out = oci_config_argv(&image_cfg, o->entrypoint, *cmd)))
 		return -ENOMEM;
 	*cmd = *argv_out;
-	char *merged[MAX_ENV + 1] = { NULL };
-	size_t nmerged = 0;
-	for (size_t i = 0; image_cfg.env && image_cfg.env[i]; i++)
-		if (env_add(merged, &nmerged, image_cfg.env[i]) < 0)
-			break;
-	for (size_t i = 0; i < o->nfile_env; i++)
-		env_add(merged, &nmerged, o->file_env[i]);
-	env_free(o->file_env, o->nfile_env);
-	memcpy(o->file_env, merged, sizeof(merged));
-	o->nfile_env = nmerged;
+	/* The image's Env is strictly KEY=VALUE: a bare KEY must not pick up our environment. */
+	struct env merged = { 0 };
+	size_t bad = 0;
+	int k = env_merge(&merged, image_cfg.env, &bad);
+	if (k < 0) {
+		snprintf(err, errn, "image %s: Env[%zu]: %s", ref, bad, env_strerror(k));
+	} else if ((k = env_merge(&merged, env_vector(&o->file_env), &bad)) < 0) {
+		snprintf(err, errn, "--env-file/-e %.64s: %s", env_vector(&o->file_env)[bad], env_strerror(k));
+	}
+	if (k < 0) {
+		env_fini(&merged);
+		return k;
+	}
+	env_fini(&o->file_env);
+	o->file_env = merged;
 	if (!o->user)
 		o->user = image_cfg.user;
 	if (!o->workdir)
@@ -509,12 +484,12 @@ static char *config_json(const struct run_opts *o, const struct sandbox_config *
 		jsonw_str(&b, cmd[i]);
 	}
 	jsonw_raw(&b, "],\"env\":[");
-	for (size_t i = 0; i < o->nfile_env; i++) {
+	for (size_t i = 0; i < o->file_env.n; i++) {
 		if (i)
 			jsonw_raw(&b, ",");
 		/* Values can be credentials: record the names only. */
 		char key[256];
-		snprintf(key, sizeof(key), "%.*s", (int)strcspn(o->file_env[i], "="), o->file_env[i]);
+		snprintf(key, sizeof(key), "%.*s", (int)strcspn(o->file_env.v[i], "="), o->file_env.v[i]);
 		jsonw_str(&b, key);
 	}
 	/* Secrets: names and hosts; the value is never recorded anywhere. */
@@ -725,14 +700,14 @@ int cmd_run(int argc, char **argv)
 		char term[300];
 		snprintf(term, sizeof(term), "TERM=%s", getenv("TERM"));
 		bool have = false;
-		for (size_t i = 0; i < o.nfile_env; i++)
-			have |= !strncmp(o.file_env[i], "TERM=", 5);
+		for (size_t i = 0; i < o.file_env.n; i++)
+			have |= !strncmp(o.file_env.v[i], "TERM=", 5);
 		if (!have)
-			env_add(o.file_env, &o.nfile_env, term);
+			env_set(&o.file_env, term); /* past a bound, the command runs without TERM */
 	}
 	struct exec_request req = {
 		.argv = cmd,
-		.env = o.file_env,
+		.env = env_vector(&o.file_env),
 		.cwd = o.workdir,
 		.user = o.user,
 		.stdin_on = o.interactive,
@@ -809,8 +784,8 @@ out:
 	if (sigfd >= 0)
 		close(sigfd);
 	state_close(st);
-	env_free(o.env, o.nenv);
-	env_free(o.file_env, o.nfile_env);
+	env_fini(&o.env);
+	env_fini(&o.file_env);
 	free(image_argv);
 	oci_config_fini(&image_cfg);
 	return status;

@@ -10,7 +10,7 @@ The SDK spawns ``matchlock rpc`` and speaks JSON-RPC 2.0 over its stdio. Standar
         print(r.exit_code, r.stdout)
 """
 
-from .client import FILE_CHUNK, Client, ExecResult, FileInfo, PortBinding, Process, find_binary
+from .client import FILE_CHUNK, READ_FILE_MAX, Client, ExecResult, FileInfo, PortBinding, Process, find_binary
 from .errors import (CANCELLED, EXEC_FAILED, FILE_FAILED, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST,
                      METHOD_NOT_FOUND, PARSE_ERROR, SANDBOX_FAILED, MatchlockError, RPCError)
 from .sandbox import Sandbox

@@ -22,8 +22,12 @@ Command = Union[str, Sequence[str]]
 Sink = Union[Callable[[bytes], Any], IO[Any], None]
 
 #: Raw bytes per write_file/read_file request; the server's request lines are limited to
-#: 16 MiB, and 4 MiB of raw data is about 5.6 MB of base64.
+#: 16 MiB, and 4 MiB of raw data is about 5.6 MB of base64 (the server reads at most 8 MiB per
+#: read_file request).
 FILE_CHUNK = 4 << 20
+
+#: read_file's default bound on a whole file: past it read_file raises instead of filling memory.
+READ_FILE_MAX = 256 << 20
 
 # How long to wait for the server's answer after asking it to cancel a request.
 _CANCEL_GRACE_S = 30.0
@@ -37,7 +41,10 @@ class ExecResult:
     stdout: bytes = b""
     stderr: bytes = b""
     duration_ms: int = 0
+    #: True when the server kept only the first 16 MiB of stdout or stderr (exec only).
     truncated: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -49,11 +56,12 @@ class ExecResult:
 class FileInfo:
     """One entry of ``list_files``."""
 
-    name: str
+    name: str  #: UTF-8; bytes that are not UTF-8 appear as U+FFFD
     size: int
     mode: int
     mod_time: str
     is_dir: bool
+    name_bytes: bytes = b""  #: the name's exact bytes
 
 
 @dataclass
@@ -364,7 +372,8 @@ class Client:
         """
         res = self._wait(self._request("exec", _exec_params(command, working_dir, user, env)), timeout)
         return ExecResult(int(res["exit_code"]), _unb64(res.get("stdout")), _unb64(res.get("stderr")),
-                          int(res.get("duration_ms", 0)), bool(res.get("truncated", False)))
+                          int(res.get("duration_ms", 0)), bool(res.get("truncated", False)),
+                          bool(res.get("stdout_truncated", False)), bool(res.get("stderr_truncated", False)))
 
     def exec_stream(self, command: Command, stdout: Sink = None, stderr: Sink = None, *,
                     working_dir: Optional[str] = None, user: Optional[str] = None,
@@ -465,22 +474,28 @@ class Client:
             if off >= len(data):
                 return
 
-    def read_file(self, path: str) -> bytes:
-        """Read a whole file from the guest, in chunks of any total size."""
+    def read_file(self, path: str, max_bytes: int = READ_FILE_MAX) -> bytes:
+        """Read a whole file from the guest, in chunks. A file larger than ``max_bytes``
+        (default READ_FILE_MAX, 256 MiB) raises MatchlockError instead of filling memory."""
         parts: List[bytes] = []
         off = 0
         while True:
-            res = self.call("read_file", {"path": path, "offset": off, "length": FILE_CHUNK})
+            want = min(FILE_CHUNK, max_bytes - off + 1)  # one byte past the bound tells us it is larger
+            res = self.call("read_file", {"path": path, "offset": off, "length": want})
             chunk = _unb64(res.get("content"))
             parts.append(chunk)
             off += len(chunk)
-            if len(chunk) < FILE_CHUNK:
+            if off > max_bytes:
+                raise MatchlockError(f"read_file {path}: the file is larger than max_bytes={max_bytes}; "
+                                     "pass a larger max_bytes to read it")
+            if len(chunk) < want:
                 return b"".join(parts)
 
     def list_files(self, path: str) -> List[FileInfo]:
         """The entries of a guest directory."""
         res = self.call("list_files", {"path": path})
-        return [FileInfo(f["name"], int(f["size"]), int(f["mode"]), f.get("mod_time", ""), bool(f["is_dir"]))
+        return [FileInfo(f["name"], int(f["size"]), int(f["mode"]), f.get("mod_time", ""), bool(f["is_dir"]),
+                         _unb64(f.get("name_b64")) if "name_b64" in f else f["name"].encode())
                 for f in res.get("files", [])]
 
     # ---- network -----------------------------------------------------------------------------
@@ -501,8 +516,12 @@ class Client:
         return list(self.call("allow_list_delete", {"hosts": list(hosts)}).get("allowed_hosts", []))
 
     def log(self) -> str:
-        """The sandbox's log so far."""
-        return str(self.call("log").get("content", ""))
+        """The sandbox's log so far (its last 16 MiB); bytes that are not UTF-8 appear as U+FFFD."""
+        return self.log_bytes().decode("utf-8", errors="replace")
+
+    def log_bytes(self) -> bytes:
+        """The sandbox's log so far (its last 16 MiB), exactly as written."""
+        return _unb64(self.call("log").get("content"))
 
     # ---- shutdown ----------------------------------------------------------------------------
     def _close_sandbox(self, timeout: Optional[float] = None) -> None:
@@ -517,7 +536,8 @@ class Client:
             self.sandbox_id = None
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Stop the sandbox (an SDK sandbox is removed when stopped) and end `matchlock rpc`."""
+        """Stop the sandbox and end `matchlock rpc`. The sandbox stays listed as stopped (with
+        its log) until ``matchlock rm ID``, ``matchlock prune`` or ``remove``."""
         proc = self._proc
         if proc is None:
             return
@@ -544,9 +564,16 @@ class Client:
             self._proc = None
 
     def remove(self) -> None:
-        """Remove the sandbox. `matchlock rpc` removes a sandbox when it stops, so this is
-        ``close`` of the sandbox, keeping the client usable for another ``launch``."""
+        """Stop the sandbox and remove its record and directory (``matchlock rm``), keeping the
+        client usable for another ``launch``."""
+        sid = self.sandbox_id
         self._close_sandbox()
+        if sid is None:
+            return
+        binary = self._binary or find_binary()
+        r = subprocess.run([binary, "rm", sid], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            raise MatchlockError(f"matchlock rm {sid}: {r.stderr.strip()}")
 
 
 def _pump_stdin(proc: "Process", stdin: IO[Any], fd: Optional[int], stop: threading.Event) -> None:
@@ -635,4 +662,5 @@ class Process:
                           int(res.get("duration_ms", 0)))
 
 
-__all__ = ["Client", "ExecResult", "FileInfo", "PortBinding", "Process", "FILE_CHUNK", "CANCELLED", "find_binary"]
+__all__ = ["Client", "ExecResult", "FileInfo", "PortBinding", "Process", "FILE_CHUNK", "READ_FILE_MAX", "CANCELLED",
+           "find_binary"]

@@ -44,7 +44,8 @@ class Sandbox:
         return self
 
     def with_disk_size(self, disk_size_mb: int) -> "Sandbox":
-        """Size of the writable layer in MiB (kept in guest memory when unset)."""
+        """Size of the writable layer in MiB. Not implemented by this server yet: ``launch``
+        fails with RPCError(INVALID_PARAMS) naming ``resources.disk_size_mb``."""
         if disk_size_mb <= 0:
             raise ValueError("disk_size_mb must be positive")
         self._resources["disk_size_mb"] = int(disk_size_mb)
