@@ -13,10 +13,10 @@
 #include <unistd.h>
 
 #include "accel.h"
-#include "child.h"
+#include "common/child.h"
 #include "cli.h"
 #include "common/util.h"
-#include "paths.h"
+#include "common/paths.h"
 
 struct check {
 	const char *name;

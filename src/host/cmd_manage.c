@@ -20,7 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "control.h"
-#include "paths.h"
+#include "common/paths.h"
 #include "proto/msg.h"
 #include "snapshot.h"
 #include "state.h"

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "child.h"
+#include "common/child.h"
 #include "cli.h"
 #include "common/base64.h"
 #include "common/jsonw.h"

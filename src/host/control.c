@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "paths.h"
+#include "common/paths.h"
 #include "proto/msg.h"
 
 int control_dir(const char *id, char *out, size_t n)

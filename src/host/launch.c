@@ -12,7 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "control.h"
-#include "paths.h"
+#include "common/paths.h"
 #include "rootfs.h"
 #include "snapshot.h"
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "accel.h"
-#include "loop.h"
+#include "common/loop.h"
 #include "sandbox.h"
 
 struct launch {

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "loop.h"
+#include "common/loop.h"
 #include "sandbox.h"
 
 #define PORTFWD_MAX_LISTENERS 32

@@ -19,16 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "child.h"
+#include "common/paths.h"
 #include "common/util.h"
-#include "paths.h"
+#include "oci/ext4.h"
 
 static EVP_MD_CTX *walk_md;
 static size_t walk_root_len;
-static unsigned long long walk_bytes, walk_entries;
 
 static int walk_hash(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -47,8 +45,6 @@ static int walk_hash(const char *path, const struct stat *st, int flag, struct F
 			 (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec, target);
 	if (n > 0)
 		EVP_DigestUpdate(walk_md, rec, (size_t)n < sizeof(rec) ? (size_t)n : sizeof(rec));
-	walk_bytes += (unsigned long long)st->st_blocks * 512;
-	walk_entries++;
 	return 0;
 }
 
@@ -57,7 +53,6 @@ static int hash_dir(const char *dir, char hex[65])
 	unsigned char md[32];
 	walk_md = EVP_MD_CTX_new();
 	walk_root_len = strlen(dir);
-	walk_bytes = walk_entries = 0;
 	if (!walk_md || !EVP_DigestInit_ex(walk_md, EVP_sha256(), NULL)) {
 		EVP_MD_CTX_free(walk_md);
 		return -ENOMEM;
@@ -160,50 +155,6 @@ out:
 	return r;
 }
 
-int rootfs_make_ext4(const char *dir, const char *dst, char *err, size_t errn)
-{
-	char hex[65];
-	int r = hash_dir(dir, hex); /* also measures the tree */
-	if (r < 0) {
-		snprintf(err, errn, "cannot read %s: %s", dir, strerror(-r));
-		return r;
-	}
-	/* ext4 metadata and per-file slack: generous, the file is sparse. */
-	unsigned long long kib = walk_bytes / 1024 * 13 / 10 + walk_entries * 4 + 16384;
-	unsigned long long inodes = walk_entries + walk_entries / 5 + 1024;
-	char tmp[4200], size[32], ninodes[32];
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", dst, getpid());
-	snprintf(size, sizeof(size), "%lluk", kib);
-	snprintf(ninodes, sizeof(ninodes), "%llu", inodes);
-
-	char *const mkfs[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal,^resize_inode",
-			       "-m", "0", "-N", ninodes, "-L", "matchlock-root", "-d", (char *)dir,
-			       tmp, size, NULL };
-	char out[512];
-	int status = child_run(mkfs, true, out, sizeof(out));
-	if (status < 0) {
-		snprintf(err, errn, "cannot run mke2fs: %s", strerror(-status));
-		return status;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char *nl = strchr(out, '\n');
-		if (nl)
-			*nl = 0;
-		snprintf(err, errn, "building the root disk from %s failed: %s%s", dir,
-			 *out ? out : "mke2fs failed",
-			 WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (apt-get install e2fsprogs)" : "");
-		unlink(tmp);
-		return -EIO;
-	}
-	if (rename(tmp, dst) < 0) {
-		r = -errno;
-		snprintf(err, errn, "rename %s: %s", tmp, strerror(errno));
-		unlink(tmp);
-		return r;
-	}
-	return 0;
-}
-
 int rootfs_prepare(const char *src, char *out, size_t n, char *err, size_t errn)
 {
 	struct stat st;
@@ -236,7 +187,7 @@ int rootfs_prepare(const char *src, char *out, size_t n, char *err, size_t errn)
 	if (access(out, R_OK) == 0)
 		return 0;
 	if (S_ISDIR(st.st_mode))
-		return rootfs_make_ext4(src, out, err, errn);
+		return oci_ext4_build(src, out, err, errn);
 
 	char stage[4200];
 	snprintf(stage, sizeof(stage), "%s/.stage.XXXXXX", cache);
@@ -247,7 +198,7 @@ int rootfs_prepare(const char *src, char *out, size_t n, char *err, size_t errn)
 	}
 	r = untar(src, stage, err, errn);
 	if (r == 0)
-		r = rootfs_make_ext4(stage, out, err, errn);
+		r = oci_ext4_build(stage, out, err, errn);
 	rm_rf(stage);
 	return r;
 }

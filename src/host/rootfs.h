@@ -11,7 +11,4 @@
 /* Writes the image path to out. On failure returns -errno and a one-line reason in err. */
 int rootfs_prepare(const char *src, char *out, size_t n, char *err, size_t errn);
 
-/* Build an ext4 image at dst (written to a temp file, then renamed) from the tree at dir. */
-int rootfs_make_ext4(const char *dir, const char *dst, char *err, size_t errn);
-
 #endif

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "accel.h"
-#include "loop.h"
+#include "common/loop.h"
 #include "net/egress.h"
 #include "net/policy.h"
 #include "net/secrets.h"

@@ -17,7 +17,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "paths.h"
+#include "common/paths.h"
 #include "qmp.h"
 
 #define SNAPSHOT_FORMAT 1 /* bump when what goes into a template changes */

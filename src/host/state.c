@@ -13,7 +13,7 @@
 #include "common/buf.h"
 #include "common/jsonw.h"
 #include "common/util.h"
-#include "paths.h"
+#include "common/paths.h"
 
 const char *const sb_status_names[ST_END] = { "creating", "running", "stopping", "stopped",
 					      "failed",	  "crashed" };

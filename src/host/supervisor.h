@@ -10,7 +10,7 @@
 
 #include <stdbool.h>
 
-#include "loop.h"
+#include "common/loop.h"
 #include "portfwd.h"
 #include "sandbox.h"
 

@@ -18,7 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "child.h"
+#include "common/child.h"
 #include "common/log.h"
 
 #define CHILD_LINK_FD 3

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
-#include "host/loop.h"
+#include "common/loop.h"
 #include "policy.h"
 #include "proto/mux.h"
 

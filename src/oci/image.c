@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "host/rootfs.h"
+#include "ext4.h"
 #include "registry.h"
 #include "store.h"
 #include "unpack.h"
@@ -174,7 +174,7 @@ static int build_disk(struct oci_store *st, const struct oci_manifest *m, const 
 	}
 	close(rootfd);
 	if (r == 0)
-		r = rootfs_make_ext4(stage, disk, err, errn);
+		r = oci_ext4_build(stage, disk, err, errn);
 out:
 	rm_rf(stage);
 	return r;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "host/paths.h"
+#include "common/paths.h"
 
 int oci_hasher_init(struct oci_hasher *h)
 {

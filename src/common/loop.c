@@ -8,8 +8,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "common/log.h"
-#include "common/util.h"
+#include "log.h"
+#include "util.h"
 
 struct deferred {
 	void *p;
