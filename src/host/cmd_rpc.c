@@ -895,8 +895,6 @@ static int rpc_secrets_from(struct rpc *r, json_t *secrets, char *err, size_t er
 /* Every egress decision becomes an `event` notification. */
 static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 {
-	static const char *const kinds[] = { "DNS", "CONNECT", "HTTP", "HTTPS", "HTTPS" };
-	STATIC_ASSERT_TABLE(kinds, NET_EV_END);
 	struct rpc *r = opaque;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -914,14 +912,13 @@ static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 		return;
 	}
 	/* Names and reasons come from the guest: json_text keeps them encodable. */
-	json_t *n = json_pack("{s:s,s:o,s:o,s:b,s:o*}", "method", ev->kind < NET_EV_END ? kinds[ev->kind] : "?",
+	json_t *n = json_pack("{s:o,s:o,s:o,s:b,s:o*}", "method", json_text(net_event_rpc_method(ev)),
 			      "url", json_text(url), "host", json_text(ev->name), "blocked", !ev->allowed,
 			      "block_reason", ev->allowed ? NULL : json_text(ev->reason));
 	if (n && ev->detail)
 		json_object_set_new(n, "detail", json_text(ev->detail));
 	if (n && ev->req) {
 		/* One intercepted request (or a blocked leak): what the spec's network event carries. */
-		json_object_set_new(n, "method", json_text(ev->req->method));
 		json_object_set_new(n, "url", json_text(ev->req->url));
 		json_object_set_new(n, "status_code", json_integer(ev->req->status));
 		json_object_set_new(n, "request_bytes", json_integer((json_int_t)ev->req->bytes_up));

@@ -73,23 +73,20 @@ struct egress {
 	bool dying; /* egress_free: the link is going away, do not flush */
 };
 
-static const char *const kinds[] = { "DNS", "connect", "HTTP", "request", "secret_leak" };
-STATIC_ASSERT_TABLE(kinds, NET_EV_END);
-
 /* An event from a TLS flow: log it (never with a secret value: flows do not put one in). */
 static void emit_flow(struct egress *e, const struct net_event *ev)
 {
 	if (ev->req) {
 		const struct net_request *q = ev->req;
 		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO,
-			"network: %s %s %s %s -> %d (%llu B up, %llu B down, %llu ms)%s%s", kinds[ev->kind],
+			"network: %s %s %s %s -> %d (%llu B up, %llu B down, %llu ms)%s%s", net_event_log_name(ev->kind),
 			ev->allowed ? "allowed" : "blocked", q->method, q->url, q->status,
 			(unsigned long long)q->bytes_up, (unsigned long long)q->bytes_down,
 			(unsigned long long)q->duration_ms, ev->allowed ? "" : ": ",
 			ev->allowed ? "" : ev->reason);
 	} else {
 		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s port %u: %s",
-			kinds[ev->kind], ev->allowed ? "allowed" : "denied", ev->name, ev->port, ev->reason);
+			net_event_log_name(ev->kind), ev->allowed ? "allowed" : "denied", ev->name, ev->port, ev->reason);
 	}
 	if (e->ops.event)
 		e->ops.event(ev, e->opaque);
@@ -102,7 +99,7 @@ static void emit(struct egress *e, enum net_event_kind kind, bool allowed, const
 	if (port)
 		snprintf(where, sizeof(where), " port %u", port);
 	/* Denials are shown to the user; what was allowed goes to the sandbox log. */
-	log_msg(allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s%s%s%s: %s", kinds[kind],
+	log_msg(allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s%s%s%s: %s", net_event_log_name(kind),
 		allowed ? "allowed" : "denied", *name ? name : "-", detail ? " " : "",
 		detail ? detail : "", where, reason);
 	if (e->ops.event) {

@@ -17,43 +17,13 @@
 
 #include "common/buf.h"
 #include "common/loop.h"
+#include "event.h"
 #include "policy.h"
 #include "proto/mux.h"
 
 #define EGRESS_MAX_CONNS 256 /* open TCP streams per sandbox; more are refused */
 #define EGRESS_DNS_TTL 300
 #define EGRESS_CONNECT_TIMEOUT_MS 15000
-
-enum net_event_kind {
-	NET_EV_DNS,
-	NET_EV_CONNECT,
-	NET_EV_HTTP, /* plain HTTP: the Host check of a connection's first request */
-	NET_EV_REQUEST, /* one intercepted HTTPS request (the `network` event): see req */
-	NET_EV_SECRET_LEAK, /* a placeholder headed to a host its secret is not scoped to */
-	NET_EV_END
-};
-
-/* NET_EV_REQUEST and NET_EV_SECRET_LEAK. Never holds a secret value. */
-struct net_request {
-	const char *method;
-	const char *url; /* https://host[:port]/path?key=&key= (query values left out) */
-	int status; /* what the guest got; 0 if no response */
-	uint64_t bytes_up, bytes_down; /* body bytes each way */
-	uint64_t duration_ms;
-	const char *secret; /* SECRET_LEAK: the secret's name */
-};
-
-struct net_event {
-	enum net_event_kind kind;
-	bool allowed; /* false: blocked */
-	const char *name; /* host name ("" if unknown) */
-	const char *detail; /* "A", "AAAA" for DNS; the address dialed or asked for otherwise */
-	uint16_t port; /* 0 for DNS */
-	const char *reason; /* why: the rule that allowed, or what denied */
-	const struct net_request *req; /* NET_EV_REQUEST, NET_EV_SECRET_LEAK; else NULL */
-};
-
-typedef void (*net_event_fn)(const struct net_event *ev, void *opaque);
 
 struct egress_ops {
 	void (*flush)(void *opaque); /* the mux has frames to write */
