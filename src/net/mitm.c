@@ -254,7 +254,7 @@ enum rs_state { RS_HEAD, RS_BODY, RS_TUNNEL };
 
 struct pending {
 	char method[16];
-	char url[512];
+	char url[8 + POLICY_NAME_MAX + 6 + 400]; /* https://NAME:PORT and pending_fill's target */
 	int minor;
 	bool upgrade;
 	uint64_t t0, up, down;
@@ -571,7 +571,7 @@ static void requests_run(struct flow *f)
 			return;
 		struct http_msg m;
 		const char *why = "an incomplete request head";
-		char reason[600];
+		char reason[1024]; /* up to three names and a list of hosts */
 		if (hl <= 0 || http_parse_request(buf_head(&f->req_in), (size_t)hl, &m, &why) < 0) {
 			if (hl < 0)
 				why = "a request head larger than 16 KiB";
@@ -715,7 +715,7 @@ static void responses_run(struct flow *f)
 		struct http_msg *m = &f->rs_msg;
 		if (hl <= 0 || !p ||
 		    http_parse_response(buf_head(&f->resp_in), (size_t)hl, !strcmp(p->method, "HEAD"), m, &why) < 0) {
-			char reason[300];
+			char reason[600];
 			snprintf(reason, sizeof(reason), "matchlock: bad response from %s: %s", f->name,
 				 p ? why : "a response nobody asked for");
 			if (p) {
@@ -793,7 +793,7 @@ static void upstream_run(struct flow *f)
 				f->u_want_write = true;
 				return;
 			}
-			char why[300], se[200];
+			char why[600], se[200];
 			long v = SSL_get_verify_result(f->u);
 			if (v != X509_V_OK)
 				snprintf(why, sizeof(why), "the upstream %s is not trusted: %s (add its CA with "
