@@ -1,15 +1,22 @@
-# matchlock — `make` builds everything into build/; `make test`, `make demo`, `make bench`.
-# Both `test` and `demo` first install missing Debian packages (as root) via scripts/deps.sh.
+# matchlock — `make` builds everything into build/; `make check` is the quick developer loop (no
+# root, no kernel); `make test`, `make demo`, `make bench`. Both `test` and `demo` first install
+# missing Debian packages (as root) via scripts/deps.sh.
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
 CC       ?= cc
 MUSL_CC  ?= musl-gcc
 CLANG    ?= clang
+CLANG_FORMAT ?= clang-format
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 
-WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-truncation \
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
 	    -Wvla -Walloca
+# CI builds with warnings as errors (.ci/run sets CI=true; `make WERROR=1` does it by hand).
+WERROR   ?= $(if $(filter true,$(CI)),1,0)
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
 HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
@@ -18,27 +25,41 @@ HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
 HOST_LIBS    := -lssl -lcrypto -larchive -lcurl -ljansson -lsqlite3 -lm -lpthread
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
 
-COMMON_SRC := $(wildcard src/common/*.c) $(wildcard src/proto/*.c)
-HOST_SRC   := $(wildcard src/host/*.c) $(wildcard src/oci/*.c) $(wildcard src/net/*.c)
-# The parts of the egress engine with no loop or threads: unit-tested and fuzzed on their own.
-NET_PURE_SRC := src/net/dns.c src/net/policy.c src/net/http.c src/net/addrpool.c \
-	src/net/secrets.c src/net/tlshello.c
+# The modules, lowest first: common <- proto <- net, oci <- host; the agent uses common and proto
+# only (`make check-layers` checks the #include lines). Everything below host goes into one
+# static library, built once per instrumentation: the host binary, the unit tests, the fuzzers
+# and bench/proxy link it, and the linker takes only the objects each of them uses.
+LIB_SRC    := $(wildcard src/common/*.c src/proto/*.c src/net/*.c src/oci/*.c)
+HOST_SRC   := $(wildcard src/host/*.c)
 AGENT_SRC  := $(wildcard src/agent/*.c)
+AGENT_LIB_SRC := $(wildcard src/common/*.c src/proto/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
-# The OCI parsers, for unit tests and fuzzers (no host code, no network).
-OCI_PARSE_SRC := src/oci/ref.c src/oci/manifest.c src/oci/auth.c src/oci/unpack.c
-OCI_PARSE_LIBS := -ljansson -lcrypto -larchive
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 
-HOST_OBJ   := $(patsubst %.c,$(BUILD)/host/%.o,$(HOST_SRC) $(COMMON_SRC))
-AGENT_OBJ  := $(patsubst %.c,$(BUILD)/agent/%.o,$(AGENT_SRC) $(COMMON_SRC))
+LIB        := $(BUILD)/libmatchlock.a
+LIB_SAN    := $(BUILD)/san/libmatchlock.a
+LIB_FUZZ   := $(BUILD)/fuzz/libmatchlock.a
+AGENT_LIB  := $(BUILD)/agent/libmatchlock-common.a
+LIB_OBJ      := $(patsubst %.c,$(BUILD)/host/%.o,$(LIB_SRC))
+LIB_SAN_OBJ  := $(patsubst %.c,$(BUILD)/san/%.o,$(LIB_SRC))
+LIB_FUZZ_OBJ := $(patsubst %.c,$(BUILD)/fuzz/%.o,$(LIB_SRC))
+HOST_OBJ   := $(patsubst %.c,$(BUILD)/host/%.o,$(HOST_SRC))
+AGENT_OBJ  := $(patsubst %.c,$(BUILD)/agent/%.o,$(AGENT_SRC))
+AGENT_LIB_OBJ := $(patsubst %.c,$(BUILD)/agent/%.o,$(AGENT_LIB_SRC))
+UNIT_OBJ     := $(patsubst %.c,$(BUILD)/host/%.o,$(UNIT_SRC))
+UNIT_SAN_OBJ := $(patsubst %.c,$(BUILD)/san/%.o,$(UNIT_SRC))
+FUZZ_OBJ     := $(patsubst %.c,$(BUILD)/fuzz/%.o,$(FUZZ_SRC))
 UNITS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 UNITS_SAN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/san/%,$(UNIT_SRC))
 FUZZERS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+# Libraries the unit tests and fuzzers may need; --as-needed drops those a binary does not use.
+LIB_LIBS   := -Wl,--as-needed $(HOST_LIBS)
 
-.PHONY: all deps test demo bench fuzz unit install clean kernel fixtures default-image
-all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio kernel
+.PHONY: all deps test check check-layers format-check demo bench fuzz unit install clean kernel \
+	fixtures default-image
+all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio $(LIB) kernel
 
 deps:
 	@scripts/deps.sh
@@ -60,10 +81,27 @@ $(BUILD)/agent/%.o: %.c | $(BUILD)/kinc/.stamp
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) $(AGENT_CFLAGS) -c $< -o $@
 
-$(BUILD)/matchlock: $(HOST_OBJ)
+$(BUILD)/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -c $< -o $@
+
+$(BUILD)/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+$(LIB_SAN): $(LIB_SAN_OBJ)
+$(LIB_FUZZ): $(LIB_FUZZ_OBJ)
+$(AGENT_LIB): $(AGENT_LIB_OBJ)
+$(LIB) $(LIB_SAN) $(LIB_FUZZ) $(AGENT_LIB):
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/matchlock: $(HOST_OBJ) $(LIB)
 	$(CC) $(HOST_LDFLAGS) $^ -o $@ $(HOST_LIBS)
 
-$(BUILD)/matchlock-agent: $(AGENT_OBJ)
+$(BUILD)/matchlock-agent: $(AGENT_OBJ) $(AGENT_LIB)
 	$(MUSL_CC) -static $^ -o $@
 
 # The initramfs holds only the agent (as /init) and the mount points it uses before it
@@ -109,24 +147,49 @@ $(BUILD)/initramfs-empty.cpio:
 	@rm -rf $(BUILD)/initramfs-empty && mkdir -p $(BUILD)/initramfs-empty/dev
 	cd $(BUILD)/initramfs-empty && find . | LC_ALL=C sort | cpio -o -H newc --quiet > ../initramfs-empty.cpio
 
-# Unit tests: plain, and under ASan+UBSan.
-$(BUILD)/tests/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC) $(NET_PURE_SRC)
+# Unit tests, plain and under ASan+UBSan (their objects are built by the pattern rules above with
+# -Itests/unit added below), and the libFuzzer harnesses; each links its library.
+$(UNIT_OBJ): HOST_CFLAGS += -Itests/unit
+$(BUILD)/tests/%: $(BUILD)/host/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $^ -o $@ $(OCI_PARSE_LIBS)
+	$(CC) $^ -o $@ $(LIB_LIBS)
 
-$(BUILD)/tests/san/%: tests/unit/%.c $(COMMON_SRC) $(OCI_PARSE_SRC) $(NET_PURE_SRC)
+$(BUILD)/tests/san/%: $(BUILD)/san/tests/unit/%.o $(LIB_SAN)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit $^ -o $@ $(OCI_PARSE_LIBS)
+	$(CC) $(SAN) $^ -o $@ $(LIB_LIBS)
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(OCI_PARSE_SRC) $(NET_PURE_SRC)
-	@mkdir -p $(dir $@)
-	$(CLANG) -g -O1 -std=gnu11 -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $^ -o $@ $(OCI_PARSE_LIBS)
+$(BUILD)/fuzz/%: $(BUILD)/fuzz/tests/fuzz/%.o $(LIB_FUZZ)
+	$(CLANG) -fsanitize=fuzzer,address,undefined $^ -o $@ $(LIB_LIBS)
 
 unit: $(UNITS) $(UNITS_SAN)
+# Keep the test objects (make would delete them as intermediates and rebuild them every time).
+.SECONDARY: $(UNIT_SAN_OBJ) $(FUZZ_OBJ)
+
+# The developer loop: the unit tests (plain and under ASan+UBSan) and a short fuzz regression
+# pass; no root, no kernel, no packages installed. Ends with "N passed, N failed, N skipped".
+CHECK_FUZZ_SECONDS ?= 3
+check: unit $(FUZZERS)
+	@FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS) tests/run --check
+
+# Fails on an #include that points up the module layers (see LIB_SRC above), naming the line.
+check-layers:
+	@scripts/check-layers.sh
+
+# The tree as .clang-format wants it (clang-format 14, dry run): fails on any difference and
+# shows the first ones.
+FORMAT_SRC = $(wildcard src/*/*.[ch] tests/*/*.[ch] bench/*.c)
+format-check:
+	@mkdir -p $(BUILD)
+	@$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SRC) 2>$(BUILD)/format-check.log || \
+		{ head -n 40 $(BUILD)/format-check.log; \
+		  echo "make format-check: $$(grep -c 'error:' $(BUILD)/format-check.log) differences in" \
+		       "$$(grep -o '^[^:]*' $(BUILD)/format-check.log | sort -u | wc -l) files;" \
+		       "$(CLANG_FORMAT) -i FILE fixes one"; exit 1; }
 
 # The default image is built here, before any suite: test_secrets.sh needs it and runs in a
-# private network namespace, where mmdebstrap cannot reach the package archive.
-test: deps
+# private network namespace, where mmdebstrap cannot reach the package archive. tests/run runs
+# what `make check` runs, then the integration and SDK suites.
+test: deps check-layers format-check
 	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image
 	@tests/run
 
@@ -155,4 +218,5 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
--include $(HOST_OBJ:.o=.d) $(AGENT_OBJ:.o=.d)
+-include $(HOST_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(LIB_SAN_OBJ:.o=.d) $(LIB_FUZZ_OBJ:.o=.d) \
+	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d)

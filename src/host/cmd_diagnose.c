@@ -22,7 +22,7 @@ struct check {
 	const char *name;
 	bool ok;
 	bool required;
-	char detail[400];
+	char detail[4300]; /* a path (check_file: up to 4200 bytes) and a few words */
 	const char *fix;
 };
 

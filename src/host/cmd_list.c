@@ -67,9 +67,9 @@ int cmd_list(int argc, char **argv)
 		char image[44], safe[4 * sizeof(r->image)];
 		size_t len = log_sanitize(safe, sizeof(safe), r->image);
 		if (len > 40)
-			snprintf(image, sizeof(image), "...%s", safe + len - 37);
+			snprintf(image, sizeof(image), "...%.37s", safe + len - 37);
 		else
-			snprintf(image, sizeof(image), "%s", safe);
+			snprintf(image, sizeof(image), "%.40s", safe);
 		printf("%-12s %-9s %-40s %-20s %s\n", r->id, sb_status_names[r->status], image, created,
 		       pid);
 	}

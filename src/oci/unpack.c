@@ -301,7 +301,7 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 		char target[OCI_MAX_PATH + 1];
 		const char *tbase;
 		if (oci_tar_path_clean(hl, target, sizeof(target)) != 0) {
-			snprintf(err, errn, "hard link %s points outside the image (%.200s)", path, hl);
+			snprintf(err, errn, "hard link %.200s points outside the image (%.200s)", path, hl);
 			return -EXDEV;
 		}
 		_cleanup_close_ int tfd = walk_parent(ls->rootfd, target, false, &tbase);
@@ -309,7 +309,8 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 			return tfd;
 		struct stat st;
 		if (fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode)) {
-			snprintf(err, errn, "hard link %s: target %s is missing or a directory", path, target);
+			snprintf(err, errn, "hard link %.200s: target %.200s is missing or a directory", path,
+				 target);
 			return -EINVAL;
 		}
 		if (!strcmp(target, path))
@@ -333,7 +334,7 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 	case AE_IFLNK: {
 		const char *t = archive_entry_symlink(e);
 		if (!t || !*t || strlen(t) > OCI_MAX_PATH) {
-			snprintf(err, errn, "symlink %s has an empty or over-long target", path);
+			snprintf(err, errn, "symlink %.200s has an empty or over-long target", path);
 			return -EINVAL;
 		}
 		if ((r = clear_slot(pfd, base)) < 0)
