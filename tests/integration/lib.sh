@@ -1,6 +1,6 @@
 # Tiny test harness for integration tests (sourced). Each test is a shell function named t_*;
 # `run_tests "$@"` runs them (or only those named on the command line: `test_run.sh t_timeout`),
-# each in a subshell, and prints "N passed, N failed".
+# each in a subshell, and prints "N passed, N failed" (", N skipped" when a test called skip).
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
@@ -12,6 +12,8 @@ T_OUT=$(mktemp -d /tmp/matchlock-out.XXXXXX)
 trap '"$ML" kill --all >/dev/null 2>&1; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
 
 fail() { echo "    FAIL: $*" >&2; exit 1; }
+# skip REASON: this test cannot run here (say why); counted as a skip, never as a failure.
+skip() { echo "    skipped: $*"; exit 77; }
 # expect_eq WHAT GOT WANT
 expect_eq() { [ "$2" = "$3" ] || fail "$1: got [$2], want [$3]"; }
 expect_match() { [[ $2 =~ $3 ]] || fail "$1: [$2] does not match /$3/"; }
@@ -33,19 +35,28 @@ expect_one_line_error() {
 }
 
 run_tests() {
-	local pass=0 failed=0 t
+	local pass=0 failed=0 skipped=0 t rc
 	local names=("$@")
 	[ $# -gt 0 ] || names=($(declare -F | awk '{print $3}' | grep '^t_'))
 	for t in "${names[@]}"; do
 		declare -F "$t" >/dev/null || { echo "FAIL $t (no such test)"; failed=$((failed + 1)); continue; }
 		local start=$SECONDS
-		if (set -u; $t); then
+		(set -u; $t)
+		rc=$?
+		if [ "$rc" = 0 ]; then
 			pass=$((pass + 1))
 			echo "ok   $t ($((SECONDS - start))s)"
+		elif [ "$rc" = 77 ]; then
+			skipped=$((skipped + 1))
+			echo "skip $t"
 		else
 			failed=$((failed + 1))
 			echo "FAIL $t"
 		fi
 	done
-	echo "$pass passed, $failed failed"
+	if [ "$skipped" = 0 ]; then
+		echo "$pass passed, $failed failed"
+	else
+		echo "$pass passed, $failed failed, $skipped skipped"
+	fi
 }

@@ -4,8 +4,8 @@
 if [ -z "${ML_NET_NS:-}" ]; then
 	if ! unshare -mn true 2>/dev/null; then
 		echo "skipped: needs root for unshare -mn (a private loopback)"
-		echo "0 passed, 1 failed"
-		exit 1
+		echo "0 passed, 0 failed, 1 skipped"
+		exit 0
 	fi
 	ML_NET_NS=1 exec unshare -mn "$0" "$@"
 fi

@@ -249,17 +249,18 @@ static void test_le_helpers(void)
 	CHECK(p[2] == 0xff); /* le16_put touches two bytes only */
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	test_append_consume();
-	test_append_empty();
-	test_reserve_growth();
-	test_reserve_slide();
-	test_reserve_overflow();
-	test_put_le();
-	test_rd_in_bounds();
-	test_rd_out_of_bounds();
-	test_rd_each_width();
-	test_le_helpers();
+	check_init(argc, argv);
+	CHECK_RUN(test_append_consume);
+	CHECK_RUN(test_append_empty);
+	CHECK_RUN(test_reserve_growth);
+	CHECK_RUN(test_reserve_slide);
+	CHECK_RUN(test_reserve_overflow);
+	CHECK_RUN(test_put_le);
+	CHECK_RUN(test_rd_in_bounds);
+	CHECK_RUN(test_rd_out_of_bounds);
+	CHECK_RUN(test_rd_each_width);
+	CHECK_RUN(test_le_helpers);
 	return check_summary();
 }

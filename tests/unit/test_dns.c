@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "net/dns.h"
+#include "check.h"
 #include "net/http.h"
-#include "net_check.h"
 
 /* Build a query for name/type into out; returns its length. */
 static size_t query(uint8_t *out, const char *name, uint16_t type)
@@ -113,5 +113,5 @@ int main(void)
 	CHECK(http_build_403(&b, "blocked: rule x") == 0);
 	CHECK(buf_used(&b) > 20 && !memcmp(buf_head(&b), "HTTP/1.1 403 Forbidden\r\n", 24));
 	buf_fini(&b);
-	return CHECK_DONE();
+	return check_summary();
 }

@@ -156,11 +156,12 @@ static void test_oversized(void)
 	free(s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	test_layers();
-	test_past_sixteen();
-	test_1024_and_the_maximum();
-	test_oversized();
+	check_init(argc, argv);
+	CHECK_RUN(test_layers);
+	CHECK_RUN(test_past_sixteen);
+	CHECK_RUN(test_1024_and_the_maximum);
+	CHECK_RUN(test_oversized);
 	return check_summary();
 }

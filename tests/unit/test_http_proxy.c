@@ -249,14 +249,15 @@ static void test_tlshello(void)
 	CHECK_EQ_INT(tlshello_sni(h, k, sni, sizeof(sni)), -EPROTO);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	test_request_heads();
-	test_response_heads();
-	test_bodies();
-	test_secrets();
-	test_scrub();
-	test_tlshello();
+	check_init(argc, argv);
+	CHECK_RUN(test_request_heads);
+	CHECK_RUN(test_response_heads);
+	CHECK_RUN(test_bodies);
+	CHECK_RUN(test_secrets);
+	CHECK_RUN(test_scrub);
+	CHECK_RUN(test_tlshello);
 	secrets_clear(&ss);
 	return check_summary();
 }

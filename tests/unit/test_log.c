@@ -192,13 +192,14 @@ static void test_log_reader_follows_rotation(void)
 	rmdir(dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	test_sanitize_passes_text();
-	test_sanitize_escapes_controls();
-	test_sanitize_invalid_utf8();
-	test_sanitize_bounds();
-	test_log_file_rotates();
-	test_log_reader_follows_rotation();
+	check_init(argc, argv);
+	CHECK_RUN(test_sanitize_passes_text);
+	CHECK_RUN(test_sanitize_escapes_controls);
+	CHECK_RUN(test_sanitize_invalid_utf8);
+	CHECK_RUN(test_sanitize_bounds);
+	CHECK_RUN(test_log_file_rotates);
+	CHECK_RUN(test_log_reader_follows_rotation);
 	return check_summary();
 }

@@ -274,13 +274,14 @@ static void test_fixed_width(void)
 	CHECK_EQ_INT(msg_get_u32(&val, &u32), -EPROTO);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	test_encoding();
-	test_round_trip();
-	test_truncated();
-	test_garbage();
-	test_dup_str();
-	test_fixed_width();
+	check_init(argc, argv);
+	CHECK_RUN(test_encoding);
+	CHECK_RUN(test_round_trip);
+	CHECK_RUN(test_truncated);
+	CHECK_RUN(test_garbage);
+	CHECK_RUN(test_dup_str);
+	CHECK_RUN(test_fixed_width);
 	return check_summary();
 }

@@ -1148,22 +1148,23 @@ static void test_out_max(void)
 	side_free(g);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	test_open_roundtrip();
-	test_data_eof_ctl();
-	test_close();
-	test_credit();
-	test_split_and_stream();
-	test_partial_feed();
-	test_frame_parse();
-	test_hostile_header();
-	test_hostile_open();
-	test_hostile_window();
-	test_hostile_streams();
-	test_max_streams();
-	test_rx_backpressure();
-	test_rx_in_max();
-	test_out_max();
+	check_init(argc, argv);
+	CHECK_RUN(test_open_roundtrip);
+	CHECK_RUN(test_data_eof_ctl);
+	CHECK_RUN(test_close);
+	CHECK_RUN(test_credit);
+	CHECK_RUN(test_split_and_stream);
+	CHECK_RUN(test_partial_feed);
+	CHECK_RUN(test_frame_parse);
+	CHECK_RUN(test_hostile_header);
+	CHECK_RUN(test_hostile_open);
+	CHECK_RUN(test_hostile_window);
+	CHECK_RUN(test_hostile_streams);
+	CHECK_RUN(test_max_streams);
+	CHECK_RUN(test_rx_backpressure);
+	CHECK_RUN(test_rx_in_max);
+	CHECK_RUN(test_out_max);
 	return check_summary();
 }

@@ -155,12 +155,13 @@ static void test_tar_paths(void)
 	CHECK_EQ_INT(oci_tar_path_clean("a/b", out, 3), -EINVAL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	test_refs();
-	test_manifests();
-	test_config();
-	test_challenge();
-	test_tar_paths();
+	check_init(argc, argv);
+	CHECK_RUN(test_refs);
+	CHECK_RUN(test_manifests);
+	CHECK_RUN(test_config);
+	CHECK_RUN(test_challenge);
+	CHECK_RUN(test_tar_paths);
 	return check_summary();
 }

@@ -4,11 +4,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "check.h"
 #include "net/addrpool.h"
 #include "net/policy.h"
-#include "net_check.h"
-
-static struct policy p;
 
 static const char *blocked(const char *a)
 {
@@ -19,8 +17,11 @@ static const char *blocked(const char *a)
 	return policy_addr_blocked(AF_INET6, b);
 }
 
-int main(void)
+/* Rules: default deny, globs, refusals, runtime deletes, "*". */
+static void test_rules(void)
 {
+	static struct policy p; /* large: POLICY_MAX_RULES rules */
+
 	/* Default deny. */
 	CHECK(policy_match(&p, "api.x.com") == NULL);
 
@@ -60,9 +61,12 @@ int main(void)
 	p.no_network = true;
 	CHECK(policy_match(&p, "anything.example") == NULL);
 	p.no_network = false;
+}
 
-	/* A table with a named maximum. */
-	struct policy full = { 0 };
+/* A table with a named maximum. */
+static void test_max_rules(void)
+{
+	static struct policy full;
 	char g[32];
 	int r = 0;
 	for (int i = 0; i < POLICY_MAX_RULES && r == 0; i++) {
@@ -70,8 +74,12 @@ int main(void)
 		r = policy_add(&full, g);
 	}
 	CHECK(r == 0 && policy_add(&full, "one-more.test") == -ENOSPC);
+}
 
-	/* Pins. */
+static void test_pins(void)
+{
+	static struct policy p;
+
 	CHECK(policy_pin(&p, "db.test:10.0.0.5") == 0);
 	CHECK(policy_find_pin(&p, "db.test") && policy_find_pin(&p, "db.test")->family == AF_INET);
 	CHECK(policy_pin(&p, "v6.test:[::1]") == 0 && policy_find_pin(&p, "v6.test")->family == AF_INET6);
@@ -79,8 +87,11 @@ int main(void)
 	CHECK(policy_pin(&p, "nocolon") == -EINVAL);
 	CHECK(policy_pin(&p, "x.test:not-an-ip") == -EINVAL);
 	CHECK(policy_pin(&p, ":1.2.3.4") == -EINVAL);
+}
 
-	/* Private, loopback, link-local, CGNAT, metadata; public passes. */
+/* Private, loopback, link-local, CGNAT, metadata; public passes. */
+static void test_blocked_addresses(void)
+{
 	CHECK(blocked("127.0.0.1") && !strcmp(blocked("127.0.0.1"), "loopback"));
 	CHECK(blocked("10.1.2.3") && blocked("172.31.0.1") && blocked("192.168.1.1"));
 	CHECK(!strcmp(blocked("169.254.169.254"), "cloud metadata"));
@@ -95,8 +106,11 @@ int main(void)
 	CHECK(!strcmp(blocked("::ffff:127.0.0.1"), "loopback"));
 	CHECK(!strcmp(blocked("64:ff9b::a00:1"), "private"));
 	CHECK(blocked("2606:4700::1111") == NULL);
+}
 
-	/* The synthetic pool: stable index per name, address <-> name both ways, bounded. */
+/* The synthetic pool: stable index per name, address <-> name both ways, bounded. */
+static void test_addrpool(void)
+{
 	struct addrpool pool;
 	addrpool_init(&pool);
 	int a = addrpool_get(&pool, "a.test"), b = addrpool_get(&pool, "b.test");
@@ -111,12 +125,23 @@ int main(void)
 	CHECK(addrpool_name(&pool, AF_INET, ad) == NULL);
 	uint8_t pub[4] = { 8, 8, 8, 8 };
 	CHECK(addrpool_name(&pool, AF_INET, pub) == NULL);
-	r = 0;
+	char g[32];
+	int r = 0;
 	for (int i = 0; i < ADDRPOOL_MAX && r >= 0; i++) {
 		snprintf(g, sizeof(g), "n%d.test", i);
 		r = addrpool_get(&pool, g);
 	}
 	CHECK(r == -ENOSPC);
 	addrpool_fini(&pool);
-	return CHECK_DONE();
+}
+
+int main(int argc, char **argv)
+{
+	check_init(argc, argv);
+	CHECK_RUN(test_rules);
+	CHECK_RUN(test_max_rules);
+	CHECK_RUN(test_pins);
+	CHECK_RUN(test_blocked_addresses);
+	CHECK_RUN(test_addrpool);
+	return check_summary();
 }
