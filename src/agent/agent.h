@@ -10,23 +10,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/loop.h"
 #include "proto/mux.h"
 
-/* What an epoll registration points at: the dispatch switch in main.c keys on type. */
-enum agent_ev_type { EV_LINK, EV_SIGNAL, EV_EXEC_IN, EV_EXEC_OUT, EV_EXEC_ERR, EV_NET_LISTEN,
-		     EV_NET_CONN, EV_DNS_UDP, EV_DNS_TCP_LISTEN, EV_DNS_TCP };
+/*
+ * Who owns a stream: the tag in mux_stream.owner, next to the owner's state in user. The frame
+ * dispatch in main.c switches on it; AGENT_STREAM_NONE is a stream whose owner is gone.
+ */
+enum agent_stream_owner { AGENT_STREAM_NONE, AGENT_STREAM_EXEC, AGENT_STREAM_FILES, AGENT_STREAM_NET };
 
-struct agent_ev {
-	enum agent_ev_type type;
-	int fd;
-	uint32_t events; /* currently registered interest */
-	void *obj;
-};
+static inline void agent_stream_own(struct mux_stream *s, enum agent_stream_owner owner, void *obj)
+{
+	s->owner = (uint8_t)owner;
+	s->user = obj;
+}
 
 struct agent {
-	int epfd;
+	struct loop loop; /* the one event loop (common/loop): every fd is a watch on it */
 	int link_fd;
-	struct agent_ev link_ev;
+	struct watch link_w;
 	struct mux mux;
 	uint64_t boot_ns; /* CLOCK_BOOTTIME at agent start */
 	int quit;
@@ -35,9 +37,6 @@ struct agent {
 extern struct agent agent;
 
 /* main.c */
-int agent_ev_add(struct agent_ev *e, int fd, uint32_t events);
-void agent_ev_set(struct agent_ev *e, uint32_t events);
-void agent_ev_del(struct agent_ev *e);
 void agent_link_wants_write(void);
 
 /* mount.c: build the sandbox root and pseudo-filesystems; -errno with a console message. */
@@ -51,19 +50,15 @@ void cgroup_enter_sandbox(void);
 
 /* files.c: SVC_FILE_WRITE, SVC_FILE_READ, SVC_FILE_LIST. */
 int files_open(struct mux_stream *s, uint16_t svc, struct rd *body);
-bool files_owns(struct mux_stream *s);
 int files_on_frame(struct mux_stream *s, const struct mux_frame *f);
 void files_resume_all(void);
 
 /* exec.c */
 int exec_open(struct mux_stream *s, struct rd *req);
 int exec_on_frame(struct mux_stream *s, const struct mux_frame *f);
-void exec_on_event(struct agent_ev *e, uint32_t events);
 void exec_on_sigchld(void);
 /* Re-arm output reads after credit arrives or the link drains. */
 void exec_resume_all(void);
-/* Free sessions that ended during the last epoll batch. */
-void exec_collect_garbage(void);
 
 /* net.c: the redirected network (see there). NET_PROXY_PORT is the loopback listener. */
 #define NET_PROXY_PORT 15001
@@ -72,13 +67,10 @@ int net_prepare(void);
 /* At CONFIG: /etc/hosts and resolv.conf; with the network disabled, tear it all down. */
 int net_setup(bool enabled, char **hosts, size_t nhosts);
 int net_listen(int family, uint16_t port, int type);
-void net_on_event(struct agent_ev *e, uint32_t events);
 int net_on_frame(struct mux_stream *s, const struct mux_frame *f);
 /* SVC_PORT (port forwarding): connect to the port on loopback and relay. */
 int net_port_open(struct mux_stream *s, struct rd *body);
-bool net_owns(struct mux_stream *s);
 void net_resume_all(void);
-void net_collect_garbage(void);
 
 /* nft.c */
 int nft_install_redirect(uint16_t proxy_port);
@@ -88,9 +80,7 @@ int nft_remove_all(void);
 /* dnsstub.c */
 int dnsstub_start(void);
 void dnsstub_stop(void);
-void dnsstub_on_event(struct agent_ev *e, uint32_t events);
 void dnsstub_on_reply(struct rd *r);
-void dnsstub_collect_garbage(void);
 
 /* trust.c: add the sandbox CA (PEM) to the image's trust bundles. */
 int trust_install_ca(const char *pem);

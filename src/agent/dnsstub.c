@@ -22,12 +22,11 @@
 #define DNS_MAX_TCP 16
 
 struct dns_tcp {
-	struct agent_ev ev;
+	struct watch ev;
 	uint8_t in[2 + MSG_MAX_DNS];
 	size_t have;
 	bool sent; /* the query went to the host: wait for the reply */
-	bool dead;
-	struct dns_tcp *next_dead;
+	bool dead; /* freed after the current loop batch */
 };
 
 struct dns_pending {
@@ -38,11 +37,11 @@ struct dns_pending {
 	struct dns_tcp *tcp; /* TCP: the connection to answer on */
 };
 
-static struct agent_ev udp_ev[2], tcp_listen_ev[2];
+static struct watch udp_ev[2] = { { .fd = -1 }, { .fd = -1 } };
+static struct watch tcp_listen_ev[2] = { { .fd = -1 }, { .fd = -1 } };
 static struct dns_pending pending[DNS_MAX_PENDING];
 static struct dns_tcp *tcps[DNS_MAX_TCP];
 static uint32_t next_tag = 1;
-static struct dns_tcp *graveyard; /* closed during this epoll batch */
 
 static void tcp_close(struct dns_tcp *t)
 {
@@ -52,12 +51,11 @@ static void tcp_close(struct dns_tcp *t)
 	for (unsigned i = 0; i < DNS_MAX_TCP; i++)
 		if (tcps[i] == t)
 			tcps[i] = NULL;
-	agent_ev_del(&t->ev);
+	loop_unwatch(&agent.loop, &t->ev);
 	close(t->ev.fd);
 	t->ev.fd = -1;
 	t->dead = true;
-	t->next_dead = graveyard;
-	graveyard = t;
+	loop_defer_free(&agent.loop, t, free);
 }
 
 static struct dns_pending *pending_new(void)
@@ -83,8 +81,10 @@ static void send_query(uint32_t tag, const uint8_t *msg, size_t n)
 	agent_link_wants_write();
 }
 
-static void on_udp(int fd)
+static void on_udp(struct watch *w, uint32_t events)
 {
+	(void)events;
+	int fd = w->fd;
 	static uint8_t q[MSG_MAX_DNS + 1];
 	for (int i = 0; i < 32; i++) {
 		struct sockaddr_storage from;
@@ -102,9 +102,12 @@ static void on_udp(int fd)
 	}
 }
 
-static void on_tcp_accept(int lfd)
+static void on_tcp(struct watch *w, uint32_t events);
+
+static void on_tcp_accept(struct watch *w, uint32_t events)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	(void)events;
+	int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0)
 		return;
 	unsigned slot = 0;
@@ -115,14 +118,18 @@ static void on_tcp_accept(int lfd)
 		close(fd);
 		return;
 	}
-	t->ev = (struct agent_ev){ .type = EV_DNS_TCP, .obj = t };
-	agent_ev_add(&t->ev, fd, EPOLLIN);
+	watch_init(&t->ev, fd, on_tcp, t);
+	loop_watch(&agent.loop, &t->ev, EPOLLIN);
 	tcps[slot] = t;
 }
 
 /* One length-prefixed query per connection; the reply ends it. */
-static void on_tcp(struct dns_tcp *t)
+static void on_tcp(struct watch *w, uint32_t events)
 {
+	(void)events;
+	struct dns_tcp *t = w->obj;
+	if (t->dead)
+		return;
 	ssize_t n = recv(t->ev.fd, t->in + t->have, sizeof(t->in) - t->have, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -144,17 +151,6 @@ static void on_tcp(struct dns_tcp *t)
 	p->tcp = t;
 	t->sent = true;
 	send_query(p->tag, t->in + 2, len);
-}
-
-void dnsstub_on_event(struct agent_ev *e, uint32_t events)
-{
-	(void)events;
-	if (e->type == EV_DNS_UDP)
-		on_udp(e->fd);
-	else if (e->type == EV_DNS_TCP_LISTEN)
-		on_tcp_accept(e->fd);
-	else if (!((struct dns_tcp *)e->obj)->dead)
-		on_tcp(e->obj);
 }
 
 void dnsstub_on_reply(struct rd *r)
@@ -195,10 +191,10 @@ int dnsstub_start(void)
 			error("network: DNS stub on port 53: %s", strerror(-(u < 0 ? u : t)));
 			return u < 0 ? u : t;
 		}
-		udp_ev[i] = (struct agent_ev){ .type = EV_DNS_UDP };
-		tcp_listen_ev[i] = (struct agent_ev){ .type = EV_DNS_TCP_LISTEN };
-		agent_ev_add(&udp_ev[i], u, EPOLLIN);
-		agent_ev_add(&tcp_listen_ev[i], t, EPOLLIN);
+		watch_init(&udp_ev[i], u, on_udp, NULL);
+		watch_init(&tcp_listen_ev[i], t, on_tcp_accept, NULL);
+		loop_watch(&agent.loop, &udp_ev[i], EPOLLIN);
+		loop_watch(&agent.loop, &tcp_listen_ev[i], EPOLLIN);
 	}
 	return 0;
 }
@@ -206,22 +202,13 @@ int dnsstub_start(void)
 void dnsstub_stop(void)
 {
 	for (int i = 0; i < 2; i++) {
-		struct agent_ev *evs[2] = { &udp_ev[i], &tcp_listen_ev[i] };
+		struct watch *evs[2] = { &udp_ev[i], &tcp_listen_ev[i] };
 		for (int k = 0; k < 2; k++) {
-			if (evs[k]->fd < 0 || evs[k]->type != (k ? EV_DNS_TCP_LISTEN : EV_DNS_UDP))
+			if (evs[k]->fd < 0)
 				continue;
-			agent_ev_del(evs[k]);
+			loop_unwatch(&agent.loop, evs[k]);
 			close(evs[k]->fd);
 			evs[k]->fd = -1;
 		}
-	}
-}
-
-void dnsstub_collect_garbage(void)
-{
-	while (graveyard) {
-		struct dns_tcp *t = graveyard;
-		graveyard = t->next_dead;
-		free(t);
 	}
 }

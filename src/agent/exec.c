@@ -48,22 +48,20 @@ struct exec_session {
 	struct mux_stream *s;
 	pid_t pid;
 	bool tty;
-	struct agent_ev in; /* stdin pipe, or the PTY master (read and write) */
-	struct agent_ev out; /* stdout pipe (unused with a PTY) */
-	struct agent_ev err; /* stderr pipe (unused with a PTY) */
+	struct watch in; /* stdin pipe, or the PTY master (read and write) */
+	struct watch out; /* stdout pipe (unused with a PTY) */
+	struct watch err; /* stderr pipe (unused with a PTY) */
 	enum out_state out_state, err_state;
 	struct buf stdin_q;
 	bool stdin_eof; /* host sent EOF: close stdin once stdin_q drains */
 	bool exited;
 	int status;
 	bool exit_sent;
-	bool dead; /* freed after the current epoll batch */
-	struct exec_session *next_dead;
+	bool dead; /* freed after the current loop batch */
 };
 
 static struct exec_session *sessions[MAX_SESSIONS];
 static unsigned nsessions;
-static struct exec_session *graveyard;
 
 static void req_free(struct exec_req *q)
 {
@@ -281,13 +279,13 @@ static struct exec_session *session_of(struct mux_stream *s)
 	return s ? s->user : NULL;
 }
 
-static void session_close_fd(struct agent_ev *e)
+static void session_close_fd(struct watch *w)
 {
-	if (e->fd < 0)
+	if (w->fd < 0)
 		return;
-	agent_ev_del(e);
-	close(e->fd);
-	e->fd = -1;
+	loop_unwatch(&agent.loop, w);
+	close(w->fd);
+	w->fd = -1;
 }
 
 static void session_free(struct exec_session *x)
@@ -302,19 +300,9 @@ static void session_free(struct exec_session *x)
 			break;
 		}
 	}
-	/* Events already returned in this epoll batch may still point at x. */
+	/* Events already returned in this loop batch may still point at x. */
 	x->dead = true;
-	x->next_dead = graveyard;
-	graveyard = x;
-}
-
-void exec_collect_garbage(void)
-{
-	while (graveyard) {
-		struct exec_session *x = graveyard;
-		graveyard = x->next_dead;
-		free(x);
-	}
+	loop_defer_free(&agent.loop, x, free);
 }
 
 /* Send a CTL with the given TLVs already encoded in b (after the u16 type). */
@@ -341,14 +329,14 @@ static void send_error_and_close(struct mux_stream *s, int stage, int err)
 }
 
 /* Output readable and credit available: read what we can into DATA frames. */
-static void pump_output(struct exec_session *x, struct agent_ev *e, enum out_state *st, uint8_t chan)
+static void pump_output(struct exec_session *x, struct watch *e, enum out_state *st, uint8_t chan)
 {
 	uint8_t tmp[MUX_DATA_CHUNK];
 	while (*st == OUT_OPEN && e->fd >= 0) {
 		uint32_t room = x->s->send_credit < sizeof(tmp) ? x->s->send_credit : sizeof(tmp);
 		if (room == 0 || mux_congested(&agent.mux)) {
 			/* Wait for credit (exec_resume_all re-arms us). */
-			agent_ev_set(e, x->tty ? (e->events & EPOLLOUT) : 0);
+			loop_watch(&agent.loop, e, x->tty ? (e->events & EPOLLOUT) : 0);
 			return;
 		}
 		ssize_t n = read(e->fd, tmp, room);
@@ -360,7 +348,7 @@ static void pump_output(struct exec_session *x, struct agent_ev *e, enum out_sta
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN && !x->exited) {
-			agent_ev_set(e, EPOLLIN | (x->tty ? (e->events & EPOLLOUT) : 0));
+			loop_watch(&agent.loop, e, EPOLLIN | (x->tty ? (e->events & EPOLLOUT) : 0));
 			return;
 		}
 		/*
@@ -388,7 +376,7 @@ static void try_finish(struct exec_session *x)
 	send_ctl(x->s->id, &b);
 	buf_fini(&b);
 	x->exit_sent = true;
-	x->s->user = NULL;
+	agent_stream_own(x->s, AGENT_STREAM_NONE, NULL);
 	mux_close(&agent.mux, x->s, 0);
 	session_free(x);
 }
@@ -407,13 +395,13 @@ static void pump_all(struct exec_session *x)
 /* Write queued stdin; close it (or send ^D to a PTY) after the host's EOF. */
 static void pump_stdin(struct exec_session *x)
 {
-	struct agent_ev *e = &x->in;
+	struct watch *e = &x->in;
 	while (buf_used(&x->stdin_q) > 0 && e->fd >= 0) {
 		ssize_t n = write(e->fd, buf_head(&x->stdin_q), buf_used(&x->stdin_q));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			agent_ev_set(e, EPOLLOUT | (x->tty ? (e->events & EPOLLIN) : 0));
+			loop_watch(&agent.loop, e, EPOLLOUT | (x->tty ? (e->events & EPOLLIN) : 0));
 			return;
 		}
 		if (n < 0) {
@@ -427,7 +415,7 @@ static void pump_stdin(struct exec_session *x)
 		agent_link_wants_write();
 	}
 	if (e->fd >= 0)
-		agent_ev_set(e, x->tty ? (e->events & EPOLLIN) : 0);
+		loop_watch(&agent.loop, e, x->tty ? (e->events & EPOLLIN) : 0);
 	if (x->stdin_eof && buf_used(&x->stdin_q) == 0) {
 		x->stdin_eof = false;
 		if (x->tty) {
@@ -439,6 +427,8 @@ static void pump_stdin(struct exec_session *x)
 		}
 	}
 }
+
+static void on_session_fd(struct watch *e, uint32_t events);
 
 int exec_open(struct mux_stream *s, struct rd *body)
 {
@@ -466,9 +456,9 @@ int exec_open(struct mux_stream *s, struct rd *body)
 	}
 	x->s = s;
 	x->tty = q.tty;
-	x->in = (struct agent_ev){ .type = EV_EXEC_IN, .fd = -1, .obj = x };
-	x->out = (struct agent_ev){ .type = EV_EXEC_OUT, .fd = -1, .obj = x };
-	x->err = (struct agent_ev){ .type = EV_EXEC_ERR, .fd = -1, .obj = x };
+	watch_init(&x->in, -1, on_session_fd, x);
+	watch_init(&x->out, -1, on_session_fd, x);
+	watch_init(&x->err, -1, on_session_fd, x);
 
 	if (pipe2(p_st, O_CLOEXEC) < 0)
 		goto fail_errno;
@@ -523,7 +513,8 @@ int exec_open(struct mux_stream *s, struct rd *body)
 	}
 
 	if (q.tty) {
-		agent_ev_add(&x->in, master, EPOLLIN);
+		x->in.fd = master;
+		loop_watch(&agent.loop, &x->in, EPOLLIN);
 		master = -1;
 		x->err_state = OUT_DONE;
 	} else {
@@ -533,14 +524,16 @@ int exec_open(struct mux_stream *s, struct rd *body)
 		p_in[0] = p_out[1] = p_err[1] = -1;
 		if (p_in[1] >= 0) {
 			fd_set_nonblock(p_in[1], 1);
-			agent_ev_add(&x->in, p_in[1], 0);
+			x->in.fd = p_in[1]; /* watched once there is input to write */
 		}
 		fd_set_nonblock(p_out[0], 1);
 		fd_set_nonblock(p_err[0], 1);
-		agent_ev_add(&x->out, p_out[0], EPOLLIN);
-		agent_ev_add(&x->err, p_err[0], EPOLLIN);
+		x->out.fd = p_out[0];
+		x->err.fd = p_err[0];
+		loop_watch(&agent.loop, &x->out, EPOLLIN);
+		loop_watch(&agent.loop, &x->err, EPOLLIN);
 	}
-	s->user = x;
+	agent_stream_own(s, AGENT_STREAM_EXEC, x);
 	sessions[nsessions++] = x;
 	req_free(&q);
 	return 0;
@@ -627,12 +620,12 @@ int exec_on_frame(struct mux_stream *s, const struct mux_frame *f)
 	return 0;
 }
 
-void exec_on_event(struct agent_ev *e, uint32_t events)
+static void on_session_fd(struct watch *e, uint32_t events)
 {
 	struct exec_session *x = e->obj;
 	if (x->dead)
 		return;
-	if (e->type == EV_EXEC_IN) {
+	if (e == &x->in) {
 		if (events & EPOLLOUT)
 			pump_stdin(x);
 		if (x->tty && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && x->in.fd >= 0)
@@ -642,7 +635,7 @@ void exec_on_event(struct agent_ev *e, uint32_t events)
 			buf_consume(&x->stdin_q, buf_used(&x->stdin_q));
 			session_close_fd(&x->in);
 		}
-	} else if (e->type == EV_EXEC_OUT) {
+	} else if (e == &x->out) {
 		pump_output(x, e, &x->out_state, MUX_CHAN_OUT);
 	} else {
 		pump_output(x, e, &x->err_state, MUX_CHAN_ERR);

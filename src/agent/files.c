@@ -54,7 +54,7 @@ static void send_ctl_end(struct mux_stream *s, int err, const char *what)
 static void op_end(struct file_op *f, int err, const char *what)
 {
 	send_ctl_end(f->s, err, what);
-	f->s->user = NULL;
+	agent_stream_own(f->s, AGENT_STREAM_NONE, NULL);
 	mux_close(&agent.mux, f->s, 0);
 	agent_link_wants_write();
 	if (f->fd >= 0)
@@ -224,7 +224,7 @@ int files_open(struct mux_stream *s, uint16_t svc, struct rd *body)
 	f->next = ops;
 	ops = f;
 	nops++;
-	s->user = f;
+	agent_stream_own(s, AGENT_STREAM_FILES, f);
 	if (err) {
 		op_end(f, err, what);
 	} else if (svc != SVC_FILE_WRITE) {
@@ -237,14 +237,6 @@ refuse:
 	mux_close(&agent.mux, s, 0);
 	agent_link_wants_write();
 	return 0;
-}
-
-bool files_owns(struct mux_stream *s)
-{
-	for (struct file_op *f = ops; f; f = f->next)
-		if (f->s == s && s->user == f)
-			return true;
-	return false;
 }
 
 int files_on_frame(struct mux_stream *s, const struct mux_frame *f)

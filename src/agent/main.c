@@ -3,9 +3,9 @@
  * matchlock-agent: PID 1 of the sandbox.
  *
  * Start-up: build the root filesystem, bring loopback up, find the virtio-serial port named
- * "matchlock.link", say CTL_HELLO. Then one epoll loop serves the link: CTL_CONFIG (hostname),
- * SVC_EXEC streams, CTL_POWEROFF. SIGCHLD arrives through a signalfd and reaps every child, ours
- * or orphaned. If the link fails or the host asks, everything is killed and the VM resets (the
+ * "matchlock.link", say CTL_HELLO. Then one event loop (common/loop, as the host's) serves the
+ * link: CTL_CONFIG (hostname), SVC_EXEC streams, CTL_POWEROFF. SIGCHLD arrives through a signalfd
+ * and reaps every child, ours or orphaned. If the link fails or the host asks, everything is killed and the VM resets (the
  * kernel runs with reboot=t and QEMU with -no-reboot, so a reset ends QEMU at once).
  */
 #define _GNU_SOURCE
@@ -35,35 +35,10 @@
 
 struct agent agent;
 
-int agent_ev_add(struct agent_ev *e, int fd, uint32_t events)
-{
-	e->fd = fd;
-	e->events = 0;
-	agent_ev_set(e, events);
-	return 0;
-}
-
-/* Interest 0 unregisters the fd, so hang-ups cannot spin the loop while we wait. */
-void agent_ev_set(struct agent_ev *e, uint32_t events)
-{
-	if (e->fd < 0 || events == e->events)
-		return;
-	struct epoll_event ev = { .events = events, .data.ptr = e };
-	int op = !e->events ? EPOLL_CTL_ADD : !events ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-	if (epoll_ctl(agent.epfd, op, e->fd, &ev) < 0)
-		warn("epoll_ctl fd %d: %s", e->fd, strerror(errno));
-	e->events = events;
-}
-
-void agent_ev_del(struct agent_ev *e)
-{
-	agent_ev_set(e, 0);
-}
-
 void agent_link_wants_write(void)
 {
 	if (buf_used(&agent.mux.out) > 0)
-		agent_ev_set(&agent.link_ev, EPOLLIN | EPOLLOUT);
+		loop_watch(&agent.loop, &agent.link_w, EPOLLIN | EPOLLOUT);
 }
 
 static _Noreturn void power_off(void)
@@ -91,8 +66,8 @@ static void link_flush(void)
 		}
 		buf_consume(o, (size_t)n);
 	}
-	bool was_congested = agent.link_ev.events & EPOLLOUT;
-	agent_ev_set(&agent.link_ev, EPOLLIN | (buf_used(o) ? EPOLLOUT : 0));
+	bool was_congested = agent.link_w.events & EPOLLOUT;
+	loop_watch(&agent.loop, &agent.link_w, EPOLLIN | (buf_used(o) ? EPOLLOUT : 0));
 	if (was_congested && !mux_congested(&agent.mux)) {
 		exec_resume_all();
 		files_resume_all();
@@ -234,11 +209,22 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 		agent_link_wants_write();
 		return 0;
 	}
-	if (s->user && files_owns(s))
+	switch (s->owner) {
+	case AGENT_STREAM_FILES:
 		return files_on_frame(s, f);
-	if (s->user && net_owns(s))
+	case AGENT_STREAM_NET:
 		return net_on_frame(s, f);
-	return exec_on_frame(s, f);
+	case AGENT_STREAM_EXEC:
+		return exec_on_frame(s, f);
+	default:
+		/* The owner is gone: drop input, finish the close handshake. */
+		if (f->type == MUX_DATA)
+			mux_consumed(m, s, f->len);
+		if (f->type == MUX_CLOSE)
+			mux_close(m, s, 0);
+		agent_link_wants_write();
+		return 0;
+	}
 }
 
 /* Find the virtio-serial port by the name QEMU gave it. */
@@ -272,6 +258,33 @@ static int open_link(void)
 	}
 	error("no virtio port named %s", LINK_NAME);
 	return -ENODEV;
+}
+
+static void on_link(struct watch *w, uint32_t events)
+{
+	(void)w;
+	static uint8_t rbuf[64 * 1024];
+	if (!(events & EPOLLIN))
+		return;
+	ssize_t k = read(agent.link_fd, rbuf, sizeof(rbuf));
+	if (k > 0) {
+		int r = mux_feed(&agent.mux, rbuf, (size_t)k);
+		if (r < 0) {
+			error("link: protocol error (%s)", strerror(-r));
+			agent.quit = 1;
+		}
+	} else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+		agent.quit = 1;
+	}
+}
+
+static void on_signal(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct signalfd_siginfo si;
+	while (read(w->fd, &si, sizeof(si)) > 0)
+		;
+	exec_on_sigchld();
 }
 
 static void loopback_up(void)
@@ -308,70 +321,23 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
-	agent.epfd = epoll_create1(EPOLL_CLOEXEC);
+	int r = loop_init(&agent.loop);
 	agent.link_fd = open_link();
-	if (agent.link_fd < 0 || sfd < 0 || agent.epfd < 0)
+	if (agent.link_fd < 0 || sfd < 0 || r < 0)
 		power_off();
 	mux_init(&agent.mux, MUX_SIDE_GUEST, on_frame, NULL);
-	struct agent_ev sig_ev = { .type = EV_SIGNAL };
-	agent.link_ev = (struct agent_ev){ .type = EV_LINK };
-	agent_ev_add(&sig_ev, sfd, EPOLLIN);
-	agent_ev_add(&agent.link_ev, agent.link_fd, EPOLLIN);
+	struct watch sig_w;
+	watch_init(&sig_w, sfd, on_signal, NULL);
+	watch_init(&agent.link_w, agent.link_fd, on_link, NULL);
+	loop_watch(&agent.loop, &sig_w, EPOLLIN);
+	loop_watch(&agent.loop, &agent.link_w, EPOLLIN);
 	if (net_prepare() < 0)
 		warn("network set-up failed: the sandbox will have loopback only");
 	send_hello();
 	link_flush();
 
-	static uint8_t rbuf[64 * 1024];
-	while (!agent.quit) {
-		struct epoll_event evs[32];
-		int n = epoll_wait(agent.epfd, evs, 32, -1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		for (int i = 0; i < n && !agent.quit; i++) {
-			struct agent_ev *e = evs[i].data.ptr;
-			switch (e->type) {
-			case EV_LINK:
-				if (evs[i].events & EPOLLIN) {
-					ssize_t k = read(agent.link_fd, rbuf, sizeof(rbuf));
-					if (k > 0) {
-						int r = mux_feed(&agent.mux, rbuf, (size_t)k);
-						if (r < 0) {
-							error("link: protocol error (%s)", strerror(-r));
-							agent.quit = 1;
-						}
-					} else if (k < 0 && errno != EAGAIN && errno != EINTR) {
-						agent.quit = 1;
-					}
-				}
-				break;
-			case EV_SIGNAL: {
-				struct signalfd_siginfo si;
-				while (read(sfd, &si, sizeof(si)) > 0)
-					;
-				exec_on_sigchld();
-				break;
-			}
-			case EV_NET_LISTEN:
-			case EV_NET_CONN:
-				net_on_event(e, evs[i].events);
-				break;
-			case EV_DNS_UDP:
-			case EV_DNS_TCP_LISTEN:
-			case EV_DNS_TCP:
-				dnsstub_on_event(e, evs[i].events);
-				break;
-			default:
-				exec_on_event(e, evs[i].events);
-				break;
-			}
-		}
+	/* Each batch: dispatch, then write what it queued; frees are deferred past the batch. */
+	while (!agent.quit && loop_run_once(&agent.loop, 0) >= 0)
 		link_flush();
-		exec_collect_garbage();
-		net_collect_garbage();
-		dnsstub_collect_garbage();
-	}
 	power_off();
 }

@@ -51,17 +51,18 @@ struct net_conn {
 	 * down on OUT. Port forwarding (host-opened SVC_PORT) is the mirror image.
 	 */
 	uint8_t up_chan, down_chan;
-	struct agent_ev ev;
+	struct watch ev;
 	struct buf down; /* host bytes not yet written to the socket */
 	bool host_eof, down_shut, sock_eof;
-	bool dead;
-	struct net_conn *next_dead;
+	bool dead; /* freed after the current loop batch */
 };
 
-static struct agent_ev listen_ev[2];
+static struct watch listen_ev[2] = { { .fd = -1 }, { .fd = -1 } };
 static struct net_conn *conns[NET_MAX_CONNS];
 static unsigned nconns;
-static struct net_conn *graveyard;
+
+static void on_listen(struct watch *w, uint32_t events);
+static void on_conn(struct watch *w, uint32_t events);
 
 /* ---- interface, addresses, routes ------------------------------------------------------ */
 
@@ -195,8 +196,8 @@ int net_prepare(void)
 			error("network: proxy listener: %s", strerror(-fd));
 			return fd;
 		}
-		listen_ev[i] = (struct agent_ev){ .type = EV_NET_LISTEN };
-		agent_ev_add(&listen_ev[i], fd, EPOLLIN);
+		watch_init(&listen_ev[i], fd, on_listen, NULL);
+		loop_watch(&agent.loop, &listen_ev[i], EPOLLIN);
 	}
 	return dnsstub_start();
 }
@@ -205,8 +206,8 @@ int net_prepare(void)
 static void net_teardown(void)
 {
 	for (int i = 0; i < 2; i++) {
-		if (listen_ev[i].type == EV_NET_LISTEN && listen_ev[i].fd > 0) {
-			agent_ev_del(&listen_ev[i]);
+		if (listen_ev[i].fd >= 0) {
+			loop_unwatch(&agent.loop, &listen_ev[i]);
 			close(listen_ev[i].fd);
 			listen_ev[i].fd = -1;
 		}
@@ -248,12 +249,12 @@ static void conn_free(struct net_conn *c, bool reset)
 			struct linger l = { .l_onoff = 1, .l_linger = 0 };
 			setsockopt(c->ev.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 		}
-		agent_ev_del(&c->ev);
+		loop_unwatch(&agent.loop, &c->ev);
 		close(c->ev.fd);
 		c->ev.fd = -1;
 	}
 	if (c->s) {
-		c->s->user = NULL;
+		agent_stream_own(c->s, AGENT_STREAM_NONE, NULL);
 		mux_close(&agent.mux, c->s, reset ? ECONNRESET : 0);
 		c->s = NULL;
 		agent_link_wants_write();
@@ -266,8 +267,7 @@ static void conn_free(struct net_conn *c, bool reset)
 		}
 	}
 	c->dead = true;
-	c->next_dead = graveyard;
-	graveyard = c;
+	loop_defer_free(&agent.loop, c, free);
 }
 
 static void conn_update(struct net_conn *c)
@@ -277,7 +277,7 @@ static void conn_update(struct net_conn *c)
 		ev |= EPOLLIN;
 	if (buf_used(&c->down))
 		ev |= EPOLLOUT;
-	agent_ev_set(&c->ev, ev);
+	loop_watch(&agent.loop, &c->ev, ev);
 }
 
 /* Both directions finished: close the stream normally. */
@@ -382,27 +382,28 @@ static void net_accept(int lfd)
 			free(c);
 			continue;
 		}
-		c->s->user = c;
+		agent_stream_own(c->s, AGENT_STREAM_NET, c);
 		c->up_chan = MUX_CHAN_IN;
 		c->down_chan = MUX_CHAN_OUT;
-		c->ev = (struct agent_ev){ .type = EV_NET_CONN, .obj = c };
-		agent_ev_add(&c->ev, fd, EPOLLIN);
+		watch_init(&c->ev, fd, on_conn, c);
+		loop_watch(&agent.loop, &c->ev, EPOLLIN);
 		conns[nconns++] = c;
 		agent_link_wants_write();
 	}
 }
 
-void net_on_event(struct agent_ev *e, uint32_t events)
+static void on_listen(struct watch *w, uint32_t events)
 {
-	if (e->type == EV_NET_LISTEN) {
-		net_accept(e->fd);
-		return;
-	}
-	struct net_conn *c = e->obj;
-	if (c->dead)
-		return;
 	(void)events;
-	conn_pump(c);
+	net_accept(w->fd);
+}
+
+static void on_conn(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct net_conn *c = w->obj;
+	if (!c->dead)
+		conn_pump(c);
 }
 
 int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
@@ -453,14 +454,6 @@ int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
 	return 0;
 }
 
-bool net_owns(struct mux_stream *s)
-{
-	for (unsigned i = 0; i < nconns; i++)
-		if (conns[i]->s == s && s->user == conns[i])
-			return true;
-	return false;
-}
-
 /* SVC_PORT: the host forwards a connection to a port on our loopback (IPv4, else IPv6). */
 int net_port_open(struct mux_stream *s, struct rd *body)
 {
@@ -495,11 +488,11 @@ int net_port_open(struct mux_stream *s, struct rd *body)
 	}
 	fd_set_nonblock(fd, 1);
 	c->s = s;
-	s->user = c;
+	agent_stream_own(s, AGENT_STREAM_NET, c);
 	c->up_chan = MUX_CHAN_OUT;
 	c->down_chan = MUX_CHAN_IN;
-	c->ev = (struct agent_ev){ .type = EV_NET_CONN, .obj = c };
-	agent_ev_add(&c->ev, fd, EPOLLIN);
+	watch_init(&c->ev, fd, on_conn, c);
+	loop_watch(&agent.loop, &c->ev, EPOLLIN);
 	conns[nconns++] = c;
 	return 0;
 }
@@ -509,13 +502,4 @@ void net_resume_all(void)
 	for (unsigned i = nconns; i-- > 0;)
 		if (i < nconns)
 			conn_pump(conns[i]);
-}
-
-void net_collect_garbage(void)
-{
-	while (graveyard) {
-		struct net_conn *c = graveyard;
-		graveyard = c->next_dead;
-		free(c);
-	}
 }

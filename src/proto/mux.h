@@ -94,6 +94,7 @@ struct mux_stream {
 	uint32_t recv_consumed; /* consumed by us, not yet credited back */
 	bool local_closed;
 	bool peer_closed;
+	uint8_t owner; /* the owner's tag for user (0 = none); the mux never reads it */
 	void *user; /* owner's per-stream state */
 };
 

@@ -1,6 +1,7 @@
 # Tiny test harness for integration tests (sourced). Each test is a shell function named t_*;
-# `run_tests "$@"` runs them (or only those named on the command line: `test_run.sh t_timeout`),
-# each in a subshell, and prints "N passed, N failed" (", N skipped" when a test called skip).
+# `run_tests "$@"` runs them (or only those named on the command line, each a whole name or the
+# start of names: `test_run.sh t_timeout` runs t_timeout_exits_124), each in a subshell, and
+# prints "N passed, N failed" (", N skipped" when a test called skip).
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
@@ -36,8 +37,17 @@ expect_one_line_error() {
 
 run_tests() {
 	local pass=0 failed=0 skipped=0 t rc
-	local names=("$@")
-	[ $# -gt 0 ] || names=($(declare -F | awk '{print $3}' | grep '^t_'))
+	local all=($(declare -F | awk '{print $3}' | grep '^t_')) names=() arg
+	[ $# -gt 0 ] || names=("${all[@]}")
+	for arg in "$@"; do
+		if declare -F "$arg" >/dev/null; then
+			names+=("$arg")
+		else
+			local before=${#names[@]}
+			for t in "${all[@]}"; do [[ $t == "$arg"* ]] && names+=("$t"); done
+			[ "${#names[@]}" != "$before" ] || names+=("$arg") # reported below
+		fi
+	done
 	for t in "${names[@]}"; do
 		declare -F "$t" >/dev/null || { echo "FAIL $t (no such test)"; failed=$((failed + 1)); continue; }
 		local start=$SECONDS
