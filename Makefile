@@ -183,7 +183,7 @@ format-check:
 	@$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SRC) 2>$(BUILD)/format-check.log || \
 		{ head -n 40 $(BUILD)/format-check.log; \
 		  echo "make format-check: $$(grep -c 'error:' $(BUILD)/format-check.log) differences in" \
-		       "$$(grep -o '^[^:]*' $(BUILD)/format-check.log | sort -u | wc -l) files;" \
+		       "$$(grep 'error:' $(BUILD)/format-check.log | cut -d: -f1 | sort -u | wc -l) files;" \
 		       "$(CLANG_FORMAT) -i FILE fixes one"; exit 1; }
 
 # The default image is built here, before any suite: test_secrets.sh needs it and runs in a
