@@ -274,11 +274,6 @@ static void child_run(struct exec_req *q, int fds[3], const char *pts, int errfd
 	child_fail(errfd, STAGE_EXEC, errno);
 }
 
-static struct exec_session *session_of(struct mux_stream *s)
-{
-	return s ? s->user : NULL;
-}
-
 static void session_close_fd(struct watch *w)
 {
 	if (w->fd < 0)
@@ -562,15 +557,7 @@ fail:
 
 int exec_on_frame(struct mux_stream *s, const struct mux_frame *f)
 {
-	struct exec_session *x = session_of(s);
-	if (!x) {
-		/* The process is gone; drop input, finish the close handshake. */
-		if (f->type == MUX_DATA)
-			mux_consumed(&agent.mux, s, f->len);
-		if (f->type == MUX_CLOSE)
-			mux_close(&agent.mux, s, 0);
-		return 0;
-	}
+	struct exec_session *x = s->user; /* the stream is tagged AGENT_STREAM_EXEC: never NULL */
 	switch (f->type) {
 	case MUX_DATA:
 		if (f->chan != MUX_CHAN_IN || x->in.fd < 0 || x->stdin_eof ||

@@ -174,6 +174,20 @@ static void apply_config(struct rd *r)
 	agent_link_wants_write();
 }
 
+/*
+ * A stream whose owner is gone (the process ended, the connection closed): drop its input and
+ * finish the close handshake.
+ */
+static int on_orphan_frame(struct mux *m, struct mux_stream *s, const struct mux_frame *f)
+{
+	if (f->type == MUX_DATA)
+		mux_consumed(m, s, f->len);
+	if (f->type == MUX_CLOSE)
+		mux_close(m, s, 0);
+	agent_link_wants_write();
+	return 0;
+}
+
 static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame *f, void *opaque)
 {
 	(void)opaque;
@@ -194,9 +208,7 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 		}
 		return 0;
 	}
-	if ((s->id & 1) == 0) /* even ids are ours: redirected connections */
-		return net_on_frame(s, f);
-	if (f->type == MUX_OPEN) {
+	if (f->type == MUX_OPEN) { /* the host opens a stream: the service names its owner */
 		struct rd r = rd_make(f->payload, f->len);
 		uint16_t svc = rd_u16(&r);
 		if (svc == SVC_EXEC)
@@ -217,13 +229,7 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 	case AGENT_STREAM_EXEC:
 		return exec_on_frame(s, f);
 	default:
-		/* The owner is gone: drop input, finish the close handshake. */
-		if (f->type == MUX_DATA)
-			mux_consumed(m, s, f->len);
-		if (f->type == MUX_CLOSE)
-			mux_close(m, s, 0);
-		agent_link_wants_write();
-		return 0;
+		return on_orphan_frame(m, s, f);
 	}
 }
 

@@ -411,14 +411,6 @@ int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
 	struct net_conn *c = s->user;
 	if (f->type == MUX_OPEN)
 		return -EPROTO; /* the host never opens guest-numbered streams */
-	if (!c) {
-		if (f->type == MUX_DATA)
-			mux_consumed(&agent.mux, s, f->len);
-		if (f->type == MUX_CLOSE)
-			mux_close(&agent.mux, s, 0);
-		agent_link_wants_write();
-		return 0;
-	}
 	switch (f->type) {
 	case MUX_DATA:
 		if (f->chan != c->down_chan || c->host_eof || buf_append(&c->down, f->payload, f->len) < 0) {
