@@ -1189,7 +1189,7 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 	/* Above the image's Env, Docker's order: image_config.env, then env. */
 	if ((k = env_put_json(&sp->env, json_object_get(ic, "env"), "image_config.env", err, errn)) < 0 ||
 	    (k = env_put_json(&sp->env, json_object_get(p, "env"), "env", err, errn)) < 0)
-		return k;
+		return k == -ENOMEM ? k : -EINVAL;
 	if (rpc_policy_from(sp->policy, net, err, errn) < 0 ||
 	    rpc_secrets_from(sp->secrets, json_object_get(net, "secrets"), err, errn) < 0)
 		return -EINVAL;
@@ -1237,6 +1237,19 @@ static void rpc_close_sandbox(struct rpc *r)
 	session_stop(&r->sess, NULL);
 	session_fini(&r->sess);
 	r->sb = NULL;
+}
+
+/* close takes no parameters: a stop timeout asked for would otherwise be silently ignored. */
+static void m_close(struct rpc *r, json_t *id, json_t *p)
+{
+	static const char *const none[] = { NULL };
+	char err[256];
+	if (keys_known(p, "", none, err, sizeof(err)) < 0) {
+		rpc_error(r, id, E_PARAMS, "%s", err);
+		return;
+	}
+	rpc_close_sandbox(r);
+	rpc_result(r, id, json_object());
 }
 
 static void dispatch(struct rpc *r, json_t *req)
@@ -1288,8 +1301,7 @@ static void dispatch(struct rpc *r, json_t *req)
 	} else if (!strcmp(method, "cancel")) {
 		m_cancel(r, id, p);
 	} else if (!strcmp(method, "close")) {
-		rpc_close_sandbox(r);
-		rpc_result(r, id, json_object());
+		m_close(r, id, p);
 	} else if (!strcmp(method, "allow_list_add")) {
 		m_allow(r, id, p, true);
 	} else if (!strcmp(method, "allow_list_delete")) {

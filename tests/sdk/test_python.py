@@ -418,6 +418,11 @@ class LifecycleTest(unittest.TestCase):
             with self.assertRaises(RPCError) as cm:
                 c.launch(Sandbox(IMAGE).with_disk_size(100))
             self.assertIn("disk_size_mb", str(cm.exception))
+            # close takes no stop timeout: asked for, it is refused, not ignored (issue 12 part 7).
+            with self.assertRaises(RPCError) as cm:
+                c.call("close", {"timeout_seconds": 5})
+            self.assertEqual(cm.exception.code, INVALID_PARAMS)
+            self.assertIn("timeout_seconds: not supported", str(cm.exception))
 
     def test_close_leaves_a_stopped_record_for_rm(self) -> None:
         # Issue 11 item 14: `matchlock rm ID` after close said "no sandbox".
