@@ -1003,10 +1003,11 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 }
 
 /*
- * create's params, checked before anything starts. Every field the server does not implement
- * (vfs, privileged, disk_size_mb, dns_servers, mtu, intercept, a secret's placeholder, ...) is
- * refused by name, at every level: a caller who asked for a protection must not silently get
- * none. Returns 0 or -EINVAL with err naming the field.
+ * create's params, checked for shape before they become a spec. Every field the server does not
+ * know (vfs, privileged, dns_servers, mtu, intercept, a secret's placeholder, ...) is refused by
+ * name, at every level, in the validator's words (sandbox_spec_unsupported): a caller who asked
+ * for a protection must not silently get none. Fields the spec has but does not implement yet
+ * (disk_size_mb) and every range are sandbox_spec_check's. Returns 0 or -EINVAL with err.
  */
 static int keys_known(json_t *obj, const char *where, const char *const *known, char *err, size_t errn)
 {

@@ -4,7 +4,7 @@
 # side prints "CASE<TAB>MESSAGE"; the three lists must be identical. No sandbox boots.
 . "$(dirname "$0")/lib.sh"
 export MATCHLOCK_BIN=$ML MATCHLOCK_TEST_IMAGE=$ROOTFS
-CASES=(cpus-0 cpus-1000 memory-10 memory-1e9 disk-size)
+CASES=(cpus-0 cpus-1000 memory-10 memory-1e9 disk-size timeout-0)
 
 cli_args() {
 	case $1 in
@@ -13,6 +13,7 @@ cli_args() {
 	memory-10) echo --memory 10 ;;
 	memory-1e9) echo --memory 1000000000 ;;
 	disk-size) echo --disk-size 100 ;;
+	timeout-0) echo --timeout 0 ;;
 	esac
 }
 

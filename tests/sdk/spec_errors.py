@@ -16,6 +16,7 @@ CASES = {
     "memory-10": lambda: Sandbox(IMAGE).with_memory(10),
     "memory-1e9": lambda: Sandbox(IMAGE).with_memory(10**9),
     "disk-size": lambda: Sandbox(IMAGE).with_disk_size(100),
+    "timeout-0": lambda: Sandbox(IMAGE).with_timeout(0),
 }
 
 with Client() as c:

@@ -21,6 +21,7 @@ func main() {
 		"memory-10":  func() *sdk.Sandbox { return sdk.New(image).WithMemory(10) },
 		"memory-1e9": func() *sdk.Sandbox { return sdk.New(image).WithMemory(1000000000) },
 		"disk-size":  func() *sdk.Sandbox { return sdk.New(image).WithDiskSize(100) },
+		"timeout-0":  func() *sdk.Sandbox { return sdk.New(image).WithTimeout(0) },
 	}
 	c, err := sdk.NewClient(sdk.Options{})
 	if err != nil {
