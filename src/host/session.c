@@ -445,6 +445,26 @@ static int session_serve(struct session *s, char *err, size_t errn)
 	return 0;
 }
 
+/*
+ * A start that failed at any phase: stop what runs, leave a "failed" record (or none, when the
+ * sandbox is removed at its end), and remove a directory nothing refers to.
+ */
+static void session_abort(struct session *s, const char *why)
+{
+	if (s->sb) {
+		session_stop(s, why);
+		return;
+	}
+	if (s->have_record && !s->rm)
+		state_set_status(s->st, s->L.id, ST_FAILED, why);
+	if (s->made_dir && (s->rm || !s->have_record)) {
+		rm_rf(s->L.dir);
+		if (s->have_record)
+			state_delete(s->st, s->L.id);
+		s->made_dir = false;
+	}
+}
+
 int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, char *err, size_t errn)
 {
 	*s = (struct session){ .spec = *spec, .sigfd = -1, .notify_fd = -1, .sup.listen_w.fd = -1 };
@@ -457,6 +477,7 @@ int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, 
 		snprintf(err, errn, "secrets: too many allowed hosts (at most %d)", POLICY_MAX_RULES);
 		r = -EINVAL;
 	}
+	/* The phases in order; a later version drives them from the loop (session.h). */
 	if (r == 0)
 		r = session_prepare(s, err, errn);
 	if (r == 0 && sp->lifetime == LIFETIME_DETACHED && (r = session_detach(s, err, errn)) == SESSION_DETACHED)
@@ -465,21 +486,10 @@ int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, 
 		r = session_loop(s, l, err, errn);
 	if (r == 0)
 		r = session_boot(s, err, errn);
-	if (r == 0 && (r = session_serve(s, err, errn)) < 0) {
-		char failure[300];
-		snprintf(failure, sizeof(failure), "%s", err);
-		session_stop(s, failure);
-	}
-	if (r < 0 && s->sb)
-		session_stop(s, err); /* no further than booting */
-	if (r < 0 && s->have_record && s->phase != SESSION_STOPPED)
-		state_set_status(s->st, s->L.id, ST_FAILED, err);
-	if (r < 0 && s->made_dir && (s->rm || !s->have_record)) {
-		rm_rf(s->L.dir); /* nothing refers to it, or it goes at the end anyway */
-		if (s->have_record && s->phase != SESSION_STOPPED)
-			state_delete(s->st, s->L.id);
-		s->made_dir = false;
-	}
+	if (r == 0)
+		r = session_serve(s, err, errn);
+	if (r < 0)
+		session_abort(s, err);
 	if (s->notify_fd >= 0) {
 		/* The waiting caller prints our first words: "ok", or why not. */
 		const char *word = r < 0 ? err : "ok";
