@@ -31,7 +31,7 @@
 
 int sandbox_spec_init(struct sandbox_spec *spec)
 {
-	*spec = (struct sandbox_spec){ .cpus = 1, .memory_mb = 512, .rm = -1 };
+	*spec = (struct sandbox_spec){.cpus = 1, .memory_mb = 512, .rm = -1};
 	spec->policy = calloc(1, sizeof(*spec->policy));
 	spec->secrets = calloc(1, sizeof(*spec->secrets));
 	if (!spec->policy || !spec->secrets) {
@@ -100,23 +100,24 @@ void sandbox_spec_fini(struct sandbox_spec *spec)
 /* How each entry point spells a field: every message ends with both, so it reads the same. */
 struct spec_field {
 	const char *flag; /* the CLI's */
-	const char *key; /* the RPC's, NULL when it has none */
+	const char *key;  /* the RPC's, NULL when it has none */
 };
 
-static const struct spec_field F_CPUS = { "--cpus", "resources.cpus" };
-static const struct spec_field F_MEMORY = { "--memory", "resources.memory_mb" };
-static const struct spec_field F_DISK = { "--disk-size", "resources.disk_size_mb" };
-static const struct spec_field F_TIMEOUT = { "--timeout", "resources.timeout_seconds" };
-static const struct spec_field F_HOSTNAME = { "--hostname", "network.hostname" };
-static const struct spec_field F_ROOTFS = { "--rootfs", "image" };
-static const struct spec_field F_SECRETS = { "--secret with --no-network", "network.secrets with network.no_network" };
-static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", NULL };
-static const struct spec_field F_MOUNTS = { "--volume", NULL };
-static const struct spec_field F_ACCEL = { "--accel", "MATCHLOCK_ACCEL" };
-static const struct spec_field F_ROOTFS_IMAGE = { "--rootfs with --image", NULL };
+static const struct spec_field F_CPUS = {"--cpus", "resources.cpus"};
+static const struct spec_field F_MEMORY = {"--memory", "resources.memory_mb"};
+static const struct spec_field F_DISK = {"--disk-size", "resources.disk_size_mb"};
+static const struct spec_field F_TIMEOUT = {"--timeout", "resources.timeout_seconds"};
+static const struct spec_field F_HOSTNAME = {"--hostname", "network.hostname"};
+static const struct spec_field F_ROOTFS = {"--rootfs", "image"};
+static const struct spec_field F_SECRETS = {"--secret with --no-network",
+					    "network.secrets with network.no_network"};
+static const struct spec_field F_UPSTREAM_CA = {"--upstream-ca", NULL};
+static const struct spec_field F_MOUNTS = {"--volume", NULL};
+static const struct spec_field F_ACCEL = {"--accel", "MATCHLOCK_ACCEL"};
+static const struct spec_field F_ROOTFS_IMAGE = {"--rootfs with --image", NULL};
 
 static int refuse(char *err, size_t errn, const struct spec_field *f, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int refuse(char *err, size_t errn, const struct spec_field *f, const char *fmt, ...)
 {
 	char what[512];
@@ -145,35 +146,42 @@ int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
 	struct stat st;
 	/* !(x >= min) also refuses NaN. */
 	if (!(s->cpus >= SPEC_CPUS_MIN) || s->cpus > SPEC_CPUS_MAX)
-		return refuse(err, errn, &F_CPUS, "cpus %g: expected a number from %g to %d", s->cpus,
-			      SPEC_CPUS_MIN, SPEC_CPUS_MAX);
+		return refuse(err, errn, &F_CPUS, "cpus %g: expected a number from %g to %d",
+			      s->cpus, SPEC_CPUS_MIN, SPEC_CPUS_MAX);
 	if (s->memory_mb < SPEC_MEMORY_MIN_MB || s->memory_mb > SPEC_MEMORY_MAX_MB)
-		return refuse(err, errn, &F_MEMORY, "memory %lld MB: expected %d to %d MB", s->memory_mb,
-			      SPEC_MEMORY_MIN_MB, SPEC_MEMORY_MAX_MB);
+		return refuse(err, errn, &F_MEMORY, "memory %lld MB: expected %d to %d MB",
+			      s->memory_mb, SPEC_MEMORY_MIN_MB, SPEC_MEMORY_MAX_MB);
 	if (s->has_timeout && (s->timeout_s < 1 || s->timeout_s > SPEC_TIMEOUT_MAX_S))
-		return refuse(err, errn, &F_TIMEOUT, "timeout %lld s: expected whole seconds from 1 to %lld",
-			      s->timeout_s, SPEC_TIMEOUT_MAX_S);
+		return refuse(err, errn, &F_TIMEOUT,
+			      "timeout %lld s: expected whole seconds from 1 to %lld", s->timeout_s,
+			      SPEC_TIMEOUT_MAX_S);
 	if (s->has_disk_size)
-		return refuse(err, errn, &F_DISK, "disk size %lld MB: not supported by this version of matchlock",
+		return refuse(err, errn, &F_DISK,
+			      "disk size %lld MB: not supported by this version of matchlock",
 			      s->disk_size_mb);
 	if (s->nmounts)
-		return refuse(err, errn, &F_MOUNTS, "volume %.200s: not supported by this version of matchlock",
+		return refuse(err, errn, &F_MOUNTS,
+			      "volume %.200s: not supported by this version of matchlock",
 			      s->mounts[0]);
 	if (s->hostname && !hostname_ok(s->hostname))
-		return refuse(err, errn, &F_HOSTNAME, "hostname %.64s: use 1-63 letters, digits, '-' or '.'",
-			      s->hostname);
-	if (s->accel && strcmp(s->accel, "auto") && strcmp(s->accel, "kvm") && strcmp(s->accel, "tcg"))
-		return refuse(err, errn, &F_ACCEL, "accelerator %.32s: expected auto, kvm or tcg", s->accel);
+		return refuse(err, errn, &F_HOSTNAME,
+			      "hostname %.64s: use 1-63 letters, digits, '-' or '.'", s->hostname);
+	if (s->accel && strcmp(s->accel, "auto") && strcmp(s->accel, "kvm") &&
+	    strcmp(s->accel, "tcg"))
+		return refuse(err, errn, &F_ACCEL, "accelerator %.32s: expected auto, kvm or tcg",
+			      s->accel);
 	if (s->rootfs && s->image)
-		return refuse(err, errn, &F_ROOTFS_IMAGE, "a root filesystem and an image cannot be combined");
+		return refuse(err, errn, &F_ROOTFS_IMAGE,
+			      "a root filesystem and an image cannot be combined");
 	if (s->rootfs && stat(s->rootfs, &st) < 0)
-		return refuse(err, errn, &F_ROOTFS, "root filesystem %.256s: %s", s->rootfs, strerror(errno));
+		return refuse(err, errn, &F_ROOTFS, "root filesystem %.256s: %s", s->rootfs,
+			      strerror(errno));
 	if (s->secrets && s->secrets->n && s->policy && s->policy->no_network)
 		return refuse(err, errn, &F_SECRETS, "secrets cannot be combined with no network");
 	for (unsigned i = 0; i < s->nupstream_ca; i++)
 		if (access(s->upstream_ca[i], R_OK) < 0)
-			return refuse(err, errn, &F_UPSTREAM_CA, "upstream CA %.256s: %s", s->upstream_ca[i],
-				      strerror(errno));
+			return refuse(err, errn, &F_UPSTREAM_CA, "upstream CA %.256s: %s",
+				      s->upstream_ca[i], strerror(errno));
 	return 0;
 }
 
@@ -183,9 +191,10 @@ int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
 static char *session_config_json(const struct session *s)
 {
 	const struct sandbox_spec *sp = &s->spec;
-	struct buf b = { 0 };
+	struct buf b = {0};
 	char cpus[32];
-	snprintf(cpus, sizeof(cpus), "%g", s->sc.cpu_milli ? s->sc.cpu_milli / 1000.0 : (double)s->sc.cpus);
+	snprintf(cpus, sizeof(cpus), "%g",
+		 s->sc.cpu_milli ? s->sc.cpu_milli / 1000.0 : (double)s->sc.cpus);
 	jsonw_raw(&b, "{");
 	jsonw_kv_str(&b, 1, "rootfs", sp->rootfs);
 	jsonw_kv_str(&b, 0, "image", sp->image);
@@ -246,7 +255,7 @@ static int session_apply_image(struct session *s, const char *what, char *err, s
 		view.entrypoint = sp->entrypoint;
 		view.cmd = NULL;
 	}
-	static char *none[] = { NULL };
+	static char *none[] = {NULL};
 	if (!(s->argv = oci_config_argv(&view, NULL, sp->cmd ? sp->cmd : none))) {
 		snprintf(err, errn, "out of memory");
 		return -ENOMEM;
@@ -328,7 +337,8 @@ static int session_detach(struct session *s, char *err, size_t errn)
 		msg[n > 0 ? n : 0] = 0;
 		if (n > 0 && !strncmp(msg, "ok", 2))
 			return SESSION_DETACHED;
-		snprintf(err, errn, "%s", n > 0 ? msg : "the sandbox supervisor died while starting");
+		snprintf(err, errn, "%s",
+			 n > 0 ? msg : "the sandbox supervisor died while starting");
 		int ws;
 		waitpid(pid, &ws, 0);
 		return -EIO;
@@ -381,27 +391,30 @@ static int session_loop(struct session *s, struct loop *l, char *err, size_t err
 static int session_boot(struct session *s, char *err, size_t errn)
 {
 	struct sandbox_spec *sp = &s->spec;
-	int r = state_open(&s->st, err, errn); /* only now: an SQLite connection must never cross a fork */
+	int r = state_open(&s->st, err,
+			   errn); /* only now: an SQLite connection must never cross a fork */
 	if (r < 0)
 		return r;
 	if (sp->policy->no_network && (sp->policy->nrules || sp->policy->npins))
 		warn("no network: the allowed hosts and added hosts are ignored");
 	s->sc = (struct sandbox_config){
-		.cpus = (unsigned)ceil(sp->cpus),
-		.cpu_milli = (unsigned)lround(sp->cpus * 1000),
-		.memory_mb = (unsigned)sp->memory_mb,
-		.hostname = sp->hostname,
-		.policy = sp->policy,
-		.secrets = sp->secrets,
-		.upstream_ca = sp->upstream_ca,
-		.net_event = sp->net_event,
-		.net_opaque = sp->net_opaque,
+	    .cpus = (unsigned)ceil(sp->cpus),
+	    .cpu_milli = (unsigned)lround(sp->cpus * 1000),
+	    .memory_mb = (unsigned)sp->memory_mb,
+	    .hostname = sp->hostname,
+	    .policy = sp->policy,
+	    .secrets = sp->secrets,
+	    .upstream_ca = sp->upstream_ca,
+	    .net_event = sp->net_event,
+	    .net_opaque = sp->net_opaque,
 	};
 	if (s->sc.cpu_milli % 1000 == 0)
 		s->sc.cpu_milli = 0; /* whole CPUs need no quota */
 	launch_config(&s->L, &s->sc);
-	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
-				 .pid_start = proc_start_time(getpid()) };
+	struct sb_record rec = {.status = ST_CREATING,
+				.created = time(NULL),
+				.pid = getpid(),
+				.pid_start = proc_start_time(getpid())};
 	snprintf(rec.id, sizeof(rec.id), "%s", s->L.id);
 	snprintf(rec.image, sizeof(rec.image), "%s", sp->rootfs ? sp->rootfs : sp->image);
 	rec.config = session_config_json(s);
@@ -413,7 +426,8 @@ static int session_boot(struct session *s, char *err, size_t errn)
 	}
 	s->have_record = true;
 	s->phase = SESSION_BOOTING;
-	s->sb = launch_boot(&s->L, &s->sc, s->loop, s->sigfd >= 0 ? &s->interrupted : NULL, err, errn);
+	s->sb =
+	    launch_boot(&s->L, &s->sc, s->loop, s->sigfd >= 0 ? &s->interrupted : NULL, err, errn);
 	if (!s->sb) {
 		r = errno == EINTR ? -EINTR : -EIO;
 		if (r == -EINTR)
@@ -421,7 +435,8 @@ static int session_boot(struct session *s, char *err, size_t errn)
 		return r;
 	}
 	if (s->sigfd >= 0)
-		loop_unwatch(s->loop, &s->sig_w); /* the caller decides what signals mean from now on */
+		loop_unwatch(s->loop,
+			     &s->sig_w); /* the caller decides what signals mean from now on */
 	return 0;
 }
 
@@ -429,14 +444,15 @@ static int session_boot(struct session *s, char *err, size_t errn)
 static int session_serve(struct session *s, char *err, size_t errn)
 {
 	struct sandbox_spec *sp = &s->spec;
-	unsigned lifetime = sp->lifetime == LIFETIME_COMMAND || !sp->has_timeout ? 0 : (unsigned)sp->timeout_s;
+	unsigned lifetime =
+	    sp->lifetime == LIFETIME_COMMAND || !sp->has_timeout ? 0 : (unsigned)sp->timeout_s;
 	int r = supervisor_start(&s->sup, s->loop, s->sb, s->L.dir, lifetime, err, errn);
 	if (r < 0)
 		return r;
 	for (unsigned i = 0; i < sp->npublish; i++) {
 		uint16_t bound;
-		r = portfwd_add(&s->sup.pf, sp->address, sp->publish[i].local, sp->publish[i].remote, &bound, err,
-				errn);
+		r = portfwd_add(&s->sup.pf, sp->address, sp->publish[i].local,
+				sp->publish[i].remote, &bound, err, errn);
 		if (r < 0)
 			return r;
 	}
@@ -465,22 +481,25 @@ static void session_abort(struct session *s, const char *why)
 	}
 }
 
-int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, char *err, size_t errn)
+int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, char *err,
+		  size_t errn)
 {
-	*s = (struct session){ .spec = *spec, .sigfd = -1, .notify_fd = -1, .sup.listen_w.fd = -1 };
+	*s = (struct session){.spec = *spec, .sigfd = -1, .notify_fd = -1, .sup.listen_w.fd = -1};
 	memset(spec, 0, sizeof(*spec));
 	struct sandbox_spec *sp = &s->spec;
 	s->rm = sp->rm < 0 ? sp->lifetime == LIFETIME_COMMAND : sp->rm > 0;
 	int r = sandbox_spec_check(sp, err, errn);
 	/* A secret's hosts are allowed automatically. */
 	if (r == 0 && secrets_allow_hosts(sp->secrets, sp->policy) < 0) {
-		snprintf(err, errn, "secrets: too many allowed hosts (at most %d)", POLICY_MAX_RULES);
+		snprintf(err, errn, "secrets: too many allowed hosts (at most %d)",
+			 POLICY_MAX_RULES);
 		r = -EINVAL;
 	}
 	/* The phases in order; a later version drives them from the loop (session.h). */
 	if (r == 0)
 		r = session_prepare(s, err, errn);
-	if (r == 0 && sp->lifetime == LIFETIME_DETACHED && (r = session_detach(s, err, errn)) == SESSION_DETACHED)
+	if (r == 0 && sp->lifetime == LIFETIME_DETACHED &&
+	    (r = session_detach(s, err, errn)) == SESSION_DETACHED)
 		return r;
 	if (r == 0)
 		r = session_loop(s, l, err, errn);
