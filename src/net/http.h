@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The HTTP/1 parts of the egress path. For plain HTTP (port 80): find the Host a request names,
- * and write the 403 a denied request gets. For the TLS-intercepting proxy: a strict parser of
+ * The HTTP/1 parts of the egress path. For plain HTTP (any port): tell a request from other
+ * bytes, and write the 403 a denied request gets; requests are checked with the parser below. For the TLS-intercepting proxy: a strict parser of
  * request and response heads (bounded, no obsolete folding, no ambiguous framing), and a
  * streaming body decoder (content-length, chunked, close-delimited) that never buffers a body.
  * Pure code over caller-owned bytes: unit-tested and fuzzed.
@@ -22,12 +22,12 @@
 #define HTTP_MAX_TRAILERS (16u * 1024)
 
 /*
- * Look at the start of a request. Returns 1 when the head is complete and names exactly one
- * host (Host header, and the authority of an absolute-form target if any, which must agree),
- * copied lower case without a port into host; 0 if more bytes are needed; -EPROTO if malformed
- * or too long.
+ * Whether the first bytes of a connection are an HTTP/1 request: 1 yes (a request line, a
+ * token, a space and "HTTP/" before the line ends, or a token line longer than HTTP_MAX_HEAD),
+ * 0 more bytes needed, -1 no. Generous on purpose: what a lenient server could take for a
+ * request is checked as one.
  */
-int http_request_host(const uint8_t *p, size_t n, char *host, size_t hostn);
+int http_sniff_request(const uint8_t *p, size_t n);
 /* Append a complete "403 Forbidden" response whose body is reason (one line). */
 int http_build_403(struct buf *out, const char *reason);
 

@@ -273,7 +273,8 @@ struct flow {
 	int fd;
 	bool g_hs, u_hs; /* handshakes done */
 	bool u_failed;
-	char u_why[300];
+	char u_why[300]; /* why the upstream failed, for the log and events */
+	char u_guest[300]; /* what the guest's 502 says */
 	bool u_want_write; /* the last upstream TLS call needs the socket writable */
 	bool g_eof, u_eof, u_shut, closing, failed, g_closed;
 
@@ -361,19 +362,20 @@ int flow_set_upstream(struct flow *f, int fd)
 	if (!f->u || SSL_set_fd(f->u, fd) != 1 || SSL_set_tlsext_host_name(f->u, f->name) != 1 ||
 	    SSL_set1_host(f->u, f->name) != 1) {
 		ERR_clear_error();
-		flow_upstream_failed(f, "cannot set up TLS towards the upstream");
+		flow_upstream_failed(f, "cannot set up TLS towards the upstream", NULL);
 		return -ENOMEM;
 	}
 	SSL_set_connect_state(f->u);
 	return 0;
 }
 
-void flow_upstream_failed(struct flow *f, const char *why)
+void flow_upstream_failed(struct flow *f, const char *why, const char *guest_why)
 {
 	if (f->u_failed)
 		return;
 	f->u_failed = true;
 	snprintf(f->u_why, sizeof(f->u_why), "%s", why);
+	snprintf(f->u_guest, sizeof(f->u_guest), "%s", guest_why ? guest_why : why);
 	flow_event(f, NET_EV_CONNECT, false, why, NULL);
 }
 
@@ -593,6 +595,8 @@ static void requests_run(struct flow *f)
 		if (f->u_failed) {
 			snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name, f->u_why);
 			request_event(f, p, 502, false, reason, NET_EV_REQUEST, NULL);
+			snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
+				 f->u_guest);
 			flow_refuse(f, 502, reason);
 			return;
 		}
@@ -804,7 +808,7 @@ static void upstream_run(struct flow *f)
 					 f->name, se);
 			}
 			ERR_clear_error();
-			flow_upstream_failed(f, why);
+			flow_upstream_failed(f, why, NULL);
 			return;
 		}
 		f->u_hs = true;

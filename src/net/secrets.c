@@ -72,7 +72,7 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
 	const char *h = hosts;
 	while (*h) {
 		size_t k = strcspn(h, ",");
-		char item[POLICY_NAME_MAX + 4];
+		char item[POLICY_RULE_MAX + 2];
 		if (k == 0 || k >= sizeof(item) || s->nhosts >= SECRET_MAX_HOSTS) {
 			snprintf(err, errn, "secret %s: expected 1 to %d host names or globs after '@', "
 				 "separated by commas", name, SECRET_MAX_HOSTS);

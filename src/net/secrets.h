@@ -29,7 +29,7 @@ struct secret {
 	uint8_t *value; /* wiped before it is freed */
 	size_t vlen;
 	unsigned nhosts;
-	char hosts[SECRET_MAX_HOSTS][POLICY_NAME_MAX + 3]; /* globs, as --allow-host takes them */
+	char hosts[SECRET_MAX_HOSTS][POLICY_RULE_MAX + 1]; /* rules, as --allow-host takes them */
 };
 
 struct secrets {

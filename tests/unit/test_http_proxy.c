@@ -34,6 +34,9 @@ static void test_request_heads(void)
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
 		"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
 		"GET https://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET http://b:8080/ HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET ws://b/x HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET http://u@b/ HTTP/1.1\r\nHost: b\r\n\r\n",
 		"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHo st: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
@@ -49,6 +52,12 @@ static void test_request_heads(void)
 	CHECK(m.framing == HTTP_BODY_CHUNKED && m.upgrade && m.expect_continue);
 	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.0\r\nHost: a\r\n\r\n"), &m, &why), 0);
 	CHECK(m.close && m.framing == HTTP_BODY_NONE);
+	/* Absolute form, any scheme: its authority is the host (plain HTTP checks every request). */
+	CHECK_EQ_INT(http_parse_request(S("GET http://Other.test:8080/x?y HTTP/1.1\r\n\r\n"), &m, &why), 0);
+	CHECK(!strcmp(m.host, "other.test"));
+	CHECK_EQ_INT(http_parse_request(S("GET https://o.test HTTP/1.1\r\nHost: o.test:443\r\n\r\n"),
+					&m, &why), 0);
+	CHECK(!strcmp(m.host, "o.test"));
 	/* A head that never ends is refused at the bound. */
 	char *big = malloc(HTTP_MAX_HEAD + 10);
 	memset(big, 'a', HTTP_MAX_HEAD + 10);
