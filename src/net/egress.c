@@ -71,6 +71,13 @@ struct conn {
 	struct flow *tls;
 };
 
+/* One name denied in the current interval: repeats are counted, not logged. */
+struct deny_count {
+	enum net_event_kind kind;
+	char name[POLICY_NAME_MAX + 1];
+	uint64_t repeats; /* this interval, after the logged one */
+};
+
 struct egress {
 	struct loop *l;
 	struct mux *m;
@@ -83,6 +90,10 @@ struct egress {
 	struct watch res_w;
 	unsigned nconns;
 	struct conn *conns[EGRESS_MAX_CONNS];
+	unsigned ndeny;
+	struct deny_count deny[EGRESS_DENY_NAMES];
+	uint64_t deny_other; /* denials of names the table had no room for, this interval */
+	struct timer deny_timer; /* ends the interval: armed while the table is not empty */
 	bool stalled; /* some upstream stopped reading because the link was congested */
 	bool dying; /* egress_free: the link is going away, do not flush */
 };
@@ -90,10 +101,72 @@ struct egress {
 static const char *const kinds[] = { "DNS", "connect", "HTTP", "request", "secret_leak" };
 STATIC_ASSERT_TABLE(kinds, NET_EV_END);
 
+/*
+ * Whether a denial of (kind, name) is logged: the first in an interval is, repeats are counted
+ * for the summary line (one per name per interval).
+ */
+static bool deny_log_first(struct egress *e, enum net_event_kind kind, const char *name)
+{
+	if (!e->ndeny && !e->deny_other)
+		loop_timer_set(e->l, &e->deny_timer,
+			       e->l->now + EGRESS_DENY_INTERVAL_S * 1000000000ull);
+	for (unsigned i = 0; i < e->ndeny; i++) {
+		if (e->deny[i].kind == kind && !strcmp(e->deny[i].name, name)) {
+			e->deny[i].repeats++;
+			return false;
+		}
+	}
+	if (e->ndeny >= EGRESS_DENY_NAMES) {
+		e->deny_other++;
+		return false;
+	}
+	struct deny_count *d = &e->deny[e->ndeny++];
+	d->kind = kind;
+	d->repeats = 0;
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	return true;
+}
+
+/*
+ * The interval ended: one line per name that was denied again, one for the names beyond the
+ * table. A name denied again keeps its place (its next denial is counted, not logged); a name
+ * that went quiet leaves, so a later denial of it is logged in full.
+ */
+static void deny_summarise(struct egress *e)
+{
+	unsigned keep = 0;
+	for (unsigned i = 0; i < e->ndeny; i++) {
+		struct deny_count *d = &e->deny[i];
+		if (!d->repeats)
+			continue;
+		log_msg(LOG_INFO, "network: %s denied %s %llu more times in the last %d s", kinds[d->kind],
+			*d->name ? d->name : "-", (unsigned long long)d->repeats, EGRESS_DENY_INTERVAL_S);
+		d->repeats = 0;
+		e->deny[keep++] = *d;
+	}
+	if (e->deny_other)
+		log_msg(LOG_INFO, "network: %llu more denials of other names in the last %d s (more than "
+			"%d names were denied)", (unsigned long long)e->deny_other, EGRESS_DENY_INTERVAL_S,
+			EGRESS_DENY_NAMES);
+	e->ndeny = keep;
+	e->deny_other = 0;
+}
+
+static void on_deny_timer(struct timer *t)
+{
+	struct egress *e = t->obj;
+	deny_summarise(e);
+	if (e->ndeny)
+		loop_timer_set(e->l, &e->deny_timer,
+			       e->l->now + EGRESS_DENY_INTERVAL_S * 1000000000ull);
+}
+
 /* An event from a TLS flow: log it (never with a secret value: flows do not put one in). */
 static void emit_flow(struct egress *e, const struct net_event *ev)
 {
-	if (ev->req) {
+	if (!ev->allowed && !deny_log_first(e, ev->kind, ev->name ? ev->name : "")) {
+		/* counted for the interval's summary */
+	} else if (ev->req) {
 		const struct net_request *q = ev->req;
 		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO,
 			"network: %s %s %s %s -> %d (%llu B up, %llu B down, %llu ms)%s%s", kinds[ev->kind],
@@ -115,10 +188,14 @@ static void emit(struct egress *e, enum net_event_kind kind, bool allowed, const
 	char where[80] = "";
 	if (port)
 		snprintf(where, sizeof(where), " port %u", port);
-	/* Denials are shown to the user; what was allowed goes to the sandbox log. */
+	/* Denials are shown to the user (once per name per interval); what was allowed is debug. */
+	if (!allowed && !deny_log_first(e, kind, name))
+		goto event;
 	log_msg(allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s%s%s%s: %s", kinds[kind],
 		allowed ? "allowed" : "denied", *name ? name : "-", detail ? " " : "",
 		detail ? detail : "", where, reason);
+event:
+	/* Events stay one per decision: the RPC's queue has its own bound. */
 	if (e->ops.event) {
 		struct net_event ev = { kind, allowed, name, detail, port, reason, NULL };
 		e->ops.event(&ev, e->opaque);
@@ -1029,6 +1106,7 @@ struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
 		errno = -r;
 		return NULL;
 	}
+	e->deny_timer = (struct timer){ .fn = on_deny_timer, .obj = e };
 	watch_init(&e->res_w, e->res.fds[0], on_resolved, e);
 	loop_watch(l, &e->res_w, EPOLLIN);
 	return e;
@@ -1046,6 +1124,8 @@ void egress_free(struct egress *e)
 		c->s = NULL; /* the mux is going away with the sandbox */
 		conn_end(c, 0);
 	}
+	loop_timer_cancel(e->l, &e->deny_timer);
+	deny_summarise(e); /* the counts of the last, unfinished interval */
 	loop_unwatch(e->l, &e->res_w);
 	resolver_fini(&e->res);
 	addrpool_fini(&e->pool);

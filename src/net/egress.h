@@ -24,6 +24,13 @@
 #define EGRESS_MAX_CONNS 256 /* open TCP streams per sandbox; more are refused */
 #define EGRESS_DNS_TTL 300
 #define EGRESS_CONNECT_TIMEOUT_MS 15000
+/*
+ * Denials are logged once per (kind, name) per interval; repeats within it are counted and
+ * summarised in one line when it ends, so a guest looping on a denied name cannot fill the
+ * disk. The table of names is bounded; names beyond it are counted together.
+ */
+#define EGRESS_DENY_INTERVAL_S 10
+#define EGRESS_DENY_NAMES 64
 
 enum net_event_kind {
 	NET_EV_DNS,

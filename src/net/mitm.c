@@ -603,7 +603,7 @@ static void requests_run(struct flow *f)
 		const struct secret *leak = NULL;
 		size_t before = buf_used(&f->req_out);
 		int r = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, (size_t)hl, true,
-								&f->req_out, &leak)
+								&f->req_out, &leak, &f->scrub)
 				    : buf_append(&f->req_out, head, (size_t)hl);
 		if (r == -EPERM) {
 			char hosts[300] = "";
@@ -756,7 +756,7 @@ static void responses_run(struct flow *f)
 		} else {
 			buf_append(&head, h, (size_t)hl);
 		}
-		scrub_all(ss, buf_head(&head), buf_used(&head), &scrubbed);
+		scrub_all(ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
 		to_guest_plain(f, buf_head(&scrubbed), buf_used(&scrubbed));
 		buf_wipe(&head);
 		buf_wipe(&scrubbed);

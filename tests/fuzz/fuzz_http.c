@@ -69,11 +69,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 			if (m.target_off + m.target_len > (size_t)hl)
 				__builtin_trap();
 			const struct secret *leak;
-			int r = secrets_rewrite_request(&ss, "api.test", p, (size_t)hl, true, &out, &leak);
+			int r = secrets_rewrite_request(&ss, "api.test", p, (size_t)hl, true, &out, &leak, NULL);
 			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), PLACEHOLDER, strlen(PLACEHOLDER)))
 				__builtin_trap();
 			buf_fini(&out);
-			r = secrets_rewrite_request(&ss, "other.test", p, (size_t)hl, false, &out, &leak);
+			r = secrets_rewrite_request(&ss, "other.test", p, (size_t)hl, false, &out, &leak, NULL);
 			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)) &&
 			    !memmem(p, (size_t)hl, VALUE, strlen(VALUE)))
 				__builtin_trap(); /* a value appeared toward a host it is not for */
