@@ -38,14 +38,6 @@ enum conn_mode {
 	M_TLS, /* intercepted: c->tls */
 };
 
-/* Where the check of a plain-HTTP connection's guest -> upstream bytes stands. */
-enum http_check {
-	H_HEAD, /* the next bytes are a request head (after optional empty lines) */
-	H_BODY, /* inside a request body: c->body finds its end */
-	H_UPGRADE_WAIT, /* a WebSocket upgrade went out: hold the guest's bytes until the answer */
-	H_TUNNEL, /* the upstream switched protocols: bytes, no longer HTTP */
-};
-
 struct conn {
 	struct egress *e;
 	struct mux_stream *s;
@@ -57,11 +49,10 @@ struct conn {
 	char reason[300]; /* C_DENY_HTTP: the explanation sent in the 403 */
 	uint16_t port;
 	int guest_family;
+	uint8_t guest_addr[16]; /* the synthetic address the guest dialed */
 	bool http; /* plain HTTP: every request head is checked before it goes upstream */
-	enum http_check hc;
-	struct http_body body; /* H_BODY */
-	unsigned nreq; /* request heads let through */
-	uint8_t resp_pfx[12]; /* H_UPGRADE_WAIT: the upstream's first bytes ("HTTP/1.1 101") */
+	struct http_walk walk; /* plain HTTP: where the check of the guest's bytes stands */
+	uint8_t resp_pfx[12]; /* walk on hold: the upstream's first bytes ("HTTP/1.1 101") */
 	uint8_t npfx;
 	struct buf up; /* guest bytes not yet written upstream (bounded by the mux window) */
 	size_t clear; /* how many bytes at the front of up are checked and may go upstream */
@@ -384,7 +375,7 @@ static bool conn_head_in(const struct conn *c)
 	size_t n = buf_used(&c->up), i = 0;
 	while (i < n && (p[i] == '\r' || p[i] == '\n'))
 		i++;
-	return c->guest_eof || c->nreq || http_head_len(p + i, n - i, HTTP_MAX_HEAD) != 0;
+	return c->guest_eof || c->walk.nreq || http_head_len(p + i, n - i, HTTP_MAX_HEAD) != 0;
 }
 
 /*
@@ -484,11 +475,7 @@ static bool conn_pump_up(struct conn *c)
 
 static bool conn_check_http(struct conn *c);
 
-/*
- * The upstream's first bytes after a WebSocket upgrade request (the connection's only request
- * so far, so they answer it): 101 makes the rest a tunnel, anything else means HTTP goes on
- * and the guest's next bytes must be a checked request head.
- */
+/* The upstream's first bytes after a WebSocket upgrade request: tunnel, or HTTP goes on. */
 static void conn_upgrade_answer(struct conn *c, const uint8_t *p, size_t n)
 {
 	size_t k = sizeof(c->resp_pfx) - c->npfx;
@@ -496,13 +483,9 @@ static void conn_upgrade_answer(struct conn *c, const uint8_t *p, size_t n)
 		k = n;
 	memcpy(c->resp_pfx + c->npfx, p, k);
 	c->npfx = (uint8_t)(c->npfx + k);
-	if (c->npfx < sizeof(c->resp_pfx))
-		return;
-	bool switched = !memcmp(c->resp_pfx, "HTTP/1.1 101", 12) ||
-			!memcmp(c->resp_pfx, "HTTP/1.0 101", 12);
-	c->hc = switched ? H_TUNNEL : H_HEAD;
-	debug("network: %s port %u: WebSocket upgrade %s", c->name, c->port,
-	      switched ? "accepted: tunnel" : "refused: HTTP goes on");
+	if (http_walk_upgrade_answer(&c->walk, c->resp_pfx, c->npfx))
+		debug("network: %s port %u: WebSocket upgrade %s", c->name, c->port,
+		      c->walk.st == HTTP_WALK_TUNNEL ? "accepted: tunnel" : "refused: HTTP goes on");
 }
 
 /* Upstream -> guest, as far as credit and the link allow. Returns false if c was ended. */
@@ -531,7 +514,7 @@ static bool conn_pump_down(struct conn *c)
 			mux_send_eof(e->m, c->s, MUX_CHAN_OUT);
 			break;
 		}
-		if (c->hc == H_UPGRADE_WAIT)
+		if (c->http && c->walk.st == HTTP_WALK_HOLD)
 			conn_upgrade_answer(c, tmp, (size_t)n);
 		mux_send_data(e->m, c->s, MUX_CHAN_OUT, tmp, (uint32_t)n);
 	}
@@ -546,10 +529,10 @@ static void conn_pump(struct conn *c)
 		return;
 	}
 	for (int round = 0; round < 2; round++) {
-		enum http_check before = c->hc;
+		bool held = c->http && c->walk.st == HTTP_WALK_HOLD;
 		if (!conn_pump_up(c) || !conn_pump_down(c))
 			return;
-		if (before != H_UPGRADE_WAIT || c->hc == H_UPGRADE_WAIT)
+		if (!held || c->walk.st == HTTP_WALK_HOLD)
 			break;
 		/* The upstream answered a WebSocket upgrade: check or pass what the guest sent since. */
 		if (!conn_check_http(c))
@@ -781,6 +764,7 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 	c->s = s;
 	c->port = port;
 	c->guest_family = family;
+	memcpy(c->guest_addr, addr, family == AF_INET ? 4 : 16);
 	c->http = port == HTTP_PORT;
 	watch_init(&c->w, -1, on_conn_io, c);
 	c->connect_timer = (struct timer){ .fn = on_connect_timeout, .obj = c };
@@ -858,8 +842,6 @@ static int conn_classify(struct conn *c)
 			return 0;
 		c->http = h == 1;
 		c->mode = M_RAW;
-		if (!c->http)
-			c->hc = H_TUNNEL; /* not HTTP: bytes, unchecked */
 		return 0;
 	}
 	if (r < 0) {
@@ -887,19 +869,28 @@ static int conn_classify(struct conn *c)
 	return 0;
 }
 
-/* One complete request head at p (hl bytes): is it for this connection's host? */
-static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, struct http_msg *m)
+/* Whether a Host that is an IP literal names the synthetic address the guest dialed. */
+static bool conn_host_is_guest_addr(const struct conn *c, const char *host)
 {
-	const char *why = "";
-	char reason[600];
-	if (http_parse_request(p, hl, m, &why) < 0) {
-		snprintf(reason, sizeof(reason), "not a well-formed HTTP/1 request: %s", why);
-		conn_deny(c, NET_EV_HTTP, reason);
-		return false;
+	char t[INET6_ADDRSTRLEN];
+	uint8_t a[16];
+	size_t n = strlen(host);
+	if (c->guest_family == AF_INET6 && n > 2 && host[0] == '[' && n - 2 < sizeof(t)) {
+		memcpy(t, host + 1, n - 2);
+		t[n - 2] = 0;
+		return inet_pton(AF_INET6, t, a) == 1 && !memcmp(a, c->guest_addr, 16);
 	}
-	if (strcmp(m->host, c->name)) {
+	return c->guest_family == AF_INET && inet_pton(AF_INET, host, a) == 1 &&
+	       !memcmp(a, c->guest_addr, 4);
+}
+
+/* One complete, well-formed request head at p (hl bytes): is it for this connection's host? */
+static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const struct http_msg *m)
+{
+	char reason[600];
+	if (c->walk.nreq == 0 && c->port == 80 && strcmp(m->host, c->name) && !conn_host_is_guest_addr(c, m->host)) {
 		snprintf(reason, sizeof(reason), "request %u names host %s (Host header or absolute "
-			 "URL), not the connection's host name %s", c->nreq + 1, m->host, c->name);
+			 "URL), not the connection's host name %s", c->walk.nreq + 1, m->host, c->name);
 		conn_deny(c, NET_EV_HTTP, reason);
 		return false;
 	}
@@ -912,71 +903,42 @@ static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, struct 
 		conn_deny(c, NET_EV_HTTP, reason);
 		return false;
 	}
-	if (m->upgrade && (c->nreq || m->framing != HTTP_BODY_NONE)) {
-		conn_deny(c, NET_EV_HTTP, "a WebSocket upgrade over plain HTTP must be the connection's "
-					  "first request, without a body");
-		return false;
-	}
 	emit(c->e, NET_EV_HTTP, true, c->name, c->dst, c->port, "Host matches");
 	return true;
 }
 
 /*
- * Plain HTTP: walk the guest's bytes past what is already cleared, request head by request
- * head (keep-alive and pipelined alike), skipping bodies by their framing, and clear what may
- * go upstream. A head is held until complete (at most HTTP_MAX_HEAD); a body streams. Returns
- * false if c was denied.
+ * Plain HTTP: walk the guest's bytes past what is already cleared (http_walk) and clear what
+ * may go upstream; every request head is checked first. Returns false if c was denied. Not
+ * HTTP (a raw connection): everything is clear.
  */
 static bool conn_check_http(struct conn *c)
 {
+	if (!c->http) {
+		c->clear = buf_used(&c->up);
+		return true;
+	}
 	for (;;) {
-		const uint8_t *p = buf_head(&c->up) + c->clear;
-		size_t n = buf_used(&c->up) - c->clear, used, doff, dl;
-		switch (c->hc) {
-		case H_TUNNEL:
-			c->clear += n;
-			return true;
-		case H_UPGRADE_WAIT:
-			return true;
-		case H_BODY: {
-			int r = http_body_step(&c->body, p, n, c->guest_eof, &used, &doff, &dl);
-			if (r < 0) {
-				conn_deny(c, NET_EV_HTTP, "a request body whose framing is malformed or cut short");
-				return false;
-			}
-			c->clear += used;
-			if (r == 1)
-				c->hc = H_HEAD;
-			else if (!used)
-				return true;
-			continue;
-		}
-		case H_HEAD:
-			break;
-		}
-		size_t skip = 0;
-		while (skip < n && (p[skip] == '\r' || p[skip] == '\n'))
-			skip++;
-		c->clear += skip;
-		p += skip;
-		n -= skip;
-		if (!n)
-			return true;
-		long hl = http_head_len(p, n, HTTP_MAX_HEAD);
-		if (hl == 0 && !c->guest_eof)
-			return true;
-		if (hl <= 0) {
-			conn_deny(c, NET_EV_HTTP, hl < 0 ? "a request head larger than 16 KiB"
-						     : "a request head cut short by the end of the stream");
-			return false;
-		}
+		size_t used;
 		struct http_msg m;
-		if (!conn_check_head(c, p, (size_t)hl, &m))
+		const char *why = "";
+		const uint8_t *p = buf_head(&c->up) + c->clear;
+		int r = http_walk_step(&c->walk, p, buf_used(&c->up) - c->clear, c->guest_eof, &used,
+				       &m, &why);
+		if (r < 0) {
+			char reason[300];
+			snprintf(reason, sizeof(reason), "not a well-formed HTTP/1 request: %s", why);
+			conn_deny(c, NET_EV_HTTP, reason);
 			return false;
-		c->clear += (size_t)hl;
-		c->nreq++;
-		http_body_init(&c->body, m.framing, m.length);
-		c->hc = m.upgrade ? H_UPGRADE_WAIT : m.framing == HTTP_BODY_NONE ? H_HEAD : H_BODY;
+		}
+		if (r == 1) {
+			if (!conn_check_head(c, p, used, &m))
+				return false;
+			http_walk_accept(&c->walk, &m);
+		}
+		c->clear += used;
+		if (!used)
+			return true;
 	}
 }
 

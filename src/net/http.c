@@ -28,10 +28,32 @@ static const uint8_t *next_line(struct rd *r, size_t *len)
 	return NULL;
 }
 
-/* Copy an authority (host[:port]) into host, lower case, port dropped. -EPROTO if not a name. */
+/*
+ * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
+ * its brackets. -EPROTO if not a name or an IP literal.
+ */
 static int authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
 {
 	size_t end = 0;
+	if (n && a[0] == '[') {
+		while (end < n && a[end] != ']')
+			end++;
+		if (end == n || end < 3 || end + 1 >= hostn)
+			return -EPROTO;
+		for (size_t i = 1; i < end; i++)
+			if (!isxdigit(a[i]) && a[i] != ':' && a[i] != '.')
+				return -EPROTO;
+		for (size_t i = 0; i <= end; i++)
+			host[i] = (char)tolower(a[i]);
+		host[end + 1] = 0;
+		size_t i = end + 1;
+		if (i < n && a[i++] != ':')
+			return -EPROTO;
+		for (; i < n; i++)
+			if (!isdigit(a[i]))
+				return -EPROTO;
+		return 0;
+	}
 	while (end < n && a[end] != ':')
 		end++;
 	if (end == 0 || end >= hostn)
@@ -500,4 +522,73 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 	default:
 		return 1;
 	}
+}
+
+int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, size_t *used,
+		   struct http_msg *m, const char **why)
+{
+	*used = 0;
+	switch (w->st) {
+	case HTTP_WALK_TUNNEL:
+		*used = n;
+		return 0;
+	case HTTP_WALK_HOLD:
+		return 0;
+	case HTTP_WALK_BODY: {
+		size_t doff, dl;
+		int r = http_body_step(&w->body, p, n, eof, used, &doff, &dl);
+		if (r < 0) {
+			*why = "a request body whose framing is malformed or cut short";
+			return -EPROTO;
+		}
+		if (r == 1)
+			w->st = HTTP_WALK_HEAD;
+		return 0;
+	}
+	case HTTP_WALK_HEAD:
+		break;
+	}
+	size_t skip = 0;
+	while (skip < n && (p[skip] == '\r' || p[skip] == '\n'))
+		skip++;
+	if (skip) { /* servers skip empty lines before a request line */
+		*used = skip;
+		return 0;
+	}
+	if (!n)
+		return 0;
+	long hl = http_head_len(p, n, HTTP_MAX_HEAD);
+	if (hl == 0 && !eof)
+		return 0;
+	if (hl <= 0) {
+		*why = hl < 0 ? "a request head larger than 16 KiB"
+			      : "a request head cut short by the end of the stream";
+		return -EPROTO;
+	}
+	if (http_parse_request(p, (size_t)hl, m, why) < 0)
+		return -EPROTO;
+	if (m->upgrade && (w->nreq || m->framing != HTTP_BODY_NONE)) {
+		*why = "a WebSocket upgrade over plain HTTP must be the connection's first request, "
+		       "without a body";
+		return -EPROTO;
+	}
+	*used = (size_t)hl;
+	return 1;
+}
+
+void http_walk_accept(struct http_walk *w, const struct http_msg *m)
+{
+	w->nreq++;
+	http_body_init(&w->body, m->framing, m->length);
+	w->st = m->upgrade ? HTTP_WALK_HOLD : m->framing == HTTP_BODY_NONE ? HTTP_WALK_HEAD
+									: HTTP_WALK_BODY;
+}
+
+bool http_walk_upgrade_answer(struct http_walk *w, const uint8_t *p, size_t n)
+{
+	if (n < 12)
+		return false;
+	bool switched = !memcmp(p, "HTTP/1.1 101", 12) || !memcmp(p, "HTTP/1.0 101", 12);
+	w->st = switched ? HTTP_WALK_TUNNEL : HTTP_WALK_HEAD;
+	return true;
 }

@@ -47,7 +47,8 @@ struct http_msg {
 	int minor; /* HTTP/1.minor */
 	char method[16]; /* requests */
 	size_t target_off, target_len; /* requests */
-	char host[256]; /* requests: from Host (and an absolute-form target), lower case, no port */
+	char host[256]; /* requests: from Host (and an absolute-form target), lower case, no port;
+			   an IPv6 literal in brackets */
 	int status; /* responses */
 	enum http_framing framing;
 	uint64_t length; /* HTTP_BODY_LENGTH */
@@ -94,5 +95,40 @@ void http_body_init(struct http_body *b, enum http_framing f, uint64_t length);
  */
 int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, size_t *used,
 		   size_t *data_off, size_t *data_len);
+
+/*
+ * The guest -> upstream bytes of a plain-HTTP connection, walked request by request so that
+ * every head is checked (keep-alive and pipelined alike): empty lines between requests pass,
+ * a head is held until complete (at most HTTP_MAX_HEAD), a body streams through its framing.
+ */
+enum http_walk_state {
+	HTTP_WALK_HEAD, /* the next bytes are a request head (after optional empty lines) */
+	HTTP_WALK_BODY, /* inside a request body */
+	HTTP_WALK_HOLD, /* a WebSocket upgrade went out: nothing passes until the answer */
+	HTTP_WALK_TUNNEL, /* the upstream switched protocols: bytes, no longer HTTP */
+};
+
+struct http_walk {
+	enum http_walk_state st;
+	struct http_body body;
+	unsigned nreq; /* heads accepted */
+};
+
+/*
+ * One step over p[0..n), the bytes after those already walked. Returns 0 with *used bytes that
+ * may pass (0: more bytes needed), 1 with a complete request head of *used bytes parsed into *m
+ * (the caller checks it, then calls http_walk_accept or refuses the connection), or -EPROTO
+ * with *why. eof: the guest will send nothing more.
+ */
+int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, size_t *used,
+		   struct http_msg *m, const char **why);
+/* The head http_walk_step returned passed the caller's checks: walk its body next. */
+void http_walk_accept(struct http_walk *w, const struct http_msg *m);
+/*
+ * The upstream's first bytes after an upgrade request (the connection's first request, so they
+ * answer it): 101 makes the rest a tunnel, anything else means HTTP goes on. Returns true once
+ * decided (p holds at least 12 bytes); a caller collects that many first.
+ */
+bool http_walk_upgrade_answer(struct http_walk *w, const uint8_t *p, size_t n);
 
 #endif
