@@ -888,7 +888,7 @@ static bool conn_host_is_guest_addr(const struct conn *c, const char *host)
 static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const struct http_msg *m)
 {
 	char reason[600];
-	if (c->walk.nreq == 0 && c->port == 80 && strcmp(m->host, c->name) && !conn_host_is_guest_addr(c, m->host)) {
+	if (strcmp(m->host, c->name) && !conn_host_is_guest_addr(c, m->host)) {
 		snprintf(reason, sizeof(reason), "request %u names host %s (Host header or absolute "
 			 "URL), not the connection's host name %s", c->walk.nreq + 1, m->host, c->name);
 		conn_deny(c, NET_EV_HTTP, reason);

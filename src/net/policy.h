@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Egress policy of one sandbox: which host names may be reached (globs, default deny), names
- * pinned to an address (--add-host), and the switches --no-network and --allow-private-ips.
+ * Egress policy of one sandbox: which host names may be reached on which ports (GLOB[:PORT|:*],
+ * a bare glob meaning 80 and 443; default deny), names pinned to an address (--add-host), and
+ * the switches --no-network and --allow-private-ips.
  * The owner may change it while the sandbox runs (allow-list add/delete): the egress engine
  * consults it on every query and every connect, never caching a verdict.
  */

@@ -61,6 +61,11 @@ static void test_request_heads(void)
 	CHECK_EQ_INT(http_parse_request(S("GET https://o.test HTTP/1.1\r\nHost: o.test:443\r\n\r\n"),
 					&m, &why), 0);
 	CHECK(!strcmp(m.host, "o.test"));
+	/* An IP literal Host (a guest that dialed its synthetic address) keeps its brackets. */
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [FD6D::1]:8080\r\n\r\n"), &m, &why), 0);
+	CHECK(!strcmp(m.host, "[fd6d::1]"));
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [fd6d::1]x\r\n\r\n"), &m, &why), -EPROTO);
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [a.b@c]\r\n\r\n"), &m, &why), -EPROTO);
 	/* A head that never ends is refused at the bound. */
 	char *big = malloc(HTTP_MAX_HEAD + 10);
 	memset(big, 'a', HTTP_MAX_HEAD + 10);
