@@ -5,7 +5,8 @@
  * is ever forwarded), and serves SVC_TCP streams: a connection to a synthetic address is
  * resolved by name on the host, checked (policy, private addresses), dialed at exactly the
  * address checked, and relayed both ways with half-close and credit back-pressure. Plain HTTP
- * (port 80) is also checked request head first: the Host must be the connection's name.
+ * (port 80, or any connection whose first bytes are a request line) is checked request head by
+ * request head: the Host and an absolute URL's authority must be the connection's name.
  *
  * Runs on the supervisor's loop; every decision is logged and reported through an event hook.
  */
@@ -23,11 +24,18 @@
 #define EGRESS_MAX_CONNS 256 /* open TCP streams per sandbox; more are refused */
 #define EGRESS_DNS_TTL 300
 #define EGRESS_CONNECT_TIMEOUT_MS 15000
+/*
+ * Denials are logged once per (kind, name) per interval; repeats within it are counted and
+ * summarised in one line when it ends, so a guest looping on a denied name cannot fill the
+ * disk. The table of names is bounded; names beyond it are counted together.
+ */
+#define EGRESS_DENY_INTERVAL_S 10
+#define EGRESS_DENY_NAMES 64
 
 enum net_event_kind {
 	NET_EV_DNS,
 	NET_EV_CONNECT,
-	NET_EV_HTTP, /* plain HTTP: the Host check of a connection's first request */
+	NET_EV_HTTP, /* plain HTTP: the Host check of each request on a connection */
 	NET_EV_REQUEST, /* one intercepted HTTPS request (the `network` event): see req */
 	NET_EV_SECRET_LEAK, /* a placeholder headed to a host its secret is not scoped to */
 	NET_EV_END
