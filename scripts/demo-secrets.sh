@@ -16,9 +16,9 @@ while [ ! -e "$srv/ready" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 export DEMO_API_KEY="sk-demo-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 net="--add-host api.test:127.0.0.1 --add-host other.test:127.0.0.1 --upstream-ca $srv/ca.pem"
 
-printf '\n$ DEMO_API_KEY=%s matchlock run --secret DEMO_API_KEY@api.test --allow-host other.test ... \n' "$DEMO_API_KEY"
+printf '\n$ DEMO_API_KEY=%s matchlock run --secret DEMO_API_KEY@api.test:8443 --allow-host other.test:8443 ... \n' "$DEMO_API_KEY"
 # shellcheck disable=SC2086
-"$ml" run --secret DEMO_API_KEY@api.test --allow-host other.test $net -- sh -c '
+"$ml" run --secret DEMO_API_KEY@api.test:8443 --allow-host other.test:8443 $net -- sh -c '
 	echo "inside the sandbox: DEMO_API_KEY=$DEMO_API_KEY"
 	echo "calling https://api.test:8443 with it:"
 	curl -s -o /dev/null -w "  -> HTTP %{http_code}\n" -H "Authorization: Bearer $DEMO_API_KEY" https://api.test:8443/echo

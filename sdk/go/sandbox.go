@@ -37,13 +37,19 @@ func New(image string) *Sandbox {
 		secrets: map[string]secret{}, imageConfig: map[string]any{}}
 }
 
-// WithCPUs sets the number of virtual CPUs (fractions limit CPU time).
+// Values are not judged here: the server has the one validator (shared with `matchlock run`),
+// so an out-of-range value or a field the server does not implement makes Launch fail with
+// CodeParams and the words the CLI prints, e.g. "cpus 0: expected a number from 0.1 to 16
+// (--cpus, resources.cpus)".
+
+// WithCPUs sets the number of virtual CPUs, 0.1 to 16 (fractions limit CPU time).
 func (s *Sandbox) WithCPUs(cpus float64) *Sandbox { s.resources["cpus"] = cpus; return s }
 
-// WithMemory sets the guest memory in MiB.
+// WithMemory sets the guest memory in MiB, 64 to 65536.
 func (s *Sandbox) WithMemory(mb int) *Sandbox { s.resources["memory_mb"] = mb; return s }
 
-// WithDiskSize sets the size of the writable layer in MiB.
+// WithDiskSize sets the size of the writable layer in MiB. Not implemented by this server
+// yet: Launch fails with CodeParams naming resources.disk_size_mb (it is never ignored).
 func (s *Sandbox) WithDiskSize(mb int) *Sandbox { s.resources["disk_size_mb"] = mb; return s }
 
 // WithTimeout sets the sandbox's lifetime in seconds; it is stopped afterwards.

@@ -28,13 +28,11 @@
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "launch.h"
 #include "oci/oci.h"
 #include "proto/env.h"
 #include "proto/msg.h"
 #include "sandbox.h"
-#include "state.h"
-#include "supervisor.h"
+#include "session.h"
 
 #define RPC_MAX_LINE (16u << 20)
 #define RPC_OUT_HIGH (8u << 20) /* stop taking guest output while this much waits on stdout */
@@ -90,15 +88,12 @@ struct rpc {
 	json_t *queue; /* parsed requests waiting for dispatch */
 	struct call *calls;
 	unsigned ncalls;
-	struct sandbox *sb;
-	struct state *st;
-	struct supervisor sup;
-	struct launch L;
-	struct policy policy; /* create's network section; allow_list_* change it */
-	struct secrets secrets; /* create's network.secrets: values live here, in memory only */
-	struct env env; /* the image's and create's env, applied to every exec */
-	char *user, *workdir; /* the image's (or image_config's) defaults */
-	bool stop;
+	/*
+	 * The sandbox (session.h): sess.sb while it runs; sess.spec.policy is what allow_list_*
+	 * change; sess.env, sess.user and sess.workdir are every exec's defaults.
+	 */
+	struct session sess;
+	struct sandbox *sb; /* == sess.sb: NULL before create and after close */
 };
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -601,34 +596,27 @@ static int env_put_json(struct env *e, json_t *obj, const char *where, char *err
 	return 0;
 }
 
-static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
+/* Start argv with p's options (working_dir, user, env, rows, cols, timeout_seconds). */
+static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum call_kind kind)
 {
-	if (!need_sandbox(r, id))
-		return;
-	char **argv = command_argv(json_object_get(p, "command"));
-	if (!argv) {
-		rpc_error(r, id, E_PARAMS, "command must be a string or a non-empty array of strings");
-		return;
-	}
 	/* create's environment, then the request's on top. */
 	struct env env = { 0 };
 	char err[512];
-	int k = env_copy(&env, &r->env);
+	int k = env_copy(&env, &r->sess.env);
 	if (k < 0)
 		snprintf(err, sizeof(err), "out of memory");
 	else
 		k = env_put_json(&env, json_object_get(p, "env"), "env", err, sizeof(err));
 	if (k < 0) {
 		rpc_error(r, id, k == -ENOMEM ? E_INTERNAL : E_PARAMS, "%s", err);
-		strv_free(argv);
 		env_fini(&env);
 		return;
 	}
 	struct exec_request req = {
 		.argv = argv,
 		.env = env_vector(&env),
-		.cwd = json_is_string(json_object_get(p, "working_dir")) ? json_string_value(json_object_get(p, "working_dir")) : r->workdir,
-		.user = json_is_string(json_object_get(p, "user")) ? json_string_value(json_object_get(p, "user")) : r->user,
+		.cwd = json_is_string(json_object_get(p, "working_dir")) ? json_string_value(json_object_get(p, "working_dir")) : r->sess.workdir,
+		.user = json_is_string(json_object_get(p, "user")) ? json_string_value(json_object_get(p, "user")) : r->sess.user,
 		.stdin_on = kind == CALL_PIPE || kind == CALL_TTY,
 		.tty = kind == CALL_TTY,
 		.rows = (uint16_t)json_integer_value(json_object_get(p, "rows")),
@@ -645,8 +633,20 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		rpc_notify(r, kind == CALL_PIPE ? "exec_pipe.ready" : "exec_tty.ready",
 			   json_pack("{s:O}", "id", id));
 	}
-	strv_free(argv);
 	env_fini(&env);
+}
+
+static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
+{
+	if (!need_sandbox(r, id))
+		return;
+	char **argv = command_argv(json_object_get(p, "command"));
+	if (!argv) {
+		rpc_error(r, id, E_PARAMS, "command must be a string or a non-empty array of strings");
+		return;
+	}
+	exec_argv(r, id, argv, p, kind);
+	strv_free(argv);
 }
 
 static void m_stdin(struct rpc *r, json_t *p, bool eof)
@@ -757,7 +757,7 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 		return;
 	}
 	char path[4300];
-	snprintf(path, sizeof(path), "%s/log", r->L.dir);
+	snprintf(path, sizeof(path), "%s/log", r->sess.L.dir);
 	struct log_reader *lr = log_reader_open(path); /* log.1, then log */
 	if (!lr) {
 		rpc_error(r, id, E_INTERNAL, "log: %s", strerror(errno));
@@ -813,15 +813,14 @@ static void m_cancel(struct rpc *r, json_t *id, json_t *p)
 	rpc_result(r, id, json_pack("{s:b}", "cancelled", 1));
 }
 
-/* network {allowed_hosts[], add_hosts[{host, ip}], block_private_ips, no_network}. */
-static int rpc_policy_from(struct rpc *r, json_t *net, char *err, size_t errn)
+/* network {allowed_hosts[], add_hosts[{host, ip}], block_private_ips, no_network} into pol. */
+static int rpc_policy_from(struct policy *pol, json_t *net, char *err, size_t errn)
 {
-	memset(&r->policy, 0, sizeof(r->policy));
 	size_t i;
 	json_t *v;
 	json_array_foreach(json_object_get(net, "allowed_hosts"), i, v)
 	{
-		if (!json_is_string(v) || policy_add(&r->policy, json_string_value(v)) < 0) {
+		if (!json_is_string(v) || policy_add(pol, json_string_value(v)) < 0) {
 			snprintf(err, errn, "allowed_hosts[%zu]: expected a host name or glob", i);
 			return -EINVAL;
 		}
@@ -834,27 +833,22 @@ static int rpc_policy_from(struct rpc *r, json_t *net, char *err, size_t errn)
 		bool v6 = ip && strchr(ip, ':');
 		if (h && ip)
 			snprintf(spec, sizeof(spec), v6 ? "%s:[%s]" : "%s:%s", h, ip);
-		if (!h || !ip || policy_pin(&r->policy, spec) < 0) {
+		if (!h || !ip || policy_pin(pol, spec) < 0) {
 			snprintf(err, errn, "add_hosts[%zu]: expected {host, ip}", i);
 			return -EINVAL;
 		}
 	}
 	json_t *bp = json_object_get(net, "block_private_ips");
-	r->policy.allow_private = json_is_false(bp);
-	r->policy.no_network = json_is_true(json_object_get(net, "no_network"));
+	pol->allow_private = json_is_false(bp);
+	pol->no_network = json_is_true(json_object_get(net, "no_network"));
 	return 0;
 }
 
-/* network.secrets {NAME: {value, hosts[]}}: each secret's hosts are allowed automatically. */
-static int rpc_secrets_from(struct rpc *r, json_t *secrets, char *err, size_t errn)
+/* network.secrets {NAME: {value, hosts[]}} into ss (session_start allows their hosts). */
+static int rpc_secrets_from(struct secrets *ss, json_t *secrets, char *err, size_t errn)
 {
 	const char *name;
 	json_t *v;
-	secrets_clear(&r->secrets); /* a create that failed earlier may have left some */
-	if (secrets && !json_is_object(secrets)) {
-		snprintf(err, errn, "network.secrets must be an object {NAME: {value, hosts}}");
-		return -EINVAL;
-	}
 	json_object_foreach(secrets, name, v)
 	{
 		const char *value = json_string_value(json_object_get(v, "value"));
@@ -876,18 +870,10 @@ static int rpc_secrets_from(struct rpc *r, json_t *secrets, char *err, size_t er
 			snprintf(err, errn, "network.secrets.%s: needs a value and at least one host", name);
 			return -EINVAL;
 		}
-		if (secrets_add(&r->secrets, name, (const uint8_t *)value, strlen(value), list, err, errn) < 0)
+		if (secrets_add(ss, name, (const uint8_t *)value, strlen(value), list, err, errn) < 0)
 			return -EINVAL;
 		/* The SDK's program may hold the value in the environment we inherited (child.h). */
 		child_wipe_env_value(value, strlen(value));
-	}
-	if (secrets_allow_hosts(&r->secrets, &r->policy) < 0) {
-		snprintf(err, errn, "network.secrets: too many allowed hosts");
-		return -EINVAL;
-	}
-	if (r->secrets.n && r->policy.no_network) {
-		snprintf(err, errn, "secrets cannot be combined with no_network");
-		return -EINVAL;
 	}
 	return 0;
 }
@@ -951,7 +937,8 @@ static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 		rpc_error(r, id, E_PARAMS, "hosts must be an array of host names or globs");
 		return;
 	}
-	if (r->policy.no_network) {
+	struct policy *pol = r->sess.spec.policy;
+	if (pol->no_network) {
 		rpc_error(r, id, E_SANDBOX, "this sandbox has no network (no_network)");
 		return;
 	}
@@ -961,7 +948,7 @@ static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 	json_array_foreach(hosts, i, v)
 	{
 		const char *h = json_string_value(v);
-		int k = !h ? -EINVAL : add ? policy_add(&r->policy, h) : policy_delete(&r->policy, h);
+		int k = !h ? -EINVAL : add ? policy_add(pol, h) : policy_delete(pol, h);
 		if (k < 0 && !(k == -ENOENT && !add)) {
 			json_decref(changed);
 			rpc_error(r, id, E_PARAMS, "hosts[%zu]: %s", i, k == -ENOSPC ? "too many rules" : "not a host name or glob");
@@ -971,7 +958,7 @@ static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 			json_array_append_new(changed, json_string(h));
 	}
 	rpc_result(r, id, json_pack("{s:o,s:o}", add ? "added" : "removed", changed, "allowed_hosts",
-				    rules_json(&r->policy)));
+				    rules_json(pol)));
 }
 
 static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
@@ -1000,7 +987,7 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 			const char *addr = json_is_array(addrs) ? json_string_value(json_array_get(addrs, a)) : NULL;
 			char err[300];
 			uint16_t bound;
-			if (portfwd_add(&r->sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound, err, sizeof(err)) < 0) {
+			if (portfwd_add(&r->sess.sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound, err, sizeof(err)) < 0) {
 				json_decref(bindings);
 				rpc_error(r, id, E_SANDBOX, "%s", err);
 				return;
@@ -1012,36 +999,12 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 	rpc_result(r, id, json_pack("{s:o}", "bindings", bindings));
 }
 
-static char *create_config_json(json_t *p)
-{
-	/* The record keeps the request minus anything secret. */
-	json_t *copy = json_deep_copy(p);
-	json_t *net = json_object_get(copy, "network");
-	json_t *secrets = json_object_get(net, "secrets");
-	const char *k;
-	json_t *v;
-	json_object_foreach(secrets, k, v)
-	{
-		if (json_is_object(v))
-			json_object_set_new(v, "value", json_string("<redacted>"));
-	}
-	json_object_del(copy, "env"); /* values can be credentials: keep the names */
-	json_t *names = json_array();
-	json_object_foreach(json_object_get(p, "env"), k, v)
-	{
-		json_array_append_new(names, json_string(k));
-	}
-	json_object_set_new(copy, "env", names);
-	char *s = json_dumps(copy, JSON_COMPACT);
-	json_decref(copy);
-	return s;
-}
-
 /*
- * create's params, checked before anything starts. Every field the server does not implement
- * (vfs, privileged, disk_size_mb, dns_servers, mtu, intercept, a secret's placeholder, ...) is
- * refused by name, at every level: a caller who asked for a protection must not silently get
- * none. Returns 0 or -EINVAL with err naming the field.
+ * create's params, checked for shape before they become a spec. Every field the server does not
+ * know (vfs, privileged, dns_servers, mtu, intercept, a secret's placeholder, ...) is refused by
+ * name, at every level, in the validator's words (sandbox_spec_unsupported): a caller who asked
+ * for a protection must not silently get none. Fields the spec has but does not implement yet
+ * (disk_size_mb) and every range are sandbox_spec_check's. Returns 0 or -EINVAL with err.
  */
 static int keys_known(json_t *obj, const char *where, const char *const *known, char *err, size_t errn)
 {
@@ -1053,7 +1016,9 @@ static int keys_known(json_t *obj, const char *where, const char *const *known, 
 		for (const char *const *q = known; *q && !ok; q++)
 			ok = !strcmp(k, *q);
 		if (!ok) {
-			snprintf(err, errn, "%s%s%.64s: not supported by this server", where, *where ? "." : "", k);
+			char name[160];
+			snprintf(name, sizeof(name), "%s%s%.64s", where, *where ? "." : "", k);
+			sandbox_spec_unsupported(err, errn, name);
 			return -EINVAL;
 		}
 	}
@@ -1075,6 +1040,8 @@ static int is_obj(const json_t *v) { return json_is_object(v); }
 static int is_arr(const json_t *v) { return json_is_array(v); }
 static int is_str(const json_t *v) { return json_is_string(v); }
 static int is_bool(const json_t *v) { return json_is_boolean(v); }
+static int is_num(const json_t *v) { return json_is_number(v); }
+static int is_int(const json_t *v) { return json_is_integer(v); }
 
 static bool strings_ok(json_t *arr, const char *what, char *err, size_t errn)
 {
@@ -1094,7 +1061,7 @@ static int create_check(json_t *p, char *err, size_t errn)
 {
 	static const char *const top[] = { "image", "env", "resources", "network", "image_config",
 					   "launch_entrypoint", NULL };
-	static const char *const resources[] = { "cpus", "memory_mb", "timeout_seconds", NULL };
+	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb", "timeout_seconds", NULL };
 	static const char *const network[] = { "allowed_hosts", "add_hosts", "block_private_ips", "no_network",
 					       "secrets", "hostname", NULL };
 	static const char *const add_host[] = { "host", "ip", NULL };
@@ -1115,21 +1082,12 @@ static int create_check(json_t *p, char *err, size_t errn)
 	    keys_known(net, "network", network, err, errn) < 0 ||
 	    keys_known(ic, "image_config", image_config, err, errn) < 0)
 		return -EINVAL;
-	/* Out-of-range values are refused too, not replaced by a default. */
-	json_t *cpus = json_object_get(res, "cpus"), *mem = json_object_get(res, "memory_mb");
-	json_t *life = json_object_get(res, "timeout_seconds");
-	if (cpus && (!json_is_number(cpus) || !(json_number_value(cpus) >= 0.1) || json_number_value(cpus) > 16)) {
-		snprintf(err, errn, "resources.cpus must be a number from 0.1 to 16");
+	/* Types only: the ranges are sandbox_spec_check's, the same for every entry point. */
+	if (!field_ok(res, "resources", "cpus", is_num, "a number", err, errn) ||
+	    !field_ok(res, "resources", "memory_mb", is_int, "an integer", err, errn) ||
+	    !field_ok(res, "resources", "disk_size_mb", is_int, "an integer", err, errn) ||
+	    !field_ok(res, "resources", "timeout_seconds", is_int, "an integer", err, errn))
 		return -EINVAL;
-	}
-	if (mem && (!json_is_integer(mem) || json_integer_value(mem) < 64 || json_integer_value(mem) > 65536)) {
-		snprintf(err, errn, "resources.memory_mb must be an integer from 64 to 65536");
-		return -EINVAL;
-	}
-	if (life && (!json_is_integer(life) || json_integer_value(life) < 1 || json_integer_value(life) > 86400 * 365)) {
-		snprintf(err, errn, "resources.timeout_seconds must be whole seconds >= 1");
-		return -EINVAL;
-	}
 	if (!field_ok(net, "network", "allowed_hosts", is_arr, "an array of host names", err, errn) ||
 	    !field_ok(net, "network", "add_hosts", is_arr, "an array of {host, ip}", err, errn) ||
 	    !field_ok(net, "network", "block_private_ips", is_bool, "true or false", err, errn) ||
@@ -1137,12 +1095,6 @@ static int create_check(json_t *p, char *err, size_t errn)
 	    !field_ok(net, "network", "secrets", is_obj, "an object {NAME: {value, hosts}}", err, errn) ||
 	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn))
 		return -EINVAL;
-	const char *hn = json_string_value(json_object_get(net, "hostname"));
-	if (hn && (!*hn || strlen(hn) > 63 ||
-		   strspn(hn, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != strlen(hn))) {
-		snprintf(err, errn, "network.hostname: use 1-63 letters, digits, '-' or '.'");
-		return -EINVAL;
-	}
 	size_t i;
 	json_t *v;
 	char where[96];
@@ -1179,158 +1131,123 @@ static int create_check(json_t *p, char *err, size_t errn)
 	return 0;
 }
 
+/* A JSON array of strings (checked by create_check) as a NULL-terminated copy; NULL: ENOMEM. */
+static char **json_strv(json_t *arr)
+{
+	char **v = calloc(json_array_size(arr) + 1, sizeof(char *));
+	size_t i;
+	json_t *e;
+	json_array_foreach(arr, i, e)
+	{
+		if (v && !(v[i] = strdup(json_string_value(e)))) {
+			spec_strv_free(v);
+			v = NULL;
+		}
+	}
+	return v;
+}
+
+/*
+ * create's params (already through create_check) into sp. This is translation only: whether
+ * the values are acceptable is sandbox_spec_check's call, the same for `matchlock run`.
+ */
+static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t errn)
+{
+	json_t *res = json_object_get(p, "resources"), *net = json_object_get(p, "network");
+	json_t *ic = json_object_get(p, "image_config"), *v;
+	const char *image = json_string_value(json_object_get(p, "image"));
+	if (!image || !*image) {
+		snprintf(err, errn, "image is required");
+		return -EINVAL;
+	}
+	/* A path is a root filesystem (directory or tarball); anything else an OCI reference. */
+	bool is_path = image[0] == '/' || image[0] == '.';
+	int k = spec_strdup(is_path ? &sp->rootfs : &sp->image, image);
+	if ((v = json_object_get(res, "cpus")))
+		sp->cpus = json_number_value(v);
+	if ((v = json_object_get(res, "memory_mb")))
+		sp->memory_mb = json_integer_value(v);
+	if ((sp->has_disk_size = (v = json_object_get(res, "disk_size_mb"))))
+		sp->disk_size_mb = json_integer_value(v);
+	if ((sp->has_timeout = (v = json_object_get(res, "timeout_seconds"))))
+		sp->timeout_s = json_integer_value(v);
+	sp->lifetime = LIFETIME_CLIENT;
+	k = k ?: spec_strdup(&sp->accel, getenv("MATCHLOCK_ACCEL"));
+	k = k ?: spec_strdup(&sp->hostname, json_string_value(json_object_get(net, "hostname")));
+	k = k ?: spec_strdup(&sp->user, json_string_value(json_object_get(ic, "user")));
+	k = k ?: spec_strdup(&sp->workdir, json_string_value(json_object_get(ic, "working_dir")));
+	if (!k && (v = json_object_get(ic, "entrypoint")) && !(sp->entrypoint = json_strv(v)))
+		k = -ENOMEM;
+	if (!k && (v = json_object_get(ic, "cmd")) && !(sp->cmd = json_strv(v)))
+		k = -ENOMEM;
+	if (k < 0) {
+		snprintf(err, errn, "out of memory");
+		return k;
+	}
+	/* Above the image's Env, Docker's order: image_config.env, then env. */
+	if ((k = env_put_json(&sp->env, json_object_get(ic, "env"), "image_config.env", err, errn)) < 0 ||
+	    (k = env_put_json(&sp->env, json_object_get(p, "env"), "env", err, errn)) < 0)
+		return k == -ENOMEM ? k : -EINVAL;
+	if (rpc_policy_from(sp->policy, net, err, errn) < 0 ||
+	    rpc_secrets_from(sp->secrets, json_object_get(net, "secrets"), err, errn) < 0)
+		return -EINVAL;
+	return 0;
+}
+
 static void m_create(struct rpc *r, json_t *id, json_t *p)
 {
 	char err[1024] = "";
+	struct sandbox_spec spec;
 	if (r->sb) {
-		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)", r->L.id);
+		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)", r->sess.L.id);
 		return;
 	}
-	if (create_check(p, err, sizeof(err)) < 0) {
-		rpc_error(r, id, E_PARAMS, "create: %s", err);
+	if (sandbox_spec_init(&spec) < 0) {
+		rpc_error(r, id, E_INTERNAL, "out of memory");
 		return;
 	}
-	const char *image = json_string_value(json_object_get(p, "image"));
-	if (!image || !*image) {
-		rpc_error(r, id, E_PARAMS, "image is required");
-		return;
+	int k = create_check(p, err, sizeof(err));
+	k = k ?: create_spec(p, &spec, err, sizeof(err));
+	if (k == 0) {
+		spec.net_event = rpc_on_net_event;
+		spec.net_opaque = r;
+		k = session_start(&r->sess, &spec, &r->loop, err, sizeof(err));
 	}
-	json_t *net = json_object_get(p, "network");
-	if (rpc_policy_from(r, net, err, sizeof(err)) < 0 ||
-	    rpc_secrets_from(r, json_object_get(net, "secrets"), err, sizeof(err)) < 0) {
-		secrets_clear(&r->secrets);
-		rpc_error(r, id, E_PARAMS, "%s", err);
-		return;
-	}
-	json_t *res = json_object_get(p, "resources");
-	json_t *ic = json_object_get(p, "image_config");
-	/* A path is a root filesystem (directory or tarball); anything else an OCI reference. */
-	struct stat st;
-	bool is_path = image[0] == '/' || image[0] == '.';
-	if (is_path && stat(image, &st) < 0) {
-		rpc_error(r, id, E_PARAMS, "image %s: no such root filesystem (%s)", image, strerror(errno));
-		return;
-	}
-	struct oci_image_config cfg = { 0 };
-	char disk[4200];
-	if (!is_path && oci_image_prepare(image, disk, sizeof(disk), &cfg, err, sizeof(err)) < 0) {
-		rpc_error(r, id, E_SANDBOX, "%s", err);
-		return;
-	}
-	/* Defaults for every exec, Docker's order: image Env, image_config.env, create's env. */
-	size_t bad = 0;
-	env_fini(&r->env);
-	int k = env_merge(&r->env, cfg.env, &bad);
-	if (k < 0)
-		snprintf(err, sizeof(err), "image %s: Env[%zu]: %s", image, bad, env_strerror(k));
-	else if ((k = env_put_json(&r->env, json_object_get(ic, "env"), "image_config.env", err, sizeof(err))) == 0)
-		k = env_put_json(&r->env, json_object_get(p, "env"), "env", err, sizeof(err));
+	sandbox_spec_fini(&spec);
 	if (k < 0) {
-		env_fini(&r->env);
-		rpc_error(r, id, k == -ENOMEM ? E_INTERNAL : E_PARAMS, "%s", err);
-		oci_config_fini(&cfg);
+		session_fini(&r->sess);
+		rpc_error(r, id, k == -EINVAL ? E_PARAMS : k == -ENOMEM ? E_INTERNAL : E_SANDBOX, "%s", err);
 		return;
 	}
-	if (launch_prepare(&r->L, is_path ? image : NULL, getenv("MATCHLOCK_ACCEL"), err, sizeof(err)) < 0 ||
-	    launch_make_dir(&r->L, err, sizeof(err)) < 0) {
-		rpc_error(r, id, E_SANDBOX, "%s", err);
-		oci_config_fini(&cfg);
-		return;
-	}
-	if (!is_path)
-		snprintf(r->L.disk, sizeof(r->L.disk), "%s", disk);
-	double cpus = json_number_value(json_object_get(res, "cpus"));
-	json_int_t mem = json_integer_value(json_object_get(res, "memory_mb"));
-	struct sandbox_config sc = {
-		.cpus = cpus > 0 ? (unsigned)(cpus + 0.999) : 1,
-		.cpu_milli = cpus > 0 && (long)(cpus * 1000) % 1000 ? (unsigned)(cpus * 1000) : 0,
-		.memory_mb = mem >= 64 && mem <= 65536 ? (unsigned)mem : 512,
-		.hostname = json_string_value(json_object_get(net, "hostname")),
-		.policy = &r->policy,
-		.secrets = &r->secrets,
-		.net_event = rpc_on_net_event,
-		.net_opaque = r,
-	};
-	launch_config(&r->L, &sc);
-	struct sb_record rec = { .status = ST_CREATING, .created = time(NULL), .pid = getpid(),
-				 .pid_start = proc_start_time(getpid()) };
-	snprintf(rec.id, sizeof(rec.id), "%s", r->L.id);
-	snprintf(rec.image, sizeof(rec.image), "%s", image);
-	rec.config = create_config_json(p);
-	k = state_insert(r->st, &rec);
-	free(rec.config);
-	if (k < 0) {
-		rpc_error(r, id, E_SANDBOX, "cannot record the sandbox: %s", strerror(-k));
-		rm_rf(r->L.dir);
-		oci_config_fini(&cfg);
-		return;
-	}
-	r->sb = launch_boot(&r->L, &sc, &r->loop, NULL, err, sizeof(err));
-	if (!r->sb) {
-		state_set_status(r->st, r->L.id, ST_FAILED, err);
-		rpc_error(r, id, E_SANDBOX, "%s", err);
-		oci_config_fini(&cfg);
-		return;
-	}
-	json_int_t lifetime = json_integer_value(json_object_get(res, "timeout_seconds"));
-	if (supervisor_start(&r->sup, &r->loop, r->sb, r->L.dir, lifetime > 0 ? (unsigned)lifetime : 0, err,
-			     sizeof(err)) < 0)
-		warn("control socket: %s", err);
-	state_set_status(r->st, r->L.id, ST_RUNNING, NULL);
-
-	const char *u = json_string_value(json_object_get(ic, "user"));
-	const char *w = json_string_value(json_object_get(ic, "working_dir"));
-	r->user = u ? strdup(u) : cfg.user ? strdup(cfg.user) : NULL;
-	r->workdir = w ? strdup(w) : cfg.workdir ? strdup(cfg.workdir) : NULL;
-
-	/* launch_entrypoint: the image's Entrypoint + Cmd (or image_config's) runs in the background. */
-	if (json_is_true(json_object_get(p, "launch_entrypoint"))) {
-		json_t *ep = json_object_get(ic, "entrypoint"), *cm = json_object_get(ic, "cmd");
-		if (json_is_array(ep) || json_is_array(cm)) {
-			json_t *argv = json_array();
-			json_array_extend(argv, json_is_array(ep) ? ep : json_array());
-			json_array_extend(argv, json_is_array(cm) ? cm : json_array());
-			json_t *req = json_pack("{s:o}", "command", argv);
-			m_exec(r, NULL, req, CALL_STREAM);
-			json_decref(req);
-		} else {
-			char *none[] = { NULL };
-			char **argv = oci_config_argv(&cfg, NULL, none);
-			json_t *arr = json_array();
-			for (size_t i = 0; argv && argv[i]; i++)
-				json_array_append_new(arr, json_string(argv[i]));
-			free(argv);
-			if (json_array_size(arr)) {
-				json_t *req = json_pack("{s:o}", "command", arr);
-				m_exec(r, NULL, req, CALL_STREAM);
-				json_decref(req);
-			} else {
-				json_decref(arr);
-			}
-		}
-	}
-	oci_config_fini(&cfg);
-	rpc_result(r, id, json_pack("{s:s}", "id", r->L.id));
+	r->sb = r->sess.sb;
+	/* launch_entrypoint: the image's Entrypoint + Cmd (Docker's rules, image_config's on top)
+	 * runs in the background. */
+	if (json_is_true(json_object_get(p, "launch_entrypoint")) && r->sess.argv[0])
+		exec_argv(r, NULL, r->sess.argv, NULL, CALL_STREAM);
+	rpc_result(r, id, json_pack("{s:s}", "id", r->sess.L.id));
 }
 
+/* Stop the sandbox; like `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. */
 static void rpc_close_sandbox(struct rpc *r)
 {
 	if (!r->sb)
 		return;
-	const char *f = sandbox_failure(r->sb);
-	char failure[300];
-	snprintf(failure, sizeof(failure), "%s", f ? f : "");
-	state_set_status(r->st, r->L.id, ST_STOPPING, NULL);
-	sandbox_stop(r->sb, NULL);
+	session_stop(&r->sess, NULL);
+	session_fini(&r->sess);
 	r->sb = NULL;
-	state_set_status(r->st, r->L.id, failure[0] ? ST_FAILED : ST_STOPPED, failure[0] ? failure : NULL);
-	supervisor_finish(&r->sup);
-	/* Like `matchlock kill`, the record stays (stopped) with its log until `matchlock rm`. */
-	env_fini(&r->env);
-	secrets_clear(&r->secrets);
-	free(r->user);
-	free(r->workdir);
-	r->user = r->workdir = NULL;
+}
+
+/* close takes no parameters: a stop timeout asked for would otherwise be silently ignored. */
+static void m_close(struct rpc *r, json_t *id, json_t *p)
+{
+	static const char *const none[] = { NULL };
+	char err[256];
+	if (keys_known(p, "", none, err, sizeof(err)) < 0) {
+		rpc_error(r, id, E_PARAMS, "%s", err);
+		return;
+	}
+	rpc_close_sandbox(r);
+	rpc_result(r, id, json_object());
 }
 
 static void dispatch(struct rpc *r, json_t *req)
@@ -1382,8 +1299,7 @@ static void dispatch(struct rpc *r, json_t *req)
 	} else if (!strcmp(method, "cancel")) {
 		m_cancel(r, id, p);
 	} else if (!strcmp(method, "close")) {
-		rpc_close_sandbox(r);
-		rpc_result(r, id, json_object());
+		m_close(r, id, p);
 	} else if (!strcmp(method, "allow_list_add")) {
 		m_allow(r, id, p, true);
 	} else if (!strcmp(method, "allow_list_delete")) {
@@ -1460,12 +1376,11 @@ int cmd_rpc(int argc, char **argv)
 		puts("usage: matchlock rpc\n\nServe one sandbox as JSON-RPC 2.0 over stdin/stdout (see the SDKs).");
 		return !strcmp(argv[1], "--help") ? 0 : 1;
 	}
-	struct rpc r = { 0 };
-	char err[512];
+	struct rpc r = { .sess.sigfd = -1, .sess.notify_fd = -1 };
 	log_set_quiet(!getenv("MATCHLOCK_DEBUG"));
 	signal(SIGPIPE, SIG_IGN);
-	if (loop_init(&r.loop) < 0 || state_open(&r.st, err, sizeof(err)) < 0) {
-		error("%s", err);
+	if (loop_init(&r.loop) < 0) {
+		error("event loop: %s", strerror(errno));
 		return EXIT_MATCHLOCK;
 	}
 	r.queue = json_array();
@@ -1474,7 +1389,6 @@ int cmd_rpc(int argc, char **argv)
 	watch_init(&r.in_w, STDIN_FILENO, on_stdin, &r);
 	watch_init(&r.out_w, STDOUT_FILENO, on_stdout, &r);
 	loop_watch(&r.loop, &r.in_w, EPOLLIN);
-	r.sup.listen_w.fd = -1;
 
 	while (!(r.in_eof && json_array_size(r.queue) == 0)) {
 		/* While stdout is over its high mark, requests wait: their answers would pile up. */
@@ -1484,7 +1398,7 @@ int cmd_rpc(int argc, char **argv)
 			dispatch(&r, req);
 			json_decref(req);
 		}
-		if (r.sb && r.sup.stop) {
+		if (r.sb && r.sess.sup.stop) {
 			/* The lifetime ran out, or `matchlock kill` asked. */
 			rpc_close_sandbox(&r);
 		}
@@ -1504,8 +1418,7 @@ int cmd_rpc(int argc, char **argv)
 	buf_fini(&r.in);
 	buf_fini(&r.out);
 	buf_fini(&r.events);
-	env_fini(&r.env);
+	session_fini(&r.sess);
 	loop_fini(&r.loop);
-	state_close(r.st);
 	return 0;
 }

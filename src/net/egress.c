@@ -34,7 +34,7 @@ enum conn_state {
 
 enum conn_mode {
 	M_UNKNOWN, /* nothing from the guest yet: TLS or not? */
-	M_RAW, /* relayed as bytes (plain HTTP gets its Host checked) */
+	M_RAW, /* relayed as bytes (plain HTTP gets every request head checked) */
 	M_TLS, /* intercepted: c->tls */
 };
 
@@ -49,12 +49,24 @@ struct conn {
 	char reason[300]; /* C_DENY_HTTP: the explanation sent in the 403 */
 	uint16_t port;
 	int guest_family;
-	bool http, head_ok;
+	uint8_t guest_addr[16]; /* the synthetic address the guest dialed */
+	bool http; /* plain HTTP: every request head is checked before it goes upstream */
+	struct http_walk walk; /* plain HTTP: where the check of the guest's bytes stands */
+	uint8_t resp_pfx[12]; /* walk on hold: the upstream's first bytes ("HTTP/1.1 101") */
+	uint8_t npfx;
 	struct buf up; /* guest bytes not yet written upstream (bounded by the mux window) */
+	size_t clear; /* how many bytes at the front of up are checked and may go upstream */
 	bool guest_eof, up_shut, down_eof;
 	struct resolve_job *job;
 	enum conn_mode mode;
 	struct flow *tls;
+};
+
+/* One name denied in the current interval: repeats are counted, not logged. */
+struct deny_count {
+	enum net_event_kind kind;
+	char name[POLICY_NAME_MAX + 1];
+	uint64_t repeats; /* this interval, after the logged one */
 };
 
 struct egress {
@@ -69,14 +81,80 @@ struct egress {
 	struct watch res_w;
 	unsigned nconns;
 	struct conn *conns[EGRESS_MAX_CONNS];
+	unsigned ndeny;
+	struct deny_count deny[EGRESS_DENY_NAMES];
+	uint64_t deny_other; /* denials of names the table had no room for, this interval */
+	struct timer deny_timer; /* ends the interval: armed while the table is not empty */
 	bool stalled; /* some upstream stopped reading because the link was congested */
 	bool dying; /* egress_free: the link is going away, do not flush */
 };
 
+/*
+ * Whether a denial of (kind, name) is logged: the first in an interval is, repeats are counted
+ * for the summary line (one per name per interval).
+ */
+static bool deny_log_first(struct egress *e, enum net_event_kind kind, const char *name)
+{
+	if (!e->ndeny && !e->deny_other)
+		loop_timer_set(e->l, &e->deny_timer,
+			       e->l->now + EGRESS_DENY_INTERVAL_S * 1000000000ull);
+	for (unsigned i = 0; i < e->ndeny; i++) {
+		if (e->deny[i].kind == kind && !strcmp(e->deny[i].name, name)) {
+			e->deny[i].repeats++;
+			return false;
+		}
+	}
+	if (e->ndeny >= EGRESS_DENY_NAMES) {
+		e->deny_other++;
+		return false;
+	}
+	struct deny_count *d = &e->deny[e->ndeny++];
+	d->kind = kind;
+	d->repeats = 0;
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	return true;
+}
+
+/*
+ * The interval ended: one line per name that was denied again, one for the names beyond the
+ * table. A name denied again keeps its place (its next denial is counted, not logged); a name
+ * that went quiet leaves, so a later denial of it is logged in full.
+ */
+static void deny_summarise(struct egress *e)
+{
+	unsigned keep = 0;
+	for (unsigned i = 0; i < e->ndeny; i++) {
+		struct deny_count *d = &e->deny[i];
+		if (!d->repeats)
+			continue;
+		log_msg(LOG_INFO, "network: %s denied %s %llu more times in the last %d s", net_event_log_name(d->kind),
+			*d->name ? d->name : "-", (unsigned long long)d->repeats, EGRESS_DENY_INTERVAL_S);
+		d->repeats = 0;
+		e->deny[keep++] = *d;
+	}
+	if (e->deny_other)
+		log_msg(LOG_INFO, "network: %llu more denials of other names in the last %d s (more than "
+			"%d names were denied)", (unsigned long long)e->deny_other, EGRESS_DENY_INTERVAL_S,
+			EGRESS_DENY_NAMES);
+	e->ndeny = keep;
+	e->deny_other = 0;
+}
+
+static void on_deny_timer(struct timer *t)
+{
+	struct egress *e = t->obj;
+	deny_summarise(e);
+	if (e->ndeny)
+		loop_timer_set(e->l, &e->deny_timer,
+			       e->l->now + EGRESS_DENY_INTERVAL_S * 1000000000ull);
+}
+
 /* An event from a TLS flow: log it (never with a secret value: flows do not put one in). */
 static void emit_flow(struct egress *e, const struct net_event *ev)
 {
-	if (ev->req) {
+	if (!ev->allowed && !deny_log_first(e, ev->kind, ev->name ? ev->name : "")) {
+		/* counted for the interval's summary */
+	} else if (ev->req) {
 		const struct net_request *q = ev->req;
 		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO,
 			"network: %s %s %s %s -> %d (%llu B up, %llu B down, %llu ms)%s%s", net_event_log_name(ev->kind),
@@ -98,10 +176,14 @@ static void emit(struct egress *e, enum net_event_kind kind, bool allowed, const
 	char where[80] = "";
 	if (port)
 		snprintf(where, sizeof(where), " port %u", port);
-	/* Denials are shown to the user; what was allowed goes to the sandbox log. */
+	/* Denials are shown to the user (once per name per interval); what was allowed is debug. */
+	if (!allowed && !deny_log_first(e, kind, name))
+		goto event;
 	log_msg(allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s%s%s%s: %s", net_event_log_name(kind),
 		allowed ? "allowed" : "denied", *name ? name : "-", detail ? " " : "",
 		detail ? detail : "", where, reason);
+event:
+	/* Events stay one per decision: the RPC's queue has its own bound. */
 	if (e->ops.event) {
 		struct net_event ev = { kind, allowed, name, detail, port, reason, NULL };
 		e->ops.event(&ev, e->opaque);
@@ -283,16 +365,31 @@ static void conn_drop_upstream(struct conn *c)
 
 static void conn_tls_pump(struct conn *c);
 
-/*
- * Deny c with a reason. Raw TCP is refused at once (the agent resets the guest's socket);
- * plain HTTP gets a 403 naming the reason once the request head is in.
- */
-static void conn_deny(struct conn *c, enum net_event_kind kind, const char *reason)
+/* Whether the guest's request head is complete (or can no longer be): time for the 403. */
+static bool conn_head_in(const struct conn *c)
 {
+	const uint8_t *p = buf_head(&c->up);
+	size_t n = buf_used(&c->up), i = 0;
+	while (i < n && (p[i] == '\r' || p[i] == '\n'))
+		i++;
+	return c->guest_eof || c->walk.nreq || http_head_len(p + i, n - i, HTTP_MAX_HEAD) != 0;
+}
+
+/*
+ * Deny c. reason (the whole story, possibly with what the host's resolver said) goes to the
+ * log and the event; the guest gets guest_reason, or reason itself when that is NULL. Raw TCP
+ * is refused at once (the agent resets the guest's socket); plain HTTP gets a 403 once the
+ * request head is in; intercepted TLS a 502.
+ */
+static void conn_deny_as(struct conn *c, enum net_event_kind kind, const char *reason,
+			 const char *guest_reason)
+{
+	if (!guest_reason)
+		guest_reason = reason;
 	if (c->tls) { /* the guest's TLS is up: it gets a 502 saying why */
 		conn_drop_upstream(c);
 		c->state = C_NO_UPSTREAM;
-		flow_upstream_failed(c->tls, reason);
+		flow_upstream_failed(c->tls, reason, guest_reason);
 		conn_tls_pump(c);
 		return;
 	}
@@ -302,15 +399,19 @@ static void conn_deny(struct conn *c, enum net_event_kind kind, const char *reas
 		return;
 	}
 	snprintf(c->reason, sizeof(c->reason), "matchlock: request to %s blocked: %s",
-		 *c->name ? c->name : c->dst, reason);
+		 *c->name ? c->name : c->dst, guest_reason);
 	conn_drop_upstream(c);
 	c->state = C_DENY_HTTP;
 	/* Whatever the guest sent is dropped: give the window back. */
 	mux_consumed(c->e->m, c->s, (uint32_t)buf_used(&c->up));
-	if (c->head_ok || c->guest_eof || http_request_host(buf_head(&c->up), buf_used(&c->up),
-							    (char[256]){ 0 }, 256) != 0)
+	if (conn_head_in(c))
 		conn_send_403(c);
 	/* else: keep the partial head (at most HTTP_MAX_HEAD) until it is complete */
+}
+
+static void conn_deny(struct conn *c, enum net_event_kind kind, const char *reason)
+{
+	conn_deny_as(c, kind, reason, NULL);
 }
 
 static void conn_update_watch(struct conn *c)
@@ -325,7 +426,7 @@ static void conn_update_watch(struct conn *c)
 	} else if (c->state == C_OPEN) {
 		if (!c->down_eof && c->s && c->s->send_credit > 0 && !mux_congested(c->e->m))
 			ev |= EPOLLIN;
-		if (buf_used(&c->up) && (!c->http || c->head_ok))
+		if (c->clear)
 			ev |= EPOLLOUT;
 	}
 	loop_watch(c->e->l, &c->w, ev);
@@ -344,10 +445,10 @@ static bool conn_maybe_finish(struct conn *c)
 static bool conn_pump_up(struct conn *c)
 {
 	struct egress *e = c->e;
-	if (c->state != C_OPEN || (c->http && !c->head_ok) || c->mode != M_RAW)
+	if (c->state != C_OPEN || c->mode != M_RAW)
 		return true;
-	while (buf_used(&c->up)) {
-		ssize_t n = send(c->w.fd, buf_head(&c->up), buf_used(&c->up), MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (c->clear) {
+		ssize_t n = send(c->w.fd, buf_head(&c->up), c->clear, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -358,6 +459,7 @@ static bool conn_pump_up(struct conn *c)
 			return false;
 		}
 		buf_consume(&c->up, (size_t)n);
+		c->clear -= (size_t)n;
 		mux_consumed(e->m, c->s, (uint32_t)n);
 	}
 	if (!buf_used(&c->up) && c->guest_eof && !c->up_shut) {
@@ -366,6 +468,21 @@ static bool conn_pump_up(struct conn *c)
 	}
 	e->ops.flush(e->opaque);
 	return !conn_maybe_finish(c);
+}
+
+static bool conn_check_http(struct conn *c);
+
+/* The upstream's first bytes after a WebSocket upgrade request: tunnel, or HTTP goes on. */
+static void conn_upgrade_answer(struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t k = sizeof(c->resp_pfx) - c->npfx;
+	if (k > n)
+		k = n;
+	memcpy(c->resp_pfx + c->npfx, p, k);
+	c->npfx = (uint8_t)(c->npfx + k);
+	if (http_walk_upgrade_answer(&c->walk, c->resp_pfx, c->npfx))
+		debug("network: %s port %u: WebSocket upgrade %s", c->name, c->port,
+		      c->walk.st == HTTP_WALK_TUNNEL ? "accepted: tunnel" : "refused: HTTP goes on");
 }
 
 /* Upstream -> guest, as far as credit and the link allow. Returns false if c was ended. */
@@ -394,6 +511,8 @@ static bool conn_pump_down(struct conn *c)
 			mux_send_eof(e->m, c->s, MUX_CHAN_OUT);
 			break;
 		}
+		if (c->http && c->walk.st == HTTP_WALK_HOLD)
+			conn_upgrade_answer(c, tmp, (size_t)n);
 		mux_send_data(e->m, c->s, MUX_CHAN_OUT, tmp, (uint32_t)n);
 	}
 	e->ops.flush(e->opaque);
@@ -406,8 +525,17 @@ static void conn_pump(struct conn *c)
 		conn_tls_pump(c);
 		return;
 	}
-	if (conn_pump_up(c) && conn_pump_down(c))
-		conn_update_watch(c);
+	for (int round = 0; round < 2; round++) {
+		bool held = c->http && c->walk.st == HTTP_WALK_HOLD;
+		if (!conn_pump_up(c) || !conn_pump_down(c))
+			return;
+		if (!held || c->walk.st == HTTP_WALK_HOLD)
+			break;
+		/* The upstream answered a WebSocket upgrade: check or pass what the guest sent since. */
+		if (!conn_check_http(c))
+			return;
+	}
+	conn_update_watch(c);
 }
 
 /* Intercepted TLS: feed the flow, run it, send what it has for the guest. */
@@ -539,33 +667,43 @@ static void conn_dial(struct conn *c, int family, const uint8_t *addr, const cha
 	conn_update_watch(c);
 }
 
+/*
+ * What the guest is told when the host's lookup decides: the same words whether the name does
+ * not exist, failed, or resolved to a blocked address, so the guest learns nothing about the
+ * host's resolver or network. The full story goes to the log and the event.
+ */
+#define GUEST_RESOLVE_DENIED "the host's answer for this name is not one matchlock may connect " \
+			     "to (the sandbox log says why)"
+
 /* The host's answers for c->name: all must be public (unless allowed), then dial one. */
 static void conn_resolved(struct conn *c, const struct resolve_job *j)
 {
-	char why[400], a[INET6_ADDRSTRLEN + 2];
+	char why[512], a[INET6_ADDRSTRLEN + 2]; /* a name, an address and the reason */
 	if (j->err) {
 		snprintf(why, sizeof(why), "the host cannot resolve %s (%s)", c->name,
 			 j->err == -ENOENT ? "no such name" : j->err == -EAGAIN ? "temporary failure" : "error");
-		conn_deny(c, NET_EV_CONNECT, why);
+		conn_deny_as(c, NET_EV_CONNECT, why, GUEST_RESOLVE_DENIED);
 		return;
 	}
 	const struct resolve_addr *pick = NULL;
 	for (unsigned i = 0; i < j->n; i++) {
 		const char *bad = policy_addr_blocked(j->addrs[i].family, j->addrs[i].addr);
+		if (!bad && j->addrs[i].local)
+			bad = "an address of this host";
 		if (bad && !c->e->p->allow_private) {
 			addr_text(j->addrs[i].family, j->addrs[i].addr, a, sizeof(a));
 			snprintf(c->dst, sizeof(c->dst), "%s", a);
 			snprintf(why, sizeof(why), "%s resolves to %s (%s); private addresses are "
 				 "blocked (--allow-private-ips or --add-host allows them)", c->name, a, bad);
-			conn_deny(c, NET_EV_CONNECT, why);
+			conn_deny_as(c, NET_EV_CONNECT, why, GUEST_RESOLVE_DENIED);
 			return;
 		}
 		if (!pick || (pick->family != c->guest_family && j->addrs[i].family == c->guest_family))
 			pick = &j->addrs[i];
 	}
-	const char *rule = policy_match(c->e->p, c->name);
+	const char *rule = policy_match_port(c->e->p, c->name, c->port);
 	if (!rule) { /* the allow-list changed while we were resolving */
-		conn_deny(c, NET_EV_CONNECT, "no --allow-host rule matches this name any more");
+		conn_deny(c, NET_EV_CONNECT, "no --allow-host rule matches this name and port any more");
 		return;
 	}
 	snprintf(why, sizeof(why), "rule %s", rule);
@@ -623,6 +761,7 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 	c->s = s;
 	c->port = port;
 	c->guest_family = family;
+	memcpy(c->guest_addr, addr, family == AF_INET ? 4 : 16);
 	c->http = port == HTTP_PORT;
 	watch_init(&c->w, -1, on_conn_io, c);
 	c->connect_timer = (struct timer){ .fn = on_connect_timeout, .obj = c };
@@ -642,9 +781,15 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 		return;
 	}
 	snprintf(c->name, sizeof(c->name), "%s", name);
-	const char *rule = policy_match(p, name);
+	const char *rule = policy_match_port(p, name, port);
 	if (!rule) {
-		conn_deny(c, NET_EV_CONNECT, "no --allow-host rule matches this name (default deny)");
+		char why[POLICY_NAME_MAX + 300];
+		if (policy_match(p, name))
+			snprintf(why, sizeof(why), "the rules for %s do not open port %u (a bare name opens "
+				 "80 and 443; allow it with --allow-host %s:%u)", name, port, name, port);
+		else
+			snprintf(why, sizeof(why), "no --allow-host rule matches this name (default deny)");
+		conn_deny(c, NET_EV_CONNECT, why);
 		return;
 	}
 	const struct policy_pin *pin = policy_find_pin(p, name);
@@ -671,31 +816,28 @@ static void on_flow_event(void *opaque, const struct net_event *ev)
 
 /*
  * The guest's first bytes decide: a TLS ClientHello is intercepted (when the sandbox has a
- * mitm), anything else is relayed. Returns -1 if c was ended.
+ * mitm), an HTTP/1 request line on any port makes the connection plain HTTP (every request
+ * head checked), anything else is relayed as bytes. Port 80 is HTTP whatever comes. Returns
+ * -1 if c was ended.
  */
 static int conn_classify(struct conn *c)
 {
 	struct egress *e = c->e;
 	char sni[POLICY_NAME_MAX + 1], why[700];
-	if (!e->mitm || c->state == C_DENY_HTTP) {
+	const uint8_t *p = buf_head(&c->up);
+	size_t n = buf_used(&c->up);
+	if (c->state == C_DENY_HTTP || c->http) {
 		c->mode = M_RAW;
 		return 0;
 	}
-	int r = tlshello_sni(buf_head(&c->up), buf_used(&c->up), sni, sizeof(sni));
+	int r = e->mitm ? tlshello_sni(p, n, sni, sizeof(sni)) : -ENOENT;
 	if (r == 0 && !c->guest_eof)
 		return 0;
 	if (r == -ENOENT || r == 0) {
-		/*
-		 * Plain HTTP on any port gets the port-80 checks when the sandbox has secrets, so a
-		 * placeholder in clear text is refused with a reason, not relayed.
-		 */
-		const struct secrets *ss = mitm_secrets(e->mitm);
-		size_t n = buf_used(&c->up), k = 0;
-		const uint8_t *p = buf_head(&c->up);
-		while (k < n && k < 16 && p[k] >= 'A' && p[k] <= 'Z')
-			k++;
-		if (ss && ss->n && k >= 3 && k < n && p[k] == ' ')
-			c->http = true;
+		int h = http_sniff_request(p, n);
+		if (h == 0 && !c->guest_eof)
+			return 0;
+		c->http = h == 1;
 		c->mode = M_RAW;
 		return 0;
 	}
@@ -724,40 +866,81 @@ static int conn_classify(struct conn *c)
 	return 0;
 }
 
-/* Plain HTTP: the request head must name the host this connection is for. */
-static void conn_check_head(struct conn *c)
+/* Whether a Host that is an IP literal names the synthetic address the guest dialed. */
+static bool conn_host_is_guest_addr(const struct conn *c, const char *host)
 {
-	char host[256];
-	int r = http_request_host(buf_head(&c->up), buf_used(&c->up), host, sizeof(host));
-	if (r == 0 && !c->guest_eof)
-		return;
-	if (r <= 0) {
-		conn_deny(c, NET_EV_HTTP, "not a well-formed HTTP/1 request with one Host");
-		return;
+	char t[INET6_ADDRSTRLEN];
+	uint8_t a[16];
+	size_t n = strlen(host);
+	if (c->guest_family == AF_INET6 && n > 2 && host[0] == '[' && n - 2 < sizeof(t)) {
+		memcpy(t, host + 1, n - 2);
+		t[n - 2] = 0;
+		return inet_pton(AF_INET6, t, a) == 1 && !memcmp(a, c->guest_addr, 16);
 	}
-	if (strcmp(host, c->name)) {
-		char why[600];
-		snprintf(why, sizeof(why), "Host header %s does not match the connection's host name %s",
-			 host, c->name);
-		conn_deny(c, NET_EV_HTTP, why);
-		return;
+	return c->guest_family == AF_INET && inet_pton(AF_INET, host, a) == 1 &&
+	       !memcmp(a, c->guest_addr, 4);
+}
+
+/* One complete, well-formed request head at p (hl bytes): is it for this connection's host? */
+static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const struct http_msg *m)
+{
+	char reason[600];
+	if (strcmp(m->host, c->name) && !conn_host_is_guest_addr(c, m->host)) {
+		snprintf(reason, sizeof(reason), "request %u names host %s (Host header or absolute "
+			 "URL), not the connection's host name %s", c->walk.nreq + 1, m->host, c->name);
+		conn_deny(c, NET_EV_HTTP, reason);
+		return false;
 	}
 	const struct secrets *ss = c->e->mitm ? mitm_secrets(c->e->mitm) : NULL;
-	const struct secret *sp = secrets_find_placeholder(ss, buf_head(&c->up), buf_used(&c->up));
+	const struct secret *sp = secrets_find_placeholder(ss, p, hl);
 	if (sp) {
-		char why[400];
-		snprintf(why, sizeof(why), "the request carries the placeholder of secret %s over plain "
-			 "HTTP; secrets are only sent over TLS (use https://)", sp->name);
-		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, why);
-		conn_deny(c, NET_EV_HTTP, why);
-		return;
+		snprintf(reason, sizeof(reason), "the request carries the placeholder of secret %s over "
+			 "plain HTTP; secrets are only sent over TLS (use https://)", sp->name);
+		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, reason);
+		conn_deny(c, NET_EV_HTTP, reason);
+		return false;
 	}
-	c->head_ok = true;
-	emit(c->e, NET_EV_HTTP, true, c->name, c->dst, c->port, "Host header matches");
+	emit(c->e, NET_EV_HTTP, true, c->name, c->dst, c->port, "Host matches");
+	return true;
 }
 
 /*
- * Guest bytes (or its EOF) arrived: learn what the stream speaks, check an HTTP request head,
+ * Plain HTTP: walk the guest's bytes past what is already cleared (http_walk) and clear what
+ * may go upstream; every request head is checked first. Returns false if c was denied. Not
+ * HTTP (a raw connection): everything is clear.
+ */
+static bool conn_check_http(struct conn *c)
+{
+	if (!c->http) {
+		c->clear = buf_used(&c->up);
+		return true;
+	}
+	for (;;) {
+		size_t used;
+		struct http_msg m;
+		const char *why = "";
+		const uint8_t *p = buf_head(&c->up) + c->clear;
+		int r = http_walk_step(&c->walk, p, buf_used(&c->up) - c->clear, c->guest_eof, &used,
+				       &m, &why);
+		if (r < 0) {
+			char reason[300];
+			snprintf(reason, sizeof(reason), "not a well-formed HTTP/1 request: %s", why);
+			conn_deny(c, NET_EV_HTTP, reason);
+			return false;
+		}
+		if (r == 1) {
+			if (!conn_check_head(c, p, used, &m))
+				return false;
+			http_walk_accept(&c->walk, &m);
+		}
+		c->clear += used;
+		if (!used)
+			return true;
+	}
+}
+
+/*
+ * Guest bytes (or its EOF) arrived: learn what the stream speaks, check plain HTTP requests,
  * then relay. Until the first bytes tell TLS from HTTP from raw TCP nothing moves, except at
  * EOF (final), when whatever came decides.
  */
@@ -765,11 +948,8 @@ static void conn_advance(struct conn *c, bool final)
 {
 	if (c->mode == M_UNKNOWN && (conn_classify(c) < 0 || (!final && c->mode == M_UNKNOWN)))
 		return;
-	if (c->http && !c->head_ok) {
-		conn_check_head(c);
-		if (!c->head_ok)
-			return;
-	}
+	if (c->mode == M_RAW && !conn_check_http(c))
+		return;
 	conn_pump(c);
 }
 
@@ -801,17 +981,13 @@ int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_fra
 			conn_end(c, EPROTO);
 			return 0;
 		}
-		if (c->state == C_DENY_HTTP && c->head_ok) {
-			mux_consumed(e->m, s, f->len);
-			return 0;
-		}
 		if (buf_append(&c->up, f->payload, f->len) < 0) {
 			conn_end(c, ENOMEM);
 			return 0;
 		}
 		if (c->state == C_DENY_HTTP) {
 			mux_consumed(e->m, s, f->len);
-			if (http_request_host(buf_head(&c->up), buf_used(&c->up), (char[256]){ 0 }, 256) != 0)
+			if (conn_head_in(c))
 				conn_send_403(c);
 			return 0;
 		}
@@ -889,6 +1065,7 @@ struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
 		errno = -r;
 		return NULL;
 	}
+	e->deny_timer = (struct timer){ .fn = on_deny_timer, .obj = e };
 	watch_init(&e->res_w, e->res.fds[0], on_resolved, e);
 	loop_watch(l, &e->res_w, EPOLLIN);
 	return e;
@@ -906,6 +1083,8 @@ void egress_free(struct egress *e)
 		c->s = NULL; /* the mux is going away with the sandbox */
 		conn_end(c, 0);
 	}
+	loop_timer_cancel(e->l, &e->deny_timer);
+	deny_summarise(e); /* the counts of the last, unfinished interval */
 	loop_unwatch(e->l, &e->res_w);
 	resolver_fini(&e->res);
 	addrpool_fini(&e->pool);

@@ -5,7 +5,8 @@
  * is ever forwarded), and serves SVC_TCP streams: a connection to a synthetic address is
  * resolved by name on the host, checked (policy, private addresses), dialed at exactly the
  * address checked, and relayed both ways with half-close and credit back-pressure. Plain HTTP
- * (port 80) is also checked request head first: the Host must be the connection's name.
+ * (port 80, or any connection whose first bytes are a request line) is checked request head by
+ * request head: the Host and an absolute URL's authority must be the connection's name.
  *
  * Runs on the supervisor's loop; every decision is logged and reported through an event hook.
  */
@@ -24,6 +25,13 @@
 #define EGRESS_MAX_CONNS 256 /* open TCP streams per sandbox; more are refused */
 #define EGRESS_DNS_TTL 300
 #define EGRESS_CONNECT_TIMEOUT_MS 15000
+/*
+ * Denials are logged once per (kind, name) per interval; repeats within it are counted and
+ * summarised in one line when it ends, so a guest looping on a denied name cannot fill the
+ * disk. The table of names is bounded; names beyond it are counted together.
+ */
+#define EGRESS_DENY_INTERVAL_S 10
+#define EGRESS_DENY_NAMES 64
 
 struct egress_ops {
 	void (*flush)(void *opaque); /* the mux has frames to write */

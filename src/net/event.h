@@ -12,7 +12,7 @@
 enum net_event_kind {
 	NET_EV_DNS,
 	NET_EV_CONNECT,
-	NET_EV_HTTP, /* plain HTTP: the Host check of a connection's first request */
+	NET_EV_HTTP, /* plain HTTP: the Host check of each request on a connection */
 	NET_EV_REQUEST, /* one intercepted HTTPS request (the `network` event): see req */
 	NET_EV_SECRET_LEAK, /* a placeholder headed to a host its secret is not scoped to */
 	NET_EV_END

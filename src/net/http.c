@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+static bool is_tchar(uint8_t c);
+
 /* Next line of the head (without CRLF), or NULL with r bad at the end of the bytes. */
 static const uint8_t *next_line(struct rd *r, size_t *len)
 {
@@ -26,10 +28,32 @@ static const uint8_t *next_line(struct rd *r, size_t *len)
 	return NULL;
 }
 
-/* Copy an authority (host[:port]) into host, lower case, port dropped. -EPROTO if not a name. */
+/*
+ * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
+ * its brackets. -EPROTO if not a name or an IP literal.
+ */
 static int authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
 {
 	size_t end = 0;
+	if (n && a[0] == '[') {
+		while (end < n && a[end] != ']')
+			end++;
+		if (end == n || end < 3 || end + 1 >= hostn)
+			return -EPROTO;
+		for (size_t i = 1; i < end; i++)
+			if (!isxdigit(a[i]) && a[i] != ':' && a[i] != '.')
+				return -EPROTO;
+		for (size_t i = 0; i <= end; i++)
+			host[i] = (char)tolower(a[i]);
+		host[end + 1] = 0;
+		size_t i = end + 1;
+		if (i < n && a[i++] != ':')
+			return -EPROTO;
+		for (; i < n; i++)
+			if (!isdigit(a[i]))
+				return -EPROTO;
+		return 0;
+	}
 	while (end < n && a[end] != ':')
 		end++;
 	if (end == 0 || end >= hostn)
@@ -48,58 +72,26 @@ static int authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
 	return 0;
 }
 
-int http_request_host(const uint8_t *p, size_t n, char *host, size_t hostn)
+int http_sniff_request(const uint8_t *p, size_t n)
 {
-	struct rd r = rd_make(p, n > HTTP_MAX_HEAD ? HTTP_MAX_HEAD : n);
-	size_t len;
-	const uint8_t *line = next_line(&r, &len);
-	if (!line)
-		return n >= HTTP_MAX_HEAD ? -EPROTO : 0;
-	/* Request line: METHOD SP TARGET SP VERSION. */
-	const uint8_t *sp1 = memchr(line, ' ', len);
-	const uint8_t *sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
-	if (!sp1 || !sp2 || sp1 == line)
-		return -EPROTO;
-	const uint8_t *target = sp1 + 1;
-	size_t tlen = (size_t)(sp2 - target);
-	char uri_host[256] = "";
-	if (tlen > 7 && !strncasecmp((const char *)target, "http://", 7)) {
-		const uint8_t *auth = target + 7;
-		size_t alen = 0;
-		while (7 + alen < tlen && auth[alen] != '/')
-			alen++;
-		if (authority_host(auth, alen, uri_host, sizeof(uri_host)) < 0)
-			return -EPROTO;
-	}
-	bool found = false;
-	for (;;) {
-		line = next_line(&r, &len);
-		if (!line)
-			return n >= HTTP_MAX_HEAD ? -EPROTO : 0;
-		if (len == 0)
-			break;
-		if (len < 5 || strncasecmp((const char *)line, "host:", 5))
-			continue;
-		if (found)
-			return -EPROTO; /* two Host headers: ambiguous, refuse */
-		const uint8_t *v = line + 5;
-		size_t vl = len - 5;
-		while (vl && (*v == ' ' || *v == '\t'))
-			v++, vl--;
-		while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-			vl--;
-		if (authority_host(v, vl, host, hostn) < 0)
-			return -EPROTO;
-		found = true;
-	}
-	if (!found) {
-		if (!uri_host[0])
-			return -EPROTO;
-		snprintf(host, hostn, "%s", uri_host);
-	}
-	if (uri_host[0] && strcmp(uri_host, host))
-		return -EPROTO;
-	return 1;
+	size_t i = 0;
+	while (i < n && (p[i] == '\r' || p[i] == '\n'))
+		i++; /* servers skip empty lines before a request line */
+	size_t tok = i;
+	while (i < n && is_tchar(p[i]))
+		i++;
+	if (i == n)
+		return n >= HTTP_MAX_HEAD ? 1 : 0;
+	if (i == tok || (p[i] != ' ' && p[i] != '\t'))
+		return -1;
+	const uint8_t *nl = memchr(p + i, '\n', n - i);
+	if (!nl)
+		return n >= HTTP_MAX_HEAD ? 1 : 0;
+	/* Any version word at all: what a lenient server might take for HTTP is checked. */
+	for (const uint8_t *q = p + i; q + 5 <= nl; q++)
+		if (!strncasecmp((const char *)q, "http/", 5))
+			return 1;
+	return -1;
 }
 
 int http_build_403(struct buf *out, const char *reason)
@@ -346,21 +338,25 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 	if (parse_version(sp2 + 1, (size_t)(line + len - sp2 - 1), &m->minor) < 0)
 		return -EPROTO;
 	if (!strcmp(m->method, "CONNECT")) {
-		*why = "CONNECT inside an intercepted connection";
+		*why = "CONNECT (a tunnel to another host) is not relayed";
 		return -EPROTO;
 	}
 	const uint8_t *t = sp1 + 1;
 	size_t tl = m->target_len;
-	if (tl > 8 && !strncasecmp((const char *)t, "https://", 8)) {
-		size_t al = 0;
-		while (8 + al < tl && t[8 + al] != '/' && t[8 + al] != '?')
+	/* Absolute form, any scheme (http://, https://, ws://...): its authority is the host. */
+	size_t sl = 0;
+	while (sl < tl && (isalnum(t[sl]) || t[sl] == '+' || t[sl] == '-' || t[sl] == '.'))
+		sl++;
+	if (sl && isalpha(t[0]) && tl - sl >= 3 && !memcmp(t + sl, "://", 3)) {
+		size_t as = sl + 3, al = 0;
+		while (as + al < tl && t[as + al] != '/' && t[as + al] != '?' && t[as + al] != '#')
 			al++;
-		if (authority_host(t + 8, al, m->host, sizeof(m->host)) < 0) {
+		if (authority_host(t + as, al, m->host, sizeof(m->host)) < 0) {
 			*why = "a request target whose authority is not a host name";
 			return -EPROTO;
 		}
 	} else if (t[0] != '/' && !(tl == 1 && t[0] == '*')) {
-		*why = "a request target that is neither a path nor an https URL";
+		*why = "a request target that is neither a path nor an absolute URL";
 		return -EPROTO;
 	}
 	return parse_headers(&r, m, true, why);
@@ -526,4 +522,73 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 	default:
 		return 1;
 	}
+}
+
+int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, size_t *used,
+		   struct http_msg *m, const char **why)
+{
+	*used = 0;
+	switch (w->st) {
+	case HTTP_WALK_TUNNEL:
+		*used = n;
+		return 0;
+	case HTTP_WALK_HOLD:
+		return 0;
+	case HTTP_WALK_BODY: {
+		size_t doff, dl;
+		int r = http_body_step(&w->body, p, n, eof, used, &doff, &dl);
+		if (r < 0) {
+			*why = "a request body whose framing is malformed or cut short";
+			return -EPROTO;
+		}
+		if (r == 1)
+			w->st = HTTP_WALK_HEAD;
+		return 0;
+	}
+	case HTTP_WALK_HEAD:
+		break;
+	}
+	size_t skip = 0;
+	while (skip < n && (p[skip] == '\r' || p[skip] == '\n'))
+		skip++;
+	if (skip) { /* servers skip empty lines before a request line */
+		*used = skip;
+		return 0;
+	}
+	if (!n)
+		return 0;
+	long hl = http_head_len(p, n, HTTP_MAX_HEAD);
+	if (hl == 0 && !eof)
+		return 0;
+	if (hl <= 0) {
+		*why = hl < 0 ? "a request head larger than 16 KiB"
+			      : "a request head cut short by the end of the stream";
+		return -EPROTO;
+	}
+	if (http_parse_request(p, (size_t)hl, m, why) < 0)
+		return -EPROTO;
+	if (m->upgrade && (w->nreq || m->framing != HTTP_BODY_NONE)) {
+		*why = "a WebSocket upgrade over plain HTTP must be the connection's first request, "
+		       "without a body";
+		return -EPROTO;
+	}
+	*used = (size_t)hl;
+	return 1;
+}
+
+void http_walk_accept(struct http_walk *w, const struct http_msg *m)
+{
+	w->nreq++;
+	http_body_init(&w->body, m->framing, m->length);
+	w->st = m->upgrade ? HTTP_WALK_HOLD : m->framing == HTTP_BODY_NONE ? HTTP_WALK_HEAD
+									: HTTP_WALK_BODY;
+}
+
+bool http_walk_upgrade_answer(struct http_walk *w, const uint8_t *p, size_t n)
+{
+	if (n < 12)
+		return false;
+	bool switched = !memcmp(p, "HTTP/1.1 101", 12) || !memcmp(p, "HTTP/1.0 101", 12);
+	w->st = switched ? HTTP_WALK_TUNNEL : HTTP_WALK_HEAD;
+	return true;
 }

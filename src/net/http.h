@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The HTTP/1 parts of the egress path. For plain HTTP (port 80): find the Host a request names,
- * and write the 403 a denied request gets. For the TLS-intercepting proxy: a strict parser of
+ * The HTTP/1 parts of the egress path. For plain HTTP (any port): tell a request from other
+ * bytes, and write the 403 a denied request gets; requests are checked with the parser below. For the TLS-intercepting proxy: a strict parser of
  * request and response heads (bounded, no obsolete folding, no ambiguous framing), and a
  * streaming body decoder (content-length, chunked, close-delimited) that never buffers a body.
  * Pure code over caller-owned bytes: unit-tested and fuzzed.
@@ -22,12 +22,12 @@
 #define HTTP_MAX_TRAILERS (16u * 1024)
 
 /*
- * Look at the start of a request. Returns 1 when the head is complete and names exactly one
- * host (Host header, and the authority of an absolute-form target if any, which must agree),
- * copied lower case without a port into host; 0 if more bytes are needed; -EPROTO if malformed
- * or too long.
+ * Whether the first bytes of a connection are an HTTP/1 request: 1 yes (a request line, a
+ * token, a space and "HTTP/" before the line ends, or a token line longer than HTTP_MAX_HEAD),
+ * 0 more bytes needed, -1 no. Generous on purpose: what a lenient server could take for a
+ * request is checked as one.
  */
-int http_request_host(const uint8_t *p, size_t n, char *host, size_t hostn);
+int http_sniff_request(const uint8_t *p, size_t n);
 /* Append a complete "403 Forbidden" response whose body is reason (one line). */
 int http_build_403(struct buf *out, const char *reason);
 
@@ -47,7 +47,8 @@ struct http_msg {
 	int minor; /* HTTP/1.minor */
 	char method[16]; /* requests */
 	size_t target_off, target_len; /* requests */
-	char host[256]; /* requests: from Host (and an absolute-form target), lower case, no port */
+	char host[256]; /* requests: from Host (and an absolute-form target), lower case, no port;
+			   an IPv6 literal in brackets */
 	int status; /* responses */
 	enum http_framing framing;
 	uint64_t length; /* HTTP_BODY_LENGTH */
@@ -94,5 +95,40 @@ void http_body_init(struct http_body *b, enum http_framing f, uint64_t length);
  */
 int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, size_t *used,
 		   size_t *data_off, size_t *data_len);
+
+/*
+ * The guest -> upstream bytes of a plain-HTTP connection, walked request by request so that
+ * every head is checked (keep-alive and pipelined alike): empty lines between requests pass,
+ * a head is held until complete (at most HTTP_MAX_HEAD), a body streams through its framing.
+ */
+enum http_walk_state {
+	HTTP_WALK_HEAD, /* the next bytes are a request head (after optional empty lines) */
+	HTTP_WALK_BODY, /* inside a request body */
+	HTTP_WALK_HOLD, /* a WebSocket upgrade went out: nothing passes until the answer */
+	HTTP_WALK_TUNNEL, /* the upstream switched protocols: bytes, no longer HTTP */
+};
+
+struct http_walk {
+	enum http_walk_state st;
+	struct http_body body;
+	unsigned nreq; /* heads accepted */
+};
+
+/*
+ * One step over p[0..n), the bytes after those already walked. Returns 0 with *used bytes that
+ * may pass (0: more bytes needed), 1 with a complete request head of *used bytes parsed into *m
+ * (the caller checks it, then calls http_walk_accept or refuses the connection), or -EPROTO
+ * with *why. eof: the guest will send nothing more.
+ */
+int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, size_t *used,
+		   struct http_msg *m, const char **why);
+/* The head http_walk_step returned passed the caller's checks: walk its body next. */
+void http_walk_accept(struct http_walk *w, const struct http_msg *m);
+/*
+ * The upstream's first bytes after an upgrade request (the connection's first request, so they
+ * answer it): 101 makes the rest a tunnel, anything else means HTTP goes on. Returns true once
+ * decided (p holds at least 12 bytes); a caller collects that many first.
+ */
+bool http_walk_upgrade_answer(struct http_walk *w, const uint8_t *p, size_t n);
 
 #endif

@@ -273,7 +273,8 @@ struct flow {
 	int fd;
 	bool g_hs, u_hs; /* handshakes done */
 	bool u_failed;
-	char u_why[300];
+	char u_why[300]; /* why the upstream failed, for the log and events */
+	char u_guest[300]; /* what the guest's 502 says */
 	bool u_want_write; /* the last upstream TLS call needs the socket writable */
 	bool g_eof, u_eof, u_shut, closing, failed, g_closed;
 
@@ -361,19 +362,20 @@ int flow_set_upstream(struct flow *f, int fd)
 	if (!f->u || SSL_set_fd(f->u, fd) != 1 || SSL_set_tlsext_host_name(f->u, f->name) != 1 ||
 	    SSL_set1_host(f->u, f->name) != 1) {
 		ERR_clear_error();
-		flow_upstream_failed(f, "cannot set up TLS towards the upstream");
+		flow_upstream_failed(f, "cannot set up TLS towards the upstream", NULL);
 		return -ENOMEM;
 	}
 	SSL_set_connect_state(f->u);
 	return 0;
 }
 
-void flow_upstream_failed(struct flow *f, const char *why)
+void flow_upstream_failed(struct flow *f, const char *why, const char *guest_why)
 {
 	if (f->u_failed)
 		return;
 	f->u_failed = true;
 	snprintf(f->u_why, sizeof(f->u_why), "%s", why);
+	snprintf(f->u_guest, sizeof(f->u_guest), "%s", guest_why ? guest_why : why);
 	flow_event(f, NET_EV_CONNECT, false, why, NULL);
 }
 
@@ -593,13 +595,15 @@ static void requests_run(struct flow *f)
 		if (f->u_failed) {
 			snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name, f->u_why);
 			request_event(f, p, 502, false, reason, NET_EV_REQUEST, NULL);
+			snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
+				 f->u_guest);
 			flow_refuse(f, 502, reason);
 			return;
 		}
 		const struct secret *leak = NULL;
 		size_t before = buf_used(&f->req_out);
 		int r = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, (size_t)hl, true,
-								&f->req_out, &leak)
+								&f->req_out, &leak, &f->scrub)
 				    : buf_append(&f->req_out, head, (size_t)hl);
 		if (r == -EPERM) {
 			char hosts[300] = "";
@@ -752,7 +756,7 @@ static void responses_run(struct flow *f)
 		} else {
 			buf_append(&head, h, (size_t)hl);
 		}
-		scrub_all(ss, buf_head(&head), buf_used(&head), &scrubbed);
+		scrub_all(ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
 		to_guest_plain(f, buf_head(&scrubbed), buf_used(&scrubbed));
 		buf_wipe(&head);
 		buf_wipe(&scrubbed);
@@ -804,7 +808,7 @@ static void upstream_run(struct flow *f)
 					 f->name, se);
 			}
 			ERR_clear_error();
-			flow_upstream_failed(f, why);
+			flow_upstream_failed(f, why, NULL);
 			return;
 		}
 		f->u_hs = true;

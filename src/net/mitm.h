@@ -46,8 +46,11 @@ struct flow *flow_new(struct mitm *m, const char *name, uint16_t port, flow_even
 void flow_free(struct flow *f);
 /* The upstream socket is connected (not owned by the flow). */
 int flow_set_upstream(struct flow *f, int fd);
-/* The upstream connection could not be made: requests will get a 502 saying why. */
-void flow_upstream_failed(struct flow *f, const char *why);
+/*
+ * The upstream connection could not be made: requests will get a 502 saying guest_why (why
+ * when NULL); why goes to the event.
+ */
+void flow_upstream_failed(struct flow *f, const char *why, const char *guest_why);
 /* Guest ciphertext; returns how many bytes were taken (fewer when the flow is full). */
 size_t flow_feed_guest(struct flow *f, const uint8_t *p, size_t n);
 void flow_guest_eof(struct flow *f);

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -43,14 +44,62 @@ static int normalise(const char *in, char *out, size_t n)
 	return 0;
 }
 
+/* Where a rule's port suffix starts (":80", ":*"), or its end if it has none. */
+static const char *rule_port(const char *rule)
+{
+	const char *c = strchr(rule, ':');
+	return c ? c : rule + strlen(rule);
+}
+
 int policy_glob_normalise(const char *glob, char *out, size_t n)
 {
-	if (normalise(glob, out, n) < 0)
+	const char *colon = strchr(glob, ':');
+	char name[POLICY_RULE_MAX + 1];
+	size_t nl = colon ? (size_t)(colon - glob) : strlen(glob);
+	if (nl >= sizeof(name))
 		return -EINVAL;
-	if (!strcmp(out, "*"))
+	memcpy(name, glob, nl);
+	name[nl] = 0;
+	if (normalise(name, out, n) < 0)
+		return -EINVAL;
+	if (strcmp(out, "*")) {
+		const char *base = !strncmp(out, "*.", 2) ? out + 2 : out;
+		if (!policy_name_valid(base))
+			return -EINVAL;
+	}
+	if (!colon)
 		return 0;
-	const char *base = !strncmp(out, "*.", 2) ? out + 2 : out;
-	return policy_name_valid(base) ? 0 : -EINVAL;
+	const char *ps = colon + 1;
+	char port[8];
+	if (!strcmp(ps, "*")) {
+		snprintf(port, sizeof(port), ":*");
+	} else {
+		unsigned long v = 0;
+		size_t i = 0;
+		for (; ps[i] && i < 6; i++) {
+			if (!isdigit((unsigned char)ps[i]))
+				return -EINVAL;
+			v = v * 10 + (unsigned long)(ps[i] - '0');
+		}
+		if (i == 0 || ps[i] || v == 0 || v > 65535)
+			return -EINVAL;
+		snprintf(port, sizeof(port), ":%lu", v);
+	}
+	size_t ol = strlen(out);
+	if (ol + strlen(port) >= n)
+		return -EINVAL;
+	memcpy(out + ol, port, strlen(port) + 1);
+	return 0;
+}
+
+bool policy_rule_port_ok(const char *rule, uint16_t port)
+{
+	const char *ps = rule_port(rule);
+	if (!*ps)
+		return port == 80 || port == 443;
+	if (!strcmp(ps, ":*"))
+		return true;
+	return strtoul(ps + 1, NULL, 10) == port;
 }
 
 int policy_add(struct policy *p, const char *glob)
@@ -69,7 +118,7 @@ int policy_add(struct policy *p, const char *glob)
 
 int policy_add_list(struct policy *p, const char *list)
 {
-	char item[sizeof(p->rules[0]) + 1];
+	char item[sizeof(p->rules[0]) + 8]; /* room for a port written with leading zeros */
 	while (*list) {
 		size_t n = strcspn(list, ",");
 		if (n == 0 || n >= sizeof(item))
@@ -104,12 +153,13 @@ int policy_delete(struct policy *p, const char *glob)
 /* "*.x.com" matches "a.x.com" and "a.b.x.com" but not "x.com" itself. */
 bool policy_glob_matches(const char *glob, const char *name)
 {
-	if (!strcmp(glob, "*"))
+	size_t gl = (size_t)(rule_port(glob) - glob), nl = strlen(name);
+	if (gl == 1 && glob[0] == '*')
 		return true;
 	if (strncmp(glob, "*.", 2))
-		return !strcmp(glob, name);
-	size_t gl = strlen(glob + 1), nl = strlen(name); /* ".x.com" */
-	return nl > gl && !strcmp(name + nl - gl, glob + 1);
+		return gl == nl && !memcmp(glob, name, nl);
+	gl--; /* ".x.com" */
+	return nl > gl && !memcmp(name + nl - gl, glob + 1, gl);
 }
 
 const char *policy_match(const struct policy *p, const char *name)
@@ -118,6 +168,16 @@ const char *policy_match(const struct policy *p, const char *name)
 		return NULL;
 	for (unsigned i = 0; i < p->nrules; i++)
 		if (policy_glob_matches(p->rules[i], name))
+			return p->rules[i];
+	return NULL;
+}
+
+const char *policy_match_port(const struct policy *p, const char *name, uint16_t port)
+{
+	if (p->no_network || !policy_name_valid(name))
+		return NULL;
+	for (unsigned i = 0; i < p->nrules; i++)
+		if (policy_glob_matches(p->rules[i], name) && policy_rule_port_ok(p->rules[i], port))
 			return p->rules[i];
 	return NULL;
 }
@@ -212,23 +272,63 @@ static const struct range v6_blocked[] = {
 	{ { 0x20, 0x01, 0x0d, 0xb8 }, 32, "documentation" },
 };
 
-const char *policy_addr_blocked(int family, const uint8_t *addr)
+const char *policy_v6_embedded_v4(const uint8_t *a, uint8_t v4[4])
 {
-	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
-	static const uint8_t nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
-	if (family == AF_INET6) {
-		/* IPv4 inside IPv6 (mapped, NAT64) is judged as the IPv4 address it carries. */
-		if (!memcmp(addr, mapped, 12) || !memcmp(addr, nat64, 12))
-			return policy_addr_blocked(AF_INET, addr + 12);
-		for (size_t i = 0; i < sizeof(v6_blocked) / sizeof(v6_blocked[0]); i++)
-			if (in_range(addr, &v6_blocked[i]))
-				return v6_blocked[i].why;
-		return NULL;
+	static const struct {
+		uint8_t prefix[12];
+		unsigned bytes; /* prefix length; the IPv4 address is the last 4 bytes */
+		const char *what;
+	} last32[] = {
+		{ { [10] = 0xff, [11] = 0xff }, 12, "IPv4-mapped" }, /* ::ffff:0:0/96 */
+		{ { [8] = 0xff, [9] = 0xff }, 12, "IPv4-translated" }, /* ::ffff:0:0:0/96 */
+		{ { 0x00, 0x64, 0xff, 0x9b }, 12, "NAT64" }, /* 64:ff9b::/96 */
+		{ { 0x00, 0x64, 0xff, 0x9b, 0x00, 0x01 }, 6, "NAT64 (local)" }, /* 64:ff9b:1::/48 */
+		{ { 0 }, 12, "IPv4-compatible" }, /* ::/96 (:: and ::1 are judged as IPv6 first) */
+	};
+	for (size_t i = 0; i < sizeof(last32) / sizeof(last32[0]); i++) {
+		if (!memcmp(a, last32[i].prefix, last32[i].bytes)) {
+			memcpy(v4, a + 12, 4);
+			return last32[i].what;
+		}
 	}
+	if (a[0] == 0x20 && a[1] == 0x02) { /* 6to4, 2002:V4::/48 */
+		memcpy(v4, a + 2, 4);
+		return "6to4";
+	}
+	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) { /* Teredo, 2001::/32 */
+		for (int i = 0; i < 4; i++)
+			v4[i] = (uint8_t)~a[12 + i]; /* the client, obfuscated */
+		return "Teredo";
+	}
+	return NULL;
+}
+
+static const char *v4_blocked_why(const uint8_t *addr)
+{
 	for (size_t i = 0; i < sizeof(v4_blocked) / sizeof(v4_blocked[0]); i++)
 		if (in_range(addr, &v4_blocked[i]))
 			return v4_blocked[i].why;
 	if (addr[0] == 255 && addr[1] == 255 && addr[2] == 255 && addr[3] == 255)
 		return "broadcast";
 	return NULL;
+}
+
+const char *policy_addr_blocked(int family, const uint8_t *addr)
+{
+	if (family != AF_INET6)
+		return v4_blocked_why(addr);
+	for (size_t i = 0; i < sizeof(v6_blocked) / sizeof(v6_blocked[0]); i++)
+		if (in_range(addr, &v6_blocked[i]))
+			return v6_blocked[i].why;
+	/*
+	 * IPv4 inside IPv6 is judged as the IPv4 address it carries: a gateway or the host's
+	 * stack may deliver it there. Teredo also names its server (bits 32-63).
+	 */
+	uint8_t v4[4];
+	if (!policy_v6_embedded_v4(addr, v4))
+		return NULL;
+	const char *why = v4_blocked_why(v4);
+	if (!why && addr[0] == 0x20 && addr[1] == 0x01 && addr[2] == 0 && addr[3] == 0)
+		why = v4_blocked_why(addr + 4);
+	return why;
 }

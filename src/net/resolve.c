@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -34,6 +35,28 @@ void resolver_fini(struct resolver *r)
 	r->fds[0] = r->fds[1] = -1;
 }
 
+/* Whether addr (or the IPv4 address an IPv6 one carries) is on one of this host's interfaces. */
+static bool addr_is_local(const struct ifaddrs *ifs, int family, const uint8_t *addr)
+{
+	uint8_t v4[4];
+	bool carries = family == AF_INET6 && policy_v6_embedded_v4(addr, v4);
+	for (const struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+		const struct sockaddr *sa = i->ifa_addr;
+		if (!sa)
+			continue;
+		if (sa->sa_family == AF_INET) {
+			const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+			if ((family == AF_INET && !memcmp(a, addr, 4)) || (carries && !memcmp(a, v4, 4)))
+				return true;
+		} else if (sa->sa_family == AF_INET6 && family == AF_INET6) {
+			const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+			if (!memcmp(a, addr, 16))
+				return true;
+		}
+	}
+	return false;
+}
+
 static void *resolve_thread(void *arg)
 {
 	struct resolve_job *j = arg;
@@ -55,6 +78,17 @@ static void *resolve_thread(void *arg)
 		}
 		freeaddrinfo(res);
 		j->err = j->n ? 0 : -ENOENT;
+		/*
+		 * Read the interfaces now, after the lookup, so the check sees them as they are
+		 * when we dial. If they cannot be read, every answer counts as local: fail closed.
+		 */
+		struct ifaddrs *ifs = NULL;
+		bool have_ifs = getifaddrs(&ifs) == 0;
+		for (unsigned i = 0; i < j->n; i++)
+			j->addrs[i].local = !have_ifs ||
+					    addr_is_local(ifs, j->addrs[i].family, j->addrs[i].addr);
+		if (have_ifs)
+			freeifaddrs(ifs);
 	} else {
 		j->err = e == EAI_NONAME || e == EAI_NODATA ? -ENOENT : e == EAI_AGAIN ? -EAGAIN : -EIO;
 	}

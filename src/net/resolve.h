@@ -3,10 +3,13 @@
  * Host name resolution off the event loop. getaddrinfo blocks, so each lookup runs on its own
  * short-lived thread and posts the finished job through a socket the loop watches. The loop
  * owns a job except while its thread runs; a job whose requester went away is simply freed.
+ * The same thread marks the answers that are this host's own addresses (getifaddrs, every
+ * interface, read fresh for each lookup: no cache to go stale, and the loop never waits on it).
  */
 #ifndef MATCHLOCK_RESOLVE_H
 #define MATCHLOCK_RESOLVE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "policy.h"
@@ -17,6 +20,7 @@
 struct resolve_addr {
 	int family;
 	uint8_t addr[16];
+	bool local; /* one of this host's own addresses (or carries one, for IPv6) */
 };
 
 struct resolve_job {

@@ -40,6 +40,134 @@ static bool name_valid(const char *name)
 	return true;
 }
 
+/* ---- the forms a value takes in a response --------------------------------------------- */
+
+/* Add one form (a copy of b) to s unless it is empty, there already, or the table is full. */
+static int form_add(struct secret *s, unsigned idx, struct buf *b)
+{
+	size_t n = buf_used(b);
+	if (!n)
+		return 0;
+	for (unsigned i = 0; i < s->nforms; i++)
+		if (s->forms[i].n == n && !memcmp(s->forms[i].p, buf_head(b), n))
+			return 0;
+	if (s->nforms >= SECRET_MAX_FORMS)
+		return 0;
+	uint8_t *c = malloc(n);
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, buf_head(b), n);
+	s->forms[s->nforms++] = (struct scrub_form){ .p = c, .n = n, .secret = idx };
+	return 0;
+}
+
+static void put_pct(struct buf *b, const uint8_t *v, size_t n, const char *hex)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = v[i];
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+			buf_put_u8(b, c);
+		} else {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			buf_append(b, e, 3);
+		}
+	}
+}
+
+/* JSON string escaping as serialisers write it; slash: "\/" too (PHP and others). */
+static void put_json(struct buf *b, const uint8_t *v, size_t n, bool slash)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = v[i];
+		char e[8];
+		if (c == '"' || c == '\\' || (slash && c == '/')) {
+			e[0] = '\\', e[1] = (char)c;
+			buf_append(b, e, 2);
+		} else if (c < 0x20 || c == 0x7f) {
+			snprintf(e, sizeof(e), "\\u%04x", c);
+			buf_append(b, e, 6);
+		} else {
+			buf_put_u8(b, c);
+		}
+	}
+}
+
+/* base64 of v (url: the URL-safe alphabet; pad: keep '='). */
+static int put_b64(struct buf *b, const uint8_t *v, size_t n, bool url, bool pad)
+{
+	size_t start = buf_used(b);
+	if (base64_encode(b, v, n) < 0)
+		return -ENOMEM;
+	uint8_t *q = buf_head(b) + start;
+	size_t k = buf_used(b) - start;
+	while (!pad && k && q[k - 1] == '=')
+		k--, b->len--;
+	for (size_t i = 0; url && i < k; i++)
+		q[i] = q[i] == '+' ? '-' : q[i] == '/' ? '_' : q[i];
+	return 0;
+}
+
+/* Every form of secret idx's value (see struct secret). */
+static int forms_build(struct secret *s, unsigned idx)
+{
+	const uint8_t *v = s->value;
+	size_t n = s->vlen;
+	struct buf b = { 0 };
+	int r = 0;
+#define FORM(expr)                                         \
+	do {                                               \
+		buf_wipe(&b);                              \
+		expr;                                      \
+		if (r == 0 && form_add(s, idx, &b) < 0)    \
+			r = -ENOMEM;                       \
+	} while (0)
+	FORM(buf_append(&b, v, n));
+	FORM(put_pct(&b, v, n, "0123456789ABCDEF"));
+	FORM(put_pct(&b, v, n, "0123456789abcdef"));
+	FORM(put_json(&b, v, n, false));
+	FORM(put_json(&b, v, n, true));
+	for (int url = 0; url < 2; url++) {
+		FORM(put_b64(&b, v, n, url, true));
+		FORM(put_b64(&b, v, n, url, false));
+		/*
+		 * Inside longer base64 the value starts at offset 0, 1 or 2 of a 3-byte group;
+		 * the characters that depend on the value alone are those of its whole groups.
+		 */
+		for (size_t skip = 0; skip < 3; skip++) {
+			size_t whole = n > skip ? (n - skip) / 3 * 3 : 0;
+			if (whole / 3 * 4 >= SCRUB_MIN_CORE)
+				FORM(put_b64(&b, v + skip, whole, url, false));
+		}
+	}
+#undef FORM
+	buf_wipe(&b);
+	return r;
+}
+
+/* The first-byte chains over every secret's forms, and the longest form. */
+static void forms_index(struct secrets *ss)
+{
+	memset(ss->first, 0, sizeof(ss->first));
+	ss->max_form = 0;
+	for (unsigned i = ss->n; i-- > 0;) {
+		struct secret *s = &ss->s[i];
+		for (unsigned k = s->nforms; k-- > 0;) {
+			struct scrub_form *f = &s->forms[k];
+			f->next = ss->first[f->p[0]];
+			ss->first[f->p[0]] = 1 + (int)(i * SECRET_MAX_FORMS + k);
+			if (f->n > ss->max_form)
+				ss->max_form = f->n;
+		}
+	}
+}
+
+static void forms_free(struct secret *s)
+{
+	for (unsigned k = 0; k < s->nforms; k++)
+		secret_wipe_free(s->forms[k].p, s->forms[k].n);
+	s->nforms = 0;
+}
+
 int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size_t vlen,
 		const char *hosts, char *err, size_t errn)
 {
@@ -72,7 +200,7 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
 	const char *h = hosts;
 	while (*h) {
 		size_t k = strcspn(h, ",");
-		char item[POLICY_NAME_MAX + 4];
+		char item[POLICY_RULE_MAX + 2];
 		if (k == 0 || k >= sizeof(item) || s->nhosts >= SECRET_MAX_HOSTS) {
 			snprintf(err, errn, "secret %s: expected 1 to %d host names or globs after '@', "
 				 "separated by commas", name, SECRET_MAX_HOSTS);
@@ -110,9 +238,17 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
 	memcpy(s->value, value, vlen);
 	s->vlen = vlen;
 	snprintf(s->name, sizeof(s->name), "%s", name);
+	if (forms_build(s, ss->n) < 0) {
+		forms_free(s);
+		secret_wipe_free(s->value, s->vlen);
+		memset(s, 0, sizeof(*s));
+		snprintf(err, errn, "out of memory");
+		return -ENOMEM;
+	}
 	if (vlen > ss->max_vlen)
 		ss->max_vlen = vlen;
 	ss->n++;
+	forms_index(ss);
 	return 0;
 }
 
@@ -208,8 +344,10 @@ void secrets_clear(struct secrets *ss)
 {
 	if (!ss)
 		return;
-	for (unsigned i = 0; i < ss->n; i++)
+	for (unsigned i = 0; i < ss->n; i++) {
 		secret_wipe_free(ss->s[i].value, ss->s[i].vlen);
+		forms_free(&ss->s[i]);
+	}
 	explicit_bzero(ss, sizeof(*ss));
 }
 
@@ -351,7 +489,7 @@ static const uint8_t *basic_token(const uint8_t *line, size_t len, size_t *tlen)
 
 int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
 			    size_t n, bool strip_encoding, struct buf *out,
-			    const struct secret **leak)
+			    const struct secret **leak, struct scrub *rec)
 {
 	*leak = NULL;
 	const uint8_t *p = head, *end = head + n, *line;
@@ -398,6 +536,12 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 			    base64_encode(&enc, buf_head(&tmp), buf_used(&tmp)) < 0)
 				goto nomem;
 			if (nsub != before) {
+				/* An upstream that echoes the token would hand the value out. */
+				const struct secret *first = secrets_find_placeholder(ss, buf_head(&dec),
+										      buf_used(&dec));
+				if (rec && first)
+					scrub_record(rec, (unsigned)(first - ss->s), buf_head(&enc),
+						     buf_used(&enc), tok, tl);
 				if (buf_append(out, "Authorization: Basic ", 21) < 0 ||
 				    buf_append(out, buf_head(&enc), buf_used(&enc)) < 0 ||
 				    buf_append(out, "\r\n", 2) < 0)
@@ -431,40 +575,75 @@ nomem:
 
 /* ---- responses -------------------------------------------------------------------------- */
 
+int scrub_record(struct scrub *sc, unsigned secret, const uint8_t *p, size_t n, const uint8_t *rep,
+		 size_t repn)
+{
+	if (!n || n > SCRUB_FORM_MAX)
+		return -ENOSPC;
+	for (unsigned i = 0; i < sc->nrec; i++)
+		if (sc->rec[i].n == n && !memcmp(sc->rec[i].p, p, n))
+			return 0;
+	if (sc->nrec >= SCRUB_MAX_RECORDED)
+		return -ENOSPC;
+	struct scrub_form f = { .n = n, .repn = repn, .secret = secret };
+	f.p = malloc(n);
+	f.rep = malloc(repn ? repn : 1);
+	if (!f.p || !f.rep) {
+		free(f.p);
+		free(f.rep);
+		return -ENOMEM;
+	}
+	memcpy(f.p, p, n);
+	memcpy(f.rep, rep, repn);
+	sc->rec[sc->nrec++] = f;
+	return 0;
+}
+
+/* Check form f at p[0..n): 1 whole match, 2 could match with more bytes, 0 no. */
+static int form_at(const struct scrub_form *f, const uint8_t *p, size_t n, bool final)
+{
+	if (n >= f->n)
+		return !memcmp(p, f->p, f->n);
+	return !final && !memcmp(p, f->p, n) ? 2 : 0;
+}
+
 /*
- * Replace values in p[0..n). Returns how many bytes were decided (all of them if final); the
- * rest might be the start of a value and is left for later.
+ * Replace forms in p[0..n). Returns how many bytes were decided (all of them if final); the
+ * rest might be the start of a form and is left for later.
  */
-static size_t scrub_run(const struct secrets *ss, const uint8_t *p, size_t n, bool final,
-			struct buf *out, int *err)
+static size_t scrub_run(const struct secrets *ss, const struct scrub *sc, const uint8_t *p,
+			size_t n, bool final, struct buf *out, int *err)
 {
 	size_t i = 0, emit_from = 0;
 	while (i < n) {
-		const struct secret *hit = NULL;
+		const struct scrub_form *best = NULL;
 		bool partial = false;
-		for (unsigned k = 0; k < ss->n; k++) {
-			const struct secret *s = &ss->s[k];
-			if (p[i] != s->value[0])
-				continue;
-			if (n - i >= s->vlen) {
-				if (!memcmp(p + i, s->value, s->vlen)) {
-					hit = s;
-					break;
-				}
-			} else if (!final && !memcmp(p + i, s->value, n - i)) {
-				partial = true;
-			}
+		for (int k = ss->first[p[i]]; k; ) {
+			const struct scrub_form *f = &ss->s[(k - 1) / SECRET_MAX_FORMS].forms[(k - 1) % SECRET_MAX_FORMS];
+			int m = form_at(f, p + i, n - i, final);
+			if (m == 1 && (!best || f->n > best->n))
+				best = f;
+			partial |= m == 2;
+			k = f->next;
 		}
-		if (hit) {
-			if (buf_append(out, p + emit_from, i - emit_from) < 0 ||
-			    buf_append(out, hit->placeholder, SECRET_PLACEHOLDER_LEN) < 0)
+		for (unsigned k = 0; sc && k < sc->nrec; k++) {
+			const struct scrub_form *f = &sc->rec[k];
+			int m = form_at(f, p + i, n - i, final);
+			if (m == 1 && (!best || f->n > best->n))
+				best = f;
+			partial |= m == 2;
+		}
+		if (partial)
+			break; /* a longer form may still match: decide with more bytes */
+		if (best) {
+			const void *rep = best->rep ? (const void *)best->rep : ss->s[best->secret].placeholder;
+			size_t repn = best->rep ? best->repn : SECRET_PLACEHOLDER_LEN;
+			if (buf_append(out, p + emit_from, i - emit_from) < 0 || buf_append(out, rep, repn) < 0)
 				*err = -ENOMEM;
-			i += hit->vlen;
+			i += best->n;
 			emit_from = i;
 			continue;
 		}
-		if (partial)
-			break;
 		i++;
 	}
 	if (buf_append(out, p + emit_from, i - emit_from) < 0)
@@ -479,14 +658,14 @@ int scrub_feed(const struct secrets *ss, struct scrub *sc, const uint8_t *p, siz
 	if (!ss || !ss->n)
 		return n ? buf_append(out, p, n) : 0;
 	if (!buf_used(&sc->hold)) {
-		size_t k = scrub_run(ss, p, n, final, out, &err);
+		size_t k = scrub_run(ss, sc, p, n, final, out, &err);
 		if (k < n && buf_append(&sc->hold, p + k, n - k) < 0)
 			return -ENOMEM;
 		return err;
 	}
 	if (buf_append(&sc->hold, p, n) < 0)
 		return -ENOMEM;
-	size_t k = scrub_run(ss, buf_head(&sc->hold), buf_used(&sc->hold), final, out, &err);
+	size_t k = scrub_run(ss, sc, buf_head(&sc->hold), buf_used(&sc->hold), final, out, &err);
 	if (k) {
 		explicit_bzero(buf_head(&sc->hold), k);
 		buf_consume(&sc->hold, k);
@@ -494,16 +673,22 @@ int scrub_feed(const struct secrets *ss, struct scrub *sc, const uint8_t *p, siz
 	return err;
 }
 
-int scrub_all(const struct secrets *ss, const uint8_t *p, size_t n, struct buf *out)
+int scrub_all(const struct secrets *ss, const struct scrub *sc, const uint8_t *p, size_t n,
+	      struct buf *out)
 {
 	int err = 0;
 	if (!ss || !ss->n)
 		return buf_append(out, p, n);
-	scrub_run(ss, p, n, true, out, &err);
+	scrub_run(ss, sc, p, n, true, out, &err);
 	return err;
 }
 
 void scrub_fini(struct scrub *sc)
 {
 	buf_wipe(&sc->hold);
+	for (unsigned i = 0; i < sc->nrec; i++) {
+		secret_wipe_free(sc->rec[i].p, sc->rec[i].n);
+		secret_wipe_free(sc->rec[i].rep, sc->rec[i].repn ? sc->rec[i].repn : 1);
+	}
+	sc->nrec = 0;
 }

@@ -22,6 +22,21 @@
 #define SECRET_VALUE_MAX 8192
 #define SECRET_PREFIX "SANDBOX_SECRET_"
 #define SECRET_PLACEHOLDER_LEN (sizeof(SECRET_PREFIX) - 1 + 32)
+#define SECRET_MAX_FORMS 16 /* encodings of one value the response scrubber looks for */
+#define SCRUB_MAX_RECORDED 8 /* encoded forms the proxy produced, remembered per connection */
+#define SCRUB_FORM_MAX (16u * 1024) /* a longer produced form is not remembered */
+/* The shortest base64 core of a value searched inside longer base64 (shorter ones are noise). */
+#define SCRUB_MIN_CORE 8
+
+/* Bytes a response may carry (an encoding of a value) and what the guest gets instead. */
+struct scrub_form {
+	uint8_t *p; /* wiped before it is freed */
+	size_t n;
+	uint8_t *rep; /* NULL: the placeholder of secret */
+	size_t repn;
+	unsigned secret; /* index in secrets.s */
+	int next; /* secrets only: 1 + index of the next form with the same first byte, 0 ends */
+};
 
 struct secret {
 	char name[SECRET_NAME_MAX + 1];
@@ -29,13 +44,22 @@ struct secret {
 	uint8_t *value; /* wiped before it is freed */
 	size_t vlen;
 	unsigned nhosts;
-	char hosts[SECRET_MAX_HOSTS][POLICY_NAME_MAX + 3]; /* globs, as --allow-host takes them */
+	char hosts[SECRET_MAX_HOSTS][POLICY_RULE_MAX + 1]; /* rules, as --allow-host takes them */
+	/*
+	 * The value as a reflecting upstream may echo it: literal, percent-encoded (upper and
+	 * lower hex), JSON-escaped, base64 and base64url (padded or not), and the aligned cores
+	 * of base64/base64url for the three offsets a value can have inside longer base64.
+	 */
+	unsigned nforms;
+	struct scrub_form forms[SECRET_MAX_FORMS];
 };
 
 struct secrets {
 	unsigned n;
 	struct secret s[SECRETS_MAX];
-	size_t max_vlen; /* the longest value: how much a response scrubber holds back */
+	size_t max_vlen; /* the longest value */
+	size_t max_form; /* the longest form: how much a response scrubber holds back */
+	int first[256]; /* 1 + (secret << 8 | form) of the first form starting with that byte */
 };
 
 /*
@@ -67,25 +91,39 @@ const struct secret *secrets_find_placeholder(const struct secrets *ss, const ui
  * appended to out. Returns the number of substitutions, or -EPERM with *leak set to the secret
  * whose placeholder is headed to a host it is not scoped to (nothing is appended then), or
  * -EPROTO/-ENOMEM. With strip_encoding, Accept-Encoding is replaced by identity so responses
- * can be scrubbed.
+ * can be scrubbed. rec (may be NULL): the connection's scrubber, told each encoded form of a
+ * value the rewrite produced (a Basic token) so a response echoing it gets the guest's form back.
  */
+struct scrub;
 int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
 			    size_t n, bool strip_encoding, struct buf *out,
-			    const struct secret **leak);
+			    const struct secret **leak, struct scrub *rec);
 
 /*
- * Streaming scrubber for responses: every real value is replaced by its placeholder, even when
- * a value is split across reads. Bytes that could be the start of a value are held back (at
- * most max_vlen - 1) until the next feed decides them.
+ * Streaming scrubber for one connection's responses: every form of a real value (see struct
+ * secret) and every form the proxy produced on this connection is replaced, even when split
+ * across reads; the longest match wins. Bytes that could start a form are held back (at most
+ * the longest form - 1: max_form, or SCRUB_FORM_MAX for recorded ones) until decided.
  */
 struct scrub {
 	struct buf hold;
+	unsigned nrec;
+	struct scrub_form rec[SCRUB_MAX_RECORDED];
 };
+/*
+ * Remember that this connection sent p (an encoding of a secret value the proxy produced) so
+ * that it is replaced by rep (what the guest sent) in responses. Bounded: beyond
+ * SCRUB_MAX_RECORDED forms, or SCRUB_FORM_MAX bytes, a form is not kept (the value's own
+ * forms still catch its core). Returns 0 or -ENOMEM/-ENOSPC.
+ */
+int scrub_record(struct scrub *sc, unsigned secret, const uint8_t *p, size_t n, const uint8_t *rep,
+		 size_t repn);
 /* Feed n bytes; decided bytes are appended to out. final: flush what is held back. */
 int scrub_feed(const struct secrets *ss, struct scrub *sc, const uint8_t *p, size_t n, bool final,
 	       struct buf *out);
-/* Replace values in one complete piece (a header block). */
-int scrub_all(const struct secrets *ss, const uint8_t *p, size_t n, struct buf *out);
+/* Replace forms in one complete piece (a header block); sc (may be NULL) adds its records. */
+int scrub_all(const struct secrets *ss, const struct scrub *sc, const uint8_t *p, size_t n,
+	      struct buf *out);
 void scrub_fini(struct scrub *sc);
 
 /* explicit_bzero, then free. */

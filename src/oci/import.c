@@ -12,6 +12,11 @@
  * .json file (docker save's configs) and OCI_MAX_BLOB_BYTES for anything else; all files
  * together at most OCI_MAX_IMAGE_BYTES; at most OCI_MAX_LAYER_ENTRIES entries. Files no image
  * can use (docker save's legacy VERSION, json and repositories, oci-layout) are not written.
+ *
+ * A pull writes what it downloads, byte for byte; an import may be compressed, so a few MB in
+ * could stage gigabytes. The staged bytes are also held to IMPORT_MAX_EXPANSION times what was
+ * read from the archive, plus IMPORT_EXPANSION_SLACK: image tars compress a few times over, a
+ * compression bomb thousands of times.
  */
 #define _GNU_SOURCE
 #include "oci.h"
@@ -28,6 +33,9 @@
 #include "common/util.h"
 #include "store.h"
 #include "unpack.h"
+
+#define IMPORT_MAX_EXPANSION 64
+#define IMPORT_EXPANSION_SLACK (64ull << 20)
 
 #define IMPORT_MAX_FILES 4096	       /* regular files in one archive */
 #define IMPORT_MAX_LINKS 4096	       /* symlinks (old docker save shares layers this way) */
@@ -248,9 +256,23 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 			oci_hasher_update(&h, chunk, (size_t)got);
 			f->size += (uint64_t)got;
 			total += (uint64_t)got;
-			if (f->size > limit || total > OCI_MAX_IMAGE_BYTES ||
-			    (r = write_all(tfd, chunk, (size_t)got)) < 0)
+			if (f->size > limit || total > OCI_MAX_IMAGE_BYTES)
 				break;
+			uint64_t raw = (uint64_t)archive_filter_bytes(a, -1);
+			if (total > IMPORT_EXPANSION_SLACK + IMPORT_MAX_EXPANSION * raw) {
+				snprintf(err, errn, "import: the archive expands more than %d times over "
+					 "(%llu MiB from %llu KiB read): refused as a compression bomb",
+					 IMPORT_MAX_EXPANSION, (unsigned long long)(total >> 20),
+					 (unsigned long long)(raw >> 10));
+				r = -EFBIG;
+				break;
+			}
+			if ((r = write_all(tfd, chunk, (size_t)got)) < 0)
+				break;
+		}
+		if (r == -EFBIG) {
+			close(tfd);
+			break;
 		}
 		oci_hasher_final(&h, f->digest);
 		close(tfd);

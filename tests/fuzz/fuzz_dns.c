@@ -21,7 +21,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 	if (r == 0 && (strlen(q.name) > DNS_NAME_TEXT_MAX || buf_used(&b) < q.question_end))
 		__builtin_trap();
 	buf_fini(&b);
-	char host[256];
-	http_request_host(p, n, host, sizeof(host));
+	http_sniff_request(p, n);
 	return 0;
 }

@@ -2,7 +2,9 @@
 /*
  * libFuzzer: the intercepting proxy's parsers on hostile bytes. The first input byte picks the
  * target: 0 request head (parse, then secret rewrite), 1 response head, 2 chunked body decode
- * (split at a fuzzed point), 3 response scrubbing (split at a fuzzed point), 4 ClientHello SNI.
+ * (split at a fuzzed point), 3 response scrubbing (split at a fuzzed point), 4 ClientHello SNI,
+ * 5 the plain-HTTP walk over a connection's guest bytes (pipelined heads, bodies between them;
+ * split at a fuzzed point, the split byte's low bit answers an upgrade with 101 or 200).
  * Invariants are checked, not only crashes: a rewrite toward the secret's host leaves no
  * placeholder of it; a scrubbed stream never contains the value.
  */
@@ -52,12 +54,45 @@ static void body_run(const uint8_t *p, size_t n, size_t cut)
 	}
 }
 
+/* Walk p as a connection's bytes arriving in two pieces; every accepted head names a host. */
+static void walk_run(const uint8_t *p, size_t n, size_t cut)
+{
+	struct http_walk w = { 0 };
+	size_t off = 0, avail = cut < n ? cut : n;
+	for (int guard = 0; guard < 100000; guard++) {
+		size_t used;
+		struct http_msg m;
+		const char *why = NULL;
+		int r = http_walk_step(&w, p + off, avail - off, avail == n, &used, &m, &why);
+		if (r < 0) {
+			if (!why)
+				__builtin_trap();
+			return;
+		}
+		if (used > avail - off)
+			__builtin_trap();
+		if (r == 1) {
+			if (!m.host[0] || http_head_len(p + off, used, HTTP_MAX_HEAD) != (long)used)
+				__builtin_trap();
+			http_walk_accept(&w, &m);
+		}
+		off += used;
+		if (w.st == HTTP_WALK_HOLD)
+			http_walk_upgrade_answer(&w, (const uint8_t *)(cut & 1 ? "HTTP/1.1 101 S" : "HTTP/1.1 200 O"), 14);
+		if (!used && w.st != HTTP_WALK_HOLD) {
+			if (avail == n)
+				return;
+			avail = n;
+		}
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 {
 	setup();
 	if (n < 2)
 		return 0;
-	uint8_t mode = p[0] % 5, cut = p[1];
+	uint8_t mode = p[0] % 6, cut = p[1];
 	p += 2, n -= 2;
 	struct http_msg m;
 	const char *why;
@@ -69,11 +104,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 			if (m.target_off + m.target_len > (size_t)hl)
 				__builtin_trap();
 			const struct secret *leak;
-			int r = secrets_rewrite_request(&ss, "api.test", p, (size_t)hl, true, &out, &leak);
+			int r = secrets_rewrite_request(&ss, "api.test", p, (size_t)hl, true, &out, &leak, NULL);
 			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), PLACEHOLDER, strlen(PLACEHOLDER)))
 				__builtin_trap();
 			buf_fini(&out);
-			r = secrets_rewrite_request(&ss, "other.test", p, (size_t)hl, false, &out, &leak);
+			r = secrets_rewrite_request(&ss, "other.test", p, (size_t)hl, false, &out, &leak, NULL);
 			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)) &&
 			    !memmem(p, (size_t)hl, VALUE, strlen(VALUE)))
 				__builtin_trap(); /* a value appeared toward a host it is not for */
@@ -101,6 +136,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 		scrub_fini(&sc);
 		break;
 	}
+	case 5:
+		walk_run(p, n, cut);
+		break;
 	default: {
 		char sni[256];
 		if (tlshello_sni(p, n, sni, sizeof(sni)) == 1 && strlen(sni) >= sizeof(sni))

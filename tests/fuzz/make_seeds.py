@@ -320,6 +320,13 @@ def http_seeds():
         "resp_chunked": b"\x01\x01HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         "body_chunked": b"\x02\x07" + b"5;x=y\r\nhello\r\n0\r\nTrailer: 1\r\n\r\n",
         "scrub": b"\x03\x09" + b"a sk-real-value b sk-real-val",
+        "walk_pipelined": b"\x05\x30" + b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n\r\nGET /2 HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        "walk_absolute": b"\x05\x00" + b"GET http://a.test:8080/x HTTP/1.1\r\nHost: a.test\r\n\r\nGET https://b.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        "walk_length_body": b"\x05\x45" + b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 35\r\n\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\nGET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        "walk_chunked_body": b"\x05\x21" + b"POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+        "walk_upgrade": b"\x05\x01" + b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello",
+        "walk_upgrade_refused": b"\x05\x02" + b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        "scrub_encoded": b"\x03\x11" + b"dXNlcjpzay1yZWFsLXZhbHVl c2stcmVhbC12YWx1ZQ sk-real-value%2F \"sk-real-value\"",
         "hello": b"\x04\x00" + bytes.fromhex("16030100310100002d0303" + "07" * 32 + "000002130101000005000000") ,
     }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Loopback servers for test_net.sh (stdlib only). Each counts what reaches it in DIR/<name>.count.
 
-  http  127.0.0.1:80 and :8080, [::1]:8080  static files from DIR/www
+  http  127.0.0.1:80 and :8081 (keep-alive, pipelining), :8080 and [::1]:8080 (HTTP/1.0):
+        static files from DIR/www; every request's Host and request line go to DIR/requests.log
   echo  127.0.0.1:7007                       TCP echo
   udp   127.0.0.1:5300                       any datagram
   dns   127.0.0.1:53 (udp)                   any DNS query (answered REFUSED)
@@ -23,6 +24,16 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a):
         bump("http")
 
+class KeepAlive(Quiet):
+    protocol_version = "HTTP/1.1"
+    def parse_request(self):
+        ok = super().parse_request()
+        if ok:
+            with lock:
+                with open(os.path.join(D, "requests.log"), "a") as f:
+                    f.write("%s %s\n" % (self.headers.get("Host", "-"), self.requestline))
+        return ok
+
 class TS(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -42,7 +53,8 @@ class Echo(socketserver.BaseRequestHandler):
 def serve(srv):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
 
-serve(TS(("127.0.0.1", 80), Quiet))
+serve(TS(("127.0.0.1", 80), KeepAlive))
+serve(TS(("127.0.0.1", 8081), KeepAlive))
 serve(TS(("127.0.0.1", 8080), Quiet))
 serve(TS6(("::1", 8080), Quiet))
 serve(TS(("127.0.0.1", 7007), Echo))

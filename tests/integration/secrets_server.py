@@ -14,8 +14,13 @@ upstream received) and counted in DIR/<port>.count. Paths:
   8080       the same handler over plain HTTP
   /ws        WebSocket: echoes each text message back
   /upload    reads the body (chunked or content-length), answers its length and sha256
+  /reflect   echoes the request back in every encoding a debug endpoint might use: raw and
+             decoded query, headers (raw, JSON), each header value and the decoded Basic
+             credentials in base64/base64url at three alignments, percent-encoded (both hex
+             cases); the Authorization header also comes back as a response header
 """
 import base64, hashlib, http.server, json, os, socketserver, ssl, struct, subprocess, sys, threading, time
+import urllib.parse
 
 D = sys.argv[1]
 lock = threading.Lock()
@@ -89,8 +94,27 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length", "0")))
 
+    def _reflect(self):
+        vals = [self.path, urllib.parse.unquote(self.path)] + list(self.headers.values())
+        auth = self.headers.get("Authorization", "")
+        if auth.lower().startswith("basic "):
+            vals.append(base64.b64decode(auth[6:]).decode("utf-8", "replace"))
+        out = {"path": self.path, "headers": dict(self.headers.items()), "forms": []}
+        for v in vals:
+            b = v.encode()
+            for pre in (b"", b"x", b"xy"):
+                out["forms"].append(base64.b64encode(pre + b).decode())
+                out["forms"].append(base64.urlsafe_b64encode(pre + b).decode().rstrip("="))
+            out["forms"].append(urllib.parse.quote(v, safe=""))
+            out["forms"].append(urllib.parse.quote(v, safe="").lower())
+        text = "raw: %s\nheaders:\n%s\njson: %s\n" % (vals[1], "".join("%s: %s\n" % kv for kv in self.headers.items()),
+                                                    json.dumps(out))
+        self._send(200, text.encode(), "text/plain", [("X-Reflect-Auth", auth)])
+
     def do_GET(self):
         self._record()
+        if self.path.startswith("/reflect"):
+            return self._reflect()
         if self.path.startswith("/ack"):
             open(os.path.join(D, "ack-" + self.path.split("=")[-1]), "w").write("1")
             return self._send(200, b"{}")

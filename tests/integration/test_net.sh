@@ -36,7 +36,8 @@ run_in() {
 	shift
 	ml run --rootfs "$NETFS" "${args[@]}" -- sh -c "$1"
 }
-WEB=(--allow-host web.test --add-host web.test:127.0.0.1)
+# A bare name opens ports 80 and 443; the test servers' other ports are listed.
+WEB=(--allow-host web.test,web.test:8080,web.test:8081,web.test:7007 --add-host web.test:127.0.0.1)
 
 t_allowed_http_and_raw_tcp() {
 	run_in "${WEB[@]}" -- 'wget -qO- http://web.test:8080/index.html; echo "wget=$?"
@@ -91,23 +92,108 @@ t_private_address_blocked_unless_opted_in() {
 	# private.test is 127.0.0.1 in the host's /etc/hosts (this namespace's), not --add-host.
 	local before
 	before=$(count echo)
-	run_in --allow-host private.test -- 'echo priv-echo | nc private.test 7007
-		wget -qO- http://private.test/ 2>&1; echo "wget=$?"'
+	run_in --allow-host private.test,private.test:7007,nosuch.test -- 'echo priv-echo | nc private.test 7007
+		printf "GET / HTTP/1.0\r\nHost: private.test\r\n\r\n" | nc private.test 80
+		printf "GET / HTTP/1.0\r\nHost: nosuch.test\r\n\r\n" | nc nosuch.test 80'
 	# The guest's connect is accepted locally by the agent, then reset: nothing comes back.
 	[[ $OUT == *priv-echo* ]] && fail "the echo server answered: $OUT"
-	expect_match "HTTP gets a 403 naming the reason" "$OUT" "403"
+	expect_match "HTTP gets a 403" "$OUT" "403 Forbidden"
 	expect_match "reason" "$ERR" "private.test resolves to 127.0.0.1 \\(loopback\\); private addresses are blocked"
 	expect_eq "echo server reached" "$(count echo)" "$before"
-	run_in --allow-host private.test --allow-private-ips -- 'echo opted-in | nc private.test 7007'
+	# The guest is not told what the host's resolver said: no address, no "no such name".
+	[[ $OUT == *127.0.0.1* || $OUT == *loopback* ]] && fail "the 403 tells the guest the address: $OUT"
+	local priv nosuch
+	priv=$(grep "blocked:" <<<"$OUT" | grep private.test | sed 's/private.test/NAME/g')
+	nosuch=$(grep "blocked:" <<<"$OUT" | grep nosuch.test | sed 's/nosuch.test/NAME/g')
+	[ -n "$priv" ] || fail "no 403 body for private.test: $OUT"
+	expect_eq "a blocked address and a missing name read the same" "$nosuch" "$priv"
+	run_in --allow-host private.test:7007 --allow-private-ips -- 'echo opted-in | nc private.test 7007'
 	expect_match "with --allow-private-ips" "$OUT" "opted-in"
+}
+
+t_host_own_addresses_blocked() {
+	# An address of this (namespace's) host that is not private or loopback by any table.
+	if ! { ip link add ml-self type dummy && ip link set ml-self up; } 2>/dev/null; then
+		ip link del ml-self 2>/dev/null
+		ip link add ml-self type dummy 2>/dev/null || true
+	fi
+	local dev=ml-self
+	ip link show ml-self >/dev/null 2>&1 || dev=lo
+	ip addr add 198.51.100.7/32 dev $dev
+	grep -q self.test /etc/hosts || echo "198.51.100.7 self.test" >>/etc/hosts
+	python3 -c 'import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.51.100.7", 8088)); s.listen(8)
+while True:
+    c, _ = s.accept(); c.sendall(b"self-service\n"); c.close()' </dev/null >/dev/null 2>&1 &
+	local pid=$!
+	trap "kill $pid 2>/dev/null; ip addr del 198.51.100.7/32 dev $dev 2>/dev/null" EXIT
+	sleep 0.5
+	run_in --allow-host self.test:8088 -- 'nc -w 3 self.test 8088 </dev/null; echo "nc=$?"'
+	[[ $OUT == *self-service* ]] && fail "the host's own address was reached: $OUT"
+	expect_match "explained" "$ERR" "self.test resolves to 198.51.100.7 \\(an address of this host\\)"
+	run_in --allow-host self.test:8088 --allow-private-ips -- 'nc -w 3 self.test 8088 </dev/null'
+	expect_match "reachable with --allow-private-ips (the server works)" "$OUT" "self-service"
+}
+
+t_allow_entry_opens_only_its_ports() {
+	local before
+	before=$(count echo)
+	run_in --allow-host web.test --add-host web.test:127.0.0.1 -- 'echo raw | nc -w 2 web.test 7007
+		wget -qO- http://web.test/index.html'
+	expect_match "port 80 is open" "$OUT" "hello from the host"
+	[[ $OUT == *raw* ]] && fail "a bare name opened port 7007: $OUT"
+	expect_eq "echo server reached" "$(count echo)" "$before"
+	expect_match "explained" "$ERR" "the rules for web.test do not open port 7007"
+	run_in --allow-host 'web.test:*' --add-host web.test:127.0.0.1 -- 'echo star | nc -w 2 web.test 7007'
+	expect_match "NAME:* opens every port" "$OUT" "star"
 }
 
 t_http_host_header_must_match() {
 	run_in "${WEB[@]}" -- 'printf "GET / HTTP/1.0\r\nHost: evil.test\r\n\r\n" | nc web.test 80
 		wget -qO- http://web.test/index.html'
 	expect_match "403" "$OUT" "HTTP/1.1 403 Forbidden"
-	expect_match "body names the rule" "$OUT" "Host header evil.test does not match the connection's host name web.test"
+	expect_match "body names the rule" "$OUT" "names host evil.test .*not the connection's host name web.test"
 	expect_match "the right Host passes" "$OUT" "hello from the host"
+}
+
+t_http_every_request_checked() {
+	# Each attack tries to get a request for another host to the allowed server: keep-alive and
+	# pipelined requests, on port 80 and on another port, absolute-form targets of any scheme,
+	# and a smuggled head after a Content-Length or chunked body. The server logs every request.
+	: >"$SRV/requests.log"
+	local ok='GET /index.html HTTP/1.1\r\nHost: web.test\r\n\r\n'
+	run_in "${WEB[@]}" -- "
+		printf '$ok''GET /index.html HTTP/1.1\r\nHost: evil.test\r\n\r\n' | nc web.test 80; echo; echo =1
+		printf '$ok''GET /index.html HTTP/1.1\r\nHost: evil.test\r\n\r\n' | nc web.test 8081; echo; echo =2
+		printf 'GET http://evil.test:8080/ HTTP/1.1\r\nHost: web.test\r\n\r\n' | nc web.test 8081; echo; echo =3
+		printf '$ok''GET https://evil.test/ HTTP/1.1\r\nHost: web.test\r\n\r\n' | nc web.test 80; echo; echo =4
+		printf 'POST /index.html HTTP/1.1\r\nHost: web.test\r\nContent-Length: 35\r\n\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n''GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n' | nc web.test 8081; echo; echo =5
+		printf 'POST /x HTTP/1.1\r\nHost: web.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n''GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n' | nc web.test 8081; echo; echo =6
+		printf '$ok''GET /index.html HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n' | nc web.test 8081; echo; echo =7"
+	expect_eq status "$RC" 0
+	local reqs
+	reqs=$(cat "$SRV/requests.log")
+	[[ $reqs == *evil* ]] && fail "a request for another host reached the server: $reqs"
+	expect_eq "403s (one per attack)" "$(grep -c 'HTTP/1.1 403 Forbidden' <<<"$OUT")" 6
+	# A denial ends the connection at once (earlier answers may be cut); a clean one serves all.
+	expect_eq "the two requests of the clean connection" "$(sed -n '/=6/,/=7/p' <<<"$OUT" | grep -c 'hello from the host')" 2
+	expect_match "the server saw them" "$reqs" "web.test GET /index.html HTTP/1.1"
+	# Denials of one name are logged once, then counted (t_denials_are_aggregated).
+	expect_match "explained" "$ERR" "HTTP denied web.test .* port 80: request 2 names host evil.test"
+	expect_match "counted" "$ERR" "HTTP denied web.test 5 more times"
+}
+
+t_denials_are_aggregated() {
+	# Any guest user can loop on a denied name; the sandbox log gets a line and a count.
+	run_in --timeout 120 "${WEB[@]}" -- 'i=0; while [ $i -lt 200 ]; do nslookup -timeout=2 flood.test >/dev/null 2>&1; i=$((i+1)); done; echo looped=$i'
+	expect_match "looped" "$OUT" "looped=200"
+	local lines
+	lines=$(grep -c "flood.test" <<<"$ERR")
+	[ "$lines" -ge 1 ] && [ "$lines" -le 4 ] || fail "$lines log lines for one denied name: $ERR"
+	expect_match "summary with a count" "$ERR" "DNS denied flood.test [0-9]+ more times in the last 10 s"
+	local n
+	n=$(grep -o "denied flood.test [0-9]* more" <<<"$ERR" | awk '{s += $3} END {print s + 0}')
+	[ "$n" -ge 199 ] || fail "the summaries count $n repeats of at least 200 lookups"
 }
 
 t_no_network() {
@@ -163,7 +249,7 @@ t_udp_and_icmp_go_nowhere() {
 }
 
 t_ipv6() {
-	run_in --allow-host v6.test --add-host 'v6.test:[::1]' -- 'nslookup -type=AAAA v6.test | grep -q fd6d: && echo aaaa=yes
+	run_in --allow-host v6.test:8080 --add-host 'v6.test:[::1]' -- 'nslookup -type=AAAA v6.test | grep -q fd6d: && echo aaaa=yes
 		a=$(grep "^fd6d.* v6.test" /etc/hosts | cut -d" " -f1)
 		wget -qO- "http://[$a]:8080/index.html"'
 	expect_match "AAAA answer" "$OUT" "aaaa=yes"
@@ -176,5 +262,6 @@ t_bad_flags() {
 	ml run --rootfs "$NETFS" --add-host 'nocolon' -- true
 	expect_one_line_error
 }
+
 
 run_tests "$@"

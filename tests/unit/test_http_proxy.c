@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The intercepting proxy's pure parts: HTTP/1 heads and bodies, secrets, ClientHello SNI. */
+#define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +37,9 @@ static void test_request_heads(void)
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
 		"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
 		"GET https://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET http://b:8080/ HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET ws://b/x HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET http://u@b/ HTTP/1.1\r\nHost: b\r\n\r\n",
 		"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHo st: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
@@ -49,6 +55,17 @@ static void test_request_heads(void)
 	CHECK(m.framing == HTTP_BODY_CHUNKED && m.upgrade && m.expect_continue);
 	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.0\r\nHost: a\r\n\r\n"), &m, &why), 0);
 	CHECK(m.close && m.framing == HTTP_BODY_NONE);
+	/* Absolute form, any scheme: its authority is the host (plain HTTP checks every request). */
+	CHECK_EQ_INT(http_parse_request(S("GET http://Other.test:8080/x?y HTTP/1.1\r\n\r\n"), &m, &why), 0);
+	CHECK(!strcmp(m.host, "other.test"));
+	CHECK_EQ_INT(http_parse_request(S("GET https://o.test HTTP/1.1\r\nHost: o.test:443\r\n\r\n"),
+					&m, &why), 0);
+	CHECK(!strcmp(m.host, "o.test"));
+	/* An IP literal Host (a guest that dialed its synthetic address) keeps its brackets. */
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [FD6D::1]:8080\r\n\r\n"), &m, &why), 0);
+	CHECK(!strcmp(m.host, "[fd6d::1]"));
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [fd6d::1]x\r\n\r\n"), &m, &why), -EPROTO);
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [a.b@c]\r\n\r\n"), &m, &why), -EPROTO);
 	/* A head that never ends is refused at the bound. */
 	char *big = malloc(HTTP_MAX_HEAD + 10);
 	memset(big, 'a', HTTP_MAX_HEAD + 10);
@@ -157,7 +174,7 @@ static void test_secrets(void)
 	buf_fini(&b64);
 	struct buf out = { 0 };
 	const struct secret *leak;
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "api.test", S(head), true, &out, &leak), 3);
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "api.test", S(head), true, &out, &leak, NULL), 3);
 	buf_put_u8(&out, 0);
 	base64_encode(&b64, (const uint8_t *)"u:sk-real/value+1", 17);
 	buf_put_u8(&b64, 0);
@@ -171,7 +188,7 @@ static void test_secrets(void)
 	buf_fini(&b64);
 
 	/* Headed elsewhere: refused, nothing written, the secret named. */
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak), -EPERM);
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak, NULL), -EPERM);
 	CHECK(leak == s && buf_used(&out) == 0);
 	/* Only inside Basic credentials: still caught. */
 	snprintf(basic_in, sizeof(basic_in), "u:%s", s->placeholder);
@@ -179,10 +196,10 @@ static void test_secrets(void)
 	buf_put_u8(&b64, 0);
 	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: o\r\nAuthorization: basic %s\r\n\r\n", (char *)b64.p);
 	buf_fini(&b64);
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak), -EPERM);
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak, NULL), -EPERM);
 	/* No placeholder: unchanged. */
 	const char *plain = "GET / HTTP/1.1\r\nHost: o\r\nX: SANDBOX_SECRET_nothex\r\n\r\n";
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(plain), false, &out, &leak), 0);
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(plain), false, &out, &leak, NULL), 0);
 	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), plain, strlen(plain));
 	buf_fini(&out);
 }
@@ -211,6 +228,122 @@ static void test_scrub(void)
 	scrub_feed(&ss, &sc, S("data: 1\n\n"), false, &out);
 	CHECK_EQ_INT(buf_used(&out), 9);
 	buf_fini(&out);
+	scrub_fini(&sc);
+}
+
+/* Scrub text split at cut into two feeds; the result (NUL-terminated, caller frees). */
+static char *scrub_split(struct scrub *sc, const char *text, size_t cut)
+{
+	struct buf out = { 0 };
+	scrub_feed(&ss, sc, (const uint8_t *)text, cut, false, &out);
+	scrub_feed(&ss, sc, (const uint8_t *)text + cut, strlen(text) - cut, false, &out);
+	scrub_feed(&ss, sc, NULL, 0, true, &out);
+	buf_put_u8(&out, 0);
+	char *r = strdup((const char *)buf_head(&out));
+	buf_fini(&out);
+	return r;
+}
+
+/* Whether mid occurs in t after any decoding a reader could apply (independent of secrets.c). */
+static bool recoverable(const char *t, const char *mid)
+{
+	if (strstr(t, mid))
+		return true;
+	char dec[4096];
+	size_t k = 0;
+	for (size_t i = 0; t[i] && k + 1 < sizeof(dec); i++) { /* percent and JSON escapes */
+		unsigned x;
+		if (t[i] == '%' && sscanf(t + i + 1, "%2x", &x) == 1 && isxdigit((unsigned char)t[i + 2]))
+			dec[k++] = (char)x, i += 2;
+		else if (t[i] == '\\' && t[i + 1])
+			dec[k++] = t[++i];
+		else
+			dec[k++] = t[i];
+	}
+	dec[k] = 0;
+	if (strstr(dec, mid))
+		return true;
+	/* base64 and base64url runs, read from every character offset */
+	for (size_t i = 0; t[i]; i++) {
+		char run[4096];
+		size_t rl = 0;
+		for (size_t j = i; t[j] && rl + 1 < sizeof(run) && (isalnum((unsigned char)t[j]) ||
+		     strchr("+/-_", t[j])); j++)
+			run[rl++] = t[j] == '-' ? '+' : t[j] == '_' ? '/' : t[j];
+		rl -= rl % 4;
+		struct buf b = { 0 };
+		bool hit = rl && base64_decode(&b, run, rl) == 0 &&
+			   memmem(buf_head(&b), buf_used(&b), mid, strlen(mid));
+		buf_fini(&b);
+		if (hit)
+			return true;
+	}
+	return false;
+}
+
+/* A reflecting upstream hands back the value in any encoding: none lets it be recovered. */
+static void test_scrub_encodings(void)
+{
+	const char *value = "sk-real/value+1";
+	const char *mid = "real/value"; /* all but two bytes at each end */
+	char b64[64], b64u[64], text[1024];
+	struct buf t = { 0 };
+	static const char *const pre[] = { "", "u", "us", "user:", "x" };
+	static const char *const wrap[][2] = {
+		{ "Authorization: Basic ", "\r\n" }, { "{\"auth\": \"", "\"}" }, { "?k=", "&x=1" }, { "", "" },
+	};
+	size_t ncase = 0;
+	for (size_t pi = 0; pi < sizeof(pre) / sizeof(pre[0]); pi++) {
+		char plain[128];
+		snprintf(plain, sizeof(plain), "%s%s:tail", pre[pi], value);
+		buf_fini(&t);
+		base64_encode(&t, (const uint8_t *)plain, strlen(plain));
+		snprintf(b64, sizeof(b64), "%.*s", (int)buf_used(&t), (const char *)buf_head(&t));
+		snprintf(b64u, sizeof(b64u), "%s", b64);
+		for (char *q = b64u; *q; q++)
+			*q = *q == '+' ? '-' : *q == '/' ? '_' : *q == '=' ? 0 : *q;
+		const char *forms[] = { b64, b64u, "sk-real%2Fvalue%2B1", "sk-real%2fvalue%2b1",
+					"sk-real\\/value+1", value };
+		for (size_t fi = 0; fi < sizeof(forms) / sizeof(forms[0]); fi++) {
+			for (size_t ti = 0; ti < sizeof(wrap) / sizeof(wrap[0]); ti++) {
+				snprintf(text, sizeof(text), "%s%s%s", wrap[ti][0], forms[fi], wrap[ti][1]);
+				for (size_t cut = 0; cut <= strlen(text); cut += 3) {
+					struct scrub sc = { 0 };
+					char *r = scrub_split(&sc, text, cut);
+					if (!CHECK(!recoverable(r, mid)))
+						fprintf(stderr, "  recovered from %s -> %s\n", text, r);
+					free(r);
+					scrub_fini(&sc);
+					ncase++;
+				}
+			}
+		}
+	}
+	buf_fini(&t);
+	CHECK(ncase > 100);
+
+	/* The proxy's own Basic token, echoed whole, comes back as the guest's token. */
+	const struct secret *s = &ss.s[0];
+	char head[512], guest_tok[256];
+	snprintf(text, sizeof(text), "bob:%s", s->placeholder);
+	buf_fini(&t);
+	base64_encode(&t, (const uint8_t *)text, strlen(text));
+	snprintf(guest_tok, sizeof(guest_tok), "%.*s", (int)buf_used(&t), (const char *)buf_head(&t));
+	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic %s\r\n\r\n",
+		 guest_tok);
+	struct scrub sc = { 0 };
+	struct buf out = { 0 };
+	const struct secret *leak;
+	CHECK_EQ_INT(secrets_rewrite_request(&ss, "api.test", S(head), false, &out, &leak, &sc), 1);
+	CHECK_EQ_INT(sc.nrec, 1);
+	const char *sent = strstr((const char *)buf_head(&out), "Basic ") + 6;
+	snprintf(text, sizeof(text), "echo: %.*s.", (int)(strchr(sent, '\r') - sent), sent);
+	char *r = scrub_split(&sc, text, 10);
+	snprintf(head, sizeof(head), "echo: %s.", guest_tok);
+	CHECK(!strcmp(r, head));
+	free(r);
+	buf_fini(&out);
+	buf_fini(&t);
 	scrub_fini(&sc);
 }
 
@@ -257,6 +390,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_bodies);
 	CHECK_RUN(test_secrets);
 	CHECK_RUN(test_scrub);
+	CHECK_RUN(test_scrub_encodings);
 	CHECK_RUN(test_tlshello);
 	secrets_clear(&ss);
 	return check_summary();

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -106,6 +108,60 @@ static void test_blocked_addresses(void)
 	CHECK(!strcmp(blocked("::ffff:127.0.0.1"), "loopback"));
 	CHECK(!strcmp(blocked("64:ff9b::a00:1"), "private"));
 	CHECK(blocked("2606:4700::1111") == NULL);
+
+	/* IPv4 carried in IPv6 transition addresses is judged as IPv4 (the table of issue 11). */
+	static const struct {
+		const char *a;
+		bool bad;
+	} embedded[] = {
+		{ "::ffff:10.0.0.1", true }, /* mapped */
+		{ "::ffff:0:10.0.0.1", true }, /* translated ::ffff:0:0:0/96 */
+		{ "::ffff:0:8.8.8.8", false },
+		{ "::10.0.0.1", true }, /* compatible ::/96 */
+		{ "::8.8.8.8", false },
+		{ "64:ff9b::7f00:1", true }, /* NAT64 */
+		{ "64:ff9b::808:808", false },
+		{ "64:ff9b:1::a9fe:a9fe", true }, /* local-use NAT64 /48, metadata */
+		{ "64:ff9b:1:2:3:4:808:808", false },
+		{ "2002:7f00:1::1", true }, /* 6to4 of 127.0.0.1 */
+		{ "2002:c0a8:101::5", true }, /* 6to4 of 192.168.1.1 */
+		{ "2002:808:808::1", false },
+		{ "2001:0:4136:e378:8000:63bf:f5ff:fffe", true }, /* Teredo client ~ = 10.0.0.1 */
+		{ "2001:0:4136:e378:8000:63bf:f7f7:f7f7", false }, /* client 8.8.8.8, server public */
+		{ "2001:0:a00:1:8000:63bf:f7f7:f7f7", true }, /* Teredo server 10.0.0.1 */
+		{ "2001:4860::1", false }, /* 2001:4860 is not Teredo */
+	};
+	for (size_t i = 0; i < sizeof(embedded) / sizeof(embedded[0]); i++) {
+		bool bad = blocked(embedded[i].a) != NULL;
+		if (bad != embedded[i].bad)
+			fprintf(stderr, "  %s: expected %s\n", embedded[i].a, embedded[i].bad ? "blocked" : "public");
+		CHECK(bad == embedded[i].bad);
+	}
+	uint8_t v6[16], v4[4];
+	inet_pton(AF_INET6, "2001:0:4136:e378:8000:63bf:f5ff:fffe", v6);
+	CHECK(policy_v6_embedded_v4(v6, v4) && !strcmp(policy_v6_embedded_v4(v6, v4), "Teredo") &&
+	      v4[0] == 10 && v4[1] == 0 && v4[2] == 0 && v4[3] == 1);
+	inet_pton(AF_INET6, "2606:4700::1111", v6);
+	CHECK(policy_v6_embedded_v4(v6, v4) == NULL);
+}
+
+/* Ports: a bare name opens 80 and 443; NAME:PORT that port; NAME:* all. */
+static void test_ports(void)
+{
+	struct policy pp = { 0 };
+	CHECK(policy_add(&pp, "web.test") == 0 && policy_add(&pp, "db.test:05432") == 0);
+	CHECK(policy_add(&pp, "*.any.test:*") == 0);
+	CHECK(policy_match_port(&pp, "web.test", 80) && policy_match_port(&pp, "web.test", 443));
+	CHECK(!policy_match_port(&pp, "web.test", 2222) && policy_match(&pp, "web.test"));
+	CHECK(policy_match_port(&pp, "db.test", 5432) && !strcmp(pp.rules[1], "db.test:5432"));
+	CHECK(!policy_match_port(&pp, "db.test", 80) && !policy_match_port(&pp, "db.test", 443));
+	CHECK(policy_match_port(&pp, "a.any.test", 2222) && !policy_match_port(&pp, "any.test", 80));
+	CHECK(policy_add(&pp, "x.test:0") == -EINVAL && policy_add(&pp, "x.test:65536") == -EINVAL);
+	CHECK(policy_add(&pp, "x.test:") == -EINVAL && policy_add(&pp, "x.test:8a") == -EINVAL);
+	CHECK(policy_add(&pp, "x.test:80:80") == -EINVAL && policy_add(&pp, ":80") == -EINVAL);
+	CHECK(policy_add_list(&pp, "e.test:8080,f.test:*") == 0 && policy_match_port(&pp, "f.test", 1));
+	CHECK(policy_delete(&pp, "db.test:5432") == 0 && !policy_match(&pp, "db.test"));
+	CHECK(policy_glob_matches("*.any.test:*", "b.any.test") && !policy_glob_matches("web.test:80", "web.tes"));
 }
 
 /* The synthetic pool: stable index per name, address <-> name both ways, bounded. */
@@ -142,6 +198,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_max_rules);
 	CHECK_RUN(test_pins);
 	CHECK_RUN(test_blocked_addresses);
+	CHECK_RUN(test_ports);
 	CHECK_RUN(test_addrpool);
 	return check_summary();
 }

@@ -524,18 +524,15 @@ class Client:
         return _unb64(self.call("log").get("content"))
 
     # ---- shutdown ----------------------------------------------------------------------------
-    def _close_sandbox(self, timeout: Optional[float] = None) -> None:
+    def _close_sandbox(self) -> None:
         if self.sandbox_id is None:
             return
-        params: Dict[str, Any] = {}
-        if timeout is not None:
-            params["timeout_seconds"] = timeout
         try:
-            self.call("close", params)
+            self.call("close", {})
         finally:
             self.sandbox_id = None
 
-    def close(self, timeout: Optional[float] = None) -> None:
+    def close(self) -> None:
         """Stop the sandbox and end `matchlock rpc`. The sandbox stays listed as stopped (with
         its log) until ``matchlock rm ID``, ``matchlock prune`` or ``remove``."""
         proc = self._proc
@@ -543,7 +540,7 @@ class Client:
             return
         try:
             if self._dead is None:
-                self._close_sandbox(timeout)
+                self._close_sandbox()
         except MatchlockError:
             pass
         finally:

@@ -10,7 +10,11 @@ class Sandbox:
     >>> sb.create_params()["resources"]["memory_mb"]
     256
 
-    Nothing is started until ``Client.launch(sandbox)``.
+    Nothing is started until ``Client.launch(sandbox)``. Values are not judged here: the
+    server has the one validator (shared with ``matchlock run``), so an out-of-range value or a
+    field the server does not implement makes ``launch`` raise RPCError(INVALID_PARAMS) with
+    the same words the CLI prints, e.g. "cpus 0: expected a number from 0.1 to 16 (--cpus,
+    resources.cpus)".
     """
 
     def __init__(self, image: str) -> None:
@@ -30,31 +34,23 @@ class Sandbox:
 
     # ---- resources -----------------------------------------------------------------------
     def with_cpus(self, cpus: float) -> "Sandbox":
-        """Number of virtual CPUs (fractions limit CPU time)."""
-        if cpus <= 0:
-            raise ValueError("cpus must be positive")
+        """Number of virtual CPUs, 0.1 to 16 (fractions limit CPU time)."""
         self._resources["cpus"] = cpus
         return self
 
     def with_memory(self, memory_mb: int) -> "Sandbox":
-        """Guest memory in MiB."""
-        if memory_mb <= 0:
-            raise ValueError("memory_mb must be positive")
+        """Guest memory in MiB, 64 to 65536."""
         self._resources["memory_mb"] = int(memory_mb)
         return self
 
     def with_disk_size(self, disk_size_mb: int) -> "Sandbox":
         """Size of the writable layer in MiB. Not implemented by this server yet: ``launch``
-        fails with RPCError(INVALID_PARAMS) naming ``resources.disk_size_mb``."""
-        if disk_size_mb <= 0:
-            raise ValueError("disk_size_mb must be positive")
+        fails with RPCError(INVALID_PARAMS) naming ``resources.disk_size_mb`` (never ignored)."""
         self._resources["disk_size_mb"] = int(disk_size_mb)
         return self
 
     def with_timeout(self, seconds: int) -> "Sandbox":
-        """Lifetime of the sandbox: it is stopped after this many seconds."""
-        if seconds <= 0:
-            raise ValueError("timeout must be positive")
+        """Lifetime of the sandbox: it is stopped after this many seconds (at least 1)."""
         self._resources["timeout_seconds"] = int(seconds)
         return self
 

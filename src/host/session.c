@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sandbox spec, its one validator, and the one start and stop every entry point uses
+ * (session.h says who calls what and the phases).
+ */
+#define _GNU_SOURCE
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "common/jsonw.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "portfwd.h"
+
+/* ---- the spec ---------------------------------------------------------------------------- */
+
+int sandbox_spec_init(struct sandbox_spec *spec)
+{
+	*spec = (struct sandbox_spec){.cpus = 1, .memory_mb = 512, .rm = -1};
+	spec->policy = calloc(1, sizeof(*spec->policy));
+	spec->secrets = calloc(1, sizeof(*spec->secrets));
+	if (!spec->policy || !spec->secrets) {
+		sandbox_spec_fini(spec);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void spec_strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+char **spec_strv_dup(char *const *v)
+{
+	size_t n = 0;
+	while (v && v[n])
+		n++;
+	char **d = calloc(n + 1, sizeof(*d));
+	for (size_t i = 0; d && i < n; i++) {
+		if (!(d[i] = strdup(v[i]))) {
+			spec_strv_free(d);
+			return NULL;
+		}
+	}
+	return d;
+}
+
+int spec_strdup(char **field, const char *value)
+{
+	char *copy = value ? strdup(value) : NULL;
+	if (value && !copy)
+		return -ENOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+void sandbox_spec_fini(struct sandbox_spec *spec)
+{
+	free(spec->image);
+	free(spec->rootfs);
+	env_fini(&spec->env);
+	free(spec->user);
+	free(spec->workdir);
+	spec_strv_free(spec->entrypoint);
+	spec_strv_free(spec->cmd);
+	free(spec->hostname);
+	free(spec->policy);
+	secrets_clear(spec->secrets);
+	free(spec->secrets);
+	for (unsigned i = 0; i < spec->nupstream_ca; i++)
+		free(spec->upstream_ca[i]);
+	free(spec->address);
+	for (unsigned i = 0; i < spec->nmounts; i++)
+		free(spec->mounts[i]);
+	free(spec->accel);
+	memset(spec, 0, sizeof(*spec));
+}
+
+/* ---- the validator ----------------------------------------------------------------------- */
+
+/* How each entry point spells a field: every message ends with both, so it reads the same. */
+struct spec_field {
+	const char *flag; /* the CLI's */
+	const char *key;  /* the RPC's, NULL when it has none */
+};
+
+static const struct spec_field F_CPUS = {"--cpus", "resources.cpus"};
+static const struct spec_field F_MEMORY = {"--memory", "resources.memory_mb"};
+static const struct spec_field F_DISK = {"--disk-size", "resources.disk_size_mb"};
+static const struct spec_field F_TIMEOUT = {"--timeout", "resources.timeout_seconds"};
+static const struct spec_field F_HOSTNAME = {"--hostname", "network.hostname"};
+static const struct spec_field F_ROOTFS = {"--rootfs", "image"};
+static const struct spec_field F_SECRETS = {"--secret with --no-network",
+					    "network.secrets with network.no_network"};
+static const struct spec_field F_UPSTREAM_CA = {"--upstream-ca", NULL};
+static const struct spec_field F_MOUNTS = {"--volume", NULL};
+static const struct spec_field F_ACCEL = {"--accel", "MATCHLOCK_ACCEL"};
+static const struct spec_field F_ROOTFS_IMAGE = {"--rootfs with --image", NULL};
+
+static int refuse(char *err, size_t errn, const struct spec_field *f, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int refuse(char *err, size_t errn, const struct spec_field *f, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(err, errn, "%s (%s%s%s)", what, f->flag, f->key ? ", " : "", f->key ? f->key : "");
+	return -EINVAL;
+}
+
+void sandbox_spec_unsupported(char *err, size_t errn, const char *name)
+{
+	snprintf(err, errn, "%.64s: not supported by this version of matchlock", name);
+}
+
+static bool hostname_ok(const char *h)
+{
+	size_t n = strlen(h);
+	return n && n <= 63 &&
+	       strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") == n;
+}
+
+int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
+{
+	struct stat st;
+	/* !(x >= min) also refuses NaN. */
+	if (!(s->cpus >= SPEC_CPUS_MIN) || s->cpus > SPEC_CPUS_MAX)
+		return refuse(err, errn, &F_CPUS, "cpus %g: expected a number from %g to %d",
+			      s->cpus, SPEC_CPUS_MIN, SPEC_CPUS_MAX);
+	if (s->memory_mb < SPEC_MEMORY_MIN_MB || s->memory_mb > SPEC_MEMORY_MAX_MB)
+		return refuse(err, errn, &F_MEMORY, "memory %lld MB: expected %d to %d MB",
+			      s->memory_mb, SPEC_MEMORY_MIN_MB, SPEC_MEMORY_MAX_MB);
+	if (s->has_timeout && (s->timeout_s < 1 || s->timeout_s > SPEC_TIMEOUT_MAX_S))
+		return refuse(err, errn, &F_TIMEOUT,
+			      "timeout %lld s: expected whole seconds from 1 to %lld", s->timeout_s,
+			      SPEC_TIMEOUT_MAX_S);
+	if (s->has_disk_size)
+		return refuse(err, errn, &F_DISK,
+			      "disk size %lld MB: not supported by this version of matchlock",
+			      s->disk_size_mb);
+	if (s->nmounts)
+		return refuse(err, errn, &F_MOUNTS,
+			      "volume %.200s: not supported by this version of matchlock",
+			      s->mounts[0]);
+	if (s->hostname && !hostname_ok(s->hostname))
+		return refuse(err, errn, &F_HOSTNAME,
+			      "hostname %.64s: use 1-63 letters, digits, '-' or '.'", s->hostname);
+	if (s->accel && strcmp(s->accel, "auto") && strcmp(s->accel, "kvm") &&
+	    strcmp(s->accel, "tcg"))
+		return refuse(err, errn, &F_ACCEL, "accelerator %.32s: expected auto, kvm or tcg",
+			      s->accel);
+	if (s->rootfs && s->image)
+		return refuse(err, errn, &F_ROOTFS_IMAGE,
+			      "a root filesystem and an image cannot be combined");
+	if (s->rootfs && stat(s->rootfs, &st) < 0)
+		return refuse(err, errn, &F_ROOTFS, "root filesystem %.256s: %s", s->rootfs,
+			      strerror(errno));
+	if (s->secrets && s->secrets->n && s->policy && s->policy->no_network)
+		return refuse(err, errn, &F_SECRETS, "secrets cannot be combined with no network");
+	for (unsigned i = 0; i < s->nupstream_ca; i++)
+		if (access(s->upstream_ca[i], R_OK) < 0)
+			return refuse(err, errn, &F_UPSTREAM_CA, "upstream CA %.256s: %s",
+				      s->upstream_ca[i], strerror(errno));
+	return 0;
+}
+
+/* ---- start ------------------------------------------------------------------------------- */
+
+/* The record's config: what `get` shows. Names only for env; secrets as "<redacted>". */
+static char *session_config_json(const struct session *s)
+{
+	const struct sandbox_spec *sp = &s->spec;
+	struct buf b = {0};
+	char cpus[32];
+	snprintf(cpus, sizeof(cpus), "%g",
+		 s->sc.cpu_milli ? s->sc.cpu_milli / 1000.0 : (double)s->sc.cpus);
+	jsonw_raw(&b, "{");
+	jsonw_kv_str(&b, 1, "rootfs", sp->rootfs);
+	jsonw_kv_str(&b, 0, "image", sp->image);
+	jsonw_kv_str(&b, 0, "hostname", s->sc.hostname ? s->sc.hostname : s->sc.id);
+	jsonw_kv_raw(&b, 0, "cpus", cpus);
+	jsonw_kv_int(&b, 0, "memory_mb", s->sc.memory_mb);
+	jsonw_kv_int(&b, 0, "timeout_seconds", sp->has_timeout ? sp->timeout_s : 0);
+	jsonw_kv_str(&b, 0, "accel", accel_names[s->sc.accel]);
+	jsonw_kv_bool(&b, 0, "detached", sp->lifetime == LIFETIME_DETACHED);
+	jsonw_raw(&b, ",\"command\":[");
+	for (size_t i = 0; s->argv && s->argv[i]; i++) {
+		if (i)
+			jsonw_raw(&b, ",");
+		jsonw_str(&b, s->argv[i]);
+	}
+	jsonw_raw(&b, "],\"env\":[");
+	for (size_t i = 0; i < s->env.n; i++) {
+		/* Values can be credentials: record the names only. */
+		char key[256];
+		snprintf(key, sizeof(key), "%.*s", (int)strcspn(s->env.v[i], "="), s->env.v[i]);
+		if (i)
+			jsonw_raw(&b, ",");
+		jsonw_str(&b, key);
+	}
+	/* Secrets: names and hosts; the value is never recorded anywhere. */
+	jsonw_raw(&b, "],\"secrets\":{");
+	for (unsigned i = 0; sp->secrets && i < sp->secrets->n; i++) {
+		const struct secret *sec = &sp->secrets->s[i];
+		if (i)
+			jsonw_raw(&b, ",");
+		jsonw_str(&b, sec->name);
+		jsonw_raw(&b, ":{\"value\":\"<redacted>\",\"hosts\":[");
+		for (unsigned j = 0; j < sec->nhosts; j++) {
+			if (j)
+				jsonw_raw(&b, ",");
+			jsonw_str(&b, sec->hosts[j]);
+		}
+		jsonw_raw(&b, "]}");
+	}
+	jsonw_raw(&b, "}}");
+	if (buf_put_u8(&b, 0) < 0) {
+		buf_fini(&b);
+		return NULL;
+	}
+	return (char *)b.p;
+}
+
+/*
+ * The process defaults, Docker's rules: Entrypoint + (the spec's cmd, else Cmd), where the
+ * spec's entrypoint replaces Entrypoint and drops Cmd; the image's Env lies under the spec's
+ * layers; the spec's user and working dir win over User and WorkingDir.
+ */
+static int session_apply_image(struct session *s, const char *what, char *err, size_t errn)
+{
+	struct sandbox_spec *sp = &s->spec;
+	struct oci_image_config view = s->image;
+	if (sp->entrypoint) {
+		view.entrypoint = sp->entrypoint;
+		view.cmd = NULL;
+	}
+	static char *none[] = {NULL};
+	if (!(s->argv = oci_config_argv(&view, NULL, sp->cmd ? sp->cmd : none))) {
+		snprintf(err, errn, "out of memory");
+		return -ENOMEM;
+	}
+	/* The image's Env is strictly KEY=VALUE: a bare KEY must not pick up our environment. */
+	size_t bad = 0;
+	int k = env_merge(&s->env, s->image.env, &bad);
+	if (k < 0) {
+		snprintf(err, errn, "image %.256s: Env[%zu]: %s", what, bad, env_strerror(k));
+	} else if ((k = env_merge(&s->env, env_vector(&sp->env), &bad)) < 0) {
+		snprintf(err, errn, "env %.64s: %s", env_vector(&sp->env)[bad], env_strerror(k));
+	}
+	if (k < 0)
+		return k == -ENOMEM ? k : -EINVAL;
+	s->user = sp->user ? sp->user : s->image.user;
+	s->workdir = sp->workdir ? sp->workdir : s->image.workdir;
+	return 0;
+}
+
+/*
+ * Phase PREPARED: the root disk (an image pulled, unpacked and built, or a root filesystem),
+ * the command and environment, the accelerator and guest files, an ID and its directory. No
+ * VM, no record, no loop: this is the part a worker can run.
+ */
+static int session_prepare(struct session *s, char *err, size_t errn)
+{
+	struct sandbox_spec *sp = &s->spec;
+	char disk[sizeof(s->L.disk)];
+	const char *what = sp->rootfs ? sp->rootfs : sp->image ? sp->image : OCI_DEFAULT_IMAGE;
+	if (!sp->rootfs && !sp->image && spec_strdup(&sp->image, OCI_DEFAULT_IMAGE) < 0)
+		return -ENOMEM;
+	if (sp->image && oci_image_prepare(sp->image, disk, sizeof(disk), &s->image, err, errn) < 0)
+		return -EIO;
+	int r = session_apply_image(s, what, err, errn);
+	if (r < 0)
+		return r;
+	if (!s->argv[0] && sp->lifetime == LIFETIME_COMMAND) {
+		snprintf(err, errn, "no command given (matchlock run [FLAGS] -- COMMAND [ARG...])");
+		return -EINVAL;
+	}
+	if ((r = launch_prepare(&s->L, sp->rootfs, sp->accel, err, errn)) < 0)
+		return r == -ENOMEM ? r : -EIO;
+	if (sp->image)
+		snprintf(s->L.disk, sizeof(s->L.disk), "%s", disk);
+	if (sp->no_snapshot)
+		s->L.snapshots = false;
+	if ((r = launch_make_dir(&s->L, err, errn)) < 0)
+		return r;
+	s->made_dir = true;
+	s->phase = SESSION_PREPARED;
+	return 0;
+}
+
+/*
+ * LIFETIME_DETACHED: the supervisor becomes a child in its own session, with no terminal; the
+ * caller's process waits until the child says the sandbox runs (or why not). Returns
+ * SESSION_DETACHED in the caller's process, 0 in the child, -errno if either part failed.
+ */
+static int session_detach(struct session *s, char *err, size_t errn)
+{
+	int notify[2];
+	if (pipe2(notify, O_CLOEXEC) < 0) {
+		snprintf(err, errn, "pipe: %s", strerror(errno));
+		return -errno;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, errn, "fork: %s", strerror(errno));
+		close(notify[0]);
+		close(notify[1]);
+		return -EAGAIN;
+	}
+	if (pid > 0) {
+		close(notify[1]);
+		s->made_dir = false; /* the child owns it now */
+		char msg[1024];
+		ssize_t n = read(notify[0], msg, sizeof(msg) - 1);
+		close(notify[0]);
+		msg[n > 0 ? n : 0] = 0;
+		if (n > 0 && !strncmp(msg, "ok", 2))
+			return SESSION_DETACHED;
+		snprintf(err, errn, "%s",
+			 n > 0 ? msg : "the sandbox supervisor died while starting");
+		int ws;
+		waitpid(pid, &ws, 0);
+		return -EIO;
+	}
+	close(notify[0]);
+	s->notify_fd = notify[1];
+	s->detached = true;
+	setsid();
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+	log_set_quiet(1);
+	return 0;
+}
+
+static void on_boot_signal(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct session *s = w->obj;
+	struct signalfd_siginfo si;
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si))
+		if (si.ssi_signo != SIGWINCH)
+			s->interrupted = (int)si.ssi_signo;
+}
+
+/* The loop the sandbox runs on: the caller's, or our own with the process's signals. */
+static int session_loop(struct session *s, struct loop *l, char *err, size_t errn)
+{
+	if (l) {
+		s->loop = l;
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	s->sigfd = cli_signalfd();
+	if (s->sigfd < 0 || loop_init(&s->own_loop) < 0) {
+		snprintf(err, errn, "setting up: %s", strerror(errno));
+		return -errno;
+	}
+	s->loop = &s->own_loop;
+	watch_init(&s->sig_w, s->sigfd, on_boot_signal, s);
+	loop_watch(s->loop, &s->sig_w, EPOLLIN);
+	return 0;
+}
+
+/* Phase BOOTING: the record, then the VM (with launch's fallbacks). */
+static int session_boot(struct session *s, char *err, size_t errn)
+{
+	struct sandbox_spec *sp = &s->spec;
+	int r = state_open(&s->st, err,
+			   errn); /* only now: an SQLite connection must never cross a fork */
+	if (r < 0)
+		return r;
+	if (sp->policy->no_network && (sp->policy->nrules || sp->policy->npins))
+		warn("no network: the allowed hosts and added hosts are ignored");
+	s->sc = (struct sandbox_config){
+	    .cpus = (unsigned)ceil(sp->cpus),
+	    .cpu_milli = (unsigned)lround(sp->cpus * 1000),
+	    .memory_mb = (unsigned)sp->memory_mb,
+	    .hostname = sp->hostname,
+	    .policy = sp->policy,
+	    .secrets = sp->secrets,
+	    .upstream_ca = sp->upstream_ca,
+	    .net_event = sp->net_event,
+	    .net_opaque = sp->net_opaque,
+	};
+	if (s->sc.cpu_milli % 1000 == 0)
+		s->sc.cpu_milli = 0; /* whole CPUs need no quota */
+	launch_config(&s->L, &s->sc);
+	struct sb_record rec = {.status = ST_CREATING,
+				.created = time(NULL),
+				.pid = getpid(),
+				.pid_start = proc_start_time(getpid())};
+	snprintf(rec.id, sizeof(rec.id), "%s", s->L.id);
+	snprintf(rec.image, sizeof(rec.image), "%s", sp->rootfs ? sp->rootfs : sp->image);
+	rec.config = session_config_json(s);
+	r = rec.config ? state_insert(s->st, &rec) : -ENOMEM;
+	free(rec.config);
+	if (r < 0) {
+		snprintf(err, errn, "cannot record the sandbox: %s", strerror(-r));
+		return r;
+	}
+	s->have_record = true;
+	s->phase = SESSION_BOOTING;
+	s->sb =
+	    launch_boot(&s->L, &s->sc, s->loop, s->sigfd >= 0 ? &s->interrupted : NULL, err, errn);
+	if (!s->sb) {
+		r = errno == EINTR ? -EINTR : -EIO;
+		if (r == -EINTR)
+			snprintf(err, errn, "interrupted while booting");
+		return r;
+	}
+	if (s->sigfd >= 0)
+		loop_unwatch(s->loop,
+			     &s->sig_w); /* the caller decides what signals mean from now on */
+	return 0;
+}
+
+/* Phase RUNNING: the control socket (so `matchlock kill` reaches it) and the port forwards. */
+static int session_serve(struct session *s, char *err, size_t errn)
+{
+	struct sandbox_spec *sp = &s->spec;
+	unsigned lifetime =
+	    sp->lifetime == LIFETIME_COMMAND || !sp->has_timeout ? 0 : (unsigned)sp->timeout_s;
+	int r = supervisor_start(&s->sup, s->loop, s->sb, s->L.dir, lifetime, err, errn);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < sp->npublish; i++) {
+		uint16_t bound;
+		r = portfwd_add(&s->sup.pf, sp->address, sp->publish[i].local,
+				sp->publish[i].remote, &bound, err, errn);
+		if (r < 0)
+			return r;
+	}
+	state_set_status(s->st, s->L.id, ST_RUNNING, NULL);
+	s->phase = SESSION_RUNNING;
+	return 0;
+}
+
+/*
+ * A start that failed at any phase: stop what runs, leave a "failed" record (or none, when the
+ * sandbox is removed at its end), and remove a directory nothing refers to.
+ */
+static void session_abort(struct session *s, const char *why)
+{
+	if (s->sb) {
+		session_stop(s, why);
+		return;
+	}
+	if (s->have_record && !s->rm)
+		state_set_status(s->st, s->L.id, ST_FAILED, why);
+	if (s->made_dir && (s->rm || !s->have_record)) {
+		rm_rf(s->L.dir);
+		if (s->have_record)
+			state_delete(s->st, s->L.id);
+		s->made_dir = false;
+	}
+}
+
+int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, char *err,
+		  size_t errn)
+{
+	*s = (struct session){.spec = *spec, .sigfd = -1, .notify_fd = -1, .sup.listen_w.fd = -1};
+	memset(spec, 0, sizeof(*spec));
+	struct sandbox_spec *sp = &s->spec;
+	s->rm = sp->rm < 0 ? sp->lifetime == LIFETIME_COMMAND : sp->rm > 0;
+	int r = sandbox_spec_check(sp, err, errn);
+	/* A secret's hosts are allowed automatically. */
+	if (r == 0 && secrets_allow_hosts(sp->secrets, sp->policy) < 0) {
+		snprintf(err, errn, "secrets: too many allowed hosts (at most %d)",
+			 POLICY_MAX_RULES);
+		r = -EINVAL;
+	}
+	/* The phases in order; a later version drives them from the loop (session.h). */
+	if (r == 0)
+		r = session_prepare(s, err, errn);
+	if (r == 0 && sp->lifetime == LIFETIME_DETACHED &&
+	    (r = session_detach(s, err, errn)) == SESSION_DETACHED)
+		return r;
+	if (r == 0)
+		r = session_loop(s, l, err, errn);
+	if (r == 0)
+		r = session_boot(s, err, errn);
+	if (r == 0)
+		r = session_serve(s, err, errn);
+	if (r < 0)
+		session_abort(s, err);
+	if (s->notify_fd >= 0) {
+		/* The waiting caller prints our first words: "ok", or why not. */
+		const char *word = r < 0 ? err : "ok";
+		(void)!write(s->notify_fd, word, strlen(word));
+		close(s->notify_fd);
+		s->notify_fd = -1;
+	}
+	return r;
+}
+
+/* ---- stop -------------------------------------------------------------------------------- */
+
+void session_stop(struct session *s, const char *failure)
+{
+	if (!s->sb)
+		return;
+	char why[300] = "";
+	const char *f = failure && *failure ? failure : sandbox_failure(s->sb);
+	snprintf(why, sizeof(why), "%s", f ? f : "");
+	state_set_status(s->st, s->L.id, ST_STOPPING, NULL);
+	sandbox_stop(s->sb, &s->times);
+	s->sb = NULL;
+	/* Record the end before answering whoever asked for it (kill waits for our answer). */
+	state_set_status(s->st, s->L.id, why[0] ? ST_FAILED : ST_STOPPED, why[0] ? why : NULL);
+	supervisor_finish(&s->sup);
+	s->phase = SESSION_STOPPED;
+	if (s->rm && s->made_dir) {
+		rm_rf(s->L.dir);
+		state_delete(s->st, s->L.id);
+		s->made_dir = false;
+	}
+}
+
+void session_fini(struct session *s)
+{
+	session_stop(s, NULL);
+	if (s->notify_fd >= 0)
+		close(s->notify_fd);
+	if (s->loop == &s->own_loop)
+		loop_fini(&s->own_loop);
+	if (s->sigfd >= 0)
+		close(s->sigfd);
+	state_close(s->st);
+	free(s->argv);
+	env_fini(&s->env);
+	oci_config_fini(&s->image);
+	sandbox_spec_fini(&s->spec);
+	memset(s, 0, sizeof(*s));
+	s->sigfd = s->notify_fd = -1;
+}
