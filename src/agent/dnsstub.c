@@ -133,7 +133,7 @@ static void on_tcp(struct dns_tcp *t)
 	t->have += (size_t)n;
 	if (t->have < 2)
 		return;
-	size_t len = (size_t)t->in[0] << 8 | t->in[1];
+	size_t len = be16_get(t->in);
 	if (len < 12 || len > MSG_MAX_DNS) {
 		tcp_close(t);
 		return;

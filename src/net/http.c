@@ -11,23 +11,6 @@
 
 static bool is_tchar(uint8_t c);
 
-/* Next line of the head (without CRLF), or NULL with r bad at the end of the bytes. */
-static const uint8_t *next_line(struct rd *r, size_t *len)
-{
-	size_t start = r->off;
-	const uint8_t *base = r->p + start;
-	while (rd_left(r) >= 2) {
-		if (r->p[r->off] == '\r' && r->p[r->off + 1] == '\n') {
-			*len = r->off - start;
-			rd_bytes(r, 2);
-			return base;
-		}
-		rd_bytes(r, 1);
-	}
-	r->bad = true;
-	return NULL;
-}
-
 /*
  * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
  * its brackets. -EPROTO if not a name or an IP literal.
@@ -194,11 +177,10 @@ static int parse_headers(struct rd *r, struct http_msg *m, bool request, const c
 {
 	bool have_cl = false, have_te = false, te_chunked = false, conn_upgrade = false,
 	     upgrade_ws = false, keep_alive = false, have_host = false;
-	unsigned nh = 0;
 	size_t len;
 	const uint8_t *line;
-	while ((line = next_line(r, &len)) && len) {
-		if (++nh > HTTP_MAX_HEADERS) {
+	while ((line = rd_line(r, &len)) && len) {
+		if (m->nfields >= HTTP_MAX_HEADERS) {
 			*why = "too many header fields";
 			return -EPROTO;
 		}
@@ -225,11 +207,17 @@ static int parse_headers(struct rd *r, struct http_msg *m, bool request, const c
 				return -EPROTO;
 			}
 		}
+		struct http_field *fl = &m->field[m->nfields++];
+		fl->name_off = (uint32_t)(line - r->p);
+		fl->name_len = (uint32_t)nl;
+		fl->end = (uint32_t)(end - r->p);
 		while (v < end && (*v == ' ' || *v == '\t'))
 			v++;
 		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
 			end--;
 		size_t vl = (size_t)(end - v);
+		fl->value_off = (uint32_t)(v - r->p);
+		fl->value_len = (uint32_t)vl;
 #define NAME_IS(s) (nl == sizeof(s) - 1 && !strncasecmp((const char *)line, s, nl))
 		if (NAME_IS("content-length")) {
 			uint64_t x;
@@ -282,6 +270,7 @@ static int parse_headers(struct rd *r, struct http_msg *m, bool request, const c
 		*why = "an incomplete head";
 		return -EPROTO;
 	}
+	m->head_len = r->off;
 	if (have_cl && have_te) {
 		*why = "both Content-Length and Transfer-Encoding (ambiguous framing)";
 		return -EPROTO;
@@ -317,10 +306,11 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 	memset(m, 0, sizeof(*m));
 	struct rd r = rd_make(p, n);
 	size_t len;
-	const uint8_t *line = next_line(&r, &len);
+	const uint8_t *line = rd_line(&r, &len);
 	*why = "a malformed request line";
 	if (!line)
 		return -EPROTO;
+	m->line_len = len;
 	const uint8_t *sp1 = memchr(line, ' ', len);
 	const uint8_t *sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
 	if (!sp1 || !sp2 || sp1 == line || (size_t)(sp1 - line) >= sizeof(m->method) ||
@@ -368,11 +358,12 @@ int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct ht
 	memset(m, 0, sizeof(*m));
 	struct rd r = rd_make(p, n);
 	size_t len;
-	const uint8_t *line = next_line(&r, &len);
+	const uint8_t *line = rd_line(&r, &len);
 	*why = "a malformed status line";
 	if (!line || len < 12 || parse_version(line, 8, &m->minor) < 0 || line[8] != ' ' ||
 	    !isdigit(line[9]) || !isdigit(line[10]) || !isdigit(line[11]) || (len > 12 && line[12] != ' '))
 		return -EPROTO;
+	m->line_len = len;
 	m->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
 	if (m->status < 100)
 		return -EPROTO;
@@ -384,26 +375,28 @@ int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct ht
 	return 0;
 }
 
-int http_head_filter(const uint8_t *head, size_t n, const char *const *drop, const char *add,
-		     struct buf *out)
+bool http_field_is(const uint8_t *head, const struct http_field *f, const char *name)
 {
-	struct rd r = rd_make(head, n);
-	size_t len;
-	const uint8_t *line = next_line(&r, &len);
-	if (!line || buf_append(out, line, len) < 0 || buf_append(out, "\r\n", 2) < 0)
-		return -EPROTO;
-	while ((line = next_line(&r, &len)) && len) {
+	return f->name_len == strlen(name) &&
+	       !strncasecmp((const char *)head + f->name_off, name, f->name_len);
+}
+
+int http_head_filter(const uint8_t *head, const struct http_msg *m, const char *const *drop,
+		     const char *add, struct buf *out)
+{
+	buf_append(out, head, m->line_len + 2);
+	for (unsigned i = 0; i < m->nfields; i++) {
+		const struct http_field *f = &m->field[i];
 		bool skip = false;
-		for (const char *const *d = drop; d && *d && !skip; d++) {
-			size_t k = strlen(*d);
-			skip = len > k && line[k] == ':' && !strncasecmp((const char *)line, *d, k);
-		}
-		if (!skip && (buf_append(out, line, len) < 0 || buf_append(out, "\r\n", 2) < 0))
-			return -ENOMEM;
+		for (const char *const *d = drop; d && *d && !skip; d++)
+			skip = http_field_is(head, f, *d);
+		if (!skip)
+			buf_append(out, head + f->name_off, f->end + 2 - f->name_off);
 	}
-	if (add && buf_append(out, add, strlen(add)) < 0)
-		return -ENOMEM;
-	return buf_append(out, "\r\n", 2);
+	if (add)
+		buf_append(out, add, strlen(add));
+	buf_append(out, "\r\n", 2);
+	return out->bad ? -ENOMEM : 0;
 }
 
 void http_target_redacted(const uint8_t *t, size_t n, char *out, size_t outn)
@@ -470,7 +463,7 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 	const uint8_t *line;
 	switch (b->st) {
 	case CH_SIZE:
-		line = next_line(&r, &len);
+		line = rd_line(&r, &len);
 		if (!line)
 			return n >= HTTP_MAX_CHUNK_LINE || eof ? -EPROTO : 0;
 		if (len > HTTP_MAX_CHUNK_LINE)
@@ -507,7 +500,7 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 		b->st = CH_SIZE;
 		return 0;
 	case CH_TRAILER:
-		line = next_line(&r, &len);
+		line = rd_line(&r, &len);
 		if (!line)
 			return n >= HTTP_MAX_TRAILERS || eof ? -EPROTO : 0;
 		*used = r.off;

@@ -602,7 +602,7 @@ static void requests_run(struct flow *f)
 		}
 		const struct secret *leak = NULL;
 		size_t before = buf_used(&f->req_out);
-		int r = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, (size_t)hl, true,
+		int r = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, &m, true,
 								&f->req_out, &leak, &f->scrub)
 				    : buf_append(&f->req_out, head, (size_t)hl);
 		if (r == -EPERM) {
@@ -744,11 +744,11 @@ static void responses_run(struct flow *f)
 			buf_append(&head, h, (size_t)hl);
 		} else if (body && ss && ss->n && p->minor == 1) {
 			/* Scrubbing changes lengths: re-frame as chunked. */
-			http_head_filter(h, (size_t)hl, framing_headers, "Transfer-Encoding: chunked\r\n", &head);
+			http_head_filter(h, m, framing_headers, "Transfer-Encoding: chunked\r\n", &head);
 			f->rs_chunked_out = true;
 		} else if (body && ss && ss->n) {
 			static const char *const drop[] = { "content-length", "transfer-encoding", "connection", NULL };
-			http_head_filter(h, (size_t)hl, drop, "Connection: close\r\n", &head);
+			http_head_filter(h, m, drop, "Connection: close\r\n", &head);
 			f->rs_close_after = true;
 		} else if (m->framing == HTTP_BODY_CHUNKED) {
 			f->rs_chunked_out = true; /* re-encoded chunk by chunk (trailers dropped) */
