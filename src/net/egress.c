@@ -1,4 +1,28 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The egress engine (egress.h says what it does). One struct conn per SVC_TCP stream.
+ *
+ * States and transitions of a connection (conn_state):
+ *   (open)        the address the guest dialed names an allowed host:port ->
+ *                 C_CONNECTING when --add-host pins its address, else C_RESOLVING;
+ *                 not allowed -> denied (see below).
+ *   C_RESOLVING   the host's resolver works on the name -> C_CONNECTING to an address that
+ *                 passes the private-address check; no usable address -> denied.
+ *   C_CONNECTING  a non-blocking connect -> C_OPEN; refused or timed out -> denied.
+ *   C_OPEN        relaying both ways with half-close and credit; the stream or the socket ends
+ *                 -> closed (conn_end).
+ *   C_DENY_HTTP   plain HTTP that was denied: the guest's bytes are dropped until its request
+ *                 head is in, then it gets a 403 and the stream closes.
+ *   C_NO_UPSTREAM intercepted TLS whose upstream was denied or failed: the flow answers 502.
+ * Denied: raw TCP is refused at once (the agent resets the guest's socket); plain HTTP ->
+ * C_DENY_HTTP; intercepted TLS -> C_NO_UPSTREAM.
+ *
+ * Independently, what the guest's bytes are (conn_mode), decided by its first bytes:
+ *   M_UNKNOWN -> M_TLS    a ClientHello whose SNI is the connection's name (the mitm, tls.c
+ *                         and proxy.c, takes the stream over);
+ *             -> M_RAW    anything else; an HTTP/1 request line (or port 80) makes it plain
+ *                         HTTP: every request head is checked (http_walk) before it goes up.
+ */
 #define _GNU_SOURCE
 #include "egress.h"
 
