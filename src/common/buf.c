@@ -92,7 +92,8 @@ int buf_put_be16(struct buf *b, uint16_t v)
 
 int buf_put_be32(struct buf *b, uint32_t v)
 {
-	uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+	uint8_t x[4];
+	be32_put(x, v);
 	return buf_append(b, x, 4);
 }
 

@@ -169,14 +169,110 @@ static int parse_u64(const uint8_t *v, size_t n, uint64_t *out)
 	return 0;
 }
 
+/* One header line (without its CRLF) at line[0..len) of the head at base: checked, as a span. */
+static int field_tokenise(const uint8_t *base, const uint8_t *line, size_t len,
+			  struct http_field *f, const char **why)
+{
+	if (line[0] == ' ' || line[0] == '\t') {
+		*why = "obsolete line folding in a header";
+		return -EPROTO;
+	}
+	const uint8_t *colon = memchr(line, ':', len);
+	if (!colon || colon == line) {
+		*why = "a header line without a name";
+		return -EPROTO;
+	}
+	for (const uint8_t *q = line; q < colon; q++) {
+		if (!is_tchar(*q)) {
+			*why = "a header name with a character not allowed there";
+			return -EPROTO;
+		}
+	}
+	const uint8_t *v = colon + 1, *end = line + len;
+	for (const uint8_t *q = v; q < end; q++) {
+		if ((*q < 0x20 && *q != '\t') || *q == 0x7f) {
+			*why = "a control character in a header value";
+			return -EPROTO;
+		}
+	}
+	f->name_off = (uint32_t)(line - base);
+	f->name_len = (uint32_t)(colon - line);
+	f->end = (uint32_t)(end - base);
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	f->value_off = (uint32_t)(v - base);
+	f->value_len = (uint32_t)(end - v);
+	return 0;
+}
+
+/* What the header fields said so far about framing and the connection. */
+struct head_flags {
+	bool have_cl, have_te, te_chunked, conn_upgrade, upgrade_ws, keep_alive, have_host;
+};
+
+/* The meaning of field f (of head base) for framing, the connection and the Host. */
+static int field_apply(const uint8_t *base, const struct http_field *f, bool request,
+		       struct head_flags *hf, struct http_msg *m, const char **why)
+{
+	const uint8_t *v = base + f->value_off;
+	size_t vl = f->value_len;
+	if (http_field_is(base, f, "content-length")) {
+		uint64_t x;
+		if (parse_u64(v, vl, &x) < 0 || (hf->have_cl && x != m->length)) {
+			*why = "a bad or conflicting Content-Length";
+			return -EPROTO;
+		}
+		hf->have_cl = true;
+		m->length = x;
+	} else if (http_field_is(base, f, "transfer-encoding")) {
+		if (hf->have_te) {
+			*why = "more than one Transfer-Encoding";
+			return -EPROTO;
+		}
+		hf->have_te = true;
+		hf->te_chunked = request ? (vl == 7 && !strncasecmp((const char *)v, "chunked", 7))
+					 : list_last_is(v, vl, "chunked");
+		if (request && !hf->te_chunked) {
+			*why = "a Transfer-Encoding other than chunked";
+			return -EPROTO;
+		}
+	} else if (http_field_is(base, f, "connection")) {
+		m->close |= list_has(v, vl, "close");
+		hf->keep_alive |= list_has(v, vl, "keep-alive");
+		hf->conn_upgrade |= list_has(v, vl, "upgrade");
+	} else if (http_field_is(base, f, "upgrade")) {
+		hf->upgrade_ws = list_has(v, vl, "websocket");
+	} else if (request && http_field_is(base, f, "expect")) {
+		m->expect_continue = vl == 12 && !strncasecmp((const char *)v, "100-continue", 12);
+	} else if (request && http_field_is(base, f, "host")) {
+		if (hf->have_host) {
+			*why = "more than one Host header";
+			return -EPROTO;
+		}
+		hf->have_host = true;
+		char h[256];
+		if (authority_host(v, vl, h, sizeof(h)) < 0) {
+			*why = "a Host header that is not a host name";
+			return -EPROTO;
+		}
+		if (m->host[0] && strcmp(m->host, h)) {
+			*why = "the Host header and the request target name different hosts";
+			return -EPROTO;
+		}
+		memcpy(m->host, h, sizeof(h));
+	}
+	return 0;
+}
+
 /*
- * The header lines after the start line: checks names and values, fills framing and the
- * connection flags. host: NULL for responses.
+ * The header lines after the start line, into m's spans: checks names and values, fills
+ * framing and the connection flags.
  */
 static int parse_headers(struct rd *r, struct http_msg *m, bool request, const char **why)
 {
-	bool have_cl = false, have_te = false, te_chunked = false, conn_upgrade = false,
-	     upgrade_ws = false, keep_alive = false, have_host = false;
+	struct head_flags hf = { 0 };
 	size_t len;
 	const uint8_t *line;
 	while ((line = rd_line(r, &len)) && len) {
@@ -184,94 +280,18 @@ static int parse_headers(struct rd *r, struct http_msg *m, bool request, const c
 			*why = "too many header fields";
 			return -EPROTO;
 		}
-		if (line[0] == ' ' || line[0] == '\t') {
-			*why = "obsolete line folding in a header";
+		struct http_field *f = &m->field[m->nfields];
+		if (field_tokenise(r->p, line, len, f, why) < 0 ||
+		    field_apply(r->p, f, request, &hf, m, why) < 0)
 			return -EPROTO;
-		}
-		const uint8_t *colon = memchr(line, ':', len);
-		if (!colon || colon == line) {
-			*why = "a header line without a name";
-			return -EPROTO;
-		}
-		size_t nl = (size_t)(colon - line);
-		for (size_t i = 0; i < nl; i++) {
-			if (!is_tchar(line[i])) {
-				*why = "a header name with a character not allowed there";
-				return -EPROTO;
-			}
-		}
-		const uint8_t *v = colon + 1, *end = line + len;
-		for (const uint8_t *q = v; q < end; q++) {
-			if ((*q < 0x20 && *q != '\t') || *q == 0x7f) {
-				*why = "a control character in a header value";
-				return -EPROTO;
-			}
-		}
-		struct http_field *fl = &m->field[m->nfields++];
-		fl->name_off = (uint32_t)(line - r->p);
-		fl->name_len = (uint32_t)nl;
-		fl->end = (uint32_t)(end - r->p);
-		while (v < end && (*v == ' ' || *v == '\t'))
-			v++;
-		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		size_t vl = (size_t)(end - v);
-		fl->value_off = (uint32_t)(v - r->p);
-		fl->value_len = (uint32_t)vl;
-#define NAME_IS(s) (nl == sizeof(s) - 1 && !strncasecmp((const char *)line, s, nl))
-		if (NAME_IS("content-length")) {
-			uint64_t x;
-			if (parse_u64(v, vl, &x) < 0 || (have_cl && x != m->length)) {
-				*why = "a bad or conflicting Content-Length";
-				return -EPROTO;
-			}
-			have_cl = true;
-			m->length = x;
-		} else if (NAME_IS("transfer-encoding")) {
-			if (have_te) {
-				*why = "more than one Transfer-Encoding";
-				return -EPROTO;
-			}
-			have_te = true;
-			te_chunked = request ? (vl == 7 && !strncasecmp((const char *)v, "chunked", 7))
-					     : list_last_is(v, vl, "chunked");
-			if (request && !te_chunked) {
-				*why = "a Transfer-Encoding other than chunked";
-				return -EPROTO;
-			}
-		} else if (NAME_IS("connection")) {
-			m->close |= list_has(v, vl, "close");
-			keep_alive |= list_has(v, vl, "keep-alive");
-			conn_upgrade |= list_has(v, vl, "upgrade");
-		} else if (NAME_IS("upgrade")) {
-			upgrade_ws = list_has(v, vl, "websocket");
-		} else if (NAME_IS("expect") && request) {
-			m->expect_continue = vl == 12 && !strncasecmp((const char *)v, "100-continue", 12);
-		} else if (NAME_IS("host") && request) {
-			if (have_host) {
-				*why = "more than one Host header";
-				return -EPROTO;
-			}
-			have_host = true;
-			char h[256];
-			if (authority_host(v, vl, h, sizeof(h)) < 0) {
-				*why = "a Host header that is not a host name";
-				return -EPROTO;
-			}
-			if (m->host[0] && strcmp(m->host, h)) {
-				*why = "the Host header and the request target name different hosts";
-				return -EPROTO;
-			}
-			memcpy(m->host, h, sizeof(h));
-		}
-#undef NAME_IS
+		m->nfields++;
 	}
 	if (!line) {
 		*why = "an incomplete head";
 		return -EPROTO;
 	}
 	m->head_len = r->off;
-	if (have_cl && have_te) {
+	if (hf.have_cl && hf.have_te) {
 		*why = "both Content-Length and Transfer-Encoding (ambiguous framing)";
 		return -EPROTO;
 	}
@@ -279,14 +299,14 @@ static int parse_headers(struct rd *r, struct http_msg *m, bool request, const c
 		*why = "no Host header";
 		return -EPROTO;
 	}
-	if (m->minor == 0 && !keep_alive)
+	if (m->minor == 0 && !hf.keep_alive)
 		m->close = true;
-	m->upgrade = conn_upgrade && upgrade_ws;
-	if (te_chunked)
+	m->upgrade = hf.conn_upgrade && hf.upgrade_ws;
+	if (hf.te_chunked)
 		m->framing = HTTP_BODY_CHUNKED;
-	else if (have_te)
+	else if (hf.have_te)
 		m->framing = HTTP_BODY_CLOSE; /* responses only, checked above */
-	else if (have_cl)
+	else if (hf.have_cl)
 		m->framing = m->length ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
 	else
 		m->framing = request ? HTTP_BODY_NONE : HTTP_BODY_CLOSE;

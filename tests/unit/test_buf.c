@@ -174,6 +174,9 @@ static void test_put_be(void)
 	CHECK(rd_be32(&r) == 0 && r.bad); /* 3 bytes left */
 	CHECK_EQ_INT(be16_get(want + 2), 0x8102);
 	CHECK(be32_get(want + 2) == 0x81020304u);
+	uint8_t q[4];
+	be32_put(q, 0x81020304u);
+	CHECK_EQ_MEM(q, 4, want + 2, 4);
 	buf_fini(&b);
 }
 
