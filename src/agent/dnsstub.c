@@ -78,7 +78,7 @@ static void send_query(uint32_t tag, const uint8_t *msg, size_t n)
 	buf_put_u16(&b, CTL_DNS_QUERY);
 	msg_put_u32(&b, T_DNS_TAG, tag);
 	msg_put_tlv(&b, T_DNS_MSG, msg, (uint32_t)n);
-	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
+	mux_send_msg(&agent.mux, 0, &b);
 	buf_fini(&b);
 	agent_link_wants_write();
 }

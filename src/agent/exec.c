@@ -219,7 +219,7 @@ void exec_collect_garbage(void)
 /* Send a CTL with the given TLVs already encoded in b (after the u16 type). */
 static void send_ctl(uint32_t stream, struct buf *b)
 {
-	mux_send_ctl(&agent.mux, stream, buf_head(b), (uint32_t)buf_used(b));
+	mux_send_msg(&agent.mux, stream, b);
 	agent_link_wants_write();
 }
 
