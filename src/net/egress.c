@@ -396,9 +396,7 @@ static void conn_tls_pump(struct conn *c);
 static bool conn_head_in(const struct conn *c)
 {
 	const uint8_t *p = buf_head(&c->up);
-	size_t n = buf_used(&c->up), i = 0;
-	while (i < n && (p[i] == '\r' || p[i] == '\n'))
-		i++;
+	size_t n = buf_used(&c->up), i = http_leading_empty(p, n);
 	return c->guest_eof || c->walk.nreq || http_head_len(p + i, n - i, HTTP_MAX_HEAD) != 0;
 }
 

@@ -55,11 +55,17 @@ static int authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
 	return 0;
 }
 
-int http_sniff_request(const uint8_t *p, size_t n)
+size_t http_leading_empty(const uint8_t *p, size_t n)
 {
 	size_t i = 0;
 	while (i < n && (p[i] == '\r' || p[i] == '\n'))
-		i++; /* servers skip empty lines before a request line */
+		i++;
+	return i;
+}
+
+int http_sniff_request(const uint8_t *p, size_t n)
+{
+	size_t i = http_leading_empty(p, n);
 	size_t tok = i;
 	while (i < n && is_tchar(p[i]))
 		i++;
@@ -561,10 +567,8 @@ int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, si
 	case HTTP_WALK_HEAD:
 		break;
 	}
-	size_t skip = 0;
-	while (skip < n && (p[skip] == '\r' || p[skip] == '\n'))
-		skip++;
-	if (skip) { /* servers skip empty lines before a request line */
+	size_t skip = http_leading_empty(p, n);
+	if (skip) {
 		*used = skip;
 		return 0;
 	}

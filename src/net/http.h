@@ -31,6 +31,8 @@
  * request is checked as one.
  */
 int http_sniff_request(const uint8_t *p, size_t n);
+/* How many CR and LF bytes start p: servers skip empty lines before a request line. */
+size_t http_leading_empty(const uint8_t *p, size_t n);
 /* Append a complete "403 Forbidden" response whose body is reason (one line). */
 int http_build_403(struct buf *out, const char *reason);
 
