@@ -76,7 +76,7 @@ static void send_query(uint32_t tag, const uint8_t *msg, size_t n)
 	buf_put_u16(&b, CTL_DNS_QUERY);
 	msg_put_u32(&b, T_DNS_TAG, tag);
 	msg_put_tlv(&b, T_DNS_MSG, msg, (uint32_t)n);
-	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
+	mux_send_msg(&agent.mux, 0, &b);
 	buf_fini(&b);
 	agent_link_wants_write();
 }
@@ -140,7 +140,7 @@ static void on_tcp(struct watch *w, uint32_t events)
 	t->have += (size_t)n;
 	if (t->have < 2)
 		return;
-	size_t len = (size_t)t->in[0] << 8 | t->in[1];
+	size_t len = be16_get(t->in);
 	if (len < 12 || len > MSG_MAX_DNS) {
 		tcp_close(t);
 		return;

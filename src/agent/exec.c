@@ -26,21 +26,12 @@
 #include "agent.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proto/exec_req.h"
 #include "proto/msg.h"
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_SESSIONS 256
 
-struct exec_req {
-	char **argv;
-	char **env;
-	size_t argc, envc;
-	char *cwd;
-	char *user;
-	bool tty;
-	bool stdin_on;
-	uint16_t rows, cols;
-};
 
 enum out_state { OUT_OPEN, OUT_DONE };
 
@@ -62,98 +53,6 @@ struct exec_session {
 
 static struct exec_session *sessions[MAX_SESSIONS];
 static unsigned nsessions;
-
-static void req_free(struct exec_req *q)
-{
-	for (size_t i = 0; i < q->argc; i++)
-		free(q->argv[i]);
-	for (size_t i = 0; i < q->envc; i++)
-		free(q->env[i]);
-	free(q->argv);
-	free(q->env);
-	free(q->cwd);
-	free(q->user);
-}
-
-static int strv_push(char ***v, size_t *n, size_t max, char *s)
-{
-	if (*n >= max)
-		return -E2BIG;
-	/* n + 2: keep a NULL terminator plus room for one default added later. */
-	char **nv = realloc(*v, (*n + 3) * sizeof(char *));
-	if (!nv)
-		return -ENOMEM;
-	nv[(*n)++] = s;
-	nv[*n] = NULL;
-	*v = nv;
-	return 0;
-}
-
-static int req_parse(struct rd *r, struct exec_req *q)
-{
-	uint16_t tag;
-	struct rd v;
-	int k;
-	while ((k = msg_next(r, &tag, &v)) > 0) {
-		char *s = NULL;
-		int e = 0;
-		switch (tag) {
-		case T_ARGV:
-			if ((e = msg_dup_str(&v, MSG_MAX_STR * 32, &s)) == 0 &&
-			    (e = strv_push(&q->argv, &q->argc, MSG_MAX_ARGS, s)) < 0)
-				free(s);
-			break;
-		case T_ENV:
-			if ((e = msg_dup_str(&v, MSG_MAX_STR * 32, &s)) == 0) {
-				if (!strchr(s, '=') || s[0] == '=')
-					e = -EINVAL;
-				else
-					e = strv_push(&q->env, &q->envc, MSG_MAX_ENV, s);
-				if (e < 0)
-					free(s);
-			}
-			break;
-		case T_CWD:
-			free(q->cwd);
-			e = msg_dup_str(&v, MSG_MAX_STR, &q->cwd);
-			break;
-		case T_USER:
-			free(q->user);
-			e = msg_dup_str(&v, 256, &q->user);
-			break;
-		case T_TTY: {
-			uint8_t b;
-			e = msg_get_u8(&v, &b);
-			q->tty = b;
-			break;
-		}
-		case T_STDIN: {
-			uint8_t b;
-			e = msg_get_u8(&v, &b);
-			q->stdin_on = b;
-			break;
-		}
-		case T_ROWS:
-			e = msg_get_u16(&v, &q->rows);
-			break;
-		case T_COLS:
-			e = msg_get_u16(&v, &q->cols);
-			break;
-		default:
-			break;
-		}
-		if (e < 0)
-			return e;
-	}
-	if (k < 0)
-		return k;
-	if (q->argc == 0 || q->argv[0][0] == 0)
-		return -EINVAL;
-	/* child_run appends defaults: always have a vector with spare slots. */
-	if (!q->env && !(q->env = calloc(3, sizeof(char *))))
-		return -ENOMEM;
-	return 0;
-}
 
 static bool env_has(char **env, size_t n, const char *key)
 {
@@ -221,7 +120,7 @@ static int resolve_user(const char *spec, uid_t *uid, gid_t *gid, const char **n
 }
 
 /* In the forked child: become the requested process, or report why not. */
-static void child_run(struct exec_req *q, int fds[3], const char *pts, int errfd)
+static void child_run(struct exec_request *q, int fds[3], const char *pts, int errfd)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -259,7 +158,7 @@ static void child_run(struct exec_req *q, int fds[3], const char *pts, int errfd
 	if (chdir(cwd) < 0)
 		child_fail(errfd, STAGE_CWD, errno);
 
-	/* The env vector has room for these defaults (strv_push keeps two spare slots). */
+	/* The env vector has room for these defaults (EXEC_ENV_SPARE). */
 	static char home_env[4200];
 	if (!env_has(q->env, q->envc, "PATH"))
 		q->env[q->envc++] = DEFAULT_PATH;
@@ -303,7 +202,7 @@ static void session_free(struct exec_session *x)
 /* Send a CTL with the given TLVs already encoded in b (after the u16 type). */
 static void send_ctl(uint32_t stream, struct buf *b)
 {
-	mux_send_ctl(&agent.mux, stream, buf_head(b), (uint32_t)buf_used(b));
+	mux_send_msg(&agent.mux, stream, b);
 	agent_link_wants_write();
 }
 
@@ -427,7 +326,7 @@ static void on_session_fd(struct watch *e, uint32_t events);
 
 int exec_open(struct mux_stream *s, struct rd *body)
 {
-	struct exec_req q = { 0 };
+	struct exec_request q = { 0 };
 	struct exec_session *x = NULL;
 	int p_in[2] = { -1, -1 }, p_out[2] = { -1, -1 }, p_err[2] = { -1, -1 }, p_st[2] = { -1, -1 };
 	int master = -1;
@@ -438,9 +337,8 @@ int exec_open(struct mux_stream *s, struct rd *body)
 		send_error_and_close(s, 0, EMFILE);
 		return 0;
 	}
-	r = req_parse(body, &q);
+	r = exec_request_decode(body, &q);
 	if (r < 0) {
-		req_free(&q);
 		send_error_and_close(s, 0, -r == EPROTO ? EINVAL : -r);
 		return 0;
 	}
@@ -530,7 +428,7 @@ int exec_open(struct mux_stream *s, struct rd *body)
 	}
 	agent_stream_own(s, AGENT_STREAM_EXEC, x);
 	sessions[nsessions++] = x;
-	req_free(&q);
+	exec_request_free(&q);
 	return 0;
 
 fail_errno:
@@ -551,7 +449,7 @@ fail:
 	if (master >= 0)
 		close(master);
 	free(x);
-	req_free(&q);
+	exec_request_free(&q);
 	return r;
 }
 

@@ -47,7 +47,7 @@ static void send_ctl_end(struct mux_stream *s, int err, const char *what)
 		buf_put_u16(&b, CTL_EXIT);
 		msg_put_u32(&b, T_EXIT_CODE, 0);
 	}
-	mux_send_ctl(&agent.mux, s->id, buf_head(&b), (uint32_t)buf_used(&b));
+	mux_send_msg(&agent.mux, s->id, &b);
 	buf_fini(&b);
 }
 

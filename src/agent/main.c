@@ -82,7 +82,7 @@ static void send_hello(void)
 	msg_put_u32(&b, T_VERSION, MUX_VERSION);
 	msg_put_u64(&b, T_BOOT_NS, agent.boot_ns);
 	msg_put_u64(&b, T_READY_NS, boottime_ns());
-	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
+	mux_send_msg(&agent.mux, 0, &b);
 	buf_fini(&b);
 	agent_link_wants_write();
 }
@@ -169,7 +169,7 @@ static void apply_config(struct rd *r)
 		free(hosts[i]);
 	struct buf b = { 0 };
 	buf_put_u16(&b, CTL_READY);
-	mux_send_ctl(&agent.mux, 0, buf_head(&b), (uint32_t)buf_used(&b));
+	mux_send_msg(&agent.mux, 0, &b);
 	buf_fini(&b);
 	agent_link_wants_write();
 }

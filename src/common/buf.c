@@ -11,7 +11,19 @@ void buf_fini(struct buf *b)
 	*b = (struct buf){ 0 };
 }
 
+static uint8_t *buf_grow(struct buf *b, size_t n);
+
 uint8_t *buf_reserve(struct buf *b, size_t n)
+{
+	if (b->bad)
+		return NULL;
+	uint8_t *p = buf_grow(b, n);
+	if (!p)
+		b->bad = true;
+	return p;
+}
+
+static uint8_t *buf_grow(struct buf *b, size_t n)
 {
 	/* A fresh buffer has no storage even for n == 0: allocate so success is never NULL. */
 	if (b->p && b->cap - b->len >= n)
@@ -72,6 +84,19 @@ int buf_put_u64(struct buf *b, uint64_t v)
 	return buf_append(b, x, 8);
 }
 
+int buf_put_be16(struct buf *b, uint16_t v)
+{
+	uint8_t x[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+	return buf_append(b, x, 2);
+}
+
+int buf_put_be32(struct buf *b, uint32_t v)
+{
+	uint8_t x[4];
+	be32_put(x, v);
+	return buf_append(b, x, 4);
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
 	if (n >= buf_used(b)) {
@@ -114,4 +139,45 @@ uint64_t rd_u64(struct rd *r)
 {
 	const uint8_t *p = rd_bytes(r, 8);
 	return p ? (uint64_t)le32_get(p) | (uint64_t)le32_get(p + 4) << 32 : 0;
+}
+
+uint16_t rd_be16(struct rd *r)
+{
+	const uint8_t *p = rd_bytes(r, 2);
+	return p ? be16_get(p) : 0;
+}
+
+uint32_t rd_be24(struct rd *r)
+{
+	const uint8_t *p = rd_bytes(r, 3);
+	return p ? (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2] : 0;
+}
+
+uint32_t rd_be32(struct rd *r)
+{
+	const uint8_t *p = rd_bytes(r, 4);
+	return p ? be32_get(p) : 0;
+}
+
+struct rd rd_sub(struct rd *r, size_t n)
+{
+	const uint8_t *p = rd_bytes(r, n);
+	struct rd s = rd_make(p, p ? n : 0);
+	s.bad = !p;
+	return s;
+}
+
+const uint8_t *rd_line(struct rd *r, size_t *len)
+{
+	const uint8_t *start = r->p + r->off;
+	size_t left = rd_left(r);
+	for (size_t i = 0; i + 1 < left; i++) {
+		if (start[i] == '\r' && start[i + 1] == '\n') {
+			*len = i;
+			r->off += i + 2;
+			return start;
+		}
+	}
+	r->bad = true;
+	return NULL;
 }

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "control.h"
+#include "proto/exec_req.h"
 #include "proto/msg.h"
 #include "state.h"
 
@@ -79,9 +80,10 @@ int cmd_exec(int argc, char **argv)
 	unsigned long timeout = 0;
 	struct buf req = { 0 };
 	char err[1024] = "", id[32];
+	char *env[MSG_MAX_ENV + 2]; /* the -e entries and TERM, NULL-terminated */
+	size_t envc = 0;
 	int c, fd = -1, status = EXIT_MATCHLOCK;
 
-	buf_put_u16(&req, CTRL_EXEC);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+itw:u:e:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -98,21 +100,25 @@ int cmd_exec(int argc, char **argv)
 			user = optarg;
 			break;
 		case 'e':
-			if (strchr(optarg, '=') && optarg[0] != '=') {
-				msg_put_str(&req, T_ENV, optarg);
-			} else if (optarg[0] && !strchr(optarg, '=')) {
-				const char *v = getenv(optarg);
-				if (v) {
-					char *kv;
-					if (asprintf(&kv, "%s=%s", optarg, v) >= 0) {
-						msg_put_str(&req, T_ENV, kv);
-						free(kv);
-					}
-				}
-			} else {
+			if (!optarg[0] || optarg[0] == '=') {
 				snprintf(err, sizeof(err), "-e %s: expected KEY=VALUE or KEY", optarg);
 				goto out;
 			}
+			if (envc >= MSG_MAX_ENV) {
+				snprintf(err, sizeof(err), "more than %d -e flags", MSG_MAX_ENV);
+				goto out;
+			}
+			if (strchr(optarg, '='))
+				env[envc] = strdup(optarg);
+			else if (getenv(optarg) && asprintf(&env[envc], "%s=%s", optarg, getenv(optarg)) < 0)
+				env[envc] = NULL;
+			else if (!getenv(optarg))
+				break; /* KEY alone and not set here: nothing to pass */
+			if (!env[envc]) {
+				snprintf(err, sizeof(err), "out of memory");
+				goto out;
+			}
+			envc++;
 			break;
 		case 'T':
 			if (cli_parse_uint(optarg, 1, 86400u * 365, &timeout) < 0) {
@@ -141,27 +147,22 @@ int cmd_exec(int argc, char **argv)
 		snprintf(err, sizeof(err), "no command given (matchlock exec ID -- COMMAND [ARG...])");
 		goto out;
 	}
-	for (int i = optind; i < argc; i++)
-		msg_put_str(&req, T_ARGV, argv[i]);
-	if (cwd)
-		msg_put_str(&req, T_CWD, cwd);
-	if (user)
-		msg_put_str(&req, T_USER, user);
-	msg_put_u8(&req, T_STDIN, in);
-	if (timeout)
-		msg_put_u32(&req, T_TIMEOUT_S, (uint32_t)timeout);
+	struct exec_request x = { .argv = argv + optind, .env = env, .cwd = cwd, .user = user,
+				  .stdin_on = in, .tty = tty, .timeout_s = (unsigned)timeout };
 	struct winsize ws;
 	if (tty) {
-		msg_put_u8(&req, T_TTY, 1);
 		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row) {
-			msg_put_u16(&req, T_ROWS, ws.ws_row);
-			msg_put_u16(&req, T_COLS, ws.ws_col);
+			x.rows = ws.ws_row;
+			x.cols = ws.ws_col;
 		}
-		if (getenv("TERM")) {
-			char term[300];
-			snprintf(term, sizeof(term), "TERM=%s", getenv("TERM"));
-			msg_put_str(&req, T_ENV, term);
-		}
+		if (getenv("TERM") && asprintf(&env[envc], "TERM=%s", getenv("TERM")) >= 0)
+			envc++;
+	}
+	env[envc] = NULL;
+	buf_put_u16(&req, CTRL_EXEC);
+	if (exec_request_encode(&x, &req) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
 	}
 	if (buf_used(&req) > CONTROL_MAX_MSG) {
 		snprintf(err, sizeof(err), "command line and environment too large");
@@ -249,6 +250,8 @@ out:
 	if (fd >= 0)
 		close(fd);
 	buf_fini(&req);
+	for (size_t i = 0; i < envc; i++)
+		free(env[i]);
 	if (*err)
 		error("%s", err);
 	return status;

@@ -86,6 +86,8 @@ int control_connect(const char *id)
 
 int control_send(int fd, const struct buf *msg, const int *fds, int nfds)
 {
+	if (msg->bad)
+		return -ENOMEM; /* an append failed while msg was built: never send it with a gap */
 	struct iovec iov = { .iov_base = buf_head(msg), .iov_len = buf_used(msg) };
 	union {
 		char buf[CMSG_SPACE(3 * sizeof(int))];

@@ -69,7 +69,7 @@ static void sb_link_error(struct sandbox *sb, int err)
 
 void sb_send_ctl(struct sandbox *sb, uint32_t stream, struct buf *b)
 {
-	int r = mux_send_ctl(&sb->mux, stream, buf_head(b), (uint32_t)buf_used(b));
+	int r = mux_send_msg(&sb->mux, stream, b); /* -ENOMEM: b was built with a gap */
 	if (r == -ENOBUFS)
 		sb_link_error(sb, r);
 	else if (r < 0)

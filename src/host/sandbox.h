@@ -17,6 +17,7 @@
 #include "net/egress.h"
 #include "net/policy.h"
 #include "net/secrets.h"
+#include "proto/exec_req.h"
 
 struct sandbox;
 struct sandbox_exec;
@@ -76,15 +77,6 @@ const struct sandbox_config *sandbox_config(const struct sandbox *sb);
 
 /* ---- processes ---- */
 
-struct exec_request {
-	char **argv;
-	char **env; /* KEY=VALUE, may be NULL */
-	const char *cwd, *user;
-	bool stdin_on; /* the process reads what we write (else /dev/null) */
-	bool tty; /* a PTY; output arrives on channel 1 only */
-	uint16_t rows, cols;
-	unsigned timeout_s; /* 0 = none; expiry: SIGTERM, SIGKILL a second later, status 124 */
-};
 
 enum { EXEC_STDOUT = 1, EXEC_STDERR = 2 };
 

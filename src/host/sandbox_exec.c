@@ -189,7 +189,7 @@ static struct sandbox_exec *stream_start(struct sandbox *sb, uint16_t svc, struc
 					 const char *label, const struct exec_ops *ops, void *opaque,
 					 char *err, size_t errn)
 {
-	struct sandbox_exec *x = calloc(1, sizeof(*x));
+	struct sandbox_exec *x = b->bad ? NULL : calloc(1, sizeof(*x)); /* bad: built without memory */
 	if (!x) {
 		snprintf(err, errn, "out of memory");
 		errno = ENOMEM;
@@ -269,21 +269,19 @@ struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_re
 		errno = EINVAL;
 		return NULL;
 	}
+	/* The host keeps the deadline; the guest gets a terminal size whenever it gets a TTY. */
+	struct exec_request g = *req;
+	g.timeout_s = 0;
+	g.rows = req->rows ? req->rows : 24;
+	g.cols = req->cols ? req->cols : 80;
 	struct buf b = { 0 };
-	for (char **a = req->argv; *a; a++)
-		msg_put_str(&b, T_ARGV, *a);
-	for (char **e = req->env; e && *e; e++)
-		msg_put_str(&b, T_ENV, *e);
+	exec_request_encode(&g, &b);
 	exec_put_sandbox_env(sb, req, &b);
-	if (req->cwd)
-		msg_put_str(&b, T_CWD, req->cwd);
-	if (req->user)
-		msg_put_str(&b, T_USER, req->user);
-	msg_put_u8(&b, T_STDIN, req->stdin_on);
-	if (req->tty) {
-		msg_put_u8(&b, T_TTY, 1);
-		msg_put_u16(&b, T_ROWS, req->rows ? req->rows : 24);
-		msg_put_u16(&b, T_COLS, req->cols ? req->cols : 80);
+	if (b.bad) {
+		snprintf(err, errn, "out of memory");
+		buf_fini(&b);
+		errno = ENOMEM;
+		return NULL;
 	}
 	if (buf_used(&b) > MUX_MAX_PAYLOAD - 2) {
 		snprintf(err, errn, "command line and environment too large (%zu bytes, at most %u)",

@@ -67,17 +67,10 @@ static void on_exec_done(struct exec_stdio *e, int status, const char *err, void
 	buf_fini(&b);
 }
 
-/* A client's exec request: bounded like everything else that crosses a boundary. */
+/* A client's exec request: decoded (and bounded) by the one exec-request codec. */
 static int client_exec(struct ctl_client *c, struct rd *r, char *err, size_t errn)
 {
-	char *argv[MSG_MAX_ARGS + 1], *env[MSG_MAX_ENV + 1];
-	size_t argc = 0, envc = 0;
-	char *cwd = NULL, *user = NULL;
-	struct exec_request req = { 0 };
-	uint16_t tag;
-	struct rd v;
-	int k, ret = -EINVAL;
-
+	struct exec_request req;
 	if (c->e) {
 		snprintf(err, errn, "this connection already runs a process");
 		return -EBUSY;
@@ -86,83 +79,16 @@ static int client_exec(struct ctl_client *c, struct rd *r, char *err, size_t err
 		snprintf(err, errn, "exec needs stdin, stdout and stderr");
 		return -EINVAL;
 	}
-	while ((k = msg_next(r, &tag, &v)) > 0) {
-		char *s = NULL;
-		uint8_t u8;
-		switch (tag) {
-		case T_ARGV:
-		case T_ENV:
-			if (msg_dup_str(&v, MSG_MAX_STR * 32, &s) < 0)
-				goto bad;
-			if (tag == T_ARGV && argc < MSG_MAX_ARGS)
-				argv[argc++] = s;
-			else if (tag == T_ENV && envc < MSG_MAX_ENV)
-				env[envc++] = s;
-			else {
-				free(s);
-				goto bad;
-			}
-			break;
-		case T_CWD:
-			free(cwd);
-			cwd = NULL;
-			if (msg_dup_str(&v, MSG_MAX_STR, &cwd) < 0)
-				goto bad;
-			break;
-		case T_USER:
-			free(user);
-			user = NULL;
-			if (msg_dup_str(&v, 256, &user) < 0)
-				goto bad;
-			break;
-		case T_STDIN:
-			if (msg_get_u8(&v, &u8) < 0)
-				goto bad;
-			req.stdin_on = u8;
-			break;
-		case T_TTY:
-			if (msg_get_u8(&v, &u8) < 0)
-				goto bad;
-			req.tty = u8;
-			break;
-		case T_ROWS:
-			if (msg_get_u16(&v, &req.rows) < 0)
-				goto bad;
-			break;
-		case T_COLS:
-			if (msg_get_u16(&v, &req.cols) < 0)
-				goto bad;
-			break;
-		case T_TIMEOUT_S:
-			if (msg_get_u32(&v, &req.timeout_s) < 0)
-				goto bad;
-			break;
-		default:
-			break;
-		}
+	int k = exec_request_decode(r, &req);
+	if (k < 0) {
+		snprintf(err, errn, "malformed exec request: %s", k == -E2BIG ? "a limit is exceeded"
+						 : k == -ENOMEM ? "out of memory" : "bad fields");
+		return -EINVAL;
 	}
-	if (k < 0 || argc == 0)
-		goto bad;
-	argv[argc] = NULL;
-	env[envc] = NULL;
-	req.argv = argv;
-	req.env = env;
-	req.cwd = cwd;
-	req.user = user;
 	c->e = exec_stdio_start(c->sup->sb, c->sup->l, &req, c->fds[0], c->fds[1], c->fds[2],
 				on_exec_done, c, err, errn);
-	ret = c->e ? 0 : -EIO;
-	goto out;
-bad:
-	snprintf(err, errn, "malformed exec request");
-out:
-	for (size_t i = 0; i < argc; i++)
-		free(argv[i]);
-	for (size_t i = 0; i < envc; i++)
-		free(env[i]);
-	free(cwd);
-	free(user);
-	return ret;
+	exec_request_free(&req);
+	return c->e ? 0 : -EIO;
 }
 
 static void client_port_forward(struct ctl_client *c, struct rd *r)

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/buf.h"
+
 static const uint8_t v6_prefix[8] = ADDRPOOL_V6_PREFIX;
 
 void addrpool_init(struct addrpool *p)
@@ -44,26 +46,19 @@ void addrpool_addr(unsigned index, int family, uint8_t *out)
 {
 	if (family == AF_INET) {
 		/* 198.18.0.0/15: index 1 is 198.18.0.1. */
-		uint32_t a = (198u << 24 | 18u << 16) + index;
-		out[0] = (uint8_t)(a >> 24);
-		out[1] = (uint8_t)(a >> 16);
-		out[2] = (uint8_t)(a >> 8);
-		out[3] = (uint8_t)a;
+		be32_put(out, (198u << 24 | 18u << 16) + index);
 		return;
 	}
 	memcpy(out, v6_prefix, 8);
 	memset(out + 8, 0, 4);
-	out[12] = (uint8_t)(index >> 24);
-	out[13] = (uint8_t)(index >> 16);
-	out[14] = (uint8_t)(index >> 8);
-	out[15] = (uint8_t)index;
+	be32_put(out + 12, index);
 }
 
 const char *addrpool_name(const struct addrpool *p, int family, const uint8_t *addr)
 {
 	uint32_t index;
 	if (family == AF_INET) {
-		uint32_t a = (uint32_t)addr[0] << 24 | (uint32_t)addr[1] << 16 | (uint32_t)addr[2] << 8 | addr[3];
+		uint32_t a = be32_get(addr);
 		uint32_t base = 198u << 24 | 18u << 16;
 		if (a < base || a - base > (1u << 17) - 1)
 			return NULL;
@@ -72,7 +67,7 @@ const char *addrpool_name(const struct addrpool *p, int family, const uint8_t *a
 		static const uint8_t zero[4];
 		if (memcmp(addr, v6_prefix, 8) || memcmp(addr + 8, zero, 4))
 			return NULL;
-		index = (uint32_t)addr[12] << 24 | (uint32_t)addr[13] << 16 | (uint32_t)addr[14] << 8 | addr[15];
+		index = be32_get(addr + 12);
 	} else {
 		return NULL;
 	}

@@ -15,12 +15,6 @@
 #define DNS_RA 0x0080
 #define DNS_CLASS_IN 1
 
-static uint16_t rd_be16(struct rd *r)
-{
-	const uint8_t *b = rd_bytes(r, 2);
-	return b ? (uint16_t)(b[0] << 8 | b[1]) : 0;
-}
-
 /*
  * Read the question name. Compression pointers are refused: a question is the first name in
  * the message, there is nothing earlier to point at.
@@ -84,18 +78,6 @@ int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q)
 	return 0;
 }
 
-static int put_be16(struct buf *b, uint16_t v)
-{
-	uint8_t x[2] = { (uint8_t)(v >> 8), (uint8_t)v };
-	return buf_append(b, x, 2);
-}
-
-static int put_be32(struct buf *b, uint32_t v)
-{
-	uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
-	return buf_append(b, x, 4);
-}
-
 int dns_build_reply(struct buf *out, const uint8_t *p, size_t n, const struct dns_query *q,
 		    enum dns_rcode rcode, const struct dns_answer *ans, unsigned nans, uint32_t ttl)
 {
@@ -103,25 +85,24 @@ int dns_build_reply(struct buf *out, const uint8_t *p, size_t n, const struct dn
 	if (!have_q || nans > DNS_MAX_ANSWERS)
 		nans = 0;
 	uint16_t flags = (uint16_t)(DNS_QR | DNS_AA | DNS_RA | (q->flags & DNS_RD) | (rcode & 0xf));
-	int r = 0;
-	r |= put_be16(out, q->id);
-	r |= put_be16(out, flags);
-	r |= put_be16(out, have_q ? 1 : 0);
-	r |= put_be16(out, (uint16_t)nans);
-	r |= put_be16(out, 0);
-	r |= put_be16(out, 0);
+	buf_put_be16(out, q->id);
+	buf_put_be16(out, flags);
+	buf_put_be16(out, have_q ? 1 : 0);
+	buf_put_be16(out, (uint16_t)nans);
+	buf_put_be16(out, 0);
+	buf_put_be16(out, 0);
 	if (have_q)
-		r |= buf_append(out, p + DNS_HDR_LEN, q->question_end - DNS_HDR_LEN);
+		buf_append(out, p + DNS_HDR_LEN, q->question_end - DNS_HDR_LEN);
 	for (unsigned i = 0; i < nans; i++) {
 		uint16_t len = ans[i].type == DNS_A ? 4 : 16;
-		r |= put_be16(out, 0xc000 | DNS_HDR_LEN); /* the question's name */
-		r |= put_be16(out, ans[i].type);
-		r |= put_be16(out, DNS_CLASS_IN);
-		r |= put_be32(out, ttl);
-		r |= put_be16(out, len);
-		r |= buf_append(out, ans[i].addr, len);
+		buf_put_be16(out, 0xc000 | DNS_HDR_LEN); /* the question's name */
+		buf_put_be16(out, ans[i].type);
+		buf_put_be16(out, DNS_CLASS_IN);
+		buf_put_be32(out, ttl);
+		buf_put_be16(out, len);
+		buf_append(out, ans[i].addr, len);
 	}
-	return r ? -ENOMEM : 0;
+	return out->bad ? -ENOMEM : 0;
 }
 
 const char *dns_type_name(uint16_t type, char *buf, size_t n)

@@ -1,4 +1,28 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The egress engine (egress.h says what it does). One struct conn per SVC_TCP stream.
+ *
+ * States and transitions of a connection (conn_state):
+ *   (open)        the address the guest dialed names an allowed host:port ->
+ *                 C_CONNECTING when --add-host pins its address, else C_RESOLVING;
+ *                 not allowed -> denied (see below).
+ *   C_RESOLVING   the host's resolver works on the name -> C_CONNECTING to an address that
+ *                 passes the private-address check; no usable address -> denied.
+ *   C_CONNECTING  a non-blocking connect -> C_OPEN; refused or timed out -> denied.
+ *   C_OPEN        relaying both ways with half-close and credit; the stream or the socket ends
+ *                 -> closed (conn_end).
+ *   C_DENY_HTTP   plain HTTP that was denied: the guest's bytes are dropped until its request
+ *                 head is in, then it gets a 403 and the stream closes.
+ *   C_NO_UPSTREAM intercepted TLS whose upstream was denied or failed: the flow answers 502.
+ * Denied: raw TCP is refused at once (the agent resets the guest's socket); plain HTTP ->
+ * C_DENY_HTTP; intercepted TLS -> C_NO_UPSTREAM.
+ *
+ * Independently, what the guest's bytes are (conn_mode), decided by its first bytes:
+ *   M_UNKNOWN -> M_TLS    a ClientHello whose SNI is the connection's name (the mitm, tls.c
+ *                         and proxy.c, takes the stream over);
+ *             -> M_RAW    anything else; an HTTP/1 request line (or port 80) makes it plain
+ *                         HTTP: every request head is checked (http_walk) before it goes up.
+ */
 #define _GNU_SOURCE
 #include "egress.h"
 
@@ -369,9 +393,7 @@ static void conn_tls_pump(struct conn *c);
 static bool conn_head_in(const struct conn *c)
 {
 	const uint8_t *p = buf_head(&c->up);
-	size_t n = buf_used(&c->up), i = 0;
-	while (i < n && (p[i] == '\r' || p[i] == '\n'))
-		i++;
+	size_t n = buf_used(&c->up), i = http_leading_empty(p, n);
 	return c->guest_eof || c->walk.nreq || http_head_len(p + i, n - i, HTTP_MAX_HEAD) != 0;
 }
 

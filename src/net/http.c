@@ -11,23 +11,6 @@
 
 static bool is_tchar(uint8_t c);
 
-/* Next line of the head (without CRLF), or NULL with r bad at the end of the bytes. */
-static const uint8_t *next_line(struct rd *r, size_t *len)
-{
-	size_t start = r->off;
-	const uint8_t *base = r->p + start;
-	while (rd_left(r) >= 2) {
-		if (r->p[r->off] == '\r' && r->p[r->off + 1] == '\n') {
-			*len = r->off - start;
-			rd_bytes(r, 2);
-			return base;
-		}
-		rd_bytes(r, 1);
-	}
-	r->bad = true;
-	return NULL;
-}
-
 /*
  * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
  * its brackets. -EPROTO if not a name or an IP literal.
@@ -72,11 +55,17 @@ static int authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
 	return 0;
 }
 
-int http_sniff_request(const uint8_t *p, size_t n)
+size_t http_leading_empty(const uint8_t *p, size_t n)
 {
 	size_t i = 0;
 	while (i < n && (p[i] == '\r' || p[i] == '\n'))
-		i++; /* servers skip empty lines before a request line */
+		i++;
+	return i;
+}
+
+int http_sniff_request(const uint8_t *p, size_t n)
+{
+	size_t i = http_leading_empty(p, n);
 	size_t tok = i;
 	while (i < n && is_tchar(p[i]))
 		i++;
@@ -186,103 +175,129 @@ static int parse_u64(const uint8_t *v, size_t n, uint64_t *out)
 	return 0;
 }
 
+/* One header line (without its CRLF) at line[0..len) of the head at base: checked, as a span. */
+static int field_tokenise(const uint8_t *base, const uint8_t *line, size_t len,
+			  struct http_field *f, const char **why)
+{
+	if (line[0] == ' ' || line[0] == '\t') {
+		*why = "obsolete line folding in a header";
+		return -EPROTO;
+	}
+	const uint8_t *colon = memchr(line, ':', len);
+	if (!colon || colon == line) {
+		*why = "a header line without a name";
+		return -EPROTO;
+	}
+	for (const uint8_t *q = line; q < colon; q++) {
+		if (!is_tchar(*q)) {
+			*why = "a header name with a character not allowed there";
+			return -EPROTO;
+		}
+	}
+	const uint8_t *v = colon + 1, *end = line + len;
+	for (const uint8_t *q = v; q < end; q++) {
+		if ((*q < 0x20 && *q != '\t') || *q == 0x7f) {
+			*why = "a control character in a header value";
+			return -EPROTO;
+		}
+	}
+	f->name_off = (uint32_t)(line - base);
+	f->name_len = (uint32_t)(colon - line);
+	f->end = (uint32_t)(end - base);
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	f->value_off = (uint32_t)(v - base);
+	f->value_len = (uint32_t)(end - v);
+	return 0;
+}
+
+/* What the header fields said so far about framing and the connection. */
+struct head_flags {
+	bool have_cl, have_te, te_chunked, conn_upgrade, upgrade_ws, keep_alive, have_host;
+};
+
+/* The meaning of field f (of head base) for framing, the connection and the Host. */
+static int field_apply(const uint8_t *base, const struct http_field *f, bool request,
+		       struct head_flags *hf, struct http_msg *m, const char **why)
+{
+	const uint8_t *v = base + f->value_off;
+	size_t vl = f->value_len;
+	if (http_field_is(base, f, "content-length")) {
+		uint64_t x;
+		if (parse_u64(v, vl, &x) < 0 || (hf->have_cl && x != m->length)) {
+			*why = "a bad or conflicting Content-Length";
+			return -EPROTO;
+		}
+		hf->have_cl = true;
+		m->length = x;
+	} else if (http_field_is(base, f, "transfer-encoding")) {
+		if (hf->have_te) {
+			*why = "more than one Transfer-Encoding";
+			return -EPROTO;
+		}
+		hf->have_te = true;
+		hf->te_chunked = request ? (vl == 7 && !strncasecmp((const char *)v, "chunked", 7))
+					 : list_last_is(v, vl, "chunked");
+		if (request && !hf->te_chunked) {
+			*why = "a Transfer-Encoding other than chunked";
+			return -EPROTO;
+		}
+	} else if (http_field_is(base, f, "connection")) {
+		m->close |= list_has(v, vl, "close");
+		hf->keep_alive |= list_has(v, vl, "keep-alive");
+		hf->conn_upgrade |= list_has(v, vl, "upgrade");
+	} else if (http_field_is(base, f, "upgrade")) {
+		hf->upgrade_ws = list_has(v, vl, "websocket");
+	} else if (request && http_field_is(base, f, "expect")) {
+		m->expect_continue = vl == 12 && !strncasecmp((const char *)v, "100-continue", 12);
+	} else if (request && http_field_is(base, f, "host")) {
+		if (hf->have_host) {
+			*why = "more than one Host header";
+			return -EPROTO;
+		}
+		hf->have_host = true;
+		char h[256];
+		if (authority_host(v, vl, h, sizeof(h)) < 0) {
+			*why = "a Host header that is not a host name";
+			return -EPROTO;
+		}
+		if (m->host[0] && strcmp(m->host, h)) {
+			*why = "the Host header and the request target name different hosts";
+			return -EPROTO;
+		}
+		memcpy(m->host, h, sizeof(h));
+	}
+	return 0;
+}
+
 /*
- * The header lines after the start line: checks names and values, fills framing and the
- * connection flags. host: NULL for responses.
+ * The header lines after the start line, into m's spans: checks names and values, fills
+ * framing and the connection flags.
  */
 static int parse_headers(struct rd *r, struct http_msg *m, bool request, const char **why)
 {
-	bool have_cl = false, have_te = false, te_chunked = false, conn_upgrade = false,
-	     upgrade_ws = false, keep_alive = false, have_host = false;
-	unsigned nh = 0;
+	struct head_flags hf = { 0 };
 	size_t len;
 	const uint8_t *line;
-	while ((line = next_line(r, &len)) && len) {
-		if (++nh > HTTP_MAX_HEADERS) {
+	while ((line = rd_line(r, &len)) && len) {
+		if (m->nfields >= HTTP_MAX_HEADERS) {
 			*why = "too many header fields";
 			return -EPROTO;
 		}
-		if (line[0] == ' ' || line[0] == '\t') {
-			*why = "obsolete line folding in a header";
+		struct http_field *f = &m->field[m->nfields];
+		if (field_tokenise(r->p, line, len, f, why) < 0 ||
+		    field_apply(r->p, f, request, &hf, m, why) < 0)
 			return -EPROTO;
-		}
-		const uint8_t *colon = memchr(line, ':', len);
-		if (!colon || colon == line) {
-			*why = "a header line without a name";
-			return -EPROTO;
-		}
-		size_t nl = (size_t)(colon - line);
-		for (size_t i = 0; i < nl; i++) {
-			if (!is_tchar(line[i])) {
-				*why = "a header name with a character not allowed there";
-				return -EPROTO;
-			}
-		}
-		const uint8_t *v = colon + 1, *end = line + len;
-		for (const uint8_t *q = v; q < end; q++) {
-			if ((*q < 0x20 && *q != '\t') || *q == 0x7f) {
-				*why = "a control character in a header value";
-				return -EPROTO;
-			}
-		}
-		while (v < end && (*v == ' ' || *v == '\t'))
-			v++;
-		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		size_t vl = (size_t)(end - v);
-#define NAME_IS(s) (nl == sizeof(s) - 1 && !strncasecmp((const char *)line, s, nl))
-		if (NAME_IS("content-length")) {
-			uint64_t x;
-			if (parse_u64(v, vl, &x) < 0 || (have_cl && x != m->length)) {
-				*why = "a bad or conflicting Content-Length";
-				return -EPROTO;
-			}
-			have_cl = true;
-			m->length = x;
-		} else if (NAME_IS("transfer-encoding")) {
-			if (have_te) {
-				*why = "more than one Transfer-Encoding";
-				return -EPROTO;
-			}
-			have_te = true;
-			te_chunked = request ? (vl == 7 && !strncasecmp((const char *)v, "chunked", 7))
-					     : list_last_is(v, vl, "chunked");
-			if (request && !te_chunked) {
-				*why = "a Transfer-Encoding other than chunked";
-				return -EPROTO;
-			}
-		} else if (NAME_IS("connection")) {
-			m->close |= list_has(v, vl, "close");
-			keep_alive |= list_has(v, vl, "keep-alive");
-			conn_upgrade |= list_has(v, vl, "upgrade");
-		} else if (NAME_IS("upgrade")) {
-			upgrade_ws = list_has(v, vl, "websocket");
-		} else if (NAME_IS("expect") && request) {
-			m->expect_continue = vl == 12 && !strncasecmp((const char *)v, "100-continue", 12);
-		} else if (NAME_IS("host") && request) {
-			if (have_host) {
-				*why = "more than one Host header";
-				return -EPROTO;
-			}
-			have_host = true;
-			char h[256];
-			if (authority_host(v, vl, h, sizeof(h)) < 0) {
-				*why = "a Host header that is not a host name";
-				return -EPROTO;
-			}
-			if (m->host[0] && strcmp(m->host, h)) {
-				*why = "the Host header and the request target name different hosts";
-				return -EPROTO;
-			}
-			memcpy(m->host, h, sizeof(h));
-		}
-#undef NAME_IS
+		m->nfields++;
 	}
 	if (!line) {
 		*why = "an incomplete head";
 		return -EPROTO;
 	}
-	if (have_cl && have_te) {
+	m->head_len = r->off;
+	if (hf.have_cl && hf.have_te) {
 		*why = "both Content-Length and Transfer-Encoding (ambiguous framing)";
 		return -EPROTO;
 	}
@@ -290,14 +305,14 @@ static int parse_headers(struct rd *r, struct http_msg *m, bool request, const c
 		*why = "no Host header";
 		return -EPROTO;
 	}
-	if (m->minor == 0 && !keep_alive)
+	if (m->minor == 0 && !hf.keep_alive)
 		m->close = true;
-	m->upgrade = conn_upgrade && upgrade_ws;
-	if (te_chunked)
+	m->upgrade = hf.conn_upgrade && hf.upgrade_ws;
+	if (hf.te_chunked)
 		m->framing = HTTP_BODY_CHUNKED;
-	else if (have_te)
+	else if (hf.have_te)
 		m->framing = HTTP_BODY_CLOSE; /* responses only, checked above */
-	else if (have_cl)
+	else if (hf.have_cl)
 		m->framing = m->length ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
 	else
 		m->framing = request ? HTTP_BODY_NONE : HTTP_BODY_CLOSE;
@@ -317,10 +332,11 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 	memset(m, 0, sizeof(*m));
 	struct rd r = rd_make(p, n);
 	size_t len;
-	const uint8_t *line = next_line(&r, &len);
+	const uint8_t *line = rd_line(&r, &len);
 	*why = "a malformed request line";
 	if (!line)
 		return -EPROTO;
+	m->line_len = len;
 	const uint8_t *sp1 = memchr(line, ' ', len);
 	const uint8_t *sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
 	if (!sp1 || !sp2 || sp1 == line || (size_t)(sp1 - line) >= sizeof(m->method) ||
@@ -368,11 +384,12 @@ int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct ht
 	memset(m, 0, sizeof(*m));
 	struct rd r = rd_make(p, n);
 	size_t len;
-	const uint8_t *line = next_line(&r, &len);
+	const uint8_t *line = rd_line(&r, &len);
 	*why = "a malformed status line";
 	if (!line || len < 12 || parse_version(line, 8, &m->minor) < 0 || line[8] != ' ' ||
 	    !isdigit(line[9]) || !isdigit(line[10]) || !isdigit(line[11]) || (len > 12 && line[12] != ' '))
 		return -EPROTO;
+	m->line_len = len;
 	m->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
 	if (m->status < 100)
 		return -EPROTO;
@@ -384,26 +401,28 @@ int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct ht
 	return 0;
 }
 
-int http_head_filter(const uint8_t *head, size_t n, const char *const *drop, const char *add,
-		     struct buf *out)
+bool http_field_is(const uint8_t *head, const struct http_field *f, const char *name)
 {
-	struct rd r = rd_make(head, n);
-	size_t len;
-	const uint8_t *line = next_line(&r, &len);
-	if (!line || buf_append(out, line, len) < 0 || buf_append(out, "\r\n", 2) < 0)
-		return -EPROTO;
-	while ((line = next_line(&r, &len)) && len) {
+	return f->name_len == strlen(name) &&
+	       !strncasecmp((const char *)head + f->name_off, name, f->name_len);
+}
+
+int http_head_filter(const uint8_t *head, const struct http_msg *m, const char *const *drop,
+		     const char *add, struct buf *out)
+{
+	buf_append(out, head, m->line_len + 2);
+	for (unsigned i = 0; i < m->nfields; i++) {
+		const struct http_field *f = &m->field[i];
 		bool skip = false;
-		for (const char *const *d = drop; d && *d && !skip; d++) {
-			size_t k = strlen(*d);
-			skip = len > k && line[k] == ':' && !strncasecmp((const char *)line, *d, k);
-		}
-		if (!skip && (buf_append(out, line, len) < 0 || buf_append(out, "\r\n", 2) < 0))
-			return -ENOMEM;
+		for (const char *const *d = drop; d && *d && !skip; d++)
+			skip = http_field_is(head, f, *d);
+		if (!skip)
+			buf_append(out, head + f->name_off, f->end + 2 - f->name_off);
 	}
-	if (add && buf_append(out, add, strlen(add)) < 0)
-		return -ENOMEM;
-	return buf_append(out, "\r\n", 2);
+	if (add)
+		buf_append(out, add, strlen(add));
+	buf_append(out, "\r\n", 2);
+	return out->bad ? -ENOMEM : 0;
 }
 
 void http_target_redacted(const uint8_t *t, size_t n, char *out, size_t outn)
@@ -470,7 +489,7 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 	const uint8_t *line;
 	switch (b->st) {
 	case CH_SIZE:
-		line = next_line(&r, &len);
+		line = rd_line(&r, &len);
 		if (!line)
 			return n >= HTTP_MAX_CHUNK_LINE || eof ? -EPROTO : 0;
 		if (len > HTTP_MAX_CHUNK_LINE)
@@ -507,7 +526,7 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 		b->st = CH_SIZE;
 		return 0;
 	case CH_TRAILER:
-		line = next_line(&r, &len);
+		line = rd_line(&r, &len);
 		if (!line)
 			return n >= HTTP_MAX_TRAILERS || eof ? -EPROTO : 0;
 		*used = r.off;
@@ -548,10 +567,8 @@ int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, si
 	case HTTP_WALK_HEAD:
 		break;
 	}
-	size_t skip = 0;
-	while (skip < n && (p[skip] == '\r' || p[skip] == '\n'))
-		skip++;
-	if (skip) { /* servers skip empty lines before a request line */
+	size_t skip = http_leading_empty(p, n);
+	if (skip) {
 		*used = skip;
 		return 0;
 	}

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The HTTP/1 parts of the egress path. For plain HTTP (any port): tell a request from other
- * bytes, and write the 403 a denied request gets; requests are checked with the parser below. For the TLS-intercepting proxy: a strict parser of
- * request and response heads (bounded, no obsolete folding, no ambiguous framing), and a
- * streaming body decoder (content-length, chunked, close-delimited) that never buffers a body.
- * Pure code over caller-owned bytes: unit-tested and fuzzed.
+ * The HTTP/1 parts of the egress path, and its only HTTP/1 head parser. One strict parser of
+ * request and response heads (bounded, no obsolete folding, no ambiguous framing) returns the
+ * head as spans over the caller's bytes: the start line and every header field. Everything that
+ * looks at a head works on those spans — the plain-HTTP checks (http_walk), the TLS proxy, the
+ * secret substitution (secrets.c) and the head rewrite (http_head_filter) — so no second
+ * tokeniser can read a head differently. Also: telling a request from other bytes on a plain
+ * connection, the 403/4xx/502 answers, and a streaming body decoder (content-length, chunked,
+ * close-delimited) that never buffers a body. Pure code: unit-tested and fuzzed.
  */
 #ifndef MATCHLOCK_HTTP_H
 #define MATCHLOCK_HTTP_H
@@ -28,6 +31,8 @@
  * request is checked as one.
  */
 int http_sniff_request(const uint8_t *p, size_t n);
+/* How many CR and LF bytes start p: servers skip empty lines before a request line. */
+size_t http_leading_empty(const uint8_t *p, size_t n);
 /* Append a complete "403 Forbidden" response whose body is reason (one line). */
 int http_build_403(struct buf *out, const char *reason);
 
@@ -41,9 +46,25 @@ enum http_framing {
 	HTTP_BODY_CLOSE, /* responses only: the body ends when the connection does */
 };
 
+/*
+ * One header field line, as offsets into the head: the name runs from name_off to the colon,
+ * the value is what lies between optional whitespace after the colon and before end (the
+ * line's CR). The next field starts at end + 2; after the last one, end + 2 is the empty line.
+ */
+struct http_field {
+	uint32_t name_off;
+	uint32_t name_len;
+	uint32_t value_off;
+	uint32_t value_len;
+	uint32_t end;
+};
+
 /* A parsed head. Offsets are into the bytes it was parsed from. */
 struct http_msg {
 	size_t head_len; /* through the empty line */
+	size_t line_len; /* the start line, without its CRLF */
+	unsigned nfields;
+	struct http_field field[HTTP_MAX_HEADERS];
 	int minor; /* HTTP/1.minor */
 	char method[16]; /* requests */
 	size_t target_off, target_len; /* requests */
@@ -70,12 +91,14 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 /* A response head, to a request that was HEAD (head_request) or not. */
 int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct http_msg *m,
 			const char **why);
+/* Whether field f of head is named name (case-insensitive). */
+bool http_field_is(const uint8_t *head, const struct http_field *f, const char *name);
 /*
- * Copy a head, leaving out the headers named in drop (NULL-terminated, case-insensitive) and
+ * Copy a head parsed into m, leaving out the headers named in drop (NULL-terminated, case-insensitive) and
  * adding the lines of add (each "Name: value\r\n", may be NULL) before the empty line.
  */
-int http_head_filter(const uint8_t *head, size_t n, const char *const *drop, const char *add,
-		     struct buf *out);
+int http_head_filter(const uint8_t *head, const struct http_msg *m, const char *const *drop,
+		     const char *add, struct buf *out);
 /* The target for an event: path, and query keys without their values ("/p?a=&b="). */
 void http_target_redacted(const uint8_t *t, size_t n, char *out, size_t outn);
 

@@ -7,6 +7,8 @@
  * upstream on a non-blocking socket, and HTTP/1.1 runs between them through a streaming proxy:
  * requests are checked (Host = server name) and get their secret placeholders replaced,
  * responses get real secret values replaced by placeholders. Nothing blocks; no threads.
+ * The CA and its leaves: tls_ca.c; the contexts and both TLS ends: tls.c; the HTTP between
+ * them: proxy.c (its states are described there); the flow they share: flow.h.
  */
 #ifndef MATCHLOCK_MITM_H
 #define MATCHLOCK_MITM_H
@@ -19,7 +21,6 @@
 #include "egress.h"
 #include "secrets.h"
 
-#define MITM_LEAF_CACHE 64 /* leaf certificates kept per sandbox (least recently used goes) */
 #define MITM_MAX_UPSTREAM_CA 16
 #define FLOW_MAX_PIPELINE 32 /* requests in flight on one connection; more wait in the buffer */
 #define FLOW_BUF_HIGH (256u * 1024) /* stop reading a side while this much waits for the other */

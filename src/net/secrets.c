@@ -448,129 +448,106 @@ static int subst(const struct secrets *ss, const char *host, const uint8_t *p, s
 	return 0;
 }
 
-/* Next CRLF-terminated line from *p up to end: sets line and len, advances *p. */
-static bool head_line(const uint8_t **p, const uint8_t *end, const uint8_t **line, size_t *len)
+/* The base64 token of field f when it is "Authorization: Basic TOKEN", or NULL. */
+static const uint8_t *basic_token(const uint8_t *head, const struct http_field *f, size_t *tlen)
 {
-	const uint8_t *q = *p;
-	while (q + 1 < end && !(q[0] == '\r' && q[1] == '\n'))
-		q++;
-	if (q + 1 >= end)
-		return false;
-	*line = *p;
-	*len = (size_t)(q - *p);
-	*p = q + 2;
-	return true;
-}
-
-static bool header_is(const uint8_t *line, size_t len, const char *name)
-{
-	size_t k = strlen(name);
-	return len > k && line[k] == ':' && !strncasecmp((const char *)line, name, k);
-}
-
-/* The base64 token of "Authorization: Basic TOKEN", or NULL. */
-static const uint8_t *basic_token(const uint8_t *line, size_t len, size_t *tlen)
-{
-	if (!header_is(line, len, "authorization"))
+	if (!http_field_is(head, f, "authorization") || f->value_len < 6 ||
+	    strncasecmp((const char *)head + f->value_off, "basic ", 6))
 		return NULL;
-	const uint8_t *v = line + 14, *end = line + len;
-	while (v < end && (*v == ' ' || *v == '\t'))
-		v++;
-	if (end - v < 6 || strncasecmp((const char *)v, "basic ", 6))
-		return NULL;
-	v += 6;
+	const uint8_t *v = head + f->value_off + 6, *end = head + f->value_off + f->value_len;
 	while (v < end && *v == ' ')
 		v++;
-	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
 	*tlen = (size_t)(end - v);
 	return v;
 }
 
+/* Every placeholder inside a Basic credential must be allowed for host; else the first. */
+static const struct secret *first_basic_leak(const struct secrets *ss, const char *host,
+					     const uint8_t *head, const struct http_msg *m)
+{
+	const struct secret *leak = NULL;
+	struct buf dec = { 0 };
+	for (unsigned i = 0; i < m->nfields && !leak; i++) {
+		size_t tl;
+		const uint8_t *tok = basic_token(head, &m->field[i], &tl);
+		if (tok && base64_decode(&dec, (const char *)tok, tl) == 0)
+			leak = first_leak(ss, host, buf_head(&dec), buf_used(&dec));
+		buf_wipe(&dec);
+	}
+	return leak;
+}
+
+/*
+ * Field f, whose Basic credential is tok: with placeholders replaced when the decoded
+ * credential has any for host (1), else nothing is appended (0).
+ */
+static int rewrite_basic(const struct secrets *ss, const char *host, const uint8_t *tok,
+			 size_t tl, struct buf *out, int *nsub, struct scrub *rec)
+{
+	struct buf dec = { 0 }, plain = { 0 }, enc = { 0 };
+	int before = *nsub, r = 0;
+	if (base64_decode(&dec, (const char *)tok, tl) < 0)
+		goto out;
+	if (subst(ss, host, buf_head(&dec), buf_used(&dec), false, &plain, nsub) < 0 ||
+	    base64_encode(&enc, buf_head(&plain), buf_used(&plain)) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (*nsub == before)
+		goto out;
+	/* An upstream that echoes the token would hand the value out. */
+	const struct secret *first = secrets_find_placeholder(ss, buf_head(&dec), buf_used(&dec));
+	if (rec && first)
+		scrub_record(rec, (unsigned)(first - ss->s), buf_head(&enc), buf_used(&enc), tok, tl);
+	buf_append(out, "Authorization: Basic ", 21);
+	buf_append(out, buf_head(&enc), buf_used(&enc));
+	buf_append(out, "\r\n", 2);
+	r = 1;
+out:
+	buf_wipe(&dec);
+	buf_wipe(&plain);
+	buf_wipe(&enc);
+	return r;
+}
+
 int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
-			    size_t n, bool strip_encoding, struct buf *out,
+			    const struct http_msg *m, bool strip_encoding, struct buf *out,
 			    const struct secret **leak, struct scrub *rec)
 {
-	*leak = NULL;
-	const uint8_t *p = head, *end = head + n, *line;
-	size_t len;
-	struct buf dec = { 0 }, enc = { 0 }, tmp = { 0 };
-	int nsub = 0, r = 0;
 	/* Leaks first, anywhere in the head and inside Basic credentials: nothing goes out. */
-	if ((*leak = first_leak(ss, host, head, n)))
+	if ((*leak = first_leak(ss, host, head, m->head_len)) ||
+	    (*leak = first_basic_leak(ss, host, head, m)))
 		return -EPERM;
-	const uint8_t *scan = head;
-	while (head_line(&scan, end, &line, &len) && len) {
-		size_t tl;
-		const uint8_t *tok = basic_token(line, len, &tl);
-		if (!tok)
-			continue;
-		buf_fini(&dec);
-		if (base64_decode(&dec, (const char *)tok, tl) == 0 &&
-		    (*leak = first_leak(ss, host, buf_head(&dec), buf_used(&dec)))) {
-			buf_wipe(&dec);
-			return -EPERM;
-		}
-	}
-	buf_fini(&dec);
 	size_t start = buf_used(out);
-	if (!head_line(&p, end, &line, &len))
-		return -EPROTO;
-	/* Request line: the target is between the two spaces. */
-	const uint8_t *sp1 = memchr(line, ' ', len);
-	const uint8_t *sp2 = sp1 ? memrchr(line, ' ', len) : NULL;
-	if (!sp1 || sp2 == sp1)
-		return -EPROTO;
-	if (buf_append(out, line, (size_t)(sp1 + 1 - line)) < 0 ||
-	    subst(ss, host, sp1 + 1, (size_t)(sp2 - sp1 - 1), true, out, &nsub) < 0 ||
-	    buf_append(out, sp2, (size_t)(line + len - sp2)) < 0 || buf_append(out, "\r\n", 2) < 0)
+	int nsub = 0;
+	/* Request line: the target is percent-encoded where it is replaced. */
+	size_t target_end = m->target_off + m->target_len;
+	buf_append(out, head, m->target_off);
+	if (subst(ss, host, head + m->target_off, m->target_len, true, out, &nsub) < 0)
 		goto nomem;
-	while (head_line(&p, end, &line, &len) && len) {
+	buf_append(out, head + target_end, m->line_len + 2 - target_end);
+	for (unsigned i = 0; i < m->nfields; i++) {
+		const struct http_field *f = &m->field[i];
 		size_t tl;
-		const uint8_t *tok = basic_token(line, len, &tl);
-		if (strip_encoding && header_is(line, len, "accept-encoding"))
+		const uint8_t *tok = basic_token(head, f, &tl);
+		if (strip_encoding && http_field_is(head, f, "accept-encoding"))
 			continue;
-		if (tok && base64_decode(&dec, (const char *)tok, tl) == 0) {
-			int before = nsub;
-			if (subst(ss, host, buf_head(&dec), buf_used(&dec), false, &tmp, &nsub) < 0 ||
-			    base64_encode(&enc, buf_head(&tmp), buf_used(&tmp)) < 0)
-				goto nomem;
-			if (nsub != before) {
-				/* An upstream that echoes the token would hand the value out. */
-				const struct secret *first = secrets_find_placeholder(ss, buf_head(&dec),
-										      buf_used(&dec));
-				if (rec && first)
-					scrub_record(rec, (unsigned)(first - ss->s), buf_head(&enc),
-						     buf_used(&enc), tok, tl);
-				if (buf_append(out, "Authorization: Basic ", 21) < 0 ||
-				    buf_append(out, buf_head(&enc), buf_used(&enc)) < 0 ||
-				    buf_append(out, "\r\n", 2) < 0)
-					goto nomem;
-				buf_wipe(&dec);
-				buf_wipe(&tmp);
-				buf_wipe(&enc);
-				continue;
-			}
-			buf_wipe(&dec);
-			buf_wipe(&tmp);
-			buf_wipe(&enc);
-		}
-		buf_wipe(&dec); /* a token that was not base64 */
-		if (subst(ss, host, line, len, false, out, &nsub) < 0 || buf_append(out, "\r\n", 2) < 0)
+		int r = tok ? rewrite_basic(ss, host, tok, tl, out, &nsub, rec) : 0;
+		if (r < 0)
+			goto nomem;
+		if (r == 0 && subst(ss, host, head + f->name_off, f->end + 2 - f->name_off, false, out,
+				    &nsub) < 0)
 			goto nomem;
 	}
-	if (strip_encoding && buf_append(out, "Accept-Encoding: identity\r\n", 27) < 0)
-		goto nomem;
-	if (buf_append(out, "\r\n", 2) < 0)
+	if (strip_encoding)
+		buf_append(out, "Accept-Encoding: identity\r\n", 27);
+	buf_append(out, "\r\n", 2);
+	if (out->bad)
 		goto nomem;
 	return nsub;
 nomem:
-	r = -ENOMEM;
-	buf_wipe(&dec);
-	buf_wipe(&tmp);
-	buf_wipe(&enc);
 	out->len = out->off + start;
-	return r;
+	return -ENOMEM;
 }
 
 /* ---- responses -------------------------------------------------------------------------- */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "http.h"
 #include "policy.h"
 
 #define SECRETS_MAX 32 /* secrets per sandbox */
@@ -87,8 +88,8 @@ const struct secret *secrets_find_placeholder(const struct secrets *ss, const ui
 /*
  * Rewrite a request head for host: every placeholder of a secret scoped to host becomes its
  * value (in the target, percent-encoded where needed; in header values; inside the base64 of
- * `Authorization: Basic`). head is the complete head (request line to CRLFCRLF); the result is
- * appended to out. Returns the number of substitutions, or -EPERM with *leak set to the secret
+ * `Authorization: Basic`). head is a request head parsed into m (http_parse_request); the
+ * result is appended to out. Returns the number of substitutions, or -EPERM with *leak set to the secret
  * whose placeholder is headed to a host it is not scoped to (nothing is appended then), or
  * -EPROTO/-ENOMEM. With strip_encoding, Accept-Encoding is replaced by identity so responses
  * can be scrubbed. rec (may be NULL): the connection's scrubber, told each encoded form of a
@@ -96,7 +97,7 @@ const struct secret *secrets_find_placeholder(const struct secrets *ss, const ui
  */
 struct scrub;
 int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
-			    size_t n, bool strip_encoding, struct buf *out,
+			    const struct http_msg *m, bool strip_encoding, struct buf *out,
 			    const struct secret **leak, struct scrub *rec);
 
 /*

@@ -7,27 +7,6 @@
 
 #include "common/buf.h"
 
-static uint32_t rd_u24be(struct rd *r)
-{
-	const uint8_t *b = rd_bytes(r, 3);
-	return b ? (uint32_t)b[0] << 16 | (uint32_t)b[1] << 8 | b[2] : 0;
-}
-
-static uint16_t rd_u16be(struct rd *r)
-{
-	const uint8_t *b = rd_bytes(r, 2);
-	return b ? (uint16_t)(b[0] << 8 | b[1]) : 0;
-}
-
-/* A sub-cursor over the next n bytes of r. */
-static struct rd rd_sub(struct rd *r, size_t n)
-{
-	const uint8_t *b = rd_bytes(r, n);
-	struct rd s = rd_make(b, b ? n : 0);
-	s.bad = !b;
-	return s;
-}
-
 int tlshello_sni(const uint8_t *p, size_t n, char *sni, size_t snin)
 {
 	sni[0] = 0;
@@ -41,37 +20,37 @@ int tlshello_sni(const uint8_t *p, size_t n, char *sni, size_t snin)
 		return -EPROTO;
 	if (n < 5)
 		return 0;
-	size_t rlen = (size_t)p[3] << 8 | p[4];
+	size_t rlen = be16_get(p + 3);
 	if (rlen < 4 || rlen > TLSHELLO_MAX - 5)
 		return -EPROTO;
 	if (n < 5 + rlen)
 		return 0;
 	struct rd r = rd_make(p + 5, rlen);
 	rd_u8(&r); /* type, checked */
-	uint32_t hlen = rd_u24be(&r);
+	uint32_t hlen = rd_be24(&r);
 	/* A hello longer than its record continues in the next one: read what we have. */
 	struct rd h = rd_sub(&r, hlen < rd_left(&r) ? hlen : rd_left(&r));
 	rd_bytes(&h, 2 + 32); /* version, random */
 	struct rd sid = rd_sub(&h, rd_u8(&h));
-	struct rd suites = rd_sub(&h, rd_u16be(&h));
+	struct rd suites = rd_sub(&h, rd_be16(&h));
 	struct rd comp = rd_sub(&h, rd_u8(&h));
 	(void)sid, (void)suites, (void)comp;
 	if (h.bad)
 		return -EPROTO;
 	if (!rd_left(&h))
 		return 1; /* no extensions */
-	struct rd ext = rd_sub(&h, rd_u16be(&h));
+	struct rd ext = rd_sub(&h, rd_be16(&h));
 	while (rd_left(&ext) >= 4) {
-		uint16_t type = rd_u16be(&ext);
-		struct rd body = rd_sub(&ext, rd_u16be(&ext));
+		uint16_t type = rd_be16(&ext);
+		struct rd body = rd_sub(&ext, rd_be16(&ext));
 		if (body.bad)
 			return 1;
 		if (type != 0)
 			continue;
-		struct rd list = rd_sub(&body, rd_u16be(&body));
+		struct rd list = rd_sub(&body, rd_be16(&body));
 		while (rd_left(&list) >= 3) {
 			uint8_t nt = rd_u8(&list);
-			uint16_t nl = rd_u16be(&list);
+			uint16_t nl = rd_be16(&list);
 			const uint8_t *name = rd_bytes(&list, nl);
 			if (!name)
 				return -EPROTO;

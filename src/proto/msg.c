@@ -7,19 +7,18 @@
 
 int msg_put_tlv(struct buf *b, uint16_t tag, const void *p, uint32_t len)
 {
-	int r = buf_put_u16(b, tag);
-	if (r == 0)
-		r = buf_put_u32(b, len);
-	if (r == 0)
-		r = buf_append(b, p, len);
-	return r;
+	buf_put_u16(b, tag);
+	buf_put_u32(b, len);
+	return buf_append(b, p, len);
 }
 
 int msg_put_str(struct buf *b, uint16_t tag, const char *s)
 {
 	size_t n = strlen(s);
-	if (n > UINT32_MAX)
+	if (n > UINT32_MAX) {
+		b->bad = true; /* the message would lack this field: as bad as out of memory */
 		return -E2BIG;
+	}
 	return msg_put_tlv(b, tag, s, (uint32_t)n);
 }
 

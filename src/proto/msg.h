@@ -95,6 +95,10 @@ enum msg_tag {
 #define MSG_MAX_ENV 4096
 #define MSG_MAX_STR 4096 /* paths, names, messages */
 
+/*
+ * Append one TLV. A failure leaves b bad (buf.h): encode a whole message, then test b->bad
+ * once; the return values are there for callers that stop early.
+ */
 int msg_put_tlv(struct buf *b, uint16_t tag, const void *p, uint32_t len);
 int msg_put_str(struct buf *b, uint16_t tag, const char *s);
 int msg_put_u8(struct buf *b, uint16_t tag, uint8_t v);

@@ -348,6 +348,13 @@ int mux_send_eof(struct mux *m, struct mux_stream *s, uint8_t chan)
 	return mux_put_frame(m, s->id, MUX_EOF, chan, NULL, 0);
 }
 
+int mux_send_msg(struct mux *m, uint32_t stream, const struct buf *msg)
+{
+	if (msg->bad)
+		return -ENOMEM;
+	return mux_send_ctl(m, stream, buf_head(msg), (uint32_t)buf_used(msg));
+}
+
 int mux_send_ctl(struct mux *m, uint32_t stream, const void *p, uint32_t n)
 {
 	if (n < 2 || n > MUX_MAX_PAYLOAD)

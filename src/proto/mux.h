@@ -156,6 +156,8 @@ struct mux_stream *mux_open(struct mux *m, uint16_t service, const void *body, u
 uint32_t mux_send_data(struct mux *m, struct mux_stream *s, uint8_t chan, const void *p, uint32_t n);
 int mux_send_eof(struct mux *m, struct mux_stream *s, uint8_t chan);
 int mux_send_ctl(struct mux *m, uint32_t stream, const void *p, uint32_t n);
+/* A CTL message built in msg: -ENOMEM, and nothing queued, if an append to it failed. */
+int mux_send_msg(struct mux *m, uint32_t stream, const struct buf *msg);
 /* Queue CLOSE (err = 0 or a positive errno); frees the stream if the peer had closed too. */
 int mux_close(struct mux *m, struct mux_stream *s, uint32_t err);
 /* Tell the mux n received bytes were used; queues CREDIT when worthwhile. */

@@ -135,6 +135,85 @@ static void test_reserve_overflow(void)
 	buf_fini(&b);
 }
 
+static void test_sticky_writer_error(void)
+{
+	struct buf b = { 0 };
+
+	CHECK_EQ_INT(buf_append(&b, "ab", 2), 0);
+	CHECK(!b.bad);
+	CHECK(buf_reserve(&b, SIZE_MAX) == NULL);
+	CHECK(b.bad);
+	/* Sticky: a small append after the failure is refused too, so no message goes out with
+	 * a piece missing from its middle. */
+	CHECK_EQ_INT(buf_append(&b, "c", 1), -ENOMEM);
+	CHECK_EQ_INT(buf_put_u8(&b, 1), -ENOMEM);
+	CHECK_EQ_INT(buf_put_be32(&b, 1), -ENOMEM);
+	CHECK_BUF(&b, "ab", 2);
+	buf_consume(&b, 2);
+	CHECK(b.bad); /* draining does not make the contents whole again */
+	buf_fini(&b);
+	CHECK(!b.bad);
+	CHECK_EQ_INT(buf_append(&b, "c", 1), 0);
+	buf_fini(&b);
+}
+
+static void test_put_be(void)
+{
+	struct buf b = { 0 };
+	static const uint8_t want[] = { 0x12, 0x34, 0x81, 0x02, 0x03, 0x04 };
+
+	CHECK_EQ_INT(buf_put_be16(&b, 0x1234), 0);
+	CHECK_EQ_INT(buf_put_be32(&b, 0x81020304u), 0);
+	CHECK_BUF(&b, want, sizeof(want));
+	struct rd r = rd_make(want, sizeof(want));
+	CHECK_EQ_INT(rd_be16(&r), 0x1234);
+	CHECK(rd_be32(&r) == 0x81020304u);
+	CHECK(!r.bad && rd_left(&r) == 0);
+	r = rd_make(want, sizeof(want));
+	CHECK(rd_be24(&r) == 0x123481u);
+	CHECK(rd_be32(&r) == 0 && r.bad); /* 3 bytes left */
+	CHECK_EQ_INT(be16_get(want + 2), 0x8102);
+	CHECK(be32_get(want + 2) == 0x81020304u);
+	uint8_t q[4];
+	be32_put(q, 0x81020304u);
+	CHECK_EQ_MEM(q, 4, want + 2, 4);
+	buf_fini(&b);
+}
+
+static void test_rd_sub(void)
+{
+	static const uint8_t in[] = { 3, 'a', 'b', 'c', 9, 'x' };
+	struct rd r = rd_make(in, sizeof(in));
+
+	struct rd s = rd_sub(&r, rd_u8(&r));
+	CHECK(!s.bad && rd_left(&s) == 3 && s.p == in + 1);
+	CHECK_EQ_INT(rd_u8(&s), 'a');
+	CHECK_EQ_INT(rd_left(&r), 2);
+	/* Longer than what is left: both cursors are bad, the sub-range empty. */
+	struct rd t = rd_sub(&r, rd_u8(&r));
+	CHECK(t.bad && rd_left(&t) == 0 && r.bad);
+	CHECK(rd_u8(&t) == 0);
+}
+
+static void test_rd_line(void)
+{
+	static const char in[] = "one\r\n\r\nbare\nlf\r\ncut\r";
+	struct rd r = rd_make(in, sizeof(in) - 1);
+	size_t len = 99;
+
+	const uint8_t *l = rd_line(&r, &len);
+	CHECK(l == (const uint8_t *)in && len == 3);
+	l = rd_line(&r, &len);
+	CHECK(l && len == 0);
+	/* A bare LF is part of the line: only CRLF ends one. */
+	l = rd_line(&r, &len);
+	CHECK(l && len == 7 && !memcmp(l, "bare\nlf", 7));
+	/* No CRLF in what is left: no line, and the cursor turns bad (a line is never cut). */
+	CHECK(rd_line(&r, &len) == NULL);
+	CHECK(r.bad);
+	CHECK(rd_line(&r, &len) == NULL);
+}
+
 static void test_put_le(void)
 {
 	struct buf b = { 0 };
@@ -258,6 +337,10 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_reserve_slide);
 	CHECK_RUN(test_reserve_overflow);
 	CHECK_RUN(test_put_le);
+	CHECK_RUN(test_sticky_writer_error);
+	CHECK_RUN(test_put_be);
+	CHECK_RUN(test_rd_sub);
+	CHECK_RUN(test_rd_line);
 	CHECK_RUN(test_rd_in_bounds);
 	CHECK_RUN(test_rd_out_of_bounds);
 	CHECK_RUN(test_rd_each_width);

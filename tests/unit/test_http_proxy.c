@@ -73,6 +73,39 @@ static void test_request_heads(void)
 	free(big);
 }
 
+/* The spans of the one parser: every field, its value trimmed, and a head rebuilt from them. */
+static void test_head_spans(void)
+{
+	struct http_msg m;
+	const char *why;
+	const char *h = "POST /p HTTP/1.1\r\nHost: a.test\r\nX-A:  v 1 \t\r\nEmpty:\r\n"
+			"Content-Length: 3\r\n\r\n";
+	if (!CHECK_EQ_INT(http_parse_request(S(h), &m, &why), 0))
+		return;
+	CHECK_EQ_INT(m.head_len, strlen(h));
+	CHECK_EQ_INT(m.line_len, 16);
+	CHECK_EQ_INT(m.nfields, 4);
+	const struct http_field *f = &m.field[1];
+	CHECK(http_field_is((const uint8_t *)h, f, "x-a") && !http_field_is((const uint8_t *)h, f, "x"));
+	CHECK_EQ_MEM(h + f->value_off, f->value_len, "v 1", 3);
+	CHECK_EQ_INT(m.field[2].value_len, 0);
+	CHECK_EQ_INT(m.field[2].name_off, f->end + 2);
+	CHECK_EQ_INT(m.field[3].end + 4, strlen(h));
+	/* The rewrite keeps every other byte: spacing, case, order. */
+	static const char *const drop[] = { "content-length", NULL };
+	struct buf out = { 0 };
+	CHECK_EQ_INT(http_head_filter((const uint8_t *)h, &m, drop, "T: 1\r\n", &out), 0);
+	const char *want = "POST /p HTTP/1.1\r\nHost: a.test\r\nX-A:  v 1 \t\r\nEmpty:\r\nT: 1\r\n\r\n";
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), want, strlen(want));
+	buf_fini(&out);
+	/* Response heads too. */
+	const char *r = "HTTP/1.1 200 OK\r\nA: b\r\n\r\n";
+	CHECK_EQ_INT(http_parse_response(S(r), false, &m, &why), 0);
+	CHECK_EQ_INT(m.nfields, 1);
+	CHECK_EQ_INT(m.line_len, 15);
+	CHECK_EQ_MEM(r + m.field[0].value_off, m.field[0].value_len, "b", 1);
+}
+
 static void test_response_heads(void)
 {
 	struct http_msg m;
@@ -147,6 +180,18 @@ static void test_bodies(void)
 
 static struct secrets ss;
 
+
+/* Parse a request head (the one parser), then rewrite it for host. */
+static int rewrite(const char *host, const char *head, bool strip, struct buf *out,
+		   const struct secret **leak, struct scrub *sc)
+{
+	static struct http_msg m;
+	const char *why;
+	if (http_parse_request((const uint8_t *)head, strlen(head), &m, &why) < 0)
+		return -EPROTO;
+	return secrets_rewrite_request(&ss, host, (const uint8_t *)head, &m, strip, out, leak, sc);
+}
+
 static void test_secrets(void)
 {
 	char err[300];
@@ -174,7 +219,7 @@ static void test_secrets(void)
 	buf_fini(&b64);
 	struct buf out = { 0 };
 	const struct secret *leak;
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "api.test", S(head), true, &out, &leak, NULL), 3);
+	CHECK_EQ_INT(rewrite("api.test", head, true, &out, &leak, NULL), 3);
 	buf_put_u8(&out, 0);
 	base64_encode(&b64, (const uint8_t *)"u:sk-real/value+1", 17);
 	buf_put_u8(&b64, 0);
@@ -188,7 +233,7 @@ static void test_secrets(void)
 	buf_fini(&b64);
 
 	/* Headed elsewhere: refused, nothing written, the secret named. */
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak, NULL), -EPERM);
+	CHECK_EQ_INT(rewrite("other.test", head, false, &out, &leak, NULL), -EPERM);
 	CHECK(leak == s && buf_used(&out) == 0);
 	/* Only inside Basic credentials: still caught. */
 	snprintf(basic_in, sizeof(basic_in), "u:%s", s->placeholder);
@@ -196,10 +241,10 @@ static void test_secrets(void)
 	buf_put_u8(&b64, 0);
 	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: o\r\nAuthorization: basic %s\r\n\r\n", (char *)b64.p);
 	buf_fini(&b64);
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(head), false, &out, &leak, NULL), -EPERM);
+	CHECK_EQ_INT(rewrite("other.test", head, false, &out, &leak, NULL), -EPERM);
 	/* No placeholder: unchanged. */
 	const char *plain = "GET / HTTP/1.1\r\nHost: o\r\nX: SANDBOX_SECRET_nothex\r\n\r\n";
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "other.test", S(plain), false, &out, &leak, NULL), 0);
+	CHECK_EQ_INT(rewrite("other.test", plain, false, &out, &leak, NULL), 0);
 	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), plain, strlen(plain));
 	buf_fini(&out);
 }
@@ -334,7 +379,7 @@ static void test_scrub_encodings(void)
 	struct scrub sc = { 0 };
 	struct buf out = { 0 };
 	const struct secret *leak;
-	CHECK_EQ_INT(secrets_rewrite_request(&ss, "api.test", S(head), false, &out, &leak, &sc), 1);
+	CHECK_EQ_INT(rewrite("api.test", head, false, &out, &leak, &sc), 1);
 	CHECK_EQ_INT(sc.nrec, 1);
 	const char *sent = strstr((const char *)buf_head(&out), "Basic ") + 6;
 	snprintf(text, sizeof(text), "echo: %.*s.", (int)(strchr(sent, '\r') - sent), sent);
@@ -386,6 +431,7 @@ int main(int argc, char **argv)
 {
 	check_init(argc, argv);
 	CHECK_RUN(test_request_heads);
+	CHECK_RUN(test_head_spans);
 	CHECK_RUN(test_response_heads);
 	CHECK_RUN(test_bodies);
 	CHECK_RUN(test_secrets);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "proto/exec_req.h"
 #include "proto/msg.h"
 
 /* The bytes waiting in a struct buf are exactly p[0..n) (no buf_head() of a fresh buf). */
@@ -274,6 +275,126 @@ static void test_fixed_width(void)
 	CHECK_EQ_INT(msg_get_u32(&val, &u32), -EPROTO);
 }
 
+/* The one exec-request codec: what the CLI and the host encode is what the supervisor and the
+ * agent decode, within the limits. */
+static void test_exec_round_trip(void)
+{
+	char *argv[] = { "sh", "-c", "echo hi", NULL }, *env[] = { "A=1", "B=", NULL };
+	struct exec_request in = { .argv = argv, .env = env, .cwd = "/tmp", .user = "1000:1000",
+				   .stdin_on = true, .tty = true, .rows = 40, .cols = 120,
+				   .timeout_s = 7 };
+	struct buf b = { 0 };
+	CHECK_EQ_INT(exec_request_encode(&in, &b), 0);
+	struct rd r = rd_make(buf_head(&b), buf_used(&b));
+	struct exec_request out;
+	if (!CHECK_EQ_INT(exec_request_decode(&r, &out), 0))
+		return;
+	CHECK_EQ_INT(out.argc, 3);
+	CHECK_EQ_INT(out.envc, 2);
+	CHECK(!strcmp(out.argv[0], "sh") && !strcmp(out.argv[2], "echo hi") && !out.argv[3]);
+	CHECK(!strcmp(out.env[0], "A=1") && !strcmp(out.env[1], "B=") && !out.env[2]);
+	CHECK(!strcmp(out.cwd, "/tmp") && !strcmp(out.user, "1000:1000"));
+	CHECK(out.stdin_on && out.tty && out.rows == 40 && out.cols == 120 && out.timeout_s == 7);
+	/* Room for the agent's defaults after the NULL. */
+	out.env[out.envc++] = "PATH=/bin";
+	out.env[out.envc++] = "HOME=/";
+	out.env[out.envc] = NULL;
+	exec_request_free(&out);
+	CHECK(out.mem == NULL && out.argv == NULL);
+	buf_fini(&b);
+
+	/* Nothing optional: no cwd, user, tty, timeout; stdin off. */
+	char *one[] = { "true", NULL };
+	struct exec_request min = { .argv = one };
+	CHECK_EQ_INT(exec_request_encode(&min, &b), 0);
+	r = rd_make(buf_head(&b), buf_used(&b));
+	CHECK_EQ_INT(exec_request_decode(&r, &out), 0);
+	CHECK(out.argc == 1 && out.envc == 0 && !out.env[0] && !out.cwd && !out.user && !out.tty &&
+	      !out.stdin_on && !out.timeout_s);
+	exec_request_free(&out);
+	buf_fini(&b);
+}
+
+static int decode_of(struct buf *b)
+{
+	struct rd r = rd_make(buf_head(b), buf_used(b));
+	struct exec_request out;
+	int k = exec_request_decode(&r, &out);
+	if (k == 0)
+		exec_request_free(&out);
+	return k;
+}
+
+static void test_exec_bounds(void)
+{
+	struct buf b = { 0 };
+	/* Too many arguments, too many variables. */
+	for (int i = 0; i <= MSG_MAX_ARGS; i++)
+		msg_put_str(&b, T_ARGV, "x");
+	CHECK_EQ_INT(decode_of(&b), -E2BIG);
+	buf_fini(&b);
+	msg_put_str(&b, T_ARGV, "x");
+	for (int i = 0; i <= MSG_MAX_ENV; i++)
+		msg_put_str(&b, T_ENV, "K=v");
+	CHECK_EQ_INT(decode_of(&b), -E2BIG);
+	buf_fini(&b);
+	/* Exactly at the limits is fine. */
+	for (int i = 0; i < MSG_MAX_ARGS; i++)
+		msg_put_str(&b, T_ARGV, "x");
+	for (int i = 0; i < MSG_MAX_ENV; i++)
+		msg_put_str(&b, T_ENV, "K=v");
+	CHECK_EQ_INT(decode_of(&b), 0);
+	buf_fini(&b);
+	/* Oversized strings. */
+	static char big[EXEC_MAX_ARG + 2];
+	memset(big, 'a', sizeof(big) - 1);
+	msg_put_str(&b, T_ARGV, big);
+	CHECK_EQ_INT(decode_of(&b), -E2BIG);
+	buf_fini(&b);
+	big[EXEC_MAX_ARG] = 0;
+	msg_put_str(&b, T_ARGV, big); /* exactly the limit */
+	CHECK_EQ_INT(decode_of(&b), 0);
+	big[MSG_MAX_STR + 1] = 0;
+	msg_put_str(&b, T_CWD, big);
+	CHECK_EQ_INT(decode_of(&b), -E2BIG);
+	buf_fini(&b);
+	big[EXEC_MAX_USER + 1] = 0;
+	msg_put_str(&b, T_ARGV, "x");
+	msg_put_str(&b, T_USER, big);
+	CHECK_EQ_INT(decode_of(&b), -E2BIG);
+	buf_fini(&b);
+	/* No command, an empty command, a bad variable, a NUL, a wrong width, a cut TLV. */
+	msg_put_str(&b, T_CWD, "/");
+	CHECK_EQ_INT(decode_of(&b), -EINVAL);
+	msg_put_str(&b, T_ARGV, "");
+	CHECK_EQ_INT(decode_of(&b), -EINVAL);
+	buf_fini(&b);
+	msg_put_str(&b, T_ARGV, "x");
+	msg_put_str(&b, T_ENV, "=v");
+	CHECK_EQ_INT(decode_of(&b), -EINVAL);
+	buf_fini(&b);
+	msg_put_str(&b, T_ARGV, "x");
+	msg_put_str(&b, T_ENV, "NOVALUE");
+	CHECK_EQ_INT(decode_of(&b), -EINVAL);
+	buf_fini(&b);
+	msg_put_tlv(&b, T_ARGV, "a\0b", 3);
+	CHECK_EQ_INT(decode_of(&b), -EPROTO);
+	buf_fini(&b);
+	msg_put_str(&b, T_ARGV, "x");
+	msg_put_u16(&b, T_TTY, 1);
+	CHECK_EQ_INT(decode_of(&b), -EPROTO);
+	buf_fini(&b);
+	msg_put_str(&b, T_ARGV, "x");
+	b.len--;
+	CHECK_EQ_INT(decode_of(&b), -EPROTO);
+	buf_fini(&b);
+	/* Unknown tags are skipped. */
+	msg_put_u32(&b, 999, 5);
+	msg_put_str(&b, T_ARGV, "x");
+	CHECK_EQ_INT(decode_of(&b), 0);
+	buf_fini(&b);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -283,5 +404,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_garbage);
 	CHECK_RUN(test_dup_str);
 	CHECK_RUN(test_fixed_width);
+	CHECK_RUN(test_exec_round_trip);
+	CHECK_RUN(test_exec_bounds);
 	return check_summary();
 }

@@ -1148,9 +1148,27 @@ static void test_out_max(void)
 	side_free(g);
 }
 
+/* A message whose building hit an allocation failure is never queued (no gaps on the link). */
+static void test_send_msg_refuses_bad(void)
+{
+	struct side *h = side_new(MUX_SIDE_HOST);
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTL_READY);
+	size_t before = buf_used(&h->m.out);
+	CHECK_EQ_INT(mux_send_msg(&h->m, 0, &b), 0);
+	CHECK(buf_used(&h->m.out) > before);
+	before = buf_used(&h->m.out);
+	CHECK(buf_reserve(&b, SIZE_MAX) == NULL && b.bad);
+	CHECK_EQ_INT(mux_send_msg(&h->m, 0, &b), -ENOMEM);
+	CHECK_EQ_INT(buf_used(&h->m.out), before);
+	buf_fini(&b);
+	side_free(h);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
+	CHECK_RUN(test_send_msg_refuses_bad);
 	CHECK_RUN(test_open_roundtrip);
 	CHECK_RUN(test_data_eof_ctl);
 	CHECK_RUN(test_close);

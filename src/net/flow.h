@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The intercepting proxy's connection object, shared by its two halves and by nothing else:
+ * tls.c (the contexts, both TLS ends, moving bytes) and proxy.c (HTTP/1 between them).
+ */
+#ifndef MATCHLOCK_FLOW_H
+#define MATCHLOCK_FLOW_H
+
+#include <openssl/ssl.h>
+
+#include "http.h"
+#include "mitm.h"
+#include "tls_ca.h"
+
+struct mitm {
+	const struct secrets *ss;
+	struct tls_ca ca;
+	SSL_CTX *guest_ctx, *up_ctx;
+};
+
+/* The proxy's states; proxy.c says how they change. */
+enum rq_state { RQ_HEAD, RQ_BODY, RQ_WAIT_UPGRADE, RQ_TUNNEL, RQ_STOPPED };
+enum rs_state { RS_HEAD, RS_BODY, RS_TUNNEL };
+
+/* A request sent upstream whose response has not ended yet. */
+struct pending {
+	char method[16];
+	char url[8 + POLICY_NAME_MAX + 6 + 400]; /* https://NAME:PORT and pending_fill's target */
+	int minor;
+	bool upgrade;
+	uint64_t t0, up, down;
+};
+
+struct flow {
+	struct mitm *m;
+	char name[POLICY_NAME_MAX + 1];
+	uint16_t port;
+	flow_event_fn ev;
+	void *opaque;
+
+	SSL *g; /* the guest's side: we are the server, memory BIOs */
+	BIO *g_in, *g_out; /* owned by g */
+	SSL *u; /* upstream: we are the client, on fd */
+	int fd;
+	bool g_hs, u_hs; /* handshakes done */
+	bool u_failed;
+	char u_why[300]; /* why the upstream failed, for the log and events */
+	char u_guest[300]; /* what the guest's 502 says */
+	bool u_want_write; /* the last upstream TLS call needs the socket writable */
+	bool g_eof, u_eof, u_shut, closing, failed, g_closed;
+
+	struct buf req_in; /* guest plaintext not parsed yet */
+	struct buf req_out; /* plaintext for upstream */
+	struct buf resp_in; /* upstream plaintext not parsed yet */
+	struct buf to_guest; /* ciphertext for the guest */
+	struct buf g_plain; /* plaintext for the guest, encrypted in one go per round */
+	struct buf final; /* the response that ends the connection (400/403/502), after the queue */
+
+	enum rq_state rq;
+	struct http_body rq_body;
+	bool rq_chunked;
+	enum rs_state rs;
+	struct http_body rs_body;
+	bool rs_chunked_out, rs_close_after;
+	struct scrub scrub;
+	struct http_msg rs_msg;
+
+	struct pending q[FLOW_MAX_PIPELINE];
+	unsigned qhead, qlen;
+};
+
+/* tls.c: an event about f. */
+void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const char *reason,
+		const struct net_request *rq);
+/* tls.c: queue plaintext for the guest (encrypted once per round). */
+void tls_guest_write(struct flow *f, const void *p, size_t n);
+/* proxy.c: parse and forward the guest's requests as far as the buffers allow. */
+void proxy_requests_run(struct flow *f);
+/* proxy.c: parse and forward the upstream's responses. */
+void proxy_responses_run(struct flow *f);
+
+#endif

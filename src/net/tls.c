@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The TLS plumbing of the intercepting proxy: the two contexts (the guest's side, served with
+ * the sandbox CA's leaves; the upstream side, verified against the system store and
+ * --upstream-ca), and the pumping of both ends of a flow. The guest's TLS runs over memory BIOs
+ * (the egress engine feeds ciphertext in and takes ciphertext out); the upstream's over a
+ * non-blocking socket. flow_run alternates the two ends with proxy.c's HTTP until nothing
+ * moves. Nothing blocks; no threads.
+ */
+#define _GNU_SOURCE
+#include "flow.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)ssl, (void)arg;
+	static const unsigned char h1[] = "\x08http/1.1";
+	unsigned char *o;
+	if (SSL_select_next_proto(&o, outlen, h1, sizeof(h1) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK; /* h2 only: no ALPN, the client falls back or gives up */
+	*out = o;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static void ssl_err_text(char *out, size_t n)
+{
+	unsigned long e = ERR_peek_last_error();
+	if (e)
+		ERR_error_string_n(e, out, n);
+	else
+		snprintf(out, n, "unknown TLS error");
+	ERR_clear_error();
+}
+
+struct mitm *mitm_new(const struct secrets *ss, char *const *upstream_ca, char *err, size_t errn)
+{
+	struct mitm *m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errn, "out of memory");
+		return NULL;
+	}
+	m->ss = ss;
+	char e[256];
+	if (tls_ca_init(&m->ca) < 0) {
+		ssl_err_text(e, sizeof(e));
+		snprintf(err, errn, "creating the sandbox CA: %s", e);
+		goto fail;
+	}
+	m->guest_ctx = SSL_CTX_new(TLS_server_method());
+	m->up_ctx = SSL_CTX_new(TLS_client_method());
+	if (!m->guest_ctx || !m->up_ctx) {
+		snprintf(err, errn, "setting up TLS: out of memory");
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(m->guest_ctx, TLS1_2_VERSION);
+	/*
+	 * The guest's TLS never crosses a network (it ends here, over the VM link), so old clients
+	 * such as busybox wget, which signs with SHA-1 only, are let in.
+	 */
+	SSL_CTX_set_security_level(m->guest_ctx, 0);
+	SSL_CTX_set_alpn_select_cb(m->guest_ctx, alpn_select, NULL);
+	SSL_CTX_set_mode(m->guest_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_min_proto_version(m->up_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(m->up_ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_mode(m->up_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_alpn_protos(m->up_ctx, (const unsigned char *)"\x08http/1.1", 9);
+	if (SSL_CTX_set_default_verify_paths(m->up_ctx) != 1)
+		ERR_clear_error(); /* no system store: only --upstream-ca then */
+	for (unsigned i = 0; upstream_ca && upstream_ca[i]; i++) {
+		if (SSL_CTX_load_verify_locations(m->up_ctx, upstream_ca[i], NULL) != 1) {
+			ssl_err_text(e, sizeof(e));
+			snprintf(err, errn, "--upstream-ca %s: cannot load it as PEM certificates (%s)",
+				 upstream_ca[i], e);
+			goto fail;
+		}
+	}
+	return m;
+fail:
+	mitm_free(m);
+	return NULL;
+}
+
+void mitm_free(struct mitm *m)
+{
+	if (!m)
+		return;
+	SSL_CTX_free(m->guest_ctx);
+	SSL_CTX_free(m->up_ctx);
+	tls_ca_fini(&m->ca);
+	OPENSSL_cleanse(m, sizeof(*m));
+	free(m);
+}
+
+const char *mitm_ca_pem(const struct mitm *m)
+{
+	return m->ca.pem;
+}
+
+const struct secrets *mitm_secrets(const struct mitm *m)
+{
+	return m->ss;
+}
+
+void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const char *reason,
+		const struct net_request *rq)
+{
+	struct net_event e = { kind, allowed, f->name, NULL, f->port, reason, rq };
+	if (f->ev)
+		f->ev(f->opaque, &e);
+}
+
+struct flow *flow_new(struct mitm *m, const char *name, uint16_t port, flow_event_fn fn,
+		      void *opaque)
+{
+	struct flow *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->m = m;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->port = port;
+	f->ev = fn;
+	f->opaque = opaque;
+	f->fd = -1;
+	X509 *leaf = tls_ca_leaf(&m->ca, name);
+	f->g = SSL_new(m->guest_ctx);
+	f->g_in = BIO_new(BIO_s_mem());
+	f->g_out = BIO_new(BIO_s_mem());
+	if (!leaf || !f->g || !f->g_in || !f->g_out || SSL_use_certificate(f->g, leaf) != 1 ||
+	    SSL_use_PrivateKey(f->g, m->ca.leaf_key) != 1) {
+		BIO_free(f->g_in);
+		BIO_free(f->g_out);
+		SSL_free(f->g);
+		free(f);
+		ERR_clear_error();
+		errno = ENOMEM;
+		return NULL;
+	}
+	BIO_set_mem_eof_return(f->g_in, -1); /* empty means "more later", not EOF */
+	SSL_set_bio(f->g, f->g_in, f->g_out);
+	SSL_set_accept_state(f->g);
+	return f;
+}
+
+void flow_free(struct flow *f)
+{
+	if (!f)
+		return;
+	SSL_free(f->g);
+	SSL_free(f->u);
+	buf_wipe(&f->req_in);
+	buf_wipe(&f->req_out);
+	buf_wipe(&f->resp_in);
+	buf_wipe(&f->to_guest);
+	buf_wipe(&f->g_plain);
+	buf_wipe(&f->final);
+	scrub_fini(&f->scrub);
+	OPENSSL_cleanse(f, sizeof(*f));
+	free(f);
+}
+
+int flow_set_upstream(struct flow *f, int fd)
+{
+	f->fd = fd;
+	f->u = SSL_new(f->m->up_ctx);
+	if (!f->u || SSL_set_fd(f->u, fd) != 1 || SSL_set_tlsext_host_name(f->u, f->name) != 1 ||
+	    SSL_set1_host(f->u, f->name) != 1) {
+		ERR_clear_error();
+		flow_upstream_failed(f, "cannot set up TLS towards the upstream", NULL);
+		return -ENOMEM;
+	}
+	SSL_set_connect_state(f->u);
+	return 0;
+}
+
+void flow_upstream_failed(struct flow *f, const char *why, const char *guest_why)
+{
+	if (f->u_failed)
+		return;
+	f->u_failed = true;
+	snprintf(f->u_why, sizeof(f->u_why), "%s", why);
+	snprintf(f->u_guest, sizeof(f->u_guest), "%s", guest_why ? guest_why : why);
+	flow_event(f, NET_EV_CONNECT, false, why, NULL);
+}
+
+size_t flow_feed_guest(struct flow *f, const uint8_t *p, size_t n)
+{
+	if (BIO_ctrl_pending(f->g_in) >= FLOW_BUF_HIGH || buf_used(&f->req_in) >= FLOW_BUF_HIGH ||
+	    buf_used(&f->req_out) >= FLOW_BUF_HIGH)
+		return 0;
+	if (n > FLOW_BUF_HIGH)
+		n = FLOW_BUF_HIGH;
+	int k = BIO_write(f->g_in, p, (int)n);
+	return k > 0 ? (size_t)k : 0;
+}
+
+void flow_guest_eof(struct flow *f)
+{
+	f->g_eof = true;
+}
+
+struct buf *flow_to_guest(struct flow *f)
+{
+	return &f->to_guest;
+}
+
+bool flow_done(const struct flow *f)
+{
+	return f->g_closed;
+}
+
+bool flow_failed(const struct flow *f)
+{
+	return f->failed;
+}
+
+uint32_t flow_events(const struct flow *f)
+{
+	if (f->fd < 0 || !f->u || f->u_failed || f->closing)
+		return f->fd >= 0 && !f->u_hs && !f->u ? EPOLLOUT : 0;
+	uint32_t ev = 0;
+	if (!f->u_eof && (!f->u_hs || buf_used(&f->to_guest) < FLOW_BUF_HIGH))
+		ev |= EPOLLIN;
+	if (f->u_want_write || (f->u_hs && buf_used(&f->req_out)))
+		ev |= EPOLLOUT;
+	return ev;
+}
+
+/* Move what the guest-side TLS produced into to_guest. */
+static void drain_g_out(struct flow *f)
+{
+	char tmp[16384];
+	int k;
+	while ((k = BIO_read(f->g_out, tmp, sizeof(tmp))) > 0)
+		buf_append(&f->to_guest, tmp, (size_t)k);
+}
+
+/* Encrypt the queued plaintext for the guest: few records, not one per piece. */
+static void flush_g_plain(struct flow *f)
+{
+	while (buf_used(&f->g_plain) && f->g_hs) {
+		size_t n = buf_used(&f->g_plain);
+		int k = SSL_write(f->g, buf_head(&f->g_plain), n > (1u << 20) ? 1 << 20 : (int)n);
+		if (k <= 0)
+			break; /* memory BIO: cannot block; a failure ends the flow elsewhere */
+		explicit_bzero(buf_head(&f->g_plain), (size_t)k);
+		buf_consume(&f->g_plain, (size_t)k);
+	}
+	drain_g_out(f);
+}
+
+void tls_guest_write(struct flow *f, const void *p, size_t n)
+{
+	if (n)
+		buf_append(&f->g_plain, p, n);
+}
+
+/* End the connection towards the guest: close_notify, then EOF once drained. */
+static void flow_close_guest(struct flow *f)
+{
+	if (f->g_closed)
+		return;
+	flush_g_plain(f);
+	if (f->g_hs)
+		SSL_shutdown(f->g);
+	drain_g_out(f);
+	f->closing = true;
+	f->g_closed = true;
+}
+
+static int ssl_error(SSL *s, int k)
+{
+	return SSL_get_error(s, k);
+}
+
+/* The upstream handshake, verified; true once done. */
+static bool upstream_handshake(struct flow *f)
+{
+	if (f->u_hs)
+		return true;
+	int k = SSL_do_handshake(f->u);
+	if (k == 1) {
+		f->u_hs = true;
+		return true;
+	}
+	int e = ssl_error(f->u, k);
+	if (e == SSL_ERROR_WANT_READ)
+		return false;
+	if (e == SSL_ERROR_WANT_WRITE) {
+		f->u_want_write = true;
+		return false;
+	}
+	char why[600], se[200];
+	long v = SSL_get_verify_result(f->u);
+	if (v != X509_V_OK) {
+		snprintf(why, sizeof(why), "the upstream %s is not trusted: %s (add its CA with "
+			 "--upstream-ca)", f->name, X509_verify_cert_error_string(v));
+	} else {
+		ssl_err_text(se, sizeof(se));
+		snprintf(why, sizeof(why), "TLS handshake with the upstream %s failed: %s", f->name, se);
+	}
+	ERR_clear_error();
+	flow_upstream_failed(f, why, NULL);
+	return false;
+}
+
+/* Encrypt the requests for the upstream; half-close once the guest has said everything. */
+static void upstream_write(struct flow *f)
+{
+	while (buf_used(&f->req_out)) {
+		size_t n = buf_used(&f->req_out);
+		int k = SSL_write(f->u, buf_head(&f->req_out), n > 1 << 20 ? 1 << 20 : (int)n);
+		if (k <= 0) {
+			int e = ssl_error(f->u, k);
+			if (e == SSL_ERROR_WANT_WRITE)
+				f->u_want_write = true;
+			else if (e != SSL_ERROR_WANT_READ) {
+				ERR_clear_error();
+				f->u_eof = true;
+			}
+			break;
+		}
+		explicit_bzero(buf_head(&f->req_out), (size_t)k); /* may hold a secret value */
+		buf_consume(&f->req_out, (size_t)k);
+	}
+	if (f->g_eof && !buf_used(&f->req_out) && !buf_used(&f->req_in) && !f->u_shut) {
+		SSL_shutdown(f->u);
+		shutdown(f->fd, SHUT_WR);
+		f->u_shut = true;
+	}
+}
+
+/* Decrypt responses while the guest's side has room, handing them to the proxy. */
+static void upstream_read(struct flow *f)
+{
+	uint8_t tmp[16384];
+	while (!f->u_eof && buf_used(&f->resp_in) < FLOW_BUF_HIGH &&
+	       buf_used(&f->to_guest) < FLOW_BUF_HIGH) {
+		int k = SSL_read(f->u, tmp, sizeof(tmp));
+		if (k > 0) {
+			buf_append(&f->resp_in, tmp, (size_t)k);
+			proxy_responses_run(f);
+			continue;
+		}
+		int e = ssl_error(f->u, k);
+		if (e == SSL_ERROR_WANT_READ)
+			break;
+		if (e == SSL_ERROR_WANT_WRITE) {
+			f->u_want_write = true;
+			break;
+		}
+		ERR_clear_error();
+		f->u_eof = true; /* close_notify, a plain EOF or an error: no more bytes either way */
+	}
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+}
+
+/* Upstream: handshake, write requests, read responses. */
+static void upstream_run(struct flow *f)
+{
+	if (!f->u || f->u_failed)
+		return;
+	f->u_want_write = false;
+	if (!upstream_handshake(f))
+		return;
+	upstream_write(f);
+	upstream_read(f);
+}
+
+/* The guest side: handshake, then decrypt requests. */
+static void guest_run(struct flow *f)
+{
+	if (!f->g_hs) {
+		int k = SSL_do_handshake(f->g);
+		drain_g_out(f);
+		if (k != 1) {
+			int e = ssl_error(f->g, k);
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+				char se[200], why[300];
+				ssl_err_text(se, sizeof(se));
+				snprintf(why, sizeof(why), "TLS handshake with the guest failed: %s", se);
+				flow_event(f, NET_EV_HTTP, false, why, NULL);
+				f->failed = true;
+			} else if (f->g_eof) {
+				f->failed = true;
+			}
+			return;
+		}
+		f->g_hs = true;
+	}
+	uint8_t tmp[16384];
+	while (f->rq != RQ_STOPPED && buf_used(&f->req_in) < FLOW_BUF_HIGH &&
+	       buf_used(&f->req_out) < FLOW_BUF_HIGH) {
+		int k = SSL_read(f->g, tmp, sizeof(tmp));
+		if (k > 0) {
+			buf_append(&f->req_in, tmp, (size_t)k);
+			proxy_requests_run(f);
+			continue;
+		}
+		int e = ssl_error(f->g, k);
+		if (e == SSL_ERROR_ZERO_RETURN)
+			f->g_eof = true; /* close_notify */
+		else if (e != SSL_ERROR_WANT_READ) {
+			ERR_clear_error();
+			f->g_eof = true;
+		}
+		break;
+	}
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+	drain_g_out(f);
+}
+
+void flow_run(struct flow *f)
+{
+	if (f->failed || f->g_closed)
+		return;
+	for (int round = 0; round < 8; round++) {
+		size_t a = buf_used(&f->to_guest), b = buf_used(&f->req_out), c = buf_used(&f->resp_in);
+		size_t d = buf_used(&f->req_in);
+		guest_run(f);
+		if (f->failed)
+			return;
+		proxy_requests_run(f);
+		upstream_run(f);
+		proxy_responses_run(f);
+		if (f->failed)
+			return;
+		flush_g_plain(f);
+		bool progress = a != buf_used(&f->to_guest) || b != buf_used(&f->req_out) ||
+				c != buf_used(&f->resp_in) || d != buf_used(&f->req_in);
+		if (!progress)
+			break;
+	}
+	/* Requests refused or the upstream gone: answer in order once nothing is owed. */
+	if (f->rq == RQ_STOPPED && (!f->qlen || f->u_failed || f->u_eof) && f->rs != RS_TUNNEL) {
+		if (buf_used(&f->final))
+			tls_guest_write(f, buf_head(&f->final), buf_used(&f->final));
+		buf_fini(&f->final);
+		flow_close_guest(f);
+		return;
+	}
+	if (f->u_failed && f->g_hs && f->qlen == 0 && f->rq == RQ_HEAD && f->g_eof)
+		flow_close_guest(f);
+	bool up_done = f->u_eof && !buf_used(&f->resp_in) && f->rs != RS_BODY;
+	if (f->rs == RS_BODY && f->u_eof) {
+		proxy_responses_run(f);
+		up_done = f->rs != RS_BODY;
+	}
+	if (f->closing || up_done || (f->g_eof && f->u_shut && f->u_eof) ||
+	    (f->rs == RS_TUNNEL && f->u_eof))
+		flow_close_guest(f);
+	else if (f->g_eof && !f->g_hs)
+		f->failed = true;
+}
