@@ -57,7 +57,8 @@ static void *serve_conn(void *arg)
 			have += (size_t)k;
 			char *end;
 			while ((end = memmem(buf, have, "\r\n\r\n", 4))) {
-				static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+				static const char resp[] =
+				    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 				SSL_write(s, resp, sizeof(resp) - 1);
 				size_t used = (size_t)(end + 4 - buf);
 				memmove(buf, buf + used, have - used);
@@ -195,7 +196,8 @@ int main(int argc, char **argv)
 						break;
 				} else {
 					int k;
-					while ((k = SSL_read(c, buf + have, (int)(32768 - have))) > 0)
+					while ((k = SSL_read(c, buf + have, (int)(32768 - have))) >
+					       0)
 						have += (size_t)k;
 					if (have >= 2 && memmem(buf, have, "\r\n\r\nok", 6))
 						break;
@@ -204,7 +206,9 @@ int main(int argc, char **argv)
 				while ((k = BIO_read(cout, buf + 32768, 32768)) > 0) {
 					size_t off = 0;
 					while (off < (size_t)k)
-						off += flow_feed_guest(f, (uint8_t *)buf + 32768 + off, (size_t)k - off);
+						off +=
+						    flow_feed_guest(f, (uint8_t *)buf + 32768 + off,
+								    (size_t)k - off);
 				}
 				flow_run(f);
 				struct buf *o = flow_to_guest(f);

@@ -17,7 +17,12 @@
  * Who owns a stream: the tag in mux_stream.owner, next to the owner's state in user. The frame
  * dispatch in main.c switches on it; AGENT_STREAM_NONE is a stream whose owner is gone.
  */
-enum agent_stream_owner { AGENT_STREAM_NONE, AGENT_STREAM_EXEC, AGENT_STREAM_FILES, AGENT_STREAM_NET };
+enum agent_stream_owner {
+	AGENT_STREAM_NONE,
+	AGENT_STREAM_EXEC,
+	AGENT_STREAM_FILES,
+	AGENT_STREAM_NET
+};
 
 static inline void agent_stream_own(struct mux_stream *s, enum agent_stream_owner owner, void *obj)
 {

@@ -38,7 +38,8 @@ int cgroup_set_cpu_quota(uint32_t milli_cpus)
 	int r;
 	if (!cg_ready) {
 		mkdir(CG_ROOT, 0755);
-		if (mount("cgroup2", CG_ROOT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 &&
+		if (mount("cgroup2", CG_ROOT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+			0 &&
 		    errno != EBUSY) {
 			warn("cgroup2 mount: %s", strerror(errno));
 			return -errno;

@@ -186,7 +186,8 @@ int dnsstub_start(void)
 {
 	for (int i = 0; i < 2; i++) {
 		int fam = i ? AF_INET6 : AF_INET;
-		int u = net_listen(fam, DNS_PORT, SOCK_DGRAM), t = net_listen(fam, DNS_PORT, SOCK_STREAM);
+		int u = net_listen(fam, DNS_PORT, SOCK_DGRAM),
+		    t = net_listen(fam, DNS_PORT, SOCK_STREAM);
 		if (u < 0 || t < 0) {
 			error("network: DNS stub on port 53: %s", strerror(-(u < 0 ? u : t)));
 			return u < 0 ? u : t;

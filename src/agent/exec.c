@@ -32,7 +32,6 @@
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_SESSIONS 256
 
-
 enum out_state { OUT_OPEN, OUT_DONE };
 
 struct exec_session {
@@ -79,7 +78,8 @@ static void child_fail(int errfd, int stage, int err)
 }
 
 /* Resolve USER[:GROUP] against the image's passwd and group files. */
-static int resolve_user(const char *spec, uid_t *uid, gid_t *gid, const char **name, const char **home)
+static int resolve_user(const char *spec, uid_t *uid, gid_t *gid, const char **name,
+			const char **home)
 {
 	char user[256], *group = NULL;
 	snprintf(user, sizeof(user), "%s", spec);
@@ -328,7 +328,8 @@ int exec_open(struct mux_stream *s, struct rd *body)
 {
 	struct exec_request q = { 0 };
 	struct exec_session *x = NULL;
-	int p_in[2] = { -1, -1 }, p_out[2] = { -1, -1 }, p_err[2] = { -1, -1 }, p_st[2] = { -1, -1 };
+	int p_in[2] = { -1, -1 }, p_out[2] = { -1, -1 }, p_err[2] = { -1, -1 },
+	    p_st[2] = { -1, -1 };
 	int master = -1;
 	char pts[64];
 	int r;
@@ -361,7 +362,8 @@ int exec_open(struct mux_stream *s, struct rd *body)
 		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
 		    ptsname_r(master, pts, sizeof(pts)) != 0)
 			goto fail_errno;
-		struct winsize ws = { .ws_row = q.rows ? q.rows : 24, .ws_col = q.cols ? q.cols : 80 };
+		struct winsize ws = { .ws_row = q.rows ? q.rows : 24,
+				      .ws_col = q.cols ? q.cols : 80 };
 		ioctl(master, TIOCSWINSZ, &ws);
 	} else {
 		if (q.stdin_on) {

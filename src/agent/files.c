@@ -109,7 +109,8 @@ static int put_record(struct buf *b, const char *name, const struct stat *st)
 	msg_put_str(&rec, T_NAME, name);
 	msg_put_u64(&rec, T_SIZE, (uint64_t)st->st_size);
 	msg_put_u32(&rec, T_MODE, st->st_mode);
-	msg_put_u64(&rec, T_TIME_NS, (uint64_t)st->st_mtim.tv_sec * 1000000000ull + (uint64_t)st->st_mtim.tv_nsec);
+	msg_put_u64(&rec, T_TIME_NS,
+		    (uint64_t)st->st_mtim.tv_sec * 1000000000ull + (uint64_t)st->st_mtim.tv_nsec);
 	int r = buf_used(b) + buf_used(&rec) + 4 > MAX_LISTING ? -E2BIG : 0;
 	if (r == 0)
 		r = buf_put_u32(b, (uint32_t)buf_used(&rec));
@@ -194,7 +195,9 @@ int files_open(struct mux_stream *s, uint16_t svc, struct rd *body)
 			mkdir_p(path, 0755);
 			*slash = '/';
 		}
-		f->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | (append ? O_APPEND : O_TRUNC),
+		f->fd = open(path,
+			     O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK |
+				 (append ? O_APPEND : O_TRUNC),
 			     mode & 07777);
 		struct stat st;
 		if (f->fd < 0 || fstat(f->fd, &st) < 0)
@@ -213,7 +216,8 @@ int files_open(struct mux_stream *s, uint16_t svc, struct rd *body)
 			err = EISDIR;
 		else if (!S_ISREG(st.st_mode))
 			err = EINVAL;
-		else if (offset && lseek(f->fd, (off_t)(offset > INT64_MAX ? INT64_MAX : offset), SEEK_SET) < 0)
+		else if (offset && lseek(f->fd, (off_t)(offset > INT64_MAX ? INT64_MAX : offset),
+					 SEEK_SET) < 0)
 			err = errno;
 		f->remaining = length;
 	} else {

@@ -5,8 +5,9 @@
  * Start-up: build the root filesystem, bring loopback up, find the virtio-serial port named
  * "matchlock.link", say CTL_HELLO. Then one event loop (common/loop, as the host's) serves the
  * link: CTL_CONFIG (hostname), SVC_EXEC streams, CTL_POWEROFF. SIGCHLD arrives through a signalfd
- * and reaps every child, ours or orphaned. If the link fails or the host asks, everything is killed and the VM resets (the
- * kernel runs with reboot=t and QEMU with -no-reboot, so a reset ends QEMU at once).
+ * and reaps every child, ours or orphaned. If the link fails or the host asks, everything is killed
+ * and the VM resets (the kernel runs with reboot=t and QEMU with -no-reboot, so a reset ends QEMU
+ * at once).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -129,7 +130,8 @@ static void apply_config(struct rd *r)
 		if (tag == T_HOSTS_LINE) {
 			char *h = NULL;
 			/* "ADDR NAME": one line, printable, no comment tricks. */
-			if (nhosts < MAX_HOSTS_LINES && msg_dup_str(&v, 300, &h) == 0 && !strpbrk(h, "\n\r#"))
+			if (nhosts < MAX_HOSTS_LINES && msg_dup_str(&v, 300, &h) == 0 &&
+			    !strpbrk(h, "\n\r#"))
 				hosts[nhosts++] = h;
 			else
 				free(h);
@@ -137,7 +139,8 @@ static void apply_config(struct rd *r)
 		}
 		if (tag == T_CA_PEM) {
 			char *pem = NULL;
-			if (msg_dup_str(&v, MSG_MAX_STR, &pem) == 0 && !strncmp(pem, "-----BEGIN CERTIFICATE-----", 27))
+			if (msg_dup_str(&v, MSG_MAX_STR, &pem) == 0 &&
+			    !strncmp(pem, "-----BEGIN CERTIFICATE-----", 27))
 				trust_install_ca(pem);
 			free(pem);
 			continue;

@@ -70,8 +70,11 @@ static int rtnl_dummy(void)
 {
 	static struct nl_buf b;
 	memset(&b, 0, sizeof(b));
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_flags = IFF_UP, .ifi_change = IFF_UP };
-	nl_msg_begin(&b, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, &ifi, sizeof(ifi));
+	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC,
+				 .ifi_flags = IFF_UP,
+				 .ifi_change = IFF_UP };
+	nl_msg_begin(&b, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, &ifi,
+		     sizeof(ifi));
 	nl_put_str(&b, IFLA_IFNAME, NET_DUMMY);
 	size_t li = nl_nest_begin(&b, IFLA_LINKINFO);
 	nl_put_str(&b, IFLA_INFO_KIND, "dummy");
@@ -95,30 +98,39 @@ static int rtnl_addr_route(int ifindex)
 {
 	static struct nl_buf b;
 	memset(&b, 0, sizeof(b));
-	struct ifinfomsg up = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = IFF_UP,
+	struct ifinfomsg up = { .ifi_family = AF_UNSPEC,
+				.ifi_index = ifindex,
+				.ifi_flags = IFF_UP,
 				.ifi_change = IFF_UP };
 	nl_msg_begin(&b, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, &up, sizeof(up));
 	nl_msg_end(&b);
 	/* Addresses from the documentation ranges: the guest has a source address, nothing more. */
 	uint8_t v4[4] = { 192, 0, 2, 2 };
 	uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 2 };
-	struct ifaddrmsg a4 = { .ifa_family = AF_INET, .ifa_prefixlen = 24, .ifa_index = (uint32_t)ifindex };
+	struct ifaddrmsg a4 = { .ifa_family = AF_INET,
+				.ifa_prefixlen = 24,
+				.ifa_index = (uint32_t)ifindex };
 	nl_msg_begin(&b, RTM_NEWADDR, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, &a4, sizeof(a4));
 	nl_put(&b, IFA_LOCAL, v4, 4);
 	nl_put(&b, IFA_ADDRESS, v4, 4);
 	nl_msg_end(&b);
 	/* No duplicate address detection: the address is usable at once. */
-	struct ifaddrmsg a6 = { .ifa_family = AF_INET6, .ifa_prefixlen = 64, .ifa_flags = IFA_F_NODAD,
+	struct ifaddrmsg a6 = { .ifa_family = AF_INET6,
+				.ifa_prefixlen = 64,
+				.ifa_flags = IFA_F_NODAD,
 				.ifa_index = (uint32_t)ifindex };
 	nl_msg_begin(&b, RTM_NEWADDR, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, &a6, sizeof(a6));
 	nl_put(&b, IFA_ADDRESS, v6, 16);
 	nl_put_u32(&b, IFA_FLAGS, IFA_F_NODAD);
 	nl_msg_end(&b);
 	for (int fam = 0; fam < 2; fam++) {
-		struct rtmsg rt = { .rtm_family = fam ? AF_INET6 : AF_INET, .rtm_table = RT_TABLE_MAIN,
-				    .rtm_protocol = RTPROT_BOOT, .rtm_scope = RT_SCOPE_LINK,
+		struct rtmsg rt = { .rtm_family = fam ? AF_INET6 : AF_INET,
+				    .rtm_table = RT_TABLE_MAIN,
+				    .rtm_protocol = RTPROT_BOOT,
+				    .rtm_scope = RT_SCOPE_LINK,
 				    .rtm_type = RTN_UNICAST };
-		nl_msg_begin(&b, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, &rt, sizeof(rt));
+		nl_msg_begin(&b, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, &rt,
+			     sizeof(rt));
 		nl_put_u32(&b, RTA_OIF, (uint32_t)ifindex);
 		nl_msg_end(&b);
 	}
@@ -148,7 +160,8 @@ static int listen_on(int family, uint16_t port, int type)
 		s6->sin6_addr = in6addr_loopback;
 		sl = sizeof(*s6);
 	}
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || (type == SOCK_STREAM && listen(fd, 128) < 0)) {
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 ||
+	    (type == SOCK_STREAM && listen(fd, 128) < 0)) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -221,7 +234,8 @@ static void net_teardown(void)
 int net_setup(bool enabled, char **hosts, size_t nhosts)
 {
 	char text[16384];
-	size_t k = (size_t)snprintf(text, sizeof(text), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
+	size_t k = (size_t)snprintf(text, sizeof(text),
+				    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
 	char hn[65] = "";
 	gethostname(hn, sizeof(hn) - 1);
 	if (*hn)
@@ -320,7 +334,8 @@ static bool conn_pump_up(struct net_conn *c)
 static bool conn_pump_down(struct net_conn *c)
 {
 	while (buf_used(&c->down)) {
-		ssize_t n = send(c->ev.fd, buf_head(&c->down), buf_used(&c->down), MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n = send(c->ev.fd, buf_head(&c->down), buf_used(&c->down),
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -358,8 +373,8 @@ static void net_accept(int lfd)
 		socklen_t sl = sizeof(self);
 		getsockname(fd, (struct sockaddr *)&self, &sl);
 		int ok = self.ss_family == AF_INET
-				 ? getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dl)
-				 : getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dl);
+			     ? getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dl)
+			     : getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dl);
 		struct buf b = { 0 };
 		if (ok == 0 && dst.ss_family == AF_INET) {
 			struct sockaddr_in *d = (struct sockaddr_in *)&dst;
@@ -413,7 +428,8 @@ int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
 		return -EPROTO; /* the host never opens guest-numbered streams */
 	switch (f->type) {
 	case MUX_DATA:
-		if (f->chan != c->down_chan || c->host_eof || buf_append(&c->down, f->payload, f->len) < 0) {
+		if (f->chan != c->down_chan || c->host_eof ||
+		    buf_append(&c->down, f->payload, f->len) < 0) {
 			conn_free(c, true);
 			return 0;
 		}
@@ -427,7 +443,8 @@ int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
 		conn_pump(c);
 		break;
 	case MUX_CLOSE: {
-		/* Denied or failed upstream: reset. A normal close first delivers what is queued. */
+		/* Denied or failed upstream: reset. A normal close first delivers what is queued.
+		 */
 		uint32_t err = f->len == 4 ? le32_get(f->payload) : 0;
 		if (!err && c->ev.fd >= 0 && buf_used(&c->down)) {
 			/* Bounded: a client that never reads cannot hold the agent. */
@@ -455,9 +472,11 @@ int net_port_open(struct mux_stream *s, struct rd *body)
 		if (tag == T_PORT)
 			msg_get_u16(&v, &port);
 	int fd = -1, err = ECONNREFUSED;
-	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in a4 = { .sin_family = AF_INET,
+				  .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6,
+				   .sin6_port = htons(port),
 				   .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 	struct sockaddr *addrs[2] = { (struct sockaddr *)&a4, (struct sockaddr *)&a6 };
 	socklen_t lens[2] = { sizeof(a4), sizeof(a6) };

@@ -31,7 +31,8 @@
 static void nft_begin(struct nl_buf *b, uint16_t type, uint16_t flags, uint8_t family)
 {
 	struct nfgenmsg g = { .nfgen_family = family, .version = NFNETLINK_V0 };
-	nl_msg_begin(b, (uint16_t)(NFNL_SUBSYS_NFTABLES << 8 | type), NLM_F_REQUEST | flags, &g, sizeof(g));
+	nl_msg_begin(b, (uint16_t)(NFNL_SUBSYS_NFTABLES << 8 | type), NLM_F_REQUEST | flags, &g,
+		     sizeof(g));
 }
 
 static size_t expr_begin(struct nl_buf *b, const char *name)
@@ -124,7 +125,8 @@ int nft_install_redirect(uint16_t proxy_port)
 {
 	static struct nl_buf b;
 	memset(&b, 0, sizeof(b));
-	struct nfgenmsg g = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0,
+	struct nfgenmsg g = { .nfgen_family = AF_UNSPEC,
+			      .version = NFNETLINK_V0,
 			      .res_id = htons(NFNL_SUBSYS_NFTABLES) };
 	nl_msg_begin(&b, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, &g, sizeof(g));
 	nl_msg_end(&b);
@@ -178,14 +180,15 @@ int nft_install_redirect(uint16_t proxy_port)
 int nft_remove_all(void)
 {
 	static struct nl_buf b;
-	struct nfgenmsg g = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0,
+	struct nfgenmsg g = { .nfgen_family = AF_UNSPEC,
+			      .version = NFNETLINK_V0,
 			      .res_id = htons(NFNL_SUBSYS_NFTABLES) };
 	struct nfgenmsg all = { .nfgen_family = NFPROTO_UNSPEC, .version = NFNETLINK_V0 };
 	memset(&b, 0, sizeof(b));
 	nl_msg_begin(&b, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, &g, sizeof(g));
 	nl_msg_end(&b);
-	nl_msg_begin(&b, NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK, &all,
-		     sizeof(all));
+	nl_msg_begin(&b, NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK,
+		     &all, sizeof(all));
 	nl_msg_end(&b);
 	nl_msg_begin(&b, NFNL_MSG_BATCH_END, NLM_F_REQUEST, &g, sizeof(g));
 	nl_msg_end(&b);

@@ -21,7 +21,8 @@ static void *nl_reserve(struct nl_buf *b, size_t n)
 	return p;
 }
 
-void nl_msg_begin(struct nl_buf *b, uint16_t type, uint16_t flags, const void *fixed, size_t fixed_len)
+void nl_msg_begin(struct nl_buf *b, uint16_t type, uint16_t flags, const void *fixed,
+		  size_t fixed_len)
 {
 	b->msg = b->len;
 	struct nlmsghdr *h = nl_reserve(b, sizeof(*h));
@@ -112,7 +113,8 @@ int nl_transact(int protocol, struct nl_buf *b)
 			r = -errno;
 			break;
 		}
-		for (struct nlmsghdr *h = (struct nlmsghdr *)rb; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		for (struct nlmsghdr *h = (struct nlmsghdr *)rb; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_type != NLMSG_ERROR)
 				continue;
 			struct nlmsgerr *e = NLMSG_DATA(h);

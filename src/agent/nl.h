@@ -20,7 +20,8 @@ struct nl_buf {
 };
 
 /* Start a message: header + fixed part (copied from fixed, fixed_len bytes). */
-void nl_msg_begin(struct nl_buf *b, uint16_t type, uint16_t flags, const void *fixed, size_t fixed_len);
+void nl_msg_begin(struct nl_buf *b, uint16_t type, uint16_t flags, const void *fixed,
+		  size_t fixed_len);
 void nl_msg_end(struct nl_buf *b);
 void nl_put(struct nl_buf *b, uint16_t type, const void *p, size_t n);
 void nl_put_str(struct nl_buf *b, uint16_t type, const char *s);

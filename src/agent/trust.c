@@ -34,7 +34,8 @@ static int write_file(const char *path, const char *text, bool append)
 
 int trust_install_ca(const char *pem)
 {
-	static const char *const bundles[] = { "/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/cert.pem",
+	static const char *const bundles[] = { "/etc/ssl/certs/ca-certificates.crt",
+					       "/etc/ssl/cert.pem",
 					       "/etc/pki/tls/certs/ca-bundle.crt" };
 	struct stat seen[3];
 	unsigned nseen = 0;

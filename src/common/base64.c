@@ -60,8 +60,8 @@ int base64_decode(struct buf *out, const char *s, size_t n)
 		int d = last && s[i + 3] == '=' ? -2 : b64_val(s[i + 3]);
 		if (a < 0 || b < 0 || c == -1 || d == -1 || (c == -2 && d != -2))
 			return -EINVAL;
-		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)(c < 0 ? 0 : c) << 6 |
-			     (uint32_t)(d < 0 ? 0 : d);
+		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
+			     (uint32_t)(c < 0 ? 0 : c) << 6 | (uint32_t)(d < 0 ? 0 : d);
 		o[k++] = (uint8_t)(v >> 16);
 		if (c >= 0)
 			o[k++] = (uint8_t)(v >> 8);

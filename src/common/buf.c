@@ -60,7 +60,10 @@ int buf_append(struct buf *b, const void *p, size_t n)
 	return 0;
 }
 
-int buf_put_u8(struct buf *b, uint8_t v) { return buf_append(b, &v, 1); }
+int buf_put_u8(struct buf *b, uint8_t v)
+{
+	return buf_append(b, &v, 1);
+}
 
 int buf_put_u16(struct buf *b, uint16_t v)
 {

@@ -38,8 +38,14 @@ int buf_put_u64(struct buf *b, uint64_t v);
 int buf_put_be16(struct buf *b, uint16_t v);
 int buf_put_be32(struct buf *b, uint32_t v);
 void buf_consume(struct buf *b, size_t n);
-static inline size_t buf_used(const struct buf *b) { return b->len - b->off; }
-static inline uint8_t *buf_head(const struct buf *b) { return b->p ? b->p + b->off : b->p; }
+static inline size_t buf_used(const struct buf *b)
+{
+	return b->len - b->off;
+}
+static inline uint8_t *buf_head(const struct buf *b)
+{
+	return b->p ? b->p + b->off : b->p;
+}
 
 struct rd {
 	const uint8_t *p;
@@ -52,7 +58,10 @@ static inline struct rd rd_make(const void *p, size_t len)
 {
 	return (struct rd){ .p = p, .len = len };
 }
-static inline size_t rd_left(const struct rd *r) { return r->bad ? 0 : r->len - r->off; }
+static inline size_t rd_left(const struct rd *r)
+{
+	return r->bad ? 0 : r->len - r->off;
+}
 uint8_t rd_u8(struct rd *r);
 uint16_t rd_u16(struct rd *r);
 uint32_t rd_u32(struct rd *r);
@@ -72,12 +81,18 @@ struct rd rd_sub(struct rd *r, size_t n);
 const uint8_t *rd_line(struct rd *r, size_t *len);
 
 /* Little-endian helpers for fixed headers. */
-static inline uint16_t le16_get(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint16_t le16_get(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
 static inline uint32_t le32_get(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static inline uint16_t be16_get(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint16_t be16_get(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
 static inline uint32_t be32_get(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

@@ -138,7 +138,8 @@ ssize_t log_reader_read(struct log_reader *lr, void *buf, size_t n)
 		if (k != 0)
 			return k < 0 ? -errno : k;
 		if (!lr->in_old) {
-			/* At the end of PATH: still the file of that name, or rotated away since? */
+			/* At the end of PATH: still the file of that name, or rotated away since?
+			 */
 			struct stat now, ours;
 			if (stat(lr->path, &now) < 0 || fstat(lr->fd, &ours) < 0 ||
 			    (now.st_ino == ours.st_ino && now.st_dev == ours.st_dev))
@@ -164,7 +165,10 @@ void log_reader_free(struct log_reader *lr)
 	close(lr->fd);
 	free(lr);
 }
-void log_set_quiet(int quiet) { log_quiet = quiet; }
+void log_set_quiet(int quiet)
+{
+	log_quiet = quiet;
+}
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one. */
 static size_t utf8_len(const unsigned char *p)
@@ -172,8 +176,12 @@ static size_t utf8_len(const unsigned char *p)
 	unsigned char c = p[0];
 	if (c < 0x80)
 		return 1;
-	size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-	/* The second byte's range excludes overlong forms, surrogates and code points > U+10FFFF. */
+	size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+		     : c >= 0xe0 && c <= 0xef ? 3
+		     : c >= 0xf0 && c <= 0xf4 ? 4
+					      : 0;
+	/* The second byte's range excludes overlong forms, surrogates and code points > U+10FFFF.
+	 */
 	unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
 	unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
 	for (size_t i = 1; i < len; i++)
@@ -192,7 +200,8 @@ size_t log_sanitize(char *dst, size_t n, const char *src)
 	while (*p) {
 		size_t len = utf8_len(p);
 		/* C1 controls are U+0080..U+009F: 0xc2 0x80..0x9f in UTF-8. */
-		bool safe = len > 1 ? !(p[0] == 0xc2 && p[1] <= 0x9f) : len == 1 && *p >= 0x20 && *p != 0x7f;
+		bool safe = len > 1 ? !(p[0] == 0xc2 && p[1] <= 0x9f)
+				    : len == 1 && *p >= 0x20 && *p != 0x7f;
 		if (safe) {
 			if (o + len >= n)
 				break;
@@ -228,11 +237,13 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 
 	if (lvl == LOG_ERROR || (!log_quiet && (lvl > LOG_DEBUG || log_debug_on))) {
 		char line[1200];
-		int n = lvl == LOG_ERROR || lvl == LOG_INFO
-				? snprintf(line, sizeof(line), "%s: %s\n", log_prog, msg)
-				: snprintf(line, sizeof(line), "%s: %s: %s\n", log_prog, names[lvl], msg);
+		int n =
+		    lvl == LOG_ERROR || lvl == LOG_INFO
+			? snprintf(line, sizeof(line), "%s: %s\n", log_prog, msg)
+			: snprintf(line, sizeof(line), "%s: %s: %s\n", log_prog, names[lvl], msg);
 		if (n > 0)
-			(void)!write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+			(void)!write(STDERR_FILENO, line,
+				     (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	}
 	if (log_fd >= 0) {
 		struct timespec ts;
@@ -240,9 +251,10 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		struct tm tm;
 		gmtime_r(&ts.tv_sec, &tm);
-		int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: %s\n",
-				 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-				 tm.tm_sec, ts.tv_nsec / 1000000, log_prog, names[lvl], msg);
+		int n =
+		    snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: %s\n",
+			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, names[lvl], msg);
 		if (n > 0)
 			log_append(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	}

@@ -33,8 +33,14 @@ static uint64_t clock_ns(clockid_t id)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-uint64_t boottime_ns(void) { return clock_ns(CLOCK_BOOTTIME); }
+uint64_t now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+uint64_t boottime_ns(void)
+{
+	return clock_ns(CLOCK_BOOTTIME);
+}
 
 int fd_set_nonblock(int fd, int on)
 {

@@ -56,8 +56,9 @@ static bool kvm_usable(char *why, size_t n)
 		return false;
 	}
 	if (!cpu_has_virt()) {
-		snprintf(why, n, "/dev/kvm present but the CPU shows no vmx/svm (a PVM-only or "
-				 "paravirtual hypervisor that cannot boot a normal kernel)");
+		snprintf(why, n,
+			 "/dev/kvm present but the CPU shows no vmx/svm (a PVM-only or "
+			 "paravirtual hypervisor that cannot boot a normal kernel)");
 		return false;
 	}
 	snprintf(why, n, "/dev/kvm usable and the CPU has hardware virtualisation");

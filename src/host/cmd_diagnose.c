@@ -91,11 +91,22 @@ int cmd_diagnose(int argc, char **argv)
 		}
 	}
 	struct check checks[] = {
-		{ .name = "qemu", .required = true, .fix = "apt-get install qemu-system-x86 (or set MATCHLOCK_QEMU)" },
-		{ .name = "kernel", .required = true, .fix = "run 'make' (builds the guest kernel), or set MATCHLOCK_KERNEL" },
-		{ .name = "initramfs", .required = true, .fix = "run 'make', or set MATCHLOCK_INITRAMFS" },
-		{ .name = "accelerator", .required = true, .fix = "TCG always works; for KVM enable VT-x/AMD-V and give access to /dev/kvm" },
-		{ .name = "disk", .required = false, .fix = "free some space in the cache directory (or set MATCHLOCK_HOME)" },
+		{ .name = "qemu",
+		  .required = true,
+		  .fix = "apt-get install qemu-system-x86 (or set MATCHLOCK_QEMU)" },
+		{ .name = "kernel",
+		  .required = true,
+		  .fix = "run 'make' (builds the guest kernel), or set MATCHLOCK_KERNEL" },
+		{ .name = "initramfs",
+		  .required = true,
+		  .fix = "run 'make', or set MATCHLOCK_INITRAMFS" },
+		{ .name = "accelerator",
+		  .required = true,
+		  .fix =
+		      "TCG always works; for KVM enable VT-x/AMD-V and give access to /dev/kvm" },
+		{ .name = "disk",
+		  .required = false,
+		  .fix = "free some space in the cache directory (or set MATCHLOCK_HOME)" },
 	};
 	check_qemu(&checks[0]);
 	check_file(&checks[1], "MATCHLOCK_KERNEL", "vmlinux");
@@ -120,7 +131,10 @@ int cmd_diagnose(int argc, char **argv)
 			json_str(c->ok ? "" : c->fix);
 			printf("}");
 		} else {
-			printf("%-12s %-4s %s\n", c->name, c->ok ? "ok" : c->required ? "FAIL" : "warn",
+			printf("%-12s %-4s %s\n", c->name,
+			       c->ok	     ? "ok"
+			       : c->required ? "FAIL"
+					     : "warn",
 			       c->detail);
 			if (!c->ok)
 				printf("%-12s      fix: %s\n", "", c->fix);
@@ -129,6 +143,7 @@ int cmd_diagnose(int argc, char **argv)
 	if (json)
 		printf("],\"ok\":%s}\n", fatal ? "false" : "true");
 	else
-		printf("%s\n", fatal ? "This host cannot run sandboxes yet." : "This host can run sandboxes.");
+		printf("%s\n", fatal ? "This host cannot run sandboxes yet."
+				     : "This host can run sandboxes.");
 	return fatal ? 1 : 0;
 }

@@ -27,16 +27,16 @@
 #include "state.h"
 
 static const char exec_usage[] =
-	"usage: matchlock exec [FLAGS] ID [--] COMMAND [ARG...]\n"
-	"\n"
-	"Run COMMAND in the running sandbox ID (or a unique prefix of it).\n"
-	"\n"
-	"  -i, --interactive      stream stdin to the command\n"
-	"  -t, --tty              allocate a pseudo-terminal\n"
-	"  -w, --workdir DIR      working directory\n"
-	"  -u, --user USER[:GROUP]  user to run as\n"
-	"  -e, --env KEY[=VALUE]  environment variable (KEY alone: take ours)\n"
-	"      --timeout S        kill the command after S seconds (exit 124)\n";
+    "usage: matchlock exec [FLAGS] ID [--] COMMAND [ARG...]\n"
+    "\n"
+    "Run COMMAND in the running sandbox ID (or a unique prefix of it).\n"
+    "\n"
+    "  -i, --interactive      stream stdin to the command\n"
+    "  -t, --tty              allocate a pseudo-terminal\n"
+    "  -w, --workdir DIR      working directory\n"
+    "  -u, --user USER[:GROUP]  user to run as\n"
+    "  -e, --env KEY[=VALUE]  environment variable (KEY alone: take ours)\n"
+    "      --timeout S        kill the command after S seconds (exit 124)\n";
 
 /* Connect to a sandbox by ID or prefix, explaining failures the way a user needs them. */
 int cli_connect_sandbox(const char *idarg, char *id, size_t idn, char *err, size_t errn)
@@ -60,7 +60,8 @@ int cli_connect_sandbox(const char *idarg, char *id, size_t idn, char *err, size
 		state_reconcile(st, &r);
 		fd = r.status == ST_RUNNING ? control_connect(r.id) : -ESRCH;
 		if (fd < 0)
-			snprintf(err, errn, "sandbox %s is not running (%s)", r.id, sb_status_names[r.status]);
+			snprintf(err, errn, "sandbox %s is not running (%s)", r.id,
+				 sb_status_names[r.status]);
 		state_record_fini(&r);
 	}
 	state_close(st);
@@ -70,10 +71,14 @@ int cli_connect_sandbox(const char *idarg, char *id, size_t idn, char *err, size
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "interactive", no_argument, NULL, 'i' }, { "tty", no_argument, NULL, 't' },
-		{ "workdir", required_argument, NULL, 'w' }, { "user", required_argument, NULL, 'u' },
-		{ "env", required_argument, NULL, 'e' },   { "timeout", required_argument, NULL, 'T' },
-		{ "help", no_argument, NULL, 'h' },	   { 0 },
+		{ "interactive", no_argument, NULL, 'i' },
+		{ "tty", no_argument, NULL, 't' },
+		{ "workdir", required_argument, NULL, 'w' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "env", required_argument, NULL, 'e' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	bool in = false, tty = false;
 	const char *cwd = NULL, *user = NULL;
@@ -101,7 +106,8 @@ int cmd_exec(int argc, char **argv)
 			break;
 		case 'e':
 			if (!optarg[0] || optarg[0] == '=') {
-				snprintf(err, sizeof(err), "-e %s: expected KEY=VALUE or KEY", optarg);
+				snprintf(err, sizeof(err), "-e %s: expected KEY=VALUE or KEY",
+					 optarg);
 				goto out;
 			}
 			if (envc >= MSG_MAX_ENV) {
@@ -110,7 +116,8 @@ int cmd_exec(int argc, char **argv)
 			}
 			if (strchr(optarg, '='))
 				env[envc] = strdup(optarg);
-			else if (getenv(optarg) && asprintf(&env[envc], "%s=%s", optarg, getenv(optarg)) < 0)
+			else if (getenv(optarg) &&
+				 asprintf(&env[envc], "%s=%s", optarg, getenv(optarg)) < 0)
 				env[envc] = NULL;
 			else if (!getenv(optarg))
 				break; /* KEY alone and not set here: nothing to pass */
@@ -122,7 +129,8 @@ int cmd_exec(int argc, char **argv)
 			break;
 		case 'T':
 			if (cli_parse_uint(optarg, 1, 86400u * 365, &timeout) < 0) {
-				snprintf(err, sizeof(err), "--timeout %s: expected whole seconds >= 1", optarg);
+				snprintf(err, sizeof(err),
+					 "--timeout %s: expected whole seconds >= 1", optarg);
 				goto out;
 			}
 			break;
@@ -131,7 +139,8 @@ int cmd_exec(int argc, char **argv)
 			status = 0;
 			goto out;
 		default:
-			snprintf(err, sizeof(err), "%s: unknown flag or missing value (see 'matchlock exec --help')",
+			snprintf(err, sizeof(err),
+				 "%s: unknown flag or missing value (see 'matchlock exec --help')",
 				 argv[optind - 1]);
 			goto out;
 		}
@@ -144,11 +153,17 @@ int cmd_exec(int argc, char **argv)
 	if (optind < argc && !strcmp(argv[optind], "--"))
 		optind++;
 	if (optind >= argc) {
-		snprintf(err, sizeof(err), "no command given (matchlock exec ID -- COMMAND [ARG...])");
+		snprintf(err, sizeof(err),
+			 "no command given (matchlock exec ID -- COMMAND [ARG...])");
 		goto out;
 	}
-	struct exec_request x = { .argv = argv + optind, .env = env, .cwd = cwd, .user = user,
-				  .stdin_on = in, .tty = tty, .timeout_s = (unsigned)timeout };
+	struct exec_request x = { .argv = argv + optind,
+				  .env = env,
+				  .cwd = cwd,
+				  .user = user,
+				  .stdin_on = in,
+				  .tty = tty,
+				  .timeout_s = (unsigned)timeout };
 	struct winsize ws;
 	if (tty) {
 		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row) {
@@ -188,13 +203,15 @@ int cmd_exec(int argc, char **argv)
 		goto restore;
 	}
 	for (;;) {
-		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+				       { .fd = sigfd, .events = POLLIN } };
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			break;
 		if (p[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
-				if (si.ssi_signo == SIGWINCH && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) {
+				if (si.ssi_signo == SIGWINCH &&
+				    ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) {
 					struct buf b = { 0 };
 					buf_put_u16(&b, CTRL_RESIZE);
 					msg_put_u16(&b, T_ROWS, ws.ws_row);
@@ -237,7 +254,8 @@ int cmd_exec(int argc, char **argv)
 			break;
 		}
 		if (type == CTRL_FAIL) {
-			snprintf(err, sizeof(err), "%s", text[0] ? text : "the sandbox refused the request");
+			snprintf(err, sizeof(err), "%s",
+				 text[0] ? text : "the sandbox refused the request");
 			break;
 		}
 	}

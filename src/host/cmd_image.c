@@ -13,17 +13,17 @@
 #include "oci/oci.h"
 
 static const char pull_usage[] =
-	"usage: matchlock pull [--insecure-registry HOST[:PORT]] REF\n"
-	"\n"
-	"Download an image (and its linux/amd64 variant of a multi-arch index) into the local store.\n"
-	"Plain HTTP is used only for localhost/127.0.0.1 and registries named with\n"
-	"--insecure-registry (or $MATCHLOCK_INSECURE_REGISTRY, comma-separated).\n";
+    "usage: matchlock pull [--insecure-registry HOST[:PORT]] REF\n"
+    "\n"
+    "Download an image (and its linux/amd64 variant of a multi-arch index) into the local store.\n"
+    "Plain HTTP is used only for localhost/127.0.0.1 and registries named with\n"
+    "--insecure-registry (or $MATCHLOCK_INSECURE_REGISTRY, comma-separated).\n";
 
 static const char image_usage[] =
-	"usage: matchlock image ls\n"
-	"       matchlock image rm REF|sha256:DIGEST\n"
-	"       matchlock image gc\n"
-	"       matchlock image import TAG < docker-save-or-oci-layout.tar\n";
+    "usage: matchlock image ls\n"
+    "       matchlock image rm REF|sha256:DIGEST\n"
+    "       matchlock image gc\n"
+    "       matchlock image import TAG < docker-save-or-oci-layout.tar\n";
 
 int cmd_pull(int argc, char **argv)
 {
@@ -46,7 +46,8 @@ int cmd_pull(int argc, char **argv)
 			insecure = optarg;
 			continue;
 		}
-		error("%s: unknown flag or missing value (see 'matchlock pull --help')", argv[optind - 1]);
+		error("%s: unknown flag or missing value (see 'matchlock pull --help')",
+		      argv[optind - 1]);
 		return EXIT_MATCHLOCK;
 	}
 	if (optind != argc - 1) {
@@ -88,13 +89,14 @@ int cmd_image(int argc, char **argv)
 			goto fail;
 		/* Snapshots of an image's disk go with the disk. */
 		int snaps = snapshot_gc();
-		printf("untagged %s; removed %u blobs, freed %.1f MB%s\n", argv[2], n, (double)freed / 1e6,
-		       snaps ? ", and its snapshot" : "");
+		printf("untagged %s; removed %u blobs, freed %.1f MB%s\n", argv[2], n,
+		       (double)freed / 1e6, snaps ? ", and its snapshot" : "");
 		return 0;
 	}
 	if (!strcmp(sub, "import") && argc == 3) {
 		if (isatty(STDIN_FILENO)) {
-			snprintf(err, sizeof(err), "import reads the archive from stdin: matchlock image "
+			snprintf(err, sizeof(err),
+				 "import reads the archive from stdin: matchlock image "
 				 "import TAG < image.tar");
 			goto fail;
 		}

@@ -28,7 +28,8 @@ int cmd_list(int argc, char **argv)
 		if (!strcmp(argv[i], "--running")) {
 			running = true;
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			puts("usage: matchlock list [--running]\n\nList sandboxes: ID STATUS IMAGE CREATED PID.");
+			puts("usage: matchlock list [--running]\n\nList sandboxes: ID STATUS IMAGE "
+			     "CREATED PID.");
 			return 0;
 		} else {
 			error("list: unknown flag %s", argv[i]);
@@ -56,7 +57,8 @@ int cmd_list(int argc, char **argv)
 			continue;
 		char created[32];
 		fmt_time(r->created, created, sizeof(created));
-		bool live = r->status == ST_RUNNING || r->status == ST_CREATING || r->status == ST_STOPPING;
+		bool live =
+		    r->status == ST_RUNNING || r->status == ST_CREATING || r->status == ST_STOPPING;
 		char pid[16] = "-";
 		if (live)
 			snprintf(pid, sizeof(pid), "%d", r->pid);
@@ -70,8 +72,8 @@ int cmd_list(int argc, char **argv)
 			snprintf(image, sizeof(image), "...%.37s", safe + len - 37);
 		else
 			snprintf(image, sizeof(image), "%.40s", safe);
-		printf("%-12s %-9s %-40s %-20s %s\n", r->id, sb_status_names[r->status], image, created,
-		       pid);
+		printf("%-12s %-9s %-40s %-20s %s\n", r->id, sb_status_names[r->status], image,
+		       created, pid);
 	}
 	state_free_list(list, n);
 	state_close(st);
@@ -131,5 +133,11 @@ static int show(int argc, char **argv, bool detailed)
 	return 0;
 }
 
-int cmd_get(int argc, char **argv) { return show(argc, argv, false); }
-int cmd_inspect(int argc, char **argv) { return show(argc, argv, true); }
+int cmd_get(int argc, char **argv)
+{
+	return show(argc, argv, false);
+}
+int cmd_inspect(int argc, char **argv)
+{
+	return show(argc, argv, true);
+}

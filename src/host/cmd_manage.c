@@ -97,12 +97,14 @@ int cmd_kill(int argc, char **argv)
 		struct sb_record r;
 		int k = state_get(st, argv[1], &r);
 		if (k < 0) {
-			error(k == -EEXIST ? "%s matches more than one sandbox" : "no sandbox %s", argv[1]);
+			error(k == -EEXIST ? "%s matches more than one sandbox" : "no sandbox %s",
+			      argv[1]);
 			status = 1;
 		} else {
 			state_reconcile(st, &r);
 			if (!is_live(&r)) {
-				error("sandbox %s is not running (%s)", r.id, sb_status_names[r.status]);
+				error("sandbox %s is not running (%s)", r.id,
+				      sb_status_names[r.status]);
 				status = 1;
 			} else if (kill_one(st, &r) == 0) {
 				printf("%s\n", r.id);
@@ -161,7 +163,8 @@ int cmd_rm(int argc, char **argv)
 		struct sb_record r;
 		int k = state_get(st, argv[i], &r);
 		if (k < 0) {
-			error(k == -EEXIST ? "%s matches more than one sandbox" : "no sandbox %s", argv[i]);
+			error(k == -EEXIST ? "%s matches more than one sandbox" : "no sandbox %s",
+			      argv[i]);
 			status = 1;
 			continue;
 		}
@@ -270,7 +273,8 @@ int cmd_gc(int argc, char **argv)
 		closedir(d);
 	state_close(st);
 	int snaps = snapshot_gc();
-	printf("gc: %u crashed sandbox(es) marked, %u orphaned director(ies), %u temporary file(s) and "
+	printf("gc: %u crashed sandbox(es) marked, %u orphaned director(ies), %u temporary file(s) "
+	       "and "
 	       "%d stale snapshot(s) removed\n",
 	       crashed, dirs, temps, snaps);
 	return 0;

@@ -107,7 +107,8 @@ int cmd_port_forward(int argc, char **argv)
 		i += 2;
 	}
 	if (argc - i < 2 || argv[i][0] == '-') {
-		fputs("usage: matchlock port-forward [--address IP] ID [LOCAL:]REMOTE...\n", stderr);
+		fputs("usage: matchlock port-forward [--address IP] ID [LOCAL:]REMOTE...\n",
+		      stderr);
 		return 1;
 	}
 	char err[512] = "", id[32];

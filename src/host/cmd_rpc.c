@@ -54,7 +54,16 @@ enum rpc_err {
 	E_CANCELLED = -32003,
 };
 
-enum call_kind { CALL_EXEC, CALL_STREAM, CALL_PIPE, CALL_TTY, CALL_WRITE, CALL_READ, CALL_LIST, CALL_LOG };
+enum call_kind {
+	CALL_EXEC,
+	CALL_STREAM,
+	CALL_PIPE,
+	CALL_TTY,
+	CALL_WRITE,
+	CALL_READ,
+	CALL_LIST,
+	CALL_LOG
+};
 
 struct rpc;
 
@@ -113,7 +122,8 @@ static void events_move(struct rpc *r)
 	if (r->events_dropped) {
 		char line[160];
 		int n = snprintf(line, sizeof(line),
-				 "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":\"dropped\",\"count\":%llu}}\n",
+				 "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":"
+				 "\"dropped\",\"count\":%llu}}\n",
 				 (unsigned long long)r->events_dropped);
 		buf_append(&r->out, line, (size_t)n);
 		r->events_dropped = 0;
@@ -181,7 +191,11 @@ static json_t *json_text(const char *s)
 	const uint8_t *p = (const uint8_t *)s;
 	for (size_t i = 0; i < n;) {
 		uint8_t c = p[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		size_t len = c < 0x80		  ? 1
+			     : (c & 0xe0) == 0xc0 ? 2
+			     : (c & 0xf0) == 0xe0 ? 3
+			     : (c & 0xf8) == 0xf0 ? 4
+						  : 0;
 		uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
 		bool ok = len && i + len <= n;
 		for (size_t k = 1; ok && k < len; k++) {
@@ -190,8 +204,10 @@ static json_t *json_text(const char *s)
 		}
 		/* No overlong forms, surrogates or values past U+10FFFF (what jansson refuses). */
 		if (ok && len > 1)
-			ok = cp >= (len == 2 ? 0x80u : len == 3 ? 0x800u : 0x10000u) && cp <= 0x10ffff &&
-			     !(cp >= 0xd800 && cp <= 0xdfff);
+			ok = cp >= (len == 2   ? 0x80u
+				    : len == 3 ? 0x800u
+					       : 0x10000u) &&
+			     cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
 		if (ok) {
 			buf_append(&b, p + i, len);
 			i += len;
@@ -223,7 +239,7 @@ static int rpc_queue(struct buf *q, json_t *msg)
 }
 
 static void rpc_error(struct rpc *r, json_t *id, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void rpc_error(struct rpc *r, json_t *id, int code, const char *fmt, ...)
 {
 	char msg[1024];
@@ -232,8 +248,8 @@ static void rpc_error(struct rpc *r, json_t *id, int code, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	/* The message can quote the guest (a file error): json_text keeps it encodable. */
-	json_t *e = json_pack("{s:o,s:{s:i,s:o}}", "id", id ? json_incref(id) : json_null(), "error", "code",
-			      code, "message", json_text(msg));
+	json_t *e = json_pack("{s:o,s:{s:i,s:o}}", "id", id ? json_incref(id) : json_null(),
+			      "error", "code", code, "message", json_text(msg));
 	if (rpc_queue(&r->out, e) < 0)
 		warn("rpc: out of memory answering request");
 	rpc_flush(r);
@@ -271,7 +287,8 @@ struct b64_field {
  * Answer id with the object small (consumed) plus the bulk fields, base64-encoded straight into
  * stdout's queue: the bytes are not copied through intermediate JSON strings.
  */
-static void rpc_result_bulk(struct rpc *r, json_t *id, json_t *small, const struct b64_field *f, size_t nf)
+static void rpc_result_bulk(struct rpc *r, json_t *id, json_t *small, const struct b64_field *f,
+			    size_t nf)
 {
 	char *ids = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
 	char *obj = small ? json_dumps(small, JSON_COMPACT) : NULL;
@@ -396,7 +413,8 @@ static void op_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t
 		return;
 	}
 	char method[64];
-	snprintf(method, sizeof(method), "%s.%s", stream_prefix(c->kind), chan == EXEC_STDERR ? "stderr" : "stdout");
+	snprintf(method, sizeof(method), "%s.%s", stream_prefix(c->kind),
+		 chan == EXEC_STDERR ? "stderr" : "stdout");
 	json_t *data = b64_json(p, n);
 	if (data)
 		rpc_notify(r, method, json_pack("{s:O,s:o}", "id", c->id, "data", data));
@@ -460,10 +478,11 @@ static json_t *list_json(struct buf *recs)
 		gmtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		/* name: UTF-8 (invalid bytes as U+FFFD); name_b64: the name's exact bytes. */
-		json_array_append_new(files, json_pack("{s:o,s:o*,s:I,s:i,s:s,s:b}", "name", json_text(name), "name_b64",
-						       b64_json((const uint8_t *)name, strlen(name)), "size",
-						       (json_int_t)size, "mode", (int)(mode & 07777),
-						       "mod_time", when, "is_dir", S_ISDIR(mode)));
+		json_array_append_new(
+		    files, json_pack("{s:o,s:o*,s:I,s:i,s:s,s:b}", "name", json_text(name),
+				     "name_b64", b64_json((const uint8_t *)name, strlen(name)),
+				     "size", (json_int_t)size, "mode", (int)(mode & 07777),
+				     "mod_time", when, "is_dir", S_ISDIR(mode)));
 		free(name);
 	}
 	return files;
@@ -477,7 +496,8 @@ static void op_done(struct sandbox_exec *x, int status, const char *err)
 	c->x = NULL;
 	if (!c->id) {
 		if (status != 0)
-			info("background process ended with status %d%s%s", status, err ? ": " : "", err ? err : "");
+			info("background process ended with status %d%s%s", status, err ? ": " : "",
+			     err ? err : "");
 	} else if (c->cancelled) {
 		rpc_error(r, c->id, E_CANCELLED, "cancelled");
 	} else if (c->kind == CALL_WRITE) {
@@ -490,17 +510,22 @@ static void op_done(struct sandbox_exec *x, int status, const char *err)
 			rpc_error(r, c->id, E_FILE, "%s", err ? err : "read failed");
 		} else if (c->read_whole && c->truncated[1]) {
 			/* No length was asked and the file has more than one request carries. */
-			rpc_error(r, c->id, E_FILE, "the file is larger than %u bytes: read it in chunks (offset, length)",
-				  RPC_MAX_READ);
+			rpc_error(
+			    r, c->id, E_FILE,
+			    "the file is larger than %u bytes: read it in chunks (offset, length)",
+			    RPC_MAX_READ);
 		} else {
 			struct b64_field f = { "content", &c->cap[1] };
-			rpc_result_bulk(r, c->id, json_pack("{s:I}", "size", (json_int_t)buf_used(&c->cap[1])), &f, 1);
+			rpc_result_bulk(
+			    r, c->id, json_pack("{s:I}", "size", (json_int_t)buf_used(&c->cap[1])),
+			    &f, 1);
 		}
 	} else if (c->kind == CALL_LIST) {
 		if (status != 0)
 			rpc_error(r, c->id, E_FILE, "%s", err ? err : "list failed");
 		else if (c->truncated[1])
-			rpc_error(r, c->id, E_FILE, "the directory listing is larger than %u bytes", RPC_MAX_CAPTURE);
+			rpc_error(r, c->id, E_FILE, "the directory listing is larger than %u bytes",
+				  RPC_MAX_CAPTURE);
 		else
 			rpc_result(r, c->id, json_pack("{s:o}", "files", list_json(&c->cap[1])));
 	} else if (status < 0) {
@@ -519,12 +544,15 @@ static void op_done(struct sandbox_exec *x, int status, const char *err)
 		struct b64_field f[2] = { { "stdout", &c->cap[1] }, { "stderr", &c->cap[2] } };
 		rpc_result_bulk(r, c->id, res, f, 2);
 	} else {
-		rpc_result(r, c->id, json_pack("{s:i,s:I}", "exit_code", status, "duration_ms", ms));
+		rpc_result(r, c->id,
+			   json_pack("{s:i,s:I}", "exit_code", status, "duration_ms", ms));
 	}
 	call_end(c);
 }
 
-static const struct exec_ops call_ops = { .output = op_output, .writable = op_writable, .done = op_done };
+static const struct exec_ops call_ops = { .output = op_output,
+					  .writable = op_writable,
+					  .done = op_done };
 
 /* ---- methods ----------------------------------------------------------------------------- */
 
@@ -532,7 +560,8 @@ static bool need_sandbox(struct rpc *r, json_t *id)
 {
 	if (r->sb && !sandbox_failure(r->sb))
 		return true;
-	rpc_error(r, id, E_SANDBOX, r->sb ? "the sandbox failed: %s" : "no sandbox: call create first",
+	rpc_error(r, id, E_SANDBOX,
+		  r->sb ? "the sandbox failed: %s" : "no sandbox: call create first",
 		  r->sb ? sandbox_failure(r->sb) : "");
 	return false;
 }
@@ -589,7 +618,8 @@ static int env_put_json(struct env *e, json_t *obj, const char *where, char *err
 		int rc = json_is_string(val) ? env_set_kv(e, k, json_string_value(val)) : -EINVAL;
 		if (rc < 0) {
 			snprintf(err, errn, "%s.%.64s: %s", where, k,
-				 json_is_string(val) ? env_strerror(rc) : "the value must be a string");
+				 json_is_string(val) ? env_strerror(rc)
+						     : "the value must be a string");
 			return rc;
 		}
 	}
@@ -615,8 +645,12 @@ static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum ca
 	struct exec_request req = {
 		.argv = argv,
 		.env = env_vector(&env),
-		.cwd = json_is_string(json_object_get(p, "working_dir")) ? json_string_value(json_object_get(p, "working_dir")) : r->sess.workdir,
-		.user = json_is_string(json_object_get(p, "user")) ? json_string_value(json_object_get(p, "user")) : r->sess.user,
+		.cwd = json_is_string(json_object_get(p, "working_dir"))
+			   ? json_string_value(json_object_get(p, "working_dir"))
+			   : r->sess.workdir,
+		.user = json_is_string(json_object_get(p, "user"))
+			    ? json_string_value(json_object_get(p, "user"))
+			    : r->sess.user,
 		.stdin_on = kind == CALL_PIPE || kind == CALL_TTY,
 		.tty = kind == CALL_TTY,
 		.rows = (uint16_t)json_integer_value(json_object_get(p, "rows")),
@@ -642,7 +676,8 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		return;
 	char **argv = command_argv(json_object_get(p, "command"));
 	if (!argv) {
-		rpc_error(r, id, E_PARAMS, "command must be a string or a non-empty array of strings");
+		rpc_error(r, id, E_PARAMS,
+			  "command must be a string or a non-empty array of strings");
 		return;
 	}
 	exec_argv(r, id, argv, p, kind);
@@ -684,7 +719,9 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		return;
 	}
 	struct file_request fr = { .path = path, .mode = 0644 };
-	fr.op = kind == CALL_WRITE ? SVC_FILE_WRITE : kind == CALL_READ ? SVC_FILE_READ : SVC_FILE_LIST;
+	fr.op = kind == CALL_WRITE  ? SVC_FILE_WRITE
+		: kind == CALL_READ ? SVC_FILE_READ
+				    : SVC_FILE_LIST;
 	json_t *mode = json_object_get(p, "mode");
 	if (json_is_integer(mode))
 		fr.mode = (uint32_t)json_integer_value(mode) & 07777;
@@ -696,7 +733,8 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		return;
 	}
 	if (kind == CALL_READ && json_integer_value(len) > RPC_MAX_READ) {
-		rpc_error(r, id, E_PARAMS, "length: at most %u bytes per read_file (read larger files in chunks)",
+		rpc_error(r, id, E_PARAMS,
+			  "length: at most %u bytes per read_file (read larger files in chunks)",
 			  RPC_MAX_READ);
 		return;
 	}
@@ -707,7 +745,8 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 	if (whole)
 		fr.length = RPC_MAX_READ + 1ull;
 	else if (kind == CALL_READ && !fr.length)
-		fr.length = 1; /* length 0 means "to the end" to the agent: ask for 1 byte, keep none */
+		fr.length =
+		    1; /* length 0 means "to the end" to the agent: ask for 1 byte, keep none */
 	char err[512];
 	struct call *c = call_new(r, id, kind);
 	if (!c) {
@@ -742,10 +781,12 @@ static void on_log_timer(struct timer *t)
 	struct rpc *r = c->rpc;
 	uint8_t tmp[65536];
 	ssize_t n;
-	while (buf_used(&r->out) < RPC_OUT_HIGH && (n = log_reader_read(c->log, tmp, sizeof(tmp))) > 0) {
+	while (buf_used(&r->out) < RPC_OUT_HIGH &&
+	       (n = log_reader_read(c->log, tmp, sizeof(tmp))) > 0) {
 		json_t *data = b64_json(tmp, (size_t)n);
 		if (data)
-			rpc_notify(r, "log_stream.data", json_pack("{s:O,s:o}", "id", c->id, "data", data));
+			rpc_notify(r, "log_stream.data",
+				   json_pack("{s:O,s:o}", "id", c->id, "data", data));
 	}
 	loop_timer_set(&r->loop, t, r->loop.now + 200000000ull);
 }
@@ -780,7 +821,8 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 		}
 		log_reader_free(lr);
 		struct b64_field f = { "content", &b };
-		rpc_result_bulk(r, id, truncated ? json_pack("{s:b}", "truncated", 1) : json_object(), &f, 1);
+		rpc_result_bulk(
+		    r, id, truncated ? json_pack("{s:b}", "truncated", 1) : json_object(), &f, 1);
 		buf_fini(&b);
 		return;
 	}
@@ -858,8 +900,10 @@ static int rpc_secrets_from(struct secrets *ss, json_t *secrets, char *err, size
 		json_t *h;
 		json_array_foreach(hosts, i, h)
 		{
-			if (!json_is_string(h) || strlen(list) + strlen(json_string_value(h)) + 2 >= sizeof(list)) {
-				snprintf(err, errn, "network.secrets.%s.hosts: expected host names", name);
+			if (!json_is_string(h) ||
+			    strlen(list) + strlen(json_string_value(h)) + 2 >= sizeof(list)) {
+				snprintf(err, errn, "network.secrets.%s.hosts: expected host names",
+					 name);
 				return -EINVAL;
 			}
 			if (i)
@@ -867,12 +911,15 @@ static int rpc_secrets_from(struct secrets *ss, json_t *secrets, char *err, size
 			strcat(list, json_string_value(h));
 		}
 		if (!value || !list[0]) {
-			snprintf(err, errn, "network.secrets.%s: needs a value and at least one host", name);
+			snprintf(err, errn,
+				 "network.secrets.%s: needs a value and at least one host", name);
 			return -EINVAL;
 		}
-		if (secrets_add(ss, name, (const uint8_t *)value, strlen(value), list, err, errn) < 0)
+		if (secrets_add(ss, name, (const uint8_t *)value, strlen(value), list, err, errn) <
+		    0)
 			return -EINVAL;
-		/* The SDK's program may hold the value in the environment we inherited (child.h). */
+		/* The SDK's program may hold the value in the environment we inherited (child.h).
+		 */
 		child_wipe_env_value(value, strlen(value));
 	}
 	return 0;
@@ -898,23 +945,28 @@ static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 		return;
 	}
 	/* Names and reasons come from the guest: json_text keeps them encodable. */
-	json_t *n = json_pack("{s:o,s:o,s:o,s:b,s:o*}", "method", json_text(net_event_rpc_method(ev)),
-			      "url", json_text(url), "host", json_text(ev->name), "blocked", !ev->allowed,
-			      "block_reason", ev->allowed ? NULL : json_text(ev->reason));
+	json_t *n =
+	    json_pack("{s:o,s:o,s:o,s:b,s:o*}", "method", json_text(net_event_rpc_method(ev)),
+		      "url", json_text(url), "host", json_text(ev->name), "blocked", !ev->allowed,
+		      "block_reason", ev->allowed ? NULL : json_text(ev->reason));
 	if (n && ev->detail)
 		json_object_set_new(n, "detail", json_text(ev->detail));
 	if (n && ev->req) {
-		/* One intercepted request (or a blocked leak): what the spec's network event carries. */
+		/* One intercepted request (or a blocked leak): what the spec's network event
+		 * carries. */
 		json_object_set_new(n, "url", json_text(ev->req->url));
 		json_object_set_new(n, "status_code", json_integer(ev->req->status));
-		json_object_set_new(n, "request_bytes", json_integer((json_int_t)ev->req->bytes_up));
-		json_object_set_new(n, "response_bytes", json_integer((json_int_t)ev->req->bytes_down));
-		json_object_set_new(n, "duration_ms", json_integer((json_int_t)ev->req->duration_ms));
+		json_object_set_new(n, "request_bytes",
+				    json_integer((json_int_t)ev->req->bytes_up));
+		json_object_set_new(n, "response_bytes",
+				    json_integer((json_int_t)ev->req->bytes_down));
+		json_object_set_new(n, "duration_ms",
+				    json_integer((json_int_t)ev->req->duration_ms));
 		if (ev->kind == NET_EV_SECRET_LEAK)
 			json_object_set_new(n, "secret_leak", json_text(ev->req->secret));
 	}
-	json_t *msg = json_pack("{s:s,s:{s:s,s:s,s:o}}", "method", "event", "params", "type", "network", "timestamp",
-				when, "network", n ? n : json_object());
+	json_t *msg = json_pack("{s:s,s:{s:s,s:s,s:o}}", "method", "event", "params", "type",
+				"network", "timestamp", when, "network", n ? n : json_object());
 	if (rpc_queue(&r->events, msg) < 0)
 		r->events_dropped++;
 	rpc_flush(r);
@@ -951,14 +1003,16 @@ static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 		int k = !h ? -EINVAL : add ? policy_add(pol, h) : policy_delete(pol, h);
 		if (k < 0 && !(k == -ENOENT && !add)) {
 			json_decref(changed);
-			rpc_error(r, id, E_PARAMS, "hosts[%zu]: %s", i, k == -ENOSPC ? "too many rules" : "not a host name or glob");
+			rpc_error(r, id, E_PARAMS, "hosts[%zu]: %s", i,
+				  k == -ENOSPC ? "too many rules" : "not a host name or glob");
 			return;
 		}
 		if (k == 0)
 			json_array_append_new(changed, json_string(h));
 	}
-	rpc_result(r, id, json_pack("{s:o,s:o}", add ? "added" : "removed", changed, "allowed_hosts",
-				    rules_json(pol)));
+	rpc_result(r, id,
+		   json_pack("{s:o,s:o}", add ? "added" : "removed", changed, "allowed_hosts",
+			     rules_json(pol)));
 }
 
 static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
@@ -967,7 +1021,8 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 		return;
 	json_t *fw = json_object_get(p, "forwards"), *addrs = json_object_get(p, "addresses");
 	if (!json_is_array(fw) || !json_array_size(fw)) {
-		rpc_error(r, id, E_PARAMS, "forwards must be a non-empty array of {local_port, remote_port}");
+		rpc_error(r, id, E_PARAMS,
+			  "forwards must be a non-empty array of {local_port, remote_port}");
 		return;
 	}
 	json_t *bindings = json_array();
@@ -980,20 +1035,26 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 		json_int_t rp = json_integer_value(json_object_get(f, "remote_port"));
 		if (lp < 0 || lp > 65535 || rp < 1 || rp > 65535) {
 			json_decref(bindings);
-			rpc_error(r, id, E_PARAMS, "forwards[%zu]: ports must be 0-65535 (remote 1-65535)", i);
+			rpc_error(r, id, E_PARAMS,
+				  "forwards[%zu]: ports must be 0-65535 (remote 1-65535)", i);
 			return;
 		}
 		for (size_t a = 0; a < na; a++) {
-			const char *addr = json_is_array(addrs) ? json_string_value(json_array_get(addrs, a)) : NULL;
+			const char *addr = json_is_array(addrs)
+					       ? json_string_value(json_array_get(addrs, a))
+					       : NULL;
 			char err[300];
 			uint16_t bound;
-			if (portfwd_add(&r->sess.sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound, err, sizeof(err)) < 0) {
+			if (portfwd_add(&r->sess.sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound,
+					err, sizeof(err)) < 0) {
 				json_decref(bindings);
 				rpc_error(r, id, E_SANDBOX, "%s", err);
 				return;
 			}
-			json_array_append_new(bindings, json_pack("{s:s,s:i,s:i}", "address", addr ? addr : "127.0.0.1",
-								  "local_port", bound, "remote_port", (int)rp));
+			json_array_append_new(bindings,
+					      json_pack("{s:s,s:i,s:i}", "address",
+							addr ? addr : "127.0.0.1", "local_port",
+							bound, "remote_port", (int)rp));
 		}
 	}
 	rpc_result(r, id, json_pack("{s:o}", "bindings", bindings));
@@ -1006,7 +1067,8 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
  * for a protection must not silently get none. Fields the spec has but does not implement yet
  * (disk_size_mb) and every range are sandbox_spec_check's. Returns 0 or -EINVAL with err.
  */
-static int keys_known(json_t *obj, const char *where, const char *const *known, char *err, size_t errn)
+static int keys_known(json_t *obj, const char *where, const char *const *known, char *err,
+		      size_t errn)
 {
 	const char *k;
 	json_t *v;
@@ -1036,12 +1098,30 @@ static bool field_ok(json_t *obj, const char *where, const char *name, int (*che
 	return false;
 }
 
-static int is_obj(const json_t *v) { return json_is_object(v); }
-static int is_arr(const json_t *v) { return json_is_array(v); }
-static int is_str(const json_t *v) { return json_is_string(v); }
-static int is_bool(const json_t *v) { return json_is_boolean(v); }
-static int is_num(const json_t *v) { return json_is_number(v); }
-static int is_int(const json_t *v) { return json_is_integer(v); }
+static int is_obj(const json_t *v)
+{
+	return json_is_object(v);
+}
+static int is_arr(const json_t *v)
+{
+	return json_is_array(v);
+}
+static int is_str(const json_t *v)
+{
+	return json_is_string(v);
+}
+static int is_bool(const json_t *v)
+{
+	return json_is_boolean(v);
+}
+static int is_num(const json_t *v)
+{
+	return json_is_number(v);
+}
+static int is_int(const json_t *v)
+{
+	return json_is_integer(v);
+}
 
 static bool strings_ok(json_t *arr, const char *what, char *err, size_t errn)
 {
@@ -1059,14 +1139,19 @@ static bool strings_ok(json_t *arr, const char *what, char *err, size_t errn)
 
 static int create_check(json_t *p, char *err, size_t errn)
 {
-	static const char *const top[] = { "image", "env", "resources", "network", "image_config",
-					   "launch_entrypoint", NULL };
-	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb", "timeout_seconds", NULL };
-	static const char *const network[] = { "allowed_hosts", "add_hosts", "block_private_ips", "no_network",
-					       "secrets", "hostname", NULL };
+	static const char *const top[] = { "image",   "env",	      "resources",
+					   "network", "image_config", "launch_entrypoint",
+					   NULL };
+	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb",
+						 "timeout_seconds", NULL };
+	static const char *const network[] = {
+		"allowed_hosts", "add_hosts", "block_private_ips", "no_network", "secrets",
+		"hostname",	 NULL
+	};
 	static const char *const add_host[] = { "host", "ip", NULL };
 	static const char *const secret[] = { "value", "hosts", NULL };
-	static const char *const image_config[] = { "user", "working_dir", "entrypoint", "cmd", "env", NULL };
+	static const char *const image_config[] = { "user", "working_dir", "entrypoint",
+						    "cmd",  "env",	   NULL };
 	json_t *res = json_object_get(p, "resources"), *net = json_object_get(p, "network");
 	json_t *ic = json_object_get(p, "image_config");
 	if (keys_known(p, "", top, err, errn) < 0)
@@ -1088,11 +1173,13 @@ static int create_check(json_t *p, char *err, size_t errn)
 	    !field_ok(res, "resources", "disk_size_mb", is_int, "an integer", err, errn) ||
 	    !field_ok(res, "resources", "timeout_seconds", is_int, "an integer", err, errn))
 		return -EINVAL;
-	if (!field_ok(net, "network", "allowed_hosts", is_arr, "an array of host names", err, errn) ||
+	if (!field_ok(net, "network", "allowed_hosts", is_arr, "an array of host names", err,
+		      errn) ||
 	    !field_ok(net, "network", "add_hosts", is_arr, "an array of {host, ip}", err, errn) ||
 	    !field_ok(net, "network", "block_private_ips", is_bool, "true or false", err, errn) ||
 	    !field_ok(net, "network", "no_network", is_bool, "true or false", err, errn) ||
-	    !field_ok(net, "network", "secrets", is_obj, "an object {NAME: {value, hosts}}", err, errn) ||
+	    !field_ok(net, "network", "secrets", is_obj, "an object {NAME: {value, hosts}}", err,
+		      errn) ||
 	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn))
 		return -EINVAL;
 	size_t i;
@@ -1185,7 +1272,8 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 		return k;
 	}
 	/* Above the image's Env, Docker's order: image_config.env, then env. */
-	if ((k = env_put_json(&sp->env, json_object_get(ic, "env"), "image_config.env", err, errn)) < 0 ||
+	if ((k = env_put_json(&sp->env, json_object_get(ic, "env"), "image_config.env", err,
+			      errn)) < 0 ||
 	    (k = env_put_json(&sp->env, json_object_get(p, "env"), "env", err, errn)) < 0)
 		return k == -ENOMEM ? k : -EINVAL;
 	if (rpc_policy_from(sp->policy, net, err, errn) < 0 ||
@@ -1199,7 +1287,8 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	char err[1024] = "";
 	struct sandbox_spec spec;
 	if (r->sb) {
-		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)", r->sess.L.id);
+		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)",
+			  r->sess.L.id);
 		return;
 	}
 	if (sandbox_spec_init(&spec) < 0) {
@@ -1216,7 +1305,11 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	sandbox_spec_fini(&spec);
 	if (k < 0) {
 		session_fini(&r->sess);
-		rpc_error(r, id, k == -EINVAL ? E_PARAMS : k == -ENOMEM ? E_INTERNAL : E_SANDBOX, "%s", err);
+		rpc_error(r, id,
+			  k == -EINVAL	 ? E_PARAMS
+			  : k == -ENOMEM ? E_INTERNAL
+					 : E_SANDBOX,
+			  "%s", err);
 		return;
 	}
 	r->sb = r->sess.sb;
@@ -1227,7 +1320,8 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	rpc_result(r, id, json_pack("{s:s}", "id", r->sess.L.id));
 }
 
-/* Stop the sandbox; like `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. */
+/* Stop the sandbox; like `matchlock kill`, its record stays (stopped) with its log until `matchlock
+ * rm`. */
 static void rpc_close_sandbox(struct rpc *r)
 {
 	if (!r->sb)
@@ -1255,10 +1349,12 @@ static void dispatch(struct rpc *r, json_t *req)
 	json_t *id = json_object_get(req, "id");
 	const char *method = json_string_value(json_object_get(req, "method"));
 	json_t *p = json_object_get(req, "params");
-	if (!json_is_object(req) || !method || (id && !json_is_integer(id) && !json_is_string(id)) ||
+	if (!json_is_object(req) || !method ||
+	    (id && !json_is_integer(id) && !json_is_string(id)) ||
 	    !json_is_string(json_object_get(req, "jsonrpc")) ||
 	    strcmp(json_string_value(json_object_get(req, "jsonrpc")), "2.0") != 0) {
-		rpc_error(r, json_is_integer(id) || json_is_string(id) ? id : NULL, E_INVALID, "invalid request");
+		rpc_error(r, json_is_integer(id) || json_is_string(id) ? id : NULL, E_INVALID,
+			  "invalid request");
 		return;
 	}
 	if (p && !json_is_object(p)) {
@@ -1282,7 +1378,8 @@ static void dispatch(struct rpc *r, json_t *req)
 		m_exec(r, id, p, CALL_TTY);
 	} else if (!strcmp(method, "exec_pipe.stdin") || !strcmp(method, "exec_tty.stdin")) {
 		m_stdin(r, p, false);
-	} else if (!strcmp(method, "exec_pipe.stdin_eof") || !strcmp(method, "exec_tty.stdin_eof")) {
+	} else if (!strcmp(method, "exec_pipe.stdin_eof") ||
+		   !strcmp(method, "exec_tty.stdin_eof")) {
 		m_stdin(r, p, true);
 	} else if (!strcmp(method, "exec_tty.resize")) {
 		m_resize(r, p);
@@ -1357,7 +1454,8 @@ static void on_stdin(struct watch *w, uint32_t events)
 			break;
 		}
 		if (r->overlong || buf_used(&r->in) + piece > RPC_MAX_LINE) {
-			rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes", RPC_MAX_LINE);
+			rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes",
+				  RPC_MAX_LINE);
 		} else if (buf_used(&r->in)) {
 			buf_append(&r->in, tmp + start, piece);
 			on_line(r, (const char *)buf_head(&r->in), buf_used(&r->in));
@@ -1373,7 +1471,8 @@ static void on_stdin(struct watch *w, uint32_t events)
 int cmd_rpc(int argc, char **argv)
 {
 	if (argc > 1) {
-		puts("usage: matchlock rpc\n\nServe one sandbox as JSON-RPC 2.0 over stdin/stdout (see the SDKs).");
+		puts("usage: matchlock rpc\n\nServe one sandbox as JSON-RPC 2.0 over stdin/stdout "
+		     "(see the SDKs).");
 		return !strcmp(argv[1], "--help") ? 0 : 1;
 	}
 	struct rpc r = { .sess.sigfd = -1, .sess.notify_fd = -1 };
@@ -1391,7 +1490,8 @@ int cmd_rpc(int argc, char **argv)
 	loop_watch(&r.loop, &r.in_w, EPOLLIN);
 
 	while (!(r.in_eof && json_array_size(r.queue) == 0)) {
-		/* While stdout is over its high mark, requests wait: their answers would pile up. */
+		/* While stdout is over its high mark, requests wait: their answers would pile up.
+		 */
 		while (json_array_size(r.queue) && buf_used(&r.out) < RPC_OUT_HIGH) {
 			json_t *req = json_incref(json_array_get(r.queue, 0));
 			json_array_remove(r.queue, 0);

@@ -29,43 +29,43 @@
 #define STR(x) STR_(x)
 
 static const char run_usage[] =
-	"usage: matchlock run [FLAGS] [--] COMMAND [ARG...]\n"
-	"\n"
-	"Create a sandbox, run COMMAND in it, remove it. Exit status is the command's\n"
-	"(128+N for signal N, 124 on --timeout); matchlock's own errors exit 125.\n"
-	"\n"
-	"  --image REF            OCI image (local tag or registry reference; default: the\n"
-	"                         Debian-based image built by 'make default-image')\n"
-	"  --entrypoint CMD       replace the image's Entrypoint (and drop its Cmd)\n"
-	"  --rootfs PATH          root filesystem: a directory or a tarball (instead of an image)\n"
-	"  -i, --interactive      stream stdin to the command\n"
-	"  -t, --tty              allocate a pseudo-terminal (use -it in a terminal)\n"
-	"  -w, --workdir DIR      working directory in the sandbox (created if missing)\n"
-	"  -u, --user USER[:GROUP]  user to run as (name or uid, resolved in the sandbox)\n"
-	"  -e, --env KEY[=VALUE]  set an environment variable (KEY alone: take ours)\n"
-	"      --env-file FILE    read KEY=VALUE lines; -e wins over files\n"
-	"      --hostname NAME    the sandbox's host name (default: its ID)\n"
-	"      --cpus N           virtual CPUs (default 1)\n"
-	"      --memory MB        guest memory (default 512)\n"
-	"      --timeout S        kill the command after S seconds and exit 124\n"
-	"      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
-	"      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
-	"  -d, --detach           start the sandbox (and COMMAND, if given, in the background),\n"
-	"                         print its ID and return; it runs until 'matchlock kill ID'\n"
-	"      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n"
-	"\n"
-	"Network (default: nothing is reachable; DNS answers NXDOMAIN, connects are refused):\n"
-	"      --allow-host GLOB[,GLOB...]  allow host names: api.x.com, *.x.com (subdomains), *\n"
-	"      --add-host NAME:IP  connect to IP for NAME (exempt from the private-address block)\n"
-	"      --allow-private-ips  let allowed names resolve to private/loopback addresses\n"
-	"      --no-network       no DNS and no egress at all (loopback only)\n"
-	"  -p, --publish [LOCAL:]REMOTE  forward a host port to a port in the sandbox\n"
-	"      --address IP       where -p listens (default 127.0.0.1)\n"
-	"      --secret NAME[=VALUE]@HOST[,HOST...]  the guest sees $NAME=SANDBOX_SECRET_...; HTTPS\n"
-	"                         requests to HOST get the real value in flight (VALUE defaults\n"
-	"                         to $NAME here); HOST is allowed automatically\n"
-	"      --secret-file NAME=PATH@HOST[,HOST...]  the same, the value read from PATH\n"
-	"      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n";
+    "usage: matchlock run [FLAGS] [--] COMMAND [ARG...]\n"
+    "\n"
+    "Create a sandbox, run COMMAND in it, remove it. Exit status is the command's\n"
+    "(128+N for signal N, 124 on --timeout); matchlock's own errors exit 125.\n"
+    "\n"
+    "  --image REF            OCI image (local tag or registry reference; default: the\n"
+    "                         Debian-based image built by 'make default-image')\n"
+    "  --entrypoint CMD       replace the image's Entrypoint (and drop its Cmd)\n"
+    "  --rootfs PATH          root filesystem: a directory or a tarball (instead of an image)\n"
+    "  -i, --interactive      stream stdin to the command\n"
+    "  -t, --tty              allocate a pseudo-terminal (use -it in a terminal)\n"
+    "  -w, --workdir DIR      working directory in the sandbox (created if missing)\n"
+    "  -u, --user USER[:GROUP]  user to run as (name or uid, resolved in the sandbox)\n"
+    "  -e, --env KEY[=VALUE]  set an environment variable (KEY alone: take ours)\n"
+    "      --env-file FILE    read KEY=VALUE lines; -e wins over files\n"
+    "      --hostname NAME    the sandbox's host name (default: its ID)\n"
+    "      --cpus N           virtual CPUs (default 1)\n"
+    "      --memory MB        guest memory (default 512)\n"
+    "      --timeout S        kill the command after S seconds and exit 124\n"
+    "      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
+    "      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
+    "  -d, --detach           start the sandbox (and COMMAND, if given, in the background),\n"
+    "                         print its ID and return; it runs until 'matchlock kill ID'\n"
+    "      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n"
+    "\n"
+    "Network (default: nothing is reachable; DNS answers NXDOMAIN, connects are refused):\n"
+    "      --allow-host GLOB[,GLOB...]  allow host names: api.x.com, *.x.com (subdomains), *\n"
+    "      --add-host NAME:IP  connect to IP for NAME (exempt from the private-address block)\n"
+    "      --allow-private-ips  let allowed names resolve to private/loopback addresses\n"
+    "      --no-network       no DNS and no egress at all (loopback only)\n"
+    "  -p, --publish [LOCAL:]REMOTE  forward a host port to a port in the sandbox\n"
+    "      --address IP       where -p listens (default 127.0.0.1)\n"
+    "      --secret NAME[=VALUE]@HOST[,HOST...]  the guest sees $NAME=SANDBOX_SECRET_...; HTTPS\n"
+    "                         requests to HOST get the real value in flight (VALUE defaults\n"
+    "                         to $NAME here); HOST is allowed automatically\n"
+    "      --secret-file NAME=PATH@HOST[,HOST...]  the same, the value read from PATH\n"
+    "      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n";
 
 /* What only the CLI has: how it attaches to the sandbox. The rest goes into the spec. */
 struct run_opts {
@@ -133,10 +133,28 @@ static int parse_count(const char *flag, const char *arg, long long *out, char *
 	return 0;
 }
 
-enum { OPT_IMAGE = 240, OPT_ENTRYPOINT, OPT_ROOTFS = 256, OPT_ENV_FILE, OPT_HOSTNAME, OPT_CPUS,
-       OPT_MEMORY, OPT_TIMEOUT, OPT_ACCEL, OPT_RM, OPT_ALLOW_HOST, OPT_NO_NETWORK, OPT_ALLOW_PRIVATE,
-       OPT_ADD_HOST, OPT_ADDRESS, OPT_NO_SNAPSHOT, OPT_SECRET, OPT_SECRET_FILE, OPT_UPSTREAM_CA,
-       OPT_DISK_SIZE };
+enum {
+	OPT_IMAGE = 240,
+	OPT_ENTRYPOINT,
+	OPT_ROOTFS = 256,
+	OPT_ENV_FILE,
+	OPT_HOSTNAME,
+	OPT_CPUS,
+	OPT_MEMORY,
+	OPT_TIMEOUT,
+	OPT_ACCEL,
+	OPT_RM,
+	OPT_ALLOW_HOST,
+	OPT_NO_NETWORK,
+	OPT_ALLOW_PRIVATE,
+	OPT_ADD_HOST,
+	OPT_ADDRESS,
+	OPT_NO_SNAPSHOT,
+	OPT_SECRET,
+	OPT_SECRET_FILE,
+	OPT_UPSTREAM_CA,
+	OPT_DISK_SIZE
+};
 
 /* One flag into the spec (or the attach options). Returns 0, 1 for --help, or -errno with err. */
 static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, size_t errn)
@@ -211,9 +229,10 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 		return 0;
 	case OPT_ALLOW_HOST:
 		if ((k = policy_add_list(sp->policy, arg)) < 0)
-			snprintf(err, errn, "--allow-host %s: %s", arg, k == -ENOSPC
-				 ? "too many rules (at most " STR(POLICY_MAX_RULES) ")"
-				 : "expected host names or globs like api.x.com, *.x.com or *, separated by commas");
+			snprintf(err, errn, "--allow-host %s: %s", arg,
+				 k == -ENOSPC ? "too many rules (at most " STR(POLICY_MAX_RULES) ")"
+					      : "expected host names or globs like api.x.com, "
+						"*.x.com or *, separated by commas");
 		return k;
 	case OPT_NO_NETWORK:
 		sp->policy->no_network = true;
@@ -223,16 +242,19 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 		return 0;
 	case OPT_ADD_HOST:
 		if ((k = policy_pin(sp->policy, arg)) < 0)
-			snprintf(err, errn, "--add-host %s: %s", arg, k == -ENOSPC
-				 ? "too many names (at most " STR(POLICY_MAX_PINS) ")"
-				 : "expected NAME:IP, e.g. db.internal:10.0.0.5 or v6.test:[::1]");
+			snprintf(
+			    err, errn, "--add-host %s: %s", arg,
+			    k == -ENOSPC
+				? "too many names (at most " STR(POLICY_MAX_PINS) ")"
+				: "expected NAME:IP, e.g. db.internal:10.0.0.5 or v6.test:[::1]");
 		return k;
 	case OPT_SECRET:
 	case OPT_SECRET_FILE:
 		if (secrets_parse_flag(sp->secrets, arg, c == OPT_SECRET_FILE, err, errn) < 0)
 			return -EINVAL;
 		if (c == OPT_SECRET) {
-			/* Hide an inline VALUE from /proc/PID/cmdline of this long-lived process. */
+			/* Hide an inline VALUE from /proc/PID/cmdline of this long-lived process.
+			 */
 			char *eq = strchr(arg, '='), *at = strrchr(arg, '@');
 			if (eq && at && eq < at)
 				memset(eq + 1, '*', (size_t)(at - eq - 1));
@@ -240,14 +262,17 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 		return 0;
 	case OPT_UPSTREAM_CA:
 		if (sp->nupstream_ca >= MITM_MAX_UPSTREAM_CA) {
-			snprintf(err, errn, "too many --upstream-ca files (at most %d)", MITM_MAX_UPSTREAM_CA);
+			snprintf(err, errn, "too many --upstream-ca files (at most %d)",
+				 MITM_MAX_UPSTREAM_CA);
 			return -EINVAL;
 		}
 		return spec_strdup(&sp->upstream_ca[sp->nupstream_ca++], arg);
 	case 'p': {
 		struct sandbox_port *pp = &sp->publish[sp->npublish];
-		if (sp->npublish >= SPEC_MAX_PUBLISH || portfwd_parse(arg, &pp->local, &pp->remote) < 0) {
-			snprintf(err, errn, "-p %s: expected [LOCAL:]REMOTE ports (at most %d)", arg, SPEC_MAX_PUBLISH);
+		if (sp->npublish >= SPEC_MAX_PUBLISH ||
+		    portfwd_parse(arg, &pp->local, &pp->remote) < 0) {
+			snprintf(err, errn, "-p %s: expected [LOCAL:]REMOTE ports (at most %d)",
+				 arg, SPEC_MAX_PUBLISH);
 			return -EINVAL;
 		}
 		sp->npublish++;
@@ -317,7 +342,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		if (c == '?' || c == ':') {
 			if (optopt && optopt != '?')
 				snprintf(err, errn, "-%c: %s (see 'matchlock run --help')", optopt,
-					 strchr("wuepv", optopt) ? "needs a value" : "unknown flag");
+					 strchr("wuepv", optopt) ? "needs a value"
+								 : "unknown flag");
 			else
 				snprintf(err, errn, "%s: unknown flag (see 'matchlock run --help')",
 					 argv[optind - 1]);
@@ -335,7 +361,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 	/* Files first, then -e on top. */
 	size_t bad;
 	if ((k = env_merge(&o->spec.env, env_vector(&o->env_flags), &bad)) < 0) {
-		snprintf(err, errn, "-e %.64s: %s", env_vector(&o->env_flags)[bad], env_strerror(k));
+		snprintf(err, errn, "-e %.64s: %s", env_vector(&o->env_flags)[bad],
+			 env_strerror(k));
 		return -EINVAL;
 	}
 	if (!(o->spec.cmd = spec_strv_dup(argv + optind))) {
@@ -345,19 +372,21 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 	return 0;
 }
 
-static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t exec_done, uint64_t end)
+static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t exec_done,
+			 uint64_t end)
 {
 	double ms = 1e-6;
 	double to_hello = (double)(t->hello - t0) * ms;
 	double guest_hello = (double)t->guest_hello * ms;
-	fprintf(stderr,
-		"timing: total_ms=%.1f prepare_ms=%.1f vmm_ms=%.1f kernel_ms=%.1f agent_ms=%.1f "
-		"ready_ms=%.1f exec_ms=%.1f stop_ms=%.1f restored=%d snapshot_ms=%llu\n",
-		(double)(end - t0) * ms, (double)(t->spawn - t0) * ms,
-		to_hello - guest_hello - (double)(t->spawn - t0) * ms, (double)t->guest_agent_start * ms,
-		(double)(t->guest_hello - t->guest_agent_start) * ms, (double)(t->ready - t->hello) * ms,
-		(double)(exec_done - t->ready) * ms, (double)(t->stopped - exec_done) * ms, t->restored,
-		(unsigned long long)t->snapshot_ms);
+	fprintf(
+	    stderr,
+	    "timing: total_ms=%.1f prepare_ms=%.1f vmm_ms=%.1f kernel_ms=%.1f agent_ms=%.1f "
+	    "ready_ms=%.1f exec_ms=%.1f stop_ms=%.1f restored=%d snapshot_ms=%llu\n",
+	    (double)(end - t0) * ms, (double)(t->spawn - t0) * ms,
+	    to_hello - guest_hello - (double)(t->spawn - t0) * ms,
+	    (double)t->guest_agent_start * ms, (double)(t->guest_hello - t->guest_agent_start) * ms,
+	    (double)(t->ready - t->hello) * ms, (double)(exec_done - t->ready) * ms,
+	    (double)(t->stopped - exec_done) * ms, t->restored, (unsigned long long)t->snapshot_ms);
 }
 
 /* A detached command's output, read from a pipe into the sandbox log (capped; log.h). */
@@ -400,11 +429,12 @@ static void run_detached(struct session *s, struct exec_request *req)
 		} else {
 			watch_init(&bg_w, bg_pipe[0], on_bg_output, s->loop);
 			loop_watch(s->loop, &bg_w, EPOLLIN);
-			if (!exec_stdio_start(s->sb, s->loop, req, null, bg_pipe[1], bg_pipe[1], NULL, NULL, err,
-					      sizeof(err)))
+			if (!exec_stdio_start(s->sb, s->loop, req, null, bg_pipe[1], bg_pipe[1],
+					      NULL, NULL, err, sizeof(err)))
 				warn("background command: %s", err);
 		}
-		/* exec_stdio keeps using the fds until the process ends: they live as long as we do. */
+		/* exec_stdio keeps using the fds until the process ends: they live as long as we
+		 * do. */
 	}
 	watch_init(&sig_w, s->sigfd, on_detached_signal, &s->sup);
 	loop_watch(s->loop, &sig_w, EPOLLIN);
@@ -444,7 +474,8 @@ int cmd_run(int argc, char **argv)
 		child_wipe_env_value(o.spec.secrets->s[i].value, o.spec.secrets->s[i].vlen);
 	bool detach = o.spec.lifetime == LIFETIME_DETACHED;
 	if (detach && (o.interactive || o.tty)) {
-		snprintf(err, sizeof(err), "-d cannot be combined with -i or -t (use matchlock exec -it)");
+		snprintf(err, sizeof(err),
+			 "-d cannot be combined with -i or -t (use matchlock exec -it)");
 		goto out;
 	}
 	if (o.tty && !isatty(STDOUT_FILENO))

@@ -22,7 +22,8 @@ int control_dir(const char *id, char *out, size_t n)
 	if (r < 0)
 		return r;
 	/* IDs come from users: only our own shape may become a path. */
-	if (strncmp(id, "vm-", 3) != 0 || strlen(id) > 15 || strspn(id + 3, "0123456789abcdef") != strlen(id + 3))
+	if (strncmp(id, "vm-", 3) != 0 || strlen(id) > 15 ||
+	    strspn(id + 3, "0123456789abcdef") != strlen(id + 3))
 		return -ENOENT;
 	if (snprintf(out, n, "%s/sandboxes/%s", state, id) >= (int)n)
 		return -ENAMETOOLONG;
@@ -118,7 +119,9 @@ ssize_t control_recv(int fd, uint8_t *p, size_t cap, int *fds, int *nfds)
 		char buf[CMSG_SPACE(3 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
 	ssize_t n;
 	do

@@ -219,9 +219,10 @@ static struct exec_stdio *stdio_go(struct exec_stdio *e)
 	return e;
 }
 
-struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const struct exec_request *req,
-				    int in_fd, int out_fd, int err_fd, exec_stdio_done_fn done,
-				    void *opaque, char *err, size_t errn)
+struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l,
+				    const struct exec_request *req, int in_fd, int out_fd,
+				    int err_fd, exec_stdio_done_fn done, void *opaque, char *err,
+				    size_t errn)
 {
 	struct exec_stdio *e = stdio_new(l, req->stdin_on, in_fd, out_fd, err_fd, done, opaque);
 	if (!e) {
@@ -233,7 +234,8 @@ struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const st
 }
 
 struct exec_stdio *exec_stdio_start_port(struct sandbox *sb, struct loop *l, uint16_t port, int fd,
-					 exec_stdio_done_fn done, void *opaque, char *err, size_t errn)
+					 exec_stdio_done_fn done, void *opaque, char *err,
+					 size_t errn)
 {
 	/* One fd cannot be in the epoll set twice: reading and writing get an fd each. */
 	int out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -334,7 +336,8 @@ int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req,
 			req->rows = ws.ws_row;
 			req->cols = ws.ws_col;
 		}
-		if (req->stdin_on && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
+		if (req->stdin_on && isatty(STDIN_FILENO) &&
+		    tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
 			struct termios t = saved_tio;
 			cfmakeraw(&t);
 			raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;

@@ -22,16 +22,19 @@ typedef void (*exec_stdio_done_fn)(struct exec_stdio *e, int status, const char 
  * Start req with its stdio on the given fds (not owned; made non-blocking until the end).
  * Returns NULL with err set if it cannot start.
  */
-struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l, const struct exec_request *req,
-				    int in_fd, int out_fd, int err_fd, exec_stdio_done_fn done,
-				    void *opaque, char *err, size_t errn);
+struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l,
+				    const struct exec_request *req, int in_fd, int out_fd,
+				    int err_fd, exec_stdio_done_fn done, void *opaque, char *err,
+				    size_t errn);
 /*
  * A forwarded connection: fd (a socket, not owned) is relayed both ways to port on the guest's
  * loopback; done() gets 0 or -errno.
  */
 struct exec_stdio *exec_stdio_start_port(struct sandbox *sb, struct loop *l, uint16_t port, int fd,
-					 exec_stdio_done_fn done, void *opaque, char *err, size_t errn);
-/* Ctrl-C semantics: the first call sends SIGTERM (SIGKILL after CANCEL_GRACE_MS), the next SIGKILL. */
+					 exec_stdio_done_fn done, void *opaque, char *err,
+					 size_t errn);
+/* Ctrl-C semantics: the first call sends SIGTERM (SIGKILL after CANCEL_GRACE_MS), the next SIGKILL.
+ */
 void exec_stdio_interrupt(struct exec_stdio *e);
 void exec_stdio_resize(struct exec_stdio *e, unsigned rows, unsigned cols);
 /* Kill the process now and detach from the fds; `done` is not called. */

@@ -27,10 +27,13 @@ int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want,
 		return -EINVAL;
 	}
 	debug("accelerator: %s", why);
-	if (paths_find_guest_file("MATCHLOCK_KERNEL", "vmlinux", L->kernel, sizeof(L->kernel)) < 0 ||
-	    paths_find_guest_file("MATCHLOCK_INITRAMFS", "initramfs.cpio", L->initrd, sizeof(L->initrd)) < 0) {
-		snprintf(err, errn, "guest kernel or initramfs not found next to the binary "
-				    "(run 'make', or set MATCHLOCK_KERNEL / MATCHLOCK_INITRAMFS)");
+	if (paths_find_guest_file("MATCHLOCK_KERNEL", "vmlinux", L->kernel, sizeof(L->kernel)) <
+		0 ||
+	    paths_find_guest_file("MATCHLOCK_INITRAMFS", "initramfs.cpio", L->initrd,
+				  sizeof(L->initrd)) < 0) {
+		snprintf(err, errn,
+			 "guest kernel or initramfs not found next to the binary "
+			 "(run 'make', or set MATCHLOCK_KERNEL / MATCHLOCK_INITRAMFS)");
 		return -ENOENT;
 	}
 	int r = rootfs ? rootfs_prepare(rootfs, L->disk, sizeof(L->disk), err, errn) : 0;
@@ -57,7 +60,8 @@ int launch_make_dir(struct launch *L, char *err, size_t errn)
 	if (r == 0)
 		r = mkdir_p(L->dir, 0700);
 	if (r < 0)
-		snprintf(err, errn, "cannot create the sandbox directory %s: %s", L->dir, strerror(-r));
+		snprintf(err, errn, "cannot create the sandbox directory %s: %s", L->dir,
+			 strerror(-r));
 	return r;
 }
 
@@ -72,8 +76,12 @@ void launch_config(struct launch *L, struct sandbox_config *sc)
 	sc->boot_timeout_ms = L->boot_timeout_s * 1000;
 	sc->template_path = NULL;
 	if (L->snapshots) {
-		struct vmm_config vc = { .accel = sc->accel, .cpus = sc->cpus, .memory_mb = sc->memory_mb,
-					 .kernel = L->kernel, .initrd = L->initrd, .disk = L->disk };
+		struct vmm_config vc = { .accel = sc->accel,
+					 .cpus = sc->cpus,
+					 .memory_mb = sc->memory_mb,
+					 .kernel = L->kernel,
+					 .initrd = L->initrd,
+					 .disk = L->disk };
 		if (snapshot_template_path(&vc, L->template_path, sizeof(L->template_path)) == 0)
 			sc->template_path = L->template_path;
 	}
@@ -84,7 +92,8 @@ struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct 
 {
 	struct sandbox *sb = sandbox_boot(sc, l, interrupt, err, errn);
 	if (!sb && errno == ESTALE && sc->template_path) {
-		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so. */
+		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so.
+		 */
 		warn("the saved snapshot could not be restored (%s); booting cold", err);
 		char meta[4300];
 		snprintf(meta, sizeof(meta), "%s.disk", sc->template_path);
@@ -99,7 +108,8 @@ struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct 
 		 * guest kernel. "auto" must never hang: fall back to TCG once, and say so.
 		 */
 		warn("KVM did not boot the guest within %u s; retrying with TCG (--accel tcg skips "
-		     "this)", L->boot_timeout_s);
+		     "this)",
+		     L->boot_timeout_s);
 		sc->accel = L->accel = ACCEL_TCG;
 		sc->boot_timeout_ms = 30000;
 		err[0] = 0;

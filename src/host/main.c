@@ -18,28 +18,28 @@
 #endif
 
 static const char usage[] =
-	"usage: matchlock COMMAND [ARGS...]\n"
-	"\n"
-	"Run untrusted code in a disposable micro-VM with a closed network.\n"
-	"\n"
-	"Commands:\n"
-	"  run        create a sandbox and run a command in it (-d: keep it running)\n"
-	"  exec       run a command in a running sandbox\n"
-	"  list, ls   list sandboxes (--running)\n"
-	"  get        a sandbox's record as JSON; inspect: with history and paths\n"
-	"  log        a sandbox's log (-f to follow)\n"
-	"  kill       stop a sandbox (--all: every running one)\n"
-	"  rm         remove a stopped sandbox (--stopped: all of them); prune: the same\n"
-	"  gc         clean up after crashed sandboxes\n"
-	"  allow-list add|delete ID HOSTS   change a running sandbox's allowed hosts\n"
-	"  port-forward ID [LOCAL:]REMOTE   forward a host port into a running sandbox\n"
-	"  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
-	"  pull       download an image into the local store\n"
-	"  image      list, remove, import and collect images (ls|rm|import|gc)\n"
-	"  diagnose   check that this host can run sandboxes, and why (not)\n"
-	"  version    print the version\n"
-	"\n"
-	"Run 'matchlock COMMAND --help' for a command's flags.\n";
+    "usage: matchlock COMMAND [ARGS...]\n"
+    "\n"
+    "Run untrusted code in a disposable micro-VM with a closed network.\n"
+    "\n"
+    "Commands:\n"
+    "  run        create a sandbox and run a command in it (-d: keep it running)\n"
+    "  exec       run a command in a running sandbox\n"
+    "  list, ls   list sandboxes (--running)\n"
+    "  get        a sandbox's record as JSON; inspect: with history and paths\n"
+    "  log        a sandbox's log (-f to follow)\n"
+    "  kill       stop a sandbox (--all: every running one)\n"
+    "  rm         remove a stopped sandbox (--stopped: all of them); prune: the same\n"
+    "  gc         clean up after crashed sandboxes\n"
+    "  allow-list add|delete ID HOSTS   change a running sandbox's allowed hosts\n"
+    "  port-forward ID [LOCAL:]REMOTE   forward a host port into a running sandbox\n"
+    "  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
+    "  pull       download an image into the local store\n"
+    "  image      list, remove, import and collect images (ls|rm|import|gc)\n"
+    "  diagnose   check that this host can run sandboxes, and why (not)\n"
+    "  version    print the version\n"
+    "\n"
+    "Run 'matchlock COMMAND --help' for a command's flags.\n";
 
 int cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
@@ -110,11 +110,23 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} verbs[] = {
-		{ "run", cmd_run },	{ "exec", cmd_exec },	  { "list", cmd_list },
-		{ "ls", cmd_list },	{ "get", cmd_get },	  { "inspect", cmd_inspect },
-		{ "kill", cmd_kill },	{ "rm", cmd_rm },	  { "prune", cmd_prune },
-		{ "gc", cmd_gc },	{ "log", cmd_log },	  { "diagnose", cmd_diagnose },
-		{ "rpc", cmd_rpc },	{ "allow-list", cmd_allow_list }, { "port-forward", cmd_port_forward },	{ "pull", cmd_pull },	  { "image", cmd_image },
+		{ "run", cmd_run },
+		{ "exec", cmd_exec },
+		{ "list", cmd_list },
+		{ "ls", cmd_list },
+		{ "get", cmd_get },
+		{ "inspect", cmd_inspect },
+		{ "kill", cmd_kill },
+		{ "rm", cmd_rm },
+		{ "prune", cmd_prune },
+		{ "gc", cmd_gc },
+		{ "log", cmd_log },
+		{ "diagnose", cmd_diagnose },
+		{ "rpc", cmd_rpc },
+		{ "allow-list", cmd_allow_list },
+		{ "port-forward", cmd_port_forward },
+		{ "pull", cmd_pull },
+		{ "image", cmd_image },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

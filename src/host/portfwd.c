@@ -33,7 +33,8 @@ int portfwd_parse(const char *spec, uint16_t *local, uint16_t *remote)
 			return -EINVAL;
 		memcpy(lp, spec, n);
 		lp[n] = 0;
-		if (cli_parse_uint(lp, 0, 65535, &l) < 0 || cli_parse_uint(colon + 1, 1, 65535, &r) < 0)
+		if (cli_parse_uint(lp, 0, 65535, &l) < 0 ||
+		    cli_parse_uint(colon + 1, 1, 65535, &r) < 0)
 			return -EINVAL;
 	} else {
 		if (cli_parse_uint(spec, 1, 65535, &r) < 0)
@@ -75,8 +76,8 @@ static void on_accept(struct watch *w, uint32_t events)
 		char err[256];
 		if (c) {
 			*c = (struct pf_conn){ .pf = pf, .fd = fd };
-			if (exec_stdio_start_port(pf->sb, pf->l, ln->remote, fd, on_conn_done, c, err,
-						  sizeof(err))) {
+			if (exec_stdio_start_port(pf->sb, pf->l, ln->remote, fd, on_conn_done, c,
+						  err, sizeof(err))) {
 				pf->nconns++;
 				continue;
 			}

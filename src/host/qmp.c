@@ -63,7 +63,8 @@ static int qmp_write(int fd, json_t *msg, const int *pass)
 	if (!s)
 		return -ENOMEM;
 	size_t n = strlen(s);
-	struct iovec iov[2] = { { .iov_base = s, .iov_len = n }, { .iov_base = "\n", .iov_len = 1 } };
+	struct iovec iov[2] = { { .iov_base = s, .iov_len = n },
+				{ .iov_base = "\n", .iov_len = 1 } };
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -108,7 +109,8 @@ static int qmp_exchange(int fd, json_t *msg, const int *pass, json_t **ret, unsi
 			return 0;
 		}
 		if (e) {
-			snprintf(err, errn, "QEMU: %s", json_string_value(json_object_get(e, "desc")) ?: "error");
+			snprintf(err, errn, "QEMU: %s",
+				 json_string_value(json_object_get(e, "desc")) ?: "error");
 			json_decref(j);
 			return -EIO;
 		}

@@ -60,8 +60,10 @@ const struct sandbox_config *sandbox_config(const struct sandbox *sb)
 static void sb_link_error(struct sandbox *sb, int err)
 {
 	if (err == -ENOBUFS)
-		sb_fail(sb, "the guest flooded the link: over %u MB waiting to be sent to a guest "
-			"that does not read; sandbox stopped", MUX_OUT_MAX >> 20);
+		sb_fail(sb,
+			"the guest flooded the link: over %u MB waiting to be sent to a guest "
+			"that does not read; sandbox stopped",
+			MUX_OUT_MAX >> 20);
 	else
 		sb_fail(sb, "the guest broke the link protocol (%s); sandbox stopped",
 			strerror(-err));
@@ -81,7 +83,8 @@ void sb_flush_link(struct sandbox *sb)
 {
 	struct buf *o = &sb->mux.out;
 	while (buf_used(o) > 0 && sb->state != SB_FAILED) {
-		ssize_t n = send(sb->link_w.fd, buf_head(o), buf_used(o), MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n =
+		    send(sb->link_w.fd, buf_head(o), buf_used(o), MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -209,8 +212,10 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 				msg_get_u64(&v, &sb->t.guest_hello);
 		}
 		if (version != MUX_VERSION) {
-			sb_fail(sb, "guest agent speaks protocol %u, this matchlock speaks %u (rebuild)",
-				version, MUX_VERSION);
+			sb_fail(
+			    sb,
+			    "guest agent speaks protocol %u, this matchlock speaks %u (rebuild)",
+			    version, MUX_VERSION);
 			return 0;
 		}
 		sb->t.hello = sb->loop->now;
@@ -286,7 +291,8 @@ static void on_link(struct watch *w, uint32_t events)
 		/* The guest writes faster than it reads: its writes block until we drain. */
 		if (!sb->trim_timer.at)
 			debug("link: the guest does not read its replies; not reading the link "
-			      "until %u MB drained", MUX_RX_RESUME >> 20);
+			      "until %u MB drained",
+			      MUX_RX_RESUME >> 20);
 		sb->link_rx_mark = sb->link_rx;
 		loop_timer_set(sb->loop, &sb->trim_timer,
 			       sb->loop->now + LINK_TRIM_MS * 1000000ull);
@@ -564,7 +570,8 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 			l->now = now_ns();
 			sb->t.hello = l->now;
 			sb_send_config(sb);
-			/* A restored guest answers in milliseconds; don't wait a cold boot's time. */
+			/* A restored guest answers in milliseconds; don't wait a cold boot's time.
+			 */
 			if (deadline > l->now + RESTORE_TIMEOUT_MS * 1000000ull)
 				deadline = l->now + RESTORE_TIMEOUT_MS * 1000000ull;
 		}
@@ -579,7 +586,8 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 			char con_msg[400];
 			console_summary(sb, con_msg, sizeof(con_msg));
 			fail_errno = ETIMEDOUT;
-			sb_fail(sb, "the guest did not answer within %u s%s%s", c->boot_timeout_ms / 1000,
+			sb_fail(sb, "the guest did not answer within %u s%s%s",
+				c->boot_timeout_ms / 1000,
 				*con_msg ? "; console: " : " (no console output)", con_msg);
 			break;
 		}

@@ -77,7 +77,6 @@ const struct sandbox_config *sandbox_config(const struct sandbox *sb);
 
 /* ---- processes ---- */
 
-
 enum { EXEC_STDOUT = 1, EXEC_STDERR = 2 };
 
 struct exec_ops {
@@ -119,8 +118,9 @@ struct sandbox_exec *sandbox_file_start(struct sandbox *sb, const struct file_re
  * A connection to port on the guest's loopback (port forwarding): bytes written go to it,
  * output() carries what it sends back; done() gets 0, or -errno (e.g. -ECONNREFUSED).
  */
-struct sandbox_exec *sandbox_port_start(struct sandbox *sb, uint16_t port, const struct exec_ops *ops,
-					void *opaque, char *err, size_t errn);
+struct sandbox_exec *sandbox_port_start(struct sandbox *sb, uint16_t port,
+					const struct exec_ops *ops, void *opaque, char *err,
+					size_t errn);
 void *sandbox_exec_opaque(struct sandbox_exec *x);
 /* Queue stdin bytes; returns how many were accepted (limited by flow control). */
 size_t sandbox_exec_write(struct sandbox_exec *x, const void *p, size_t n);

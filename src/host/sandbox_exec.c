@@ -71,7 +71,8 @@ static void exec_send_signal(struct sandbox_exec *x, int sig)
 	sb_send_ctl(x->sb, x->s->id, &b);
 	buf_fini(&b);
 	if (sig == SIGKILL && !x->give_up.at)
-		loop_timer_set(x->sb->loop, &x->give_up, x->sb->loop->now + UNRESPONSIVE_MS * 1000000ull);
+		loop_timer_set(x->sb->loop, &x->give_up,
+			       x->sb->loop->now + UNRESPONSIVE_MS * 1000000ull);
 }
 
 static void on_kill_timer(struct timer *t)
@@ -110,7 +111,8 @@ static void exec_status_from_ctl(struct sandbox_exec *x, uint16_t type, struct r
 		} else if (type == CTL_ERROR && tag == T_SIGNAL && msg_get_u32(&v, &u) == 0) {
 			x->err_stage = u;
 		} else if (type == CTL_ERROR && tag == T_MESSAGE) {
-			size_t n = rd_left(&v) < sizeof(x->err_msg) - 1 ? rd_left(&v) : sizeof(x->err_msg) - 1;
+			size_t n = rd_left(&v) < sizeof(x->err_msg) - 1 ? rd_left(&v)
+									: sizeof(x->err_msg) - 1;
 			const uint8_t *p = rd_bytes(&v, n);
 			/* Guest text ends up on a terminal: keep printable ASCII only. */
 			for (size_t i = 0; p && i < n; i++)
@@ -127,17 +129,22 @@ static void exec_on_close(struct sandbox_exec *x, const struct mux_frame *f)
 	int status;
 	if (x->is_file) {
 		uint32_t close_err = f->len == 4 ? le32_get(f->payload) : 0;
-		status = x->have_exit || (!x->have_error && !close_err) ? 0
-			 : -(int)(x->have_error && x->err_errno ? x->err_errno : close_err ? close_err : EIO);
+		status = x->have_exit || (!x->have_error && !close_err)
+			     ? 0
+			     : -(int)(x->have_error && x->err_errno ? x->err_errno
+				      : close_err		    ? close_err
+								    : EIO);
 		if (status)
-			snprintf(err, sizeof(err), "%s: %s", x->argv0, x->err_msg[0] ? x->err_msg : strerror(-status));
+			snprintf(err, sizeof(err), "%s: %s", x->argv0,
+				 x->err_msg[0] ? x->err_msg : strerror(-status));
 	} else if (x->timed_out) {
 		status = 124;
 	} else if (x->have_exit) {
 		status = x->status;
 	} else if (x->have_error) {
 		/* It never ran: Docker's statuses (127 not found, 126 cannot run). */
-		snprintf(err, sizeof(err), "%s: %s", x->argv0, x->err_msg[0] ? x->err_msg : "could not be started");
+		snprintf(err, sizeof(err), "%s: %s", x->argv0,
+			 x->err_msg[0] ? x->err_msg : "could not be started");
 		status = x->err_errno == ENOENT && x->err_stage == 3 ? 127 : 126;
 	} else {
 		uint32_t e = f->len == 4 ? le32_get(f->payload) : EPROTO;
@@ -186,10 +193,11 @@ int exec_on_frame(struct sandbox *sb, struct mux_stream *s, const struct mux_fra
 
 /* Open a stream for service svc with the request TLVs in b. */
 static struct sandbox_exec *stream_start(struct sandbox *sb, uint16_t svc, struct buf *b,
-					 const char *label, const struct exec_ops *ops, void *opaque,
-					 char *err, size_t errn)
+					 const char *label, const struct exec_ops *ops,
+					 void *opaque, char *err, size_t errn)
 {
-	struct sandbox_exec *x = b->bad ? NULL : calloc(1, sizeof(*x)); /* bad: built without memory */
+	struct sandbox_exec *x =
+	    b->bad ? NULL : calloc(1, sizeof(*x)); /* bad: built without memory */
 	if (!x) {
 		snprintf(err, errn, "out of memory");
 		errno = ENOMEM;
@@ -233,7 +241,8 @@ static bool env_has(char **env, const char *name)
  */
 static void exec_put_sandbox_env(struct sandbox *sb, const struct exec_request *req, struct buf *b)
 {
-	static const char *const bundle_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE" };
+	static const char *const bundle_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+						   "CURL_CA_BUNDLE" };
 	char line[SECRET_NAME_MAX + SECRET_PLACEHOLDER_LEN + 2];
 	const struct secrets *ss = sb->cfg.secrets;
 	for (unsigned i = 0; ss && i < ss->n; i++) {
@@ -259,7 +268,8 @@ struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_re
 					size_t errn)
 {
 	if (sb->state != SB_READY) {
-		snprintf(err, errn, "the sandbox is not running%s%s", sb->state == SB_FAILED ? ": " : "",
+		snprintf(err, errn, "the sandbox is not running%s%s",
+			 sb->state == SB_FAILED ? ": " : "",
 			 sb->state == SB_FAILED ? sb->fail : "");
 		errno = ESRCH;
 		return NULL;
@@ -284,13 +294,15 @@ struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_re
 		return NULL;
 	}
 	if (buf_used(&b) > MUX_MAX_PAYLOAD - 2) {
-		snprintf(err, errn, "command line and environment too large (%zu bytes, at most %u)",
+		snprintf(err, errn,
+			 "command line and environment too large (%zu bytes, at most %u)",
 			 buf_used(&b), MUX_MAX_PAYLOAD - 2);
 		buf_fini(&b);
 		errno = E2BIG;
 		return NULL;
 	}
-	struct sandbox_exec *x = stream_start(sb, SVC_EXEC, &b, req->argv[0], ops, opaque, err, errn);
+	struct sandbox_exec *x =
+	    stream_start(sb, SVC_EXEC, &b, req->argv[0], ops, opaque, err, errn);
 	buf_fini(&b);
 	if (x && req->timeout_s)
 		loop_timer_set(sb->loop, &x->deadline, now_ns() + req->timeout_s * 1000000000ull);
@@ -327,8 +339,9 @@ struct sandbox_exec *sandbox_file_start(struct sandbox *sb, const struct file_re
 	return x;
 }
 
-struct sandbox_exec *sandbox_port_start(struct sandbox *sb, uint16_t port, const struct exec_ops *ops,
-					void *opaque, char *err, size_t errn)
+struct sandbox_exec *sandbox_port_start(struct sandbox *sb, uint16_t port,
+					const struct exec_ops *ops, void *opaque, char *err,
+					size_t errn)
 {
 	if (sb->state != SB_READY) {
 		snprintf(err, errn, "the sandbox is not running");
@@ -355,7 +368,8 @@ size_t sandbox_exec_write(struct sandbox_exec *x, const void *p, size_t n)
 {
 	if (!x->s || x->finished || mux_congested(&x->sb->mux))
 		return 0;
-	uint32_t k = mux_send_data(&x->sb->mux, x->s, MUX_CHAN_IN, p, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
+	uint32_t k = mux_send_data(&x->sb->mux, x->s, MUX_CHAN_IN, p,
+				   n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
 	sb_flush_link(x->sb);
 	return k;
 }
@@ -397,5 +411,6 @@ void sandbox_exec_cancel(struct sandbox_exec *x, unsigned grace_ms)
 {
 	exec_send_signal(x, SIGTERM);
 	if (!x->kill_timer.at)
-		loop_timer_set(x->sb->loop, &x->kill_timer, x->sb->loop->now + grace_ms * 1000000ull);
+		loop_timer_set(x->sb->loop, &x->kill_timer,
+			       x->sb->loop->now + grace_ms * 1000000ull);
 }

@@ -31,7 +31,7 @@
 
 int sandbox_spec_init(struct sandbox_spec *spec)
 {
-	*spec = (struct sandbox_spec){.cpus = 1, .memory_mb = 512, .rm = -1};
+	*spec = (struct sandbox_spec){ .cpus = 1, .memory_mb = 512, .rm = -1 };
 	spec->policy = calloc(1, sizeof(*spec->policy));
 	spec->secrets = calloc(1, sizeof(*spec->secrets));
 	if (!spec->policy || !spec->secrets) {
@@ -100,21 +100,21 @@ void sandbox_spec_fini(struct sandbox_spec *spec)
 /* How each entry point spells a field: every message ends with both, so it reads the same. */
 struct spec_field {
 	const char *flag; /* the CLI's */
-	const char *key;  /* the RPC's, NULL when it has none */
+	const char *key; /* the RPC's, NULL when it has none */
 };
 
-static const struct spec_field F_CPUS = {"--cpus", "resources.cpus"};
-static const struct spec_field F_MEMORY = {"--memory", "resources.memory_mb"};
-static const struct spec_field F_DISK = {"--disk-size", "resources.disk_size_mb"};
-static const struct spec_field F_TIMEOUT = {"--timeout", "resources.timeout_seconds"};
-static const struct spec_field F_HOSTNAME = {"--hostname", "network.hostname"};
-static const struct spec_field F_ROOTFS = {"--rootfs", "image"};
-static const struct spec_field F_SECRETS = {"--secret with --no-network",
-					    "network.secrets with network.no_network"};
-static const struct spec_field F_UPSTREAM_CA = {"--upstream-ca", NULL};
-static const struct spec_field F_MOUNTS = {"--volume", NULL};
-static const struct spec_field F_ACCEL = {"--accel", "MATCHLOCK_ACCEL"};
-static const struct spec_field F_ROOTFS_IMAGE = {"--rootfs with --image", NULL};
+static const struct spec_field F_CPUS = { "--cpus", "resources.cpus" };
+static const struct spec_field F_MEMORY = { "--memory", "resources.memory_mb" };
+static const struct spec_field F_DISK = { "--disk-size", "resources.disk_size_mb" };
+static const struct spec_field F_TIMEOUT = { "--timeout", "resources.timeout_seconds" };
+static const struct spec_field F_HOSTNAME = { "--hostname", "network.hostname" };
+static const struct spec_field F_ROOTFS = { "--rootfs", "image" };
+static const struct spec_field F_SECRETS = { "--secret with --no-network",
+					     "network.secrets with network.no_network" };
+static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", NULL };
+static const struct spec_field F_MOUNTS = { "--volume", NULL };
+static const struct spec_field F_ACCEL = { "--accel", "MATCHLOCK_ACCEL" };
+static const struct spec_field F_ROOTFS_IMAGE = { "--rootfs with --image", NULL };
 
 static int refuse(char *err, size_t errn, const struct spec_field *f, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -191,7 +191,7 @@ int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
 static char *session_config_json(const struct session *s)
 {
 	const struct sandbox_spec *sp = &s->spec;
-	struct buf b = {0};
+	struct buf b = { 0 };
 	char cpus[32];
 	snprintf(cpus, sizeof(cpus), "%g",
 		 s->sc.cpu_milli ? s->sc.cpu_milli / 1000.0 : (double)s->sc.cpus);
@@ -255,7 +255,7 @@ static int session_apply_image(struct session *s, const char *what, char *err, s
 		view.entrypoint = sp->entrypoint;
 		view.cmd = NULL;
 	}
-	static char *none[] = {NULL};
+	static char *none[] = { NULL };
 	if (!(s->argv = oci_config_argv(&view, NULL, sp->cmd ? sp->cmd : none))) {
 		snprintf(err, errn, "out of memory");
 		return -ENOMEM;
@@ -398,23 +398,23 @@ static int session_boot(struct session *s, char *err, size_t errn)
 	if (sp->policy->no_network && (sp->policy->nrules || sp->policy->npins))
 		warn("no network: the allowed hosts and added hosts are ignored");
 	s->sc = (struct sandbox_config){
-	    .cpus = (unsigned)ceil(sp->cpus),
-	    .cpu_milli = (unsigned)lround(sp->cpus * 1000),
-	    .memory_mb = (unsigned)sp->memory_mb,
-	    .hostname = sp->hostname,
-	    .policy = sp->policy,
-	    .secrets = sp->secrets,
-	    .upstream_ca = sp->upstream_ca,
-	    .net_event = sp->net_event,
-	    .net_opaque = sp->net_opaque,
+		.cpus = (unsigned)ceil(sp->cpus),
+		.cpu_milli = (unsigned)lround(sp->cpus * 1000),
+		.memory_mb = (unsigned)sp->memory_mb,
+		.hostname = sp->hostname,
+		.policy = sp->policy,
+		.secrets = sp->secrets,
+		.upstream_ca = sp->upstream_ca,
+		.net_event = sp->net_event,
+		.net_opaque = sp->net_opaque,
 	};
 	if (s->sc.cpu_milli % 1000 == 0)
 		s->sc.cpu_milli = 0; /* whole CPUs need no quota */
 	launch_config(&s->L, &s->sc);
-	struct sb_record rec = {.status = ST_CREATING,
-				.created = time(NULL),
-				.pid = getpid(),
-				.pid_start = proc_start_time(getpid())};
+	struct sb_record rec = { .status = ST_CREATING,
+				 .created = time(NULL),
+				 .pid = getpid(),
+				 .pid_start = proc_start_time(getpid()) };
 	snprintf(rec.id, sizeof(rec.id), "%s", s->L.id);
 	snprintf(rec.image, sizeof(rec.image), "%s", sp->rootfs ? sp->rootfs : sp->image);
 	rec.config = session_config_json(s);
@@ -484,7 +484,7 @@ static void session_abort(struct session *s, const char *why)
 int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, char *err,
 		  size_t errn)
 {
-	*s = (struct session){.spec = *spec, .sigfd = -1, .notify_fd = -1, .sup.listen_w.fd = -1};
+	*s = (struct session){ .spec = *spec, .sigfd = -1, .notify_fd = -1, .sup.listen_w.fd = -1 };
 	memset(spec, 0, sizeof(*spec));
 	struct sandbox_spec *sp = &s->spec;
 	s->rm = sp->rm < 0 ? sp->lifetime == LIFETIME_COMMAND : sp->rm > 0;

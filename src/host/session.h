@@ -42,9 +42,9 @@
 
 /* How long a sandbox lives, and so what its timeout means and whether it is removed at the end. */
 enum sandbox_lifetime {
-	LIFETIME_COMMAND,  /* run: ends with its command; the timeout is the command's (exit 124) */
+	LIFETIME_COMMAND, /* run: ends with its command; the timeout is the command's (exit 124) */
 	LIFETIME_DETACHED, /* run -d: a supervisor of its own until kill or the timeout */
-	LIFETIME_CLIENT,   /* rpc: until close, the client leaving, kill or the timeout */
+	LIFETIME_CLIENT, /* rpc: until close, the client leaving, kill or the timeout */
 };
 
 struct sandbox_port {
@@ -73,10 +73,10 @@ struct sandbox_spec {
 	struct env env; /* layers above the image's Env, already merged in the caller's order */
 	char *user, *workdir;
 	char **entrypoint; /* NULL: the image's; an empty vector: none */
-	char **cmd;	   /* NULL or empty: the image's Cmd (dropped when entrypoint is given) */
-	char *hostname;	   /* NULL: the sandbox's ID */
+	char **cmd; /* NULL or empty: the image's Cmd (dropped when entrypoint is given) */
+	char *hostname; /* NULL: the sandbox's ID */
 	/* Network. */
-	struct policy *policy;	 /* allow-list, add-hosts, private IPs, no network */
+	struct policy *policy; /* allow-list, add-hosts, private IPs, no network */
 	struct secrets *secrets; /* values in memory only; their hosts are allowed at start */
 	char *upstream_ca[MITM_MAX_UPSTREAM_CA + 1]; /* NULL-terminated */
 	unsigned nupstream_ca;
@@ -87,7 +87,7 @@ struct sandbox_spec {
 	char *mounts[SPEC_MAX_MOUNTS];
 	unsigned nmounts;
 	/* The machine. */
-	char *accel;	  /* auto, kvm or tcg; NULL: auto */
+	char *accel; /* auto, kvm or tcg; NULL: auto */
 	bool no_snapshot; /* boot cold instead of restoring this machine's template */
 	/* Who hears every egress decision (may be NULL). */
 	net_event_fn net_event;
@@ -138,10 +138,10 @@ struct session {
 	struct supervisor sup;
 	/* What every process gets unless it asks otherwise (image config applied). */
 	struct oci_image_config image;
-	char **argv;	/* Entrypoint + Cmd by Docker's rules (borrowed strings); may be empty */
+	char **argv; /* Entrypoint + Cmd by Docker's rules (borrowed strings); may be empty */
 	struct env env; /* the image's Env, then spec.env */
 	const char *user, *workdir; /* the spec's, else the image's; may be NULL */
-	bool rm;		    /* spec.rm resolved */
+	bool rm; /* spec.rm resolved */
 	int notify_fd; /* LIFETIME_DETACHED: the waiting parent's pipe, until the start ends */
 	bool made_dir, have_record;
 	bool detached; /* this process is a detached supervisor (its stdio is /dev/null) */

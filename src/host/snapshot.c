@@ -71,8 +71,9 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 		EVP_MD_CTX_free(md);
 		return -ENOMEM;
 	}
-	int k = snprintf(desc, sizeof(desc), "format %d accel %d cpus %u mem %u\n%s\n", SNAPSHOT_FORMAT,
-			 vc->accel, vc->cpus, vc->memory_mb, vmm_cmdline(vc->accel));
+	int k =
+	    snprintf(desc, sizeof(desc), "format %d accel %d cpus %u mem %u\n%s\n", SNAPSHOT_FORMAT,
+		     vc->accel, vc->cpus, vc->memory_mb, vmm_cmdline(vc->accel));
 	EVP_DigestUpdate(md, desc, (size_t)k);
 	qemu_id(md);
 	file_id(md, vc->kernel);
@@ -100,7 +101,8 @@ static int wait_migration(int qmp, char *err, size_t errn)
 		bool failed = st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"));
 		if (failed)
 			snprintf(err, errn, "migration %s: %s", st,
-				 json_string_value(json_object_get(ret, "error-desc")) ?: "no reason given");
+				 json_string_value(json_object_get(ret, "error-desc"))
+				     ?: "no reason given");
 		json_decref(ret);
 		if (done)
 			return 0;
@@ -228,7 +230,8 @@ int snapshot_gc(void)
 			/* A template whose root disk is gone (image removed) is useless. */
 			char *disk = NULL;
 			snprintf(side, sizeof(side), "%s.disk", p);
-			bool keep = read_file_str(side, 4096, &disk) >= 0 && access(disk, F_OK) == 0;
+			bool keep =
+			    read_file_str(side, 4096, &disk) >= 0 && access(disk, F_OK) == 0;
 			free(disk);
 			if (!keep) {
 				unlink(side);

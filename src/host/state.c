@@ -15,8 +15,8 @@
 #include "common/util.h"
 #include "common/paths.h"
 
-const char *const sb_status_names[ST_END] = { "creating", "running", "stopping", "stopped",
-					      "failed",	  "crashed" };
+const char *const sb_status_names[ST_END] = { "creating", "running", "stopping",
+					      "stopped",  "failed",  "crashed" };
 STATIC_ASSERT_TABLE(sb_status_names, ST_END);
 
 struct state {
@@ -24,15 +24,15 @@ struct state {
 };
 
 static const char schema[] =
-	"PRAGMA journal_mode=WAL;"
-	"PRAGMA synchronous=NORMAL;"
-	"CREATE TABLE IF NOT EXISTS sandboxes ("
-	" id TEXT PRIMARY KEY, status TEXT NOT NULL, image TEXT NOT NULL, created INTEGER NOT NULL,"
-	" pid INTEGER NOT NULL, pid_start INTEGER NOT NULL, config TEXT, error TEXT);"
-	"CREATE TABLE IF NOT EXISTS history ("
-	" seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL, at INTEGER NOT NULL,"
-	" status TEXT NOT NULL, detail TEXT);"
-	"CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox);";
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "CREATE TABLE IF NOT EXISTS sandboxes ("
+    " id TEXT PRIMARY KEY, status TEXT NOT NULL, image TEXT NOT NULL, created INTEGER NOT NULL,"
+    " pid INTEGER NOT NULL, pid_start INTEGER NOT NULL, config TEXT, error TEXT);"
+    "CREATE TABLE IF NOT EXISTS history ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL, at INTEGER NOT NULL,"
+    " status TEXT NOT NULL, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox);";
 
 static int status_from_name(const char *s)
 {
@@ -56,7 +56,8 @@ int state_open(struct state **out, char *err, size_t errn)
 	struct state *st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	if (sqlite3_open_v2(path, &st->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 			    NULL) != SQLITE_OK) {
 		snprintf(err, errn, "cannot open %s: %s", path, sqlite3_errmsg(st->db));
 		sqlite3_close(st->db);
@@ -87,7 +88,8 @@ void state_close(struct state *st)
 static int history_add(struct state *st, const char *id, const char *status, const char *detail)
 {
 	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(st->db, "INSERT INTO history(sandbox, at, status, detail) VALUES(?,?,?,?)",
+	if (sqlite3_prepare_v2(st->db,
+			       "INSERT INTO history(sandbox, at, status, detail) VALUES(?,?,?,?)",
 			       -1, &q, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -102,10 +104,11 @@ static int history_add(struct state *st, const char *id, const char *status, con
 int state_insert(struct state *st, const struct sb_record *r)
 {
 	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(st->db,
-			       "INSERT INTO sandboxes(id, status, image, created, pid, pid_start, config,"
-			       " error) VALUES(?,?,?,?,?,?,?,?)",
-			       -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		st->db,
+		"INSERT INTO sandboxes(id, status, image, created, pid, pid_start, config,"
+		" error) VALUES(?,?,?,?,?,?,?,?)",
+		-1, &q, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(q, 1, r->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, sb_status_names[r->status], -1, SQLITE_STATIC);
@@ -125,7 +128,8 @@ int state_insert(struct state *st, const struct sb_record *r)
 int state_set_status(struct state *st, const char *id, enum sb_status s, const char *detail)
 {
 	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(st->db, "UPDATE sandboxes SET status=?, error=COALESCE(?, error) WHERE id=?",
+	if (sqlite3_prepare_v2(st->db,
+			       "UPDATE sandboxes SET status=?, error=COALESCE(?, error) WHERE id=?",
 			       -1, &q, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(q, 1, sb_status_names[s], -1, SQLITE_STATIC);
@@ -155,7 +159,8 @@ static void row_to_record(sqlite3_stmt *q, struct sb_record *r)
 	snprintf(r->error, sizeof(r->error), "%s", e ? e : "");
 }
 
-#define SELECT_COLS "SELECT id, status, image, created, pid, pid_start, config, error FROM sandboxes"
+#define SELECT_COLS \
+	"SELECT id, status, image, created, pid, pid_start, config, error FROM sandboxes"
 
 int state_get(struct state *st, const char *id, struct sb_record *out)
 {
@@ -164,7 +169,8 @@ int state_get(struct state *st, const char *id, struct sb_record *out)
 		return -ENOENT;
 	/* An exact ID wins; otherwise a prefix must name exactly one sandbox, as in Docker. */
 	if (sqlite3_prepare_v2(st->db,
-			       SELECT_COLS " WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id != ?1 LIMIT 2",
+			       SELECT_COLS
+			       " WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id != ?1 LIMIT 2",
 			       -1, &q, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -184,7 +190,8 @@ int state_get(struct state *st, const char *id, struct sb_record *out)
 int state_list(struct state *st, struct sb_record **out, size_t *n)
 {
 	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(st->db, SELECT_COLS " ORDER BY created DESC, id", -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, SELECT_COLS " ORDER BY created DESC, id", -1, &q, NULL) !=
+	    SQLITE_OK)
 		return -EIO;
 	struct sb_record *list = NULL;
 	size_t len = 0, cap = 0;
@@ -223,7 +230,8 @@ void state_free_list(struct sb_record *list, size_t n)
 int state_delete(struct state *st, const char *id)
 {
 	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(st->db, "DELETE FROM sandboxes WHERE id=?", -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, "DELETE FROM sandboxes WHERE id=?", -1, &q, NULL) !=
+	    SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	int k = sqlite3_step(q);
@@ -232,7 +240,8 @@ int state_delete(struct state *st, const char *id)
 		return -EIO;
 	if (sqlite3_changes(st->db) == 0)
 		return -ENOENT;
-	if (sqlite3_prepare_v2(st->db, "DELETE FROM history WHERE sandbox=?", -1, &q, NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(st->db, "DELETE FROM history WHERE sandbox=?", -1, &q, NULL) ==
+	    SQLITE_OK) {
 		sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 		sqlite3_step(q);
 		sqlite3_finalize(q);
@@ -243,8 +252,9 @@ int state_delete(struct state *st, const char *id)
 int state_history_json(struct state *st, const char *id, char **json)
 {
 	sqlite3_stmt *q;
-	if (sqlite3_prepare_v2(st->db, "SELECT at, status, detail FROM history WHERE sandbox=? ORDER BY seq",
-			       -1, &q, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		st->db, "SELECT at, status, detail FROM history WHERE sandbox=? ORDER BY seq", -1,
+		&q, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	struct buf b = { 0 };

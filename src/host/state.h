@@ -22,7 +22,8 @@ struct sb_record {
 	char image[512]; /* what the sandbox runs: an image reference or a rootfs path */
 	int64_t created; /* unix seconds */
 	int pid; /* supervisor */
-	uint64_t pid_start; /* the supervisor's start time (clock ticks since boot): pid reuse check */
+	uint64_t
+	    pid_start; /* the supervisor's start time (clock ticks since boot): pid reuse check */
 	char *config; /* JSON, redacted; malloc'd, may be NULL */
 	char error[512];
 };

@@ -81,8 +81,10 @@ static int client_exec(struct ctl_client *c, struct rd *r, char *err, size_t err
 	}
 	int k = exec_request_decode(r, &req);
 	if (k < 0) {
-		snprintf(err, errn, "malformed exec request: %s", k == -E2BIG ? "a limit is exceeded"
-						 : k == -ENOMEM ? "out of memory" : "bad fields");
+		snprintf(err, errn, "malformed exec request: %s",
+			 k == -E2BIG	? "a limit is exceeded"
+			 : k == -ENOMEM ? "out of memory"
+					: "bad fields");
 		return -EINVAL;
 	}
 	c->e = exec_stdio_start(c->sup->sb, c->sup->l, &req, c->fds[0], c->fds[1], c->fds[2],
@@ -126,7 +128,8 @@ static void client_allow(struct ctl_client *c, struct rd *r, bool add)
 	struct rd v;
 	char err[300] = "";
 	if (!p || p->no_network) {
-		control_simple(c->w.fd, CTRL_FAIL, T_MESSAGE, "this sandbox has no network (--no-network)");
+		control_simple(c->w.fd, CTRL_FAIL, T_MESSAGE,
+			       "this sandbox has no network (--no-network)");
 		return;
 	}
 	while (msg_next(r, &tag, &v) > 0 && !err[0]) {
@@ -230,7 +233,8 @@ static void on_accept(struct watch *w, uint32_t events)
 		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
-		struct ctl_client *c = sup->nclients < CONTROL_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
+		struct ctl_client *c =
+		    sup->nclients < CONTROL_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (!c) {
 			control_simple(fd, CTRL_FAIL, T_MESSAGE, "too many clients");
 			close(fd);

@@ -2,8 +2,8 @@
 /*
  * A running sandbox's control socket server: accepts CLI clients on
  * <state>/sandboxes/<id>/control.sock and serves exec (with the client's fds), interrupt,
- * resize, stop, port forwards and allow-list changes, on the sandbox's event loop. Used by `run` in the foreground and by the
- * detached supervisor of `run -d` alike.
+ * resize, stop, port forwards and allow-list changes, on the sandbox's event loop. Used by `run` in
+ * the foreground and by the detached supervisor of `run -d` alike.
  */
 #ifndef MATCHLOCK_SUPERVISOR_H
 #define MATCHLOCK_SUPERVISOR_H

@@ -89,13 +89,15 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 	argv[n++] = "-append";
 	argv[n++] = cmdline;
 	argv[n++] = "-chardev";
-	argv[n++] = "socket,id=con,fd=" "4";
+	argv[n++] = "socket,id=con,fd="
+		    "4";
 	argv[n++] = "-serial";
 	argv[n++] = "chardev:con";
 	argv[n++] = "-device";
 	argv[n++] = "virtio-serial-device,max_ports=2";
 	argv[n++] = "-chardev";
-	argv[n++] = "socket,id=link,fd=" "3";
+	argv[n++] = "socket,id=link,fd="
+		    "3";
 	argv[n++] = "-device";
 	argv[n++] = "virtserialport,chardev=link,name=matchlock.link";
 	argv[n++] = "-drive";
@@ -117,7 +119,7 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 	argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 	argv[n] = NULL;
 	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4 && CHILD_QMP_FD == 5 &&
-			       CHILD_INCOMING_FD == 6,
+			   CHILD_INCOMING_FD == 6,
 		       "fd numbers in argv");
 
 	if (getenv("MATCHLOCK_DEBUG")) {
@@ -160,10 +162,13 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
 		    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0))
 			_exit(127);
-		syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u, 0);
+		syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u,
+			0);
 		execvpe(argv[0], (char *const *)argv, env);
-		dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
-			argv[0], strerror(errno));
+		dprintf(
+		    2,
+		    "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
+		    argv[0], strerror(errno));
 		_exit(127);
 	}
 	int fd = (int)syscall(SYS_pidfd_open, p, 0);

@@ -14,7 +14,10 @@
 
 #define ADDRPOOL_MAX 4096 /* names per sandbox; more are answered SERVFAIL */
 /* fd6d:6c6f:636b:1::/64, a ULA prefix ("mlock") that nothing real uses. */
-#define ADDRPOOL_V6_PREFIX { 0xfd, 0x6d, 0x6c, 0x6f, 0x63, 0x6b, 0x00, 0x01 }
+#define ADDRPOOL_V6_PREFIX                                     \
+	{                                                      \
+		0xfd, 0x6d, 0x6c, 0x6f, 0x63, 0x6b, 0x00, 0x01 \
+	}
 
 struct addrpool {
 	unsigned n;

@@ -19,8 +19,14 @@
 #define DNS_NAME_TEXT_MAX 255 /* text form, escaped bytes as '?' (never matches a rule) */
 
 enum dns_type { DNS_A = 1, DNS_CNAME = 5, DNS_TXT = 16, DNS_AAAA = 28, DNS_ANY = 255 };
-enum dns_rcode { DNS_NOERROR = 0, DNS_FORMERR = 1, DNS_SERVFAIL = 2, DNS_NXDOMAIN = 3,
-		 DNS_NOTIMP = 4, DNS_REFUSED = 5 };
+enum dns_rcode {
+	DNS_NOERROR = 0,
+	DNS_FORMERR = 1,
+	DNS_SERVFAIL = 2,
+	DNS_NXDOMAIN = 3,
+	DNS_NOTIMP = 4,
+	DNS_REFUSED = 5
+};
 
 struct dns_query {
 	uint16_t id;
@@ -48,7 +54,8 @@ struct dns_answer {
  * with ttl. A header-only FORMERR is written when q has no readable question.
  */
 int dns_build_reply(struct buf *out, const uint8_t *p, size_t n, const struct dns_query *q,
-		    enum dns_rcode rcode, const struct dns_answer *ans, unsigned nans, uint32_t ttl);
+		    enum dns_rcode rcode, const struct dns_answer *ans, unsigned nans,
+		    uint32_t ttl);
 
 /* "A", "AAAA", "TXT", ... or "TYPE<n>" in buf. */
 const char *dns_type_name(uint16_t type, char *buf, size_t n);

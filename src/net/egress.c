@@ -151,14 +151,17 @@ static void deny_summarise(struct egress *e)
 		struct deny_count *d = &e->deny[i];
 		if (!d->repeats)
 			continue;
-		log_msg(LOG_INFO, "network: %s denied %s %llu more times in the last %d s", net_event_log_name(d->kind),
-			*d->name ? d->name : "-", (unsigned long long)d->repeats, EGRESS_DENY_INTERVAL_S);
+		log_msg(LOG_INFO, "network: %s denied %s %llu more times in the last %d s",
+			net_event_log_name(d->kind), *d->name ? d->name : "-",
+			(unsigned long long)d->repeats, EGRESS_DENY_INTERVAL_S);
 		d->repeats = 0;
 		e->deny[keep++] = *d;
 	}
 	if (e->deny_other)
-		log_msg(LOG_INFO, "network: %llu more denials of other names in the last %d s (more than "
-			"%d names were denied)", (unsigned long long)e->deny_other, EGRESS_DENY_INTERVAL_S,
+		log_msg(LOG_INFO,
+			"network: %llu more denials of other names in the last %d s (more than "
+			"%d names were denied)",
+			(unsigned long long)e->deny_other, EGRESS_DENY_INTERVAL_S,
 			EGRESS_DENY_NAMES);
 	e->ndeny = keep;
 	e->deny_other = 0;
@@ -181,14 +184,15 @@ static void emit_flow(struct egress *e, const struct net_event *ev)
 	} else if (ev->req) {
 		const struct net_request *q = ev->req;
 		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO,
-			"network: %s %s %s %s -> %d (%llu B up, %llu B down, %llu ms)%s%s", net_event_log_name(ev->kind),
-			ev->allowed ? "allowed" : "blocked", q->method, q->url, q->status,
-			(unsigned long long)q->bytes_up, (unsigned long long)q->bytes_down,
-			(unsigned long long)q->duration_ms, ev->allowed ? "" : ": ",
-			ev->allowed ? "" : ev->reason);
+			"network: %s %s %s %s -> %d (%llu B up, %llu B down, %llu ms)%s%s",
+			net_event_log_name(ev->kind), ev->allowed ? "allowed" : "blocked",
+			q->method, q->url, q->status, (unsigned long long)q->bytes_up,
+			(unsigned long long)q->bytes_down, (unsigned long long)q->duration_ms,
+			ev->allowed ? "" : ": ", ev->allowed ? "" : ev->reason);
 	} else {
 		log_msg(ev->allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s port %u: %s",
-			net_event_log_name(ev->kind), ev->allowed ? "allowed" : "denied", ev->name, ev->port, ev->reason);
+			net_event_log_name(ev->kind), ev->allowed ? "allowed" : "denied", ev->name,
+			ev->port, ev->reason);
 	}
 	if (e->ops.event)
 		e->ops.event(ev, e->opaque);
@@ -203,9 +207,9 @@ static void emit(struct egress *e, enum net_event_kind kind, bool allowed, const
 	/* Denials are shown to the user (once per name per interval); what was allowed is debug. */
 	if (!allowed && !deny_log_first(e, kind, name))
 		goto event;
-	log_msg(allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s%s%s%s: %s", net_event_log_name(kind),
-		allowed ? "allowed" : "denied", *name ? name : "-", detail ? " " : "",
-		detail ? detail : "", where, reason);
+	log_msg(allowed ? LOG_DEBUG : LOG_INFO, "network: %s %s %s%s%s%s: %s",
+		net_event_log_name(kind), allowed ? "allowed" : "denied", *name ? name : "-",
+		detail ? " " : "", detail ? detail : "", where, reason);
 event:
 	/* Events stay one per decision: the RPC's queue has its own bound. */
 	if (e->ops.event) {
@@ -228,15 +232,16 @@ static void dns_send_reply(struct egress *e, uint32_t tag, const struct buf *msg
 }
 
 /* Decide one query; fills the answers and returns the rcode. */
-static enum dns_rcode dns_decide(struct egress *e, const struct dns_query *q, struct dns_answer *ans,
-				 unsigned *nans)
+static enum dns_rcode dns_decide(struct egress *e, const struct dns_query *q,
+				 struct dns_answer *ans, unsigned *nans)
 {
 	char tb[16];
 	const char *type = dns_type_name(q->qtype, tb, sizeof(tb));
 	const char *name = q->name;
 	*nans = 0;
 	if (e->p->no_network) {
-		emit(e, NET_EV_DNS, false, name, type, 0, "the sandbox has no network (--no-network)");
+		emit(e, NET_EV_DNS, false, name, type, 0,
+		     "the sandbox has no network (--no-network)");
 		return DNS_NXDOMAIN;
 	}
 	if (q->qclass != 1) {
@@ -247,7 +252,8 @@ static enum dns_rcode dns_decide(struct egress *e, const struct dns_query *q, st
 	if (!rule) {
 		char why[400];
 		snprintf(why, sizeof(why), "%s (default deny; allow it with --allow-host)",
-			 q->name_ok ? "no --allow-host rule matches this name" : "not a valid host name");
+			 q->name_ok ? "no --allow-host rule matches this name"
+				    : "not a valid host name");
 		emit(e, NET_EV_DNS, false, q->name_ok ? name : "(invalid name)", type, 0, why);
 		return DNS_NXDOMAIN;
 	}
@@ -444,7 +450,9 @@ static void conn_update_watch(struct conn *c)
 	if (c->state == C_CONNECTING)
 		ev = EPOLLOUT;
 	if (c->tls) {
-		ev = c->state == C_CONNECTING ? EPOLLOUT : c->state == C_OPEN ? flow_events(c->tls) : 0;
+		ev = c->state == C_CONNECTING ? EPOLLOUT
+		     : c->state == C_OPEN     ? flow_events(c->tls)
+					      : 0;
 	} else if (c->state == C_OPEN) {
 		if (!c->down_eof && c->s && c->s->send_credit > 0 && !mux_congested(c->e->m))
 			ev |= EPOLLIN;
@@ -476,7 +484,8 @@ static bool conn_pump_up(struct conn *c)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n < 0) {
-			debug("network: %s %s port %u: send: %s", c->name, c->dst, c->port, strerror(errno));
+			debug("network: %s %s port %u: send: %s", c->name, c->dst, c->port,
+			      strerror(errno));
 			conn_end(c, ECONNRESET);
 			return false;
 		}
@@ -504,7 +513,8 @@ static void conn_upgrade_answer(struct conn *c, const uint8_t *p, size_t n)
 	c->npfx = (uint8_t)(c->npfx + k);
 	if (http_walk_upgrade_answer(&c->walk, c->resp_pfx, c->npfx))
 		debug("network: %s port %u: WebSocket upgrade %s", c->name, c->port,
-		      c->walk.st == HTTP_WALK_TUNNEL ? "accepted: tunnel" : "refused: HTTP goes on");
+		      c->walk.st == HTTP_WALK_TUNNEL ? "accepted: tunnel"
+						     : "refused: HTTP goes on");
 }
 
 /* Upstream -> guest, as far as credit and the link allow. Returns false if c was ended. */
@@ -524,7 +534,8 @@ static bool conn_pump_down(struct conn *c)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n < 0) {
-			debug("network: %s %s port %u: recv: %s", c->name, c->dst, c->port, strerror(errno));
+			debug("network: %s %s port %u: recv: %s", c->name, c->dst, c->port,
+			      strerror(errno));
 			conn_end(c, ECONNRESET);
 			return false;
 		}
@@ -553,7 +564,8 @@ static void conn_pump(struct conn *c)
 			return;
 		if (!held || c->walk.st == HTTP_WALK_HOLD)
 			break;
-		/* The upstream answered a WebSocket upgrade: check or pass what the guest sent since. */
+		/* The upstream answered a WebSocket upgrade: check or pass what the guest sent
+		 * since. */
 		if (!conn_check_http(c))
 			return;
 	}
@@ -591,7 +603,8 @@ static void conn_tls_pump(struct conn *c)
 			size_t n = buf_used(out);
 			if (n > MUX_DATA_CHUNK)
 				n = MUX_DATA_CHUNK;
-			uint32_t k = mux_send_data(e->m, c->s, MUX_CHAN_OUT, buf_head(out), (uint32_t)n);
+			uint32_t k =
+			    mux_send_data(e->m, c->s, MUX_CHAN_OUT, buf_head(out), (uint32_t)n);
 			if (!k)
 				break;
 			buf_consume(out, k);
@@ -621,7 +634,8 @@ static void on_conn_io(struct watch *w, uint32_t events)
 		loop_timer_cancel(c->e->l, &c->connect_timer);
 		if (err) {
 			char why[300];
-			snprintf(why, sizeof(why), "connecting to %s failed: %s", c->dst, strerror(err));
+			snprintf(why, sizeof(why), "connecting to %s failed: %s", c->dst,
+				 strerror(err));
 			emit(c->e, NET_EV_CONNECT, false, c->name, c->dst, c->port, why);
 			conn_end(c, ECONNREFUSED);
 			return;
@@ -694,8 +708,9 @@ static void conn_dial(struct conn *c, int family, const uint8_t *addr, const cha
  * not exist, failed, or resolved to a blocked address, so the guest learns nothing about the
  * host's resolver or network. The full story goes to the log and the event.
  */
-#define GUEST_RESOLVE_DENIED "the host's answer for this name is not one matchlock may connect " \
-			     "to (the sandbox log says why)"
+#define GUEST_RESOLVE_DENIED                                                \
+	"the host's answer for this name is not one matchlock may connect " \
+	"to (the sandbox log says why)"
 
 /* The host's answers for c->name: all must be public (unless allowed), then dial one. */
 static void conn_resolved(struct conn *c, const struct resolve_job *j)
@@ -703,7 +718,9 @@ static void conn_resolved(struct conn *c, const struct resolve_job *j)
 	char why[512], a[INET6_ADDRSTRLEN + 2]; /* a name, an address and the reason */
 	if (j->err) {
 		snprintf(why, sizeof(why), "the host cannot resolve %s (%s)", c->name,
-			 j->err == -ENOENT ? "no such name" : j->err == -EAGAIN ? "temporary failure" : "error");
+			 j->err == -ENOENT   ? "no such name"
+			 : j->err == -EAGAIN ? "temporary failure"
+					     : "error");
 		conn_deny_as(c, NET_EV_CONNECT, why, GUEST_RESOLVE_DENIED);
 		return;
 	}
@@ -715,17 +732,21 @@ static void conn_resolved(struct conn *c, const struct resolve_job *j)
 		if (bad && !c->e->p->allow_private) {
 			addr_text(j->addrs[i].family, j->addrs[i].addr, a, sizeof(a));
 			snprintf(c->dst, sizeof(c->dst), "%s", a);
-			snprintf(why, sizeof(why), "%s resolves to %s (%s); private addresses are "
-				 "blocked (--allow-private-ips or --add-host allows them)", c->name, a, bad);
+			snprintf(why, sizeof(why),
+				 "%s resolves to %s (%s); private addresses are "
+				 "blocked (--allow-private-ips or --add-host allows them)",
+				 c->name, a, bad);
 			conn_deny_as(c, NET_EV_CONNECT, why, GUEST_RESOLVE_DENIED);
 			return;
 		}
-		if (!pick || (pick->family != c->guest_family && j->addrs[i].family == c->guest_family))
+		if (!pick ||
+		    (pick->family != c->guest_family && j->addrs[i].family == c->guest_family))
 			pick = &j->addrs[i];
 	}
 	const char *rule = policy_match_port(c->e->p, c->name, c->port);
 	if (!rule) { /* the allow-list changed while we were resolving */
-		conn_deny(c, NET_EV_CONNECT, "no --allow-host rule matches this name and port any more");
+		conn_deny(c, NET_EV_CONNECT,
+			  "no --allow-host rule matches this name and port any more");
 		return;
 	}
 	snprintf(why, sizeof(why), "rule %s", rule);
@@ -765,12 +786,14 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 			break;
 	}
 	if (k < 0 || !family || !port) {
-		emit(e, NET_EV_CONNECT, false, "", NULL, 0, "malformed connection request from the guest");
+		emit(e, NET_EV_CONNECT, false, "", NULL, 0,
+		     "malformed connection request from the guest");
 		mux_close(e->m, s, EINVAL);
 		return;
 	}
 	if (e->nconns >= EGRESS_MAX_CONNS) {
-		emit(e, NET_EV_CONNECT, false, "", NULL, port, "too many open connections in this sandbox");
+		emit(e, NET_EV_CONNECT, false, "", NULL, port,
+		     "too many open connections in this sandbox");
 		mux_close(e->m, s, ECONNREFUSED);
 		return;
 	}
@@ -798,8 +821,9 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 		return;
 	}
 	if (!name) {
-		conn_deny(c, NET_EV_CONNECT, "not an address matchlock's DNS handed out; connect by "
-					     "host name (allow it with --allow-host)");
+		conn_deny(c, NET_EV_CONNECT,
+			  "not an address matchlock's DNS handed out; connect by "
+			  "host name (allow it with --allow-host)");
 		return;
 	}
 	snprintf(c->name, sizeof(c->name), "%s", name);
@@ -807,10 +831,13 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 	if (!rule) {
 		char why[POLICY_NAME_MAX + 300];
 		if (policy_match(p, name))
-			snprintf(why, sizeof(why), "the rules for %s do not open port %u (a bare name opens "
-				 "80 and 443; allow it with --allow-host %s:%u)", name, port, name, port);
+			snprintf(why, sizeof(why),
+				 "the rules for %s do not open port %u (a bare name opens "
+				 "80 and 443; allow it with --allow-host %s:%u)",
+				 name, port, name, port);
 		else
-			snprintf(why, sizeof(why), "no --allow-host rule matches this name (default deny)");
+			snprintf(why, sizeof(why),
+				 "no --allow-host rule matches this name (default deny)");
 		conn_deny(c, NET_EV_CONNECT, why);
 		return;
 	}
@@ -824,8 +851,9 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 	c->state = C_RESOLVING;
 	c->job = resolver_start(&e->res, name, c);
 	if (!c->job)
-		conn_deny(c, NET_EV_CONNECT, errno == EAGAIN ? "too many host lookups in flight"
-							    : "cannot start a host lookup");
+		conn_deny(c, NET_EV_CONNECT,
+			  errno == EAGAIN ? "too many host lookups in flight"
+					  : "cannot start a host lookup");
 }
 
 static void on_flow_event(void *opaque, const struct net_event *ev)
@@ -870,8 +898,10 @@ static int conn_classify(struct conn *c)
 		return -1;
 	}
 	if (sni[0] && strcmp(sni, c->name)) {
-		snprintf(why, sizeof(why), "the TLS server name %s does not match the connection's host "
-			 "name %s", sni, c->name);
+		snprintf(why, sizeof(why),
+			 "the TLS server name %s does not match the connection's host "
+			 "name %s",
+			 sni, c->name);
 		emit(e, NET_EV_CONNECT, false, c->name, c->dst, c->port, why);
 		conn_end(c, ECONNRESET);
 		return -1;
@@ -908,16 +938,20 @@ static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const s
 {
 	char reason[600];
 	if (strcmp(m->host, c->name) && !conn_host_is_guest_addr(c, m->host)) {
-		snprintf(reason, sizeof(reason), "request %u names host %s (Host header or absolute "
-			 "URL), not the connection's host name %s", c->walk.nreq + 1, m->host, c->name);
+		snprintf(reason, sizeof(reason),
+			 "request %u names host %s (Host header or absolute "
+			 "URL), not the connection's host name %s",
+			 c->walk.nreq + 1, m->host, c->name);
 		conn_deny(c, NET_EV_HTTP, reason);
 		return false;
 	}
 	const struct secrets *ss = c->e->mitm ? mitm_secrets(c->e->mitm) : NULL;
 	const struct secret *sp = secrets_find_placeholder(ss, p, hl);
 	if (sp) {
-		snprintf(reason, sizeof(reason), "the request carries the placeholder of secret %s over "
-			 "plain HTTP; secrets are only sent over TLS (use https://)", sp->name);
+		snprintf(reason, sizeof(reason),
+			 "the request carries the placeholder of secret %s over "
+			 "plain HTTP; secrets are only sent over TLS (use https://)",
+			 sp->name);
 		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, reason);
 		conn_deny(c, NET_EV_HTTP, reason);
 		return false;
@@ -942,11 +976,12 @@ static bool conn_check_http(struct conn *c)
 		struct http_msg m;
 		const char *why = "";
 		const uint8_t *p = buf_head(&c->up) + c->clear;
-		int r = http_walk_step(&c->walk, p, buf_used(&c->up) - c->clear, c->guest_eof, &used,
-				       &m, &why);
+		int r = http_walk_step(&c->walk, p, buf_used(&c->up) - c->clear, c->guest_eof,
+				       &used, &m, &why);
 		if (r < 0) {
 			char reason[300];
-			snprintf(reason, sizeof(reason), "not a well-formed HTTP/1 request: %s", why);
+			snprintf(reason, sizeof(reason), "not a well-formed HTTP/1 request: %s",
+				 why);
 			conn_deny(c, NET_EV_HTTP, reason);
 			return false;
 		}
@@ -1068,8 +1103,8 @@ int egress_put_hosts(struct egress *e, struct buf *b)
 	return 0;
 }
 
-struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
-			  struct mitm *mitm, const struct egress_ops *ops, void *opaque)
+struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p, struct mitm *mitm,
+			  const struct egress_ops *ops, void *opaque)
 {
 	struct egress *e = calloc(1, sizeof(*e));
 	if (!e)

@@ -45,8 +45,8 @@ struct egress;
  * intercepts TLS connections; it stays the caller's. Returns NULL (errno) on failure.
  */
 struct mitm;
-struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
-			  struct mitm *mitm, const struct egress_ops *ops, void *opaque);
+struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p, struct mitm *mitm,
+			  const struct egress_ops *ops, void *opaque);
 /* Closes every connection (their streams are left to the mux owner). NULL is fine. */
 void egress_free(struct egress *e);
 

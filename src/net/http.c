@@ -87,10 +87,11 @@ int http_build_403(struct buf *out, const char *reason)
 {
 	char head[256];
 	size_t blen = strlen(reason) + 1;
-	int k = snprintf(head, sizeof(head),
-			 "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
-			 "Content-Length: %zu\r\nConnection: close\r\nX-Matchlock-Denied: 1\r\n\r\n",
-			 blen);
+	int k =
+	    snprintf(head, sizeof(head),
+		     "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\nX-Matchlock-Denied: 1\r\n\r\n",
+		     blen);
 	if (buf_append(out, head, (size_t)k) < 0 || buf_append(out, reason, blen - 1) < 0 ||
 	    buf_append(out, "\n", 1) < 0)
 		return -ENOMEM;
@@ -100,14 +101,17 @@ int http_build_403(struct buf *out, const char *reason)
 int http_build_error(struct buf *out, int status, const char *reason)
 {
 	char head[300];
-	const char *text = status == 400 ? "Bad Request" : status == 403 ? "Forbidden"
-			 : status == 502 ? "Bad Gateway" : status == 431 ? "Request Header Fields Too Large"
-			 : "Error";
+	const char *text = status == 400   ? "Bad Request"
+			   : status == 403 ? "Forbidden"
+			   : status == 502 ? "Bad Gateway"
+			   : status == 431 ? "Request Header Fields Too Large"
+					   : "Error";
 	size_t blen = strlen(reason) + 1;
-	int k = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-			 "Content-Length: %zu\r\nConnection: close\r\nX-Matchlock-Denied: 1\r\n\r\n",
-			 status, text, blen);
+	int k =
+	    snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\nX-Matchlock-Denied: 1\r\n\r\n",
+		     status, text, blen);
 	if (buf_append(out, head, (size_t)k) < 0 || buf_append(out, reason, blen - 1) < 0 ||
 	    buf_append(out, "\n", 1) < 0)
 		return -ENOMEM;
@@ -387,7 +391,8 @@ int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct ht
 	const uint8_t *line = rd_line(&r, &len);
 	*why = "a malformed status line";
 	if (!line || len < 12 || parse_version(line, 8, &m->minor) < 0 || line[8] != ' ' ||
-	    !isdigit(line[9]) || !isdigit(line[10]) || !isdigit(line[11]) || (len > 12 && line[12] != ' '))
+	    !isdigit(line[9]) || !isdigit(line[10]) || !isdigit(line[11]) ||
+	    (len > 12 && line[12] != ' '))
 		return -EPROTO;
 	m->line_len = len;
 	m->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
@@ -502,7 +507,8 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 					return -EPROTO;
 				x = x * 16 + (uint64_t)hexval(line[i]);
 			}
-			if (i == 0 || (i < len && line[i] != ';' && line[i] != ' ' && line[i] != '\t'))
+			if (i == 0 ||
+			    (i < len && line[i] != ';' && line[i] != ' ' && line[i] != '\t'))
 				return -EPROTO;
 			b->left = x;
 			b->st = x ? CH_DATA : CH_TRAILER;
@@ -585,8 +591,9 @@ int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, si
 	if (http_parse_request(p, (size_t)hl, m, why) < 0)
 		return -EPROTO;
 	if (m->upgrade && (w->nreq || m->framing != HTTP_BODY_NONE)) {
-		*why = "a WebSocket upgrade over plain HTTP must be the connection's first request, "
-		       "without a body";
+		*why =
+		    "a WebSocket upgrade over plain HTTP must be the connection's first request, "
+		    "without a body";
 		return -EPROTO;
 	}
 	*used = (size_t)hl;
@@ -597,8 +604,9 @@ void http_walk_accept(struct http_walk *w, const struct http_msg *m)
 {
 	w->nreq++;
 	http_body_init(&w->body, m->framing, m->length);
-	w->st = m->upgrade ? HTTP_WALK_HOLD : m->framing == HTTP_BODY_NONE ? HTTP_WALK_HEAD
-									: HTTP_WALK_BODY;
+	w->st = m->upgrade		       ? HTTP_WALK_HOLD
+		: m->framing == HTTP_BODY_NONE ? HTTP_WALK_HEAD
+					       : HTTP_WALK_BODY;
 }
 
 bool http_walk_upgrade_answer(struct http_walk *w, const uint8_t *p, size_t n)

@@ -94,8 +94,9 @@ int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct ht
 /* Whether field f of head is named name (case-insensitive). */
 bool http_field_is(const uint8_t *head, const struct http_field *f, const char *name);
 /*
- * Copy a head parsed into m, leaving out the headers named in drop (NULL-terminated, case-insensitive) and
- * adding the lines of add (each "Name: value\r\n", may be NULL) before the empty line.
+ * Copy a head parsed into m, leaving out the headers named in drop (NULL-terminated,
+ * case-insensitive) and adding the lines of add (each "Name: value\r\n", may be NULL) before the
+ * empty line.
  */
 int http_head_filter(const uint8_t *head, const struct http_msg *m, const char *const *drop,
 		     const char *add, struct buf *out);

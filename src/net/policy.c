@@ -177,7 +177,8 @@ const char *policy_match_port(const struct policy *p, const char *name, uint16_t
 	if (p->no_network || !policy_name_valid(name))
 		return NULL;
 	for (unsigned i = 0; i < p->nrules; i++)
-		if (policy_glob_matches(p->rules[i], name) && policy_rule_port_ok(p->rules[i], port))
+		if (policy_glob_matches(p->rules[i], name) &&
+		    policy_rule_port_ok(p->rules[i], port))
 			return p->rules[i];
 	return NULL;
 }

@@ -47,8 +47,9 @@ static void request_event(struct flow *f, struct pending *p, int status, bool al
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	struct net_request rq = { p->method, p->url, status, p->up, p->down,
-				  (now - p->t0) / 1000000u, secret };
+	struct net_request rq = { p->method, p->url,  status,
+				  p->up,     p->down, (now - p->t0) / 1000000u,
+				  secret };
 	flow_event(f, kind, allowed, reason, &rq);
 }
 
@@ -74,7 +75,8 @@ static void pending_fill(struct flow *f, struct pending *p, const uint8_t *head,
 	if (f->port == 443)
 		snprintf(p->url, sizeof(p->url), "https://%s%s", f->name, t[0] == '/' ? t : "/");
 	else
-		snprintf(p->url, sizeof(p->url), "https://%s:%u%s", f->name, f->port, t[0] == '/' ? t : "/");
+		snprintf(p->url, sizeof(p->url), "https://%s:%u%s", f->name, f->port,
+			 t[0] == '/' ? t : "/");
 	p->minor = m->minor;
 	p->upgrade = m->upgrade;
 	struct timespec ts;
@@ -130,7 +132,8 @@ static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secre
 	for (unsigned i = 0, k = 0; i < leak->nhosts && k < sizeof(hosts) - 1; i++)
 		k += (unsigned)snprintf(hosts + k, sizeof(hosts) - k, "%s%s", i ? "," : "",
 					leak->hosts[i]);
-	snprintf(reason, sizeof(reason), "matchlock: request to %s blocked: it carries the "
+	snprintf(reason, sizeof(reason),
+		 "matchlock: request to %s blocked: it carries the "
 		 "placeholder of secret %s, which may only be sent to %s (secret_leak)",
 		 f->name, leak->name, hosts);
 	request_event(f, p, 403, false, reason, NET_EV_SECRET_LEAK, leak->name);
@@ -162,14 +165,17 @@ static bool rq_head(struct flow *f)
 	struct pending *p = &f->q[(f->qhead + f->qlen) % FLOW_MAX_PIPELINE];
 	pending_fill(f, p, head, &m);
 	if (strcmp(m.host, f->name)) {
-		snprintf(reason, sizeof(reason), "matchlock: request to %s blocked: Host %s does not "
-			 "match the TLS server name %s", f->name, m.host, f->name);
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s blocked: Host %s does not "
+			 "match the TLS server name %s",
+			 f->name, m.host, f->name);
 		request_event(f, p, 403, false, reason, NET_EV_REQUEST, NULL);
 		flow_refuse(f, 403, reason);
 		return false;
 	}
 	if (f->u_failed) {
-		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name, f->u_why);
+		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
+			 f->u_why);
 		request_event(f, p, 502, false, reason, NET_EV_REQUEST, NULL);
 		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
 			 f->u_guest);
@@ -179,7 +185,7 @@ static bool rq_head(struct flow *f)
 	const struct secret *leak = NULL;
 	size_t before = buf_used(&f->req_out);
 	int r = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, &m, true, &f->req_out,
-							&leak, &f->scrub)
+						      &leak, &f->scrub)
 			    : buf_append(&f->req_out, head, (size_t)hl);
 	if (r == -EPERM) {
 		rq_refuse_leak(f, p, leak);
@@ -274,8 +280,8 @@ static bool rs_body(struct flow *f)
 		struct pending *p = q_front(f);
 		if (p)
 			request_event(f, p, f->rs_msg.status, true,
-				      "the upstream response ended early or was malformed", NET_EV_REQUEST,
-				      NULL);
+				      "the upstream response ended early or was malformed",
+				      NET_EV_REQUEST, NULL);
 		f->failed = true;
 		return false;
 	}
@@ -316,7 +322,8 @@ static void rs_refuse(struct flow *f, struct pending *p, const char *why)
 static void rs_head_out(struct flow *f, const struct pending *p, const struct http_msg *m,
 			const uint8_t *h, struct buf *head)
 {
-	static const char *const framing_headers[] = { "content-length", "transfer-encoding", NULL };
+	static const char *const framing_headers[] = { "content-length", "transfer-encoding",
+						       NULL };
 	static const char *const framing_and_connection[] = { "content-length", "transfer-encoding",
 							      "connection", NULL };
 	const struct secrets *ss = f->m->ss;
@@ -342,7 +349,8 @@ static bool rs_head(struct flow *f)
 {
 	if (!buf_used(&f->resp_in))
 		return false;
-	long hl = http_head_len(buf_head(&f->resp_in), buf_used(&f->resp_in), HTTP_MAX_RESPONSE_HEAD);
+	long hl =
+	    http_head_len(buf_head(&f->resp_in), buf_used(&f->resp_in), HTTP_MAX_RESPONSE_HEAD);
 	if (hl == 0 && !f->u_eof)
 		return false;
 	struct pending *p = q_front(f);
@@ -364,7 +372,8 @@ static bool rs_head(struct flow *f)
 	if (m->status == 101 && p->upgrade) {
 		f->rs = RS_TUNNEL;
 		f->rq = RQ_TUNNEL;
-		request_event(f, p, 101, true, "upgraded to a WebSocket tunnel", NET_EV_REQUEST, NULL);
+		request_event(f, p, 101, true, "upgraded to a WebSocket tunnel", NET_EV_REQUEST,
+			      NULL);
 		return true;
 	}
 	if (m->status < 200)

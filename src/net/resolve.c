@@ -45,11 +45,14 @@ static bool addr_is_local(const struct ifaddrs *ifs, int family, const uint8_t *
 		if (!sa)
 			continue;
 		if (sa->sa_family == AF_INET) {
-			const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-			if ((family == AF_INET && !memcmp(a, addr, 4)) || (carries && !memcmp(a, v4, 4)))
+			const uint8_t *a =
+			    (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+			if ((family == AF_INET && !memcmp(a, addr, 4)) ||
+			    (carries && !memcmp(a, v4, 4)))
 				return true;
 		} else if (sa->sa_family == AF_INET6 && family == AF_INET6) {
-			const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+			const uint8_t *a =
+			    (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
 			if (!memcmp(a, addr, 16))
 				return true;
 		}
@@ -70,7 +73,8 @@ static void *resolve_thread(void *arg)
 				memcpy(o->addr, &((struct sockaddr_in *)a->ai_addr)->sin_addr, 4);
 			} else if (a->ai_family == AF_INET6) {
 				o->family = AF_INET6;
-				memcpy(o->addr, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr, 16);
+				memcpy(o->addr, &((struct sockaddr_in6 *)a->ai_addr)->sin6_addr,
+				       16);
 			} else {
 				continue;
 			}
@@ -85,12 +89,14 @@ static void *resolve_thread(void *arg)
 		struct ifaddrs *ifs = NULL;
 		bool have_ifs = getifaddrs(&ifs) == 0;
 		for (unsigned i = 0; i < j->n; i++)
-			j->addrs[i].local = !have_ifs ||
-					    addr_is_local(ifs, j->addrs[i].family, j->addrs[i].addr);
+			j->addrs[i].local =
+			    !have_ifs || addr_is_local(ifs, j->addrs[i].family, j->addrs[i].addr);
 		if (have_ifs)
 			freeifaddrs(ifs);
 	} else {
-		j->err = e == EAI_NONAME || e == EAI_NODATA ? -ENOENT : e == EAI_AGAIN ? -EAGAIN : -EIO;
+		j->err = e == EAI_NONAME || e == EAI_NODATA ? -ENOENT
+			 : e == EAI_AGAIN		    ? -EAGAIN
+							    : -EIO;
 	}
 	int fd = j->post_fd;
 	/* The loop gone (socket closed): nobody will free the job but us. */

@@ -114,12 +114,12 @@ static int forms_build(struct secret *s, unsigned idx)
 	size_t n = s->vlen;
 	struct buf b = { 0 };
 	int r = 0;
-#define FORM(expr)                                         \
-	do {                                               \
-		buf_wipe(&b);                              \
-		expr;                                      \
-		if (r == 0 && form_add(s, idx, &b) < 0)    \
-			r = -ENOMEM;                       \
+#define FORM(expr)                                      \
+	do {                                            \
+		buf_wipe(&b);                           \
+		expr;                                   \
+		if (r == 0 && form_add(s, idx, &b) < 0) \
+			r = -ENOMEM;                    \
 	} while (0)
 	FORM(buf_append(&b, v, n));
 	FORM(put_pct(&b, v, n, "0123456789ABCDEF"));
@@ -172,17 +172,22 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
 		const char *hosts, char *err, size_t errn)
 {
 	if (!name_valid(name)) {
-		snprintf(err, errn, "secret name %.40s: use letters, digits and '_' (an environment "
-			 "variable name, at most %d characters)", name, SECRET_NAME_MAX);
+		snprintf(err, errn,
+			 "secret name %.40s: use letters, digits and '_' (an environment "
+			 "variable name, at most %d characters)",
+			 name, SECRET_NAME_MAX);
 		return -EINVAL;
 	}
 	if (vlen == 0 || vlen > SECRET_VALUE_MAX) {
-		snprintf(err, errn, "secret %s: the value must be 1 to %d bytes", name, SECRET_VALUE_MAX);
+		snprintf(err, errn, "secret %s: the value must be 1 to %d bytes", name,
+			 SECRET_VALUE_MAX);
 		return -EINVAL;
 	}
 	if (memchr(value, 0, vlen) || memchr(value, '\r', vlen) || memchr(value, '\n', vlen)) {
-		snprintf(err, errn, "secret %s: the value may not contain NUL, CR or LF (it is sent in "
-			 "HTTP headers)", name);
+		snprintf(err, errn,
+			 "secret %s: the value may not contain NUL, CR or LF (it is sent in "
+			 "HTTP headers)",
+			 name);
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < ss->n; i++) {
@@ -202,15 +207,19 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
 		size_t k = strcspn(h, ",");
 		char item[POLICY_RULE_MAX + 2];
 		if (k == 0 || k >= sizeof(item) || s->nhosts >= SECRET_MAX_HOSTS) {
-			snprintf(err, errn, "secret %s: expected 1 to %d host names or globs after '@', "
-				 "separated by commas", name, SECRET_MAX_HOSTS);
+			snprintf(err, errn,
+				 "secret %s: expected 1 to %d host names or globs after '@', "
+				 "separated by commas",
+				 name, SECRET_MAX_HOSTS);
 			return -EINVAL;
 		}
 		memcpy(item, h, k);
 		item[k] = 0;
 		if (policy_glob_normalise(item, s->hosts[s->nhosts], sizeof(s->hosts[0])) < 0) {
-			snprintf(err, errn, "secret %s: %.100s is not a host name or glob (api.x.com, "
-				 "*.x.com)", name, item);
+			snprintf(err, errn,
+				 "secret %s: %.100s is not a host name or glob (api.x.com, "
+				 "*.x.com)",
+				 name, item);
 			return -EINVAL;
 		}
 		s->nhosts++;
@@ -229,7 +238,8 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
 	}
 	int k = snprintf(s->placeholder, sizeof(s->placeholder), "%s", SECRET_PREFIX);
 	for (size_t i = 0; i < sizeof(rnd); i++)
-		k += snprintf(s->placeholder + k, sizeof(s->placeholder) - (size_t)k, "%02x", rnd[i]);
+		k += snprintf(s->placeholder + k, sizeof(s->placeholder) - (size_t)k, "%02x",
+			      rnd[i]);
 	s->value = malloc(vlen);
 	if (!s->value) {
 		snprintf(err, errn, "out of memory");
@@ -323,8 +333,10 @@ int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, cha
 	} else {
 		const char *env = getenv(name);
 		if (!env) {
-			snprintf(err, errn, "%s %s: $%s is not set (give the value as NAME=VALUE@HOST or "
-				 "export %s)", flag, name, name, name);
+			snprintf(err, errn,
+				 "%s %s: $%s is not set (give the value as NAME=VALUE@HOST or "
+				 "export %s)",
+				 flag, name, name, name);
 			r = -EINVAL;
 			goto out;
 		}
@@ -481,8 +493,8 @@ static const struct secret *first_basic_leak(const struct secrets *ss, const cha
  * Field f, whose Basic credential is tok: with placeholders replaced when the decoded
  * credential has any for host (1), else nothing is appended (0).
  */
-static int rewrite_basic(const struct secrets *ss, const char *host, const uint8_t *tok,
-			 size_t tl, struct buf *out, int *nsub, struct scrub *rec)
+static int rewrite_basic(const struct secrets *ss, const char *host, const uint8_t *tok, size_t tl,
+			 struct buf *out, int *nsub, struct scrub *rec)
 {
 	struct buf dec = { 0 }, plain = { 0 }, enc = { 0 };
 	int before = *nsub, r = 0;
@@ -498,7 +510,8 @@ static int rewrite_basic(const struct secrets *ss, const char *host, const uint8
 	/* An upstream that echoes the token would hand the value out. */
 	const struct secret *first = secrets_find_placeholder(ss, buf_head(&dec), buf_used(&dec));
 	if (rec && first)
-		scrub_record(rec, (unsigned)(first - ss->s), buf_head(&enc), buf_used(&enc), tok, tl);
+		scrub_record(rec, (unsigned)(first - ss->s), buf_head(&enc), buf_used(&enc), tok,
+			     tl);
 	buf_append(out, "Authorization: Basic ", 21);
 	buf_append(out, buf_head(&enc), buf_used(&enc));
 	buf_append(out, "\r\n", 2);
@@ -535,8 +548,8 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 		int r = tok ? rewrite_basic(ss, host, tok, tl, out, &nsub, rec) : 0;
 		if (r < 0)
 			goto nomem;
-		if (r == 0 && subst(ss, host, head + f->name_off, f->end + 2 - f->name_off, false, out,
-				    &nsub) < 0)
+		if (r == 0 && subst(ss, host, head + f->name_off, f->end + 2 - f->name_off, false,
+				    out, &nsub) < 0)
 			goto nomem;
 	}
 	if (strip_encoding)
@@ -595,8 +608,9 @@ static size_t scrub_run(const struct secrets *ss, const struct scrub *sc, const 
 	while (i < n) {
 		const struct scrub_form *best = NULL;
 		bool partial = false;
-		for (int k = ss->first[p[i]]; k; ) {
-			const struct scrub_form *f = &ss->s[(k - 1) / SECRET_MAX_FORMS].forms[(k - 1) % SECRET_MAX_FORMS];
+		for (int k = ss->first[p[i]]; k;) {
+			const struct scrub_form *f =
+			    &ss->s[(k - 1) / SECRET_MAX_FORMS].forms[(k - 1) % SECRET_MAX_FORMS];
 			int m = form_at(f, p + i, n - i, final);
 			if (m == 1 && (!best || f->n > best->n))
 				best = f;
@@ -613,9 +627,11 @@ static size_t scrub_run(const struct secrets *ss, const struct scrub *sc, const 
 		if (partial)
 			break; /* a longer form may still match: decide with more bytes */
 		if (best) {
-			const void *rep = best->rep ? (const void *)best->rep : ss->s[best->secret].placeholder;
+			const void *rep =
+			    best->rep ? (const void *)best->rep : ss->s[best->secret].placeholder;
 			size_t repn = best->rep ? best->repn : SECRET_PLACEHOLDER_LEN;
-			if (buf_append(out, p + emit_from, i - emit_from) < 0 || buf_append(out, rep, repn) < 0)
+			if (buf_append(out, p + emit_from, i - emit_from) < 0 ||
+			    buf_append(out, rep, repn) < 0)
 				*err = -ENOMEM;
 			i += best->n;
 			emit_from = i;

@@ -75,7 +75,8 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
  * with from_file a --secret-file spec, NAME=PATH@HOST[,...]; then secrets_add. The value is
  * never echoed in err.
  */
-int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, char *err, size_t errn);
+int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, char *err,
+		       size_t errn);
 /* Wipe and free every value; ss is empty afterwards. NULL is fine. */
 void secrets_clear(struct secrets *ss);
 /* Add every secret's hosts to p's allow-list (secret hosts are allowed automatically). */
@@ -89,8 +90,8 @@ const struct secret *secrets_find_placeholder(const struct secrets *ss, const ui
  * Rewrite a request head for host: every placeholder of a secret scoped to host becomes its
  * value (in the target, percent-encoded where needed; in header values; inside the base64 of
  * `Authorization: Basic`). head is a request head parsed into m (http_parse_request); the
- * result is appended to out. Returns the number of substitutions, or -EPERM with *leak set to the secret
- * whose placeholder is headed to a host it is not scoped to (nothing is appended then), or
+ * result is appended to out. Returns the number of substitutions, or -EPERM with *leak set to the
+ * secret whose placeholder is headed to a host it is not scoped to (nothing is appended then), or
  * -EPROTO/-ENOMEM. With strip_encoding, Accept-Encoding is replaced by identity so responses
  * can be scrubbed. rec (may be NULL): the connection's scrubber, told each encoded form of a
  * value the rewrite produced (a Basic token) so a response echoing it gets the guest's form back.

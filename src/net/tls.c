@@ -28,8 +28,10 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	(void)ssl, (void)arg;
 	static const unsigned char h1[] = "\x08http/1.1";
 	unsigned char *o;
-	if (SSL_select_next_proto(&o, outlen, h1, sizeof(h1) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK; /* h2 only: no ALPN, the client falls back or gives up */
+	if (SSL_select_next_proto(&o, outlen, h1, sizeof(h1) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK; /* h2 only: no ALPN, the client falls back or gives up
+					      */
 	*out = o;
 	return SSL_TLSEXT_ERR_OK;
 }
@@ -71,17 +73,20 @@ struct mitm *mitm_new(const struct secrets *ss, char *const *upstream_ca, char *
 	 */
 	SSL_CTX_set_security_level(m->guest_ctx, 0);
 	SSL_CTX_set_alpn_select_cb(m->guest_ctx, alpn_select, NULL);
-	SSL_CTX_set_mode(m->guest_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(m->guest_ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_min_proto_version(m->up_ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(m->up_ctx, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_mode(m->up_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(m->up_ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_alpn_protos(m->up_ctx, (const unsigned char *)"\x08http/1.1", 9);
 	if (SSL_CTX_set_default_verify_paths(m->up_ctx) != 1)
 		ERR_clear_error(); /* no system store: only --upstream-ca then */
 	for (unsigned i = 0; upstream_ca && upstream_ca[i]; i++) {
 		if (SSL_CTX_load_verify_locations(m->up_ctx, upstream_ca[i], NULL) != 1) {
 			ssl_err_text(e, sizeof(e));
-			snprintf(err, errn, "--upstream-ca %s: cannot load it as PEM certificates (%s)",
+			snprintf(err, errn,
+				 "--upstream-ca %s: cannot load it as PEM certificates (%s)",
 				 upstream_ca[i], e);
 			goto fail;
 		}
@@ -304,11 +309,14 @@ static bool upstream_handshake(struct flow *f)
 	char why[600], se[200];
 	long v = SSL_get_verify_result(f->u);
 	if (v != X509_V_OK) {
-		snprintf(why, sizeof(why), "the upstream %s is not trusted: %s (add its CA with "
-			 "--upstream-ca)", f->name, X509_verify_cert_error_string(v));
+		snprintf(why, sizeof(why),
+			 "the upstream %s is not trusted: %s (add its CA with "
+			 "--upstream-ca)",
+			 f->name, X509_verify_cert_error_string(v));
 	} else {
 		ssl_err_text(se, sizeof(se));
-		snprintf(why, sizeof(why), "TLS handshake with the upstream %s failed: %s", f->name, se);
+		snprintf(why, sizeof(why), "TLS handshake with the upstream %s failed: %s", f->name,
+			 se);
 	}
 	ERR_clear_error();
 	flow_upstream_failed(f, why, NULL);
@@ -361,7 +369,8 @@ static void upstream_read(struct flow *f)
 			break;
 		}
 		ERR_clear_error();
-		f->u_eof = true; /* close_notify, a plain EOF or an error: no more bytes either way */
+		f->u_eof =
+		    true; /* close_notify, a plain EOF or an error: no more bytes either way */
 	}
 	OPENSSL_cleanse(tmp, sizeof(tmp));
 }
@@ -389,7 +398,8 @@ static void guest_run(struct flow *f)
 			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
 				char se[200], why[300];
 				ssl_err_text(se, sizeof(se));
-				snprintf(why, sizeof(why), "TLS handshake with the guest failed: %s", se);
+				snprintf(why, sizeof(why),
+					 "TLS handshake with the guest failed: %s", se);
 				flow_event(f, NET_EV_HTTP, false, why, NULL);
 				f->failed = true;
 			} else if (f->g_eof) {
@@ -426,7 +436,8 @@ void flow_run(struct flow *f)
 	if (f->failed || f->g_closed)
 		return;
 	for (int round = 0; round < 8; round++) {
-		size_t a = buf_used(&f->to_guest), b = buf_used(&f->req_out), c = buf_used(&f->resp_in);
+		size_t a = buf_used(&f->to_guest), b = buf_used(&f->req_out),
+		       c = buf_used(&f->resp_in);
 		size_t d = buf_used(&f->req_in);
 		guest_run(f);
 		if (f->failed)

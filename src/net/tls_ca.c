@@ -36,14 +36,17 @@ static X509 *cert_new(EVP_PKEY *pub, const char *cn, int days)
 {
 	X509 *x = X509_new();
 	BIGNUM *bn = BN_new();
-	if (!x || !bn || !X509_set_version(x, 2) || !BN_rand(bn, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) ||
+	if (!x || !bn || !X509_set_version(x, 2) ||
+	    !BN_rand(bn, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) ||
 	    !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
 	    !X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400) || !X509_set_pubkey(x, pub))
 		goto fail;
 	X509_NAME *n = X509_get_subject_name(x);
-	if (!X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"matchlock", -1, -1, 0) ||
-	    !X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0))
+	if (!X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"matchlock",
+					-1, -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+					0))
 		goto fail;
 	BN_free(bn);
 	return x;

@@ -59,7 +59,8 @@ int tlshello_sni(const uint8_t *p, size_t n, char *sni, size_t snin)
 			if (nl == 0 || nl >= snin)
 				return -EPROTO;
 			for (size_t i = 0; i < nl; i++) {
-				if (!isalnum(name[i]) && name[i] != '-' && name[i] != '.' && name[i] != '_')
+				if (!isalnum(name[i]) && name[i] != '-' && name[i] != '.' &&
+				    name[i] != '_')
 					return -EPROTO;
 				sni[i] = (char)tolower(name[i]);
 			}

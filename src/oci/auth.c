@@ -107,7 +107,8 @@ int oci_challenge_parse(const char *hdr, size_t len, struct oci_challenge *c)
 	if (r.bad)
 		return -EINVAL;
 	/* A bearer realm is a URL we will fetch a token from: it must be http(s). */
-	if (c->scheme == OCI_AUTH_BEARER && strncmp(c->realm, "https://", 8) && strncmp(c->realm, "http://", 7))
+	if (c->scheme == OCI_AUTH_BEARER && strncmp(c->realm, "https://", 8) &&
+	    strncmp(c->realm, "http://", 7))
 		return -EINVAL;
 	return 0;
 }
@@ -150,11 +151,13 @@ int oci_auth_lookup(const char *registry, char *userpass, size_t n)
 	int r = -ENOENT;
 	if (!json_is_object(auths))
 		goto out;
-	/* Docker Hub's key is historical; other registries are keyed by host, maybe with a scheme. */
+	/* Docker Hub's key is historical; other registries are keyed by host, maybe with a scheme.
+	 */
 	const char *docker_hub = "https://index.docker.io/v1/";
 	const char *key;
 	json_t *v;
-	json_object_foreach(auths, key, v) {
+	json_object_foreach(auths, key, v)
+	{
 		const char *k = key;
 		if (!strncmp(k, "https://", 8))
 			k += 8;
@@ -170,8 +173,10 @@ int oci_auth_lookup(const char *registry, char *userpass, size_t n)
 		if (json_is_string(a))
 			r = decode_auth(json_string_value(a), userpass, n);
 		else if (json_is_string(u) && json_is_string(p))
-			r = snprintf(userpass, n, "%s:%s", json_string_value(u), json_string_value(p)) < (int)n
-				    ? 0 : -EINVAL;
+			r = snprintf(userpass, n, "%s:%s", json_string_value(u),
+				     json_string_value(p)) < (int)n
+				? 0
+				: -EINVAL;
 		break;
 	}
 out:

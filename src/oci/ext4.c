@@ -44,9 +44,24 @@ int oci_ext4_build(const char *dir, const char *dst, char *err, size_t errn)
 	snprintf(size, sizeof(size), "%lluk", kib);
 	snprintf(ninodes, sizeof(ninodes), "%llu", inodes);
 
-	char *const mkfs[] = { "mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal,^resize_inode",
-			       "-m", "0", "-N", ninodes, "-L", "matchlock-root", "-d", (char *)dir,
-			       tmp, size, NULL };
+	char *const mkfs[] = { "mke2fs",
+			       "-q",
+			       "-F",
+			       "-t",
+			       "ext4",
+			       "-O",
+			       "^has_journal,^resize_inode",
+			       "-m",
+			       "0",
+			       "-N",
+			       ninodes,
+			       "-L",
+			       "matchlock-root",
+			       "-d",
+			       (char *)dir,
+			       tmp,
+			       size,
+			       NULL };
 	char out[512];
 	int status = child_run(mkfs, true, out, sizeof(out));
 	if (status < 0) {
@@ -59,7 +74,9 @@ int oci_ext4_build(const char *dir, const char *dst, char *err, size_t errn)
 			*nl = 0;
 		snprintf(err, errn, "building the root disk from %s failed: %s%s", dir,
 			 *out ? out : "mke2fs failed",
-			 WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (apt-get install e2fsprogs)" : "");
+			 WIFEXITED(status) && WEXITSTATUS(status) == 127
+			     ? " (apt-get install e2fsprogs)"
+			     : "");
 		unlink(tmp);
 		return -EIO;
 	}

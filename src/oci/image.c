@@ -18,15 +18,16 @@
 #include "unpack.h"
 
 /* Fetch one blob into the store unless it is there already; nothing is stored on a mismatch. */
-static int fetch_blob(struct oci_store *st, struct oci_registry *reg, const struct oci_descriptor *d,
-		      char *err, size_t errn)
+static int fetch_blob(struct oci_store *st, struct oci_registry *reg,
+		      const struct oci_descriptor *d, char *err, size_t errn)
 {
 	char tmp[4200];
 	if (oci_store_has_blob(st, d->digest))
 		return 0;
 	int fd = oci_store_tmp_open(st, tmp, sizeof(tmp));
 	if (fd < 0) {
-		snprintf(err, errn, "cannot create a temp file in the image store: %s", strerror(-fd));
+		snprintf(err, errn, "cannot create a temp file in the image store: %s",
+			 strerror(-fd));
 		return fd;
 	}
 	int r = oci_registry_get_blob(reg, d, fd, err, errn);
@@ -62,16 +63,16 @@ static int pull_locked(struct oci_store *st, const struct oci_ref *ref, const ch
 
 	if ((r = oci_registry_init(&reg, ref, insecure, err, errn)) < 0)
 		return r;
-	r = oci_registry_get_manifest(&reg, ref->digest[0] ? ref->digest : ref->tag, &data, &len, ctype,
-				      sizeof(ctype), digest, err, errn);
+	r = oci_registry_get_manifest(&reg, ref->digest[0] ? ref->digest : ref->tag, &data, &len,
+				      ctype, sizeof(ctype), digest, err, errn);
 	if (r < 0)
 		goto out;
 	/* An index points at one manifest per platform; at most one level of indirection. */
 	for (int depth = 0;; depth++) {
 		char why[400];
 		if ((r = oci_manifest_parse(data, len, ctype, &m, why, sizeof(why))) < 0) {
-			snprintf(err, errn, "%s/%s: bad manifest from the registry: %s", ref->registry,
-				 ref->repo, why);
+			snprintf(err, errn, "%s/%s: bad manifest from the registry: %s",
+				 ref->registry, ref->repo, why);
 			goto out;
 		}
 		if (m.kind == OCI_KIND_MANIFEST)
@@ -88,8 +89,8 @@ static int pull_locked(struct oci_store *st, const struct oci_ref *ref, const ch
 		oci_manifest_fini(&m);
 		free(data);
 		data = NULL;
-		if ((r = oci_registry_get_manifest(&reg, want, &data, &len, ctype, sizeof(ctype), digest,
-						   err, errn)) < 0)
+		if ((r = oci_registry_get_manifest(&reg, want, &data, &len, ctype, sizeof(ctype),
+						   digest, err, errn)) < 0)
 			goto out;
 	}
 	for (size_t i = 0; i < m.n; i++) {
@@ -102,8 +103,10 @@ static int pull_locked(struct oci_store *st, const struct oci_ref *ref, const ch
 	}
 	if ((r = fetch_blob(st, &reg, &m.config, err, errn)) < 0)
 		goto out;
-	if ((r = oci_store_blob_read(st, m.config.digest, OCI_MAX_CONFIG_BYTES, &cdata, &clen)) < 0) {
-		snprintf(err, errn, "reading config %s from the store: %s", m.config.digest, strerror(-r));
+	if ((r = oci_store_blob_read(st, m.config.digest, OCI_MAX_CONFIG_BYTES, &cdata, &clen)) <
+	    0) {
+		snprintf(err, errn, "reading config %s from the store: %s", m.config.digest,
+			 strerror(-r));
 		goto out;
 	}
 	if ((r = oci_config_parse(cdata, clen, &cfg, err, errn)) < 0)
@@ -117,8 +120,11 @@ static int pull_locked(struct oci_store *st, const struct oci_ref *ref, const ch
 		goto out;
 	}
 	oci_ref_name(ref, name, sizeof(name));
-	struct oci_store_image img = { .name = name, .digest = digest, .source = "registry",
-				       .size = image_size(&m), .created = cfg.created ? cfg.created : time(NULL) };
+	struct oci_store_image img = { .name = name,
+				       .digest = digest,
+				       .source = "registry",
+				       .size = image_size(&m),
+				       .created = cfg.created ? cfg.created : time(NULL) };
 	if ((r = oci_store_tag(st, &img, &m)) < 0)
 		snprintf(err, errn, "recording %s in the image index failed", name);
 out:
@@ -147,8 +153,8 @@ int oci_pull(const char *s, const char *insecure, char digest[72], char *err, si
 }
 
 /* Unpack every layer into a private staging dir and build the ext4 from it. */
-static int build_disk(struct oci_store *st, const struct oci_manifest *m, const char *disk, char *err,
-		      size_t errn)
+static int build_disk(struct oci_store *st, const struct oci_manifest *m, const char *disk,
+		      char *err, size_t errn)
 {
 	char stage[4200], blob[4200], what[128];
 	struct oci_unpack_stats stats = { 0 };
@@ -203,21 +209,27 @@ int oci_image_prepare(const char *s, char *disk, size_t n, struct oci_image_conf
 	}
 	if (r == -ENOENT) {
 		if (!strcmp(name, "docker.io/" OCI_DEFAULT_IMAGE ":latest")) {
-			snprintf(err, errn, "the default image is not built yet: run 'make default-image' "
+			snprintf(err, errn,
+				 "the default image is not built yet: run 'make default-image' "
 				 "(or pass --image REF or --rootfs DIR)");
 			goto out;
 		}
-		r = pull_locked(&st, &ref, getenv("MATCHLOCK_INSECURE_REGISTRY"), digest, err, errn);
+		r = pull_locked(&st, &ref, getenv("MATCHLOCK_INSECURE_REGISTRY"), digest, err,
+				errn);
 	} else if (r < 0) {
 		snprintf(err, errn, "reading the image index: %s", strerror(-r));
 	}
 	if (r < 0)
 		goto out;
 	if ((r = oci_store_blob_read(&st, digest, OCI_MAX_MANIFEST_BYTES, &data, &len)) < 0 ||
-	    (r = oci_manifest_parse(data, len, NULL, &m, why, sizeof(why))) < 0 || m.kind != OCI_KIND_MANIFEST ||
-	    (r = oci_store_blob_read(&st, m.config.digest, OCI_MAX_CONFIG_BYTES, &cdata, &clen)) < 0) {
-		snprintf(err, errn, "image %s is damaged in the store (%s): run 'matchlock image rm %s' "
-			 "and pull it again", name, r < 0 ? strerror(-r) : "not a manifest", s);
+	    (r = oci_manifest_parse(data, len, NULL, &m, why, sizeof(why))) < 0 ||
+	    m.kind != OCI_KIND_MANIFEST ||
+	    (r = oci_store_blob_read(&st, m.config.digest, OCI_MAX_CONFIG_BYTES, &cdata, &clen)) <
+		0) {
+		snprintf(err, errn,
+			 "image %s is damaged in the store (%s): run 'matchlock image rm %s' "
+			 "and pull it again",
+			 name, r < 0 ? strerror(-r) : "not a manifest", s);
 		r = r < 0 ? r : -EBADMSG;
 		goto out;
 	}
@@ -248,7 +260,8 @@ static void list_one(const struct oci_store_image *img, void *arg)
 	struct tm tm;
 	if (t > 0 && gmtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-	fprintf(out, "%-50s %-9s %9.1fMB  %s\n", img->name, img->source, (double)img->size / 1e6, when);
+	fprintf(out, "%-50s %-9s %9.1fMB  %s\n", img->name, img->source, (double)img->size / 1e6,
+		when);
 }
 
 int oci_image_list(FILE *out, char *err, size_t errn)

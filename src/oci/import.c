@@ -37,8 +37,8 @@
 #define IMPORT_MAX_EXPANSION 64
 #define IMPORT_EXPANSION_SLACK (64ull << 20)
 
-#define IMPORT_MAX_FILES 4096	       /* regular files in one archive */
-#define IMPORT_MAX_LINKS 4096	       /* symlinks (old docker save shares layers this way) */
+#define IMPORT_MAX_FILES 4096 /* regular files in one archive */
+#define IMPORT_MAX_LINKS 4096 /* symlinks (old docker save shares layers this way) */
 
 struct file {
 	char *name; /* cleaned path inside the archive */
@@ -125,8 +125,8 @@ static int resolve_link(const char *name, const char *target, char **out)
 	const char *slash = strrchr(name, '/');
 	if (target[0] == '/')
 		return -EINVAL;
-	snprintf(joined, sizeof(joined), "%.*s%s%s", slash ? (int)(slash - name) : 0, name, slash ? "/" : "",
-		 target);
+	snprintf(joined, sizeof(joined), "%.*s%s%s", slash ? (int)(slash - name) : 0, name,
+		 slash ? "/" : "", target);
 	/* Fold "dir/../x" ourselves: the cleaner refuses "..", as it must for layers. */
 	char *parts[OCI_MAX_DEPTH];
 	size_t np = 0;
@@ -174,25 +174,29 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 	while ((k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
 		const char *name = archive_entry_pathname(e);
 		if (++entries > OCI_MAX_LAYER_ENTRIES) {
-			snprintf(err, errn, "import: more than %u entries in the archive", OCI_MAX_LAYER_ENTRIES);
+			snprintf(err, errn, "import: more than %u entries in the archive",
+				 OCI_MAX_LAYER_ENTRIES);
 			r = -E2BIG;
 			break;
 		}
 		if (!name || oci_tar_path_clean(name, clean, sizeof(clean)) < 0) {
-			snprintf(err, errn, "import: refused archive entry '%.200s'", name ? name : "");
+			snprintf(err, errn, "import: refused archive entry '%.200s'",
+				 name ? name : "");
 			r = -EPERM;
 			break;
 		}
 		if (archive_entry_filetype(e) == AE_IFLNK) {
 			if (im->nlinks >= IMPORT_MAX_LINKS) {
-				snprintf(err, errn, "import: more than %d symlinks", IMPORT_MAX_LINKS);
+				snprintf(err, errn, "import: more than %d symlinks",
+					 IMPORT_MAX_LINKS);
 				r = -E2BIG;
 				break;
 			}
 			struct link *l = &im->links[im->nlinks];
 			const char *t = archive_entry_symlink(e);
 			if (!t || resolve_link(clean, t, &l->target) < 0) {
-				snprintf(err, errn, "import: symlink %s points outside the archive", clean);
+				snprintf(err, errn, "import: symlink %s points outside the archive",
+					 clean);
 				r = -EPERM;
 				break;
 			}
@@ -215,7 +219,8 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 		if (declared < 0 || (uint64_t)declared > limit) {
 			fmt_bytes((uint64_t)declared, got_s, sizeof(got_s));
 			fmt_bytes(limit, lim_s, sizeof(lim_s));
-			snprintf(err, errn, "import: %.200s is %s, over the limit of %s for it: refused",
+			snprintf(err, errn,
+				 "import: %.200s is %s, over the limit of %s for it: refused",
 				 clean, got_s, lim_s);
 			r = -EFBIG;
 			break;
@@ -227,7 +232,8 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 			break;
 		}
 		if (im->nfiles >= IMPORT_MAX_FILES) {
-			snprintf(err, errn, "import: more than %d files in the archive", IMPORT_MAX_FILES);
+			snprintf(err, errn, "import: more than %d files in the archive",
+				 IMPORT_MAX_FILES);
 			r = -E2BIG;
 			break;
 		}
@@ -240,7 +246,8 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 		int tfd = oci_store_tmp_open(&im->st, f->tmp, sizeof(f->tmp));
 		if (tfd < 0) {
 			free(f->name);
-			snprintf(err, errn, "import: cannot create a temp file: %s", strerror(-tfd));
+			snprintf(err, errn, "import: cannot create a temp file: %s",
+				 strerror(-tfd));
 			r = tfd;
 			break;
 		}
@@ -260,10 +267,12 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 				break;
 			uint64_t raw = (uint64_t)archive_filter_bytes(a, -1);
 			if (total > IMPORT_EXPANSION_SLACK + IMPORT_MAX_EXPANSION * raw) {
-				snprintf(err, errn, "import: the archive expands more than %d times over "
-					 "(%llu MiB from %llu KiB read): refused as a compression bomb",
-					 IMPORT_MAX_EXPANSION, (unsigned long long)(total >> 20),
-					 (unsigned long long)(raw >> 10));
+				snprintf(
+				    err, errn,
+				    "import: the archive expands more than %d times over "
+				    "(%llu MiB from %llu KiB read): refused as a compression bomb",
+				    IMPORT_MAX_EXPANSION, (unsigned long long)(total >> 20),
+				    (unsigned long long)(raw >> 10));
 				r = -EFBIG;
 				break;
 			}
@@ -289,14 +298,17 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 			break;
 		/* OCI layouts name blobs by digest: the name must be the truth. */
 		if (!strncmp(clean, "blobs/sha256/", 13) && strcmp(clean + 13, f->digest + 7)) {
-			snprintf(err, errn, "import: %s does not match its digest (it hashes to %s): "
-				 "the archive is corrupt", clean, f->digest);
+			snprintf(err, errn,
+				 "import: %s does not match its digest (it hashes to %s): "
+				 "the archive is corrupt",
+				 clean, f->digest);
 			r = -EBADMSG;
 			break;
 		}
 	}
 	if (r == 0 && k != ARCHIVE_EOF) {
-		snprintf(err, errn, "import: the archive is truncated or corrupt: %s", archive_error_string(a));
+		snprintf(err, errn, "import: the archive is truncated or corrupt: %s",
+			 archive_error_string(a));
 		r = -EIO;
 	}
 	archive_read_free(a);
@@ -340,8 +352,10 @@ static int docker_manifest(struct import *im, struct file *mf, char **out, char 
 	int r = -EINVAL;
 	if (!json_is_string(cfg) || !json_is_array(layers) || json_array_size(layers) == 0 ||
 	    json_array_size(layers) > OCI_MAX_LAYERS) {
-		snprintf(err, errn, "import: manifest.json is not a docker save manifest (need Config and "
-			 "1 to %d Layers)", OCI_MAX_LAYERS);
+		snprintf(err, errn,
+			 "import: manifest.json is not a docker save manifest (need Config and "
+			 "1 to %d Layers)",
+			 OCI_MAX_LAYERS);
 		goto out;
 	}
 	if (json_array_size(root) > 1)
@@ -349,25 +363,29 @@ static int docker_manifest(struct import *im, struct file *mf, char **out, char 
 			json_array_size(root));
 	struct file *cf = by_name(im, json_string_value(cfg));
 	if (!cf) {
-		snprintf(err, errn, "import: config %.200s named in manifest.json is not in the archive",
+		snprintf(err, errn,
+			 "import: config %.200s named in manifest.json is not in the archive",
 			 json_string_value(cfg));
 		goto out;
 	}
-	json_t *m = json_pack("{s:i, s:s, s:{s:s, s:s, s:I}, s:[]}", "schemaVersion", 2, "mediaType",
-			      "application/vnd.oci.image.manifest.v1+json", "config", "mediaType",
-			      "application/vnd.oci.image.config.v1+json", "digest", cf->digest, "size",
-			      (json_int_t)cf->size, "layers");
+	json_t *m = json_pack("{s:i, s:s, s:{s:s, s:s, s:I}, s:[]}", "schemaVersion", 2,
+			      "mediaType", "application/vnd.oci.image.manifest.v1+json", "config",
+			      "mediaType", "application/vnd.oci.image.config.v1+json", "digest",
+			      cf->digest, "size", (json_int_t)cf->size, "layers");
 	json_t *ml = json_object_get(m, "layers");
 	for (size_t i = 0; m && i < json_array_size(layers); i++) {
 		json_t *l = json_array_get(layers, i);
 		struct file *lf = json_is_string(l) ? by_name(im, json_string_value(l)) : NULL;
 		if (!lf) {
-			snprintf(err, errn, "import: layer %zu named in manifest.json is not in the archive", i);
+			snprintf(err, errn,
+				 "import: layer %zu named in manifest.json is not in the archive",
+				 i);
 			json_decref(m);
 			goto out;
 		}
-		json_array_append_new(ml, json_pack("{s:s, s:s, s:I}", "mediaType", sniff_layer_type(lf),
-						    "digest", lf->digest, "size", (json_int_t)lf->size));
+		json_array_append_new(ml, json_pack("{s:s, s:s, s:I}", "mediaType",
+						    sniff_layer_type(lf), "digest", lf->digest,
+						    "size", (json_int_t)lf->size));
 	}
 	*out = m ? json_dumps(m, JSON_COMPACT) : NULL;
 	json_decref(m);
@@ -378,8 +396,8 @@ out:
 }
 
 /* OCI layout: index.json → the linux/amd64 (or only) manifest's bytes (malloc'd). */
-static int layout_manifest(struct import *im, struct file *idxf, char **out, size_t *olen, char *err,
-			   size_t errn)
+static int layout_manifest(struct import *im, struct file *idxf, char **out, size_t *olen,
+			   char *err, size_t errn)
 {
 	size_t len;
 	char *text = slurp(idxf, OCI_MAX_MANIFEST_BYTES, &len), why[400];
@@ -397,7 +415,9 @@ static int layout_manifest(struct import *im, struct file *idxf, char **out, siz
 			*olen = len;
 			return 0;
 		}
-		int i = m.n == 1 && !m.entries[0].os[0] ? 0 : oci_index_choose(&m, OCI_OS, OCI_ARCH, why, sizeof(why));
+		int i = m.n == 1 && !m.entries[0].os[0]
+			    ? 0
+			    : oci_index_choose(&m, OCI_OS, OCI_ARCH, why, sizeof(why));
 		if (i < 0) {
 			snprintf(err, errn, "import: %s", why);
 			oci_manifest_fini(&m);
@@ -409,7 +429,8 @@ static int layout_manifest(struct import *im, struct file *idxf, char **out, siz
 		free(text);
 		text = NULL;
 		if (!cur) {
-			snprintf(err, errn, "import: the manifest named in index.json is not in the archive");
+			snprintf(err, errn,
+				 "import: the manifest named in index.json is not in the archive");
 			return -ENOENT;
 		}
 		text = slurp(cur, OCI_MAX_MANIFEST_BYTES, &len);
@@ -421,8 +442,8 @@ static int layout_manifest(struct import *im, struct file *idxf, char **out, siz
 	return r < 0 ? r : -EINVAL;
 }
 
-static int finish(struct import *im, const char *tag, const char *mtext, size_t mlen, char digest[72],
-		  char *err, size_t errn)
+static int finish(struct import *im, const char *tag, const char *mtext, size_t mlen,
+		  char digest[72], char *err, size_t errn)
 {
 	struct oci_manifest m;
 	struct oci_image_config cfg = { 0 };
@@ -446,9 +467,12 @@ static int finish(struct import *im, const char *tag, const char *mtext, size_t 
 	}
 	for (size_t i = 0; i < m.n; i++) {
 		struct file *lf = by_digest(im, m.entries[i].digest);
-		if (!lf || lf->size != m.entries[i].size || oci_layer_compression(m.entries[i].media_type) < 0) {
-			snprintf(err, errn, "import: layer %zu (%s) is missing, of the wrong size, or of an "
-				 "unsupported type", i, m.entries[i].digest);
+		if (!lf || lf->size != m.entries[i].size ||
+		    oci_layer_compression(m.entries[i].media_type) < 0) {
+			snprintf(err, errn,
+				 "import: layer %zu (%s) is missing, of the wrong size, or of an "
+				 "unsupported type",
+				 i, m.entries[i].digest);
 			r = -EINVAL;
 			goto out;
 		}
@@ -479,7 +503,10 @@ static int finish(struct import *im, const char *tag, const char *mtext, size_t 
 	uint64_t size = m.config.size;
 	for (size_t i = 0; i < m.n; i++)
 		size += m.entries[i].size;
-	struct oci_store_image img = { .name = name, .digest = digest, .source = "import", .size = size,
+	struct oci_store_image img = { .name = name,
+				       .digest = digest,
+				       .source = "import",
+				       .size = size,
 				       .created = cfg.created ? cfg.created : time(NULL) };
 	if ((r = oci_store_tag(&im->st, &img, &m)) < 0)
 		snprintf(err, errn, "import: recording %s in the image index failed", name);
@@ -521,7 +548,8 @@ int oci_image_import(const char *tag, int fd, char digest[72], char *err, size_t
 	} else if (idx) {
 		r = layout_manifest(&im, idx, &mtext, &mlen, err, errn);
 	} else {
-		snprintf(err, errn, "import: not a docker save archive or an OCI layout (no manifest.json "
+		snprintf(err, errn,
+			 "import: not a docker save archive or an OCI layout (no manifest.json "
 			 "or index.json at the top)");
 		r = -EINVAL;
 	}

@@ -38,7 +38,8 @@ int oci_layer_compression(const char *media_type)
 	return -ENOTSUP;
 }
 
-/* Copy an optional string field of at most n-1 bytes; -EINVAL if present but not a fitting string. */
+/* Copy an optional string field of at most n-1 bytes; -EINVAL if present but not a fitting string.
+ */
 static int get_str(json_t *o, const char *key, char *out, size_t n, bool required)
 {
 	json_t *v = json_object_get(o, key);
@@ -52,7 +53,8 @@ static int get_str(json_t *o, const char *key, char *out, size_t n, bool require
 	return 0;
 }
 
-static int parse_descriptor(json_t *o, struct oci_descriptor *d, const char *what, char *err, size_t errn)
+static int parse_descriptor(json_t *o, struct oci_descriptor *d, const char *what, char *err,
+			    size_t errn)
 {
 	if (!json_is_object(o)) {
 		snprintf(err, errn, "%s is not an object", what);
@@ -60,9 +62,12 @@ static int parse_descriptor(json_t *o, struct oci_descriptor *d, const char *wha
 	}
 	json_t *size = json_object_get(o, "size");
 	if (get_str(o, "mediaType", d->media_type, sizeof(d->media_type), false) < 0 ||
-	    get_str(o, "digest", d->digest, sizeof(d->digest), true) < 0 || !oci_digest_valid(d->digest)) {
-		snprintf(err, errn, "%s: missing or invalid mediaType/digest (only sha256 digests are "
-			 "supported)", what);
+	    get_str(o, "digest", d->digest, sizeof(d->digest), true) < 0 ||
+	    !oci_digest_valid(d->digest)) {
+		snprintf(err, errn,
+			 "%s: missing or invalid mediaType/digest (only sha256 digests are "
+			 "supported)",
+			 what);
 		return -EINVAL;
 	}
 	if (!json_is_integer(size) || json_integer_value(size) < 0 ||
@@ -82,7 +87,8 @@ static int parse_descriptor(json_t *o, struct oci_descriptor *d, const char *wha
 	return 0;
 }
 
-static json_t *load(const void *data, size_t len, size_t max, const char *what, char *err, size_t errn)
+static json_t *load(const void *data, size_t len, size_t max, const char *what, char *err,
+		    size_t errn)
 {
 	if (len > max) {
 		snprintf(err, errn, "%s is %zu bytes, more than the %zu allowed", what, len, max);
@@ -91,7 +97,8 @@ static json_t *load(const void *data, size_t len, size_t max, const char *what, 
 	json_error_t je;
 	json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
-		snprintf(err, errn, "%s is not valid JSON: %s (byte %d)", what, je.text, je.position);
+		snprintf(err, errn, "%s is not valid JSON: %s (byte %d)", what, je.text,
+			 je.position);
 		return NULL;
 	}
 	if (!json_is_object(root)) {
@@ -102,8 +109,8 @@ static json_t *load(const void *data, size_t len, size_t max, const char *what, 
 	return root;
 }
 
-int oci_manifest_parse(const void *data, size_t len, const char *content_type, struct oci_manifest *m,
-		       char *err, size_t errn)
+int oci_manifest_parse(const void *data, size_t len, const char *content_type,
+		       struct oci_manifest *m, char *err, size_t errn)
 {
 	char mt[128] = "";
 	int r = -EINVAL;
@@ -117,7 +124,8 @@ int oci_manifest_parse(const void *data, size_t len, const char *content_type, s
 	}
 	if (!mt[0] && content_type) {
 		size_t n = strcspn(content_type, "; ");
-		snprintf(mt, sizeof(mt), "%.*s", (int)(n < sizeof(mt) ? n : sizeof(mt) - 1), content_type);
+		snprintf(mt, sizeof(mt), "%.*s", (int)(n < sizeof(mt) ? n : sizeof(mt) - 1),
+			 content_type);
 	}
 	json_t *sv = json_object_get(root, "schemaVersion");
 	if (!json_is_integer(sv) || json_integer_value(sv) != 2) {
@@ -139,8 +147,8 @@ int oci_manifest_parse(const void *data, size_t len, const char *content_type, s
 		list = json_object_get(root, "layers");
 		what = "layer";
 		max = OCI_MAX_LAYERS;
-		if (parse_descriptor(json_object_get(root, "config"), &m->config, "the manifest's config",
-				     err, errn) < 0)
+		if (parse_descriptor(json_object_get(root, "config"), &m->config,
+				     "the manifest's config", err, errn) < 0)
 			goto out;
 	} else {
 		snprintf(err, errn, "unsupported manifest media type '%s'", mt);
@@ -153,7 +161,8 @@ int oci_manifest_parse(const void *data, size_t len, const char *content_type, s
 	}
 	m->n = json_array_size(list);
 	if (m->n > max || (m->kind == OCI_KIND_MANIFEST && m->n == 0)) {
-		snprintf(err, errn, "the manifest has %zu %ss (1 to %zu supported)", m->n, what, max);
+		snprintf(err, errn, "the manifest has %zu %ss (1 to %zu supported)", m->n, what,
+			 max);
 		m->n = 0;
 		goto out;
 	}
@@ -235,8 +244,10 @@ static int get_strv(json_t *o, const char *key, char ***out, char *err, size_t e
 		if (!json_is_string(s) || json_string_length(s) > OCI_MAX_STRING ||
 		    strlen(json_string_value(s)) != json_string_length(s) ||
 		    !(v[i] = strdup(json_string_value(s)))) {
-			snprintf(err, errn, "image config: %s[%zu] is not a string of at most %d bytes "
-				 "without NUL", key, i, OCI_MAX_STRING);
+			snprintf(err, errn,
+				 "image config: %s[%zu] is not a string of at most %d bytes "
+				 "without NUL",
+				 key, i, OCI_MAX_STRING);
 			strv_free(v);
 			return -EINVAL;
 		}
@@ -257,12 +268,14 @@ static long long parse_time(const char *s)
 		e++;
 	if ((*e == '+' || *e == '-') && strlen(e) >= 6) {
 		int sign = *e == '-' ? -1 : 1;
-		t -= sign * (((e[1] - '0') * 10 + (e[2] - '0')) * 3600 + ((e[4] - '0') * 10 + (e[5] - '0')) * 60);
+		t -= sign * (((e[1] - '0') * 10 + (e[2] - '0')) * 3600 +
+			     ((e[4] - '0') * 10 + (e[5] - '0')) * 60);
 	}
 	return t > 0 ? t : 0;
 }
 
-int oci_config_parse(const void *data, size_t len, struct oci_image_config *c, char *err, size_t errn)
+int oci_config_parse(const void *data, size_t len, struct oci_image_config *c, char *err,
+		     size_t errn)
 {
 	memset(c, 0, sizeof(*c));
 	json_t *root = load(data, len, OCI_MAX_CONFIG_BYTES, "the image config", err, errn);
@@ -286,7 +299,8 @@ int oci_config_parse(const void *data, size_t len, struct oci_image_config *c, c
 		for (size_t i = 0; c->env && c->env[i]; i++) {
 			const char *eq = strchr(c->env[i], '=');
 			if (!eq || eq == c->env[i]) {
-				snprintf(err, errn, "image config: Env entry %zu is not KEY=VALUE", i);
+				snprintf(err, errn, "image config: Env entry %zu is not KEY=VALUE",
+					 i);
 				goto out;
 			}
 		}
@@ -296,7 +310,8 @@ int oci_config_parse(const void *data, size_t len, struct oci_image_config *c, c
 		}
 		if (tmp[0] && !(c->user = strdup(tmp)))
 			goto out;
-		if (get_str(cfg, "WorkingDir", tmp, sizeof(tmp), false) < 0 || (tmp[0] && tmp[0] != '/')) {
+		if (get_str(cfg, "WorkingDir", tmp, sizeof(tmp), false) < 0 ||
+		    (tmp[0] && tmp[0] != '/')) {
 			snprintf(err, errn, "image config: WorkingDir is not an absolute path");
 			goto out;
 		}

@@ -14,12 +14,12 @@
 #include "ref.h"
 
 #define OCI_MAX_MANIFEST_BYTES (4u << 20) /* manifests and indexes */
-#define OCI_MAX_CONFIG_BYTES (8u << 20)	  /* image configs */
+#define OCI_MAX_CONFIG_BYTES (8u << 20) /* image configs */
 #define OCI_MAX_LAYERS 128
 #define OCI_MAX_INDEX_ENTRIES 256
 #define OCI_MAX_BLOB_BYTES (16ull << 30) /* one layer, compressed */
-#define OCI_MAX_ARGS 1024		  /* Entrypoint, Cmd, Env entries each */
-#define OCI_MAX_STRING 65536		  /* one argument or env entry */
+#define OCI_MAX_ARGS 1024 /* Entrypoint, Cmd, Env entries each */
+#define OCI_MAX_STRING 65536 /* one argument or env entry */
 
 enum oci_kind { OCI_KIND_MANIFEST, OCI_KIND_INDEX };
 
@@ -51,16 +51,18 @@ struct oci_image_config {
  * the document's own mediaType wins when present. Returns 0 or -EINVAL/-ENOTSUP with a one-line
  * reason in err. Free with oci_manifest_fini().
  */
-int oci_manifest_parse(const void *data, size_t len, const char *content_type, struct oci_manifest *m,
-		       char *err, size_t errn);
+int oci_manifest_parse(const void *data, size_t len, const char *content_type,
+		       struct oci_manifest *m, char *err, size_t errn);
 void oci_manifest_fini(struct oci_manifest *m);
-/* Index entry for os/arch (variant ignored when NULL), or -ENOENT with the platforms offered in err. */
+/* Index entry for os/arch (variant ignored when NULL), or -ENOENT with the platforms offered in
+ * err. */
 int oci_index_choose(const struct oci_manifest *idx, const char *os, const char *arch, char *err,
 		     size_t errn);
 /* The compression of a layer media type; -ENOTSUP for foreign or unknown layers. */
 int oci_layer_compression(const char *media_type);
 
-int oci_config_parse(const void *data, size_t len, struct oci_image_config *c, char *err, size_t errn);
+int oci_config_parse(const void *data, size_t len, struct oci_image_config *c, char *err,
+		     size_t errn);
 void oci_config_fini(struct oci_image_config *c);
 
 /*

@@ -28,8 +28,8 @@ int oci_pull(const char *ref, const char *insecure, char digest[72], char *err, 
  * digest, so a second call does no unpacking), write its path to disk and the image config to
  * cfg (free with oci_config_fini()).
  */
-int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_config *cfg, char *err,
-		      size_t errn);
+int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_config *cfg,
+		      char *err, size_t errn);
 
 /* Import a `docker save` archive or an OCI-layout tarball (optionally gzip/zstd) from fd as tag. */
 int oci_image_import(const char *tag, int fd, char digest[72], char *err, size_t errn);

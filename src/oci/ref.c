@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Image reference parsing; see ref.h. Follows distribution/reference's grammar, slightly narrowed. */
+/* Image reference parsing; see ref.h. Follows distribution/reference's grammar, slightly narrowed.
+ */
 #define _GNU_SOURCE
 #include "ref.h"
 
@@ -42,7 +43,8 @@ static bool host_valid(const char *s, size_t n)
 	if (n == 0 || n > 255)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]", s[i]))
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]",
+			    s[i]))
 			return false;
 	return s[0] != '-' && s[0] != '.';
 }
@@ -71,8 +73,10 @@ int oci_ref_parse(const char *s, struct oci_ref *ref, char *err, size_t errn)
 	if (at) {
 		*at = 0;
 		if (!oci_digest_valid(at + 1)) {
-			snprintf(err, errn, "image reference %s: the digest must be sha256: and 64 "
-				 "lowercase hex digits", s);
+			snprintf(err, errn,
+				 "image reference %s: the digest must be sha256: and 64 "
+				 "lowercase hex digits",
+				 s);
 			return -EINVAL;
 		}
 		memcpy(ref->digest, at + 1, OCI_DIGEST_LEN + 1);
@@ -90,11 +94,12 @@ int oci_ref_parse(const char *s, struct oci_ref *ref, char *err, size_t errn)
 		strcpy(ref->tag, "latest");
 	}
 
-	/* The first component names a registry if it looks like a host (has '.' or ':', or is localhost). */
+	/* The first component names a registry if it looks like a host (has '.' or ':', or is
+	 * localhost). */
 	char *name = buf;
 	char *first = strchr(buf, '/');
-	if (first && (memchr(buf, '.', (size_t)(first - buf)) || memchr(buf, ':', (size_t)(first - buf)) ||
-		      !strncmp(buf, "localhost/", 10))) {
+	if (first && (memchr(buf, '.', (size_t)(first - buf)) ||
+		      memchr(buf, ':', (size_t)(first - buf)) || !strncmp(buf, "localhost/", 10))) {
 		if (!host_valid(buf, (size_t)(first - buf))) {
 			snprintf(err, errn, "image reference %s: invalid registry host", s);
 			return -EINVAL;
@@ -104,7 +109,8 @@ int oci_ref_parse(const char *s, struct oci_ref *ref, char *err, size_t errn)
 	} else {
 		strcpy(ref->registry, "docker.io");
 	}
-	if (!strcmp(ref->registry, "index.docker.io") || !strcmp(ref->registry, "registry-1.docker.io"))
+	if (!strcmp(ref->registry, "index.docker.io") ||
+	    !strcmp(ref->registry, "registry-1.docker.io"))
 		strcpy(ref->registry, "docker.io");
 	int k;
 	if (!strcmp(ref->registry, "docker.io") && !strchr(name, '/'))
@@ -120,8 +126,10 @@ int oci_ref_parse(const char *s, struct oci_ref *ref, char *err, size_t errn)
 		const char *e = strchr(p, '/');
 		size_t n = e ? (size_t)(e - p) : strlen(p);
 		if (!component_valid(p, n)) {
-			snprintf(err, errn, "image reference %s: invalid repository name (use lowercase "
-				 "letters, digits and . _ - separated by /)", s);
+			snprintf(err, errn,
+				 "image reference %s: invalid repository name (use lowercase "
+				 "letters, digits and . _ - separated by /)",
+				 s);
 			return -EINVAL;
 		}
 		if (!e)

@@ -10,13 +10,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define OCI_REF_MAX 512	   /* a whole reference, as typed */
-#define OCI_DIGEST_LEN 71  /* "sha256:" + 64 hex */
+#define OCI_REF_MAX 512 /* a whole reference, as typed */
+#define OCI_DIGEST_LEN 71 /* "sha256:" + 64 hex */
 
 struct oci_ref {
 	char registry[256]; /* host[:port], as named ("docker.io" for Docker Hub) */
-	char repo[256];	    /* path inside the registry, e.g. "library/alpine" */
-	char tag[129];	    /* "latest" when neither tag nor digest is given; "" with a digest only */
+	char repo[256]; /* path inside the registry, e.g. "library/alpine" */
+	char tag[129]; /* "latest" when neither tag nor digest is given; "" with a digest only */
 	char digest[OCI_DIGEST_LEN + 1]; /* "" unless pinned with @sha256:… */
 };
 

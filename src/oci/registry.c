@@ -18,10 +18,10 @@
 #include "common/util.h"
 #include "store.h"
 
-#define ACCEPT_MANIFESTS                                                                           \
-	"Accept: application/vnd.oci.image.index.v1+json, "                                        \
-	"application/vnd.docker.distribution.manifest.list.v2+json, "                              \
-	"application/vnd.oci.image.manifest.v1+json, "                                             \
+#define ACCEPT_MANIFESTS                                              \
+	"Accept: application/vnd.oci.image.index.v1+json, "           \
+	"application/vnd.docker.distribution.manifest.list.v2+json, " \
+	"application/vnd.oci.image.manifest.v1+json, "                \
 	"application/vnd.docker.distribution.manifest.v2+json"
 
 struct sink {
@@ -63,7 +63,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 		size_t k = vl - (sizeof(ct) - 1);
 		while (k && *v == ' ')
 			v++, k--;
-		snprintf(s->ctype, sizeof(s->ctype), "%.*s", (int)(k < sizeof(s->ctype) ? k : sizeof(s->ctype) - 1), v);
+		snprintf(s->ctype, sizeof(s->ctype), "%.*s",
+			 (int)(k < sizeof(s->ctype) ? k : sizeof(s->ctype) - 1), v);
 	}
 	return len;
 }
@@ -149,7 +150,8 @@ static int get(struct oci_registry *reg, const char *url, const char *accept, bo
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
 	if (accept && (h2 = curl_slist_append(h, accept)))
 		h = h2;
-	/* libcurl drops custom Authorization headers when a redirect changes host (CVE-2018-1000007). */
+	/* libcurl drops custom Authorization headers when a redirect changes host
+	 * (CVE-2018-1000007). */
 	if (with_auth && reg->auth[0]) {
 		snprintf(authhdr, sizeof(authhdr), "Authorization: %s", reg->auth);
 		if ((h2 = curl_slist_append(h, authhdr)))
@@ -167,7 +169,8 @@ static int get(struct oci_registry *reg, const char *url, const char *accept, bo
 	if (s->progress)
 		fprintf(stderr, "\r\033[K");
 	if (s->over) {
-		snprintf(err, errn, "%s sent more than the %zu bytes allowed", reg->ref.registry, s->max);
+		snprintf(err, errn, "%s sent more than the %zu bytes allowed", reg->ref.registry,
+			 s->max);
 		return -EFBIG;
 	}
 	if (s->werr) {
@@ -175,9 +178,10 @@ static int get(struct oci_registry *reg, const char *url, const char *accept, bo
 		return -s->werr;
 	}
 	if (cr != CURLE_OK) {
-		snprintf(err, errn, "cannot reach registry %s: %s (check the name, the network, or "
-			 "--insecure-registry for a plain-HTTP registry)", reg->ref.registry,
-			 curl_easy_strerror(cr));
+		snprintf(err, errn,
+			 "cannot reach registry %s: %s (check the name, the network, or "
+			 "--insecure-registry for a plain-HTTP registry)",
+			 reg->ref.registry, curl_easy_strerror(cr));
 		return -EHOSTUNREACH;
 	}
 	long code = 0;
@@ -186,7 +190,8 @@ static int get(struct oci_registry *reg, const char *url, const char *accept, bo
 }
 
 /* Exchange a bearer challenge for a token (anonymous, or with Docker credentials). */
-static int fetch_token(struct oci_registry *reg, const struct oci_challenge *ch, char *err, size_t errn)
+static int fetch_token(struct oci_registry *reg, const struct oci_challenge *ch, char *err,
+		       size_t errn)
 {
 	char url[2048], scope[600], creds[1024];
 	const char *sc = ch->scope;
@@ -194,7 +199,8 @@ static int fetch_token(struct oci_registry *reg, const struct oci_challenge *ch,
 		snprintf(scope, sizeof(scope), "repository:%s:pull", reg->ref.repo);
 		sc = scope;
 	}
-	char *es = curl_easy_escape(reg->curl, ch->service, 0), *esc = curl_easy_escape(reg->curl, sc, 0);
+	char *es = curl_easy_escape(reg->curl, ch->service, 0),
+	     *esc = curl_easy_escape(reg->curl, sc, 0);
 	int k = snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", ch->realm,
 			 strchr(ch->realm, '?') ? "&" : "?", es ? es : "", esc ? esc : "");
 	curl_free(es);
@@ -205,7 +211,8 @@ static int fetch_token(struct oci_registry *reg, const struct oci_challenge *ch,
 	}
 	bool have = oci_auth_lookup(reg->ref.registry, creds, sizeof(creds)) == 0;
 	struct sink s = { .fd = -1, .max = OCI_MAX_TOKEN_RESPONSE };
-	/* The token service may be elsewhere: only https unless the registry itself is plain HTTP. */
+	/* The token service may be elsewhere: only https unless the registry itself is plain HTTP.
+	 */
 	int code = get(reg, url, NULL, false, have ? creds : NULL, &s, err, errn);
 	explicit_bzero(creds, sizeof(creds));
 	int r;
@@ -214,10 +221,11 @@ static int fetch_token(struct oci_registry *reg, const struct oci_challenge *ch,
 		goto out;
 	}
 	if (code != 200) {
-		snprintf(err, errn, "registry %s: the token service refused access to %s (HTTP %d; %s)",
+		snprintf(err, errn,
+			 "registry %s: the token service refused access to %s (HTTP %d; %s)",
 			 reg->ref.registry, reg->ref.repo, code,
-			 have ? "check your credentials in ~/.docker/config.json" :
-				"log in with 'docker login', or check the name");
+			 have ? "check your credentials in ~/.docker/config.json"
+			      : "log in with 'docker login', or check the name");
 		r = -EACCES;
 		goto out;
 	}
@@ -226,13 +234,16 @@ static int fetch_token(struct oci_registry *reg, const struct oci_challenge *ch,
 	if (!json_is_string(t))
 		t = json_object_get(j, "access_token");
 	r = -EINVAL;
-	if (json_is_string(t) && json_string_length(t) > 0 && json_string_length(t) < OCI_MAX_TOKEN &&
-	    strspn(json_string_value(t), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") ==
-		    json_string_length(t)) {
+	if (json_is_string(t) && json_string_length(t) > 0 &&
+	    json_string_length(t) < OCI_MAX_TOKEN &&
+	    strspn(json_string_value(t),
+		   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") ==
+		json_string_length(t)) {
 		snprintf(reg->auth, sizeof(reg->auth), "Bearer %s", json_string_value(t));
 		r = 0;
 	} else {
-		snprintf(err, errn, "registry %s: the token service answered without a usable token",
+		snprintf(err, errn,
+			 "registry %s: the token service answered without a usable token",
 			 reg->ref.registry);
 	}
 	json_decref(j);
@@ -252,8 +263,10 @@ static int get_authed(struct oci_registry *reg, const char *url, const char *acc
 		return code;
 	struct oci_challenge ch;
 	if (oci_challenge_parse(s->challenge, strlen(s->challenge), &ch) < 0) {
-		snprintf(err, errn, "registry %s wants authentication with an unsupported or malformed "
-			 "challenge", reg->ref.registry);
+		snprintf(err, errn,
+			 "registry %s wants authentication with an unsupported or malformed "
+			 "challenge",
+			 reg->ref.registry);
 		return -EACCES;
 	}
 	int r;
@@ -263,8 +276,10 @@ static int get_authed(struct oci_registry *reg, const char *url, const char *acc
 	} else {
 		char creds[1024];
 		if (oci_auth_lookup(reg->ref.registry, creds, sizeof(creds)) < 0) {
-			snprintf(err, errn, "registry %s needs a login: run 'docker login %s' (matchlock "
-				 "reads ~/.docker/config.json)", reg->ref.registry, reg->ref.registry);
+			snprintf(err, errn,
+				 "registry %s needs a login: run 'docker login %s' (matchlock "
+				 "reads ~/.docker/config.json)",
+				 reg->ref.registry, reg->ref.registry);
 			return -EACCES;
 		}
 		size_t cl = strlen(creds), ol;
@@ -287,15 +302,17 @@ static int get_authed(struct oci_registry *reg, const char *url, const char *acc
 	}
 	code = get(reg, url, accept, true, NULL, s, err, errn);
 	if (code == 401 || code == 403) {
-		snprintf(err, errn, "registry %s refused access to %s (HTTP %d): log in with 'docker "
-			 "login', or check the name", reg->ref.registry, reg->ref.repo, code);
+		snprintf(err, errn,
+			 "registry %s refused access to %s (HTTP %d): log in with 'docker "
+			 "login', or check the name",
+			 reg->ref.registry, reg->ref.repo, code);
 		return -EACCES;
 	}
 	return code;
 }
 
-int oci_registry_init(struct oci_registry *reg, const struct oci_ref *ref, const char *insecure_list,
-		      char *err, size_t errn)
+int oci_registry_init(struct oci_registry *reg, const struct oci_ref *ref,
+		      const char *insecure_list, char *err, size_t errn)
 {
 	memset(reg, 0, sizeof(*reg));
 	reg->ref = *ref;
@@ -305,7 +322,8 @@ int oci_registry_init(struct oci_registry *reg, const struct oci_ref *ref, const
 		global_done = true;
 	}
 	bool plain = oci_registry_insecure(ref->registry, insecure_list);
-	snprintf(reg->base, sizeof(reg->base), "%s://%s", plain ? "http" : "https", oci_ref_api_host(ref));
+	snprintf(reg->base, sizeof(reg->base), "%s://%s", plain ? "http" : "https",
+		 oci_ref_api_host(ref));
 	reg->progress = isatty(STDERR_FILENO);
 	reg->curl = curl_easy_init();
 	if (!reg->curl) {
@@ -323,9 +341,9 @@ void oci_registry_fini(struct oci_registry *reg)
 	explicit_bzero(reg->auth, sizeof(reg->auth));
 }
 
-int oci_registry_get_manifest(struct oci_registry *reg, const char *reference, char **data, size_t *len,
-			      char *ctype, size_t ctn, char digest[OCI_DIGEST_LEN + 1], char *err,
-			      size_t errn)
+int oci_registry_get_manifest(struct oci_registry *reg, const char *reference, char **data,
+			      size_t *len, char *ctype, size_t ctn, char digest[OCI_DIGEST_LEN + 1],
+			      char *err, size_t errn)
 {
 	char url[1024];
 	snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", reg->base, reg->ref.repo, reference);
@@ -340,14 +358,15 @@ int oci_registry_get_manifest(struct oci_registry *reg, const char *reference, c
 		goto fail;
 	}
 	if (code == 404) {
-		snprintf(err, errn, "image %s/%s:%s not found in the registry (check the name and tag)",
+		snprintf(err, errn,
+			 "image %s/%s:%s not found in the registry (check the name and tag)",
 			 reg->ref.registry, reg->ref.repo, reference);
 		r = -ENOENT;
 		goto fail;
 	}
 	if (code != 200) {
-		snprintf(err, errn, "registry %s answered HTTP %d for the manifest of %s", reg->ref.registry,
-			 code, reg->ref.repo);
+		snprintf(err, errn, "registry %s answered HTTP %d for the manifest of %s",
+			 reg->ref.registry, code, reg->ref.repo);
 		r = -EPROTO;
 		goto fail;
 	}
@@ -371,12 +390,14 @@ fail:
 	return r;
 }
 
-int oci_registry_get_blob(struct oci_registry *reg, const struct oci_descriptor *d, int fd, char *err,
-			  size_t errn)
+int oci_registry_get_blob(struct oci_registry *reg, const struct oci_descriptor *d, int fd,
+			  char *err, size_t errn)
 {
 	char url[1024], got[OCI_DIGEST_LEN + 1];
 	snprintf(url, sizeof(url), "%s/v2/%s/blobs/%s", reg->base, reg->ref.repo, d->digest);
-	struct sink s = { .fd = fd, .max = d->size, .progress = reg->progress, .label = d->digest + 7 };
+	struct sink s = {
+		.fd = fd, .max = d->size, .progress = reg->progress, .label = d->digest + 7
+	};
 	int r = oci_hasher_init(&s.h);
 	if (r < 0)
 		return r;
@@ -384,18 +405,21 @@ int oci_registry_get_blob(struct oci_registry *reg, const struct oci_descriptor 
 	oci_hasher_final(&s.h, got);
 	if (code < 0) {
 		if (code == -EFBIG)
-			snprintf(err, errn, "blob %s is larger than its manifest says (%llu bytes): rejected",
+			snprintf(err, errn,
+				 "blob %s is larger than its manifest says (%llu bytes): rejected",
 				 d->digest, (unsigned long long)d->size);
 		return code;
 	}
 	if (code != 200) {
-		snprintf(err, errn, "registry %s answered HTTP %d for blob %s", reg->ref.registry, code,
-			 d->digest);
+		snprintf(err, errn, "registry %s answered HTTP %d for blob %s", reg->ref.registry,
+			 code, d->digest);
 		return code == 404 ? -ENOENT : -EPROTO;
 	}
 	if (s.len != d->size || strcmp(got, d->digest)) {
-		snprintf(err, errn, "blob %s from %s does not match its digest or size (got %s, %zu "
-			 "bytes): rejected, nothing stored", d->digest, reg->ref.registry, got, s.len);
+		snprintf(err, errn,
+			 "blob %s from %s does not match its digest or size (got %s, %zu "
+			 "bytes): rejected, nothing stored",
+			 d->digest, reg->ref.registry, got, s.len);
 		return -EBADMSG;
 	}
 	return 0;

@@ -20,26 +20,26 @@
 
 struct oci_registry {
 	struct oci_ref ref;
-	char base[320];		     /* "https://host[:port]" */
+	char base[320]; /* "https://host[:port]" */
 	char auth[OCI_MAX_TOKEN + 32]; /* the Authorization header, once we have one */
-	bool progress;		     /* draw download progress on stderr (a terminal) */
+	bool progress; /* draw download progress on stderr (a terminal) */
 	void *curl;
 };
 
 /* insecure_list: comma-separated registries allowed over plain HTTP (may be NULL). */
-int oci_registry_init(struct oci_registry *reg, const struct oci_ref *ref, const char *insecure_list,
-		      char *err, size_t errn);
+int oci_registry_init(struct oci_registry *reg, const struct oci_ref *ref,
+		      const char *insecure_list, char *err, size_t errn);
 void oci_registry_fini(struct oci_registry *reg);
 
 /*
  * Fetch the manifest for reference (a tag or a digest) into a malloc'd buffer; its computed
  * digest goes to digest, which must equal reference when reference is a digest.
  */
-int oci_registry_get_manifest(struct oci_registry *reg, const char *reference, char **data, size_t *len,
-			      char *ctype, size_t ctn, char digest[OCI_DIGEST_LEN + 1], char *err,
-			      size_t errn);
+int oci_registry_get_manifest(struct oci_registry *reg, const char *reference, char **data,
+			      size_t *len, char *ctype, size_t ctn, char digest[OCI_DIGEST_LEN + 1],
+			      char *err, size_t errn);
 /* Stream blob d into fd, checking size and digest. -EBADMSG on a mismatch. */
-int oci_registry_get_blob(struct oci_registry *reg, const struct oci_descriptor *d, int fd, char *err,
-			  size_t errn);
+int oci_registry_get_blob(struct oci_registry *reg, const struct oci_descriptor *d, int fd,
+			  char *err, size_t errn);
 
 #endif

@@ -46,12 +46,12 @@ void oci_hasher_final(struct oci_hasher *h, char out[OCI_DIGEST_LEN + 1])
 }
 
 static const char schema[] =
-	"PRAGMA journal_mode=WAL;"
-	"PRAGMA foreign_keys=ON;"
-	"CREATE TABLE IF NOT EXISTS images(name TEXT PRIMARY KEY, digest TEXT NOT NULL,"
-	" source TEXT NOT NULL, size INTEGER NOT NULL, created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS manifest_blobs(manifest TEXT NOT NULL, blob TEXT NOT NULL,"
-	" PRIMARY KEY(manifest, blob));";
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA foreign_keys=ON;"
+    "CREATE TABLE IF NOT EXISTS images(name TEXT PRIMARY KEY, digest TEXT NOT NULL,"
+    " source TEXT NOT NULL, size INTEGER NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS manifest_blobs(manifest TEXT NOT NULL, blob TEXT NOT NULL,"
+    " PRIMARY KEY(manifest, blob));";
 
 int oci_store_open(struct oci_store *s, bool exclusive, char *err, size_t errn)
 {
@@ -68,7 +68,8 @@ int oci_store_open(struct oci_store *s, bool exclusive, char *err, size_t errn)
 	for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++) {
 		snprintf(p, sizeof(p), "%s/%s", s->root, subdirs[i]);
 		if ((r = mkdir_p(p, 0700)) < 0) {
-			snprintf(err, errn, "cannot create the image store %s: %s", p, strerror(-r));
+			snprintf(err, errn, "cannot create the image store %s: %s", p,
+				 strerror(-r));
 			return r;
 		}
 	}
@@ -81,12 +82,13 @@ int oci_store_open(struct oci_store *s, bool exclusive, char *err, size_t errn)
 		return r;
 	}
 	snprintf(p, sizeof(p), "%s/index.db", s->root);
-	if (sqlite3_open_v2(p, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	if (sqlite3_open_v2(p, &s->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK ||
 	    sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errn, "cannot open the image index %s: %s (remove it and pull again)", p,
-			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		snprintf(err, errn, "cannot open the image index %s: %s (remove it and pull again)",
+			 p, s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		oci_store_close(s);
 		return -EIO;
 	}
@@ -147,7 +149,8 @@ int oci_store_blob_commit(const struct oci_store *s, const char *tmp, const char
 	return 0;
 }
 
-int oci_store_blob_put(const struct oci_store *s, const void *p, size_t n, char digest[OCI_DIGEST_LEN + 1])
+int oci_store_blob_put(const struct oci_store *s, const void *p, size_t n,
+		       char digest[OCI_DIGEST_LEN + 1])
 {
 	char tmp[4200];
 	struct oci_hasher h;
@@ -172,7 +175,8 @@ int oci_store_blob_put(const struct oci_store *s, const void *p, size_t n, char 
 	return oci_store_blob_commit(s, tmp, digest);
 }
 
-int oci_store_blob_read(const struct oci_store *s, const char *digest, size_t max, char **out, size_t *len)
+int oci_store_blob_read(const struct oci_store *s, const char *digest, size_t max, char **out,
+			size_t *len)
 {
 	char p[4200], got[OCI_DIGEST_LEN + 1];
 	int r = oci_store_blob_path(s, digest, p, sizeof(p));
@@ -215,26 +219,30 @@ static int step_done(sqlite3_stmt *st)
 static int add_ref(struct oci_store *s, const char *manifest, const char *blob)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO manifest_blobs VALUES(?,?)", -1, &st, NULL))
+	if (sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO manifest_blobs VALUES(?,?)", -1, &st,
+			       NULL))
 		return -EIO;
 	sqlite3_bind_text(st, 1, manifest, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, blob, -1, SQLITE_STATIC);
 	return step_done(st);
 }
 
-int oci_store_tag(struct oci_store *s, const struct oci_store_image *img, const struct oci_manifest *m)
+int oci_store_tag(struct oci_store *s, const struct oci_store_image *img,
+		  const struct oci_manifest *m)
 {
 	sqlite3_stmt *st;
 	int r;
 	if (exec_sql(s, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
-	if ((r = add_ref(s, img->digest, img->digest)) < 0 || (r = add_ref(s, img->digest, m->config.digest)) < 0)
+	if ((r = add_ref(s, img->digest, img->digest)) < 0 ||
+	    (r = add_ref(s, img->digest, m->config.digest)) < 0)
 		goto fail;
 	for (size_t i = 0; i < m->n; i++)
 		if ((r = add_ref(s, img->digest, m->entries[i].digest)) < 0)
 			goto fail;
 	r = -EIO;
-	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO images VALUES(?,?,?,?,?)", -1, &st, NULL))
+	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO images VALUES(?,?,?,?,?)", -1, &st,
+			       NULL))
 		goto fail;
 	sqlite3_bind_text(st, 1, img->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, img->digest, -1, SQLITE_STATIC);
@@ -269,11 +277,13 @@ int oci_store_lookup(struct oci_store *s, const char *name, char digest[OCI_DIGE
 	return r;
 }
 
-int oci_store_list(struct oci_store *s, void (*fn)(const struct oci_store_image *img, void *arg), void *arg)
+int oci_store_list(struct oci_store *s, void (*fn)(const struct oci_store_image *img, void *arg),
+		   void *arg)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db, "SELECT name, digest, source, size, created FROM images ORDER BY name",
-			       -1, &st, NULL))
+	if (sqlite3_prepare_v2(
+		s->db, "SELECT name, digest, source, size, created FROM images ORDER BY name", -1,
+		&st, NULL))
 		return -EIO;
 	int k;
 	while ((k = sqlite3_step(st)) == SQLITE_ROW) {
@@ -294,7 +304,8 @@ int oci_store_list(struct oci_store *s, void (*fn)(const struct oci_store_image 
 int oci_store_untag(struct oci_store *s, const char *name_or_digest)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db, "DELETE FROM images WHERE name=?1 OR digest=?1", -1, &st, NULL))
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM images WHERE name=?1 OR digest=?1", -1, &st,
+			       NULL))
 		return -EIO;
 	sqlite3_bind_text(st, 1, name_or_digest, -1, SQLITE_STATIC);
 	int r = step_done(st);
@@ -352,9 +363,12 @@ int oci_store_gc(struct oci_store *s, uint64_t *freed, unsigned *nblobs)
 {
 	*freed = 0;
 	*nblobs = 0;
-	if (exec_sql(s, "DELETE FROM manifest_blobs WHERE manifest NOT IN (SELECT digest FROM images)") < 0)
+	if (exec_sql(
+		s, "DELETE FROM manifest_blobs WHERE manifest NOT IN (SELECT digest FROM images)") <
+	    0)
 		return -EIO;
-	int r = sweep(s, "blobs/sha256", "", "SELECT 1 FROM manifest_blobs WHERE blob=?", freed, nblobs);
+	int r = sweep(s, "blobs/sha256", "", "SELECT 1 FROM manifest_blobs WHERE blob=?", freed,
+		      nblobs);
 	if (r == 0)
 		r = sweep(s, "disks", ".ext4", "SELECT 1 FROM images WHERE digest=?", freed, NULL);
 	/* Under the exclusive lock no pull is running: everything in tmp/ is a leftover. */

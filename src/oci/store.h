@@ -43,7 +43,8 @@ int oci_store_tmp_open(const struct oci_store *s, char *path, size_t n);
 /* Move a verified temp file into the blob store as digest (or drop it if already there). */
 int oci_store_blob_commit(const struct oci_store *s, const char *tmp, const char *digest);
 /* Store bytes as a blob; its digest goes to digest. */
-int oci_store_blob_put(const struct oci_store *s, const void *p, size_t n, char digest[OCI_DIGEST_LEN + 1]);
+int oci_store_blob_put(const struct oci_store *s, const void *p, size_t n,
+		       char digest[OCI_DIGEST_LEN + 1]);
 /* Read a stored blob of at most max bytes and re-check its digest; malloc'd, NUL-terminated. */
 int oci_store_blob_read(const struct oci_store *s, const char *digest, size_t max, char **out,
 			size_t *len);
@@ -58,11 +59,13 @@ struct oci_store_image {
  * Record name → manifest digest (replacing an older tag) with the blobs the manifest references
  * (config and layers), in one transaction.
  */
-int oci_store_tag(struct oci_store *s, const struct oci_store_image *img, const struct oci_manifest *m);
+int oci_store_tag(struct oci_store *s, const struct oci_store_image *img,
+		  const struct oci_manifest *m);
 /* The manifest digest stored under name, or -ENOENT. */
 int oci_store_lookup(struct oci_store *s, const char *name, char digest[OCI_DIGEST_LEN + 1]);
 /* Call fn for every tag, sorted by name. */
-int oci_store_list(struct oci_store *s, void (*fn)(const struct oci_store_image *img, void *arg), void *arg);
+int oci_store_list(struct oci_store *s, void (*fn)(const struct oci_store_image *img, void *arg),
+		   void *arg);
 /* Remove a tag (name, or any tag of a manifest digest); -ENOENT if nothing matched. */
 int oci_store_untag(struct oci_store *s, const char *name_or_digest);
 /* Drop manifests no tag refers to, blobs and disks nothing refers to, and stale temp files. */

@@ -162,7 +162,8 @@ static int opaque_clean(struct layer_state *ls, int dirfd, const char *prefix, i
 			r = rm_tree_at(dirfd, de->d_name, OCI_MAX_DEPTH);
 			continue;
 		}
-		int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int sub =
+		    openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub >= 0) {
 			r = opaque_clean(ls, sub, full, depth + 1);
 			close(sub);
@@ -185,7 +186,9 @@ static int apply_owner_mode(struct layer_state *ls, int fd, struct archive_entry
 static struct timespec entry_mtime(struct archive_entry *e)
 {
 	return (struct timespec){ .tv_sec = archive_entry_mtime(e),
-				  .tv_nsec = archive_entry_mtime_is_set(e) ? archive_entry_mtime_nsec(e) : 0 };
+				  .tv_nsec = archive_entry_mtime_is_set(e)
+						 ? archive_entry_mtime_nsec(e)
+						 : 0 };
 }
 
 /* Make room for a new non-directory at base: whatever is there goes (a directory with its tree). */
@@ -194,7 +197,8 @@ static int clear_slot(int pfd, const char *base)
 	struct stat st;
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : -errno;
-	return S_ISDIR(st.st_mode) ? rm_tree_at(pfd, base, OCI_MAX_DEPTH) : (unlinkat(pfd, base, 0) < 0 ? -errno : 0);
+	return S_ISDIR(st.st_mode) ? rm_tree_at(pfd, base, OCI_MAX_DEPTH)
+				   : (unlinkat(pfd, base, 0) < 0 ? -errno : 0);
 }
 
 static int write_file(struct layer_state *ls, struct archive *a, struct archive_entry *e, int pfd,
@@ -203,7 +207,8 @@ static int write_file(struct layer_state *ls, struct archive *a, struct archive_
 	int r = clear_slot(pfd, base);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	_cleanup_close_ int fd =
+	    openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	const void *buf;
@@ -219,7 +224,8 @@ static int write_file(struct layer_state *ls, struct archive *a, struct archive_
 		if (off < 0)
 			return -EINVAL;
 		for (size_t done = 0; done < size;) {
-			ssize_t w = pwrite(fd, (const char *)buf + done, size - done, off + (off_t)done);
+			ssize_t w =
+			    pwrite(fd, (const char *)buf + done, size - done, off + (off_t)done);
 			if (w < 0) {
 				if (errno == EINTR)
 					continue;
@@ -229,7 +235,8 @@ static int write_file(struct layer_state *ls, struct archive *a, struct archive_
 		}
 	}
 	if (k != ARCHIVE_EOF) {
-		snprintf(err, errn, "%s", archive_error_string(a) ? archive_error_string(a) : "read error");
+		snprintf(err, errn, "%s",
+			 archive_error_string(a) ? archive_error_string(a) : "read error");
 		return -EIO;
 	}
 	if (archive_entry_size_is_set(e) && ftruncate(fd, archive_entry_size(e)) < 0)
@@ -257,8 +264,8 @@ static int make_dir(struct layer_state *ls, struct archive_entry *e, int pfd, co
 
 static int set_link_meta(struct layer_state *ls, struct archive_entry *e, int pfd, const char *base)
 {
-	if (ls->root && fchownat(pfd, base, (uid_t)archive_entry_uid(e), (gid_t)archive_entry_gid(e),
-				 AT_SYMLINK_NOFOLLOW) < 0)
+	if (ls->root && fchownat(pfd, base, (uid_t)archive_entry_uid(e),
+				 (gid_t)archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	struct timespec ts[2] = { entry_mtime(e), entry_mtime(e) };
 	return utimensat(pfd, base, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
@@ -301,7 +308,8 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 		char target[OCI_MAX_PATH + 1];
 		const char *tbase;
 		if (oci_tar_path_clean(hl, target, sizeof(target)) != 0) {
-			snprintf(err, errn, "hard link %.200s points outside the image (%.200s)", path, hl);
+			snprintf(err, errn, "hard link %.200s points outside the image (%.200s)",
+				 path, hl);
 			return -EXDEV;
 		}
 		_cleanup_close_ int tfd = walk_parent(ls->rootfd, target, false, &tbase);
@@ -309,7 +317,8 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 			return tfd;
 		struct stat st;
 		if (fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode)) {
-			snprintf(err, errn, "hard link %.200s: target %.200s is missing or a directory", path,
+			snprintf(err, errn,
+				 "hard link %.200s: target %.200s is missing or a directory", path,
 				 target);
 			return -EINVAL;
 		}
@@ -334,7 +343,8 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 	case AE_IFLNK: {
 		const char *t = archive_entry_symlink(e);
 		if (!t || !*t || strlen(t) > OCI_MAX_PATH) {
-			snprintf(err, errn, "symlink %.200s has an empty or over-long target", path);
+			snprintf(err, errn, "symlink %.200s has an empty or over-long target",
+				 path);
 			return -EINVAL;
 		}
 		if ((r = clear_slot(pfd, base)) < 0)
@@ -349,7 +359,8 @@ static int apply_entry(struct layer_state *ls, struct archive *a, struct archive
 	case AE_IFBLK:
 	case AE_IFIFO:
 		if (!ls->root && archive_entry_filetype(e) != AE_IFIFO)
-			return 0; /* device nodes need root; the guest's /dev is a devtmpfs anyway */
+			return 0; /* device nodes need root; the guest's /dev is a devtmpfs anyway
+				   */
 		if ((r = clear_slot(pfd, base)) < 0)
 			return r;
 		if (mknodat(pfd, base, archive_entry_filetype(e) | (archive_entry_perm(e) & 0777),
@@ -418,7 +429,8 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 	size_t entries = 0;
 	if (!a)
 		return -ENOMEM;
-	/* Layer paths are UTF-8 (pax headers); under the C locale libarchive could not convert them. */
+	/* Layer paths are UTF-8 (pax headers); under the C locale libarchive could not convert
+	 * them. */
 	locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0), old = (locale_t)0;
 	if (utf8)
 		old = uselocale(utf8);
@@ -426,7 +438,8 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 	archive_read_support_filter_zstd(a);
 	archive_read_support_format_tar(a);
 	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-		snprintf(err, errn, "%s is truncated or corrupt: %s", what, archive_error_string(a));
+		snprintf(err, errn, "%s is truncated or corrupt: %s", what,
+			 archive_error_string(a));
 		r = -EIO;
 		goto out;
 	}
@@ -434,13 +447,15 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 	while ((k = archive_read_next_header(a, &e)) == ARCHIVE_OK || k == ARCHIVE_WARN) {
 		const char *name = archive_entry_pathname(e);
 		if (++entries > OCI_MAX_LAYER_ENTRIES) {
-			snprintf(err, errn, "%s has more than %d entries", what, OCI_MAX_LAYER_ENTRIES);
+			snprintf(err, errn, "%s has more than %d entries", what,
+				 OCI_MAX_LAYER_ENTRIES);
 			r = -E2BIG;
 			goto out;
 		}
 		int c = name ? oci_tar_path_clean(name, clean, sizeof(clean)) : -EINVAL;
 		if (c < 0) {
-			snprintf(err, errn, "%s: refused entry '%.200s': absolute, '..' or over-long path",
+			snprintf(err, errn,
+				 "%s: refused entry '%.200s': absolute, '..' or over-long path",
 				 what, name ? name : "(no name)");
 			r = -EPERM;
 			goto out;
@@ -453,8 +468,10 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 			if (why[0])
 				snprintf(err, errn, "%s: %s: %s", what, clean, why);
 			else if (r == -ELOOP)
-				snprintf(err, errn, "%s: refused entry '%.200s': it writes through a "
-					 "symlinked parent directory", what, clean);
+				snprintf(err, errn,
+					 "%s: refused entry '%.200s': it writes through a "
+					 "symlinked parent directory",
+					 what, clean);
 			else
 				snprintf(err, errn, "%s: %s: %s", what, clean, strerror(-r));
 			goto out;
@@ -462,7 +479,8 @@ int oci_unpack_layer(int rootfd, const char *path, const char *what, struct oci_
 		st->entries++;
 	}
 	if (k != ARCHIVE_EOF) {
-		snprintf(err, errn, "%s is truncated or corrupt: %s", what, archive_error_string(a));
+		snprintf(err, errn, "%s is truncated or corrupt: %s", what,
+			 archive_error_string(a));
 		r = -EIO;
 		goto out;
 	}

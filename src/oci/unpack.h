@@ -12,13 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OCI_MAX_PATH 4096		 /* one entry's path, and a symlink target */
-#define OCI_MAX_DEPTH 256		 /* components in one path */
-#define OCI_MAX_LAYER_ENTRIES 1000000	 /* entries in one layer */
+#define OCI_MAX_PATH 4096 /* one entry's path, and a symlink target */
+#define OCI_MAX_DEPTH 256 /* components in one path */
+#define OCI_MAX_LAYER_ENTRIES 1000000 /* entries in one layer */
 #define OCI_MAX_IMAGE_BYTES (64ull << 30) /* file bytes written for a whole image */
 
 struct oci_unpack_stats {
-	uint64_t bytes;	  /* file bytes written so far (all layers) */
+	uint64_t bytes; /* file bytes written so far (all layers) */
 	uint64_t entries; /* entries applied so far */
 };
 

@@ -64,11 +64,12 @@ static int req_measure(struct rd r, struct exec_request *req, size_t *bytes)
 		case T_ARGV:
 		case T_ENV:
 			e = str_check(&v, EXEC_MAX_ARG);
-			if (e == 0 && tag == T_ENV && (!rd_left(&v) || v.p[v.off] == '=' ||
-						       !memchr(v.p + v.off, '=', rd_left(&v))))
+			if (e == 0 && tag == T_ENV &&
+			    (!rd_left(&v) || v.p[v.off] == '=' ||
+			     !memchr(v.p + v.off, '=', rd_left(&v))))
 				e = -EINVAL;
 			if (e == 0 && ++*(tag == T_ARGV ? &req->argc : &req->envc) >
-					      (tag == T_ARGV ? MSG_MAX_ARGS : MSG_MAX_ENV))
+					  (tag == T_ARGV ? MSG_MAX_ARGS : MSG_MAX_ENV))
 				e = -E2BIG;
 			*bytes += rd_left(&v) + 1;
 			break;

@@ -22,7 +22,10 @@ int msg_put_str(struct buf *b, uint16_t tag, const char *s)
 	return msg_put_tlv(b, tag, s, (uint32_t)n);
 }
 
-int msg_put_u8(struct buf *b, uint16_t tag, uint8_t v) { return msg_put_tlv(b, tag, &v, 1); }
+int msg_put_u8(struct buf *b, uint16_t tag, uint8_t v)
+{
+	return msg_put_tlv(b, tag, &v, 1);
+}
 
 int msg_put_u16(struct buf *b, uint16_t tag, uint16_t v)
 {
@@ -79,13 +82,13 @@ int msg_dup_str(struct rd *val, size_t max, char **out)
 	return 0;
 }
 
-#define MSG_GET(name, type, width, reader)                                                         \
-	int name(struct rd *val, type *v)                                                          \
-	{                                                                                          \
-		if (rd_left(val) != (width))                                                       \
-			return -EPROTO;                                                            \
-		*v = reader(val);                                                                  \
-		return 0;                                                                          \
+#define MSG_GET(name, type, width, reader)   \
+	int name(struct rd *val, type *v)    \
+	{                                    \
+		if (rd_left(val) != (width)) \
+			return -EPROTO;      \
+		*v = reader(val);            \
+		return 0;                    \
 	}
 MSG_GET(msg_get_u8, uint8_t, 1, rd_u8)
 MSG_GET(msg_get_u16, uint16_t, 2, rd_u16)

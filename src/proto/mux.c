@@ -38,7 +38,8 @@ int mux_frame_parse(const uint8_t *p, size_t n, struct mux_frame *f)
 
 	if (flags || f->type < MUX_OPEN || f->type >= MUX_TYPE_END || f->len > MUX_MAX_PAYLOAD)
 		return -EPROTO;
-	if (f->chan != 0 && !((f->type == MUX_DATA || f->type == MUX_EOF) && f->chan < MUX_CHAN_END))
+	if (f->chan != 0 &&
+	    !((f->type == MUX_DATA || f->type == MUX_EOF) && f->chan < MUX_CHAN_END))
 		return -EPROTO;
 	if (f->stream == 0 && f->type != MUX_CTL)
 		return -EPROTO;

@@ -153,7 +153,8 @@ struct mux_stream *mux_find(struct mux *m, uint32_t id);
 /* Open a stream: queues OPEN with service + body. Returns the stream or NULL (errno set). */
 struct mux_stream *mux_open(struct mux *m, uint16_t service, const void *body, uint32_t len);
 /* Queue up to n bytes of DATA, limited by credit; returns bytes accepted. */
-uint32_t mux_send_data(struct mux *m, struct mux_stream *s, uint8_t chan, const void *p, uint32_t n);
+uint32_t mux_send_data(struct mux *m, struct mux_stream *s, uint8_t chan, const void *p,
+		       uint32_t n);
 int mux_send_eof(struct mux *m, struct mux_stream *s, uint8_t chan);
 int mux_send_ctl(struct mux *m, uint32_t stream, const void *p, uint32_t n);
 /* A CTL message built in msg: -ENOMEM, and nothing queued, if an append to it failed. */
@@ -163,10 +164,19 @@ int mux_close(struct mux *m, struct mux_stream *s, uint32_t err);
 /* Tell the mux n received bytes were used; queues CREDIT when worthwhile. */
 int mux_consumed(struct mux *m, struct mux_stream *s, uint32_t n);
 
-static inline bool mux_congested(const struct mux *m) { return buf_used(&m->out) >= MUX_OUT_HIGH; }
+static inline bool mux_congested(const struct mux *m)
+{
+	return buf_used(&m->out) >= MUX_OUT_HIGH;
+}
 /* The peer's frames are being held: do not read the link until mux_rx_resume() handled them. */
-static inline bool mux_rx_paused(const struct mux *m) { return m->rx_paused; }
+static inline bool mux_rx_paused(const struct mux *m)
+{
+	return m->rx_paused;
+}
 /* A frame was refused at MUX_OUT_MAX: the link must fail. */
-static inline bool mux_overflowed(const struct mux *m) { return m->overflow; }
+static inline bool mux_overflowed(const struct mux *m)
+{
+	return m->overflow;
+}
 
 #endif

@@ -34,7 +34,8 @@ static void spans_check(const uint8_t *p, size_t hl, const struct http_msg *m)
 		const struct http_field *f = &m->field[i];
 		size_t colon = f->name_off + f->name_len;
 		if (f->name_off != at || !f->name_len || f->end + 2 > hl || colon >= f->end + 1 ||
-		    p[colon] != ':' || f->value_off < colon + 1 || f->value_off + f->value_len > f->end)
+		    p[colon] != ':' || f->value_off < colon + 1 ||
+		    f->value_off + f->value_len > f->end)
 			__builtin_trap();
 		for (size_t k = colon + 1; k < f->value_off; k++)
 			if (p[k] != ' ' && p[k] != '\t')
@@ -42,13 +43,15 @@ static void spans_check(const uint8_t *p, size_t hl, const struct http_msg *m)
 		for (size_t k = f->value_off + f->value_len; k < f->end; k++)
 			if (p[k] != ' ' && p[k] != '\t')
 				__builtin_trap();
-		if (f->value_len && (p[f->value_off] == ' ' || p[f->value_off + f->value_len - 1] == ' '))
+		if (f->value_len &&
+		    (p[f->value_off] == ' ' || p[f->value_off + f->value_len - 1] == ' '))
 			__builtin_trap();
 		buf_append(&re, p + f->name_off, f->name_len);
 		buf_append(&re, ":", 1);
 		buf_append(&re, p + colon + 1, f->value_off - colon - 1);
 		buf_append(&re, p + f->value_off, f->value_len);
-		buf_append(&re, p + f->value_off + f->value_len, f->end - f->value_off - f->value_len);
+		buf_append(&re, p + f->value_off + f->value_len,
+			   f->end - f->value_off - f->value_len);
 		buf_append(&re, "\r\n", 2);
 		at = f->end + 2;
 	}
@@ -70,7 +73,8 @@ static void setup(void)
 	if (ss.n)
 		return;
 	char err[200];
-	secrets_add(&ss, "KEY", (const uint8_t *)VALUE, strlen(VALUE), "api.test", err, sizeof(err));
+	secrets_add(&ss, "KEY", (const uint8_t *)VALUE, strlen(VALUE), "api.test", err,
+		    sizeof(err));
 	memcpy(ss.s[0].placeholder, PLACEHOLDER, sizeof(PLACEHOLDER));
 }
 
@@ -120,7 +124,9 @@ static void walk_run(const uint8_t *p, size_t n, size_t cut)
 		}
 		off += used;
 		if (w.st == HTTP_WALK_HOLD)
-			http_walk_upgrade_answer(&w, (const uint8_t *)(cut & 1 ? "HTTP/1.1 101 S" : "HTTP/1.1 200 O"), 14);
+			http_walk_upgrade_answer(
+			    &w, (const uint8_t *)(cut & 1 ? "HTTP/1.1 101 S" : "HTTP/1.1 200 O"),
+			    14);
 		if (!used && w.st != HTTP_WALK_HOLD) {
 			if (avail == n)
 				return;
@@ -147,12 +153,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 				__builtin_trap();
 			spans_check(p, (size_t)hl, &m);
 			const struct secret *leak;
-			int r = secrets_rewrite_request(&ss, "api.test", p, &m, true, &out, &leak, NULL);
-			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), PLACEHOLDER, strlen(PLACEHOLDER)))
+			int r = secrets_rewrite_request(&ss, "api.test", p, &m, true, &out, &leak,
+							NULL);
+			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), PLACEHOLDER,
+					     strlen(PLACEHOLDER)))
 				__builtin_trap();
 			buf_fini(&out);
-			r = secrets_rewrite_request(&ss, "other.test", p, &m, false, &out, &leak, NULL);
-			if (r >= 0 && memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)) &&
+			r = secrets_rewrite_request(&ss, "other.test", p, &m, false, &out, &leak,
+						    NULL);
+			if (r >= 0 &&
+			    memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)) &&
 			    !memmem(p, (size_t)hl, VALUE, strlen(VALUE)))
 				__builtin_trap(); /* a value appeared toward a host it is not for */
 		}

@@ -33,7 +33,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned char c = p[i];
 		if (c < 0x20 || c == 0x7f)
 			abort();
-		size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+		size_t k = c < 0x80		    ? 1
+			   : c >= 0xc2 && c <= 0xdf ? 2
+			   : c >= 0xe0 && c <= 0xef ? 3
+			   : c >= 0xf0 && c <= 0xf4 ? 4
+						    : 0;
 		if (k == 0 || i + k > len || (c == 0xc2 && p[i + 1] <= 0x9f))
 			abort();
 		for (size_t j = 1; j < k; j++)

@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (char *p = out;;) {
 			char *e = strchr(p, '/');
 			size_t cl = e ? (size_t)(e - p) : strlen(p);
-			if (cl == 0 || (cl == 1 && p[0] == '.') || (cl == 2 && p[0] == '.' && p[1] == '.'))
+			if (cl == 0 || (cl == 1 && p[0] == '.') ||
+			    (cl == 2 && p[0] == '.' && p[1] == '.'))
 				abort();
 			if (!e)
 				break;

@@ -42,7 +42,8 @@ static inline void check_run(const char *name, void (*fn)(void))
 	bool run = check_nnames == 0;
 	for (int i = 0; i < check_nnames; i++) {
 		const char *want = check_names[i];
-		if (!strcmp(want, name) || (!strncmp(name, "test_", 5) && !strcmp(want, name + 5))) {
+		if (!strcmp(want, name) ||
+		    (!strncmp(name, "test_", 5) && !strcmp(want, name + 5))) {
 			check_name_used[i] = true;
 			run = true;
 		}
@@ -100,10 +101,8 @@ static inline int check_eq_mem(const void *a, size_t na, const void *b, size_t n
 }
 
 #define CHECK(cond) check_record(!!(cond), __FILE__, __LINE__, #cond)
-#define CHECK_EQ_INT(a, b)                                                                         \
-	check_eq_int((intmax_t)(a), (intmax_t)(b), #a, #b, __FILE__, __LINE__)
-#define CHECK_EQ_MEM(a, na, b, nb)                                                                 \
-	check_eq_mem((a), (na), (b), (nb), #a, #b, __FILE__, __LINE__)
+#define CHECK_EQ_INT(a, b) check_eq_int((intmax_t)(a), (intmax_t)(b), #a, #b, __FILE__, __LINE__)
+#define CHECK_EQ_MEM(a, na, b, nb) check_eq_mem((a), (na), (b), (nb), #a, #b, __FILE__, __LINE__)
 
 /*
  * Print the final "N passed, N failed" line (a test name that matched nothing counts as a failure);

@@ -89,7 +89,8 @@ int main(void)
 	/* A FORMERR for an unreadable question is a bare header. */
 	b = (struct buf){ 0 };
 	struct dns_query none = { .id = 7 };
-	CHECK(dns_build_reply(&b, q, 12, &none, DNS_FORMERR, NULL, 0, 0) == 0 && buf_used(&b) == 12);
+	CHECK(dns_build_reply(&b, q, 12, &none, DNS_FORMERR, NULL, 0, 0) == 0 &&
+	      buf_used(&b) == 12);
 	buf_fini(&b);
 
 	/* Plain HTTP: which first bytes are a request (then checked with http_parse_request). */
@@ -101,7 +102,8 @@ int main(void)
 	CHECK(SNIFF("SET k v\r\n") == -1 && SNIFF(" GET / HTTP/1.1\r\n") == -1);
 	static uint8_t big[HTTP_MAX_HEAD + 10];
 	memset(big, 'A', sizeof(big));
-	CHECK(http_sniff_request(big, sizeof(big)) == 1); /* too long to tell: checked (and refused) */
+	CHECK(http_sniff_request(big, sizeof(big)) ==
+	      1); /* too long to tell: checked (and refused) */
 #undef SNIFF
 	b = (struct buf){ 0 };
 	CHECK(http_build_403(&b, "blocked: rule x") == 0);

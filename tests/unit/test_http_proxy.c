@@ -19,7 +19,8 @@ static void test_request_heads(void)
 {
 	struct http_msg m;
 	const char *why;
-	const char *ok = "POST /v1/x?a=1 HTTP/1.1\r\nHost: API.test:8443\r\nContent-Length: 12\r\n\r\nbody";
+	const char *ok =
+	    "POST /v1/x?a=1 HTTP/1.1\r\nHost: API.test:8443\r\nContent-Length: 12\r\n\r\nbody";
 	long hl = http_head_len(S(ok), HTTP_MAX_HEAD);
 	CHECK_EQ_INT(hl, (long)strlen(ok) - 4);
 	CHECK_EQ_INT(http_parse_request((const uint8_t *)ok, (size_t)hl, &m, &why), 0);
@@ -29,7 +30,8 @@ static void test_request_heads(void)
 	CHECK_EQ_INT(http_head_len(S("GET / HTTP/1.1\r\nHost: a\r\n"), HTTP_MAX_HEAD), 0);
 
 	static const char *const bad[] = {
-		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: "
+		"chunked\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
@@ -49,23 +51,32 @@ static void test_request_heads(void)
 		if (!CHECK_EQ_INT(http_parse_request(S(bad[i]), &m, &why), -EPROTO))
 			fprintf(stderr, "  accepted: %s\n", bad[i]);
 	}
-	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-					  "Connection: Upgrade\r\nUpgrade: websocket\r\nExpect: 100-continue\r\n\r\n"),
-					&m, &why), 0);
+	CHECK_EQ_INT(
+	    http_parse_request(
+		S("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+		  "Connection: Upgrade\r\nUpgrade: websocket\r\nExpect: 100-continue\r\n\r\n"),
+		&m, &why),
+	    0);
 	CHECK(m.framing == HTTP_BODY_CHUNKED && m.upgrade && m.expect_continue);
 	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.0\r\nHost: a\r\n\r\n"), &m, &why), 0);
 	CHECK(m.close && m.framing == HTTP_BODY_NONE);
-	/* Absolute form, any scheme: its authority is the host (plain HTTP checks every request). */
-	CHECK_EQ_INT(http_parse_request(S("GET http://Other.test:8080/x?y HTTP/1.1\r\n\r\n"), &m, &why), 0);
+	/* Absolute form, any scheme: its authority is the host (plain HTTP checks every request).
+	 */
+	CHECK_EQ_INT(
+	    http_parse_request(S("GET http://Other.test:8080/x?y HTTP/1.1\r\n\r\n"), &m, &why), 0);
 	CHECK(!strcmp(m.host, "other.test"));
-	CHECK_EQ_INT(http_parse_request(S("GET https://o.test HTTP/1.1\r\nHost: o.test:443\r\n\r\n"),
-					&m, &why), 0);
+	CHECK_EQ_INT(http_parse_request(
+			 S("GET https://o.test HTTP/1.1\r\nHost: o.test:443\r\n\r\n"), &m, &why),
+		     0);
 	CHECK(!strcmp(m.host, "o.test"));
 	/* An IP literal Host (a guest that dialed its synthetic address) keeps its brackets. */
-	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [FD6D::1]:8080\r\n\r\n"), &m, &why), 0);
+	CHECK_EQ_INT(
+	    http_parse_request(S("GET / HTTP/1.1\r\nHost: [FD6D::1]:8080\r\n\r\n"), &m, &why), 0);
 	CHECK(!strcmp(m.host, "[fd6d::1]"));
-	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [fd6d::1]x\r\n\r\n"), &m, &why), -EPROTO);
-	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [a.b@c]\r\n\r\n"), &m, &why), -EPROTO);
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [fd6d::1]x\r\n\r\n"), &m, &why),
+		     -EPROTO);
+	CHECK_EQ_INT(http_parse_request(S("GET / HTTP/1.1\r\nHost: [a.b@c]\r\n\r\n"), &m, &why),
+		     -EPROTO);
 	/* A head that never ends is refused at the bound. */
 	char *big = malloc(HTTP_MAX_HEAD + 10);
 	memset(big, 'a', HTTP_MAX_HEAD + 10);
@@ -86,7 +97,8 @@ static void test_head_spans(void)
 	CHECK_EQ_INT(m.line_len, 16);
 	CHECK_EQ_INT(m.nfields, 4);
 	const struct http_field *f = &m.field[1];
-	CHECK(http_field_is((const uint8_t *)h, f, "x-a") && !http_field_is((const uint8_t *)h, f, "x"));
+	CHECK(http_field_is((const uint8_t *)h, f, "x-a") &&
+	      !http_field_is((const uint8_t *)h, f, "x"));
 	CHECK_EQ_MEM(h + f->value_off, f->value_len, "v 1", 3);
 	CHECK_EQ_INT(m.field[2].value_len, 0);
 	CHECK_EQ_INT(m.field[2].name_off, f->end + 2);
@@ -95,7 +107,8 @@ static void test_head_spans(void)
 	static const char *const drop[] = { "content-length", NULL };
 	struct buf out = { 0 };
 	CHECK_EQ_INT(http_head_filter((const uint8_t *)h, &m, drop, "T: 1\r\n", &out), 0);
-	const char *want = "POST /p HTTP/1.1\r\nHost: a.test\r\nX-A:  v 1 \t\r\nEmpty:\r\nT: 1\r\n\r\n";
+	const char *want =
+	    "POST /p HTTP/1.1\r\nHost: a.test\r\nX-A:  v 1 \t\r\nEmpty:\r\nT: 1\r\n\r\n";
 	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), want, strlen(want));
 	buf_fini(&out);
 	/* Response heads too. */
@@ -110,19 +123,29 @@ static void test_response_heads(void)
 {
 	struct http_msg m;
 	const char *why;
-	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), false, &m, &why), 0);
+	CHECK_EQ_INT(
+	    http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), false, &m, &why),
+	    0);
 	CHECK(m.status == 200 && m.framing == HTTP_BODY_LENGTH && m.length == 5);
-	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), true, &m, &why), 0);
+	CHECK_EQ_INT(
+	    http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), true, &m, &why),
+	    0);
 	CHECK_EQ_INT(m.framing, HTTP_BODY_NONE);
-	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"), false, &m, &why), 0);
+	CHECK_EQ_INT(
+	    http_parse_response(S("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"), false,
+				&m, &why),
+	    0);
 	CHECK_EQ_INT(m.framing, HTTP_BODY_NONE);
 	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\n\r\n"), false, &m, &why), 0);
 	CHECK_EQ_INT(m.framing, HTTP_BODY_CLOSE);
 	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 100 Continue\r\n\r\n"), false, &m, &why), 0);
 	CHECK(m.status == 100 && m.framing == HTTP_BODY_NONE);
 	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 20 OK\r\n\r\n"), false, &m, &why), -EPROTO);
-	CHECK_EQ_INT(http_parse_response(S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-					 false, &m, &why), -EPROTO);
+	CHECK_EQ_INT(
+	    http_parse_response(
+		S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+		false, &m, &why),
+	    -EPROTO);
 }
 
 /* Decode a whole body fed one byte at a time; returns the data or NULL if malformed. */
@@ -134,7 +157,8 @@ static char *decode_bytewise(enum http_framing f, uint64_t len, const char *wire
 	size_t n = strlen(wire), fed = 0;
 	for (;;) {
 		size_t used, off, dl;
-		int r = http_body_step(&b, buf_head(&in), buf_used(&in), fed == n, &used, &off, &dl);
+		int r =
+		    http_body_step(&b, buf_head(&in), buf_used(&in), fed == n, &used, &off, &dl);
 		if (r < 0) {
 			buf_fini(&in);
 			buf_fini(&out);
@@ -159,7 +183,9 @@ static char *decode_bytewise(enum http_framing f, uint64_t len, const char *wire
 static void test_bodies(void)
 {
 	size_t rest;
-	char *d = decode_bytewise(HTTP_BODY_CHUNKED, 0, "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nT: x\r\n\r\nNEXT", &rest);
+	char *d =
+	    decode_bytewise(HTTP_BODY_CHUNKED, 0,
+			    "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nT: x\r\n\r\nNEXT", &rest);
 	CHECK(d && !strcmp(d, "hello world"));
 	CHECK_EQ_INT(rest, 4); /* "NEXT": the next message starts right after the body */
 	free(d);
@@ -169,7 +195,8 @@ static void test_bodies(void)
 	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "zz\r\n", &rest) == NULL);
 	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "3\r\nabcX\r\n", &rest) == NULL);
 	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "ffffffffffffffffff\r\n", &rest) == NULL);
-	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "5\r\nab", &rest) == NULL); /* truncated at EOF */
+	CHECK(decode_bytewise(HTTP_BODY_CHUNKED, 0, "5\r\nab", &rest) ==
+	      NULL); /* truncated at EOF */
 	d = decode_bytewise(HTTP_BODY_CLOSE, 0, "until the end", &rest);
 	CHECK(d && !strcmp(d, "until the end"));
 	free(d);
@@ -179,7 +206,6 @@ static void test_bodies(void)
 }
 
 static struct secrets ss;
-
 
 /* Parse a request head (the one parser), then rewrite it for host. */
 static int rewrite(const char *host, const char *head, bool strip, struct buf *out,
@@ -196,16 +222,21 @@ static void test_secrets(void)
 {
 	char err[300];
 	const uint8_t v[] = "sk-real/value+1";
-	CHECK_EQ_INT(secrets_add(&ss, "API_KEY", v, sizeof(v) - 1, "api.test,*.api2.test", err, sizeof(err)), 0);
+	CHECK_EQ_INT(
+	    secrets_add(&ss, "API_KEY", v, sizeof(v) - 1, "api.test,*.api2.test", err, sizeof(err)),
+	    0);
 	CHECK_EQ_INT(secrets_add(&ss, "API_KEY", v, 3, "a.test", err, sizeof(err)), -EEXIST);
 	CHECK_EQ_INT(secrets_add(&ss, "BAD NAME", v, 3, "a.test", err, sizeof(err)), -EINVAL);
-	CHECK_EQ_INT(secrets_add(&ss, "CRLF", (const uint8_t *)"a\r\nb", 4, "a.test", err, sizeof(err)), -EINVAL);
+	CHECK_EQ_INT(
+	    secrets_add(&ss, "CRLF", (const uint8_t *)"a\r\nb", 4, "a.test", err, sizeof(err)),
+	    -EINVAL);
 	CHECK_EQ_INT(secrets_add(&ss, "NOHOST", v, 3, "", err, sizeof(err)), -EINVAL);
 	const struct secret *s = &ss.s[0];
 	CHECK_EQ_INT(strlen(s->placeholder), SECRET_PLACEHOLDER_LEN);
 	CHECK(!strncmp(s->placeholder, "SANDBOX_SECRET_", 15));
 	CHECK_EQ_INT(strspn(s->placeholder + 15, "0123456789abcdef"), 32);
-	CHECK(secret_host_ok(s, "api.test") && secret_host_ok(s, "x.api2.test") && !secret_host_ok(s, "api2.test"));
+	CHECK(secret_host_ok(s, "api.test") && secret_host_ok(s, "x.api2.test") &&
+	      !secret_host_ok(s, "api2.test"));
 
 	/* Header, query (percent-encoded), Basic credentials. */
 	char head[1024], basic_in[200], basic_out[200];
@@ -213,9 +244,10 @@ static void test_secrets(void)
 	snprintf(basic_in, sizeof(basic_in), "u:%s", s->placeholder);
 	base64_encode(&b64, (const uint8_t *)basic_in, strlen(basic_in));
 	buf_put_u8(&b64, 0);
-	snprintf(head, sizeof(head), "GET /x?k=%s HTTP/1.1\r\nHost: api.test\r\nX-Key: Bearer %s\r\n"
-		 "Authorization: Basic %s\r\nAccept-Encoding: gzip\r\n\r\n", s->placeholder, s->placeholder,
-		 (char *)b64.p);
+	snprintf(head, sizeof(head),
+		 "GET /x?k=%s HTTP/1.1\r\nHost: api.test\r\nX-Key: Bearer %s\r\n"
+		 "Authorization: Basic %s\r\nAccept-Encoding: gzip\r\n\r\n",
+		 s->placeholder, s->placeholder, (char *)b64.p);
 	buf_fini(&b64);
 	struct buf out = { 0 };
 	const struct secret *leak;
@@ -227,7 +259,8 @@ static void test_secrets(void)
 	CHECK(strstr((char *)out.p, "GET /x?k=sk-real%2Fvalue%2B1 HTTP/1.1\r\n"));
 	CHECK(strstr((char *)out.p, "X-Key: Bearer sk-real/value+1\r\n"));
 	CHECK(strstr((char *)out.p, basic_out));
-	CHECK(strstr((char *)out.p, "Accept-Encoding: identity\r\n\r\n") && !strstr((char *)out.p, "gzip"));
+	CHECK(strstr((char *)out.p, "Accept-Encoding: identity\r\n\r\n") &&
+	      !strstr((char *)out.p, "gzip"));
 	CHECK(!strstr((char *)out.p, "SANDBOX_SECRET_"));
 	buf_fini(&out);
 	buf_fini(&b64);
@@ -239,7 +272,8 @@ static void test_secrets(void)
 	snprintf(basic_in, sizeof(basic_in), "u:%s", s->placeholder);
 	base64_encode(&b64, (const uint8_t *)basic_in, strlen(basic_in));
 	buf_put_u8(&b64, 0);
-	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: o\r\nAuthorization: basic %s\r\n\r\n", (char *)b64.p);
+	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: o\r\nAuthorization: basic %s\r\n\r\n",
+		 (char *)b64.p);
 	buf_fini(&b64);
 	CHECK_EQ_INT(rewrite("other.test", head, false, &out, &leak, NULL), -EPERM);
 	/* No placeholder: unchanged. */
@@ -255,7 +289,8 @@ static void test_scrub(void)
 	const char *text = "a sk-real/value+1 b sk-real/value+1sk-real/value c sk-re";
 	/* Every split point of the stream gives the same result. */
 	char want[512];
-	snprintf(want, sizeof(want), "a %s b %ssk-real/value c sk-re", s->placeholder, s->placeholder);
+	snprintf(want, sizeof(want), "a %s b %ssk-real/value c sk-re", s->placeholder,
+		 s->placeholder);
 	for (size_t cut = 0; cut <= strlen(text); cut++) {
 		struct scrub sc = { 0 };
 		struct buf out = { 0 };
@@ -298,7 +333,8 @@ static bool recoverable(const char *t, const char *mid)
 	size_t k = 0;
 	for (size_t i = 0; t[i] && k + 1 < sizeof(dec); i++) { /* percent and JSON escapes */
 		unsigned x;
-		if (t[i] == '%' && sscanf(t + i + 1, "%2x", &x) == 1 && isxdigit((unsigned char)t[i + 2]))
+		if (t[i] == '%' && sscanf(t + i + 1, "%2x", &x) == 1 &&
+		    isxdigit((unsigned char)t[i + 2]))
 			dec[k++] = (char)x, i += 2;
 		else if (t[i] == '\\' && t[i + 1])
 			dec[k++] = t[++i];
@@ -312,8 +348,9 @@ static bool recoverable(const char *t, const char *mid)
 	for (size_t i = 0; t[i]; i++) {
 		char run[4096];
 		size_t rl = 0;
-		for (size_t j = i; t[j] && rl + 1 < sizeof(run) && (isalnum((unsigned char)t[j]) ||
-		     strchr("+/-_", t[j])); j++)
+		for (size_t j = i; t[j] && rl + 1 < sizeof(run) &&
+				   (isalnum((unsigned char)t[j]) || strchr("+/-_", t[j]));
+		     j++)
 			run[rl++] = t[j] == '-' ? '+' : t[j] == '_' ? '/' : t[j];
 		rl -= rl % 4;
 		struct buf b = { 0 };
@@ -335,7 +372,10 @@ static void test_scrub_encodings(void)
 	struct buf t = { 0 };
 	static const char *const pre[] = { "", "u", "us", "user:", "x" };
 	static const char *const wrap[][2] = {
-		{ "Authorization: Basic ", "\r\n" }, { "{\"auth\": \"", "\"}" }, { "?k=", "&x=1" }, { "", "" },
+		{ "Authorization: Basic ", "\r\n" },
+		{ "{\"auth\": \"", "\"}" },
+		{ "?k=", "&x=1" },
+		{ "", "" },
 	};
 	size_t ncase = 0;
 	for (size_t pi = 0; pi < sizeof(pre) / sizeof(pre[0]); pi++) {
@@ -347,16 +387,22 @@ static void test_scrub_encodings(void)
 		snprintf(b64u, sizeof(b64u), "%s", b64);
 		for (char *q = b64u; *q; q++)
 			*q = *q == '+' ? '-' : *q == '/' ? '_' : *q == '=' ? 0 : *q;
-		const char *forms[] = { b64, b64u, "sk-real%2Fvalue%2B1", "sk-real%2fvalue%2b1",
-					"sk-real\\/value+1", value };
+		const char *forms[] = { b64,
+					b64u,
+					"sk-real%2Fvalue%2B1",
+					"sk-real%2fvalue%2b1",
+					"sk-real\\/value+1",
+					value };
 		for (size_t fi = 0; fi < sizeof(forms) / sizeof(forms[0]); fi++) {
 			for (size_t ti = 0; ti < sizeof(wrap) / sizeof(wrap[0]); ti++) {
-				snprintf(text, sizeof(text), "%s%s%s", wrap[ti][0], forms[fi], wrap[ti][1]);
+				snprintf(text, sizeof(text), "%s%s%s", wrap[ti][0], forms[fi],
+					 wrap[ti][1]);
 				for (size_t cut = 0; cut <= strlen(text); cut += 3) {
 					struct scrub sc = { 0 };
 					char *r = scrub_split(&sc, text, cut);
 					if (!CHECK(!recoverable(r, mid)))
-						fprintf(stderr, "  recovered from %s -> %s\n", text, r);
+						fprintf(stderr, "  recovered from %s -> %s\n", text,
+							r);
 					free(r);
 					scrub_fini(&sc);
 					ncase++;
@@ -373,9 +419,10 @@ static void test_scrub_encodings(void)
 	snprintf(text, sizeof(text), "bob:%s", s->placeholder);
 	buf_fini(&t);
 	base64_encode(&t, (const uint8_t *)text, strlen(text));
-	snprintf(guest_tok, sizeof(guest_tok), "%.*s", (int)buf_used(&t), (const char *)buf_head(&t));
-	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic %s\r\n\r\n",
-		 guest_tok);
+	snprintf(guest_tok, sizeof(guest_tok), "%.*s", (int)buf_used(&t),
+		 (const char *)buf_head(&t));
+	snprintf(head, sizeof(head),
+		 "GET / HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic %s\r\n\r\n", guest_tok);
 	struct scrub sc = { 0 };
 	struct buf out = { 0 };
 	const struct secret *leak;

@@ -16,19 +16,21 @@
 #include "common/util.h"
 
 /* log_sanitize(src) into a roomy buffer equals want. */
-#define CHECK_SAN(src, want)                                                                      \
-	do {                                                                                      \
-		char out_[256];                                                                   \
-		size_t n_ = log_sanitize(out_, sizeof(out_), (src));                              \
-		CHECK_EQ_MEM(out_, n_, (want), strlen(want));                                     \
-		CHECK_EQ_INT(out_[n_], 0);                                                        \
+#define CHECK_SAN(src, want)                                         \
+	do {                                                         \
+		char out_[256];                                      \
+		size_t n_ = log_sanitize(out_, sizeof(out_), (src)); \
+		CHECK_EQ_MEM(out_, n_, (want), strlen(want));        \
+		CHECK_EQ_INT(out_[n_], 0);                           \
 	} while (0)
 
 static void test_sanitize_passes_text(void)
 {
 	CHECK_SAN("", "");
-	CHECK_SAN("DNS denied other.org A: no rule (x) ~!", "DNS denied other.org A: no rule (x) ~!");
-	CHECK_SAN("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d");
+	CHECK_SAN("DNS denied other.org A: no rule (x) ~!",
+		  "DNS denied other.org A: no rule (x) ~!");
+	CHECK_SAN("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d",
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d");
 	CHECK_SAN("\xc2\xa0nbsp", "\xc2\xa0nbsp"); /* U+00A0: the first code point past C1 */
 }
 
@@ -39,9 +41,15 @@ static void test_sanitize_escapes_controls(void)
 	CHECK_SAN("t\tr\rb\bd\x7f", "t\\x09r\\x0db\\x08d\\x7f");
 	CHECK_SAN("\x07\x01", "\\x07\\x01");
 	/* C1 controls in UTF-8 (U+009B is CSI, U+0085 NEL) and raw 8-bit C1 bytes. */
-	CHECK_SAN("\xc2\x9b" "2J", "\\xc2\\x9b" "2J");
+	CHECK_SAN("\xc2\x9b"
+		  "2J",
+		  "\\xc2\\x9b"
+		  "2J");
 	CHECK_SAN("\xc2\x85", "\\xc2\\x85");
-	CHECK_SAN("\x9b" "2J\x90", "\\x9b" "2J\\x90");
+	CHECK_SAN("\x9b"
+		  "2J\x90",
+		  "\\x9b"
+		  "2J\\x90");
 	/* OSC (set the title) through ESC ] ... BEL. */
 	CHECK_SAN("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07");
 }
@@ -49,14 +57,17 @@ static void test_sanitize_escapes_controls(void)
 static void test_sanitize_invalid_utf8(void)
 {
 	CHECK_SAN("\xff\xfe", "\\xff\\xfe");
-	CHECK_SAN("\xc3", "\\xc3");                           /* truncated */
-	CHECK_SAN("\xc3(", "\\xc3(");                         /* bad continuation */
-	CHECK_SAN("\xc0\x9b", "\\xc0\\x9b");                  /* overlong CSI */
-	CHECK_SAN("\xe0\x82\x9b", "\\xe0\\x82\\x9b");         /* overlong, 3 bytes */
-	CHECK_SAN("\xed\xa0\x80", "\\xed\\xa0\\x80");         /* a surrogate */
+	CHECK_SAN("\xc3", "\\xc3"); /* truncated */
+	CHECK_SAN("\xc3(", "\\xc3("); /* bad continuation */
+	CHECK_SAN("\xc0\x9b", "\\xc0\\x9b"); /* overlong CSI */
+	CHECK_SAN("\xe0\x82\x9b", "\\xe0\\x82\\x9b"); /* overlong, 3 bytes */
+	CHECK_SAN("\xed\xa0\x80", "\\xed\\xa0\\x80"); /* a surrogate */
 	CHECK_SAN("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"); /* past U+10FFFF */
 	/* A bad lead byte does not swallow the ASCII after it. */
-	CHECK_SAN("\xe2\x82" "ab", "\\xe2\\x82" "ab");
+	CHECK_SAN("\xe2\x82"
+		  "ab",
+		  "\\xe2\\x82"
+		  "ab");
 }
 
 static void test_sanitize_bounds(void)
@@ -179,8 +190,8 @@ static void test_log_reader_follows_rotation(void)
 	ssize_t n = log_reader_read(lr, buf, sizeof(buf));
 	CHECK_EQ_MEM(buf, n, "aaaaaaaa", 8);
 	CHECK_EQ_INT(log_reader_read(lr, buf, sizeof(buf)), 0);
-	log_file_write("bb", 2);      /* still fits: 10 */
-	log_file_write("cccc", 4);    /* rotates: log.1 = a..abb, log = cccc */
+	log_file_write("bb", 2); /* still fits: 10 */
+	log_file_write("cccc", 4); /* rotates: log.1 = a..abb, log = cccc */
 	size_t len = 0;
 	while ((n = log_reader_read(lr, buf + len, sizeof(buf) - len)) > 0)
 		len += (size_t)n;

@@ -91,7 +91,8 @@ static void test_unwatch_drops_pending(void)
 	struct loop l;
 	struct pair p;
 	int fds[2][2];
-	if (!CHECK(loop_init(&l) == 0) || !CHECK(pair_start(&l, &p, fds, on_readable_unwatch_other) == 0))
+	if (!CHECK(loop_init(&l) == 0) ||
+	    !CHECK(pair_start(&l, &p, fds, on_readable_unwatch_other) == 0))
 		return;
 	loop_run_once(&l, l.now + 1);
 	CHECK_EQ_INT(p.calls[0] + p.calls[1], 1);

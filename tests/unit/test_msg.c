@@ -26,7 +26,7 @@ static void test_encoding(void)
 	struct buf b = { 0 };
 	static const uint8_t want[] = {
 		0x02, 0x01, 0x02, 0x00, 0x00, 0x00, 0xcd, 0xab, /* u16 tag 0x0102 = 0xabcd */
-		0x11, 0x00, 0x02, 0x00, 0x00, 0x00, 'h', 'i', /* str tag 0x11 = "hi" */
+		0x11, 0x00, 0x02, 0x00, 0x00, 0x00, 'h',  'i', /* str tag 0x11 = "hi" */
 		0xff, 0xff, 0x00, 0x00, 0x00, 0x00, /* empty tag 0xffff */
 	};
 
@@ -280,8 +280,14 @@ static void test_fixed_width(void)
 static void test_exec_round_trip(void)
 {
 	char *argv[] = { "sh", "-c", "echo hi", NULL }, *env[] = { "A=1", "B=", NULL };
-	struct exec_request in = { .argv = argv, .env = env, .cwd = "/tmp", .user = "1000:1000",
-				   .stdin_on = true, .tty = true, .rows = 40, .cols = 120,
+	struct exec_request in = { .argv = argv,
+				   .env = env,
+				   .cwd = "/tmp",
+				   .user = "1000:1000",
+				   .stdin_on = true,
+				   .tty = true,
+				   .rows = 40,
+				   .cols = 120,
 				   .timeout_s = 7 };
 	struct buf b = { 0 };
 	CHECK_EQ_INT(exec_request_encode(&in, &b), 0);

@@ -277,7 +277,7 @@ static void test_open_roundtrip(void)
 	CHECK_EQ_INT(msg_put_str(&body, T_ARGV, "sh"), 0);
 	CHECK_EQ_INT(msg_put_u8(&body, T_TTY, 1), 0);
 	struct mux_stream *hs =
-		mux_open(&l->host.m, SVC_EXEC, buf_head(&body), (uint32_t)buf_used(&body));
+	    mux_open(&l->host.m, SVC_EXEC, buf_head(&body), (uint32_t)buf_used(&body));
 	if (!CHECK(hs != NULL))
 		goto out;
 	CHECK_EQ_INT(hs->id, 1);

@@ -23,7 +23,8 @@ static void test_refs(void)
 	CHECK(!strcmp(name, "docker.io/library/alpine:latest"));
 	CHECK(!strcmp(oci_ref_api_host(&r), "registry-1.docker.io"));
 	CHECK_EQ_INT(oci_ref_parse("localhost:5000/a/b:v1.2", &r, err, sizeof(err)), 0);
-	CHECK(!strcmp(r.registry, "localhost:5000") && !strcmp(r.repo, "a/b") && !strcmp(r.tag, "v1.2"));
+	CHECK(!strcmp(r.registry, "localhost:5000") && !strcmp(r.repo, "a/b") &&
+	      !strcmp(r.tag, "v1.2"));
 	CHECK_EQ_INT(oci_ref_parse("ghcr.io/o/r@" D1, &r, err, sizeof(err)), 0);
 	CHECK(!strcmp(r.digest, D1) && !r.tag[0]);
 	CHECK_EQ_INT(oci_ref_parse("user/app", &r, err, sizeof(err)), 0);
@@ -44,10 +45,11 @@ static void test_manifests(void)
 {
 	struct oci_manifest m;
 	char err[256];
-	const char *man = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-			  "\"config\":{\"mediaType\":\"x\",\"digest\":\"" D1 "\",\"size\":10},"
-			  "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\","
-			  "\"digest\":\"" D2 "\",\"size\":20}]}";
+	const char *man =
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+	    "\"config\":{\"mediaType\":\"x\",\"digest\":\"" D1 "\",\"size\":10},"
+	    "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\","
+	    "\"digest\":\"" D2 "\",\"size\":20}]}";
 	if (CHECK_EQ_INT(oci_manifest_parse(man, strlen(man), NULL, &m, err, sizeof(err)), 0)) {
 		CHECK_EQ_INT(m.kind, OCI_KIND_MANIFEST);
 		CHECK_EQ_INT(m.n, 1);
@@ -55,11 +57,16 @@ static void test_manifests(void)
 		CHECK_EQ_INT(oci_layer_compression(m.entries[0].media_type), OCI_COMP_ZSTD);
 		oci_manifest_fini(&m);
 	}
-	const char *idx = "{\"schemaVersion\":2,\"manifests\":["
-			  "{\"digest\":\"" D1 "\",\"size\":1,\"platform\":{\"os\":\"linux\",\"architecture\":\"arm64\"}},"
-			  "{\"digest\":\"" D2 "\",\"size\":1,\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}}]}";
-	if (CHECK_EQ_INT(oci_manifest_parse(idx, strlen(idx), "application/vnd.oci.image.index.v1+json", &m,
-					    err, sizeof(err)), 0)) {
+	const char *idx =
+	    "{\"schemaVersion\":2,\"manifests\":["
+	    "{\"digest\":\"" D1
+	    "\",\"size\":1,\"platform\":{\"os\":\"linux\",\"architecture\":\"arm64\"}},"
+	    "{\"digest\":\"" D2
+	    "\",\"size\":1,\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}}]}";
+	if (CHECK_EQ_INT(oci_manifest_parse(idx, strlen(idx),
+					    "application/vnd.oci.image.index.v1+json", &m, err,
+					    sizeof(err)),
+			 0)) {
 		CHECK_EQ_INT(m.kind, OCI_KIND_INDEX);
 		CHECK_EQ_INT(oci_index_choose(&m, "linux", "amd64", err, sizeof(err)), 1);
 		CHECK_EQ_INT(oci_index_choose(&m, "linux", "s390x", err, sizeof(err)), -ENOENT);
@@ -71,24 +78,31 @@ static void test_manifests(void)
 		"[]",
 		"{\"schemaVersion\":1}",
 		"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1 "\",\"size\":1},\"layers\":[]}",
-		"{\"schemaVersion\":2,\"config\":{\"digest\":\"md5:00\",\"size\":1},\"layers\":[{\"digest\":\"" D1 "\",\"size\":1}]}",
-		"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1 "\",\"size\":-1},\"layers\":[{\"digest\":\"" D1 "\",\"size\":1}]}",
+		"{\"schemaVersion\":2,\"config\":{\"digest\":\"md5:00\",\"size\":1},\"layers\":[{"
+		"\"digest\":\"" D1 "\",\"size\":1}]}",
+		"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1
+		"\",\"size\":-1},\"layers\":[{\"digest\":\"" D1 "\",\"size\":1}]}",
 		"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1 "\",\"size\":1},\"layers\":{}}",
 		"{\"schemaVersion\":2,\"schemaVersion\":2}",
 		"{\"schemaVersion\":2,\"mediaType\":\"text/html\"}",
-		"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1 "\",\"size\":1},\"layers\":[{\"digest\":\"" D1 "\",\"size\":1,\"platform\":7}]}",
+		"{\"schemaVersion\":2,\"config\":{\"digest\":\"" D1
+		"\",\"size\":1},\"layers\":[{\"digest\":\"" D1 "\",\"size\":1,\"platform\":7}]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK(oci_manifest_parse(bad[i], strlen(bad[i]), NULL, &m, err, sizeof(err)) < 0);
-	CHECK_EQ_INT(oci_layer_compression("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"), -ENOTSUP);
+	CHECK_EQ_INT(
+	    oci_layer_compression("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"),
+	    -ENOTSUP);
 }
 
 static void test_config(void)
 {
 	struct oci_image_config c;
 	char err[256];
-	const char *cfg = "{\"created\":\"2024-01-02T03:04:05.5Z\",\"config\":{\"Entrypoint\":[\"/bin/sh\",\"-c\"],"
-			  "\"Cmd\":[\"echo hi\"],\"Env\":[\"A=1\"],\"User\":\"1000\",\"WorkingDir\":\"/w\"}}";
+	const char *cfg =
+	    "{\"created\":\"2024-01-02T03:04:05.5Z\",\"config\":{\"Entrypoint\":[\"/bin/"
+	    "sh\",\"-c\"],"
+	    "\"Cmd\":[\"echo hi\"],\"Env\":[\"A=1\"],\"User\":\"1000\",\"WorkingDir\":\"/w\"}}";
 	if (!CHECK_EQ_INT(oci_config_parse(cfg, strlen(cfg), &c, err, sizeof(err)), 0))
 		return;
 	CHECK_EQ_INT(c.created, 1704164645);
@@ -122,8 +136,9 @@ static void test_config(void)
 static void test_challenge(void)
 {
 	struct oci_challenge c;
-	const char *h = "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
-			"scope=\"repository:library/alpine:pull\"";
+	const char *h =
+	    "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
+	    "scope=\"repository:library/alpine:pull\"";
 	if (CHECK_EQ_INT(oci_challenge_parse(h, strlen(h), &c), 0)) {
 		CHECK_EQ_INT(c.scheme, OCI_AUTH_BEARER);
 		CHECK(!strcmp(c.realm, "https://auth.docker.io/token"));
@@ -141,7 +156,8 @@ static void test_challenge(void)
 static void test_tar_paths(void)
 {
 	char out[OCI_MAX_PATH + 1];
-	CHECK(oci_tar_path_clean("./usr//bin/./sh", out, sizeof(out)) == 0 && !strcmp(out, "usr/bin/sh"));
+	CHECK(oci_tar_path_clean("./usr//bin/./sh", out, sizeof(out)) == 0 &&
+	      !strcmp(out, "usr/bin/sh"));
 	CHECK(oci_tar_path_clean("etc/", out, sizeof(out)) == 0 && !strcmp(out, "etc"));
 	CHECK_EQ_INT(oci_tar_path_clean("./", out, sizeof(out)), 1);
 	CHECK_EQ_INT(oci_tar_path_clean("../x", out, sizeof(out)), -EINVAL);

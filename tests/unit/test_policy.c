@@ -84,7 +84,8 @@ static void test_pins(void)
 
 	CHECK(policy_pin(&p, "db.test:10.0.0.5") == 0);
 	CHECK(policy_find_pin(&p, "db.test") && policy_find_pin(&p, "db.test")->family == AF_INET);
-	CHECK(policy_pin(&p, "v6.test:[::1]") == 0 && policy_find_pin(&p, "v6.test")->family == AF_INET6);
+	CHECK(policy_pin(&p, "v6.test:[::1]") == 0 &&
+	      policy_find_pin(&p, "v6.test")->family == AF_INET6);
 	CHECK(policy_pin(&p, "v6b.test:fe80::1") == 0);
 	CHECK(policy_pin(&p, "nocolon") == -EINVAL);
 	CHECK(policy_pin(&p, "x.test:not-an-ip") == -EINVAL);
@@ -127,14 +128,16 @@ static void test_blocked_addresses(void)
 		{ "2002:c0a8:101::5", true }, /* 6to4 of 192.168.1.1 */
 		{ "2002:808:808::1", false },
 		{ "2001:0:4136:e378:8000:63bf:f5ff:fffe", true }, /* Teredo client ~ = 10.0.0.1 */
-		{ "2001:0:4136:e378:8000:63bf:f7f7:f7f7", false }, /* client 8.8.8.8, server public */
+		{ "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+		  false }, /* client 8.8.8.8, server public */
 		{ "2001:0:a00:1:8000:63bf:f7f7:f7f7", true }, /* Teredo server 10.0.0.1 */
 		{ "2001:4860::1", false }, /* 2001:4860 is not Teredo */
 	};
 	for (size_t i = 0; i < sizeof(embedded) / sizeof(embedded[0]); i++) {
 		bool bad = blocked(embedded[i].a) != NULL;
 		if (bad != embedded[i].bad)
-			fprintf(stderr, "  %s: expected %s\n", embedded[i].a, embedded[i].bad ? "blocked" : "public");
+			fprintf(stderr, "  %s: expected %s\n", embedded[i].a,
+				embedded[i].bad ? "blocked" : "public");
 		CHECK(bad == embedded[i].bad);
 	}
 	uint8_t v6[16], v4[4];
@@ -155,13 +158,16 @@ static void test_ports(void)
 	CHECK(!policy_match_port(&pp, "web.test", 2222) && policy_match(&pp, "web.test"));
 	CHECK(policy_match_port(&pp, "db.test", 5432) && !strcmp(pp.rules[1], "db.test:5432"));
 	CHECK(!policy_match_port(&pp, "db.test", 80) && !policy_match_port(&pp, "db.test", 443));
-	CHECK(policy_match_port(&pp, "a.any.test", 2222) && !policy_match_port(&pp, "any.test", 80));
+	CHECK(policy_match_port(&pp, "a.any.test", 2222) &&
+	      !policy_match_port(&pp, "any.test", 80));
 	CHECK(policy_add(&pp, "x.test:0") == -EINVAL && policy_add(&pp, "x.test:65536") == -EINVAL);
 	CHECK(policy_add(&pp, "x.test:") == -EINVAL && policy_add(&pp, "x.test:8a") == -EINVAL);
 	CHECK(policy_add(&pp, "x.test:80:80") == -EINVAL && policy_add(&pp, ":80") == -EINVAL);
-	CHECK(policy_add_list(&pp, "e.test:8080,f.test:*") == 0 && policy_match_port(&pp, "f.test", 1));
+	CHECK(policy_add_list(&pp, "e.test:8080,f.test:*") == 0 &&
+	      policy_match_port(&pp, "f.test", 1));
 	CHECK(policy_delete(&pp, "db.test:5432") == 0 && !policy_match(&pp, "db.test"));
-	CHECK(policy_glob_matches("*.any.test:*", "b.any.test") && !policy_glob_matches("web.test:80", "web.tes"));
+	CHECK(policy_glob_matches("*.any.test:*", "b.any.test") &&
+	      !policy_glob_matches("web.test:80", "web.tes"));
 }
 
 /* The synthetic pool: stable index per name, address <-> name both ways, bounded. */
@@ -174,9 +180,11 @@ static void test_addrpool(void)
 	uint8_t ad[16];
 	addrpool_addr(2, AF_INET, ad);
 	CHECK(ad[0] == 198 && ad[1] == 18 && ad[3] == 2);
-	CHECK(addrpool_name(&pool, AF_INET, ad) && !strcmp(addrpool_name(&pool, AF_INET, ad), "b.test"));
+	CHECK(addrpool_name(&pool, AF_INET, ad) &&
+	      !strcmp(addrpool_name(&pool, AF_INET, ad), "b.test"));
 	addrpool_addr(1, AF_INET6, ad);
-	CHECK(addrpool_name(&pool, AF_INET6, ad) && !strcmp(addrpool_name(&pool, AF_INET6, ad), "a.test"));
+	CHECK(addrpool_name(&pool, AF_INET6, ad) &&
+	      !strcmp(addrpool_name(&pool, AF_INET6, ad), "a.test"));
 	addrpool_addr(3, AF_INET, ad); /* never handed out */
 	CHECK(addrpool_name(&pool, AF_INET, ad) == NULL);
 	uint8_t pub[4] = { 8, 8, 8, 8 };
