@@ -20,7 +20,11 @@
 #include "common/paths.h"
 #include "qmp.h"
 
-#define SNAPSHOT_FORMAT 1 /* bump when what goes into a template changes */
+/*
+ * Bump when what goes into a template changes. 2: TCG guests boot with tsc_early_khz; a template
+ * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz).
+ */
+#define SNAPSHOT_FORMAT 2
 #define QMP_TIMEOUT_MS 5000
 #define MIGRATE_TIMEOUT_MS 30000
 

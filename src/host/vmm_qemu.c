@@ -11,12 +11,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
 
 #include "common/child.h"
 #include "common/log.h"
@@ -29,7 +35,9 @@
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
  * the local APIC timer has no TSC-deadline mode and calibrating it costs ~200 ms of boot, so
- * the guest uses the PIT for clock events there instead.
+ * the guest uses the PIT for clock events there instead. Under TCG a cold boot also gets
+ * tsc_early_khz (tcg_tsc_khz); it is left out of this string, so a snapshot's identity does not
+ * change with the measurement.
  */
 static const char kernel_cmdline[] = "console=ttyS0 quiet panic=-1 reboot=t 8250.nr_uarts=1 "
 				     "tsc=reliable no_timer_check";
@@ -43,6 +51,61 @@ const char *vmm_cmdline(enum accel accel)
 	if (!tcg[0])
 		snprintf(tcg, sizeof(tcg), "%s%s", kernel_cmdline, kernel_cmdline_tcg);
 	return tcg;
+}
+
+#if defined(__x86_64__)
+/* One (TSC, CLOCK_MONOTONIC_RAW ns) pair, the tightest of a few tries; false if none was tight. */
+static bool tsc_sample(uint64_t *tsc, uint64_t *ns)
+{
+	uint64_t best = UINT64_MAX;
+	for (int i = 0; i < 32; i++) {
+		struct timespec ts;
+		uint64_t a = __rdtsc();
+		clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+		uint64_t b = __rdtsc();
+		if (b - a < best) {
+			best = b - a;
+			*tsc = a + (b - a) / 2;
+			*ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		}
+	}
+	return best < 20000; /* no preemption inside the pair */
+}
+#endif
+
+/*
+ * The rate of the guest's TSC under TCG, in kHz, measured once; 0 if unknown (the guest then
+ * calibrates it itself). QEMU's TCG TSC is the host's, read with rdtsc, so the host's rate is the
+ * guest's. The guest must not calibrate it: it times the TSC against the PIT, which fails when
+ * the host is busy (the vCPU thread is preempted mid-measurement), and microvm has no HPET or
+ * ACPI PM timer to fall back on, so the kernel drops the TSC and keeps time in 4 ms jiffies for
+ * the sandbox's life and any template saved from it. Clock-derived values then collide: glibc
+ * takes DNS query IDs from CLOCK_MONOTONIC, so an A and an AAAA query sent together share an ID
+ * and resolvers that match by ID (busybox nslookup) drop the second answer and wait out their
+ * timeout. Costs ~5 ms, once per process, on a cold boot only.
+ */
+static unsigned tcg_tsc_khz(void)
+{
+#if defined(__x86_64__)
+	static unsigned khz;
+	static bool done;
+	if (done)
+		return khz;
+	done = true;
+	uint64_t t0, n0, t1, n1;
+	if (!tsc_sample(&t0, &n0))
+		return 0;
+	nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+	if (!tsc_sample(&t1, &n1) || n1 <= n0 || t1 <= t0)
+		return 0;
+	uint64_t k = (t1 - t0) * 1000000u / (n1 - n0);
+	/* A constant-rate TSC between 100 MHz and 20 GHz, or we do not trust the measurement. */
+	if (k >= 100000 && k <= 20000000)
+		khz = (unsigned)k;
+	return khz;
+#else
+	return 0; /* QEMU's TCG TSC on other hosts is not the host's TSC: let the guest calibrate */
+#endif
 }
 
 static const char *qemu_binary(void)
@@ -62,7 +125,13 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		return -EINVAL;
 	}
 	snprintf(drive, sizeof(drive), "if=none,id=root,file=%s,format=raw,readonly=on", c->disk);
-	snprintf(cmdline, sizeof(cmdline), "%s", vmm_cmdline(c->accel));
+	int k = snprintf(cmdline, sizeof(cmdline), "%s", vmm_cmdline(c->accel));
+	/* A restored guest booted long ago: its TSC rate came with the snapshot. */
+	unsigned tsc_khz = c->accel == ACCEL_TCG && c->incoming_fd < 0 ? tcg_tsc_khz() : 0;
+	if (tsc_khz)
+		snprintf(cmdline + k, sizeof(cmdline) - (size_t)k, " tsc_early_khz=%u", tsc_khz);
+	else if (c->accel == ACCEL_TCG && c->incoming_fd < 0)
+		debug("vmm: host TSC rate unknown; the guest calibrates its own TSC");
 
 	const char *argv[64];
 	int n = 0;
