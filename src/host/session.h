@@ -7,11 +7,11 @@
  * there: image preparation with Docker's config rules, the state record, the launch (accelerator,
  * snapshot template, boot with its fallbacks), the control socket, port forwards and teardown.
  *
- * Phases (s->phase): NEW -> PREPARED (image and root disk ready, command and environment
- * decided, state directory made) -> BOOTING (record written, VM starting) -> RUNNING -> STOPPED.
- * session_start() runs them in order today; each phase is its own function so that a later
- * version can run PREPARED in a worker and BOOTING on the event loop, finishing with a
- * completion callback instead of a return value.
+ * Phases (s->phase): NEW -> PREPARING (the root disk: a worker process pulls, unpacks and builds
+ * an image that is not local and built yet, so the caller's loop keeps serving meanwhile) ->
+ * PREPARED (command and environment decided, state directory made) -> BOOTING (record written,
+ * VM starting, driven by the loop) -> RUNNING -> STOPPING -> STOPPED. Nothing here waits inside
+ * the loop: a start and a stop each end with a callback, called from the loop.
  */
 #ifndef MATCHLOCK_SESSION_H
 #define MATCHLOCK_SESSION_H
@@ -19,8 +19,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "launch.h"
+#include "common/buf.h"
 #include "common/loop.h"
 #include "net/mitm.h"
 #include "net/policy.h"
@@ -117,13 +119,21 @@ int sandbox_spec_check(const struct sandbox_spec *spec, char *err, size_t errn);
  */
 void sandbox_spec_unsupported(char *err, size_t errn, const char *name);
 
+struct session;
+/* A start ended: r == 0 the sandbox runs; else -errno with err (see session_start). */
+typedef void (*session_started_fn)(struct session *s, int r, const char *err, void *opaque);
+/* A stop ended: the sandbox is gone, its end recorded (s->times filled). */
+typedef void (*session_stopped_fn)(struct session *s, void *opaque);
+
 struct session {
 	struct sandbox_spec spec; /* taken over by session_start */
 	enum {
 		SESSION_NEW,
+		SESSION_PREPARING,
 		SESSION_PREPARED,
 		SESSION_BOOTING,
 		SESSION_RUNNING,
+		SESSION_STOPPING,
 		SESSION_STOPPED
 	} phase;
 	struct launch L; /* L.id and L.dir: the sandbox's identity and directory */
@@ -132,7 +142,7 @@ struct session {
 	struct loop own_loop;
 	int sigfd; /* own loop only: SIGINT/TERM/HUP/WINCH (cli_signalfd), else -1 */
 	struct watch sig_w;
-	volatile int interrupted; /* the signal that interrupted the boot */
+	volatile int interrupted; /* the signal that interrupted the start */
 	struct state *st;
 	struct sandbox *sb;
 	struct supervisor sup;
@@ -145,33 +155,55 @@ struct session {
 	int notify_fd; /* LIFETIME_DETACHED: the waiting parent's pipe, until the start ends */
 	bool made_dir, have_record;
 	bool detached; /* this process is a detached supervisor (its stdio is /dev/null) */
-	struct sandbox_times times; /* filled by session_stop */
+	struct sandbox_times times; /* filled when the sandbox stops */
+	/* The start in progress. */
+	session_started_fn started;
+	void *started_opaque;
+	pid_t worker; /* PREPARING: the process preparing the root disk, else 0 */
+	struct watch worker_w; /* its result pipe */
+	struct buf worker_out; /* what it said (bounded) */
+	char err[1024]; /* why the start failed, for started() */
+	/* The stop in progress. */
+	session_stopped_fn stopped;
+	void *stopped_opaque;
+	char failure[300]; /* recorded as the reason when the sandbox stops */
 };
 
 #define SESSION_DETACHED 1
 
 /*
- * Validate spec, take over its contents (spec is left empty), and start the sandbox on l, or
- * on a loop of the session's own when l is NULL (then the session also owns the process's
- * signals: s->sigfd, and SIGINT during the boot aborts it). Returns:
- *   0                  running, in this process (the supervisor);
- *   SESSION_DETACHED   LIFETIME_DETACHED, in the caller's process: a child now supervises the
- *                      running sandbox s->L.id (print it and leave);
- *   -EINVAL            bad input (the validator, the image's Env, a missing root filesystem);
- *   -EINTR             a signal (s->interrupted) aborted the boot;
- *   other -errno       the sandbox could not be started.
- * On failure err says why, nothing is left running, and the record says "failed" unless the
- * sandbox is removed at its end. Call session_fini() in every case.
+ * Validate spec, take over its contents (spec is left empty), and start the sandbox on loop l,
+ * or on a loop of the session's own when l is NULL (then the session also owns the process's
+ * signals: s->sigfd, and SIGINT during the start cancels it). Returns:
+ *   0                  starting: started() follows, from the loop (drive s->loop until then);
+ *   SESSION_DETACHED   LIFETIME_DETACHED (own loop only), in the caller's process: a child now
+ *                      supervises the running sandbox s->L.id (print it and leave);
+ *   -EINVAL            bad input (the validator) -- started() is not called;
+ *   other -errno       could not begin (err says why) -- started() is not called.
+ * started() gets r == 0 when the sandbox runs (s->sb, the control socket, the port forwards), or
+ *   -EINVAL            bad input found while preparing (the image's Env, no command);
+ *   -ECANCELED         session_cancel() (s->interrupted says which signal, if one did);
+ *   other -errno       the sandbox could not be started;
+ * with err saying why; then nothing is left running and the record says "failed" unless the
+ * sandbox is removed at its end. Call session_fini() in every case; the session is not touched
+ * after a callback returns, so the callback itself may call session_fini() (and free s).
  */
-int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, char *err,
-		  size_t errn);
+int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l,
+		  session_started_fn started, void *opaque, char *err, size_t errn);
+/* Abandon a start in progress (its worker is killed, its boot stopped); started() follows. */
+void session_cancel(struct session *s);
 /*
- * Stop a started sandbox: record stopping, power off, record the end (failed with failure, or
- * sandbox_failure(), when either is non-NULL), answer clients waiting for the stop, and remove
- * record and directory when s->rm. Does nothing when nothing runs.
+ * Stop a running sandbox: record stopping, power off (bounded grace), record the end (failed
+ * with failure, or sandbox_failure(), when either is non-NULL), answer clients waiting for the
+ * stop, and remove record and directory when s->rm. stopped() (may be NULL) follows from the
+ * loop. Does nothing (and calls nothing) when no sandbox runs or a stop is already under way.
  */
-void session_stop(struct session *s, const char *failure);
-/* Release everything (stopping first if needed). */
+void session_stop(struct session *s, const char *failure, session_stopped_fn stopped,
+		  void *opaque);
+/*
+ * Release everything. A sandbox still running (or stopping) is killed at once, without grace,
+ * and recorded as stopped; a start in progress is abandoned without its callback.
+ */
 void session_fini(struct session *s);
 
 #endif
