@@ -1282,9 +1282,24 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 	return 0;
 }
 
+struct rpc_wait {
+	bool done;
+	int r;
+};
+
+static void rpc_on_started(struct session *s, int r, const char *err, void *opaque)
+{
+	(void)s;
+	(void)err;
+	struct rpc_wait *w = opaque;
+	w->done = true;
+	w->r = r;
+}
+
 static void m_create(struct rpc *r, json_t *id, json_t *p)
 {
 	char err[1024] = "";
+	struct rpc_wait started = { 0 };
 	struct sandbox_spec spec;
 	if (r->sb) {
 		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)",
@@ -1300,7 +1315,14 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	if (k == 0) {
 		spec.net_event = rpc_on_net_event;
 		spec.net_opaque = r;
-		k = session_start(&r->sess, &spec, &r->loop, err, sizeof(err));
+		k = session_start(&r->sess, &spec, &r->loop, rpc_on_started, &started, err,
+				  sizeof(err));
+		/* Interim until the multi-sandbox server: wait here. */
+		while (k == 0 && !started.done)
+			loop_run_once(&r->loop, 0);
+		if (k == 0 && started.r < 0)
+			snprintf(err, sizeof(err), "%s", r->sess.err);
+		k = k ?: started.r;
 	}
 	sandbox_spec_fini(&spec);
 	if (k < 0) {
@@ -1326,7 +1348,9 @@ static void rpc_close_sandbox(struct rpc *r)
 {
 	if (!r->sb)
 		return;
-	session_stop(&r->sess, NULL);
+	session_stop(&r->sess, NULL, NULL, NULL);
+	while (r->sess.sb)
+		loop_run_once(&r->loop, 0);
 	session_fini(&r->sess);
 	r->sb = NULL;
 }
