@@ -470,7 +470,6 @@ static void console_summary(struct sandbox *sb, char *out, size_t n)
 	out[k] = 0;
 }
 
-
 /* Report the boot's end (or check its deadline) from the loop's top: see the comment above. */
 static void sb_boot_soon(struct sandbox *sb)
 {
