@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -371,6 +372,8 @@ static void session_on_worker(struct watch *w, uint32_t events)
 	int status = 0;
 	while (waitpid(s->worker, &status, 0) < 0 && errno == EINTR)
 		;
+	if (WIFSIGNALED(status))
+		oci_sweep_writer(s->worker); /* killed half-way: its temp files stay otherwise */
 	s->worker = 0;
 	buf_put_u8(&s->worker_out, 0);
 	const char *said = s->worker_out.bad ? "" : (const char *)buf_head(&s->worker_out);
@@ -415,6 +418,7 @@ static int session_worker_start(struct session *s)
 		snprintf(s->err, sizeof(s->err), "pipe: %s", strerror(errno));
 		return -errno;
 	}
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		snprintf(s->err, sizeof(s->err), "fork: %s", strerror(errno));
@@ -425,6 +429,10 @@ static int session_worker_start(struct session *s)
 	if (pid == 0) {
 		/* Its own process group: a cancel kills the helpers it runs (tar, mke2fs) too. */
 		setpgid(0, 0);
+		/* And it dies with us, even if we are SIGKILLed: nobody would read its answer. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
 		sigset_t all;
 		sigfillset(&all);
 		sigprocmask(SIG_UNBLOCK, &all, NULL);
@@ -825,6 +833,7 @@ void session_fini(struct session *s)
 		session_worker_kill(s);
 		while (waitpid(s->worker, NULL, 0) < 0 && errno == EINTR)
 			;
+		oci_sweep_writer(s->worker);
 	}
 	if (s->worker_w.obj && s->worker_w.fd >= 0) { /* set up by session_worker_start */
 		loop_unwatch(s->loop, &s->worker_w);

@@ -158,7 +158,7 @@ static int build_disk(struct oci_store *st, const struct oci_manifest *m, const 
 {
 	char stage[4200], blob[4200], what[128];
 	struct oci_unpack_stats stats = { 0 };
-	snprintf(stage, sizeof(stage), "%s/tmp/.stage.XXXXXX", st->root);
+	snprintf(stage, sizeof(stage), "%s/tmp/.stage.%d.XXXXXX", st->root, (int)getpid());
 	if (!mkdtemp(stage)) {
 		snprintf(err, errn, "cannot create a staging directory in %s/tmp: %s", st->root,
 			 strerror(errno));
@@ -292,6 +292,11 @@ int oci_image_list(FILE *out, char *err, size_t errn)
 		snprintf(err, errn, "reading the image index failed");
 	oci_store_close(&st);
 	return r;
+}
+
+void oci_sweep_writer(pid_t pid)
+{
+	oci_store_sweep_writer(pid);
 }
 
 int oci_image_gc(uint64_t *freed, unsigned *nblobs, char *err, size_t errn)

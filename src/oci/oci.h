@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "manifest.h" /* struct oci_image_config, oci_config_argv(), oci_config_fini() */
 
@@ -37,6 +38,8 @@ int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_co
  */
 int oci_image_open(const char *ref, char *disk, size_t n, struct oci_image_config *cfg, char *err,
 		   size_t errn);
+/* Remove what process pid, killed while pulling, importing or building, left half-written. */
+void oci_sweep_writer(pid_t pid);
 /* Import a `docker save` archive or an OCI-layout tarball (optionally gzip/zstd) from fd as tag. */
 int oci_image_import(const char *tag, int fd, char digest[72], char *err, size_t errn);
 

@@ -129,7 +129,8 @@ bool oci_store_has_blob(const struct oci_store *s, const char *digest)
 
 int oci_store_tmp_open(const struct oci_store *s, char *path, size_t n)
 {
-	if (snprintf(path, n, "%s/tmp/blob.tmp.XXXXXX", s->root) >= (int)n)
+	/* The writer's pid in the name: oci_store_sweep_writer() finds what a killed one left. */
+	if (snprintf(path, n, "%s/tmp/blob.tmp.%d.XXXXXX", s->root, (int)getpid()) >= (int)n)
 		return -ENAMETOOLONG;
 	int fd = mkostemp(path, O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
@@ -375,4 +376,37 @@ int oci_store_gc(struct oci_store *s, uint64_t *freed, unsigned *nblobs)
 	if (r == 0)
 		r = sweep(s, "tmp", "", NULL, freed, NULL);
 	return r;
+}
+
+/* Does name carry the writer's mark: ".tmp.PID" at its end or followed by a '.'? */
+static bool written_by(const char *name, const char *mark)
+{
+	const char *m = strstr(name, mark);
+	return m && (m[strlen(mark)] == 0 || m[strlen(mark)] == '.');
+}
+
+void oci_store_sweep_writer(pid_t pid)
+{
+	char root[4200], dir[4300], p[4600], mark[32], stage[32];
+	if (paths_cache_dir(root, sizeof(root) - 64) < 0)
+		return;
+	snprintf(mark, sizeof(mark), ".tmp.%d", (int)pid);
+	snprintf(stage, sizeof(stage), ".stage.%d", (int)pid);
+	static const char *const subs[] = { "oci/tmp", "oci/disks" };
+	for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {
+		snprintf(dir, sizeof(dir), "%s/%s", root, subs[i]);
+		DIR *d = opendir(dir);
+		if (!d)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (!written_by(de->d_name, mark) && !written_by(de->d_name, stage))
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+			struct stat st;
+			if (lstat(p, &st) == 0)
+				(void)(S_ISDIR(st.st_mode) ? rm_rf(p) : unlink(p));
+		}
+		closedir(d);
+	}
 }

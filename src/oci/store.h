@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #include "manifest.h"
@@ -40,6 +41,12 @@ int oci_store_disk_path(const struct oci_store *s, const char *digest, char *out
 bool oci_store_has_blob(const struct oci_store *s, const char *digest);
 /* A new private temp file in the store (same filesystem as the blobs); returns the fd. */
 int oci_store_tmp_open(const struct oci_store *s, char *path, size_t n);
+/*
+ * Remove what process pid left half-written (it was killed while pulling, unpacking or
+ * building): its temp files and staging directories, its unfinished disks. No lock needed:
+ * only pid wrote them, and it is gone.
+ */
+void oci_store_sweep_writer(pid_t pid);
 /* Move a verified temp file into the blob store as digest (or drop it if already there). */
 int oci_store_blob_commit(const struct oci_store *s, const char *tmp, const char *digest);
 /* Store bytes as a blob; its digest goes to digest. */
