@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * matchlock rpc: one sandbox served over stdin/stdout as JSON-RPC 2.0, one JSON object per
- * line (requests up to 16 MiB). Requests overlap; each is answered by its id; streaming output
+ * matchlock rpc: sandboxes served over stdin/stdout as JSON-RPC 2.0, one JSON object per line
+ * (requests up to 16 MiB). Requests overlap; each is answered by its id; streaming output
  * arrives as notifications carrying the request's id. stdout carries nothing but protocol.
  *
- * Lines are parsed as they arrive and queued; the queue is dispatched from the top of the main
- * loop, never from inside an event callback, because create and close run the sandbox's boot
- * and stop sequences, which drive the loop themselves.
+ * One server holds up to RPC_MAX_SANDBOXES sandboxes, each a session (session.h) started and
+ * stopped asynchronously on the server's one loop: `create` is answered from the session's
+ * started() callback, `close` from its stopped() callback, so an image being pulled for one
+ * sandbox never stops the others' requests. A request names its sandbox with "sandbox": ID, or
+ * leaves it out when the server holds one (today's one-sandbox SDKs).
+ *
+ * Lines are dispatched as they are parsed, from cmd_rpc's own loop between two batches of events
+ * (rpc_take): nothing a method does runs the loop, so a dispatch is never on the stack twice.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,6 +46,8 @@
 #define RPC_MAX_READ (8u << 20) /* read_file: bytes per request (larger files in chunks) */
 #define RPC_MAX_EVENTS (256u << 10) /* event notifications waiting for the client; then dropped */
 #define RPC_KEEP_BUF (1u << 20) /* a drained output buffer larger than this is freed */
+#define RPC_READ (64u << 10) /* stdin bytes read at a time */
+#define RPC_MAX_SANDBOXES 16 /* sandboxes one server holds (starting, running or stopping) */
 
 enum rpc_err {
 	E_PARSE = -32700,
@@ -62,13 +69,17 @@ enum call_kind {
 	CALL_WRITE,
 	CALL_READ,
 	CALL_LIST,
-	CALL_LOG
+	CALL_LOG,
+	CALL_CREATE, /* answered by the session's started() */
+	CALL_CLOSE, /* answered by the session's stopped() */
 };
 
 struct rpc;
+struct rpc_sandbox;
 
 struct call {
 	struct rpc *rpc;
+	struct rpc_sandbox *rs; /* the sandbox it runs in (NULL: a log stream, or it is gone) */
 	json_t *id;
 	enum call_kind kind;
 	struct sandbox_exec *x;
@@ -87,22 +98,38 @@ struct call {
 	struct call *next;
 };
 
+/* One sandbox of the server, from create until its stop has completed. */
+struct rpc_sandbox {
+	struct rpc *rpc;
+	/*
+	 * sess.sb while it runs; sess.spec.policy is what allow_list_* change; sess.env, sess.user
+	 * and sess.workdir are every exec's defaults; sess.L.id is its ID once started.
+	 */
+	struct session sess;
+	enum { RS_STARTING, RS_RUNNING, RS_STOPPING } state;
+	struct call *create; /* RS_STARTING: the create request */
+	bool cancelling; /* RS_STARTING: session_cancel was called */
+	bool launch_entrypoint;
+	struct rpc_sandbox *next;
+};
+
 struct rpc {
 	struct loop loop;
 	struct watch in_w, out_w;
-	struct buf in, out;
+	/*
+	 * What was read from stdin and not yet dispatched: complete lines, then the start of the
+	 * next one (partial bytes, at most RPC_MAX_LINE). Lines wait here while stdout is full.
+	 */
+	struct buf in;
+	size_t partial;
+	struct buf out;
 	struct buf events; /* event notifications not yet in out (RPC_MAX_EVENTS) */
 	uint64_t events_dropped; /* since the last "dropped" notice */
 	bool in_eof, overlong;
-	json_t *queue; /* parsed requests waiting for dispatch */
 	struct call *calls;
 	unsigned ncalls;
-	/*
-	 * The sandbox (session.h): sess.sb while it runs; sess.spec.policy is what allow_list_*
-	 * change; sess.env, sess.user and sess.workdir are every exec's defaults.
-	 */
-	struct session sess;
-	struct sandbox *sb; /* == sess.sb: NULL before create and after close */
+	struct rpc_sandbox *sandboxes;
+	unsigned nsandboxes;
 };
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -142,9 +169,11 @@ static void rpc_flush(struct rpc *r)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n < 0) {
-			/* The client went away: nothing more to say to anyone. */
+			/* The client went away: nothing more to say to anyone, nor to hear. */
 			buf_consume(&r->out, buf_used(&r->out));
 			buf_fini(&r->events);
+			buf_fini(&r->in);
+			r->partial = 0;
 			r->in_eof = true;
 			break;
 		}
@@ -556,14 +585,57 @@ static const struct exec_ops call_ops = { .output = op_output,
 
 /* ---- methods ----------------------------------------------------------------------------- */
 
-static bool need_sandbox(struct rpc *r, json_t *id)
+static void rs_cancel(struct rpc_sandbox *rs);
+
+/*
+ * The sandbox a request is for: params' "sandbox" ID, or, when that is left out, the one sandbox
+ * this server holds (a client of one sandbox never needs to name it). NULL after answering id
+ * with why not.
+ */
+static struct rpc_sandbox *rpc_target(struct rpc *r, json_t *id, json_t *p)
 {
-	if (r->sb && !sandbox_failure(r->sb))
-		return true;
-	rpc_error(r, id, E_SANDBOX,
-		  r->sb ? "the sandbox failed: %s" : "no sandbox: call create first",
-		  r->sb ? sandbox_failure(r->sb) : "");
-	return false;
+	json_t *want = json_object_get(p, "sandbox");
+	if (want && !json_is_string(want)) {
+		rpc_error(r, id, E_PARAMS, "sandbox must be a sandbox ID (a string)");
+		return NULL;
+	}
+	if (want) {
+		for (struct rpc_sandbox *rs = r->sandboxes; rs; rs = rs->next)
+			if (rs->state != RS_STARTING &&
+			    !strcmp(rs->sess.L.id, json_string_value(want)))
+				return rs;
+		rpc_error(r, id, E_SANDBOX,
+			  "no sandbox %.64s in this rpc server (closed, or never created here)",
+			  json_string_value(want));
+		return NULL;
+	}
+	if (r->nsandboxes == 1)
+		return r->sandboxes;
+	if (!r->nsandboxes)
+		rpc_error(r, id, E_SANDBOX, "no sandbox: call create first");
+	else
+		rpc_error(r, id, E_PARAMS,
+			  "this rpc server holds %u sandboxes: say which with \"sandbox\": ID",
+			  r->nsandboxes);
+	return NULL;
+}
+
+/* rpc_target, when that sandbox runs (and has not failed); else NULL, id answered. */
+static struct rpc_sandbox *rpc_running(struct rpc *r, json_t *id, json_t *p)
+{
+	struct rpc_sandbox *rs = rpc_target(r, id, p);
+	if (!rs)
+		return NULL;
+	if (rs->state == RS_STARTING)
+		rpc_error(r, id, E_SANDBOX,
+			  "the sandbox is still starting: wait for create's answer");
+	else if (rs->state == RS_STOPPING || !rs->sess.sb)
+		rpc_error(r, id, E_SANDBOX, "the sandbox %s is stopping", rs->sess.L.id);
+	else if (sandbox_failure(rs->sess.sb))
+		rpc_error(r, id, E_SANDBOX, "the sandbox failed: %s", sandbox_failure(rs->sess.sb));
+	else
+		return rs;
+	return NULL;
 }
 
 /* "command": a string runs through sh -c; an array is argv, run directly. */
@@ -626,13 +698,15 @@ static int env_put_json(struct env *e, json_t *obj, const char *where, char *err
 	return 0;
 }
 
-/* Start argv with p's options (working_dir, user, env, rows, cols, timeout_seconds). */
-static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum call_kind kind)
+/* Start argv in rs with p's options (working_dir, user, env, rows, cols, timeout_seconds). */
+static void exec_argv(struct rpc_sandbox *rs, json_t *id, char **argv, json_t *p,
+		      enum call_kind kind)
 {
+	struct rpc *r = rs->rpc;
 	/* create's environment, then the request's on top. */
 	struct env env = { 0 };
 	char err[512];
-	int k = env_copy(&env, &r->sess.env);
+	int k = env_copy(&env, &rs->sess.env);
 	if (k < 0)
 		snprintf(err, sizeof(err), "out of memory");
 	else
@@ -647,10 +721,10 @@ static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum ca
 		.env = env_vector(&env),
 		.cwd = json_is_string(json_object_get(p, "working_dir"))
 			   ? json_string_value(json_object_get(p, "working_dir"))
-			   : r->sess.workdir,
+			   : rs->sess.workdir,
 		.user = json_is_string(json_object_get(p, "user"))
 			    ? json_string_value(json_object_get(p, "user"))
-			    : r->sess.user,
+			    : rs->sess.user,
 		.stdin_on = kind == CALL_PIPE || kind == CALL_TTY,
 		.tty = kind == CALL_TTY,
 		.rows = (uint16_t)json_integer_value(json_object_get(p, "rows")),
@@ -658,9 +732,12 @@ static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum ca
 		.timeout_s = (unsigned)json_integer_value(json_object_get(p, "timeout_seconds")),
 	};
 	struct call *c = call_new(r, id, kind);
+	if (c)
+		c->rs = rs;
 	if (!c) {
 		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
-	} else if (!(c->x = sandbox_exec_start(r->sb, &req, &call_ops, c, err, sizeof(err)))) {
+	} else if (!(c->x =
+			 sandbox_exec_start(rs->sess.sb, &req, &call_ops, c, err, sizeof(err)))) {
 		rpc_error(r, id, E_EXEC, "%s", err);
 		call_end(c);
 	} else if (kind == CALL_PIPE || kind == CALL_TTY) {
@@ -672,7 +749,8 @@ static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum ca
 
 static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	char **argv = command_argv(json_object_get(p, "command"));
 	if (!argv) {
@@ -680,14 +758,28 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 			  "command must be a string or a non-empty array of strings");
 		return;
 	}
-	exec_argv(r, id, argv, p, kind);
+	exec_argv(rs, id, argv, p, kind);
 	strv_free(argv);
+}
+
+/*
+ * The running call a notification (stdin, resize) is for: by its request id, in the sandbox
+ * named by "sandbox" if that is given. NULL: none (a notification has nothing to answer).
+ */
+static struct call *call_for_note(struct rpc *r, json_t *p)
+{
+	struct call *c = call_find(r, json_object_get(p, "id"));
+	const char *want = json_string_value(json_object_get(p, "sandbox"));
+	if (!c || !c->x ||
+	    (json_object_get(p, "sandbox") && (!want || !c->rs || strcmp(c->rs->sess.L.id, want))))
+		return NULL;
+	return c;
 }
 
 static void m_stdin(struct rpc *r, json_t *p, bool eof)
 {
-	struct call *c = call_find(r, json_object_get(p, "id"));
-	if (!c || !c->x)
+	struct call *c = call_for_note(r, p);
+	if (!c)
 		return; /* a notification: nothing to answer */
 	if (eof) {
 		c->in_eof = true;
@@ -702,16 +794,17 @@ static void m_stdin(struct rpc *r, json_t *p, bool eof)
 
 static void m_resize(struct rpc *r, json_t *p)
 {
-	struct call *c = call_find(r, json_object_get(p, "id"));
+	struct call *c = call_for_note(r, p);
 	json_int_t rows = json_integer_value(json_object_get(p, "rows"));
 	json_int_t cols = json_integer_value(json_object_get(p, "cols"));
-	if (c && c->x && rows > 0 && cols > 0 && rows < 65536 && cols < 65536)
+	if (c && rows > 0 && cols > 0 && rows < 65536 && cols < 65536)
 		sandbox_exec_resize(c->x, (uint16_t)rows, (uint16_t)cols);
 }
 
 static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	const char *path = json_string_value(json_object_get(p, "path"));
 	if (!path || path[0] != '/') {
@@ -753,6 +846,7 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
 		return;
 	}
+	c->rs = rs;
 	if (kind == CALL_READ) {
 		c->cap_max = whole ? RPC_MAX_READ : (size_t)json_integer_value(len);
 		c->read_whole = whole;
@@ -766,7 +860,7 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		}
 		c->in_eof = true;
 	}
-	c->x = sandbox_file_start(r->sb, &fr, &call_ops, c, err, sizeof(err));
+	c->x = sandbox_file_start(rs->sess.sb, &fr, &call_ops, c, err, sizeof(err));
 	if (!c->x) {
 		rpc_error(r, id, E_FILE, "%s", err);
 		call_end(c);
@@ -791,14 +885,18 @@ static void on_log_timer(struct timer *t)
 	loop_timer_set(&r->loop, t, r->loop.now + 200000000ull);
 }
 
-static void m_log(struct rpc *r, json_t *id, bool stream)
+static void m_log(struct rpc *r, json_t *id, json_t *p, bool stream)
 {
-	if (!r->sb) {
-		rpc_error(r, id, E_SANDBOX, "no sandbox: call create first");
+	struct rpc_sandbox *rs = rpc_target(r, id, p);
+	if (!rs)
+		return;
+	if (rs->state == RS_STARTING) {
+		rpc_error(r, id, E_SANDBOX,
+			  "the sandbox is still starting: wait for create's answer");
 		return;
 	}
 	char path[4300];
-	snprintf(path, sizeof(path), "%s/log", r->sess.L.dir);
+	snprintf(path, sizeof(path), "%s/log", rs->sess.L.dir);
 	struct log_reader *lr = log_reader_open(path); /* log.1, then log */
 	if (!lr) {
 		rpc_error(r, id, E_INTERNAL, "log: %s", strerror(errno));
@@ -808,10 +906,10 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 		/* The log's last RPC_MAX_CAPTURE bytes, base64: the console may hold any bytes. */
 		struct buf b = { 0 };
 		bool truncated = false;
-		uint8_t *p;
+		uint8_t *dst;
 		ssize_t n = 1;
-		while (n > 0 && (p = buf_reserve(&b, 65536))) {
-			n = log_reader_read(lr, p, 65536);
+		while (n > 0 && (dst = buf_reserve(&b, 65536))) {
+			n = log_reader_read(lr, dst, 65536);
 			if (n > 0)
 				b.len += (size_t)n;
 			if (buf_used(&b) > RPC_MAX_CAPTURE) { /* keep the newest bytes */
@@ -840,8 +938,16 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 static void m_cancel(struct rpc *r, json_t *id, json_t *p)
 {
 	struct call *c = call_find(r, json_object_get(p, "id"));
-	if (!c) {
+	if (!c || c->kind == CALL_CLOSE) {
+		/* Nothing running by that id, or a stop, which cannot be undone. */
 		rpc_result(r, id, json_pack("{s:b}", "cancelled", 0));
+		return;
+	}
+	if (c->kind == CALL_CREATE) {
+		/* The start is abandoned (an image pull included); create is answered "cancelled"
+		 * from started(), which may come before this answer. */
+		rpc_result(r, id, json_pack("{s:b}", "cancelled", 1));
+		rs_cancel(c->rs);
 		return;
 	}
 	c->cancelled = true;
@@ -925,10 +1031,11 @@ static int rpc_secrets_from(struct secrets *ss, json_t *secrets, char *err, size
 	return 0;
 }
 
-/* Every egress decision becomes an `event` notification. */
+/* Every egress decision becomes an `event` notification naming its sandbox. */
 static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 {
-	struct rpc *r = opaque;
+	struct rpc_sandbox *rs = opaque;
+	struct rpc *r = rs->rpc;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	char when[40], url[600];
@@ -965,8 +1072,9 @@ static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 		if (ev->kind == NET_EV_SECRET_LEAK)
 			json_object_set_new(n, "secret_leak", json_text(ev->req->secret));
 	}
-	json_t *msg = json_pack("{s:s,s:{s:s,s:s,s:o}}", "method", "event", "params", "type",
-				"network", "timestamp", when, "network", n ? n : json_object());
+	json_t *msg = json_pack("{s:s,s:{s:s,s:s,s:s,s:o}}", "method", "event", "params", "type",
+				"network", "sandbox", rs->sess.L.id, "timestamp", when, "network",
+				n ? n : json_object());
 	if (rpc_queue(&r->events, msg) < 0)
 		r->events_dropped++;
 	rpc_flush(r);
@@ -982,14 +1090,15 @@ static json_t *rules_json(const struct policy *p)
 
 static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	json_t *hosts = json_object_get(p, "hosts");
 	if (!json_is_array(hosts)) {
 		rpc_error(r, id, E_PARAMS, "hosts must be an array of host names or globs");
 		return;
 	}
-	struct policy *pol = r->sess.spec.policy;
+	struct policy *pol = rs->sess.spec.policy;
 	if (pol->no_network) {
 		rpc_error(r, id, E_SANDBOX, "this sandbox has no network (no_network)");
 		return;
@@ -1017,7 +1126,8 @@ static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 
 static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	json_t *fw = json_object_get(p, "forwards"), *addrs = json_object_get(p, "addresses");
 	if (!json_is_array(fw) || !json_array_size(fw)) {
@@ -1045,7 +1155,7 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 					       : NULL;
 			char err[300];
 			uint16_t bound;
-			if (portfwd_add(&r->sess.sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound,
+			if (portfwd_add(&rs->sess.sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound,
 					err, sizeof(err)) < 0) {
 				json_decref(bindings);
 				rpc_error(r, id, E_SANDBOX, "%s", err);
@@ -1282,13 +1392,120 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 	return 0;
 }
 
+/* ---- sandboxes --------------------------------------------------------------------------- */
+
+/*
+ * rs is gone (its start failed or was cancelled, or its stop completed): answer the closes
+ * waiting for it, detach the calls still pointing at it, and free it.
+ */
+static void rs_gone(struct rpc_sandbox *rs)
+{
+	struct rpc *r = rs->rpc;
+	for (struct call *c = r->calls, *next; c; c = next) {
+		next = c->next;
+		if (c->rs != rs)
+			continue;
+		c->rs = NULL;
+		if (c->kind == CALL_CLOSE) {
+			rpc_result(r, c->id, json_object());
+			call_end(c);
+		} else if (c->x || c->kind == CALL_CREATE) {
+			/* The stop ends every exec through op_done first; this is only a backstop.
+			 */
+			rpc_error(r, c->id, E_SANDBOX, "the sandbox stopped");
+			call_end(c);
+		}
+	}
+	for (struct rpc_sandbox **p = &r->sandboxes; *p; p = &(*p)->next) {
+		if (*p == rs) {
+			*p = rs->next;
+			r->nsandboxes--;
+			break;
+		}
+	}
+	session_fini(&rs->sess);
+	/* A callback of this session may still be on the stack. */
+	loop_defer_free(&r->loop, rs, free);
+}
+
+static void rs_stopped(struct session *s, void *opaque)
+{
+	(void)s;
+	rs_gone(opaque);
+}
+
+/* Stop rs (see session_stop); its closes are answered once it is gone. */
+static void rs_stop(struct rpc_sandbox *rs)
+{
+	if (rs->state != RS_RUNNING)
+		return;
+	rs->state = RS_STOPPING;
+	if (!rs->sess.sb) {
+		rs_gone(rs); /* nothing runs: session_stop would not call back */
+		return;
+	}
+	session_stop(&rs->sess, NULL, rs_stopped, rs);
+}
+
+/* Abandon rs's start; create is answered "cancelled" from started(). */
+static void rs_cancel(struct rpc_sandbox *rs)
+{
+	if (rs->state != RS_STARTING || rs->cancelling)
+		return;
+	rs->cancelling = true;
+	session_cancel(&rs->sess);
+}
+
+/* Close rs: a running sandbox is stopped, a starting one cancelled. */
+static void rs_close(struct rpc_sandbox *rs)
+{
+	if (rs->state == RS_STARTING)
+		rs_cancel(rs);
+	else
+		rs_stop(rs);
+}
+
+static void rs_started(struct session *s, int k, const char *err, void *opaque)
+{
+	struct rpc_sandbox *rs = opaque;
+	struct rpc *r = rs->rpc;
+	struct call *c = rs->create;
+	rs->create = NULL;
+	if (k < 0) {
+		rpc_error(r, c->id,
+			  k == -EINVAL	    ? E_PARAMS
+			  : k == -ENOMEM    ? E_INTERNAL
+			  : k == -ECANCELED ? E_CANCELLED
+					    : E_SANDBOX,
+			  "%s",
+			  err && *err	    ? err
+			  : k == -ECANCELED ? "cancelled"
+					    : strerror(-k));
+		call_end(c);
+		rs_gone(rs);
+		return;
+	}
+	rs->state = RS_RUNNING;
+	/* launch_entrypoint: the image's Entrypoint + Cmd (Docker's rules, image_config's on top)
+	 * runs in the background. */
+	if (rs->launch_entrypoint && s->argv[0])
+		exec_argv(rs, NULL, s->argv, NULL, CALL_STREAM);
+	rpc_result(r, c->id, json_pack("{s:s}", "id", s->L.id));
+	call_end(c);
+	if (rs->cancelling)
+		rs_stop(rs); /* closed (or cancelled) when it was too late to abandon the start */
+}
+
 static void m_create(struct rpc *r, json_t *id, json_t *p)
 {
 	char err[1024] = "";
 	struct sandbox_spec spec;
-	if (r->sb) {
-		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)",
-			  r->sess.L.id);
+	if (r->nsandboxes >= RPC_MAX_SANDBOXES) {
+		rpc_error(
+		    r, id, E_SANDBOX,
+		    "this rpc server already holds %d sandboxes, the most it serves: close one "
+		    "first",
+		    RPC_MAX_SANDBOXES);
 		return;
 	}
 	if (sandbox_spec_init(&spec) < 0) {
@@ -1297,14 +1514,15 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	}
 	int k = create_check(p, err, sizeof(err));
 	k = k ?: create_spec(p, &spec, err, sizeof(err));
-	if (k == 0) {
-		spec.net_event = rpc_on_net_event;
-		spec.net_opaque = r;
-		k = session_start(&r->sess, &spec, &r->loop, err, sizeof(err));
+	struct rpc_sandbox *rs = NULL;
+	struct call *c = NULL;
+	if (k == 0 && (!(rs = calloc(1, sizeof(*rs))) || !(c = call_new(r, id, CALL_CREATE)))) {
+		snprintf(err, sizeof(err), rs ? "too many requests in flight" : "out of memory");
+		free(rs);
+		k = -ENOMEM;
 	}
-	sandbox_spec_fini(&spec);
 	if (k < 0) {
-		session_fini(&r->sess);
+		sandbox_spec_fini(&spec);
 		rpc_error(r, id,
 			  k == -EINVAL	 ? E_PARAMS
 			  : k == -ENOMEM ? E_INTERNAL
@@ -1312,36 +1530,60 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 			  "%s", err);
 		return;
 	}
-	r->sb = r->sess.sb;
-	/* launch_entrypoint: the image's Entrypoint + Cmd (Docker's rules, image_config's on top)
-	 * runs in the background. */
-	if (json_is_true(json_object_get(p, "launch_entrypoint")) && r->sess.argv[0])
-		exec_argv(r, NULL, r->sess.argv, NULL, CALL_STREAM);
-	rpc_result(r, id, json_pack("{s:s}", "id", r->sess.L.id));
+	*rs = (struct rpc_sandbox){
+		.rpc = r,
+		.state = RS_STARTING,
+		.create = c,
+		.launch_entrypoint = json_is_true(json_object_get(p, "launch_entrypoint")),
+		.next = r->sandboxes,
+	};
+	c->rs = rs;
+	r->sandboxes = rs;
+	r->nsandboxes++;
+	spec.net_event = rpc_on_net_event;
+	spec.net_opaque = rs;
+	/* From here on started() answers (from the loop), unless the start cannot even begin. */
+	k = session_start(&rs->sess, &spec, &r->loop, rs_started, rs, err, sizeof(err));
+	sandbox_spec_fini(&spec);
+	if (k < 0) {
+		rpc_error(r, id,
+			  k == -EINVAL	 ? E_PARAMS
+			  : k == -ENOMEM ? E_INTERNAL
+					 : E_SANDBOX,
+			  "%s", err);
+		rs->create = NULL;
+		call_end(c);
+		rs_gone(rs);
+	}
 }
 
-/* Stop the sandbox; like `matchlock kill`, its record stays (stopped) with its log until `matchlock
- * rm`. */
-static void rpc_close_sandbox(struct rpc *r)
-{
-	if (!r->sb)
-		return;
-	session_stop(&r->sess, NULL);
-	session_fini(&r->sess);
-	r->sb = NULL;
-}
-
-/* close takes no parameters: a stop timeout asked for would otherwise be silently ignored. */
+/*
+ * close {sandbox?}: stop it (a starting one is cancelled); answered once it is gone. Like
+ * `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. A stop
+ * timeout asked for would be silently ignored: close takes no other parameter.
+ */
 static void m_close(struct rpc *r, json_t *id, json_t *p)
 {
-	static const char *const none[] = { NULL };
+	static const char *const known[] = { "sandbox", NULL };
 	char err[256];
-	if (keys_known(p, "", none, err, sizeof(err)) < 0) {
+	if (keys_known(p, "", known, err, sizeof(err)) < 0) {
 		rpc_error(r, id, E_PARAMS, "%s", err);
 		return;
 	}
-	rpc_close_sandbox(r);
-	rpc_result(r, id, json_object());
+	if (!r->nsandboxes && !json_object_get(p, "sandbox")) {
+		rpc_result(r, id, json_object()); /* nothing to close */
+		return;
+	}
+	struct rpc_sandbox *rs = rpc_target(r, id, p);
+	if (!rs)
+		return;
+	struct call *c = call_new(r, id, CALL_CLOSE);
+	if (!c) {
+		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
+		return;
+	}
+	c->rs = rs;
+	rs_close(rs);
 }
 
 static void dispatch(struct rpc *r, json_t *req)
@@ -1390,9 +1632,9 @@ static void dispatch(struct rpc *r, json_t *req)
 	} else if (!strcmp(method, "list_files")) {
 		m_file(r, id, p, CALL_LIST);
 	} else if (!strcmp(method, "log")) {
-		m_log(r, id, false);
+		m_log(r, id, p, false);
 	} else if (!strcmp(method, "log_stream")) {
-		m_log(r, id, true);
+		m_log(r, id, p, true);
 	} else if (!strcmp(method, "cancel")) {
 		m_cancel(r, id, p);
 	} else if (!strcmp(method, "close")) {
@@ -1423,102 +1665,137 @@ static void on_line(struct rpc *r, const char *line, size_t n)
 		rpc_error(r, NULL, E_PARSE, "parse error: %s", je.text);
 		return;
 	}
-	json_array_append_new(r->queue, req);
+	dispatch(r, req);
+	json_decref(req);
 }
 
+/*
+ * Dispatch the complete lines waiting in r->in, in order, while stdout has room for their
+ * answers; the rest wait (stdin is not watched meanwhile, rpc_flush). Called only from
+ * cmd_rpc's loop between two batches of events, never from a callback: no dispatch is on the
+ * stack when another starts.
+ */
+static void rpc_take(struct rpc *r)
+{
+	while (buf_used(&r->out) < RPC_OUT_HIGH && buf_used(&r->in) > r->partial) {
+		const char *p = (const char *)buf_head(&r->in);
+		const char *nl = memchr(p, '\n', buf_used(&r->in) - r->partial);
+		size_t n = (size_t)(nl - p);
+		if (n > RPC_MAX_LINE)
+			rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes",
+				  RPC_MAX_LINE);
+		else
+			on_line(r, p, n);
+		buf_consume(&r->in, n + 1);
+	}
+}
+
+/*
+ * n bytes were just read onto the end of r->in: keep the line being received within
+ * RPC_MAX_LINE. A longer line's bytes are dropped as they arrive, and the line is answered with
+ * one error when its end comes; so r->in holds the lines of one read plus at most one line.
+ */
+static void rpc_in_bound(struct rpc *r, size_t n)
+{
+	uint8_t *p = r->in.p + r->in.len - n;
+	if (r->overlong) {
+		uint8_t *nl = memchr(p, '\n', n);
+		if (!nl) {
+			r->in.len -= n;
+			return;
+		}
+		size_t drop = (size_t)(nl + 1 - p);
+		memmove(p, nl + 1, n - drop);
+		r->in.len -= drop;
+		n -= drop;
+		r->overlong = false;
+		rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes", RPC_MAX_LINE);
+	}
+	uint8_t *last = memrchr(p, '\n', n);
+	r->partial = last ? (size_t)(p + n - last - 1) : r->partial + n;
+	if (r->partial > RPC_MAX_LINE) {
+		r->in.len -= r->partial;
+		r->partial = 0;
+		r->overlong = true;
+	}
+}
+
+/* Read what stdin has; rpc_take dispatches it once this batch of events is done. */
 static void on_stdin(struct watch *w, uint32_t events)
 {
 	(void)events;
 	struct rpc *r = w->obj;
-	uint8_t tmp[65536];
-	ssize_t n = read(w->fd, tmp, sizeof(tmp));
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	uint8_t *p = buf_reserve(&r->in, RPC_READ);
+	ssize_t n = p ? read(w->fd, p, RPC_READ) : -1;
+	if (n < 0 && p && (errno == EAGAIN || errno == EINTR))
 		return;
+	if (!p)
+		warn("rpc: out of memory reading requests: no more are taken");
 	if (n <= 0) {
 		r->in_eof = true;
 		loop_watch(&r->loop, w, 0);
 		return;
 	}
-	for (ssize_t i = 0, start = 0; i <= n; i++) {
-		if (i < n && tmp[i] != '\n')
-			continue;
-		size_t piece = (size_t)(i - start);
-		if (i == n) {
-			/* A partial line: keep it, within bounds. */
-			if (r->overlong || buf_used(&r->in) + piece > RPC_MAX_LINE) {
-				r->overlong = true;
-				buf_consume(&r->in, buf_used(&r->in));
-			} else {
-				buf_append(&r->in, tmp + start, piece);
-			}
-			break;
-		}
-		if (r->overlong || buf_used(&r->in) + piece > RPC_MAX_LINE) {
-			rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes",
-				  RPC_MAX_LINE);
-		} else if (buf_used(&r->in)) {
-			buf_append(&r->in, tmp + start, piece);
-			on_line(r, (const char *)buf_head(&r->in), buf_used(&r->in));
-		} else {
-			on_line(r, (const char *)tmp + start, piece);
-		}
-		buf_consume(&r->in, buf_used(&r->in));
-		r->overlong = false;
-		start = i + 1;
+	r->in.len += (size_t)n;
+	rpc_in_bound(r, (size_t)n);
+}
+
+/* Close the sandboxes whose lifetime ran out or that `matchlock kill` stopped. */
+static void rpc_reap(struct rpc *r)
+{
+	for (struct rpc_sandbox *rs = r->sandboxes, *next; rs; rs = next) {
+		next = rs->next;
+		if (rs->state == RS_RUNNING && rs->sess.sup.stop)
+			rs_stop(rs);
 	}
 }
 
 int cmd_rpc(int argc, char **argv)
 {
 	if (argc > 1) {
-		puts("usage: matchlock rpc\n\nServe one sandbox as JSON-RPC 2.0 over stdin/stdout "
-		     "(see the SDKs).");
+		puts("usage: matchlock rpc\n\nServe sandboxes as JSON-RPC 2.0 over stdin/stdout "
+		     "(see the SDKs and spec/rpc.md).");
 		return !strcmp(argv[1], "--help") ? 0 : 1;
 	}
-	struct rpc r = { .sess.sigfd = -1, .sess.notify_fd = -1 };
+	struct rpc r = { 0 };
 	log_set_quiet(!getenv("MATCHLOCK_DEBUG"));
 	signal(SIGPIPE, SIG_IGN);
 	if (loop_init(&r.loop) < 0) {
 		error("event loop: %s", strerror(errno));
 		return EXIT_MATCHLOCK;
 	}
-	r.queue = json_array();
 	fd_set_nonblock(STDIN_FILENO, 1);
 	fd_set_nonblock(STDOUT_FILENO, 1);
 	watch_init(&r.in_w, STDIN_FILENO, on_stdin, &r);
 	watch_init(&r.out_w, STDOUT_FILENO, on_stdout, &r);
 	loop_watch(&r.loop, &r.in_w, EPOLLIN);
 
-	while (!(r.in_eof && json_array_size(r.queue) == 0)) {
-		/* While stdout is over its high mark, requests wait: their answers would pile up.
-		 */
-		while (json_array_size(r.queue) && buf_used(&r.out) < RPC_OUT_HIGH) {
-			json_t *req = json_incref(json_array_get(r.queue, 0));
-			json_array_remove(r.queue, 0);
-			dispatch(&r, req);
-			json_decref(req);
-		}
-		if (r.sb && r.sess.sup.stop) {
-			/* The lifetime ran out, or `matchlock kill` asked. */
-			rpc_close_sandbox(&r);
-		}
-		if (r.in_eof && !json_array_size(r.queue))
+	/* The one place that runs the loop; requests are dispatched between its batches. */
+	for (;;) {
+		rpc_take(&r);
+		rpc_reap(&r);
+		if (r.in_eof && buf_used(&r.in) <= r.partial)
 			break;
 		loop_run_once(&r.loop, 0);
 	}
-	/* stdin closed: the client is gone; so is its sandbox. Stopping it finishes its running
-	 * execs through op_done, which ends their calls; then end what is left (log streams).
-	 * Ending the calls first made op_done end them a second time (a double free). */
-	rpc_close_sandbox(&r);
+	/*
+	 * stdin closed: the client is gone; so are its sandboxes. Every start is abandoned and
+	 * every sandbox stopped, at once; each stop finishes its running execs through op_done,
+	 * which ends their calls. Then end what is left (log streams).
+	 */
+	for (struct rpc_sandbox *rs = r.sandboxes, *next; rs; rs = next) {
+		next = rs->next;
+		rs_close(rs);
+	}
+	while (r.sandboxes)
+		loop_run_once(&r.loop, 0);
 	while (r.calls)
 		call_end(r.calls);
 	fd_set_nonblock(STDOUT_FILENO, 0);
 	rpc_flush(&r);
-	json_decref(r.queue);
 	buf_fini(&r.in);
 	buf_fini(&r.out);
 	buf_fini(&r.events);
-	session_fini(&r.sess);
 	loop_fini(&r.loop);
 	return 0;
 }
