@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Raw-protocol driver for test_rpc_async.sh: several sandboxes in one `matchlock rpc`, started
+and stopped while the others keep answering. Usage: rpc_async.py CASE [REGISTRY_DIR]; prints
+what it measured; exit status 0 when every check held.
+
+The slow registry (slow_registry.py) holds the last byte of its layer until REGISTRY_DIR/release
+exists, so "B's create is still unanswered when A's exec answers" is a fact of ordering the test
+controls, not a race it hopes to win: a server that stopped serving during the pull would never
+answer A, and this driver fails after its bounded wait.
+"""
+
+import base64
+import glob
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+BIN = os.environ["ML"]
+ROOTFS = os.environ["ROOTFS"]
+HOME = os.environ["MATCHLOCK_HOME"]
+PARAMS, SANDBOX, CANCELLED = -32602, -32000, -32003
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        raise SystemExit(f"FAIL: {what}")
+
+
+class Rpc:
+    """One `matchlock rpc`; a reader thread records every message in arrival order."""
+
+    def __init__(self) -> None:
+        self.p = subprocess.Popen([BIN, "rpc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
+        self.next_id = 0
+        self.cv = threading.Condition()
+        self.msgs: list = []  # every message, in the order it arrived
+        self.closed = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.p.stdout:
+            with self.cv:
+                self.msgs.append(json.loads(line))
+                self.cv.notify_all()
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+
+    def send(self, method: str, params: dict) -> int:
+        self.next_id += 1
+        line = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        self.p.stdin.write(line.encode() + b"\n")
+        self.p.stdin.flush()
+        return self.next_id
+
+    def position(self, id_: int) -> int:
+        """Where the answer to id_ is in the arrival order; -1 while it has not arrived."""
+        with self.cv:
+            for i, m in enumerate(self.msgs):
+                if m.get("id") == id_ and "method" not in m:
+                    return i
+        return -1
+
+    def answer(self, id_: int, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for m in self.msgs:
+                    if m.get("id") == id_ and "method" not in m:
+                        return m
+                check(not self.closed, f"matchlock rpc closed stdout before answering request {id_}")
+                left = deadline - time.monotonic()
+                check(left > 0, f"no answer to request {id_} within {timeout:.0f} s")
+                self.cv.wait(left)
+
+    def call(self, method: str, params: dict, timeout: float = 300) -> dict:
+        return self.answer(self.send(method, params), timeout)
+
+    def events(self) -> list:
+        with self.cv:
+            return [m["params"] for m in self.msgs if m.get("method") == "event"]
+
+    def eof(self) -> None:
+        """Close stdin: the server stops what it holds and exits 0."""
+        self.p.stdin.close()
+        check(self.p.wait(180) == 0, "matchlock rpc's exit status after EOF")
+
+
+def result(res: dict, what: str) -> dict:
+    check("result" in res, f"{what}: {str(res)[:300]}")
+    return res["result"]
+
+
+def error(res: dict, code: int, what: str, words: str = "") -> str:
+    err = res.get("error", {})
+    check(err.get("code") == code and words in err.get("message", ""),
+          f"{what}: want error {code} with '{words}', got {str(res)[:300]}")
+    return err["message"]
+
+
+def out(res: dict, what: str) -> bytes:
+    r = result(res, what)
+    check(r.get("exit_code") == 0, f"{what}: {r}")
+    return base64.b64decode(r.get("stdout", ""))
+
+
+def create(r: Rpc, image: str = ROOTFS) -> str:
+    return result(r.call("create", {"image": image}), f"create {image}")["id"]
+
+
+def wait_file_line(path: str, line: str, timeout: float, r: Rpc = None, pending: int = 0) -> None:
+    """Wait until file path has line; fail early if request `pending` was answered meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                if line in f.read().split():
+                    return
+        except FileNotFoundError:
+            pass
+        if r is not None and pending and r.position(pending) >= 0:
+            raise SystemExit(f"FAIL: waiting for {line}: request {pending} answered: {r.answer(pending)}")
+        check(time.monotonic() < deadline, f"{path}: no {line} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def registry(reg_dir: str) -> str:
+    with open(os.path.join(reg_dir, "port")) as f:
+        return f"127.0.0.1:{f.read().strip()}/slow/img:1"
+
+
+def descendants(pid: int) -> list:
+    """The processes below pid (pid, command), from /proc."""
+    parent = {}
+    for d in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(d) as f:
+                s = f.read()
+        except OSError:
+            continue
+        # comm may hold spaces and parentheses: fields resume after the last ')'.
+        fields = s[s.rindex(")") + 2:].split()
+        parent[int(d.split("/")[2])] = (int(fields[1]), s[s.index("(") + 1:s.rindex(")")])
+    found, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        for child, (pp, comm) in parent.items():
+            if pp == p:
+                found.append((child, comm))
+                frontier.append(child)
+    return found
+
+
+def sandbox_dirs() -> list:
+    return [d for d in glob.glob(os.path.join(HOME, "**", "vm-*"), recursive=True) if os.path.isdir(d)]
+
+
+def listed() -> str:
+    return subprocess.run([BIN, "list"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+
+
+def pull(reg_dir: str) -> None:
+    """A's execs are answered while B's image is being pulled; then B runs the pulled image."""
+    r = Rpc()
+    a = create(r)
+    t0 = time.monotonic()
+    check(out(r.call("exec", {"command": ["echo", "a"]}), "exec on A alone") == b"a\n", "A's output")
+    idle_ms = (time.monotonic() - t0) * 1000
+    b_create = r.send("create", {"image": registry(reg_dir)})
+    wait_file_line(os.path.join(reg_dir, "events"), "blob-start", 120, r, b_create)
+    # B is starting: a request that names no sandbox is ambiguous now, naming one is not.
+    error(r.call("exec", {"command": "true"}), PARAMS, "exec naming no sandbox of two", '"sandbox": ID')
+    error(r.call("exec", {"sandbox": "vm-nosuchbox", "command": "true"}), SANDBOX, "exec on an unknown sandbox",
+          "no sandbox vm-nosuchbox")
+    worst_ms = 0.0
+    for i in range(5):
+        t = time.monotonic()
+        res = r.call("exec", {"sandbox": a, "command": ["echo", f"a{i}"]}, timeout=120)
+        worst_ms = max(worst_ms, (time.monotonic() - t) * 1000)
+        check(out(res, f"exec {i} on A during B's pull") == f"a{i}\n".encode(), "A's output during the pull")
+        check(r.position(b_create) < 0, f"B's create was answered before A's exec {i}: {r.answer(b_create)}")
+    check(base64.b64decode(result(r.call("log", {"sandbox": a}), "log of A")["content"]), "A's log is empty")
+    check(r.position(b_create) < 0, "B's create answered while its layer was held")
+    open(os.path.join(reg_dir, "release"), "w").close()
+    t = time.monotonic()
+    b = result(r.answer(b_create, timeout=600), "B's create")["id"]
+    boot_ms = (time.monotonic() - t) * 1000
+    check(b != a, "two sandboxes, two IDs")
+    with open(os.path.join(reg_dir, "nonce")) as f:
+        nonce = f.read().encode()
+    check(out(r.call("exec", {"sandbox": b, "command": ["cat", "/etc/slow-registry-nonce"]}), "exec on B") == nonce,
+          "B runs the pulled image")
+    check(result(r.call("close", {"sandbox": b}), "close B") == {}, "close answers {}")
+    # One sandbox again: requests that name none are A's (today's SDKs).
+    check(out(r.call("exec", {"command": "echo alone"}), "exec on A after closing B") == b"alone\n", "A alone")
+    check(result(r.call("close", {}), "close A") == {}, "close A answers {}")
+    r.eof()
+    print(f"pull: 5 execs on A answered while B's layer was held (worst {worst_ms:.0f} ms, "
+          f"{idle_ms:.0f} ms before the pull); B ran {boot_ms:.0f} ms after the last byte")
+
+
+def two() -> None:
+    """Two sandboxes, each its own files and events; closing one leaves the other serving."""
+    r = Rpc()
+    a, b = create(r), create(r)
+    check(a != b, "two IDs")
+    for sid in (a, b):
+        res = r.call("write_file", {"sandbox": sid, "path": "/tmp/who",
+                                    "content": base64.b64encode(sid.encode()).decode()})
+        result(res, f"write_file on {sid}")
+    for sid in (a, b):
+        got = base64.b64decode(result(r.call("read_file", {"sandbox": sid, "path": "/tmp/who"}), "read_file")["content"])
+        check(got == sid.encode(), f"{sid} reads its own file: {got!r}")
+        check(out(r.call("exec", {"sandbox": sid, "command": "cat /tmp/who"}), "exec") == sid.encode(), "exec")
+    # A denied lookup in each: its event names its sandbox.
+    for sid in (a, b):
+        r.call("exec", {"sandbox": sid, "command": f"nslookup denied-{sid}.example >/dev/null 2>&1; true"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = {(e.get("sandbox"), e.get("network", {}).get("host", "").rstrip(".")) for e in r.events()}
+        if all((sid, f"denied-{sid}.example") in seen for sid in (a, b)):
+            break
+        time.sleep(0.2)
+    else:
+        raise SystemExit(f"FAIL: events naming their sandbox; got {r.events()[:6]}")
+    error(r.call("close", {}), PARAMS, "close naming no sandbox of two", '"sandbox": ID')
+    check(result(r.call("close", {"sandbox": a}), "close A") == {}, "close A")
+    check(" stopped " in next((l for l in listed().splitlines() if l.startswith(a)), ""), "A listed as stopped")
+    error(r.call("exec", {"sandbox": a, "command": "true"}), SANDBOX, "exec on closed A", "no sandbox")
+    check(out(r.call("exec", {"sandbox": b, "command": "echo b"}), "exec on B") == b"b\n", "B still answers")
+    check(out(r.call("exec", {"command": "echo b"}), "exec on the one left") == b"b\n", "B is the one left")
+    r.eof()  # B is stopped by the EOF
+    check(" stopped " in next((l for l in listed().splitlines() if l.startswith(b)), ""), "B stopped at EOF")
+    print("two: each sandbox its own files and events; B served after A closed")
+
+
+def cancel(reg_dir: str) -> None:
+    """cancel of a create whose image is being pulled leaves no record, directory or process."""
+    r = Rpc()
+    before_dirs, before_list = sandbox_dirs(), listed()
+    c = r.send("create", {"image": registry(reg_dir)})
+    wait_file_line(os.path.join(reg_dir, "events"), "blob-start", 120, r, c)
+    check(descendants(r.p.pid), "a worker is pulling the image")
+    check(result(r.call("cancel", {"id": c}), "cancel") == {"cancelled": True}, "cancel answers cancelled")
+    error(r.answer(c, timeout=60), CANCELLED, "the cancelled create")
+    deadline = time.monotonic() + 30
+    while descendants(r.p.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check(not descendants(r.p.pid), f"processes left after cancel: {descendants(r.p.pid)}")
+    wait_file_line(os.path.join(reg_dir, "events"), "blob-abort", 30)
+    check(sandbox_dirs() == before_dirs, f"directories left: {set(sandbox_dirs()) - set(before_dirs)}")
+    check(listed() == before_list, f"records left: {listed()}")
+    error(r.call("exec", {"command": "true"}), SANDBOX, "exec after the cancelled create", "no sandbox")
+    # The server still starts sandboxes.
+    create(r)
+    r.eof()
+    print("cancel: the pull was abandoned (the registry saw the client leave); nothing left behind")
+
+
+def limit(reg_dir: str) -> None:
+    """16 sandboxes starting at once (all waiting for the held layer); the 17th is refused; EOF
+    abandons every start and the server exits with nothing left running."""
+    r = Rpc()
+    ids = [r.send("create", {"image": registry(reg_dir)}) for _ in range(16)]
+    extra = r.call("create", {"image": ROOTFS}, timeout=60)
+    error(extra, SANDBOX, "the 17th create", "16 sandboxes")
+    check(all(r.position(i) < 0 for i in ids), "the 16 creates are still starting")
+    workers = [p for p, _ in descendants(r.p.pid)]
+    check(workers, "workers are pulling the image")
+    r.eof()
+    for i in ids:
+        error(r.answer(i, timeout=5), CANCELLED, "a create abandoned at EOF")
+    left = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split(")")[-1][:3]]
+    check(not left, f"workers left running after EOF: {left}")
+    check(not sandbox_dirs(), f"directories left: {sandbox_dirs()}")
+    print("limit: 16 starting sandboxes, the 17th refused; EOF abandoned all 16")
+
+
+if __name__ == "__main__":
+    case = sys.argv[1]
+    {"pull": lambda: pull(sys.argv[2]), "two": two, "cancel": lambda: cancel(sys.argv[2]),
+     "limit": lambda: limit(sys.argv[2])}[case]()

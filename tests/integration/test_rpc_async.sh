@@ -1,0 +1,48 @@
+#!/bin/bash
+# Several sandboxes in one `matchlock rpc`, each started and stopped asynchronously (issue 12
+# part 2): a slow image pull for one sandbox never stops another from answering; two sandboxes
+# serve side by side; a create cancelled mid-pull leaves nothing behind. The driver is
+# rpc_async.py; the slow registry is slow_registry.py (loopback, its layer held until released).
+# Runs in private namespaces (netns.sh): the denied lookups never leave this machine.
+. "$(dirname "$0")/netns.sh"
+. "$(dirname "$0")/lib.sh"
+ip link set lo up
+export ML ROOTFS MATCHLOCK_HOME
+DIR=$(dirname "$0")
+DRIVER=$DIR/rpc_async.py
+
+# slow_registry: start a fresh slow registry (a layer no cache holds) in $T_OUT/reg; stopped
+# when the test's shell ends.
+slow_registry() {
+	REG_DIR=$T_OUT/reg
+	mkdir -p "$REG_DIR"
+	python3 "$DIR/slow_registry.py" "$REG_DIR" "$ROOTFS" --chunk 4096 --interval 0.05 2>"$REG_DIR/log" &
+	REG_PID=$!
+	trap 'kill $REG_PID 2>/dev/null; wait $REG_PID 2>/dev/null' EXIT
+	local i
+	for i in $(seq 100); do [ -f "$REG_DIR/port" ] && return 0; sleep 0.1; done
+	fail "the slow registry did not start: $(cat "$REG_DIR/log")"
+}
+
+# The done-when of issue 12: A's execs are answered while B's image is pulled (B's create still
+# unanswered), then B runs the pulled image; closing B leaves A serving.
+t_exec_answers_while_another_sandbox_pulls() {
+	slow_registry
+	timeout 900 python3 "$DRIVER" pull "$REG_DIR" || fail "driver"
+}
+# Two sandboxes: files and events of each are its own; close one, the other still answers.
+t_two_sandboxes_one_server() { timeout 600 python3 "$DRIVER" two || fail "driver"; }
+# cancel of a create while its image is pulled: no record, no directory, no worker process.
+t_cancel_create_while_pulling() {
+	slow_registry
+	timeout 600 python3 "$DRIVER" cancel "$REG_DIR" || fail "driver"
+	expect_clean
+}
+# 16 sandboxes starting at once, the 17th refused; EOF abandons every start.
+t_sandbox_limit_and_eof_while_starting() {
+	slow_registry
+	timeout 600 python3 "$DRIVER" limit "$REG_DIR" || fail "driver"
+	expect_clean
+}
+
+run_tests "$@"
