@@ -389,6 +389,38 @@ static void print_timing(const struct sandbox_times *t, uint64_t t0, uint64_t ex
 	    (double)(t->stopped - exec_done) * ms, t->restored, (unsigned long long)t->snapshot_ms);
 }
 
+/*
+ * `run` drives its own loop: these are the only places that wait in it. Every component (boot,
+ * exec, stop) reports its end through a callback that sets a flag.
+ */
+struct run_wait {
+	bool done;
+	int r;
+};
+
+static void on_run_started(struct session *s, int r, const char *err, void *opaque)
+{
+	(void)s;
+	(void)err;
+	struct run_wait *w = opaque;
+	w->done = true;
+	w->r = r;
+}
+
+static void on_run_stopped(struct session *s, void *opaque)
+{
+	(void)s;
+	((struct run_wait *)opaque)->done = true;
+}
+
+static void run_stop(struct session *s)
+{
+	struct run_wait w = { 0 };
+	session_stop(s, NULL, on_run_stopped, &w);
+	while (s->sb && !w.done)
+		loop_run_once(s->loop, 0);
+}
+
 /* A detached command's output, read from a pipe into the sandbox log (capped; log.h). */
 static void on_bg_output(struct watch *w, uint32_t events)
 {
@@ -443,7 +475,7 @@ static void run_detached(struct session *s, struct exec_request *req)
 	loop_unwatch(s->loop, &sig_w);
 	if (bg_pipe[0] >= 0)
 		loop_unwatch(s->loop, &bg_w);
-	session_stop(s, NULL);
+	run_stop(s);
 	for (int i = 0; i < 2; i++)
 		if (bg_pipe[i] >= 0)
 			close(bg_pipe[i]);
@@ -481,15 +513,22 @@ int cmd_run(int argc, char **argv)
 	if (o.tty && !isatty(STDOUT_FILENO))
 		warn("-t: stdout is not a terminal");
 
-	r = session_start(&s, &o.spec, NULL, err, sizeof(err));
+	struct run_wait started = { 0 };
+	r = session_start(&s, &o.spec, NULL, on_run_started, &started, err, sizeof(err));
 	if (r == SESSION_DETACHED) {
 		printf("%s\n", s.L.id);
 		status = 0;
 	}
-	if (r == -EINTR)
-		status = 128 + s.interrupted;
 	if (r != 0)
 		goto out;
+	while (!started.done)
+		loop_run_once(s.loop, 0);
+	if ((r = started.r) < 0) {
+		snprintf(err, sizeof(err), "%s", s.err);
+		if (r == -ECANCELED && s.interrupted)
+			status = 128 + s.interrupted;
+		goto out;
+	}
 
 	if (o.tty && getenv("TERM")) {
 		char term[300];
@@ -514,13 +553,18 @@ int cmd_run(int argc, char **argv)
 		status = 0;
 		goto out;
 	}
-	r = exec_stdio_run(s.sb, s.loop, &req, s.sigfd, &s.sup.stop, err, sizeof(err));
+	struct exec_fg fg;
+	r = exec_fg_start(&fg, s.sb, s.loop, &req, s.sigfd, err, sizeof(err));
+	while (r == 0 && !fg.done && !s.sup.stop)
+		loop_run_once(s.loop, 0);
+	if (r == 0)
+		r = exec_fg_finish(&fg);
 	status = r < 0 ? EXIT_MATCHLOCK : r;
 	uint64_t t_exec_done = now_ns();
 	const char *failure = sandbox_failure(s.sb);
 	if (failure && !err[0])
 		snprintf(err, sizeof(err), "%s", failure);
-	session_stop(&s, NULL);
+	run_stop(&s);
 	if (getenv("MATCHLOCK_TIMING"))
 		print_timing(&s.times, t0, t_exec_done, now_ns());
 out:

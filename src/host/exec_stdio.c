@@ -284,19 +284,10 @@ void exec_stdio_abort(struct exec_stdio *e)
 
 /* ---- the foreground case ----------------------------------------------------------------- */
 
-struct fg {
-	struct exec_stdio *e;
-	int out_fd;
-	bool tty, done;
-	int status;
-	char *err;
-	size_t errn;
-};
-
 static void fg_done(struct exec_stdio *e, int status, const char *err, void *opaque)
 {
 	(void)e;
-	struct fg *f = opaque;
+	struct exec_fg *f = opaque;
 	f->done = true;
 	f->status = status;
 	if (err)
@@ -306,14 +297,14 @@ static void fg_done(struct exec_stdio *e, int status, const char *err, void *opa
 static void fg_signal(struct watch *w, uint32_t events)
 {
 	(void)events;
-	struct fg *f = w->obj;
+	struct exec_fg *f = w->obj;
 	struct signalfd_siginfo si;
 	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (f->done)
 			continue;
 		if (si.ssi_signo == SIGWINCH) {
 			struct winsize ws;
-			if (f->tty && ioctl(f->out_fd, TIOCGWINSZ, &ws) == 0)
+			if (f->tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0)
 				exec_stdio_resize(f->e, ws.ws_row, ws.ws_col);
 			continue;
 		}
@@ -321,15 +312,11 @@ static void fg_signal(struct watch *w, uint32_t events)
 	}
 }
 
-int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req, int sigfd,
-		   const bool *stop, char *err, size_t errn)
+int exec_fg_start(struct exec_fg *f, struct sandbox *sb, struct loop *l,
+		  struct exec_request *req, int sigfd, char *err, size_t errn)
 {
-	struct fg f = { .out_fd = STDOUT_FILENO, .tty = req->tty, .err = err, .errn = errn };
-	struct termios saved_tio;
-	struct watch sig_w;
-	bool raw = false;
+	*f = (struct exec_fg){ .l = l, .tty = req->tty, .err = err, .errn = errn };
 	err[0] = 0;
-
 	if (req->tty) {
 		struct winsize ws;
 		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
@@ -337,28 +324,36 @@ int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req,
 			req->cols = ws.ws_col;
 		}
 		if (req->stdin_on && isatty(STDIN_FILENO) &&
-		    tcgetattr(STDIN_FILENO, &saved_tio) == 0) {
-			struct termios t = saved_tio;
+		    tcgetattr(STDIN_FILENO, &f->saved_tio) == 0) {
+			struct termios t = f->saved_tio;
 			cfmakeraw(&t);
-			raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+			f->raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
 		}
 	}
-	f.e = exec_stdio_start(sb, l, req, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, fg_done, &f,
-			       err, errn);
-	int r = f.e ? 0 : -EIO;
-	if (f.e) {
-		watch_init(&sig_w, sigfd, fg_signal, &f);
-		loop_watch(l, &sig_w, EPOLLIN);
-		while (!f.done && !(stop && *stop))
-			loop_run_once(l, 0);
-		loop_unwatch(l, &sig_w);
-		r = f.status;
-		if (!f.done) {
-			exec_stdio_abort(f.e);
+	f->e = exec_stdio_start(sb, l, req, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, fg_done, f,
+				err, errn);
+	if (!f->e) {
+		exec_fg_finish(f);
+		return -EIO;
+	}
+	watch_init(&f->sig_w, sigfd, fg_signal, f);
+	loop_watch(l, &f->sig_w, EPOLLIN);
+	return 0;
+}
+
+int exec_fg_finish(struct exec_fg *f)
+{
+	int r = f->e ? f->status : -EIO;
+	if (f->e) {
+		loop_unwatch(f->l, &f->sig_w);
+		if (!f->done) {
+			exec_stdio_abort(f->e);
 			r = 128 + SIGKILL;
 		}
+		f->e = NULL;
 	}
-	if (raw)
-		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_tio);
+	if (f->raw)
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &f->saved_tio);
+	f->raw = false;
 	return r;
 }

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <termios.h>
 
 #include "sandbox.h"
 
@@ -41,13 +42,29 @@ void exec_stdio_resize(struct exec_stdio *e, unsigned rows, unsigned cols);
 void exec_stdio_abort(struct exec_stdio *e);
 
 /*
- * Foreground helper for `run`: runs req on our own stdio until it ends, with the terminal in
- * raw mode for -it, SIGWINCH forwarded and Ctrl-C handled through sigfd (a signalfd for SIGINT,
- * SIGTERM, SIGHUP and SIGWINCH, or -1). If *stop becomes true (the sandbox is being killed),
- * the process is killed and 137 returned. Returns the shell-style status (err may explain
- * 126/127), or -errno with err set when the sandbox failed.
+ * Foreground helper for `run`: runs req on our own stdio, with the terminal in raw mode for
+ * -it, SIGWINCH forwarded and Ctrl-C handled through sigfd (a signalfd for SIGINT, SIGTERM,
+ * SIGHUP and SIGWINCH). The caller drives the loop until f->done (or until it decides to stop
+ * the sandbox), then calls exec_fg_finish().
  */
-int exec_stdio_run(struct sandbox *sb, struct loop *l, struct exec_request *req, int sigfd,
-		   const bool *stop, char *err, size_t errn);
+struct exec_fg {
+	struct exec_stdio *e;
+	struct loop *l;
+	struct watch sig_w;
+	struct termios saved_tio;
+	bool raw, tty;
+	bool done; /* the process ended: f->status */
+	int status;
+	char *err;
+	size_t errn;
+};
+/* Returns 0, or -EIO with err (nothing runs; exec_fg_finish() was done). */
+int exec_fg_start(struct exec_fg *f, struct sandbox *sb, struct loop *l,
+		  struct exec_request *req, int sigfd, char *err, size_t errn);
+/*
+ * Kill the process if it still runs (137), restore the terminal. Returns the shell-style status
+ * (err may explain 126/127), or -errno with err set when the sandbox failed.
+ */
+int exec_fg_finish(struct exec_fg *f);
 
 #endif

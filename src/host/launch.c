@@ -87,22 +87,32 @@ void launch_config(struct launch *L, struct sandbox_config *sc)
 	}
 }
 
-struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
-			    volatile int *interrupt, char *err, size_t errn)
+static void launch_on_booted(struct sandbox *sb, int r, const char *why, void *opaque);
+
+static int launch_try(struct launch *L, char *err, size_t errn)
 {
-	struct sandbox *sb = sandbox_boot(sc, l, interrupt, err, errn);
-	if (!sb && errno == ESTALE && sc->template_path) {
-		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so.
-		 */
-		warn("the saved snapshot could not be restored (%s); booting cold", err);
+	L->booting = sandbox_boot(L->sc, L->loop, launch_on_booted, L, err, errn);
+	return L->booting ? 0 : -EIO;
+}
+
+static void launch_on_booted(struct sandbox *sb, int r, const char *why, void *opaque)
+{
+	struct launch *L = opaque;
+	struct sandbox_config *sc = L->sc;
+	char err[700] = "";
+	L->booting = NULL;
+	if (r == -ESTALE && sc->template_path) {
+		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so. */
+		warn("the saved snapshot could not be restored (%s); booting cold", why);
 		char meta[4300];
 		snprintf(meta, sizeof(meta), "%s.disk", sc->template_path);
 		unlink(sc->template_path);
 		unlink(meta);
-		err[0] = 0;
-		sb = sandbox_boot(sc, l, interrupt, err, errn);
-	}
-	if (!sb && errno == ETIMEDOUT && sc->accel == ACCEL_KVM && !strcmp(L->accel_want, "auto")) {
+		r = launch_try(L, err, sizeof(err));
+		why = err;
+		if (r == 0)
+			return;
+	} else if (r == -ETIMEDOUT && sc->accel == ACCEL_KVM && !strcmp(L->accel_want, "auto")) {
 		/*
 		 * Some hypervisors offer a /dev/kvm that looks usable but silently hangs a normal
 		 * guest kernel. "auto" must never hang: fall back to TCG once, and say so.
@@ -112,8 +122,26 @@ struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct 
 		     L->boot_timeout_s);
 		sc->accel = L->accel = ACCEL_TCG;
 		sc->boot_timeout_ms = 30000;
-		err[0] = 0;
-		sb = sandbox_boot(sc, l, interrupt, err, errn);
+		r = launch_try(L, err, sizeof(err));
+		why = err;
+		if (r == 0)
+			return;
 	}
-	return sb;
+	L->booted(sb, r, why, L->booted_opaque);
+}
+
+int launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
+		sandbox_booted_fn booted, void *opaque, char *err, size_t errn)
+{
+	L->sc = sc;
+	L->loop = l;
+	L->booted = booted;
+	L->booted_opaque = opaque;
+	return launch_try(L, err, errn);
+}
+
+void launch_cancel(struct launch *L, const char *why)
+{
+	if (L->booting)
+		sandbox_boot_cancel(L->booting, why);
 }

@@ -23,6 +23,12 @@ struct launch {
 	unsigned boot_timeout_s;
 	bool snapshots; /* start from (and save) templates; launch_prepare turns it on */
 	char template_path[4200];
+	/* The boot in progress (launch_boot). */
+	struct sandbox_config *sc;
+	struct loop *loop;
+	struct sandbox *booting;
+	sandbox_booted_fn booted;
+	void *booted_opaque;
 };
 
 /*
@@ -38,8 +44,14 @@ int launch_make_dir(struct launch *L, char *err, size_t errn);
  * are part of the template's identity.
  */
 void launch_config(struct launch *L, struct sandbox_config *sc);
-/* sandbox_boot, retrying once under TCG when "auto" chose a KVM that never answered. */
-struct sandbox *launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
-			    volatile int *interrupt, char *err, size_t errn);
+/*
+ * sandbox_boot with the fallbacks: a template that cannot be restored is dropped and the guest
+ * boots cold; "auto" that chose a KVM which never answered retries once under TCG. Returns 0 and
+ * booted() follows as for sandbox_boot (sc and L must live until then), or -errno with err.
+ */
+int launch_boot(struct launch *L, struct sandbox_config *sc, struct loop *l,
+		sandbox_booted_fn booted, void *opaque, char *err, size_t errn);
+/* Abandon the boot in progress; booted() follows with -ECANCELED. */
+void launch_cancel(struct launch *L, const char *why);
 
 #endif

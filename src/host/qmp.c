@@ -150,3 +150,53 @@ int qmp_send_fd(int fd, const char *name, int pass, unsigned timeout_ms, char *e
 	json_decref(msg);
 	return r;
 }
+
+int qmp_send(int fd, const char *cmd)
+{
+	json_t *msg = json_pack("{s:s}", "execute", cmd);
+	int r = msg ? qmp_write(fd, msg, NULL) : -ENOMEM;
+	json_decref(msg);
+	return r;
+}
+
+int qmp_rx_take(int fd, struct qmp_rx *rx, json_t **msg, char *err, size_t errn)
+{
+	for (;;) {
+		char c;
+		ssize_t n = read(fd, &c, 1); /* byte at a time: QMP traffic here is tiny */
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0) {
+			snprintf(err, errn, "QMP: QEMU closed the monitor");
+			return -EIO;
+		}
+		if (c != '\n') {
+			if (buf_used(&rx->line) + 1 >= QMP_MAX_LINE ||
+			    buf_append(&rx->line, &c, 1) < 0) {
+				snprintf(err, errn, "QMP: oversized message");
+				return -EIO;
+			}
+			continue;
+		}
+		json_error_t je;
+		json_t *j = json_loadb((const char *)buf_head(&rx->line), buf_used(&rx->line), 0, &je);
+		buf_consume(&rx->line, buf_used(&rx->line));
+		if (!j) {
+			snprintf(err, errn, "QMP: bad JSON: %s", je.text);
+			return -EIO;
+		}
+		if (json_object_get(j, "event")) {
+			json_decref(j);
+			continue;
+		}
+		*msg = j;
+		return 1;
+	}
+}
+
+void qmp_rx_fini(struct qmp_rx *rx)
+{
+	buf_fini(&rx->line);
+}

@@ -10,6 +10,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "common/buf.h"
+
 /* Read the greeting and enter command mode. */
 int qmp_handshake(int fd, unsigned timeout_ms, char *err, size_t errn);
 /*
@@ -20,5 +22,22 @@ int qmp_call(int fd, const char *cmd, json_t *args, json_t **ret, unsigned timeo
 	     size_t errn);
 /* Hand QEMU a file descriptor under a name (getfd, with SCM_RIGHTS). */
 int qmp_send_fd(int fd, const char *name, int pass, unsigned timeout_ms, char *err, size_t errn);
+
+
+/*
+ * The same protocol without blocking, for a caller on an event loop that waits for the monitor
+ * to become readable: qmp_send() writes a command; qmp_rx_take() takes what has arrived.
+ */
+struct qmp_rx {
+	struct buf line; /* the message being read, at most QMP_MAX_LINE */
+};
+int qmp_send(int fd, const char *cmd);
+/*
+ * Returns 1 with *msg (the greeting, a "return" or an "error"; events are skipped), 0 when no
+ * whole message is there yet, or -EIO with err (QEMU closed the monitor, an oversized or
+ * malformed message).
+ */
+int qmp_rx_take(int fd, struct qmp_rx *rx, json_t **msg, char *err, size_t errn);
+void qmp_rx_fini(struct qmp_rx *rx);
 
 #endif

@@ -31,6 +31,12 @@
 #define RESTORE_TIMEOUT_MS 5000
 #define LINK_TRIM_MS 1000 /* after a flood of the link, trim memory once it was idle this long */
 
+static void sb_boot_soon(struct sandbox *sb);
+static void on_qmp(struct watch *w, uint32_t events);
+static void sb_on_boot_timer(struct timer *t);
+static void sb_on_resume_timer(struct timer *t);
+static void sb_on_stop_timer(struct timer *t);
+
 void sb_fail(struct sandbox *sb, const char *fmt, ...)
 {
 	if (sb->state == SB_FAILED)
@@ -186,7 +192,7 @@ static void sb_save_template(struct sandbox *sb)
 	uint64_t t = now_ns();
 	if (access(sb->cfg.template_path, F_OK) == 0)
 		return; /* a concurrent first boot got there first */
-	if (snapshot_save(sb->qmp_fd, sb->cfg.template_path, err, sizeof(err)) < 0) {
+	if (snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, err, sizeof(err)) < 0) {
 		warn("could not save a snapshot for faster starts: %s", err);
 		return;
 	}
@@ -225,6 +231,7 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 	} else if (type == CTL_READY && sb->state == SB_CONFIGURING) {
 		sb->t.ready = sb->loop->now;
 		sb->state = SB_READY;
+		sb_boot_soon(sb);
 	} else if (type == CTL_DNS_QUERY && sb->state == SB_READY) {
 		/* A malformed query is dropped; the guest's resolver times out. */
 		if (egress_on_dns(sb->egress, &r) < 0)
@@ -360,54 +367,57 @@ static void on_qemu_exit(struct watch *w, uint32_t events)
 		;
 	for (int i = 0; i < 8 && read_console(sb, &sb->qerr_w) > 0; i++)
 		;
-	if (sb->state == SB_STOPPING)
-		return;
-	sb_fail(sb, "QEMU exited unexpectedly (%s %d)", WIFSIGNALED(status) ? "signal" : "status",
-		WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	if (sb->state != SB_STOPPING)
+		sb_fail(sb, "QEMU exited unexpectedly (%s %d)",
+			WIFSIGNALED(status) ? "signal" : "status",
+			WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	/* A boot or a stop waiting for this ends now. */
+	sb_boot_soon(sb);
+	if (sb->stopped)
+		loop_timer_set(sb->loop, &sb->stop_timer, sb->loop->now);
 }
 
 /* ---- life cycle ---------------------------------------------------------------------------- */
 
-static void sb_reap_qemu(struct sandbox *sb, unsigned grace_ms)
-{
-	uint64_t until = now_ns() + grace_ms * 1000000ull;
-	while (!sb->qemu_exited) {
-		if (now_ns() >= until) {
-			kill(sb->qemu_pid, SIGKILL);
-			int status;
-			while (waitpid(sb->qemu_pid, &status, 0) < 0 && errno == EINTR)
-				;
-			sb->qemu_exited = true;
-			sb->qemu_status = status;
-			sb->t.stopped = now_ns();
-			break;
-		}
-		loop_run_once(sb->loop, until);
-	}
-}
+/*
+ * Boot and stop are state machines on the loop, never waits inside it:
+ *
+ *   sandbox_boot: spawn QEMU -> LOADING (restoring a template: a QMP conversation, see
+ *   snapshot.h) or BOOTING (cold: until the agent's hello) -> CONFIGURING (identity sent) ->
+ *   READY. boot_timer is the deadline, and it is also how the end is reported: set to "now" when
+ *   the guest is ready or QEMU has exited after a failure, so booted() always runs from the
+ *   loop's top, never from inside the link's handlers.
+ *
+ *   sandbox_stop: POWEROFF -> STOPPING until QEMU exits or the grace ends (then SIGKILL);
+ *   stop_timer reports the end the same way.
+ */
 
 static void sb_free(struct sandbox *sb)
 {
 	if (sb->qemu_pid > 0 && !sb->qemu_exited) {
 		kill(sb->qemu_pid, SIGKILL);
-		while (waitpid(sb->qemu_pid, NULL, 0) < 0 && errno == EINTR)
+		int status;
+		while (waitpid(sb->qemu_pid, &status, 0) < 0 && errno == EINTR)
 			;
 		sb->qemu_exited = true;
+		sb->t.stopped = now_ns();
 	}
 	exec_fail_all(sb);
-	loop_timer_cancel(sb->loop, &sb->trim_timer);
+	struct timer *ts[] = { &sb->trim_timer, &sb->boot_timer, &sb->resume_timer,
+			       &sb->stop_timer };
+	for (size_t i = 0; i < ARRAY_SIZE(ts); i++)
+		loop_timer_cancel(sb->loop, ts[i]);
 	egress_free(sb->egress);
 	sb->egress = NULL;
 	mitm_free(sb->mitm);
 	sb->mitm = NULL;
-	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->pid_w };
+	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->pid_w, &sb->qmp_w };
 	for (size_t i = 0; i < ARRAY_SIZE(ws); i++) {
 		loop_unwatch(sb->loop, ws[i]);
 		if (ws[i]->fd >= 0)
 			close(ws[i]->fd);
 	}
-	if (sb->qmp_fd >= 0)
-		close(sb->qmp_fd);
+	snapshot_resume_fini(&sb->resume);
 	mux_fini(&sb->mux);
 	log_file_close();
 	/* Watches are embedded: events for them may still be pending in this batch. */
@@ -455,26 +465,147 @@ static void console_summary(struct sandbox *sb, char *out, size_t n)
 	out[k] = 0;
 }
 
+
+/* Report the boot's end (or check its deadline) from the loop's top: see the comment above. */
+static void sb_boot_soon(struct sandbox *sb)
+{
+	if (sb->booted)
+		loop_timer_set(sb->loop, &sb->boot_timer, sb->loop->now);
+}
+
+/* A failed boot: QEMU is gone; say why in one line, the most telling source first. */
+static void sb_boot_failed(struct sandbox *sb, char *err, size_t errn)
+{
+	char con_msg[400];
+	console_summary(sb, con_msg, sizeof(con_msg));
+	if (sb->qerr_len && sb->fail_errno != ECANCELED) {
+		sb->qerr[sb->qerr_len] = 0;
+		sb->qerr[strcspn(sb->qerr, "\n")] = 0;
+		snprintf(err, errn, "QEMU failed: %s", sb->qerr);
+	} else if (strstr(con_msg, "panicked")) {
+		snprintf(err, errn, "%s", con_msg);
+	} else if (*con_msg && sb->fail_errno == EIO) {
+		snprintf(err, errn, "%s; console: %s", sb->fail, con_msg);
+	} else {
+		snprintf(err, errn, "%s", sb->fail);
+	}
+}
+
+static void sb_on_boot_timer(struct timer *t)
+{
+	struct sandbox *sb = t->obj;
+	if (!sb->booted)
+		return;
+	if (sb->state == SB_READY) {
+		sandbox_booted_fn fn = sb->booted;
+		sb->booted = NULL;
+		fn(sb, 0, NULL, sb->booted_opaque);
+		return;
+	}
+	if (sb->state != SB_FAILED && sb->loop->now >= sb->deadline) {
+		char con_msg[400];
+		console_summary(sb, con_msg, sizeof(con_msg));
+		sb->fail_errno = sb->state == SB_LOADING ? ESTALE : ETIMEDOUT;
+		if (sb->state == SB_LOADING)
+			sb_fail(sb, "restoring the snapshot: QEMU did not load it within %u s",
+				sb->cfg.boot_timeout_ms / 1000);
+		else
+			sb_fail(sb, "the guest did not answer within %u s%s%s",
+				sb->cfg.boot_timeout_ms / 1000,
+				*con_msg ? "; console: " : " (no console output)", con_msg);
+	}
+	if (sb->state != SB_FAILED) {
+		loop_timer_set(sb->loop, t, sb->deadline);
+		return;
+	}
+	if (!sb->qemu_exited)
+		return; /* killed: on_qemu_exit calls again once its last words are read */
+	char err[QEMU_ERR_MAX + 400];
+	sb_boot_failed(sb, err, sizeof(err));
+	sandbox_booted_fn fn = sb->booted;
+	void *opaque = sb->booted_opaque;
+	/* Whatever went wrong after a restore, the template is suspect: the caller boots cold. */
+	int e = sb->t.restored && sb->fail_errno != ECANCELED ? ESTALE : sb->fail_errno;
+	sb->booted = NULL;
+	sb_free(sb);
+	fn(NULL, -e, err, opaque);
+}
+
+void sandbox_boot_cancel(struct sandbox *sb, const char *why)
+{
+	if (!sb->booted || sb->state == SB_FAILED)
+		return;
+	sb->fail_errno = ECANCELED;
+	sb_fail(sb, "%s", why);
+}
+
+/* ---- restoring a template ---- */
+
+static void sb_resume_failed(struct sandbox *sb, const char *why)
+{
+	loop_unwatch(sb->loop, &sb->qmp_w);
+	sb->fail_errno = ESTALE;
+	sb_fail(sb, "restoring the snapshot: %s", why);
+}
+
+/* The template was saved paused, so QEMU loads it and stays paused: resume it. */
+static void on_qmp(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct sandbox *sb = w->obj;
+	char err[300] = "";
+	int r = snapshot_resume_step(&sb->resume, w->fd, err, sizeof(err));
+	if (r == SNAPSHOT_ASK_AGAIN) {
+		loop_watch(sb->loop, w, 0);
+		loop_timer_set(sb->loop, &sb->resume_timer, sb->loop->now + 2000000ull);
+	} else if (r < 0) {
+		sb_resume_failed(sb, err);
+	} else if (r == 1) {
+		/* The guest wakes up idle, past its hello, and needs only to learn who it is. */
+		loop_unwatch(sb->loop, w);
+		fd_set_nonblock(w->fd, 0); /* the monitor's later users block */
+		sb->t.hello = sb->loop->now;
+		sb->state = SB_BOOTING;
+		sb_send_config(sb);
+		/* A restored guest answers in milliseconds; don't wait a cold boot's time. */
+		if (sb->deadline > sb->loop->now + RESTORE_TIMEOUT_MS * 1000000ull)
+			sb->deadline = sb->loop->now + RESTORE_TIMEOUT_MS * 1000000ull;
+		sb_boot_soon(sb);
+	}
+}
+
+static void sb_on_resume_timer(struct timer *t)
+{
+	struct sandbox *sb = t->obj;
+	if (snapshot_resume_ask(&sb->resume, sb->qmp_w.fd) < 0) {
+		sb_resume_failed(sb, "QMP: cannot write to QEMU");
+		return;
+	}
+	loop_watch(sb->loop, &sb->qmp_w, EPOLLIN);
+}
+
 struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
-			     volatile int *interrupt, char *err, size_t errn)
+			     sandbox_booted_fn booted, void *opaque, char *err, size_t errn)
 {
 	struct sandbox *sb = calloc(1, sizeof(*sb));
 	int link[2] = { -1, -1 }, con[2] = { -1, -1 }, qerr[2] = { -1, -1 }, qmp[2] = { -1, -1 };
 	int incoming = -1;
-	int fail_errno = EIO;
 	if (!sb) {
 		snprintf(err, errn, "out of memory");
-		errno = ENOMEM;
 		return NULL;
 	}
 	sb->cfg = *c;
 	sb->loop = l;
-	sb->qmp_fd = -1;
+	sb->fail_errno = EIO;
 	watch_init(&sb->link_w, -1, on_link, sb);
 	watch_init(&sb->con_w, -1, on_console, sb);
 	watch_init(&sb->qerr_w, -1, on_console, sb);
 	watch_init(&sb->pid_w, -1, on_qemu_exit, sb);
+	watch_init(&sb->qmp_w, -1, on_qmp, sb);
 	sb->trim_timer = (struct timer){ .fn = sb_on_trim, .obj = sb };
+	sb->boot_timer = (struct timer){ .fn = sb_on_boot_timer, .obj = sb };
+	sb->resume_timer = (struct timer){ .fn = sb_on_resume_timer, .obj = sb };
+	sb->stop_timer = (struct timer){ .fn = sb_on_stop_timer, .obj = sb };
 	mux_init(&sb->mux, MUX_SIDE_HOST, on_frame, sb);
 	static struct policy sealed; /* no --allow-host: nothing is reachable */
 	if (!sb->cfg.policy)
@@ -541,7 +672,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	if (incoming >= 0)
 		close(incoming);
 	link[1] = con[1] = qerr[1] = qmp[1] = incoming = -1;
-	sb->qmp_fd = qmp[0];
+	sb->qmp_w.fd = qmp[0];
 	qmp[0] = -1;
 	sb->link_w.fd = link[0];
 	sb->con_w.fd = con[0];
@@ -557,62 +688,17 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	debug("sandbox %s: QEMU pid %d", c->id, sb->qemu_pid);
 
 	l->now = now_ns();
-	uint64_t deadline = l->now + (uint64_t)c->boot_timeout_ms * 1000000ull;
+	sb->deadline = l->now + (uint64_t)c->boot_timeout_ms * 1000000ull;
+	sb->booted = booted;
+	sb->booted_opaque = opaque;
+	loop_timer_set(l, &sb->boot_timer, sb->deadline);
 	if (sb->t.restored) {
-		/*
-		 * The template was saved paused, so QEMU loads it and stays paused: resume it. The
-		 * guest wakes up idle, past its hello, and needs only to learn who it is.
-		 */
-		char qerr_msg[300];
-		if (snapshot_resume(sb->qmp_fd, qerr_msg, sizeof(qerr_msg)) < 0) {
-			sb_fail(sb, "restoring the snapshot: %s", qerr_msg);
-		} else {
-			l->now = now_ns();
-			sb->t.hello = l->now;
-			sb_send_config(sb);
-			/* A restored guest answers in milliseconds; don't wait a cold boot's time.
-			 */
-			if (deadline > l->now + RESTORE_TIMEOUT_MS * 1000000ull)
-				deadline = l->now + RESTORE_TIMEOUT_MS * 1000000ull;
-		}
+		sb->state = SB_LOADING;
+		fd_set_nonblock(sb->qmp_w.fd, 1);
+		loop_watch(l, &sb->qmp_w, EPOLLIN);
 	}
-	while (sb->state != SB_READY && sb->state != SB_FAILED) {
-		if (interrupt && *interrupt) {
-			fail_errno = EINTR;
-			sb_fail(sb, "interrupted while booting");
-			break;
-		}
-		if (l->now >= deadline) {
-			char con_msg[400];
-			console_summary(sb, con_msg, sizeof(con_msg));
-			fail_errno = ETIMEDOUT;
-			sb_fail(sb, "the guest did not answer within %u s%s%s",
-				c->boot_timeout_ms / 1000,
-				*con_msg ? "; console: " : " (no console output)", con_msg);
-			break;
-		}
-		loop_run_once(l, deadline);
-	}
-	if (sb->state == SB_READY)
-		return sb;
-	if (sb->t.restored && fail_errno != EINTR)
-		fail_errno = ESTALE;
+	return sb;
 
-	/* Failed: make sure QEMU is gone and its last words are read, then explain. */
-	sb_reap_qemu(sb, 0);
-	char con_msg[400];
-	console_summary(sb, con_msg, sizeof(con_msg));
-	if (sb->qerr_len && fail_errno != EINTR) {
-		sb->qerr[sb->qerr_len] = 0;
-		sb->qerr[strcspn(sb->qerr, "\n")] = 0;
-		snprintf(err, errn, "QEMU failed: %s", sb->qerr);
-	} else if (strstr(con_msg, "panicked")) {
-		snprintf(err, errn, "%s", con_msg);
-	} else if (*con_msg && fail_errno == EIO) {
-		snprintf(err, errn, "%s; console: %s", sb->fail, con_msg);
-	} else {
-		snprintf(err, errn, "%s", sb->fail);
-	}
 fail:
 	for (int i = 0; i < 2; i++) {
 		if (link[i] >= 0)
@@ -627,14 +713,34 @@ fail:
 	if (incoming >= 0)
 		close(incoming);
 	sb_free(sb);
-	errno = fail_errno;
 	return NULL;
 }
 
-void sandbox_stop(struct sandbox *sb, struct sandbox_times *times)
+/* ---- stop ---- */
+
+static void sb_on_stop_timer(struct timer *t)
 {
-	if (!sb)
+	struct sandbox *sb = t->obj;
+	if (!sb->qemu_exited && sb->loop->now < sb->stop_by)
+		return; /* on_qemu_exit calls again */
+	if (!sb->qemu_exited)
+		debug("sandbox %s: QEMU did not power off within %u ms; killed", sb->cfg.id,
+		      STOP_GRACE_MS);
+	sandbox_stopped_fn fn = sb->stopped;
+	void *opaque = sb->stopped_opaque;
+	sb_free(sb); /* kills and reaps QEMU if the grace ran out */
+	struct sandbox_times times = sb->t; /* sb's memory lives until the loop's batch ends */
+	if (fn)
+		fn(&times, opaque);
+}
+
+void sandbox_stop(struct sandbox *sb, sandbox_stopped_fn stopped, void *opaque)
+{
+	if (!sb || sb->stopped)
 		return;
+	sb->stopped = stopped;
+	sb->stopped_opaque = opaque;
+	sb->stop_by = sb->loop->now;
 	if (!sb->qemu_exited && sb->state == SB_READY) {
 		struct buf b = { 0 };
 		buf_put_u16(&b, CTL_POWEROFF);
@@ -644,9 +750,16 @@ void sandbox_stop(struct sandbox *sb, struct sandbox_times *times)
 		exec_fail_all(sb);
 		sb_send_ctl(sb, 0, &b);
 		buf_fini(&b);
-		sb_reap_qemu(sb, STOP_GRACE_MS);
+		sb->stop_by += STOP_GRACE_MS * 1000000ull;
 	}
+	loop_timer_set(sb->loop, &sb->stop_timer, sb->stop_by);
+}
+
+void sandbox_kill(struct sandbox *sb, struct sandbox_times *times)
+{
+	if (!sb)
+		return;
+	sb_free(sb); /* sb's memory lives until the loop collects it: the times are still there */
 	if (times)
 		*times = sb->t;
-	sb_free(sb);
 }

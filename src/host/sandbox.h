@@ -2,8 +2,9 @@
 /*
  * The supervisor side of one sandbox: owns the VMM child, the link (mux) and the console log, on
  * an event loop the caller provides (so the caller can serve its own fds: a terminal, a control
- * socket, JSON-RPC on stdio). sandbox_boot() returns once the agent is ready; any number of
- * processes then run through sandbox_exec_start(); sandbox_stop() powers the VM off.
+ * socket, JSON-RPC on stdio). sandbox_boot() reports when the agent is ready; any number of
+ * processes then run through sandbox_exec_start(); sandbox_stop() powers the VM off. Boot and
+ * stop end with callbacks from the loop: nothing here runs the loop itself.
  */
 #ifndef MATCHLOCK_SANDBOX_H
 #define MATCHLOCK_SANDBOX_H
@@ -62,15 +63,26 @@ struct sandbox_times {
 };
 
 /*
- * Returns NULL with a one-line reason in err (the VM is gone, nothing is left running) and errno
- * set: ETIMEDOUT if the guest never answered, EINTR if `interrupt` became non-zero while booting,
- * ESTALE if restoring the template failed (the caller may delete it and boot cold), else EIO.
- * *interrupt may be NULL.
+ * Start booting. Returns the sandbox, or NULL with a one-line reason in err (nothing was
+ * started). booted() follows once, from the loop: r == 0 with sb when the agent is ready; else
+ * sb is NULL (the VM is gone, nothing is left running), why is a one-line reason and r is
+ * -ETIMEDOUT (the guest never answered), -ECANCELED (sandbox_boot_cancel), -ESTALE (restoring
+ * the template failed: the caller may delete it and boot cold) or -EIO.
  */
+typedef void (*sandbox_booted_fn)(struct sandbox *sb, int r, const char *why, void *opaque);
 struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
-			     volatile int *interrupt, char *err, size_t errn);
-/* Power off (clean, bounded wait) and free; the phase times are copied to *times if given. */
-void sandbox_stop(struct sandbox *sb, struct sandbox_times *times);
+			     sandbox_booted_fn booted, void *opaque, char *err, size_t errn);
+/* Abandon a boot in progress; booted() follows with -ECANCELED and why. */
+void sandbox_boot_cancel(struct sandbox *sb, const char *why);
+/*
+ * Power a booted sandbox off: the guest gets a bounded grace, then QEMU is killed. stopped()
+ * (may be NULL) follows from the loop with the phase times; sb is gone then. A second call does
+ * nothing.
+ */
+typedef void (*sandbox_stopped_fn)(const struct sandbox_times *t, void *opaque);
+void sandbox_stop(struct sandbox *sb, sandbox_stopped_fn stopped, void *opaque);
+/* Kill and free at once, without grace (a process exiting); the times go to *times if given. */
+void sandbox_kill(struct sandbox *sb, struct sandbox_times *times);
 /* Non-NULL once the sandbox has failed (QEMU died, the guest broke the protocol): the reason. */
 const char *sandbox_failure(const struct sandbox *sb);
 const struct sandbox_config *sandbox_config(const struct sandbox *sb);

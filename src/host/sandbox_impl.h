@@ -8,11 +8,12 @@
 
 #include "proto/mux.h"
 #include "sandbox.h"
+#include "snapshot.h"
 
 #define CONSOLE_TAIL 4096
 #define QEMU_ERR_MAX 1024
 
-enum sb_state { SB_BOOTING, SB_CONFIGURING, SB_READY, SB_STOPPING, SB_FAILED };
+enum sb_state { SB_BOOTING, SB_LOADING, SB_CONFIGURING, SB_READY, SB_STOPPING, SB_FAILED };
 
 struct sandbox_exec {
 	struct sandbox *sb;
@@ -35,7 +36,8 @@ struct sandbox {
 	struct sandbox_config cfg;
 	struct loop *loop;
 	struct watch link_w, con_w, qerr_w, pid_w;
-	int qmp_fd; /* QEMU's monitor: used only to save a template */
+	struct watch qmp_w; /* QEMU's monitor: resuming a template, saving one; watched only
+			       while resuming */
 	pid_t qemu_pid;
 	bool qemu_exited;
 	int qemu_status;
@@ -52,6 +54,19 @@ struct sandbox {
 	struct egress *egress; /* guest-opened streams (even ids) and DNS */
 	struct mitm *mitm; /* the sandbox CA and TLS interception; NULL with --no-network */
 	struct sandbox_times t;
+	/* The boot in progress (until booted() is called; sandbox.c explains the states). */
+	sandbox_booted_fn booted;
+	void *booted_opaque;
+	uint64_t deadline;
+	struct timer boot_timer; /* the deadline, and how the end is reported */
+	struct timer resume_timer; /* ask a QEMU still loading the template again */
+	struct snapshot_resume resume;
+	int fail_errno; /* how the boot failed: EIO, ETIMEDOUT, ESTALE, ECANCELED */
+	/* The stop in progress. */
+	sandbox_stopped_fn stopped;
+	void *stopped_opaque;
+	uint64_t stop_by; /* SIGKILL after this */
+	struct timer stop_timer;
 };
 
 void sb_fail(struct sandbox *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

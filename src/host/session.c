@@ -11,6 +11,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "portfwd.h"
+#include "rootfs.h"
 
 /* ---- the spec ---------------------------------------------------------------------------- */
 
@@ -275,43 +277,248 @@ static int session_apply_image(struct session *s, const char *what, char *err, s
 	return 0;
 }
 
+/* ---- the phases ---------------------------------------------------------------------------- */
+
+static void session_boot(struct session *s);
+static void session_prepared(struct session *s, const char *disk);
+static int session_prepare(struct session *s);
+
 /*
- * Phase PREPARED: the root disk (an image pulled, unpacked and built, or a root filesystem),
- * the command and environment, the accelerator and guest files, an ID and its directory. No
- * VM, no record, no loop: this is the part a worker can run.
+ * The end of a start: tell the waiting parent of a detached supervisor, then the caller. The
+ * session is not touched after started() returns (it may free it).
  */
-static int session_prepare(struct session *s, char *err, size_t errn)
+static void session_started(struct session *s, int r)
 {
-	struct sandbox_spec *sp = &s->spec;
-	char disk[sizeof(s->L.disk)];
-	const char *what = sp->rootfs ? sp->rootfs : sp->image ? sp->image : OCI_DEFAULT_IMAGE;
-	if (!sp->rootfs && !sp->image && spec_strdup(&sp->image, OCI_DEFAULT_IMAGE) < 0)
-		return -ENOMEM;
-	if (sp->image && oci_image_prepare(sp->image, disk, sizeof(disk), &s->image, err, errn) < 0)
-		return -EIO;
-	int r = session_apply_image(s, what, err, errn);
-	if (r < 0)
-		return r;
-	if (!s->argv[0] && sp->lifetime == LIFETIME_COMMAND) {
-		snprintf(err, errn, "no command given (matchlock run [FLAGS] -- COMMAND [ARG...])");
-		return -EINVAL;
+	if (r < 0 && !s->err[0])
+		snprintf(s->err, sizeof(s->err), "%s", strerror(-r));
+	if (s->notify_fd >= 0) {
+		/* The waiting caller prints our first words: "ok ID", or why not. */
+		char word[sizeof(s->err) + 32];
+		snprintf(word, sizeof(word), r < 0 ? "%s" : "ok %s", r < 0 ? s->err : s->L.id);
+		(void)!write(s->notify_fd, word, strlen(word));
+		close(s->notify_fd);
+		s->notify_fd = -1;
 	}
-	if ((r = launch_prepare(&s->L, sp->rootfs, sp->accel, err, errn)) < 0)
-		return r == -ENOMEM ? r : -EIO;
-	if (sp->image)
-		snprintf(s->L.disk, sizeof(s->L.disk), "%s", disk);
-	if (sp->no_snapshot)
-		s->L.snapshots = false;
-	if ((r = launch_make_dir(&s->L, err, errn)) < 0)
-		return r;
-	s->made_dir = true;
-	s->phase = SESSION_PREPARED;
-	return 0;
+	if (s->sigfd >= 0 && s->phase != SESSION_STOPPED)
+		loop_unwatch(s->loop, &s->sig_w); /* the caller decides what signals mean now */
+	session_started_fn fn = s->started;
+	s->started = NULL;
+	if (fn)
+		fn(s, r, s->err, s->started_opaque);
+}
+
+static void session_on_abort_stopped(struct session *s, void *opaque)
+{
+	session_started(s, (int)(intptr_t)opaque);
 }
 
 /*
+ * A start that failed at any phase: stop what runs, leave a "failed" record (or none, when the
+ * sandbox is removed at its end), remove a directory nothing refers to, then report r.
+ */
+static void session_fail(struct session *s, int r)
+{
+	if (s->sb) {
+		session_stop(s, s->err, session_on_abort_stopped, (void *)(intptr_t)r);
+		return;
+	}
+	if (s->have_record && !s->rm)
+		state_set_status(s->st, s->L.id, ST_FAILED, s->err);
+	if (s->made_dir && (s->rm || !s->have_record)) {
+		rm_rf(s->L.dir);
+		if (s->have_record)
+			state_delete(s->st, s->L.id);
+		s->made_dir = false;
+	}
+	s->phase = SESSION_STOPPED;
+	session_started(s, r);
+}
+
+/* ---- PREPARING: the root disk, in a worker when it is not ready ---------------------------- */
+
+#define WORKER_OUT_MAX 8192 /* the worker's answer: "ok\nPATH" or one line of error */
+
+/* What the worker runs: pull, unpack and build an image, or build a root filesystem's disk. */
+static int session_make_disk(const struct sandbox_spec *sp, char *disk, size_t n, char *err,
+			     size_t errn)
+{
+	if (sp->rootfs)
+		return rootfs_prepare(sp->rootfs, disk, n, err, errn);
+	struct oci_image_config cfg;
+	int r = oci_image_prepare(sp->image, disk, n, &cfg, err, errn);
+	if (r == 0)
+		oci_config_fini(&cfg);
+	return r;
+}
+
+static void session_on_worker(struct watch *w, uint32_t events)
+{
+	(void)events;
+	struct session *s = w->obj;
+	char tmp[4096];
+	ssize_t n = read(w->fd, tmp, sizeof(tmp));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0) {
+		if (buf_used(&s->worker_out) + (size_t)n <= WORKER_OUT_MAX)
+			buf_append(&s->worker_out, tmp, (size_t)n);
+		return;
+	}
+	/* EOF: the worker is done (or was killed). */
+	loop_unwatch(s->loop, w);
+	close(w->fd);
+	w->fd = -1;
+	int status = 0;
+	while (waitpid(s->worker, &status, 0) < 0 && errno == EINTR)
+		;
+	s->worker = 0;
+	buf_put_u8(&s->worker_out, 0);
+	const char *said = s->worker_out.bad ? "" : (const char *)buf_head(&s->worker_out);
+	char disk[sizeof(s->L.disk)] = "";
+	if (!strncmp(said, "ok\n", 3))
+		snprintf(disk, sizeof(disk), "%s", said + 3);
+	else if (s->interrupted || s->phase == SESSION_STOPPED)
+		snprintf(s->err, sizeof(s->err), "%s",
+			 s->interrupted ? "interrupted while preparing the image" : "cancelled");
+	else
+		snprintf(s->err, sizeof(s->err), "%s",
+			 *said ? said : "preparing the root disk failed (the worker died)");
+	buf_fini(&s->worker_out);
+	if (!disk[0]) {
+		session_fail(s, s->interrupted || s->phase == SESSION_STOPPED ? -ECANCELED : -EIO);
+		return;
+	}
+	/* The worker built it: the store has it now (a local lookup, no network). */
+	char again[sizeof(s->L.disk)];
+	int r = s->spec.image ? oci_image_open(s->spec.image, again, sizeof(again), &s->image,
+					       s->err, sizeof(s->err))
+			      : 0;
+	if (r == -EAGAIN)
+		snprintf(s->err, sizeof(s->err), "image %s: removed from the store while starting",
+			 s->spec.image);
+	if (r < 0) {
+		session_fail(s, -EIO);
+		return;
+	}
+	session_prepared(s, disk);
+}
+
+/*
+ * A child process, so that a pull of gigabytes (and the parsing of everything a registry and an
+ * archive say) never stalls the loop that serves the caller's other sandboxes. It leaves its
+ * result in the content-addressed store and says where the disk is.
+ */
+static int session_worker_start(struct session *s)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(s->err, sizeof(s->err), "pipe: %s", strerror(errno));
+		return -errno;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(s->err, sizeof(s->err), "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -EAGAIN;
+	}
+	if (pid == 0) {
+		/* Its own process group: a cancel kills the helpers it runs (tar, mke2fs) too. */
+		setpgid(0, 0);
+		sigset_t all;
+		sigfillset(&all);
+		sigprocmask(SIG_UNBLOCK, &all, NULL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		close(p[0]);
+		char disk[4200], err[1024] = "";
+		char out[sizeof(disk) + 8];
+		int r = session_make_disk(&s->spec, disk, sizeof(disk), err, sizeof(err));
+		snprintf(out, sizeof(out), r < 0 ? "%s" : "ok\n%s", r < 0 ? err : disk);
+		_exit(write_all(p[1], out, strlen(out)) < 0 || r < 0);
+	}
+	setpgid(pid, pid);
+	close(p[1]);
+	fd_set_nonblock(p[0], 1);
+	s->worker = pid;
+	watch_init(&s->worker_w, p[0], session_on_worker, s);
+	loop_watch(s->loop, &s->worker_w, EPOLLIN);
+	return 0;
+}
+
+static void session_worker_kill(struct session *s)
+{
+	if (s->worker > 0)
+		kill(-s->worker, SIGKILL);
+}
+
+/*
+ * Phase PREPARING: a root disk that is ready (an image pulled and built before, the common case)
+ * is opened here at once; anything else goes to the worker.
+ */
+static int session_prepare(struct session *s)
+{
+	struct sandbox_spec *sp = &s->spec;
+	if (!sp->rootfs && !sp->image && spec_strdup(&sp->image, OCI_DEFAULT_IMAGE) < 0)
+		return -ENOMEM;
+	s->phase = SESSION_PREPARING;
+	if (sp->image) {
+		char disk[sizeof(s->L.disk)];
+		s->err[0] = 0;
+		int r = oci_image_open(sp->image, disk, sizeof(disk), &s->image, s->err,
+				       sizeof(s->err));
+		if (r == 0) {
+			session_prepared(s, disk);
+			return 0;
+		}
+		if (r != -EAGAIN)
+			return -EIO;
+	}
+	return session_worker_start(s);
+}
+
+/*
+ * Phase PREPARED (the disk is ready, s->image holds an image's config): the command and
+ * environment, the accelerator and guest files, an ID and its directory; then the boot.
+ */
+static void session_prepared(struct session *s, const char *disk)
+{
+	struct sandbox_spec *sp = &s->spec;
+	const char *what = sp->rootfs ? sp->rootfs : sp->image;
+	char *err = s->err;
+	size_t errn = sizeof(s->err);
+	int r = session_apply_image(s, what, err, errn);
+	if (r < 0) {
+		session_fail(s, r);
+		return;
+	}
+	if (!s->argv[0] && sp->lifetime == LIFETIME_COMMAND) {
+		snprintf(err, errn, "no command given (matchlock run [FLAGS] -- COMMAND [ARG...])");
+		session_fail(s, -EINVAL);
+		return;
+	}
+	if ((r = launch_prepare(&s->L, NULL, sp->accel, err, errn)) < 0) {
+		session_fail(s, r == -ENOMEM || r == -EINVAL ? r : -EIO);
+		return;
+	}
+	snprintf(s->L.disk, sizeof(s->L.disk), "%s", disk);
+	if (sp->no_snapshot)
+		s->L.snapshots = false;
+	if ((r = launch_make_dir(&s->L, err, errn)) < 0) {
+		session_fail(s, r);
+		return;
+	}
+	s->made_dir = true;
+	s->phase = SESSION_PREPARED;
+	session_boot(s);
+}
+
+/* ---- detaching, signals -------------------------------------------------------------------- */
+
+/*
  * LIFETIME_DETACHED: the supervisor becomes a child in its own session, with no terminal; the
- * caller's process waits until the child says the sandbox runs (or why not). Returns
+ * caller's process waits until the child says the sandbox runs ("ok ID") or why not. Returns
  * SESSION_DETACHED in the caller's process, 0 in the child, -errno if either part failed.
  */
 static int session_detach(struct session *s, char *err, size_t errn)
@@ -330,15 +537,20 @@ static int session_detach(struct session *s, char *err, size_t errn)
 	}
 	if (pid > 0) {
 		close(notify[1]);
-		s->made_dir = false; /* the child owns it now */
-		char msg[1024];
-		ssize_t n = read(notify[0], msg, sizeof(msg) - 1);
+		char msg[1200];
+		size_t got = 0;
+		ssize_t n;
+		while (got + 1 < sizeof(msg) &&
+		       ((n = read(notify[0], msg + got, sizeof(msg) - 1 - got)) > 0 ||
+			(n < 0 && errno == EINTR)))
+			got += n > 0 ? (size_t)n : 0;
 		close(notify[0]);
-		msg[n > 0 ? n : 0] = 0;
-		if (n > 0 && !strncmp(msg, "ok", 2))
+		msg[got] = 0;
+		if (!strncmp(msg, "ok ", 3)) {
+			snprintf(s->L.id, sizeof(s->L.id), "%.*s", (int)sizeof(s->L.id) - 1, msg + 3);
 			return SESSION_DETACHED;
-		snprintf(err, errn, "%s",
-			 n > 0 ? msg : "the sandbox supervisor died while starting");
+		}
+		snprintf(err, errn, "%s", got ? msg : "the sandbox supervisor died while starting");
 		int ws;
 		waitpid(pid, &ws, 0);
 		return -EIO;
@@ -358,14 +570,17 @@ static int session_detach(struct session *s, char *err, size_t errn)
 	return 0;
 }
 
-static void on_boot_signal(struct watch *w, uint32_t events)
+static void on_start_signal(struct watch *w, uint32_t events)
 {
 	(void)events;
 	struct session *s = w->obj;
 	struct signalfd_siginfo si;
-	while (read(w->fd, &si, sizeof(si)) == sizeof(si))
-		if (si.ssi_signo != SIGWINCH)
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo != SIGWINCH && !s->interrupted) {
 			s->interrupted = (int)si.ssi_signo;
+			session_cancel(s);
+		}
+	}
 }
 
 /* The loop the sandbox runs on: the caller's, or our own with the process's signals. */
@@ -382,19 +597,64 @@ static int session_loop(struct session *s, struct loop *l, char *err, size_t err
 		return -errno;
 	}
 	s->loop = &s->own_loop;
-	watch_init(&s->sig_w, s->sigfd, on_boot_signal, s);
+	watch_init(&s->sig_w, s->sigfd, on_start_signal, s);
 	loop_watch(s->loop, &s->sig_w, EPOLLIN);
 	return 0;
 }
 
-/* Phase BOOTING: the record, then the VM (with launch's fallbacks). */
-static int session_boot(struct session *s, char *err, size_t errn)
+/* ---- BOOTING, RUNNING ---------------------------------------------------------------------- */
+
+/* Phase RUNNING: the control socket (so `matchlock kill` reaches it) and the port forwards. */
+static int session_serve(struct session *s, char *err, size_t errn)
 {
 	struct sandbox_spec *sp = &s->spec;
-	int r = state_open(&s->st, err,
-			   errn); /* only now: an SQLite connection must never cross a fork */
+	unsigned lifetime =
+	    sp->lifetime == LIFETIME_COMMAND || !sp->has_timeout ? 0 : (unsigned)sp->timeout_s;
+	int r = supervisor_start(&s->sup, s->loop, s->sb, s->L.dir, lifetime, err, errn);
 	if (r < 0)
 		return r;
+	for (unsigned i = 0; i < sp->npublish; i++) {
+		uint16_t bound;
+		r = portfwd_add(&s->sup.pf, sp->address, sp->publish[i].local,
+				sp->publish[i].remote, &bound, err, errn);
+		if (r < 0)
+			return r;
+	}
+	state_set_status(s->st, s->L.id, ST_RUNNING, NULL);
+	s->phase = SESSION_RUNNING;
+	return 0;
+}
+
+static void session_on_booted(struct sandbox *sb, int r, const char *why, void *opaque)
+{
+	struct session *s = opaque;
+	if (r < 0) {
+		snprintf(s->err, sizeof(s->err), "%s",
+			 r == -ECANCELED && s->interrupted ? "interrupted while booting" : why);
+		session_fail(s, r);
+		return;
+	}
+	s->sb = sb;
+	r = session_serve(s, s->err, sizeof(s->err));
+	if (r < 0) {
+		session_fail(s, r);
+		return;
+	}
+	session_started(s, 0);
+}
+
+/* Phase BOOTING: the record, then the VM (with launch's fallbacks), driven by the loop. */
+static void session_boot(struct session *s)
+{
+	struct sandbox_spec *sp = &s->spec;
+	char *err = s->err;
+	size_t errn = sizeof(s->err);
+	/* Only now: an SQLite connection must never cross a fork (a worker, a detach). */
+	int r = s->st ? 0 : state_open(&s->st, err, errn);
+	if (r < 0) {
+		session_fail(s, r);
+		return;
+	}
 	if (sp->policy->no_network && (sp->policy->nrules || sp->policy->npins))
 		warn("no network: the allowed hosts and added hosts are ignored");
 	s->sc = (struct sandbox_config){
@@ -422,69 +682,33 @@ static int session_boot(struct session *s, char *err, size_t errn)
 	free(rec.config);
 	if (r < 0) {
 		snprintf(err, errn, "cannot record the sandbox: %s", strerror(-r));
-		return r;
+		session_fail(s, r);
+		return;
 	}
 	s->have_record = true;
 	s->phase = SESSION_BOOTING;
-	s->sb =
-	    launch_boot(&s->L, &s->sc, s->loop, s->sigfd >= 0 ? &s->interrupted : NULL, err, errn);
-	if (!s->sb) {
-		r = errno == EINTR ? -EINTR : -EIO;
-		if (r == -EINTR)
-			snprintf(err, errn, "interrupted while booting");
-		return r;
-	}
-	if (s->sigfd >= 0)
-		loop_unwatch(s->loop,
-			     &s->sig_w); /* the caller decides what signals mean from now on */
-	return 0;
+	if ((r = launch_boot(&s->L, &s->sc, s->loop, session_on_booted, s, err, errn)) < 0)
+		session_fail(s, r);
 }
 
-/* Phase RUNNING: the control socket (so `matchlock kill` reaches it) and the port forwards. */
-static int session_serve(struct session *s, char *err, size_t errn)
+/* ---- start ------------------------------------------------------------------------------- */
+
+static void session_on_kick(struct timer *t)
 {
-	struct sandbox_spec *sp = &s->spec;
-	unsigned lifetime =
-	    sp->lifetime == LIFETIME_COMMAND || !sp->has_timeout ? 0 : (unsigned)sp->timeout_s;
-	int r = supervisor_start(&s->sup, s->loop, s->sb, s->L.dir, lifetime, err, errn);
+	struct session *s = t->obj;
+	int r = session_prepare(s);
 	if (r < 0)
-		return r;
-	for (unsigned i = 0; i < sp->npublish; i++) {
-		uint16_t bound;
-		r = portfwd_add(&s->sup.pf, sp->address, sp->publish[i].local,
-				sp->publish[i].remote, &bound, err, errn);
-		if (r < 0)
-			return r;
-	}
-	state_set_status(s->st, s->L.id, ST_RUNNING, NULL);
-	s->phase = SESSION_RUNNING;
-	return 0;
+		session_fail(s, r);
 }
 
-/*
- * A start that failed at any phase: stop what runs, leave a "failed" record (or none, when the
- * sandbox is removed at its end), and remove a directory nothing refers to.
- */
-static void session_abort(struct session *s, const char *why)
+int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l,
+		  session_started_fn started, void *opaque, char *err, size_t errn)
 {
-	if (s->sb) {
-		session_stop(s, why);
-		return;
-	}
-	if (s->have_record && !s->rm)
-		state_set_status(s->st, s->L.id, ST_FAILED, why);
-	if (s->made_dir && (s->rm || !s->have_record)) {
-		rm_rf(s->L.dir);
-		if (s->have_record)
-			state_delete(s->st, s->L.id);
-		s->made_dir = false;
-	}
-}
-
-int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, char *err,
-		  size_t errn)
-{
-	*s = (struct session){ .spec = *spec, .sigfd = -1, .notify_fd = -1, .sup.listen_w.fd = -1 };
+	*s = (struct session){ .spec = *spec,
+			       .sigfd = -1,
+			       .notify_fd = -1,
+			       .sup.listen_w.fd = -1,
+			       .worker_w.fd = -1 };
 	memset(spec, 0, sizeof(*spec));
 	struct sandbox_spec *sp = &s->spec;
 	s->rm = sp->rm < 0 ? sp->lifetime == LIFETIME_COMMAND : sp->rm > 0;
@@ -495,44 +719,47 @@ int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l, 
 			 POLICY_MAX_RULES);
 		r = -EINVAL;
 	}
-	/* The phases in order; a later version drives them from the loop (session.h). */
-	if (r == 0)
-		r = session_prepare(s, err, errn);
-	if (r == 0 && sp->lifetime == LIFETIME_DETACHED &&
+	if (r == 0 && sp->lifetime == LIFETIME_DETACHED && !l &&
 	    (r = session_detach(s, err, errn)) == SESSION_DETACHED)
 		return r;
 	if (r == 0)
 		r = session_loop(s, l, err, errn);
-	if (r == 0)
-		r = session_boot(s, err, errn);
-	if (r == 0)
-		r = session_serve(s, err, errn);
-	if (r < 0)
-		session_abort(s, err);
-	if (s->notify_fd >= 0) {
-		/* The waiting caller prints our first words: "ok", or why not. */
-		const char *word = r < 0 ? err : "ok";
-		(void)!write(s->notify_fd, word, strlen(word));
-		close(s->notify_fd);
-		s->notify_fd = -1;
+	if (r < 0) {
+		s->phase = SESSION_STOPPED;
+		return r;
 	}
-	return r;
+	s->started = started;
+	s->started_opaque = opaque;
+	/* Every phase runs from the loop, so started() never runs before this returns. */
+	s->kick = (struct timer){ .fn = session_on_kick, .obj = s };
+	loop_timer_set(s->loop, &s->kick, s->loop->now);
+	return 0;
+}
+
+void session_cancel(struct session *s)
+{
+	if (!s->started)
+		return;
+	if (s->phase == SESSION_NEW) {
+		loop_timer_cancel(s->loop, &s->kick);
+		snprintf(s->err, sizeof(s->err), "%s",
+			 s->interrupted ? "interrupted while starting" : "cancelled");
+		session_fail(s, -ECANCELED);
+	} else if (s->phase == SESSION_PREPARING && s->worker > 0) {
+		s->phase = SESSION_STOPPED; /* the worker's end reports it: see session_on_worker */
+		session_worker_kill(s);
+	} else if (s->phase == SESSION_BOOTING) {
+		launch_cancel(&s->L, s->interrupted ? "interrupted while booting" : "cancelled");
+	}
 }
 
 /* ---- stop -------------------------------------------------------------------------------- */
 
-void session_stop(struct session *s, const char *failure)
+/* The sandbox is gone: record its end, answer `kill`, remove what s->rm says. */
+static void session_ended(struct session *s)
 {
-	if (!s->sb)
-		return;
-	char why[300] = "";
-	const char *f = failure && *failure ? failure : sandbox_failure(s->sb);
-	snprintf(why, sizeof(why), "%s", f ? f : "");
-	state_set_status(s->st, s->L.id, ST_STOPPING, NULL);
-	sandbox_stop(s->sb, &s->times);
-	s->sb = NULL;
-	/* Record the end before answering whoever asked for it (kill waits for our answer). */
-	state_set_status(s->st, s->L.id, why[0] ? ST_FAILED : ST_STOPPED, why[0] ? why : NULL);
+	state_set_status(s->st, s->L.id, s->failure[0] ? ST_FAILED : ST_STOPPED,
+			 s->failure[0] ? s->failure : NULL);
 	supervisor_finish(&s->sup);
 	s->phase = SESSION_STOPPED;
 	if (s->rm && s->made_dir) {
@@ -542,11 +769,70 @@ void session_stop(struct session *s, const char *failure)
 	}
 }
 
+static void session_on_sb_stopped(const struct sandbox_times *t, void *opaque)
+{
+	struct session *s = opaque;
+	s->times = *t;
+	s->sb = NULL;
+	session_ended(s);
+	session_stopped_fn fn = s->stopped;
+	s->stopped = NULL;
+	if (fn)
+		fn(s, s->stopped_opaque);
+}
+
+void session_stop(struct session *s, const char *failure, session_stopped_fn stopped,
+		  void *opaque)
+{
+	if (!s->sb || s->phase == SESSION_STOPPING)
+		return;
+	const char *f = failure && *failure ? failure : sandbox_failure(s->sb);
+	snprintf(s->failure, sizeof(s->failure), "%s", f ? f : "");
+	state_set_status(s->st, s->L.id, ST_STOPPING, NULL);
+	s->phase = SESSION_STOPPING;
+	s->stopped = stopped;
+	s->stopped_opaque = opaque;
+	sandbox_stop(s->sb, session_on_sb_stopped, s);
+}
+
 void session_fini(struct session *s)
 {
-	session_stop(s, NULL);
+	if (s->sb) {
+		/* Still running, or stopping: no time for grace now. */
+		if (s->phase != SESSION_STOPPING) {
+			const char *f = sandbox_failure(s->sb);
+			snprintf(s->failure, sizeof(s->failure), "%s", f ? f : "");
+		}
+		sandbox_kill(s->sb, &s->times);
+		s->sb = NULL;
+		session_ended(s);
+	}
+	if (s->L.booting) {
+		sandbox_kill(s->L.booting, NULL);
+		s->L.booting = NULL;
+	}
+	if (s->worker > 0) {
+		session_worker_kill(s);
+		while (waitpid(s->worker, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (s->worker_w.fd >= 0) {
+		loop_unwatch(s->loop, &s->worker_w);
+		close(s->worker_w.fd);
+	}
+	buf_fini(&s->worker_out);
+	if (s->loop)
+		loop_timer_cancel(s->loop, &s->kick);
+	if (s->started && (s->have_record || s->made_dir)) {
+		/* A start abandoned half-way: leave what a failed start leaves. */
+		snprintf(s->err, sizeof(s->err), "abandoned while starting");
+		s->started = NULL;
+		session_fail(s, -ECANCELED);
+	}
 	if (s->notify_fd >= 0)
 		close(s->notify_fd);
+	if (s->sigfd >= 0 && s->loop)
+		loop_unwatch(s->loop, &s->sig_w);
 	if (s->loop == &s->own_loop)
 		loop_fini(&s->own_loop);
 	if (s->sigfd >= 0)
@@ -557,5 +843,5 @@ void session_fini(struct session *s)
 	oci_config_fini(&s->image);
 	sandbox_spec_fini(&s->spec);
 	memset(s, 0, sizeof(*s));
-	s->sigfd = s->notify_fd = -1;
+	s->sigfd = s->notify_fd = s->worker_w.fd = -1;
 }

@@ -157,6 +157,7 @@ struct session {
 	bool detached; /* this process is a detached supervisor (its stdio is /dev/null) */
 	struct sandbox_times times; /* filled when the sandbox stops */
 	/* The start in progress. */
+	struct timer kick; /* runs the first phase from the loop */
 	session_started_fn started;
 	void *started_opaque;
 	pid_t worker; /* PREPARING: the process preparing the root disk, else 0 */

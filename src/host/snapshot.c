@@ -169,33 +169,69 @@ int snapshot_save(int qmp, const char *path, char *err, size_t errn)
 	return r;
 }
 
-int snapshot_resume(int qmp, char *err, size_t errn)
+/* One QMP answer: 1 with *ret (the "return" value, or the greeting), else -EIO with err. */
+static int resume_answer(json_t *msg, json_t **ret, char *err, size_t errn)
 {
-	if (qmp_handshake(qmp, QMP_TIMEOUT_MS, err, errn) < 0)
+	json_t *e = json_object_get(msg, "error");
+	if (e) {
+		snprintf(err, errn, "QEMU: %s",
+			 json_string_value(json_object_get(e, "desc")) ?: "error");
 		return -EIO;
-	uint64_t deadline = now_ns() + QMP_TIMEOUT_MS * 1000000ull;
-	while (now_ns() < deadline) {
-		json_t *ret = NULL;
-		if (qmp_call(qmp, "query-status", NULL, &ret, QMP_TIMEOUT_MS, err, errn) < 0)
-			return -EIO;
-		const char *st = json_string_value(json_object_get(ret, "status"));
-		bool paused = st && (!strcmp(st, "paused") || !strcmp(st, "postmigrate"));
-		bool running = st && !strcmp(st, "running");
-		bool dead = st && (!strcmp(st, "internal-error") || !strcmp(st, "shutdown") ||
-				   !strcmp(st, "guest-panicked"));
-		if (dead)
-			snprintf(err, errn, "QEMU is in state %s", st);
-		json_decref(ret);
-		if (running)
-			return 0;
-		if (dead)
-			return -EIO;
-		if (paused)
-			return qmp_call(qmp, "cont", NULL, NULL, QMP_TIMEOUT_MS, err, errn);
-		usleep(1000);
 	}
-	snprintf(err, errn, "the snapshot did not load in time");
-	return -ETIMEDOUT;
+	*ret = json_object_get(msg, "return") ?: json_object_get(msg, "QMP");
+	if (!*ret) {
+		snprintf(err, errn, "QMP: unexpected message");
+		return -EIO;
+	}
+	return 1;
+}
+
+int snapshot_resume_step(struct snapshot_resume *rs, int qmp, char *err, size_t errn)
+{
+	json_t *msg = NULL, *ret = NULL;
+	err[0] = 0;
+	int r;
+	while ((r = qmp_rx_take(qmp, &rs->rx, &msg, err, errn)) == 1) {
+		r = resume_answer(msg, &ret, err, errn);
+		const char *st = json_string_value(json_object_get(ret, "status"));
+		if (r < 0) {
+			/* an error answer */
+		} else if (rs->step == RS_GREETING) {
+			rs->step = RS_CAPS;
+			r = qmp_send(qmp, "qmp_capabilities");
+		} else if (rs->step == RS_CAPS) {
+			rs->step = RS_STATUS;
+			r = qmp_send(qmp, "query-status");
+		} else if (rs->step == RS_CONT || (st && !strcmp(st, "running"))) {
+			r = 1;
+		} else if (st && (!strcmp(st, "paused") || !strcmp(st, "postmigrate"))) {
+			rs->step = RS_CONT;
+			r = qmp_send(qmp, "cont");
+		} else if (st && (!strcmp(st, "internal-error") || !strcmp(st, "shutdown") ||
+				  !strcmp(st, "guest-panicked"))) {
+			snprintf(err, errn, "QEMU is in state %s", st);
+			r = -EIO;
+		} else {
+			r = SNAPSHOT_ASK_AGAIN; /* inmigrate: still loading */
+		}
+		json_decref(msg);
+		if (r == -EIO && !*err)
+			snprintf(err, errn, "QMP: cannot write to QEMU");
+		if (r != 0)
+			return r;
+	}
+	return r;
+}
+
+int snapshot_resume_ask(struct snapshot_resume *rs, int qmp)
+{
+	rs->step = RS_STATUS;
+	return qmp_send(qmp, "query-status");
+}
+
+void snapshot_resume_fini(struct snapshot_resume *rs)
+{
+	qmp_rx_fini(&rs->rx);
 }
 
 int snapshot_note_disk(const char *path, const char *disk)

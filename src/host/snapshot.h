@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "qmp.h"
 #include "vmm.h"
 
 /* Where the template for this machine lives (it may not exist yet). */
@@ -22,11 +23,22 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n);
  */
 int snapshot_save(int qmp_fd, const char *path, char *err, size_t errn);
 /*
- * A QEMU started with -incoming: wait until the snapshot is loaded (QEMU then sits paused) and
- * resume the guest. Returns 0 or -errno with a reason in err (a corrupt or foreign snapshot
- * makes QEMU exit, which shows here as a closed monitor).
+ * A QEMU started with -incoming loads the snapshot, then sits paused; resuming it is a short
+ * QMP conversation that must not block the caller's loop: QEMU answers its monitor only once
+ * the load is done, and under load that takes seconds. Start with a zeroed struct, call
+ * snapshot_resume_step() whenever the monitor (set non-blocking) is readable. It returns
+ * 1 when the guest runs; 0 to wait for readability again; SNAPSHOT_ASK_AGAIN when QEMU is still
+ * loading (call snapshot_resume_ask() after a moment, then wait for readability); or -EIO with
+ * a reason in err (a corrupt or foreign snapshot makes QEMU exit: a closed monitor).
  */
-int snapshot_resume(int qmp_fd, char *err, size_t errn);
+#define SNAPSHOT_ASK_AGAIN 2
+struct snapshot_resume {
+	enum { RS_GREETING, RS_CAPS, RS_STATUS, RS_CONT } step;
+	struct qmp_rx rx;
+};
+int snapshot_resume_step(struct snapshot_resume *rs, int qmp_fd, char *err, size_t errn);
+int snapshot_resume_ask(struct snapshot_resume *rs, int qmp_fd);
+void snapshot_resume_fini(struct snapshot_resume *rs);
 /* Remember which root disk a template belongs to (for snapshot_gc). */
 int snapshot_note_disk(const char *path, const char *disk);
 /* Remove templates whose root disk no longer exists; returns how many were removed. */

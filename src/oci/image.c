@@ -186,8 +186,9 @@ out:
 	return r;
 }
 
-int oci_image_prepare(const char *s, char *disk, size_t n, struct oci_image_config *cfg, char *err,
-		      size_t errn)
+/* local_only: -EAGAIN instead of pulling or building (the caller does that in a worker). */
+static int image_prepare(const char *s, bool local_only, char *disk, size_t n,
+			 struct oci_image_config *cfg, char *err, size_t errn)
 {
 	struct oci_ref ref;
 	struct oci_store st;
@@ -212,6 +213,10 @@ int oci_image_prepare(const char *s, char *disk, size_t n, struct oci_image_conf
 			snprintf(err, errn,
 				 "the default image is not built yet: run 'make default-image' "
 				 "(or pass --image REF or --rootfs DIR)");
+			goto out;
+		}
+		if (local_only) {
+			r = -EAGAIN;
 			goto out;
 		}
 		r = pull_locked(&st, &ref, getenv("MATCHLOCK_INSECURE_REGISTRY"), digest, err,
@@ -241,7 +246,7 @@ int oci_image_prepare(const char *s, char *disk, size_t n, struct oci_image_conf
 	}
 	if (access(disk, R_OK) == 0)
 		goto out; /* built before: no unpacking */
-	r = build_disk(&st, &m, disk, err, errn);
+	r = local_only ? -EAGAIN : build_disk(&st, &m, disk, err, errn);
 out:
 	if (r < 0)
 		oci_config_fini(cfg);
@@ -250,6 +255,18 @@ out:
 	free(cdata);
 	oci_store_close(&st);
 	return r;
+}
+
+int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_config *cfg,
+		      char *err, size_t errn)
+{
+	return image_prepare(ref, false, disk, n, cfg, err, errn);
+}
+
+int oci_image_open(const char *ref, char *disk, size_t n, struct oci_image_config *cfg, char *err,
+		   size_t errn)
+{
+	return image_prepare(ref, true, disk, n, cfg, err, errn);
 }
 
 static void list_one(const struct oci_store_image *img, void *arg)

@@ -31,6 +31,12 @@ int oci_pull(const char *ref, const char *insecure, char digest[72], char *err, 
 int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_config *cfg,
 		      char *err, size_t errn);
 
+/*
+ * The same, only for an image that is local and built: -EAGAIN (err empty) when it would have
+ * to pull or build, which oci_image_prepare then does (in a worker, so nothing waits for it).
+ */
+int oci_image_open(const char *ref, char *disk, size_t n, struct oci_image_config *cfg, char *err,
+		   size_t errn);
 /* Import a `docker save` archive or an OCI-layout tarball (optionally gzip/zstd) from fd as tag. */
 int oci_image_import(const char *tag, int fd, char digest[72], char *err, size_t errn);
 
