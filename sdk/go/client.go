@@ -388,6 +388,10 @@ func (c *Client) SandboxID() string {
 
 // Launch creates and boots the sandbox and returns its id. One sandbox per client at a time.
 func (c *Client) Launch(ctx context.Context, sb *Sandbox) (string, error) {
+	if id := c.SandboxID(); id != "" {
+		// The server holds several, but this client's calls name none: they would be ambiguous.
+		return "", fmt.Errorf("launch: this client already has sandbox %s: close or remove it first, or use another client", id)
+	}
 	var res struct {
 		ID string `json:"id"`
 	}

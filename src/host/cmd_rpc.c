@@ -48,6 +48,7 @@
 #define RPC_KEEP_BUF (1u << 20) /* a drained output buffer larger than this is freed */
 #define RPC_READ (64u << 10) /* stdin bytes read at a time */
 #define RPC_MAX_SANDBOXES 16 /* sandboxes one server holds (starting, running or stopping) */
+#define RPC_EXIT_WAIT_NS (60 * 1000000000ull) /* at EOF: for the stops; then they are killed */
 
 enum rpc_err {
 	E_PARSE = -32700,
@@ -126,6 +127,7 @@ struct rpc {
 	struct buf events; /* event notifications not yet in out (RPC_MAX_EVENTS) */
 	uint64_t events_dropped; /* since the last "dropped" notice */
 	bool in_eof, overlong;
+	bool client_gone; /* stdout failed: requests still waiting are dropped */
 	struct call *calls;
 	unsigned ncalls;
 	struct rpc_sandbox *sandboxes;
@@ -169,12 +171,11 @@ static void rpc_flush(struct rpc *r)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n < 0) {
-			/* The client went away: nothing more to say to anyone, nor to hear. */
+			/* The client went away: nothing more to say to anyone, nor to hear
+			 * (rpc_take drops the requests still waiting). */
 			buf_consume(&r->out, buf_used(&r->out));
 			buf_fini(&r->events);
-			buf_fini(&r->in);
-			r->partial = 0;
-			r->in_eof = true;
+			r->in_eof = r->client_gone = true;
 			break;
 		}
 		buf_consume(&r->out, (size_t)n);
@@ -1677,7 +1678,8 @@ static void on_line(struct rpc *r, const char *line, size_t n)
  */
 static void rpc_take(struct rpc *r)
 {
-	while (buf_used(&r->out) < RPC_OUT_HIGH && buf_used(&r->in) > r->partial) {
+	while (!r->client_gone && buf_used(&r->out) < RPC_OUT_HIGH &&
+	       buf_used(&r->in) > r->partial) {
 		const char *p = (const char *)buf_head(&r->in);
 		const char *nl = memchr(p, '\n', buf_used(&r->in) - r->partial);
 		size_t n = (size_t)(nl - p);
@@ -1687,6 +1689,10 @@ static void rpc_take(struct rpc *r)
 		else
 			on_line(r, p, n);
 		buf_consume(&r->in, n + 1);
+	}
+	if (r->client_gone) {
+		buf_fini(&r->in);
+		r->partial = 0;
 	}
 }
 
@@ -1787,8 +1793,14 @@ int cmd_rpc(int argc, char **argv)
 		next = rs->next;
 		rs_close(rs);
 	}
-	while (r.sandboxes)
-		loop_run_once(&r.loop, 0);
+	uint64_t give_up = now_ns() + RPC_EXIT_WAIT_NS;
+	while (r.sandboxes && now_ns() < give_up)
+		loop_run_once(&r.loop, give_up);
+	while (r.sandboxes) {
+		/* Each stop is bounded, so this is a backstop: session_fini kills without grace. */
+		warn("rpc: sandbox %s did not stop in time; killed", r.sandboxes->sess.L.id);
+		rs_gone(r.sandboxes);
+	}
 	while (r.calls)
 		call_end(r.calls);
 	fd_set_nonblock(STDOUT_FILENO, 0);
