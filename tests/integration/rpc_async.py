@@ -40,6 +40,8 @@ class Rpc:
         self.cv = threading.Condition()
         self.msgs: list = []  # every message, in the order it arrived
         self.closed = False
+        self.reading = threading.Event()  # cleared: the reader stops taking messages
+        self.reading.set()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -49,6 +51,7 @@ class Rpc:
             with self.cv:
                 self.msgs.append(json.loads(line))
                 self.cv.notify_all()
+            self.reading.wait()
         with self.cv:
             self.closed = True
             self.cv.notify_all()
@@ -266,6 +269,62 @@ def cancel(reg_dir: str) -> None:
     print("cancel: the pull was abandoned (the registry saw the client leave); nothing left behind")
 
 
+def proc_status(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def unread(fd: int) -> int:
+    """Bytes waiting in the pipe behind fd (FIONREAD)."""
+    import array
+    import fcntl
+    import termios
+    n = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, n)
+    return n[0]
+
+
+def backpressure() -> None:
+    """A client that sends 100 `log` requests (5.6 MB answers) and reads nothing: the server takes
+    requests only while stdout holds less than 8 MiB, so its memory stays bounded; once the client
+    reads, every request is answered, in order."""
+    bound, n = 128 << 20, 100
+    r = Rpc()
+    a = create(r)
+    logs = glob.glob(os.path.join(HOME, "**", a, "log"), recursive=True)
+    check(len(logs) == 1, f"the sandbox's log: {logs}")
+    with open(logs[0], "a") as f:  # 4 MiB more of log, written from the host (fast)
+        for _ in range(4096):
+            f.write("x" * 1023 + "\n")
+    size = len(base64.b64decode(result(r.call("log", {}), "log")["content"]))
+    check(size > 4 << 20, f"log size {size}")
+    r.reading.clear()
+    r.call("exec", {"command": "true"})  # the reader stops after this answer
+    ids = [r.send("log", {}) for _ in range(n)]
+    # Wait until the server is idle (in epoll_wait) with its stdout pipe full: a server without
+    # backpressure would have answered all n by then, into its own memory.
+    deadline, idle = time.monotonic() + 120, 0
+    while idle < 3:
+        check(time.monotonic() < deadline, "the server never became idle with stdout full")
+        with open(f"/proc/{r.p.pid}/wchan") as f:
+            waiting = f.read() == "do_epoll_wait"
+        idle = idle + 1 if waiting and unread(r.p.stdout.fileno()) >= 60000 else 0
+        time.sleep(0.2)
+    peak = proc_status(r.p.pid, "VmHWM")
+    check(peak < bound, f"peak RSS {peak >> 20} MiB with {n} answers of {size * 4 // 3 >> 20} MiB unread")
+    r.reading.set()
+    for i in ids:
+        got = base64.b64decode(result(r.answer(i, timeout=120), "log")["content"])
+        check(len(got) >= size, f"log answer {i}: {len(got)} bytes")
+    check(sorted(ids, key=r.position) == ids, "answers in request order")
+    r.eof()
+    print(f"backpressure: peak RSS of matchlock rpc {peak / (1 << 20):.1f} MiB with {n} answers of "
+          f"{size * 4 / 3 / (1 << 20):.1f} MiB each requested and unread (bound {bound >> 20} MiB)")
+
+
 def limit(reg_dir: str) -> None:
     """16 sandboxes starting at once (all waiting for the held layer); the 17th is refused; EOF
     abandons every start and the server exits with nothing left running."""
@@ -291,4 +350,4 @@ def limit(reg_dir: str) -> None:
 if __name__ == "__main__":
     case = sys.argv[1]
     {"pull": lambda: pull(sys.argv[2]), "two": two, "cancel": lambda: cancel(sys.argv[2]),
-     "limit": lambda: limit(sys.argv[2])}[case]()
+     "limit": lambda: limit(sys.argv[2]), "backpressure": backpressure}[case]()

@@ -45,6 +45,9 @@ t_cancel_create_while_pulling() {
 	timeout 600 python3 "$DRIVER" cancel "$REG_DIR" || fail "driver"
 	cache_tmp_note
 }
+# A client that asks for 100 answers of 5.6 MB and reads none: requests wait (unparsed, in a
+# bounded buffer) while stdout is full; memory stays bounded; all are answered once it reads.
+t_requests_wait_while_stdout_is_full() { timeout 600 python3 "$DRIVER" backpressure || fail "driver"; }
 # 16 sandboxes starting at once, the 17th refused; EOF abandons every start.
 t_sandbox_limit_and_eof_while_starting() {
 	slow_registry
