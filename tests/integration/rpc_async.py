@@ -35,7 +35,7 @@ class Rpc:
 
     def __init__(self) -> None:
         self.p = subprocess.Popen([BIN, "rpc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL)
+                                  stderr=None if TRACE else subprocess.DEVNULL)
         self.next_id = 0
         self.cv = threading.Condition()
         self.msgs: list = []  # every message, in the order it arrived
@@ -214,7 +214,8 @@ def pull(reg_dir: str) -> None:
 
 
 def two() -> None:
-    """Two sandboxes, each its own files and events; closing one leaves the other serving."""
+    """Two sandboxes, each its own files and events; closing one leaves the other serving; a
+    third stopped by `matchlock kill` leaves the server."""
     r = Rpc()
     a, b = create(r), create(r)
     check(a != b, "two IDs")
@@ -243,9 +244,15 @@ def two() -> None:
     error(r.call("exec", {"sandbox": a, "command": "true"}), SANDBOX, "exec on closed A", "no sandbox")
     check(out(r.call("exec", {"sandbox": b, "command": "echo b"}), "exec on B") == b"b\n", "B still answers")
     check(out(r.call("exec", {"command": "echo b"}), "exec on the one left") == b"b\n", "B is the one left")
+    # `matchlock kill` of a third: it leaves the server (kill returns once it has stopped).
+    c = create(r)
+    k = subprocess.run([BIN, "kill", c], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    check(k.returncode == 0, f"matchlock kill {c}: {k.stderr}")
+    error(r.call("exec", {"sandbox": c, "command": "true"}), SANDBOX, "exec on killed C", "no sandbox")
+    check(out(r.call("exec", {"command": "echo b"}), "exec after the kill") == b"b\n", "B is the one left")
     r.eof()  # B is stopped by the EOF
     check(" stopped " in next((l for l in listed().splitlines() if l.startswith(b)), ""), "B stopped at EOF")
-    print("two: each sandbox its own files and events; B served after A closed")
+    print("two: each sandbox its own files and events; B served after A closed and C was killed")
 
 
 def cancel(reg_dir: str) -> None:

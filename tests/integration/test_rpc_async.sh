@@ -37,7 +37,8 @@ t_exec_answers_while_another_sandbox_pulls() {
 	slow_registry
 	timeout 900 python3 "$DRIVER" pull "$REG_DIR" || fail "driver"
 }
-# Two sandboxes: files and events of each are its own; close one, the other still answers.
+# Two sandboxes: files and events of each are its own; close one, the other still answers; one
+# stopped by `matchlock kill` leaves the server.
 t_two_sandboxes_one_server() { timeout 600 python3 "$DRIVER" two || fail "driver"; }
 # cancel of a create while its image is pulled: no record, no directory, no worker process.
 t_cancel_create_while_pulling() {
