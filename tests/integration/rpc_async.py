@@ -120,13 +120,15 @@ def create(r: Rpc, image: str = ROOTFS) -> str:
     return result(r.call("create", {"image": image}), f"create {image}")["id"]
 
 
-def wait_file_line(path: str, line: str, timeout: float, r: Rpc = None, pending: int = 0) -> None:
-    """Wait until file path has line; fail early if request `pending` was answered meanwhile."""
+def wait_file_line(path: str, line: str, timeout: float, r: Rpc = None, pending: int = 0,
+                   count: int = 1) -> None:
+    """Wait until file path has line (count times); fail early if request `pending` was
+    answered meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with open(path) as f:
-                if line in f.read().split():
+                if f.read().split().count(line) >= count:
                     return
         except FileNotFoundError:
             pass
@@ -215,7 +217,7 @@ def pull(reg_dir: str) -> None:
 
 def two() -> None:
     """Two sandboxes, each its own files and events; closing one leaves the other serving; a
-    third stopped by `matchlock kill` leaves the server."""
+    third stopped by `matchlock kill` and a fourth whose lifetime ran out leave the server."""
     r = Rpc()
     a, b = create(r), create(r)
     check(a != b, "two IDs")
@@ -250,9 +252,21 @@ def two() -> None:
     check(k.returncode == 0, f"matchlock kill {c}: {k.stderr}")
     error(r.call("exec", {"sandbox": c, "command": "true"}), SANDBOX, "exec on killed C", "no sandbox")
     check(out(r.call("exec", {"command": "echo b"}), "exec after the kill") == b"b\n", "B is the one left")
+    # A lifetime that runs out: the sandbox leaves the server (polled, bounded).
+    d = result(r.call("create", {"image": ROOTFS, "resources": {"timeout_seconds": 1}}), "create D")["id"]
+    deadline = time.monotonic() + 120
+    while True:  # running, then stopping, then gone
+        res = r.call("exec", {"sandbox": d, "command": "true"})
+        if "no sandbox" in res.get("error", {}).get("message", ""):
+            break
+        check("result" in res or "stopping" in res["error"]["message"], f"exec on D: {res}")
+        check(time.monotonic() < deadline, "D outlived its lifetime")
+        time.sleep(0.2)
+    check(" stopped " in next((l for l in listed().splitlines() if l.startswith(d)), ""), "D listed as stopped")
     r.eof()  # B is stopped by the EOF
     check(" stopped " in next((l for l in listed().splitlines() if l.startswith(b)), ""), "B stopped at EOF")
-    print("two: each sandbox its own files and events; B served after A closed and C was killed")
+    print("two: each sandbox its own files and events; B served after A closed, C was killed and D's "
+          "lifetime ran out")
 
 
 def cancel(reg_dir: str) -> None:
@@ -272,6 +286,16 @@ def cancel(reg_dir: str) -> None:
     check(sandbox_dirs() == before_dirs, f"directories left: {set(sandbox_dirs()) - set(before_dirs)}")
     check(listed() == before_list, f"records left: {listed()}")
     error(r.call("exec", {"command": "true"}), SANDBOX, "exec after the cancelled create", "no sandbox")
+    # close of the one sandbox while it is starting (the layer is pulled again) cancels it too.
+    c = r.send("create", {"image": registry(reg_dir)})
+    wait_file_line(os.path.join(reg_dir, "events"), "blob-start", 120, r, c, count=2)
+    check(result(r.call("close", {}), "close while starting") == {}, "close answers {}")
+    error(r.answer(c, timeout=60), CANCELLED, "the create closed while starting")
+    deadline = time.monotonic() + 30
+    while descendants(r.p.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check(not descendants(r.p.pid), f"processes left after close: {descendants(r.p.pid)}")
+    check(sandbox_dirs() == before_dirs and listed() == before_list, "nothing left after close")
     r.eof()
     print("cancel: the pull was abandoned (the registry saw the client leave); nothing left behind")
 
