@@ -112,7 +112,7 @@ type call struct {
 	resp   chan response
 }
 
-// Client is a connection to one `matchlock rpc` process, serving one sandbox at a time. Its
+// Client is a connection to one `matchlock rpc` process; it holds one sandbox at a time. Its
 // methods are safe for concurrent use; requests overlap on the wire.
 type Client struct {
 	cmd   *exec.Cmd

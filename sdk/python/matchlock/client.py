@@ -153,7 +153,7 @@ def find_binary() -> str:
 
 
 class Client:
-    """A connection to one `matchlock rpc` process, which serves one sandbox at a time.
+    """A connection to one `matchlock rpc` process; the client holds one sandbox at a time.
 
     Use it as a context manager; leaving the block closes the sandbox and the process::
 
