@@ -360,6 +360,7 @@ def limit(reg_dir: str) -> None:
     """16 sandboxes starting at once (all waiting for the held layer); the 17th is refused; EOF
     abandons every start and the server exits with nothing left running."""
     r = Rpc()
+    before_dirs, before_list = sandbox_dirs(), listed()
     ids = [r.send("create", {"image": registry(reg_dir)}) for _ in range(16)]
     extra = r.call("create", {"image": ROOTFS}, timeout=60)
     error(extra, SANDBOX, "the 17th create", "16 sandboxes")
@@ -374,7 +375,8 @@ def limit(reg_dir: str) -> None:
         error(r.answer(i, timeout=5), CANCELLED, "a create abandoned at EOF")
     left = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split(")")[-1][:3]]
     check(not left, f"workers left running after EOF: {left}")
-    check(not sandbox_dirs(), f"directories left: {sandbox_dirs()}")
+    check(sandbox_dirs() == before_dirs, f"directories left: {set(sandbox_dirs()) - set(before_dirs)}")
+    check(listed() == before_list, f"records left: {listed()}")
     print("limit: 16 starting sandboxes, the 17th refused; EOF abandoned all 16")
 
 
