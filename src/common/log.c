@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 static const char *log_prog = "matchlock";
-static int log_fd = -1;
 static int log_quiet;
 static int log_debug_on;
 
@@ -24,77 +23,104 @@ void log_init(const char *prog)
 	log_debug_on = d && *d && strcmp(d, "0") != 0;
 }
 
-static char log_path[4200];
-static size_t log_cap, log_size;
+/*
+ * One per sandbox (a process may serve several). Our own messages go to the most recently
+ * opened one still open: a process that serves several sandboxes logs its messages in one.
+ */
+struct log_file {
+	int fd;
+	size_t cap, size;
+	struct log_file *prev; /* the default before this one was opened */
+	char path[];
+};
 
-int log_file_open(const char *path, size_t cap)
+static struct log_file *log_default;
+
+struct log_file *log_file_open(const char *path, size_t cap)
 {
 	struct stat st;
-	log_file_close();
-	if (strlen(path) + sizeof(LOG_FILE_OLD_SUFFIX) > sizeof(log_path))
-		return -ENAMETOOLONG;
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
+	size_t len = strlen(path);
+	struct log_file *lf = malloc(sizeof(*lf) + len + 1);
+	if (!lf)
+		return NULL;
+	lf->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (lf->fd < 0 || fstat(lf->fd, &st) < 0) {
 		int e = errno;
-		close(fd);
-		return -e;
+		if (lf->fd >= 0)
+			close(lf->fd);
+		free(lf);
+		errno = e;
+		return NULL;
 	}
-	snprintf(log_path, sizeof(log_path), "%s", path);
-	log_cap = cap ? cap : 1;
-	log_size = (size_t)st.st_size;
-	log_fd = fd;
-	return 0;
+	memcpy(lf->path, path, len + 1);
+	lf->cap = cap ? cap : 1;
+	lf->size = (size_t)st.st_size;
+	lf->prev = log_default;
+	log_default = lf;
+	return lf;
 }
 
-void log_file_close(void)
+void log_file_close(struct log_file *lf)
 {
-	if (log_fd >= 0)
-		close(log_fd);
-	log_fd = -1;
+	if (!lf)
+		return;
+	/* Unlink it from the chain of defaults. */
+	for (struct log_file **pp = &log_default; *pp; pp = &(*pp)->prev) {
+		if (*pp == lf) {
+			*pp = lf->prev;
+			break;
+		}
+	}
+	close(lf->fd);
+	free(lf);
 }
 
 /* Make room for n more bytes: the current file becomes PATH.1 and a new one starts. */
-static void log_rotate(void)
+static void log_rotate(struct log_file *lf)
 {
-	char old[sizeof(log_path) + sizeof(LOG_FILE_OLD_SUFFIX)];
-	snprintf(old, sizeof(old), "%s" LOG_FILE_OLD_SUFFIX, log_path);
+	size_t len = strlen(lf->path);
+	char *old = malloc(len + sizeof(LOG_FILE_OLD_SUFFIX));
 	int fd = -1;
-	if (rename(log_path, old) == 0)
-		fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (old) {
+		memcpy(old, lf->path, len);
+		memcpy(old + len, LOG_FILE_OLD_SUFFIX, sizeof(LOG_FILE_OLD_SUFFIX));
+		if (rename(lf->path, old) == 0)
+			fd = open(lf->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+				  0600);
+		free(old);
+	}
 	if (fd < 0) {
 		/* Cannot rotate: lose the old lines rather than the bound. */
-		if (ftruncate(log_fd, 0) == 0)
-			log_size = 0;
+		if (ftruncate(lf->fd, 0) == 0)
+			lf->size = 0;
 		return;
 	}
-	close(log_fd);
-	log_fd = fd;
-	log_size = 0;
+	close(lf->fd);
+	lf->fd = fd;
+	lf->size = 0;
 }
 
-static void log_append(const char *p, size_t n)
+static void log_append(struct log_file *lf, const char *p, size_t n)
 {
-	if (log_fd < 0 || n == 0)
+	if (!lf || n == 0)
 		return;
-	if (n > log_cap) {
-		p += n - log_cap;
-		n = log_cap;
+	if (n > lf->cap) {
+		p += n - lf->cap;
+		n = lf->cap;
 	}
-	if (log_size + n > log_cap)
-		log_rotate();
-	if (log_size + n > log_cap)
+	if (lf->size + n > lf->cap)
+		log_rotate(lf);
+	if (lf->size + n > lf->cap)
 		return; /* neither rotated nor truncated: stay under the cap */
-	ssize_t k = write(log_fd, p, n);
+	ssize_t k = write(lf->fd, p, n);
 	if (k > 0)
-		log_size += (size_t)k;
+		lf->size += (size_t)k;
 }
 
-void log_file_write(const void *p, size_t n)
+void log_file_write(struct log_file *lf, const void *p, size_t n)
 {
 	int saved = errno;
-	log_append(p, n);
+	log_append(lf, p, n);
 	errno = saved;
 }
 
@@ -245,7 +271,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 			(void)!write(STDERR_FILENO, line,
 				     (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	}
-	if (log_fd >= 0) {
+	if (log_default) {
 		struct timespec ts;
 		char line[1200];
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -256,7 +282,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, names[lvl], msg);
 		if (n > 0)
-			log_append(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+			log_append(log_default, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	}
 	errno = saved;
 }

@@ -21,11 +21,15 @@ void log_init(const char *prog);
  */
 #define LOG_FILE_CAP (8u << 20)
 #define LOG_FILE_OLD_SUFFIX ".1"
-/* Open path as the log file (append; created 0600) rotating at cap bytes; -errno. */
-int log_file_open(const char *path, size_t cap);
-/* Append raw bytes (the guest's output, as it is) to the log file, if one is open. */
-void log_file_write(const void *p, size_t n);
-void log_file_close(void);
+struct log_file;
+/*
+ * Open path as a sandbox log (append; created 0600) rotating at cap bytes; NULL with errno. Our
+ * own messages go to the most recently opened log still open.
+ */
+struct log_file *log_file_open(const char *path, size_t cap);
+/* Append raw bytes (the guest's output, as it is); lf may be NULL. */
+void log_file_write(struct log_file *lf, const void *p, size_t n);
+void log_file_close(struct log_file *lf);
 
 /*
  * Reads a sandbox log from its oldest byte: PATH.1 if there is one, then PATH, and onwards as it

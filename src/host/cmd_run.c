@@ -425,12 +425,13 @@ static void run_stop(struct session *s)
 static void on_bg_output(struct watch *w, uint32_t events)
 {
 	(void)events;
+	struct session *s = w->obj;
 	char buf[16384];
 	ssize_t n = read(w->fd, buf, sizeof(buf));
-	if (n > 0)
-		log_file_write(buf, (size_t)n);
+	if (n > 0 && s->sb)
+		sandbox_log_write(s->sb, buf, (size_t)n);
 	else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-		loop_watch(w->obj, w, 0);
+		loop_watch(s->loop, w, 0);
 }
 
 /* A detached supervisor stops its sandbox on SIGTERM/SIGINT/SIGHUP. */
@@ -459,7 +460,7 @@ static void run_detached(struct session *s, struct exec_request *req)
 		if (null < 0 || pipe2(bg_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 			warn("background command: %s", strerror(errno));
 		} else {
-			watch_init(&bg_w, bg_pipe[0], on_bg_output, s->loop);
+			watch_init(&bg_w, bg_pipe[0], on_bg_output, s);
 			loop_watch(s->loop, &bg_w, EPOLLIN);
 			if (!exec_stdio_start(s->sb, s->loop, req, null, bg_pipe[1], bg_pipe[1],
 					      NULL, NULL, err, sizeof(err)))

@@ -57,6 +57,11 @@ const char *sandbox_failure(const struct sandbox *sb)
 	return sb->state == SB_FAILED ? sb->fail : NULL;
 }
 
+void sandbox_log_write(struct sandbox *sb, const void *p, size_t n)
+{
+	log_file_write(sb->log, p, n);
+}
+
 const struct sandbox_config *sandbox_config(const struct sandbox *sb)
 {
 	return &sb->cfg;
@@ -335,7 +340,7 @@ static ssize_t read_console(struct sandbox *sb, struct watch *w)
 			loop_watch(sb->loop, w, 0);
 		return 0;
 	}
-	log_file_write(tmp, (size_t)n);
+	log_file_write(sb->log, tmp, (size_t)n);
 	if (w == &sb->con_w)
 		keep_tail(sb->con_tail, &sb->con_len, sizeof(sb->con_tail), tmp, (size_t)n);
 	else
@@ -419,7 +424,7 @@ static void sb_free(struct sandbox *sb)
 	}
 	snapshot_resume_fini(&sb->resume);
 	mux_fini(&sb->mux);
-	log_file_close();
+	log_file_close(sb->log);
 	/* Watches are embedded: events for them may still be pending in this batch. */
 	loop_defer_free(sb->loop, sb, free);
 }
@@ -625,9 +630,8 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/log", c->state_dir);
-	int lr = log_file_open(path, LOG_FILE_CAP);
-	if (lr < 0) {
-		snprintf(err, errn, "cannot create %s: %s", path, strerror(-lr));
+	if (!(sb->log = log_file_open(path, LOG_FILE_CAP))) {
+		snprintf(err, errn, "cannot create %s: %s", path, strerror(errno));
 		goto fail;
 	}
 

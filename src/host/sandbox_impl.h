@@ -54,6 +54,7 @@ struct sandbox {
 	struct egress *egress; /* guest-opened streams (even ids) and DNS */
 	struct mitm *mitm; /* the sandbox CA and TLS interception; NULL with --no-network */
 	struct sandbox_times t;
+	struct log_file *log; /* <state_dir>/log: the console, QEMU's messages, ours */
 	/* The boot in progress (until booted() is called; sandbox.c explains the states). */
 	sandbox_booted_fn booted;
 	void *booted_opaque;

@@ -431,7 +431,17 @@ static int session_worker_start(struct session *s)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGPIPE, SIG_DFL);
-		close(p[0]);
+		/*
+		 * Nothing of the caller's: not its protocol on stdin/stdout, not other sandboxes'
+		 * links and sockets (which would stay open as long as a slow pull runs).
+		 */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+		}
+		close_range(3, (unsigned)p[1] - 1, 0);
+		close_range((unsigned)p[1] + 1, ~0u, 0);
 		char disk[4200], err[1024] = "";
 		char out[sizeof(disk) + 8];
 		int r = session_make_disk(&s->spec, disk, sizeof(disk), err, sizeof(err));
@@ -816,7 +826,7 @@ void session_fini(struct session *s)
 		while (waitpid(s->worker, NULL, 0) < 0 && errno == EINTR)
 			;
 	}
-	if (s->worker_w.fd >= 0) {
+	if (s->worker_w.obj && s->worker_w.fd >= 0) { /* set up by session_worker_start */
 		loop_unwatch(s->loop, &s->worker_w);
 		close(s->worker_w.fd);
 	}

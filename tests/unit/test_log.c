@@ -112,7 +112,8 @@ static void test_log_file_rotates(void)
 		return;
 	snprintf(path, sizeof(path), "%s/log", dir);
 	snprintf(old, sizeof(old), "%s/log.1", dir);
-	CHECK_EQ_INT(log_file_open(path, 1000), 0);
+	struct log_file *lf = log_file_open(path, 1000);
+	CHECK(lf != NULL);
 	struct log_reader *follow = log_reader_open(path);
 	CHECK(follow != NULL);
 	char chunk[101];
@@ -124,7 +125,7 @@ static void test_log_file_rotates(void)
 	for (int i = 0; i < 500; i++) {
 		/* 100-byte records "NNNN" + padding, numbered so order can be checked. */
 		snprintf(chunk, sizeof(chunk), "%04u%095d\n", seq++, 0);
-		log_file_write(chunk, 100);
+		log_file_write(lf, chunk, 100);
 		CHECK(file_size(path) <= 1000);
 		CHECK(file_size(old) <= 1000);
 		if (i % 7 == 0) {
@@ -146,10 +147,10 @@ static void test_log_file_rotates(void)
 	/* One write larger than the cap keeps its last cap bytes. */
 	char big[3000];
 	memset(big, 'z', sizeof(big));
-	log_file_write(big, sizeof(big));
+	log_file_write(lf, big, sizeof(big));
 	CHECK_EQ_INT(file_size(path), 1000);
 	CHECK_EQ_INT(file_size(old), 1000);
-	log_file_close();
+	log_file_close(lf);
 	CHECK(followed > 0);
 	CHECK(ordered);
 	CHECK(prev >= 490); /* it kept up to the end */
@@ -183,20 +184,21 @@ static void test_log_reader_follows_rotation(void)
 	snprintf(path, sizeof(path), "%s/log", dir);
 	snprintf(old, sizeof(old), "%s/log.1", dir);
 	CHECK(log_reader_open(path) == NULL); /* no log yet */
-	CHECK_EQ_INT(log_file_open(path, 10), 0);
-	log_file_write("aaaaaaaa", 8);
+	struct log_file *lf = log_file_open(path, 10);
+	CHECK(lf != NULL);
+	log_file_write(lf, "aaaaaaaa", 8);
 	struct log_reader *lr = log_reader_open(path);
 	char buf[64];
 	ssize_t n = log_reader_read(lr, buf, sizeof(buf));
 	CHECK_EQ_MEM(buf, n, "aaaaaaaa", 8);
 	CHECK_EQ_INT(log_reader_read(lr, buf, sizeof(buf)), 0);
-	log_file_write("bb", 2); /* still fits: 10 */
-	log_file_write("cccc", 4); /* rotates: log.1 = a..abb, log = cccc */
+	log_file_write(lf, "bb", 2); /* still fits: 10 */
+	log_file_write(lf, "cccc", 4); /* rotates: log.1 = a..abb, log = cccc */
 	size_t len = 0;
 	while ((n = log_reader_read(lr, buf + len, sizeof(buf) - len)) > 0)
 		len += (size_t)n;
 	CHECK_EQ_MEM(buf, len, "bbcccc", 6);
-	log_file_close();
+	log_file_close(lf);
 	log_reader_free(lr);
 	unlink(path);
 	unlink(old);
