@@ -282,7 +282,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, names[lvl], msg);
 		if (n > 0)
-			log_append(log_default, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+			log_append(log_default, line,
+				   (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	}
 	errno = saved;
 }

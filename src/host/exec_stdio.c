@@ -312,8 +312,8 @@ static void fg_signal(struct watch *w, uint32_t events)
 	}
 }
 
-int exec_fg_start(struct exec_fg *f, struct sandbox *sb, struct loop *l,
-		  struct exec_request *req, int sigfd, char *err, size_t errn)
+int exec_fg_start(struct exec_fg *f, struct sandbox *sb, struct loop *l, struct exec_request *req,
+		  int sigfd, char *err, size_t errn)
 {
 	*f = (struct exec_fg){ .l = l, .tty = req->tty, .err = err, .errn = errn };
 	err[0] = 0;

@@ -59,8 +59,8 @@ struct exec_fg {
 	size_t errn;
 };
 /* Returns 0, or -EIO with err (nothing runs; exec_fg_finish() was done). */
-int exec_fg_start(struct exec_fg *f, struct sandbox *sb, struct loop *l,
-		  struct exec_request *req, int sigfd, char *err, size_t errn);
+int exec_fg_start(struct exec_fg *f, struct sandbox *sb, struct loop *l, struct exec_request *req,
+		  int sigfd, char *err, size_t errn);
 /*
  * Kill the process if it still runs (137), restore the terminal. Returns the shell-style status
  * (err may explain 126/127), or -errno with err set when the sandbox failed.

@@ -102,7 +102,8 @@ static void launch_on_booted(struct sandbox *sb, int r, const char *why, void *o
 	char err[700] = "";
 	L->booting = NULL;
 	if (r == -ESTALE && sc->template_path) {
-		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so. */
+		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so.
+		 */
 		warn("the saved snapshot could not be restored (%s); booting cold", why);
 		char meta[4300];
 		snprintf(meta, sizeof(meta), "%s.disk", sc->template_path);

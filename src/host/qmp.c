@@ -181,7 +181,8 @@ int qmp_rx_take(int fd, struct qmp_rx *rx, json_t **msg, char *err, size_t errn)
 			continue;
 		}
 		json_error_t je;
-		json_t *j = json_loadb((const char *)buf_head(&rx->line), buf_used(&rx->line), 0, &je);
+		json_t *j =
+		    json_loadb((const char *)buf_head(&rx->line), buf_used(&rx->line), 0, &je);
 		buf_consume(&rx->line, buf_used(&rx->line));
 		if (!j) {
 			snprintf(err, errn, "QMP: bad JSON: %s", je.text);

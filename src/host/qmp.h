@@ -23,7 +23,6 @@ int qmp_call(int fd, const char *cmd, json_t *args, json_t **ret, unsigned timeo
 /* Hand QEMU a file descriptor under a name (getfd, with SCM_RIGHTS). */
 int qmp_send_fd(int fd, const char *name, int pass, unsigned timeout_ms, char *err, size_t errn);
 
-
 /*
  * The same protocol without blocking, for a caller on an event loop that waits for the monitor
  * to become readable: qmp_send() writes a command; qmp_rx_take() takes what has arrived.

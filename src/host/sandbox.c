@@ -470,7 +470,6 @@ static void console_summary(struct sandbox *sb, char *out, size_t n)
 	out[k] = 0;
 }
 
-
 /* Report the boot's end (or check its deadline) from the loop's top: see the comment above. */
 static void sb_boot_soon(struct sandbox *sb)
 {
@@ -589,12 +588,11 @@ static void sb_on_resume_timer(struct timer *t)
 	loop_watch(sb->loop, &sb->qmp_w, EPOLLIN);
 }
 
-struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
-			     sandbox_booted_fn booted, void *opaque, char *err, size_t errn)
+/* The host side of a sandbox, before its VM: the egress engine, its CA, its log. */
+static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, char *err,
+			      size_t errn)
 {
 	struct sandbox *sb = calloc(1, sizeof(*sb));
-	int link[2] = { -1, -1 }, con[2] = { -1, -1 }, qerr[2] = { -1, -1 }, qmp[2] = { -1, -1 };
-	int incoming = -1;
 	if (!sb) {
 		snprintf(err, errn, "out of memory");
 		return NULL;
@@ -616,37 +614,43 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	if (!sb->cfg.policy)
 		sb->cfg.policy = &sealed;
 	static const struct egress_ops eops = { .flush = sb_flush_cb, .event = sb_net_event };
-	if (!sb->cfg.policy->no_network) {
-		/* A fresh CA per sandbox, in memory only: no two sandboxes trust each other's. */
-		sb->mitm = mitm_new(c->secrets, c->upstream_ca, err, errn);
-		if (!sb->mitm)
-			goto fail;
-	}
-	sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, sb->mitm, &eops, sb);
-	if (!sb->egress) {
-		snprintf(err, errn, "setting up the egress engine: %s", strerror(errno));
-		goto fail;
-	}
-
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/log", c->state_dir);
-	if (!(sb->log = log_file_open(path, LOG_FILE_CAP))) {
+	if (!sb->cfg.policy->no_network &&
+	    /* A fresh CA per sandbox, in memory only: no two sandboxes trust each other's. */
+	    !(sb->mitm = mitm_new(c->secrets, c->upstream_ca, err, errn))) {
+		/* err says why */
+	} else if (!(sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, sb->mitm, &eops, sb))) {
+		snprintf(err, errn, "setting up the egress engine: %s", strerror(errno));
+	} else if (!(sb->log = log_file_open(path, LOG_FILE_CAP))) {
 		snprintf(err, errn, "cannot create %s: %s", path, strerror(errno));
-		goto fail;
+	} else {
+		return sb;
 	}
+	sb_free(sb);
+	return NULL;
+}
 
+/*
+ * QEMU, with the link, the console, its stderr and its monitor as socket pairs whose far ends
+ * only it holds; restoring the template when there is one. Returns 0 or -errno with err.
+ */
+static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
+{
+	const struct sandbox_config *c = &sb->cfg;
+	int link[2] = { -1, -1 }, con[2] = { -1, -1 }, qerr[2] = { -1, -1 }, qmp[2] = { -1, -1 };
+	int incoming = -1, pidfd = -1, r = -EIO;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, con) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qmp) < 0 ||
 	    pipe2(qerr, O_CLOEXEC) < 0) {
 		snprintf(err, errn, "setting up the sandbox: %s", strerror(errno));
-		goto fail;
+		goto out;
 	}
 	/* A bigger socket buffer keeps the link busy while we are elsewhere in the loop. */
 	int sz = 1 << 20;
 	setsockopt(link[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	setsockopt(link[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-
 	struct vmm_config vc = {
 		.accel = c->accel,
 		.cpus = c->cpus,
@@ -666,31 +670,44 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 		sb->t.restored = incoming >= 0;
 	}
 	sb->t.spawn = now_ns();
-	int pidfd;
 	if (vmm_spawn(&vc, &sb->qemu_pid, &pidfd, err, errn) < 0)
-		goto fail;
-	close(link[1]);
-	close(con[1]);
-	close(qerr[1]);
-	close(qmp[1]);
-	if (incoming >= 0)
-		close(incoming);
-	link[1] = con[1] = qerr[1] = qmp[1] = incoming = -1;
-	sb->qmp_w.fd = qmp[0];
-	qmp[0] = -1;
+		goto out;
+	/* Ours: the near ends; QEMU's ends are closed below. */
 	sb->link_w.fd = link[0];
 	sb->con_w.fd = con[0];
 	sb->qerr_w.fd = qerr[0];
+	sb->qmp_w.fd = qmp[0];
 	sb->pid_w.fd = pidfd;
-	link[0] = con[0] = qerr[0] = -1;
+	link[0] = con[0] = qerr[0] = qmp[0] = -1;
 	fd_set_nonblock(sb->con_w.fd, 1);
 	fd_set_nonblock(sb->qerr_w.fd, 1);
-	loop_watch(l, &sb->link_w, EPOLLIN);
-	loop_watch(l, &sb->con_w, EPOLLIN);
-	loop_watch(l, &sb->qerr_w, EPOLLIN);
-	loop_watch(l, &sb->pid_w, EPOLLIN);
+	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->pid_w };
+	for (size_t i = 0; i < ARRAY_SIZE(ws); i++)
+		loop_watch(sb->loop, ws[i], EPOLLIN);
 	debug("sandbox %s: QEMU pid %d", c->id, sb->qemu_pid);
+	r = 0;
+out:
+	for (int i = 0; i < 2; i++) {
+		int *fds[] = { &link[i], &con[i], &qerr[i], &qmp[i] };
+		for (size_t k = 0; k < ARRAY_SIZE(fds); k++)
+			if (*fds[k] >= 0)
+				close(*fds[k]);
+	}
+	if (incoming >= 0)
+		close(incoming);
+	return r;
+}
 
+struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
+			     sandbox_booted_fn booted, void *opaque, char *err, size_t errn)
+{
+	struct sandbox *sb = sb_new(c, l, err, errn);
+	if (!sb)
+		return NULL;
+	if (sb_spawn(sb, err, errn) < 0) {
+		sb_free(sb);
+		return NULL;
+	}
 	l->now = now_ns();
 	sb->deadline = l->now + (uint64_t)c->boot_timeout_ms * 1000000ull;
 	sb->booted = booted;
@@ -702,22 +719,6 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 		loop_watch(l, &sb->qmp_w, EPOLLIN);
 	}
 	return sb;
-
-fail:
-	for (int i = 0; i < 2; i++) {
-		if (link[i] >= 0)
-			close(link[i]);
-		if (con[i] >= 0)
-			close(con[i]);
-		if (qerr[i] >= 0)
-			close(qerr[i]);
-		if (qmp[i] >= 0)
-			close(qmp[i]);
-	}
-	if (incoming >= 0)
-		close(incoming);
-	sb_free(sb);
-	return NULL;
 }
 
 /* ---- stop ---- */

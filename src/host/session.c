@@ -557,7 +557,8 @@ static int session_detach(struct session *s, char *err, size_t errn)
 		close(notify[0]);
 		msg[got] = 0;
 		if (!strncmp(msg, "ok ", 3)) {
-			snprintf(s->L.id, sizeof(s->L.id), "%.*s", (int)sizeof(s->L.id) - 1, msg + 3);
+			snprintf(s->L.id, sizeof(s->L.id), "%.*s", (int)sizeof(s->L.id) - 1,
+				 msg + 3);
 			return SESSION_DETACHED;
 		}
 		snprintf(err, errn, "%s", got ? msg : "the sandbox supervisor died while starting");
@@ -791,8 +792,7 @@ static void session_on_sb_stopped(const struct sandbox_times *t, void *opaque)
 		fn(s, s->stopped_opaque);
 }
 
-void session_stop(struct session *s, const char *failure, session_stopped_fn stopped,
-		  void *opaque)
+void session_stop(struct session *s, const char *failure, session_stopped_fn stopped, void *opaque)
 {
 	if (!s->sb || s->phase == SESSION_STOPPING)
 		return;

@@ -199,8 +199,7 @@ void session_cancel(struct session *s);
  * stop, and remove record and directory when s->rm. stopped() (may be NULL) follows from the
  * loop. Does nothing (and calls nothing) when no sandbox runs or a stop is already under way.
  */
-void session_stop(struct session *s, const char *failure, session_stopped_fn stopped,
-		  void *opaque);
+void session_stop(struct session *s, const char *failure, session_stopped_fn stopped, void *opaque);
 /*
  * Release everything. A sandbox still running (or stopping) is killed at once, without grace,
  * and recorded as stopped; a start in progress is abandoned without its callback.

@@ -240,6 +240,34 @@ PY
 	expect_clean
 }
 
+# A registry that accepts and never answers: the pull runs in a worker process (the supervisor's
+# loop stays free), and Ctrl-C during it ends the run at once, worker and all, leaving nothing.
+t_interrupt_during_pull_leaves_nothing() {
+	local port pid worker="" srv
+	python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True)
+conns = []
+while True:
+    conns.append(s.accept()[0])' >"$T_OUT/port" &
+	srv=$!
+	for _ in $(seq 50); do [ -s "$T_OUT/port" ] && break; sleep 0.1; done
+	port=$(cat "$T_OUT/port")
+	"$ML" run --image "127.0.0.1:$port/hangs/img:1" -- true >"$T_OUT/out" 2>"$T_OUT/err" &
+	pid=$!
+	for _ in $(seq 100); do worker=$(pgrep -P $pid) && break; sleep 0.1; done
+	[ -n "$worker" ] || fail "no worker process while pulling"
+	kill -INT $pid
+	wait $pid
+	RC=$?
+	kill $srv 2>/dev/null
+	wait $srv 2>/dev/null
+	expect_eq "exit status" "$RC" 130
+	expect_match "error" "$(cat "$T_OUT/err")" "interrupted while preparing the image"
+	kill -0 "$worker" 2>/dev/null && fail "the worker outlived the run"
+	expect_clean
+}
+
 t_errors_are_one_line_and_recoverable() {
 	ml pull "$REG/no/such-image:1"
 	expect_one_line_error
