@@ -65,6 +65,12 @@ class Rpc:
         self.p.stdin.flush()
         return self.next_id
 
+    def note(self, method: str, params: dict) -> None:
+        """A notification: no id, no answer."""
+        line = json.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+        self.p.stdin.write(line.encode() + b"\n")
+        self.p.stdin.flush()
+
     def position(self, id_: int) -> int:
         """Where the answer to id_ is in the arrival order; -1 while it has not arrived."""
         with self.cv:
@@ -240,8 +246,26 @@ def two() -> None:
         time.sleep(0.2)
     else:
         raise SystemExit(f"FAIL: events naming their sandbox; got {r.events()[:6]}")
+    # exec_pipe in B: its stdin notifications name B; one that names A reaches nothing.
+    pipe = r.send("exec_pipe", {"sandbox": b, "command": "cat"})
+    deadline = time.monotonic() + 60
+    while not any(m.get("method") == "exec_pipe.ready" and m["params"].get("id") == pipe for m in list(r.msgs)):
+        check(time.monotonic() < deadline, "exec_pipe.ready")
+        time.sleep(0.05)
+    for sid, data in ((a, b"not-for-b\n"), (b, b"for-b\n")):
+        r.note("exec_pipe.stdin", {"sandbox": sid, "id": pipe, "data": base64.b64encode(data).decode()})
+    r.note("exec_pipe.stdin_eof", {"sandbox": b, "id": pipe})
+    result(r.answer(pipe, timeout=60), "exec_pipe in B")
+    got = b"".join(base64.b64decode(m["params"]["data"]) for m in list(r.msgs)
+                   if m.get("method") == "exec_pipe.stdout" and m["params"].get("id") == pipe)
+    check(got == b"for-b\n", f"B's pipe got {got!r}")
     error(r.call("close", {}), PARAMS, "close naming no sandbox of two", '"sandbox": ID')
-    check(result(r.call("close", {"sandbox": a}), "close A") == {}, "close A")
+    # Two closes of A: both answered once A has stopped; a close cannot be cancelled.
+    close1, close2 = r.send("close", {"sandbox": a}), r.send("close", {"sandbox": a})
+    check(result(r.call("cancel", {"id": close1}), "cancel of a close") == {"cancelled": False},
+          "a close is not cancelled")
+    for c in (close1, close2):
+        check(result(r.answer(c), "close A") == {}, "close A")
     check(" stopped " in next((l for l in listed().splitlines() if l.startswith(a)), ""), "A listed as stopped")
     error(r.call("exec", {"sandbox": a, "command": "true"}), SANDBOX, "exec on closed A", "no sandbox")
     check(out(r.call("exec", {"sandbox": b, "command": "echo b"}), "exec on B") == b"b\n", "B still answers")
