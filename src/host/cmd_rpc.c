@@ -1094,8 +1094,7 @@ static void rs_gone(struct rpc_sandbox *rs)
 			rpc_result(r, c->id, json_object());
 			call_end(c);
 		} else if (c->x || c->kind == CALL_CREATE) {
-			/* The stop ends every exec through op_done first; this is only a backstop.
-			 */
+			/* A stop ends each exec through op_done first: only a backstop. */
 			rpc_error(r, c->id, E_SANDBOX, "the sandbox stopped");
 			call_end(c);
 		}
@@ -1149,6 +1148,15 @@ static void rs_close(struct rpc_sandbox *rs)
 		rs_stop(rs);
 }
 
+/* The error code answering a create that failed with k (session_start or started()). */
+static int start_code(int k)
+{
+	return k == -EINVAL	 ? E_PARAMS
+	       : k == -ENOMEM	 ? E_INTERNAL
+	       : k == -ECANCELED ? E_CANCELLED
+				 : E_SANDBOX;
+}
+
 static void rs_started(struct session *s, int k, const char *err, void *opaque)
 {
 	struct rpc_sandbox *rs = opaque;
@@ -1156,15 +1164,7 @@ static void rs_started(struct session *s, int k, const char *err, void *opaque)
 	struct call *c = rs->create;
 	rs->create = NULL;
 	if (k < 0) {
-		rpc_error(r, c->id,
-			  k == -EINVAL	    ? E_PARAMS
-			  : k == -ENOMEM    ? E_INTERNAL
-			  : k == -ECANCELED ? E_CANCELLED
-					    : E_SANDBOX,
-			  "%s",
-			  err && *err	    ? err
-			  : k == -ECANCELED ? "cancelled"
-					    : strerror(-k));
+		rpc_error(r, c->id, start_code(k), "%s", err && *err ? err : strerror(-k));
 		call_end(c);
 		rs_gone(rs);
 		return;
@@ -1206,11 +1206,7 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	}
 	if (k < 0) {
 		sandbox_spec_fini(&spec);
-		rpc_error(r, id,
-			  k == -EINVAL	 ? E_PARAMS
-			  : k == -ENOMEM ? E_INTERNAL
-					 : E_SANDBOX,
-			  "%s", err);
+		rpc_error(r, id, start_code(k), "%s", err);
 		return;
 	}
 	*rs = (struct rpc_sandbox){
@@ -1229,11 +1225,7 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	k = session_start(&rs->sess, &spec, &r->loop, rs_started, rs, err, sizeof(err));
 	sandbox_spec_fini(&spec);
 	if (k < 0) {
-		rpc_error(r, id,
-			  k == -EINVAL	 ? E_PARAMS
-			  : k == -ENOMEM ? E_INTERNAL
-					 : E_SANDBOX,
-			  "%s", err);
+		rpc_error(r, id, start_code(k), "%s", err);
 		rs->create = NULL;
 		call_end(c);
 		rs_gone(rs);
