@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdnoreturn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -114,86 +115,133 @@ static const char *qemu_binary(void)
 	return q && *q ? q : "qemu-system-x86_64";
 }
 
-int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn)
-{
+/* QEMU's command line, and the strings it points into. */
+struct qemu_args {
 	char mem[32], smp[32], drive[4200], cmdline[512];
-	snprintf(mem, sizeof(mem), "%u", c->memory_mb);
-	snprintf(smp, sizeof(smp), "%u", c->cpus);
+	const char *argv[64];
+};
+
+static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err, size_t errn)
+{
+	snprintf(a->mem, sizeof(a->mem), "%u", c->memory_mb);
+	snprintf(a->smp, sizeof(a->smp), "%u", c->cpus);
 	/* A comma in a path would split QEMU's option list; QEMU escapes it as ",,". */
 	if (strchr(c->disk, ',')) {
 		snprintf(err, errn, "disk path contains a comma: %s", c->disk);
 		return -EINVAL;
 	}
-	snprintf(drive, sizeof(drive), "if=none,id=root,file=%s,format=raw,readonly=on", c->disk);
-	int k = snprintf(cmdline, sizeof(cmdline), "%s", vmm_cmdline(c->accel));
+	snprintf(a->drive, sizeof(a->drive), "if=none,id=root,file=%s,format=raw,readonly=on",
+		 c->disk);
+	int k = snprintf(a->cmdline, sizeof(a->cmdline), "%s", vmm_cmdline(c->accel));
 	/* A restored guest booted long ago: its TSC rate came with the snapshot. */
 	unsigned tsc_khz = c->accel == ACCEL_TCG && c->incoming_fd < 0 ? tcg_tsc_khz() : 0;
 	if (tsc_khz)
-		snprintf(cmdline + k, sizeof(cmdline) - (size_t)k, " tsc_early_khz=%u", tsc_khz);
+		snprintf(a->cmdline + k, sizeof(a->cmdline) - (size_t)k, " tsc_early_khz=%u",
+			 tsc_khz);
 	else if (c->accel == ACCEL_TCG && c->incoming_fd < 0)
 		debug("vmm: host TSC rate unknown; the guest calibrates its own TSC");
 
-	const char *argv[64];
 	int n = 0;
-	argv[n++] = qemu_binary();
-	argv[n++] = "-M";
-	argv[n++] = "microvm,acpi=off";
-	argv[n++] = "-accel";
-	argv[n++] = c->accel == ACCEL_KVM ? "kvm" : "tcg";
-	argv[n++] = "-cpu";
-	argv[n++] = c->accel == ACCEL_KVM ? "host" : "max";
-	argv[n++] = "-m";
-	argv[n++] = mem;
-	argv[n++] = "-smp";
-	argv[n++] = smp;
-	argv[n++] = "-nodefaults";
-	argv[n++] = "-no-user-config";
-	argv[n++] = "-display";
-	argv[n++] = "none";
-	argv[n++] = "-no-reboot";
-	argv[n++] = "-kernel";
-	argv[n++] = c->kernel;
-	argv[n++] = "-initrd";
-	argv[n++] = c->initrd;
-	argv[n++] = "-append";
-	argv[n++] = cmdline;
-	argv[n++] = "-chardev";
-	argv[n++] = "socket,id=con,fd="
-		    "4";
-	argv[n++] = "-serial";
-	argv[n++] = "chardev:con";
-	argv[n++] = "-device";
-	argv[n++] = "virtio-serial-device,max_ports=2";
-	argv[n++] = "-chardev";
-	argv[n++] = "socket,id=link,fd="
-		    "3";
-	argv[n++] = "-device";
-	argv[n++] = "virtserialport,chardev=link,name=matchlock.link";
-	argv[n++] = "-drive";
-	argv[n++] = drive;
-	argv[n++] = "-device";
-	argv[n++] = "virtio-blk-device,drive=root";
-	argv[n++] = "-device";
-	argv[n++] = "virtio-rng-device";
-	argv[n++] = "-chardev";
-	argv[n++] = "socket,id=qmp,fd=5";
-	argv[n++] = "-mon";
-	argv[n++] = "chardev=qmp,mode=control";
+	a->argv[n++] = qemu_binary();
+	a->argv[n++] = "-M";
+	a->argv[n++] = "microvm,acpi=off";
+	a->argv[n++] = "-accel";
+	a->argv[n++] = c->accel == ACCEL_KVM ? "kvm" : "tcg";
+	a->argv[n++] = "-cpu";
+	a->argv[n++] = c->accel == ACCEL_KVM ? "host" : "max";
+	a->argv[n++] = "-m";
+	a->argv[n++] = a->mem;
+	a->argv[n++] = "-smp";
+	a->argv[n++] = a->smp;
+	a->argv[n++] = "-nodefaults";
+	a->argv[n++] = "-no-user-config";
+	a->argv[n++] = "-display";
+	a->argv[n++] = "none";
+	a->argv[n++] = "-no-reboot";
+	a->argv[n++] = "-kernel";
+	a->argv[n++] = c->kernel;
+	a->argv[n++] = "-initrd";
+	a->argv[n++] = c->initrd;
+	a->argv[n++] = "-append";
+	a->argv[n++] = a->cmdline;
+	a->argv[n++] = "-chardev";
+	a->argv[n++] = "socket,id=con,fd="
+		       "4";
+	a->argv[n++] = "-serial";
+	a->argv[n++] = "chardev:con";
+	a->argv[n++] = "-device";
+	a->argv[n++] = "virtio-serial-device,max_ports=2";
+	a->argv[n++] = "-chardev";
+	a->argv[n++] = "socket,id=link,fd="
+		       "3";
+	a->argv[n++] = "-device";
+	a->argv[n++] = "virtserialport,chardev=link,name=matchlock.link";
+	a->argv[n++] = "-drive";
+	a->argv[n++] = a->drive;
+	a->argv[n++] = "-device";
+	a->argv[n++] = "virtio-blk-device,drive=root";
+	a->argv[n++] = "-device";
+	a->argv[n++] = "virtio-rng-device";
+	a->argv[n++] = "-chardev";
+	a->argv[n++] = "socket,id=qmp,fd=5";
+	a->argv[n++] = "-mon";
+	a->argv[n++] = "chardev=qmp,mode=control";
 	if (c->incoming_fd >= 0) {
 		/* Restore a snapshot: QEMU loads it at start and runs the guest when it is in. */
-		argv[n++] = "-incoming";
-		argv[n++] = "fd:6";
+		a->argv[n++] = "-incoming";
+		a->argv[n++] = "fd:6";
 	}
-	argv[n++] = "-sandbox";
-	argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
-	argv[n] = NULL;
+	a->argv[n++] = "-sandbox";
+	a->argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+	a->argv[n] = NULL;
 	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4 && CHILD_QMP_FD == 5 &&
 			   CHILD_INCOMING_FD == 6,
 		       "fd numbers in argv");
 
+	return 0;
+}
+
+/* In the child: QEMU's fds at the numbers its command line names, then QEMU. */
+static noreturn void qemu_exec(const struct vmm_config *c, const char *const *argv,
+			       char *const *env, pid_t parent)
+{
+	/* Die with the supervisor, even if it is SIGKILLed. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	/* Our own session: a terminal's Ctrl-C is the supervisor's to handle. */
+	setsid();
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Move every fd out of the way first: the targets may be taken by the sources. */
+	int link = fcntl(c->link_fd, F_DUPFD_CLOEXEC, 10);
+	int con = fcntl(c->console_fd, F_DUPFD_CLOEXEC, 10);
+	int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, 10);
+	int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, 10) : -1;
+	int errfd = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, 10);
+	int null = open("/dev/null", O_RDWR);
+	if (link < 0 || con < 0 || qmp < 0 || errfd < 0 || null < 0 || dup2(null, 0) < 0 ||
+	    dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
+	    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
+	    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0))
+		_exit(127);
+	syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u, 0);
+	execvpe(argv[0], (char *const *)argv, env);
+	dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
+		argv[0], strerror(errno));
+	_exit(127);
+}
+
+int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn)
+{
+	struct qemu_args a;
+	if (qemu_args(c, &a, err, errn) < 0)
+		return -EINVAL;
+	const char **argv = a.argv;
 	if (getenv("MATCHLOCK_DEBUG")) {
 		char line[2048] = "";
-		for (int i = 0; i < n; i++) {
+		for (int i = 0; argv[i]; i++) {
 			strncat(line, argv[i], sizeof(line) - strlen(line) - 2);
 			strncat(line, " ", sizeof(line) - strlen(line) - 1);
 		}
@@ -209,37 +257,8 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		snprintf(err, errn, "fork: %s", strerror(e));
 		return -e;
 	}
-	if (p == 0) {
-		/* Die with the supervisor, even if it is SIGKILLed. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		/* Our own session: a terminal's Ctrl-C is the supervisor's to handle. */
-		setsid();
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		/* Move every fd out of the way first: the targets may be taken by the sources. */
-		int link = fcntl(c->link_fd, F_DUPFD_CLOEXEC, 10);
-		int con = fcntl(c->console_fd, F_DUPFD_CLOEXEC, 10);
-		int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, 10);
-		int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, 10) : -1;
-		int errfd = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, 10);
-		int null = open("/dev/null", O_RDWR);
-		if (link < 0 || con < 0 || qmp < 0 || errfd < 0 || null < 0 || dup2(null, 0) < 0 ||
-		    dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
-		    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
-		    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0))
-			_exit(127);
-		syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u,
-			0);
-		execvpe(argv[0], (char *const *)argv, env);
-		dprintf(
-		    2,
-		    "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
-		    argv[0], strerror(errno));
-		_exit(127);
-	}
+	if (p == 0)
+		qemu_exec(c, argv, env, parent);
 	int fd = (int)syscall(SYS_pidfd_open, p, 0);
 	if (fd < 0) {
 		int e = errno;
