@@ -356,6 +356,41 @@ func TestUnsupportedAndRefused(t *testing.T) {
 	}
 }
 
+// The server holds several sandboxes; a request that names none is the one sandbox's only while
+// there is one (spec/rpc.md). The client's own calls name none, so a second goes through Call.
+func TestSecondSandboxNamedByID(t *testing.T) {
+	c := ctx(t)
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := shared.Call(c, "create", map[string]any{"image": image}, &created); err != nil {
+		t.Fatalf("raw create: %v", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = shared.Call(context.Background(), "close", map[string]any{"sandbox": created.ID}, nil)
+		}
+	}()
+	var res struct {
+		ExitCode int `json:"exit_code"`
+	}
+	err := shared.Call(c, "exec", map[string]any{"sandbox": created.ID, "command": "hostname"}, &res)
+	if err != nil || res.ExitCode != 0 || created.ID == shared.SandboxID() {
+		t.Fatalf("exec in %s: %v %+v", created.ID, err, res)
+	}
+	if _, err := shared.Exec(c, Shell("true")); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), `"sandbox": ID`) {
+		t.Fatalf("exec naming no sandbox of two: %v", err)
+	}
+	if err := shared.Call(c, "close", map[string]any{"sandbox": created.ID}, nil); err != nil {
+		t.Fatalf("close %s: %v", created.ID, err)
+	}
+	closed = true
+	if r := mustExec(t, Shell("echo mine")); string(r.Stdout) != "mine\n" {
+		t.Fatalf("the client's own sandbox after the second closed: %q", r.Stdout)
+	}
+}
+
 func TestDeadServer(t *testing.T) {
 	if _, err := NewClient(Options{Binary: "/no/such/matchlock"}); err == nil {
 		t.Fatal("a missing binary started")
