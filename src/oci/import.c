@@ -58,6 +58,7 @@ struct import {
 	size_t nfiles;
 	struct link *links;
 	size_t nlinks;
+	uint64_t total; /* bytes of the files kept so far (OCI_MAX_IMAGE_BYTES, the expansion) */
 };
 
 static struct file *by_name(struct import *im, const char *name)
@@ -155,13 +156,129 @@ static int resolve_link(const char *name, const char *target, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+/* A symlink entry: kept (name and target resolved inside the archive) for later lookups. */
+static int import_link(struct import *im, struct archive_entry *e, const char *clean, char *err,
+		       size_t errn)
+{
+	if (im->nlinks >= IMPORT_MAX_LINKS) {
+		snprintf(err, errn, "import: more than %d symlinks", IMPORT_MAX_LINKS);
+		return -E2BIG;
+	}
+	struct link *l = &im->links[im->nlinks];
+	const char *t = archive_entry_symlink(e);
+	if (!t || resolve_link(clean, t, &l->target) < 0) {
+		snprintf(err, errn, "import: symlink %s points outside the archive", clean);
+		return -EPERM;
+	}
+	if (!(l->name = strdup(clean))) {
+		free(l->target);
+		return -ENOMEM;
+	}
+	im->nlinks++;
+	return 0;
+}
+
+/*
+ * The entry's bytes into tfd, hashed and counted as they come (what follows a header is not
+ * trusted to match it), within the entry's limit, the image's and the expansion bound.
+ */
+static int import_copy(struct import *im, struct archive *a, struct file *f, int tfd,
+		       uint64_t limit, const char *clean, char *err, size_t errn)
+{
+	static char chunk[1 << 16];
+	struct oci_hasher h;
+	int r = oci_hasher_init(&h);
+	if (r < 0)
+		return r;
+	la_ssize_t got;
+	while ((got = archive_read_data(a, chunk, sizeof(chunk))) > 0) {
+		oci_hasher_update(&h, chunk, (size_t)got);
+		f->size += (uint64_t)got;
+		im->total += (uint64_t)got;
+		if (f->size > limit || im->total > OCI_MAX_IMAGE_BYTES)
+			break;
+		uint64_t raw = (uint64_t)archive_filter_bytes(a, -1);
+		if (im->total > IMPORT_EXPANSION_SLACK + IMPORT_MAX_EXPANSION * raw) {
+			snprintf(err, errn,
+				 "import: the archive expands more than %d times over "
+				 "(%llu MiB from %llu KiB read): refused as a compression bomb",
+				 IMPORT_MAX_EXPANSION, (unsigned long long)(im->total >> 20),
+				 (unsigned long long)(raw >> 10));
+			oci_hasher_final(&h, f->digest);
+			return -EFBIG;
+		}
+		if ((r = write_all(tfd, chunk, (size_t)got)) < 0)
+			break;
+	}
+	oci_hasher_final(&h, f->digest);
+	if (got < 0) {
+		snprintf(err, errn, "import: the archive is truncated or corrupt: %s",
+			 archive_error_string(a));
+		return -EIO;
+	}
+	if (r < 0 || f->size > limit || im->total > OCI_MAX_IMAGE_BYTES) {
+		snprintf(err, errn, "import: writing %s: %s", clean,
+			 r < 0 ? strerror(-r) : "over the size limit for it");
+		return r < 0 ? r : -EFBIG;
+	}
+	/* OCI layouts name blobs by digest: the name must be the truth. */
+	if (!strncmp(clean, "blobs/sha256/", 13) && strcmp(clean + 13, f->digest + 7)) {
+		snprintf(err, errn,
+			 "import: %s does not match its digest (it hashes to %s): the archive is "
+			 "corrupt",
+			 clean, f->digest);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* A regular file we may need (entry_limit() says which): refused by its declared size first. */
+static int import_file(struct import *im, struct archive *a, struct archive_entry *e,
+		       const char *clean, char *err, size_t errn)
+{
+	uint64_t limit = entry_limit(clean);
+	int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+	char got_s[32], lim_s[32];
+	if (limit == 0)
+		return 0;
+	if (declared < 0 || (uint64_t)declared > limit) {
+		fmt_bytes((uint64_t)declared, got_s, sizeof(got_s));
+		fmt_bytes(limit, lim_s, sizeof(lim_s));
+		snprintf(err, errn, "import: %.200s is %s, over the limit of %s for it: refused",
+			 clean, got_s, lim_s);
+		return -EFBIG;
+	}
+	if ((uint64_t)declared > OCI_MAX_IMAGE_BYTES - im->total) {
+		snprintf(err, errn, "import: the archive's files pass %llu GiB: refused",
+			 (unsigned long long)(OCI_MAX_IMAGE_BYTES >> 30));
+		return -EFBIG;
+	}
+	if (im->nfiles >= IMPORT_MAX_FILES) {
+		snprintf(err, errn, "import: more than %d files in the archive", IMPORT_MAX_FILES);
+		return -E2BIG;
+	}
+	struct file *f = &im->files[im->nfiles];
+	memset(f, 0, sizeof(*f));
+	if (!(f->name = strdup(clean)))
+		return -ENOMEM;
+	int tfd = oci_store_tmp_open(&im->st, f->tmp, sizeof(f->tmp));
+	if (tfd < 0) {
+		free(f->name);
+		snprintf(err, errn, "import: cannot create a temp file: %s", strerror(-tfd));
+		return tfd;
+	}
+	im->nfiles++;
+	int r = import_copy(im, a, f, tfd, limit, clean, err, errn);
+	close(tfd);
+	return r;
+}
+
 static int read_entries(struct import *im, int fd, char *err, size_t errn)
 {
 	struct archive *a = archive_read_new();
 	struct archive_entry *e;
 	char clean[OCI_MAX_PATH + 1];
-	static char chunk[1 << 16];
-	int r = 0, k;
+	int r = 0, k = ARCHIVE_EOF;
 	archive_read_support_filter_gzip(a);
 	archive_read_support_filter_zstd(a);
 	archive_read_support_format_tar(a);
@@ -170,140 +287,21 @@ static int read_entries(struct import *im, int fd, char *err, size_t errn)
 		archive_read_free(a);
 		return -EINVAL;
 	}
-	uint64_t entries = 0, total = 0;
-	while ((k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	uint64_t entries = 0;
+	while (r == 0 && (k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
 		const char *name = archive_entry_pathname(e);
 		if (++entries > OCI_MAX_LAYER_ENTRIES) {
 			snprintf(err, errn, "import: more than %u entries in the archive",
 				 OCI_MAX_LAYER_ENTRIES);
 			r = -E2BIG;
-			break;
-		}
-		if (!name || oci_tar_path_clean(name, clean, sizeof(clean)) < 0) {
+		} else if (!name || oci_tar_path_clean(name, clean, sizeof(clean)) < 0) {
 			snprintf(err, errn, "import: refused archive entry '%.200s'",
 				 name ? name : "");
 			r = -EPERM;
-			break;
-		}
-		if (archive_entry_filetype(e) == AE_IFLNK) {
-			if (im->nlinks >= IMPORT_MAX_LINKS) {
-				snprintf(err, errn, "import: more than %d symlinks",
-					 IMPORT_MAX_LINKS);
-				r = -E2BIG;
-				break;
-			}
-			struct link *l = &im->links[im->nlinks];
-			const char *t = archive_entry_symlink(e);
-			if (!t || resolve_link(clean, t, &l->target) < 0) {
-				snprintf(err, errn, "import: symlink %s points outside the archive",
-					 clean);
-				r = -EPERM;
-				break;
-			}
-			if (!(l->name = strdup(clean))) {
-				free(l->target);
-				r = -ENOMEM;
-				break;
-			}
-			im->nlinks++;
-			continue;
-		}
-		if (archive_entry_filetype(e) != AE_IFREG)
-			continue;
-		/* Refuse by the declared size, before a byte is written. */
-		uint64_t limit = entry_limit(clean);
-		int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
-		char got_s[32], lim_s[32];
-		if (limit == 0)
-			continue;
-		if (declared < 0 || (uint64_t)declared > limit) {
-			fmt_bytes((uint64_t)declared, got_s, sizeof(got_s));
-			fmt_bytes(limit, lim_s, sizeof(lim_s));
-			snprintf(err, errn,
-				 "import: %.200s is %s, over the limit of %s for it: refused",
-				 clean, got_s, lim_s);
-			r = -EFBIG;
-			break;
-		}
-		if ((uint64_t)declared > OCI_MAX_IMAGE_BYTES - total) {
-			snprintf(err, errn, "import: the archive's files pass %llu GiB: refused",
-				 (unsigned long long)(OCI_MAX_IMAGE_BYTES >> 30));
-			r = -EFBIG;
-			break;
-		}
-		if (im->nfiles >= IMPORT_MAX_FILES) {
-			snprintf(err, errn, "import: more than %d files in the archive",
-				 IMPORT_MAX_FILES);
-			r = -E2BIG;
-			break;
-		}
-		struct file *f = &im->files[im->nfiles];
-		memset(f, 0, sizeof(*f));
-		if (!(f->name = strdup(clean))) {
-			r = -ENOMEM;
-			break;
-		}
-		int tfd = oci_store_tmp_open(&im->st, f->tmp, sizeof(f->tmp));
-		if (tfd < 0) {
-			free(f->name);
-			snprintf(err, errn, "import: cannot create a temp file: %s",
-				 strerror(-tfd));
-			r = tfd;
-			break;
-		}
-		im->nfiles++;
-		struct oci_hasher h;
-		if ((r = oci_hasher_init(&h)) < 0) {
-			close(tfd);
-			break;
-		}
-		la_ssize_t got;
-		/* Counted as well: what follows a header is not trusted to match it. */
-		while ((got = archive_read_data(a, chunk, sizeof(chunk))) > 0) {
-			oci_hasher_update(&h, chunk, (size_t)got);
-			f->size += (uint64_t)got;
-			total += (uint64_t)got;
-			if (f->size > limit || total > OCI_MAX_IMAGE_BYTES)
-				break;
-			uint64_t raw = (uint64_t)archive_filter_bytes(a, -1);
-			if (total > IMPORT_EXPANSION_SLACK + IMPORT_MAX_EXPANSION * raw) {
-				snprintf(
-				    err, errn,
-				    "import: the archive expands more than %d times over "
-				    "(%llu MiB from %llu KiB read): refused as a compression bomb",
-				    IMPORT_MAX_EXPANSION, (unsigned long long)(total >> 20),
-				    (unsigned long long)(raw >> 10));
-				r = -EFBIG;
-				break;
-			}
-			if ((r = write_all(tfd, chunk, (size_t)got)) < 0)
-				break;
-		}
-		if (r == -EFBIG) {
-			close(tfd);
-			break;
-		}
-		oci_hasher_final(&h, f->digest);
-		close(tfd);
-		if (got < 0) {
-			snprintf(err, errn, "import: the archive is truncated or corrupt: %s",
-				 archive_error_string(a));
-			r = -EIO;
-		} else if (r < 0 || f->size > limit || total > OCI_MAX_IMAGE_BYTES) {
-			snprintf(err, errn, "import: writing %s: %s", clean,
-				 r < 0 ? strerror(-r) : "over the size limit for it");
-			r = r < 0 ? r : -EFBIG;
-		}
-		if (r < 0)
-			break;
-		/* OCI layouts name blobs by digest: the name must be the truth. */
-		if (!strncmp(clean, "blobs/sha256/", 13) && strcmp(clean + 13, f->digest + 7)) {
-			snprintf(err, errn,
-				 "import: %s does not match its digest (it hashes to %s): "
-				 "the archive is corrupt",
-				 clean, f->digest);
-			r = -EBADMSG;
-			break;
+		} else if (archive_entry_filetype(e) == AE_IFLNK) {
+			r = import_link(im, e, clean, err, errn);
+		} else if (archive_entry_filetype(e) == AE_IFREG) {
+			r = import_file(im, a, e, clean, err, errn);
 		}
 	}
 	if (r == 0 && k != ARCHIVE_EOF) {
