@@ -112,7 +112,7 @@ type call struct {
 	resp   chan response
 }
 
-// Client is a connection to one `matchlock rpc` process, serving one sandbox at a time. Its
+// Client is a connection to one `matchlock rpc` process; it holds one sandbox at a time. Its
 // methods are safe for concurrent use; requests overlap on the wire.
 type Client struct {
 	cmd   *exec.Cmd
@@ -388,6 +388,10 @@ func (c *Client) SandboxID() string {
 
 // Launch creates and boots the sandbox and returns its id. One sandbox per client at a time.
 func (c *Client) Launch(ctx context.Context, sb *Sandbox) (string, error) {
+	if id := c.SandboxID(); id != "" {
+		// The server holds several, but this client's calls name none: they would be ambiguous.
+		return "", fmt.Errorf("launch: this client already has sandbox %s: close or remove it first, or use another client", id)
+	}
 	var res struct {
 		ID string `json:"id"`
 	}

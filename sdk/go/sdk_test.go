@@ -348,11 +348,46 @@ func TestUnsupportedAndRefused(t *testing.T) {
 	if hosts, err := shared.AllowListDelete(c, "go-sdk.test"); err != nil || contains(hosts, "go-sdk.test") {
 		t.Fatalf("allow_list_delete: %v %v", hosts, err)
 	}
-	if _, err := shared.Launch(c, New(image)); !IsCode(err, CodeSandboxFailed) {
-		t.Fatalf("second create: %v", err)
+	if _, err := shared.Launch(c, New(image)); err == nil || !strings.Contains(err.Error(), "already has sandbox") {
+		t.Fatalf("second launch on one client: %v", err)
 	}
 	if s, err := shared.Log(c); err != nil || !strings.Contains(s, "matchlock") {
 		t.Fatalf("log: %q %v", s, err)
+	}
+}
+
+// The server holds several sandboxes; a request that names none is the one sandbox's only while
+// there is one (spec/rpc.md). The client's own calls name none, so a second goes through Call.
+func TestSecondSandboxNamedByID(t *testing.T) {
+	c := ctx(t)
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := shared.Call(c, "create", map[string]any{"image": image}, &created); err != nil {
+		t.Fatalf("raw create: %v", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = shared.Call(context.Background(), "close", map[string]any{"sandbox": created.ID}, nil)
+		}
+	}()
+	var res struct {
+		ExitCode int `json:"exit_code"`
+	}
+	err := shared.Call(c, "exec", map[string]any{"sandbox": created.ID, "command": "hostname"}, &res)
+	if err != nil || res.ExitCode != 0 || created.ID == shared.SandboxID() {
+		t.Fatalf("exec in %s: %v %+v", created.ID, err, res)
+	}
+	if _, err := shared.Exec(c, Shell("true")); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), `"sandbox": ID`) {
+		t.Fatalf("exec naming no sandbox of two: %v", err)
+	}
+	if err := shared.Call(c, "close", map[string]any{"sandbox": created.ID}, nil); err != nil {
+		t.Fatalf("close %s: %v", created.ID, err)
+	}
+	closed = true
+	if r := mustExec(t, Shell("echo mine")); string(r.Stdout) != "mine\n" {
+		t.Fatalf("the client's own sandbox after the second closed: %q", r.Stdout)
 	}
 }
 

@@ -46,17 +46,27 @@ static bool is_live(const struct sb_record *r)
 /* Ask the supervisor to stop and wait until it has; kill it if it does not answer. */
 static int kill_one(struct state *st, struct sb_record *r)
 {
+	bool answered = false;
 	int fd = control_connect(r->id);
 	if (fd >= 0 && control_simple(fd, CTRL_STOP, 0, NULL) == 0) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, KILL_WAIT_MS) > 0) {
 			uint8_t msg[256];
 			int fds[3], nfds;
-			control_recv(fd, msg, sizeof(msg), fds, &nfds);
+			answered = control_recv(fd, msg, sizeof(msg), fds, &nfds) > 0;
 		}
 		close(fd);
 	} else if (fd >= 0) {
 		close(fd);
+	}
+	/* The supervisor answers once the sandbox has stopped and its end is recorded; a
+	 * `matchlock rpc` serving other sandboxes goes on running, and must. */
+	struct sb_record now;
+	if (answered && state_get(st, r->id, &now) == 0) {
+		bool ended = !is_live(&now);
+		state_record_fini(&now);
+		if (ended)
+			return 0;
 	}
 	/* Whatever the socket said: the supervisor must be gone now, or we end it. */
 	for (int i = 0; i < 100 && state_supervisor_alive(r); i++)

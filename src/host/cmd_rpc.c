@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * matchlock rpc: one sandbox served over stdin/stdout as JSON-RPC 2.0, one JSON object per
- * line (requests up to 16 MiB). Requests overlap; each is answered by its id; streaming output
+ * matchlock rpc: sandboxes served over stdin/stdout as JSON-RPC 2.0, one JSON object per line
+ * (requests up to 16 MiB). Requests overlap; each is answered by its id; streaming output
  * arrives as notifications carrying the request's id. stdout carries nothing but protocol.
  *
- * Lines are parsed as they arrive and queued; the queue is dispatched from the top of the main
- * loop, never from inside an event callback, because create and close run the sandbox's boot
- * and stop sequences, which drive the loop themselves.
+ * One server holds up to RPC_MAX_SANDBOXES sandboxes, each a session (session.h) started and
+ * stopped asynchronously on the server's one loop: `create` is answered from the session's
+ * started() callback, `close` from its stopped() callback, so an image being pulled for one
+ * sandbox never stops the others' requests. A request names its sandbox with "sandbox": ID, or
+ * leaves it out when the server holds one (today's one-sandbox SDKs).
+ *
+ * Lines are dispatched as they are parsed, from cmd_rpc's own loop between two batches of events
+ * (rpc_take): nothing a method does runs the loop, so a dispatch is never on the stack twice.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/child.h"
 #include "cli.h"
 #include "common/base64.h"
 #include "common/jsonw.h"
@@ -31,16 +35,20 @@
 #include "oci/oci.h"
 #include "proto/env.h"
 #include "proto/msg.h"
+#include "rpc_spec.h"
 #include "sandbox.h"
 #include "session.h"
 
 #define RPC_MAX_LINE (16u << 20)
-#define RPC_OUT_HIGH (8u << 20) /* stop taking guest output while this much waits on stdout */
+#define RPC_OUT_HIGH (8u << 20) /* stdout holds this much: requests and guest output wait */
 #define RPC_MAX_CAPTURE (16u << 20) /* exec: stdout and stderr each kept per call; log */
 #define RPC_MAX_CALLS 256
 #define RPC_MAX_READ (8u << 20) /* read_file: bytes per request (larger files in chunks) */
 #define RPC_MAX_EVENTS (256u << 10) /* event notifications waiting for the client; then dropped */
 #define RPC_KEEP_BUF (1u << 20) /* a drained output buffer larger than this is freed */
+#define RPC_READ (64u << 10) /* stdin bytes read at a time */
+#define RPC_MAX_SANDBOXES 16 /* sandboxes one server holds (starting, running or stopping) */
+#define RPC_EXIT_WAIT_NS (60 * 1000000000ull) /* at EOF: for the stops; then they are killed */
 
 enum rpc_err {
 	E_PARSE = -32700,
@@ -62,13 +70,17 @@ enum call_kind {
 	CALL_WRITE,
 	CALL_READ,
 	CALL_LIST,
-	CALL_LOG
+	CALL_LOG,
+	CALL_CREATE, /* answered by the session's started() */
+	CALL_CLOSE, /* answered by the session's stopped() */
 };
 
 struct rpc;
+struct rpc_sandbox;
 
 struct call {
 	struct rpc *rpc;
+	struct rpc_sandbox *rs; /* the sandbox it runs in (NULL: a log stream, or it is gone) */
 	json_t *id;
 	enum call_kind kind;
 	struct sandbox_exec *x;
@@ -87,22 +99,39 @@ struct call {
 	struct call *next;
 };
 
+/* One sandbox of the server, from create until its stop has completed. */
+struct rpc_sandbox {
+	struct rpc *rpc;
+	/*
+	 * sess.sb while it runs; sess.spec.policy is what allow_list_* change; sess.env, sess.user
+	 * and sess.workdir are every exec's defaults; sess.L.id is its ID once started.
+	 */
+	struct session sess;
+	enum { RS_STARTING, RS_RUNNING, RS_STOPPING } state;
+	struct call *create; /* RS_STARTING: the create request */
+	bool cancelling; /* RS_STARTING: session_cancel was called */
+	bool launch_entrypoint;
+	struct rpc_sandbox *next;
+};
+
 struct rpc {
 	struct loop loop;
 	struct watch in_w, out_w;
-	struct buf in, out;
+	/*
+	 * What was read from stdin and not yet dispatched: complete lines, then the start of the
+	 * next one (partial bytes, at most RPC_MAX_LINE). Lines wait here while stdout is full.
+	 */
+	struct buf in;
+	size_t partial;
+	struct buf out;
 	struct buf events; /* event notifications not yet in out (RPC_MAX_EVENTS) */
 	uint64_t events_dropped; /* since the last "dropped" notice */
 	bool in_eof, overlong;
-	json_t *queue; /* parsed requests waiting for dispatch */
+	bool client_gone; /* stdout failed: requests still waiting are dropped */
 	struct call *calls;
 	unsigned ncalls;
-	/*
-	 * The sandbox (session.h): sess.sb while it runs; sess.spec.policy is what allow_list_*
-	 * change; sess.env, sess.user and sess.workdir are every exec's defaults.
-	 */
-	struct session sess;
-	struct sandbox *sb; /* == sess.sb: NULL before create and after close */
+	struct rpc_sandbox *sandboxes;
+	unsigned nsandboxes;
 };
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -142,10 +171,11 @@ static void rpc_flush(struct rpc *r)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n < 0) {
-			/* The client went away: nothing more to say to anyone. */
+			/* The client went away: nothing more to say to anyone, nor to hear
+			 * (rpc_take drops the requests still waiting). */
 			buf_consume(&r->out, buf_used(&r->out));
 			buf_fini(&r->events);
-			r->in_eof = true;
+			r->in_eof = r->client_gone = true;
 			break;
 		}
 		buf_consume(&r->out, (size_t)n);
@@ -556,14 +586,57 @@ static const struct exec_ops call_ops = { .output = op_output,
 
 /* ---- methods ----------------------------------------------------------------------------- */
 
-static bool need_sandbox(struct rpc *r, json_t *id)
+static void rs_cancel(struct rpc_sandbox *rs);
+
+/*
+ * The sandbox a request is for: params' "sandbox" ID, or, when that is left out, the one sandbox
+ * this server holds (a client of one sandbox never needs to name it). NULL after answering id
+ * with why not.
+ */
+static struct rpc_sandbox *rpc_target(struct rpc *r, json_t *id, json_t *p)
 {
-	if (r->sb && !sandbox_failure(r->sb))
-		return true;
-	rpc_error(r, id, E_SANDBOX,
-		  r->sb ? "the sandbox failed: %s" : "no sandbox: call create first",
-		  r->sb ? sandbox_failure(r->sb) : "");
-	return false;
+	json_t *want = json_object_get(p, "sandbox");
+	if (want && !json_is_string(want)) {
+		rpc_error(r, id, E_PARAMS, "sandbox must be a sandbox ID (a string)");
+		return NULL;
+	}
+	if (want) {
+		for (struct rpc_sandbox *rs = r->sandboxes; rs; rs = rs->next)
+			if (rs->state != RS_STARTING &&
+			    !strcmp(rs->sess.L.id, json_string_value(want)))
+				return rs;
+		rpc_error(r, id, E_SANDBOX,
+			  "no sandbox %.64s in this rpc server (closed, or never created here)",
+			  json_string_value(want));
+		return NULL;
+	}
+	if (r->nsandboxes == 1)
+		return r->sandboxes;
+	if (!r->nsandboxes)
+		rpc_error(r, id, E_SANDBOX, "no sandbox: call create first");
+	else
+		rpc_error(r, id, E_PARAMS,
+			  "this rpc server holds %u sandboxes: say which with \"sandbox\": ID",
+			  r->nsandboxes);
+	return NULL;
+}
+
+/* rpc_target, when that sandbox runs (and has not failed); else NULL, id answered. */
+static struct rpc_sandbox *rpc_running(struct rpc *r, json_t *id, json_t *p)
+{
+	struct rpc_sandbox *rs = rpc_target(r, id, p);
+	if (!rs)
+		return NULL;
+	if (rs->state == RS_STARTING)
+		rpc_error(r, id, E_SANDBOX,
+			  "the sandbox is still starting: wait for create's answer");
+	else if (rs->state == RS_STOPPING || !rs->sess.sb)
+		rpc_error(r, id, E_SANDBOX, "the sandbox %s is stopping", rs->sess.L.id);
+	else if (sandbox_failure(rs->sess.sb))
+		rpc_error(r, id, E_SANDBOX, "the sandbox failed: %s", sandbox_failure(rs->sess.sb));
+	else
+		return rs;
+	return NULL;
 }
 
 /* "command": a string runs through sh -c; an array is argv, run directly. */
@@ -601,42 +674,19 @@ static void strv_free(char **v)
 	free(v);
 }
 
-/*
- * Put a {KEY: VALUE} object (a request's env) on top of e. Returns 0, or -errno with err saying
- * which variable and why (where names the parameter).
- */
-static int env_put_json(struct env *e, json_t *obj, const char *where, char *err, size_t errn)
+/* Start argv in rs with p's options (working_dir, user, env, rows, cols, timeout_seconds). */
+static void exec_argv(struct rpc_sandbox *rs, json_t *id, char **argv, json_t *p,
+		      enum call_kind kind)
 {
-	if (obj && !json_is_object(obj)) {
-		snprintf(err, errn, "%s must be an object {NAME: VALUE}", where);
-		return -EINVAL;
-	}
-	const char *k;
-	json_t *val;
-	json_object_foreach(obj, k, val)
-	{
-		int rc = json_is_string(val) ? env_set_kv(e, k, json_string_value(val)) : -EINVAL;
-		if (rc < 0) {
-			snprintf(err, errn, "%s.%.64s: %s", where, k,
-				 json_is_string(val) ? env_strerror(rc)
-						     : "the value must be a string");
-			return rc;
-		}
-	}
-	return 0;
-}
-
-/* Start argv with p's options (working_dir, user, env, rows, cols, timeout_seconds). */
-static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum call_kind kind)
-{
+	struct rpc *r = rs->rpc;
 	/* create's environment, then the request's on top. */
 	struct env env = { 0 };
 	char err[512];
-	int k = env_copy(&env, &r->sess.env);
+	int k = env_copy(&env, &rs->sess.env);
 	if (k < 0)
 		snprintf(err, sizeof(err), "out of memory");
 	else
-		k = env_put_json(&env, json_object_get(p, "env"), "env", err, sizeof(err));
+		k = rpc_spec_env_put(&env, json_object_get(p, "env"), "env", err, sizeof(err));
 	if (k < 0) {
 		rpc_error(r, id, k == -ENOMEM ? E_INTERNAL : E_PARAMS, "%s", err);
 		env_fini(&env);
@@ -647,10 +697,10 @@ static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum ca
 		.env = env_vector(&env),
 		.cwd = json_is_string(json_object_get(p, "working_dir"))
 			   ? json_string_value(json_object_get(p, "working_dir"))
-			   : r->sess.workdir,
+			   : rs->sess.workdir,
 		.user = json_is_string(json_object_get(p, "user"))
 			    ? json_string_value(json_object_get(p, "user"))
-			    : r->sess.user,
+			    : rs->sess.user,
 		.stdin_on = kind == CALL_PIPE || kind == CALL_TTY,
 		.tty = kind == CALL_TTY,
 		.rows = (uint16_t)json_integer_value(json_object_get(p, "rows")),
@@ -658,9 +708,12 @@ static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum ca
 		.timeout_s = (unsigned)json_integer_value(json_object_get(p, "timeout_seconds")),
 	};
 	struct call *c = call_new(r, id, kind);
+	if (c)
+		c->rs = rs;
 	if (!c) {
 		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
-	} else if (!(c->x = sandbox_exec_start(r->sb, &req, &call_ops, c, err, sizeof(err)))) {
+	} else if (!(c->x =
+			 sandbox_exec_start(rs->sess.sb, &req, &call_ops, c, err, sizeof(err)))) {
 		rpc_error(r, id, E_EXEC, "%s", err);
 		call_end(c);
 	} else if (kind == CALL_PIPE || kind == CALL_TTY) {
@@ -672,7 +725,8 @@ static void exec_argv(struct rpc *r, json_t *id, char **argv, json_t *p, enum ca
 
 static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	char **argv = command_argv(json_object_get(p, "command"));
 	if (!argv) {
@@ -680,14 +734,28 @@ static void m_exec(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 			  "command must be a string or a non-empty array of strings");
 		return;
 	}
-	exec_argv(r, id, argv, p, kind);
+	exec_argv(rs, id, argv, p, kind);
 	strv_free(argv);
+}
+
+/*
+ * The running call a notification (stdin, resize) is for: by its request id, in the sandbox
+ * named by "sandbox" if that is given. NULL: none (a notification has nothing to answer).
+ */
+static struct call *call_for_note(struct rpc *r, json_t *p)
+{
+	struct call *c = call_find(r, json_object_get(p, "id"));
+	const char *want = json_string_value(json_object_get(p, "sandbox"));
+	if (!c || !c->x ||
+	    (json_object_get(p, "sandbox") && (!want || !c->rs || strcmp(c->rs->sess.L.id, want))))
+		return NULL;
+	return c;
 }
 
 static void m_stdin(struct rpc *r, json_t *p, bool eof)
 {
-	struct call *c = call_find(r, json_object_get(p, "id"));
-	if (!c || !c->x)
+	struct call *c = call_for_note(r, p);
+	if (!c)
 		return; /* a notification: nothing to answer */
 	if (eof) {
 		c->in_eof = true;
@@ -702,16 +770,17 @@ static void m_stdin(struct rpc *r, json_t *p, bool eof)
 
 static void m_resize(struct rpc *r, json_t *p)
 {
-	struct call *c = call_find(r, json_object_get(p, "id"));
+	struct call *c = call_for_note(r, p);
 	json_int_t rows = json_integer_value(json_object_get(p, "rows"));
 	json_int_t cols = json_integer_value(json_object_get(p, "cols"));
-	if (c && c->x && rows > 0 && cols > 0 && rows < 65536 && cols < 65536)
+	if (c && rows > 0 && cols > 0 && rows < 65536 && cols < 65536)
 		sandbox_exec_resize(c->x, (uint16_t)rows, (uint16_t)cols);
 }
 
 static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	const char *path = json_string_value(json_object_get(p, "path"));
 	if (!path || path[0] != '/') {
@@ -753,6 +822,7 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
 		return;
 	}
+	c->rs = rs;
 	if (kind == CALL_READ) {
 		c->cap_max = whole ? RPC_MAX_READ : (size_t)json_integer_value(len);
 		c->read_whole = whole;
@@ -766,7 +836,7 @@ static void m_file(struct rpc *r, json_t *id, json_t *p, enum call_kind kind)
 		}
 		c->in_eof = true;
 	}
-	c->x = sandbox_file_start(r->sb, &fr, &call_ops, c, err, sizeof(err));
+	c->x = sandbox_file_start(rs->sess.sb, &fr, &call_ops, c, err, sizeof(err));
 	if (!c->x) {
 		rpc_error(r, id, E_FILE, "%s", err);
 		call_end(c);
@@ -791,14 +861,18 @@ static void on_log_timer(struct timer *t)
 	loop_timer_set(&r->loop, t, r->loop.now + 200000000ull);
 }
 
-static void m_log(struct rpc *r, json_t *id, bool stream)
+static void m_log(struct rpc *r, json_t *id, json_t *p, bool stream)
 {
-	if (!r->sb) {
-		rpc_error(r, id, E_SANDBOX, "no sandbox: call create first");
+	struct rpc_sandbox *rs = rpc_target(r, id, p);
+	if (!rs)
+		return;
+	if (rs->state == RS_STARTING) {
+		rpc_error(r, id, E_SANDBOX,
+			  "the sandbox is still starting: wait for create's answer");
 		return;
 	}
 	char path[4300];
-	snprintf(path, sizeof(path), "%s/log", r->sess.L.dir);
+	snprintf(path, sizeof(path), "%s/log", rs->sess.L.dir);
 	struct log_reader *lr = log_reader_open(path); /* log.1, then log */
 	if (!lr) {
 		rpc_error(r, id, E_INTERNAL, "log: %s", strerror(errno));
@@ -808,10 +882,10 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 		/* The log's last RPC_MAX_CAPTURE bytes, base64: the console may hold any bytes. */
 		struct buf b = { 0 };
 		bool truncated = false;
-		uint8_t *p;
+		uint8_t *dst;
 		ssize_t n = 1;
-		while (n > 0 && (p = buf_reserve(&b, 65536))) {
-			n = log_reader_read(lr, p, 65536);
+		while (n > 0 && (dst = buf_reserve(&b, 65536))) {
+			n = log_reader_read(lr, dst, 65536);
 			if (n > 0)
 				b.len += (size_t)n;
 			if (buf_used(&b) > RPC_MAX_CAPTURE) { /* keep the newest bytes */
@@ -840,8 +914,16 @@ static void m_log(struct rpc *r, json_t *id, bool stream)
 static void m_cancel(struct rpc *r, json_t *id, json_t *p)
 {
 	struct call *c = call_find(r, json_object_get(p, "id"));
-	if (!c) {
+	if (!c || c->kind == CALL_CLOSE) {
+		/* Nothing running by that id, or a stop, which cannot be undone. */
 		rpc_result(r, id, json_pack("{s:b}", "cancelled", 0));
+		return;
+	}
+	if (c->kind == CALL_CREATE) {
+		/* The start is abandoned (an image pull included); create is answered "cancelled"
+		 * from started(), which may come before this answer. */
+		rpc_result(r, id, json_pack("{s:b}", "cancelled", 1));
+		rs_cancel(c->rs);
 		return;
 	}
 	c->cancelled = true;
@@ -855,80 +937,11 @@ static void m_cancel(struct rpc *r, json_t *id, json_t *p)
 	rpc_result(r, id, json_pack("{s:b}", "cancelled", 1));
 }
 
-/* network {allowed_hosts[], add_hosts[{host, ip}], block_private_ips, no_network} into pol. */
-static int rpc_policy_from(struct policy *pol, json_t *net, char *err, size_t errn)
-{
-	size_t i;
-	json_t *v;
-	json_array_foreach(json_object_get(net, "allowed_hosts"), i, v)
-	{
-		if (!json_is_string(v) || policy_add(pol, json_string_value(v)) < 0) {
-			snprintf(err, errn, "allowed_hosts[%zu]: expected a host name or glob", i);
-			return -EINVAL;
-		}
-	}
-	json_array_foreach(json_object_get(net, "add_hosts"), i, v)
-	{
-		const char *h = json_string_value(json_object_get(v, "host"));
-		const char *ip = json_string_value(json_object_get(v, "ip"));
-		char spec[POLICY_NAME_MAX + 64];
-		bool v6 = ip && strchr(ip, ':');
-		if (h && ip)
-			snprintf(spec, sizeof(spec), v6 ? "%s:[%s]" : "%s:%s", h, ip);
-		if (!h || !ip || policy_pin(pol, spec) < 0) {
-			snprintf(err, errn, "add_hosts[%zu]: expected {host, ip}", i);
-			return -EINVAL;
-		}
-	}
-	json_t *bp = json_object_get(net, "block_private_ips");
-	pol->allow_private = json_is_false(bp);
-	pol->no_network = json_is_true(json_object_get(net, "no_network"));
-	return 0;
-}
-
-/* network.secrets {NAME: {value, hosts[]}} into ss (session_start allows their hosts). */
-static int rpc_secrets_from(struct secrets *ss, json_t *secrets, char *err, size_t errn)
-{
-	const char *name;
-	json_t *v;
-	json_object_foreach(secrets, name, v)
-	{
-		const char *value = json_string_value(json_object_get(v, "value"));
-		json_t *hosts = json_object_get(v, "hosts");
-		char list[2048] = "";
-		size_t i;
-		json_t *h;
-		json_array_foreach(hosts, i, h)
-		{
-			if (!json_is_string(h) ||
-			    strlen(list) + strlen(json_string_value(h)) + 2 >= sizeof(list)) {
-				snprintf(err, errn, "network.secrets.%s.hosts: expected host names",
-					 name);
-				return -EINVAL;
-			}
-			if (i)
-				strcat(list, ",");
-			strcat(list, json_string_value(h));
-		}
-		if (!value || !list[0]) {
-			snprintf(err, errn,
-				 "network.secrets.%s: needs a value and at least one host", name);
-			return -EINVAL;
-		}
-		if (secrets_add(ss, name, (const uint8_t *)value, strlen(value), list, err, errn) <
-		    0)
-			return -EINVAL;
-		/* The SDK's program may hold the value in the environment we inherited (child.h).
-		 */
-		child_wipe_env_value(value, strlen(value));
-	}
-	return 0;
-}
-
-/* Every egress decision becomes an `event` notification. */
+/* Every egress decision becomes an `event` notification naming its sandbox. */
 static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 {
-	struct rpc *r = opaque;
+	struct rpc_sandbox *rs = opaque;
+	struct rpc *r = rs->rpc;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	char when[40], url[600];
@@ -965,8 +978,9 @@ static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 		if (ev->kind == NET_EV_SECRET_LEAK)
 			json_object_set_new(n, "secret_leak", json_text(ev->req->secret));
 	}
-	json_t *msg = json_pack("{s:s,s:{s:s,s:s,s:o}}", "method", "event", "params", "type",
-				"network", "timestamp", when, "network", n ? n : json_object());
+	json_t *msg = json_pack("{s:s,s:{s:s,s:s,s:s,s:o}}", "method", "event", "params", "type",
+				"network", "sandbox", rs->sess.L.id, "timestamp", when, "network",
+				n ? n : json_object());
 	if (rpc_queue(&r->events, msg) < 0)
 		r->events_dropped++;
 	rpc_flush(r);
@@ -982,14 +996,15 @@ static json_t *rules_json(const struct policy *p)
 
 static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	json_t *hosts = json_object_get(p, "hosts");
 	if (!json_is_array(hosts)) {
 		rpc_error(r, id, E_PARAMS, "hosts must be an array of host names or globs");
 		return;
 	}
-	struct policy *pol = r->sess.spec.policy;
+	struct policy *pol = rs->sess.spec.policy;
 	if (pol->no_network) {
 		rpc_error(r, id, E_SANDBOX, "this sandbox has no network (no_network)");
 		return;
@@ -1017,7 +1032,8 @@ static void m_allow(struct rpc *r, json_t *id, json_t *p, bool add)
 
 static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 {
-	if (!need_sandbox(r, id))
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
 		return;
 	json_t *fw = json_object_get(p, "forwards"), *addrs = json_object_get(p, "addresses");
 	if (!json_is_array(fw) || !json_array_size(fw)) {
@@ -1045,7 +1061,7 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 					       : NULL;
 			char err[300];
 			uint16_t bound;
-			if (portfwd_add(&r->sess.sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound,
+			if (portfwd_add(&rs->sess.sup.pf, addr, (uint16_t)lp, (uint16_t)rp, &bound,
 					err, sizeof(err)) < 0) {
 				json_decref(bindings);
 				rpc_error(r, id, E_SANDBOX, "%s", err);
@@ -1060,312 +1076,189 @@ static void m_port_forward(struct rpc *r, json_t *id, json_t *p)
 	rpc_result(r, id, json_pack("{s:o}", "bindings", bindings));
 }
 
-/*
- * create's params, checked for shape before they become a spec. Every field the server does not
- * know (vfs, privileged, dns_servers, mtu, intercept, a secret's placeholder, ...) is refused by
- * name, at every level, in the validator's words (sandbox_spec_unsupported): a caller who asked
- * for a protection must not silently get none. Fields the spec has but does not implement yet
- * (disk_size_mb) and every range are sandbox_spec_check's. Returns 0 or -EINVAL with err.
- */
-static int keys_known(json_t *obj, const char *where, const char *const *known, char *err,
-		      size_t errn)
-{
-	const char *k;
-	json_t *v;
-	json_object_foreach(obj, k, v)
-	{
-		bool ok = false;
-		for (const char *const *q = known; *q && !ok; q++)
-			ok = !strcmp(k, *q);
-		if (!ok) {
-			char name[160];
-			snprintf(name, sizeof(name), "%s%s%.64s", where, *where ? "." : "", k);
-			sandbox_spec_unsupported(err, errn, name);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-/* Is v absent or of the type check accepts? Sets err naming where.name otherwise. */
-static bool field_ok(json_t *obj, const char *where, const char *name, int (*check)(const json_t *),
-		     const char *what, char *err, size_t errn)
-{
-	json_t *v = json_object_get(obj, name);
-	if (!v || check(v))
-		return true;
-	snprintf(err, errn, "%s%s%s must be %s", where, *where ? "." : "", name, what);
-	return false;
-}
-
-static int is_obj(const json_t *v)
-{
-	return json_is_object(v);
-}
-static int is_arr(const json_t *v)
-{
-	return json_is_array(v);
-}
-static int is_str(const json_t *v)
-{
-	return json_is_string(v);
-}
-static int is_bool(const json_t *v)
-{
-	return json_is_boolean(v);
-}
-static int is_num(const json_t *v)
-{
-	return json_is_number(v);
-}
-static int is_int(const json_t *v)
-{
-	return json_is_integer(v);
-}
-
-static bool strings_ok(json_t *arr, const char *what, char *err, size_t errn)
-{
-	size_t i;
-	json_t *v;
-	json_array_foreach(arr, i, v)
-	{
-		if (!json_is_string(v)) {
-			snprintf(err, errn, "%s[%zu] must be a string", what, i);
-			return false;
-		}
-	}
-	return true;
-}
-
-static int create_check(json_t *p, char *err, size_t errn)
-{
-	static const char *const top[] = { "image",   "env",	      "resources",
-					   "network", "image_config", "launch_entrypoint",
-					   NULL };
-	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb",
-						 "timeout_seconds", NULL };
-	static const char *const network[] = {
-		"allowed_hosts", "add_hosts", "block_private_ips", "no_network", "secrets",
-		"hostname",	 NULL
-	};
-	static const char *const add_host[] = { "host", "ip", NULL };
-	static const char *const secret[] = { "value", "hosts", NULL };
-	static const char *const image_config[] = { "user", "working_dir", "entrypoint",
-						    "cmd",  "env",	   NULL };
-	json_t *res = json_object_get(p, "resources"), *net = json_object_get(p, "network");
-	json_t *ic = json_object_get(p, "image_config");
-	if (keys_known(p, "", top, err, errn) < 0)
-		return -EINVAL;
-	if (!field_ok(p, "", "image", is_str, "a string", err, errn) ||
-	    !field_ok(p, "", "env", is_obj, "an object {NAME: VALUE}", err, errn) ||
-	    !field_ok(p, "", "resources", is_obj, "an object", err, errn) ||
-	    !field_ok(p, "", "network", is_obj, "an object", err, errn) ||
-	    !field_ok(p, "", "image_config", is_obj, "an object", err, errn) ||
-	    !field_ok(p, "", "launch_entrypoint", is_bool, "true or false", err, errn))
-		return -EINVAL;
-	if (keys_known(res, "resources", resources, err, errn) < 0 ||
-	    keys_known(net, "network", network, err, errn) < 0 ||
-	    keys_known(ic, "image_config", image_config, err, errn) < 0)
-		return -EINVAL;
-	/* Types only: the ranges are sandbox_spec_check's, the same for every entry point. */
-	if (!field_ok(res, "resources", "cpus", is_num, "a number", err, errn) ||
-	    !field_ok(res, "resources", "memory_mb", is_int, "an integer", err, errn) ||
-	    !field_ok(res, "resources", "disk_size_mb", is_int, "an integer", err, errn) ||
-	    !field_ok(res, "resources", "timeout_seconds", is_int, "an integer", err, errn))
-		return -EINVAL;
-	if (!field_ok(net, "network", "allowed_hosts", is_arr, "an array of host names", err,
-		      errn) ||
-	    !field_ok(net, "network", "add_hosts", is_arr, "an array of {host, ip}", err, errn) ||
-	    !field_ok(net, "network", "block_private_ips", is_bool, "true or false", err, errn) ||
-	    !field_ok(net, "network", "no_network", is_bool, "true or false", err, errn) ||
-	    !field_ok(net, "network", "secrets", is_obj, "an object {NAME: {value, hosts}}", err,
-		      errn) ||
-	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn))
-		return -EINVAL;
-	size_t i;
-	json_t *v;
-	char where[96];
-	json_array_foreach(json_object_get(net, "add_hosts"), i, v)
-	{
-		snprintf(where, sizeof(where), "network.add_hosts[%zu]", i);
-		if (!json_is_object(v)) {
-			snprintf(err, errn, "%s must be an object {host, ip}", where);
-			return -EINVAL;
-		}
-		if (keys_known(v, where, add_host, err, errn) < 0)
-			return -EINVAL;
-	}
-	const char *name;
-	json_object_foreach(json_object_get(net, "secrets"), name, v)
-	{
-		snprintf(where, sizeof(where), "network.secrets.%.64s", name);
-		if (!json_is_object(v)) {
-			snprintf(err, errn, "%s must be an object {value, hosts}", where);
-			return -EINVAL;
-		}
-		if (keys_known(v, where, secret, err, errn) < 0)
-			return -EINVAL;
-	}
-	if (!field_ok(ic, "image_config", "user", is_str, "a string", err, errn) ||
-	    !field_ok(ic, "image_config", "working_dir", is_str, "a string", err, errn) ||
-	    !field_ok(ic, "image_config", "entrypoint", is_arr, "an array of strings", err, errn) ||
-	    !field_ok(ic, "image_config", "cmd", is_arr, "an array of strings", err, errn) ||
-	    !field_ok(ic, "image_config", "env", is_obj, "an object {NAME: VALUE}", err, errn) ||
-	    !strings_ok(json_object_get(ic, "entrypoint"), "image_config.entrypoint", err, errn) ||
-	    !strings_ok(json_object_get(ic, "cmd"), "image_config.cmd", err, errn) ||
-	    !strings_ok(json_object_get(net, "allowed_hosts"), "network.allowed_hosts", err, errn))
-		return -EINVAL;
-	return 0;
-}
-
-/* A JSON array of strings (checked by create_check) as a NULL-terminated copy; NULL: ENOMEM. */
-static char **json_strv(json_t *arr)
-{
-	char **v = calloc(json_array_size(arr) + 1, sizeof(char *));
-	size_t i;
-	json_t *e;
-	json_array_foreach(arr, i, e)
-	{
-		if (v && !(v[i] = strdup(json_string_value(e)))) {
-			spec_strv_free(v);
-			v = NULL;
-		}
-	}
-	return v;
-}
+/* ---- sandboxes --------------------------------------------------------------------------- */
 
 /*
- * create's params (already through create_check) into sp. This is translation only: whether
- * the values are acceptable is sandbox_spec_check's call, the same for `matchlock run`.
+ * rs is gone (its start failed or was cancelled, or its stop completed): answer the closes
+ * waiting for it, detach the calls still pointing at it, and free it.
  */
-static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t errn)
+static void rs_gone(struct rpc_sandbox *rs)
 {
-	json_t *res = json_object_get(p, "resources"), *net = json_object_get(p, "network");
-	json_t *ic = json_object_get(p, "image_config"), *v;
-	const char *image = json_string_value(json_object_get(p, "image"));
-	if (!image || !*image) {
-		snprintf(err, errn, "image is required");
-		return -EINVAL;
+	struct rpc *r = rs->rpc;
+	for (struct call *c = r->calls, *next; c; c = next) {
+		next = c->next;
+		if (c->rs != rs)
+			continue;
+		c->rs = NULL;
+		if (c->kind == CALL_CLOSE) {
+			rpc_result(r, c->id, json_object());
+			call_end(c);
+		} else if (c->x || c->kind == CALL_CREATE) {
+			/* A stop ends each exec through op_done first: only a backstop. */
+			rpc_error(r, c->id, E_SANDBOX, "the sandbox stopped");
+			call_end(c);
+		}
 	}
-	/* A path is a root filesystem (directory or tarball); anything else an OCI reference. */
-	bool is_path = image[0] == '/' || image[0] == '.';
-	int k = spec_strdup(is_path ? &sp->rootfs : &sp->image, image);
-	if ((v = json_object_get(res, "cpus")))
-		sp->cpus = json_number_value(v);
-	if ((v = json_object_get(res, "memory_mb")))
-		sp->memory_mb = json_integer_value(v);
-	if ((sp->has_disk_size = (v = json_object_get(res, "disk_size_mb"))))
-		sp->disk_size_mb = json_integer_value(v);
-	if ((sp->has_timeout = (v = json_object_get(res, "timeout_seconds"))))
-		sp->timeout_s = json_integer_value(v);
-	sp->lifetime = LIFETIME_CLIENT;
-	k = k ?: spec_strdup(&sp->accel, getenv("MATCHLOCK_ACCEL"));
-	k = k ?: spec_strdup(&sp->hostname, json_string_value(json_object_get(net, "hostname")));
-	k = k ?: spec_strdup(&sp->user, json_string_value(json_object_get(ic, "user")));
-	k = k ?: spec_strdup(&sp->workdir, json_string_value(json_object_get(ic, "working_dir")));
-	if (!k && (v = json_object_get(ic, "entrypoint")) && !(sp->entrypoint = json_strv(v)))
-		k = -ENOMEM;
-	if (!k && (v = json_object_get(ic, "cmd")) && !(sp->cmd = json_strv(v)))
-		k = -ENOMEM;
-	if (k < 0) {
-		snprintf(err, errn, "out of memory");
-		return k;
+	for (struct rpc_sandbox **p = &r->sandboxes; *p; p = &(*p)->next) {
+		if (*p == rs) {
+			*p = rs->next;
+			r->nsandboxes--;
+			break;
+		}
 	}
-	/* Above the image's Env, Docker's order: image_config.env, then env. */
-	if ((k = env_put_json(&sp->env, json_object_get(ic, "env"), "image_config.env", err,
-			      errn)) < 0 ||
-	    (k = env_put_json(&sp->env, json_object_get(p, "env"), "env", err, errn)) < 0)
-		return k == -ENOMEM ? k : -EINVAL;
-	if (rpc_policy_from(sp->policy, net, err, errn) < 0 ||
-	    rpc_secrets_from(sp->secrets, json_object_get(net, "secrets"), err, errn) < 0)
-		return -EINVAL;
-	return 0;
+	session_fini(&rs->sess);
+	/* A callback of this session may still be on the stack. */
+	loop_defer_free(&r->loop, rs, free);
 }
 
-struct rpc_wait {
-	bool done;
-	int r;
-};
-
-static void rpc_on_started(struct session *s, int r, const char *err, void *opaque)
+static void rs_stopped(struct session *s, void *opaque)
 {
 	(void)s;
-	(void)err;
-	struct rpc_wait *w = opaque;
-	w->done = true;
-	w->r = r;
+	rs_gone(opaque);
+}
+
+/* Stop rs (see session_stop); its closes are answered once it is gone. */
+static void rs_stop(struct rpc_sandbox *rs)
+{
+	if (rs->state != RS_RUNNING)
+		return;
+	rs->state = RS_STOPPING;
+	if (!rs->sess.sb) {
+		rs_gone(rs); /* nothing runs: session_stop would not call back */
+		return;
+	}
+	session_stop(&rs->sess, NULL, rs_stopped, rs);
+}
+
+/* Abandon rs's start; create is answered "cancelled" from started(). */
+static void rs_cancel(struct rpc_sandbox *rs)
+{
+	if (rs->state != RS_STARTING || rs->cancelling)
+		return;
+	rs->cancelling = true;
+	session_cancel(&rs->sess);
+}
+
+/* Close rs: a running sandbox is stopped, a starting one cancelled. */
+static void rs_close(struct rpc_sandbox *rs)
+{
+	if (rs->state == RS_STARTING)
+		rs_cancel(rs);
+	else
+		rs_stop(rs);
+}
+
+/* The error code answering a create that failed with k (session_start or started()). */
+static int start_code(int k)
+{
+	return k == -EINVAL	 ? E_PARAMS
+	       : k == -ENOMEM	 ? E_INTERNAL
+	       : k == -ECANCELED ? E_CANCELLED
+				 : E_SANDBOX;
+}
+
+static void rs_started(struct session *s, int k, const char *err, void *opaque)
+{
+	struct rpc_sandbox *rs = opaque;
+	struct rpc *r = rs->rpc;
+	struct call *c = rs->create;
+	rs->create = NULL;
+	if (k < 0) {
+		rpc_error(r, c->id, start_code(k), "%s", err && *err ? err : strerror(-k));
+		call_end(c);
+		rs_gone(rs);
+		return;
+	}
+	rs->state = RS_RUNNING;
+	/* launch_entrypoint: the image's Entrypoint + Cmd (Docker's rules, image_config's on top)
+	 * runs in the background. */
+	if (rs->launch_entrypoint && s->argv[0])
+		exec_argv(rs, NULL, s->argv, NULL, CALL_STREAM);
+	rpc_result(r, c->id, json_pack("{s:s}", "id", s->L.id));
+	call_end(c);
+	if (rs->cancelling)
+		rs_stop(rs); /* closed (or cancelled) when it was too late to abandon the start */
 }
 
 static void m_create(struct rpc *r, json_t *id, json_t *p)
 {
 	char err[1024] = "";
-	struct rpc_wait started = { 0 };
 	struct sandbox_spec spec;
-	if (r->sb) {
-		rpc_error(r, id, E_SANDBOX, "this rpc session already has a sandbox (%s)",
-			  r->sess.L.id);
+	if (r->nsandboxes >= RPC_MAX_SANDBOXES) {
+		rpc_error(
+		    r, id, E_SANDBOX,
+		    "this rpc server already holds %d sandboxes, the most it serves: close one "
+		    "first",
+		    RPC_MAX_SANDBOXES);
 		return;
 	}
 	if (sandbox_spec_init(&spec) < 0) {
 		rpc_error(r, id, E_INTERNAL, "out of memory");
 		return;
 	}
-	int k = create_check(p, err, sizeof(err));
-	k = k ?: create_spec(p, &spec, err, sizeof(err));
-	if (k == 0) {
-		spec.net_event = rpc_on_net_event;
-		spec.net_opaque = r;
-		k = session_start(&r->sess, &spec, &r->loop, rpc_on_started, &started, err,
-				  sizeof(err));
-		/* Interim until the multi-sandbox server: wait here. */
-		while (k == 0 && !started.done)
-			loop_run_once(&r->loop, 0);
-		if (k == 0 && started.r < 0)
-			snprintf(err, sizeof(err), "%s", r->sess.err);
-		k = k ?: started.r;
+	int k = rpc_spec_from_json(p, &spec, err, sizeof(err));
+	struct rpc_sandbox *rs = NULL;
+	struct call *c = NULL;
+	if (k == 0 && (!(rs = calloc(1, sizeof(*rs))) || !(c = call_new(r, id, CALL_CREATE)))) {
+		snprintf(err, sizeof(err), rs ? "too many requests in flight" : "out of memory");
+		free(rs);
+		k = -ENOMEM;
 	}
+	if (k < 0) {
+		sandbox_spec_fini(&spec);
+		rpc_error(r, id, start_code(k), "%s", err);
+		return;
+	}
+	*rs = (struct rpc_sandbox){
+		.rpc = r,
+		.state = RS_STARTING,
+		.create = c,
+		.launch_entrypoint = json_is_true(json_object_get(p, "launch_entrypoint")),
+		.next = r->sandboxes,
+	};
+	c->rs = rs;
+	r->sandboxes = rs;
+	r->nsandboxes++;
+	spec.net_event = rpc_on_net_event;
+	spec.net_opaque = rs;
+	/* From here on started() answers (from the loop), unless the start cannot even begin. */
+	k = session_start(&rs->sess, &spec, &r->loop, rs_started, rs, err, sizeof(err));
 	sandbox_spec_fini(&spec);
 	if (k < 0) {
-		session_fini(&r->sess);
-		rpc_error(r, id,
-			  k == -EINVAL	 ? E_PARAMS
-			  : k == -ENOMEM ? E_INTERNAL
-					 : E_SANDBOX,
-			  "%s", err);
-		return;
+		rpc_error(r, id, start_code(k), "%s", err);
+		rs->create = NULL;
+		call_end(c);
+		rs_gone(rs);
 	}
-	r->sb = r->sess.sb;
-	/* launch_entrypoint: the image's Entrypoint + Cmd (Docker's rules, image_config's on top)
-	 * runs in the background. */
-	if (json_is_true(json_object_get(p, "launch_entrypoint")) && r->sess.argv[0])
-		exec_argv(r, NULL, r->sess.argv, NULL, CALL_STREAM);
-	rpc_result(r, id, json_pack("{s:s}", "id", r->sess.L.id));
 }
 
-/* Stop the sandbox; like `matchlock kill`, its record stays (stopped) with its log until `matchlock
- * rm`. */
-static void rpc_close_sandbox(struct rpc *r)
-{
-	if (!r->sb)
-		return;
-	session_stop(&r->sess, NULL, NULL, NULL);
-	while (r->sess.sb)
-		loop_run_once(&r->loop, 0);
-	session_fini(&r->sess);
-	r->sb = NULL;
-}
-
-/* close takes no parameters: a stop timeout asked for would otherwise be silently ignored. */
+/*
+ * close {sandbox?}: stop it (a starting one is cancelled); answered once it is gone. Like
+ * `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. A stop
+ * timeout asked for would be silently ignored: close takes no other parameter.
+ */
 static void m_close(struct rpc *r, json_t *id, json_t *p)
 {
-	static const char *const none[] = { NULL };
+	static const char *const known[] = { "sandbox", NULL };
 	char err[256];
-	if (keys_known(p, "", none, err, sizeof(err)) < 0) {
+	if (rpc_spec_keys_known(p, "", known, err, sizeof(err)) < 0) {
 		rpc_error(r, id, E_PARAMS, "%s", err);
 		return;
 	}
-	rpc_close_sandbox(r);
-	rpc_result(r, id, json_object());
+	if (!r->nsandboxes && !json_object_get(p, "sandbox")) {
+		rpc_result(r, id, json_object()); /* nothing to close */
+		return;
+	}
+	struct rpc_sandbox *rs = rpc_target(r, id, p);
+	if (!rs)
+		return;
+	struct call *c = call_new(r, id, CALL_CLOSE);
+	if (!c) {
+		rpc_error(r, id, E_INTERNAL, "too many requests in flight");
+		return;
+	}
+	c->rs = rs;
+	rs_close(rs);
 }
 
 static void dispatch(struct rpc *r, json_t *req)
@@ -1414,9 +1307,9 @@ static void dispatch(struct rpc *r, json_t *req)
 	} else if (!strcmp(method, "list_files")) {
 		m_file(r, id, p, CALL_LIST);
 	} else if (!strcmp(method, "log")) {
-		m_log(r, id, false);
+		m_log(r, id, p, false);
 	} else if (!strcmp(method, "log_stream")) {
-		m_log(r, id, true);
+		m_log(r, id, p, true);
 	} else if (!strcmp(method, "cancel")) {
 		m_cancel(r, id, p);
 	} else if (!strcmp(method, "close")) {
@@ -1447,102 +1340,148 @@ static void on_line(struct rpc *r, const char *line, size_t n)
 		rpc_error(r, NULL, E_PARSE, "parse error: %s", je.text);
 		return;
 	}
-	json_array_append_new(r->queue, req);
+	dispatch(r, req);
+	json_decref(req);
 }
 
+/*
+ * Dispatch the complete lines waiting in r->in, in order, while stdout has room for their
+ * answers; the rest wait (stdin is not watched meanwhile, rpc_flush). Called only from
+ * cmd_rpc's loop between two batches of events, never from a callback: no dispatch is on the
+ * stack when another starts.
+ */
+static void rpc_take(struct rpc *r)
+{
+	while (!r->client_gone && buf_used(&r->out) < RPC_OUT_HIGH &&
+	       buf_used(&r->in) > r->partial) {
+		const char *p = (const char *)buf_head(&r->in);
+		const char *nl = memchr(p, '\n', buf_used(&r->in) - r->partial);
+		size_t n = (size_t)(nl - p);
+		if (n > RPC_MAX_LINE)
+			rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes",
+				  RPC_MAX_LINE);
+		else
+			on_line(r, p, n);
+		buf_consume(&r->in, n + 1);
+	}
+	if (r->client_gone) {
+		buf_fini(&r->in);
+		r->partial = 0;
+	}
+}
+
+/*
+ * n bytes were just read onto the end of r->in: keep the line being received within
+ * RPC_MAX_LINE. A longer line's bytes are dropped as they arrive, and the line is answered with
+ * one error when its end comes; so r->in holds the lines of one read plus at most one line.
+ */
+static void rpc_in_bound(struct rpc *r, size_t n)
+{
+	uint8_t *p = r->in.p + r->in.len - n;
+	if (r->overlong) {
+		uint8_t *nl = memchr(p, '\n', n);
+		if (!nl) {
+			r->in.len -= n;
+			return;
+		}
+		size_t drop = (size_t)(nl + 1 - p);
+		memmove(p, nl + 1, n - drop);
+		r->in.len -= drop;
+		n -= drop;
+		r->overlong = false;
+		rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes", RPC_MAX_LINE);
+	}
+	uint8_t *last = memrchr(p, '\n', n);
+	r->partial = last ? (size_t)(p + n - last - 1) : r->partial + n;
+	if (r->partial > RPC_MAX_LINE) {
+		r->in.len -= r->partial;
+		r->partial = 0;
+		r->overlong = true;
+	}
+}
+
+/* Read what stdin has; rpc_take dispatches it once this batch of events is done. */
 static void on_stdin(struct watch *w, uint32_t events)
 {
 	(void)events;
 	struct rpc *r = w->obj;
-	uint8_t tmp[65536];
-	ssize_t n = read(w->fd, tmp, sizeof(tmp));
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	uint8_t *p = buf_reserve(&r->in, RPC_READ);
+	ssize_t n = p ? read(w->fd, p, RPC_READ) : -1;
+	if (n < 0 && p && (errno == EAGAIN || errno == EINTR))
 		return;
+	if (!p)
+		warn("rpc: out of memory reading requests: no more are taken");
 	if (n <= 0) {
 		r->in_eof = true;
 		loop_watch(&r->loop, w, 0);
 		return;
 	}
-	for (ssize_t i = 0, start = 0; i <= n; i++) {
-		if (i < n && tmp[i] != '\n')
-			continue;
-		size_t piece = (size_t)(i - start);
-		if (i == n) {
-			/* A partial line: keep it, within bounds. */
-			if (r->overlong || buf_used(&r->in) + piece > RPC_MAX_LINE) {
-				r->overlong = true;
-				buf_consume(&r->in, buf_used(&r->in));
-			} else {
-				buf_append(&r->in, tmp + start, piece);
-			}
-			break;
-		}
-		if (r->overlong || buf_used(&r->in) + piece > RPC_MAX_LINE) {
-			rpc_error(r, NULL, E_INVALID, "request line longer than %u bytes",
-				  RPC_MAX_LINE);
-		} else if (buf_used(&r->in)) {
-			buf_append(&r->in, tmp + start, piece);
-			on_line(r, (const char *)buf_head(&r->in), buf_used(&r->in));
-		} else {
-			on_line(r, (const char *)tmp + start, piece);
-		}
-		buf_consume(&r->in, buf_used(&r->in));
-		r->overlong = false;
-		start = i + 1;
+	r->in.len += (size_t)n;
+	rpc_in_bound(r, (size_t)n);
+}
+
+/* Close the sandboxes whose lifetime ran out or that `matchlock kill` stopped. */
+static void rpc_reap(struct rpc *r)
+{
+	for (struct rpc_sandbox *rs = r->sandboxes, *next; rs; rs = next) {
+		next = rs->next;
+		if (rs->state == RS_RUNNING && rs->sess.sup.stop)
+			rs_stop(rs);
 	}
 }
 
 int cmd_rpc(int argc, char **argv)
 {
 	if (argc > 1) {
-		puts("usage: matchlock rpc\n\nServe one sandbox as JSON-RPC 2.0 over stdin/stdout "
-		     "(see the SDKs).");
+		puts("usage: matchlock rpc\n\nServe sandboxes as JSON-RPC 2.0 over stdin/stdout "
+		     "(see the SDKs and spec/rpc.md).");
 		return !strcmp(argv[1], "--help") ? 0 : 1;
 	}
-	struct rpc r = { .sess.sigfd = -1, .sess.notify_fd = -1 };
+	struct rpc r = { 0 };
 	log_set_quiet(!getenv("MATCHLOCK_DEBUG"));
 	signal(SIGPIPE, SIG_IGN);
 	if (loop_init(&r.loop) < 0) {
 		error("event loop: %s", strerror(errno));
 		return EXIT_MATCHLOCK;
 	}
-	r.queue = json_array();
 	fd_set_nonblock(STDIN_FILENO, 1);
 	fd_set_nonblock(STDOUT_FILENO, 1);
 	watch_init(&r.in_w, STDIN_FILENO, on_stdin, &r);
 	watch_init(&r.out_w, STDOUT_FILENO, on_stdout, &r);
 	loop_watch(&r.loop, &r.in_w, EPOLLIN);
 
-	while (!(r.in_eof && json_array_size(r.queue) == 0)) {
-		/* While stdout is over its high mark, requests wait: their answers would pile up.
-		 */
-		while (json_array_size(r.queue) && buf_used(&r.out) < RPC_OUT_HIGH) {
-			json_t *req = json_incref(json_array_get(r.queue, 0));
-			json_array_remove(r.queue, 0);
-			dispatch(&r, req);
-			json_decref(req);
-		}
-		if (r.sb && r.sess.sup.stop) {
-			/* The lifetime ran out, or `matchlock kill` asked. */
-			rpc_close_sandbox(&r);
-		}
-		if (r.in_eof && !json_array_size(r.queue))
+	/* The one place that runs the loop; requests are dispatched between its batches. */
+	for (;;) {
+		rpc_take(&r);
+		rpc_reap(&r);
+		if (r.in_eof && buf_used(&r.in) <= r.partial)
 			break;
 		loop_run_once(&r.loop, 0);
 	}
-	/* stdin closed: the client is gone; so is its sandbox. Stopping it finishes its running
-	 * execs through op_done, which ends their calls; then end what is left (log streams).
-	 * Ending the calls first made op_done end them a second time (a double free). */
-	rpc_close_sandbox(&r);
+	/*
+	 * stdin closed: the client is gone; so are its sandboxes. Every start is abandoned and
+	 * every sandbox stopped, at once; each stop finishes its running execs through op_done,
+	 * which ends their calls. Then end what is left (log streams).
+	 */
+	for (struct rpc_sandbox *rs = r.sandboxes, *next; rs; rs = next) {
+		next = rs->next;
+		rs_close(rs);
+	}
+	uint64_t give_up = now_ns() + RPC_EXIT_WAIT_NS;
+	while (r.sandboxes && now_ns() < give_up)
+		loop_run_once(&r.loop, give_up);
+	while (r.sandboxes) {
+		/* Each stop is bounded, so this is a backstop: session_fini kills without grace. */
+		warn("rpc: sandbox %s did not stop in time; killed", r.sandboxes->sess.L.id);
+		rs_gone(r.sandboxes);
+	}
 	while (r.calls)
 		call_end(r.calls);
 	fd_set_nonblock(STDOUT_FILENO, 0);
 	rpc_flush(&r);
-	json_decref(r.queue);
 	buf_fini(&r.in);
 	buf_fini(&r.out);
 	buf_fini(&r.events);
-	session_fini(&r.sess);
 	loop_fini(&r.loop);
 	return 0;
 }

@@ -310,10 +310,27 @@ class SandboxTest(unittest.TestCase):
             self.client.call("read_file", {"path": "/tmp/hundred", "length": 1 << 30})
         self.assertEqual(cm.exception.code, INVALID_PARAMS)
 
-    def test_second_create_refused(self) -> None:
-        with self.assertRaises(RPCError) as cm:
-            self.client.call("create", {"image": IMAGE})
-        self.assertEqual(cm.exception.code, SANDBOX_FAILED)
+    def test_second_launch_refused_by_the_client(self) -> None:
+        with self.assertRaises(MatchlockError) as cm:
+            self.client.launch(Sandbox(IMAGE))
+        self.assertNotIsInstance(cm.exception, RPCError)
+        self.assertIn("already has sandbox", str(cm.exception))
+
+    def test_second_sandbox_named_by_id(self) -> None:
+        # The server holds several sandboxes; a request that names none is the one sandbox's
+        # only while there is one (spec/rpc.md).
+        other = self.client.call("create", {"image": IMAGE})["id"]
+        try:
+            self.assertNotEqual(other, self.sandbox_id)
+            res = self.client.call("exec", {"sandbox": other, "command": "hostname"})
+            self.assertEqual(res["exit_code"], 0)
+            with self.assertRaises(RPCError) as cm:
+                self.client.exec("true")
+            self.assertEqual(cm.exception.code, INVALID_PARAMS)
+            self.assertIn('"sandbox": ID', cm.exception.message)
+        finally:
+            self.assertEqual(self.client.call("close", {"sandbox": other}), {})
+        self.assertEqual(self.client.exec("echo mine").stdout, b"mine\n")
 
 
 class LifecycleTest(unittest.TestCase):

@@ -153,7 +153,7 @@ def find_binary() -> str:
 
 
 class Client:
-    """A connection to one `matchlock rpc` process, which serves one sandbox at a time.
+    """A connection to one `matchlock rpc` process; the client holds one sandbox at a time.
 
     Use it as a context manager; leaving the block closes the sandbox and the process::
 
@@ -353,6 +353,10 @@ class Client:
     # ---- sandbox -----------------------------------------------------------------------------
     def launch(self, sandbox: Sandbox) -> str:
         """Create and boot the sandbox; returns its id. One sandbox per client at a time."""
+        if self.sandbox_id is not None:
+            # The server holds several, but this client's calls name none: they would be ambiguous.
+            raise MatchlockError(f"launch: this client already has sandbox {self.sandbox_id}: close or remove "
+                                 "it first, or use another Client")
         res = self.call("create", sandbox.create_params())
         self.sandbox_id = res["id"]
         try:
