@@ -23,12 +23,12 @@ slow_registry() {
 	fail "the slow registry did not start: $(cat "$REG_DIR/log")"
 }
 
-# A worker killed mid-pull leaves its partial blob in the image cache's tmp/ (removed by
-# `matchlock image gc`; the sandbox side is checked by the driver): say so, do not fail.
-cache_tmp_note() {
+# A worker killed mid-pull leaves no partial blob or staging directory in the image cache (the
+# sandbox side is checked by the driver).
+cache_tmp_clean() {
 	local left
-	left=$(find "$MATCHLOCK_HOME/cache" -name '*.tmp*' 2>/dev/null | wc -l)
-	[ "$left" = 0 ] || echo "    note: $left partial blob(s) left in the image cache's tmp/"
+	left=$(find "$MATCHLOCK_HOME/cache" \( -name '*.tmp*' -o -name '.stage.*' \) 2>/dev/null)
+	[ -z "$left" ] || fail "left in the image cache: $left"
 }
 
 # The done-when of issue 12: A's execs are answered while B's image is pulled (B's create still
@@ -44,7 +44,7 @@ t_two_sandboxes_one_server() { timeout 600 python3 "$DRIVER" two || fail "driver
 t_cancel_create_while_pulling() {
 	slow_registry
 	timeout 600 python3 "$DRIVER" cancel "$REG_DIR" || fail "driver"
-	cache_tmp_note
+	cache_tmp_clean
 }
 # A client that asks for 100 answers of 5.6 MB and reads none: requests wait (unparsed, in a
 # bounded buffer) while stdout is full; memory stays bounded; all are answered once it reads.
@@ -53,7 +53,7 @@ t_requests_wait_while_stdout_is_full() { timeout 600 python3 "$DRIVER" backpress
 t_sandbox_limit_and_eof_while_starting() {
 	slow_registry
 	timeout 600 python3 "$DRIVER" limit "$REG_DIR" || fail "driver"
-	cache_tmp_note
+	cache_tmp_clean
 }
 
 run_tests "$@"
