@@ -201,7 +201,9 @@ demo: deps
 default-image: $(BUILD)/matchlock
 	@ML=$(BUILD)/matchlock scripts/default-image.sh
 
-bench: all fixtures
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all fixtures
 	@for b in bench/boot bench/exec bench/start bench/net bench/proxy; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60

@@ -1,12 +1,16 @@
 #!/bin/sh
 # Install the Debian packages matchlock needs to build and test, when missing.
 # As root: apt-get installs them. Otherwise: says exactly which are missing and fails.
+# `deps.sh bench` adds the peers the benchmarks compare with.
 set -eu
 
 pkgs="build-essential musl-tools qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev
 libssl-dev libarchive-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
 cpio busybox-static e2fsprogs xz-utils python3 clang clang-format libclang-rt-14-dev docker-registry
 mmdebstrap zstd curl golang-go openssl iproute2"
+
+# `deps.sh bench`: also the peers `make bench` measures against, side by side.
+[ "${1:-}" = bench ] && pkgs="$pkgs mitmproxy runsc"
 
 missing=
 for p in $pkgs; do
