@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The intercepting proxy's connection object, shared by its two halves and by nothing else:
- * tls.c (the contexts, both TLS ends, moving bytes) and proxy.c (HTTP/1 between them).
+ * The intercepting proxy's connection object, shared by its parts and by nothing else:
+ * tls.c (the contexts, both TLS ends, moving bytes), proxy.c (HTTP/1 between them) and
+ * proxy_h2.c (HTTP/2 between them, when the guest and the upstream negotiated h2).
  */
 #ifndef MATCHLOCK_FLOW_H
 #define MATCHLOCK_FLOW_H
@@ -30,6 +31,8 @@ struct pending {
 	bool upgrade;
 	uint64_t t0, up, down;
 };
+
+struct h2; /* proxy_h2.c: the two HTTP/2 sessions of a flow and their streams */
 
 struct flow {
 	struct mitm *m;
@@ -67,6 +70,15 @@ struct flow {
 
 	struct pending q[FLOW_MAX_PIPELINE];
 	unsigned qhead, qlen;
+
+	/*
+	 * ALPN is mirrored: the upstream is offered what the guest's ClientHello offers (h2,
+	 * http/1.1), and the guest's handshake waits until the upstream's is done to get the
+	 * protocol the upstream chose. So both ends always speak the same HTTP version.
+	 */
+	bool hello_seen, g_offers_h2, g_offers_h1;
+	bool u_h2; /* the upstream chose h2 */
+	struct h2 *h2; /* the guest speaks HTTP/2: proxy_h2.c runs the flow, not proxy.c's states */
 };
 
 /* tls.c: an event about f. */
@@ -78,5 +90,16 @@ void tls_guest_write(struct flow *f, const void *p, size_t n);
 void proxy_requests_run(struct flow *f);
 /* proxy.c: parse and forward the upstream's responses. */
 void proxy_responses_run(struct flow *f);
+/*
+ * proxy_h2.c: the guest negotiated h2; upstream_h2: so did the upstream (false: the upstream
+ * failed, every request is answered 502). -ENOMEM.
+ */
+int h2_start(struct flow *f, bool upstream_h2);
+void h2_free(struct h2 *h);
+/* proxy_h2.c: take the guest's (upstream's) bytes, and queue frames for both sides. */
+void h2_requests_run(struct flow *f);
+void h2_responses_run(struct flow *f);
+/* proxy_h2.c: nothing more will happen on this connection: close the guest's side. */
+bool h2_finished(const struct flow *f);
 
 #endif

@@ -11,11 +11,7 @@
 
 static bool is_tchar(uint8_t c);
 
-/*
- * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
- * its brackets. -EPROTO if not a name or an IP literal.
- */
-static int authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
+int http_authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
 {
 	size_t end = 0;
 	if (n && a[0] == '[') {
@@ -263,7 +259,7 @@ static int field_apply(const uint8_t *base, const struct http_field *f, bool req
 		}
 		hf->have_host = true;
 		char h[256];
-		if (authority_host(v, vl, h, sizeof(h)) < 0) {
+		if (http_authority_host(v, vl, h, sizeof(h)) < 0) {
 			*why = "a Host header that is not a host name";
 			return -EPROTO;
 		}
@@ -371,7 +367,7 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 		size_t as = sl + 3, al = 0;
 		while (as + al < tl && t[as + al] != '/' && t[as + al] != '?' && t[as + al] != '#')
 			al++;
-		if (authority_host(t + as, al, m->host, sizeof(m->host)) < 0) {
+		if (http_authority_host(t + as, al, m->host, sizeof(m->host)) < 0) {
 			*why = "a request target whose authority is not a host name";
 			return -EPROTO;
 		}

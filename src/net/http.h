@@ -91,6 +91,12 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 /* A response head, to a request that was HEAD (head_request) or not. */
 int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct http_msg *m,
 			const char **why);
+/*
+ * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
+ * its brackets. -EPROTO if not a name or an IP literal. (Host, absolute targets, HTTP/2's
+ * :authority.)
+ */
+int http_authority_host(const uint8_t *a, size_t n, char *host, size_t hostn);
 /* Whether field f of head is named name (case-insensitive). */
 bool http_field_is(const uint8_t *head, const struct http_field *f, const char *name);
 /*

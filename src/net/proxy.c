@@ -206,6 +206,10 @@ static bool rq_head(struct flow *f)
 
 void proxy_requests_run(struct flow *f)
 {
+	if (f->h2) {
+		h2_requests_run(f);
+		return;
+	}
 	bool more = true;
 	while (more && buf_used(&f->req_out) < FLOW_BUF_HIGH) {
 		switch (f->rq) {
@@ -387,6 +391,12 @@ static bool rs_head(struct flow *f)
 
 void proxy_responses_run(struct flow *f)
 {
+	if (f->h2) {
+		h2_responses_run(f);
+		return;
+	}
+	if (f->u_h2)
+		return; /* HTTP/2 frames: proxy_h2.c takes them once the guest's handshake ends */
 	bool more = true;
 	while (more && buf_used(&f->to_guest) + buf_used(&f->g_plain) < FLOW_BUF_HIGH) {
 		switch (f->rs) {

@@ -413,6 +413,12 @@ static const struct secret *first_leak(const struct secrets *ss, const char *hos
 	return NULL;
 }
 
+const struct secret *secrets_find_leak(const struct secrets *ss, const char *host, const uint8_t *p,
+				       size_t n)
+{
+	return ss && ss->n ? first_leak(ss, host, p, n) : NULL;
+}
+
 static int put_url_encoded(struct buf *out, const uint8_t *v, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -460,13 +466,15 @@ static int subst(const struct secrets *ss, const char *host, const uint8_t *p, s
 	return 0;
 }
 
-/* The base64 token of field f when it is "Authorization: Basic TOKEN", or NULL. */
-static const uint8_t *basic_token(const uint8_t *head, const struct http_field *f, size_t *tlen)
+/* The base64 token of a header value when the header is "Authorization: Basic TOKEN", or NULL. */
+static const uint8_t *basic_token(const uint8_t *name, size_t nlen, const uint8_t *v, size_t vlen,
+				  size_t *tlen)
 {
-	if (!http_field_is(head, f, "authorization") || f->value_len < 6 ||
-	    strncasecmp((const char *)head + f->value_off, "basic ", 6))
+	if (nlen != 13 || strncasecmp((const char *)name, "authorization", 13) || vlen < 6 ||
+	    strncasecmp((const char *)v, "basic ", 6))
 		return NULL;
-	const uint8_t *v = head + f->value_off + 6, *end = head + f->value_off + f->value_len;
+	const uint8_t *end = v + vlen;
+	v += 6;
 	while (v < end && *v == ' ')
 		v++;
 	*tlen = (size_t)(end - v);
@@ -474,23 +482,19 @@ static const uint8_t *basic_token(const uint8_t *head, const struct http_field *
 }
 
 /* Every placeholder inside a Basic credential must be allowed for host; else the first. */
-static const struct secret *first_basic_leak(const struct secrets *ss, const char *host,
-					     const uint8_t *head, const struct http_msg *m)
+static const struct secret *basic_leak(const struct secrets *ss, const char *host,
+				       const uint8_t *tok, size_t tl)
 {
 	const struct secret *leak = NULL;
 	struct buf dec = { 0 };
-	for (unsigned i = 0; i < m->nfields && !leak; i++) {
-		size_t tl;
-		const uint8_t *tok = basic_token(head, &m->field[i], &tl);
-		if (tok && base64_decode(&dec, (const char *)tok, tl) == 0)
-			leak = first_leak(ss, host, buf_head(&dec), buf_used(&dec));
-		buf_wipe(&dec);
-	}
+	if (base64_decode(&dec, (const char *)tok, tl) == 0)
+		leak = first_leak(ss, host, buf_head(&dec), buf_used(&dec));
+	buf_wipe(&dec);
 	return leak;
 }
 
 /*
- * Field f, whose Basic credential is tok: with placeholders replaced when the decoded
+ * The value "Basic " + the credential tok with placeholders replaced when the decoded
  * credential has any for host (1), else nothing is appended (0).
  */
 static int rewrite_basic(const struct secrets *ss, const char *host, const uint8_t *tok, size_t tl,
@@ -512,9 +516,8 @@ static int rewrite_basic(const struct secrets *ss, const char *host, const uint8
 	if (rec && first)
 		scrub_record(rec, (unsigned)(first - ss->s), buf_head(&enc), buf_used(&enc), tok,
 			     tl);
-	buf_append(out, "Authorization: Basic ", 21);
+	buf_append(out, "Basic ", 6);
 	buf_append(out, buf_head(&enc), buf_used(&enc));
-	buf_append(out, "\r\n", 2);
 	r = 1;
 out:
 	buf_wipe(&dec);
@@ -523,16 +526,37 @@ out:
 	return r;
 }
 
+int secrets_rewrite_field(const struct secrets *ss, const char *host, const uint8_t *name,
+			  size_t nlen, const uint8_t *value, size_t vlen, bool url, struct buf *out,
+			  const struct secret **leak, struct scrub *rec)
+{
+	size_t tl = 0, start = buf_used(out);
+	const uint8_t *tok = basic_token(name, nlen, value, vlen, &tl);
+	if ((*leak = first_leak(ss, host, name, nlen)) ||
+	    (*leak = first_leak(ss, host, value, vlen)) ||
+	    (tok && (*leak = basic_leak(ss, host, tok, tl))))
+		return -EPERM;
+	int nsub = 0;
+	int r = tok ? rewrite_basic(ss, host, tok, tl, out, &nsub, rec) : 0;
+	if (r == 0 && subst(ss, host, value, vlen, url, out, &nsub) < 0)
+		r = -ENOMEM;
+	if (r < 0 || out->bad) {
+		out->len = out->off + start;
+		return -ENOMEM;
+	}
+	return nsub;
+}
+
 int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
 			    const struct http_msg *m, bool strip_encoding, struct buf *out,
 			    const struct secret **leak, struct scrub *rec)
 {
-	/* Leaks first, anywhere in the head and inside Basic credentials: nothing goes out. */
-	if ((*leak = first_leak(ss, host, head, m->head_len)) ||
-	    (*leak = first_basic_leak(ss, host, head, m)))
+	/* Leaks first, anywhere in the head (each field checks its Basic credential): nothing
+	   goes out. */
+	if ((*leak = first_leak(ss, host, head, m->head_len)))
 		return -EPERM;
 	size_t start = buf_used(out);
-	int nsub = 0;
+	int nsub = 0, r;
 	/* Request line: the target is percent-encoded where it is replaced. */
 	size_t target_end = m->target_off + m->target_len;
 	buf_append(out, head, m->target_off);
@@ -541,16 +565,21 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 	buf_append(out, head + target_end, m->line_len + 2 - target_end);
 	for (unsigned i = 0; i < m->nfields; i++) {
 		const struct http_field *f = &m->field[i];
-		size_t tl;
-		const uint8_t *tok = basic_token(head, f, &tl);
 		if (strip_encoding && http_field_is(head, f, "accept-encoding"))
 			continue;
-		int r = tok ? rewrite_basic(ss, host, tok, tl, out, &nsub, rec) : 0;
+		/* The name, its colon and the space after it, then the value, then the rest. */
+		buf_append(out, head + f->name_off, f->value_off - f->name_off);
+		r = secrets_rewrite_field(ss, host, head + f->name_off, f->name_len,
+					  head + f->value_off, f->value_len, false, out, leak, rec);
+		if (r == -EPERM) {
+			out->len = out->off + start;
+			return -EPERM;
+		}
 		if (r < 0)
 			goto nomem;
-		if (r == 0 && subst(ss, host, head + f->name_off, f->end + 2 - f->name_off, false,
-				    out, &nsub) < 0)
-			goto nomem;
+		nsub += r;
+		buf_append(out, head + f->value_off + f->value_len,
+			   f->end + 2 - f->value_off - f->value_len);
 	}
 	if (strip_encoding)
 		buf_append(out, "Accept-Encoding: identity\r\n", 27);

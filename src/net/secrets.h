@@ -85,6 +85,9 @@ int secrets_allow_hosts(const struct secrets *ss, struct policy *p);
 bool secret_host_ok(const struct secret *s, const char *host);
 /* The first secret whose placeholder occurs in p[0..n), or NULL. */
 const struct secret *secrets_find_placeholder(const struct secrets *ss, const uint8_t *p, size_t n);
+/* The first secret whose placeholder occurs in p[0..n) and may not go to host, or NULL. */
+const struct secret *secrets_find_leak(const struct secrets *ss, const char *host, const uint8_t *p,
+				       size_t n);
 
 /*
  * Rewrite a request head for host: every placeholder of a secret scoped to host becomes its
@@ -100,6 +103,18 @@ struct scrub;
 int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
 			    const struct http_msg *m, bool strip_encoding, struct buf *out,
 			    const struct secret **leak, struct scrub *rec);
+
+/*
+ * One request header field toward host, the unit every HTTP version rewrites (HTTP/1 heads
+ * field by field, HTTP/2's HPACK-decoded fields): the value with every placeholder of a secret
+ * scoped to host replaced (percent-encoded when url, for a request target), inside the base64
+ * of `Authorization: Basic` too, is appended to out. Returns the number of substitutions,
+ * -EPERM with *leak set when the name, the value or a Basic credential carries the placeholder
+ * of a secret not scoped to host (nothing appended), or -ENOMEM. rec: as above.
+ */
+int secrets_rewrite_field(const struct secrets *ss, const char *host, const uint8_t *name,
+			  size_t nlen, const uint8_t *value, size_t vlen, bool url, struct buf *out,
+			  const struct secret **leak, struct scrub *rec);
 
 /*
  * Streaming scrubber for one connection's responses: every form of a real value (see struct

@@ -331,7 +331,47 @@ def http_seeds():
     }
 
 
-GENERATORS = {"fuzz_http": http_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def h2_seeds():
+    """fuzz_h2: options byte, split byte, the guest's frames, the upstream's (tests/fuzz/fuzz_h2.c).
+    Header blocks are HPACK literals without indexing (no Huffman), which any decoder takes."""
+    ph = b"SANDBOX_SECRET_0123456789abcdef0123456789abcdef"
+
+    def frame(type_, flags, sid, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([type_, flags]) + struct.pack(">I", sid) + payload
+
+    def block(fields):
+        out = b""
+        for n, v in fields:
+            out += b"\0" + bytes([len(n)]) + n + bytes([len(v)]) + v
+        return out
+
+    def req(sid, path=b"/", extra=(), end=True, authority=b"api.test"):
+        f = [(b":method", b"GET" if end else b"POST"), (b":scheme", b"https"), (b":path", path),
+             (b":authority", authority)] + list(extra)
+        return frame(1, 0x4 | (0x1 if end else 0), sid, block(f))
+
+    settings = frame(4, 0, 0)
+    resp = frame(1, 0x4, 1, block([(b":status", b"200"), (b"x-echo", b"sk-real-value")])) + \
+        frame(0, 0, 1, b"body sk-real-value") + frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))
+
+    def seed(opts, guest, up=b""):
+        split = 255 if not up else max(1, min(254, -(-len(guest) * 255 // (len(guest) + len(up)))))
+        return bytes([opts, split]) + guest + up
+
+    return {
+        "h2_header": seed(0x20, settings + req(1, b"/x?k=" + ph, [(b"x-api-key", ph)]), settings + resp),
+        "h2_leak_header": seed(0x21, settings + req(1, b"/", [(b"x-api-key", ph)], authority=b"other.test")),
+        "h2_leak_body_split": seed(0xff, settings + req(1, b"/up", end=False, authority=b"other.test") +
+                                   frame(0, 0, 1, b"a=" + ph[:20]) + frame(0, 1, 1, ph[20:])),
+        "h2_body": seed(0x40, settings + req(1, b"/up", end=False) + frame(0, 0, 1, b"x" * 100) +
+                        frame(0, 1, 1, b"end"), settings + resp),
+        "h2_many": seed(0x10, settings + b"".join(req(i, b"/%d" % i) for i in range(1, 40, 2)), settings + resp),
+        "h2_rst_goaway": seed(0x08, settings + req(1) + frame(3, 0, 1, b"\0\0\0\x08") +
+                              frame(7, 0, 0, b"\0\0\0\0\0\0\0\0"), settings + frame(7, 0, 0, b"\0\0\0\1\0\0\0\0")),
+    }
+
+
+GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 
