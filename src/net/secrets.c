@@ -592,6 +592,115 @@ nomem:
 	return -ENOMEM;
 }
 
+/* ---- request bodies --------------------------------------------------------------------- */
+
+bool secrets_host_bound(const struct secrets *ss, const char *host)
+{
+	for (unsigned i = 0; ss && i < ss->n; i++)
+		if (secret_host_ok(&ss->s[i], host))
+			return true;
+	return false;
+}
+
+enum secrets_body_enc secrets_body_enc_for(const uint8_t *ct, size_t n)
+{
+	size_t k = 0;
+	while (ct && k < n && ct[k] != ';' && ct[k] != ' ' && ct[k] != '\t')
+		k++;
+	if (k == 33 && !strncasecmp((const char *)ct, "application/x-www-form-urlencoded", k))
+		return SECRETS_BODY_FORM;
+	if ((k == 16 && !strncasecmp((const char *)ct, "application/json", k)) ||
+	    (k > 5 && !strncasecmp((const char *)ct + k - 5, "+json", 5)))
+		return SECRETS_BODY_JSON;
+	return SECRETS_BODY_RAW;
+}
+
+/*
+ * The placeholders as patterns. All of them start with SECRET_PREFIX and have one length, so
+ * a whole one is found with memmem; only the last SECRET_PLACEHOLDER_LEN - 1 bytes can hold
+ * the start of one that needs more bytes.
+ */
+static enum subst_find body_find(void *ctx, const uint8_t *p, size_t n, bool final,
+				 struct subst_match *m)
+{
+	const struct secrets_body *b = ctx;
+	const struct secrets *ss = b->ss;
+	const size_t L = SECRET_PLACEHOLDER_LEN, pl = sizeof(SECRET_PREFIX) - 1;
+	size_t whole_end = n >= L ? n - L + 1 : 0; /* offsets with room for a whole one */
+	const uint8_t *q = p;
+	while (q < p + whole_end && (q = memmem(q, n - (size_t)(q - p), SECRET_PREFIX, pl)) &&
+	       q < p + whole_end) {
+		for (unsigned i = 0; i < ss->n; i++) {
+			if (!memcmp(q, ss->s[i].placeholder, L)) {
+				*m = (struct subst_match){ (size_t)(q - p), L, i };
+				return SUBST_FOUND;
+			}
+		}
+		q++;
+	}
+	if (final)
+		return SUBST_NONE;
+	for (size_t j = whole_end; j < n; j++) {
+		if (p[j] != SECRET_PREFIX[0])
+			continue;
+		for (unsigned i = 0; i < ss->n; i++) {
+			if (!memcmp(p + j, ss->s[i].placeholder, n - j)) {
+				m->at = j;
+				return SUBST_MAYBE;
+			}
+		}
+	}
+	return SUBST_NONE;
+}
+
+static int body_put(void *ctx, const uint8_t *matched, const struct subst_match *m, struct buf *out)
+{
+	struct secrets_body *b = ctx;
+	const struct secret *s = &b->ss->s[m->id];
+	(void)matched;
+	if (!secret_host_ok(s, b->host)) {
+		b->leak = s;
+		return -EPERM;
+	}
+	if (b->inspect_only) {
+		b->leak = s;
+		return -ENOTSUP;
+	}
+	b->nsub++;
+	switch (b->enc) {
+	case SECRETS_BODY_FORM:
+		return put_url_encoded(out, s->value, s->vlen);
+	case SECRETS_BODY_JSON:
+		put_json(out, s->value, s->vlen, false);
+		return out->bad ? -ENOMEM : 0;
+	case SECRETS_BODY_RAW:
+		break;
+	}
+	return buf_append(out, s->value, s->vlen);
+}
+
+void secrets_body_init(struct secrets_body *b, const struct secrets *ss, const char *host,
+		       enum secrets_body_enc enc, bool inspect_only)
+{
+	*b = (struct secrets_body){
+		.ss = ss, .host = host, .enc = enc, .inspect_only = inspect_only
+	};
+}
+
+int secrets_body_feed(struct secrets_body *b, const uint8_t *p, size_t n, bool final,
+		      struct buf *out)
+{
+	if (!b->ss || !b->ss->n)
+		return n ? buf_append(out, p, n) : 0;
+	struct subst_rules r = { body_find, body_put, b };
+	return subst_feed(&b->st, &r, p, n, final, out);
+}
+
+void secrets_body_fini(struct secrets_body *b)
+{
+	subst_fini(&b->st);
+}
+
 /* ---- responses -------------------------------------------------------------------------- */
 
 int scrub_record(struct scrub *sc, unsigned secret, const uint8_t *p, size_t n, const uint8_t *rep,
@@ -626,88 +735,89 @@ static int form_at(const struct scrub_form *f, const uint8_t *p, size_t n, bool 
 	return !final && !memcmp(p, f->p, n) ? 2 : 0;
 }
 
-/*
- * Replace forms in p[0..n). Returns how many bytes were decided (all of them if final); the
- * rest might be the start of a form and is left for later.
- */
-static size_t scrub_run(const struct secrets *ss, const struct scrub *sc, const uint8_t *p,
-			size_t n, bool final, struct buf *out, int *err)
+/* The scrubber's rule set: the forms of every secret, and the connection's recorded ones. */
+struct scrub_rules {
+	const struct secrets *ss;
+	const struct scrub *sc; /* may be NULL */
+	const struct scrub_form *best; /* what find found, for put */
+};
+
+static enum subst_find scrub_find(void *ctx, const uint8_t *p, size_t n, bool final,
+				  struct subst_match *m)
 {
-	size_t i = 0, emit_from = 0;
-	while (i < n) {
+	struct scrub_rules *c = ctx;
+	const struct secrets *ss = c->ss;
+	const struct scrub *sc = c->sc;
+	for (size_t i = 0; i < n; i++) {
 		const struct scrub_form *best = NULL;
 		bool partial = false;
 		for (int k = ss->first[p[i]]; k;) {
 			const struct scrub_form *f =
 			    &ss->s[(k - 1) / SECRET_MAX_FORMS].forms[(k - 1) % SECRET_MAX_FORMS];
-			int m = form_at(f, p + i, n - i, final);
-			if (m == 1 && (!best || f->n > best->n))
+			int r = form_at(f, p + i, n - i, final);
+			if (r == 1 && (!best || f->n > best->n))
 				best = f;
-			partial |= m == 2;
+			partial |= r == 2;
 			k = f->next;
 		}
 		for (unsigned k = 0; sc && k < sc->nrec; k++) {
 			const struct scrub_form *f = &sc->rec[k];
-			int m = form_at(f, p + i, n - i, final);
-			if (m == 1 && (!best || f->n > best->n))
+			int r = form_at(f, p + i, n - i, final);
+			if (r == 1 && (!best || f->n > best->n))
 				best = f;
-			partial |= m == 2;
+			partial |= r == 2;
 		}
+		m->at = i;
 		if (partial)
-			break; /* a longer form may still match: decide with more bytes */
+			return SUBST_MAYBE; /* a longer form may still match: decide with more bytes
+					     */
 		if (best) {
-			const void *rep =
-			    best->rep ? (const void *)best->rep : ss->s[best->secret].placeholder;
-			size_t repn = best->rep ? best->repn : SECRET_PLACEHOLDER_LEN;
-			if (buf_append(out, p + emit_from, i - emit_from) < 0 ||
-			    buf_append(out, rep, repn) < 0)
-				*err = -ENOMEM;
-			i += best->n;
-			emit_from = i;
-			continue;
+			c->best = best;
+			m->len = best->n;
+			m->id = best->secret;
+			return SUBST_FOUND;
 		}
-		i++;
 	}
-	if (buf_append(out, p + emit_from, i - emit_from) < 0)
-		*err = -ENOMEM;
-	return i;
+	return SUBST_NONE;
+}
+
+static int scrub_put(void *ctx, const uint8_t *matched, const struct subst_match *m,
+		     struct buf *out)
+{
+	const struct scrub_rules *c = ctx;
+	const struct scrub_form *f = c->best;
+	(void)matched;
+	if (f->rep)
+		return buf_append(out, f->rep, f->repn);
+	return buf_append(out, c->ss->s[m->id].placeholder, SECRET_PLACEHOLDER_LEN);
 }
 
 int scrub_feed(const struct secrets *ss, struct scrub *sc, const uint8_t *p, size_t n, bool final,
 	       struct buf *out)
 {
-	int err = 0;
 	if (!ss || !ss->n)
 		return n ? buf_append(out, p, n) : 0;
-	if (!buf_used(&sc->hold)) {
-		size_t k = scrub_run(ss, sc, p, n, final, out, &err);
-		if (k < n && buf_append(&sc->hold, p + k, n - k) < 0)
-			return -ENOMEM;
-		return err;
-	}
-	if (buf_append(&sc->hold, p, n) < 0)
-		return -ENOMEM;
-	size_t k = scrub_run(ss, sc, buf_head(&sc->hold), buf_used(&sc->hold), final, out, &err);
-	if (k) {
-		explicit_bzero(buf_head(&sc->hold), k);
-		buf_consume(&sc->hold, k);
-	}
-	return err;
+	struct scrub_rules c = { ss, sc, NULL };
+	struct subst_rules r = { scrub_find, scrub_put, &c };
+	return subst_feed(&sc->st, &r, p, n, final, out);
 }
 
 int scrub_all(const struct secrets *ss, const struct scrub *sc, const uint8_t *p, size_t n,
 	      struct buf *out)
 {
-	int err = 0;
 	if (!ss || !ss->n)
 		return buf_append(out, p, n);
-	scrub_run(ss, sc, p, n, true, out, &err);
+	struct scrub_rules c = { ss, sc, NULL };
+	struct subst_rules r = { scrub_find, scrub_put, &c };
+	struct subst st = { 0 };
+	int err = subst_feed(&st, &r, p, n, true, out);
+	subst_fini(&st);
 	return err;
 }
 
 void scrub_fini(struct scrub *sc)
 {
-	buf_wipe(&sc->hold);
+	subst_fini(&sc->st);
 	for (unsigned i = 0; i < sc->nrec; i++) {
 		secret_wipe_free(sc->rec[i].p, sc->rec[i].n);
 		secret_wipe_free(sc->rec[i].rep, sc->rec[i].repn ? sc->rec[i].repn : 1);

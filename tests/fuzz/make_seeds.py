@@ -371,7 +371,18 @@ def h2_seeds():
     }
 
 
-GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def subst_seeds():
+    """fuzz_subst: 4 cut bytes, the encoding byte, then the stream (tokens 0xF0-0xF3, see
+    tests/fuzz/fuzz_subst.c)."""
+    return {
+        "form": b"\x10\x40\x80\xc0\x01" + b"grant_type=client_credentials&client_secret=\xf0&x=1",
+        "json_split": b"\x05\x06\x07\xfe\x02" + b'{"key": "\xf0", "p": "\xf2zz", "v": "\xf3"}',
+        "leak": b"\x00\x30\x31\x90\x00" + b"a=\xf0&b=\xf1",
+        "partial_end": b"\xf0\xf8\xfc\xff\x00" + b"tail SANDBOX_SECRET_01234",
+    }
+
+
+GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 
