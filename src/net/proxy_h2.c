@@ -79,9 +79,7 @@ struct h2s {
 	struct buf up; /* the guest's DATA not taken by the upstream's session yet */
 	bool up_end; /* the guest ended its request */
 	size_t up_owed; /* received from the guest, not acknowledged yet */
-	uint8_t tail[SECRET_PLACEHOLDER_LEN]; /* the last bytes of the guest's DATA: a placeholder
-						 split across frames is still seen */
-	size_t tail_len;
+	struct secrets_body body; /* placeholders in the guest's DATA, split across frames too */
 	struct buf down; /* scrubbed DATA for the guest */
 	bool down_end; /* the upstream ended its response */
 	size_t down_owed; /* received from the upstream, not acknowledged yet */
@@ -214,6 +212,7 @@ static void stream_free(struct h2s *s)
 	hlist_wipe(&s->rs);
 	hlist_wipe(&s->rq_trailers);
 	hlist_wipe(&s->rs_trailers);
+	secrets_body_fini(&s->body);
 	buf_wipe(&s->up);
 	buf_wipe(&s->down);
 	scrub_fini(&s->scrub);
@@ -273,7 +272,8 @@ static ssize_t read_up(nghttp2_session *sess, int32_t id, uint8_t *out, size_t l
 	explicit_bzero(buf_head(&s->up), n);
 	buf_consume(&s->up, n);
 	s->n_up += n;
-	ack_guest(s, n);
+	/* Substitution changes lengths: acknowledge what came in once the queue is empty. */
+	ack_guest(s, buf_used(&s->up) ? n : s->up_owed);
 	if (s->up_end && !buf_used(&s->up)) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (s->rq_trailers.n) {
@@ -369,11 +369,12 @@ static void leak_refuse(struct h2s *s, const struct secret *leak)
 }
 
 /*
- * Rewrite the fields of in for the upstream into out (Accept-Encoding dropped first when
- * strip, so that responses can be scrubbed). Returns 0, or -EPERM with *leak.
+ * Rewrite the fields of in for the upstream into out: Accept-Encoding becomes identity when
+ * strip (so that responses can be scrubbed), Content-Length goes when drop_length (the body's
+ * substitutions change it). Returns 0, or -EPERM with *leak.
  */
-static int fields_rewrite(struct h2s *s, const struct hlist *in, bool strip, struct hlist *out,
-			  const struct secret **leak)
+static int fields_rewrite(struct h2s *s, const struct hlist *in, bool strip, bool drop_length,
+			  struct hlist *out, const struct secret **leak)
 {
 	const struct secrets *ss = s->h->f->m->ss;
 	struct rd r = rd_make(buf_head(&in->b), buf_used(&in->b));
@@ -382,7 +383,8 @@ static int fields_rewrite(struct h2s *s, const struct hlist *in, bool strip, str
 	struct buf val = { 0 };
 	int ret = 0;
 	while (hlist_next(&r, &n, &nl, &v, &vl)) {
-		if (strip && nl == 15 && !memcmp(n, "accept-encoding", 15))
+		if ((strip && nl == 15 && !memcmp(n, "accept-encoding", 15)) ||
+		    (drop_length && nl == 14 && !memcmp(n, "content-length", 14)))
 			continue;
 		if (!ss || !ss->n) {
 			hlist_add(out, SIZE_MAX, n, nl, v, vl);
@@ -465,7 +467,12 @@ static void request_start(struct h2s *s, bool end_stream)
 	const struct secrets *ss = f->m->ss;
 	struct hlist out = { 0 };
 	const struct secret *leak = NULL;
-	int r = fields_rewrite(s, &s->rq, ss && ss->n, &out, &leak);
+	size_t cl = 0, el = 0;
+	const uint8_t *ct = hlist_get(&s->rq, "content-type", &cl);
+	bool coded = hlist_get(&s->rq, "content-encoding", &el) != NULL;
+	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0), coded);
+	bool bound = !end_stream && secrets_host_bound(ss, f->name) && !coded;
+	int r = fields_rewrite(s, &s->rq, ss && ss->n, bound, &out, &leak);
 	hlist_wipe(&s->rq);
 	if (r == -EPERM) {
 		leak_refuse(s, leak);
@@ -502,7 +509,7 @@ static void request_start(struct h2s *s, bool end_stream)
 static void request_trailers(struct h2s *s)
 {
 	const struct secret *leak = NULL;
-	int r = fields_rewrite(s, &s->rq, false, &s->rq_trailers, &leak);
+	int r = fields_rewrite(s, &s->rq, false, false, &s->rq_trailers, &leak);
 	hlist_wipe(&s->rq);
 	if (r == -EPERM)
 		leak_refuse(s, leak);
@@ -511,44 +518,50 @@ static void request_trailers(struct h2s *s)
 					  NGHTTP2_INTERNAL_ERROR);
 }
 
-/* The guest's DATA for s: checked for placeholders headed elsewhere, queued for upstream. */
-static void request_data(struct h2s *s, const uint8_t *p, size_t n)
+/* A placeholder in the request body that cannot go (or cannot be replaced): 403, both reset. */
+static void body_refuse(struct h2s *s, int r)
 {
-	struct flow *f = s->h->f;
-	const struct secrets *ss = f->m->ss;
+	if (r == -EPERM) {
+		leak_refuse(s, s->body.leak);
+		return;
+	}
+	char reason[600];
+	snprintf(reason, sizeof(reason),
+		 "matchlock: request to %s blocked: its body is %s and carries the placeholder of "
+		 "secret %s, which cannot be replaced there",
+		 s->h->f->name, r == -ENOTSUP ? "compressed" : "too large to hold",
+		 s->body.leak ? s->body.leak->name : "?");
+	stream_event(s, 403, false, reason, NET_EV_REQUEST, NULL);
+	s->logged = true;
+	if (!s->resp_sent)
+		stream_answer(s, 403, reason);
+	if (s->u_open && s->uid > 0)
+		nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+}
+
+/*
+ * The guest's DATA for s (NULL, final: its end): placeholders replaced toward the secret's
+ * host, refused toward any other (secrets_body), queued for the upstream.
+ */
+static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
+{
 	s->up_owed += n;
 	if (s->local || !s->u_open) {
 		ack_guest(s, n);
 		return;
 	}
-	if (ss && ss->n) {
-		/* The tail of the previous DATA and the start of this one: a split placeholder. */
-		uint8_t seam[2 * SECRET_PLACEHOLDER_LEN];
-		size_t k = n < SECRET_PLACEHOLDER_LEN ? n : SECRET_PLACEHOLDER_LEN;
-		memcpy(seam, s->tail, s->tail_len);
-		memcpy(seam + s->tail_len, p, k);
-		const struct secret *leak = secrets_find_leak(ss, f->name, seam, s->tail_len + k);
-		if (!leak)
-			leak = secrets_find_leak(ss, f->name, p, n);
-		if (leak) {
-			ack_guest(s, n);
-			leak_refuse(s, leak);
-			return;
-		}
-		/* Keep the last placeholder length - 1 bytes (of the seam when n is short). */
-		size_t keep = SECRET_PLACEHOLDER_LEN - 1;
-		size_t have = s->tail_len + k;
-		const uint8_t *src =
-		    n >= keep ? p + n - keep : seam + (have > keep ? have - keep : 0);
-		s->tail_len = have < keep ? have : keep;
-		memmove(s->tail, src, s->tail_len);
-	}
-	if (buf_append(&s->up, p, n) < 0) {
-		ack_guest(s, n);
-		nghttp2_submit_rst_stream(s->h->g, NGHTTP2_FLAG_NONE, s->gid,
-					  NGHTTP2_INTERNAL_ERROR);
+	size_t before = buf_used(&s->up);
+	int r = secrets_body_feed(&s->body, p, n, final, &s->up);
+	if (r < 0) {
+		ack_guest(s, s->up_owed);
+		buf_wipe(&s->up);
+		body_refuse(s, r);
 		return;
 	}
+	if (buf_used(&s->up) == before)
+		ack_guest(s, n); /* all held back (under one placeholder's length) */
+	if (final)
+		s->up_end = true;
 	nghttp2_session_resume_data(s->h->u, s->uid);
 }
 
@@ -668,16 +681,12 @@ static int g_frame_recv(nghttp2_session *sess, const nghttp2_frame *fr, void *ud
 			request_start(s, end);
 		else if (!s->local)
 			request_trailers(s);
-		if (end && !s->local && s->u_open) {
-			s->up_end = true;
-			nghttp2_session_resume_data(h->u, s->uid);
-		}
+		if (end && !s->local && s->u_open)
+			request_data(s, NULL, 0, true);
 		break;
 	case NGHTTP2_DATA:
-		if (s && end && !s->local && s->u_open) {
-			s->up_end = true;
-			nghttp2_session_resume_data(h->u, s->uid);
-		}
+		if (s && end)
+			request_data(s, NULL, 0, true);
 		break;
 	case NGHTTP2_GOAWAY:
 		/* The guest opens no more streams: tell the upstream likewise. */
@@ -700,7 +709,7 @@ static int g_data(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_
 		nghttp2_session_consume_stream(h->g, id, n);
 		return 0;
 	}
-	request_data(s, p, n);
+	request_data(s, p, n, false);
 	return 0;
 }
 

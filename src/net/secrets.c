@@ -413,12 +413,6 @@ static const struct secret *first_leak(const struct secrets *ss, const char *hos
 	return NULL;
 }
 
-const struct secret *secrets_find_leak(const struct secrets *ss, const char *host, const uint8_t *p,
-				       size_t n)
-{
-	return ss && ss->n ? first_leak(ss, host, p, n) : NULL;
-}
-
 static int put_url_encoded(struct buf *out, const uint8_t *v, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";

