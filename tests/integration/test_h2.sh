@@ -80,9 +80,10 @@ t_h2_placeholder_to_another_host_is_refused() {
 t_h2_guest_talks_http1_to_an_http1_upstream() {
 	: >"$SRV/requests.log"
 	ml run "${IMG[@]}" "${API[@]}" -- sh -c 'curl --http2 -sS -w "\nproto=%{http_version}\n" \
-		-H "X-Api-Key: $API_KEY" https://api.test:8443/echo'
-	expect_eq status "$RC" 0
+		-H "X-Api-Key: $API_KEY" https://api.test:8443/echo
+		curl --http1.1 -sS -w "\nh1_to_h2_only=%{http_code}\n" https://api.test:9443/echo'
 	expect_match "fell back to HTTP/1.1" "$OUT" "proto=1.1"
+	expect_match "no common protocol" "$OUT" "h1_to_h2_only=502"
 	[[ $(h1log) == *"X-Api-Key: $REAL"* ]] || fail "upstream got: $(h1log)"
 	expect_match "scrubbed" "$OUT" '"X-Api-Key": "SANDBOX_SECRET_'
 	expect_no_real

@@ -283,6 +283,49 @@ static void test_secrets(void)
 	buf_fini(&out);
 }
 
+/* One field at a time (HTTP/2's decoded fields): the rule HTTP/1 heads go through too. */
+static int field(const char *host, const char *name, const char *value, bool url, struct buf *out,
+		 const struct secret **leak)
+{
+	buf_fini(out);
+	return secrets_rewrite_field(&ss, host, (const uint8_t *)name, strlen(name),
+				     (const uint8_t *)value, strlen(value), url, out, leak, NULL);
+}
+
+static void test_secret_fields(void)
+{
+	const struct secret *s = &ss.s[0], *leak = NULL;
+	char v[300];
+	struct buf out = { 0 }, b64 = { 0 };
+	snprintf(v, sizeof(v), "/x?k=%s", s->placeholder);
+	CHECK_EQ_INT(field("api.test", ":path", v, true, &out, &leak), 1);
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), "/x?k=sk-real%2Fvalue%2B1", 24);
+	snprintf(v, sizeof(v), "Bearer %s", s->placeholder);
+	CHECK_EQ_INT(field("x.api2.test", "x-key", v, false, &out, &leak), 1);
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), "Bearer sk-real/value+1", 22);
+	/* Basic: the credential is decoded, replaced and encoded again. */
+	snprintf(v, sizeof(v), "u:%s", s->placeholder);
+	base64_encode(&b64, (const uint8_t *)v, strlen(v));
+	snprintf(v, sizeof(v), "Basic %.*s", (int)buf_used(&b64), (char *)buf_head(&b64));
+	buf_fini(&b64);
+	CHECK_EQ_INT(field("api.test", "authorization", v, false, &out, &leak), 1);
+	base64_encode(&b64, (const uint8_t *)"u:sk-real/value+1", 17);
+	CHECK(buf_used(&out) == 6 + buf_used(&b64) && !memcmp(buf_head(&out), "Basic ", 6) &&
+	      !memcmp(buf_head(&out) + 6, buf_head(&b64), buf_used(&b64)));
+	buf_fini(&b64);
+	/* Elsewhere: refused, nothing appended, also when only the Basic credential has it. */
+	CHECK_EQ_INT(field("other.test", "authorization", v, false, &out, &leak), -EPERM);
+	CHECK(leak == s && buf_used(&out) == 0);
+	leak = NULL;
+	snprintf(v, sizeof(v), "Bearer %s", s->placeholder);
+	CHECK_EQ_INT(field("other.test", "x-key", v, false, &out, &leak), -EPERM);
+	CHECK(leak == s && buf_used(&out) == 0);
+	/* No placeholder: the value as it was. */
+	CHECK_EQ_INT(field("other.test", "x-key", "SANDBOX_SECRET_nothex", false, &out, &leak), 0);
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), "SANDBOX_SECRET_nothex", 21);
+	buf_fini(&out);
+}
+
 static void test_scrub(void)
 {
 	const struct secret *s = &ss.s[0];
@@ -482,6 +525,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_response_heads);
 	CHECK_RUN(test_bodies);
 	CHECK_RUN(test_secrets);
+	CHECK_RUN(test_secret_fields);
 	CHECK_RUN(test_scrub);
 	CHECK_RUN(test_scrub_encodings);
 	CHECK_RUN(test_tlshello);
