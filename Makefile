@@ -58,7 +58,7 @@ FUZZERS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 LIB_LIBS   := -Wl,--as-needed $(HOST_LIBS)
 
 .PHONY: all deps test check check-layers format-check demo bench fuzz unit install clean kernel \
-	fixtures default-image
+	fixtures default-image client-image
 all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio $(LIB) kernel
 
 deps:
@@ -190,7 +190,7 @@ format-check:
 # private network namespace, where mmdebstrap cannot reach the package archive. tests/run runs
 # what `make check` runs, then the integration and SDK suites.
 test: deps check-layers format-check
-	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image
+	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image client-image
 	@tests/run
 
 demo: deps
@@ -200,6 +200,10 @@ demo: deps
 # The Debian-based default image (mmdebstrap; built once, cached under ~/.cache/matchlock).
 default-image: $(BUILD)/matchlock
 	@ML=$(BUILD)/matchlock scripts/default-image.sh
+
+# The same plus the clients test_h2.sh drives (gRPC, httpx with HTTP/2, requests, websockets).
+client-image: $(BUILD)/matchlock
+	@ML=$(BUILD)/matchlock scripts/default-image.sh clients
 
 bench: all fixtures
 	@for b in bench/boot bench/exec bench/start bench/net bench/proxy; do $$b || exit 1; echo; done

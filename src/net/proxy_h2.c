@@ -58,6 +58,18 @@
 #define H2_STREAM_WINDOW (256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE, both sides */
 #define H2_CONN_WINDOW (1024 * 1024) /* the connection's receive window, both sides */
 #define H2_FIELD_OVERHEAD 32 /* RFC 9113 6.5.2: a field's size is name + value + 32 */
+#define H2_GRPC_MAX_MSG (4u * 1024 * 1024) /* gRPC's own default limit on a message */
+
+/*
+ * gRPC's length-prefixed messages (a compressed flag, a 4-byte length, the message) inside a
+ * stream's DATA: a substitution or a scrub changes a message's length, so each message is
+ * collected whole (at most H2_GRPC_MAX_MSG), rewritten, and sent with its new length.
+ */
+struct grpc_msgs {
+	uint8_t head[5];
+	size_t head_len;
+	struct buf msg;
+};
 
 /* A header list as HPACK decoded it: packed (u32 name length, u32 value length, name, value). */
 struct hlist {
@@ -80,6 +92,9 @@ struct h2s {
 	bool up_end; /* the guest ended its request */
 	size_t up_owed; /* received from the guest, not acknowledged yet */
 	struct secrets_body body; /* placeholders in the guest's DATA, split across frames too */
+	bool grpc_rq,
+	    grpc_rs; /* the request's (response's) DATA is gRPC messages, rewritten whole */
+	struct grpc_msgs gq, gr;
 	struct buf down; /* scrubbed DATA for the guest */
 	bool down_end; /* the upstream ended its response */
 	size_t down_owed; /* received from the upstream, not acknowledged yet */
@@ -213,6 +228,8 @@ static void stream_free(struct h2s *s)
 	hlist_wipe(&s->rq_trailers);
 	hlist_wipe(&s->rs_trailers);
 	secrets_body_fini(&s->body);
+	buf_wipe(&s->gq.msg);
+	buf_wipe(&s->gr.msg);
 	buf_wipe(&s->up);
 	buf_wipe(&s->down);
 	scrub_fini(&s->scrub);
@@ -268,9 +285,11 @@ static ssize_t read_up(nghttp2_session *sess, int32_t id, uint8_t *out, size_t l
 	size_t n = buf_used(&s->up) < len ? buf_used(&s->up) : len;
 	if (!n && !s->up_end)
 		return NGHTTP2_ERR_DEFERRED;
-	memcpy(out, buf_head(&s->up), n);
-	explicit_bzero(buf_head(&s->up), n);
-	buf_consume(&s->up, n);
+	if (n) {
+		memcpy(out, buf_head(&s->up), n);
+		explicit_bzero(buf_head(&s->up), n);
+		buf_consume(&s->up, n);
+	}
 	s->n_up += n;
 	/* Substitution changes lengths: acknowledge what came in once the queue is empty. */
 	ack_guest(s, buf_used(&s->up) ? n : s->up_owed);
@@ -295,8 +314,10 @@ static ssize_t read_down(nghttp2_session *sess, int32_t id, uint8_t *out, size_t
 	size_t n = buf_used(&s->down) < len ? buf_used(&s->down) : len;
 	if (!n && !s->down_end)
 		return NGHTTP2_ERR_DEFERRED;
-	memcpy(out, buf_head(&s->down), n);
-	buf_consume(&s->down, n);
+	if (n) {
+		memcpy(out, buf_head(&s->down), n);
+		buf_consume(&s->down, n);
+	}
 	s->n_down += n;
 	/* Scrubbing changes lengths: acknowledge what came in once the queue is empty. */
 	ack_upstream(s, buf_used(&s->down) ? n : s->down_owed);
@@ -342,6 +363,92 @@ static void stream_answer(struct h2s *s, int status, const char *reason)
 	buf_wipe(&s->up);
 }
 
+/* ---- gRPC messages ---------------------------------------------------------------------- */
+
+/* What a gRPC message becomes (appended to out), or a negative errno that refuses the stream. */
+typedef int (*grpc_msg_fn)(struct h2s *s, bool compressed, const uint8_t *p, size_t n,
+			   struct buf *out);
+
+static size_t grpc_held(const struct grpc_msgs *g)
+{
+	return g->head_len + buf_used(&g->msg);
+}
+
+/* Append a message with its prefix. */
+static void grpc_put(struct buf *out, uint8_t flag, const struct buf *m)
+{
+	buf_put_u8(out, flag);
+	buf_put_be32(out, (uint32_t)buf_used(m));
+	buf_append(out, buf_head(m), buf_used(m));
+}
+
+/*
+ * Collect the messages in p[0..n): each whole one goes through fn into out. Returns 0,
+ * -EMSGSIZE (a message over H2_GRPC_MAX_MSG), -EPROTO (final inside a message) or fn's error.
+ */
+static int grpc_feed(struct h2s *s, struct grpc_msgs *g, const uint8_t *p, size_t n, bool final,
+		     grpc_msg_fn fn, struct buf *out)
+{
+	while (n) {
+		if (g->head_len < 5) {
+			size_t k = 5 - g->head_len < n ? 5 - g->head_len : n;
+			memcpy(g->head + g->head_len, p, k);
+			g->head_len += k, p += k, n -= k;
+			if (g->head_len < 5)
+				break;
+		}
+		struct rd r = rd_make(g->head + 1, 4);
+		uint32_t len = rd_be32(&r);
+		if (len > H2_GRPC_MAX_MSG)
+			return -EMSGSIZE;
+		size_t k = len - buf_used(&g->msg) < n ? len - buf_used(&g->msg) : n;
+		if (buf_append(&g->msg, p, k) < 0)
+			return -ENOMEM;
+		p += k, n -= k;
+		if (buf_used(&g->msg) < len)
+			break;
+		int e = fn(s, g->head[0] & 1, buf_head(&g->msg), len, out);
+		buf_wipe(&g->msg);
+		g->head_len = 0;
+		if (e < 0)
+			return e;
+	}
+	if (!n && final && grpc_held(g))
+		return -EPROTO;
+	return 0;
+}
+
+/* A request message: placeholders replaced (a compressed one is only checked). */
+static int grpc_request_msg(struct h2s *s, bool compressed, const uint8_t *p, size_t n,
+			    struct buf *out)
+{
+	struct secrets_body b;
+	struct buf t = { 0 };
+	secrets_body_init(&b, s->h->f->m->ss, s->h->f->name, SECRETS_BODY_RAW, compressed);
+	int r = secrets_body_feed(&b, p, n, true, &t);
+	if (r < 0)
+		s->body.leak = b.leak;
+	else
+		grpc_put(out, compressed, &t);
+	secrets_body_fini(&b);
+	buf_wipe(&t);
+	return r < 0 ? r : out->bad ? -ENOMEM : 0;
+}
+
+/* A response message: scrubbed (a compressed one cannot be: the stream is refused). */
+static int grpc_response_msg(struct h2s *s, bool compressed, const uint8_t *p, size_t n,
+			     struct buf *out)
+{
+	if (compressed)
+		return -ENOTSUP;
+	struct buf t = { 0 };
+	int r = scrub_all(s->h->f->m->ss, &s->scrub, p, n, &t);
+	if (r == 0)
+		grpc_put(out, 0, &t);
+	buf_wipe(&t);
+	return r < 0 ? r : out->bad ? -ENOMEM : 0;
+}
+
 /* ---- requests ----------------------------------------------------------------------------- */
 
 static void leak_refuse(struct h2s *s, const struct secret *leak)
@@ -384,6 +491,7 @@ static int fields_rewrite(struct h2s *s, const struct hlist *in, bool strip, boo
 	int ret = 0;
 	while (hlist_next(&r, &n, &nl, &v, &vl)) {
 		if ((strip && nl == 15 && !memcmp(n, "accept-encoding", 15)) ||
+		    (strip && nl == 20 && !memcmp(n, "grpc-accept-encoding", 20)) ||
 		    (drop_length && nl == 14 && !memcmp(n, "content-length", 14)))
 			continue;
 		if (!ss || !ss->n) {
@@ -401,12 +509,23 @@ static int fields_rewrite(struct h2s *s, const struct hlist *in, bool strip, boo
 		hlist_add(out, SIZE_MAX, n, nl, buf_head(&val), buf_used(&val));
 	}
 	buf_wipe(&val);
+	/* Compressed responses (and gRPC messages) could not be scrubbed. */
 	if (!ret && strip)
 		hlist_add(out, SIZE_MAX, (const uint8_t *)"accept-encoding", 15,
+			  (const uint8_t *)"identity", 8);
+	if (!ret && strip && s->grpc_rq)
+		hlist_add(out, SIZE_MAX, (const uint8_t *)"grpc-accept-encoding", 20,
 			  (const uint8_t *)"identity", 8);
 	if (!ret && out->over)
 		ret = -ENOMEM;
 	return ret;
+}
+
+/* Whether a Content-Type value names gRPC (application/grpc, application/grpc+proto...). */
+static bool is_grpc(const uint8_t *ct, size_t n)
+{
+	return ct && n >= 16 && !strncasecmp((const char *)ct, "application/grpc", 16) &&
+	       (n == 16 || ct[16] == '+' || ct[16] == ';');
 }
 
 /* The guest's request fields are complete: check, rewrite and send them upstream. */
@@ -471,6 +590,7 @@ static void request_start(struct h2s *s, bool end_stream)
 	const uint8_t *ct = hlist_get(&s->rq, "content-type", &cl);
 	bool coded = hlist_get(&s->rq, "content-encoding", &el) != NULL;
 	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0), coded);
+	s->grpc_rq = ss && ss->n && is_grpc(ct, cl);
 	bool bound = !end_stream && secrets_host_bound(ss, f->name) && !coded;
 	int r = fields_rewrite(s, &s->rq, ss && ss->n, bound, &out, &leak);
 	hlist_wipe(&s->rq);
@@ -526,6 +646,20 @@ static void body_refuse(struct h2s *s, int r)
 		return;
 	}
 	char reason[600];
+	if (r == -EMSGSIZE || r == -EPROTO) {
+		snprintf(reason, sizeof(reason), "matchlock: request to %s reset: %s",
+			 s->h->f->name,
+			 r == -EMSGSIZE ? "a gRPC message larger than 4 MiB"
+					: "the request ended inside a gRPC message");
+		stream_event(s, 0, false, reason, NET_EV_REQUEST, NULL);
+		s->logged = true;
+		nghttp2_submit_rst_stream(s->h->g, NGHTTP2_FLAG_NONE, s->gid,
+					  NGHTTP2_INTERNAL_ERROR);
+		if (s->u_open && s->uid > 0)
+			nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid,
+						  NGHTTP2_CANCEL);
+		return;
+	}
 	snprintf(reason, sizeof(reason),
 		 "matchlock: request to %s blocked: its body is %s and carries the placeholder of "
 		 "secret %s, which cannot be replaced there",
@@ -550,16 +684,23 @@ static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 		ack_guest(s, n);
 		return;
 	}
-	size_t before = buf_used(&s->up);
-	int r = secrets_body_feed(&s->body, p, n, final, &s->up);
+	size_t before = buf_used(&s->up), held = grpc_held(&s->gq);
+	int r = s->grpc_rq ? grpc_feed(s, &s->gq, p, n, final, grpc_request_msg, &s->up)
+			   : secrets_body_feed(&s->body, p, n, final, &s->up);
 	if (r < 0) {
 		ack_guest(s, s->up_owed);
 		buf_wipe(&s->up);
 		body_refuse(s, r);
 		return;
 	}
-	if (buf_used(&s->up) == before)
+	if (s->grpc_rq) {
+		/* A message being collected is acknowledged while the queue is short (read_up
+		   acknowledges the rest as it drains). */
+		if (grpc_held(&s->gq) > held && buf_used(&s->up) < H2_STREAM_WINDOW)
+			ack_guest(s, grpc_held(&s->gq) - held);
+	} else if (buf_used(&s->up) == before) {
 		ack_guest(s, n); /* all held back (under one placeholder's length) */
+	}
 	if (final)
 		s->up_end = true;
 	nghttp2_session_resume_data(s->h->u, s->uid);
@@ -608,6 +749,9 @@ static void response_head(struct h2s *s, bool end_stream)
 		return;
 	}
 	s->scrubbing = ss && ss->n;
+	size_t cl = 0;
+	const uint8_t *ct = hlist_get(&s->rs, "content-type", &cl);
+	s->grpc_rs = s->scrubbing && is_grpc(ct, cl);
 	struct hlist out = { 0 };
 	fields_scrub(s, &s->rs, s->scrubbing && !s->head_request, &out);
 	hlist_wipe(&s->rs);
@@ -628,10 +772,33 @@ static void response_head(struct h2s *s, bool end_stream)
 	hlist_wipe(&out);
 }
 
+/* A response body that cannot be relayed safely: both streams reset. */
+static void response_refuse(struct h2s *s, int r)
+{
+	char reason[600];
+	snprintf(reason, sizeof(reason), "matchlock: response from %s reset: %s", s->h->f->name,
+		 r == -ENOTSUP	  ? "a compressed gRPC message (it could not be scrubbed)"
+		 : r == -EMSGSIZE ? "a gRPC message larger than 4 MiB"
+		 : r == -EPROTO	  ? "the response ended inside a gRPC message"
+				  : "out of memory");
+	stream_event(s, s->status, false, reason, NET_EV_REQUEST, NULL);
+	s->logged = true;
+	nghttp2_submit_rst_stream(s->h->g, NGHTTP2_FLAG_NONE, s->gid, NGHTTP2_INTERNAL_ERROR);
+	if (s->u_open)
+		nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+}
+
 /* The upstream ended s's response: flush the scrubber's held bytes, let the guest have it. */
 static void response_end(struct h2s *s)
 {
-	scrub_feed(s->h->f->m->ss, &s->scrub, NULL, 0, true, &s->down);
+	if (s->grpc_rs) {
+		if (grpc_feed(s, &s->gr, NULL, 0, true, grpc_response_msg, &s->down) < 0) {
+			response_refuse(s, -EPROTO);
+			return;
+		}
+	} else {
+		scrub_feed(s->h->f->m->ss, &s->scrub, NULL, 0, true, &s->down);
+	}
 	s->down_end = true;
 	nghttp2_session_resume_data(s->h->g, s->gid);
 }
@@ -793,14 +960,20 @@ static int u_data(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_
 		return 0;
 	}
 	s->down_owed += n;
-	size_t before = buf_used(&s->down);
-	if (scrub_feed(h->f->m->ss, &s->scrub, p, n, false, &s->down) < 0) {
-		nghttp2_submit_rst_stream(h->g, NGHTTP2_FLAG_NONE, s->gid, NGHTTP2_INTERNAL_ERROR);
-		nghttp2_submit_rst_stream(h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+	size_t before = buf_used(&s->down), held = grpc_held(&s->gr);
+	int r = s->grpc_rs ? grpc_feed(s, &s->gr, p, n, false, grpc_response_msg, &s->down)
+			   : scrub_feed(h->f->m->ss, &s->scrub, p, n, false, &s->down);
+	if (r < 0) {
+		buf_wipe(&s->down);
+		response_refuse(s, r);
 		return 0;
 	}
-	if (buf_used(&s->down) == before)
+	if (s->grpc_rs) {
+		if (grpc_held(&s->gr) > held && buf_used(&s->down) < H2_STREAM_WINDOW)
+			ack_upstream(s, grpc_held(&s->gr) - held);
+	} else if (buf_used(&s->down) == before) {
 		ack_upstream(s, s->down_owed); /* all held back by the scrubber (bounded) */
+	}
 	nghttp2_session_resume_data(h->g, s->gid);
 	return 0;
 }

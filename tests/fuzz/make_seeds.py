@@ -350,6 +350,9 @@ def h2_seeds():
              (b":authority", authority)] + list(extra)
         return frame(1, 0x4 | (0x1 if end else 0), sid, block(f))
 
+    def grpc(msg):
+        return b"\0" + struct.pack(">I", len(msg)) + msg
+
     settings = frame(4, 0, 0)
     resp = frame(1, 0x4, 1, block([(b":status", b"200"), (b"x-echo", b"sk-real-value")])) + \
         frame(0, 0, 1, b"body sk-real-value") + frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))
@@ -366,6 +369,12 @@ def h2_seeds():
         "h2_body": seed(0x40, settings + req(1, b"/up", end=False) + frame(0, 0, 1, b"x" * 100) +
                         frame(0, 1, 1, b"end"), settings + resp),
         "h2_many": seed(0x10, settings + b"".join(req(i, b"/%d" % i) for i in range(1, 40, 2)), settings + resp),
+        "h2_grpc": seed(0x30, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc")], end=False) +
+                        frame(0, 0, 1, grpc(b"k=" + ph)[:9]) + frame(0, 1, 1, grpc(b"k=" + ph)[9:]),
+                        settings + frame(1, 0x4, 1, block([(b":status", b"200"), (b"content-type", b"application/grpc")])) +
+                        frame(0, 0, 1, grpc(b"v=sk-real-value")) + frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))),
+        "h2_grpc_leak": seed(0x31, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc+proto")], end=False,
+                                                  authority=b"other.test") + frame(0, 1, 1, grpc(ph))),
         "h2_rst_goaway": seed(0x08, settings + req(1) + frame(3, 0, 1, b"\0\0\0\x08") +
                               frame(7, 0, 0, b"\0\0\0\0\0\0\0\0"), settings + frame(7, 0, 0, b"\0\0\0\1\0\0\0\0")),
     }

@@ -11,7 +11,7 @@ SRV=$T_OUT/srv
 mkdir -p "$SRV"
 # Debian's python3 (python3-h2 is a Debian package; a python3 earlier in PATH may lack it).
 PY_H2=/usr/bin/python3
-"$PY_H2" -c 'import h2' 2>/dev/null || { echo "skipped: python3-h2 is missing (scripts/deps.sh)"; echo "0 passed, 0 failed, 1 skipped"; exit 0; }
+"$PY_H2" -c 'import h2, grpc' 2>/dev/null || { echo "skipped: python3-h2 or python3-grpcio is missing (scripts/deps.sh)"; echo "0 passed, 0 failed, 1 skipped"; exit 0; }
 python3 "$ROOT/tests/integration/secrets_server.py" "$SRV" &
 PIDS=$!
 trap 'kill $PIDS 2>/dev/null; "$ML" kill --all >/dev/null 2>&1; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
@@ -19,14 +19,20 @@ for _ in $(seq 100); do [ -e "$SRV/ready" ] && break; sleep 0.1; done
 "$PY_H2" "$ROOT/tests/integration/h2_server.py" "$SRV" 9443 &
 PIDS="$PIDS $!"
 for _ in $(seq 100); do [ -e "$SRV/h2ready" ] && break; sleep 0.1; done
-[ -e "$SRV/ready" ] && [ -e "$SRV/h2ready" ] || { echo "servers did not start"; echo "0 passed, 1 failed"; exit 1; }
+"$PY_H2" "$ROOT/tests/integration/grpc_server.py" "$SRV" 9445 &
+PIDS="$PIDS $!"
+for _ in $(seq 100); do [ -e "$SRV/grpcready" ] && break; sleep 0.1; done
+[ -e "$SRV/ready" ] && [ -e "$SRV/h2ready" ] && [ -e "$SRV/grpcready" ] || { echo "servers did not start"; echo "0 passed, 1 failed"; exit 1; }
 
 ML="$ML" "$ROOT/scripts/default-image.sh" >/dev/null 2>&1 || { echo "no default image (make default-image)"; echo "0 passed, 1 failed"; exit 1; }
 IMG=(--image matchlock/default)
+# The test-client image (gRPC, httpx): `make test` builds it with the default image.
+CLIENTS=(--image matchlock/clients)
+ML="$ML" "$ROOT/scripts/default-image.sh" clients >/dev/null 2>&1 || CLIENTS=()
 
 export API_KEY="sk-h2-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 REAL=$API_KEY
-API=(--secret API_KEY@api.test:9443,api.test:8443 --add-host api.test:127.0.0.1 --upstream-ca "$SRV/ca.pem")
+API=(--secret API_KEY@api.test:9443,api.test:8443,api.test:9445 --add-host api.test:127.0.0.1 --upstream-ca "$SRV/ca.pem")
 h2log() { cat "$SRV/h2requests.log" 2>/dev/null; }
 h1log() { cat "$SRV/requests.log" 2>/dev/null; }
 expect_no_real() { [[ $OUT$ERR != *"$REAL"* ]] || fail "the real secret reached the guest or the terminal"; }
@@ -60,6 +66,25 @@ t_h2_request_bodies_get_the_key() {
 	expect_match "echoed body scrubbed" "$OUT" "client_secret=SANDBOX_SECRET_[0-9a-f]{32}"
 	expect_match "a body toward another host is refused" "$OUT" "body_to_other=403"
 	expect_match "secret_leak event" "$ERR" "secret_leak blocked POST https://other.test:9443/echo"
+	expect_no_real
+}
+
+t_httpx_over_h2() {
+	[ ${#CLIENTS[@]} -gt 0 ] || skip "no matchlock/clients image (make client-image)"
+	: >"$SRV/h2requests.log"
+	ml run "${CLIENTS[@]}" "${API[@]}" -- python3 -c '
+import os, httpx
+with httpx.Client(http2=True, verify=os.environ["SSL_CERT_FILE"]) as c:
+    for i in range(3):
+        r = c.post("https://api.test:9443/echo", headers={"x-api-key": os.environ["API_KEY"]},
+                   json={"token": os.environ["API_KEY"], "i": i})
+        print(r.http_version, r.status_code, r.headers["x-echo-key"], r.json()["body"])
+'
+	expect_eq status "$RC" 0
+	expect_eq "three requests over HTTP/2" "$(grep -c '^HTTP/2 200 SANDBOX_SECRET_' <<<"$OUT")" 3
+	expect_eq "one connection" "$(grep '^conn=' "$SRV/h2requests.log" | cut -d' ' -f1 | sort -u | wc -l)" 1
+	[[ $(h2log) == *"x-api-key: $REAL"* && $(h2log) == *"\"token\": \"$REAL\""* ]] || fail "upstream got: $(h2log)"
+	expect_match "JSON body echoed scrubbed" "$OUT" '"token": "SANDBOX_SECRET_[0-9a-f]{32}"'
 	expect_no_real
 }
 
@@ -126,8 +151,42 @@ t_h2_upstream_reset_and_goaway_reach_the_guest() {
 	expect_eq "the request after GOAWAY (a new connection)" "$(grep -c 'goaway=200' <<<"$OUT")" 2
 }
 
-t_grpc_needs_an_image_with_grpcio() {
-	skip "the default image has no python3-grpcio; gRPC's framing (HTTP/2 DATA + trailers) is covered by t_h2_bodies_stream_both_ways_with_trailers"
+t_grpc_unary_streaming_and_bidi_calls_with_the_key_in_metadata() {
+	[ ${#CLIENTS[@]} -gt 0 ] || skip "no matchlock/clients image (make client-image)"
+	: >"$SRV/grpc.log"
+	ml run "${CLIENTS[@]}" "${API[@]}" --allow-host other.test:9445 --add-host other.test:127.0.0.1 \
+		-e GRPC_DNS_RESOLVER=native -- python3 -c '
+import os, grpc
+ca = open(os.environ["SSL_CERT_FILE"], "rb").read()
+def chan(host):
+    return grpc.secure_channel(host + ":9445", grpc.ssl_channel_credentials(ca))
+key = os.environ["API_KEY"]
+md = (("x-api-key", key),)
+ch = chan("api.test")
+r, call = ch.unary_unary("/test.Echo/Unary").with_call(b"hi " + key.encode(), metadata=md, timeout=30)
+print("unary:", r.decode())
+print("trailer:", dict(call.trailing_metadata()).get("x-trailer-key"))
+for m in ch.unary_stream("/test.Echo/Stream")(b"s", metadata=md, timeout=30):
+    print("stream:", m.decode())
+for m in ch.stream_stream("/test.Echo/Bidi")(iter([b"a", b"b", b"c"]), metadata=md, timeout=30):
+    print("bidi:", m.decode())
+try:
+    chan("other.test").unary_unary("/test.Echo/Unary")(b"x", metadata=md, timeout=30)
+    print("other: answered")
+except grpc.RpcError as e:
+    print("other:", e.code())
+'
+	expect_eq status "$RC" 0
+	[ "$(grep -c "x-api-key: $REAL" "$SRV/grpc.log")" = 3 ] || fail "metadata: upstream got: $(cat "$SRV/grpc.log")"
+	grep -q "msg: hi $REAL" "$SRV/grpc.log" || fail "message: upstream got: $(cat "$SRV/grpc.log")"
+	grep -q SANDBOX_SECRET_ "$SRV/grpc.log" && fail "a placeholder reached the upstream: $(cat "$SRV/grpc.log")"
+	expect_match "unary, message re-framed and scrubbed" "$OUT" "unary: unary got hi SANDBOX_SECRET_[0-9a-f]{32} key=SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "trailing metadata scrubbed" "$OUT" "trailer: SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_eq "server streaming" "$(grep -c '^stream: msg [0-4] key=SANDBOX_SECRET_' <<<"$OUT")" 5
+	expect_eq "bidi streaming" "$(grep -c '^bidi: echo [abc] key=SANDBOX_SECRET_' <<<"$OUT")" 3
+	expect_match "metadata toward another host refused" "$OUT" "other: StatusCode.PERMISSION_DENIED"
+	expect_match "secret_leak event" "$ERR" "secret_leak blocked POST https://other.test:9445/test.Echo/Unary"
+	expect_no_real
 }
 
 run_tests "$@"
