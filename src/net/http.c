@@ -549,6 +549,11 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 	}
 }
 
+bool http_body_in_trailer(const struct http_body *b)
+{
+	return b->framing == HTTP_BODY_CHUNKED && b->st == CH_TRAILER;
+}
+
 int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, size_t *used,
 		   struct http_msg *m, const char **why)
 {
