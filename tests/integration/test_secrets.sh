@@ -170,7 +170,10 @@ for i in range(3):
 	local sum
 	sum=$(sed -n 1p <<<"$OUT")
 	[ "$(grep -c "\"length\": 300000, \"sha256\": \"$sum\"" <<<"$OUT")" = 2 ] || fail "uploads: $OUT"
-	expect_match "100-continue sent" "$(log)" "Expect: 100-continue"
+	# api.test has a secret: a body up to 1 MiB is held whole, so the proxy says 100 Continue
+	# itself and the upstream gets the body with its Content-Length and no Expect.
+	expect_match "held body re-sent with its length" "$(log)" "Content-Length: 300000"
+	[[ $(log) != *"Expect: 100-continue"* ]] || fail "Expect went upstream with a held body"
 	expect_match "chunked sent" "$(log)" "Transfer-Encoding: chunked"
 	expect_match "keep-alive" "$OUT" "keepalive 2 200"
 }
