@@ -78,6 +78,7 @@ struct conn {
 	uint8_t guest_addr[16]; /* the synthetic address the guest dialed */
 	bool http; /* plain HTTP: every request head is checked before it goes upstream */
 	struct http_walk walk; /* plain HTTP: where the check of the guest's bytes stands */
+	struct secrets_body scan; /* plain HTTP: placeholders looked for in request bodies */
 	uint8_t resp_pfx[12]; /* walk on hold: the upstream's first bytes ("HTTP/1.1 101") */
 	uint8_t npfx;
 	struct buf up; /* guest bytes not yet written upstream (bounded by the mux window) */
@@ -350,6 +351,7 @@ static void conn_end(struct conn *c, uint32_t err)
 		c->job->owner = NULL;
 	loop_timer_cancel(e->l, &c->connect_timer);
 	loop_timer_cancel(e->l, &c->life_timer);
+	secrets_body_fini(&c->scan);
 	buf_wipe(&c->up);
 	flow_free(c->tls);
 	c->tls = NULL;
@@ -1010,6 +1012,43 @@ static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const s
 }
 
 /*
+ * A piece of a plain-HTTP request body: no placeholder may go upstream in it (secrets go over
+ * TLS only). The scan keeps the start of a placeholder split across pieces, so the piece that
+ * completes one is stopped before it is cleared: at most its first bytes went upstream, and
+ * the upstream connection is reset so the request never completes.
+ */
+static bool conn_check_body(struct conn *c, const uint8_t *p, size_t n)
+{
+	const struct secrets *ss = c->e->mitm ? mitm_secrets(c->e->mitm) : NULL;
+	if (!ss || !ss->n)
+		return true;
+	if (!c->scan.ss)
+		secrets_body_init(&c->scan, ss, "", SECRETS_BODY_RAW,
+				  true); /* no host: all refused */
+	struct buf sink = { 0 };
+	int r = secrets_body_feed(&c->scan, p, n, false, &sink);
+	buf_wipe(&sink);
+	if (r == 0)
+		return true;
+	char reason[600];
+	if (r == -EPERM || r == -ENOTSUP)
+		snprintf(reason, sizeof(reason),
+			 "the request body carries the placeholder of secret %s over plain HTTP; "
+			 "secrets are only sent over TLS (use https://)",
+			 c->scan.leak->name);
+	else
+		snprintf(reason, sizeof(reason), "out of memory");
+	if (c->scan.leak)
+		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, reason);
+	if (c->w.fd >= 0) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 }; /* close() resets */
+		setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	conn_deny(c, NET_EV_HTTP, reason);
+	return false;
+}
+
+/*
  * Plain HTTP: walk the guest's bytes past what is already cleared (http_walk) and clear what
  * may go upstream; every request head is checked first. Returns false if c was denied. Not
  * HTTP (a raw connection): everything is clear.
@@ -1038,7 +1077,10 @@ static bool conn_check_http(struct conn *c)
 			if (!conn_check_head(c, p, used, &m))
 				return false;
 			http_walk_accept(&c->walk, &m);
+			secrets_body_fini(&c->scan); /* a new body */
 		}
+		if (c->walk.data_len && !conn_check_body(c, p + c->walk.data_off, c->walk.data_len))
+			return false;
 		c->clear += used;
 		if (!used)
 			return true;

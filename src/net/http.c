@@ -558,6 +558,7 @@ int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, si
 		   struct http_msg *m, const char **why)
 {
 	*used = 0;
+	w->data_off = w->data_len = 0;
 	switch (w->st) {
 	case HTTP_WALK_TUNNEL:
 		*used = n;
@@ -571,6 +572,8 @@ int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, si
 			*why = "a request body whose framing is malformed or cut short";
 			return -EPROTO;
 		}
+		w->data_off = doff;
+		w->data_len = dl;
 		if (r == 1)
 			w->st = HTTP_WALK_HEAD;
 		return 0;

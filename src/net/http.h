@@ -138,6 +138,7 @@ struct http_walk {
 	enum http_walk_state st;
 	struct http_body body;
 	unsigned nreq; /* heads accepted */
+	size_t data_off, data_len; /* body data among the last step's *used bytes (0, 0: none) */
 };
 
 /*

@@ -108,10 +108,16 @@ print("yes" if any(mid in c for c in cands) else "no")' <<<"$OUT")
 t_placeholder_over_plain_http_is_refused() {
 	local before
 	before=$(count 8080)
-	ml run --rootfs "$ROOTFS" "${API[@]}" -- sh -c 'wget -qO- "http://api.test:8080/echo?k=$API_KEY"; echo "wget=$?"'
+	# (the body goes to another name: repeated denials of one name are only counted)
+	ml run --rootfs "$ROOTFS" "${API[@]}" --allow-host other.test:8080 --add-host other.test:127.0.0.1 -- sh -c \
+		'wget -qO- "http://api.test:8080/echo?k=$API_KEY"; echo "wget=$?"
+		wget -qO- --post-data "client_secret=$API_KEY" http://other.test:8080/body/plain; echo "post=$?"'
 	expect_match "refused" "$OUT" "wget=1"
 	expect_match "reason" "$ERR" "placeholder of secret API_KEY over plain HTTP"
-	expect_eq "plain requests that reached the server" "$(count 8080)" "$before"
+	expect_match "body refused" "$OUT" "post=1"
+	expect_match "body reason" "$ERR" "request body carries the placeholder of secret API_KEY over plain HTTP"
+	[[ $(log) != *"BODY other.test"* ]] || fail "a plain-HTTP body with a placeholder completed: $(log)"
+	[ "$(count 8080)" -le "$((before + 1))" ] || fail "plain requests reached the server: $(count 8080)"
 }
 
 t_busybox_wget_over_tls() {
