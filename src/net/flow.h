@@ -9,6 +9,7 @@
 
 #include <openssl/ssl.h>
 
+#include "codec.h"
 #include "http.h"
 #include "mitm.h"
 #include "tls_ca.h"
@@ -22,6 +23,15 @@ struct mitm {
 /* The proxy's states; proxy.c says how they change. */
 enum rq_state { RQ_HEAD, RQ_BODY, RQ_WAIT_UPGRADE, RQ_TUNNEL, RQ_STOPPED };
 enum rs_state { RS_HEAD, RS_BODY, RS_TUNNEL };
+
+/* How a request body goes upstream; proxy.c decides at its head (rq_body_plan). */
+enum rq_frame {
+	RQF_AS_IS, /* its Content-Length, unchanged: nothing can change its length */
+	RQF_CHUNKED, /* re-chunked: it came chunked, or a long body may change length (HTTP/1.1) */
+	RQF_HELD, /* held whole and sent with its new Content-Length once it has ended */
+};
+#define FLOW_HELD_BODY_MAX (1u << 20) /* the longest Content-Length body held (RQF_HELD) */
+#define FLOW_HELD_OUT_MAX (4u << 20) /* ... and what it may grow to with values put in */
 
 /* A request sent upstream whose response has not ended yet. */
 struct pending {
@@ -51,6 +61,7 @@ struct flow {
 	char u_guest[300]; /* what the guest's 502 says */
 	bool u_want_write; /* the last upstream TLS call needs the socket writable */
 	bool g_eof, u_eof, u_shut, closing, failed, g_closed;
+	bool u_reset; /* a request was cut off mid-body: the upstream connection is reset */
 
 	struct buf req_in; /* guest plaintext not parsed yet */
 	struct buf req_out; /* plaintext for upstream */
@@ -61,11 +72,19 @@ struct flow {
 
 	enum rq_state rq;
 	struct http_body rq_body;
-	bool rq_chunked;
+	enum rq_frame rq_frame;
+	bool rq_subst_on; /* the body goes through rq_subst (the sandbox has secrets) */
+	struct secrets_body rq_subst;
+	struct codec *rq_inspect; /* a compressed body: decoded only to look for placeholders */
+	struct buf rq_held; /* RQF_HELD: the rewritten head */
+	struct buf rq_held_body; /* RQF_HELD: the body with values put in */
+	struct buf rq_trailers; /* a chunked body's trailer lines, until the body ends */
 	enum rs_state rs;
 	struct http_body rs_body;
 	bool rs_chunked_out, rs_close_after;
 	struct scrub scrub;
+	enum codec_kind rs_coding;
+	struct codec *rs_dec, *rs_enc; /* a compressed response: decoded, scrubbed, re-encoded */
 	struct http_msg rs_msg;
 
 	struct pending q[FLOW_MAX_PIPELINE];
@@ -84,6 +103,13 @@ struct flow {
 /* tls.c: an event about f. */
 void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const char *reason,
 		const struct net_request *rq);
+/*
+ * tls.c: cut the upstream connection off (a request refused mid-body must not complete): what
+ * is queued is dropped and the socket is reset when it closes. The flow then ends.
+ */
+void tls_upstream_reset(struct flow *f);
+/* proxy.c: free a flow's per-message state (request body, response codings). */
+void proxy_fini(struct flow *f);
 /* tls.c: queue plaintext for the guest (encrypted once per round). */
 void tls_guest_write(struct flow *f, const void *p, size_t n);
 /* proxy.c: parse and forward the guest's requests as far as the buffers allow. */

@@ -545,10 +545,16 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 	}
 }
 
+bool http_body_in_trailer(const struct http_body *b)
+{
+	return b->framing == HTTP_BODY_CHUNKED && b->st == CH_TRAILER;
+}
+
 int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, size_t *used,
 		   struct http_msg *m, const char **why)
 {
 	*used = 0;
+	w->data_off = w->data_len = 0;
 	switch (w->st) {
 	case HTTP_WALK_TUNNEL:
 		*used = n;
@@ -562,6 +568,8 @@ int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, si
 			*why = "a request body whose framing is malformed or cut short";
 			return -EPROTO;
 		}
+		w->data_off = doff;
+		w->data_len = dl;
 		if (r == 1)
 			w->st = HTTP_WALK_HEAD;
 		return 0;

@@ -125,6 +125,8 @@ void http_body_init(struct http_body *b, enum http_framing f, uint64_t length);
  */
 int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, size_t *used,
 		   size_t *data_off, size_t *data_len);
+/* Whether the next step of a chunked body reads a trailer line (the last chunk was read). */
+bool http_body_in_trailer(const struct http_body *b);
 
 /*
  * The guest -> upstream bytes of a plain-HTTP connection, walked request by request so that
@@ -142,6 +144,7 @@ struct http_walk {
 	enum http_walk_state st;
 	struct http_body body;
 	unsigned nreq; /* heads accepted */
+	size_t data_off, data_len; /* body data among the last step's *used bytes (0, 0: none) */
 };
 
 /*

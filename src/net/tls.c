@@ -224,6 +224,7 @@ void flow_free(struct flow *f)
 	buf_wipe(&f->g_plain);
 	buf_wipe(&f->final);
 	scrub_fini(&f->scrub);
+	proxy_fini(f);
 	OPENSSL_cleanse(f, sizeof(*f));
 	free(f);
 }
@@ -283,9 +284,18 @@ bool flow_failed(const struct flow *f)
 	return f->failed;
 }
 
+void tls_upstream_reset(struct flow *f)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 }; /* close() sends a reset */
+	if (f->fd >= 0)
+		setsockopt(f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	buf_wipe(&f->req_out);
+	f->u_reset = true;
+}
+
 uint32_t flow_events(const struct flow *f)
 {
-	if (f->fd < 0 || !f->u || f->u_failed || f->closing)
+	if (f->fd < 0 || !f->u || f->u_failed || f->u_reset || f->closing)
 		return f->fd >= 0 && !f->u_hs && !f->u ? EPOLLOUT : 0;
 	uint32_t ev = 0;
 	if (!f->u_eof && (!f->u_hs || buf_used(&f->to_guest) < FLOW_BUF_HIGH))
@@ -439,7 +449,7 @@ static void upstream_read(struct flow *f)
 /* Upstream: handshake, write requests, read responses. */
 static void upstream_run(struct flow *f)
 {
-	if (!f->u || f->u_failed)
+	if (!f->u || f->u_failed || f->u_reset)
 		return;
 	f->u_want_write = false;
 	if (!upstream_handshake(f))
@@ -538,7 +548,8 @@ void flow_run(struct flow *f)
 		return;
 	}
 	/* Requests refused or the upstream gone: answer in order once nothing is owed. */
-	if (f->rq == RQ_STOPPED && (!f->qlen || f->u_failed || f->u_eof) && f->rs != RS_TUNNEL) {
+	if (f->rq == RQ_STOPPED && (!f->qlen || f->u_failed || f->u_eof || f->u_reset) &&
+	    f->rs != RS_TUNNEL) {
 		if (buf_used(&f->final))
 			tls_guest_write(f, buf_head(&f->final), buf_used(&f->final));
 		buf_fini(&f->final);

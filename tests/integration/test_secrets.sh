@@ -108,10 +108,16 @@ print("yes" if any(mid in c for c in cands) else "no")' <<<"$OUT")
 t_placeholder_over_plain_http_is_refused() {
 	local before
 	before=$(count 8080)
-	ml run --rootfs "$ROOTFS" "${API[@]}" -- sh -c 'wget -qO- "http://api.test:8080/echo?k=$API_KEY"; echo "wget=$?"'
+	# (the body goes to another name: repeated denials of one name are only counted)
+	ml run --rootfs "$ROOTFS" "${API[@]}" --allow-host other.test:8080 --add-host other.test:127.0.0.1 -- sh -c \
+		'wget -qO- "http://api.test:8080/echo?k=$API_KEY"; echo "wget=$?"
+		wget -qO- --post-data "client_secret=$API_KEY" http://other.test:8080/body/plain; echo "post=$?"'
 	expect_match "refused" "$OUT" "wget=1"
 	expect_match "reason" "$ERR" "placeholder of secret API_KEY over plain HTTP"
-	expect_eq "plain requests that reached the server" "$(count 8080)" "$before"
+	expect_match "body refused" "$OUT" "post=1"
+	expect_match "body reason" "$ERR" "request body carries the placeholder of secret API_KEY over plain HTTP"
+	[[ $(log) != *"BODY other.test"* ]] || fail "a plain-HTTP body with a placeholder completed: $(log)"
+	[ "$(count 8080)" -le "$((before + 1))" ] || fail "plain requests reached the server: $(count 8080)"
 }
 
 t_busybox_wget_over_tls() {
@@ -170,7 +176,10 @@ for i in range(3):
 	local sum
 	sum=$(sed -n 1p <<<"$OUT")
 	[ "$(grep -c "\"length\": 300000, \"sha256\": \"$sum\"" <<<"$OUT")" = 2 ] || fail "uploads: $OUT"
-	expect_match "100-continue sent" "$(log)" "Expect: 100-continue"
+	# api.test has a secret: a body up to 1 MiB is held whole, so the proxy says 100 Continue
+	# itself and the upstream gets the body with its Content-Length and no Expect.
+	expect_match "held body re-sent with its length" "$(log)" "Content-Length: 300000"
+	[[ $(log) != *"Expect: 100-continue"* ]] || fail "Expect went upstream with a held body"
 	expect_match "chunked sent" "$(log)" "Transfer-Encoding: chunked"
 	expect_match "keep-alive" "$OUT" "keepalive 2 200"
 }
@@ -238,6 +247,152 @@ t_secret_flag_errors() {
 	expect_one_line_error
 	ml run --rootfs "$ROOTFS" --upstream-ca /nonexistent.pem -- true
 	expect_one_line_error
+}
+
+# Bodies: an OAuth client-credentials form (Content-Length: held, re-sent with its new length),
+# JSON sent chunked with the placeholder split across chunks, a chunked body whose trailer
+# carries it, the same bodies toward another allowed host (refused: secret_leak), and gzip
+# request bodies (only inspected: a placeholder in one is refused, a clean one passes as sent).
+t_request_bodies_get_the_value_toward_its_host_only() {
+	: >"$SRV/requests.log"
+	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test:8443 --add-host other.test:127.0.0.1 -- python3 -c '
+import gzip, hashlib, http.client, os, socket, ssl
+ph = os.environ["API_KEY"]
+ctx = ssl.create_default_context()
+def post(name, host, path, body, ctype, extra={}):
+    c = http.client.HTTPSConnection(host, 8443, context=ctx, timeout=60)
+    try:
+        h = {"Content-Type": ctype}; h.update(extra)
+        c.request("POST", path, body=body, headers=h, encode_chunked=not isinstance(body, bytes))
+        r = c.getresponse(); text = r.read().decode()
+        print(name, r.status, text.replace("\n", " ")[:300])
+    except Exception as e:
+        print(name, "error", type(e).__name__)
+form = ("grant_type=client_credentials&client_id=app&client_secret=" + ph).encode()
+js = ("{\"api_key\": \"" + ph + "\", \"n\": 1}").encode()
+post("form", "api.test", "/body/form", form, "application/x-www-form-urlencoded")
+post("json-chunked", "api.test", "/body/json", iter([js[:20], js[20:30], js[30:]]), "application/json")
+s = ctx.wrap_socket(socket.create_connection(("api.test", 8443)), server_hostname="api.test")
+s.sendall(b"POST /body/trailer HTTP/1.1\r\nHost: api.test:8443\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+p = ("a=" + ph).encode()
+s.sendall(b"%x\r\n%s\r\n" % (12, p[:12]) + b"%x\r\n%s\r\n" % (len(p) - 12, p[12:]))
+s.sendall(b"0\r\nX-Sig: " + ph.encode() + b"\r\n\r\n")
+out = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    out += b
+print("trailer", out.split(b"\r\n")[0].decode())
+post("other-form", "other.test", "/body/leak", form, "application/x-www-form-urlencoded")
+post("other-chunked", "other.test", "/body/leak2", iter([js[:25], js[25:]]), "application/json")
+z = gzip.compress(js)
+post("gzip-placeholder", "api.test", "/body/gz", z, "application/json", {"Content-Encoding": "gzip"})
+post("gzip-other", "other.test", "/body/gz2", z, "application/json", {"Content-Encoding": "gzip"})
+clean = gzip.compress(b"{\"n\": 2}" * 1000)
+print("clean-sha", hashlib.sha256(clean).hexdigest())
+post("gzip-clean", "api.test", "/upload", clean, "application/json", {"Content-Encoding": "gzip"})
+post("br", "api.test", "/body/br", b"xx", "application/json", {"Content-Encoding": "br"})
+'
+	expect_eq status "$RC" 0
+	local l
+	l=$(log)
+	[[ $l == *"BODY api.test "*": grant_type=client_credentials&client_id=app&client_secret=$REAL"$'\n'* ]] || fail "form: upstream got: $l"
+	[[ $l == *"BODY api.test "*": {\"api_key\": \"$REAL\", \"n\": 1}"* ]] || fail "chunked JSON: upstream got: $l"
+	[[ $l == *"BODY api.test "*": a=$REAL"$'\n'"TRAILERS: X-Sig: $REAL"* ]] || fail "trailer: upstream got: $l"
+	expect_match "form" "$OUT" "form 200"
+	expect_match "chunked" "$OUT" "json-chunked 200"
+	expect_match "trailer" "$OUT" "trailer HTTP/1.1 200"
+	expect_match "other host refused" "$OUT" "other-form 403 matchlock: request to other.test blocked: its body carries the placeholder of secret API_KEY"
+	expect_match "other host refused (chunked)" "$OUT" "other-chunked (403|error)"
+	expect_match "secret_leak event" "$ERR" "secret_leak blocked POST https://other.test:8443/body/leak"
+	[[ $l != *"BODY other.test"* ]] || fail "a body with the placeholder completed toward other.test: $l"
+	expect_match "gzip body with a placeholder" "$OUT" "gzip-placeholder 415"
+	expect_match "gzip body toward another host" "$OUT" "gzip-other 403"
+	local sum
+	sum=$(sed -n 's/^clean-sha //p' <<<"$OUT")
+	expect_match "clean gzip body passes as sent" "$OUT" "gzip-clean 200 .*\"sha256\": \"$sum\""
+	expect_match "undecodable coding refused" "$OUT" "br 415"
+	[[ $l != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the upstream"
+	expect_no_real
+}
+
+# 20 MB with the placeholder near the end, toward the secret's host: re-sent chunked with the
+# value in, while the supervisor's memory stays flat (sampled from /proc during the upload).
+t_large_body_streams_with_bounded_memory() {
+	: >"$SRV/requests.log"
+	local want
+	want=$(V="$REAL" python3 -c 'import hashlib, os; print(hashlib.sha256(b"a" * 20000000 + b" key=" + os.environ["V"].encode() + b" end").hexdigest())')
+	"$ML" run "${IMG[@]}" "${API[@]}" -- sh -c 'python3 -c "
+import os, sys
+sys.stdout.buffer.write(b\"a\" * 20000000 + b\" key=\" + os.environ[\"API_KEY\"].encode() + b\" end\")" >/tmp/big
+		curl -sS --data-binary @/tmp/big -H "Content-Type: application/octet-stream" https://api.test:8443/upload' \
+		>"$T_OUT/out" 2>"$T_OUT/err" &
+	local pid=$! peak=0 rss
+	while kill -0 "$pid" 2>/dev/null; do
+		rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+		[ "${rss:-0}" -gt "$peak" ] && peak=$rss
+		sleep 0.2
+	done
+	wait "$pid"
+	RC=$?
+	OUT=$(cat "$T_OUT/out")
+	ERR=$(cat "$T_OUT/err")
+	echo "    supervisor peak RSS during a 20 MB upload: $((peak / 1024)) MiB"
+	expect_eq status "$RC" 0
+	expect_match "upstream got the body with the value" "$OUT" "\"length\": $((20000000 + 5 + ${#REAL} + 4)), \"sha256\": \"$want\""
+	[ "$peak" -lt $((96 * 1024)) ] || fail "supervisor RSS peaked at $((peak / 1024)) MiB"
+	expect_no_real
+}
+
+# An upstream that compresses whatever the request said: the gzip (and deflate) body is decoded,
+# scrubbed and encoded again; a coding the proxy cannot decode is not passed at all.
+t_compressed_responses_are_scrubbed() {
+	ml run "${IMG[@]}" "${API[@]}" -- python3 -c '
+import gzip, http.client, os, ssl, zlib
+ctx = ssl.create_default_context()
+for coding in ("gzip", "deflate", "br"):
+    c = http.client.HTTPSConnection("api.test", 8443, context=ctx, timeout=60)
+    c.request("GET", "/gzip?coding=" + coding, headers={"X-Api-Key": os.environ["API_KEY"], "Accept-Encoding": "gzip"})
+    r = c.getresponse(); raw = r.read()
+    if r.status != 200:
+        print(coding, r.status, raw.decode()); continue
+    body = gzip.decompress(raw) if coding == "gzip" else zlib.decompress(raw)
+    print(coding, r.status, r.getheader("Content-Encoding"), body.decode())
+'
+	expect_eq status "$RC" 0
+	expect_match "gzip scrubbed" "$OUT" "gzip 200 gzip .*\"X-Api-Key\": \"SANDBOX_SECRET_[0-9a-f]{32}\""
+	expect_match "deflate scrubbed" "$OUT" "deflate 200 deflate .*\"X-Api-Key\": \"SANDBOX_SECRET_[0-9a-f]{32}\""
+	expect_match "br refused" "$OUT" "br 502 .*cannot decode"
+	expect_no_real
+}
+
+# A keep-alive connection through the proxy that stays idle is closed (the test shortens the
+# idle limit through the supervisor's environment; only "it closed" is asserted, never when).
+t_idle_intercepted_connection_is_closed() {
+	MATCHLOCK_PROXY_IDLE_TIMEOUT=2 ml run "${IMG[@]}" "${API[@]}" -- python3 -c '
+import socket, ssl, time
+s = ssl.create_default_context().wrap_socket(socket.create_connection(("api.test", 8443)), server_hostname="api.test")
+s.sendall(b"GET /echo HTTP/1.1\r\nHost: api.test:8443\r\n\r\n")
+got = b""
+while b"}" not in got:
+    got += s.recv(4096)
+print("first:", got.split(b"\r\n")[0].decode())
+s.settimeout(5)
+end = time.time() + 120
+state = "open"
+while time.time() < end:
+    try:
+        if s.recv(4096) == b"":
+            state = "closed"; break
+    except socket.timeout:
+        continue
+    except (ConnectionError, ssl.SSLError) as e:
+        state = "closed (%s)" % type(e).__name__; break
+print("idle connection:", state)
+'
+	expect_eq status "$RC" 0
+	expect_match "served" "$OUT" "first: HTTP/1.1 200"
+	expect_match "closed" "$OUT" "idle connection: closed"
 }
 
 run_tests "$@"
