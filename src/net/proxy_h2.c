@@ -48,6 +48,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "codec.h"
 #include "secrets.h"
 
 #define H2_MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS we announce to the guest */
@@ -92,8 +93,11 @@ struct h2s {
 	bool up_end; /* the guest ended its request */
 	size_t up_owed; /* received from the guest, not acknowledged yet */
 	struct secrets_body body; /* placeholders in the guest's DATA, split across frames too */
-	bool grpc_rq,
-	    grpc_rs; /* the request's (response's) DATA is gRPC messages, rewritten whole */
+	/* The request's (response's) DATA is gRPC messages, rewritten whole. */
+	bool grpc_rq, grpc_rs;
+	struct codec *rq_inspect; /* a compressed request body, decoded only to be checked */
+	enum codec_kind rs_coding;
+	struct codec *rs_dec, *rs_enc; /* a compressed response: decoded, scrubbed, re-encoded */
 	struct grpc_msgs gq, gr;
 	struct buf down; /* scrubbed DATA for the guest */
 	bool down_end; /* the upstream ended its response */
@@ -228,6 +232,9 @@ static void stream_free(struct h2s *s)
 	hlist_wipe(&s->rq_trailers);
 	hlist_wipe(&s->rs_trailers);
 	secrets_body_fini(&s->body);
+	codec_free(s->rq_inspect);
+	codec_free(s->rs_dec);
+	codec_free(s->rs_enc);
 	buf_wipe(&s->gq.msg);
 	buf_wipe(&s->gr.msg);
 	buf_wipe(&s->up);
@@ -588,7 +595,25 @@ static void request_start(struct h2s *s, bool end_stream)
 	const struct secret *leak = NULL;
 	size_t cl = 0, el = 0;
 	const uint8_t *ct = hlist_get(&s->rq, "content-type", &cl);
-	bool coded = hlist_get(&s->rq, "content-encoding", &el) != NULL;
+	const uint8_t *ce = hlist_get(&s->rq, "content-encoding", &el);
+	enum codec_kind kind = codec_kind_of(ce, el);
+	bool coded = kind != CODEC_IDENTITY;
+	if (ss && ss->n && !end_stream && kind == CODEC_OTHER) {
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "
+			 "which the proxy cannot look inside for secret placeholders (send it "
+			 "uncompressed, gzip or deflate)",
+			 f->name, (int)(el < 40 ? el : 40), (const char *)ce);
+		stream_event(s, 415, false, reason, NET_EV_REQUEST, NULL);
+		s->logged = true;
+		stream_answer(s, 415, reason);
+		return;
+	}
+	if (ss && ss->n && !end_stream && coded &&
+	    !(s->rq_inspect = codec_new(kind, false, false))) {
+		stream_answer(s, 503, "matchlock: out of memory");
+		return;
+	}
 	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0), coded);
 	s->grpc_rq = ss && ss->n && is_grpc(ct, cl);
 	bool bound = !end_stream && secrets_host_bound(ss, f->name) && !coded;
@@ -646,31 +671,61 @@ static void body_refuse(struct h2s *s, int r)
 		return;
 	}
 	char reason[600];
-	if (r == -EMSGSIZE || r == -EPROTO) {
-		snprintf(reason, sizeof(reason), "matchlock: request to %s reset: %s",
-			 s->h->f->name,
+	const char *name = s->h->f->name;
+	int status = 403;
+	if (s->grpc_rq && (r == -EMSGSIZE || r == -EPROTO)) {
+		snprintf(reason, sizeof(reason), "matchlock: request to %s reset: %s", name,
 			 r == -EMSGSIZE ? "a gRPC message larger than 4 MiB"
 					: "the request ended inside a gRPC message");
-		stream_event(s, 0, false, reason, NET_EV_REQUEST, NULL);
-		s->logged = true;
+		status = 0; /* reset, no answer */
+	} else if (r == -ENOTSUP) {
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s refused: the placeholder of secret %s is inside "
+		    "a compressed (Content-Encoding) body, where the proxy does not replace it; "
+		    "send the body uncompressed",
+		    name, s->body.leak ? s->body.leak->name : "?");
+		status = 415;
+	} else if (r == -EFBIG) {
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: its compressed body expands more than "
+			 "%ux",
+			 name, CODEC_MAX_RATIO);
+		status = 413;
+	} else if (r == -EPROTO) {
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: its body is not valid data of its "
+			 "Content-Encoding",
+			 name);
+		status = 400;
+	} else {
+		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: out of memory",
+			 name);
+		status = 503;
+	}
+	stream_event(s, status, false, reason, NET_EV_REQUEST, NULL);
+	s->logged = true;
+	if (status && !s->resp_sent)
+		stream_answer(s, status, reason);
+	else
 		nghttp2_submit_rst_stream(s->h->g, NGHTTP2_FLAG_NONE, s->gid,
 					  NGHTTP2_INTERNAL_ERROR);
-		if (s->u_open && s->uid > 0)
-			nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid,
-						  NGHTTP2_CANCEL);
-		return;
-	}
-	snprintf(reason, sizeof(reason),
-		 "matchlock: request to %s blocked: its body is %s and carries the placeholder of "
-		 "secret %s, which cannot be replaced there",
-		 s->h->f->name, r == -ENOTSUP ? "compressed" : "too large to hold",
-		 s->body.leak ? s->body.leak->name : "?");
-	stream_event(s, 403, false, reason, NET_EV_REQUEST, NULL);
-	s->logged = true;
-	if (!s->resp_sent)
-		stream_answer(s, 403, reason);
 	if (s->u_open && s->uid > 0)
 		nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+}
+
+/* A compressed request body passes as it is; it is decoded beside only to be checked. */
+static int request_inspect(struct h2s *s, const uint8_t *p, size_t n, bool final)
+{
+	struct buf dec = { 0 }, sink = { 0 };
+	int r = buf_append(&s->up, p, n);
+	if (r == 0)
+		r = codec_feed(s->rq_inspect, p, n, final, &dec);
+	if (r == 0)
+		r = secrets_body_feed(&s->body, buf_head(&dec), buf_used(&dec), final, &sink);
+	buf_wipe(&dec);
+	buf_wipe(&sink);
+	return r;
 }
 
 /*
@@ -685,8 +740,9 @@ static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 		return;
 	}
 	size_t before = buf_used(&s->up), held = grpc_held(&s->gq);
-	int r = s->grpc_rq ? grpc_feed(s, &s->gq, p, n, final, grpc_request_msg, &s->up)
-			   : secrets_body_feed(&s->body, p, n, final, &s->up);
+	int r = s->grpc_rq	? grpc_feed(s, &s->gq, p, n, final, grpc_request_msg, &s->up)
+		: s->rq_inspect ? request_inspect(s, p, n, final)
+				: secrets_body_feed(&s->body, p, n, final, &s->up);
 	if (r < 0) {
 		ack_guest(s, s->up_owed);
 		buf_wipe(&s->up);
@@ -752,6 +808,28 @@ static void response_head(struct h2s *s, bool end_stream)
 	size_t cl = 0;
 	const uint8_t *ct = hlist_get(&s->rs, "content-type", &cl);
 	s->grpc_rs = s->scrubbing && is_grpc(ct, cl);
+	if (s->scrubbing && status >= 200 && !s->grpc_rs) {
+		/* A compressed body is scrubbed decoded (the guest asked for identity anyway). */
+		size_t el = 0;
+		const uint8_t *ce = hlist_get(&s->rs, "content-encoding", &el);
+		s->rs_coding = codec_kind_of(ce, el);
+		if (s->rs_coding == CODEC_OTHER ||
+		    (s->rs_coding != CODEC_IDENTITY &&
+		     !(s->rs_dec = codec_new(s->rs_coding, false, false)))) {
+			char reason[600];
+			snprintf(
+			    reason, sizeof(reason),
+			    "matchlock: bad response from %s: Content-Encoding %.*s, which the "
+			    "proxy cannot decode to scrub secrets from it",
+			    h->f->name, (int)(el < 40 ? el : 40), (const char *)ce);
+			stream_event(s, 502, false, reason, NET_EV_REQUEST, NULL);
+			s->logged = true;
+			stream_answer(s, 502, reason);
+			nghttp2_submit_rst_stream(h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+			hlist_wipe(&s->rs);
+			return;
+		}
+	}
 	struct hlist out = { 0 };
 	fields_scrub(s, &s->rs, s->scrubbing && !s->head_request, &out);
 	hlist_wipe(&s->rs);
@@ -772,6 +850,40 @@ static void response_head(struct h2s *s, bool end_stream)
 	hlist_wipe(&out);
 }
 
+/*
+ * A compressed response piece: decoded, scrubbed and encoded again in the same coding (as
+ * proxy.c's response_recode does for HTTP/1). Returns 0 or a negative errno (corrupt, cut
+ * short, a bomb).
+ */
+static int response_recode(struct h2s *s, const uint8_t *p, size_t n, bool final, struct buf *out)
+{
+	struct buf dec = { 0 }, clean = { 0 };
+	int r = codec_feed(s->rs_dec, p, n, final, &dec);
+	if (r == 0)
+		r = scrub_feed(s->h->f->m->ss, &s->scrub, buf_head(&dec), buf_used(&dec), final,
+			       &clean);
+	if (r == 0 && !s->rs_enc && buf_used(&clean)) {
+		s->rs_enc = codec_new(s->rs_coding, true, codec_raw(s->rs_dec));
+		if (!s->rs_enc)
+			r = -ENOMEM;
+	}
+	if (r == 0 && s->rs_enc && (buf_used(&clean) || final))
+		r = codec_feed(s->rs_enc, buf_head(&clean), buf_used(&clean), final, out);
+	buf_wipe(&dec);
+	buf_wipe(&clean);
+	return r;
+}
+
+/* A response body piece (final: its end) through the scrubber chosen for it. */
+static int response_body(struct h2s *s, const uint8_t *p, size_t n, bool final)
+{
+	if (s->grpc_rs)
+		return grpc_feed(s, &s->gr, p, n, final, grpc_response_msg, &s->down);
+	if (s->rs_dec)
+		return response_recode(s, p, n, final, &s->down);
+	return scrub_feed(s->h->f->m->ss, &s->scrub, p, n, final, &s->down);
+}
+
 /* A response body that cannot be relayed safely: both streams reset. */
 static void response_refuse(struct h2s *s, int r)
 {
@@ -779,7 +891,9 @@ static void response_refuse(struct h2s *s, int r)
 	snprintf(reason, sizeof(reason), "matchlock: response from %s reset: %s", s->h->f->name,
 		 r == -ENOTSUP	  ? "a compressed gRPC message (it could not be scrubbed)"
 		 : r == -EMSGSIZE ? "a gRPC message larger than 4 MiB"
-		 : r == -EPROTO	  ? "the response ended inside a gRPC message"
+		 : r == -EFBIG	  ? "its compressed body expands more than the bound on decoding"
+		 : r == -EPROTO	  ? (s->grpc_rs ? "the response ended inside a gRPC message"
+						: "its compressed body cannot be decoded")
 				  : "out of memory");
 	stream_event(s, s->status, false, reason, NET_EV_REQUEST, NULL);
 	s->logged = true;
@@ -791,13 +905,10 @@ static void response_refuse(struct h2s *s, int r)
 /* The upstream ended s's response: flush the scrubber's held bytes, let the guest have it. */
 static void response_end(struct h2s *s)
 {
-	if (s->grpc_rs) {
-		if (grpc_feed(s, &s->gr, NULL, 0, true, grpc_response_msg, &s->down) < 0) {
-			response_refuse(s, -EPROTO);
-			return;
-		}
-	} else {
-		scrub_feed(s->h->f->m->ss, &s->scrub, NULL, 0, true, &s->down);
+	int r = response_body(s, NULL, 0, true);
+	if (r < 0) {
+		response_refuse(s, r);
+		return;
 	}
 	s->down_end = true;
 	nghttp2_session_resume_data(s->h->g, s->gid);
@@ -961,8 +1072,7 @@ static int u_data(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_
 	}
 	s->down_owed += n;
 	size_t before = buf_used(&s->down), held = grpc_held(&s->gr);
-	int r = s->grpc_rs ? grpc_feed(s, &s->gr, p, n, false, grpc_response_msg, &s->down)
-			   : scrub_feed(h->f->m->ss, &s->scrub, p, n, false, &s->down);
+	int r = response_body(s, p, n, false);
 	if (r < 0) {
 		buf_wipe(&s->down);
 		response_refuse(s, r);

@@ -11,10 +11,11 @@ headers are appended to DIR/h2requests.log as "conn=N id=S" then "name: value" l
   /upload      reads the body, answers {"length": N, "sha256": H}
   /big?n=N     N bytes of 'x', sent as the flow-control windows allow
   /trailers    a body, then trailers grpc-status: 0 and x-trailer-key: the request's x-api-key
+  /gzip        the /echo answer gzip-encoded whatever the request's accept-encoding
   /reset       resets the stream (RST_STREAM, CANCEL) without answering
   /goaway      answers, then sends GOAWAY and closes the connection
 """
-import asyncio, hashlib, json, os, ssl, sys, urllib.parse
+import asyncio, gzip, hashlib, json, os, ssl, sys, urllib.parse
 
 import h2.config, h2.connection, h2.events, h2.errors
 
@@ -71,6 +72,9 @@ class Conn:
         else:
             out = json.dumps({"path": hd.get(":path"), "headers": hdrs, "body": body.decode("latin-1")}).encode()
         extra = [("x-echo-key", hd.get("x-api-key", "-"))]
+        if u.path == "/gzip":
+            out = gzip.compress(out)
+            extra.append(("content-encoding", "gzip"))
         self.h.send_headers(sid, [(":status", "200"), ("content-type", "application/json"),
                                   ("content-length", str(len(out)))] + extra)
         if u.path == "/trailers":

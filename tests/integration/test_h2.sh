@@ -88,6 +88,22 @@ with httpx.Client(http2=True, verify=os.environ["SSL_CERT_FILE"]) as c:
 	expect_no_real
 }
 
+t_h2_compressed_bodies() {
+	: >"$SRV/h2requests.log"
+	ml run "${IMG[@]}" "${API[@]}" -- sh -c '
+		curl --http2 -sS --compressed -H "X-Api-Key: $API_KEY" https://api.test:9443/gzip; echo
+		printf "k=%s" "$API_KEY" | gzip >/tmp/b.gz
+		curl --http2 -sS -w "\ngzip_body=%{http_code}\n" -H "Content-Encoding: gzip" --data-binary @/tmp/b.gz https://api.test:9443/echo
+		curl --http2 -sS -w "\nbr_body=%{http_code}\n" -H "Content-Encoding: br" --data-binary @/tmp/b.gz https://api.test:9443/echo'
+	expect_eq status "$RC" 0
+	[[ $(h2log) == *"accept-encoding: identity"* ]] || fail "accept-encoding: upstream got: $(h2log)"
+	expect_match "gzip response decoded, scrubbed, encoded again" "$OUT" '"x-api-key", "SANDBOX_SECRET_[0-9a-f]{32}"'
+	expect_match "placeholder in a gzip body: 415" "$OUT" "gzip_body=415"
+	expect_match "the reason" "$OUT" "inside a compressed \(Content-Encoding\) body"
+	expect_match "an unknown coding: 415" "$OUT" "br_body=415"
+	expect_no_real
+}
+
 t_h2_placeholder_to_another_host_is_refused() {
 	: >"$SRV/h2requests.log"
 	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test:9443 --add-host other.test:127.0.0.1 -- sh -c \
