@@ -17,13 +17,18 @@
  *              server name, the upstream is up, no placeholder headed elsewhere), rewritten
  *              (secrets_rewrite_field, the same per-field rule as HTTP/1) and submitted
  *              upstream -> RELAYING; refused -> LOCAL (a 4xx/502 answered on the stream).
- *   RELAYING   DATA streams both ways: the guest's DATA checked for placeholders headed
- *              elsewhere (a leak resets both streams) and queued for the upstream; the
- *              upstream's response fields and trailers scrubbed (scrub_all), its DATA scrubbed
- *              as a stream (scrub_feed, Content-Length dropped). Flow control is tied across:
- *              bytes received on one side are acknowledged (WINDOW_UPDATE, by
+ *   RELAYING   DATA streams both ways. The guest's DATA goes through the body substituter
+ *              (secrets_body, as HTTP/1 bodies: replaced toward the secret's host, a leak
+ *              answers 403 and resets the upstream stream; gzip/deflate only checked, decoded
+ *              beside) and is queued for the upstream. The upstream's response fields and
+ *              trailers are scrubbed (scrub_all), its DATA as a stream (scrub_feed; gzip/deflate
+ *              decoded and encoded again; Content-Length dropped). gRPC bodies
+ *              (application/grpc) are length-prefixed messages: each is collected whole,
+ *              rewritten and sent with its new length (grpc_feed). Flow control is tied
+ *              across: bytes received on one side are acknowledged (WINDOW_UPDATE, by
  *              nghttp2_session_consume) only once the other side's session took them, so a
- *              stream never holds more than the window it announced.
+ *              stream never holds more than the window it announced (a gRPC message being
+ *              collected is acknowledged as it comes, within H2_GRPC_HELD_MAX).
  *   closing    RST_STREAM on either side resets the other; a GOAWAY from the upstream is passed
  *              to the guest (no new streams; the upstream's refused streams are refused to the
  *              guest, who may retry); the upstream's connection ending answers 502 to streams
@@ -34,7 +39,8 @@
  *
  * Bounds: H2_MAX_STREAMS concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS; more are
  * refused), header lists of H2_MAX_REQ_LIST / H2_MAX_RESP_LIST bytes and HTTP_MAX_HEADERS
- * fields, H2_CONN_WINDOW bytes in flight each way per connection.
+ * fields, H2_CONN_WINDOW bytes in flight each way per connection, gRPC messages of
+ * H2_GRPC_MAX_MSG and H2_GRPC_HELD_MAX of partial ones per connection.
  */
 #define _GNU_SOURCE
 #include "flow.h"
@@ -60,6 +66,8 @@
 #define H2_CONN_WINDOW (1024 * 1024) /* the connection's receive window, both sides */
 #define H2_FIELD_OVERHEAD 32 /* RFC 9113 6.5.2: a field's size is name + value + 32 */
 #define H2_GRPC_MAX_MSG (4u * 1024 * 1024) /* gRPC's own default limit on a message */
+/* Partial gRPC messages a connection holds before senders wait for windows (both ways). */
+#define H2_GRPC_HELD_MAX (16u * 1024 * 1024)
 
 /*
  * gRPC's length-prefixed messages (a compressed flag, a 4-byte length, the message) inside a
@@ -117,6 +125,7 @@ struct h2 {
 	nghttp2_session *u; /* the upstream's: we are the client; NULL when it failed */
 	struct h2s *streams;
 	unsigned nlive;
+	size_t grpc_held; /* bytes of partial gRPC messages held, every stream, both ways */
 	bool u_gone; /* the upstream's connection ended: its streams were answered */
 	bool g_fatal;
 };
@@ -189,6 +198,29 @@ static void nvs_from(struct nvs *o, const struct hlist *l)
 		    (nghttp2_nv){ (uint8_t *)n, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NONE };
 }
 
+static size_t grpc_held(const struct grpc_msgs *g)
+{
+	return g->head_len + buf_used(&g->msg);
+}
+
+/*
+ * How many of the bytes a gRPC message being collected took (held went from before to g's
+ * now) to acknowledge at once: the message cannot wait for the other side to take them. All,
+ * while the stream's queue for the other side is short and the connection holds at most
+ * H2_GRPC_HELD_MAX in partial messages; none beyond (the sender waits for windows, and the
+ * rest is acknowledged as the queue drains).
+ */
+static size_t grpc_ackable(struct h2 *h, const struct grpc_msgs *g, size_t before,
+			   const struct buf *queue)
+{
+	size_t now = grpc_held(g);
+	h->grpc_held = h->grpc_held + now - before;
+	return now > before && buf_used(queue) < H2_STREAM_WINDOW &&
+		       h->grpc_held <= H2_GRPC_HELD_MAX
+		   ? now - before
+		   : 0;
+}
+
 /* ---- streams ------------------------------------------------------------------------------ */
 
 static uint64_t now_ns(void)
@@ -227,6 +259,7 @@ static void stream_free(struct h2s *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	h->nlive--;
+	h->grpc_held -= grpc_held(&s->gq) + grpc_held(&s->gr);
 	hlist_wipe(&s->rq);
 	hlist_wipe(&s->rs);
 	hlist_wipe(&s->rq_trailers);
@@ -375,11 +408,6 @@ static void stream_answer(struct h2s *s, int status, const char *reason)
 /* What a gRPC message becomes (appended to out), or a negative errno that refuses the stream. */
 typedef int (*grpc_msg_fn)(struct h2s *s, bool compressed, const uint8_t *p, size_t n,
 			   struct buf *out);
-
-static size_t grpc_held(const struct grpc_msgs *g)
-{
-	return g->head_len + buf_used(&g->msg);
-}
 
 /* Append a message with its prefix. */
 static void grpc_put(struct buf *out, uint8_t flag, const struct buf *m)
@@ -743,6 +771,9 @@ static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 	int r = s->grpc_rq	? grpc_feed(s, &s->gq, p, n, final, grpc_request_msg, &s->up)
 		: s->rq_inspect ? request_inspect(s, p, n, final)
 				: secrets_body_feed(&s->body, p, n, final, &s->up);
+	/* A gRPC message being collected: acknowledged as it comes while the queue is short
+	   (read_up acknowledges the rest as it drains). */
+	size_t gack = s->grpc_rq ? grpc_ackable(s->h, &s->gq, held, &s->up) : 0;
 	if (r < 0) {
 		ack_guest(s, s->up_owed);
 		buf_wipe(&s->up);
@@ -750,10 +781,7 @@ static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 		return;
 	}
 	if (s->grpc_rq) {
-		/* A message being collected is acknowledged while the queue is short (read_up
-		   acknowledges the rest as it drains). */
-		if (grpc_held(&s->gq) > held && buf_used(&s->up) < H2_STREAM_WINDOW)
-			ack_guest(s, grpc_held(&s->gq) - held);
+		ack_guest(s, gack);
 	} else if (buf_used(&s->up) == before) {
 		ack_guest(s, n); /* all held back (under one placeholder's length) */
 	}
@@ -1073,14 +1101,14 @@ static int u_data(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_
 	s->down_owed += n;
 	size_t before = buf_used(&s->down), held = grpc_held(&s->gr);
 	int r = response_body(s, p, n, false);
+	size_t gack = s->grpc_rs ? grpc_ackable(h, &s->gr, held, &s->down) : 0;
 	if (r < 0) {
 		buf_wipe(&s->down);
 		response_refuse(s, r);
 		return 0;
 	}
 	if (s->grpc_rs) {
-		if (grpc_held(&s->gr) > held && buf_used(&s->down) < H2_STREAM_WINDOW)
-			ack_upstream(s, grpc_held(&s->gr) - held);
+		ack_upstream(s, gack);
 	} else if (buf_used(&s->down) == before) {
 		ack_upstream(s, s->down_owed); /* all held back by the scrubber (bounded) */
 	}
