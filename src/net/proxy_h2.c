@@ -378,9 +378,14 @@ static void stream_answer(struct h2s *s, int status, const char *reason)
 {
 	struct h2 *h = s->h;
 	char st[8], len[24];
-	size_t rn = strlen(reason);
+	s->local = true;
+	s->status = status;
+	/* Scrubbed like any byte for the guest (a reason may quote what the guest sent). */
+	buf_wipe(&s->down);
+	scrub_all(h->f->m->ss, NULL, (const uint8_t *)reason, strlen(reason), &s->down);
+	buf_append(&s->down, "\n", 1);
 	snprintf(st, sizeof(st), "%d", status);
-	snprintf(len, sizeof(len), "%zu", rn + 1);
+	snprintf(len, sizeof(len), "%zu", buf_used(&s->down));
 	nghttp2_nv nv[] = {
 		{ (uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"content-type", (uint8_t *)"text/plain; charset=utf-8", 12, 25,
@@ -388,11 +393,6 @@ static void stream_answer(struct h2s *s, int status, const char *reason)
 		{ (uint8_t *)"content-length", (uint8_t *)len, 14, strlen(len),
 		  NGHTTP2_NV_FLAG_NONE },
 	};
-	s->local = true;
-	s->status = status;
-	buf_fini(&s->down);
-	buf_append(&s->down, reason, rn);
-	buf_append(&s->down, "\n", 1);
 	s->down_end = true;
 	s->resp_sent = true;
 	nghttp2_data_provider dp = { .source.ptr = s, .read_callback = read_down };

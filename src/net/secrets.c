@@ -562,7 +562,9 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 		if (strip_encoding && http_field_is(head, f, "accept-encoding"))
 			continue;
 		/* The name, its colon and the space after it, then the value, then the rest. */
-		buf_append(out, head + f->name_off, f->value_off - f->name_off);
+		if (subst(ss, host, head + f->name_off, f->value_off - f->name_off, false, out,
+			  &nsub) < 0)
+			goto nomem;
 		r = secrets_rewrite_field(ss, host, head + f->name_off, f->name_len,
 					  head + f->value_off, f->value_len, false, out, leak, rec);
 		if (r == -EPERM) {

@@ -117,7 +117,9 @@ enum secrets_body_enc secrets_body_enc_for(const uint8_t *ct, size_t n);
  * One request header field toward host, the unit every HTTP version rewrites (HTTP/1 heads
  * field by field, HTTP/2's HPACK-decoded fields): the value with every placeholder of a secret
  * scoped to host replaced (percent-encoded when url, for a request target), inside the base64
- * of `Authorization: Basic` too, is appended to out. Returns the number of substitutions,
+ * of `Authorization: Basic` too, is appended to out (the name is only checked: the caller
+ * writes it; HTTP/2 names are lower case, a placeholder cannot be one). Returns the number of
+ * substitutions,
  * -EPERM with *leak set when the name, the value or a Basic credential carries the placeholder
  * of a secret not scoped to host (nothing appended), or -ENOMEM. rec: as above.
  */

@@ -7,9 +7,11 @@
  * upstream's), then the guest's frames (after the client preface the harness sends) and the
  * upstream's (after an empty SETTINGS). Chunks of each side alternate.
  *
- * Invariant, checked on every byte the relay sends upstream, decoded with libnghttp2's HPACK
- * inflater: no placeholder in any header field or in any stream's DATA (also split across
- * frames) -- toward other.test each was refused, toward api.test each was substituted.
+ * Invariants, checked on every byte the relay sends either way, decoded with libnghttp2's HPACK
+ * inflater: upstream, no placeholder in any header field or in any stream's DATA (also split
+ * across frames) -- toward other.test each was refused, toward api.test each was substituted;
+ * to the guest, no real value in any header field or DATA (scrubbed; a compressed body is
+ * re-encoded, so only identity bodies are looked into).
  */
 #define _GNU_SOURCE
 #include <stddef.h>
@@ -50,6 +52,9 @@ static void on_event(void *opaque, const struct net_event *ev)
 
 /* The upstream's view: frames walked, header blocks inflated, DATA followed per stream. */
 struct checker {
+	const char *pat; /* what may not appear */
+	size_t plen;
+	bool magic; /* the stream starts with the client preface */
 	nghttp2_hd_inflater *inf;
 	struct buf in; /* bytes not walked yet */
 	bool preface_done;
@@ -62,9 +67,9 @@ struct checker {
 	unsigned ndata;
 };
 
-static void check_bytes(const uint8_t *p, size_t n)
+static void check_bytes(const struct checker *c, const uint8_t *p, size_t n)
 {
-	if (memmem(p, n, PLACEHOLDER, PL))
+	if (memmem(p, n, c->pat, c->plen))
 		__builtin_trap();
 }
 
@@ -80,8 +85,8 @@ static void check_block(struct checker *c)
 			__builtin_trap(); /* the relay's own encoder produced it */
 		p += k, n -= (size_t)k;
 		if (fl & NGHTTP2_HD_INFLATE_EMIT) {
-			check_bytes(nv.name, nv.namelen);
-			check_bytes(nv.value, nv.valuelen);
+			check_bytes(c, nv.name, nv.namelen);
+			check_bytes(c, nv.value, nv.valuelen);
 		}
 		if (fl & NGHTTP2_HD_INFLATE_FINAL) {
 			nghttp2_hd_inflate_end_headers(c->inf);
@@ -95,7 +100,7 @@ static void check_block(struct checker *c)
 
 static void check_data(struct checker *c, int32_t id, const uint8_t *p, size_t n)
 {
-	check_bytes(p, n);
+	check_bytes(c, p, n);
 	unsigned i = 0;
 	while (i < c->ndata && c->data[i].id != id)
 		i++;
@@ -106,11 +111,11 @@ static void check_data(struct checker *c, int32_t id, const uint8_t *p, size_t n
 		c->data[i].len = 0;
 	}
 	uint8_t seam[2 * PL];
-	size_t k = n < PL ? n : PL, t = c->data[i].len;
+	size_t k = n < c->plen ? n : c->plen, t = c->data[i].len;
 	memcpy(seam, c->data[i].tail, t);
 	memcpy(seam + t, p, k);
-	check_bytes(seam, t + k);
-	size_t keep = PL - 1, have = t + k;
+	check_bytes(c, seam, t + k);
+	size_t keep = c->plen - 1, have = t + k;
 	const uint8_t *src = n >= keep ? p + n - keep : seam + (have > keep ? have - keep : 0);
 	c->data[i].len = have < keep ? have : keep;
 	memmove(c->data[i].tail, src, c->data[i].len);
@@ -119,7 +124,7 @@ static void check_data(struct checker *c, int32_t id, const uint8_t *p, size_t n
 static void checker_feed(struct checker *c, const uint8_t *p, size_t n)
 {
 	buf_append(&c->in, p, n);
-	if (!c->preface_done) {
+	if (c->magic && !c->preface_done) {
 		if (buf_used(&c->in) < NGHTTP2_CLIENT_MAGIC_LEN)
 			return;
 		if (memcmp(buf_head(&c->in), NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN))
@@ -169,8 +174,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 	size_t un = rest - gn;
 
 	struct flow *f = calloc(1, sizeof(*f));
-	struct checker c = { 0 };
-	if (!f || nghttp2_hd_inflate_new(&c.inf)) {
+	/* Upstream: no placeholder. Guest: no real value. */
+	struct checker c = { .pat = PLACEHOLDER, .plen = PL, .magic = true };
+	struct checker gc = { .pat = VALUE, .plen = strlen(VALUE) };
+	if (!f || nghttp2_hd_inflate_new(&c.inf) || nghttp2_hd_inflate_new(&gc.inf)) {
+		nghttp2_hd_inflate_del(c.inf);
 		free(f);
 		return 0;
 	}
@@ -195,6 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 		h2_responses_run(f);
 		checker_feed(&c, buf_head(&f->req_out), buf_used(&f->req_out));
 		buf_consume(&f->req_out, buf_used(&f->req_out));
+		checker_feed(&gc, buf_head(&f->g_plain), buf_used(&f->g_plain));
 		buf_consume(&f->g_plain, buf_used(&f->g_plain));
 		if (h2_finished(f))
 			break;
@@ -203,10 +212,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 	h2_responses_run(f);
 	h2_requests_run(f);
 	checker_feed(&c, buf_head(&f->req_out), buf_used(&f->req_out));
+	checker_feed(&gc, buf_head(&f->g_plain), buf_used(&f->g_plain));
 out:
 	nghttp2_hd_inflate_del(c.inf);
+	nghttp2_hd_inflate_del(gc.inf);
 	buf_fini(&c.in);
 	buf_fini(&c.block);
+	buf_fini(&gc.in);
+	buf_fini(&gc.block);
 	flow_free(f);
 	return 0;
 }

@@ -314,6 +314,7 @@ def http_seeds():
     return {
         "req_simple": b"\x00\x00GET /x?k=" + ph + b" HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + b"\r\n\r\n",
         "req_basic": b"\x00\x00GET / HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic " + basic + b"\r\n\r\n",
+        "req_name_placeholder": b"\x00\x00GET / HTTP/1.1\r\nHost: api.test\r\nX-" + ph + b": 1\r\n\r\n",
         "req_chunked": b"\x00\x00POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
         "req_ws": b"\x00\x00GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         "resp_len": b"\x01\x00HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",

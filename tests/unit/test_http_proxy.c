@@ -276,6 +276,12 @@ static void test_secrets(void)
 		 (char *)b64.p);
 	buf_fini(&b64);
 	CHECK_EQ_INT(rewrite("other.test", head, false, &out, &leak, NULL), -EPERM);
+	/* In a header name too (HTTP/1 names may hold one). */
+	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: api.test\r\nX-%s: 1\r\n\r\n",
+		 s->placeholder);
+	CHECK_EQ_INT(rewrite("api.test", head, false, &out, &leak, NULL), 1);
+	CHECK(memmem(buf_head(&out), buf_used(&out), "X-sk-real/value+1: 1\r\n", 22));
+	buf_fini(&out);
 	/* No placeholder: unchanged. */
 	const char *plain = "GET / HTTP/1.1\r\nHost: o\r\nX: SANDBOX_SECRET_nothex\r\n\r\n";
 	CHECK_EQ_INT(rewrite("other.test", plain, false, &out, &leak, NULL), 0);
