@@ -131,14 +131,18 @@ t_h2_guest_talks_http1_to_an_http1_upstream() {
 }
 
 t_h2_many_concurrent_streams_share_one_connection() {
+	# 110 at once: more than the 100 concurrent streams the proxy allows (curl opens more
+	# connections for the rest).
 	: >"$SRV/h2requests.log"
-	ml run "${IMG[@]}" "${API[@]}" -- sh -c 'urls=; for i in $(seq 1 60); do urls="$urls https://api.test:9443/echo?i=$i"; done
-		curl --http2 -sS -Z --parallel-max 60 -H "X-Api-Key: $API_KEY" -w "status=%{http_code} proto=%{http_version}\n" -o /dev/null $urls'
+	ml run "${IMG[@]}" "${API[@]}" -- sh -c 'urls=; for i in $(seq 1 110); do urls="$urls https://api.test:9443/echo?i=$i"; done
+		curl --http2 -sS -Z --parallel-max 110 -H "X-Api-Key: $API_KEY" -w "status=%{http_code} proto=%{http_version}\n" -o /dev/null $urls'
 	expect_eq status "$RC" 0
-	expect_eq "answered over h2" "$(grep -c 'status=200 proto=2' <<<"$OUT")" 60
-	expect_eq "requests" "$(grep -c '^conn=' "$SRV/h2requests.log")" 60
-	expect_eq "upstream connections" "$(grep '^conn=' "$SRV/h2requests.log" | cut -d' ' -f1 | sort -u | wc -l)" 1
-	expect_eq "the key on every stream" "$(grep -c "x-api-key: $REAL" "$SRV/h2requests.log")" 60
+	expect_eq "answered over h2" "$(grep -c 'status=200 proto=2' <<<"$OUT")" 110
+	expect_eq "requests" "$(grep -c '^conn=' "$SRV/h2requests.log")" 110
+	local most
+	most=$(grep '^conn=' "$SRV/h2requests.log" | cut -d' ' -f1 | sort | uniq -c | sort -rn | awk 'NR == 1 {print $1}')
+	[ "$most" -ge 100 ] || fail "the busiest connection carried $most streams, not 100"
+	expect_eq "the key on every stream" "$(grep -c "x-api-key: $REAL" "$SRV/h2requests.log")" 110
 	expect_no_real
 }
 
