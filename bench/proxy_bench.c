@@ -17,7 +17,8 @@
  *
  * Serves the sandbox proxy on a loopback port (printed first) for an outside client (h2load),
  * each connection a flow towards 127.0.0.1:UPORT (verified with CA as bench.test), one
- * connection at a time: the HTTP/2 rows of bench/proxy.
+ * connection at a time: the HTTP/2 rows of bench/proxy. BENCH_SECRET=1 gives the sandbox a
+ * secret for bench.test: responses are scrubbed.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -38,6 +39,7 @@
 #include <openssl/ssl.h>
 
 #include "net/mitm.h"
+#include "net/secrets.h"
 
 static SSL_CTX *srv_ctx;
 
@@ -134,7 +136,15 @@ static int proxy_listen(const char *ca_file, int uport)
 {
 	char err[300];
 	char *cas[] = { (char *)ca_file, NULL };
-	struct mitm *m = mitm_new(NULL, cas, err, sizeof(err));
+	/* BENCH_SECRET=1: a secret for bench.test, so that every response is scrubbed. */
+	static struct secrets ss;
+	if (getenv("BENCH_SECRET") &&
+	    secrets_add(&ss, "BENCH_KEY", (const uint8_t *)"sk-bench-secret-value", 21,
+			"bench.test", err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	struct mitm *m = mitm_new(&ss, cas, err, sizeof(err));
 	if (!m) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
