@@ -358,7 +358,7 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 		snprintf(reason, rn,
 			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "
 			 "which the proxy cannot look inside for secret placeholders (send it "
-			 "uncompressed, gzip or deflate)",
+			 "uncompressed, gzip, deflate, br or zstd)",
 			 f->name, (int)(n < 40 ? n : 40), (const char *)ce);
 		return 415;
 	}
@@ -549,7 +549,7 @@ static void response_data(struct flow *f, const uint8_t *p, size_t n, bool final
 			char reason[600];
 			snprintf(reason, sizeof(reason),
 				 "matchlock: the %s response from %s %s: the connection is cut",
-				 f->rs_coding == CODEC_GZIP ? "gzip" : "deflate", f->name,
+				 codec_name(f->rs_coding), f->name,
 				 r == -EFBIG ? "expands more than the bound on decoding"
 					     : "cannot be decoded to scrub secrets from it");
 			struct pending *q = q_front(f);
@@ -657,8 +657,8 @@ static void rs_refuse(struct flow *f, struct pending *p, const char *why)
 /*
  * The head the guest gets for response m (head h) to p, before scrubbing: re-framed as chunked
  * (HTTP/1.1) or close-delimited (HTTP/1.0) when secrets may change the body's length; a
- * gzip or deflate body gets its decoder (rs_dec). -EPROTONOSUPPORT: a coding the proxy cannot
- * decode, so the body cannot be scrubbed.
+ * compressed body (gzip, deflate, br, zstd) gets its decoder (rs_dec). -EPROTONOSUPPORT: a coding
+ * the proxy cannot decode, so the body cannot be scrubbed.
  */
 static int rs_head_out(struct flow *f, const struct pending *p, const struct http_msg *m,
 		       const uint8_t *h, struct buf *head)
@@ -725,7 +725,7 @@ static bool rs_head(struct flow *f)
 		rs_refuse(f, p,
 			  r == -ENOMEM ? "out of memory"
 				       : "a Content-Encoding the proxy cannot decode to scrub "
-					 "secrets from (only gzip and deflate)");
+					 "secrets from (it decodes gzip, deflate, br and zstd)");
 		return false;
 	}
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
