@@ -4,10 +4,15 @@
  *
  * States and transitions. Requests (guest -> upstream), one function per state:
  *   RQ_HEAD    a request head is parsed (http.h), checked (Host = the TLS server name, the
- *              upstream is up, no secret placeholder headed elsewhere), rewritten (secrets.h)
- *              and queued as pending -> RQ_BODY; refused (400/403/502) -> RQ_STOPPED.
- *   RQ_BODY    the body streams through its framing -> RQ_HEAD at its end, or
- *              RQ_WAIT_UPGRADE after a WebSocket upgrade request.
+ *              upstream is up, no secret placeholder headed elsewhere), its body planned
+ *              (rq_body_plan: substituted or only inspected, and its framing upstream),
+ *              rewritten (secrets.h) and queued as pending -> RQ_BODY; refused
+ *              (400/403/413/415/502) -> RQ_STOPPED.
+ *   RQ_BODY    the body streams through its framing and the substituter (secrets_body):
+ *              as it came (its length cannot change), re-chunked (trailers kept), or held
+ *              whole and sent with its new Content-Length -> RQ_HEAD at its end, or
+ *              RQ_WAIT_UPGRADE after a WebSocket upgrade request; a placeholder headed
+ *              elsewhere -> 403 and RQ_STOPPED, the upstream reset if part of the body left.
  *   RQ_WAIT_UPGRADE  nothing passes until the upstream answers: 101 -> RQ_TUNNEL, else RQ_HEAD.
  *   RQ_TUNNEL  bytes, no longer HTTP.
  *   RQ_STOPPED nothing more is read; the refusal goes out after the responses still owed.
@@ -15,7 +20,8 @@
  *   RS_HEAD    a response head for the oldest pending request; 1xx passes and stays here;
  *              101 to an upgrade -> RS_TUNNEL; otherwise re-framed when secrets are scrubbed
  *              -> RS_BODY; a malformed head answers 502 and ends the flow.
- *   RS_BODY    the body streams, scrubbed of secret values -> RS_HEAD at its end (the pending
+ *   RS_BODY    the body streams, scrubbed of secret values (a compressed one decoded,
+ *              scrubbed and encoded again, codec.h) -> RS_HEAD at its end (the pending
  *              request is done and logged), or the flow closes (Connection: close).
  *   RS_TUNNEL  bytes, no longer HTTP.
  */
