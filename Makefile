@@ -202,7 +202,7 @@ default-image: $(BUILD)/matchlock
 	@ML=$(BUILD)/matchlock scripts/default-image.sh
 
 bench: all fixtures
-	@for b in bench/boot bench/exec bench/start bench/net bench/proxy; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/net bench/proxy bench/proxy_body; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
