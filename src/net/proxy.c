@@ -142,6 +142,7 @@ static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secre
 static void rq_body_reset(struct flow *f)
 {
 	secrets_body_fini(&f->rq_subst);
+	f->rq_subst = (struct secrets_body){ 0 };
 	f->rq_subst_on = false;
 	codec_free(f->rq_inspect);
 	f->rq_inspect = NULL;
@@ -679,11 +680,8 @@ static int rs_head_out(struct flow *f, const struct pending *p, const struct htt
 	f->rs_close_after = m->close || m->framing == HTTP_BODY_CLOSE;
 	if (scrubbing && m->status >= 200) {
 		/* A compressed body is scrubbed decoded (the guest asked for identity anyway). */
-		size_t n = 0;
-		const uint8_t *ce = NULL;
-		for (unsigned i = 0; i < m->nfields && !ce; i++)
-			if (http_field_is(h, &m->field[i], "content-encoding"))
-				ce = h + m->field[i].value_off, n = m->field[i].value_len;
+		size_t n;
+		const uint8_t *ce = field_value(h, m, "content-encoding", &n);
 		f->rs_coding = codec_kind_of(ce, n);
 		if (f->rs_coding == CODEC_OTHER)
 			return -EPROTONOSUPPORT;
