@@ -22,7 +22,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lm -lpthread
+HOST_LIBS    := -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
@@ -206,7 +206,7 @@ client-image: $(BUILD)/matchlock
 	@ML=$(BUILD)/matchlock scripts/default-image.sh clients
 
 bench: all fixtures
-	@for b in bench/boot bench/exec bench/start bench/net bench/proxy; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/net bench/proxy bench/proxy_body; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * HTTP content codings (Content-Encoding) as streams, so that secrets can be looked for in what
- * a compressed body says: a decoder turns gzip or deflate (zlib-wrapped or raw, told apart by
- * the first bytes) back into the bytes it carries, bounded in how much it may expand; an encoder
- * makes the same coding again. zlib does the work. Pure code (no I/O).
+ * a compressed body says: a decoder turns gzip, deflate (zlib-wrapped or raw, told apart by the
+ * first bytes), br or zstd back into the bytes it carries, bounded in how much it may expand (and,
+ * zstd, in the window it keeps); an encoder makes the same coding again. zlib, libbrotli and
+ * libzstd do the work. Pure code (no I/O).
  */
 #ifndef MATCHLOCK_CODEC_H
 #define MATCHLOCK_CODEC_H
@@ -26,17 +27,21 @@ enum codec_kind {
 	CODEC_IDENTITY, /* no Content-Encoding, or "identity" */
 	CODEC_GZIP, /* gzip, x-gzip */
 	CODEC_DEFLATE, /* deflate (RFC 9110: zlib format; raw deflate is accepted too) */
-	CODEC_OTHER, /* anything else (br, zstd, compress, a list of codings): not handled */
+	CODEC_BR, /* brotli */
+	CODEC_ZSTD, /* Zstandard */
+	CODEC_OTHER, /* anything else (compress, a list of codings): not handled */
 };
 
 /* The coding named by a Content-Encoding value (v, n bytes; NULL: none). */
 enum codec_kind codec_kind_of(const uint8_t *v, size_t n);
+/* Its name, as Content-Encoding writes it. */
+const char *codec_name(enum codec_kind kind);
 
 struct codec;
 
 /*
- * A decoder (encode false) or an encoder for kind (GZIP or DEFLATE). An encoder for DEFLATE
- * writes the zlib format unless raw. NULL when out of memory.
+ * A decoder (encode false) or an encoder for kind (not IDENTITY or OTHER). An encoder for
+ * DEFLATE writes the zlib format unless raw. NULL when out of memory.
  */
 struct codec *codec_new(enum codec_kind kind, bool encode, bool raw);
 /*

@@ -21,7 +21,10 @@
  *   M_UNKNOWN -> M_TLS    a ClientHello whose SNI is the connection's name (the mitm, tls.c
  *                         and proxy.c, takes the stream over);
  *             -> M_RAW    anything else; an HTTP/1 request line (or port 80) makes it plain
- *                         HTTP: every request head is checked (http_walk) before it goes up.
+ *                         HTTP: every request head is checked (http_walk) before it goes up,
+ *                         and its body is scanned for secret placeholders.
+ * Intercepted connections (M_TLS and plain HTTP) end after EGRESS_IDLE_TIMEOUT_S without a
+ * byte either way and after EGRESS_MAX_LIFETIME_S open (life_timer); raw relays have no limit.
  */
 #define _GNU_SOURCE
 #include "egress.h"

@@ -100,7 +100,10 @@ int http_build_error(struct buf *out, int status, const char *reason)
 	const char *text = status == 400   ? "Bad Request"
 			   : status == 403 ? "Forbidden"
 			   : status == 502 ? "Bad Gateway"
+			   : status == 413 ? "Content Too Large"
+			   : status == 415 ? "Unsupported Media Type"
 			   : status == 431 ? "Request Header Fields Too Large"
+			   : status == 503 ? "Service Unavailable"
 					   : "Error";
 	size_t blen = strlen(reason) + 1;
 	int k =

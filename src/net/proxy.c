@@ -4,10 +4,15 @@
  *
  * States and transitions. Requests (guest -> upstream), one function per state:
  *   RQ_HEAD    a request head is parsed (http.h), checked (Host = the TLS server name, the
- *              upstream is up, no secret placeholder headed elsewhere), rewritten (secrets.h)
- *              and queued as pending -> RQ_BODY; refused (400/403/502) -> RQ_STOPPED.
- *   RQ_BODY    the body streams through its framing -> RQ_HEAD at its end, or
- *              RQ_WAIT_UPGRADE after a WebSocket upgrade request.
+ *              upstream is up, no secret placeholder headed elsewhere), its body planned
+ *              (rq_body_plan: substituted or only inspected, and its framing upstream),
+ *              rewritten (secrets.h) and queued as pending -> RQ_BODY; refused
+ *              (400/403/413/415/502) -> RQ_STOPPED.
+ *   RQ_BODY    the body streams through its framing and the substituter (secrets_body):
+ *              as it came (its length cannot change), re-chunked (trailers kept), or held
+ *              whole and sent with its new Content-Length -> RQ_HEAD at its end, or
+ *              RQ_WAIT_UPGRADE after a WebSocket upgrade request; a placeholder headed
+ *              elsewhere -> 403 and RQ_STOPPED, the upstream reset if part of the body left.
  *   RQ_WAIT_UPGRADE  nothing passes until the upstream answers: 101 -> RQ_TUNNEL, else RQ_HEAD.
  *   RQ_TUNNEL  bytes, no longer HTTP.
  *   RQ_STOPPED nothing more is read; the refusal goes out after the responses still owed.
@@ -15,7 +20,8 @@
  *   RS_HEAD    a response head for the oldest pending request; 1xx passes and stays here;
  *              101 to an upgrade -> RS_TUNNEL; otherwise re-framed when secrets are scrubbed
  *              -> RS_BODY; a malformed head answers 502 and ends the flow.
- *   RS_BODY    the body streams, scrubbed of secret values -> RS_HEAD at its end (the pending
+ *   RS_BODY    the body streams, scrubbed of secret values (a compressed one decoded,
+ *              scrubbed and encoded again, codec.h) -> RS_HEAD at its end (the pending
  *              request is done and logged), or the flow closes (Connection: close).
  *   RS_TUNNEL  bytes, no longer HTTP.
  */
@@ -136,6 +142,7 @@ static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secre
 static void rq_body_reset(struct flow *f)
 {
 	secrets_body_fini(&f->rq_subst);
+	f->rq_subst = (struct secrets_body){ 0 };
 	f->rq_subst_on = false;
 	codec_free(f->rq_inspect);
 	f->rq_inspect = NULL;
@@ -358,7 +365,7 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 		snprintf(reason, rn,
 			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "
 			 "which the proxy cannot look inside for secret placeholders (send it "
-			 "uncompressed, gzip or deflate)",
+			 "uncompressed, gzip, deflate, br or zstd)",
 			 f->name, (int)(n < 40 ? n : 40), (const char *)ce);
 		return 415;
 	}
@@ -553,7 +560,7 @@ static void response_data(struct flow *f, const uint8_t *p, size_t n, bool final
 			char reason[600];
 			snprintf(reason, sizeof(reason),
 				 "matchlock: the %s response from %s %s: the connection is cut",
-				 f->rs_coding == CODEC_GZIP ? "gzip" : "deflate", f->name,
+				 codec_name(f->rs_coding), f->name,
 				 r == -EFBIG ? "expands more than the bound on decoding"
 					     : "cannot be decoded to scrub secrets from it");
 			struct pending *q = q_front(f);
@@ -661,8 +668,8 @@ static void rs_refuse(struct flow *f, struct pending *p, const char *why)
 /*
  * The head the guest gets for response m (head h) to p, before scrubbing: re-framed as chunked
  * (HTTP/1.1) or close-delimited (HTTP/1.0) when secrets may change the body's length; a
- * gzip or deflate body gets its decoder (rs_dec). -EPROTONOSUPPORT: a coding the proxy cannot
- * decode, so the body cannot be scrubbed.
+ * compressed body (gzip, deflate, br, zstd) gets its decoder (rs_dec). -EPROTONOSUPPORT: a coding
+ * the proxy cannot decode, so the body cannot be scrubbed.
  */
 static int rs_head_out(struct flow *f, const struct pending *p, const struct http_msg *m,
 		       const uint8_t *h, struct buf *head)
@@ -677,11 +684,8 @@ static int rs_head_out(struct flow *f, const struct pending *p, const struct htt
 	f->rs_close_after = m->close || m->framing == HTTP_BODY_CLOSE;
 	if (scrubbing && m->status >= 200) {
 		/* A compressed body is scrubbed decoded (the guest asked for identity anyway). */
-		size_t n = 0;
-		const uint8_t *ce = NULL;
-		for (unsigned i = 0; i < m->nfields && !ce; i++)
-			if (http_field_is(h, &m->field[i], "content-encoding"))
-				ce = h + m->field[i].value_off, n = m->field[i].value_len;
+		size_t n;
+		const uint8_t *ce = field_value(h, m, "content-encoding", &n);
 		f->rs_coding = codec_kind_of(ce, n);
 		if (f->rs_coding == CODEC_OTHER)
 			return -EPROTONOSUPPORT;
@@ -729,7 +733,7 @@ static bool rs_head(struct flow *f)
 		rs_refuse(f, p,
 			  r == -ENOMEM ? "out of memory"
 				       : "a Content-Encoding the proxy cannot decode to scrub "
-					 "secrets from (only gzip and deflate)");
+					 "secrets from (it decodes gzip, deflate, br and zstd)");
 		return false;
 	}
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);

@@ -392,7 +392,22 @@ def subst_seeds():
     }
 
 
-GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def codec_seeds():
+    """fuzz_codec: the coding byte (0 gzip, 1 deflate, 2 br, 3 zstd; +4 raw deflate when
+    encoding), the split byte, then the bytes."""
+    import gzip, zlib
+    text = b'{"token": "sk-live-0123456789", "n": 1}' * 4
+    return {
+        "gzip": b"\x00\x10" + gzip.compress(text),
+        "gzip_members": b"\x00\x20" + gzip.compress(b"one ") + gzip.compress(b"two"),
+        "deflate": b"\x01\x05" + zlib.compress(text),
+        "deflate_raw": b"\x05\x05" + zlib.compress(text)[2:-4],
+        "br_plain": b"\x02\x03" + text,
+        "zstd_plain": b"\x03\x03" + text,
+    }
+
+
+GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 

@@ -18,7 +18,8 @@ upstream received) and counted in DIR/<port>.count. Paths:
              of it, and its trailers), answered like /upload; a body cut short is logged as
              "CUT <host>" and not answered
   /gzip      200, the /echo JSON gzip-encoded whatever Accept-Encoding said (?coding=deflate:
-             zlib-wrapped deflate; ?coding=br: a Content-Encoding nobody can decode here)
+             zlib-wrapped deflate, br, zstd: through the host's libbrotlienc/libzstd; compress:
+             a Content-Encoding nobody decodes)
   /reflect   echoes the request back in every encoding a debug endpoint might use: raw and
              decoded query, headers (raw, JSON), each header value and the decoded Basic
              credentials in base64/base64url at three alignments, percent-encoded (both hex
@@ -50,6 +51,22 @@ def make_certs():
     sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
        "-keyout", j("evil.key"), "-out", j("evil.pem"), "-days", "2", "-subj", "/CN=evil.test",
        "-addext", "subjectAltName=DNS:evil.test")
+
+
+def lib_compress(coding, data):
+    """br or zstd through the host's shared libraries (no Python module needed)."""
+    import ctypes
+    out = ctypes.create_string_buffer(len(data) + 1024)
+    if coding == "br":
+        lib = ctypes.CDLL("libbrotlienc.so.1")
+        n = ctypes.c_size_t(len(out))
+        if not lib.BrotliEncoderCompress(5, 22, 0, ctypes.c_size_t(len(data)), data, ctypes.byref(n), out):
+            raise RuntimeError("brotli failed")
+        return out.raw[:n.value]
+    lib = ctypes.CDLL("libzstd.so.1")
+    lib.ZSTD_compress.restype = ctypes.c_size_t
+    n = lib.ZSTD_compress(out, ctypes.c_size_t(len(out)), data, ctypes.c_size_t(len(data)), 3)
+    return out.raw[:n]
 
 
 def record(port, text):
@@ -188,7 +205,8 @@ class H(http.server.BaseHTTPRequestHandler):
         body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
         if self.path.startswith("/gzip"):
             coding = self.path.partition("coding=")[2] or "gzip"
-            enc = {"gzip": gzip.compress, "deflate": zlib.compress, "br": lambda b: b"\x0b\x02\x80" + b + b"\x03"}[coding]
+            enc = {"gzip": gzip.compress, "deflate": zlib.compress, "br": lambda b: lib_compress("br", b),
+                   "zstd": lambda b: lib_compress("zstd", b), "compress": lambda b: b"\x1f\x9d" + b}[coding]
             return self._send(200, enc(body), extra=[("Content-Encoding", coding)])
         self._send(200, body)
 

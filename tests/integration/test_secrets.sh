@@ -252,7 +252,8 @@ t_secret_flag_errors() {
 # Bodies: an OAuth client-credentials form (Content-Length: held, re-sent with its new length),
 # JSON sent chunked with the placeholder split across chunks, a chunked body whose trailer
 # carries it, the same bodies toward another allowed host (refused: secret_leak), and gzip
-# request bodies (only inspected: a placeholder in one is refused, a clean one passes as sent).
+# request bodies (only inspected: a placeholder in one is refused, a clean one passes as sent;
+# a coding the proxy cannot decode is refused).
 t_request_bodies_get_the_value_toward_its_host_only() {
 	: >"$SRV/requests.log"
 	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test:8443 --add-host other.test:127.0.0.1 -- python3 -c '
@@ -291,7 +292,7 @@ post("gzip-other", "other.test", "/body/gz2", z, "application/json", {"Content-E
 clean = gzip.compress(b"{\"n\": 2}" * 1000)
 print("clean-sha", hashlib.sha256(clean).hexdigest())
 post("gzip-clean", "api.test", "/upload", clean, "application/json", {"Content-Encoding": "gzip"})
-post("br", "api.test", "/body/br", b"xx", "application/json", {"Content-Encoding": "br"})
+post("compress", "api.test", "/body/compress", b"xx", "application/json", {"Content-Encoding": "compress"})
 '
 	expect_eq status "$RC" 0
 	local l
@@ -311,7 +312,7 @@ post("br", "api.test", "/body/br", b"xx", "application/json", {"Content-Encoding
 	local sum
 	sum=$(sed -n 's/^clean-sha //p' <<<"$OUT")
 	expect_match "clean gzip body passes as sent" "$OUT" "gzip-clean 200 .*\"sha256\": \"$sum\""
-	expect_match "undecodable coding refused" "$OUT" "br 415"
+	expect_match "undecodable coding refused" "$OUT" "compress 415"
 	[[ $l != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the upstream"
 	expect_no_real
 }
@@ -344,25 +345,43 @@ sys.stdout.buffer.write(b\"a\" * 20000000 + b\" key=\" + os.environ[\"API_KEY\"]
 	expect_no_real
 }
 
-# An upstream that compresses whatever the request said: the gzip (and deflate) body is decoded,
-# scrubbed and encoded again; a coding the proxy cannot decode is not passed at all.
+# An upstream that compresses whatever the request said: a gzip, deflate, br or zstd body is
+# decoded, scrubbed and encoded again (the guest prints what it got, base64; the host decodes br
+# and zstd with the libraries); a coding the proxy cannot decode is not passed at all.
 t_compressed_responses_are_scrubbed() {
 	ml run "${IMG[@]}" "${API[@]}" -- python3 -c '
-import gzip, http.client, os, ssl, zlib
+import base64, gzip, http.client, os, ssl, zlib
 ctx = ssl.create_default_context()
-for coding in ("gzip", "deflate", "br"):
+for coding in ("gzip", "deflate", "br", "zstd", "compress"):
     c = http.client.HTTPSConnection("api.test", 8443, context=ctx, timeout=60)
     c.request("GET", "/gzip?coding=" + coding, headers={"X-Api-Key": os.environ["API_KEY"], "Accept-Encoding": "gzip"})
     r = c.getresponse(); raw = r.read()
     if r.status != 200:
         print(coding, r.status, raw.decode()); continue
-    body = gzip.decompress(raw) if coding == "gzip" else zlib.decompress(raw)
-    print(coding, r.status, r.getheader("Content-Encoding"), body.decode())
+    print(coding, r.status, r.getheader("Content-Encoding"), base64.b64encode(raw).decode())
 '
 	expect_eq status "$RC" 0
-	expect_match "gzip scrubbed" "$OUT" "gzip 200 gzip .*\"X-Api-Key\": \"SANDBOX_SECRET_[0-9a-f]{32}\""
-	expect_match "deflate scrubbed" "$OUT" "deflate 200 deflate .*\"X-Api-Key\": \"SANDBOX_SECRET_[0-9a-f]{32}\""
-	expect_match "br refused" "$OUT" "br 502 .*cannot decode"
+	local decoded
+	decoded=$(python3 -c '
+import base64, ctypes, gzip, sys, zlib
+def unbr(b):
+    lib = ctypes.CDLL("libbrotlidec.so.1"); out = ctypes.create_string_buffer(1 << 20); n = ctypes.c_size_t(len(out))
+    return out.raw[:n.value] if lib.BrotliDecoderDecompress(ctypes.c_size_t(len(b)), b, ctypes.byref(n), out) == 1 else b"br failed"
+def unzstd(b):
+    lib = ctypes.CDLL("libzstd.so.1"); lib.ZSTD_decompress.restype = ctypes.c_size_t
+    out = ctypes.create_string_buffer(1 << 20); n = lib.ZSTD_decompress(out, ctypes.c_size_t(len(out)), b, ctypes.c_size_t(len(b)))
+    return out.raw[:n] if n < len(out) else b"zstd failed"
+dec = {"gzip": gzip.decompress, "deflate": zlib.decompress, "br": unbr, "zstd": unzstd}
+for line in sys.stdin:
+    f = line.split(" ", 3)
+    if len(f) == 4 and f[1] == "200":
+        print(f[0], f[2], dec[f[0]](base64.b64decode(f[3])).decode())' <<<"$OUT")
+	local c
+	for c in gzip deflate br zstd; do
+		expect_match "$c scrubbed" "$decoded" "$c $c .*\"X-Api-Key\": \"SANDBOX_SECRET_[0-9a-f]{32}\""
+	done
+	[[ $decoded != *"$REAL"* ]] || fail "a real value reached the guest compressed: $decoded"
+	expect_match "an unknown coding refused" "$OUT" "compress 502 .*cannot decode"
 	expect_no_real
 }
 

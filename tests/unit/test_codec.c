@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Content codings (codec.h): gzip and deflate (zlib and raw) decode what zlib and our encoder
- * make, in any split; concatenated gzip members; the expansion bound; corrupt and cut-short
- * streams; Content-Encoding names.
+ * Content codings (codec.h): gzip, deflate (zlib and raw), br and zstd decode what the libraries
+ * and our encoder make, in any split; concatenated gzip members and zstd frames; the expansion
+ * bound; zstd's window bound; corrupt and cut-short streams; Content-Encoding names.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "check.h"
 #include "net/codec.h"
@@ -49,8 +50,9 @@ static int decode(enum codec_kind k, const uint8_t *p, size_t n, size_t step, st
 static void test_round_trips(void)
 {
 	const char *text = "{\"token\": \"sk-live-0123456789\", \"pad\": \"aaaaaaaaaaaaaaaaaaaa\"}";
-	const enum codec_kind kinds[] = { CODEC_GZIP, CODEC_DEFLATE, CODEC_DEFLATE };
-	for (int i = 0; i < 3; i++) {
+	const enum codec_kind kinds[] = { CODEC_GZIP, CODEC_DEFLATE, CODEC_DEFLATE, CODEC_BR,
+					  CODEC_ZSTD };
+	for (int i = 0; i < 5; i++) {
 		struct buf enc = { 0 };
 		CHECK_EQ_INT(encode(kinds[i], i == 2, S(text), &enc), 0);
 		for (size_t step = 1; step < buf_used(&enc) + 2; step += 3) {
@@ -100,6 +102,27 @@ static void test_members_and_errors(void)
 	CHECK_EQ_INT(decode(CODEC_GZIP, S("not gzip at all"), 3, &dec, NULL), -EPROTO);
 	buf_fini(&dec);
 
+	/* zstd: frames back to back; a frame that asks for a window beyond the bound. */
+	encode(CODEC_ZSTD, false, S("one "), &enc);
+	encode(CODEC_ZSTD, false, S("two"), &enc);
+	CHECK_EQ_INT(decode(CODEC_ZSTD, buf_head(&enc), buf_used(&enc), 3, &dec, NULL), 0);
+	CHECK_EQ_MEM(buf_head(&dec), buf_used(&dec), "one two", 7);
+	buf_fini(&dec);
+	buf_fini(&enc);
+	/* A window of 128 MiB declared (the size unknown up front, as a stream sends it). */
+	uint8_t frame[256];
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 27);
+	ZSTD_inBuffer in = { "hello hello", 11, 0 }, none = { "", 0, 0 };
+	ZSTD_outBuffer zo = { frame, sizeof(frame), 0 };
+	ZSTD_compressStream2(cc, &zo, &in, ZSTD_e_continue);
+	for (int i = 0; i < 8 && ZSTD_compressStream2(cc, &zo, &none, ZSTD_e_end); i++)
+		;
+	ZSTD_freeCCtx(cc);
+	CHECK_EQ_INT(decode(CODEC_ZSTD, frame, zo.pos, 5, &dec, NULL), -EPROTO);
+	CHECK_EQ_INT(buf_used(&dec), 0);
+	buf_fini(&dec);
+
 	/* A bomb: 64 MiB of zeros, far more than 200x its gzip; decoding stops near the bound. */
 	size_t big = 64u << 20;
 	uint8_t *zeros = calloc(1, big);
@@ -118,7 +141,10 @@ static void test_names(void)
 	CHECK_EQ_INT(codec_kind_of(S("GZIP")), CODEC_GZIP);
 	CHECK_EQ_INT(codec_kind_of(S("x-gzip")), CODEC_GZIP);
 	CHECK_EQ_INT(codec_kind_of(S("deflate")), CODEC_DEFLATE);
-	CHECK_EQ_INT(codec_kind_of(S("br")), CODEC_OTHER);
+	CHECK_EQ_INT(codec_kind_of(S("br")), CODEC_BR);
+	CHECK_EQ_INT(codec_kind_of(S("zstd")), CODEC_ZSTD);
+	CHECK_EQ_INT(codec_kind_of(S("compress")), CODEC_OTHER);
+	CHECK(!strcmp(codec_name(CODEC_BR), "br") && !strcmp(codec_name(CODEC_OTHER), "other"));
 	CHECK_EQ_INT(codec_kind_of(S("gzip, br")), CODEC_OTHER);
 	CHECK(codec_new(CODEC_OTHER, false, false) == NULL);
 }
