@@ -8,8 +8,9 @@
  * guest gets what the upstream chose), so this file runs only when both ends speak h2; an h2
  * guest that also offers http/1.1 talks HTTP/1.1 to an HTTP/1.1 upstream through proxy.c. No
  * translation between the versions exists: an h2-only guest and an HTTP/1.1-only upstream (or
- * the reverse) fail the upstream's handshake (no common protocol), which the guest gets as a 502
- * (h2-only guests: on each stream).
+ * the reverse) have no protocol in common; the guest gets no ALPN answer, or a 502 when the
+ * upstream's handshake fails (h2-only guests: on each stream). Real clients offer both, and
+ * h2-only clients (gRPC) need an h2 server anyway.
  *
  * A stream's states and transitions (struct h2s):
  *   HEADERS    the guest's request fields arrive (on_header), bounded by H2_MAX_REQ_LIST;
@@ -19,17 +20,18 @@
  *              upstream -> RELAYING; refused -> LOCAL (a 4xx/502 answered on the stream).
  *   RELAYING   DATA streams both ways. The guest's DATA goes through the body substituter
  *              (secrets_body, as HTTP/1 bodies: replaced toward the secret's host, a leak
- *              answers 403 and resets the upstream stream; gzip/deflate only checked, decoded
- *              beside) and is queued for the upstream. The upstream's response fields and
- *              trailers are scrubbed (scrub_all), its DATA as a stream (scrub_feed; gzip/deflate
- *              decoded and encoded again; Content-Length dropped). gRPC bodies
+ *              answers 403 and resets the upstream stream; a compressed body is only checked,
+ *              decoded beside) and is queued for the upstream. The upstream's response fields
+ *              and trailers are scrubbed (scrub_all), its DATA as a stream (scrub_feed; a
+ *              compressed body decoded and encoded again; Content-Length dropped). gRPC bodies
  *              (application/grpc) are length-prefixed messages: each is collected whole,
  *              rewritten and sent with its new length (grpc_feed). Flow control is tied
  *              across: bytes received on one side are acknowledged (WINDOW_UPDATE, by
  *              nghttp2_session_consume) only once the other side's session took them, so a
  *              stream never holds more than the window it announced (a gRPC message being
  *              collected is acknowledged as it comes, within H2_GRPC_HELD_MAX).
- *   closing    RST_STREAM on either side resets the other; a GOAWAY from the upstream is passed
+ *   closing    RST_STREAM on either side resets the other (the upstream's code reaches the
+ *              guest: REFUSED_STREAM lets it retry); a GOAWAY from the upstream is passed
  *              to the guest (no new streams; the upstream's refused streams are refused to the
  *              guest, who may retry); the upstream's connection ending answers 502 to streams
  *              without a response and resets the others. A stream is freed once both sessions
@@ -101,11 +103,12 @@ struct h2s {
 	bool up_end; /* the guest ended its request */
 	size_t up_owed; /* received from the guest, not acknowledged yet */
 	struct secrets_body body; /* placeholders in the guest's DATA, split across frames too */
-	/* The request's (response's) DATA is gRPC messages, rewritten whole. */
-	bool grpc_rq, grpc_rs;
 	struct codec *rq_inspect; /* a compressed request body, decoded only to be checked */
 	enum codec_kind rs_coding;
 	struct codec *rs_dec, *rs_enc; /* a compressed response: decoded, scrubbed, re-encoded */
+	/* The request's (response's) DATA is gRPC messages, collected and rewritten whole. */
+	bool grpc_rq, grpc_rs;
+	enum codec_kind grpc_coding; /* the request's grpc-encoding (compressed messages) */
 	struct grpc_msgs gq, gr;
 	struct buf down; /* scrubbed DATA for the guest */
 	bool down_end; /* the upstream ended its response */
@@ -424,9 +427,11 @@ static void grpc_put(struct buf *out, uint8_t flag, const struct buf *m)
 static int grpc_feed(struct h2s *s, struct grpc_msgs *g, const uint8_t *p, size_t n, bool final,
 		     grpc_msg_fn fn, struct buf *out)
 {
-	while (n) {
+	for (;;) {
 		if (g->head_len < 5) {
 			size_t k = 5 - g->head_len < n ? 5 - g->head_len : n;
+			if (!k)
+				break; /* p may be NULL (the end of the stream) */
 			memcpy(g->head + g->head_len, p, k);
 			g->head_len += k, p += k, n -= k;
 			if (g->head_len < 5)
@@ -437,36 +442,58 @@ static int grpc_feed(struct h2s *s, struct grpc_msgs *g, const uint8_t *p, size_
 		if (len > H2_GRPC_MAX_MSG)
 			return -EMSGSIZE;
 		size_t k = len - buf_used(&g->msg) < n ? len - buf_used(&g->msg) : n;
-		if (buf_append(&g->msg, p, k) < 0)
-			return -ENOMEM;
-		p += k, n -= k;
+		if (k) {
+			if (buf_append(&g->msg, p, k) < 0)
+				return -ENOMEM;
+			p += k, n -= k;
+		}
 		if (buf_used(&g->msg) < len)
 			break;
+		/* A whole message (an empty one too: google.protobuf.Empty). */
 		int e = fn(s, g->head[0] & 1, buf_head(&g->msg), len, out);
 		buf_wipe(&g->msg);
 		g->head_len = 0;
 		if (e < 0)
 			return e;
 	}
-	if (!n && final && grpc_held(g))
+	if (final && grpc_held(g))
 		return -EPROTO;
 	return 0;
 }
 
-/* A request message: placeholders replaced (a compressed one is only checked). */
+/*
+ * A request message: placeholders replaced. A compressed one (grpc-encoding) passes as it is,
+ * decoded beside to be checked: a placeholder inside refuses it (-ENOTSUP, or -EPERM toward
+ * another host); a coding the proxy cannot read refuses it too.
+ */
 static int grpc_request_msg(struct h2s *s, bool compressed, const uint8_t *p, size_t n,
 			    struct buf *out)
 {
 	struct secrets_body b;
-	struct buf t = { 0 };
+	struct buf t = { 0 }, dec = { 0 };
+	int r = 0;
 	secrets_body_init(&b, s->h->f->m->ss, s->h->f->name, SECRETS_BODY_RAW, compressed);
-	int r = secrets_body_feed(&b, p, n, true, &t);
+	if (compressed) {
+		struct codec *c = s->grpc_coding == CODEC_IDENTITY || s->grpc_coding == CODEC_OTHER
+				      ? NULL
+				      : codec_new(s->grpc_coding, false, false);
+		r = c ? codec_feed(c, p, n, true, &dec) : -ENOTSUP;
+		if (r == 0)
+			r = secrets_body_feed(&b, buf_head(&dec), buf_used(&dec), true, &t);
+		codec_free(c);
+		buf_wipe(&t);
+		if (r == 0)
+			r = buf_append(&t, p, n);
+	} else {
+		r = secrets_body_feed(&b, p, n, true, &t);
+	}
 	if (r < 0)
 		s->body.leak = b.leak;
 	else
 		grpc_put(out, compressed, &t);
 	secrets_body_fini(&b);
 	buf_wipe(&t);
+	buf_wipe(&dec);
 	return r < 0 ? r : out->bad ? -ENOMEM : 0;
 }
 
@@ -644,6 +671,9 @@ static void request_start(struct h2s *s, bool end_stream)
 	}
 	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0), coded);
 	s->grpc_rq = ss && ss->n && is_grpc(ct, cl);
+	size_t gl = 0;
+	const uint8_t *ge = hlist_get(&s->rq, "grpc-encoding", &gl);
+	s->grpc_coding = codec_kind_of(ge, gl);
 	bool bound = !end_stream && secrets_host_bound(ss, f->name) && !coded;
 	int r = fields_rewrite(s, &s->rq, ss && ss->n, bound, &out, &leak);
 	hlist_wipe(&s->rq);
@@ -706,6 +736,12 @@ static void body_refuse(struct h2s *s, int r)
 			 r == -EMSGSIZE ? "a gRPC message larger than 4 MiB"
 					: "the request ended inside a gRPC message");
 		status = 0; /* reset, no answer */
+	} else if (r == -ENOTSUP && !s->body.leak) {
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: a compressed gRPC message in a coding "
+			 "the proxy cannot look inside for secret placeholders",
+			 name);
+		status = 415;
 	} else if (r == -ENOTSUP) {
 		snprintf(
 		    reason, sizeof(reason),

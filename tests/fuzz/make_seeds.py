@@ -374,6 +374,10 @@ def h2_seeds():
                         frame(0, 0, 1, grpc(b"k=" + ph)[:9]) + frame(0, 1, 1, grpc(b"k=" + ph)[9:]),
                         settings + frame(1, 0x4, 1, block([(b":status", b"200"), (b"content-type", b"application/grpc")])) +
                         frame(0, 0, 1, grpc(b"v=sk-real-value")) + frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))),
+        "h2_grpc_empty": seed(0x30, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc")], end=False) +
+                              frame(0, 1, 1, grpc(b"")), settings + frame(1, 0x4, 1, block([(b":status", b"200"),
+                              (b"content-type", b"application/grpc")])) + frame(0, 0, 1, grpc(b"")) +
+                              frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))),
         "h2_grpc_leak": seed(0x31, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc+proto")], end=False,
                                                   authority=b"other.test") + frame(0, 1, 1, grpc(ph))),
         "h2_rst_goaway": seed(0x08, settings + req(1) + frame(3, 0, 1, b"\0\0\0\x08") +

@@ -186,6 +186,7 @@ ch = chan("api.test")
 r, call = ch.unary_unary("/test.Echo/Unary").with_call(b"hi " + key.encode(), metadata=md, timeout=30)
 print("unary:", r.decode())
 print("trailer:", dict(call.trailing_metadata()).get("x-trailer-key"))
+print("empty:", ch.unary_unary("/test.Echo/Unary")(b"", metadata=md, timeout=30).decode())
 for m in ch.unary_stream("/test.Echo/Stream")(b"s", metadata=md, timeout=30):
     print("stream:", m.decode())
 for m in ch.stream_stream("/test.Echo/Bidi")(iter([b"a", b"b", b"c"]), metadata=md, timeout=30):
@@ -197,11 +198,12 @@ except grpc.RpcError as e:
     print("other:", e.code())
 '
 	expect_eq status "$RC" 0
-	[ "$(grep -c "x-api-key: $REAL" "$SRV/grpc.log")" = 3 ] || fail "metadata: upstream got: $(cat "$SRV/grpc.log")"
+	[ "$(grep -c "x-api-key: $REAL" "$SRV/grpc.log")" = 4 ] || fail "metadata: upstream got: $(cat "$SRV/grpc.log")"
 	grep -q "msg: hi $REAL" "$SRV/grpc.log" || fail "message: upstream got: $(cat "$SRV/grpc.log")"
 	grep -q SANDBOX_SECRET_ "$SRV/grpc.log" && fail "a placeholder reached the upstream: $(cat "$SRV/grpc.log")"
 	expect_match "unary, message re-framed and scrubbed" "$OUT" "unary: unary got hi SANDBOX_SECRET_[0-9a-f]{32} key=SANDBOX_SECRET_[0-9a-f]{32}"
 	expect_match "trailing metadata scrubbed" "$OUT" "trailer: SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "an empty message" "$OUT" "empty: unary got  key=SANDBOX_SECRET_[0-9a-f]{32}"
 	expect_eq "server streaming" "$(grep -c '^stream: msg [0-4] key=SANDBOX_SECRET_' <<<"$OUT")" 5
 	expect_eq "bidi streaming" "$(grep -c '^bidi: echo [abc] key=SANDBOX_SECRET_' <<<"$OUT")" 3
 	expect_match "metadata toward another host refused" "$OUT" "other: StatusCode.PERMISSION_DENIED"
