@@ -2,9 +2,9 @@
 /*
  * The proxy's HTTP/2 relay (src/net/proxy_h2.c) between a real HTTP/2 client (the guest) and a
  * real HTTP/2 server (the upstream), both libnghttp2 sessions driven in memory, no TLS: flow
- * control is tied across (a guest cannot push more than the windows while the upstream reads
- * nothing, and everything arrives once it does), a stream reset by the upstream reaches the guest
- * with its code, and the key goes out only toward its host.
+ * control is tied across both ways (a side cannot push more than the windows while the other
+ * reads nothing, and everything arrives once it does), a stream reset by the upstream reaches the
+ * guest with its code, and the key goes out only toward its host.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -33,6 +33,7 @@ struct peer {
 	char key[128]; /* upstream: x-api-key as received */
 	bool ended; /* guest: the response ended */
 	int32_t reset_id; /* upstream: reset this stream (REFUSED_STREAM) as its headers come */
+	bool answer_big; /* upstream: answer each request with a BODY-byte body */
 	size_t sent; /* guest: request body bytes handed to the session */
 };
 
@@ -63,6 +64,9 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 	return 0;
 }
 
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud);
+
 static int on_frame(nghttp2_session *s, const nghttp2_frame *fr, void *ud)
 {
 	struct peer *p = ud;
@@ -74,6 +78,12 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *fr, void *ud)
 	if (fr->hd.type == NGHTTP2_HEADERS && fr->hd.stream_id == p->reset_id)
 		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, fr->hd.stream_id,
 					  NGHTTP2_REFUSED_STREAM);
+	if (fr->hd.type == NGHTTP2_HEADERS && p->answer_big &&
+	    (fr->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 } };
+		nghttp2_data_provider dp = { .read_callback = body_read };
+		nghttp2_submit_response(s, fr->hd.stream_id, nv, 1, &dp);
+	}
 	return 0;
 }
 
@@ -205,6 +215,32 @@ static void test_flow_control_is_tied_across(void)
 	flow_free(f);
 }
 
+static void test_flow_control_is_tied_for_responses(void)
+{
+	struct flow *f = relay_new("api.test");
+	struct peer g = { .consume = false }, u = { .consume = true, .answer_big = true };
+	peer_init(&g, false);
+	peer_init(&u, true);
+	CHECK(f && post(&g, "api.test", false) > 0);
+	pump(f, &g, &u);
+	/* The guest reads nothing: the upstream sent no more than the windows allow. */
+	CHECK_EQ_INT(g.got, 65535);
+	CHECK(u.sent <= 65535 + 256 * 1024 + 16384);
+	nghttp2_session_consume_connection(g.s, g.got);
+	nghttp2_session_consume_stream(g.s, 1, g.got);
+	g.consume = true;
+	pump(f, &g, &u);
+	uint64_t want = 0;
+	for (size_t i = 0; i < BODY; i++)
+		want += (uint8_t)(i * 7);
+	CHECK_EQ_INT(g.status, 200);
+	CHECK_EQ_INT(g.got, BODY);
+	CHECK(g.sum == want && g.ended);
+	nghttp2_session_del(g.s);
+	nghttp2_session_del(u.s);
+	flow_free(f);
+}
+
 static void test_upstream_reset_reaches_the_guest(void)
 {
 	struct flow *f = relay_new("api.test");
@@ -246,6 +282,7 @@ int main(int argc, char **argv)
 		return check_summary();
 	m.ss = &ss;
 	CHECK_RUN(test_flow_control_is_tied_across);
+	CHECK_RUN(test_flow_control_is_tied_for_responses);
 	CHECK_RUN(test_upstream_reset_reaches_the_guest);
 	CHECK_RUN(test_key_toward_another_host_is_refused_on_its_stream);
 	secrets_clear(&ss);
