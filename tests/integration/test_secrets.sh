@@ -318,15 +318,17 @@ post("compress", "api.test", "/body/compress", b"xx", "application/json", {"Cont
 }
 
 # 20 MB with the placeholder near the end, toward the secret's host: re-sent chunked with the
-# value in, while the supervisor's memory stays flat (sampled from /proc during the upload).
+# value in, while the supervisor's memory stays flat (sampled from /proc during the upload);
+# then toward another allowed host: cut off at the placeholder.
 t_large_body_streams_with_bounded_memory() {
 	: >"$SRV/requests.log"
 	local want
 	want=$(V="$REAL" python3 -c 'import hashlib, os; print(hashlib.sha256(b"a" * 20000000 + b" key=" + os.environ["V"].encode() + b" end").hexdigest())')
-	"$ML" run "${IMG[@]}" "${API[@]}" -- sh -c 'python3 -c "
+	"$ML" run "${IMG[@]}" "${API[@]}" --allow-host other.test:8443 --add-host other.test:127.0.0.1 -- sh -c 'python3 -c "
 import os, sys
 sys.stdout.buffer.write(b\"a\" * 20000000 + b\" key=\" + os.environ[\"API_KEY\"].encode() + b\" end\")" >/tmp/big
-		curl -sS --data-binary @/tmp/big -H "Content-Type: application/octet-stream" https://api.test:8443/upload' \
+		curl -sS --data-binary @/tmp/big -H "Content-Type: application/octet-stream" https://api.test:8443/upload; echo
+		curl -sS -w "other=%{http_code}\n" --data-binary @/tmp/big https://other.test:8443/body/big' \
 		>"$T_OUT/out" 2>"$T_OUT/err" &
 	local pid=$! peak=0 rss
 	while kill -0 "$pid" 2>/dev/null; do
@@ -342,6 +344,11 @@ sys.stdout.buffer.write(b\"a\" * 20000000 + b\" key=\" + os.environ[\"API_KEY\"]
 	expect_eq status "$RC" 0
 	expect_match "upstream got the body with the value" "$OUT" "\"length\": $((20000000 + 5 + ${#REAL} + 4)), \"sha256\": \"$want\""
 	[ "$peak" -lt $((96 * 1024)) ] || fail "supervisor RSS peaked at $((peak / 1024)) MiB"
+	# Toward another host the body streams until the placeholder: then the upstream is reset
+	# (its request never completes) and the guest gets the 403.
+	expect_match "other host refused" "$OUT" "other=403"
+	expect_match "the upstream's request was cut" "$(log)" "CUT other.test /body/big"
+	[[ $(log) != *"BODY other.test"* ]] || fail "the body completed toward other.test"
 	expect_no_real
 }
 
