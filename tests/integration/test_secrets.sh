@@ -421,4 +421,25 @@ print("idle connection:", state)
 	expect_match "closed" "$OUT" "idle connection: closed"
 }
 
+# A connection kept busy is still ended once it is older than the lifetime limit (the idle limit
+# is off here, so only the lifetime can end it; only "it ended" is asserted, never when).
+t_busy_intercepted_connection_ends_at_its_lifetime() {
+	MATCHLOCK_PROXY_IDLE_TIMEOUT=0 MATCHLOCK_PROXY_MAX_LIFETIME=3 ml run "${IMG[@]}" "${API[@]}" -- python3 -c '
+import http.client, ssl, time
+c = http.client.HTTPSConnection("api.test", 8443, context=ssl.create_default_context(), timeout=30)
+n, end, state = 0, time.time() + 120, "open"
+while time.time() < end:
+    try:
+        c.request("GET", "/echo?n=%d" % n); r = c.getresponse(); r.read(); n += 1
+    except (ConnectionError, http.client.HTTPException, ssl.SSLError) as e:
+        state = "ended (%s)" % type(e).__name__; break
+    time.sleep(0.2)
+print("requests:", n, "busy connection:", state)
+'
+	expect_eq status "$RC" 0
+	expect_match "served first" "$OUT" "requests: [1-9]"
+	expect_match "ended" "$OUT" "busy connection: ended"
+	expect_match "log says why" "$ERR" "connection closed: open for more than 3 s"
+}
+
 run_tests "$@"
