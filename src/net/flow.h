@@ -17,6 +17,7 @@ struct mitm {
 	const struct secrets *ss;
 	struct tls_ca ca;
 	SSL_CTX *guest_ctx, *up_ctx;
+	size_t held; /* request-body bytes held by all flows (RQF_HELD), at most MITM_HELD_MAX */
 };
 
 /* The proxy's states; proxy.c says how they change. */
@@ -31,6 +32,7 @@ enum rq_frame {
 };
 #define FLOW_HELD_BODY_MAX (1u << 20) /* the longest Content-Length body held (RQF_HELD) */
 #define FLOW_HELD_OUT_MAX (4u << 20) /* ... and what it may grow to with values put in */
+#define MITM_HELD_MAX (16u << 20) /* held bodies of all of a sandbox's flows together */
 
 /* A request sent upstream whose response has not ended yet. */
 struct pending {

@@ -147,6 +147,7 @@ static void rq_body_reset(struct flow *f)
 	codec_free(f->rq_inspect);
 	f->rq_inspect = NULL;
 	buf_wipe(&f->rq_held);
+	f->m->held -= buf_used(&f->rq_held_body);
 	buf_wipe(&f->rq_held_body);
 	buf_wipe(&f->rq_trailers);
 }
@@ -204,8 +205,8 @@ static void rq_body_refuse(struct flow *f, struct pending *p, int err)
 		status = 413;
 		snprintf(reason, sizeof(reason),
 			 "matchlock: request to %s refused: with secret values put in, its body "
-			 "grows past %u MiB",
-			 f->name, FLOW_HELD_OUT_MAX >> 20);
+			 "grows past %u MiB (or the sandbox holds %u MiB of such bodies already)",
+			 f->name, FLOW_HELD_OUT_MAX >> 20, MITM_HELD_MAX >> 20);
 		break;
 	default:
 		status = 503;
@@ -249,7 +250,8 @@ static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data,
 		r = secrets_body_feed(&f->rq_subst, data, n, final, &out);
 	}
 	size_t k = buf_used(&out);
-	if (r == 0 && f->rq_frame == RQF_HELD && buf_used(&f->rq_held_body) + k > FLOW_HELD_OUT_MAX)
+	if (r == 0 && f->rq_frame == RQF_HELD &&
+	    (buf_used(&f->rq_held_body) + k > FLOW_HELD_OUT_MAX || f->m->held + k > MITM_HELD_MAX))
 		r = -E2BIG;
 	if (r < 0) {
 		buf_wipe(&out);
@@ -261,7 +263,9 @@ static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data,
 		int z = snprintf(sz, sizeof(sz), "%zx\r\n", k);
 		switch (f->rq_frame) {
 		case RQF_HELD:
+			f->m->held -= buf_used(&f->rq_held_body);
 			buf_append(&f->rq_held_body, buf_head(&out), k);
+			f->m->held += buf_used(&f->rq_held_body);
 			break;
 		case RQF_CHUNKED:
 			buf_append(&f->req_out, sz, (size_t)z);
@@ -307,6 +311,10 @@ static bool rq_body_end(struct flow *f, struct pending *p)
 		buf_append(&f->req_out, buf_head(&t), buf_used(&t));
 		buf_wipe(&t);
 	} else if (f->rq_frame == RQF_HELD) {
+		if (f->rq_held.bad || f->rq_held_body.bad) {
+			rq_body_refuse(f, p, -ENOMEM); /* never a body cut short */
+			return false;
+		}
 		/* The head without its empty line, the corrected length, the body. */
 		char cl[48];
 		int z = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n\r\n",
@@ -347,7 +355,8 @@ static bool rq_body(struct flow *f)
  * How the body of request m (head) goes upstream, decided before its head does: through the
  * substituter when the sandbox has secrets; a compressed body passes as it is and is only
  * inspected (decoded beside it); framing RQF_AS_IS unless values may change its length
- * (a secret is scoped to this host): then RQF_HELD up to FLOW_HELD_BODY_MAX, re-chunked beyond.
+ * (a secret is scoped to this host): then RQF_HELD up to FLOW_HELD_BODY_MAX (while the
+ * sandbox's flows hold less than MITM_HELD_MAX), re-chunked beyond.
  * Returns 0, or the status of a refusal (reason written) before anything went upstream.
  */
 static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
@@ -384,7 +393,7 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 	}
 	if (!secrets_host_bound(ss, f->name) || m->framing == HTTP_BODY_CHUNKED)
 		return 0;
-	if (m->length <= FLOW_HELD_BODY_MAX) {
+	if (m->length <= FLOW_HELD_BODY_MAX && f->m->held + m->length <= MITM_HELD_MAX) {
 		f->rq_frame = RQF_HELD;
 	} else if (m->minor == 1) {
 		f->rq_frame = RQF_CHUNKED;
