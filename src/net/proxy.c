@@ -138,14 +138,47 @@ static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secre
 	flow_refuse(f, 403, reason);
 }
 
+/*
+ * A decoder for kind, counted against the sandbox's MITM_WIDE_CODECS_MAX when it is br or zstd
+ * (*wide says so; give it back with codec_release). Returns 0, -EBUSY (the sandbox runs as many
+ * as it may) or -ENOMEM.
+ */
+static int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bool *wide)
+{
+	*wide = kind == CODEC_BR || kind == CODEC_ZSTD;
+	if (*wide && f->m->wide_codecs >= MITM_WIDE_CODECS_MAX) {
+		*wide = false;
+		return -EBUSY;
+	}
+	*c = codec_new(kind, false, false);
+	if (!*c) {
+		*wide = false;
+		return -ENOMEM;
+	}
+	f->m->wide_codecs += *wide;
+	return 0;
+}
+
+/* Free c (and enc, its encoder, when given), and give back its place if it was wide. */
+static void codec_release(struct flow *f, struct codec **c, struct codec **enc, bool *wide)
+{
+	codec_free(*c);
+	*c = NULL;
+	if (enc) {
+		codec_free(*enc);
+		*enc = NULL;
+	}
+	f->m->wide_codecs -= *wide;
+	*wide = false;
+}
+
 /* The request body's state is done with (it ended or was refused). */
 static void rq_body_reset(struct flow *f)
 {
 	secrets_body_fini(&f->rq_subst);
 	f->rq_subst = (struct secrets_body){ 0 };
 	f->rq_subst_on = false;
-	codec_free(f->rq_inspect);
-	f->rq_inspect = NULL;
+	codec_release(f, &f->rq_inspect, NULL, &f->rq_wide);
 	buf_wipe(&f->rq_held);
 	f->m->held -= buf_used(&f->rq_held_body);
 	buf_wipe(&f->rq_held_body);
@@ -155,9 +188,7 @@ static void rq_body_reset(struct flow *f)
 void proxy_fini(struct flow *f)
 {
 	rq_body_reset(f);
-	codec_free(f->rs_dec);
-	codec_free(f->rs_enc);
-	f->rs_dec = f->rs_enc = NULL;
+	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
 }
 
 /*
@@ -383,10 +414,13 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 			  kind != CODEC_IDENTITY);
 	f->rq_subst_on = true;
 	if (kind != CODEC_IDENTITY) {
-		f->rq_inspect = codec_new(kind, false, false);
-		if (!f->rq_inspect) {
-			snprintf(reason, rn, "matchlock: request to %s failed: out of memory",
-				 f->name);
+		int r = codec_take(f, kind, &f->rq_inspect, &f->rq_wide);
+		if (r < 0) {
+			snprintf(reason, rn, "matchlock: request to %s failed: %s", f->name,
+				 r == -EBUSY
+				     ? "the sandbox decodes as many br/zstd bodies as it may "
+				       "at once; retry"
+				     : "out of memory");
 			return 503;
 		}
 		return 0;
@@ -598,9 +632,7 @@ static void response_done(struct flow *f)
 	response_data(f, NULL, 0, true);
 	if (f->rs_chunked_out)
 		tls_guest_write(f, "0\r\n\r\n", 5);
-	codec_free(f->rs_dec);
-	codec_free(f->rs_enc);
-	f->rs_dec = f->rs_enc = NULL;
+	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
 	if (f->failed)
 		return;
 	if (p) {
@@ -694,9 +726,11 @@ static int rs_head_out(struct flow *f, const struct pending *p, const struct htt
 		f->rs_coding = codec_kind_of(ce, n);
 		if (f->rs_coding == CODEC_OTHER)
 			return -EPROTONOSUPPORT;
-		if (f->rs_coding != CODEC_IDENTITY &&
-		    !(f->rs_dec = codec_new(f->rs_coding, false, false)))
-			return -ENOMEM;
+		if (f->rs_coding != CODEC_IDENTITY) {
+			int r = codec_take(f, f->rs_coding, &f->rs_dec, &f->rs_wide);
+			if (r < 0)
+				return r;
+		}
 	}
 	if (m->status < 200 || !scrubbing) {
 		/* 1xx and 101 pass as they are; a chunked body is re-encoded chunk by chunk
@@ -735,10 +769,13 @@ static bool rs_head(struct flow *f)
 	int r = rs_head_out(f, p, m, buf_head(&f->resp_in), &head);
 	if (r < 0) {
 		buf_wipe(&head);
-		rs_refuse(f, p,
-			  r == -ENOMEM ? "out of memory"
-				       : "a Content-Encoding the proxy cannot decode to scrub "
-					 "secrets from (it decodes gzip, deflate, br and zstd)");
+		rs_refuse(
+		    f, p,
+		    r == -ENOMEM ? "out of memory"
+		    : r == -EBUSY
+			? "the sandbox decodes as many br/zstd responses as it may at once"
+			: "a Content-Encoding the proxy cannot decode to scrub secrets from (it "
+			  "decodes gzip, deflate, br and zstd)");
 		return false;
 	}
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
