@@ -504,9 +504,20 @@ static bool rq_head(struct flow *f)
 		flow_refuse(f, 502, reason);
 		return false;
 	}
+	const struct secret *leak = NULL;
 	int status = rq_body_plan(f, head, &m, reason, sizeof(reason));
 	if (status) {
 		rq_body_reset(f);
+		/* A placeholder headed elsewhere in the head says more than the body's refusal. */
+		struct buf scratch = { 0 };
+		int lr = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, &m, true,
+							       &scratch, &leak, NULL)
+				     : 0;
+		buf_wipe(&scratch);
+		if (lr == -EPERM) {
+			rq_refuse_leak(f, p, leak);
+			return false;
+		}
 		request_event(f, p, status, false, reason, NET_EV_REQUEST, NULL);
 		flow_refuse(f, status, reason);
 		return false;
@@ -517,7 +528,6 @@ static bool rq_head(struct flow *f)
 	const uint8_t *h = r == 1 ? buf_head(&alt) : head;
 	const struct http_msg *hm = r == 1 ? &alt_m : &m;
 	struct buf *to = f->rq_frame == RQF_HELD ? &f->rq_held : &f->req_out;
-	const struct secret *leak = NULL;
 	size_t before = buf_used(to);
 	if (r >= 0)
 		r = ss && ss->n

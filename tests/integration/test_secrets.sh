@@ -293,6 +293,7 @@ clean = gzip.compress(b"{\"n\": 2}" * 1000)
 print("clean-sha", hashlib.sha256(clean).hexdigest())
 post("gzip-clean", "api.test", "/upload", clean, "application/json", {"Content-Encoding": "gzip"})
 post("compress", "api.test", "/body/compress", b"xx", "application/json", {"Content-Encoding": "compress"})
+post("compress-leak", "other.test", "/body/c2", b"xx", "application/json", {"Content-Encoding": "compress", "X-Key": ph})
 '
 	expect_eq status "$RC" 0
 	local l
@@ -313,6 +314,7 @@ post("compress", "api.test", "/body/compress", b"xx", "application/json", {"Cont
 	sum=$(sed -n 's/^clean-sha //p' <<<"$OUT")
 	expect_match "clean gzip body passes as sent" "$OUT" "gzip-clean 200 .*\"sha256\": \"$sum\""
 	expect_match "undecodable coding refused" "$OUT" "compress 415"
+	expect_match "a leak in the head wins over the body's refusal" "$OUT" "compress-leak 403 .*secret_leak"
 	[[ $l != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the upstream"
 	expect_no_real
 }
