@@ -18,6 +18,8 @@ struct mitm {
 	const struct secrets *ss;
 	struct tls_ca ca;
 	SSL_CTX *guest_ctx, *up_ctx;
+	size_t held; /* request-body bytes held by all flows (RQF_HELD), at most MITM_HELD_MAX */
+	unsigned wide_codecs; /* br and zstd codecs of all flows, at most MITM_WIDE_CODECS_MAX */
 };
 
 /* The proxy's states; proxy.c says how they change. */
@@ -32,6 +34,12 @@ enum rq_frame {
 };
 #define FLOW_HELD_BODY_MAX (1u << 20) /* the longest Content-Length body held (RQF_HELD) */
 #define FLOW_HELD_OUT_MAX (4u << 20) /* ... and what it may grow to with values put in */
+#define MITM_HELD_MAX (16u << 20) /* held bodies of all of a sandbox's flows together */
+/*
+ * br and zstd decoders keep windows of up to 16 and 8 MiB (and their encoders a few MiB): a
+ * sandbox runs this many at once; zlib's 32 KiB windows are not counted.
+ */
+#define MITM_WIDE_CODECS_MAX 4
 
 /* A request sent upstream whose response has not ended yet. */
 struct pending {
@@ -76,6 +84,7 @@ struct flow {
 	bool rq_subst_on; /* the body goes through rq_subst (the sandbox has secrets) */
 	struct secrets_body rq_subst;
 	struct codec *rq_inspect; /* a compressed body: decoded only to look for placeholders */
+	bool rq_wide, rs_wide; /* rq_inspect, rs_dec: counted in mitm.wide_codecs */
 	struct buf rq_held; /* RQF_HELD: the rewritten head */
 	struct buf rq_held_body; /* RQF_HELD: the body with values put in */
 	struct buf rq_trailers; /* a chunked body's trailer lines, until the body ends */

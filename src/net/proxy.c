@@ -138,15 +138,49 @@ static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secre
 	flow_refuse(f, 403, reason);
 }
 
+/*
+ * A decoder for kind, counted against the sandbox's MITM_WIDE_CODECS_MAX when it is br or zstd
+ * (*wide says so; give it back with codec_release). Returns 0, -EBUSY (the sandbox runs as many
+ * as it may) or -ENOMEM.
+ */
+static int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bool *wide)
+{
+	*wide = kind == CODEC_BR || kind == CODEC_ZSTD;
+	if (*wide && f->m->wide_codecs >= MITM_WIDE_CODECS_MAX) {
+		*wide = false;
+		return -EBUSY;
+	}
+	*c = codec_new(kind, false, false);
+	if (!*c) {
+		*wide = false;
+		return -ENOMEM;
+	}
+	f->m->wide_codecs += *wide;
+	return 0;
+}
+
+/* Free c (and enc, its encoder, when given), and give back its place if it was wide. */
+static void codec_release(struct flow *f, struct codec **c, struct codec **enc, bool *wide)
+{
+	codec_free(*c);
+	*c = NULL;
+	if (enc) {
+		codec_free(*enc);
+		*enc = NULL;
+	}
+	f->m->wide_codecs -= *wide;
+	*wide = false;
+}
+
 /* The request body's state is done with (it ended or was refused). */
 static void rq_body_reset(struct flow *f)
 {
 	secrets_body_fini(&f->rq_subst);
 	f->rq_subst = (struct secrets_body){ 0 };
 	f->rq_subst_on = false;
-	codec_free(f->rq_inspect);
-	f->rq_inspect = NULL;
+	codec_release(f, &f->rq_inspect, NULL, &f->rq_wide);
 	buf_wipe(&f->rq_held);
+	f->m->held -= buf_used(&f->rq_held_body);
 	buf_wipe(&f->rq_held_body);
 	buf_wipe(&f->rq_trailers);
 }
@@ -154,9 +188,7 @@ static void rq_body_reset(struct flow *f)
 void proxy_fini(struct flow *f)
 {
 	rq_body_reset(f);
-	codec_free(f->rs_dec);
-	codec_free(f->rs_enc);
-	f->rs_dec = f->rs_enc = NULL;
+	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
 }
 
 /*
@@ -204,8 +236,8 @@ static void rq_body_refuse(struct flow *f, struct pending *p, int err)
 		status = 413;
 		snprintf(reason, sizeof(reason),
 			 "matchlock: request to %s refused: with secret values put in, its body "
-			 "grows past %u MiB",
-			 f->name, FLOW_HELD_OUT_MAX >> 20);
+			 "grows past %u MiB (or the sandbox holds %u MiB of such bodies already)",
+			 f->name, FLOW_HELD_OUT_MAX >> 20, MITM_HELD_MAX >> 20);
 		break;
 	default:
 		status = 503;
@@ -249,7 +281,8 @@ static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data,
 		r = secrets_body_feed(&f->rq_subst, data, n, final, &out);
 	}
 	size_t k = buf_used(&out);
-	if (r == 0 && f->rq_frame == RQF_HELD && buf_used(&f->rq_held_body) + k > FLOW_HELD_OUT_MAX)
+	if (r == 0 && f->rq_frame == RQF_HELD &&
+	    (buf_used(&f->rq_held_body) + k > FLOW_HELD_OUT_MAX || f->m->held + k > MITM_HELD_MAX))
 		r = -E2BIG;
 	if (r < 0) {
 		buf_wipe(&out);
@@ -261,7 +294,9 @@ static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data,
 		int z = snprintf(sz, sizeof(sz), "%zx\r\n", k);
 		switch (f->rq_frame) {
 		case RQF_HELD:
+			f->m->held -= buf_used(&f->rq_held_body);
 			buf_append(&f->rq_held_body, buf_head(&out), k);
+			f->m->held += buf_used(&f->rq_held_body);
 			break;
 		case RQF_CHUNKED:
 			buf_append(&f->req_out, sz, (size_t)z);
@@ -307,6 +342,10 @@ static bool rq_body_end(struct flow *f, struct pending *p)
 		buf_append(&f->req_out, buf_head(&t), buf_used(&t));
 		buf_wipe(&t);
 	} else if (f->rq_frame == RQF_HELD) {
+		if (f->rq_held.bad || f->rq_held_body.bad) {
+			rq_body_refuse(f, p, -ENOMEM); /* never a body cut short */
+			return false;
+		}
 		/* The head without its empty line, the corrected length, the body. */
 		char cl[48];
 		int z = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n\r\n",
@@ -347,7 +386,8 @@ static bool rq_body(struct flow *f)
  * How the body of request m (head) goes upstream, decided before its head does: through the
  * substituter when the sandbox has secrets; a compressed body passes as it is and is only
  * inspected (decoded beside it); framing RQF_AS_IS unless values may change its length
- * (a secret is scoped to this host): then RQF_HELD up to FLOW_HELD_BODY_MAX, re-chunked beyond.
+ * (a secret is scoped to this host): then RQF_HELD up to FLOW_HELD_BODY_MAX (while the
+ * sandbox's flows hold less than MITM_HELD_MAX), re-chunked beyond.
  * Returns 0, or the status of a refusal (reason written) before anything went upstream.
  */
 static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
@@ -374,17 +414,20 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 			  kind != CODEC_IDENTITY);
 	f->rq_subst_on = true;
 	if (kind != CODEC_IDENTITY) {
-		f->rq_inspect = codec_new(kind, false, false);
-		if (!f->rq_inspect) {
-			snprintf(reason, rn, "matchlock: request to %s failed: out of memory",
-				 f->name);
+		int r = codec_take(f, kind, &f->rq_inspect, &f->rq_wide);
+		if (r < 0) {
+			snprintf(reason, rn, "matchlock: request to %s failed: %s", f->name,
+				 r == -EBUSY
+				     ? "the sandbox decodes as many br/zstd bodies as it may "
+				       "at once; retry"
+				     : "out of memory");
 			return 503;
 		}
 		return 0;
 	}
 	if (!secrets_host_bound(ss, f->name) || m->framing == HTTP_BODY_CHUNKED)
 		return 0;
-	if (m->length <= FLOW_HELD_BODY_MAX) {
+	if (m->length <= FLOW_HELD_BODY_MAX && f->m->held + m->length <= MITM_HELD_MAX) {
 		f->rq_frame = RQF_HELD;
 	} else if (m->minor == 1) {
 		f->rq_frame = RQF_CHUNKED;
@@ -461,9 +504,20 @@ static bool rq_head(struct flow *f)
 		flow_refuse(f, 502, reason);
 		return false;
 	}
+	const struct secret *leak = NULL;
 	int status = rq_body_plan(f, head, &m, reason, sizeof(reason));
 	if (status) {
 		rq_body_reset(f);
+		/* A placeholder headed elsewhere in the head says more than the body's refusal. */
+		struct buf scratch = { 0 };
+		int lr = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, &m, true,
+							       &scratch, &leak, NULL)
+				     : 0;
+		buf_wipe(&scratch);
+		if (lr == -EPERM) {
+			rq_refuse_leak(f, p, leak);
+			return false;
+		}
 		request_event(f, p, status, false, reason, NET_EV_REQUEST, NULL);
 		flow_refuse(f, status, reason);
 		return false;
@@ -474,7 +528,6 @@ static bool rq_head(struct flow *f)
 	const uint8_t *h = r == 1 ? buf_head(&alt) : head;
 	const struct http_msg *hm = r == 1 ? &alt_m : &m;
 	struct buf *to = f->rq_frame == RQF_HELD ? &f->rq_held : &f->req_out;
-	const struct secret *leak = NULL;
 	size_t before = buf_used(to);
 	if (r >= 0)
 		r = ss && ss->n
@@ -593,9 +646,7 @@ static void response_done(struct flow *f)
 	response_data(f, NULL, 0, true);
 	if (f->rs_chunked_out)
 		tls_guest_write(f, "0\r\n\r\n", 5);
-	codec_free(f->rs_dec);
-	codec_free(f->rs_enc);
-	f->rs_dec = f->rs_enc = NULL;
+	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
 	if (f->failed)
 		return;
 	if (p) {
@@ -689,9 +740,11 @@ static int rs_head_out(struct flow *f, const struct pending *p, const struct htt
 		f->rs_coding = codec_kind_of(ce, n);
 		if (f->rs_coding == CODEC_OTHER)
 			return -EPROTONOSUPPORT;
-		if (f->rs_coding != CODEC_IDENTITY &&
-		    !(f->rs_dec = codec_new(f->rs_coding, false, false)))
-			return -ENOMEM;
+		if (f->rs_coding != CODEC_IDENTITY) {
+			int r = codec_take(f, f->rs_coding, &f->rs_dec, &f->rs_wide);
+			if (r < 0)
+				return r;
+		}
 	}
 	if (m->status < 200 || !scrubbing) {
 		/* 1xx and 101 pass as they are; a chunked body is re-encoded chunk by chunk
@@ -730,10 +783,13 @@ static bool rs_head(struct flow *f)
 	int r = rs_head_out(f, p, m, buf_head(&f->resp_in), &head);
 	if (r < 0) {
 		buf_wipe(&head);
-		rs_refuse(f, p,
-			  r == -ENOMEM ? "out of memory"
-				       : "a Content-Encoding the proxy cannot decode to scrub "
-					 "secrets from (it decodes gzip, deflate, br and zstd)");
+		rs_refuse(
+		    f, p,
+		    r == -ENOMEM ? "out of memory"
+		    : r == -EBUSY
+			? "the sandbox decodes as many br/zstd responses as it may at once"
+			: "a Content-Encoding the proxy cannot decode to scrub secrets from (it "
+			  "decodes gzip, deflate, br and zstd)");
 		return false;
 	}
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);

@@ -114,7 +114,7 @@ static void walk_run(const uint8_t *p, size_t n, size_t cut)
 				__builtin_trap();
 			return;
 		}
-		if (used > avail - off)
+		if (used > avail - off || w.data_off + w.data_len > used)
 			__builtin_trap();
 		if (r == 1) {
 			spans_check(p + off, used, &m);

@@ -293,6 +293,7 @@ clean = gzip.compress(b"{\"n\": 2}" * 1000)
 print("clean-sha", hashlib.sha256(clean).hexdigest())
 post("gzip-clean", "api.test", "/upload", clean, "application/json", {"Content-Encoding": "gzip"})
 post("compress", "api.test", "/body/compress", b"xx", "application/json", {"Content-Encoding": "compress"})
+post("compress-leak", "other.test", "/body/c2", b"xx", "application/json", {"Content-Encoding": "compress", "X-Key": ph})
 '
 	expect_eq status "$RC" 0
 	local l
@@ -313,20 +314,23 @@ post("compress", "api.test", "/body/compress", b"xx", "application/json", {"Cont
 	sum=$(sed -n 's/^clean-sha //p' <<<"$OUT")
 	expect_match "clean gzip body passes as sent" "$OUT" "gzip-clean 200 .*\"sha256\": \"$sum\""
 	expect_match "undecodable coding refused" "$OUT" "compress 415"
+	expect_match "a leak in the head wins over the body's refusal" "$OUT" "compress-leak 403 .*secret_leak"
 	[[ $l != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the upstream"
 	expect_no_real
 }
 
 # 20 MB with the placeholder near the end, toward the secret's host: re-sent chunked with the
-# value in, while the supervisor's memory stays flat (sampled from /proc during the upload).
+# value in, while the supervisor's memory stays flat (sampled from /proc during the upload);
+# then toward another allowed host: cut off at the placeholder.
 t_large_body_streams_with_bounded_memory() {
 	: >"$SRV/requests.log"
 	local want
 	want=$(V="$REAL" python3 -c 'import hashlib, os; print(hashlib.sha256(b"a" * 20000000 + b" key=" + os.environ["V"].encode() + b" end").hexdigest())')
-	"$ML" run "${IMG[@]}" "${API[@]}" -- sh -c 'python3 -c "
+	"$ML" run "${IMG[@]}" "${API[@]}" --allow-host other.test:8443 --add-host other.test:127.0.0.1 -- sh -c 'python3 -c "
 import os, sys
 sys.stdout.buffer.write(b\"a\" * 20000000 + b\" key=\" + os.environ[\"API_KEY\"].encode() + b\" end\")" >/tmp/big
-		curl -sS --data-binary @/tmp/big -H "Content-Type: application/octet-stream" https://api.test:8443/upload' \
+		curl -sS --data-binary @/tmp/big -H "Content-Type: application/octet-stream" https://api.test:8443/upload; echo
+		curl -sS -w "other=%{http_code}\n" --data-binary @/tmp/big https://other.test:8443/body/big' \
 		>"$T_OUT/out" 2>"$T_OUT/err" &
 	local pid=$! peak=0 rss
 	while kill -0 "$pid" 2>/dev/null; do
@@ -342,6 +346,11 @@ sys.stdout.buffer.write(b\"a\" * 20000000 + b\" key=\" + os.environ[\"API_KEY\"]
 	expect_eq status "$RC" 0
 	expect_match "upstream got the body with the value" "$OUT" "\"length\": $((20000000 + 5 + ${#REAL} + 4)), \"sha256\": \"$want\""
 	[ "$peak" -lt $((96 * 1024)) ] || fail "supervisor RSS peaked at $((peak / 1024)) MiB"
+	# Toward another host the body streams until the placeholder: then the upstream is reset
+	# (its request never completes) and the guest gets the 403.
+	expect_match "other host refused" "$OUT" "other=403"
+	expect_match "the upstream's request was cut" "$(log)" "CUT other.test /body/big"
+	[[ $(log) != *"BODY other.test"* ]] || fail "the body completed toward other.test"
 	expect_no_real
 }
 
@@ -412,6 +421,27 @@ print("idle connection:", state)
 	expect_eq status "$RC" 0
 	expect_match "served" "$OUT" "first: HTTP/1.1 200"
 	expect_match "closed" "$OUT" "idle connection: closed"
+}
+
+# A connection kept busy is still ended once it is older than the lifetime limit (the idle limit
+# is off here, so only the lifetime can end it; only "it ended" is asserted, never when).
+t_busy_intercepted_connection_ends_at_its_lifetime() {
+	MATCHLOCK_PROXY_IDLE_TIMEOUT=0 MATCHLOCK_PROXY_MAX_LIFETIME=3 ml run "${IMG[@]}" "${API[@]}" -- python3 -c '
+import http.client, ssl, time
+c = http.client.HTTPSConnection("api.test", 8443, context=ssl.create_default_context(), timeout=30)
+n, end, state = 0, time.time() + 120, "open"
+while time.time() < end:
+    try:
+        c.request("GET", "/echo?n=%d" % n); r = c.getresponse(); r.read(); n += 1
+    except (ConnectionError, http.client.HTTPException, ssl.SSLError) as e:
+        state = "ended (%s)" % type(e).__name__; break
+    time.sleep(0.2)
+print("requests:", n, "busy connection:", state)
+'
+	expect_eq status "$RC" 0
+	expect_match "served first" "$OUT" "requests: [1-9]"
+	expect_match "ended" "$OUT" "busy connection: ended"
+	expect_match "log says why" "$ERR" "connection closed: open for more than 3 s"
 }
 
 run_tests "$@"

@@ -200,6 +200,34 @@ static void test_bodies(void)
 	d = decode_bytewise(HTTP_BODY_CLOSE, 0, "until the end", &rest);
 	CHECK(d && !strcmp(d, "until the end"));
 	free(d);
+
+	/* The trailer lines, and where the plain-HTTP walk says each step's body data is. */
+	const char *ch = "3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
+	struct http_body b;
+	http_body_init(&b, HTTP_BODY_CHUNKED, 0);
+	size_t at = 0, used, off, dl, trailer = 0;
+	for (int i = 0; i < 10 && at < strlen(ch); i++) {
+		bool in_trailer = http_body_in_trailer(&b);
+		int r = http_body_step(&b, (const uint8_t *)ch + at, strlen(ch) - at, true, &used,
+				       &off, &dl);
+		if (in_trailer && r == 0)
+			trailer += used;
+		at += used;
+	}
+	CHECK_EQ_INT(trailer, 8); /* "X-T: 1\r\n" */
+	const char *req = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody";
+	struct http_walk w = { 0 };
+	struct http_msg m;
+	const char *why;
+	CHECK_EQ_INT(http_walk_step(&w, (const uint8_t *)req, strlen(req), false, &used, &m, &why),
+		     1);
+	http_walk_accept(&w, &m);
+	CHECK_EQ_INT(w.data_len, 0);
+	at = used;
+	CHECK_EQ_INT(
+	    http_walk_step(&w, (const uint8_t *)req + at, strlen(req) - at, false, &used, &m, &why),
+	    0);
+	CHECK(w.data_off == 0 && w.data_len == 4 && used == 4);
 	char t[64];
 	http_target_redacted(S("/v1/x?key=secret&b=2#frag"), t, sizeof(t));
 	CHECK(!strcmp(t, "/v1/x?key=&b="));
