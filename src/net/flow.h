@@ -119,6 +119,13 @@ void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const ch
 void tls_upstream_reset(struct flow *f);
 /* proxy.c: free a flow's per-message state (request body, response codings). */
 void proxy_fini(struct flow *f);
+/*
+ * proxy.c: a decoder for kind, counted against the sandbox's MITM_WIDE_CODECS_MAX when it is
+ * br or zstd (*wide says so). 0, -EBUSY or -ENOMEM. codec_release frees it (and enc) and gives
+ * its place back. HTTP/1 and HTTP/2 bodies share the budget.
+ */
+int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bool *wide);
+void codec_release(struct flow *f, struct codec **c, struct codec **enc, bool *wide);
 /* tls.c: queue plaintext for the guest (encrypted once per round). */
 void tls_guest_write(struct flow *f, const void *p, size_t n);
 /* proxy.c: parse and forward the guest's requests as far as the buffers allow. */

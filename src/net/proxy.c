@@ -143,7 +143,7 @@ static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secre
  * (*wide says so; give it back with codec_release). Returns 0, -EBUSY (the sandbox runs as many
  * as it may) or -ENOMEM.
  */
-static int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bool *wide)
+int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bool *wide)
 {
 	*wide = kind == CODEC_BR || kind == CODEC_ZSTD;
 	if (*wide && f->m->wide_codecs >= MITM_WIDE_CODECS_MAX) {
@@ -160,7 +160,7 @@ static int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bo
 }
 
 /* Free c (and enc, its encoder, when given), and give back its place if it was wide. */
-static void codec_release(struct flow *f, struct codec **c, struct codec **enc, bool *wide)
+void codec_release(struct flow *f, struct codec **c, struct codec **enc, bool *wide)
 {
 	codec_free(*c);
 	*c = NULL;

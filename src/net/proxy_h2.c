@@ -106,6 +106,7 @@ struct h2s {
 	struct codec *rq_inspect; /* a compressed request body, decoded only to be checked */
 	enum codec_kind rs_coding;
 	struct codec *rs_dec, *rs_enc; /* a compressed response: decoded, scrubbed, re-encoded */
+	bool rq_wide, rs_wide; /* rq_inspect, rs_dec: counted in the sandbox's br/zstd budget */
 	/* The request's (response's) DATA is gRPC messages, collected and rewritten whole. */
 	bool grpc_rq, grpc_rs;
 	enum codec_kind grpc_coding; /* the request's grpc-encoding (compressed messages) */
@@ -268,9 +269,8 @@ static void stream_free(struct h2s *s)
 	hlist_wipe(&s->rq_trailers);
 	hlist_wipe(&s->rs_trailers);
 	secrets_body_fini(&s->body);
-	codec_free(s->rq_inspect);
-	codec_free(s->rs_dec);
-	codec_free(s->rs_enc);
+	codec_release(h->f, &s->rq_inspect, NULL, &s->rq_wide);
+	codec_release(h->f, &s->rs_dec, &s->rs_enc, &s->rs_wide);
 	buf_wipe(&s->gq.msg);
 	buf_wipe(&s->gr.msg);
 	buf_wipe(&s->up);
@@ -474,13 +474,16 @@ static int grpc_request_msg(struct h2s *s, bool compressed, const uint8_t *p, si
 	int r = 0;
 	secrets_body_init(&b, s->h->f->m->ss, s->h->f->name, SECRETS_BODY_RAW, compressed);
 	if (compressed) {
-		struct codec *c = s->grpc_coding == CODEC_IDENTITY || s->grpc_coding == CODEC_OTHER
-				      ? NULL
-				      : codec_new(s->grpc_coding, false, false);
-		r = c ? codec_feed(c, p, n, true, &dec) : -ENOTSUP;
+		struct codec *c = NULL;
+		bool wide = false;
+		r = s->grpc_coding == CODEC_IDENTITY || s->grpc_coding == CODEC_OTHER
+			? -ENOTSUP
+			: codec_take(s->h->f, s->grpc_coding, &c, &wide);
+		if (r == 0)
+			r = codec_feed(c, p, n, true, &dec);
 		if (r == 0)
 			r = secrets_body_feed(&b, buf_head(&dec), buf_used(&dec), true, &t);
-		codec_free(c);
+		codec_release(s->h->f, &c, NULL, &wide);
 		buf_wipe(&t);
 		if (r == 0)
 			r = buf_append(&t, p, n);
@@ -664,9 +667,17 @@ static void request_start(struct h2s *s, bool end_stream)
 		stream_answer(s, 415, reason);
 		return;
 	}
-	if (ss && ss->n && !end_stream && coded &&
-	    !(s->rq_inspect = codec_new(kind, false, false))) {
-		stream_answer(s, 503, "matchlock: out of memory");
+	int busy = ss && ss->n && !end_stream && coded
+		       ? codec_take(f, kind, &s->rq_inspect, &s->rq_wide)
+		       : 0;
+	if (busy < 0) {
+		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
+			 busy == -EBUSY ? "the sandbox decodes as many br/zstd bodies as it may "
+					  "at once; retry"
+					: "out of memory");
+		stream_event(s, 503, false, reason, NET_EV_REQUEST, NULL);
+		s->logged = true;
+		stream_answer(s, 503, reason);
 		return;
 	}
 	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0), coded);
@@ -877,15 +888,21 @@ static void response_head(struct h2s *s, bool end_stream)
 		size_t el = 0;
 		const uint8_t *ce = hlist_get(&s->rs, "content-encoding", &el);
 		s->rs_coding = codec_kind_of(ce, el);
-		if (s->rs_coding == CODEC_OTHER ||
-		    (s->rs_coding != CODEC_IDENTITY &&
-		     !(s->rs_dec = codec_new(s->rs_coding, false, false)))) {
+		int r = s->rs_coding == CODEC_OTHER ? -EPROTONOSUPPORT
+			: s->rs_coding == CODEC_IDENTITY
+			    ? 0
+			    : codec_take(h->f, s->rs_coding, &s->rs_dec, &s->rs_wide);
+		if (r < 0) {
 			char reason[600];
 			snprintf(
-			    reason, sizeof(reason),
-			    "matchlock: bad response from %s: Content-Encoding %.*s, which the "
-			    "proxy cannot decode to scrub secrets from it",
-			    h->f->name, (int)(el < 40 ? el : 40), (const char *)ce);
+			    reason, sizeof(reason), "matchlock: bad response from %s: %s",
+			    h->f->name,
+			    r == -ENOMEM ? "out of memory"
+			    : r == -EBUSY
+				? "the sandbox decodes as many br/zstd responses as it may at "
+				  "once"
+				: "a Content-Encoding the proxy cannot decode to scrub secrets "
+				  "from (it decodes gzip, deflate, br and zstd)");
 			stream_event(s, 502, false, reason, NET_EV_REQUEST, NULL);
 			s->logged = true;
 			stream_answer(s, 502, reason);
