@@ -22,7 +22,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lssl -lcrypto -larchive -lcurl -ljansson -lsqlite3 -lm -lpthread
+HOST_LIBS    := -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
@@ -58,7 +58,7 @@ FUZZERS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 LIB_LIBS   := -Wl,--as-needed $(HOST_LIBS)
 
 .PHONY: all deps test check check-layers format-check demo bench fuzz unit install clean kernel \
-	fixtures default-image
+	fixtures default-image client-image
 all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio $(LIB) kernel
 
 deps:
@@ -190,7 +190,7 @@ format-check:
 # private network namespace, where mmdebstrap cannot reach the package archive. tests/run runs
 # what `make check` runs, then the integration and SDK suites.
 test: deps check-layers format-check
-	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image
+	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image client-image
 	@tests/run
 
 demo: deps
@@ -201,10 +201,14 @@ demo: deps
 default-image: $(BUILD)/matchlock
 	@ML=$(BUILD)/matchlock scripts/default-image.sh
 
+# The same plus the clients test_h2.sh drives (gRPC, httpx with HTTP/2, requests, websockets).
+client-image: $(BUILD)/matchlock
+	@ML=$(BUILD)/matchlock scripts/default-image.sh clients
+
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all fixtures
-	@for b in bench/boot bench/exec bench/start bench/net bench/proxy; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/net bench/proxy bench/proxy_body; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)

@@ -12,6 +12,13 @@
  *              -> upstream, verified with CA
  *   tcp:PORT   client -> another TLS proxy listening on PORT (mitmproxy in reverse mode)
  * Prints "requests/s p50_us p99_us".
+ *
+ *   proxy_bench CERT KEY CA 0 listen:UPORT
+ *
+ * Serves the sandbox proxy on a loopback port (printed first) for an outside client (h2load),
+ * each connection a flow towards 127.0.0.1:UPORT (verified with CA as bench.test), one
+ * connection at a time: the HTTP/2 rows of bench/proxy. BENCH_SECRET=1 gives the sandbox a
+ * secret for bench.test: responses are scrubbed.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,6 +39,7 @@
 #include <openssl/ssl.h>
 
 #include "net/mitm.h"
+#include "net/secrets.h"
 
 static SSL_CTX *srv_ctx;
 
@@ -123,12 +131,95 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* listen:UPORT: the proxy between accepted clients and the upstream, until killed. */
+static int proxy_listen(const char *ca_file, int uport)
+{
+	char err[300];
+	char *cas[] = { (char *)ca_file, NULL };
+	/* BENCH_SECRET=1: a secret for bench.test, so that every response is scrubbed. */
+	static struct secrets ss;
+	if (getenv("BENCH_SECRET") &&
+	    secrets_add(&ss, "BENCH_KEY", (const uint8_t *)"sk-bench-secret-value", 21,
+			"bench.test", err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	struct mitm *m = mitm_new(&ss, cas, err, sizeof(err));
+	if (!m) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t al = sizeof(a);
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 16) < 0)
+		return 1;
+	getsockname(ls, (struct sockaddr *)&a, &al);
+	printf("%d\n", ntohs(a.sin_port));
+	fflush(stdout);
+	static uint8_t in[1 << 16];
+	for (;;) {
+		int cfd = accept(ls, NULL, NULL);
+		if (cfd < 0)
+			continue;
+		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		fcntl(cfd, F_SETFL, O_NONBLOCK);
+		struct flow *f = flow_new(m, "bench.test", 443, NULL, NULL);
+		int ufd = dial(uport);
+		fcntl(ufd, F_SETFL, O_NONBLOCK);
+		flow_set_upstream(f, ufd);
+		size_t have = 0, off = 0;
+		bool eof = false;
+		for (;;) {
+			if (off == have && !eof) {
+				ssize_t k = read(cfd, in, sizeof(in));
+				if (k > 0)
+					have = (size_t)k, off = 0;
+				else if (k == 0)
+					eof = true;
+			}
+			while (off < have) {
+				size_t t = flow_feed_guest(f, in + off, have - off);
+				if (!t)
+					break;
+				off += t;
+			}
+			if (eof && off == have)
+				flow_guest_eof(f);
+			flow_run(f);
+			struct buf *o = flow_to_guest(f);
+			while (buf_used(o)) {
+				ssize_t k = write(cfd, buf_head(o), buf_used(o));
+				if (k <= 0)
+					break;
+				buf_consume(o, (size_t)k);
+			}
+			if (flow_failed(f) || (flow_done(f) && !buf_used(o)))
+				break;
+			struct pollfd pf[2] = {
+				{ .fd = cfd,
+				  .events = (short)((off == have && !eof ? POLLIN : 0) |
+						    (buf_used(o) ? POLLOUT : 0)) },
+				{ .fd = ufd, .events = (short)flow_events(f) },
+			};
+			poll(pf, 2, 1000);
+		}
+		flow_free(f);
+		close(ufd);
+		close(cfd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 6) {
 		fprintf(stderr, "usage: proxy_bench CERT KEY CA N direct|matchlock|tcp:PORT\n");
 		return 2;
 	}
+	if (!strncmp(argv[5], "listen:", 7))
+		return proxy_listen(argv[3], atoi(argv[5] + 7));
 	int n = atoi(argv[4]);
 	srv_ctx = SSL_CTX_new(TLS_server_method());
 	if (SSL_CTX_use_certificate_chain_file(srv_ctx, argv[1]) != 1 ||

@@ -3,12 +3,19 @@
 # ca-certificates) with mmdebstrap, as an OCI-layout tarball cached by the hash of this recipe
 # under $XDG_CACHE_HOME/matchlock/default-image/, and import it into matchlock's image store as
 # matchlock/default. Needs root (mmdebstrap) only for the first build; later calls reuse the tar.
+# `default-image.sh clients`: the test-client image matchlock/clients instead, the same plus the
+# clients the secrets suites drive (gRPC, httpx with HTTP/2, requests, websockets, boto3).
 set -eu
 cd "$(dirname "$0")/.."
 ml=${ML:-build/matchlock}
 suite=bookworm
 mirror=${MATCHLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 pkgs="ca-certificates,curl,python3,git"
+name=matchlock/default
+if [ "${1:-}" = clients ]; then
+	name=matchlock/clients
+	pkgs="$pkgs,python3-grpcio,python3-httpx,python3-h2,python3-requests,python3-websockets,python3-boto3"
+fi
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/matchlock/default-image
 key=$(printf '%s\n' "$suite" "$mirror" "$pkgs" "$(cat scripts/oci_image.py)" | sha256sum | cut -c1-16)
 out=$cache/debian-$suite-$key.oci.tar
@@ -29,7 +36,7 @@ if [ ! -s "$out" ]; then
 	mv "$tmp/image.tar" "$out"
 fi
 # Import only when the store does not have this exact build yet.
-if ! "$ml" image ls 2>/dev/null | grep -q "^docker.io/matchlock/default:$key "; then
-	"$ml" image import "matchlock/default:$key" <"$out"
-	"$ml" image import matchlock/default <"$out"
+if ! "$ml" image ls 2>/dev/null | grep -q "^docker.io/$name:$key "; then
+	"$ml" image import "$name:$key" <"$out"
+	"$ml" image import "$name" <"$out"
 fi

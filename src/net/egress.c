@@ -21,7 +21,10 @@
  *   M_UNKNOWN -> M_TLS    a ClientHello whose SNI is the connection's name (the mitm, tls.c
  *                         and proxy.c, takes the stream over);
  *             -> M_RAW    anything else; an HTTP/1 request line (or port 80) makes it plain
- *                         HTTP: every request head is checked (http_walk) before it goes up.
+ *                         HTTP: every request head is checked (http_walk) before it goes up,
+ *                         and its body is scanned for secret placeholders.
+ * Intercepted connections (M_TLS and plain HTTP) end after EGRESS_IDLE_TIMEOUT_S without a
+ * byte either way and after EGRESS_MAX_LIFETIME_S open (life_timer); raw relays have no limit.
  */
 #define _GNU_SOURCE
 #include "egress.h"
@@ -67,6 +70,8 @@ struct conn {
 	struct mux_stream *s;
 	struct watch w; /* the upstream socket */
 	struct timer connect_timer;
+	struct timer life_timer; /* intercepted: the idle and lifetime limits (conn_limits_arm) */
+	uint64_t opened, last_io; /* monotonic ns: intercepted since, last byte either way */
 	enum conn_state state;
 	char name[POLICY_NAME_MAX + 1];
 	char dst[INET6_ADDRSTRLEN + 2]; /* what we dial, for messages */
@@ -76,6 +81,7 @@ struct conn {
 	uint8_t guest_addr[16]; /* the synthetic address the guest dialed */
 	bool http; /* plain HTTP: every request head is checked before it goes upstream */
 	struct http_walk walk; /* plain HTTP: where the check of the guest's bytes stands */
+	struct secrets_body scan; /* plain HTTP: placeholders looked for in request bodies */
 	uint8_t resp_pfx[12]; /* walk on hold: the upstream's first bytes ("HTTP/1.1 101") */
 	uint8_t npfx;
 	struct buf up; /* guest bytes not yet written upstream (bounded by the mux window) */
@@ -109,6 +115,7 @@ struct egress {
 	struct deny_count deny[EGRESS_DENY_NAMES];
 	uint64_t deny_other; /* denials of names the table had no room for, this interval */
 	struct timer deny_timer; /* ends the interval: armed while the table is not empty */
+	uint64_t idle_ns, life_ns; /* the limits of intercepted connections; 0: none */
 	bool stalled; /* some upstream stopped reading because the link was congested */
 	bool dying; /* egress_free: the link is going away, do not flush */
 };
@@ -346,6 +353,8 @@ static void conn_end(struct conn *c, uint32_t err)
 	if (c->job)
 		c->job->owner = NULL;
 	loop_timer_cancel(e->l, &c->connect_timer);
+	loop_timer_cancel(e->l, &c->life_timer);
+	secrets_body_fini(&c->scan);
 	buf_wipe(&c->up);
 	flow_free(c->tls);
 	c->tls = NULL;
@@ -624,6 +633,7 @@ static void conn_tls_pump(struct conn *c)
 static void on_conn_io(struct watch *w, uint32_t events)
 {
 	struct conn *c = w->obj;
+	c->last_io = c->e->l->now;
 	if (c->state == C_CONNECTING) {
 		int err = 0;
 		socklen_t len = sizeof(err);
@@ -655,6 +665,49 @@ static void on_connect_timeout(struct timer *t)
 	snprintf(why, sizeof(why), "connecting to %s timed out", c->dst);
 	emit(c->e, NET_EV_CONNECT, false, c->name, c->dst, c->port, why);
 	conn_end(c, ETIMEDOUT);
+}
+
+/* The next moment an intercepted connection's limits must be looked at. */
+static uint64_t conn_limits_due(const struct conn *c)
+{
+	const struct egress *e = c->e;
+	uint64_t idle = e->idle_ns ? c->last_io + e->idle_ns : 0;
+	uint64_t life = e->life_ns ? c->opened + e->life_ns : 0;
+	return !idle ? life : !life ? idle : idle < life ? idle : life;
+}
+
+/* c turned out to be intercepted (or plain HTTP): from now on it is idle- and age-limited. */
+static void conn_limits_arm(struct conn *c)
+{
+	if (c->opened)
+		return;
+	c->opened = c->last_io = c->e->l->now;
+	uint64_t due = conn_limits_due(c);
+	if (due)
+		loop_timer_set(c->e->l, &c->life_timer, due);
+}
+
+/*
+ * The idle or lifetime limit of c may be reached. Idle: the guest gets an EOF, as from a server
+ * that closes a keep-alive connection. Too old: a reset (a transfer may be cut short).
+ */
+static void on_conn_limits(struct timer *t)
+{
+	struct conn *c = t->obj;
+	const struct egress *e = c->e;
+	uint64_t now = e->l->now;
+	bool old = e->life_ns && now >= c->opened + e->life_ns;
+	bool idle = e->idle_ns && now >= c->last_io + e->idle_ns;
+	if (!old && !idle) {
+		loop_timer_set(e->l, &c->life_timer, conn_limits_due(c));
+		return;
+	}
+	log_msg(LOG_INFO, "network: %s port %u: connection closed: %s %llu s", c->name, c->port,
+		old ? "open for more than" : "idle for",
+		(unsigned long long)((old ? e->life_ns : e->idle_ns) / 1000000000ull));
+	if (!old && c->s)
+		mux_send_eof(e->m, c->s, MUX_CHAN_OUT);
+	conn_end(c, old ? ETIMEDOUT : 0);
 }
 
 static void addr_text(int family, const uint8_t *a, char *out, size_t n)
@@ -810,6 +863,7 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 	c->http = port == HTTP_PORT;
 	watch_init(&c->w, -1, on_conn_io, c);
 	c->connect_timer = (struct timer){ .fn = on_connect_timeout, .obj = c };
+	c->life_timer = (struct timer){ .fn = on_conn_limits, .obj = c };
 	addr_text(family, addr, c->dst, sizeof(c->dst));
 	s->user = c;
 	e->conns[e->nconns++] = c;
@@ -961,6 +1015,43 @@ static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const s
 }
 
 /*
+ * A piece of a plain-HTTP request body: no placeholder may go upstream in it (secrets go over
+ * TLS only). The scan keeps the start of a placeholder split across pieces, so the piece that
+ * completes one is stopped before it is cleared: at most its first bytes went upstream, and
+ * the upstream connection is reset so the request never completes.
+ */
+static bool conn_check_body(struct conn *c, const uint8_t *p, size_t n)
+{
+	const struct secrets *ss = c->e->mitm ? mitm_secrets(c->e->mitm) : NULL;
+	if (!ss || !ss->n)
+		return true;
+	if (!c->scan.ss)
+		secrets_body_init(&c->scan, ss, "", SECRETS_BODY_RAW,
+				  true); /* no host: all refused */
+	struct buf sink = { 0 };
+	int r = secrets_body_feed(&c->scan, p, n, false, &sink);
+	buf_wipe(&sink);
+	if (r == 0)
+		return true;
+	char reason[600];
+	if (r == -EPERM || r == -ENOTSUP)
+		snprintf(reason, sizeof(reason),
+			 "the request body carries the placeholder of secret %s over plain HTTP; "
+			 "secrets are only sent over TLS (use https://)",
+			 c->scan.leak->name);
+	else
+		snprintf(reason, sizeof(reason), "out of memory");
+	if (c->scan.leak)
+		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, reason);
+	if (c->w.fd >= 0) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 }; /* close() resets */
+		setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	conn_deny(c, NET_EV_HTTP, reason);
+	return false;
+}
+
+/*
  * Plain HTTP: walk the guest's bytes past what is already cleared (http_walk) and clear what
  * may go upstream; every request head is checked first. Returns false if c was denied. Not
  * HTTP (a raw connection): everything is clear.
@@ -989,7 +1080,10 @@ static bool conn_check_http(struct conn *c)
 			if (!conn_check_head(c, p, used, &m))
 				return false;
 			http_walk_accept(&c->walk, &m);
+			secrets_body_fini(&c->scan); /* a new body */
 		}
+		if (c->walk.data_len && !conn_check_body(c, p + c->walk.data_off, c->walk.data_len))
+			return false;
 		c->clear += used;
 		if (!used)
 			return true;
@@ -1005,6 +1099,8 @@ static void conn_advance(struct conn *c, bool final)
 {
 	if (c->mode == M_UNKNOWN && (conn_classify(c) < 0 || (!final && c->mode == M_UNKNOWN)))
 		return;
+	if (c->tls || c->http)
+		conn_limits_arm(c);
 	if (c->mode == M_RAW && !conn_check_http(c))
 		return;
 	conn_pump(c);
@@ -1032,6 +1128,7 @@ int egress_on_frame(struct egress *e, struct mux_stream *s, const struct mux_fra
 			mux_close(e->m, s, 0);
 		return 0;
 	}
+	c->last_io = e->l->now;
 	switch (f->type) {
 	case MUX_DATA:
 		if (f->chan != MUX_CHAN_IN || c->guest_eof) {
@@ -1103,6 +1200,23 @@ int egress_put_hosts(struct egress *e, struct buf *b)
 	return 0;
 }
 
+/* A limit in seconds from the environment (a whole number; 0: none), else def; in ns. */
+static uint64_t env_seconds(const char *var, unsigned def)
+{
+	const char *v = getenv(var);
+	char *end;
+	unsigned long long x = def;
+	if (v && *v) {
+		errno = 0;
+		x = strtoull(v, &end, 10);
+		if (errno || *end || x > 10u * 365 * 86400) {
+			log_msg(LOG_WARN, "%s=%s: not a number of seconds; using %u", var, v, def);
+			x = def;
+		}
+	}
+	return (uint64_t)x * 1000000000ull;
+}
+
 struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p, struct mitm *mitm,
 			  const struct egress_ops *ops, void *opaque)
 {
@@ -1123,6 +1237,8 @@ struct egress *egress_new(struct loop *l, struct mux *m, const struct policy *p,
 		return NULL;
 	}
 	e->deny_timer = (struct timer){ .fn = on_deny_timer, .obj = e };
+	e->idle_ns = env_seconds("MATCHLOCK_PROXY_IDLE_TIMEOUT", EGRESS_IDLE_TIMEOUT_S);
+	e->life_ns = env_seconds("MATCHLOCK_PROXY_MAX_LIFETIME", EGRESS_MAX_LIFETIME_S);
 	watch_init(&e->res_w, e->res.fds[0], on_resolved, e);
 	loop_watch(l, &e->res_w, EPOLLIN);
 	return e;

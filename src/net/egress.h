@@ -26,6 +26,14 @@
 #define EGRESS_DNS_TTL 300
 #define EGRESS_CONNECT_TIMEOUT_MS 15000
 /*
+ * Intercepted connections (HTTPS through the proxy, plain HTTP) end after this long without a
+ * byte either way, and after this long open at all; 0 turns one off. The supervisor's
+ * environment may change them: MATCHLOCK_PROXY_IDLE_TIMEOUT, MATCHLOCK_PROXY_MAX_LIFETIME
+ * (seconds). Raw TCP relays (ssh, databases) have neither.
+ */
+#define EGRESS_IDLE_TIMEOUT_S 300
+#define EGRESS_MAX_LIFETIME_S 3600
+/*
  * Denials are logged once per (kind, name) per interval; repeats within it are counted and
  * summarised in one line when it ends, so a guest looping on a denied name cannot fill the
  * disk. The table of names is bounded; names beyond it are counted together.

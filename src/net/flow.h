@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The intercepting proxy's connection object, shared by its two halves and by nothing else:
- * tls.c (the contexts, both TLS ends, moving bytes) and proxy.c (HTTP/1 between them).
+ * The intercepting proxy's connection object, shared by its parts and by nothing else:
+ * tls.c (the contexts, both TLS ends, moving bytes), proxy.c (HTTP/1 between them) and
+ * proxy_h2.c (HTTP/2 between them, when the guest and the upstream negotiated h2).
  */
 #ifndef MATCHLOCK_FLOW_H
 #define MATCHLOCK_FLOW_H
 
 #include <openssl/ssl.h>
 
+#include "codec.h"
 #include "http.h"
 #include "mitm.h"
 #include "tls_ca.h"
@@ -16,11 +18,28 @@ struct mitm {
 	const struct secrets *ss;
 	struct tls_ca ca;
 	SSL_CTX *guest_ctx, *up_ctx;
+	size_t held; /* request-body bytes held by all flows (RQF_HELD), at most MITM_HELD_MAX */
+	unsigned wide_codecs; /* br and zstd codecs of all flows, at most MITM_WIDE_CODECS_MAX */
 };
 
 /* The proxy's states; proxy.c says how they change. */
 enum rq_state { RQ_HEAD, RQ_BODY, RQ_WAIT_UPGRADE, RQ_TUNNEL, RQ_STOPPED };
 enum rs_state { RS_HEAD, RS_BODY, RS_TUNNEL };
+
+/* How a request body goes upstream; proxy.c decides at its head (rq_body_plan). */
+enum rq_frame {
+	RQF_AS_IS, /* its Content-Length, unchanged: nothing can change its length */
+	RQF_CHUNKED, /* re-chunked: it came chunked, or a long body may change length (HTTP/1.1) */
+	RQF_HELD, /* held whole and sent with its new Content-Length once it has ended */
+};
+#define FLOW_HELD_BODY_MAX (1u << 20) /* the longest Content-Length body held (RQF_HELD) */
+#define FLOW_HELD_OUT_MAX (4u << 20) /* ... and what it may grow to with values put in */
+#define MITM_HELD_MAX (16u << 20) /* held bodies of all of a sandbox's flows together */
+/*
+ * br and zstd decoders keep windows of up to 16 and 8 MiB (and their encoders a few MiB): a
+ * sandbox runs this many at once; zlib's 32 KiB windows are not counted.
+ */
+#define MITM_WIDE_CODECS_MAX 4
 
 /* A request sent upstream whose response has not ended yet. */
 struct pending {
@@ -30,6 +49,8 @@ struct pending {
 	bool upgrade;
 	uint64_t t0, up, down;
 };
+
+struct h2; /* proxy_h2.c: the two HTTP/2 sessions of a flow and their streams */
 
 struct flow {
 	struct mitm *m;
@@ -48,6 +69,7 @@ struct flow {
 	char u_guest[300]; /* what the guest's 502 says */
 	bool u_want_write; /* the last upstream TLS call needs the socket writable */
 	bool g_eof, u_eof, u_shut, closing, failed, g_closed;
+	bool u_reset; /* a request was cut off mid-body: the upstream connection is reset */
 
 	struct buf req_in; /* guest plaintext not parsed yet */
 	struct buf req_out; /* plaintext for upstream */
@@ -58,25 +80,68 @@ struct flow {
 
 	enum rq_state rq;
 	struct http_body rq_body;
-	bool rq_chunked;
+	enum rq_frame rq_frame;
+	bool rq_subst_on; /* the body goes through rq_subst (the sandbox has secrets) */
+	struct secrets_body rq_subst;
+	struct codec *rq_inspect; /* a compressed body: decoded only to look for placeholders */
+	bool rq_wide, rs_wide; /* rq_inspect, rs_dec: counted in mitm.wide_codecs */
+	struct buf rq_held; /* RQF_HELD: the rewritten head */
+	struct buf rq_held_body; /* RQF_HELD: the body with values put in */
+	struct buf rq_trailers; /* a chunked body's trailer lines, until the body ends */
 	enum rs_state rs;
 	struct http_body rs_body;
 	bool rs_chunked_out, rs_close_after;
 	struct scrub scrub;
+	enum codec_kind rs_coding;
+	struct codec *rs_dec, *rs_enc; /* a compressed response: decoded, scrubbed, re-encoded */
 	struct http_msg rs_msg;
 
 	struct pending q[FLOW_MAX_PIPELINE];
 	unsigned qhead, qlen;
+
+	/*
+	 * ALPN is mirrored: the upstream is offered what the guest's ClientHello offers (h2,
+	 * http/1.1), and the guest's handshake waits until the upstream's is done to get the
+	 * protocol the upstream chose. So both ends always speak the same HTTP version.
+	 */
+	bool hello_seen, g_offers_h2, g_offers_h1;
+	bool u_h2; /* the upstream chose h2 */
+	struct h2 *h2; /* the guest speaks HTTP/2: proxy_h2.c runs the flow, not proxy.c's states */
 };
 
 /* tls.c: an event about f. */
 void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const char *reason,
 		const struct net_request *rq);
+/*
+ * tls.c: cut the upstream connection off (a request refused mid-body must not complete): what
+ * is queued is dropped and the socket is reset when it closes. The flow then ends.
+ */
+void tls_upstream_reset(struct flow *f);
+/* proxy.c: free a flow's per-message state (request body, response codings). */
+void proxy_fini(struct flow *f);
+/*
+ * proxy.c: a decoder for kind, counted against the sandbox's MITM_WIDE_CODECS_MAX when it is
+ * br or zstd (*wide says so). 0, -EBUSY or -ENOMEM. codec_release frees it (and enc) and gives
+ * its place back. HTTP/1 and HTTP/2 bodies share the budget.
+ */
+int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bool *wide);
+void codec_release(struct flow *f, struct codec **c, struct codec **enc, bool *wide);
 /* tls.c: queue plaintext for the guest (encrypted once per round). */
 void tls_guest_write(struct flow *f, const void *p, size_t n);
 /* proxy.c: parse and forward the guest's requests as far as the buffers allow. */
 void proxy_requests_run(struct flow *f);
 /* proxy.c: parse and forward the upstream's responses. */
 void proxy_responses_run(struct flow *f);
+/*
+ * proxy_h2.c: the guest negotiated h2; upstream_h2: so did the upstream (false: the upstream
+ * failed, every request is answered 502). -ENOMEM.
+ */
+int h2_start(struct flow *f, bool upstream_h2);
+void h2_free(struct h2 *h);
+/* proxy_h2.c: take the guest's (upstream's) bytes, and queue frames for both sides. */
+void h2_requests_run(struct flow *f);
+void h2_responses_run(struct flow *f);
+/* proxy_h2.c: nothing more will happen on this connection: close the guest's side. */
+bool h2_finished(const struct flow *f);
 
 #endif

@@ -11,11 +11,7 @@
 
 static bool is_tchar(uint8_t c);
 
-/*
- * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
- * its brackets. -EPROTO if not a name or an IP literal.
- */
-static int authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
+int http_authority_host(const uint8_t *a, size_t n, char *host, size_t hostn)
 {
 	size_t end = 0;
 	if (n && a[0] == '[') {
@@ -104,7 +100,10 @@ int http_build_error(struct buf *out, int status, const char *reason)
 	const char *text = status == 400   ? "Bad Request"
 			   : status == 403 ? "Forbidden"
 			   : status == 502 ? "Bad Gateway"
+			   : status == 413 ? "Content Too Large"
+			   : status == 415 ? "Unsupported Media Type"
 			   : status == 431 ? "Request Header Fields Too Large"
+			   : status == 503 ? "Service Unavailable"
 					   : "Error";
 	size_t blen = strlen(reason) + 1;
 	int k =
@@ -263,7 +262,7 @@ static int field_apply(const uint8_t *base, const struct http_field *f, bool req
 		}
 		hf->have_host = true;
 		char h[256];
-		if (authority_host(v, vl, h, sizeof(h)) < 0) {
+		if (http_authority_host(v, vl, h, sizeof(h)) < 0) {
 			*why = "a Host header that is not a host name";
 			return -EPROTO;
 		}
@@ -371,7 +370,7 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 		size_t as = sl + 3, al = 0;
 		while (as + al < tl && t[as + al] != '/' && t[as + al] != '?' && t[as + al] != '#')
 			al++;
-		if (authority_host(t + as, al, m->host, sizeof(m->host)) < 0) {
+		if (http_authority_host(t + as, al, m->host, sizeof(m->host)) < 0) {
 			*why = "a request target whose authority is not a host name";
 			return -EPROTO;
 		}
@@ -549,10 +548,16 @@ int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, si
 	}
 }
 
+bool http_body_in_trailer(const struct http_body *b)
+{
+	return b->framing == HTTP_BODY_CHUNKED && b->st == CH_TRAILER;
+}
+
 int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, size_t *used,
 		   struct http_msg *m, const char **why)
 {
 	*used = 0;
+	w->data_off = w->data_len = 0;
 	switch (w->st) {
 	case HTTP_WALK_TUNNEL:
 		*used = n;
@@ -566,6 +571,8 @@ int http_walk_step(struct http_walk *w, const uint8_t *p, size_t n, bool eof, si
 			*why = "a request body whose framing is malformed or cut short";
 			return -EPROTO;
 		}
+		w->data_off = doff;
+		w->data_len = dl;
 		if (r == 1)
 			w->st = HTTP_WALK_HEAD;
 		return 0;

@@ -91,6 +91,12 @@ int http_parse_request(const uint8_t *p, size_t n, struct http_msg *m, const cha
 /* A response head, to a request that was HEAD (head_request) or not. */
 int http_parse_response(const uint8_t *p, size_t n, bool head_request, struct http_msg *m,
 			const char **why);
+/*
+ * Copy an authority (host[:port]) into host, lower case, port dropped; an IPv6 literal keeps
+ * its brackets. -EPROTO if not a name or an IP literal. (Host, absolute targets, HTTP/2's
+ * :authority.)
+ */
+int http_authority_host(const uint8_t *a, size_t n, char *host, size_t hostn);
 /* Whether field f of head is named name (case-insensitive). */
 bool http_field_is(const uint8_t *head, const struct http_field *f, const char *name);
 /*
@@ -119,6 +125,8 @@ void http_body_init(struct http_body *b, enum http_framing f, uint64_t length);
  */
 int http_body_step(struct http_body *b, const uint8_t *p, size_t n, bool eof, size_t *used,
 		   size_t *data_off, size_t *data_len);
+/* Whether the next step of a chunked body reads a trailer line (the last chunk was read). */
+bool http_body_in_trailer(const struct http_body *b);
 
 /*
  * The guest -> upstream bytes of a plain-HTTP connection, walked request by request so that
@@ -136,6 +144,7 @@ struct http_walk {
 	enum http_walk_state st;
 	struct http_body body;
 	unsigned nreq; /* heads accepted */
+	size_t data_off, data_len; /* body data among the last step's *used bytes (0, 0: none) */
 };
 
 /*

@@ -4,10 +4,15 @@
  *
  * States and transitions. Requests (guest -> upstream), one function per state:
  *   RQ_HEAD    a request head is parsed (http.h), checked (Host = the TLS server name, the
- *              upstream is up, no secret placeholder headed elsewhere), rewritten (secrets.h)
- *              and queued as pending -> RQ_BODY; refused (400/403/502) -> RQ_STOPPED.
- *   RQ_BODY    the body streams through its framing -> RQ_HEAD at its end, or
- *              RQ_WAIT_UPGRADE after a WebSocket upgrade request.
+ *              upstream is up, no secret placeholder headed elsewhere), its body planned
+ *              (rq_body_plan: substituted or only inspected, and its framing upstream),
+ *              rewritten (secrets.h) and queued as pending -> RQ_BODY; refused
+ *              (400/403/413/415/502) -> RQ_STOPPED.
+ *   RQ_BODY    the body streams through its framing and the substituter (secrets_body):
+ *              as it came (its length cannot change), re-chunked (trailers kept), or held
+ *              whole and sent with its new Content-Length -> RQ_HEAD at its end, or
+ *              RQ_WAIT_UPGRADE after a WebSocket upgrade request; a placeholder headed
+ *              elsewhere -> 403 and RQ_STOPPED, the upstream reset if part of the body left.
  *   RQ_WAIT_UPGRADE  nothing passes until the upstream answers: 101 -> RQ_TUNNEL, else RQ_HEAD.
  *   RQ_TUNNEL  bytes, no longer HTTP.
  *   RQ_STOPPED nothing more is read; the refusal goes out after the responses still owed.
@@ -15,7 +20,8 @@
  *   RS_HEAD    a response head for the oldest pending request; 1xx passes and stays here;
  *              101 to an upgrade -> RS_TUNNEL; otherwise re-framed when secrets are scrubbed
  *              -> RS_BODY; a malformed head answers 502 and ends the flow.
- *   RS_BODY    the body streams, scrubbed of secret values -> RS_HEAD at its end (the pending
+ *   RS_BODY    the body streams, scrubbed of secret values (a compressed one decoded,
+ *              scrubbed and encoded again, codec.h) -> RS_HEAD at its end (the pending
  *              request is done and logged), or the flow closes (Connection: close).
  *   RS_TUNNEL  bytes, no longer HTTP.
  */
@@ -94,51 +100,367 @@ static bool rq_tunnel(struct flow *f)
 	return false;
 }
 
-/* RQ_BODY: one step of the request body, re-chunked when it came chunked. */
+/* The value of the first field called name in head (parsed into m), or NULL. */
+static const uint8_t *field_value(const uint8_t *head, const struct http_msg *m, const char *name,
+				  size_t *n)
+{
+	for (unsigned i = 0; i < m->nfields; i++) {
+		if (http_field_is(head, &m->field[i], name)) {
+			*n = m->field[i].value_len;
+			return head + m->field[i].value_off;
+		}
+	}
+	*n = 0;
+	return NULL;
+}
+
+/* Why a request that carries leak's placeholder toward this flow's host is refused. */
+static void leak_reason(struct flow *f, const struct secret *leak, const char *where, char *reason,
+			size_t n)
+{
+	char hosts[300] = ""; /* the list of hosts */
+	for (unsigned i = 0, k = 0; i < leak->nhosts && k < sizeof(hosts) - 1; i++)
+		k += (unsigned)snprintf(hosts + k, sizeof(hosts) - k, "%s%s", i ? "," : "",
+					leak->hosts[i]);
+	snprintf(reason, n,
+		 "matchlock: request to %s blocked: %s the "
+		 "placeholder of secret %s, which may only be sent to %s (secret_leak)",
+		 f->name, where, leak->name, hosts);
+}
+
+/* A request whose head carries the placeholder of a secret not scoped to this host: 403. */
+static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secret *leak)
+{
+	char reason[1024]; /* two names and the list of hosts */
+	leak_reason(f, leak, "it carries", reason, sizeof(reason));
+	request_event(f, p, 403, false, reason, NET_EV_SECRET_LEAK, leak->name);
+	request_event(f, p, 403, false, reason, NET_EV_REQUEST, leak->name);
+	flow_refuse(f, 403, reason);
+}
+
+/*
+ * A decoder for kind, counted against the sandbox's MITM_WIDE_CODECS_MAX when it is br or zstd
+ * (*wide says so; give it back with codec_release). Returns 0, -EBUSY (the sandbox runs as many
+ * as it may) or -ENOMEM.
+ */
+int codec_take(struct flow *f, enum codec_kind kind, struct codec **c, bool *wide)
+{
+	*wide = kind == CODEC_BR || kind == CODEC_ZSTD;
+	if (*wide && f->m->wide_codecs >= MITM_WIDE_CODECS_MAX) {
+		*wide = false;
+		return -EBUSY;
+	}
+	*c = codec_new(kind, false, false);
+	if (!*c) {
+		*wide = false;
+		return -ENOMEM;
+	}
+	f->m->wide_codecs += *wide;
+	return 0;
+}
+
+/* Free c (and enc, its encoder, when given), and give back its place if it was wide. */
+void codec_release(struct flow *f, struct codec **c, struct codec **enc, bool *wide)
+{
+	codec_free(*c);
+	*c = NULL;
+	if (enc) {
+		codec_free(*enc);
+		*enc = NULL;
+	}
+	f->m->wide_codecs -= *wide;
+	*wide = false;
+}
+
+/* The request body's state is done with (it ended or was refused). */
+static void rq_body_reset(struct flow *f)
+{
+	secrets_body_fini(&f->rq_subst);
+	f->rq_subst = (struct secrets_body){ 0 };
+	f->rq_subst_on = false;
+	codec_release(f, &f->rq_inspect, NULL, &f->rq_wide);
+	buf_wipe(&f->rq_held);
+	f->m->held -= buf_used(&f->rq_held_body);
+	buf_wipe(&f->rq_held_body);
+	buf_wipe(&f->rq_trailers);
+}
+
+void proxy_fini(struct flow *f)
+{
+	rq_body_reset(f);
+	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
+}
+
+/*
+ * The request p (the newest pending one) is refused in its body (err from the substituter or
+ * the decoder). Held bodies never left: the guest gets the refusal after the responses still
+ * owed. A body that was streaming has partly gone upstream: the upstream connection is reset so
+ * the request never completes, and the guest gets the refusal if its responses are at a
+ * boundary (else it sees the connection end).
+ */
+static void rq_body_refuse(struct flow *f, struct pending *p, int err)
+{
+	char reason[1024]; /* two names and the list of hosts */
+	int status;
+	const struct secret *s = f->rq_subst.leak;
+	switch (err) {
+	case -EPERM:
+		status = 403;
+		leak_reason(f, s, "its body carries", reason, sizeof(reason));
+		request_event(f, p, status, false, reason, NET_EV_SECRET_LEAK, s->name);
+		break;
+	case -ENOTSUP:
+		status = 415;
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s refused: the placeholder of secret %s is inside "
+		    "a compressed (Content-Encoding) body, where the proxy does not replace it; "
+		    "send the body uncompressed",
+		    f->name, s->name);
+		break;
+	case -EFBIG:
+		status = 413;
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: its compressed body expands more than "
+			 "%ux",
+			 f->name, CODEC_MAX_RATIO);
+		break;
+	case -EPROTO:
+		status = 400;
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: its body is not valid data of its "
+			 "Content-Encoding",
+			 f->name);
+		break;
+	case -E2BIG:
+		status = 413;
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: with secret values put in, its body "
+			 "grows past %u MiB (or the sandbox holds %u MiB of such bodies already)",
+			 f->name, FLOW_HELD_OUT_MAX >> 20, MITM_HELD_MAX >> 20);
+		break;
+	default:
+		status = 503;
+		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: out of memory",
+			 f->name);
+	}
+	request_event(f, p, status, false, reason, NET_EV_REQUEST, s ? s->name : NULL);
+	bool sent = f->rq_frame != RQF_HELD;
+	rq_body_reset(f);
+	f->qlen--; /* it gets no response from upstream */
+	flow_refuse(f, status, reason);
+	if (sent) {
+		tls_upstream_reset(f);
+		if (f->qlen || f->rs != RS_HEAD)
+			buf_fini(&f->final);
+	}
+}
+
+/*
+ * A piece of the body of request p (final: its end), through the substituter (or, compressed,
+ * inspected beside it), out in the framing chosen. Returns false when the request was refused.
+ */
+static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data, size_t n,
+			 bool final)
+{
+	struct buf out = { 0 };
+	int r = 0;
+	if (!f->rq_subst_on) {
+		r = buf_append(&out, data, n);
+	} else if (f->rq_inspect) {
+		struct buf dec = { 0 }, sink = { 0 };
+		r = buf_append(&out, data, n);
+		if (r == 0)
+			r = codec_feed(f->rq_inspect, data, n, final, &dec);
+		if (r == 0)
+			r = secrets_body_feed(&f->rq_subst, buf_head(&dec), buf_used(&dec), final,
+					      &sink);
+		buf_wipe(&dec);
+		buf_wipe(&sink);
+	} else {
+		r = secrets_body_feed(&f->rq_subst, data, n, final, &out);
+	}
+	size_t k = buf_used(&out);
+	if (r == 0 && f->rq_frame == RQF_HELD &&
+	    (buf_used(&f->rq_held_body) + k > FLOW_HELD_OUT_MAX || f->m->held + k > MITM_HELD_MAX))
+		r = -E2BIG;
+	if (r < 0) {
+		buf_wipe(&out);
+		rq_body_refuse(f, p, r);
+		return false;
+	}
+	if (k) {
+		char sz[24];
+		int z = snprintf(sz, sizeof(sz), "%zx\r\n", k);
+		switch (f->rq_frame) {
+		case RQF_HELD:
+			f->m->held -= buf_used(&f->rq_held_body);
+			buf_append(&f->rq_held_body, buf_head(&out), k);
+			f->m->held += buf_used(&f->rq_held_body);
+			break;
+		case RQF_CHUNKED:
+			buf_append(&f->req_out, sz, (size_t)z);
+			buf_append(&f->req_out, buf_head(&out), k);
+			buf_append(&f->req_out, "\r\n", 2);
+			break;
+		case RQF_AS_IS:
+			buf_append(&f->req_out, buf_head(&out), k);
+			break;
+		}
+		p->up += k;
+	}
+	buf_wipe(&out);
+	return true;
+}
+
+/* The body of p ended: flush the substituter, then the framing's end. */
+static bool rq_body_end(struct flow *f, struct pending *p)
+{
+	if (!rq_body_data(f, p, NULL, 0, true))
+		return false;
+	if (f->rq_frame == RQF_CHUNKED) {
+		/* Trailers are header fields: placeholders in them are replaced as in a head. */
+		struct buf t = { 0 };
+		int r = buf_append(&t, "0\r\n", 3);
+		if (f->rq_subst_on && r == 0) {
+			struct secrets_body tb;
+			secrets_body_init(&tb, f->m->ss, f->name, SECRETS_BODY_RAW, false);
+			r = secrets_body_feed(&tb, buf_head(&f->rq_trailers),
+					      buf_used(&f->rq_trailers), true, &t);
+			f->rq_subst.leak = tb.leak;
+			secrets_body_fini(&tb);
+		} else if (r == 0) {
+			r = buf_append(&t, buf_head(&f->rq_trailers), buf_used(&f->rq_trailers));
+		}
+		if (r == 0)
+			r = buf_append(&t, "\r\n", 2);
+		if (r < 0) {
+			buf_wipe(&t);
+			rq_body_refuse(f, p, r);
+			return false;
+		}
+		buf_append(&f->req_out, buf_head(&t), buf_used(&t));
+		buf_wipe(&t);
+	} else if (f->rq_frame == RQF_HELD) {
+		if (f->rq_held.bad || f->rq_held_body.bad) {
+			rq_body_refuse(f, p, -ENOMEM); /* never a body cut short */
+			return false;
+		}
+		/* The head without its empty line, the corrected length, the body. */
+		char cl[48];
+		int z = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n\r\n",
+				 buf_used(&f->rq_held_body));
+		buf_append(&f->req_out, buf_head(&f->rq_held), buf_used(&f->rq_held) - 2);
+		buf_append(&f->req_out, cl, (size_t)z);
+		buf_append(&f->req_out, buf_head(&f->rq_held_body), buf_used(&f->rq_held_body));
+	}
+	rq_body_reset(f);
+	f->rq = p->upgrade ? RQ_WAIT_UPGRADE : RQ_HEAD;
+	return true;
+}
+
+/* RQ_BODY: one step of the request body. */
 static bool rq_body(struct flow *f)
 {
 	struct pending *p = &f->q[(f->qhead + f->qlen - 1) % FLOW_MAX_PIPELINE];
 	size_t used, off, dl;
+	bool trailer = http_body_in_trailer(&f->rq_body);
 	int r = http_body_step(&f->rq_body, buf_head(&f->req_in), buf_used(&f->req_in), f->g_eof,
 			       &used, &off, &dl);
 	if (r < 0) {
+		rq_body_reset(f);
 		flow_refuse(f, 400, "matchlock: malformed request body framing");
 		return false;
 	}
-	if (dl) {
-		char sz[24];
-		int k = snprintf(sz, sizeof(sz), "%zx\r\n", dl);
-		if (f->rq_chunked)
-			buf_append(&f->req_out, sz, (size_t)k);
-		buf_append(&f->req_out, buf_head(&f->req_in) + off, dl);
-		if (f->rq_chunked)
-			buf_append(&f->req_out, "\r\n", 2);
-		p->up += dl;
-	}
+	if (dl && !rq_body_data(f, p, buf_head(&f->req_in) + off, dl, false))
+		return false;
+	if (trailer && r == 0)
+		buf_append(&f->rq_trailers, buf_head(&f->req_in), used);
 	buf_consume(&f->req_in, used);
-	if (r == 1) {
-		if (f->rq_chunked)
-			buf_append(&f->req_out, "0\r\n\r\n", 5);
-		f->rq = p->upgrade ? RQ_WAIT_UPGRADE : RQ_HEAD;
-		return true;
-	}
+	if (r == 1)
+		return rq_body_end(f, p);
 	return used != 0;
 }
 
-/* A request that carries the placeholder of a secret not scoped to this host: 403. */
-static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secret *leak)
+/*
+ * How the body of request m (head) goes upstream, decided before its head does: through the
+ * substituter when the sandbox has secrets; a compressed body passes as it is and is only
+ * inspected (decoded beside it); framing RQF_AS_IS unless values may change its length
+ * (a secret is scoped to this host): then RQF_HELD up to FLOW_HELD_BODY_MAX (while the
+ * sandbox's flows hold less than MITM_HELD_MAX), re-chunked beyond.
+ * Returns 0, or the status of a refusal (reason written) before anything went upstream.
+ */
+static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
+			size_t rn)
 {
-	char hosts[300] = "", reason[1024]; /* two names and the list of hosts */
-	for (unsigned i = 0, k = 0; i < leak->nhosts && k < sizeof(hosts) - 1; i++)
-		k += (unsigned)snprintf(hosts + k, sizeof(hosts) - k, "%s%s", i ? "," : "",
-					leak->hosts[i]);
-	snprintf(reason, sizeof(reason),
-		 "matchlock: request to %s blocked: it carries the "
-		 "placeholder of secret %s, which may only be sent to %s (secret_leak)",
-		 f->name, leak->name, hosts);
-	request_event(f, p, 403, false, reason, NET_EV_SECRET_LEAK, leak->name);
-	request_event(f, p, 403, false, reason, NET_EV_REQUEST, leak->name);
-	flow_refuse(f, 403, reason);
+	const struct secrets *ss = f->m->ss;
+	f->rq_frame = m->framing == HTTP_BODY_CHUNKED ? RQF_CHUNKED : RQF_AS_IS;
+	f->rq_subst_on = false;
+	if (!ss || !ss->n || m->framing == HTTP_BODY_NONE)
+		return 0;
+	size_t n;
+	const uint8_t *ce = field_value(head, m, "content-encoding", &n);
+	enum codec_kind kind = codec_kind_of(ce, n);
+	if (kind == CODEC_OTHER) {
+		snprintf(reason, rn,
+			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "
+			 "which the proxy cannot look inside for secret placeholders (send it "
+			 "uncompressed, gzip, deflate, br or zstd)",
+			 f->name, (int)(n < 40 ? n : 40), (const char *)ce);
+		return 415;
+	}
+	const uint8_t *ct = field_value(head, m, "content-type", &n);
+	secrets_body_init(&f->rq_subst, ss, f->name, secrets_body_enc_for(ct, n),
+			  kind != CODEC_IDENTITY);
+	f->rq_subst_on = true;
+	if (kind != CODEC_IDENTITY) {
+		int r = codec_take(f, kind, &f->rq_inspect, &f->rq_wide);
+		if (r < 0) {
+			snprintf(reason, rn, "matchlock: request to %s failed: %s", f->name,
+				 r == -EBUSY
+				     ? "the sandbox decodes as many br/zstd bodies as it may "
+				       "at once; retry"
+				     : "out of memory");
+			return 503;
+		}
+		return 0;
+	}
+	if (!secrets_host_bound(ss, f->name) || m->framing == HTTP_BODY_CHUNKED)
+		return 0;
+	if (m->length <= FLOW_HELD_BODY_MAX && f->m->held + m->length <= MITM_HELD_MAX) {
+		f->rq_frame = RQF_HELD;
+	} else if (m->minor == 1) {
+		f->rq_frame = RQF_CHUNKED;
+	} else {
+		snprintf(reason, rn,
+			 "matchlock: request to %s refused: a body over %u MiB toward a secret's "
+			 "host is re-sent chunked, which needs HTTP/1.1",
+			 f->name, FLOW_HELD_BODY_MAX >> 20);
+		return 413;
+	}
+	return 0;
+}
+
+/*
+ * The head that goes upstream for the framing chosen, before secrets are put in: the guest's
+ * own (0), or a copy without Content-Length (and, held, without Expect: the proxy says 100
+ * Continue itself) parsed again into alt_m (1). -EPROTO if that fails.
+ */
+static int rq_head_framed(struct flow *f, const uint8_t *head, const struct http_msg *m,
+			  struct buf *alt, struct http_msg *alt_m)
+{
+	static const char *const drop_held[] = { "content-length", "expect", NULL };
+	static const char *const drop_length[] = { "content-length", NULL };
+	const char *why;
+	if (f->rq_frame == RQF_HELD)
+		http_head_filter(head, m, drop_held, NULL, alt);
+	else if (f->rq_frame == RQF_CHUNKED && m->framing == HTTP_BODY_LENGTH)
+		http_head_filter(head, m, drop_length, "Transfer-Encoding: chunked\r\n", alt);
+	else
+		return 0;
+	if (alt->bad || http_parse_request(buf_head(alt), buf_used(alt), alt_m, &why) < 0)
+		return -EPROTO;
+	return 1;
 }
 
 /* RQ_HEAD: parse, check and rewrite the next request head, then stream its body. */
@@ -183,22 +505,49 @@ static bool rq_head(struct flow *f)
 		return false;
 	}
 	const struct secret *leak = NULL;
-	size_t before = buf_used(&f->req_out);
-	int r = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, &m, true, &f->req_out,
-						      &leak, &f->scrub)
-			    : buf_append(&f->req_out, head, (size_t)hl);
-	if (r == -EPERM) {
-		rq_refuse_leak(f, p, leak);
+	int status = rq_body_plan(f, head, &m, reason, sizeof(reason));
+	if (status) {
+		rq_body_reset(f);
+		/* A placeholder headed elsewhere in the head says more than the body's refusal. */
+		struct buf scratch = { 0 };
+		int lr = ss && ss->n ? secrets_rewrite_request(ss, f->name, head, &m, true,
+							       &scratch, &leak, NULL)
+				     : 0;
+		buf_wipe(&scratch);
+		if (lr == -EPERM) {
+			rq_refuse_leak(f, p, leak);
+			return false;
+		}
+		request_event(f, p, status, false, reason, NET_EV_REQUEST, NULL);
+		flow_refuse(f, status, reason);
 		return false;
 	}
+	struct http_msg alt_m;
+	struct buf alt = { 0 };
+	int r = rq_head_framed(f, head, &m, &alt, &alt_m);
+	const uint8_t *h = r == 1 ? buf_head(&alt) : head;
+	const struct http_msg *hm = r == 1 ? &alt_m : &m;
+	struct buf *to = f->rq_frame == RQF_HELD ? &f->rq_held : &f->req_out;
+	size_t before = buf_used(to);
+	if (r >= 0)
+		r = ss && ss->n
+			? secrets_rewrite_request(ss, f->name, h, hm, true, to, &leak, &f->scrub)
+			: buf_append(to, h, hm->head_len);
+	buf_fini(&alt);
 	if (r < 0) {
-		f->req_out.len = f->req_out.off + before;
-		flow_refuse(f, 400, "matchlock: malformed request head");
+		to->len = to->off + before;
+		rq_body_reset(f);
+		if (r == -EPERM)
+			rq_refuse_leak(f, p, leak);
+		else
+			flow_refuse(f, 400, "matchlock: malformed request head");
 		return false;
 	}
+	/* Held, the upstream never sees Expect: the guest hears 100 Continue from us. */
+	if (f->rq_frame == RQF_HELD && m.expect_continue && !f->qlen && f->rs == RS_HEAD)
+		tls_guest_write(f, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	f->qlen++;
 	buf_consume(&f->req_in, (size_t)hl);
-	f->rq_chunked = m.framing == HTTP_BODY_CHUNKED;
 	http_body_init(&f->rq_body, m.framing, m.length);
 	f->rq = RQ_BODY;
 	return true;
@@ -206,6 +555,10 @@ static bool rq_head(struct flow *f)
 
 void proxy_requests_run(struct flow *f)
 {
+	if (f->h2) {
+		h2_requests_run(f);
+		return;
+	}
 	bool more = true;
 	while (more && buf_used(&f->req_out) < FLOW_BUF_HIGH) {
 		switch (f->rq) {
@@ -226,11 +579,54 @@ void proxy_requests_run(struct flow *f)
 	}
 }
 
+/*
+ * A compressed response piece: decoded, scrubbed and encoded again in the same coding (a client
+ * that saves the body as it came still gets what the upstream meant to send). Returns 0, or a
+ * negative errno when the body cannot be decoded (corrupt, cut short, or a bomb).
+ */
+static int response_recode(struct flow *f, const uint8_t *p, size_t n, bool final, struct buf *out)
+{
+	struct buf dec = { 0 }, clean = { 0 };
+	int r = codec_feed(f->rs_dec, p, n, final, &dec);
+	if (r == 0)
+		r = scrub_feed(f->m->ss, &f->scrub, buf_head(&dec), buf_used(&dec), final, &clean);
+	if (r == 0 && !f->rs_enc && buf_used(&clean)) {
+		f->rs_enc = codec_new(f->rs_coding, true, codec_raw(f->rs_dec));
+		if (!f->rs_enc)
+			r = -ENOMEM;
+	}
+	if (r == 0 && f->rs_enc && (buf_used(&clean) || final))
+		r = codec_feed(f->rs_enc, buf_head(&clean), buf_used(&clean), final, out);
+	buf_wipe(&dec);
+	buf_wipe(&clean);
+	return r;
+}
+
 /* Send a response body piece to the guest: scrubbed, in the framing chosen for it. */
 static void response_data(struct flow *f, const uint8_t *p, size_t n, bool final)
 {
 	struct buf out = { 0 };
-	scrub_feed(f->m->ss, &f->scrub, p, n, final, &out);
+	if (f->rs_dec) {
+		int r = response_recode(f, p, n, final, &out);
+		if (r < 0) {
+			/* What is decoded so far went out scrubbed; the rest cannot be checked. */
+			char reason[600];
+			snprintf(reason, sizeof(reason),
+				 "matchlock: the %s response from %s %s: the connection is cut",
+				 codec_name(f->rs_coding), f->name,
+				 r == -EFBIG ? "expands more than the bound on decoding"
+					     : "cannot be decoded to scrub secrets from it");
+			struct pending *q = q_front(f);
+			if (q)
+				request_event(f, q, f->rs_msg.status, false, reason, NET_EV_REQUEST,
+					      NULL);
+			f->failed = true;
+			buf_wipe(&out);
+			return;
+		}
+	} else {
+		scrub_feed(f->m->ss, &f->scrub, p, n, final, &out);
+	}
 	if (buf_used(&out)) {
 		if (f->rs_chunked_out) {
 			char sz[24];
@@ -250,6 +646,9 @@ static void response_done(struct flow *f)
 	response_data(f, NULL, 0, true);
 	if (f->rs_chunked_out)
 		tls_guest_write(f, "0\r\n\r\n", 5);
+	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
+	if (f->failed)
+		return;
 	if (p) {
 		request_event(f, p, f->rs_msg.status, true, "rule matched", NET_EV_REQUEST, NULL);
 		q_pop(f);
@@ -287,6 +686,8 @@ static bool rs_body(struct flow *f)
 	}
 	if (dl) {
 		response_data(f, buf_head(&f->resp_in) + off, dl, false);
+		if (f->failed)
+			return false;
 		if (q_front(f))
 			q_front(f)->down += dl;
 	}
@@ -317,10 +718,12 @@ static void rs_refuse(struct flow *f, struct pending *p, const char *why)
 
 /*
  * The head the guest gets for response m (head h) to p, before scrubbing: re-framed as chunked
- * (HTTP/1.1) or close-delimited (HTTP/1.0) when secrets may change the body's length.
+ * (HTTP/1.1) or close-delimited (HTTP/1.0) when secrets may change the body's length; a
+ * compressed body (gzip, deflate, br, zstd) gets its decoder (rs_dec). -EPROTONOSUPPORT: a coding
+ * the proxy cannot decode, so the body cannot be scrubbed.
  */
-static void rs_head_out(struct flow *f, const struct pending *p, const struct http_msg *m,
-			const uint8_t *h, struct buf *head)
+static int rs_head_out(struct flow *f, const struct pending *p, const struct http_msg *m,
+		       const uint8_t *h, struct buf *head)
 {
 	static const char *const framing_headers[] = { "content-length", "transfer-encoding",
 						       NULL };
@@ -330,6 +733,19 @@ static void rs_head_out(struct flow *f, const struct pending *p, const struct ht
 	bool body = m->framing != HTTP_BODY_NONE, scrubbing = body && ss && ss->n;
 	f->rs_chunked_out = false;
 	f->rs_close_after = m->close || m->framing == HTTP_BODY_CLOSE;
+	if (scrubbing && m->status >= 200) {
+		/* A compressed body is scrubbed decoded (the guest asked for identity anyway). */
+		size_t n;
+		const uint8_t *ce = field_value(h, m, "content-encoding", &n);
+		f->rs_coding = codec_kind_of(ce, n);
+		if (f->rs_coding == CODEC_OTHER)
+			return -EPROTONOSUPPORT;
+		if (f->rs_coding != CODEC_IDENTITY) {
+			int r = codec_take(f, f->rs_coding, &f->rs_dec, &f->rs_wide);
+			if (r < 0)
+				return r;
+		}
+	}
 	if (m->status < 200 || !scrubbing) {
 		/* 1xx and 101 pass as they are; a chunked body is re-encoded chunk by chunk
 		   (trailers dropped). */
@@ -342,6 +758,7 @@ static void rs_head_out(struct flow *f, const struct pending *p, const struct ht
 		http_head_filter(h, m, framing_and_connection, "Connection: close\r\n", head);
 		f->rs_close_after = true;
 	}
+	return 0;
 }
 
 /* RS_HEAD: the next response head, for the oldest pending request. */
@@ -363,7 +780,18 @@ static bool rs_head(struct flow *f)
 		return false;
 	}
 	struct buf head = { 0 }, scrubbed = { 0 };
-	rs_head_out(f, p, m, buf_head(&f->resp_in), &head);
+	int r = rs_head_out(f, p, m, buf_head(&f->resp_in), &head);
+	if (r < 0) {
+		buf_wipe(&head);
+		rs_refuse(
+		    f, p,
+		    r == -ENOMEM ? "out of memory"
+		    : r == -EBUSY
+			? "the sandbox decodes as many br/zstd responses as it may at once"
+			: "a Content-Encoding the proxy cannot decode to scrub secrets from (it "
+			  "decodes gzip, deflate, br and zstd)");
+		return false;
+	}
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
 	tls_guest_write(f, buf_head(&scrubbed), buf_used(&scrubbed));
 	buf_wipe(&head);
@@ -387,8 +815,15 @@ static bool rs_head(struct flow *f)
 
 void proxy_responses_run(struct flow *f)
 {
+	if (f->h2) {
+		h2_responses_run(f);
+		return;
+	}
+	if (f->u_h2)
+		return; /* HTTP/2 frames: proxy_h2.c takes them once the guest's handshake ends */
 	bool more = true;
-	while (more && buf_used(&f->to_guest) + buf_used(&f->g_plain) < FLOW_BUF_HIGH) {
+	while (more && !f->failed &&
+	       buf_used(&f->to_guest) + buf_used(&f->g_plain) < FLOW_BUF_HIGH) {
 		switch (f->rs) {
 		case RS_HEAD:
 			more = rs_head(f);

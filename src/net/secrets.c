@@ -460,13 +460,15 @@ static int subst(const struct secrets *ss, const char *host, const uint8_t *p, s
 	return 0;
 }
 
-/* The base64 token of field f when it is "Authorization: Basic TOKEN", or NULL. */
-static const uint8_t *basic_token(const uint8_t *head, const struct http_field *f, size_t *tlen)
+/* The base64 token of a header value when the header is "Authorization: Basic TOKEN", or NULL. */
+static const uint8_t *basic_token(const uint8_t *name, size_t nlen, const uint8_t *v, size_t vlen,
+				  size_t *tlen)
 {
-	if (!http_field_is(head, f, "authorization") || f->value_len < 6 ||
-	    strncasecmp((const char *)head + f->value_off, "basic ", 6))
+	if (nlen != 13 || strncasecmp((const char *)name, "authorization", 13) || vlen < 6 ||
+	    strncasecmp((const char *)v, "basic ", 6))
 		return NULL;
-	const uint8_t *v = head + f->value_off + 6, *end = head + f->value_off + f->value_len;
+	const uint8_t *end = v + vlen;
+	v += 6;
 	while (v < end && *v == ' ')
 		v++;
 	*tlen = (size_t)(end - v);
@@ -474,23 +476,19 @@ static const uint8_t *basic_token(const uint8_t *head, const struct http_field *
 }
 
 /* Every placeholder inside a Basic credential must be allowed for host; else the first. */
-static const struct secret *first_basic_leak(const struct secrets *ss, const char *host,
-					     const uint8_t *head, const struct http_msg *m)
+static const struct secret *basic_leak(const struct secrets *ss, const char *host,
+				       const uint8_t *tok, size_t tl)
 {
 	const struct secret *leak = NULL;
 	struct buf dec = { 0 };
-	for (unsigned i = 0; i < m->nfields && !leak; i++) {
-		size_t tl;
-		const uint8_t *tok = basic_token(head, &m->field[i], &tl);
-		if (tok && base64_decode(&dec, (const char *)tok, tl) == 0)
-			leak = first_leak(ss, host, buf_head(&dec), buf_used(&dec));
-		buf_wipe(&dec);
-	}
+	if (base64_decode(&dec, (const char *)tok, tl) == 0)
+		leak = first_leak(ss, host, buf_head(&dec), buf_used(&dec));
+	buf_wipe(&dec);
 	return leak;
 }
 
 /*
- * Field f, whose Basic credential is tok: with placeholders replaced when the decoded
+ * The value "Basic " + the credential tok with placeholders replaced when the decoded
  * credential has any for host (1), else nothing is appended (0).
  */
 static int rewrite_basic(const struct secrets *ss, const char *host, const uint8_t *tok, size_t tl,
@@ -512,9 +510,8 @@ static int rewrite_basic(const struct secrets *ss, const char *host, const uint8
 	if (rec && first)
 		scrub_record(rec, (unsigned)(first - ss->s), buf_head(&enc), buf_used(&enc), tok,
 			     tl);
-	buf_append(out, "Authorization: Basic ", 21);
+	buf_append(out, "Basic ", 6);
 	buf_append(out, buf_head(&enc), buf_used(&enc));
-	buf_append(out, "\r\n", 2);
 	r = 1;
 out:
 	buf_wipe(&dec);
@@ -523,16 +520,37 @@ out:
 	return r;
 }
 
+int secrets_rewrite_field(const struct secrets *ss, const char *host, const uint8_t *name,
+			  size_t nlen, const uint8_t *value, size_t vlen, bool url, struct buf *out,
+			  const struct secret **leak, struct scrub *rec)
+{
+	size_t tl = 0, start = buf_used(out);
+	const uint8_t *tok = basic_token(name, nlen, value, vlen, &tl);
+	if ((*leak = first_leak(ss, host, name, nlen)) ||
+	    (*leak = first_leak(ss, host, value, vlen)) ||
+	    (tok && (*leak = basic_leak(ss, host, tok, tl))))
+		return -EPERM;
+	int nsub = 0;
+	int r = tok ? rewrite_basic(ss, host, tok, tl, out, &nsub, rec) : 0;
+	if (r == 0 && subst(ss, host, value, vlen, url, out, &nsub) < 0)
+		r = -ENOMEM;
+	if (r < 0 || out->bad) {
+		out->len = out->off + start;
+		return -ENOMEM;
+	}
+	return nsub;
+}
+
 int secrets_rewrite_request(const struct secrets *ss, const char *host, const uint8_t *head,
 			    const struct http_msg *m, bool strip_encoding, struct buf *out,
 			    const struct secret **leak, struct scrub *rec)
 {
-	/* Leaks first, anywhere in the head and inside Basic credentials: nothing goes out. */
-	if ((*leak = first_leak(ss, host, head, m->head_len)) ||
-	    (*leak = first_basic_leak(ss, host, head, m)))
+	/* Leaks first, anywhere in the head (each field checks its Basic credential): nothing
+	   goes out. */
+	if ((*leak = first_leak(ss, host, head, m->head_len)))
 		return -EPERM;
 	size_t start = buf_used(out);
-	int nsub = 0;
+	int nsub = 0, r;
 	/* Request line: the target is percent-encoded where it is replaced. */
 	size_t target_end = m->target_off + m->target_len;
 	buf_append(out, head, m->target_off);
@@ -541,16 +559,23 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 	buf_append(out, head + target_end, m->line_len + 2 - target_end);
 	for (unsigned i = 0; i < m->nfields; i++) {
 		const struct http_field *f = &m->field[i];
-		size_t tl;
-		const uint8_t *tok = basic_token(head, f, &tl);
 		if (strip_encoding && http_field_is(head, f, "accept-encoding"))
 			continue;
-		int r = tok ? rewrite_basic(ss, host, tok, tl, out, &nsub, rec) : 0;
+		/* The name, its colon and the space after it, then the value, then the rest. */
+		if (subst(ss, host, head + f->name_off, f->value_off - f->name_off, false, out,
+			  &nsub) < 0)
+			goto nomem;
+		r = secrets_rewrite_field(ss, host, head + f->name_off, f->name_len,
+					  head + f->value_off, f->value_len, false, out, leak, rec);
+		if (r == -EPERM) {
+			out->len = out->off + start;
+			return -EPERM;
+		}
 		if (r < 0)
 			goto nomem;
-		if (r == 0 && subst(ss, host, head + f->name_off, f->end + 2 - f->name_off, false,
-				    out, &nsub) < 0)
-			goto nomem;
+		nsub += r;
+		buf_append(out, head + f->value_off + f->value_len,
+			   f->end + 2 - f->value_off - f->value_len);
 	}
 	if (strip_encoding)
 		buf_append(out, "Accept-Encoding: identity\r\n", 27);
@@ -561,6 +586,115 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 nomem:
 	out->len = out->off + start;
 	return -ENOMEM;
+}
+
+/* ---- request bodies --------------------------------------------------------------------- */
+
+bool secrets_host_bound(const struct secrets *ss, const char *host)
+{
+	for (unsigned i = 0; ss && i < ss->n; i++)
+		if (secret_host_ok(&ss->s[i], host))
+			return true;
+	return false;
+}
+
+enum secrets_body_enc secrets_body_enc_for(const uint8_t *ct, size_t n)
+{
+	size_t k = 0;
+	while (ct && k < n && ct[k] != ';' && ct[k] != ' ' && ct[k] != '\t')
+		k++;
+	if (k == 33 && !strncasecmp((const char *)ct, "application/x-www-form-urlencoded", k))
+		return SECRETS_BODY_FORM;
+	if ((k == 16 && !strncasecmp((const char *)ct, "application/json", k)) ||
+	    (k > 5 && !strncasecmp((const char *)ct + k - 5, "+json", 5)))
+		return SECRETS_BODY_JSON;
+	return SECRETS_BODY_RAW;
+}
+
+/*
+ * The placeholders as patterns. All of them start with SECRET_PREFIX and have one length, so
+ * a whole one is found with memmem; only the last SECRET_PLACEHOLDER_LEN - 1 bytes can hold
+ * the start of one that needs more bytes.
+ */
+static enum subst_find body_find(void *ctx, const uint8_t *p, size_t n, bool final,
+				 struct subst_match *m)
+{
+	const struct secrets_body *b = ctx;
+	const struct secrets *ss = b->ss;
+	const size_t L = SECRET_PLACEHOLDER_LEN, pl = sizeof(SECRET_PREFIX) - 1;
+	size_t whole_end = n >= L ? n - L + 1 : 0; /* offsets with room for a whole one */
+	const uint8_t *q = p;
+	while (q < p + whole_end && (q = memmem(q, n - (size_t)(q - p), SECRET_PREFIX, pl)) &&
+	       q < p + whole_end) {
+		for (unsigned i = 0; i < ss->n; i++) {
+			if (!memcmp(q, ss->s[i].placeholder, L)) {
+				*m = (struct subst_match){ (size_t)(q - p), L, i };
+				return SUBST_FOUND;
+			}
+		}
+		q++;
+	}
+	if (final)
+		return SUBST_NONE;
+	for (size_t j = whole_end; j < n; j++) {
+		if (p[j] != SECRET_PREFIX[0])
+			continue;
+		for (unsigned i = 0; i < ss->n; i++) {
+			if (!memcmp(p + j, ss->s[i].placeholder, n - j)) {
+				m->at = j;
+				return SUBST_MAYBE;
+			}
+		}
+	}
+	return SUBST_NONE;
+}
+
+static int body_put(void *ctx, const uint8_t *matched, const struct subst_match *m, struct buf *out)
+{
+	struct secrets_body *b = ctx;
+	const struct secret *s = &b->ss->s[m->id];
+	(void)matched;
+	if (!secret_host_ok(s, b->host)) {
+		b->leak = s;
+		return -EPERM;
+	}
+	if (b->inspect_only) {
+		b->leak = s;
+		return -ENOTSUP;
+	}
+	b->nsub++;
+	switch (b->enc) {
+	case SECRETS_BODY_FORM:
+		return put_url_encoded(out, s->value, s->vlen);
+	case SECRETS_BODY_JSON:
+		put_json(out, s->value, s->vlen, false);
+		return out->bad ? -ENOMEM : 0;
+	case SECRETS_BODY_RAW:
+		break;
+	}
+	return buf_append(out, s->value, s->vlen);
+}
+
+void secrets_body_init(struct secrets_body *b, const struct secrets *ss, const char *host,
+		       enum secrets_body_enc enc, bool inspect_only)
+{
+	*b = (struct secrets_body){
+		.ss = ss, .host = host, .enc = enc, .inspect_only = inspect_only
+	};
+}
+
+int secrets_body_feed(struct secrets_body *b, const uint8_t *p, size_t n, bool final,
+		      struct buf *out)
+{
+	if (!b->ss || !b->ss->n)
+		return n ? buf_append(out, p, n) : 0;
+	struct subst_rules r = { body_find, body_put, b };
+	return subst_feed(&b->st, &r, p, n, final, out);
+}
+
+void secrets_body_fini(struct secrets_body *b)
+{
+	subst_fini(&b->st);
 }
 
 /* ---- responses -------------------------------------------------------------------------- */
@@ -597,88 +731,89 @@ static int form_at(const struct scrub_form *f, const uint8_t *p, size_t n, bool 
 	return !final && !memcmp(p, f->p, n) ? 2 : 0;
 }
 
-/*
- * Replace forms in p[0..n). Returns how many bytes were decided (all of them if final); the
- * rest might be the start of a form and is left for later.
- */
-static size_t scrub_run(const struct secrets *ss, const struct scrub *sc, const uint8_t *p,
-			size_t n, bool final, struct buf *out, int *err)
+/* The scrubber's rule set: the forms of every secret, and the connection's recorded ones. */
+struct scrub_rules {
+	const struct secrets *ss;
+	const struct scrub *sc; /* may be NULL */
+	const struct scrub_form *best; /* what find found, for put */
+};
+
+static enum subst_find scrub_find(void *ctx, const uint8_t *p, size_t n, bool final,
+				  struct subst_match *m)
 {
-	size_t i = 0, emit_from = 0;
-	while (i < n) {
+	struct scrub_rules *c = ctx;
+	const struct secrets *ss = c->ss;
+	const struct scrub *sc = c->sc;
+	for (size_t i = 0; i < n; i++) {
 		const struct scrub_form *best = NULL;
 		bool partial = false;
 		for (int k = ss->first[p[i]]; k;) {
 			const struct scrub_form *f =
 			    &ss->s[(k - 1) / SECRET_MAX_FORMS].forms[(k - 1) % SECRET_MAX_FORMS];
-			int m = form_at(f, p + i, n - i, final);
-			if (m == 1 && (!best || f->n > best->n))
+			int r = form_at(f, p + i, n - i, final);
+			if (r == 1 && (!best || f->n > best->n))
 				best = f;
-			partial |= m == 2;
+			partial |= r == 2;
 			k = f->next;
 		}
 		for (unsigned k = 0; sc && k < sc->nrec; k++) {
 			const struct scrub_form *f = &sc->rec[k];
-			int m = form_at(f, p + i, n - i, final);
-			if (m == 1 && (!best || f->n > best->n))
+			int r = form_at(f, p + i, n - i, final);
+			if (r == 1 && (!best || f->n > best->n))
 				best = f;
-			partial |= m == 2;
+			partial |= r == 2;
 		}
+		m->at = i;
 		if (partial)
-			break; /* a longer form may still match: decide with more bytes */
+			return SUBST_MAYBE; /* a longer form may still match: decide with more bytes
+					     */
 		if (best) {
-			const void *rep =
-			    best->rep ? (const void *)best->rep : ss->s[best->secret].placeholder;
-			size_t repn = best->rep ? best->repn : SECRET_PLACEHOLDER_LEN;
-			if (buf_append(out, p + emit_from, i - emit_from) < 0 ||
-			    buf_append(out, rep, repn) < 0)
-				*err = -ENOMEM;
-			i += best->n;
-			emit_from = i;
-			continue;
+			c->best = best;
+			m->len = best->n;
+			m->id = best->secret;
+			return SUBST_FOUND;
 		}
-		i++;
 	}
-	if (buf_append(out, p + emit_from, i - emit_from) < 0)
-		*err = -ENOMEM;
-	return i;
+	return SUBST_NONE;
+}
+
+static int scrub_put(void *ctx, const uint8_t *matched, const struct subst_match *m,
+		     struct buf *out)
+{
+	const struct scrub_rules *c = ctx;
+	const struct scrub_form *f = c->best;
+	(void)matched;
+	if (f->rep)
+		return buf_append(out, f->rep, f->repn);
+	return buf_append(out, c->ss->s[m->id].placeholder, SECRET_PLACEHOLDER_LEN);
 }
 
 int scrub_feed(const struct secrets *ss, struct scrub *sc, const uint8_t *p, size_t n, bool final,
 	       struct buf *out)
 {
-	int err = 0;
 	if (!ss || !ss->n)
 		return n ? buf_append(out, p, n) : 0;
-	if (!buf_used(&sc->hold)) {
-		size_t k = scrub_run(ss, sc, p, n, final, out, &err);
-		if (k < n && buf_append(&sc->hold, p + k, n - k) < 0)
-			return -ENOMEM;
-		return err;
-	}
-	if (buf_append(&sc->hold, p, n) < 0)
-		return -ENOMEM;
-	size_t k = scrub_run(ss, sc, buf_head(&sc->hold), buf_used(&sc->hold), final, out, &err);
-	if (k) {
-		explicit_bzero(buf_head(&sc->hold), k);
-		buf_consume(&sc->hold, k);
-	}
-	return err;
+	struct scrub_rules c = { ss, sc, NULL };
+	struct subst_rules r = { scrub_find, scrub_put, &c };
+	return subst_feed(&sc->st, &r, p, n, final, out);
 }
 
 int scrub_all(const struct secrets *ss, const struct scrub *sc, const uint8_t *p, size_t n,
 	      struct buf *out)
 {
-	int err = 0;
 	if (!ss || !ss->n)
 		return buf_append(out, p, n);
-	scrub_run(ss, sc, p, n, true, out, &err);
+	struct scrub_rules c = { ss, sc, NULL };
+	struct subst_rules r = { scrub_find, scrub_put, &c };
+	struct subst st = { 0 };
+	int err = subst_feed(&st, &r, p, n, true, out);
+	subst_fini(&st);
 	return err;
 }
 
 void scrub_fini(struct scrub *sc)
 {
-	buf_wipe(&sc->hold);
+	subst_fini(&sc->st);
 	for (unsigned i = 0; i < sc->nrec; i++) {
 		secret_wipe_free(sc->rec[i].p, sc->rec[i].n);
 		secret_wipe_free(sc->rec[i].rep, sc->rec[i].repn ? sc->rec[i].repn : 1);

@@ -16,6 +16,7 @@
 #include "common/buf.h"
 #include "http.h"
 #include "policy.h"
+#include "subst.h"
 
 #define SECRETS_MAX 32 /* secrets per sandbox */
 #define SECRET_MAX_HOSTS 16 /* host globs per secret */
@@ -85,7 +86,6 @@ int secrets_allow_hosts(const struct secrets *ss, struct policy *p);
 bool secret_host_ok(const struct secret *s, const char *host);
 /* The first secret whose placeholder occurs in p[0..n), or NULL. */
 const struct secret *secrets_find_placeholder(const struct secrets *ss, const uint8_t *p, size_t n);
-
 /*
  * Rewrite a request head for host: every placeholder of a secret scoped to host becomes its
  * value (in the target, percent-encoded where needed; in header values; inside the base64 of
@@ -101,14 +101,68 @@ int secrets_rewrite_request(const struct secrets *ss, const char *host, const ui
 			    const struct http_msg *m, bool strip_encoding, struct buf *out,
 			    const struct secret **leak, struct scrub *rec);
 
+/* Whether some secret may be sent to host (only then can a request body change length). */
+bool secrets_host_bound(const struct secrets *ss, const char *host);
+
+/* How a value is written where its placeholder stood in a request body. */
+enum secrets_body_enc {
+	SECRETS_BODY_RAW, /* the value's bytes */
+	SECRETS_BODY_FORM, /* application/x-www-form-urlencoded: percent-encoded */
+	SECRETS_BODY_JSON, /* application/json (and +json): JSON string escapes */
+};
+/* The encoding for a request's Content-Type value (ct, n bytes; NULL: none). */
+enum secrets_body_enc secrets_body_enc_for(const uint8_t *ct, size_t n);
+
 /*
- * Streaming scrubber for one connection's responses: every form of a real value (see struct
- * secret) and every form the proxy produced on this connection is replaced, even when split
- * across reads; the longest match wins. Bytes that could start a form are held back (at most
- * the longest form - 1: max_form, or SCRUB_FORM_MAX for recorded ones) until decided.
+ * One request header field toward host, the unit every HTTP version rewrites (HTTP/1 heads
+ * field by field, HTTP/2's HPACK-decoded fields): the value with every placeholder of a secret
+ * scoped to host replaced (percent-encoded when url, for a request target), inside the base64
+ * of `Authorization: Basic` too, is appended to out (the name is only checked: the caller
+ * writes it; HTTP/2 names are lower case, a placeholder cannot be one). Returns the number of
+ * substitutions,
+ * -EPERM with *leak set when the name, the value or a Basic credential carries the placeholder
+ * of a secret not scoped to host (nothing appended), or -ENOMEM. rec: as above.
+ */
+int secrets_rewrite_field(const struct secrets *ss, const char *host, const uint8_t *name,
+			  size_t nlen, const uint8_t *value, size_t vlen, bool url, struct buf *out,
+			  const struct secret **leak, struct scrub *rec);
+
+/*
+ * Streaming substitution in one request body toward host (the subst engine with the
+ * placeholders as patterns): each placeholder of a secret scoped to host becomes its value, in
+ * enc; a placeholder of any other secret refuses the body. Works for any split of the body;
+ * holds back at most SECRET_PLACEHOLDER_LEN - 1 bytes. host and ss stay the caller's.
+ */
+struct secrets_body {
+	const struct secrets *ss;
+	const char *host;
+	enum secrets_body_enc enc;
+	bool inspect_only; /* the body cannot be rewritten (compressed): any placeholder refuses */
+	unsigned nsub; /* placeholders replaced so far */
+	const struct secret *leak; /* the refused placeholder's secret */
+	struct subst st;
+};
+void secrets_body_init(struct secrets_body *b, const struct secrets *ss, const char *host,
+		       enum secrets_body_enc enc, bool inspect_only);
+/*
+ * Feed n body bytes; the substituted body is appended to out (final: the body ends). Returns
+ * 0; -EPERM when a placeholder of b->leak, a secret not scoped to host, is in the body;
+ * -ENOTSUP when inspect_only and a placeholder of b->leak (scoped to host) is in it; -ENOMEM.
+ * After a refusal out holds only the bytes before the placeholder.
+ */
+int secrets_body_feed(struct secrets_body *b, const uint8_t *p, size_t n, bool final,
+		      struct buf *out);
+void secrets_body_fini(struct secrets_body *b);
+
+/*
+ * Streaming scrubber for one connection's responses (the subst engine with the forms as
+ * patterns): every form of a real value (see struct secret) and every form the proxy produced
+ * on this connection is replaced, even when split across reads; the longest match wins. Bytes
+ * that could start a form are held back (at most the longest form - 1: max_form, or
+ * SCRUB_FORM_MAX for recorded ones) until decided.
  */
 struct scrub {
-	struct buf hold;
+	struct subst st;
 	unsigned nrec;
 	struct scrub_form rec[SCRUB_MAX_RECORDED];
 };

@@ -22,18 +22,69 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+/*
+ * The guest's ClientHello: note which of h2 and http/1.1 it offers, then hold its handshake
+ * (the callback is called again) until the upstream's handshake is done or failed, so that
+ * alpn_select can give it the protocol the upstream chose.
+ */
+static int client_hello(SSL *ssl, int *alert, void *arg)
+{
+	(void)alert, (void)arg;
+	struct flow *f = SSL_get_app_data(ssl);
+	const unsigned char *p;
+	size_t n;
+	if (!f->hello_seen) {
+		f->hello_seen = true;
+		if (SSL_client_hello_get0_ext(
+			ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &n) == 1) {
+			struct rd r = rd_make(p, n);
+			struct rd list = rd_sub(&r, rd_be16(&r));
+			while (rd_left(&list)) {
+				uint8_t k = rd_u8(&list);
+				const uint8_t *name = rd_bytes(&list, k);
+				if (name && k == 2 && !memcmp(name, "h2", 2))
+					f->g_offers_h2 = true;
+				if (name && k == 8 && !memcmp(name, "http/1.1", 8))
+					f->g_offers_h1 = true;
+			}
+		}
+	}
+	return f->u_hs || f->u_failed ? SSL_CLIENT_HELLO_SUCCESS : SSL_CLIENT_HELLO_RETRY;
+}
+
+/*
+ * The guest gets what the upstream chose. An upstream that failed: http/1.1 when the guest
+ * offers it (a 502 in HTTP/1), h2 when it offers only that (a 502 on each stream).
+ */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		       const unsigned char *in, unsigned int inlen, void *arg)
 {
-	(void)ssl, (void)arg;
-	static const unsigned char h1[] = "\x08http/1.1";
+	(void)arg;
+	struct flow *f = SSL_get_app_data(ssl);
+	const unsigned char *up = NULL;
+	unsigned int upn = 0;
+	if (f->u_hs)
+		SSL_get0_alpn_selected(f->u, &up, &upn);
+	bool h2 = f->u_hs ? upn == 2 && !memcmp(up, "h2", 2) : !f->g_offers_h1 && f->g_offers_h2;
+	const unsigned char *want =
+	    h2 ? (const unsigned char *)"\x02h2" : (const unsigned char *)"\x08http/1.1";
 	unsigned char *o;
-	if (SSL_select_next_proto(&o, outlen, h1, sizeof(h1) - 1, in, inlen) !=
+	if (SSL_select_next_proto(&o, outlen, want, want[0] + 1u, in, inlen) !=
 	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK; /* h2 only: no ALPN, the client falls back or gives up
-					      */
+		return SSL_TLSEXT_ERR_NOACK; /* the client's default (HTTP/1.1) */
 	*out = o;
 	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Offer the upstream what the guest offered (nothing or http/1.1 only: http/1.1). */
+static void upstream_alpn(struct flow *f)
+{
+	if (f->g_offers_h2 && f->g_offers_h1)
+		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x02h2\x08http/1.1", 12);
+	else if (f->g_offers_h2)
+		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x02h2", 3);
+	else
+		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x08http/1.1", 9);
 }
 
 static void ssl_err_text(char *out, size_t n)
@@ -72,6 +123,7 @@ struct mitm *mitm_new(const struct secrets *ss, char *const *upstream_ca, char *
 	 * such as busybox wget, which signs with SHA-1 only, are let in.
 	 */
 	SSL_CTX_set_security_level(m->guest_ctx, 0);
+	SSL_CTX_set_client_hello_cb(m->guest_ctx, client_hello, NULL);
 	SSL_CTX_set_alpn_select_cb(m->guest_ctx, alpn_select, NULL);
 	SSL_CTX_set_mode(m->guest_ctx,
 			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -79,7 +131,6 @@ struct mitm *mitm_new(const struct secrets *ss, char *const *upstream_ca, char *
 	SSL_CTX_set_verify(m->up_ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_mode(m->up_ctx,
 			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_alpn_protos(m->up_ctx, (const unsigned char *)"\x08http/1.1", 9);
 	if (SSL_CTX_set_default_verify_paths(m->up_ctx) != 1)
 		ERR_clear_error(); /* no system store: only --upstream-ca then */
 	for (unsigned i = 0; upstream_ca && upstream_ca[i]; i++) {
@@ -153,6 +204,7 @@ struct flow *flow_new(struct mitm *m, const char *name, uint16_t port, flow_even
 		return NULL;
 	}
 	BIO_set_mem_eof_return(f->g_in, -1); /* empty means "more later", not EOF */
+	SSL_set_app_data(f->g, f);
 	SSL_set_bio(f->g, f->g_in, f->g_out);
 	SSL_set_accept_state(f->g);
 	return f;
@@ -162,6 +214,7 @@ void flow_free(struct flow *f)
 {
 	if (!f)
 		return;
+	h2_free(f->h2);
 	SSL_free(f->g);
 	SSL_free(f->u);
 	buf_wipe(&f->req_in);
@@ -171,6 +224,7 @@ void flow_free(struct flow *f)
 	buf_wipe(&f->g_plain);
 	buf_wipe(&f->final);
 	scrub_fini(&f->scrub);
+	proxy_fini(f);
 	OPENSSL_cleanse(f, sizeof(*f));
 	free(f);
 }
@@ -230,9 +284,18 @@ bool flow_failed(const struct flow *f)
 	return f->failed;
 }
 
+void tls_upstream_reset(struct flow *f)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 }; /* close() sends a reset */
+	if (f->fd >= 0)
+		setsockopt(f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	buf_wipe(&f->req_out);
+	f->u_reset = true;
+}
+
 uint32_t flow_events(const struct flow *f)
 {
-	if (f->fd < 0 || !f->u || f->u_failed || f->closing)
+	if (f->fd < 0 || !f->u || f->u_failed || f->u_reset || f->closing)
 		return f->fd >= 0 && !f->u_hs && !f->u ? EPOLLOUT : 0;
 	uint32_t ev = 0;
 	if (!f->u_eof && (!f->u_hs || buf_used(&f->to_guest) < FLOW_BUF_HIGH))
@@ -294,8 +357,16 @@ static bool upstream_handshake(struct flow *f)
 {
 	if (f->u_hs)
 		return true;
+	if (!f->hello_seen)
+		return false; /* the guest's ALPN offer decides the upstream's */
+	if (SSL_in_before(f->u))
+		upstream_alpn(f);
 	int k = SSL_do_handshake(f->u);
 	if (k == 1) {
+		const unsigned char *a;
+		unsigned int an;
+		SSL_get0_alpn_selected(f->u, &a, &an);
+		f->u_h2 = an == 2 && !memcmp(a, "h2", 2);
 		f->u_hs = true;
 		return true;
 	}
@@ -378,7 +449,7 @@ static void upstream_read(struct flow *f)
 /* Upstream: handshake, write requests, read responses. */
 static void upstream_run(struct flow *f)
 {
-	if (!f->u || f->u_failed)
+	if (!f->u || f->u_failed || f->u_reset)
 		return;
 	f->u_want_write = false;
 	if (!upstream_handshake(f))
@@ -395,7 +466,8 @@ static void guest_run(struct flow *f)
 		drain_g_out(f);
 		if (k != 1) {
 			int e = ssl_error(f->g, k);
-			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE &&
+			    e != SSL_ERROR_WANT_CLIENT_HELLO_CB) {
 				char se[200], why[300];
 				ssl_err_text(se, sizeof(se));
 				snprintf(why, sizeof(why),
@@ -408,6 +480,20 @@ static void guest_run(struct flow *f)
 			return;
 		}
 		f->g_hs = true;
+		const unsigned char *a;
+		unsigned int an;
+		SSL_get0_alpn_selected(f->g, &a, &an);
+		bool h2 = an == 2 && !memcmp(a, "h2", 2);
+		const char *why = NULL;
+		if (f->u_h2 && !f->u_failed && !h2)
+			why = "the upstream chose HTTP/2 and the guest did not";
+		else if (h2 && h2_start(f, f->u_h2 && !f->u_failed) < 0)
+			why = "HTTP/2: out of memory";
+		if (why) {
+			flow_event(f, NET_EV_HTTP, false, why, NULL);
+			f->failed = true;
+			return;
+		}
 	}
 	uint8_t tmp[16384];
 	while (f->rq != RQ_STOPPED && buf_used(&f->req_in) < FLOW_BUF_HIGH &&
@@ -439,6 +525,7 @@ void flow_run(struct flow *f)
 		size_t a = buf_used(&f->to_guest), b = buf_used(&f->req_out),
 		       c = buf_used(&f->resp_in);
 		size_t d = buf_used(&f->req_in);
+		bool hs = f->u_hs || f->u_failed;
 		guest_run(f);
 		if (f->failed)
 			return;
@@ -448,13 +535,21 @@ void flow_run(struct flow *f)
 		if (f->failed)
 			return;
 		flush_g_plain(f);
+		/* The upstream's handshake ending lets the guest's go on. */
 		bool progress = a != buf_used(&f->to_guest) || b != buf_used(&f->req_out) ||
-				c != buf_used(&f->resp_in) || d != buf_used(&f->req_in);
+				c != buf_used(&f->resp_in) || d != buf_used(&f->req_in) ||
+				hs != (f->u_hs || f->u_failed);
 		if (!progress)
 			break;
 	}
+	if (f->h2) {
+		if (h2_finished(f))
+			flow_close_guest(f);
+		return;
+	}
 	/* Requests refused or the upstream gone: answer in order once nothing is owed. */
-	if (f->rq == RQ_STOPPED && (!f->qlen || f->u_failed || f->u_eof) && f->rs != RS_TUNNEL) {
+	if (f->rq == RQ_STOPPED && (!f->qlen || f->u_failed || f->u_eof || f->u_reset) &&
+	    f->rs != RS_TUNNEL) {
 		if (buf_used(&f->final))
 			tls_guest_write(f, buf_head(&f->final), buf_used(&f->final));
 		buf_fini(&f->final);

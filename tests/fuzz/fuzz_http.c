@@ -114,7 +114,7 @@ static void walk_run(const uint8_t *p, size_t n, size_t cut)
 				__builtin_trap();
 			return;
 		}
-		if (used > avail - off)
+		if (used > avail - off || w.data_off + w.data_len > used)
 			__builtin_trap();
 		if (r == 1) {
 			spans_check(p + off, used, &m);
@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 		size_t k = cut < n ? cut : n;
 		scrub_feed(&ss, &sc, p, k, false, &out);
 		scrub_feed(&ss, &sc, p + k, n - k, true, &out);
-		if (memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)))
+		if (buf_used(&out) && memmem(buf_head(&out), buf_used(&out), VALUE, strlen(VALUE)))
 			__builtin_trap();
 		scrub_fini(&sc);
 		break;

@@ -314,6 +314,7 @@ def http_seeds():
     return {
         "req_simple": b"\x00\x00GET /x?k=" + ph + b" HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + b"\r\n\r\n",
         "req_basic": b"\x00\x00GET / HTTP/1.1\r\nHost: api.test\r\nAuthorization: Basic " + basic + b"\r\n\r\n",
+        "req_name_placeholder": b"\x00\x00GET / HTTP/1.1\r\nHost: api.test\r\nX-" + ph + b": 1\r\n\r\n",
         "req_chunked": b"\x00\x00POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
         "req_ws": b"\x00\x00GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         "resp_len": b"\x01\x00HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
@@ -331,7 +332,86 @@ def http_seeds():
     }
 
 
-GENERATORS = {"fuzz_http": http_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def h2_seeds():
+    """fuzz_h2: options byte, split byte, the guest's frames, the upstream's (tests/fuzz/fuzz_h2.c).
+    Header blocks are HPACK literals without indexing (no Huffman), which any decoder takes."""
+    ph = b"SANDBOX_SECRET_0123456789abcdef0123456789abcdef"
+
+    def frame(type_, flags, sid, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([type_, flags]) + struct.pack(">I", sid) + payload
+
+    def block(fields):
+        out = b""
+        for n, v in fields:
+            out += b"\0" + bytes([len(n)]) + n + bytes([len(v)]) + v
+        return out
+
+    def req(sid, path=b"/", extra=(), end=True, authority=b"api.test"):
+        f = [(b":method", b"GET" if end else b"POST"), (b":scheme", b"https"), (b":path", path),
+             (b":authority", authority)] + list(extra)
+        return frame(1, 0x4 | (0x1 if end else 0), sid, block(f))
+
+    def grpc(msg):
+        return b"\0" + struct.pack(">I", len(msg)) + msg
+
+    settings = frame(4, 0, 0)
+    resp = frame(1, 0x4, 1, block([(b":status", b"200"), (b"x-echo", b"sk-real-value")])) + \
+        frame(0, 0, 1, b"body sk-real-value") + frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))
+
+    def seed(opts, guest, up=b""):
+        split = 255 if not up else max(1, min(254, -(-len(guest) * 255 // (len(guest) + len(up)))))
+        return bytes([opts, split]) + guest + up
+
+    return {
+        "h2_header": seed(0x20, settings + req(1, b"/x?k=" + ph, [(b"x-api-key", ph)]), settings + resp),
+        "h2_leak_header": seed(0x21, settings + req(1, b"/", [(b"x-api-key", ph)], authority=b"other.test")),
+        "h2_leak_body_split": seed(0xff, settings + req(1, b"/up", end=False, authority=b"other.test") +
+                                   frame(0, 0, 1, b"a=" + ph[:20]) + frame(0, 1, 1, ph[20:])),
+        "h2_body": seed(0x40, settings + req(1, b"/up", end=False) + frame(0, 0, 1, b"x" * 100) +
+                        frame(0, 1, 1, b"end"), settings + resp),
+        "h2_many": seed(0x10, settings + b"".join(req(i, b"/%d" % i) for i in range(1, 40, 2)), settings + resp),
+        "h2_grpc": seed(0x30, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc")], end=False) +
+                        frame(0, 0, 1, grpc(b"k=" + ph)[:9]) + frame(0, 1, 1, grpc(b"k=" + ph)[9:]),
+                        settings + frame(1, 0x4, 1, block([(b":status", b"200"), (b"content-type", b"application/grpc")])) +
+                        frame(0, 0, 1, grpc(b"v=sk-real-value")) + frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))),
+        "h2_grpc_empty": seed(0x30, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc")], end=False) +
+                              frame(0, 1, 1, grpc(b"")), settings + frame(1, 0x4, 1, block([(b":status", b"200"),
+                              (b"content-type", b"application/grpc")])) + frame(0, 0, 1, grpc(b"")) +
+                              frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))),
+        "h2_grpc_leak": seed(0x31, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc+proto")], end=False,
+                                                  authority=b"other.test") + frame(0, 1, 1, grpc(ph))),
+        "h2_rst_goaway": seed(0x08, settings + req(1) + frame(3, 0, 1, b"\0\0\0\x08") +
+                              frame(7, 0, 0, b"\0\0\0\0\0\0\0\0"), settings + frame(7, 0, 0, b"\0\0\0\1\0\0\0\0")),
+    }
+
+
+def subst_seeds():
+    """fuzz_subst: 4 cut bytes, the encoding byte, then the stream (tokens 0xF0-0xF3, see
+    tests/fuzz/fuzz_subst.c)."""
+    return {
+        "form": b"\x10\x40\x80\xc0\x01" + b"grant_type=client_credentials&client_secret=\xf0&x=1",
+        "json_split": b"\x05\x06\x07\xfe\x02" + b'{"key": "\xf0", "p": "\xf2zz", "v": "\xf3"}',
+        "leak": b"\x00\x30\x31\x90\x00" + b"a=\xf0&b=\xf1",
+        "partial_end": b"\xf0\xf8\xfc\xff\x00" + b"tail SANDBOX_SECRET_01234",
+    }
+
+
+def codec_seeds():
+    """fuzz_codec: the coding byte (0 gzip, 1 deflate, 2 br, 3 zstd; +4 raw deflate when
+    encoding), the split byte, then the bytes."""
+    import gzip, zlib
+    text = b'{"token": "sk-live-0123456789", "n": 1}' * 4
+    return {
+        "gzip": b"\x00\x10" + gzip.compress(text),
+        "gzip_members": b"\x00\x20" + gzip.compress(b"one ") + gzip.compress(b"two"),
+        "deflate": b"\x01\x05" + zlib.compress(text),
+        "deflate_raw": b"\x05\x05" + zlib.compress(text)[2:-4],
+        "br_plain": b"\x02\x03" + text,
+        "zstd_plain": b"\x03\x03" + text,
+    }
+
+
+GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 

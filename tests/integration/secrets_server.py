@@ -14,12 +14,18 @@ upstream received) and counted in DIR/<port>.count. Paths:
   8080       the same handler over plain HTTP
   /ws        WebSocket: echoes each text message back
   /upload    reads the body (chunked or content-length), answers its length and sha256
+  /body      POST: the body as text into requests.log ("BODY <host> <len>: <text>", at most 4 KiB
+             of it, and its trailers), answered like /upload; a body cut short is logged as
+             "CUT <host>" and not answered
+  /gzip      200, the /echo JSON gzip-encoded whatever Accept-Encoding said (?coding=deflate:
+             zlib-wrapped deflate, br, zstd: through the host's libbrotlienc/libzstd; compress:
+             a Content-Encoding nobody decodes)
   /reflect   echoes the request back in every encoding a debug endpoint might use: raw and
              decoded query, headers (raw, JSON), each header value and the decoded Basic
              credentials in base64/base64url at three alignments, percent-encoded (both hex
              cases); the Authorization header also comes back as a response header
 """
-import base64, hashlib, http.server, json, os, socketserver, ssl, struct, subprocess, sys, threading, time
+import base64, gzip, hashlib, http.server, json, os, socketserver, ssl, struct, subprocess, sys, threading, time, zlib
 import urllib.parse
 
 D = sys.argv[1]
@@ -45,6 +51,22 @@ def make_certs():
     sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
        "-keyout", j("evil.key"), "-out", j("evil.pem"), "-days", "2", "-subj", "/CN=evil.test",
        "-addext", "subjectAltName=DNS:evil.test")
+
+
+def lib_compress(coding, data):
+    """br or zstd through the host's shared libraries (no Python module needed)."""
+    import ctypes
+    out = ctypes.create_string_buffer(len(data) + 1024)
+    if coding == "br":
+        lib = ctypes.CDLL("libbrotlienc.so.1")
+        n = ctypes.c_size_t(len(out))
+        if not lib.BrotliEncoderCompress(5, 22, 0, ctypes.c_size_t(len(data)), data, ctypes.byref(n), out):
+            raise RuntimeError("brotli failed")
+        return out.raw[:n.value]
+    lib = ctypes.CDLL("libzstd.so.1")
+    lib.ZSTD_compress.restype = ctypes.c_size_t
+    n = lib.ZSTD_compress(out, ctypes.c_size_t(len(out)), data, ctypes.c_size_t(len(data)), 3)
+    return out.raw[:n]
 
 
 def record(port, text):
@@ -82,17 +104,31 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _body(self):
+        """The body, or None if it was cut short; trailers go to self.trailers."""
+        self.trailers = b""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
+            data = []
             while True:
-                n = int(self.rfile.readline().split(b";")[0], 16)
+                line = self.rfile.readline()
+                if not line.endswith(b"\n"):
+                    return None
+                n = int(line.split(b";")[0], 16)
                 if n == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return data
-                data += self.rfile.read(n)
+                    while True:
+                        t = self.rfile.readline()
+                        if t in (b"\r\n", b"\n"):
+                            return b"".join(data)
+                        if not t:
+                            return None
+                        self.trailers += t
+                chunk = self.rfile.read(n)
+                if len(chunk) < n:
+                    return None
+                data.append(chunk)
                 self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        n = int(self.headers.get("Content-Length", "0"))
+        data = self.rfile.read(n)
+        return data if len(data) == n else None
 
     def _reflect(self):
         vals = [self.path, urllib.parse.unquote(self.path)] + list(self.headers.values())
@@ -167,11 +203,27 @@ class H(http.server.BaseHTTPRequestHandler):
                                  bytes([0x81, 126]) + struct.pack(">H", len(reply)) + reply)
                 self.wfile.flush()
         body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
+        if self.path.startswith("/gzip"):
+            coding = self.path.partition("coding=")[2] or "gzip"
+            enc = {"gzip": gzip.compress, "deflate": zlib.compress, "br": lambda b: lib_compress("br", b),
+                   "zstd": lambda b: lib_compress("zstd", b), "compress": lambda b: b"\x1f\x9d" + b}[coding]
+            return self._send(200, enc(body), extra=[("Content-Encoding", coding)])
         self._send(200, body)
 
     def do_POST(self):
         self._record()
-        data = self._body()
+        try:
+            data = self._body()
+        except (ConnectionError, ValueError):
+            data = None
+        host = self.headers.get("Host", "").split(":")[0]
+        if data is None:
+            record(self.server.server_address[1], "CUT %s %s" % (host, self.path))
+            self.close_connection = True
+            return
+        if self.path.startswith("/body"):
+            record(self.server.server_address[1], "BODY %s %d: %s\nTRAILERS: %s" % (
+                host, len(data), data[:4096].decode("latin-1"), self.trailers.decode("latin-1").strip()))
         body = json.dumps({"length": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                            "headers": dict(self.headers.items())}).encode()
         self._send(200, body)
@@ -182,6 +234,11 @@ class H(http.server.BaseHTTPRequestHandler):
 class TS(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # The proxy resets connections on purpose (a request refused mid-body): not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def serve(port, cert, key):

@@ -200,6 +200,34 @@ static void test_bodies(void)
 	d = decode_bytewise(HTTP_BODY_CLOSE, 0, "until the end", &rest);
 	CHECK(d && !strcmp(d, "until the end"));
 	free(d);
+
+	/* The trailer lines, and where the plain-HTTP walk says each step's body data is. */
+	const char *ch = "3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
+	struct http_body b;
+	http_body_init(&b, HTTP_BODY_CHUNKED, 0);
+	size_t at = 0, used, off, dl, trailer = 0;
+	for (int i = 0; i < 10 && at < strlen(ch); i++) {
+		bool in_trailer = http_body_in_trailer(&b);
+		int r = http_body_step(&b, (const uint8_t *)ch + at, strlen(ch) - at, true, &used,
+				       &off, &dl);
+		if (in_trailer && r == 0)
+			trailer += used;
+		at += used;
+	}
+	CHECK_EQ_INT(trailer, 8); /* "X-T: 1\r\n" */
+	const char *req = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody";
+	struct http_walk w = { 0 };
+	struct http_msg m;
+	const char *why;
+	CHECK_EQ_INT(http_walk_step(&w, (const uint8_t *)req, strlen(req), false, &used, &m, &why),
+		     1);
+	http_walk_accept(&w, &m);
+	CHECK_EQ_INT(w.data_len, 0);
+	at = used;
+	CHECK_EQ_INT(
+	    http_walk_step(&w, (const uint8_t *)req + at, strlen(req) - at, false, &used, &m, &why),
+	    0);
+	CHECK(w.data_off == 0 && w.data_len == 4 && used == 4);
 	char t[64];
 	http_target_redacted(S("/v1/x?key=secret&b=2#frag"), t, sizeof(t));
 	CHECK(!strcmp(t, "/v1/x?key=&b="));
@@ -276,10 +304,59 @@ static void test_secrets(void)
 		 (char *)b64.p);
 	buf_fini(&b64);
 	CHECK_EQ_INT(rewrite("other.test", head, false, &out, &leak, NULL), -EPERM);
+	/* In a header name too (HTTP/1 names may hold one). */
+	snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: api.test\r\nX-%s: 1\r\n\r\n",
+		 s->placeholder);
+	CHECK_EQ_INT(rewrite("api.test", head, false, &out, &leak, NULL), 1);
+	CHECK(memmem(buf_head(&out), buf_used(&out), "X-sk-real/value+1: 1\r\n", 22));
+	buf_fini(&out);
 	/* No placeholder: unchanged. */
 	const char *plain = "GET / HTTP/1.1\r\nHost: o\r\nX: SANDBOX_SECRET_nothex\r\n\r\n";
 	CHECK_EQ_INT(rewrite("other.test", plain, false, &out, &leak, NULL), 0);
 	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), plain, strlen(plain));
+	buf_fini(&out);
+}
+
+/* One field at a time (HTTP/2's decoded fields): the rule HTTP/1 heads go through too. */
+static int field(const char *host, const char *name, const char *value, bool url, struct buf *out,
+		 const struct secret **leak)
+{
+	buf_fini(out);
+	return secrets_rewrite_field(&ss, host, (const uint8_t *)name, strlen(name),
+				     (const uint8_t *)value, strlen(value), url, out, leak, NULL);
+}
+
+static void test_secret_fields(void)
+{
+	const struct secret *s = &ss.s[0], *leak = NULL;
+	char v[300];
+	struct buf out = { 0 }, b64 = { 0 };
+	snprintf(v, sizeof(v), "/x?k=%s", s->placeholder);
+	CHECK_EQ_INT(field("api.test", ":path", v, true, &out, &leak), 1);
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), "/x?k=sk-real%2Fvalue%2B1", 24);
+	snprintf(v, sizeof(v), "Bearer %s", s->placeholder);
+	CHECK_EQ_INT(field("x.api2.test", "x-key", v, false, &out, &leak), 1);
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), "Bearer sk-real/value+1", 22);
+	/* Basic: the credential is decoded, replaced and encoded again. */
+	snprintf(v, sizeof(v), "u:%s", s->placeholder);
+	base64_encode(&b64, (const uint8_t *)v, strlen(v));
+	snprintf(v, sizeof(v), "Basic %.*s", (int)buf_used(&b64), (char *)buf_head(&b64));
+	buf_fini(&b64);
+	CHECK_EQ_INT(field("api.test", "authorization", v, false, &out, &leak), 1);
+	base64_encode(&b64, (const uint8_t *)"u:sk-real/value+1", 17);
+	CHECK(buf_used(&out) == 6 + buf_used(&b64) && !memcmp(buf_head(&out), "Basic ", 6) &&
+	      !memcmp(buf_head(&out) + 6, buf_head(&b64), buf_used(&b64)));
+	buf_fini(&b64);
+	/* Elsewhere: refused, nothing appended, also when only the Basic credential has it. */
+	CHECK_EQ_INT(field("other.test", "authorization", v, false, &out, &leak), -EPERM);
+	CHECK(leak == s && buf_used(&out) == 0);
+	leak = NULL;
+	snprintf(v, sizeof(v), "Bearer %s", s->placeholder);
+	CHECK_EQ_INT(field("other.test", "x-key", v, false, &out, &leak), -EPERM);
+	CHECK(leak == s && buf_used(&out) == 0);
+	/* No placeholder: the value as it was. */
+	CHECK_EQ_INT(field("other.test", "x-key", "SANDBOX_SECRET_nothex", false, &out, &leak), 0);
+	CHECK_EQ_MEM(buf_head(&out), buf_used(&out), "SANDBOX_SECRET_nothex", 21);
 	buf_fini(&out);
 }
 
@@ -482,6 +559,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_response_heads);
 	CHECK_RUN(test_bodies);
 	CHECK_RUN(test_secrets);
+	CHECK_RUN(test_secret_fields);
 	CHECK_RUN(test_scrub);
 	CHECK_RUN(test_scrub_encodings);
 	CHECK_RUN(test_tlshello);

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The proxy's HTTP/2 relay (src/net/proxy_h2.c) between a real HTTP/2 client (the guest) and a
+ * real HTTP/2 server (the upstream), both libnghttp2 sessions driven in memory, no TLS: flow
+ * control is tied across both ways (a side cannot push more than the windows while the other
+ * reads nothing, and everything arrives once it does), a stream reset by the upstream reaches the
+ * guest with its code, and the key goes out only toward its host.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "check.h"
+#include "net/flow.h"
+#include "net/secrets.h"
+
+#define BODY (3u * 1024 * 1024)
+#define VALUE "sk-relay-value"
+
+static struct secrets ss;
+static struct mitm m;
+
+/* One side's session and what the test saw on it. */
+struct peer {
+	nghttp2_session *s;
+	bool consume; /* upstream: acknowledge DATA (else its window stays shut) */
+	size_t got; /* DATA bytes received */
+	uint64_t sum; /* of the DATA bytes, to compare */
+	uint32_t rst; /* the last RST_STREAM code received, + 1 */
+	int status; /* guest: the response's :status */
+	char key[128]; /* upstream: x-api-key as received */
+	bool ended; /* guest: the response ended */
+	int32_t reset_id; /* upstream: reset this stream (REFUSED_STREAM) as its headers come */
+	bool answer_big; /* upstream: answer each request with a BODY-byte body */
+	size_t sent; /* guest: request body bytes handed to the session */
+};
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t *name, size_t nlen,
+		     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+	(void)s, (void)fr, (void)flags;
+	struct peer *p = ud;
+	if (nlen == 9 && !memcmp(name, "x-api-key", 9) && vlen < sizeof(p->key))
+		memcpy(p->key, value, vlen), p->key[vlen] = 0;
+	if (nlen == 7 && !memcmp(name, ":status", 7))
+		p->status = atoi((const char *)value); /* digits, then the next field's bytes */
+	return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *d, size_t n,
+		   void *ud)
+{
+	(void)flags;
+	struct peer *p = ud;
+	p->got += n;
+	for (size_t i = 0; i < n; i++)
+		p->sum += d[i];
+	if (p->consume) {
+		nghttp2_session_consume_connection(s, n);
+		nghttp2_session_consume_stream(s, id, n);
+	}
+	return 0;
+}
+
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud);
+
+static int on_frame(nghttp2_session *s, const nghttp2_frame *fr, void *ud)
+{
+	struct peer *p = ud;
+	if (fr->hd.type == NGHTTP2_RST_STREAM)
+		p->rst = fr->rst_stream.error_code + 1;
+	if ((fr->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+	    (fr->hd.type == NGHTTP2_DATA || fr->hd.type == NGHTTP2_HEADERS))
+		p->ended = true;
+	if (fr->hd.type == NGHTTP2_HEADERS && fr->hd.stream_id == p->reset_id)
+		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, fr->hd.stream_id,
+					  NGHTTP2_REFUSED_STREAM);
+	if (fr->hd.type == NGHTTP2_HEADERS && p->answer_big &&
+	    (fr->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 } };
+		nghttp2_data_provider dp = { .read_callback = body_read };
+		nghttp2_submit_response(s, fr->hd.stream_id, nv, 1, &dp);
+	}
+	return 0;
+}
+
+/* The guest's request body: BODY bytes of a pattern. */
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud)
+{
+	(void)s, (void)id, (void)src;
+	struct peer *p = ud;
+	size_t n = BODY - p->sent < len ? BODY - p->sent : len;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (uint8_t)((p->sent + i) * 7);
+	p->sent += n;
+	if (p->sent == BODY)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+static void peer_init(struct peer *p, bool server)
+{
+	nghttp2_session_callbacks *cb;
+	nghttp2_option *opt;
+	nghttp2_session_callbacks_new(&cb);
+	nghttp2_option_new(&opt);
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
+	if (server)
+		nghttp2_session_server_new2(&p->s, cb, p, opt);
+	else
+		nghttp2_session_client_new2(&p->s, cb, p, opt);
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	nghttp2_submit_settings(p->s, NGHTTP2_FLAG_NONE, NULL, 0);
+}
+
+/* Move bytes around until nothing moves: guest <-> relay <-> upstream. */
+static void pump(struct flow *f, struct peer *g, struct peer *u)
+{
+	for (int round = 0; round < 100000; round++) {
+		bool moved = false;
+		const uint8_t *d;
+		ssize_t n;
+		while ((n = nghttp2_session_mem_send(g->s, &d)) > 0)
+			buf_append(&f->req_in, d, (size_t)n), moved = true;
+		h2_requests_run(f);
+		while ((n = nghttp2_session_mem_send(u->s, &d)) > 0)
+			buf_append(&f->resp_in, d, (size_t)n), moved = true;
+		h2_responses_run(f);
+		if (buf_used(&f->req_out)) {
+			nghttp2_session_mem_recv(u->s, buf_head(&f->req_out),
+						 buf_used(&f->req_out));
+			buf_consume(&f->req_out, buf_used(&f->req_out));
+			moved = true;
+		}
+		if (buf_used(&f->g_plain)) {
+			nghttp2_session_mem_recv(g->s, buf_head(&f->g_plain),
+						 buf_used(&f->g_plain));
+			buf_consume(&f->g_plain, buf_used(&f->g_plain));
+			moved = true;
+		}
+		h2_requests_run(f);
+		if (!moved)
+			return;
+	}
+}
+
+static struct flow *relay_new(const char *host)
+{
+	struct flow *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->m = &m;
+	snprintf(f->name, sizeof(f->name), "%s", host);
+	f->port = 443;
+	f->fd = -1;
+	f->u_hs = f->u_h2 = true;
+	if (h2_start(f, true) < 0) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
+static int32_t post(struct peer *g, const char *host, bool with_body)
+{
+	char key[128];
+	snprintf(key, sizeof(key), "Bearer %s", ss.s[0].placeholder);
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/up", 5, 3, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)host, 10, strlen(host), 0 },
+		{ (uint8_t *)"x-api-key", (uint8_t *)key, 9, strlen(key), 0 },
+	};
+	nghttp2_data_provider dp = { .read_callback = body_read };
+	return nghttp2_submit_request(g->s, NULL, nv, 5, with_body ? &dp : NULL, NULL);
+}
+
+static void test_flow_control_is_tied_across(void)
+{
+	struct flow *f = relay_new("api.test");
+	struct peer g = { 0 }, u = { .consume = false };
+	peer_init(&g, false);
+	peer_init(&u, true);
+	g.consume = true;
+	CHECK(f && post(&g, "api.test", true) > 0);
+	pump(f, &g, &u);
+	/* The upstream reads nothing: it got its own window, the guest no more than that plus
+	   the relay's stream window (256 KiB), far from the whole body. */
+	CHECK_EQ_INT(u.got, 65535);
+	CHECK(g.sent <= 65535 + 256 * 1024 + 16384);
+	CHECK(g.sent < BODY);
+	/* The upstream takes what it has: everything arrives, byte for byte. */
+	u.consume = true;
+	nghttp2_session_consume_connection(u.s, u.got);
+	nghttp2_session_consume_stream(u.s, 1, u.got);
+	pump(f, &g, &u);
+	uint64_t want = 0;
+	for (size_t i = 0; i < BODY; i++)
+		want += (uint8_t)(i * 7);
+	CHECK_EQ_INT(u.got, BODY);
+	CHECK(u.sum == want);
+	/* The key went out in the header, its placeholder did not. */
+	CHECK(!strcmp(u.key, "Bearer " VALUE));
+	nghttp2_session_del(g.s);
+	nghttp2_session_del(u.s);
+	flow_free(f);
+}
+
+static void test_flow_control_is_tied_for_responses(void)
+{
+	struct flow *f = relay_new("api.test");
+	struct peer g = { .consume = false }, u = { .consume = true, .answer_big = true };
+	peer_init(&g, false);
+	peer_init(&u, true);
+	CHECK(f && post(&g, "api.test", false) > 0);
+	pump(f, &g, &u);
+	/* The guest reads nothing: the upstream sent no more than the windows allow. */
+	CHECK_EQ_INT(g.got, 65535);
+	CHECK(u.sent <= 65535 + 256 * 1024 + 16384);
+	nghttp2_session_consume_connection(g.s, g.got);
+	nghttp2_session_consume_stream(g.s, 1, g.got);
+	g.consume = true;
+	pump(f, &g, &u);
+	uint64_t want = 0;
+	for (size_t i = 0; i < BODY; i++)
+		want += (uint8_t)(i * 7);
+	CHECK_EQ_INT(g.status, 200);
+	CHECK_EQ_INT(g.got, BODY);
+	CHECK(g.sum == want && g.ended);
+	nghttp2_session_del(g.s);
+	nghttp2_session_del(u.s);
+	flow_free(f);
+}
+
+static void test_upstream_reset_reaches_the_guest(void)
+{
+	struct flow *f = relay_new("api.test");
+	struct peer g = { .consume = true }, u = { .consume = true, .reset_id = 1 };
+	peer_init(&g, false);
+	peer_init(&u, true);
+	CHECK(f && post(&g, "api.test", false) > 0);
+	pump(f, &g, &u);
+	CHECK_EQ_INT(g.rst, NGHTTP2_REFUSED_STREAM + 1);
+	nghttp2_session_del(g.s);
+	nghttp2_session_del(u.s);
+	flow_free(f);
+}
+
+static void test_key_toward_another_host_is_refused_on_its_stream(void)
+{
+	struct flow *f = relay_new("other.test");
+	struct peer g = { .consume = true }, u = { .consume = true };
+	peer_init(&g, false);
+	peer_init(&u, true);
+	CHECK(f && post(&g, "other.test", false) > 0);
+	pump(f, &g, &u);
+	CHECK_EQ_INT(g.status, 403);
+	CHECK(g.ended);
+	CHECK_EQ_INT(u.key[0], 0); /* nothing reached the upstream */
+	CHECK(nghttp2_session_want_read(g.s)); /* the connection stays up for other streams */
+	nghttp2_session_del(g.s);
+	nghttp2_session_del(u.s);
+	flow_free(f);
+}
+
+int main(int argc, char **argv)
+{
+	check_init(argc, argv);
+	char err[200];
+	if (!CHECK_EQ_INT(secrets_add(&ss, "KEY", (const uint8_t *)VALUE, strlen(VALUE), "api.test",
+				      err, sizeof(err)),
+			  0))
+		return check_summary();
+	m.ss = &ss;
+	CHECK_RUN(test_flow_control_is_tied_across);
+	CHECK_RUN(test_flow_control_is_tied_for_responses);
+	CHECK_RUN(test_upstream_reset_reaches_the_guest);
+	CHECK_RUN(test_key_toward_another_host_is_refused_on_its_stream);
+	secrets_clear(&ss);
+	return check_summary();
+}
