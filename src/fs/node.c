@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+/*
+ * The share's node and handle tables: bounded arrays, a (dev, ino) hash so one host inode is one
+ * node (hard links and repeated lookups share it), generation-tagged ids so a stale nodeid or fh
+ * from the guest is refused instead of reaching a reused slot, and the only two ways the server
+ * reaches a host file: a name under a directory node's descriptor (fs_openat_beneath) and a
+ * node's own descriptor (fs_node_reopen).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "fs/share_impl.h"
+
+_Static_assert((FS_MAX_NODES & (FS_MAX_NODES - 1)) == 0, "FS_MAX_NODES is a power of two");
+
+int fs_openat_beneath(int dirfd, const char *name, int flags, mode_t mode)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.mode = (flags & (O_CREAT | __O_TMPFILE)) ? mode : 0,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+	};
+	long fd;
+
+	do
+		fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+	while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+static uint32_t node_hash(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
+	return (uint32_t)(h >> 32) & (FS_MAX_NODES - 1);
+}
+
+int fs_nodes_init(struct fs_share *s, int root_fd)
+{
+	struct stat st;
+
+	s->nodes = calloc(FS_MAX_NODES, sizeof(*s->nodes));
+	s->buckets = malloc(FS_MAX_NODES * sizeof(*s->buckets));
+	s->handles = calloc(FS_MAX_HANDLES, sizeof(*s->handles));
+	if (!s->nodes || !s->buckets || !s->handles)
+		return -ENOMEM;
+	if (fstat(root_fd, &st) < 0)
+		return -errno;
+	for (uint32_t i = 0; i < FS_MAX_NODES; i++) {
+		s->buckets[i] = FS_NONE;
+		s->nodes[i].fd = -1;
+		s->nodes[i].parent = FS_NONE;
+		s->nodes[i].hnext = i + 1 < FS_MAX_NODES ? i + 1 : FS_NONE;
+	}
+	for (uint32_t i = 0; i < FS_MAX_HANDLES; i++)
+		s->handles[i].fd = -1;
+	/* The root: never forgotten (its lookup count never reaches 0). */
+	struct fs_node *r = &s->nodes[0];
+	r->fd = root_fd;
+	r->type = st.st_mode & S_IFMT;
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
+	r->nlookup = 1;
+	r->hnext = s->buckets[node_hash(r->dev, r->ino)];
+	s->buckets[node_hash(r->dev, r->ino)] = 0;
+	s->node_free = 1;
+	s->nnodes = 1;
+	return 0;
+}
+
+void fs_nodes_fini(struct fs_share *s)
+{
+	if (s->nodes) {
+		for (uint32_t i = 0; i < FS_MAX_NODES; i++) {
+			if (s->nodes[i].fd >= 0)
+				close(s->nodes[i].fd);
+			free(s->nodes[i].name);
+		}
+	}
+	if (s->handles) {
+		for (uint32_t i = 0; i < FS_MAX_HANDLES; i++)
+			if (s->handles[i].fd >= 0)
+				close(s->handles[i].fd);
+	}
+	free(s->nodes);
+	free(s->buckets);
+	free(s->handles);
+}
+
+/* Ids carry the slot's generation in the high half: index + 1 in the low half (root: 1). */
+uint64_t fs_node_id(const struct fs_share *s, uint32_t idx)
+{
+	return (uint64_t)s->nodes[idx].gen << 32 | (idx + 1);
+}
+
+int fs_node_get(struct fs_share *s, uint64_t nodeid, uint32_t *idx)
+{
+	uint32_t lo = (uint32_t)nodeid;
+
+	if (lo == 0 || lo > FS_MAX_NODES)
+		return -ESTALE;
+	struct fs_node *n = &s->nodes[lo - 1];
+	if (n->fd < 0 || n->gen != (uint32_t)(nodeid >> 32))
+		return -ESTALE;
+	*idx = lo - 1;
+	return 0;
+}
+
+static uint32_t node_find(const struct fs_share *s, dev_t dev, ino_t ino)
+{
+	for (uint32_t i = s->buckets[node_hash(dev, ino)]; i != FS_NONE; i = s->nodes[i].hnext)
+		if (s->nodes[i].dev == dev && s->nodes[i].ino == ino)
+			return i;
+	return FS_NONE;
+}
+
+static void node_unhash(struct fs_share *s, uint32_t idx)
+{
+	uint32_t *p = &s->buckets[node_hash(s->nodes[idx].dev, s->nodes[idx].ino)];
+
+	while (*p != FS_NONE && *p != idx)
+		p = &s->nodes[*p].hnext;
+	if (*p == idx)
+		*p = s->nodes[idx].hnext;
+}
+
+/*
+ * Free idx if the guest holds no lookup of it and nothing refers to it; a freed non-directory
+ * drops its reference on its parent directory, which may free that in turn (one level: only
+ * non-directories have parents).
+ */
+static void node_release(struct fs_share *s, uint32_t idx)
+{
+	struct fs_node *n = &s->nodes[idx];
+	uint32_t parent = n->parent;
+
+	if (idx == 0 || n->fd < 0 || n->nlookup || n->refs)
+		return;
+	node_unhash(s, idx);
+	close(n->fd);
+	free(n->name);
+	*n = (struct fs_node){
+		.fd = -1, .gen = n->gen + 1, .parent = FS_NONE, .hnext = s->node_free
+	};
+	s->node_free = idx;
+	s->nnodes--;
+	if (parent != FS_NONE) {
+		s->nodes[parent].refs--;
+		node_release(s, parent);
+	}
+}
+
+/* Record that non-directory idx is reached as name in directory parent (best effort). */
+static void node_set_name(struct fs_share *s, uint32_t idx, uint32_t parent, const char *name)
+{
+	struct fs_node *n = &s->nodes[idx];
+	char *copy;
+
+	if (S_ISDIR(n->type) || (n->parent == parent && n->name && !strcmp(n->name, name)))
+		return;
+	copy = strdup(name);
+	if (!copy)
+		return; /* the old name stays; a reopen through it may fail with ESTALE */
+	uint32_t old = n->parent;
+	free(n->name);
+	n->name = copy;
+	n->parent = parent;
+	s->nodes[parent].refs++;
+	if (old != FS_NONE) {
+		s->nodes[old].refs--;
+		node_release(s, old);
+	}
+}
+
+int fs_node_lookup(struct fs_share *s, uint32_t parent, const char *name, struct stat *st,
+		   uint32_t *idx)
+{
+	_cleanup_close_ int fd = -1;
+	uint32_t i;
+
+	if (!S_ISDIR(s->nodes[parent].type))
+		return -ENOTDIR;
+	fd = fs_openat_beneath(s->nodes[parent].fd, name, O_PATH | O_NOFOLLOW, 0);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st) < 0)
+		return -errno;
+	i = node_find(s, st->st_dev, st->st_ino);
+	if (i != FS_NONE) {
+		s->nodes[i].nlookup++;
+		node_set_name(s, i, parent, name);
+		*idx = i;
+		return 0;
+	}
+	i = s->node_free;
+	if (i == FS_NONE)
+		return -ENFILE;
+	struct fs_node *n = &s->nodes[i];
+	s->node_free = n->hnext;
+	s->nnodes++;
+	n->fd = take_fd(&fd);
+	n->type = st->st_mode & S_IFMT;
+	n->dev = st->st_dev;
+	n->ino = st->st_ino;
+	n->nlookup = 1;
+	n->refs = 0;
+	n->parent = FS_NONE;
+	n->name = NULL;
+	n->hnext = s->buckets[node_hash(n->dev, n->ino)];
+	s->buckets[node_hash(n->dev, n->ino)] = i;
+	node_set_name(s, i, parent, name);
+	*idx = i;
+	return 0;
+}
+
+void fs_node_forget(struct fs_share *s, uint32_t idx, uint64_t n)
+{
+	struct fs_node *node = &s->nodes[idx];
+
+	if (idx == 0)
+		return;
+	node->nlookup = n >= node->nlookup ? 0 : node->nlookup - n;
+	node_release(s, idx);
+}
+
+void fs_node_hold(struct fs_share *s, uint32_t idx)
+{
+	s->nodes[idx].refs++;
+}
+
+void fs_node_drop(struct fs_share *s, uint32_t idx)
+{
+	s->nodes[idx].refs--;
+	node_release(s, idx);
+}
+
+void fs_node_renamed(struct fs_share *s, uint32_t parent, const char *name)
+{
+	struct stat st;
+	uint32_t i;
+
+	if (fstatat(s->nodes[parent].fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	i = node_find(s, st.st_dev, st.st_ino);
+	if (i != FS_NONE)
+		node_set_name(s, i, parent, name);
+}
+
+int fs_node_stat(struct fs_share *s, uint32_t idx, struct stat *st)
+{
+	if (fstatat(s->nodes[idx].fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+int fs_node_reopen(struct fs_share *s, uint32_t idx, int flags)
+{
+	const struct fs_node *n = &s->nodes[idx];
+	bool nonblock = flags & O_NONBLOCK;
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	flags &= ~(O_CREAT | O_EXCL | O_TRUNC | O_PATH | __O_TMPFILE | O_DIRECTORY);
+	flags |= O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+	if (S_ISDIR(n->type))
+		fd = fs_openat_beneath(n->fd, ".", flags | O_DIRECTORY, 0);
+	else if (n->parent == FS_NONE || !n->name)
+		return -ESTALE;
+	else
+		fd = fs_openat_beneath(s->nodes[n->parent].fd, n->name, flags, 0);
+	if (fd < 0)
+		return fd == -ELOOP || fd == -ENOENT ? -ESTALE : fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_dev != n->dev || st.st_ino != n->ino)
+		return -ESTALE;
+	if (!nonblock && fd_set_nonblock(fd, 0) < 0)
+		return -errno;
+	return take_fd(&fd);
+}
+
+int fs_handle_new(struct fs_share *s, int fd, uint32_t node, bool dir, uint64_t *fh)
+{
+	for (uint32_t k = 0; k < FS_MAX_HANDLES; k++) {
+		uint32_t i = (s->handle_free_scan + k) % FS_MAX_HANDLES;
+		struct fs_handle *h = &s->handles[i];
+		if (h->fd >= 0)
+			continue;
+		h->fd = fd;
+		h->node = node;
+		h->dir = dir;
+		s->nodes[node].refs++; /* an open file keeps its node (and descriptor) */
+		s->handle_free_scan = i + 1;
+		s->nhandles++;
+		*fh = (uint64_t)h->gen << 32 | i;
+		return 0;
+	}
+	return -EMFILE;
+}
+
+int fs_handle_get(struct fs_share *s, uint64_t fh, bool dir, struct fs_handle **out)
+{
+	uint32_t i = (uint32_t)fh;
+
+	if (i >= FS_MAX_HANDLES)
+		return -EBADF;
+	struct fs_handle *h = &s->handles[i];
+	if (h->fd < 0 || h->gen != (uint32_t)(fh >> 32) || h->dir != dir)
+		return -EBADF;
+	*out = h;
+	return 0;
+}
+
+void fs_handle_free(struct fs_share *s, struct fs_handle *h)
+{
+	uint32_t node = h->node;
+
+	close(h->fd);
+	h->fd = -1;
+	h->gen++;
+	s->nhandles--;
+	s->nodes[node].refs--;
+	node_release(s, node);
+}
