@@ -6,7 +6,7 @@ set -eu
 pkgs="build-essential musl-tools qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev
 libssl-dev libarchive-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
 cpio busybox-static e2fsprogs xz-utils python3 clang clang-format libclang-rt-14-dev docker-registry
-mmdebstrap zstd curl golang-go openssl iproute2"
+mmdebstrap zstd curl golang-go openssl iproute2 git"
 
 missing=
 for p in $pkgs; do
