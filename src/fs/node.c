@@ -18,6 +18,8 @@
 #include "common/util.h"
 #include "fs/share_impl.h"
 
+#define FS_OPEN_TRIES 8
+
 _Static_assert((FS_MAX_NODES & (FS_MAX_NODES - 1)) == 0, "FS_MAX_NODES is a power of two");
 
 int fs_openat_beneath(int dirfd, const char *name, int flags, mode_t mode)
@@ -28,10 +30,12 @@ int fs_openat_beneath(int dirfd, const char *name, int flags, mode_t mode)
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
 	};
 	long fd;
+	int tries = 0;
 
+	/* EAGAIN: a concurrent rename on the host made the kernel give up; a few more tries. */
 	do
 		fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
-	while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+	while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < FS_OPEN_TRIES);
 	return fd < 0 ? -errno : (int)fd;
 }
 

@@ -9,7 +9,7 @@
 FSM=$BUILD/fs-mount-host
 BUSYBOX=$ROOTFS/bin/busybox
 
-# fs_mount [--ro]: a fresh share $SHARE served on $MNT (in a directory of its own, so that
+# fs_mount [--ro] [-o OPTS]: a fresh share $SHARE served on $MNT (in a directory of its own, so that
 # "../outside" from the mount is not the outside folder), a folder $OUTSIDE next to the share
 # holding $OUTSIDE/secret, and a trap that unmounts when the test ends.
 fs_mount() {
@@ -219,6 +219,18 @@ t_fs_escape_rename_race() {
 	wait $swapper $reader
 	grep -q inside "$out/read" || fail "the reader never read the inside file: $(head -3 "$out/read")"
 	expect_outside_untouched "$out/read" "$out/swap"
+}
+
+# With default_permissions (as a guest mount may use) the kernel checks modes against the caller
+# using the attributes the server reports: another user reads a 0644 file but cannot write it.
+t_fs_default_permissions() {
+	fs_mount -o default_permissions
+	chmod 755 "${MNT%/m/mnt}" # mktemp -d made it 0700
+	echo keep >"$MNT/f"
+	chmod 644 "$MNT/f"
+	expect_eq "nobody reads" "$(su nobody -s /bin/sh -c "cat '$MNT/f'")" keep
+	su nobody -s /bin/sh -c "echo x > '$MNT/f'" 2>/dev/null && fail "nobody wrote a 0644 root file"
+	expect_eq "unchanged" "$(cat "$SHARE/f")" keep
 }
 
 t_fs_server_survives_unmount_and_remount() {

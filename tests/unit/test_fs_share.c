@@ -30,6 +30,17 @@ static uint8_t req[FS_MAX_REQUEST + 64];
 static uint8_t body[FS_MAX_REPLY]; /* the last reply's body */
 static size_t body_len;
 static uint64_t last_unique;
+static int fds_before;
+
+/* Descriptors open in this process: a share that is closed leaves none behind. */
+static int count_fds(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 65536; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
+}
 
 /* Send a request of up to three body parts; the reply's error (0 ok, -errno) or NO_REPLY. */
 static int call3(uint32_t op, uint64_t node, const void *a, size_t na, const void *b, size_t nb,
@@ -118,6 +129,7 @@ static void setup(bool ro)
 	struct fs_share_opts o = { .read_only = ro };
 	struct fuse_init_in in = { .major = 7, .minor = 37, .flags = ~0u };
 
+	fds_before = count_fds();
 	snprintf(top, sizeof(top), "/tmp/fs-unit.XXXXXX");
 	CHECK(mkdtemp(top));
 	snprintf(share, sizeof(share), "%s/share", top);
@@ -137,6 +149,7 @@ static void teardown(void)
 	fs_share_close(S);
 	S = NULL;
 	buf_fini(&out);
+	CHECK_EQ_INT(count_fds(), fds_before);
 	/* Nothing outside the share changed. */
 	snprintf(p, sizeof(p), "%s/secret", outside);
 	char *s = NULL;
