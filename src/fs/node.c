@@ -3,9 +3,15 @@
 /*
  * The share's node and handle tables: bounded arrays, a (dev, ino) hash so one host inode is one
  * node (hard links and repeated lookups share it), generation-tagged ids so a stale nodeid or fh
- * from the guest is refused instead of reaching a reused slot, and the only two ways the server
+ * from the guest is refused instead of reaching a reused slot, and the only ways the server
  * reaches a host file: a name under a directory node's descriptor (fs_openat_beneath) and a
- * node's own descriptor (fs_node_reopen).
+ * node's own descriptor (fs_node_fd, fs_node_reopen).
+ *
+ * Descriptors: a directory node always holds its O_PATH descriptor (it is the parent every name
+ * below it is opened from). Other nodes hold one as a cache of at most FS_MAX_FILE_FDS: past that
+ * a clock sweep closes the descriptor of a node not used since the last sweep and not open in a
+ * handle, and the node is reached again through its parent and name (checked to be the same
+ * inode). So a guest holding many files costs memory, not descriptors.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +27,8 @@
 #define FS_OPEN_TRIES 8
 
 _Static_assert((FS_MAX_NODES & (FS_MAX_NODES - 1)) == 0, "FS_MAX_NODES is a power of two");
+/* A node open in a handle keeps its descriptor: some other node can always give one up. */
+_Static_assert(FS_MAX_FILE_FDS > FS_MAX_HANDLES, "file descriptor cache larger than handles");
 
 int fs_openat_beneath(int dirfd, const char *name, int flags, mode_t mode)
 {
@@ -49,6 +57,7 @@ int fs_nodes_init(struct fs_share *s, int root_fd)
 {
 	struct stat st;
 
+	/* Slots past node_top are untouched zero pages until first used. */
 	s->nodes = calloc(FS_MAX_NODES, sizeof(*s->nodes));
 	s->buckets = malloc(FS_MAX_NODES * sizeof(*s->buckets));
 	s->handles = calloc(FS_MAX_HANDLES, sizeof(*s->handles));
@@ -56,24 +65,22 @@ int fs_nodes_init(struct fs_share *s, int root_fd)
 		return -ENOMEM;
 	if (fstat(root_fd, &st) < 0)
 		return -errno;
-	for (uint32_t i = 0; i < FS_MAX_NODES; i++) {
-		s->buckets[i] = FS_NONE;
-		s->nodes[i].fd = -1;
-		s->nodes[i].parent = FS_NONE;
-		s->nodes[i].hnext = i + 1 < FS_MAX_NODES ? i + 1 : FS_NONE;
-	}
+	memset(s->buckets, 0xff, FS_MAX_NODES * sizeof(*s->buckets)); /* FS_NONE */
 	for (uint32_t i = 0; i < FS_MAX_HANDLES; i++)
 		s->handles[i].fd = -1;
 	/* The root: never forgotten (its lookup count never reaches 0). */
 	struct fs_node *r = &s->nodes[0];
 	r->fd = root_fd;
+	r->used = true;
 	r->type = st.st_mode & S_IFMT;
 	r->dev = st.st_dev;
 	r->ino = st.st_ino;
 	r->nlookup = 1;
+	r->parent = FS_NONE;
 	r->hnext = s->buckets[node_hash(r->dev, r->ino)];
 	s->buckets[node_hash(r->dev, r->ino)] = 0;
-	s->node_free = 1;
+	s->node_free = FS_NONE;
+	s->node_top = 1;
 	s->nnodes = 1;
 	return 0;
 }
@@ -81,7 +88,7 @@ int fs_nodes_init(struct fs_share *s, int root_fd)
 void fs_nodes_fini(struct fs_share *s)
 {
 	if (s->nodes) {
-		for (uint32_t i = 0; i < FS_MAX_NODES; i++) {
+		for (uint32_t i = 0; i < s->node_top; i++) {
 			if (s->nodes[i].fd >= 0)
 				close(s->nodes[i].fd);
 			free(s->nodes[i].name);
@@ -110,7 +117,7 @@ int fs_node_get(struct fs_share *s, uint64_t nodeid, uint32_t *idx)
 	if (lo == 0 || lo > FS_MAX_NODES)
 		return -ESTALE;
 	struct fs_node *n = &s->nodes[lo - 1];
-	if (n->fd < 0 || n->gen != (uint32_t)(nodeid >> 32))
+	if (!n->used || n->gen != (uint32_t)(nodeid >> 32))
 		return -ESTALE;
 	*idx = lo - 1;
 	return 0;
@@ -134,6 +141,59 @@ static void node_unhash(struct fs_share *s, uint32_t idx)
 		*p = s->nodes[idx].hnext;
 }
 
+static void node_drop_fd(struct fs_share *s, uint32_t idx)
+{
+	struct fs_node *n = &s->nodes[idx];
+
+	if (n->fd < 0)
+		return;
+	close(n->fd);
+	n->fd = -1;
+	if (!S_ISDIR(n->type))
+		s->file_fds--;
+}
+
+/*
+ * Make room in the descriptor cache: the clock hand passes non-directory nodes, clearing their
+ * "used recently" mark, and closes the first descriptor whose node has none and is not open in
+ * a handle (refs counts handles for non-directories) and is not keep. Two turns always find one
+ * (see the static assert above).
+ */
+static void node_evict_fd(struct fs_share *s, uint32_t keep)
+{
+	for (uint32_t steps = 0; steps < 2 * s->node_top; steps++) {
+		uint32_t i = s->clock < s->node_top ? s->clock : 0;
+		struct fs_node *n = &s->nodes[i];
+		s->clock = i + 1;
+		if (!n->used || n->fd < 0 || S_ISDIR(n->type) || n->refs || i == keep)
+			continue;
+		if (n->hot) {
+			n->hot = false;
+			continue;
+		}
+		node_drop_fd(s, i);
+		return;
+	}
+}
+
+/* Give node idx the O_PATH descriptor fd (taken), evicting another file's if the cache is full. */
+static void node_keep_fd(struct fs_share *s, uint32_t idx, int fd)
+{
+	struct fs_node *n = &s->nodes[idx];
+
+	if (n->fd >= 0) {
+		close(fd);
+		return;
+	}
+	if (!S_ISDIR(n->type)) {
+		if (s->file_fds >= FS_MAX_FILE_FDS)
+			node_evict_fd(s, idx);
+		s->file_fds++;
+	}
+	n->fd = fd;
+	n->hot = true;
+}
+
 /*
  * Free idx if the guest holds no lookup of it and nothing refers to it; a freed non-directory
  * drops its reference on its parent directory, which may free that in turn (one level: only
@@ -144,10 +204,10 @@ static void node_release(struct fs_share *s, uint32_t idx)
 	struct fs_node *n = &s->nodes[idx];
 	uint32_t parent = n->parent;
 
-	if (idx == 0 || n->fd < 0 || n->nlookup || n->refs)
+	if (idx == 0 || !n->used || n->nlookup || n->refs)
 		return;
 	node_unhash(s, idx);
-	close(n->fd);
+	node_drop_fd(s, idx);
 	free(n->name);
 	*n = (struct fs_node){
 		.fd = -1, .gen = n->gen + 1, .parent = FS_NONE, .hnext = s->node_free
@@ -199,16 +259,22 @@ int fs_node_lookup(struct fs_share *s, uint32_t parent, const char *name, struct
 	if (i != FS_NONE) {
 		s->nodes[i].nlookup++;
 		node_set_name(s, i, parent, name);
+		node_keep_fd(s, i, take_fd(&fd));
 		*idx = i;
 		return 0;
 	}
-	i = s->node_free;
-	if (i == FS_NONE)
+	if (s->node_free != FS_NONE) {
+		i = s->node_free;
+		s->node_free = s->nodes[i].hnext;
+	} else if (s->node_top < FS_MAX_NODES) {
+		i = s->node_top++;
+	} else {
 		return -ENFILE;
+	}
 	struct fs_node *n = &s->nodes[i];
-	s->node_free = n->hnext;
 	s->nnodes++;
-	n->fd = take_fd(&fd);
+	n->used = true;
+	n->fd = -1;
 	n->type = st->st_mode & S_IFMT;
 	n->dev = st->st_dev;
 	n->ino = st->st_ino;
@@ -219,6 +285,7 @@ int fs_node_lookup(struct fs_share *s, uint32_t parent, const char *name, struct
 	n->hnext = s->buckets[node_hash(n->dev, n->ino)];
 	s->buckets[node_hash(n->dev, n->ino)] = i;
 	node_set_name(s, i, parent, name);
+	node_keep_fd(s, i, take_fd(&fd));
 	*idx = i;
 	return 0;
 }
@@ -256,9 +323,36 @@ void fs_node_renamed(struct fs_share *s, uint32_t parent, const char *name)
 		node_set_name(s, i, parent, name);
 }
 
+int fs_node_fd(struct fs_share *s, uint32_t idx)
+{
+	struct fs_node *n = &s->nodes[idx];
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	if (n->fd >= 0) {
+		n->hot = true;
+		return n->fd;
+	}
+	if (n->parent == FS_NONE || !n->name)
+		return -ESTALE;
+	fd = fs_openat_beneath(s->nodes[n->parent].fd, n->name, O_PATH | O_NOFOLLOW, 0);
+	if (fd < 0)
+		return fd == -ENOENT ? -ESTALE : fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_dev != n->dev || st.st_ino != n->ino)
+		return -ESTALE;
+	node_keep_fd(s, idx, take_fd(&fd));
+	return n->fd;
+}
+
 int fs_node_stat(struct fs_share *s, uint32_t idx, struct stat *st)
 {
-	if (fstatat(s->nodes[idx].fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+	int fd = fs_node_fd(s, idx);
+
+	if (fd < 0)
+		return fd;
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	return 0;
 }
@@ -299,7 +393,7 @@ int fs_handle_new(struct fs_share *s, int fd, uint32_t node, bool dir, uint64_t 
 		h->fd = fd;
 		h->node = node;
 		h->dir = dir;
-		s->nodes[node].refs++; /* an open file keeps its node (and descriptor) */
+		s->nodes[node].refs++; /* an open file keeps its node and its node's descriptor */
 		s->handle_free_scan = i + 1;
 		s->nhandles++;
 		*fh = (uint64_t)h->gen << 32 | i;

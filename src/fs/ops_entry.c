@@ -144,13 +144,15 @@ int fs_op_readlink(struct fs_share *s, struct fs_req *q, struct buf *reply)
 	char target[FS_SYMLINK_MAX + 1];
 	uint32_t idx;
 	ssize_t n;
-	int r = fs_node_get(s, q->h->nodeid, &idx);
+	int fd, r = fs_node_get(s, q->h->nodeid, &idx);
 
 	if (r < 0)
 		return r;
 	if (!S_ISLNK(s->nodes[idx].type))
 		return -EINVAL;
-	n = readlinkat(s->nodes[idx].fd, "", target, sizeof(target));
+	if ((fd = fs_node_fd(s, idx)) < 0)
+		return fd;
+	n = readlinkat(fd, "", target, sizeof(target));
 	if (n < 0)
 		return -errno;
 	if ((size_t)n >= sizeof(target))
@@ -167,8 +169,11 @@ static int link_node(struct fs_share *s, uint32_t old, uint32_t dir, const char 
 {
 	const struct fs_node *n = &s->nodes[old];
 	struct stat st;
+	int fd = fs_node_fd(s, old);
 
-	if (linkat(n->fd, "", s->nodes[dir].fd, name, AT_EMPTY_PATH) == 0)
+	if (fd < 0)
+		return fd;
+	if (linkat(fd, "", s->nodes[dir].fd, name, AT_EMPTY_PATH) == 0)
 		return 0;
 	if (errno != ENOENT && errno != EPERM)
 		return -errno;

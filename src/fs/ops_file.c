@@ -54,10 +54,12 @@ int fs_op_getattr(struct fs_share *s, struct fs_req *q, struct buf *reply)
 static int set_mode(struct fs_share *s, uint32_t idx, mode_t mode)
 {
 	const struct fs_node *n = &s->nodes[idx];
-	int fd, r = 0;
+	int fd = fs_node_fd(s, idx), r = 0;
 
+	if (fd < 0)
+		return fd;
 	mode &= S_ISDIR(n->type) ? 07777 : 01777;
-	if (syscall(SYS_fchmodat2, n->fd, "", mode, AT_EMPTY_PATH) == 0)
+	if (syscall(SYS_fchmodat2, fd, "", mode, AT_EMPTY_PATH) == 0)
 		return 0;
 	if (errno != ENOSYS && errno != EINVAL)
 		return -errno;
@@ -128,7 +130,10 @@ int fs_op_setattr(struct fs_share *s, struct fs_req *q, struct buf *reply)
 			setattr_time(in.valid, FATTR_MTIME, FATTR_MTIME_NOW, in.mtime,
 				     in.mtimensec),
 		};
-		if (utimensat(s->nodes[idx].fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		int fd = fs_node_fd(s, idx);
+		if (fd < 0)
+			return fd;
+		if (utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
 	return reply_attr(s, q, idx, reply);
@@ -266,11 +271,13 @@ int fs_op_statfs(struct fs_share *s, struct fs_req *q, struct buf *reply)
 	struct fuse_statfs_out out = { 0 };
 	struct statfs st;
 	uint32_t idx;
-	int r = fs_node_get(s, q->h->nodeid, &idx);
+	int fd, r = fs_node_get(s, q->h->nodeid, &idx);
 
 	if (r < 0)
 		return r;
-	if (fstatfs(s->nodes[idx].fd, &st) < 0)
+	if ((fd = fs_node_fd(s, idx)) < 0)
+		return fd;
+	if (fstatfs(fd, &st) < 0)
 		return -errno;
 	out.st = (struct fuse_kstatfs){
 		.blocks = st.f_blocks,
@@ -289,13 +296,15 @@ int fs_op_access(struct fs_share *s, struct fs_req *q, struct buf *reply)
 {
 	struct fuse_access_in in;
 	uint32_t idx;
-	int r = fs_req_in(q, &in, sizeof(in));
+	int fd, r = fs_req_in(q, &in, sizeof(in));
 
 	if (r < 0 || (r = fs_node_get(s, q->h->nodeid, &idx)) < 0)
 		return r;
 	if ((in.mask & W_OK) && s->read_only)
 		return -EROFS;
-	if (syscall(SYS_faccessat2, s->nodes[idx].fd, "", in.mask & (R_OK | W_OK | X_OK),
+	if ((fd = fs_node_fd(s, idx)) < 0)
+		return fd;
+	if (syscall(SYS_faccessat2, fd, "", in.mask & (R_OK | W_OK | X_OK),
 		    AT_EMPTY_PATH | AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0 &&
 	    errno != ENOSYS)
 		return -errno;

@@ -34,11 +34,13 @@
 #define FS_MAX_REPLY (FS_MAX_WRITE + 4096) /* largest reply the server produces   */
 
 /*
- * Nodes the guest may hold at once (each holds one O_PATH descriptor on the host) and files or
- * directories it may hold open (one descriptor each). Past them LOOKUP fails with ENFILE and
- * OPEN with EMFILE; the guest kernel forgets unused nodes under memory pressure.
+ * Nodes the guest may hold at once and files or directories it may hold open. Past them LOOKUP
+ * fails with ENFILE and OPEN with EMFILE; the guest kernel forgets unused nodes under memory
+ * pressure. Host descriptors: one per directory node, at most FS_MAX_FILE_FDS for the other
+ * nodes (a cache; the rest are reached through their parent and name), one per open handle.
  */
-#define FS_MAX_NODES 16384u
+#define FS_MAX_NODES 65536u
+#define FS_MAX_FILE_FDS 4096u
 #define FS_MAX_HANDLES 1024u
 #define FS_ATTR_TIMEOUT_SEC 1 /* entry and attribute cache lifetime in the guest */
 

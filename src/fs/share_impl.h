@@ -25,16 +25,19 @@
 
 /*
  * A node the guest looked up. fd is an O_PATH|O_NOFOLLOW descriptor of the host file itself, so
- * metadata calls reach the very inode whatever happens to its names. Opening a non-directory for
- * data needs a name: (parent, name) is the last name the guest reached it by, reopened with
- * openat2 on the parent's descriptor and checked against dev/ino. A node is freed when the
- * guest forgot it (nlookup 0) and no node names it as parent (refs 0).
+ * metadata calls reach the very inode whatever happens to its names (for non-directories a
+ * bounded cache, see node.c). Opening a non-directory for data needs a name: (parent, name) is
+ * the last name the guest reached it by, reopened with openat2 on the parent's descriptor and
+ * checked against dev/ino. A node is freed when the guest forgot it (nlookup 0) and nothing
+ * refers to it (refs 0).
  */
 struct fs_node {
-	int fd; /* -1: the slot is free */
+	bool used; /* false: the slot is free */
+	bool hot; /* used since the descriptor cache's clock hand last passed */
+	int fd; /* O_PATH; always >= 0 for a directory, -1 for another node out of the cache */
 	uint32_t gen; /* bumped on reuse: a stale nodeid is refused */
 	uint32_t parent; /* FS_NONE for the root */
-	uint32_t refs; /* nodes whose parent this is */
+	uint32_t refs; /* a directory: nodes whose parent it is; a file: handles open on it */
 	uint32_t hnext; /* (dev, ino) hash chain, or the free list */
 	mode_t type; /* S_IFMT bits */
 	dev_t dev;
@@ -58,7 +61,8 @@ struct fs_share {
 	uint32_t minor; /* negotiated protocol minor, 0 before INIT */
 	struct fs_node *nodes; /* FS_MAX_NODES; [0] is the root */
 	uint32_t *buckets; /* FS_MAX_NODES hash heads */
-	uint32_t node_free, nnodes;
+	uint32_t node_free, node_top, nnodes; /* free list, slots ever used, slots in use */
+	uint32_t file_fds, clock; /* the non-directory descriptor cache: size, clock hand */
 	struct fs_handle *handles; /* FS_MAX_HANDLES */
 	uint32_t handle_free_scan, nhandles;
 	_Alignas(8) uint8_t dents[32768]; /* getdents64 scratch: the server is single-threaded */
@@ -99,6 +103,12 @@ void fs_node_renamed(struct fs_share *s, uint32_t parent, const char *name);
  * cannot block the server; O_NONBLOCK is cleared again unless flags have it. -errno.
  */
 int fs_node_reopen(struct fs_share *s, uint32_t idx, int flags);
+/*
+ * Node idx's O_PATH descriptor (borrowed: valid until the next call that looks up or reaches a
+ * node), reopened through its parent and name if the cache let it go. -ESTALE when that name
+ * no longer names the node.
+ */
+int fs_node_fd(struct fs_share *s, uint32_t idx);
 int fs_node_stat(struct fs_share *s, uint32_t idx, struct stat *st);
 
 int fs_handle_new(struct fs_share *s, int fd, uint32_t node, bool dir, uint64_t *fh);
