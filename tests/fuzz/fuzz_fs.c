@@ -78,13 +78,40 @@ static void make_top(void)
 	close(out);
 }
 
+/*
+ * Give every directory of the tree at dirfd/name mode 0700 again (the input may have chmodded
+ * them to 0 with SETATTR), so that a harness not running as root can remove it.
+ */
+static void unlock_tree(int dirfd, const char *name, int depth)
+{
+	struct stat st;
+	struct dirent *e;
+	DIR *d;
+	int fd;
+
+	if (depth <= 0 || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISDIR(st.st_mode))
+		return;
+	fchmodat(dirfd, name, 0700, 0); /* a directory, just checked: nothing to follow */
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlock_tree(fd, e->d_name, depth - 1);
+	closedir(d);
+}
+
 static void make_share(void)
 {
 	char abs[128];
 	int s;
 
-	rm_tree_at(top_fd, "share", 16);
-	if (mkdirat(top_fd, "share", 0755) < 0)
+	unlock_tree(top_fd, "share", RM_MAX_DEPTH);
+	if (rm_tree_at(top_fd, "share", RM_MAX_DEPTH) < 0 || mkdirat(top_fd, "share", 0755) < 0)
 		die("share");
 	s = openat(top_fd, "share", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s < 0 || mkdirat(s, "dir", 0755) < 0)

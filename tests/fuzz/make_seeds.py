@@ -394,6 +394,11 @@ def fs_seeds():
         fs_rec("FORGET", 4, struct.pack("<Q", 1)) +
         fs_rec("BATCH_FORGET", 0, struct.pack("<IIQQ", 1, 0, 0, 1), patch=P | 1) +
         fs_rec("RMDIR", 0, b"d\0") + fs_rec("INTERRUPT", 0, bytes(8)) + fs_rec("DESTROY", 0))
+    # The share's root made mode 0 (the harness must still clean up when not root).
+    seeds["chmod_root"] = b"\0" + (
+        fs_rec("SETATTR", 0, struct.pack("<IIQQQQQQIIIIIIII", 1, 0, 0, 0, 0, 0, 0, 0,
+                                         0, 0, 0, 0, 0, 0, 0, 0)) +
+        fs_rec("MKDIR", 0, struct.pack("<II", 0, 0) + b"d\0"))
     seeds["malformed"] = b"\1" + (
         fs_rec("GETATTR", 0, bytes(16), flags=K["FUZZ_FS_BAD_LEN"]) +
         fs_rec("LOOKUP", 7, b"file\0", flags=K["FUZZ_FS_RAW_NODE"]) +
