@@ -608,6 +608,43 @@ static void test_link_and_rename(void)
 	teardown();
 }
 
+/* ACCESS, STATFS, FSYNC/FSYNCDIR, FLUSH, and handles used as the wrong kind. */
+static void test_access_statfs_sync(void)
+{
+	struct fuse_access_in ac = { .mask = R_OK | W_OK };
+	struct fuse_fsync_in fs = { 0 };
+	struct fuse_flush_in fl = { 0 };
+	struct fuse_statfs_out so;
+	int64_t f, fh, dh;
+
+	setup(false);
+	f = lookup(1, "file", NULL);
+	CHECK_EQ_INT(call(FUSE_ACCESS, (uint64_t)f, &ac, sizeof(ac)), 0);
+	CHECK_EQ_INT(call(FUSE_STATFS, 1, NULL, 0), 0);
+	memcpy(&so, body, sizeof(so));
+	CHECK(body_len == sizeof(so) && so.st.bsize > 0 && so.st.namelen == 255);
+	fh = open_node(FUSE_OPEN, (uint64_t)f, O_RDWR);
+	dh = open_node(FUSE_OPENDIR, 1, O_RDONLY);
+	CHECK(fh >= 0 && dh >= 0);
+	fs.fh = fl.fh = (uint64_t)fh;
+	fs.fsync_flags = FUSE_FSYNC_FDATASYNC;
+	CHECK_EQ_INT(call(FUSE_FSYNC, (uint64_t)f, &fs, sizeof(fs)), 0);
+	CHECK_EQ_INT(call(FUSE_FLUSH, (uint64_t)f, &fl, sizeof(fl)), 0);
+	CHECK_EQ_INT(call(FUSE_FSYNCDIR, 1, &fs, sizeof(fs)), -EBADF); /* a file handle */
+	fs.fh = (uint64_t)dh;
+	CHECK_EQ_INT(call(FUSE_FSYNCDIR, 1, &fs, sizeof(fs)), 0);
+	CHECK_EQ_INT(call(FUSE_FSYNC, 1, &fs, sizeof(fs)), -EBADF); /* a directory handle */
+	struct fuse_read_in rd = { .fh = (uint64_t)dh, .size = 10 };
+	CHECK_EQ_INT(call(FUSE_READ, 1, &rd, sizeof(rd)), -EBADF);
+	teardown();
+	setup(true);
+	f = lookup(1, "file", NULL);
+	CHECK_EQ_INT(call(FUSE_ACCESS, (uint64_t)f, &ac, sizeof(ac)), -EROFS);
+	ac.mask = R_OK;
+	CHECK_EQ_INT(call(FUSE_ACCESS, (uint64_t)f, &ac, sizeof(ac)), 0);
+	teardown();
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -624,5 +661,6 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_file_descriptor_cache);
 	CHECK_RUN(test_xattrs_user_namespace_only);
 	CHECK_RUN(test_link_and_rename);
+	CHECK_RUN(test_access_statfs_sync);
 	return check_summary();
 }
