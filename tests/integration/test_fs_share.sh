@@ -6,7 +6,7 @@
 # file outside the share. Needs root and /dev/fuse (skipped otherwise).
 . "$(dirname "$0")/lib.sh"
 
-FSM=$BUILD/fs-mount-host
+FSM=${FSM:-$BUILD/fs-mount-host} # FSM=... runs another build of it (e.g. under ASan)
 BUSYBOX=$ROOTFS/bin/busybox
 
 # fs_mount [--ro] [-o OPTS]: a fresh share $SHARE served on $MNT (in a directory of its own, so that
