@@ -561,9 +561,13 @@ static void test_xattrs_user_namespace_only(void)
 	}
 	CHECK_EQ_INT(r, 0);
 	CHECK_EQ_INT(call3(FUSE_SETXATTR, (uint64_t)f, &sx, sizeof(sx), "trusted.a", 10, "v1", 2),
-		     -EPERM);
+		     -EOPNOTSUPP);
 	CHECK_EQ_INT(call3(FUSE_SETXATTR, (uint64_t)f, &sx, sizeof(sx), "security.a", 11, "v1", 2),
-		     -EPERM);
+		     -EOPNOTSUPP);
+	CHECK_EQ_INT(call3(FUSE_SETXATTR, (uint64_t)f, &sx, sizeof(sx), "system.posix_acl_access",
+			   24, "v1", 2),
+		     -EOPNOTSUPP);
+	CHECK_EQ_INT(call_name(FUSE_REMOVEXATTR, (uint64_t)f, NULL, 0, "trusted.a"), -EOPNOTSUPP);
 	sx.size = 3; /* more than the body holds */
 	CHECK_EQ_INT(call3(FUSE_SETXATTR, (uint64_t)f, &sx, sizeof(sx), "user.b", 7, "v1", 2),
 		     -EINVAL);
