@@ -210,6 +210,10 @@ static void test_malformed_headers(void)
 	CHECK_EQ_INT(fs_share_handle(S, raw, sizeof(raw), &out), 0);
 	memcpy(&oh, buf_head(&out), sizeof(oh));
 	CHECK_EQ_INT(oh.error, -EINVAL);
+	/* Longer than any request may be, even with a matching header. */
+	static uint8_t big[FS_MAX_REQUEST + 1 - sizeof(struct fuse_in_header)];
+	CHECK_EQ_INT(call(FUSE_WRITE, 1, big, sizeof(big)), -EINVAL);
+	CHECK_EQ_INT(call(FUSE_WRITE, 1, big, sizeof(big) - 1), -EBADF); /* the largest: parsed */
 	/* Unknown and unimplemented opcodes; short bodies. */
 	CHECK_EQ_INT(call(9999, 1, NULL, 0), -ENOSYS);
 	CHECK_EQ_INT(call(FUSE_SETLK, 1, raw, sizeof(raw)), -ENOSYS);
