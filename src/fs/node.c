@@ -76,7 +76,6 @@ int fs_nodes_init(struct fs_share *s, int root_fd)
 	r->dev = st.st_dev;
 	r->ino = st.st_ino;
 	r->nlookup = 1;
-	r->parent = FS_NONE;
 	r->hnext = s->buckets[node_hash(r->dev, r->ino)];
 	s->buckets[node_hash(r->dev, r->ino)] = 0;
 	s->node_free = FS_NONE;
@@ -91,7 +90,8 @@ void fs_nodes_fini(struct fs_share *s)
 		for (uint32_t i = 0; i < s->node_top; i++) {
 			if (s->nodes[i].fd >= 0)
 				close(s->nodes[i].fd);
-			free(s->nodes[i].name);
+			for (unsigned k = 0; k < s->nodes[i].nnames; k++)
+				free(s->nodes[i].names[k].name);
 		}
 	}
 	if (s->handles) {
@@ -194,52 +194,141 @@ static void node_keep_fd(struct fs_share *s, uint32_t idx, int fd)
 	n->hot = true;
 }
 
+static void node_release(struct fs_share *s, uint32_t idx);
+
 /*
- * Free idx if the guest holds no lookup of it and nothing refers to it; a freed non-directory
- * drops its reference on its parent directory, which may free that in turn (one level: only
- * non-directories have parents).
+ * Forget name k of non-directory idx; its directory loses a reference and may be freed (a
+ * directory has no names, so this goes one level deep at most).
+ */
+static void node_forget_name(struct fs_share *s, uint32_t idx, unsigned k)
+{
+	struct fs_node *n = &s->nodes[idx];
+	uint32_t dir = n->names[k].dir;
+
+	free(n->names[k].name);
+	memmove(&n->names[k], &n->names[k + 1], (n->nnames - k - 1) * sizeof(n->names[0]));
+	n->nnames--;
+	s->nodes[dir].refs--;
+	node_release(s, dir);
+}
+
+static int node_name_index(const struct fs_node *n, uint32_t dir, const char *name)
+{
+	for (unsigned k = 0; k < n->nnames; k++)
+		if (n->names[k].dir == dir && !strcmp(n->names[k].name, name))
+			return (int)k;
+	return -1;
+}
+
+/*
+ * Free idx if the guest holds no lookup of it and nothing refers to it; its names go, and with
+ * them its references on their directories.
  */
 static void node_release(struct fs_share *s, uint32_t idx)
 {
 	struct fs_node *n = &s->nodes[idx];
-	uint32_t parent = n->parent;
 
 	if (idx == 0 || !n->used || n->nlookup || n->refs)
 		return;
 	node_unhash(s, idx);
 	node_drop_fd(s, idx);
-	free(n->name);
-	*n = (struct fs_node){
-		.fd = -1, .gen = n->gen + 1, .parent = FS_NONE, .hnext = s->node_free
-	};
+	n->used = false; /* the directories released below never come back here */
+	while (n->nnames)
+		node_forget_name(s, idx, n->nnames - 1u);
+	*n = (struct fs_node){ .fd = -1, .gen = n->gen + 1, .hnext = s->node_free };
 	s->node_free = idx;
 	s->nnodes--;
-	if (parent != FS_NONE) {
-		s->nodes[parent].refs--;
-		node_release(s, parent);
-	}
 }
 
-/* Record that non-directory idx is reached as name in directory parent (best effort). */
-static void node_set_name(struct fs_share *s, uint32_t idx, uint32_t parent, const char *name)
+void fs_node_name_add(struct fs_share *s, uint32_t idx, uint32_t dir, const char *name)
 {
 	struct fs_node *n = &s->nodes[idx];
-	char *copy;
+	struct fs_name first;
+	int k;
 
-	if (S_ISDIR(n->type) || (n->parent == parent && n->name && !strcmp(n->name, name)))
+	if (S_ISDIR(n->type))
 		return;
-	copy = strdup(name);
-	if (!copy)
-		return; /* the old name stays; a reopen through it may fail with ESTALE */
-	uint32_t old = n->parent;
-	free(n->name);
-	n->name = copy;
-	n->parent = parent;
-	s->nodes[parent].refs++;
-	if (old != FS_NONE) {
-		s->nodes[old].refs--;
-		node_release(s, old);
+	k = node_name_index(n, dir, name);
+	if (k >= 0) { /* known: make it the first tried */
+		first = n->names[k];
+		memmove(&n->names[1], &n->names[0], (size_t)k * sizeof(n->names[0]));
+		n->names[0] = first;
+		return;
 	}
+	first = (struct fs_name){ .dir = dir, .name = strdup(name) };
+	if (!first.name)
+		return; /* the other names stay; reaching the node through them may fail: ESTALE */
+	s->nodes[dir].refs++; /* before the oldest name goes: it may be in the same directory */
+	if (n->nnames == FS_NODE_NAMES)
+		node_forget_name(s, idx, FS_NODE_NAMES - 1);
+	memmove(&n->names[1], &n->names[0], n->nnames * sizeof(n->names[0]));
+	n->names[0] = first;
+	n->nnames++;
+}
+
+void fs_node_name_gone(struct fs_share *s, uint32_t idx, uint32_t dir, const char *name)
+{
+	int k = node_name_index(&s->nodes[idx], dir, name);
+
+	if (k >= 0)
+		node_forget_name(s, idx, (unsigned)k);
+}
+
+uint32_t fs_node_at(struct fs_share *s, uint32_t dir, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(s->nodes[dir].fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return FS_NONE;
+	return node_find(s, st.st_dev, st.st_ino);
+}
+
+/*
+ * Open non-directory idx through one of its names, most recent first, with flags (which carry
+ * O_NOFOLLOW), checked to be the node's inode. A name that no longer leads to it (gone, or now
+ * a symlink or another file) is forgotten; -ESTALE when none is left.
+ */
+static int node_open_named(struct fs_share *s, uint32_t idx, int flags)
+{
+	struct fs_node *n = &s->nodes[idx];
+	struct stat st;
+
+	while (n->nnames) {
+		int fd =
+		    fs_openat_beneath(s->nodes[n->names[0].dir].fd, n->names[0].name, flags, 0);
+		if (fd < 0 && fd != -ENOENT && fd != -ELOOP && fd != -ENOTDIR)
+			return fd;
+		if (fd >= 0) {
+			if (fstat(fd, &st) < 0) {
+				int r = -errno;
+				close(fd);
+				return r;
+			}
+			if (st.st_dev == n->dev && st.st_ino == n->ino)
+				return fd;
+			close(fd);
+		}
+		node_forget_name(s, idx, 0);
+	}
+	return -ESTALE;
+}
+
+int fs_node_name(struct fs_share *s, uint32_t idx, uint32_t *dir, const char **name)
+{
+	struct fs_node *n = &s->nodes[idx];
+	struct stat st;
+
+	while (n->nnames) {
+		if (fstatat(s->nodes[n->names[0].dir].fd, n->names[0].name, &st,
+			    AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_dev == n->dev && st.st_ino == n->ino) {
+			*dir = n->names[0].dir;
+			*name = n->names[0].name;
+			return 0;
+		}
+		node_forget_name(s, idx, 0);
+	}
+	return -ESTALE;
 }
 
 int fs_node_lookup(struct fs_share *s, uint32_t parent, const char *name, struct stat *st,
@@ -258,7 +347,7 @@ int fs_node_lookup(struct fs_share *s, uint32_t parent, const char *name, struct
 	i = node_find(s, st->st_dev, st->st_ino);
 	if (i != FS_NONE) {
 		s->nodes[i].nlookup++;
-		node_set_name(s, i, parent, name);
+		fs_node_name_add(s, i, parent, name);
 		node_keep_fd(s, i, take_fd(&fd));
 		*idx = i;
 		return 0;
@@ -280,11 +369,10 @@ int fs_node_lookup(struct fs_share *s, uint32_t parent, const char *name, struct
 	n->ino = st->st_ino;
 	n->nlookup = 1;
 	n->refs = 0;
-	n->parent = FS_NONE;
-	n->name = NULL;
+	n->nnames = 0;
 	n->hnext = s->buckets[node_hash(n->dev, n->ino)];
 	s->buckets[node_hash(n->dev, n->ino)] = i;
-	node_set_name(s, i, parent, name);
+	fs_node_name_add(s, i, parent, name);
 	node_keep_fd(s, i, take_fd(&fd));
 	*idx = i;
 	return 0;
@@ -311,38 +399,18 @@ void fs_node_drop(struct fs_share *s, uint32_t idx)
 	node_release(s, idx);
 }
 
-void fs_node_renamed(struct fs_share *s, uint32_t parent, const char *name)
-{
-	struct stat st;
-	uint32_t i;
-
-	if (fstatat(s->nodes[parent].fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return;
-	i = node_find(s, st.st_dev, st.st_ino);
-	if (i != FS_NONE)
-		node_set_name(s, i, parent, name);
-}
-
 int fs_node_fd(struct fs_share *s, uint32_t idx)
 {
 	struct fs_node *n = &s->nodes[idx];
-	_cleanup_close_ int fd = -1;
-	struct stat st;
+	int fd;
 
 	if (n->fd >= 0) {
 		n->hot = true;
 		return n->fd;
 	}
-	if (n->parent == FS_NONE || !n->name)
-		return -ESTALE;
-	fd = fs_openat_beneath(s->nodes[n->parent].fd, n->name, O_PATH | O_NOFOLLOW, 0);
-	if (fd < 0)
-		return fd == -ENOENT ? -ESTALE : fd;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (st.st_dev != n->dev || st.st_ino != n->ino)
-		return -ESTALE;
-	node_keep_fd(s, idx, take_fd(&fd));
+	if ((fd = node_open_named(s, idx, O_PATH | O_NOFOLLOW)) < 0)
+		return fd;
+	node_keep_fd(s, idx, fd);
 	return n->fd;
 }
 
@@ -362,22 +430,15 @@ int fs_node_reopen(struct fs_share *s, uint32_t idx, int flags)
 	const struct fs_node *n = &s->nodes[idx];
 	bool nonblock = flags & O_NONBLOCK;
 	_cleanup_close_ int fd = -1;
-	struct stat st;
 
 	flags &= ~(O_CREAT | O_EXCL | O_TRUNC | O_PATH | __O_TMPFILE | O_DIRECTORY);
 	flags |= O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
 	if (S_ISDIR(n->type))
 		fd = fs_openat_beneath(n->fd, ".", flags | O_DIRECTORY, 0);
-	else if (n->parent == FS_NONE || !n->name)
-		return -ESTALE;
 	else
-		fd = fs_openat_beneath(s->nodes[n->parent].fd, n->name, flags, 0);
+		fd = node_open_named(s, idx, flags);
 	if (fd < 0)
-		return fd == -ELOOP || fd == -ENOENT ? -ESTALE : fd;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (st.st_dev != n->dev || st.st_ino != n->ino)
-		return -ESTALE;
+		return fd;
 	if (!nonblock && fd_set_nonblock(fd, 0) < 0)
 		return -errno;
 	return take_fd(&fd);

@@ -167,9 +167,9 @@ int fs_op_readlink(struct fs_share *s, struct fs_req *q, struct buf *reply)
  */
 static int link_node(struct fs_share *s, uint32_t old, uint32_t dir, const char *name)
 {
-	const struct fs_node *n = &s->nodes[old];
-	struct stat st;
-	int fd = fs_node_fd(s, old);
+	const char *oldname;
+	uint32_t olddir;
+	int r, fd = fs_node_fd(s, old);
 
 	if (fd < 0)
 		return fd;
@@ -177,13 +177,9 @@ static int link_node(struct fs_share *s, uint32_t old, uint32_t dir, const char 
 		return 0;
 	if (errno != ENOENT && errno != EPERM)
 		return -errno;
-	if (n->parent == FS_NONE || !n->name)
-		return -ESTALE;
-	if (fstatat(s->nodes[n->parent].fd, n->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (st.st_dev != n->dev || st.st_ino != n->ino)
-		return -ESTALE;
-	if (linkat(s->nodes[n->parent].fd, n->name, s->nodes[dir].fd, name, 0) < 0)
+	if ((r = fs_node_name(s, old, &olddir, &oldname)) < 0)
+		return r;
+	if (linkat(s->nodes[olddir].fd, oldname, s->nodes[dir].fd, name, 0) < 0)
 		return -errno;
 	return 0;
 }
@@ -209,13 +205,16 @@ int fs_op_link(struct fs_share *s, struct fs_req *q, struct buf *reply)
 static int remove_entry(struct fs_share *s, struct fs_req *q, int flags)
 {
 	const char *name;
-	uint32_t dir;
+	uint32_t dir, idx;
 	int r = req_dir_name(s, q, &dir, &name);
 
 	if (r < 0)
 		return r;
+	idx = fs_node_at(s, dir, name);
 	if (unlinkat(s->nodes[dir].fd, name, flags) < 0)
 		return -errno;
+	if (idx != FS_NONE) /* a file with other names is still reached through them */
+		fs_node_name_gone(s, idx, dir, name);
 	return 0;
 }
 
@@ -248,14 +247,23 @@ static int rename_entry(struct fs_share *s, struct fs_req *q, uint64_t newdir_id
 		return r;
 	if (!S_ISDIR(s->nodes[newdir].type))
 		return -ENOTDIR;
+	uint32_t moved = fs_node_at(s, olddir, oldname), target = fs_node_at(s, newdir, newname);
 	if (renameat2(s->nodes[olddir].fd, oldname, s->nodes[newdir].fd, newname, flags) < 0)
 		return -errno;
-	/* Renaming may move names off nodes: keep both directories while the names are updated. */
+	if (moved == target) /* two names of one file: rename(2) changes nothing */
+		return 0;
+	/* Names move between nodes: keep both directories while they do. */
 	fs_node_hold(s, olddir);
 	fs_node_hold(s, newdir);
-	fs_node_renamed(s, newdir, newname);
-	if (flags & RENAME_EXCHANGE)
-		fs_node_renamed(s, olddir, oldname);
+	if (target != FS_NONE) {
+		fs_node_name_gone(s, target, newdir, newname);
+		if (flags & RENAME_EXCHANGE)
+			fs_node_name_add(s, target, olddir, oldname);
+	}
+	if (moved != FS_NONE) {
+		fs_node_name_gone(s, moved, olddir, oldname);
+		fs_node_name_add(s, moved, newdir, newname);
+	}
 	fs_node_drop(s, newdir);
 	fs_node_drop(s, olddir);
 	return 0;

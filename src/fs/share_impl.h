@@ -23,27 +23,35 @@
 /* Files the guest creates never carry set-user/group-id bits onto the host. */
 #define FS_CREATE_MODE_MASK 01777
 
+#define FS_NODE_NAMES 4 /* names remembered per file (hard links), most recent first */
+
+/* A name of a non-directory node: a directory node and one component in it. */
+struct fs_name {
+	uint32_t dir; /* holds a reference on the directory node */
+	char *name;
+};
+
 /*
  * A node the guest looked up. fd is an O_PATH|O_NOFOLLOW descriptor of the host file itself, so
  * metadata calls reach the very inode whatever happens to its names (for non-directories a
- * bounded cache, see node.c). Opening a non-directory for data needs a name: (parent, name) is
- * the last name the guest reached it by, reopened with openat2 on the parent's descriptor and
- * checked against dev/ino. A node is freed when the guest forgot it (nlookup 0) and nothing
- * refers to it (refs 0).
+ * bounded cache, see node.c). Opening a non-directory for data needs a name: names are those
+ * the guest reached it by (lookups, creation, links, renames; removed ones forgotten), each
+ * opened with openat2 on its directory's descriptor and checked against dev/ino. A node is
+ * freed when the guest forgot it (nlookup 0) and nothing refers to it (refs 0).
  */
 struct fs_node {
 	bool used; /* false: the slot is free */
 	bool hot; /* used since the descriptor cache's clock hand last passed */
 	int fd; /* O_PATH; always >= 0 for a directory, -1 for another node out of the cache */
 	uint32_t gen; /* bumped on reuse: a stale nodeid is refused */
-	uint32_t parent; /* FS_NONE for the root */
-	uint32_t refs; /* a directory: nodes whose parent it is; a file: handles open on it */
+	uint32_t refs; /* a directory: names in it and handles; a file: handles open on it */
 	uint32_t hnext; /* (dev, ino) hash chain, or the free list */
 	mode_t type; /* S_IFMT bits */
 	dev_t dev;
 	ino_t ino;
 	uint64_t nlookup;
-	char *name; /* NULL for the root */
+	unsigned nnames; /* always 0 for a directory */
+	struct fs_name names[FS_NODE_NAMES];
 };
 
 struct fs_handle {
@@ -94,19 +102,27 @@ void fs_node_forget(struct fs_share *s, uint32_t idx, uint64_t n);
 /* Keep node idx alive across a request that may free nodes (fs_node_drop undoes it). */
 void fs_node_hold(struct fs_share *s, uint32_t idx);
 void fs_node_drop(struct fs_share *s, uint32_t idx);
-/* The file now at parent/name (after a rename) is known under that name. */
-void fs_node_renamed(struct fs_share *s, uint32_t parent, const char *name);
+/* The node name in directory dir names now (FS_NONE: none, or not one the guest holds). */
+uint32_t fs_node_at(struct fs_share *s, uint32_t dir, const char *name);
+/* Non-directory idx is (now) reached as name in dir / no longer is (after unlink or rename). */
+void fs_node_name_add(struct fs_share *s, uint32_t idx, uint32_t dir, const char *name);
+void fs_node_name_gone(struct fs_share *s, uint32_t idx, uint32_t dir, const char *name);
+/*
+ * A name that leads to non-directory idx now (checked; borrowed until the node's names change),
+ * or -ESTALE.
+ */
+int fs_node_name(struct fs_share *s, uint32_t idx, uint32_t *dir, const char **name);
 /*
  * A descriptor for data or fd-only calls on node idx, opened with flags (no O_CREAT): a
- * directory through ".", anything else through its parent and name, checked to be the same
+ * directory through ".", anything else through one of its names, checked to be the same
  * inode (-ESTALE if the name now names another). Opened O_NONBLOCK so that a FIFO swapped in
  * cannot block the server; O_NONBLOCK is cleared again unless flags have it. -errno.
  */
 int fs_node_reopen(struct fs_share *s, uint32_t idx, int flags);
 /*
  * Node idx's O_PATH descriptor (borrowed: valid until the next call that looks up or reaches a
- * node), reopened through its parent and name if the cache let it go. -ESTALE when that name
- * no longer names the node.
+ * node), reopened through one of its names if the cache let it go. -ESTALE when no name leads
+ * to the node any more.
  */
 int fs_node_fd(struct fs_share *s, uint32_t idx);
 int fs_node_stat(struct fs_share *s, uint32_t idx, struct stat *st);

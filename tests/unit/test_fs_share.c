@@ -616,6 +616,26 @@ static void test_link_and_rename(void)
 	teardown();
 }
 
+/* A file with two names, the one it was last reached by removed: it still opens. */
+static void test_hard_link_other_name_removed(void)
+{
+	struct fuse_link_in li;
+	int64_t f;
+
+	setup(false);
+	f = lookup(1, "file", NULL);
+	li.oldnodeid = (uint64_t)f;
+	CHECK_EQ_INT(call_name(FUSE_LINK, 1, &li, sizeof(li), "second"), 0);
+	CHECK_EQ_INT(call_name(FUSE_UNLINK, 1, NULL, 0, "second"), 0);
+	int64_t fh = open_node(FUSE_OPEN, (uint64_t)f, O_RDONLY);
+	CHECK(fh >= 0);
+	/* And the other way round: reached by the second name, the first removed. */
+	CHECK_EQ_INT(call_name(FUSE_LINK, 1, &li, sizeof(li), "third"), 0);
+	CHECK_EQ_INT(call_name(FUSE_UNLINK, 1, NULL, 0, "file"), 0);
+	CHECK(open_node(FUSE_OPEN, (uint64_t)f, O_RDONLY) >= 0);
+	teardown();
+}
+
 /* ACCESS, STATFS, FSYNC/FSYNCDIR, FLUSH, and handles used as the wrong kind. */
 static void test_access_statfs_sync(void)
 {
@@ -670,5 +690,6 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_xattrs_user_namespace_only);
 	CHECK_RUN(test_link_and_rename);
 	CHECK_RUN(test_access_statfs_sync);
+	CHECK_RUN(test_hard_link_other_name_removed);
 	return check_summary();
 }
