@@ -10,7 +10,7 @@
  * Descriptors: a directory node always holds its O_PATH descriptor (it is the parent every name
  * below it is opened from). Other nodes hold one as a cache of at most FS_MAX_FILE_FDS: past that
  * a clock sweep closes the descriptor of a node not used since the last sweep and not open in a
- * handle, and the node is reached again through its parent and name (checked to be the same
+ * handle, and the node is reached again through one of its names (checked to be the same
  * inode). So a guest holding many files costs memory, not descriptors.
  */
 #include <errno.h>

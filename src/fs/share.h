@@ -45,7 +45,7 @@
  * Nodes the guest may hold at once and files or directories it may hold open. Past them LOOKUP
  * fails with ENFILE and OPEN with EMFILE; the guest kernel forgets unused nodes under memory
  * pressure. Host descriptors: one per directory node, at most FS_MAX_FILE_FDS for the other
- * nodes (a cache; the rest are reached through their parent and name), one per open handle.
+ * nodes (a cache; the rest are reached through their names), one per open handle.
  */
 #define FS_MAX_NODES 65536u
 #define FS_MAX_FILE_FDS 4096u
