@@ -4,7 +4,9 @@
  * header and name checks (malformed requests get an error reply with their unique), lookups
  * and forgets, symlinks that are never followed on the host, stale node ids and handles, a
  * directory swapped for a symlink under a node the guest holds, read/write bounds, readdir
- * paging, read-only shares, the node and handle limits, and the xattr namespace rules.
+ * paging, read-only shares, the node and handle limits, the descriptor cache, files with
+ * several names, the xattr namespace rules, and ACCESS/STATFS/FSYNC. Every test ends by
+ * checking that the file outside the share is unchanged and no descriptor is left open.
  */
 #define _GNU_SOURCE
 #include <errno.h>
