@@ -27,11 +27,11 @@ AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
 
-# The modules, lowest first: common <- proto <- net, oci <- host; the agent uses common and proto
-# only (`make check-layers` checks the #include lines). Everything below host goes into one
+# The modules, lowest first: common <- proto <- net, oci, fs <- host; the agent uses common and
+# proto only (`make check-layers` checks the #include lines). Everything below host goes into one
 # static library, built once per instrumentation: the host binary, the unit tests, the fuzzers
 # and bench/proxy link it, and the linker takes only the objects each of them uses.
-LIB_SRC    := $(wildcard src/common/*.c src/proto/*.c src/net/*.c src/oci/*.c)
+LIB_SRC    := $(wildcard src/common/*.c src/proto/*.c src/net/*.c src/oci/*.c src/fs/*.c)
 HOST_SRC   := $(wildcard src/host/*.c)
 AGENT_SRC  := $(wildcard src/agent/*.c)
 AGENT_LIB_SRC := $(wildcard src/common/*.c src/proto/*.c)
@@ -119,7 +119,12 @@ kernel:
 
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
 fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
-	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood
+	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host
+
+# Run as root on the host by tests/integration/test_fs_share.sh: serves a folder through the file
+# server on a host FUSE mount, no VM needed.
+$(BUILD)/fs-mount-host: $(BUILD)/host/tests/fixtures/fs_mount_host.o $(LIB)
+	$(CC) $(HOST_LDFLAGS) $^ -o $@
 
 # Run as root in a sandbox by tests/integration/test_net.sh: deletes every nftables table.
 $(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.stamp
@@ -225,4 +230,5 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(HOST_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(LIB_SAN_OBJ:.o=.d) $(LIB_FUZZ_OBJ:.o=.d) \
-	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d)
+	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) \
+	$(BUILD)/host/tests/fixtures/fs_mount_host.d

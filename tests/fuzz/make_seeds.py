@@ -16,7 +16,7 @@ import struct
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HEADERS = ["src/proto/mux.h", "src/proto/msg.h", "tests/fuzz/fuzz_mux.h"]
+HEADERS = ["src/proto/mux.h", "src/proto/msg.h", "tests/fuzz/fuzz_mux.h", "tests/fuzz/fuzz_fs.h"]
 
 
 def read_constants():
@@ -413,6 +413,82 @@ def codec_seeds():
 
 GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
+
+
+# FUSE opcodes and flags (the kernel's ABI, linux/fuse.h: these numbers never change).
+FUSE = dict(LOOKUP=1, FORGET=2, GETATTR=3, SETATTR=4, READLINK=5, SYMLINK=6, MKNOD=8, MKDIR=9,
+            UNLINK=10, RMDIR=11, RENAME=12, LINK=13, OPEN=14, READ=15, WRITE=16, STATFS=17,
+            RELEASE=18, FSYNC=20, SETXATTR=21, GETXATTR=22, LISTXATTR=23, REMOVEXATTR=24,
+            FLUSH=25, INIT=26, OPENDIR=27, READDIR=28, RELEASEDIR=29, FSYNCDIR=30, ACCESS=34,
+            CREATE=35, INTERRUPT=36, DESTROY=38, BATCH_FORGET=42, READDIRPLUS=44, RENAME2=45)
+
+
+def fs_rec(op, node=0, body=b"", patch=0, flags=0):
+    """One fuzz_fs record: op byte, learned-node index, patch byte, u16 length, body."""
+    return struct.pack("<BBBH", FUSE[op] | flags, node, patch, len(body)) + body
+
+
+def fs_seeds():
+    """Request sequences for fuzz_fs. Learned nodes: 0 is the root, then one per entry reply in
+    order; learned handles: one per OPEN/OPENDIR/CREATE reply, from 0."""
+    P = K["FUZZ_FS_PATCH_NODE"]
+    read_in = lambda size, off=0: struct.pack("<QQIIQII", 0, off, size, 0, 0, 0, 0)
+    fh_in = lambda: struct.pack("<QIIQ", 0, 0, 0, 0)  # release/flush: fh patched in
+    seeds = {}
+    seeds["read_file"] = b"\0" + (
+        fs_rec("LOOKUP", 0, b"file\0") + fs_rec("OPEN", 1, struct.pack("<II", 0, 0)) +
+        fs_rec("READ", 1, read_in(4096), patch=1) + fs_rec("FLUSH", 1, fh_in(), patch=1) +
+        fs_rec("RELEASE", 1, fh_in(), patch=1) + fs_rec("GETATTR", 1, bytes(16)))
+    seeds["readdirplus"] = b"\0" + (
+        fs_rec("LOOKUP", 0, b"dir\0") + fs_rec("OPENDIR", 1, struct.pack("<II", 0, 0)) +
+        fs_rec("READDIRPLUS", 1, read_in(4096), patch=1) +
+        fs_rec("READDIR", 1, read_in(80), patch=1) +
+        fs_rec("RELEASEDIR", 1, fh_in(), patch=1) + fs_rec("OPENDIR", 0, struct.pack("<II", 0, 0)))
+    seeds["escape"] = b"\0" + (
+        fs_rec("LOOKUP", 0, b"abs\0") + fs_rec("READLINK", 1) +
+        fs_rec("OPEN", 1, struct.pack("<II", 2, 0)) + fs_rec("LOOKUP", 0, b"updir\0") +
+        fs_rec("LOOKUP", 2, b"secret\0") + fs_rec("LOOKUP", 0, b"..\0") +
+        fs_rec("LOOKUP", 0, b"rel\0") + fs_rec("LOOKUP", 0, b"root\0") +
+        fs_rec("CREATE", 0, struct.pack("<IIII", 0o1101, 0o644, 0, 0) + b"rel\0") +
+        fs_rec("SETXATTR", 3, struct.pack("<II", 1, 0) + b"user.a\0x"))
+    seeds["write_rename_link"] = b"\0" + (
+        fs_rec("CREATE", 0, struct.pack("<IIII", 0o102, 0o644, 0, 0) + b"new\0") +
+        fs_rec("WRITE", 1, struct.pack("<QQIIQII", 0, 0, 5, 0, 0, 0, 0) + b"hello", patch=1) +
+        fs_rec("SETATTR", 1, struct.pack("<IIQQQQQQIIIIIIII", 8 | 16 | 32, 0, 0, 2, 0, 1, 2, 0,
+                                         0, 0, 0, 0, 0, 0, 0, 0)) +
+        fs_rec("LOOKUP", 0, b"dir\0") +
+        fs_rec("RENAME2", 0, struct.pack("<QII", 0, 1, 0) + b"new\0moved\0", patch=P | 2) +
+        fs_rec("LINK", 0, struct.pack("<Q", 0) + b"hard\0", patch=P | 1) +
+        fs_rec("RENAME", 0, struct.pack("<Q", 0) + b"file\0hard\0", patch=P | 0) +
+        fs_rec("UNLINK", 0, b"hard\0") + fs_rec("RELEASE", 1, fh_in(), patch=1))
+    seeds["dirs_xattrs_forget"] = b"\0" + (
+        fs_rec("MKDIR", 0, struct.pack("<II", 0o755, 0) + b"d\0") +
+        fs_rec("SYMLINK", 1, b"s\0../../outside\0") +
+        fs_rec("MKNOD", 1, struct.pack("<IIII", 0o10644, 0, 0, 0) + b"fifo\0") +
+        fs_rec("LOOKUP", 0, b"file\0") +
+        fs_rec("SETXATTR", 4, struct.pack("<II", 2, 0) + b"user.k\0v1") +
+        fs_rec("GETXATTR", 4, struct.pack("<II", 64, 0) + b"user.k\0") +
+        fs_rec("LISTXATTR", 4, struct.pack("<II", 0, 0)) +
+        fs_rec("REMOVEXATTR", 4, b"user.k\0") + fs_rec("STATFS", 0) +
+        fs_rec("ACCESS", 4, struct.pack("<II", 6, 0)) +
+        fs_rec("FORGET", 4, struct.pack("<Q", 1)) +
+        fs_rec("BATCH_FORGET", 0, struct.pack("<IIQQ", 1, 0, 0, 1), patch=P | 1) +
+        fs_rec("RMDIR", 0, b"d\0") + fs_rec("INTERRUPT", 0, bytes(8)) + fs_rec("DESTROY", 0))
+    # The share's root made mode 0 (the harness must still clean up when not root).
+    seeds["chmod_root"] = b"\0" + (
+        fs_rec("SETATTR", 0, struct.pack("<IIQQQQQQIIIIIIII", 1, 0, 0, 0, 0, 0, 0, 0,
+                                         0, 0, 0, 0, 0, 0, 0, 0)) +
+        fs_rec("MKDIR", 0, struct.pack("<II", 0, 0) + b"d\0"))
+    seeds["malformed"] = b"\1" + (
+        fs_rec("GETATTR", 0, bytes(16), flags=K["FUZZ_FS_BAD_LEN"]) +
+        fs_rec("LOOKUP", 7, b"file\0", flags=K["FUZZ_FS_RAW_NODE"]) +
+        fs_rec("READ", 0, read_in(1 << 20)) +
+        fs_rec("MKDIR", 0, struct.pack("<II", 0o755, 0) + b"x\0") +
+        fs_rec("LOOKUP", 0, b"a/b\0"))
+    return seeds
+
+
+GENERATORS["fuzz_fs"] = fs_seeds
 
 
 def main(argv):
