@@ -170,6 +170,8 @@ static void sb_send_config(struct sandbox *sb)
 		warn("--add-host: too many names");
 	if (sb->mitm)
 		msg_put_str(&b, T_CA_PEM, mitm_ca_pem(sb->mitm));
+	if (sbfs_put_config(sb, &b) < 0)
+		b.bad = true;
 	sb_send_ctl(sb, 0, &b);
 	explicit_bzero(b.p, b.cap);
 	buf_fini(&b);
@@ -230,7 +232,7 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 		if (egress_on_dns(sb->egress, &r) < 0)
 			debug("network: malformed DNS message from the guest dropped");
 	} else if (type == CTL_ERROR) {
-		char msg[200] = "unknown error";
+		char msg[300] = "unknown error";
 		while (msg_next(&r, &tag, &v) > 0) {
 			char *s = NULL;
 			if (tag == T_MESSAGE && msg_dup_str(&v, sizeof(msg) - 1, &s) == 0) {
@@ -238,7 +240,9 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 				free(s);
 			}
 		}
-		sb_fail(sb, "guest agent failed: %s", msg);
+		/* Refusing the config (a mount failed) is the sandbox's spec, not the template. */
+		sb->config_refused = sb->state == SB_CONFIGURING;
+		sb_fail(sb, "%s%s", sb->config_refused ? "" : "guest agent failed: ", msg);
 	} else {
 		/* Out-of-order hello/ready: a confused or hostile guest. */
 		return -EPROTO;
@@ -395,6 +399,7 @@ static void sb_free(struct sandbox *sb)
 		sb->qemu_exited = true;
 	}
 	exec_fail_all(sb);
+	sbfs_free(sb);
 	loop_timer_cancel(sb->loop, &sb->trim_timer);
 	egress_free(sb->egress);
 	sb->egress = NULL;
@@ -492,6 +497,9 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 		goto fail;
 	}
 
+	if (sbfs_open(sb, err, errn) < 0)
+		goto fail;
+
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/log", c->state_dir);
 	int lr = log_file_open(path, LOG_FILE_CAP);
@@ -524,6 +532,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 		.stderr_fd = qerr[1],
 		.qmp_fd = qmp[1],
 		.incoming_fd = -1,
+		.fs_fd = sbfs_vmm_fd(sb),
 	};
 	if (c->template_path) {
 		incoming = open(c->template_path, O_RDONLY | O_CLOEXEC);
@@ -541,6 +550,7 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	if (incoming >= 0)
 		close(incoming);
 	link[1] = con[1] = qerr[1] = qmp[1] = incoming = -1;
+	sbfs_start(sb);
 	sb->qmp_fd = qmp[0];
 	qmp[0] = -1;
 	sb->link_w.fd = link[0];
@@ -595,14 +605,16 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 	}
 	if (sb->state == SB_READY)
 		return sb;
-	if (sb->t.restored && fail_errno != EINTR)
+	if (sb->config_refused)
+		fail_errno = EINVAL;
+	else if (sb->t.restored && fail_errno != EINTR)
 		fail_errno = ESTALE;
 
 	/* Failed: make sure QEMU is gone and its last words are read, then explain. */
 	sb_reap_qemu(sb, 0);
 	char con_msg[400];
 	console_summary(sb, con_msg, sizeof(con_msg));
-	if (sb->qerr_len && fail_errno != EINTR) {
+	if (sb->qerr_len && fail_errno != EINTR && fail_errno != EINVAL) {
 		sb->qerr[sb->qerr_len] = 0;
 		sb->qerr[strcspn(sb->qerr, "\n")] = 0;
 		snprintf(err, errn, "QEMU failed: %s", sb->qerr);

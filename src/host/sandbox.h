@@ -22,6 +22,25 @@
 struct sandbox;
 struct sandbox_exec;
 
+/* How the guest sees a host folder (the spelling is the CLI's and the RPC's). */
+enum sandbox_mount_mode {
+	MOUNT_OVERLAY, /* the default: copy-on-write in the guest, the host folder unchanged */
+	MOUNT_RW, /* writes go through to the host folder */
+	MOUNT_RO, /* writes fail with EROFS */
+	MOUNT_MODE_END
+};
+extern const char *const sandbox_mount_mode_names[MOUNT_MODE_END]; /* "overlay", "rw", "ro" */
+/* The mode named s, or -EINVAL. */
+int sandbox_mount_mode_parse(const char *s);
+
+#define SANDBOX_MAX_MOUNTS 16 /* host folders per sandbox */
+
+struct sandbox_mount {
+	const char *host; /* an absolute path to a directory */
+	const char *guest; /* absolute and normalised */
+	enum sandbox_mount_mode mode;
+};
+
 struct sandbox_config {
 	const char *id;
 	const char *state_dir; /* per-sandbox directory (0700) holding the log */
@@ -51,6 +70,12 @@ struct sandbox_config {
 	const struct secrets *secrets;
 	/* Extra CA files (PEM) the proxy trusts upstream, NULL-terminated; may be NULL. */
 	char *const *upstream_ca;
+	/*
+	 * Host folders (the caller's, checked by sandbox_spec_check; must outlive the sandbox):
+	 * each is opened at boot and served to the guest by the file service (sandbox_fs.c).
+	 */
+	const struct sandbox_mount *mounts;
+	unsigned nmounts;
 };
 
 /* Phase timestamps (monotonic ns on the host; guest values are guest CLOCK_BOOTTIME). */
@@ -64,7 +89,8 @@ struct sandbox_times {
 /*
  * Returns NULL with a one-line reason in err (the VM is gone, nothing is left running) and errno
  * set: ETIMEDOUT if the guest never answered, EINTR if `interrupt` became non-zero while booting,
- * ESTALE if restoring the template failed (the caller may delete it and boot cold), else EIO.
+ * ESTALE if restoring the template failed (the caller may delete it and boot cold), EINVAL if
+ * the guest could not apply its config (a host folder could not be mounted), else EIO.
  * *interrupt may be NULL.
  */
 struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,

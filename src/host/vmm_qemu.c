@@ -31,6 +31,7 @@
 #define CHILD_CONSOLE_FD 4
 #define CHILD_QMP_FD 5
 #define CHILD_INCOMING_FD 6
+#define CHILD_FS_FD 7
 
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
@@ -163,12 +164,20 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 	argv[n++] = "-serial";
 	argv[n++] = "chardev:con";
 	argv[n++] = "-device";
-	argv[n++] = "virtio-serial-device,max_ports=2";
+	argv[n++] = "virtio-serial-device,max_ports=3";
 	argv[n++] = "-chardev";
 	argv[n++] = "socket,id=link,fd="
 		    "3";
 	argv[n++] = "-device";
 	argv[n++] = "virtserialport,chardev=link,name=matchlock.link";
+	/*
+	 * The file service's own port: the guest's FUSE relay must never wait behind the agent,
+	 * which may itself be blocked on a file in a host folder (sandbox_fs.c).
+	 */
+	argv[n++] = "-chardev";
+	argv[n++] = "socket,id=fs,fd=7";
+	argv[n++] = "-device";
+	argv[n++] = "virtserialport,chardev=fs,name=matchlock.fs";
 	argv[n++] = "-drive";
 	argv[n++] = drive;
 	argv[n++] = "-device";
@@ -188,7 +197,7 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 	argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 	argv[n] = NULL;
 	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4 && CHILD_QMP_FD == 5 &&
-			   CHILD_INCOMING_FD == 6,
+			   CHILD_INCOMING_FD == 6 && CHILD_FS_FD == 7,
 		       "fd numbers in argv");
 
 	if (getenv("MATCHLOCK_DEBUG")) {
@@ -225,14 +234,17 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, 10);
 		int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, 10) : -1;
 		int errfd = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, 10);
+		int fs = fcntl(c->fs_fd, F_DUPFD_CLOEXEC, 10);
 		int null = open("/dev/null", O_RDWR);
 		if (link < 0 || con < 0 || qmp < 0 || errfd < 0 || null < 0 || dup2(null, 0) < 0 ||
 		    dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
 		    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
-		    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0))
+		    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0) || fs < 0 ||
+		    dup2(fs, CHILD_FS_FD) < 0)
 			_exit(127);
-		syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u,
-			0);
+		if (inc < 0)
+			close(CHILD_INCOMING_FD);
+		syscall(SYS_close_range, CHILD_FS_FD + 1, ~0u, 0);
 		execvpe(argv[0], (char *const *)argv, env);
 		dprintf(
 		    2,
