@@ -207,17 +207,17 @@ static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
 			    err, errn, &F_MOUNT_GUEST,
 			    "guest path %.256s: expected an absolute path like /workspace",
 			    m->guest);
+		if (!strcmp(m->guest, "/") || guest_path_reserved(m->guest))
+			return refuse(err, errn, &F_MOUNT_GUEST,
+				      "guest path %.256s: reserved (/, /proc, /dev, /sys, /run and "
+				      "/run/matchlock cannot be mounted over)",
+				      m->guest);
 		if (strlen(m->guest) > SPEC_MOUNT_PATH_MAX || !guest_path_normal(m->guest))
 			return refuse(
 			    err, errn, &F_MOUNT_GUEST,
 			    "guest path %.256s: expected a normalised path (no //, . or .. "
 			    "components, no trailing /, at most %d characters)",
 			    m->guest, SPEC_MOUNT_PATH_MAX);
-		if (!strcmp(m->guest, "/") || guest_path_reserved(m->guest))
-			return refuse(err, errn, &F_MOUNT_GUEST,
-				      "guest path %.256s: reserved (/, /proc, /dev, /sys, /run and "
-				      "/run/matchlock cannot be mounted over)",
-				      m->guest);
 		for (unsigned j = 0; j < i; j++)
 			if (!strcmp(s->mounts[j].guest, m->guest))
 				return refuse(err, errn, &F_MOUNT_GUEST,
