@@ -28,12 +28,14 @@ enum msg_service {
 	SVC_PORT, /* host -> guest: T_PORT; a connection to that port on the guest's loopback.
 		     chan IN = bytes to it, OUT = bytes back (port forwarding) */
 	/*
-	 * guest -> host: the FUSE connection of one host-folder mount; body T_SHARE (the mount's
-	 * index in CTL_CONFIG's T_MOUNT list), at most one stream per share. chan IN = records
-	 * `u32 LE length + raw FUSE request` (as read from /dev/fuse), chan OUT = records `u32 LE
-	 * length + raw FUSE reply`; a record is at most MSG_FS_MAX_RECORD bytes, a longer one fails
-	 * the stream. Many requests are in flight at once; replies come in any order (the FUSE
-	 * header's unique matches them). The host closes with ENOENT for a share it does not have.
+	 * guest -> host, on the file-service link (the virtio port "matchlock.fs", a mux of its own
+	 * that carries nothing else; agent/fuse.c says why): the FUSE connection of one host-folder
+	 * mount; body T_SHARE (the mount's index in CTL_CONFIG's T_MOUNT list), at most one stream
+	 * per share. chan IN = records `u32 LE length + raw FUSE request` (as read from
+	 * /dev/fuse), chan OUT = records `u32 LE length + raw FUSE reply`; a record is at most
+	 * MSG_FS_MAX_RECORD bytes, a longer one fails the stream. Many requests are in flight at
+	 * once; replies come in any order (the FUSE header's unique matches them). The host closes
+	 * with ENOENT for a share it does not have, EBUSY for one already served.
 	 */
 	SVC_FS,
 };
