@@ -229,4 +229,29 @@ x"
 	"$ML" kill "$id" >/dev/null || fail "kill"
 }
 
+# Guest root kills the relay (the mount then fails with ENOTCONN, nothing hangs) and writes
+# garbage to the file-service port: the sandbox is stopped with the reason, the host is fine.
+t_hostile_file_service_link() {
+	local d=$T_OUT/hostile
+	make_tree "$d"
+	ml run --rootfs "$ROOTFS" -v "$d:/w:rw" -- sh -c '
+		for p in /sys/class/virtio-ports/*; do
+			[ "$(cat $p/name)" = matchlock.fs ] && dev=/dev/${p##*/}
+		done
+		for f in /proc/[0-9]*/fd/*; do
+			[ "$(readlink $f)" = "$dev" ] && { p=${f#/proc/}; kill -9 ${p%%/*}; }
+		done
+		sleep 0.5
+		cat /w/a.txt 2>&1
+		head -c 100000 /dev/urandom >$dev
+		sleep 5
+		echo survived'
+	expect_match "the mount fails once the relay is gone" "$OUT" "Transport endpoint is not connected"
+	[[ $OUT != *survived* ]] || fail "the sandbox survived garbage on the file-service link"
+	expect_one_line_error
+	expect_match "why" "$ERR" "the guest broke the file-service protocol"
+	expect_eq "the folder is intact" "$(cat "$d/a.txt")" hello
+	expect_clean
+}
+
 run_tests "$@"
