@@ -27,8 +27,8 @@ AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
 
-# The modules, lowest first: common <- proto <- net, oci, fs <- host; the agent uses common and proto
-# only (`make check-layers` checks the #include lines). Everything below host goes into one
+# The modules, lowest first: common <- proto <- net, oci, fs <- host; the agent uses common and
+# proto only (`make check-layers` checks the #include lines). Everything below host goes into one
 # static library, built once per instrumentation: the host binary, the unit tests, the fuzzers
 # and bench/proxy link it, and the linker takes only the objects each of them uses.
 LIB_SRC    := $(wildcard src/common/*.c src/proto/*.c src/net/*.c src/oci/*.c src/fs/*.c)
@@ -224,4 +224,5 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(HOST_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(LIB_SAN_OBJ:.o=.d) $(LIB_FUZZ_OBJ:.o=.d) \
-	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d)
+	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) \
+	$(BUILD)/host/tests/fixtures/fs_mount_host.d

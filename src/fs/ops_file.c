@@ -331,6 +331,14 @@ static bool xattr_visible(const char *name)
 }
 
 /*
+ * Extended attributes: the guest sees and sets the user.* namespace only. security.*, trusted.*
+ * and system.* (capabilities, overlayfs metadata, ACLs) are not the guest's to set on host files,
+ * and those of host files are not shown (a host file's trusted.overlay.* must not steer the
+ * guest's overlayfs): reading one gives ENODATA, setting or removing one EOPNOTSUPP, which is
+ * what `cp -a` and tar expect of a file system without them.
+ */
+
+/*
  * A readable descriptor for xattr calls; only regular files and directories carry user.*
  * attributes (the kernel refuses them elsewhere), so others get -ENODATA.
  */
@@ -430,7 +438,7 @@ int fs_op_setxattr(struct fs_share *s, struct fs_req *q, struct buf *reply)
 	    (in.flags & ~(uint32_t)(XATTR_CREATE | XATTR_REPLACE)))
 		return -EINVAL;
 	if (!xattr_visible(name))
-		return -EPERM; /* security.*, trusted.*, system.*: not the guest's to set */
+		return -EOPNOTSUPP; /* as a file system without that namespace: tools carry on */
 	if ((fd = xattr_fd(s, q)) < 0)
 		return fd == -ENODATA ? -EPERM : fd;
 	if (fsetxattr(fd, name, rd_bytes(&q->body, in.size), in.size, (int)in.flags) < 0)
@@ -447,7 +455,7 @@ int fs_op_removexattr(struct fs_share *s, struct fs_req *q, struct buf *reply)
 	if (r < 0)
 		return r;
 	if (!xattr_visible(name))
-		return -EPERM;
+		return -EOPNOTSUPP;
 	if ((fd = xattr_fd(s, q)) < 0)
 		return fd == -ENODATA ? -EPERM : fd;
 	if (fremovexattr(fd, name) < 0)

@@ -5,19 +5,27 @@
  * The guest kernel's FUSE protocol travels over the link unchanged: the agent relays raw
  * requests read from the guest's /dev/fuse, and fs_share_handle() parses each one as hostile
  * input and serves it from the host directory the share was opened on. Containment lives here:
- * every host file is reached through file descriptors the share holds (the root and one O_PATH
- * descriptor per node the guest looked up) and single, validated name components opened with
- * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS); a symlink in the tree
- * is never followed on the host, and no name, link or rename race leads outside it.
+ * every host file is reached through file descriptors the share holds (the root, and O_PATH
+ * descriptors of the nodes the guest looked up) and single, validated name components opened
+ * with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS); a symlink in the
+ * tree is never followed on the host, and no name, link or rename race leads outside it.
  *
  * Behaviour the guest sees (documented for spec/README):
- *  - entries and attributes are cached by the guest kernel for FS_ATTR_TIMEOUT_SEC seconds, so a
- *    repeated stat does not cross the link; host-side changes show up after that at most;
+ *  - entries, attributes and missing names are cached by the guest kernel for
+ *    FS_ATTR_TIMEOUT_SEC seconds, so a repeated stat does not cross the link; changes made on the
+ *    host show up after that at most;
  *  - files are created as the host user running the supervisor; a chown is accepted and leaves
  *    the owner unchanged (the guest cannot give host files to other users); files owned by the
  *    supervisor's user are shown as owned by opts.owner_uid/owner_gid (0: the guest's root);
- *  - extended attributes: only the user.* namespace is visible and writable;
- *  - MKNOD creates regular files and FIFOs only (no devices, no sockets).
+ *    set-user/group-id bits never reach a host file (directories keep set-group-id);
+ *  - extended attributes: only the user.* namespace is visible and writable (others: ENODATA
+ *    to read, EOPNOTSUPP to set);
+ *  - MKNOD creates regular files and FIFOs only (no devices, no sockets); byte-range locks and
+ *    flock are kept by the guest kernel (GETLK/SETLK answer ENOSYS);
+ *  - symlink targets are stored verbatim and resolved only by the guest, in its own namespace.
+ *
+ * fs_share_open raises the soft RLIMIT_NOFILE towards the hard one (a share holds up to
+ * FS_MAX_NODES directory descriptors); the supervisor uses epoll, never select.
  */
 #ifndef MATCHLOCK_FS_SHARE_H
 #define MATCHLOCK_FS_SHARE_H

@@ -33,9 +33,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CANARY "fuzz-fs-canary-6b1f0c9e"
+#define CANARY_LEN 24
 #define NLEARN 16
 
+/*
+ * The outside file's content: random per process, so a corpus cannot carry it, and searched for
+ * without memmem (which libFuzzer intercepts and would add to its dictionary).
+ */
+static char canary[CANARY_LEN + 1];
+static bool input_has_canary; /* the input itself could have written it into the share */
 static char top[64];
 static int top_fd = -1;
 static uint64_t nodes[NLEARN], fhs[NLEARN];
@@ -57,15 +63,31 @@ static void write_at(int dirfd, const char *name, const char *text)
 	close(fd);
 }
 
-static void cleanup(void)
+static void cleanup(void);
+
+static bool has_canary(const uint8_t *p, size_t n)
 {
-	if (top[0])
-		rm_rf(top);
+	for (size_t i = 0; i + CANARY_LEN <= n; i++) {
+		size_t k = 0;
+		while (k < CANARY_LEN && p[i + k] == (uint8_t)canary[k])
+			k++;
+		if (k == CANARY_LEN)
+			return true;
+	}
+	return false;
 }
 
 /* The temp directory: outside/secret (the canary) and, per input, a fresh share/. */
 static void make_top(void)
 {
+	uint8_t rnd[CANARY_LEN / 2];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd))
+		die("/dev/urandom");
+	close(fd);
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(canary + 2 * i, 3, "%02x", rnd[i]);
 	snprintf(top, sizeof(top), "/tmp/fuzz-fs.XXXXXX");
 	if (!mkdtemp(top))
 		die("mkdtemp");
@@ -74,7 +96,7 @@ static void make_top(void)
 	if (top_fd < 0 || mkdirat(top_fd, "outside", 0755) < 0)
 		die("top");
 	int out = openat(top_fd, "outside", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	write_at(out, "secret", CANARY);
+	write_at(out, "secret", canary);
 	close(out);
 }
 
@@ -103,6 +125,13 @@ static void unlock_tree(int dirfd, const char *name, int depth)
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 			unlock_tree(fd, e->d_name, depth - 1);
 	closedir(d);
+}
+
+static void cleanup(void)
+{
+	if (top_fd >= 0)
+		unlock_tree(top_fd, "share", RM_MAX_DEPTH);
+	rm_rf(top);
 }
 
 static void make_share(void)
@@ -163,7 +192,7 @@ static void check_outside(void)
 	if (!dir_is(p, out_names))
 		die("the outside folder changed");
 	snprintf(p, sizeof(p), "%s/outside/secret", top);
-	if (read_file_str(p, 256, &s) < 0 || strcmp(s, CANARY))
+	if (read_file_str(p, 256, &s) < 0 || strcmp(s, canary))
 		die("the outside file changed");
 	free(s);
 }
@@ -214,7 +243,7 @@ static void send_one(struct fs_share *s, struct buf *out, const uint8_t *req_byt
 		die("reply header");
 	if (oh.error > 0 || oh.error < -4095 || (oh.error && oh.len != sizeof(oh)))
 		die("reply error");
-	if (memmem(buf_head(out), buf_used(out), CANARY, strlen(CANARY)))
+	if (!input_has_canary && has_canary(buf_head(out), buf_used(out)))
 		die("the outside file was read");
 	if (!oh.error)
 		learn(h->opcode, buf_head(out) + sizeof(oh), oh.len - sizeof(oh));
@@ -245,6 +274,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (top_fd < 0)
 		make_top();
+	input_has_canary = has_canary(data, size);
 	make_share();
 	snprintf(share, sizeof(share), "%s/share", top);
 	if (fs_share_open(share, &o, &s) < 0)
