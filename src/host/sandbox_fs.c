@@ -207,7 +207,7 @@ static void fss_end(struct fs_stream *x, int err)
 	struct mux_stream *s = x->s;
 	warn("host folder %s: closing the guest's connection (%s)",
 	     x->sb->cfg.mounts[x->index].guest, strerror(err));
-	s->user = NULL; /* the frames still in flight are drained by sbfs_on_frame */
+	s->user = NULL; /* the frames still in flight are drained by fs_on_frame */
 	fss_free(x);
 	mux_close(&x->sb->fs->mux, s, (uint32_t)err);
 }

@@ -48,14 +48,20 @@ ran
 }
 
 # cat splices from the file into its output pipe while the agent reads that pipe: the relay
-# must not wait behind the agent (the reason it is a process of its own).
+# must not wait behind the agent (the reason it is a process of its own). This hung before.
 t_cat_and_read_of_big_files() {
 	local d=$T_OUT/big
 	mkdir -p "$d"
 	head -c 3000000 /dev/urandom >"$d/blob"
-	ml run --rootfs "$ROOTFS" -v "$d:/work:ro" -- sh -c 'cat /work/blob | sha256sum | cut -c1-64'
+	# Then four readers at once: many requests in flight on one stream.
+	ml run --rootfs "$ROOTFS" -v "$d:/work:ro" -- sh -c 'cat /work/blob | sha256sum | cut -c1-64
+		for i in 1 2 3 4; do (cat /work/blob | sha256sum | cut -c1-64 >/tmp/h$i) & done; wait
+		cat /tmp/h1 /tmp/h2 /tmp/h3 /tmp/h4 | uniq -c'
 	expect_eq "status ($ERR)" "$RC" 0
-	expect_eq "content through cat" "$OUT" "$(sha256sum <"$d/blob" | cut -c1-64)"
+	local want
+	want=$(sha256sum <"$d/blob" | cut -c1-64)
+	expect_eq "content through cat, alone and four at once" "$(printf '%s\n' "$OUT" | tr -s ' ')" "$want
+ 4 $want"
 }
 
 t_ro_refuses_writes() {
