@@ -68,7 +68,8 @@ t_ro_refuses_writes() {
 	local d=$T_OUT/ro before
 	make_tree "$d"
 	before=$(tree_hash "$d")
-	ml run --rootfs "$ROOTFS" -v "$d:/w:ro" -- sh -c '
+	# HOST:MODE: the workspace, moved by --workspace.
+	ml run --rootfs "$ROOTFS" --workspace /w -v "$d:ro" -- sh -c '
 		cat /w/a.txt
 		for op in "echo x >/w/a.txt" "echo x >/w/new" "mkdir /w/d" "rm /w/a.txt" \
 			"chmod 600 /w/a.txt" "mv /w/a.txt /w/b" "ln -s x /w/l" "touch /w/a.txt"; do
