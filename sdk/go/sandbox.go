@@ -1,5 +1,7 @@
 package sdk
 
+import "path/filepath"
+
 // Sandbox describes a sandbox to launch; build it with New and chained calls:
 //
 //	sb := sdk.New("build/rootfs-busybox").WithMemory(256).WithEnv("A", "1")
@@ -17,6 +19,18 @@ type Sandbox struct {
 	hostname     string
 	imageConfig  map[string]any
 	portForwards []PortForward
+	mounts       []Mount
+}
+
+// Mount shows a host folder in the sandbox (`matchlock run -v HOST:GUEST:MODE`). Mode is
+// "overlay" (the default: the sandbox writes its own copy, the host folder stays byte-for-byte
+// unchanged), "rw" (writes go to the host folder) or "ro" (writes fail with EROFS); Guest
+// defaults to /workspace. The server judges the values (an existing directory, an absolute
+// guest path, ...).
+type Mount struct {
+	Host  string `json:"host"`
+	Guest string `json:"guest,omitempty"`
+	Mode  string `json:"mode,omitempty"`
 }
 
 type secret struct {
@@ -107,6 +121,20 @@ func (s *Sandbox) WithPortForward(localPort, remotePort int) *Sandbox {
 	return s
 }
 
+// WithMounts adds host folders (see Mount), in order.
+func (s *Sandbox) WithMounts(mounts ...Mount) *Sandbox {
+	s.mounts = append(s.mounts, mounts...)
+	return s
+}
+
+// WithMount shows host folder host at guest ("" for /workspace) with mode ("" for overlay).
+func (s *Sandbox) WithMount(host, guest, mode string) *Sandbox {
+	return s.WithMounts(Mount{Host: host, Guest: guest, Mode: mode})
+}
+
+// Mounts returns the host folders, in order.
+func (s *Sandbox) Mounts() []Mount { return append([]Mount{}, s.mounts...) }
+
 // CreateParams returns the params of the create request, as spec/rpc.md defines them.
 func (s *Sandbox) CreateParams() map[string]any {
 	p := map[string]any{"image": s.image}
@@ -156,6 +184,25 @@ func (s *Sandbox) CreateParams() map[string]any {
 			ic[k] = v
 		}
 		p["image_config"] = ic
+	}
+	if len(s.mounts) > 0 {
+		ms := []map[string]string{}
+		for _, m := range s.mounts {
+			// The server's working directory is ours, but say exactly which folder is meant.
+			host, err := filepath.Abs(m.Host)
+			if err != nil || m.Host == "" {
+				host = m.Host
+			}
+			e := map[string]string{"host": host}
+			if m.Guest != "" {
+				e["guest"] = m.Guest
+			}
+			if m.Mode != "" {
+				e["mode"] = m.Mode
+			}
+			ms = append(ms, e)
+		}
+		p["mounts"] = ms
 	}
 	return p
 }

@@ -554,3 +554,52 @@ func TestCapsAndNonUTF8(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestMountParams(t *testing.T) {
+	p := New("/img").WithMount("/h", "", "").WithMounts(Mount{Host: "/r", Guest: "/r", Mode: "ro"}).CreateParams()
+	want := []map[string]string{{"host": "/h"}, {"host": "/r", "guest": "/r", "mode": "ro"}}
+	if !reflect.DeepEqual(p["mounts"], want) {
+		t.Fatalf("mounts: %#v", p["mounts"])
+	}
+}
+
+// Host folders: a rw and an overlay mount (at the workspace) of fresh folders in one sandbox.
+func TestMounts(t *testing.T) {
+	rw, ov := t.TempDir(), t.TempDir()
+	for _, d := range []string{rw, ov} {
+		if err := os.WriteFile(filepath.Join(d, "f.txt"), []byte("host\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cx := ctx(t)
+	if _, err := c.Launch(cx, New(image).WithMount(rw, "/rw", "rw").WithMounts(Mount{Host: ov})); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Exec(cx, Shell("cat /rw/f.txt && echo guest >/rw/new && chmod 600 /rw/new && echo x >/workspace/f.txt && cat /workspace/f.txt"))
+	if err != nil || r.ExitCode != 0 || string(r.Stdout) != "host\nx\n" {
+		t.Fatalf("exec: %v %+v", err, r)
+	}
+	if b, err := os.ReadFile(filepath.Join(rw, "new")); err != nil || string(b) != "guest\n" {
+		t.Fatalf("rw write on the host: %q %v", b, err)
+	}
+	if st, err := os.Stat(filepath.Join(rw, "new")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("rw mode on the host: %v %v", st, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(ov, "f.txt")); err != nil || string(b) != "host\n" {
+		t.Fatalf("overlay changed the host: %q %v", b, err)
+	}
+	c2, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.Launch(cx, New(image).WithMount(rw, "/proc", "")); !IsCode(err, CodeParams) ||
+		!strings.Contains(err.Error(), "guest path /proc: reserved") {
+		t.Fatalf("mount over /proc: %v", err)
+	}
+}

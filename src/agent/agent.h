@@ -21,7 +21,8 @@ enum agent_stream_owner {
 	AGENT_STREAM_NONE,
 	AGENT_STREAM_EXEC,
 	AGENT_STREAM_FILES,
-	AGENT_STREAM_NET
+	AGENT_STREAM_NET,
+	AGENT_STREAM_FS /* only in the file-service relay (fuse.c) */
 };
 
 static inline void agent_stream_own(struct mux_stream *s, enum agent_stream_owner owner, void *obj)
@@ -43,6 +44,10 @@ extern struct agent agent;
 
 /* main.c */
 void agent_link_wants_write(void);
+/* Open the virtio-serial port QEMU named port_name (non-blocking): fd or -errno. */
+int agent_open_port(const char *port_name);
+/* The config is applied: CTL_READY, or CTL_ERROR with error (one line) when not NULL. */
+void agent_config_done(const char *error);
 
 /* mount.c: build the sandbox root and pseudo-filesystems; -errno with a console message. */
 int mount_root(void);
@@ -57,6 +62,14 @@ void cgroup_enter_sandbox(void);
 int files_open(struct mux_stream *s, uint16_t svc, struct rd *body);
 int files_on_frame(struct mux_stream *s, const struct mux_frame *f);
 void files_resume_all(void);
+
+/*
+ * fuse.c: host folders (SVC_FS), relayed by a process of its own. At CONFIG: fuse_config_add
+ * for each T_MOUNT, then fuse_start: 0 nothing to mount, 1 mounting (agent_config_done
+ * follows), -errno with err.
+ */
+int fuse_config_add(struct rd *v);
+int fuse_start(char *err, size_t errn);
 
 /* exec.c */
 int exec_open(struct mux_stream *s, struct rd *req);

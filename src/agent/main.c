@@ -115,11 +115,28 @@ static void reseed(struct rd *v)
 
 #define MAX_HOSTS_LINES 64
 
+void agent_config_done(const char *error)
+{
+	struct buf b = { 0 };
+	if (error) {
+		error("%s", error);
+		buf_put_u16(&b, CTL_ERROR);
+		msg_put_u32(&b, T_ERRNO, EIO);
+		msg_put_str(&b, T_MESSAGE, error);
+	} else {
+		buf_put_u16(&b, CTL_READY);
+	}
+	mux_send_msg(&agent.mux, 0, &b);
+	buf_fini(&b);
+	agent_link_wants_write();
+}
+
 static void apply_config(struct rd *r)
 {
 	uint16_t tag;
 	struct rd v;
 	uint8_t net_on = 0;
+	bool bad_mount = false;
 	char *hosts[MAX_HOSTS_LINES];
 	size_t nhosts = 0;
 	while (msg_next(r, &tag, &v) > 0) {
@@ -135,6 +152,10 @@ static void apply_config(struct rd *r)
 				hosts[nhosts++] = h;
 			else
 				free(h);
+			continue;
+		}
+		if (tag == T_MOUNT) {
+			bad_mount |= fuse_config_add(&v) < 0;
 			continue;
 		}
 		if (tag == T_CA_PEM) {
@@ -170,11 +191,13 @@ static void apply_config(struct rd *r)
 		warn("network setup failed: the sandbox has no network");
 	for (size_t i = 0; i < nhosts; i++)
 		free(hosts[i]);
-	struct buf b = { 0 };
-	buf_put_u16(&b, CTL_READY);
-	mux_send_msg(&agent.mux, 0, &b);
-	buf_fini(&b);
-	agent_link_wants_write();
+	/* Last: processes may start once we are ready, and they expect their folders. */
+	char err[300];
+	int k = bad_mount ? -EINVAL : fuse_start(err, sizeof(err));
+	if (bad_mount)
+		agent_config_done("host folders: a malformed mount in the configuration");
+	else if (k <= 0)
+		agent_config_done(k < 0 ? err : NULL);
 }
 
 /*
@@ -236,8 +259,7 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 	}
 }
 
-/* Find the virtio-serial port by the name QEMU gave it. */
-static int open_link(void)
+int agent_open_port(const char *port_name)
 {
 	/* The port appears with the virtio driver, its name a moment later: poll briefly. */
 	for (int tries = 0; tries < 5000; tries++) {
@@ -250,7 +272,7 @@ static int open_link(void)
 			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
 			if (read_file_str(path, 64, &name) < 0)
 				continue;
-			bool match = !strncmp(name, LINK_NAME, strlen(LINK_NAME));
+			bool match = !strncmp(name, port_name, strlen(port_name));
 			free(name);
 			if (!match)
 				continue;
@@ -265,7 +287,7 @@ static int open_link(void)
 			closedir(d);
 		usleep(1000);
 	}
-	error("no virtio port named %s", LINK_NAME);
+	error("no virtio port named %s", port_name);
 	return -ENODEV;
 }
 
@@ -331,7 +353,7 @@ int main(void)
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
 	int r = loop_init(&agent.loop);
-	agent.link_fd = open_link();
+	agent.link_fd = agent_open_port(LINK_NAME);
 	if (agent.link_fd < 0 || sfd < 0 || r < 0)
 		power_off();
 	mux_init(&agent.mux, MUX_SIDE_GUEST, on_frame, NULL);

@@ -50,6 +50,10 @@ static const char run_usage[] =
     "      --timeout S        kill the command after S seconds and exit 124\n"
     "      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
     "      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
+    "  -v, --volume HOST[:GUEST][:MODE]  show host folder HOST at GUEST (default: the\n"
+    "                         workspace); MODE overlay (default: the sandbox writes its own\n"
+    "                         copy, HOST stays unchanged), rw (writes go to HOST) or ro\n"
+    "      --workspace GUEST  the guest path of a -v without one (default /workspace)\n"
     "  -d, --detach           start the sandbox (and COMMAND, if given, in the background),\n"
     "                         print its ID and return; it runs until 'matchlock kill ID'\n"
     "      --rm[=BOOL]        remove the sandbox when it stops (default: true, false with -d)\n"
@@ -72,6 +76,9 @@ struct run_opts {
 	struct sandbox_spec spec;
 	bool interactive, tty;
 	struct env env_flags; /* -e, put on top of the --env-file layers */
+	const char *volumes[SPEC_MAX_MOUNTS]; /* -v as given, split once --workspace is known */
+	unsigned nvolumes;
+	const char *workspace;
 };
 
 /*
@@ -153,8 +160,41 @@ enum {
 	OPT_SECRET,
 	OPT_SECRET_FILE,
 	OPT_UPSTREAM_CA,
-	OPT_DISK_SIZE
+	OPT_DISK_SIZE,
+	OPT_WORKSPACE
 };
+
+/*
+ * -v HOST[:GUEST][:MODE] into a spec mount. Split at the colons from the right: three or more
+ * parts are HOST:GUEST:MODE (HOST may hold colons), two are HOST:MODE when the second names a
+ * mode, else HOST:GUEST; a missing or empty GUEST is the workspace. Whether the parts are
+ * acceptable is the validator's call. -ENOMEM.
+ */
+static int volume_split(const char *arg, const char *workspace, struct spec_mount *m)
+{
+	char *a = strdup(arg);
+	if (!a)
+		return -ENOMEM;
+	char *mode = NULL, *guest = NULL, *c = strrchr(a, ':');
+	if (c) {
+		*c = 0;
+		char *c2 = strrchr(a, ':');
+		if (c2) {
+			*c2 = 0;
+			guest = c2 + 1;
+			mode = c + 1;
+		} else if (sandbox_mount_mode_parse(c + 1) >= 0) {
+			mode = c + 1;
+		} else {
+			guest = c + 1;
+		}
+	}
+	int k = spec_strdup(&m->host, a);
+	k = k ?: spec_strdup(&m->guest, guest && *guest ? guest : workspace);
+	k = k ?: spec_strdup(&m->mode, mode);
+	free(a);
+	return k;
+}
 
 /* One flag into the spec (or the attach options). Returns 0, 1 for --help, or -errno with err. */
 static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, size_t errn)
@@ -208,11 +248,15 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 		sp->has_disk_size = true;
 		return parse_count("--disk-size", arg, &sp->disk_size_mb, err, errn);
 	case 'v':
-		if (sp->nmounts >= SPEC_MAX_MOUNTS) {
+		if (o->nvolumes >= SPEC_MAX_MOUNTS) {
 			snprintf(err, errn, "too many -v flags (at most %d)", SPEC_MAX_MOUNTS);
 			return -EINVAL;
 		}
-		return spec_strdup(&sp->mounts[sp->nmounts++], arg);
+		o->volumes[o->nvolumes++] = arg;
+		return 0;
+	case OPT_WORKSPACE:
+		o->workspace = arg;
+		return 0;
 	case OPT_ACCEL:
 		return spec_strdup(&sp->accel, arg);
 	case OPT_RM: {
@@ -321,6 +365,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		{ "address", required_argument, NULL, OPT_ADDRESS },
 		{ "no-snapshot", no_argument, NULL, OPT_NO_SNAPSHOT },
 		{ "volume", required_argument, NULL, 'v' },
+		{ "workspace", required_argument, NULL, OPT_WORKSPACE },
 		{ "disk-size", required_argument, NULL, OPT_DISK_SIZE },
 		{ 0 },
 	};
@@ -364,6 +409,14 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		snprintf(err, errn, "-e %.64s: %s", env_vector(&o->env_flags)[bad],
 			 env_strerror(k));
 		return -EINVAL;
+	}
+	for (unsigned i = 0; i < o->nvolumes; i++) {
+		if (volume_split(o->volumes[i], o->workspace ? o->workspace : SPEC_WORKSPACE,
+				 &o->spec.mounts[i]) < 0) {
+			snprintf(err, errn, "out of memory");
+			return -ENOMEM;
+		}
+		o->spec.nmounts = i + 1;
 	}
 	if (!(o->spec.cmd = spec_strv_dup(argv + optind))) {
 		snprintf(err, errn, "out of memory");

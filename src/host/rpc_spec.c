@@ -175,6 +175,37 @@ static bool strings_ok(json_t *arr, const char *what, char *err, size_t errn)
 	return true;
 }
 
+/* mounts: [{host, guest?, mode?}], strings; what they name is sandbox_spec_check's. */
+static int mounts_check(json_t *arr, char *err, size_t errn)
+{
+	static const char *const mount[] = { "host", "guest", "mode", NULL };
+	char where[64];
+	size_t i;
+	json_t *v;
+	if (arr && !json_is_array(arr)) {
+		snprintf(err, errn, "mounts must be an array of {host, guest, mode}");
+		return -EINVAL;
+	}
+	if (json_array_size(arr) > SPEC_MAX_MOUNTS) {
+		snprintf(err, errn, "mounts: at most %d host folders", SPEC_MAX_MOUNTS);
+		return -EINVAL;
+	}
+	json_array_foreach(arr, i, v)
+	{
+		snprintf(where, sizeof(where), "mounts[%zu]", i);
+		if (!json_is_object(v)) {
+			snprintf(err, errn, "%s must be an object {host, guest, mode}", where);
+			return -EINVAL;
+		}
+		if (rpc_spec_keys_known(v, where, mount, err, errn) < 0 ||
+		    !field_ok(v, where, "host", is_str, "a string", err, errn) ||
+		    !field_ok(v, where, "guest", is_str, "a string", err, errn) ||
+		    !field_ok(v, where, "mode", is_str, "a string", err, errn))
+			return -EINVAL;
+	}
+	return 0;
+}
+
 /*
  * create's params, checked for shape before they become a spec. Every field the server does not
  * know (vfs, privileged, dns_servers, mtu, intercept, a secret's placeholder, ...) is refused by
@@ -184,9 +215,10 @@ static bool strings_ok(json_t *arr, const char *what, char *err, size_t errn)
  */
 static int create_check(json_t *p, char *err, size_t errn)
 {
-	static const char *const top[] = { "image",   "env",	      "resources",
-					   "network", "image_config", "launch_entrypoint",
-					   NULL };
+	static const char *const top[] = { "image",	   "env",
+					   "resources",	   "network",
+					   "image_config", "launch_entrypoint",
+					   "mounts",	   NULL };
 	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb",
 						 "timeout_seconds", NULL };
 	static const char *const network[] = {
@@ -251,6 +283,8 @@ static int create_check(json_t *p, char *err, size_t errn)
 		if (rpc_spec_keys_known(v, where, secret, err, errn) < 0)
 			return -EINVAL;
 	}
+	if (mounts_check(json_object_get(p, "mounts"), err, errn) < 0)
+		return -EINVAL;
 	if (!field_ok(ic, "image_config", "user", is_str, "a string", err, errn) ||
 	    !field_ok(ic, "image_config", "working_dir", is_str, "a string", err, errn) ||
 	    !field_ok(ic, "image_config", "entrypoint", is_arr, "an array of strings", err, errn) ||
@@ -321,6 +355,21 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 				  errn)) < 0 ||
 	    (k = rpc_spec_env_put(&sp->env, json_object_get(p, "env"), "env", err, errn)) < 0)
 		return k == -ENOMEM ? k : -EINVAL;
+	/* A mount without a guest path goes to the workspace, as `run -v HOST` does. */
+	size_t i;
+	json_array_foreach(json_object_get(p, "mounts"), i, v)
+	{
+		struct spec_mount *m = &sp->mounts[i];
+		const char *guest = json_string_value(json_object_get(v, "guest"));
+		k = spec_strdup(&m->host, json_string_value(json_object_get(v, "host")));
+		k = k ?: spec_strdup(&m->guest, guest ? guest : SPEC_WORKSPACE);
+		k = k ?: spec_strdup(&m->mode, json_string_value(json_object_get(v, "mode")));
+		sp->nmounts = (unsigned)i + 1;
+		if (k < 0) {
+			snprintf(err, errn, "out of memory");
+			return k;
+		}
+	}
 	if (rpc_policy_from(sp->policy, net, err, errn) < 0 ||
 	    rpc_secrets_from(sp->secrets, json_object_get(net, "secrets"), err, errn) < 0)
 		return -EINVAL;

@@ -181,6 +181,8 @@ static void sb_send_config(struct sandbox *sb)
 		warn("--add-host: too many names");
 	if (sb->mitm)
 		msg_put_str(&b, T_CA_PEM, mitm_ca_pem(sb->mitm));
+	if (sbfs_put_config(sb, &b) < 0)
+		b.bad = true;
 	sb_send_ctl(sb, 0, &b);
 	explicit_bzero(b.p, b.cap);
 	buf_fini(&b);
@@ -242,7 +244,7 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 		if (egress_on_dns(sb->egress, &r) < 0)
 			debug("network: malformed DNS message from the guest dropped");
 	} else if (type == CTL_ERROR) {
-		char msg[200] = "unknown error";
+		char msg[300] = "unknown error";
 		while (msg_next(&r, &tag, &v) > 0) {
 			char *s = NULL;
 			if (tag == T_MESSAGE && msg_dup_str(&v, sizeof(msg) - 1, &s) == 0) {
@@ -250,7 +252,11 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 				free(s);
 			}
 		}
-		sb_fail(sb, "guest agent failed: %s", msg);
+		/* Refusing the config (a mount failed) is the sandbox's spec, not the template. */
+		sb->config_refused = sb->state == SB_CONFIGURING;
+		if (sb->config_refused)
+			sb->fail_errno = EINVAL;
+		sb_fail(sb, "%s%s", sb->config_refused ? "" : "guest agent failed: ", msg);
 	} else {
 		/* Out-of-order hello/ready: a confused or hostile guest. */
 		return -EPROTO;
@@ -408,6 +414,7 @@ static void sb_free(struct sandbox *sb)
 		sb->t.stopped = now_ns();
 	}
 	exec_fail_all(sb);
+	sbfs_free(sb);
 	struct timer *ts[] = { &sb->trim_timer, &sb->boot_timer, &sb->resume_timer,
 			       &sb->stop_timer };
 	for (size_t i = 0; i < ARRAY_SIZE(ts); i++)
@@ -482,7 +489,7 @@ static void sb_boot_failed(struct sandbox *sb, char *err, size_t errn)
 {
 	char con_msg[400];
 	console_summary(sb, con_msg, sizeof(con_msg));
-	if (sb->qerr_len && sb->fail_errno != ECANCELED) {
+	if (sb->qerr_len && sb->fail_errno != ECANCELED && sb->fail_errno != EINVAL) {
 		sb->qerr[sb->qerr_len] = 0;
 		sb->qerr[strcspn(sb->qerr, "\n")] = 0;
 		snprintf(err, errn, "QEMU failed: %s", sb->qerr);
@@ -528,8 +535,13 @@ static void sb_on_boot_timer(struct timer *t)
 	sb_boot_failed(sb, err, sizeof(err));
 	sandbox_booted_fn fn = sb->booted;
 	void *opaque = sb->booted_opaque;
-	/* Whatever went wrong after a restore, the template is suspect: the caller boots cold. */
-	int e = sb->t.restored && sb->fail_errno != ECANCELED ? ESTALE : sb->fail_errno;
+	/*
+	 * Whatever went wrong after a restore, the template is suspect and the caller boots cold;
+	 * unless the guest refused the sandbox's own config or the boot was cancelled.
+	 */
+	int e = sb->t.restored && sb->fail_errno != ECANCELED && sb->fail_errno != EINVAL
+		    ? ESTALE
+		    : sb->fail_errno;
 	sb->booted = NULL;
 	sb_free(sb);
 	fn(NULL, -e, err, opaque);
@@ -622,6 +634,8 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 		/* err says why */
 	} else if (!(sb->egress = egress_new(l, &sb->mux, sb->cfg.policy, sb->mitm, &eops, sb))) {
 		snprintf(err, errn, "setting up the egress engine: %s", strerror(errno));
+	} else if (sbfs_open(sb, err, errn) < 0) {
+		/* err says why */
 	} else if (!(sb->log = log_file_open(path, LOG_FILE_CAP))) {
 		snprintf(err, errn, "cannot create %s: %s", path, strerror(errno));
 	} else {
@@ -663,6 +677,7 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 		.stderr_fd = qerr[1],
 		.qmp_fd = qmp[1],
 		.incoming_fd = -1,
+		.fs_fd = sbfs_vmm_fd(sb),
 	};
 	if (c->template_path) {
 		incoming = open(c->template_path, O_RDONLY | O_CLOEXEC);
@@ -685,6 +700,7 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 	for (size_t i = 0; i < ARRAY_SIZE(ws); i++)
 		loop_watch(sb->loop, ws[i], EPOLLIN);
 	debug("sandbox %s: QEMU pid %d", c->id, sb->qemu_pid);
+	sbfs_start(sb);
 	r = 0;
 out:
 	for (int i = 0; i < 2; i++) {

@@ -23,6 +23,25 @@
 struct sandbox;
 struct sandbox_exec;
 
+/* How the guest sees a host folder (the spelling is the CLI's and the RPC's). */
+enum sandbox_mount_mode {
+	MOUNT_OVERLAY, /* the default: copy-on-write in the guest, the host folder unchanged */
+	MOUNT_RW, /* writes go through to the host folder */
+	MOUNT_RO, /* writes fail with EROFS */
+	MOUNT_MODE_END
+};
+extern const char *const sandbox_mount_mode_names[MOUNT_MODE_END]; /* "overlay", "rw", "ro" */
+/* The mode named s, or -EINVAL. */
+int sandbox_mount_mode_parse(const char *s);
+
+#define SANDBOX_MAX_MOUNTS 16 /* host folders per sandbox */
+
+struct sandbox_mount {
+	const char *host; /* an absolute path to a directory */
+	const char *guest; /* absolute and normalised */
+	enum sandbox_mount_mode mode;
+};
+
 struct sandbox_config {
 	const char *id;
 	const char *state_dir; /* per-sandbox directory (0700) holding the log */
@@ -52,6 +71,12 @@ struct sandbox_config {
 	const struct secrets *secrets;
 	/* Extra CA files (PEM) the proxy trusts upstream, NULL-terminated; may be NULL. */
 	char *const *upstream_ca;
+	/*
+	 * Host folders (the caller's, checked by sandbox_spec_check; must outlive the sandbox):
+	 * each is opened at boot and served to the guest by the file service (sandbox_fs.c).
+	 */
+	const struct sandbox_mount *mounts;
+	unsigned nmounts;
 };
 
 /* Phase timestamps (monotonic ns on the host; guest values are guest CLOCK_BOOTTIME). */
@@ -67,7 +92,8 @@ struct sandbox_times {
  * started). booted() follows once, from the loop: r == 0 with sb when the agent is ready; else
  * sb is NULL (the VM is gone, nothing is left running), why is a one-line reason and r is
  * -ETIMEDOUT (the guest never answered), -ECANCELED (sandbox_boot_cancel), -ESTALE (restoring
- * the template failed: the caller may delete it and boot cold) or -EIO.
+ * the template failed: the caller may delete it and boot cold), -EINVAL (the guest could not
+ * apply its config: a host folder could not be mounted) or -EIO.
  */
 typedef void (*sandbox_booted_fn)(struct sandbox *sb, int r, const char *why, void *opaque);
 struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,

@@ -54,6 +54,8 @@ struct sandbox {
 	struct egress *egress; /* guest-opened streams (even ids) and DNS */
 	struct mitm *mitm; /* the sandbox CA and TLS interception; NULL with --no-network */
 	struct sandbox_times t;
+	bool config_refused; /* the guest answered CTL_CONFIG with CTL_ERROR (a mount failed) */
+	struct sb_fs *fs; /* host folders: shares and their streams (sandbox_fs.c); may be NULL */
 	struct log_file *log; /* <state_dir>/log: the console, QEMU's messages, ours */
 	/* The boot in progress (until booted() is called; sandbox.c explains the states). */
 	sandbox_booted_fn booted;
@@ -62,7 +64,7 @@ struct sandbox {
 	struct timer boot_timer; /* the deadline, and how the end is reported */
 	struct timer resume_timer; /* ask a QEMU still loading the template again */
 	struct snapshot_resume resume;
-	int fail_errno; /* how the boot failed: EIO, ETIMEDOUT, ESTALE, ECANCELED */
+	int fail_errno; /* how the boot failed: EIO, ETIMEDOUT, ESTALE, ECANCELED, EINVAL */
 	/* The stop in progress. */
 	sandbox_stopped_fn stopped;
 	void *stopped_opaque;
@@ -74,6 +76,17 @@ void sb_fail(struct sandbox *sb, const char *fmt, ...) __attribute__((format(pri
 /* Queue a CTL frame whose payload (u16 type + TLVs) is in b. */
 void sb_send_ctl(struct sandbox *sb, uint32_t stream, struct buf *b);
 void sb_flush_link(struct sandbox *sb);
+
+/*
+ * sandbox_fs.c: host folders, served on a link of their own. sbfs_open before the VM (shares
+ * and the link: -errno with err), the VMM gets sbfs_vmm_fd, sbfs_start once it is spawned.
+ */
+int sbfs_open(struct sandbox *sb, char *err, size_t errn);
+int sbfs_vmm_fd(const struct sandbox *sb);
+void sbfs_start(struct sandbox *sb);
+/* CTL_CONFIG's T_MOUNT entries. */
+int sbfs_put_config(const struct sandbox *sb, struct buf *b);
+void sbfs_free(struct sandbox *sb);
 
 /* sandbox_exec.c */
 int exec_on_frame(struct sandbox *sb, struct mux_stream *s, const struct mux_frame *f);

@@ -92,8 +92,11 @@ void sandbox_spec_fini(struct sandbox_spec *spec)
 	for (unsigned i = 0; i < spec->nupstream_ca; i++)
 		free(spec->upstream_ca[i]);
 	free(spec->address);
-	for (unsigned i = 0; i < spec->nmounts; i++)
-		free(spec->mounts[i]);
+	for (unsigned i = 0; i < spec->nmounts; i++) {
+		free(spec->mounts[i].host);
+		free(spec->mounts[i].guest);
+		free(spec->mounts[i].mode);
+	}
 	free(spec->accel);
 	memset(spec, 0, sizeof(*spec));
 }
@@ -115,7 +118,10 @@ static const struct spec_field F_ROOTFS = { "--rootfs", "image" };
 static const struct spec_field F_SECRETS = { "--secret with --no-network",
 					     "network.secrets with network.no_network" };
 static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", NULL };
-static const struct spec_field F_MOUNTS = { "--volume", NULL };
+static const struct spec_field F_MOUNTS = { "-v", "mounts" };
+static const struct spec_field F_MOUNT_HOST = { "-v HOST:GUEST", "mounts[].host" };
+static const struct spec_field F_MOUNT_GUEST = { "-v HOST:GUEST", "mounts[].guest" };
+static const struct spec_field F_MOUNT_MODE = { "-v HOST:GUEST:MODE", "mounts[].mode" };
 static const struct spec_field F_ACCEL = { "--accel", "MATCHLOCK_ACCEL" };
 static const struct spec_field F_ROOTFS_IMAGE = { "--rootfs with --image", NULL };
 
@@ -144,6 +150,114 @@ static bool hostname_ok(const char *h)
 	       strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") == n;
 }
 
+/* Absolute, and nothing to normalise: no empty, "." or ".." component, no trailing '/'. */
+static bool guest_path_normal(const char *p)
+{
+	if (p[0] != '/')
+		return false;
+	for (const char *c = p + 1;;) {
+		size_t n = strcspn(c, "/");
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		if (!c[n])
+			return true;
+		c += n + 1;
+	}
+}
+
+/* Is p at or under dir (both normalised)? */
+static bool path_under(const char *p, const char *dir)
+{
+	size_t n = strlen(dir);
+	return !strncmp(p, dir, n) && (p[n] == 0 || p[n] == '/');
+}
+
+/*
+ * Guest paths the sandbox needs for itself: the pseudo-filesystems, and /run/matchlock where
+ * overlay mounts keep their layers (so /run itself, which would hide it, too).
+ */
+static bool guest_path_reserved(const char *p)
+{
+	static const char *const reserved[] = { "/proc", "/dev", "/sys", "/run/matchlock" };
+	for (size_t i = 0; i < ARRAY_SIZE(reserved); i++)
+		if (path_under(p, reserved[i]))
+			return true;
+	return !strcmp(p, "/run");
+}
+
+static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
+{
+	struct stat st;
+	if (s->nmounts > SPEC_MAX_MOUNTS)
+		return refuse(err, errn, &F_MOUNTS, "%u host folders: at most %d", s->nmounts,
+			      SPEC_MAX_MOUNTS);
+	for (unsigned i = 0; i < s->nmounts; i++) {
+		const struct spec_mount *m = &s->mounts[i];
+		if (!m->host || !*m->host)
+			return refuse(err, errn, &F_MOUNT_HOST, "mount %u: no host folder given",
+				      i);
+		if (stat(m->host, &st) < 0)
+			return refuse(err, errn, &F_MOUNT_HOST, "host folder %.256s: %s", m->host,
+				      strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return refuse(err, errn, &F_MOUNT_HOST,
+				      "host folder %.256s: not a directory", m->host);
+		if (!m->guest || !*m->guest)
+			return refuse(err, errn, &F_MOUNT_GUEST,
+				      "host folder %.256s: no guest path given", m->host);
+		if (m->guest[0] != '/')
+			return refuse(
+			    err, errn, &F_MOUNT_GUEST,
+			    "guest path %.256s: expected an absolute path like /workspace",
+			    m->guest);
+		if (!strcmp(m->guest, "/") || guest_path_reserved(m->guest))
+			return refuse(err, errn, &F_MOUNT_GUEST,
+				      "guest path %.256s: reserved (/, /proc, /dev, /sys, /run and "
+				      "/run/matchlock cannot be mounted over)",
+				      m->guest);
+		if (strlen(m->guest) > SPEC_MOUNT_PATH_MAX || !guest_path_normal(m->guest))
+			return refuse(
+			    err, errn, &F_MOUNT_GUEST,
+			    "guest path %.256s: expected a normalised path (no //, . or .. "
+			    "components, no trailing /, at most %d characters)",
+			    m->guest, SPEC_MOUNT_PATH_MAX);
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(s->mounts[j].guest, m->guest))
+				return refuse(err, errn, &F_MOUNT_GUEST,
+					      "guest path %.256s: two host folders mounted on it",
+					      m->guest);
+		if (m->mode && sandbox_mount_mode_parse(m->mode) < 0)
+			return refuse(err, errn, &F_MOUNT_MODE,
+				      "mount mode %.32s: expected ro, rw or overlay", m->mode);
+	}
+	return 0;
+}
+
+/*
+ * The checked mounts as the sandbox takes them: each host folder resolved to an absolute path
+ * now (a relative one means the caller's working directory, whatever happens later).
+ */
+static int session_resolve_mounts(struct session *s, char *err, size_t errn)
+{
+	struct sandbox_spec *sp = &s->spec;
+	for (unsigned i = 0; i < sp->nmounts; i++) {
+		struct spec_mount *m = &sp->mounts[i];
+		char *abs = realpath(m->host, NULL);
+		if (!abs) {
+			snprintf(err, errn, "host folder %.256s: %s", m->host, strerror(errno));
+			return errno == ENOMEM ? -ENOMEM : -EINVAL;
+		}
+		free(m->host);
+		m->host = abs;
+		s->mounts[i] = (struct sandbox_mount){
+			.host = m->host,
+			.guest = m->guest,
+			.mode = m->mode ? sandbox_mount_mode_parse(m->mode) : MOUNT_OVERLAY,
+		};
+	}
+	return 0;
+}
+
 int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
 {
 	struct stat st;
@@ -162,10 +276,8 @@ int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
 		return refuse(err, errn, &F_DISK,
 			      "disk size %lld MB: not supported by this version of matchlock",
 			      s->disk_size_mb);
-	if (s->nmounts)
-		return refuse(err, errn, &F_MOUNTS,
-			      "volume %.200s: not supported by this version of matchlock",
-			      s->mounts[0]);
+	if (mounts_check(s, err, errn) < 0)
+		return -EINVAL;
 	if (s->hostname && !hostname_ok(s->hostname))
 		return refuse(err, errn, &F_HOSTNAME,
 			      "hostname %.64s: use 1-63 letters, digits, '-' or '.'", s->hostname);
@@ -237,7 +349,15 @@ static char *session_config_json(const struct session *s)
 		}
 		jsonw_raw(&b, "]}");
 	}
-	jsonw_raw(&b, "}}");
+	jsonw_raw(&b, "},\"mounts\":[");
+	for (unsigned i = 0; i < sp->nmounts; i++) {
+		jsonw_raw(&b, i ? ",{" : "{");
+		jsonw_kv_str(&b, 1, "host", s->mounts[i].host);
+		jsonw_kv_str(&b, 0, "guest", s->mounts[i].guest);
+		jsonw_kv_str(&b, 0, "mode", sandbox_mount_mode_names[s->mounts[i].mode]);
+		jsonw_raw(&b, "}");
+	}
+	jsonw_raw(&b, "]}");
 	if (buf_put_u8(&b, 0) < 0) {
 		buf_fini(&b);
 		return NULL;
@@ -686,6 +806,8 @@ static void session_boot(struct session *s)
 		.upstream_ca = sp->upstream_ca,
 		.net_event = sp->net_event,
 		.net_opaque = sp->net_opaque,
+		.mounts = s->mounts,
+		.nmounts = sp->nmounts,
 	};
 	if (s->sc.cpu_milli % 1000 == 0)
 		s->sc.cpu_milli = 0; /* whole CPUs need no quota */
@@ -738,6 +860,8 @@ int session_start(struct session *s, struct sandbox_spec *spec, struct loop *l,
 			 POLICY_MAX_RULES);
 		r = -EINVAL;
 	}
+	if (r == 0)
+		r = session_resolve_mounts(s, err, errn);
 	if (r == 0 && sp->lifetime == LIFETIME_DETACHED && !l &&
 	    (r = session_detach(s, err, errn)) == SESSION_DETACHED)
 		return r;

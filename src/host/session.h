@@ -40,7 +40,9 @@
 #define SPEC_MEMORY_MAX_MB 65536
 #define SPEC_TIMEOUT_MAX_S (86400LL * 365)
 #define SPEC_MAX_PUBLISH 16 /* port forwards given at start (more can be added while running) */
-#define SPEC_MAX_MOUNTS 16
+#define SPEC_MAX_MOUNTS SANDBOX_MAX_MOUNTS
+#define SPEC_MOUNT_PATH_MAX 1024 /* a guest path's length */
+#define SPEC_WORKSPACE "/workspace" /* the guest path of a mount given without one */
 
 /* How long a sandbox lives, and so what its timeout means and whether it is removed at the end. */
 enum sandbox_lifetime {
@@ -85,8 +87,13 @@ struct sandbox_spec {
 	struct sandbox_port publish[SPEC_MAX_PUBLISH];
 	unsigned npublish;
 	char *address; /* where publish listens; NULL: 127.0.0.1 */
-	/* Host folders, as given (HOST:GUEST[:MODE]); refused until the workspace issue. */
-	char *mounts[SPEC_MAX_MOUNTS];
+	/*
+	 * Host folders, as given (-v HOST:GUEST[:MODE], mounts[{host, guest, mode}]); the mode
+	 * NULL means overlay. session_start resolves host to an absolute path.
+	 */
+	struct spec_mount {
+		char *host, *guest, *mode;
+	} mounts[SPEC_MAX_MOUNTS];
 	unsigned nmounts;
 	/* The machine. */
 	char *accel; /* auto, kvm or tcg; NULL: auto */
@@ -138,6 +145,7 @@ struct session {
 	} phase;
 	struct launch L; /* L.id and L.dir: the sandbox's identity and directory */
 	struct sandbox_config sc;
+	struct sandbox_mount mounts[SPEC_MAX_MOUNTS]; /* sc.mounts: the spec's, resolved */
 	struct loop *loop; /* the caller's, or own_loop */
 	struct loop own_loop;
 	int sigfd; /* own loop only: SIGINT/TERM/HUP/WINCH (cli_signalfd), else -1 */

@@ -22,9 +22,10 @@
 
 /*
  * Bump when what goes into a template changes. 2: TCG guests boot with tsc_early_khz; a template
- * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz).
+ * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz). 3: a third virtio-serial
+ * port (matchlock.fs): an older template no longer matches the device set.
  */
-#define SNAPSHOT_FORMAT 2
+#define SNAPSHOT_FORMAT 3
 #define QMP_TIMEOUT_MS 5000
 #define MIGRATE_TIMEOUT_MS 30000
 

@@ -25,6 +25,7 @@ struct vmm_config {
 	int stderr_fd; /* where QEMU's own messages go */
 	int qmp_fd; /* our peer's end of the QMP (monitor) socketpair */
 	int incoming_fd; /* a snapshot to restore from (read-only file), or -1 for a cold boot */
+	int fs_fd; /* our peer's end of the file-service link (host folders, sandbox_fs.c) */
 };
 
 /* The guest kernel's command line for an accelerator (part of a snapshot's identity). */

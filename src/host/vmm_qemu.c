@@ -32,6 +32,7 @@
 #define CHILD_CONSOLE_FD 4
 #define CHILD_QMP_FD 5
 #define CHILD_INCOMING_FD 6
+#define CHILD_FS_FD 7
 
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
@@ -170,12 +171,20 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	a->argv[n++] = "-serial";
 	a->argv[n++] = "chardev:con";
 	a->argv[n++] = "-device";
-	a->argv[n++] = "virtio-serial-device,max_ports=2";
+	a->argv[n++] = "virtio-serial-device,max_ports=3";
 	a->argv[n++] = "-chardev";
 	a->argv[n++] = "socket,id=link,fd="
 		       "3";
 	a->argv[n++] = "-device";
 	a->argv[n++] = "virtserialport,chardev=link,name=matchlock.link";
+	/*
+	 * The file service's own port: the guest's FUSE relay must never wait behind the agent,
+	 * which may itself be blocked on a file in a host folder (sandbox_fs.c).
+	 */
+	a->argv[n++] = "-chardev";
+	a->argv[n++] = "socket,id=fs,fd=7";
+	a->argv[n++] = "-device";
+	a->argv[n++] = "virtserialport,chardev=fs,name=matchlock.fs";
 	a->argv[n++] = "-drive";
 	a->argv[n++] = a->drive;
 	a->argv[n++] = "-device";
@@ -195,7 +204,7 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	a->argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 	a->argv[n] = NULL;
 	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4 && CHILD_QMP_FD == 5 &&
-			   CHILD_INCOMING_FD == 6,
+			   CHILD_INCOMING_FD == 6 && CHILD_FS_FD == 7,
 		       "fd numbers in argv");
 
 	return 0;
@@ -220,13 +229,16 @@ static noreturn void qemu_exec(const struct vmm_config *c, const char *const *ar
 	int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, 10);
 	int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, 10) : -1;
 	int errfd = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, 10);
+	int fs = fcntl(c->fs_fd, F_DUPFD_CLOEXEC, 10);
 	int null = open("/dev/null", O_RDWR);
 	if (link < 0 || con < 0 || qmp < 0 || errfd < 0 || null < 0 || dup2(null, 0) < 0 ||
 	    dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
 	    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
-	    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0))
+	    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0) || fs < 0 || dup2(fs, CHILD_FS_FD) < 0)
 		_exit(127);
-	syscall(SYS_close_range, inc >= 0 ? CHILD_INCOMING_FD + 1 : CHILD_QMP_FD + 1, ~0u, 0);
+	if (inc < 0)
+		close(CHILD_INCOMING_FD);
+	syscall(SYS_close_range, CHILD_FS_FD + 1, ~0u, 0);
 	execvpe(argv[0], (char *const *)argv, env);
 	dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
 		argv[0], strerror(errno));

@@ -27,14 +27,29 @@ enum msg_service {
 			  T_SIZE, T_MODE, T_TIME_NS); ends with CTL_EXIT */
 	SVC_PORT, /* host -> guest: T_PORT; a connection to that port on the guest's loopback.
 		     chan IN = bytes to it, OUT = bytes back (port forwarding) */
+	/*
+	 * guest -> host, on the file-service link (the virtio port "matchlock.fs", a mux of its own
+	 * that carries nothing else; agent/fuse.c says why): the FUSE connection of one host-folder
+	 * mount; body T_SHARE (the mount's index in CTL_CONFIG's T_MOUNT list), at most one stream
+	 * per share. chan IN = records `u32 LE length + raw FUSE request` (as read from
+	 * /dev/fuse), chan OUT = records `u32 LE length + raw FUSE reply`; a record is at most
+	 * MSG_FS_MAX_RECORD bytes, a longer one fails the stream. Many requests are in flight at
+	 * once; replies come in any order (the FUSE header's unique matches them). The host closes
+	 * with ENOENT for a share it does not have, EBUSY for one already served.
+	 */
+	SVC_FS,
 };
 
 /* CTL message types (first u16 of a CTL payload). */
 enum msg_ctl {
 	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
 	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_SEED, T_CPU_MILLI, T_NET,
-		       T_HOSTS_LINE, T_CA_PEM */
-	CTL_READY, /* guest -> host on stream 0: config applied */
+		       T_HOSTS_LINE, T_CA_PEM, T_MOUNT */
+	/*
+	 * guest -> host on stream 0: config applied (mounts included). A config the guest cannot
+	 * apply (a mount that failed) is answered with CTL_ERROR instead, T_MESSAGE saying why.
+	 */
+	CTL_READY,
 	CTL_POWEROFF, /* host -> guest on stream 0: stop everything, power off */
 	CTL_ERROR, /* either way: T_ERRNO, T_MESSAGE (stream 0: the link is closing) */
 	CTL_RESIZE, /* host -> guest on an exec stream: T_ROWS, T_COLS */
@@ -83,6 +98,13 @@ enum msg_tag {
 	T_DNS_TAG, /* u32: matches a reply to its query */
 	T_DNS_MSG, /* bytes: a DNS message without the TCP length prefix */
 	T_CA_PEM, /* string in CTL_CONFIG: the sandbox CA certificate (PEM) for the trust stores */
+	/*
+	 * string in CTL_CONFIG, repeated: one host-folder mount, "INDEX MODE GUESTPATH" -- INDEX
+	 * the share's number for SVC_FS (0, 1, ... in order), MODE ro, rw or overlay, GUESTPATH
+	 * absolute and normalised (it may contain spaces: it is the rest of the string).
+	 */
+	T_MOUNT,
+	T_SHARE, /* u32 in SVC_FS's OPEN: the share's index */
 };
 
 /* Where the agent puts the sandbox CA: alone, and with the image's system CAs. */
@@ -90,6 +112,15 @@ enum msg_tag {
 #define GUEST_CA_BUNDLE "/etc/ssl/matchlock-bundle.pem"
 
 #define MSG_MAX_DNS 4096 /* largest DNS message carried over the link */
+
+/*
+ * SVC_FS: the largest FUSE write the guest mounts with (max_write, max_read), and the largest
+ * record either way: one such write (or read reply) plus FUSE's headers, as the kernel sizes
+ * the /dev/fuse read buffer. The host's file server (src/fs/share.h) stays within it.
+ */
+#define MSG_FS_MAX_WRITE (128u * 1024)
+#define MSG_FS_MAX_RECORD (MSG_FS_MAX_WRITE + 4096)
+#define MSG_MAX_MOUNTS 16 /* T_MOUNT entries in one CTL_CONFIG */
 
 #define MSG_MAX_ARGS 4096
 #define MSG_MAX_ENV 4096

@@ -4,7 +4,7 @@
 # side prints "CASE<TAB>MESSAGE"; the three lists must be identical. No sandbox boots.
 . "$(dirname "$0")/lib.sh"
 export MATCHLOCK_BIN=$ML MATCHLOCK_TEST_IMAGE=$ROOTFS
-CASES=(cpus-0 cpus-1000 memory-10 memory-1e9 disk-size timeout-0)
+CASES=(cpus-0 cpus-1000 memory-10 memory-1e9 disk-size timeout-0 mount-missing mount-relative mount-proc mount-mode)
 
 cli_args() {
 	case $1 in
@@ -14,6 +14,10 @@ cli_args() {
 	memory-1e9) echo --memory 1000000000 ;;
 	disk-size) echo --disk-size 100 ;;
 	timeout-0) echo --timeout 0 ;;
+	mount-missing) echo -v /nonexistent-matchlock:/w ;;
+	mount-relative) echo -v /tmp:w ;;
+	mount-proc) echo -v /tmp:/proc ;;
+	mount-mode) echo -v /tmp:/w:rx ;;
 	esac
 }
 
@@ -48,6 +52,7 @@ t_same_error_text_from_cli_python_and_go() {
 	expect_match "cpus" "$(grep ^cpus-0 "$T_OUT/cli")" $'\tcpus 0: .*0\\.1 to 16 \\(--cpus, resources\\.cpus\\)$'
 	expect_match "memory" "$(grep ^memory-1e9 "$T_OUT/cli")" $'\tmemory 1000000000 MB: .*\\(--memory, resources\\.memory_mb\\)$'
 	expect_match "disk" "$(grep ^disk-size "$T_OUT/cli")" 'not supported.*\(--disk-size, resources\.disk_size_mb\)$'
+	expect_match "mount" "$(grep ^mount-relative "$T_OUT/cli")" $'\tguest path w: expected an absolute path like /workspace \\(-v HOST:GUEST, mounts\\[\\]\\.guest\\)$'
 	diff -u "$T_OUT/cli" "$T_OUT/python" >&2 || fail "the Python SDK's messages differ from the CLI's"
 	diff -u "$T_OUT/cli" "$T_OUT/go" >&2 || fail "the Go SDK's messages differ from the CLI's"
 	expect_clean

@@ -17,6 +17,10 @@ CASES = {
     "memory-1e9": lambda: Sandbox(IMAGE).with_memory(10**9),
     "disk-size": lambda: Sandbox(IMAGE).with_disk_size(100),
     "timeout-0": lambda: Sandbox(IMAGE).with_timeout(0),
+    "mount-missing": lambda: Sandbox(IMAGE).with_mount("/nonexistent-matchlock", "/w"),
+    "mount-relative": lambda: Sandbox(IMAGE).with_mount("/tmp", "w"),
+    "mount-proc": lambda: Sandbox(IMAGE).with_mount("/tmp", "/proc"),
+    "mount-mode": lambda: Sandbox(IMAGE).with_mount("/tmp", "/w", "rx"),
 }
 
 with Client() as c:

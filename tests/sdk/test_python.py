@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -18,7 +19,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "sdk", "python"))
 
 from matchlock import (CANCELLED, EXEC_FAILED, FILE_FAILED, INVALID_PARAMS, INVALID_REQUEST,  # noqa: E402
-                       METHOD_NOT_FOUND, PARSE_ERROR, SANDBOX_FAILED, Client, MatchlockError, RPCError,
+                       METHOD_NOT_FOUND, PARSE_ERROR, SANDBOX_FAILED, Client, MatchlockError, Mount, RPCError,
                        Sandbox)
 
 BIN = os.environ.setdefault("MATCHLOCK_BIN", os.path.join(ROOT, "build", "matchlock"))
@@ -48,6 +49,83 @@ class BuilderTest(unittest.TestCase):
         self.assertEqual(Sandbox("/img").create_params(), {"image": "/img"})
         with self.assertRaises(ValueError):
             Sandbox("/img").add_secret("K", "v")
+
+
+    def test_mount_params(self) -> None:
+        sb = Sandbox("/img", mounts=[Mount("/h"), {"host": "/r", "guest": "/r", "mode": "ro"}]).with_mount(
+            "rel", "/w", "rw")
+        self.assertEqual(sb.create_params()["mounts"], [
+            {"host": "/h", "guest": "/workspace", "mode": "overlay"}, {"host": "/r", "guest": "/r", "mode": "ro"},
+            {"host": os.path.abspath("rel"), "guest": "/w", "mode": "rw"}])
+        self.assertEqual(len(sb.mounts), 3)
+
+
+class MountTest(unittest.TestCase):
+    """Host folders: one sandbox with a rw, a ro and an overlay mount of fresh folders."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dirs = {m: os.path.join(cls.tmp.name, m) for m in ("rw", "ro", "ov")}
+        for d in cls.dirs.values():
+            os.mkdir(d)
+            with open(os.path.join(d, "f.txt"), "w") as f:
+                f.write("host\n")
+        cls.client = Client()
+        cls.client.start()
+        cls.client.launch(Sandbox(IMAGE, mounts=[Mount(cls.dirs["rw"], "/rw", "rw"), Mount(cls.dirs["ro"], "/ro", "ro")])
+                          .with_mount(cls.dirs["ov"]))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.client.close()
+        cls.tmp.cleanup()
+
+    def test_rw_writes_reach_the_host(self) -> None:
+        r = self.client.exec("echo guest >/rw/new.txt && chmod 604 /rw/new.txt && cat /rw/f.txt")
+        self.assertEqual((r.exit_code, r.stdout), (0, b"host\n"), r.stderr)
+        path = os.path.join(self.dirs["rw"], "new.txt")
+        with open(path) as f:
+            self.assertEqual(f.read(), "guest\n")
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o604)
+
+    def test_ro_refuses_writes(self) -> None:
+        r = self.client.exec("echo x >/ro/f.txt")
+        self.assertNotEqual(r.exit_code, 0)
+        self.assertIn(b"Read-only file system", r.stderr)
+        with open(os.path.join(self.dirs["ro"], "f.txt")) as f:
+            self.assertEqual(f.read(), "host\n")
+
+    def test_overlay_at_the_workspace_keeps_the_host_folder(self) -> None:
+        r = self.client.exec("echo changed >/workspace/f.txt && cat /workspace/f.txt")
+        self.assertEqual(r.stdout, b"changed\n", r.stderr)
+        self.assertEqual(os.listdir(self.dirs["ov"]), ["f.txt"])
+        with open(os.path.join(self.dirs["ov"], "f.txt")) as f:
+            self.assertEqual(f.read(), "host\n")
+
+    def test_file_calls_on_a_mount(self) -> None:
+        # The agent serves these itself, blocked on the mount while the relay answers.
+        data = os.urandom(3 << 20)
+        self.client.write_file("/rw/blob", data)
+        with open(os.path.join(self.dirs["rw"], "blob"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), hashlib.sha256(data).hexdigest())
+        self.assertEqual(self.client.read_file("/ro/f.txt"), b"host\n")
+        self.assertIn("f.txt", [e.name for e in self.client.list_files("/ro")])
+
+    def test_bad_mounts_are_refused(self) -> None:
+        with Client() as c:
+            for m, words in [(Mount("/nonexistent-dir"), "host folder /nonexistent-dir: No such file"),
+                             (Mount(self.dirs["rw"], "w"), "guest path w: expected an absolute path"),
+                             (Mount(self.dirs["rw"], "/proc"), "guest path /proc: reserved"),
+                             (Mount(self.dirs["rw"], "/w", "rx"), "mount mode rx: expected ro, rw or overlay")]:
+                with self.subTest(m=m):
+                    with self.assertRaises(RPCError) as cm:
+                        c.launch(Sandbox(IMAGE, mounts=[m]))
+                    self.assertEqual(cm.exception.code, INVALID_PARAMS)
+                    self.assertIn(words, str(cm.exception))
+            with self.assertRaises(RPCError) as cm:
+                c.call("create", {"image": IMAGE, "mounts": [{"host": "/tmp", "readonly": True}]})
+            self.assertIn("mounts[0].readonly: not supported", str(cm.exception))
 
 
 class SandboxTest(unittest.TestCase):

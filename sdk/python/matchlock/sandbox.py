@@ -1,6 +1,27 @@
 """The `Sandbox` builder: describes a sandbox and produces the `create` request's params."""
 
-from typing import Any, Dict, List, Optional, Tuple
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder shown in the sandbox (``matchlock run -v HOST:GUEST:MODE``).
+
+    ``mode`` is ``"overlay"`` (the default: the sandbox writes its own copy, the host folder
+    stays byte-for-byte unchanged), ``"rw"`` (writes go to the host folder) or ``"ro"``
+    (writes fail with EROFS). ``guest`` defaults to ``/workspace``. The server judges the
+    values (an existing directory, an absolute guest path, ...).
+    """
+
+    host: str
+    guest: str = "/workspace"
+    mode: str = "overlay"
+
+    def params(self) -> Dict[str, str]:
+        # The server's working directory is ours, but say exactly which folder is meant.
+        return {"host": os.path.abspath(self.host), "guest": self.guest, "mode": self.mode}
 
 
 class Sandbox:
@@ -17,7 +38,8 @@ class Sandbox:
     resources.cpus)".
     """
 
-    def __init__(self, image: str) -> None:
+    def __init__(self, image: str, *, mounts: Iterable[Union[Mount, Dict[str, str]]] = ()) -> None:
+        """``mounts``: host folders, each a Mount or a dict ``{host, guest?, mode?}``."""
         if not image:
             raise ValueError("Sandbox needs an image")
         self.image = image
@@ -31,6 +53,20 @@ class Sandbox:
         self._hostname: Optional[str] = None
         self._image_config: Dict[str, Any] = {}
         self._port_forwards: List[Tuple[int, int]] = []
+        self._mounts: List[Mount] = []
+        for m in mounts:
+            self._mounts.append(m if isinstance(m, Mount) else Mount(**m))
+
+    # ---- host folders --------------------------------------------------------------------
+    def with_mount(self, host: str, guest: str = "/workspace", mode: str = "overlay") -> "Sandbox":
+        """Show host folder ``host`` at ``guest`` (see Mount for the modes)."""
+        self._mounts.append(Mount(host, guest, mode))
+        return self
+
+    @property
+    def mounts(self) -> List[Mount]:
+        """The host folders, in order."""
+        return list(self._mounts)
 
     # ---- resources -----------------------------------------------------------------------
     def with_cpus(self, cpus: float) -> "Sandbox":
@@ -143,6 +179,8 @@ class Sandbox:
             p["network"] = net
         if self._image_config:
             p["image_config"] = dict(self._image_config)
+        if self._mounts:
+            p["mounts"] = [m.params() for m in self._mounts]
         return p
 
     def __repr__(self) -> str:

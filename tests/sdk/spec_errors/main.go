@@ -22,6 +22,12 @@ func main() {
 		"memory-1e9": func() *sdk.Sandbox { return sdk.New(image).WithMemory(1000000000) },
 		"disk-size":  func() *sdk.Sandbox { return sdk.New(image).WithDiskSize(100) },
 		"timeout-0":  func() *sdk.Sandbox { return sdk.New(image).WithTimeout(0) },
+		"mount-missing": func() *sdk.Sandbox {
+			return sdk.New(image).WithMount("/nonexistent-matchlock", "/w", "")
+		},
+		"mount-relative": func() *sdk.Sandbox { return sdk.New(image).WithMount("/tmp", "w", "") },
+		"mount-proc":     func() *sdk.Sandbox { return sdk.New(image).WithMount("/tmp", "/proc", "") },
+		"mount-mode":     func() *sdk.Sandbox { return sdk.New(image).WithMount("/tmp", "/w", "rx") },
 	}
 	c, err := sdk.NewClient(sdk.Options{})
 	if err != nil {
