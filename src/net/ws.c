@@ -274,3 +274,46 @@ int ws_relay_close(struct ws_relay *r, uint16_t code, const char *reason, struct
 	memcpy(b + 2, reason, n);
 	return ws_frame_put(out, true, WS_OP_CLOSE, b, 2 + n, relay_key(r));
 }
+
+void ws_secrets_init(struct ws_secrets *w, const struct secrets *ss, const char *host,
+		     struct scrub *sc)
+{
+	memset(w, 0, sizeof(*w));
+	w->ss = ss;
+	w->host = host;
+	w->sc = sc;
+	secrets_body_init(&w->up, ss, host, SECRETS_BODY_RAW, false);
+}
+
+int ws_secrets_up(void *ctx, bool control, const uint8_t *p, size_t n, bool final, struct buf *out)
+{
+	struct ws_secrets *w = ctx;
+	if (!control) {
+		/* final flushes what is held back: the next message starts afresh */
+		int r = secrets_body_feed(&w->up, p, n, final, out);
+		if (r == -EPERM)
+			w->leak = w->up.leak;
+		return r;
+	}
+	struct secrets_body b;
+	secrets_body_init(&b, w->ss, w->host, SECRETS_BODY_RAW, false);
+	int r = secrets_body_feed(&b, p, n, true, out);
+	if (r == -EPERM)
+		w->leak = b.leak;
+	secrets_body_fini(&b);
+	return r;
+}
+
+int ws_secrets_down(void *ctx, bool control, const uint8_t *p, size_t n, bool final,
+		    struct buf *out)
+{
+	struct ws_secrets *w = ctx;
+	if (control)
+		return scrub_all(w->ss, w->sc, p, n, out);
+	return scrub_feed(w->ss, w->sc, p, n, final, out);
+}
+
+void ws_secrets_fini(struct ws_secrets *w)
+{
+	secrets_body_fini(&w->up);
+}

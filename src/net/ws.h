@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "secrets.h"
 
 #define WS_MAX_HEADER 14 /* 2 + 8 (64-bit length) + 4 (masking key) */
 #define WS_MAX_CONTROL 125 /* RFC 6455 5.5: a control frame's payload */
@@ -122,5 +123,29 @@ int ws_relay_close(struct ws_relay *r, uint16_t code, const char *reason, struct
 /* Append one frame; key: the masking key (NULL: unmasked). */
 int ws_frame_put(struct buf *out, bool fin, uint8_t op, const uint8_t *p, size_t n,
 		 const uint8_t *key);
+
+/*
+ * The proxy's filters over a connection to host, ss's secrets: toward the upstream
+ * (ws_secrets_up) each placeholder of a secret scoped to host becomes its value (raw bytes, as
+ * in headers) in data messages, even split across fragments and reads, and in control
+ * payloads; a placeholder of any other secret refuses the connection (-EPERM, leak set).
+ * Toward the guest (ws_secrets_down) every form of a real value becomes its placeholder
+ * (the connection's scrubber, shared with its HTTP responses). ss, host and sc stay the
+ * caller's.
+ */
+struct ws_secrets {
+	const struct secrets *ss;
+	const char *host;
+	struct secrets_body up; /* data messages toward the upstream */
+	struct scrub *sc; /* data messages toward the guest */
+	const struct secret *leak; /* after -EPERM: whose placeholder was headed elsewhere */
+};
+void ws_secrets_init(struct ws_secrets *w, const struct secrets *ss, const char *host,
+		     struct scrub *sc);
+int ws_secrets_up(void *ctx, bool control, const uint8_t *p, size_t n, bool final, struct buf *out);
+int ws_secrets_down(void *ctx, bool control, const uint8_t *p, size_t n, bool final,
+		    struct buf *out);
+/* Wipe what the filters hold back (the scrubber stays the caller's). */
+void ws_secrets_fini(struct ws_secrets *w);
 
 #endif
