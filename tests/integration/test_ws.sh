@@ -16,7 +16,7 @@ python3 "$ROOT/tests/integration/secrets_server.py" "$SRV" & # makes the certifi
 PIDS=$!
 trap 'kill $PIDS 2>/dev/null; "$ML" kill --all >/dev/null 2>&1; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
 for _ in $(seq 100); do [ -e "$SRV/ready" ] && break; sleep 0.1; done
-python3 "$ROOT/tests/integration/ws_server.py" "$SRV" 9446 "$REAL" &
+python3 "$ROOT/tests/integration/ws_server.py" "$SRV" 9446 "$REAL" 9447 &
 PIDS="$PIDS $!"
 for _ in $(seq 100); do [ -e "$SRV/wsready" ] && break; sleep 0.1; done
 [ -e "$SRV/ready" ] && [ -e "$SRV/wsready" ] || { echo "servers did not start"; echo "0 passed, 1 failed"; exit 1; }
@@ -25,7 +25,7 @@ for _ in $(seq 100); do [ -e "$SRV/wsready" ] && break; sleep 0.1; done
 CLIENTS=(--image matchlock/clients)
 ML="$ML" "$ROOT/scripts/default-image.sh" clients >/dev/null 2>&1 || CLIENTS=()
 API=(--secret API_KEY@api.test:9446 --add-host api.test:127.0.0.1 --upstream-ca "$SRV/ca.pem"
-	--allow-host other.test:9446 --add-host other.test:127.0.0.1)
+	--allow-host other.test:9446,api.test:9447 --add-host other.test:127.0.0.1)
 wslog() { cat "$SRV/ws.log" 2>/dev/null; }
 # logged ERE: the server logged a line matching it ("msg N: ...", see ws_server.py).
 logged() { grep -qE "$1" "$SRV/ws.log" 2>/dev/null || fail "the upstream logged no /$1/: $(wslog)"; }
@@ -62,6 +62,16 @@ async def leak():
         except websockets.ConnectionClosed as e:
             print("closed:", e.code, e.reason)
 
+async def plain():
+    async with websockets.connect("ws://api.test:9447/echo") as ws:
+        await ws.send("fine")
+        print("first:", await ws.recv())
+        try:
+            await ws.send(iter(["leak " + key[:10], key[10:]]))
+            print("answered:", await ws.recv())
+        except websockets.ConnectionClosed as e:
+            print("closed:", e.code)
+
 async def ext():
     try:
         async with websockets.connect("wss://api.test:9446/ext", ssl=ctx) as ws:
@@ -69,7 +79,7 @@ async def ext():
     except websockets.InvalidStatusCode as e:
         print("ext: refused", e.status_code)
 
-asyncio.run({"echo": echo, "leak": leak, "ext": ext}[sys.argv[1]]())
+asyncio.run({"echo": echo, "leak": leak, "plain": plain, "ext": ext}[sys.argv[1]]())
 '
 
 t_ws_messages_get_the_key_and_echoes_are_scrubbed() {
@@ -114,6 +124,20 @@ t_ws_101_agreeing_to_an_extension_is_refused() {
 	ml run "${CLIENTS[@]}" "${API[@]}" -- python3 -c "$CLIENT" ext
 	[ "$RC" = 0 ] || fail "exit $RC: $OUT $(tail -5 <<<"$ERR")"
 	expect_match "502 instead of the 101" "$OUT" "ext: refused 502"
+}
+
+t_ws_plain_http_never_carries_a_placeholder() {
+	[ ${#CLIENTS[@]} -gt 0 ] || skip "no matchlock/clients image (make client-image)"
+	: >"$SRV/ws.log"
+	ml run "${CLIENTS[@]}" "${API[@]}" -- python3 -c "$CLIENT" plain
+	[ "$RC" = 0 ] || fail "exit $RC: $OUT $(tail -5 <<<"$ERR")"
+	expect_match "a clean message passes" "$OUT" "first: echo: fine"
+	expect_match "the connection is reset" "$OUT" "closed: 1006"
+	expect_match "secret_leak event" "$ERR" "secret_leak.*WebSocket message carries the placeholder of secret API_KEY over plain HTTP"
+	logged "^msg [0-9]+: fine\$"
+	logged "^X-Matchlock-Dropped-Exts: permessage-deflate"
+	[[ $(wslog) != *SANDBOX_SECRET_* ]] || fail "the placeholder went over plain HTTP: $(wslog)"
+	expect_no_real
 }
 
 run_tests "$@"

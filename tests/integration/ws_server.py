@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A WebSocket echo server for test_ws.sh (standard library only: asyncio and ssl).
 
-    ws_server.py DIR PORT VALUE
+    ws_server.py DIR PORT VALUE [PLAIN_PORT]
 
 Serves WebSockets over TLS on 127.0.0.1:PORT with DIR/api.pem (secrets_server.py makes it,
 signed by DIR/ca.pem). Each upgrade request's head goes to DIR/ws.log ("conn=N" then its lines),
@@ -11,6 +11,7 @@ each message the client sends as "msg N: <text>" (binary as latin-1), fragments 
 upstream), pings with pongs. Paths:
   /echo   as above
   /ext    the 101 agrees to permessage-deflate whatever the client offered
+On PLAIN_PORT the same without TLS, and the answers leave VALUE out ("echo: <message>").
 """
 import asyncio, base64, hashlib, os, ssl, struct, sys
 
@@ -50,7 +51,7 @@ async def read_frame(r):
     return b0 & 0x80, b0 & 0x70, b0 & 0x0F, bytes(data), bool(b1 & 0x80)
 
 
-async def conn(r, w):
+async def conn(r, w, tls=True):
     global conns
     conns += 1
     cid = conns
@@ -91,7 +92,7 @@ async def conn(r, w):
                 log("msg %d: %s" % (cid, msg.decode("latin-1") if len(msg) < 4096 else "%d bytes, %s" % (
                     len(msg), "real key inside" if VALUE in msg else "no real key")))
                 log("frag %d: %d" % (cid, frags))
-                reply = b"echo: " + msg + b" key=" + VALUE
+                reply = b"echo: " + msg + (b" key=" + VALUE if tls else b"")
                 cut = len(reply) - len(VALUE) // 2
                 w.write(frame(mop, reply[:cut], fin=False) + frame(0, reply[cut:]))
                 await w.drain()
@@ -106,6 +107,9 @@ async def main():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(D, "api.pem"), os.path.join(D, "api.key"))
     srv = await asyncio.start_server(conn, "127.0.0.1", PORT, ssl=ctx, limit=1 << 20)
+    if len(sys.argv) > 4:
+        await asyncio.start_server(lambda r, w: conn(r, w, False), "127.0.0.1", int(sys.argv[4]),
+                                   limit=1 << 20)
     open(os.path.join(D, "wsready"), "w").write("1")
     async with srv:
         await srv.serve_forever()
