@@ -293,6 +293,70 @@ static void test_relay_refusals(void)
 	buf_fini(&t);
 }
 
+/*
+ * The proxy's filters: a placeholder split across fragments (and a ping between them) gets the
+ * value toward its host, refuses the connection toward another; values are scrubbed toward the
+ * guest across fragments.
+ */
+static void test_relay_secrets(void)
+{
+	static struct secrets ss;
+	char err[200];
+	CHECK_EQ_INT(secrets_add(&ss, "K", (const uint8_t *)"real-value-1", 12, "api.test", err,
+				 sizeof(err)),
+		     0);
+	const char *ph = ss.s[0].placeholder;
+	struct buf in = { 0 }, out = { 0 }, t = { 0 };
+	frame(&in, false, WS_OP_TEXT, ph, 20, true);
+	frame(&in, true, WS_OP_PING, ph, strlen(ph), true);
+	frame(&in, true, WS_OP_CONT, ph + 20, strlen(ph) - 20, true);
+	for (int host = 0; host < 2; host++) {
+		struct ws_relay r;
+		struct ws_secrets w;
+		struct scrub sc = { 0 };
+		ws_relay_init(&r, true);
+		ws_secrets_init(&w, &ss, host ? "other.test" : "api.test", &sc);
+		struct ws_filter f = { ws_secrets_up, &w };
+		int e = 0;
+		for (size_t i = 0; i < buf_used(&in) && !e; i++) /* a byte at a time */
+			e = ws_relay_feed(&r, buf_head(&in) + i, 1, &f, &out);
+		if (host) {
+			CHECK_EQ_INT(e, -EPERM);
+			CHECK(w.leak == &ss.s[0]);
+		} else {
+			CHECK_EQ_INT(e, 0);
+			CHECK(decode(buf_head(&out), buf_used(&out), true, &t));
+			CHECK(buf_used(&t) == 32 &&
+			      !memcmp(buf_head(&t), "c9:real-value-1\nm1:real-value-1\n", 32));
+		}
+		ws_secrets_fini(&w);
+		scrub_fini(&sc);
+		buf_fini(&out);
+		buf_fini(&t);
+	}
+	buf_fini(&in);
+	/* Toward the guest: the value split across two fragments comes out as the placeholder. */
+	frame(&in, false, WS_OP_TEXT, "v=real-va", 9, false);
+	frame(&in, true, WS_OP_CONT, "lue-1!", 6, false);
+	struct ws_relay r;
+	struct ws_secrets w;
+	struct scrub sc = { 0 };
+	ws_relay_init(&r, false);
+	ws_secrets_init(&w, &ss, "api.test", &sc);
+	struct ws_filter f = { ws_secrets_down, &w };
+	CHECK_EQ_INT(ws_relay_feed(&r, buf_head(&in), buf_used(&in), &f, &out), 0);
+	CHECK(decode(buf_head(&out), buf_used(&out), false, &t));
+	char want[100];
+	snprintf(want, sizeof(want), "m1:v=%s!\n", ph);
+	CHECK(buf_used(&t) == strlen(want) && !memcmp(buf_head(&t), want, strlen(want)));
+	ws_secrets_fini(&w);
+	scrub_fini(&sc);
+	buf_fini(&in);
+	buf_fini(&out);
+	buf_fini(&t);
+	secrets_clear(&ss);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -301,5 +365,6 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_relay_every_split);
 	CHECK_RUN(test_relay_masks);
 	CHECK_RUN(test_relay_refusals);
+	CHECK_RUN(test_relay_secrets);
 	return check_summary();
 }
