@@ -279,8 +279,11 @@ static void rq_body_reset(struct flow *f)
 void proxy_fini(struct flow *f)
 {
 	rq_body_reset(f);
-	if (f->ws_on)
+	if (f->ws_on) {
 		ws_secrets_fini(&f->ws_sec);
+		ws_relay_fini(&f->ws_up);
+		ws_relay_fini(&f->ws_down);
+	}
 	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
 }
 

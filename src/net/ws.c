@@ -160,6 +160,7 @@ int ws_parse(struct ws_parser *ps, const uint8_t *p, size_t n, size_t *used, str
 	}
 	pc->kind = WS_PIECE_DATA;
 	pc->op = ps->msg_op;
+	pc->frame_end = !ps->left;
 	pc->last = !ps->left && ps->fin;
 	if (!ps->left)
 		ps->in_frame = false;
@@ -253,16 +254,26 @@ int ws_relay_feed(struct ws_relay *r, const uint8_t *p, size_t n, const struct w
 		} else if (control) {
 			err = ws_frame_put(out, true, pc.op, buf_head(&res), buf_used(&res),
 					   relay_key(r));
-		} else if (buf_used(&res) || pc.last) {
+		} else if (buf_append(&r->pend, buf_head(&res), buf_used(&res)) < 0) {
+			err = -ENOMEM;
+		} else if (pc.last || (pc.frame_end && buf_used(&r->pend)) ||
+			   buf_used(&r->pend) >= WS_RELAY_HOLD) {
 			uint8_t op = r->out_started ? WS_OP_CONT : pc.op;
-			err = ws_frame_put(out, pc.last, op, buf_head(&res), buf_used(&res),
+			err = ws_frame_put(out, pc.last, op, buf_head(&r->pend), buf_used(&r->pend),
 					   relay_key(r));
 			r->out_started = !pc.last;
+			explicit_bzero(buf_head(&r->pend), buf_used(&r->pend));
+			r->pend.off = r->pend.len = 0;
 		}
 	}
 	buf_wipe(&pl);
 	buf_wipe(&res);
 	return err;
+}
+
+void ws_relay_fini(struct ws_relay *r)
+{
+	buf_wipe(&r->pend);
 }
 
 int ws_relay_close(struct ws_relay *r, uint16_t code, const char *reason, struct buf *out)

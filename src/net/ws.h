@@ -5,13 +5,15 @@
  * (ws_relay_feed): frames are parsed from bytes given in any split, the payload of each data
  * message (text or binary, over all its fragments) streams through a filter (the proxy's: put
  * secret values in toward the upstream, scrub them out toward the guest) and goes out re-framed
- * with the new lengths: one fragment per piece of input, the last one with FIN. Control frames
+ * with the new lengths: a frame for each frame that came (its FIN kept) unless one grows past
+ * WS_RELAY_HOLD, which then goes out in fragments of about that size. Control frames
  * (close, ping, pong) are filtered whole and may come between fragments, as on the wire.
  * Re-fragmenting is allowed because no extension is in use: the proxy removes the guest's
  * Sec-WebSocket-Extensions offer (permessage-deflate) so frames carry plain payload, and any
  * RSV bit is refused. Frames toward a server are masked with fresh random keys (getrandom).
- * Memory: a frame header, one control payload and what the filter holds back; payloads are
- * never held whole. Pure code apart from getrandom: unit-tested and fuzzed.
+ * Memory: a frame header, one control payload, what the filter holds back and up to
+ * WS_RELAY_HOLD (plus one piece's growth) of a frame's output; messages are never held whole.
+ * Pure code apart from getrandom: unit-tested and fuzzed.
  */
 #ifndef MATCHLOCK_WS_H
 #define MATCHLOCK_WS_H
@@ -27,6 +29,7 @@
 #define WS_MAX_CONTROL 125 /* RFC 6455 5.5: a control frame's payload */
 #define WS_MAX_MESSAGE (64u << 20) /* a data message over all its fragments; longer: 1009 */
 #define WS_MAX_REASON 123 /* a close frame's reason text (125 less the code) */
+#define WS_RELAY_HOLD (64u * 1024) /* a frame's output held to go out whole, at most */
 
 enum ws_opcode {
 	WS_OP_CONT = 0,
@@ -76,6 +79,7 @@ struct ws_piece {
 	enum ws_piece_kind kind;
 	uint8_t op; /* DATA: the message's opcode; CONTROL: the frame's */
 	bool last; /* DATA: the message ends with this piece */
+	bool frame_end; /* DATA: the frame ends with this piece */
 };
 
 void ws_parser_init(struct ws_parser *ps, bool from_client);
@@ -104,6 +108,7 @@ struct ws_filter {
 struct ws_relay {
 	struct ws_parser ps;
 	bool out_started; /* a fragment of the open message went out (next ones: CONT) */
+	struct buf pend; /* the current frame's filtered payload, until it ends (WS_RELAY_HOLD) */
 	uint8_t keys[64]; /* random masking keys, drawn in batches (frames toward a server) */
 	unsigned nkeys; /* bytes of keys used */
 };
@@ -118,6 +123,8 @@ void ws_relay_init(struct ws_relay *r, bool from_client);
  */
 int ws_relay_feed(struct ws_relay *r, const uint8_t *p, size_t n, const struct ws_filter *f,
 		  struct buf *out);
+/* Wipe and free what r holds. */
+void ws_relay_fini(struct ws_relay *r);
 /* Append a close frame (code, reason cut to WS_MAX_REASON) in r's direction to out. */
 int ws_relay_close(struct ws_relay *r, uint16_t code, const char *reason, struct buf *out);
 /* Append one frame; key: the masking key (NULL: unmasked). */

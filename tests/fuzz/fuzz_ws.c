@@ -152,6 +152,7 @@ static int run(bool client, const uint8_t *t, size_t n, const size_t *cuts, unsi
 		__builtin_trap();
 	*leak = w.leak;
 	ws_secrets_fini(&w);
+	ws_relay_fini(&r);
 	scrub_fini(&sc);
 	return e;
 }

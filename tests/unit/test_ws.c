@@ -62,6 +62,26 @@ static bool decode(const uint8_t *p, size_t n, bool masked, struct buf *text)
 	return whole;
 }
 
+/* How many frames p[0..n) holds (client frames). */
+static unsigned frames_in(const uint8_t *p, size_t n)
+{
+	struct ws_parser ps;
+	ws_parser_init(&ps, true);
+	unsigned k = 0;
+	size_t at = 0;
+	while (at < n) {
+		struct ws_piece pc;
+		size_t used;
+		struct buf pl = { 0 };
+		if (ws_parse(&ps, p + at, n - at, &used, &pc, &pl) < 0)
+			at = n;
+		at += used;
+		k += pc.kind == WS_PIECE_CONTROL || (pc.kind == WS_PIECE_DATA && pc.frame_end);
+		buf_fini(&pl);
+	}
+	return k;
+}
+
 /* A filter that turns every "x" into "XYZ" (lengths change), split-proof on its own. */
 static int grow(void *ctx, bool control, const uint8_t *p, size_t n, bool final, struct buf *out)
 {
@@ -216,11 +236,40 @@ static void test_relay_every_split(void)
 					(const char *)buf_head(&t));
 				a = n; /* one report */
 			}
+			if (!e && !CHECK_EQ_INT(frames_in(buf_head(&out), buf_used(&out)), 5))
+				a = n; /* a frame for each that came, the empty one dropped */
+			ws_relay_fini(&r);
 			buf_fini(&out);
 			buf_fini(&t);
 		}
 	}
 	buf_fini(&in);
+}
+
+/* A frame larger than WS_RELAY_HOLD goes out in fragments of at most that plus a piece. */
+static void test_relay_big_frame(void)
+{
+	size_t n = 3 * WS_RELAY_HOLD + 100;
+	char *s = malloc(n);
+	memset(s, 'a', n);
+	struct buf in = { 0 }, out = { 0 }, t = { 0 };
+	frame(&in, true, WS_OP_BINARY, s, n, true);
+	struct ws_filter f = { grow, NULL };
+	struct ws_relay r;
+	ws_relay_init(&r, true);
+	for (size_t at = 0; at < buf_used(&in); at += 16384) {
+		size_t k = buf_used(&in) - at < 16384 ? buf_used(&in) - at : 16384;
+		CHECK_EQ_INT(ws_relay_feed(&r, buf_head(&in) + at, k, &f, &out), 0);
+		CHECK(buf_used(&r.pend) < WS_RELAY_HOLD);
+	}
+	CHECK_EQ_INT(frames_in(buf_head(&out), buf_used(&out)), 3); /* 80 KiB, 80 KiB, the rest */
+	CHECK(decode(buf_head(&out), buf_used(&out), true, &t));
+	CHECK_EQ_INT((int)buf_used(&t), (int)n + 4);
+	ws_relay_fini(&r);
+	buf_fini(&in);
+	buf_fini(&out);
+	buf_fini(&t);
+	free(s);
 }
 
 /* Frames toward a server are masked, each with its own key; toward a client never. */
@@ -241,10 +290,12 @@ static void test_relay_masks(void)
 	buf_fini(&out);
 	/* Server frames in, unmasked out. */
 	frame(&in, true, WS_OP_TEXT, "x", 1, false);
+	ws_relay_fini(&r);
 	ws_relay_init(&r, false);
 	CHECK_EQ_INT(ws_relay_feed(&r, buf_head(&in), buf_used(&in), &f, &out), 0);
 	CHECK_EQ_INT((int)buf_used(&out), 5);
 	CHECK(!memcmp(buf_head(&out), "\x81\x03XYZ", 5));
+	ws_relay_fini(&r);
 	buf_fini(&in);
 	buf_fini(&out);
 }
@@ -277,17 +328,20 @@ static void test_relay_refusals(void)
 	buf_fini(&in);
 	buf_fini(&out);
 	frame(&in, true, WS_OP_PING, "0123456789abc", 13, false);
+	ws_relay_fini(&r);
 	ws_relay_init(&r, false);
 	CHECK_EQ_INT(ws_relay_feed(&r, buf_head(&in), buf_used(&in), &f, &out), -EMSGSIZE);
 	CHECK_EQ_INT(r.ps.code, WS_CLOSE_TOO_BIG);
 	CHECK_EQ_INT((int)buf_used(&out), 0);
 	/* The close frame the proxy sends: code and reason, masked toward a server. */
 	buf_fini(&out);
+	ws_relay_fini(&r);
 	ws_relay_init(&r, true);
 	CHECK_EQ_INT(ws_relay_close(&r, WS_CLOSE_POLICY, "leak", &out), 0);
 	struct buf t = { 0 };
 	CHECK(decode(buf_head(&out), buf_used(&out), true, &t));
 	CHECK(buf_used(&t) == 10 && !memcmp(buf_head(&t), "c8:\x03\xf0leak\n", 10));
+	ws_relay_fini(&r);
 	buf_fini(&in);
 	buf_fini(&out);
 	buf_fini(&t);
@@ -330,6 +384,7 @@ static void test_relay_secrets(void)
 			      !memcmp(buf_head(&t), "c9:real-value-1\nm1:real-value-1\n", 32));
 		}
 		ws_secrets_fini(&w);
+		ws_relay_fini(&r);
 		scrub_fini(&sc);
 		buf_fini(&out);
 		buf_fini(&t);
@@ -350,6 +405,7 @@ static void test_relay_secrets(void)
 	snprintf(want, sizeof(want), "m1:v=%s!\n", ph);
 	CHECK(buf_used(&t) == strlen(want) && !memcmp(buf_head(&t), want, strlen(want)));
 	ws_secrets_fini(&w);
+	ws_relay_fini(&r);
 	scrub_fini(&sc);
 	buf_fini(&in);
 	buf_fini(&out);
@@ -363,6 +419,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_lengths_and_masking);
 	CHECK_RUN(test_refusals);
 	CHECK_RUN(test_relay_every_split);
+	CHECK_RUN(test_relay_big_frame);
 	CHECK_RUN(test_relay_masks);
 	CHECK_RUN(test_relay_refusals);
 	CHECK_RUN(test_relay_secrets);
