@@ -22,7 +22,8 @@
  *                         and proxy.c, takes the stream over);
  *             -> M_RAW    anything else; an HTTP/1 request line (or port 80) makes it plain
  *                         HTTP: every request head is checked (http_walk) before it goes up,
- *                         and its body is scanned for secret placeholders.
+ *                         and its body is scanned for secret placeholders (after a WebSocket
+ *                         upgrade, with secrets: the payloads of its frames, conn_check_ws).
  * Intercepted connections (M_TLS and plain HTTP) end after EGRESS_IDLE_TIMEOUT_S without a
  * byte either way and after EGRESS_MAX_LIFETIME_S open (life_timer); raw relays have no limit.
  */
