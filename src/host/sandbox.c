@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -197,11 +198,15 @@ static void sb_save_template(struct sandbox *sb)
 	uint64_t t = now_ns();
 	if (access(sb->cfg.template_path, F_OK) == 0)
 		return; /* a concurrent first boot got there first */
-	if (snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, err, sizeof(err)) < 0) {
+	if (snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, sb->ram_fd, sb->cfg.memory_mb, err,
+			  sizeof(err)) < 0) {
 		warn("could not save a snapshot for faster starts: %s", err);
 		return;
 	}
 	snapshot_note_disk(sb->cfg.template_path, sb->cfg.disk);
+	/* QEMU keeps its own mapping: the guest runs on in the memory file. */
+	close(sb->ram_fd);
+	sb->ram_fd = -1;
 	sb->t.snapshot_ms = (now_ns() - t) / 1000000;
 	debug("template saved in %llu ms: %s", (unsigned long long)sb->t.snapshot_ms,
 	      sb->cfg.template_path);
@@ -230,7 +235,7 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 			return 0;
 		}
 		sb->t.hello = sb->loop->now;
-		if (sb->cfg.template_path)
+		if (sb->ram_fd >= 0)
 			sb_save_template(sb);
 		sb_send_config(sb);
 	} else if (type == CTL_READY && sb->state == SB_CONFIGURING) {
@@ -423,6 +428,8 @@ static void sb_free(struct sandbox *sb)
 			close(ws[i]->fd);
 	}
 	snapshot_resume_fini(&sb->resume);
+	if (sb->ram_fd >= 0)
+		close(sb->ram_fd);
 	mux_fini(&sb->mux);
 	log_file_close(sb->log);
 	/* Watches are embedded: events for them may still be pending in this batch. */
@@ -600,6 +607,7 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 	sb->cfg = *c;
 	sb->loop = l;
 	sb->fail_errno = EIO;
+	sb->ram_fd = -1;
 	watch_init(&sb->link_w, -1, on_link, sb);
 	watch_init(&sb->con_w, -1, on_console, sb);
 	watch_init(&sb->qerr_w, -1, on_console, sb);
@@ -629,6 +637,24 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 	}
 	sb_free(sb);
 	return NULL;
+}
+
+/*
+ * A first boot that will save the template keeps the guest's RAM in a memory file it can copy
+ * from (snapshot_save): the same memory anonymous RAM would be, shared with QEMU.
+ */
+static int sb_ram_file(struct sandbox *sb, char *err, size_t errn)
+{
+	int fd = memfd_create("matchlock-ram", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)sb->cfg.memory_mb << 20) < 0) {
+		int e = errno;
+		snprintf(err, errn, "guest memory: %s", strerror(e));
+		if (fd >= 0)
+			close(fd);
+		return -e;
+	}
+	sb->ram_fd = fd;
+	return 0;
 }
 
 /*
@@ -663,11 +689,22 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 		.stderr_fd = qerr[1],
 		.qmp_fd = qmp[1],
 		.incoming_fd = -1,
+		.ram_fd = -1,
 	};
 	if (c->template_path) {
-		incoming = open(c->template_path, O_RDONLY | O_CLOEXEC);
+		r = snapshot_open(c->template_path, c->memory_mb, &incoming, err, errn);
+		if (r == -ESTALE) {
+			warn("the saved snapshot could not be restored (%s); booting cold", err);
+			snapshot_drop(c->template_path);
+		}
+		/* The template is both the stream and the guest's RAM, mapped copy-on-write. */
 		vc.incoming_fd = incoming;
 		sb->t.restored = incoming >= 0;
+		if (incoming < 0 && (r = sb_ram_file(sb, err, errn)) < 0)
+			goto out;
+		vc.ram_fd = incoming >= 0 ? incoming : sb->ram_fd;
+		vc.ram_shared = incoming < 0;
+		r = -EIO;
 	}
 	sb->t.spawn = now_ns();
 	if (vmm_spawn(&vc, &sb->qemu_pid, &pidfd, err, errn) < 0)

@@ -19,12 +19,14 @@
 #include "common/util.h"
 #include "common/paths.h"
 #include "qmp.h"
+#include "vmm.h"
 
 /*
  * Bump when what goes into a template changes. 2: TCG guests boot with tsc_early_khz; a template
- * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz).
+ * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz). 3: the guest's RAM
+ * first, then a stream saved with x-ignore-shared (snapshot.h).
  */
-#define SNAPSHOT_FORMAT 2
+#define SNAPSHOT_FORMAT 3
 #define QMP_TIMEOUT_MS 5000
 #define MIGRATE_TIMEOUT_MS 30000
 
@@ -93,6 +95,16 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 	return 0;
 }
 
+/*
+ * The guest's RAM is a shared file while a template is made (the supervisor copies it), a
+ * private mapping of the template when one is restored: the stream leaves it out on both sides.
+ */
+static json_t *migrate_caps(void)
+{
+	return json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared",
+			 "state", 1);
+}
+
 static int wait_migration(int qmp, char *err, size_t errn)
 {
 	uint64_t deadline = now_ns() + MIGRATE_TIMEOUT_MS * 1000000ull;
@@ -118,7 +130,89 @@ static int wait_migration(int qmp, char *err, size_t errn)
 	return -ETIMEDOUT;
 }
 
-int snapshot_save(int qmp, const char *path, char *err, size_t errn)
+/* Whether the page at p (or the n bytes left, if fewer) is all zero. */
+static bool page_is_zero(const char *p, size_t n)
+{
+	static const char zero[4096];
+	return !memcmp(p, zero, n < sizeof(zero) ? n : sizeof(zero));
+}
+
+static int pread_full(int fd, char *p, size_t n, off_t at)
+{
+	while (n) {
+		ssize_t k = pread(fd, p, n, at);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EIO;
+		p += k;
+		n -= (size_t)k;
+		at += k;
+	}
+	return 0;
+}
+
+static int pwrite_full(int fd, const char *p, size_t n, off_t at)
+{
+	while (n) {
+		ssize_t k = pwrite(fd, p, n, at);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+		at += k;
+	}
+	return 0;
+}
+
+/*
+ * The guest's RAM from the saver's memory file into the template's first size bytes, writing
+ * only pages that are not zero: the rest stay holes, which cost no disk and, mapped by a
+ * restored guest, read as zeros without I/O. Holes in the source are skipped unread.
+ */
+static int copy_ram(int from, int to, off_t size)
+{
+	enum { CHUNK = 1 << 20, PAGE = 4096 };
+	if (ftruncate(to, size) < 0)
+		return -errno;
+	char *buf = malloc(CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	int r = 0;
+	for (off_t at = 0; r == 0 && at < size;) {
+		off_t data = lseek(from, at, SEEK_DATA), hole;
+		if (data < 0 && errno == ENXIO)
+			break; /* nothing but holes from here */
+		if (data < 0 || (hole = lseek(from, data, SEEK_HOLE)) < 0) {
+			r = -errno;
+			break;
+		}
+		if (hole > size)
+			hole = size;
+		for (off_t o = data; r == 0 && o < hole; o += CHUNK) {
+			size_t len = hole - o < CHUNK ? (size_t)(hole - o) : CHUNK;
+			r = pread_full(from, buf, len, o);
+			/* Runs of pages that are not zero, one write each. */
+			for (size_t p = 0; r == 0 && p < len;) {
+				size_t end = p;
+				while (end < len && !page_is_zero(buf + end, len - end))
+					end += PAGE;
+				if (end > len)
+					end = len;
+				if (end > p)
+					r = pwrite_full(to, buf + p, end - p, o + (off_t)p);
+				p = end + PAGE;
+			}
+		}
+		at = hole;
+	}
+	free(buf);
+	return r;
+}
+
+int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, char *err, size_t errn)
 {
 	char dir[4200], tmp[4300];
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -136,16 +230,29 @@ int snapshot_save(int qmp, const char *path, char *err, size_t errn)
 		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
 		return -errno;
 	}
+	off_t ram_size = (off_t)memory_mb << 20;
 	json_t *bw = json_pack("{s:I}", "max-bandwidth", (json_int_t)1 << 40);
+	json_t *caps = migrate_caps();
 	r = qmp_handshake(qmp, QMP_TIMEOUT_MS, err, errn);
 	if (r == 0)
 		r = qmp_call(qmp, "stop", NULL, NULL, QMP_TIMEOUT_MS, err, errn);
 	bool stopped = r == 0;
+	if (r == 0 && (r = copy_ram(ram_fd, fd, ram_size)) < 0)
+		snprintf(err, errn, "copying the guest's memory to %s: %s", tmp, strerror(-r));
+	/* The stream follows the RAM; QEMU writes at the descriptor's offset. */
+	if (r == 0 && lseek(fd, ram_size, SEEK_SET) < 0) {
+		r = -errno;
+		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
+	}
+	if (r == 0)
+		r = qmp_call(qmp, "migrate-set-capabilities", caps, NULL, QMP_TIMEOUT_MS, err,
+			     errn);
 	if (r == 0)
 		r = qmp_call(qmp, "migrate-set-parameters", bw, NULL, QMP_TIMEOUT_MS, err, errn);
 	if (r == 0)
 		r = qmp_send_fd(qmp, "snapshot", fd, QMP_TIMEOUT_MS, err, errn);
 	json_decref(bw);
+	json_decref(caps);
 	if (r == 0) {
 		json_t *args = json_pack("{s:s}", "uri", "fd:snapshot");
 		r = qmp_call(qmp, "migrate", args, NULL, QMP_TIMEOUT_MS, err, errn);
@@ -153,6 +260,11 @@ int snapshot_save(int qmp, const char *path, char *err, size_t errn)
 	}
 	if (r == 0)
 		r = wait_migration(qmp, err, errn);
+	/* Renamed only once on disk: a crash must not leave a template of zeros. */
+	if (r == 0 && fsync(fd) < 0) {
+		r = -errno;
+		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
+	}
 	close(fd);
 	if (r == 0 && rename(tmp, path) < 0) {
 		snprintf(err, errn, "rename %s: %s", tmp, strerror(errno));
@@ -198,15 +310,25 @@ int snapshot_resume_step(struct snapshot_resume *rs, int qmp, char *err, size_t 
 			/* an error answer */
 		} else if (rs->step == RS_GREETING) {
 			rs->step = RS_CAPS;
-			r = qmp_send(qmp, "qmp_capabilities");
+			r = qmp_send(qmp, "qmp_capabilities", NULL);
 		} else if (rs->step == RS_CAPS) {
+			rs->step = RS_MIGRATE_CAPS;
+			json_t *caps = migrate_caps();
+			r = qmp_send(qmp, "migrate-set-capabilities", caps);
+			json_decref(caps);
+		} else if (rs->step == RS_MIGRATE_CAPS) {
+			rs->step = RS_INCOMING;
+			json_t *uri = json_pack("{s:s}", "uri", VMM_INCOMING_URI);
+			r = qmp_send(qmp, "migrate-incoming", uri);
+			json_decref(uri);
+		} else if (rs->step == RS_INCOMING) {
 			rs->step = RS_STATUS;
-			r = qmp_send(qmp, "query-status");
+			r = qmp_send(qmp, "query-status", NULL);
 		} else if (rs->step == RS_CONT || (st && !strcmp(st, "running"))) {
 			r = 1;
 		} else if (st && (!strcmp(st, "paused") || !strcmp(st, "postmigrate"))) {
 			rs->step = RS_CONT;
-			r = qmp_send(qmp, "cont");
+			r = qmp_send(qmp, "cont", NULL);
 		} else if (st && (!strcmp(st, "internal-error") || !strcmp(st, "shutdown") ||
 				  !strcmp(st, "guest-panicked"))) {
 			snprintf(err, errn, "QEMU is in state %s", st);
@@ -226,12 +348,41 @@ int snapshot_resume_step(struct snapshot_resume *rs, int qmp, char *err, size_t 
 int snapshot_resume_ask(struct snapshot_resume *rs, int qmp)
 {
 	rs->step = RS_STATUS;
-	return qmp_send(qmp, "query-status");
+	return qmp_send(qmp, "query-status", NULL);
 }
 
 void snapshot_resume_fini(struct snapshot_resume *rs)
 {
 	qmp_rx_fini(&rs->rx);
+}
+
+int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size_t errn)
+{
+	off_t ram_size = (off_t)memory_mb << 20;
+	struct stat st;
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	/*
+	 * Shorter than its RAM, QEMU would refuse it, or grow an empty one: the template is
+	 * never written by a restore. A stream is at least QEMU's header and a device.
+	 */
+	if (fstat(*fd, &st) < 0 || st.st_size < ram_size + 64 ||
+	    lseek(*fd, ram_size, SEEK_SET) != ram_size) {
+		snprintf(err, errn, "%s is truncated", path);
+		close(*fd);
+		*fd = -1;
+		return -ESTALE;
+	}
+	return 0;
+}
+
+void snapshot_drop(const char *path)
+{
+	char meta[4400];
+	snprintf(meta, sizeof(meta), "%s.disk", path);
+	unlink(path);
+	unlink(meta);
 }
 
 int snapshot_note_disk(const char *path, const char *disk)
