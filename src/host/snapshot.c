@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/paths.h"
+#include "common/sparse.h"
 #include "qmp.h"
 #include "vmm.h"
 
@@ -130,88 +131,6 @@ static int wait_migration(int qmp, char *err, size_t errn)
 	return -ETIMEDOUT;
 }
 
-/* Whether the page at p (or the n bytes left, if fewer) is all zero. */
-static bool page_is_zero(const char *p, size_t n)
-{
-	static const char zero[4096];
-	return !memcmp(p, zero, n < sizeof(zero) ? n : sizeof(zero));
-}
-
-static int pread_full(int fd, char *p, size_t n, off_t at)
-{
-	while (n) {
-		ssize_t k = pread(fd, p, n, at);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
-		p += k;
-		n -= (size_t)k;
-		at += k;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const char *p, size_t n, off_t at)
-{
-	while (n) {
-		ssize_t k = pwrite(fd, p, n, at);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		n -= (size_t)k;
-		at += k;
-	}
-	return 0;
-}
-
-/*
- * The guest's RAM from the saver's memory file into the template's first size bytes, writing
- * only pages that are not zero: the rest stay holes, which cost no disk and, mapped by a
- * restored guest, read as zeros without I/O. Holes in the source are skipped unread.
- */
-static int copy_ram(int from, int to, off_t size)
-{
-	enum { CHUNK = 1 << 20, PAGE = 4096 };
-	if (ftruncate(to, size) < 0)
-		return -errno;
-	char *buf = malloc(CHUNK);
-	if (!buf)
-		return -ENOMEM;
-	int r = 0;
-	for (off_t at = 0; r == 0 && at < size;) {
-		off_t data = lseek(from, at, SEEK_DATA), hole;
-		if (data < 0 && errno == ENXIO)
-			break; /* nothing but holes from here */
-		if (data < 0 || (hole = lseek(from, data, SEEK_HOLE)) < 0) {
-			r = -errno;
-			break;
-		}
-		if (hole > size)
-			hole = size;
-		for (off_t o = data; r == 0 && o < hole; o += CHUNK) {
-			size_t len = hole - o < CHUNK ? (size_t)(hole - o) : CHUNK;
-			r = pread_full(from, buf, len, o);
-			/* Runs of pages that are not zero, one write each. */
-			for (size_t p = 0; r == 0 && p < len;) {
-				size_t end = p;
-				while (end < len && !page_is_zero(buf + end, len - end))
-					end += PAGE;
-				if (end > len)
-					end = len;
-				if (end > p)
-					r = pwrite_full(to, buf + p, end - p, o + (off_t)p);
-				p = end + PAGE;
-			}
-		}
-		at = hole;
-	}
-	free(buf);
-	return r;
-}
-
 int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, char *err, size_t errn)
 {
 	char dir[4200], tmp[4300];
@@ -237,7 +156,7 @@ int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, cha
 	if (r == 0)
 		r = qmp_call(qmp, "stop", NULL, NULL, QMP_TIMEOUT_MS, err, errn);
 	bool stopped = r == 0;
-	if (r == 0 && (r = copy_ram(ram_fd, fd, ram_size)) < 0)
+	if (r == 0 && (r = sparse_copy(ram_fd, fd, ram_size)) < 0)
 		snprintf(err, errn, "copying the guest's memory to %s: %s", tmp, strerror(-r));
 	/* The stream follows the RAM; QEMU writes at the descriptor's offset. */
 	if (r == 0 && lseek(fd, ram_size, SEEK_SET) < 0) {
