@@ -148,7 +148,9 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	if (c->ram_fd >= 0) {
 		/*
 		 * QEMU opens the file itself; through /proc it gets our descriptor's file, whatever
-		 * its path (commas included). It opens it read-write even when it maps it private.
+		 * its path (commas included). It opens it read-write even when it maps it private,
+		 * and QEMU 7.2 would punch a discarded range out of the file itself: so no device
+		 * here may discard guest RAM (virtio-balloon, virtio-mem).
 		 */
 		snprintf(a->ram, sizeof(a->ram),
 			 "memory-backend-file,id=ram,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
