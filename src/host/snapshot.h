@@ -42,11 +42,10 @@ void snapshot_drop(const char *path);
  * A QEMU started with -incoming waits for the migration capabilities and migrate-incoming, loads
  * the snapshot, then sits paused; resuming it is a short QMP conversation that must not block
  * the caller's loop: QEMU answers its monitor only once the load is done, and under load that
- * takes seconds. Start with a zeroed struct, call
- * snapshot_resume_step() whenever the monitor (set non-blocking) is readable. It returns
- * 1 when the guest runs; 0 to wait for readability again; SNAPSHOT_ASK_AGAIN when QEMU is still
- * loading (call snapshot_resume_ask() after a moment, then wait for readability); or -EIO with
- * a reason in err (a corrupt or foreign snapshot makes QEMU exit: a closed monitor).
+ * takes seconds. Start with a zeroed struct, call snapshot_resume_step() whenever the monitor
+ * (set non-blocking) is readable. It returns 1 when the guest runs; 0 to wait for readability
+ * again; SNAPSHOT_ASK_AGAIN when QEMU is still loading (call snapshot_resume_ask() after a
+ * moment, then wait for readability); or -EIO with a reason in err (a corrupt or foreign snapshot makes QEMU exit: a closed monitor).
  */
 #define SNAPSHOT_ASK_AGAIN 2
 struct snapshot_resume {
