@@ -45,7 +45,8 @@ void snapshot_drop(const char *path);
  * takes seconds. Start with a zeroed struct, call snapshot_resume_step() whenever the monitor
  * (set non-blocking) is readable. It returns 1 when the guest runs; 0 to wait for readability
  * again; SNAPSHOT_ASK_AGAIN when QEMU is still loading (call snapshot_resume_ask() after a
- * moment, then wait for readability); or -EIO with a reason in err (a corrupt or foreign snapshot makes QEMU exit: a closed monitor).
+ * moment, then wait for readability); or -EIO with a reason in err (a corrupt or foreign
+ * snapshot makes QEMU exit: a closed monitor).
  */
 #define SNAPSHOT_ASK_AGAIN 2
 struct snapshot_resume {
