@@ -642,20 +642,19 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 
 /*
  * A first boot that will save the template keeps the guest's RAM in a memory file it can copy
- * from (snapshot_save): the same memory anonymous RAM would be, shared with QEMU.
+ * from (snapshot_save): the same memory anonymous RAM would be, shared with QEMU. Without one
+ * the guest boots on anonymous memory and no template is saved.
  */
-static int sb_ram_file(struct sandbox *sb, char *err, size_t errn)
+static void sb_ram_file(struct sandbox *sb)
 {
 	int fd = memfd_create("matchlock-ram", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)sb->cfg.memory_mb << 20) < 0) {
-		int e = errno;
-		snprintf(err, errn, "guest memory: %s", strerror(e));
+		warn("no snapshot for faster starts: guest memory file: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		return -e;
+		return;
 	}
 	sb->ram_fd = fd;
-	return 0;
 }
 
 /*
@@ -701,8 +700,8 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 		/* The template is both the stream and the guest's RAM, mapped copy-on-write. */
 		vc.incoming_fd = incoming;
 		sb->t.restored = incoming >= 0;
-		if (incoming < 0 && (r = sb_ram_file(sb, err, errn)) < 0)
-			goto out;
+		if (incoming < 0)
+			sb_ram_file(sb);
 		vc.ram_fd = incoming >= 0 ? incoming : sb->ram_fd;
 		vc.ram_shared = incoming < 0;
 		r = -EIO;
