@@ -51,6 +51,7 @@ struct pending {
 };
 
 struct h2; /* proxy_h2.c: the two HTTP/2 sessions of a flow and their streams */
+struct sigv4_flow; /* proxy_sigv4.c: the SigV4 request being re-signed */
 
 struct flow {
 	struct mitm *m;
@@ -88,6 +89,7 @@ struct flow {
 	struct buf rq_held; /* RQF_HELD: the rewritten head */
 	struct buf rq_held_body; /* RQF_HELD: the body with values put in */
 	struct buf rq_trailers; /* a chunked body's trailer lines, until the body ends */
+	struct sigv4_flow *sv; /* the request is signed with the sandbox's AWS credential */
 	enum rs_state rs;
 	struct http_body rs_body;
 	bool rs_chunked_out, rs_close_after;
@@ -117,6 +119,21 @@ void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const ch
  * is queued is dropped and the socket is reset when it closes. The flow then ends.
  */
 void tls_upstream_reset(struct flow *f);
+/*
+ * proxy_sigv4.c: AWS SigV4 re-signing of HTTP/1 requests. sigv4_begin looks at a request head
+ * before it is rewritten: f->sv is set when it is signed with the sandbox's placeholder key
+ * id toward one of the credential's hosts (0 either way), or a refusal's status is returned
+ * with its reason. sigv4_needs_body: its payload hash is the body's (held whole). sigv4_finish,
+ * on the rewritten head in to[start..] (complete, its body, when needed, in body): 0 once the
+ * guest's signature is checked and the head signed again with the real key; 403 when the
+ * guest did not sign with the placeholder key; another status on failure. sigv4_flow_end frees.
+ */
+int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
+		size_t rn);
+bool sigv4_needs_body(const struct flow *f);
+int sigv4_finish(struct flow *f, struct buf *to, size_t start, const uint8_t *body, size_t bn,
+		 char *reason, size_t rn);
+void sigv4_flow_end(struct flow *f);
 /* proxy.c: free a flow's per-message state (request body, response codings). */
 void proxy_fini(struct flow *f);
 /*
