@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "secrets.h"
@@ -447,6 +448,10 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 	size_t n;
 	const uint8_t *ce = field_value(head, m, "content-encoding", &n);
 	enum codec_kind kind = codec_kind_of(ce, n);
+	/* aws-chunked frames a SigV4 streaming body itself: it passes as it is, inspected raw. */
+	if (kind == CODEC_OTHER && f->sv && n == 11 &&
+	    !strncasecmp((const char *)ce, "aws-chunked", 11))
+		kind = CODEC_IDENTITY;
 	if (kind == CODEC_OTHER) {
 		snprintf(reason, rn,
 			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "

@@ -13,8 +13,11 @@
  * The payload hash is the request's x-amz-content-sha256 (S3), UNSIGNED-PAYLOAD for a
  * presigned S3 URL, else the SHA-256 of the body: such a body is held whole (proxy.c,
  * RQF_HELD, at most FLOW_HELD_BODY_MAX) and the checks run once it has ended. A signed body is
- * never changed (a placeholder in it is refused). Not covered, refused with a reason: chunked
- * payload signatures (STREAMING-*, aws-chunked), SigV4a, a signature without X-Amz-Date.
+ * never changed (a placeholder in it is refused). aws-chunked bodies whose chunks are not
+ * signed (STREAMING-UNSIGNED-PAYLOAD-TRAILER, what newer SDKs send for S3 uploads) pass as
+ * they are. Not covered, refused with a reason: signed chunks (STREAMING-AWS4-HMAC-SHA256-*:
+ * each chunk's signature chains from the head's, so every chunk would need signing again),
+ * SigV4a, a signature without X-Amz-Date.
  */
 #define _GNU_SOURCE
 #include "flow.h"
@@ -124,13 +127,17 @@ int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, c
 	if (ph) {
 		snprintf(payload, sizeof(payload), "%.*s", (int)ph->value_len,
 			 (const char *)head + ph->value_off);
-		if (ph->value_len > SIGV4_HASH_LEN || !strncmp(payload, "STREAMING-", 10)) {
-			snprintf(reason, rn,
-				 "matchlock: request to %s refused: chunked SigV4 payload "
-				 "signatures (x-amz-content-sha256: STREAMING-..., aws-chunked) "
-				 "are not re-signed by the proxy; have the SDK send the payload "
-				 "hash or UNSIGNED-PAYLOAD",
-				 f->name);
+		/* Unsigned chunks (a trailing checksum, unsigned): only the head is signed. */
+		bool unsigned_chunks = !strcmp(payload, SIGV4_STREAMING_UNSIGNED);
+		if (ph->value_len > SIGV4_HASH_LEN ||
+		    (!strncmp(payload, "STREAMING-", 10) && !unsigned_chunks)) {
+			snprintf(
+			    reason, rn,
+			    "matchlock: request to %s refused: chunked SigV4 payload "
+			    "signatures (x-amz-content-sha256: %.40s) are not re-signed by the "
+			    "proxy; have the SDK send the payload hash, UNSIGNED-PAYLOAD or "
+			    "%s",
+			    f->name, payload, SIGV4_STREAMING_UNSIGNED);
 			return 501;
 		}
 	} else if (a.presigned && !strncmp(a.service, "s3", 2)) {

@@ -23,6 +23,8 @@
 #define SIGV4_SIG_LEN 64 /* hex characters of a signature */
 #define SIGV4_HASH_LEN 64 /* hex characters of a SHA-256 */
 #define SIGV4_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
+/* aws-chunked body, chunks not signed, a trailing checksum (newer SDKs' S3 uploads) */
+#define SIGV4_STREAMING_UNSIGNED "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 
 /* What a request says about its signature. */
 struct sigv4_auth {

@@ -223,6 +223,27 @@ static void test_body_hash(void)
 	free(req);
 }
 
+static void test_unsigned_chunks(void)
+{
+	int st;
+	char *req = signed_request(
+	    "PUT /b/k HTTP/1.1\r\nHost: s3.amazonaws.com\r\nx-amz-date: 20261201T120000Z\r\n"
+	    "x-amz-content-sha256: " SIGV4_STREAMING_UNSIGNED
+	    "\r\nContent-Encoding: aws-chunked\r\n"
+	    "Transfer-Encoding: chunked\r\nx-amz-trailer: x-amz-checksum-crc32\r\n"
+	    "X-Amz-Security-Token: %2$s\r\n"
+	    "Authorization: AWS4-HMAC-SHA256 Credential=%1$s/20261201/us-east-1/s3/aws4_request, "
+	    "SignedHeaders=content-encoding;host;x-amz-content-sha256;x-amz-date;"
+	    "x-amz-security-token;x-amz-trailer, Signature=" NOSIG "\r\n\r\n"
+	    "27\r\n2\r\nhi\r\n0\r\nx-amz-checksum-crc32:abc=\r\n\r\n\r\n0\r\n\r\n",
+	    ph_key, SIGV4_STREAMING_UNSIGNED);
+	char *up = through("s3.amazonaws.com", req, &st);
+	if (verifies_real(up, SIGV4_STREAMING_UNSIGNED))
+		CHECK(strstr(up, "2\r\nhi\r\n0\r\nx-amz-checksum-crc32:abc=\r\n") != NULL);
+	free(up);
+	free(req);
+}
+
 static void test_refusals(void)
 {
 	int st;
@@ -323,6 +344,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_header_signed);
 	CHECK_RUN(test_presigned);
 	CHECK_RUN(test_body_hash);
+	CHECK_RUN(test_unsigned_chunks);
 	CHECK_RUN(test_refusals);
 	CHECK_RUN(test_flag);
 	secrets_clear(&ss);
