@@ -1,0 +1,118 @@
+#!/bin/bash
+# AWS SigV4 re-signing, end to end: boto3 (Debian's python3-boto3, in the matchlock/clients
+# image) in the guest holds placeholder AWS credentials (--secret aws@HOSTS) and signs as usual;
+# a fake S3/STS on the suite's private loopback (tests/integration/s3_server.py) verifies every
+# signature with the REAL key, independently of the proxy's code. Runs in private mount and
+# network namespaces (unshare -mn) like test_secrets.sh.
+. "$(dirname "$0")/netns.sh"
+. "$(dirname "$0")/lib.sh"
+
+ip link set lo up
+SRV=$T_OUT/srv
+mkdir -p "$SRV"
+export AWS_ACCESS_KEY_ID="AKIDREAL$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)"
+export AWS_SECRET_ACCESS_KEY="real/$(head -c 15 /dev/urandom | base64 | tr -d '\n')+key"
+export AWS_SESSION_TOKEN="token/$(head -c 24 /dev/urandom | base64 | tr -d '\n')="
+S3_ID=$AWS_ACCESS_KEY_ID S3_KEY=$AWS_SECRET_ACCESS_KEY S3_TOKEN=$AWS_SESSION_TOKEN \
+	python3 "$ROOT/tests/integration/s3_server.py" "$SRV" 9446 &
+SRV_PID=$!
+trap 'kill $SRV_PID 2>/dev/null; "$ML" kill --all >/dev/null 2>&1; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
+for _ in $(seq 100); do [ -e "$SRV/s3ready" ] && break; sleep 0.1; done
+[ -e "$SRV/s3ready" ] || { echo "the fake S3 did not start"; echo "0 passed, 1 failed"; exit 1; }
+
+ML="$ML" "$ROOT/scripts/default-image.sh" >/dev/null 2>&1 || { echo "no default image (make default-image)"; echo "0 passed, 1 failed"; exit 1; }
+IMG=(--image matchlock/default)
+CLIENTS=(--image matchlock/clients)
+ML="$ML" "$ROOT/scripts/default-image.sh" clients >/dev/null 2>&1 || CLIENTS=()
+
+AWS=(--secret "aws@s3.aws.test:9446,sts.aws.test:9446" --add-host s3.aws.test:127.0.0.1
+	--add-host sts.aws.test:127.0.0.1 --upstream-ca "$SRV/s3ca.pem")
+s3log() { cat "$SRV/s3.log" 2>/dev/null; }
+# Nothing the guest printed, nor matchlock's own output, may carry the real key or token.
+expect_no_real() {
+	[[ $OUT$ERR != *"$AWS_SECRET_ACCESS_KEY"* ]] || fail "the real secret key reached the guest or the terminal"
+	[[ $OUT$ERR != *"$AWS_SESSION_TOKEN"* ]] || fail "the real session token reached the guest or the terminal"
+	[[ $OUT$ERR != *"$AWS_ACCESS_KEY_ID"* ]] || fail "the real key id reached the guest or the terminal"
+}
+
+# The guest's boto3 clients: path-style S3 and STS at the fake endpoints.
+PRELUDE='
+import os, ssl, sys, urllib.request
+import boto3
+from botocore.config import Config
+CA = os.environ["SSL_CERT_FILE"]
+def s3(**kw):
+    return boto3.client("s3", endpoint_url="https://s3.aws.test:9446", region_name="us-east-1",
+                        verify=CA, config=Config(signature_version="s3v4", s3=dict(addressing_style="path", **kw)))
+'
+
+t_boto3_calls_are_signed_again_with_the_real_key() {
+	[ ${#CLIENTS[@]} -gt 0 ] || skip "no matchlock/clients image (make client-image)"
+	: >"$SRV/s3.log"
+	ml run "${CLIENTS[@]}" "${AWS[@]}" -- python3 -c "$PRELUDE"'
+for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    print("env", k, os.environ[k])
+c = s3()
+c.put_object(Bucket="bk", Key="dir/hello world.txt", Body=b"unsigned payload")
+s3(payload_signing_enabled=True).put_object(Bucket="bk", Key="signed.txt", Body=b"signed payload")
+print("list", sorted(o["Key"] for o in c.list_objects_v2(Bucket="bk")["Contents"]))
+print("get", c.get_object(Bucket="bk", Key="dir/hello world.txt")["Body"].read().decode())
+url = c.generate_presigned_url("get_object", Params={"Bucket": "bk", "Key": "signed.txt"}, ExpiresIn=300)
+print("presigned", urllib.request.urlopen(url, context=ssl.create_default_context(cafile=CA)).read().decode())
+print("echo", c.get_object(Bucket="bk", Key="real-key")["Body"].read().decode())
+sts = boto3.client("sts", endpoint_url="https://sts.aws.test:9446", region_name="us-east-1", verify=CA)
+print("sts", sts.get_caller_identity()["Arn"])
+'
+	expect_eq "status ($ERR)" "$RC" 0
+	expect_match "placeholder credentials in the guest" "$OUT" "env AWS_SECRET_ACCESS_KEY SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "session token placeholder" "$OUT" "env AWS_SESSION_TOKEN SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "list" "$OUT" "list \['dir/hello world.txt', 'signed.txt'\]"
+	expect_match "get" "$OUT" "get unsigned payload"
+	expect_match "presigned URL" "$OUT" "presigned signed payload"
+	expect_match "the echoed key is scrubbed" "$OUT" "echo the key is SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "sts (payload hash of a held body)" "$OUT" "sts arn:aws:iam::123456789012:user/test"
+	[ "$(s3log | grep -c -- '-> 200')" = 7 ] || fail "the fake S3 did not verify 7 requests: $(s3log | grep -- '->')"
+	[[ $(s3log) != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the fake S3"
+	[[ $(s3log) == *"X-Amz-Content-SHA256: UNSIGNED-PAYLOAD"* ]] || fail "no UNSIGNED-PAYLOAD upload: $(s3log)"
+	expect_no_real
+}
+
+t_a_call_signed_with_another_key_is_refused() {
+	[ ${#CLIENTS[@]} -gt 0 ] || skip "no matchlock/clients image (make client-image)"
+	: >"$SRV/s3.log"
+	ml run "${CLIENTS[@]}" "${AWS[@]}" -- python3 -c "$PRELUDE"'
+os.environ["AWS_SECRET_ACCESS_KEY"] = "a-key-the-guest-made-up"
+try:
+    s3().list_objects_v2(Bucket="bk")
+    print("forged call passed")
+except Exception as e:
+    print("refused", e.response["ResponseMetadata"]["HTTPStatusCode"])
+'
+	expect_eq "status ($ERR)" "$RC" 0
+	expect_match "refused by the proxy" "$OUT" "refused 403"
+	expect_match "secret_leak event" "$ERR" "secret_leak blocked GET https://s3.aws.test:9446/bk"
+	expect_match "the reason" "$ERR" "not made with the sandbox's placeholder secret key"
+	[ -z "$(s3log)" ] || fail "the forged request reached the fake S3: $(s3log)"
+	expect_no_real
+}
+
+t_the_secret_key_placeholder_never_leaves() {
+	: >"$SRV/s3.log"
+	ml run "${IMG[@]}" "${AWS[@]}" -- sh -c '
+		curl -sS -o /dev/null -w "header=%{http_code}\n" -H "X-Leak: $AWS_SECRET_ACCESS_KEY" https://s3.aws.test:9446/bk
+		curl -sS -o /dev/null -w "body=%{http_code}\n" -X PUT --data-binary "k=$AWS_SECRET_ACCESS_KEY" https://s3.aws.test:9446/bk/x'
+	expect_eq "status ($ERR)" "$RC" 0
+	expect_match "in a header" "$OUT" "header=403"
+	expect_match "in a body" "$OUT" "body=403"
+	expect_match "why" "$ERR" "the AWS secret access key, which is never sent anywhere"
+	[ -z "$(s3log)" ] || fail "a request carrying the secret key's placeholder reached the fake S3: $(s3log)"
+	expect_no_real
+}
+
+t_aws_secret_needs_the_credential() {
+	( unset AWS_SECRET_ACCESS_KEY; ml run "${IMG[@]}" --secret aws@s3.aws.test -- true
+	  expect_one_line_error
+	  expect_match "names the variable" "$ERR" "AWS_SECRET_ACCESS_KEY is not set" )
+}
+
+run_tests "$@"
