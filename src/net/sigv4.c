@@ -386,13 +386,15 @@ static int canonical_query(const uint8_t *q, size_t qn, bool presigned, struct b
 	if (r == 0 && (enc.bad || dec.bad))
 		r = -ENOMEM;
 	if (r == 0) {
-		qsort_r(ps, k, sizeof(*ps), qparam_cmp, buf_head(&enc));
+		/* Parameters may all be empty ("=&="): then the buffer has no bytes at all. */
+		uint8_t *base = buf_used(&enc) ? buf_head(&enc) : (uint8_t *)"";
+		qsort_r(ps, k, sizeof(*ps), qparam_cmp, base);
 		for (unsigned i = 0; i < k; i++) {
 			if (i)
 				buf_put_u8(out, '&');
-			buf_append(out, buf_head(&enc) + ps[i].off, ps[i].klen);
+			buf_append(out, base + ps[i].off, ps[i].klen);
 			buf_put_u8(out, '=');
-			buf_append(out, buf_head(&enc) + ps[i].off + ps[i].klen, ps[i].vlen);
+			buf_append(out, base + ps[i].off + ps[i].klen, ps[i].vlen);
 		}
 	}
 	free(ps);
