@@ -134,6 +134,10 @@ bool sigv4_needs_body(const struct flow *f);
 int sigv4_finish(struct flow *f, struct buf *to, size_t start, const uint8_t *body, size_t bn,
 		 char *reason, size_t rn);
 void sigv4_flow_end(struct flow *f);
+/* Whether a request (target, Authorization value: may be NULL) is signed with the sandbox's
+   placeholder AWS key id toward one of the credential's hosts. */
+bool sigv4_placeholder_signed(const struct flow *f, const uint8_t *target, size_t tl,
+			      const uint8_t *authz, size_t al);
 /* proxy.c: free a flow's per-message state (request body, response codings). */
 void proxy_fini(struct flow *f);
 /*

@@ -649,6 +649,20 @@ static void request_start(struct h2s *s, bool end_stream)
 		return;
 	}
 	const struct secrets *ss = f->m->ss;
+	size_t zl = 0;
+	const uint8_t *authz = hlist_get(&s->rq, "authorization", &zl);
+	if (ss && ss->n && sigv4_placeholder_signed(f, path, pl, authz, zl)) {
+		/* Re-signing is HTTP/1 only (proxy_sigv4.c): substitution alone breaks it. */
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: AWS SigV4 requests signed with the "
+			 "sandbox's credential are re-signed over HTTP/1.1 only; have the client "
+			 "use HTTP/1.1",
+			 f->name);
+		stream_event(s, 501, false, reason, NET_EV_REQUEST, NULL);
+		s->logged = true;
+		stream_answer(s, 501, reason);
+		return;
+	}
 	struct hlist out = { 0 };
 	const struct secret *leak = NULL;
 	size_t cl = 0, el = 0;

@@ -80,6 +80,20 @@ static int auth_date(const uint8_t *head, const struct http_msg *m, struct sigv4
 	return 0;
 }
 
+bool sigv4_placeholder_signed(const struct flow *f, const uint8_t *target, size_t tl,
+			      const uint8_t *authz, size_t al)
+{
+	const struct secret *id = secrets_aws(f->m->ss, SECRET_AWS_KEY_ID);
+	struct sigv4_auth a;
+	if (!id || !secret_host_ok(id, f->name))
+		return false;
+	if (authz && sigv4_parse_authorization(authz, al, &a) == 0 &&
+	    !strcmp(a.key_id, id->placeholder))
+		return true;
+	return target && sigv4_parse_query(target, tl, &a) == 0 &&
+	       !strcmp(a.key_id, id->placeholder);
+}
+
 void sigv4_flow_end(struct flow *f)
 {
 	if (!f->sv)
