@@ -120,24 +120,36 @@ void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const ch
  */
 void tls_upstream_reset(struct flow *f);
 /*
- * proxy_sigv4.c: AWS SigV4 re-signing of HTTP/1 requests. sigv4_begin looks at a request head
- * before it is rewritten: f->sv is set when it is signed with the sandbox's placeholder key
- * id toward one of the credential's hosts (0 either way), or a refusal's status is returned
- * with its reason. sigv4_needs_body: its payload hash is the body's (held whole). sigv4_finish,
- * on the rewritten head in to[start..] (complete, its body, when needed, in body): 0 once the
- * guest's signature is checked and the head signed again with the real key; 403 when the
- * guest did not sign with the placeholder key; another status on failure. sigv4_flow_end frees.
+ * proxy_sigv4.c: AWS SigV4 re-signing. sigv4_start looks at a request (as the guest sent it)
+ * before it is rewritten: *sv is set when it is signed with the sandbox's placeholder key id
+ * toward one of the credential's hosts (0 either way), or a refusal's status is returned with
+ * its reason. sigv4_resign, on the rewritten request (and the body, when the payload hash is
+ * its hash): 0 with the new signature in sig once the guest's signature is checked; 403 when
+ * the guest did not sign with the placeholder key; another status on failure.
+ * sigv4_put_signature writes sig over the guest's (in the target when presigned, else in the
+ * Authorization value). HTTP/1 heads: sigv4_begin (state in f->sv), sigv4_needs_body (its
+ * payload hash is the body's: held whole), sigv4_finish on the rewritten head in to[start..];
+ * sigv4_flow_end frees.
  */
+enum sigv4_body {
+	SIGV4_BODY_NONE,
+	SIGV4_BODY_HOLDABLE, /* a Content-Length body the proxy can hold to hash (HTTP/1) */
+	SIGV4_BODY_STREAMED, /* anything else */
+};
+struct sigv4_req;
+int sigv4_start(struct flow *f, const struct sigv4_req *rq, enum sigv4_body body,
+		struct sigv4_flow **sv, char *reason, size_t rn);
+int sigv4_resign(struct flow *f, struct sigv4_flow *sv, const struct sigv4_req *up,
+		 const uint8_t *body, size_t bn, char sig[65], char *reason, size_t rn);
+bool sigv4_put_signature(const struct sigv4_flow *sv, uint8_t *target, size_t tl, uint8_t *authz,
+			 size_t al, const char *sig);
+void sigv4_state_free(struct sigv4_flow *sv);
 int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
 		size_t rn);
 bool sigv4_needs_body(const struct flow *f);
 int sigv4_finish(struct flow *f, struct buf *to, size_t start, const uint8_t *body, size_t bn,
 		 char *reason, size_t rn);
 void sigv4_flow_end(struct flow *f);
-/* Whether a request (target, Authorization value: may be NULL) is signed with the sandbox's
-   placeholder AWS key id toward one of the credential's hosts. */
-bool sigv4_placeholder_signed(const struct flow *f, const uint8_t *target, size_t tl,
-			      const uint8_t *authz, size_t al);
 /* proxy.c: free a flow's per-message state (request body, response codings). */
 void proxy_fini(struct flow *f);
 /*

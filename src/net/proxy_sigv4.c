@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "secrets.h"
 #include "sigv4.h"
@@ -36,70 +37,54 @@ struct sigv4_flow {
 	char payload[SIGV4_HASH_LEN + 1]; /* "" until the body is hashed */
 };
 
-/* A head's fields as sigv4.h takes them. */
-static void fields_of(const uint8_t *head, const struct http_msg *m, struct sigv4_field *fs)
+/* The value of the first field of rq called name (any case), or NULL. */
+static const uint8_t *req_field(const struct sigv4_req *rq, const char *name, size_t *n)
 {
-	for (unsigned i = 0; i < m->nfields; i++)
-		fs[i] = (struct sigv4_field){ head + m->field[i].name_off, m->field[i].name_len,
-					      head + m->field[i].value_off, m->field[i].value_len };
-}
-
-static const struct http_field *field_named(const uint8_t *head, const struct http_msg *m,
-					    const char *name)
-{
-	for (unsigned i = 0; i < m->nfields; i++)
-		if (http_field_is(head, &m->field[i], name))
-			return &m->field[i];
+	size_t l = strlen(name);
+	for (unsigned i = 0; i < rq->nfields; i++)
+		if (rq->fields[i].nlen == l &&
+		    !strncasecmp((const char *)rq->fields[i].name, name, l)) {
+			*n = rq->fields[i].vlen;
+			return rq->fields[i].value;
+		}
+	*n = 0;
 	return NULL;
 }
 
 /*
- * The signature of head (parsed into m) into a: 0, -ENOENT (not SigV4), -ENOTSUP, -EINVAL;
- * -EBADMSG: a header signature without X-Amz-Date.
+ * The signature of rq into a: 0, -ENOENT (not SigV4), -ENOTSUP, -EINVAL; -EBADMSG: a header
+ * signature without X-Amz-Date.
  */
-static int auth_of(const uint8_t *head, const struct http_msg *m, struct sigv4_auth *a)
+static int auth_of(const struct sigv4_req *rq, struct sigv4_auth *a)
 {
-	const struct http_field *az = field_named(head, m, "authorization");
+	size_t n;
+	const uint8_t *az = req_field(rq, "authorization", &n);
 	if (az) {
-		int r = sigv4_parse_authorization(head + az->value_off, az->value_len, a);
+		int r = sigv4_parse_authorization(az, n, a);
+		if (r == 0) {
+			const uint8_t *d = req_field(rq, "x-amz-date", &n);
+			if (!d || n != 16)
+				return -EBADMSG;
+			memcpy(a->amz_date, d, 16);
+			a->amz_date[16] = 0;
+		}
 		if (r != -ENOENT)
 			return r;
 	}
-	return sigv4_parse_query(head + m->target_off, m->target_len, a);
+	return sigv4_parse_query(rq->target, rq->tlen, a);
 }
 
-static int auth_date(const uint8_t *head, const struct http_msg *m, struct sigv4_auth *a)
+void sigv4_state_free(struct sigv4_flow *sv)
 {
-	if (a->presigned)
-		return 0;
-	const struct http_field *d = field_named(head, m, "x-amz-date");
-	if (!d || d->value_len != 16)
-		return -EBADMSG;
-	memcpy(a->amz_date, head + d->value_off, 16);
-	a->amz_date[16] = 0;
-	return 0;
-}
-
-bool sigv4_placeholder_signed(const struct flow *f, const uint8_t *target, size_t tl,
-			      const uint8_t *authz, size_t al)
-{
-	const struct secret *id = secrets_aws(f->m->ss, SECRET_AWS_KEY_ID);
-	struct sigv4_auth a;
-	if (!id || !secret_host_ok(id, f->name))
-		return false;
-	if (authz && sigv4_parse_authorization(authz, al, &a) == 0 &&
-	    !strcmp(a.key_id, id->placeholder))
-		return true;
-	return target && sigv4_parse_query(target, tl, &a) == 0 &&
-	       !strcmp(a.key_id, id->placeholder);
+	if (!sv)
+		return;
+	buf_wipe(&sv->creq);
+	free(sv);
 }
 
 void sigv4_flow_end(struct flow *f)
 {
-	if (!f->sv)
-		return;
-	buf_wipe(&f->sv->creq);
-	free(f->sv);
+	sigv4_state_free(f->sv);
 	f->sv = NULL;
 }
 
@@ -108,19 +93,28 @@ bool sigv4_needs_body(const struct flow *f)
 	return f->sv && !f->sv->payload[0];
 }
 
-int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
-		size_t rn)
+/* Whether any field value or the target of rq holds p. */
+static bool req_holds(const struct sigv4_req *rq, const char *p)
+{
+	size_t n = strlen(p);
+	if (memmem(rq->target, rq->tlen, p, n))
+		return true;
+	for (unsigned i = 0; i < rq->nfields; i++)
+		if (memmem(rq->fields[i].value, rq->fields[i].vlen, p, n))
+			return true;
+	return false;
+}
+
+int sigv4_start(struct flow *f, const struct sigv4_req *rq, enum sigv4_body body,
+		struct sigv4_flow **out, char *reason, size_t rn)
 {
 	const struct secrets *ss = f->m->ss;
 	const struct secret *id = secrets_aws(ss, SECRET_AWS_KEY_ID);
-	sigv4_flow_end(f);
-	if (!id || !secret_host_ok(id, f->name) ||
-	    !memmem(head, m->head_len, id->placeholder, SECRET_PLACEHOLDER_LEN))
+	*out = NULL;
+	if (!id || !secret_host_ok(id, f->name) || !req_holds(rq, id->placeholder))
 		return 0;
 	struct sigv4_auth a;
-	int r = auth_of(head, m, &a);
-	if (r == 0)
-		r = auth_date(head, m, &a);
+	int r = auth_of(rq, &a);
 	if (r == -ENOENT)
 		return 0; /* the key id travels, but nothing is signed: substituted as a value */
 	if (r == 0 && strcmp(a.key_id, id->placeholder))
@@ -136,14 +130,14 @@ int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, c
 					   "is malformed");
 		return r == -ENOTSUP ? 501 : 400;
 	}
-	const struct http_field *ph = field_named(head, m, "x-amz-content-sha256");
+	size_t pn;
+	const uint8_t *ph = req_field(rq, "x-amz-content-sha256", &pn);
 	char payload[SIGV4_HASH_LEN + 1] = "";
 	if (ph) {
-		snprintf(payload, sizeof(payload), "%.*s", (int)ph->value_len,
-			 (const char *)head + ph->value_off);
+		snprintf(payload, sizeof(payload), "%.*s", (int)pn, (const char *)ph);
 		/* Unsigned chunks (a trailing checksum, unsigned): only the head is signed. */
 		bool unsigned_chunks = !strcmp(payload, SIGV4_STREAMING_UNSIGNED);
-		if (ph->value_len > SIGV4_HASH_LEN ||
+		if (pn > SIGV4_HASH_LEN ||
 		    (!strncmp(payload, "STREAMING-", 10) && !unsigned_chunks)) {
 			snprintf(
 			    reason, rn,
@@ -156,33 +150,21 @@ int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, c
 		}
 	} else if (a.presigned && !strncmp(a.service, "s3", 2)) {
 		snprintf(payload, sizeof(payload), "%s", SIGV4_UNSIGNED_PAYLOAD);
-	} else if (m->framing == HTTP_BODY_NONE) {
+	} else if (body == SIGV4_BODY_NONE) {
 		sigv4_hash_hex((const uint8_t *)"", 0, payload);
-	} else if (m->framing != HTTP_BODY_LENGTH || m->length > FLOW_HELD_BODY_MAX) {
-		snprintf(reason, rn,
-			 "matchlock: request to %s refused: its SigV4 signature covers the "
-			 "SHA-256 of a body %s; send x-amz-content-sha256 or a body of at most "
-			 "%u MiB with a Content-Length",
-			 f->name,
-			 m->framing == HTTP_BODY_LENGTH ? "too long to hold" : "of unknown length",
-			 FLOW_HELD_BODY_MAX >> 20);
+	} else if (body != SIGV4_BODY_HOLDABLE) {
+		snprintf(
+		    reason, rn,
+		    "matchlock: request to %s refused: its SigV4 signature covers the "
+		    "SHA-256 of its body, which the proxy can hold for that only over HTTP/1.1 "
+		    "with a Content-Length of at most %u MiB; send x-amz-content-sha256",
+		    f->name, FLOW_HELD_BODY_MAX >> 20);
 		return 413;
 	}
-	struct sigv4_field *fs = calloc(HTTP_MAX_HEADERS, sizeof(*fs));
 	struct sigv4_flow *sv = calloc(1, sizeof(*sv));
-	if (!fs || !sv) {
-		free(fs);
-		free(sv);
-		snprintf(reason, rn, "matchlock: request to %s failed: out of memory", f->name);
-		return 503;
-	}
-	fields_of(head, m, fs);
-	struct sigv4_req rq = { m->method, head + m->target_off, m->target_len, fs, m->nfields };
-	r = sigv4_canonical_request(&rq, &a, "", &sv->creq);
-	free(fs);
+	r = sv ? sigv4_canonical_request(rq, &a, "", &sv->creq) : -ENOMEM;
 	if (r < 0) {
-		buf_wipe(&sv->creq);
-		free(sv);
+		sigv4_state_free(sv);
 		snprintf(reason, rn, "matchlock: request to %s refused: %s", f->name,
 			 r == -ENOMEM ? "out of memory"
 				      : "its SigV4 request cannot be put in canonical form");
@@ -190,31 +172,18 @@ int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, c
 	}
 	sv->guest = a;
 	snprintf(sv->payload, sizeof(sv->payload), "%s", payload);
-	f->sv = sv;
+	*out = sv;
 	return 0;
 }
 
-/* Overwrite the 64 hex digits after key in p[0..n) with sig. */
-static bool put_signature(uint8_t *p, size_t n, const char *key, const char *sig)
+int sigv4_resign(struct flow *f, struct sigv4_flow *sv, const struct sigv4_req *up,
+		 const uint8_t *body, size_t bn, char sig[SIGV4_SIG_LEN + 1], char *reason,
+		 size_t rn)
 {
-	size_t kl = strlen(key);
-	const uint8_t *at = memmem(p, n, key, kl);
-	if (!at || (size_t)(p + n - at) < kl + SIGV4_SIG_LEN)
-		return false;
-	memcpy(p + (at - p) + kl, sig, SIGV4_SIG_LEN);
-	return true;
-}
-
-int sigv4_finish(struct flow *f, struct buf *to, size_t start, const uint8_t *body, size_t bn,
-		 char *reason, size_t rn)
-{
-	struct sigv4_flow *sv = f->sv;
-	const struct secrets *ss = f->m->ss;
-	const struct secret *key = secrets_aws(ss, SECRET_AWS_SECRET_KEY);
+	const struct secret *key = secrets_aws(f->m->ss, SECRET_AWS_SECRET_KEY);
 	if (!sv->payload[0])
 		sigv4_hash_hex(body, bn, sv->payload);
 	/* 1. The guest signed with the placeholder secret key. */
-	char sig[SIGV4_SIG_LEN + 1];
 	size_t cut = buf_used(&sv->creq);
 	buf_append(&sv->creq, sv->payload, strlen(sv->payload));
 	int r = sv->creq.bad ? -ENOMEM
@@ -230,40 +199,103 @@ int sigv4_finish(struct flow *f, struct buf *to, size_t start, const uint8_t *bo
 			 f->name, key->name);
 		return 403;
 	}
-	/* 2. The rewritten head (real key id and token) signed with the real key. */
-	struct http_msg m;
-	const char *why;
-	struct sigv4_field *fs = calloc(HTTP_MAX_HEADERS, sizeof(*fs));
+	/* 2. The rewritten request (real key id and token) signed with the real key. */
 	struct buf creq = { 0 };
-	uint8_t *h = buf_head(to) + start;
-	if (r == 0 && !fs)
-		r = -ENOMEM;
-	if (r == 0 && http_parse_request(h, buf_used(to) - start, &m, &why) < 0)
-		r = -EPROTO;
-	if (r == 0) {
-		fields_of(h, &m, fs);
-		struct sigv4_req rq = { m.method, h + m.target_off, m.target_len, fs, m.nfields };
-		r = sigv4_canonical_request(&rq, &sv->guest, sv->payload, &creq);
-	}
+	if (r == 0)
+		r = sigv4_canonical_request(up, &sv->guest, sv->payload, &creq);
 	if (r == 0)
 		r = sigv4_sign(&sv->guest, key->value, key->vlen, buf_head(&creq), buf_used(&creq),
 			       sig);
-	if (r == 0) {
-		const struct http_field *az = field_named(h, &m, "authorization");
-		bool ok =
-		    sv->guest.presigned
-			? put_signature(h + m.target_off, m.target_len, "X-Amz-Signature=", sig)
-			: az && put_signature(h + az->value_off, az->value_len, "Signature=", sig);
-		r = ok ? 0 : -EPROTO;
-	}
-	explicit_bzero(sig, sizeof(sig));
 	buf_wipe(&creq);
-	free(fs);
 	if (r < 0) {
 		snprintf(reason, rn, "matchlock: request to %s failed: %s", f->name,
 			 r == -ENOMEM ? "out of memory"
-				      : "its SigV4 head could not be signed again");
+				      : "its SigV4 request could not be signed again");
 		return r == -ENOMEM ? 503 : 400;
 	}
 	return 0;
+}
+
+bool sigv4_put_signature(const struct sigv4_flow *sv, uint8_t *target, size_t tl, uint8_t *authz,
+			 size_t al, const char *sig)
+{
+	const char *key = sv->guest.presigned ? "X-Amz-Signature=" : "Signature=";
+	uint8_t *p = sv->guest.presigned ? target : authz;
+	size_t n = sv->guest.presigned ? tl : al, kl = strlen(key);
+	uint8_t *at = p ? memmem(p, n, key, kl) : NULL;
+	if (!at || (size_t)(p + n - at) < kl + SIGV4_SIG_LEN)
+		return false;
+	memcpy(at + kl, sig, SIGV4_SIG_LEN);
+	return true;
+}
+
+/* ---- HTTP/1 heads ------------------------------------------------------------------------ */
+
+/* A head's fields and target as sigv4.h takes them (fs: HTTP_MAX_HEADERS entries). */
+static void req_of_head(const uint8_t *head, const struct http_msg *m, struct sigv4_field *fs,
+			struct sigv4_req *rq)
+{
+	for (unsigned i = 0; i < m->nfields; i++)
+		fs[i] = (struct sigv4_field){ head + m->field[i].name_off, m->field[i].name_len,
+					      head + m->field[i].value_off, m->field[i].value_len };
+	*rq = (struct sigv4_req){ m->method, head + m->target_off, m->target_len, fs, m->nfields };
+}
+
+int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
+		size_t rn)
+{
+	sigv4_flow_end(f);
+	struct sigv4_field *fs = calloc(HTTP_MAX_HEADERS, sizeof(*fs));
+	if (!fs) {
+		snprintf(reason, rn, "matchlock: request to %s failed: out of memory", f->name);
+		return 503;
+	}
+	struct sigv4_req rq;
+	req_of_head(head, m, fs, &rq);
+	enum sigv4_body body = m->framing == HTTP_BODY_NONE ? SIGV4_BODY_NONE
+			       : m->framing == HTTP_BODY_LENGTH && m->length <= FLOW_HELD_BODY_MAX
+				   ? SIGV4_BODY_HOLDABLE
+				   : SIGV4_BODY_STREAMED;
+	int r = sigv4_start(f, &rq, body, &f->sv, reason, rn);
+	free(fs);
+	return r;
+}
+
+int sigv4_finish(struct flow *f, struct buf *to, size_t start, const uint8_t *body, size_t bn,
+		 char *reason, size_t rn)
+{
+	struct http_msg m;
+	const char *why;
+	uint8_t *h = buf_head(to) + start;
+	struct sigv4_field *fs = calloc(HTTP_MAX_HEADERS, sizeof(*fs));
+	char sig[SIGV4_SIG_LEN + 1];
+	int status = 0;
+	if (!fs || http_parse_request(h, buf_used(to) - start, &m, &why) < 0) {
+		snprintf(reason, rn, "matchlock: request to %s failed: %s", f->name,
+			 fs ? "its rewritten head does not parse" : "out of memory");
+		status = fs ? 400 : 503;
+	}
+	struct sigv4_req rq;
+	if (!status) {
+		req_of_head(h, &m, fs, &rq);
+		status = sigv4_resign(f, f->sv, &rq, body, bn, sig, reason, rn);
+	}
+	if (!status) {
+		const struct http_field *az = NULL;
+		for (unsigned i = 0; i < m.nfields && !az; i++)
+			if (http_field_is(h, &m.field[i], "authorization"))
+				az = &m.field[i];
+		if (!sigv4_put_signature(f->sv, h + m.target_off, m.target_len,
+					 az ? h + az->value_off : NULL, az ? az->value_len : 0,
+					 sig)) {
+			snprintf(reason, rn,
+				 "matchlock: request to %s failed: its SigV4 signature could not "
+				 "be replaced",
+				 f->name);
+			status = 400;
+		}
+	}
+	explicit_bzero(sig, sizeof(sig));
+	free(fs);
+	return status;
 }
