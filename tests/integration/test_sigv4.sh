@@ -115,4 +115,42 @@ t_aws_secret_needs_the_credential() {
 	  expect_match "names the variable" "$ERR" "AWS_SECRET_ACCESS_KEY is not set" )
 }
 
+t_rpc_create_takes_an_aws_credential() {
+	ML="$ML" python3 - >"$T_OUT/out" 2>"$T_OUT/err" <<'PY'
+import json, os, subprocess
+p = subprocess.Popen([os.environ["ML"], "rpc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+n = 0
+def call(method, params):
+    global n
+    n += 1
+    p.stdin.write((json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}) + "\n").encode())
+    p.stdin.flush()
+    while True:
+        msg = json.loads(p.stdout.readline())
+        if msg.get("id") == n and "method" not in msg:
+            return msg
+cred = {k: os.environ[v] for k, v in (("access_key_id", "AWS_ACCESS_KEY_ID"),
+        ("secret_access_key", "AWS_SECRET_ACCESS_KEY"), ("session_token", "AWS_SESSION_TOKEN"))}
+bad = call("create", {"image": "matchlock/default", "network": {"secrets": {"aws": {"access_key_id": "AKID", "hosts": ["s3.aws.test"]}}}})
+print("bad:", bad.get("error", {}).get("message"))
+r = call("create", {"image": "matchlock/default", "network": {"secrets": {"aws": dict(cred, hosts=["s3.aws.test"])}}})
+print("create:", "error" not in r)
+r = call("exec", {"command": "env | grep ^AWS_ | sort"})
+import base64
+out = r["result"]["stdout"]
+print(base64.b64decode(out).decode() if not out.startswith("AWS") else out)
+call("close", {})
+p.stdin.close()
+p.wait(timeout=60)
+PY
+	OUT=$(cat "$T_OUT/out")
+	ERR=$(cat "$T_OUT/err")
+	expect_match "a credential without its secret key is refused" "$OUT" "bad: .*needs access_key_id, secret_access_key and at least one host"
+	expect_match "created" "$OUT" "create: True"
+	expect_match "key id placeholder" "$OUT" "AWS_ACCESS_KEY_ID=SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "secret key placeholder" "$OUT" "AWS_SECRET_ACCESS_KEY=SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_match "token placeholder" "$OUT" "AWS_SESSION_TOKEN=SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_no_real
+}
+
 run_tests "$@"
