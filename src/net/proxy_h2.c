@@ -524,10 +524,18 @@ static void leak_refuse(struct h2s *s, const struct secret *leak)
 	for (unsigned i = 0, k = 0; i < leak->nhosts && k < sizeof(hosts) - 1; i++)
 		k += (unsigned)snprintf(hosts + k, sizeof(hosts) - k, "%s%s", i ? "," : "",
 					leak->hosts[i]);
-	snprintf(reason, sizeof(reason),
-		 "matchlock: request to %s blocked: it carries the "
-		 "placeholder of secret %s, which may only be sent to %s (secret_leak)",
-		 f->name, leak->name, hosts);
+	if (leak->kind == SECRET_AWS_SECRET_KEY)
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s blocked: it carries the placeholder of %s, the "
+		    "AWS secret access key, which is never sent anywhere: the proxy signs with "
+		    "it (secret_leak)",
+		    f->name, leak->name);
+	else
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s blocked: it carries the "
+			 "placeholder of secret %s, which may only be sent to %s (secret_leak)",
+			 f->name, leak->name, hosts);
 	stream_event(s, 403, false, reason, NET_EV_SECRET_LEAK, leak->name);
 	stream_event(s, 403, false, reason, NET_EV_REQUEST, leak->name);
 	s->logged = true;
