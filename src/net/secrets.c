@@ -522,6 +522,13 @@ int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, cha
 	}
 	memcpy(name, spec, nlen);
 	name[nlen] = 0;
+	if (!strcmp(name, "aws")) {
+		snprintf(err, errn, "%s aws: an AWS credential is %s", flag,
+			 from_file ? "--secret-file aws[:PROFILE]=PATH@HOST[,HOST...]"
+				   : "--secret aws@HOST[,HOST...] (from $AWS_ACCESS_KEY_ID, "
+				     "$AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN)");
+		return -EINVAL;
+	}
 	uint8_t *val = malloc(SECRET_VALUE_MAX + 1);
 	size_t vlen = 0;
 	int r = 0;

@@ -319,6 +319,10 @@ static void test_flag(void)
 	CHECK_EQ_INT(secrets_parse_flag(&s2, "aws@s3.amazonaws.com", false, err, sizeof(err)), 0);
 	CHECK_EQ_INT(s2.n, 2);
 	secrets_clear(&s2);
+	/* aws is no plain secret's name. */
+	CHECK_EQ_INT(secrets_parse_flag(&s2, "aws=v@s3.amazonaws.com", false, err, sizeof(err)),
+		     -EINVAL);
+	CHECK(strstr(err, "--secret aws@HOST") != NULL);
 	/* A key id that cannot stand in Credential= is refused. */
 	CHECK_EQ_INT(secrets_add_aws(&s2, (const uint8_t *)"AK/ID", 5, (const uint8_t *)"k", 1,
 				     NULL, 0, "x.test", err, sizeof(err)),
