@@ -545,6 +545,23 @@ int sigv4_sign(const struct sigv4_auth *a, const uint8_t *key, size_t kn, const 
 	return r;
 }
 
+int sigv4_chunk_signature(const struct sigv4_auth *a, const uint8_t k[32], const char *prev,
+			  const uint8_t *data, size_t n, char sig[SIGV4_SIG_LEN + 1])
+{
+	char hash[SIGV4_HASH_LEN + 1], empty[SIGV4_HASH_LEN + 1];
+	char sts[32 + 17 + 9 + 2 * SIGV4_SCOPE_PART_MAX + 16 + 3 * SIGV4_HASH_LEN + 8];
+	sigv4_hash_hex(data ? data : (const uint8_t *)"", n, hash);
+	sigv4_hash_hex((const uint8_t *)"", 0, empty);
+	int sl = snprintf(sts, sizeof(sts),
+			  "AWS4-HMAC-SHA256-PAYLOAD\n%s\n%s/%s/%s/aws4_request\n%s\n%s\n%s",
+			  a->amz_date, a->date, a->region, a->service, prev, empty, hash);
+	uint8_t md[32];
+	int r = hmac(k, 32, sts, (size_t)sl, md);
+	if (r == 0)
+		to_hex(md, sizeof(md), sig);
+	return r;
+}
+
 bool sigv4_sig_equal(const char *a, const char *b)
 {
 	return strlen(a) == SIGV4_SIG_LEN && strlen(b) == SIGV4_SIG_LEN &&

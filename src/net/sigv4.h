@@ -25,6 +25,8 @@
 #define SIGV4_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 /* aws-chunked body, chunks not signed, a trailing checksum (newer SDKs' S3 uploads) */
 #define SIGV4_STREAMING_UNSIGNED "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+/* aws-chunked body, each chunk signed in a chain from the head's signature */
+#define SIGV4_STREAMING_SIGNED "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 
 /* What a request says about its signature. */
 struct sigv4_auth {
@@ -85,6 +87,13 @@ int sigv4_sign(const struct sigv4_auth *a, const uint8_t *key, size_t kn, const 
 /* The signing key: HMAC chain "AWS4"+key, date, region, service, "aws4_request". */
 int sigv4_signing_key(const uint8_t *key, size_t kn, const char *date, const char *region,
 		      const char *service, uint8_t out[32]);
+/*
+ * The signature of one chunk of an aws-chunked body (STREAMING-AWS4-HMAC-SHA256-PAYLOAD): the
+ * chain's previous signature (the head's for the first chunk) and the chunk's data, under the
+ * signing key k (sigv4_signing_key).
+ */
+int sigv4_chunk_signature(const struct sigv4_auth *a, const uint8_t k[32], const char *prev,
+			  const uint8_t *data, size_t n, char sig[SIGV4_SIG_LEN + 1]);
 /* Lower-case hex SHA-256 of p[0..n), NUL-terminated. */
 void sigv4_hash_hex(const uint8_t *p, size_t n, char out[SIGV4_HASH_LEN + 1]);
 /* Whether two signatures are equal, in time that does not depend on where they differ. */

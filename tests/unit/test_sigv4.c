@@ -208,6 +208,58 @@ static void test_s3_examples(void)
 	buf_fini(&creq);
 }
 
+/*
+ * AWS's streaming example (PUT of 66560 bytes of 'a' in 64 KiB chunks): the seed signature
+ * (the head's), then each chunk's, chained from it.
+ */
+static void test_chunk_signatures(void)
+{
+	struct sigv4_auth a = { .date = "20130524",
+				.region = "us-east-1",
+				.service = "s3",
+				.amz_date = "20130524T000000Z" };
+	uint8_t k[32];
+	CHECK_EQ_INT(sigv4_signing_key((const uint8_t *)S3_KEY, strlen(S3_KEY), a.date, a.region,
+				       a.service, k),
+		     0);
+	struct sigv4_field put[] = {
+		F("Host", "s3.amazonaws.com"),
+		F("x-amz-date", "20130524T000000Z"),
+		F("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+		F("x-amz-content-sha256", SIGV4_STREAMING_SIGNED),
+		F("Content-Encoding", "aws-chunked"),
+		F("x-amz-decoded-content-length", "66560"),
+		F("Content-Length", "66824"),
+		F("Authorization",
+		  "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
+		  "aws4_request,SignedHeaders=content-encoding;content-length;host;"
+		  "x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;"
+		  "x-amz-storage-class,"
+		  "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"),
+	};
+	struct sigv4_auth seed;
+	struct buf creq = { 0 };
+	signs_as("PUT", "/examplebucket/chunkObject.txt", put, 8, S3_KEY, SIGV4_STREAMING_SIGNED,
+		 &seed, &creq);
+	buf_fini(&creq);
+	size_t n = 66560;
+	uint8_t *data = malloc(n);
+	memset(data, 'a', n);
+	char s1[SIGV4_SIG_LEN + 1], s2[SIGV4_SIG_LEN + 1], s3[SIGV4_SIG_LEN + 1];
+	sigv4_chunk_signature(&a, k,
+			      "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
+			      data, 65536, s1);
+	sigv4_chunk_signature(&a, k, s1, data, n - 65536, s2);
+	sigv4_chunk_signature(&a, k, s2, NULL, 0, s3);
+	CHECK_EQ_MEM(s1, 64, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+		     64);
+	CHECK_EQ_MEM(s2, 64, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+		     64);
+	CHECK_EQ_MEM(s3, 64, "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
+		     64);
+	free(data);
+}
+
 static void test_parse_refusals(void)
 {
 	struct sigv4_auth a;
@@ -268,6 +320,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_signing_key);
 	CHECK_RUN(test_iam_list_users);
 	CHECK_RUN(test_s3_examples);
+	CHECK_RUN(test_chunk_signatures);
 	CHECK_RUN(test_parse_refusals);
 	return check_summary();
 }
