@@ -144,6 +144,15 @@ int sigv4_resign(struct flow *f, struct sigv4_flow *sv, const struct sigv4_req *
 bool sigv4_put_signature(const struct sigv4_flow *sv, uint8_t *target, size_t tl, uint8_t *authz,
 			 size_t al, const char *sig);
 void sigv4_state_free(struct sigv4_flow *sv);
+/* Whether sv's body is aws-chunked with signed chunks (STREAMING-AWS4-HMAC-SHA256-PAYLOAD). */
+bool sigv4_signs_chunks(const struct sigv4_flow *sv);
+/*
+ * Such a body's bytes (after its HTTP framing), n of them (final: it ends): each whole chunk
+ * goes to out with its signature checked and replaced. 0; -EKEYREJECTED: a chunk not signed
+ * in the guest's chain with the placeholder key; -EMSGSIZE: a chunk over 1 MiB; -EPROTO:
+ * not aws-chunked (or trailers); -ENOMEM.
+ */
+int sigv4_chunks_feed(struct flow *f, const uint8_t *p, size_t n, bool final, struct buf *out);
 int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
 		size_t rn);
 bool sigv4_needs_body(const struct flow *f);

@@ -262,6 +262,24 @@ static void rq_body_refuse(struct flow *f, struct pending *p, int err)
 			 "Content-Encoding",
 			 f->name);
 		break;
+	case -EKEYREJECTED: {
+		status = 403;
+		const struct secret *key = secrets_aws(f->m->ss, SECRET_AWS_SECRET_KEY);
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s blocked: a chunk of its aws-chunked body was not "
+		    "signed with the sandbox's placeholder secret key ($%s) (secret_leak)",
+		    f->name, key->name);
+		request_event(f, p, status, false, reason, NET_EV_SECRET_LEAK, key->name);
+		break;
+	}
+	case -EMSGSIZE:
+		status = 413;
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: a signed chunk of its aws-chunked body "
+			 "is over 1 MiB (the proxy holds each to sign it again)",
+			 f->name);
+		break;
 	case -E2BIG:
 		status = 413;
 		snprintf(reason, sizeof(reason),
@@ -295,7 +313,9 @@ static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data,
 {
 	struct buf out = { 0 };
 	int r = 0;
-	if (!f->rq_subst_on) {
+	if (f->sv && sigv4_signs_chunks(f->sv)) {
+		r = sigv4_chunks_feed(f, data, n, final, &out);
+	} else if (!f->rq_subst_on) {
 		r = buf_append(&out, data, n);
 	} else if (f->rq_inspect) {
 		struct buf dec = { 0 }, sink = { 0 };

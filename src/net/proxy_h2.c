@@ -635,9 +635,19 @@ static int sigv4_of_fields(struct h2s *s, struct hlist *l, bool end_stream, stru
 		return 0; /* nghttp2 lets no such request through */
 	snprintf(method, sizeof(method), "%.*s", (int)ml, (const char *)meth);
 	struct sigv4_req rq = { method, path, pl, fs, k };
-	if (!signed_)
-		return sigv4_start(f, &rq, end_stream ? SIGV4_BODY_NONE : SIGV4_BODY_STREAMED, sv,
-				   reason, rn);
+	if (!signed_) {
+		int st = sigv4_start(f, &rq, end_stream ? SIGV4_BODY_NONE : SIGV4_BODY_STREAMED, sv,
+				     reason, rn);
+		if (st || !sigv4_signs_chunks(*sv))
+			return st;
+		sigv4_state_free(*sv);
+		*sv = NULL;
+		snprintf(reason, rn,
+			 "matchlock: request to %s refused: signed aws-chunked bodies "
+			 "(STREAMING-AWS4-HMAC-SHA256-PAYLOAD) are signed again over HTTP/1.1 only",
+			 f->name);
+		return 501;
+	}
 	char sig[SIGV4_SIG_LEN + 1];
 	int st = sigv4_resign(f, signed_, &rq, NULL, 0, sig, reason, rn);
 	/* The values are l's own bytes: the signature is written over in place. */

@@ -15,13 +15,16 @@
  * RQF_HELD, at most FLOW_HELD_BODY_MAX) and the checks run once it has ended. A signed body is
  * never changed (a placeholder in it is refused). aws-chunked bodies whose chunks are not
  * signed (STREAMING-UNSIGNED-PAYLOAD-TRAILER, what newer SDKs send for S3 uploads) pass as
- * they are. Not covered, refused with a reason: signed chunks (STREAMING-AWS4-HMAC-SHA256-*:
- * each chunk's signature chains from the head's, so every chunk would need signing again),
- * SigV4a, a signature without X-Amz-Date.
+ * they are. Signed chunks (STREAMING-AWS4-HMAC-SHA256-PAYLOAD, HTTP/1): each chunk's signature
+ * chains from the head's; each chunk is held (at most SIGV4_CHUNK_MAX), its signature checked
+ * in the guest's chain and replaced by one in ours (same length: the body keeps its length).
+ * Not covered, refused with a reason: signed chunks with trailers (...-PAYLOAD-TRAILER) and
+ * over HTTP/2, SigV4a, a signature without X-Amz-Date.
  */
 #define _GNU_SOURCE
 #include "flow.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,10 +34,24 @@
 #include "secrets.h"
 #include "sigv4.h"
 
+#define SIGV4_CHUNK_MAX (1u << 20) /* the longest signed chunk held to check and sign again */
+#define SIGV4_CHUNK_LINE_MAX 256 /* "SIZE;chunk-signature=SIG\r\n" */
+
+/* Where an aws-chunked body with signed chunks is. */
+enum chunk_state { CH_LINE, CH_DATA, CH_CRLF, CH_DONE };
+
 struct sigv4_flow {
 	struct sigv4_auth guest; /* the guest's signature */
 	struct buf creq; /* the guest's canonical request up to its payload hash */
 	char payload[SIGV4_HASH_LEN + 1]; /* "" until the body is hashed */
+	/* STREAMING-AWS4-HMAC-SHA256-PAYLOAD: each chunk is checked, then signed again. */
+	bool chunks;
+	enum chunk_state cs;
+	uint8_t k_guest[32], k_real[32]; /* signing keys: placeholder, real */
+	char prev_guest[SIGV4_SIG_LEN + 1], prev_real[SIGV4_SIG_LEN + 1]; /* the chains */
+	size_t need; /* CH_DATA: data bytes still to come; CH_CRLF: bytes of "\r\n" */
+	bool last; /* the chunk being collected is the final, empty one */
+	struct buf line, data; /* the chunk being collected */
 };
 
 /* The value of the first field of rq called name (any case), or NULL. */
@@ -79,7 +96,15 @@ void sigv4_state_free(struct sigv4_flow *sv)
 	if (!sv)
 		return;
 	buf_wipe(&sv->creq);
+	buf_fini(&sv->line);
+	buf_fini(&sv->data);
+	explicit_bzero(sv, sizeof(*sv));
 	free(sv);
+}
+
+bool sigv4_signs_chunks(const struct sigv4_flow *sv)
+{
+	return sv && sv->chunks;
 }
 
 void sigv4_flow_end(struct flow *f)
@@ -135,10 +160,11 @@ int sigv4_start(struct flow *f, const struct sigv4_req *rq, enum sigv4_body body
 	char payload[SIGV4_HASH_LEN + 1] = "";
 	if (ph) {
 		snprintf(payload, sizeof(payload), "%.*s", (int)pn, (const char *)ph);
-		/* Unsigned chunks (a trailing checksum, unsigned): only the head is signed. */
-		bool unsigned_chunks = !strcmp(payload, SIGV4_STREAMING_UNSIGNED);
-		if (pn > SIGV4_HASH_LEN ||
-		    (!strncmp(payload, "STREAMING-", 10) && !unsigned_chunks)) {
+		/* Unsigned chunks (a trailing checksum, unsigned): only the head is signed; signed
+		   chunks without trailers are checked and signed again as they come. */
+		bool known = !strcmp(payload, SIGV4_STREAMING_UNSIGNED) ||
+			     !strcmp(payload, SIGV4_STREAMING_SIGNED);
+		if (pn > SIGV4_HASH_LEN || (!strncmp(payload, "STREAMING-", 10) && !known)) {
 			snprintf(
 			    reason, rn,
 			    "matchlock: request to %s refused: chunked SigV4 payload "
@@ -172,6 +198,7 @@ int sigv4_start(struct flow *f, const struct sigv4_req *rq, enum sigv4_body body
 	}
 	sv->guest = a;
 	snprintf(sv->payload, sizeof(sv->payload), "%s", payload);
+	sv->chunks = !strcmp(payload, SIGV4_STREAMING_SIGNED);
 	*out = sv;
 	return 0;
 }
@@ -207,6 +234,17 @@ int sigv4_resign(struct flow *f, struct sigv4_flow *sv, const struct sigv4_req *
 		r = sigv4_sign(&sv->guest, key->value, key->vlen, buf_head(&creq), buf_used(&creq),
 			       sig);
 	buf_wipe(&creq);
+	/* Signed chunks chain from the head's signatures: the guest's, and the new one. */
+	if (r == 0 && sv->chunks) {
+		memcpy(sv->prev_guest, sv->guest.signature, sizeof(sv->prev_guest));
+		memcpy(sv->prev_real, sig, sizeof(sv->prev_real));
+		r = sigv4_signing_key((const uint8_t *)key->placeholder, SECRET_PLACEHOLDER_LEN,
+				      sv->guest.date, sv->guest.region, sv->guest.service,
+				      sv->k_guest);
+		if (r == 0)
+			r = sigv4_signing_key(key->value, key->vlen, sv->guest.date,
+					      sv->guest.region, sv->guest.service, sv->k_real);
+	}
 	if (r < 0) {
 		snprintf(reason, rn, "matchlock: request to %s failed: %s", f->name,
 			 r == -ENOMEM ? "out of memory"
@@ -227,6 +265,102 @@ bool sigv4_put_signature(const struct sigv4_flow *sv, uint8_t *target, size_t tl
 		return false;
 	memcpy(at + kl, sig, SIGV4_SIG_LEN);
 	return true;
+}
+
+/* ---- signed chunks ---------------------------------------------------------------------- */
+
+/* "SIZE;chunk-signature=SIG\r\n" (line, CRLF included): the size, and where SIG starts. */
+static int chunk_line(const uint8_t *p, size_t n, size_t *size, size_t *sig_at)
+{
+	static const char key[] = ";chunk-signature=";
+	size_t i = 0, v = 0;
+	for (; i < n && i < 8 && isxdigit(p[i]); i++)
+		v = v * 16 + (size_t)(isdigit(p[i]) ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+	if (!i || n != i + sizeof(key) - 1 + SIGV4_SIG_LEN + 2 ||
+	    memcmp(p + i, key, sizeof(key) - 1) || p[n - 2] != '\r')
+		return -EPROTO;
+	*sig_at = i + sizeof(key) - 1;
+	*size = v;
+	return v > SIGV4_CHUNK_MAX ? -EMSGSIZE : 0;
+}
+
+/* A whole chunk collected: its signature checked in the guest's chain, replaced by ours. */
+static int chunk_done(struct sigv4_flow *sv, struct buf *out)
+{
+	size_t size, at;
+	uint8_t *l = buf_head(&sv->line);
+	int r = chunk_line(l, buf_used(&sv->line), &size, &at);
+	if (r < 0)
+		return r;
+	char want[SIGV4_SIG_LEN + 1], got[SIGV4_SIG_LEN + 1], real[SIGV4_SIG_LEN + 1];
+	memcpy(got, l + at, SIGV4_SIG_LEN);
+	got[SIGV4_SIG_LEN] = 0;
+	r = sigv4_chunk_signature(&sv->guest, sv->k_guest, sv->prev_guest, buf_head(&sv->data),
+				  buf_used(&sv->data), want);
+	if (r == 0 && !sigv4_sig_equal(want, got))
+		r = -EKEYREJECTED;
+	if (r == 0)
+		r = sigv4_chunk_signature(&sv->guest, sv->k_real, sv->prev_real,
+					  buf_head(&sv->data), buf_used(&sv->data), real);
+	if (r < 0)
+		return r;
+	memcpy(sv->prev_guest, got, sizeof(got));
+	memcpy(sv->prev_real, real, sizeof(real));
+	/* The same bytes but the signature: the body keeps its length (and Content-Length). */
+	memcpy(l + at, real, SIGV4_SIG_LEN);
+	buf_append(out, l, buf_used(&sv->line));
+	if (buf_used(&sv->data))
+		buf_append(out, buf_head(&sv->data), buf_used(&sv->data));
+	buf_append(out, "\r\n", 2);
+	buf_consume(&sv->line, buf_used(&sv->line));
+	buf_consume(&sv->data, buf_used(&sv->data));
+	return out->bad ? -ENOMEM : 0;
+}
+
+int sigv4_chunks_feed(struct flow *f, const uint8_t *p, size_t n, bool final, struct buf *out)
+{
+	struct sigv4_flow *sv = f->sv;
+	size_t i = 0;
+	while (i < n) {
+		if (sv->cs == CH_LINE) {
+			const uint8_t *nl = memchr(p + i, '\n', n - i);
+			size_t k = nl ? (size_t)(nl - (p + i)) + 1 : n - i;
+			if (buf_used(&sv->line) + k > SIGV4_CHUNK_LINE_MAX)
+				return -EPROTO;
+			buf_append(&sv->line, p + i, k);
+			i += k;
+			if (!nl)
+				continue;
+			size_t size, at;
+			int r = chunk_line(buf_head(&sv->line), buf_used(&sv->line), &size, &at);
+			if (r < 0)
+				return r;
+			sv->last = size == 0;
+			sv->cs = size ? CH_DATA : CH_CRLF;
+			sv->need = size ? size : 2;
+		} else if (sv->cs == CH_DATA) {
+			size_t k = n - i < sv->need ? n - i : sv->need;
+			buf_append(&sv->data, p + i, k);
+			i += k;
+			sv->need -= k;
+			if (!sv->need)
+				sv->cs = CH_CRLF, sv->need = 2;
+		} else if (sv->cs == CH_CRLF) {
+			if (p[i] != (sv->need == 2 ? '\r' : '\n'))
+				return -EPROTO;
+			i++;
+			if (--sv->need)
+				continue;
+			int r = chunk_done(sv, out);
+			if (r < 0)
+				return r;
+			sv->cs = sv->last ? CH_DONE : CH_LINE;
+		} else {
+			return -EPROTO; /* bytes after the final chunk (trailers are not signed
+					   here) */
+		}
+	}
+	return final && sv->cs != CH_DONE ? -EPROTO : 0;
 }
 
 /* ---- HTTP/1 heads ------------------------------------------------------------------------ */

@@ -440,7 +440,28 @@ def sigv4_seeds():
          "X-Amz-Security-Token=%s&X-Amz-SignedHeaders=host") % (ph_id, scope.replace("/", "%2F"), date, ph_token)
     pre_creq = "GET\n/key\n%s\nhost:%s\n\nhost\nUNSIGNED-PAYLOAD" % (q, host)
     presigned = "GET /key?%s&X-Amz-Signature=%s HTTP/1.1\r\nHost: %s\r\n\r\n" % (q, sign(pre_creq), host)
+    # An aws-chunked PUT with signed chunks: the head's signature seeds the chunks' chain.
+    chunks = [b"hello", b""]
+    body_len = sum(len(b"%x;chunk-signature=" % len(c)) + 64 + 2 + len(c) + 2 for c in chunks)
+    csigned = "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date"
+    stream = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    ccreq = ("PUT\n/key\n\ncontent-encoding:aws-chunked\ncontent-length:%d\nhost:%s\n"
+             "x-amz-content-sha256:%s\nx-amz-date:%s\n\n%s\n%s") % (body_len, host, stream, date, csigned, stream)
+    seed = sign(ccreq)
+    chead = ("PUT /key HTTP/1.1\r\nHost: %s\r\nContent-Encoding: aws-chunked\r\nContent-Length: %d\r\n"
+             "x-amz-content-sha256: %s\r\nx-amz-date: %s\r\nAuthorization: AWS4-HMAC-SHA256 "
+             "Credential=%s/%s, SignedHeaders=%s, Signature=%s\r\n\r\n") % (
+                 host, body_len, stream, date, ph_id, scope, csigned, seed)
+    k = ("AWS4" + ph_key).encode()
+    for part in scope.split("/"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    prev, cbody = seed, b""
+    for c in chunks:
+        sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", date, scope, prev, empty, hashlib.sha256(c).hexdigest()])
+        prev = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        cbody += b"%x;chunk-signature=%s\r\n%s\r\n" % (len(c), prev.encode(), c)
     return {
+        "proxy_chunks": b"\x02" + chead.encode() + cbody,
         "auth": b"\x00AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/iam/aws4_request, "
                 b"SignedHeaders=content-type;host;x-amz-date, Signature=" + b"0" * 64,
         "query": b"\x00/k?" + q.encode() + b"&X-Amz-Signature=" + b"a" * 64,

@@ -3,9 +3,10 @@
  * SigV4 re-signing in the HTTP/1 proxy (src/net/proxy_sigv4.c), driven in memory: the guest's
  * request, signed with the placeholder secret key, leaves with the real key id and session
  * token and a signature that verifies with the real secret key (header-signed S3 with
- * x-amz-content-sha256, presigned URL, a form POST whose payload hash is the body's); a
- * request signed with any other key, one that carries the secret key's placeholder, and a
- * chunked streaming signature are refused and nothing leaves.
+ * x-amz-content-sha256, presigned URL, a form POST whose payload hash is the body's, aws-chunked
+ * bodies with unsigned chunks and with signed chunks, each chunk signed again); a request signed
+ * with any other key (head or chunk), one that carries the secret key's placeholder, and signed
+ * chunks with trailers are refused and nothing leaves.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -244,6 +245,112 @@ static void test_unsigned_chunks(void)
 	free(req);
 }
 
+/*
+ * An aws-chunked PUT whose chunks ("hello world" then "!" then the final one) are signed in a
+ * chain from the head's signature with key; its head signed with head_key.
+ */
+static char *chunked_put(const char *head_key, const char *key)
+{
+	static const char *const data[] = { "hello world", "!", "" };
+	char body[600] = "";
+	for (int i = 0; i < 3; i++) /* signatures left as zeros: only the length counts here */
+		snprintf(body + strlen(body), sizeof(body) - strlen(body),
+			 "%zx;chunk-signature=" NOSIG "\r\n%s\r\n", strlen(data[i]), data[i]);
+	char fmt[1500];
+	snprintf(fmt, sizeof(fmt),
+		 "PUT /b/k HTTP/1.1\r\nHost: s3.amazonaws.com\r\nx-amz-date: 20261201T120000Z\r\n"
+		 "x-amz-content-sha256: " SIGV4_STREAMING_SIGNED "\r\n"
+		 "Content-Encoding: aws-chunked\r\nx-amz-decoded-content-length: 12\r\n"
+		 "Content-Length: %zu\r\nX-Amz-Security-Token: %%2$s\r\n"
+		 "Authorization: AWS4-HMAC-SHA256 Credential=%%1$s/20261201/us-east-1/s3/"
+		 "aws4_request, SignedHeaders=content-encoding;content-length;host;"
+		 "x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length, "
+		 "Signature=" NOSIG "\r\n\r\n",
+		 strlen(body));
+	char *head = signed_request(fmt, head_key, SIGV4_STREAMING_SIGNED);
+	if (!head)
+		return NULL;
+	struct sigv4_auth a;
+	char prev[SIGV4_SIG_LEN + 1];
+	uint8_t k[32];
+	const char *sig = strstr(head, "Signature=") + 10;
+	memcpy(prev, sig, SIGV4_SIG_LEN);
+	prev[SIGV4_SIG_LEN] = 0;
+	a = (struct sigv4_auth){ .date = "20261201",
+				 .region = "us-east-1",
+				 .service = "s3",
+				 .amz_date = "20261201T120000Z" };
+	sigv4_signing_key((const uint8_t *)key, strlen(key), a.date, a.region, a.service, k);
+	char *out;
+	size_t hl = strlen(head);
+	out = malloc(hl + strlen(body) + 1);
+	memcpy(out, head, hl + 1);
+	for (int i = 0; i < 3; i++) {
+		char cs[SIGV4_SIG_LEN + 1];
+		sigv4_chunk_signature(&a, k, prev, (const uint8_t *)data[i], strlen(data[i]), cs);
+		sprintf(out + strlen(out), "%zx;chunk-signature=%s\r\n%s\r\n", strlen(data[i]), cs,
+			data[i]);
+		memcpy(prev, cs, sizeof(prev));
+	}
+	free(head);
+	return out;
+}
+
+/* The chunks of up (after its head) verify in a chain from its head's signature under key. */
+static bool chunks_verify(const char *up, const char *key)
+{
+	const char *h = strstr(up, "Signature="), *b = strstr(up, "\r\n\r\n");
+	if (!h || !b)
+		return false;
+	struct sigv4_auth a = { .date = "20261201",
+				.region = "us-east-1",
+				.service = "s3",
+				.amz_date = "20261201T120000Z" };
+	uint8_t k[32];
+	char prev[SIGV4_SIG_LEN + 1];
+	memcpy(prev, h + 10, SIGV4_SIG_LEN);
+	prev[SIGV4_SIG_LEN] = 0;
+	sigv4_signing_key((const uint8_t *)key, strlen(key), a.date, a.region, a.service, k);
+	const char *p = b + 4;
+	for (int i = 0; i < 3; i++) {
+		size_t size = strtoul(p, NULL, 16);
+		const char *cs = strstr(p, "chunk-signature=");
+		if (!cs)
+			return false;
+		cs += 16;
+		const char *data = cs + SIGV4_SIG_LEN + 2;
+		char want[SIGV4_SIG_LEN + 1];
+		sigv4_chunk_signature(&a, k, prev, (const uint8_t *)data, size, want);
+		if (strncmp(want, cs, SIGV4_SIG_LEN))
+			return false;
+		memcpy(prev, want, sizeof(prev));
+		p = data + size + 2;
+	}
+	return *p == 0;
+}
+
+static void test_signed_chunks(void)
+{
+	int st;
+	char *req = chunked_put(ph_key, ph_key);
+	char *up = through("s3.amazonaws.com", req, &st);
+	if (verifies_real(up, SIGV4_STREAMING_SIGNED)) {
+		CHECK(chunks_verify(up, REAL_KEY));
+		/* The body kept its length. */
+		CHECK_EQ_INT(strlen(strstr(up, "\r\n\r\n")), strlen(strstr(req, "\r\n\r\n")));
+	}
+	free(up);
+	free(req);
+	/* The head signed with the placeholder, the chunks with another key: refused. */
+	unsigned before = leaks;
+	req = chunked_put(ph_key, "another-key");
+	up = through("s3.amazonaws.com", req, &st);
+	CHECK(!up || !strstr(up, "hello world"));
+	CHECK_EQ_INT(leaks, before + 1);
+	free(up);
+	free(req);
+}
+
 static void test_refusals(void)
 {
 	int st;
@@ -256,14 +363,14 @@ static void test_refusals(void)
 	CHECK(up == NULL && st == 403 && leaks == before + 1);
 	free(up);
 	free(req);
-	/* Chunked payload signatures are refused with 501. */
+	/* Signed chunks with signed trailers are refused with 501. */
 	req = signed_request(
 	    "PUT /b/k HTTP/1.1\r\nHost: s3.amazonaws.com\r\nx-amz-date: 20261201T120000Z\r\n"
-	    "x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD\r\n"
+	    "x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER\r\n"
 	    "Content-Encoding: aws-chunked\r\nContent-Length: 0\r\nX-Amz-Security-Token: %2$s\r\n"
 	    "Authorization: AWS4-HMAC-SHA256 Credential=%1$s/20261201/us-east-1/s3/aws4_request, "
 	    "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" NOSIG "\r\n\r\n",
-	    ph_key, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+	    ph_key, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER");
 	up = through("s3.amazonaws.com", req, &st);
 	CHECK(up == NULL && st == 501);
 	free(up);
@@ -349,6 +456,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_presigned);
 	CHECK_RUN(test_body_hash);
 	CHECK_RUN(test_unsigned_chunks);
+	CHECK_RUN(test_signed_chunks);
 	CHECK_RUN(test_refusals);
 	CHECK_RUN(test_flag);
 	secrets_clear(&ss);
