@@ -8,7 +8,9 @@ The credential comes from the environment: S3_ID, S3_KEY, S3_TOKEN. Makes its ow
 127.0.0.1:PORT. Each request's signature (Authorization header or presigned query) is checked
 independently of the proxy's code, with S3's URI rules for service s3 and the other services'
 (normalised, encoded twice) otherwise; the payload hash is x-amz-content-sha256 (checked
-against the body when it is a hash), UNSIGNED-PAYLOAD for presigned S3, else the body's SHA-256.
+against the body when it is a hash), UNSIGNED-PAYLOAD for presigned S3, else the body's SHA-256;
+an aws-chunked body with signed chunks (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) has each chunk's
+signature checked in the chain from the head's, with the real key, and is stored decoded.
 A request with another key id, another session token or a wrong signature gets 403
 SignatureDoesNotMatch. Each request is logged to DIR/s3.log as "METHOD PATH -> STATUS" and its
 headers. S3: PUT /BUCKET/KEY stores, GET /BUCKET/KEY returns, GET /BUCKET?list-type=2 lists
@@ -102,7 +104,32 @@ def check(handler, method, body):
     for part in (date, region, service, "aws4_request"):
         k = hmac.new(k, part.encode(), hashlib.sha256).digest()
     want = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
-    return None if hmac.compare_digest(want, sig) else "signature does not verify with the real key"
+    if not hmac.compare_digest(want, sig):
+        return "signature does not verify with the real key"
+    handler.chain = (k, amz_date, scope, sig)  # the seed of signed chunks
+    return None
+
+
+def decode_signed_chunks(body, chain):
+    """The data of an aws-chunked body whose chunks are signed in a chain from the head's
+    signature under the real key, or a string saying why not."""
+    k, amz_date, scope, prev = chain
+    data, i, empty = b"", 0, hashlib.sha256(b"").hexdigest()
+    while True:
+        eol = body.find(b"\r\n", i)
+        if eol < 0:
+            return "a chunk line without its end"
+        size_hex, _, sig = body[i:eol].decode().partition(";chunk-signature=")
+        size = int(size_hex, 16)
+        chunk = body[eol + 2:eol + 2 + size]
+        sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, empty, hashlib.sha256(chunk).hexdigest()])
+        prev = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(prev, sig):
+            return "chunk signature does not verify with the real key"
+        data += chunk
+        i = eol + 2 + size + 2
+        if size == 0:
+            return data if i == len(body) else "bytes after the final chunk"
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -122,6 +149,13 @@ class H(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length", 0) or 0)
         body = self.rfile.read(n) if n else b""
         why = check(self, method, body)
+        if not why and self.headers.get("x-amz-content-sha256") == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD":
+            body = decode_signed_chunks(body, self.chain)
+            if isinstance(body, str):
+                why = body
+            else:
+                why = None if len(body) == int(self.headers.get("x-amz-decoded-content-length", -1)) \
+                    else "x-amz-decoded-content-length does not match"
         u = urllib.parse.urlsplit(self.path)
         status = 403 if why else 200
         with open(os.path.join(D, "s3.log"), "a") as f:
@@ -136,6 +170,8 @@ class H(http.server.BaseHTTPRequestHandler):
         bucket, key = parts[0], urllib.parse.unquote(parts[1]) if len(parts) > 1 else ""
         if method == "PUT" and key:
             objects[(bucket, key)] = body
+            with open(os.path.join(D, "s3.log"), "a") as f:
+                f.write("stored %s/%s %d bytes sha256 %s\n" % (bucket, key, len(body), hashlib.sha256(body).hexdigest()))
             return self.reply(200, b"")
         if method == "GET" and key == "real-key":
             return self.reply(200, ("the key is %s" % KEY).encode(), "text/plain")
@@ -163,6 +199,9 @@ class H(http.server.BaseHTTPRequestHandler):
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a connection the proxy reset (a refused body) is no error of the server's
 
 
 make_certs()

@@ -1,6 +1,7 @@
 #!/bin/bash
 # AWS SigV4 re-signing, end to end: boto3 (Debian's python3-boto3, in the matchlock/clients
-# image) in the guest holds placeholder AWS credentials (--secret aws@HOSTS) and signs as usual;
+# image; a stdlib signer for aws-chunked bodies with signed chunks) in the guest holds
+# placeholder AWS credentials (--secret aws@HOSTS) and signs as usual;
 # a fake S3/STS on the suite's private loopback (tests/integration/s3_server.py) verifies every
 # signature with the REAL key, independently of the proxy's code. Runs in private mount and
 # network namespaces (unshare -mn) like test_secrets.sh.
@@ -74,6 +75,61 @@ print("sts", sts.get_caller_identity()["Arn"])
 	[ "$(s3log | grep -c -- '-> 200')" = 7 ] || fail "the fake S3 did not verify 7 requests: $(s3log | grep -- '->')"
 	[[ $(s3log) != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the fake S3"
 	[[ $(s3log) == *"X-Amz-Content-SHA256: UNSIGNED-PAYLOAD"* ]] || fail "no UNSIGNED-PAYLOAD upload: $(s3log)"
+	expect_no_real
+}
+
+# A PUT whose aws-chunked body is signed chunk by chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), as
+# some SDKs send it, signed in the guest with stdlib hmac (boto3 does not sign chunks).
+CHUNKED_PUT='
+import datetime, hashlib, hmac, http.client, os, ssl, sys
+def put(name, chunk_key):
+    kid, tok = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SESSION_TOKEN"]
+    date = datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    scope = date[:8] + "/us-east-1/s3/aws4_request"
+    def signing_key(key):
+        k = ("AWS4" + key).encode()
+        for part in scope.split("/"):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        return k
+    chunks = [b"a" * 70000, b"b" * 1000, b""]
+    length = sum(len(b"%x;chunk-signature=" % len(c)) + 64 + 4 + len(c) for c in chunks)
+    h = {"content-encoding": "aws-chunked", "content-length": str(length), "host": "s3.aws.test:9446",
+         "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "x-amz-date": date,
+         "x-amz-decoded-content-length": "71000", "x-amz-security-token": tok}
+    signed = ";".join(sorted(h))
+    creq = "\n".join(["PUT", "/bk/" + name, "", "".join("%s:%s\n" % (k, h[k]) for k in sorted(h)), signed,
+                      "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"])
+    sts = "\n".join(["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(creq.encode()).hexdigest()])
+    prev = seed = hmac.new(signing_key(os.environ["AWS_SECRET_ACCESS_KEY"]), sts.encode(), hashlib.sha256).hexdigest()
+    body = b""
+    for c in chunks:
+        s = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", date, scope, prev, hashlib.sha256(b"").hexdigest(),
+                       hashlib.sha256(c).hexdigest()])
+        prev = hmac.new(signing_key(chunk_key), s.encode(), hashlib.sha256).hexdigest()
+        body += b"%x;chunk-signature=%s\r\n%s\r\n" % (len(c), prev.encode(), c)
+    h["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (kid, scope, signed, seed)
+    del h["host"]
+    c = http.client.HTTPSConnection("s3.aws.test", 9446, context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
+    try:
+        c.request("PUT", "/bk/" + name, body=body, headers=h)
+        print(name, c.getresponse().status)
+    except (ConnectionError, http.client.HTTPException) as e:
+        print(name, "cut", type(e).__name__)
+put("streamed.txt", os.environ["AWS_SECRET_ACCESS_KEY"])
+put("forged.txt", "a-key-the-guest-made-up")
+'
+
+t_signed_chunks_are_signed_again_chunk_by_chunk() {
+	: >"$SRV/s3.log"
+	ml run "${IMG[@]}" "${AWS[@]}" -- python3 -c "$CHUNKED_PUT"
+	expect_eq "status ($ERR)" "$RC" 0
+	expect_match "the streamed upload passed" "$OUT" "streamed.txt 200"
+	local want
+	want=$(python3 -c 'import hashlib; print(hashlib.sha256(b"a" * 70000 + b"b" * 1000).hexdigest())')
+	[[ $(s3log) == *"stored bk/streamed.txt 71000 bytes sha256 $want"* ]] || fail "the fake S3 did not store the decoded body: $(s3log | grep -v '^[A-Z][a-z-]*:')"
+	expect_match "chunks signed with another key are refused" "$OUT" "forged.txt (403|cut)"
+	[[ $(s3log) != *"forged.txt -> 200"* && $(s3log) != *"stored bk/forged.txt"* ]] || fail "the forged chunks were stored"
+	expect_match "secret_leak event" "$ERR" "a chunk of its aws-chunked body was not signed"
 	expect_no_real
 }
 
