@@ -314,7 +314,12 @@ static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data,
 	struct buf out = { 0 };
 	int r = 0;
 	if (f->sv && sigv4_signs_chunks(f->sv)) {
-		r = sigv4_chunks_feed(f, data, n, final, &out);
+		/* Signed chunks are only checked for placeholders (raw, as they come). */
+		struct buf sink = { 0 };
+		r = secrets_body_feed(&f->rq_subst, data, n, final, &sink);
+		buf_wipe(&sink);
+		if (r == 0)
+			r = sigv4_chunks_feed(f, data, n, final, &out);
 	} else if (!f->rq_subst_on) {
 		r = buf_append(&out, data, n);
 	} else if (f->rq_inspect) {

@@ -249,9 +249,9 @@ static void test_unsigned_chunks(void)
  * An aws-chunked PUT whose chunks ("hello world" then "!" then the final one) are signed in a
  * chain from the head's signature with key; its head signed with head_key.
  */
-static char *chunked_put(const char *head_key, const char *key)
+static char *chunked_put(const char *head_key, const char *key, const char *first)
 {
-	static const char *const data[] = { "hello world", "!", "" };
+	const char *const data[] = { first, "!", "" };
 	char body[600] = "";
 	for (int i = 0; i < 3; i++) /* signatures left as zeros: only the length counts here */
 		snprintf(body + strlen(body), sizeof(body) - strlen(body),
@@ -260,13 +260,13 @@ static char *chunked_put(const char *head_key, const char *key)
 	snprintf(fmt, sizeof(fmt),
 		 "PUT /b/k HTTP/1.1\r\nHost: s3.amazonaws.com\r\nx-amz-date: 20261201T120000Z\r\n"
 		 "x-amz-content-sha256: " SIGV4_STREAMING_SIGNED "\r\n"
-		 "Content-Encoding: aws-chunked\r\nx-amz-decoded-content-length: 12\r\n"
+		 "Content-Encoding: aws-chunked\r\nx-amz-decoded-content-length: %zu\r\n"
 		 "Content-Length: %zu\r\nX-Amz-Security-Token: %%2$s\r\n"
 		 "Authorization: AWS4-HMAC-SHA256 Credential=%%1$s/20261201/us-east-1/s3/"
 		 "aws4_request, SignedHeaders=content-encoding;content-length;host;"
 		 "x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length, "
 		 "Signature=" NOSIG "\r\n\r\n",
-		 strlen(body));
+		 strlen(first) + 1, strlen(body));
 	char *head = signed_request(fmt, head_key, SIGV4_STREAMING_SIGNED);
 	if (!head)
 		return NULL;
@@ -332,7 +332,7 @@ static bool chunks_verify(const char *up, const char *key)
 static void test_signed_chunks(void)
 {
 	int st;
-	char *req = chunked_put(ph_key, ph_key);
+	char *req = chunked_put(ph_key, ph_key, "hello world");
 	char *up = through("s3.amazonaws.com", req, &st);
 	if (verifies_real(up, SIGV4_STREAMING_SIGNED)) {
 		CHECK(chunks_verify(up, REAL_KEY));
@@ -343,10 +343,19 @@ static void test_signed_chunks(void)
 	free(req);
 	/* The head signed with the placeholder, the chunks with another key: refused. */
 	unsigned before = leaks;
-	req = chunked_put(ph_key, "another-key");
+	req = chunked_put(ph_key, "another-key", "hello world");
 	up = through("s3.amazonaws.com", req, &st);
 	CHECK(!up || !strstr(up, "hello world"));
 	CHECK_EQ_INT(leaks, before + 1);
+	free(up);
+	free(req);
+	/* A signed chunk cannot change: a placeholder in it is refused (415), not replaced. */
+	char first[100];
+	snprintf(first, sizeof(first), "id=%s", ph_id);
+	req = chunked_put(ph_key, ph_key, first);
+	up = through("s3.amazonaws.com", req, &st);
+	CHECK(!up || !strstr(up, "id="));
+	CHECK_EQ_INT(st, 415);
 	free(up);
 	free(req);
 }
