@@ -97,7 +97,7 @@ def put(name, chunk_key):
          "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "x-amz-date": date,
          "x-amz-decoded-content-length": "71000", "x-amz-security-token": tok}
     signed = ";".join(sorted(h))
-    creq = "\n".join(["PUT", "/bk/" + name, "", "".join("%s:%s\n" % (k, h[k]) for k in sorted(h)), signed,
+    creq = "\n".join(["PUT", "/chunks/" + name, "", "".join("%s:%s\n" % (k, h[k]) for k in sorted(h)), signed,
                       "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"])
     sts = "\n".join(["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(creq.encode()).hexdigest()])
     prev = seed = hmac.new(signing_key(os.environ["AWS_SECRET_ACCESS_KEY"]), sts.encode(), hashlib.sha256).hexdigest()
@@ -111,7 +111,7 @@ def put(name, chunk_key):
     del h["host"]
     c = http.client.HTTPSConnection("s3.aws.test", 9446, context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
     try:
-        c.request("PUT", "/bk/" + name, body=body, headers=h)
+        c.request("PUT", "/chunks/" + name, body=body, headers=h)
         print(name, c.getresponse().status)
     except (ConnectionError, http.client.HTTPException) as e:
         print(name, "cut", type(e).__name__)
@@ -126,9 +126,9 @@ t_signed_chunks_are_signed_again_chunk_by_chunk() {
 	expect_match "the streamed upload passed" "$OUT" "streamed.txt 200"
 	local want
 	want=$(python3 -c 'import hashlib; print(hashlib.sha256(b"a" * 70000 + b"b" * 1000).hexdigest())')
-	[[ $(s3log) == *"stored bk/streamed.txt 71000 bytes sha256 $want"* ]] || fail "the fake S3 did not store the decoded body: $(s3log | grep -v '^[A-Z][a-z-]*:')"
+	[[ $(s3log) == *"stored chunks/streamed.txt 71000 bytes sha256 $want"* ]] || fail "the fake S3 did not store the decoded body: $(s3log | grep -v '^[A-Z][a-z-]*:')"
 	expect_match "chunks signed with another key are refused" "$OUT" "forged.txt (403|cut)"
-	[[ $(s3log) != *"forged.txt -> 200"* && $(s3log) != *"stored bk/forged.txt"* ]] || fail "the forged chunks were stored"
+	[[ $(s3log) != *"forged.txt -> 200"* && $(s3log) != *"stored chunks/forged.txt"* ]] || fail "the forged chunks were stored"
 	expect_match "secret_leak event" "$ERR" "a chunk of its aws-chunked body was not signed"
 	expect_no_real
 }
