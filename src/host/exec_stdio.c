@@ -251,6 +251,22 @@ struct exec_stdio *exec_stdio_start_port(struct sandbox *sb, struct loop *l, uin
 	return stdio_go(e);
 }
 
+struct exec_stdio *exec_stdio_start_file(struct sandbox *sb, struct loop *l,
+					 const struct file_request *fr, int fd,
+					 exec_stdio_done_fn done, void *opaque, char *err,
+					 size_t errn)
+{
+	/* One direction only: the same fd serves as input or output, never watched twice. */
+	bool in = fr->op == SVC_FILE_WRITE || fr->op == SVC_TREE_UNPACK;
+	struct exec_stdio *e = stdio_new(l, in, fd, fd, fd, done, opaque);
+	if (!e) {
+		snprintf(err, errn, "out of memory");
+		return NULL;
+	}
+	e->x = sandbox_file_start(sb, fr, &stdio_ops, e, err, errn);
+	return stdio_go(e);
+}
+
 void exec_stdio_interrupt(struct exec_stdio *e)
 {
 	if (!e->x)

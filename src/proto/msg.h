@@ -46,7 +46,8 @@ enum msg_service {
 	SVC_TREE_PACK,
 	/*
 	 * host -> guest: chan IN = a tree stream unpacked at T_PATH the way `docker cp` does;
-	 * T_NAME = the source's last name, T_FLAGS (TREE_CONTENTS). Ends with CTL_EXIT or CTL_ERROR.
+	 * T_NAME = the source's last name, T_FLAGS (TREE_CONTENTS). Ends with CTL_EXIT or
+	 * CTL_ERROR.
 	 */
 	SVC_TREE_UNPACK,
 };

@@ -582,8 +582,9 @@ static int unpack_place_root(struct tree_unpack *u, uint8_t kind)
 	u->root_meta = true;
 	if (exists && S_ISDIR(st.st_mode)) {
 		if (kind == TREE_DIR && (u->flags & (TREE_CONTENTS | TREE_APPLY))) {
+			/* DEST keeps its own mode and time: only what is inside changes. */
 			u->top[0] = 0;
-			u->root_meta = (u->flags & TREE_APPLY) != 0;
+			u->root_meta = false;
 		} else {
 			snprintf(u->top, sizeof(u->top), "%s", u->src_base);
 		}
