@@ -133,8 +133,8 @@ int copy_open(struct mux_stream *s, uint16_t svc, struct rd *body)
 	agent_stream_own(s, AGENT_STREAM_COPY, c);
 	if (svc == SVC_TREE_PACK) {
 		r = tree_pack_open(&c->pack, path, flags & (TREE_OVERLAY | TREE_NO_DATA));
-		if (r < 0)
-			op_end(c, -r, c->pack.err);
+		if (r < 0) /* the host names the path already: the reason alone */
+			op_end(c, -r, strerror(-r));
 		else
 			op_pump(c);
 	} else {
