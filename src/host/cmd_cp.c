@@ -149,7 +149,17 @@ static int unpack_from_guest(int fd, const char *gpath, uint32_t pflags, uint32_
 	int r = u ? tree_unpack_init(u, dest, base, uflags) : -ENOMEM;
 	if (r == 0)
 		r = tree_drain(in, feed_unpack, u);
-	close(in); /* a refused stream: the supervisor stops sending */
+	close(in);
+	if (r < 0 && u && u->err[0]) {
+		/*
+		 * We refused the stream (a bad record, a write that failed here): say so at once.
+		 * Leaving closes the control connection, which cancels the transfer in the guest.
+		 */
+		snprintf(err, errn, "%s", u->err);
+		tree_unpack_fini(u);
+		free(u);
+		return r;
+	}
 	char guest_err[1200] = "";
 	int g = tree_reply(fd, guest_err, sizeof(guest_err));
 	if (g < 0) {
