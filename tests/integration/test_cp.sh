@@ -14,15 +14,15 @@ tree_hash() {
 		sha256sum | cut -c1-64
 }
 
-# The same identity computed inside the guest with busybox (no mtimes: its find has no -printf).
+# A listing of the same identity, the same inside the guest (no mtimes: busybox find has no -printf).
 guest_hash_cmd='cd "$0" && (find . -mindepth 1 | LC_ALL=C sort | while read -r p; do
 	if [ -L "$p" ]; then echo "$p l $(readlink "$p")"; elif [ -d "$p" ]; then echo "$p d";
-	else echo "$p f $(stat -c %a "$p") $(sha256sum <"$p" | cut -c1-64)"; fi; done) | sha256sum | cut -c1-64'
+	else echo "$p f $(stat -c %a "$p") $(sha256sum <"$p" | cut -c1-64)"; fi; done)'
 host_hash_nomtime() {
 	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort | while read -r p; do
 		if [ -L "$p" ]; then echo "$p l $(readlink "$p")"; elif [ -d "$p" ]; then echo "$p d";
 		else echo "$p f $(stat -c %a "$p") $(sha256sum <"$p" | cut -c1-64)"; fi
-	done) | sha256sum | cut -c1-64
+	done)
 }
 
 start() {
@@ -158,6 +158,36 @@ D /ws/src/mv.txt"
 	expect_eq "host tree equals the guest's view" "$(host_hash_nomtime "$w")" "$OUT"
 	expect_eq "--to got the same" "$(host_hash_nomtime "$T_OUT/copy")" "$OUT"
 	expect_eq "a mode came along" "$(stat -c %a "$w/add.txt")" 600
+	"$ML" kill "$ID" >/dev/null
+}
+
+# A client that dies mid-copy (both ways): the transfer is cancelled in the guest, the sandbox
+# keeps serving, and the next copies and execs work (nothing of the dead copy reaches them).
+t_client_killed_mid_copy() {
+	start --memory 768
+	ml exec "$ID" -- sh -c 'head -c 150000000 /dev/zero >/tmp/big'
+	expect_eq "guest file ($ERR)" "$RC" 0
+	local i pid
+	for i in 1 2 3; do
+		"$ML" cp "$ID:/tmp/big" "$T_OUT/partial$i" 2>/dev/null &
+		pid=$!
+		sleep 0.$((i * 2))
+		kill -9 $pid 2>/dev/null
+		wait $pid 2>/dev/null
+	done
+	head -c 30000000 /dev/zero >"$T_OUT/in.bin"
+	"$ML" cp "$T_OUT/in.bin" "$ID:/tmp/in.bin" 2>/dev/null &
+	pid=$!
+	sleep 0.3
+	kill -9 $pid 2>/dev/null
+	wait $pid 2>/dev/null
+	echo hello >"$T_OUT/small"
+	ml cp "$T_OUT/small" "$ID:/tmp/small"
+	expect_eq "a copy after the cancelled ones ($ERR)" "$RC" 0
+	ml exec "$ID" -- cat /tmp/small
+	expect_eq "exec after them" "$OUT" hello
+	ml cp "$ID:/tmp/small" "$T_OUT/small.back"
+	expect_eq "and out ($ERR)" "$(cat "$T_OUT/small.back")" hello
 	"$ML" kill "$ID" >/dev/null
 }
 
