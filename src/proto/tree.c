@@ -632,6 +632,13 @@ static int clear_name(struct tree_unpack *u, int dirfd, const char *name, uint8_
 		int r = remove_tree(dirfd, name, 0);
 		return r < 0 ? unpack_fail(u, -r, "remove", path) : 0;
 	}
+	/*
+	 * A file over a file with no other name: rewritten in place, so the inode stays (a running
+	 * overlay whose lower this is keeps finding the origin of its copy-ups). Another link could
+	 * be outside the destination: such a file is replaced, never written through.
+	 */
+	if (kind == TREE_FILE && S_ISREG(st.st_mode) && st.st_nlink == 1)
+		return 2;
 	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
 		return unpack_fail(u, errno, "replace", path);
 	return 0;
@@ -683,8 +690,20 @@ static int unpack_entry(void *o, const struct tree_entry *e)
 	} else if ((r = clear_name(u, dirfd, name, e->kind, e->path)) < 0) {
 		/* said */
 	} else if (e->kind == TREE_FILE) {
-		u->fd =
-		    openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		struct stat st;
+		u->fd = r == 2 ? openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+			       : -1;
+		if (u->fd >= 0 && (fstat(u->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+				   st.st_nlink != 1 || ftruncate(u->fd, 0) < 0)) {
+			/* It changed since we looked: replace it after all. */
+			close(u->fd);
+			u->fd = -1;
+			unlinkat(dirfd, name, 0);
+		}
+		if (u->fd < 0)
+			u->fd = openat(dirfd, name,
+				       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		r = 0;
 		if (u->fd < 0)
 			r = unpack_fail(u, errno, "create", e->path);
 		u->file_mode = e->mode;

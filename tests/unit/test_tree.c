@@ -292,6 +292,40 @@ static void test_apply(void)
 	CHECK(lstat(path, &st) == 0 && st.st_size == 2);
 }
 
+/* A file over a file: rewritten in place (inode kept) unless another name links it. */
+static void test_rewrite_in_place_never_through_links(void)
+{
+	char dst[300], err[5000], path[400], outside[400];
+	struct stat a, b;
+	snprintf(dst, sizeof(dst), "%s/rw", top);
+	snprintf(path, sizeof(path), "%s/single", dst);
+	snprintf(outside, sizeof(outside), "%s/rw-outside", top);
+	mkdir(dst, 0755);
+	FILE *f = fopen(path, "w");
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s/linked", dst);
+	f = fopen(outside, "w");
+	if (f) {
+		fputs("keep", f);
+		fclose(f);
+	}
+	CHECK_EQ_INT(link(outside, path), 0);
+	snprintf(path, sizeof(path), "%s/single", dst);
+	CHECK_EQ_INT(stat(path, &a), 0);
+	struct buf s = { 0 };
+	rec(&s, TREE_DIR, "", NULL, 0, NULL);
+	rec(&s, TREE_FILE, "single", NULL, 3, "new");
+	rec(&s, TREE_FILE, "linked", NULL, 3, "new");
+	rec(&s, TREE_END, NULL, NULL, 0, NULL);
+	CHECK_EQ_INT(feed(dst, TREE_APPLY, &s, err, sizeof(err)), 0);
+	buf_fini(&s);
+	CHECK(stat(path, &b) == 0 && b.st_ino == a.st_ino && b.st_size == 3);
+	CHECK(stat(outside, &b) == 0 && b.st_size == 4 && b.st_nlink == 1);
+	snprintf(path, sizeof(path), "%s/linked", dst);
+	CHECK(stat(path, &b) == 0 && b.st_size == 3);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -303,6 +337,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_docker_placement);
 	CHECK_RUN(test_hostile);
 	CHECK_RUN(test_apply);
+	CHECK_RUN(test_rewrite_in_place_never_through_links);
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s'; rm -rf '%s'", top, top);
 	sh(cmd);
