@@ -21,6 +21,7 @@ enum agent_stream_owner {
 	AGENT_STREAM_NONE,
 	AGENT_STREAM_EXEC,
 	AGENT_STREAM_FILES,
+	AGENT_STREAM_COPY,
 	AGENT_STREAM_NET,
 	AGENT_STREAM_FS /* only in the file-service relay (fuse.c) */
 };
@@ -63,6 +64,11 @@ int files_open(struct mux_stream *s, uint16_t svc, struct rd *body);
 int files_on_frame(struct mux_stream *s, const struct mux_frame *f);
 void files_resume_all(void);
 
+/* copy.c: SVC_TREE_PACK, SVC_TREE_UNPACK (matchlock cp, overlay diffs). */
+int copy_open(struct mux_stream *s, uint16_t svc, struct rd *body);
+int copy_on_frame(struct mux_stream *s, const struct mux_frame *f);
+void copy_resume_all(void);
+
 /*
  * fuse.c: host folders (SVC_FS), relayed by a process of its own. At CONFIG: fuse_config_add
  * for each T_MOUNT, then fuse_start: 0 nothing to mount, 1 mounting (agent_config_done
@@ -70,6 +76,8 @@ void files_resume_all(void);
  */
 int fuse_config_add(struct rd *v);
 int fuse_start(char *err, size_t errn);
+/* The upper layer of overlay mount index (its changes, for diffs): 0, or -ENOENT. */
+int fuse_upper_path(uint32_t index, char *out, size_t n);
 
 /* exec.c */
 int exec_open(struct mux_stream *s, struct rd *req);

@@ -126,6 +126,17 @@ int fuse_config_add(struct rd *v)
 	return 0;
 }
 
+int fuse_upper_path(uint32_t index, char *out, size_t n)
+{
+	for (unsigned i = 0; i < nmounts; i++) {
+		if (mounts[i].index != index || mounts[i].mode != FUSE_MODE_OVERLAY)
+			continue;
+		int k = snprintf(out, n, FUSE_UPPER_DIR "/%u/upper", index);
+		return k > 0 && (size_t)k < n ? 0 : -ENAMETOOLONG;
+	}
+	return -ENOENT;
+}
+
 /* The end of one mount's relay: closing the fd aborts the FUSE connection (ENOTCONN inside). */
 static void fm_end(struct fuse_mount *m, int err)
 {

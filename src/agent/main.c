@@ -72,6 +72,7 @@ static void link_flush(void)
 	if (was_congested && !mux_congested(&agent.mux)) {
 		exec_resume_all();
 		files_resume_all();
+		copy_resume_all();
 		net_resume_all();
 	}
 }
@@ -243,6 +244,8 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 			return files_open(s, svc, &r);
 		if (svc == SVC_PORT)
 			return net_port_open(s, &r);
+		if (svc == SVC_TREE_PACK || svc == SVC_TREE_UNPACK)
+			return copy_open(s, svc, &r);
 		mux_close(m, s, EPROTONOSUPPORT);
 		agent_link_wants_write();
 		return 0;
@@ -250,6 +253,8 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 	switch (s->owner) {
 	case AGENT_STREAM_FILES:
 		return files_on_frame(s, f);
+	case AGENT_STREAM_COPY:
+		return copy_on_frame(s, f);
 	case AGENT_STREAM_NET:
 		return net_on_frame(s, f);
 	case AGENT_STREAM_EXEC:

@@ -30,6 +30,22 @@ enum ctrl_type {
 			      CTRL_OK with T_LOCAL_PORT = the port bound */
 	CTRL_ALLOW_ADD, /* client: T_NAME, repeated; answered CTRL_OK with T_NAME = every rule */
 	CTRL_ALLOW_DEL, /* client: T_NAME, repeated; likewise */
+	/*
+	 * client: a tree out of the guest (matchlock cp, diff): T_PATH, T_FLAGS, T_SHARE as
+	 * SVC_TREE_PACK takes them + 1 fd the tree stream is written to (closed at its end);
+	 * answered CTRL_OK, or CTRL_FAIL with T_MESSAGE.
+	 */
+	CTRL_TREE_PACK,
+	/*
+	 * client: a tree into the guest: T_PATH, T_NAME, T_FLAGS as SVC_TREE_UNPACK takes them +
+	 * 1 fd the tree stream is read from until EOF; answered like CTRL_TREE_PACK.
+	 */
+	CTRL_TREE_UNPACK,
+	/*
+	 * client: the sandbox's host folders; answered CTRL_OK with, per mount in order, T_MOUNT
+	 * ("INDEX MODE GUESTPATH", as in CTL_CONFIG) and T_PATH (the host folder).
+	 */
+	CTRL_MOUNTS,
 };
 
 /* Path of a sandbox's state directory. */

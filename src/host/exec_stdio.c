@@ -141,8 +141,9 @@ static void on_out(struct watch *w, uint32_t events)
 static void op_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t n)
 {
 	struct exec_stdio *e = sandbox_exec_opaque(x);
-	if (buf_append(&e->q[chan], p, n) < 0) {
-		/* Cannot hold it: drop it rather than stall the guest forever. */
+	if (e->out_w[chan].fd < 0 || buf_append(&e->q[chan], p, n) < 0) {
+		/* Aborted (nobody to write to), or cannot hold it: drop rather than stall the
+		 * guest. */
 		sandbox_exec_consumed(x, n);
 		return;
 	}
@@ -251,6 +252,22 @@ struct exec_stdio *exec_stdio_start_port(struct sandbox *sb, struct loop *l, uin
 	return stdio_go(e);
 }
 
+struct exec_stdio *exec_stdio_start_file(struct sandbox *sb, struct loop *l,
+					 const struct file_request *fr, int fd,
+					 exec_stdio_done_fn done, void *opaque, char *err,
+					 size_t errn)
+{
+	/* One direction only: the same fd serves as input or output, never watched twice. */
+	bool in = fr->op == SVC_FILE_WRITE || fr->op == SVC_TREE_UNPACK;
+	struct exec_stdio *e = stdio_new(l, in, fd, fd, fd, done, opaque);
+	if (!e) {
+		snprintf(err, errn, "out of memory");
+		return NULL;
+	}
+	e->x = sandbox_file_start(sb, fr, &stdio_ops, e, err, errn);
+	return stdio_go(e);
+}
+
 void exec_stdio_interrupt(struct exec_stdio *e)
 {
 	if (!e->x)
@@ -267,9 +284,28 @@ void exec_stdio_resize(struct exec_stdio *e, unsigned rows, unsigned cols)
 		sandbox_exec_resize(e->x, (uint16_t)rows, (uint16_t)cols);
 }
 
+/*
+ * Let go of the fds now: the caller closes them next, and their numbers may be reused at once
+ * (by a new client's socket); nothing may be written to, watched or fcntl'ed through them later.
+ */
+static void stdio_detach(struct exec_stdio *e)
+{
+	struct watch *w[3] = { &e->in_w, &e->out_w[EXEC_STDOUT], &e->out_w[EXEC_STDERR] };
+	loop_timer_cancel(e->l, &e->in_poll);
+	for (int i = 0; i < 3; i++) {
+		loop_unwatch(e->l, w[i]);
+		if (e->saved_fl[i] >= 0 && w[i]->fd >= 0)
+			fcntl(w[i]->fd, F_SETFL, e->saved_fl[i]);
+		e->saved_fl[i] = -1;
+		w[i]->fd = -1;
+	}
+	e->in_on = false;
+}
+
 void exec_stdio_abort(struct exec_stdio *e)
 {
 	e->done = NULL;
+	stdio_detach(e);
 	if (e->x) {
 		sandbox_exec_signal(e->x, SIGKILL);
 		/* Its done callback will find nothing to report to. */

@@ -34,6 +34,15 @@ struct exec_stdio *exec_stdio_start(struct sandbox *sb, struct loop *l,
 struct exec_stdio *exec_stdio_start_port(struct sandbox *sb, struct loop *l, uint16_t port, int fd,
 					 exec_stdio_done_fn done, void *opaque, char *err,
 					 size_t errn);
+/*
+ * A file or tree transfer (sandbox_file_start) on one fd, not owned: what the guest sends is
+ * written to it, or (SVC_FILE_WRITE, SVC_TREE_UNPACK) what it holds is read and sent until EOF.
+ * done() gets 0 or -errno with err.
+ */
+struct exec_stdio *exec_stdio_start_file(struct sandbox *sb, struct loop *l,
+					 const struct file_request *fr, int fd,
+					 exec_stdio_done_fn done, void *opaque, char *err,
+					 size_t errn);
 /* Ctrl-C semantics: the first call sends SIGTERM (SIGKILL after CANCEL_GRACE_MS), the next SIGKILL.
  */
 void exec_stdio_interrupt(struct exec_stdio *e);

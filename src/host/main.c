@@ -33,6 +33,8 @@ static const char usage[] =
     "  gc         clean up after crashed sandboxes\n"
     "  allow-list add|delete ID HOSTS   change a running sandbox's allowed hosts\n"
     "  port-forward ID [LOCAL:]REMOTE   forward a host port into a running sandbox\n"
+    "  cp         copy files between the host and a running sandbox (ID:PATH)\n"
+    "  diff       list (--apply: keep) what a sandbox changed in its overlay mounts\n"
     "  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
     "  pull       download an image into the local store\n"
     "  image      list, remove, import and collect images (ls|rm|import|gc)\n"
@@ -125,6 +127,8 @@ int main(int argc, char **argv)
 		{ "rpc", cmd_rpc },
 		{ "allow-list", cmd_allow_list },
 		{ "port-forward", cmd_port_forward },
+		{ "cp", cmd_cp },
+		{ "diff", cmd_diff },
 		{ "pull", cmd_pull },
 		{ "image", cmd_image },
 	};

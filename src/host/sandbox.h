@@ -142,14 +142,19 @@ struct sandbox_exec *sandbox_exec_start(struct sandbox *sb, const struct exec_re
  * File transfers ride the same machinery. op is SVC_FILE_WRITE (feed content with
  * sandbox_exec_write, finish with sandbox_exec_close_stdin), SVC_FILE_READ (content arrives on
  * output) or SVC_FILE_LIST (output carries records: u32 length + TLVs T_NAME, T_SIZE, T_MODE,
- * T_TIME_NS). done() gets status 0, or -errno with err saying why.
+ * T_TIME_NS). Trees likewise (proto/tree.h): SVC_TREE_PACK (the tree stream arrives on output)
+ * and SVC_TREE_UNPACK (feed the stream like a write). done() gets status 0, or -errno with err
+ * saying why.
  */
 struct file_request {
-	uint16_t op; /* SVC_FILE_WRITE, SVC_FILE_READ or SVC_FILE_LIST */
+	uint16_t op; /* SVC_FILE_WRITE, SVC_FILE_READ, SVC_FILE_LIST, SVC_TREE_PACK/UNPACK */
 	const char *path;
 	uint32_t mode; /* write: permission bits */
 	bool append; /* write: append instead of truncating */
 	uint64_t offset, length; /* read: a window of the file (length 0 = to the end) */
+	const char *name; /* tree unpack: the source's last name */
+	uint32_t flags; /* trees: proto/tree.h flags */
+	uint32_t share; /* tree pack with TREE_UPPER: the overlay mount's index */
 };
 struct sandbox_exec *sandbox_file_start(struct sandbox *sb, const struct file_request *fr,
 					const struct exec_ops *ops, void *opaque, char *err,

@@ -319,12 +319,19 @@ struct sandbox_exec *sandbox_file_start(struct sandbox *sb, const struct file_re
 		errno = ESRCH;
 		return NULL;
 	}
-	if (op != SVC_FILE_WRITE && op != SVC_FILE_READ && op != SVC_FILE_LIST) {
+	if (op != SVC_FILE_WRITE && op != SVC_FILE_READ && op != SVC_FILE_LIST &&
+	    op != SVC_TREE_PACK && op != SVC_TREE_UNPACK) {
 		errno = EINVAL;
 		return NULL;
 	}
 	struct buf b = { 0 };
 	msg_put_str(&b, T_PATH, fr->path);
+	if (op == SVC_TREE_PACK || op == SVC_TREE_UNPACK) {
+		msg_put_u32(&b, T_FLAGS, fr->flags);
+		msg_put_u32(&b, T_SHARE, fr->share);
+		if (fr->name)
+			msg_put_str(&b, T_NAME, fr->name);
+	}
 	msg_put_u32(&b, T_MODE, fr->mode);
 	if (fr->append)
 		msg_put_u8(&b, T_APPEND, 1);

@@ -93,6 +93,69 @@ static int client_exec(struct ctl_client *c, struct rd *r, char *err, size_t err
 	return c->e ? 0 : -EIO;
 }
 
+static void on_tree_done(struct exec_stdio *e, int status, const char *err, void *opaque)
+{
+	(void)e;
+	struct ctl_client *c = opaque;
+	c->e = NULL;
+	client_close_fds(c); /* the client's end sees EOF: the stream is complete */
+	if (status == 0)
+		control_simple(c->w.fd, CTRL_OK, 0, NULL);
+	else
+		control_simple(c->w.fd, CTRL_FAIL, T_MESSAGE, err ? err : strerror(-status));
+}
+
+/* A tree into or out of the guest (matchlock cp, diff), streamed through the client's fd. */
+static int client_tree(struct ctl_client *c, uint16_t type, struct rd *r, char *err, size_t errn)
+{
+	struct file_request fr = { .op = type == CTRL_TREE_PACK ? SVC_TREE_PACK : SVC_TREE_UNPACK };
+	char *path = NULL, *name = NULL;
+	uint16_t tag;
+	struct rd v;
+	if (c->e) {
+		snprintf(err, errn, "this connection is busy");
+		return -EBUSY;
+	}
+	if (c->nfds != 1) {
+		snprintf(err, errn, "a copy needs one file descriptor");
+		return -EINVAL;
+	}
+	while (msg_next(r, &tag, &v) > 0) {
+		if (tag == T_PATH && !path)
+			msg_dup_str(&v, MSG_MAX_STR, &path);
+		else if (tag == T_NAME && !name)
+			msg_dup_str(&v, 255, &name);
+		else if (tag == T_FLAGS)
+			msg_get_u32(&v, &fr.flags);
+		else if (tag == T_SHARE)
+			msg_get_u32(&v, &fr.share);
+	}
+	fr.path = path ? path : "/";
+	fr.name = name;
+	c->e = exec_stdio_start_file(c->sup->sb, c->sup->l, &fr, c->fds[0], on_tree_done, c, err,
+				     errn);
+	free(path);
+	free(name);
+	return c->e ? 0 : -EIO;
+}
+
+/* The host folders, for `matchlock diff`: which mounts are overlays, and of what. */
+static void client_mounts(struct ctl_client *c)
+{
+	const struct sandbox_config *cfg = sandbox_config(c->sup->sb);
+	struct buf b = { 0 };
+	buf_put_u16(&b, CTRL_OK);
+	for (unsigned i = 0; i < cfg->nmounts; i++) {
+		char line[MSG_MAX_STR];
+		snprintf(line, sizeof(line), "%u %s %s", i,
+			 sandbox_mount_mode_names[cfg->mounts[i].mode], cfg->mounts[i].guest);
+		msg_put_str(&b, T_MOUNT, line);
+		msg_put_str(&b, T_PATH, cfg->mounts[i].host);
+	}
+	control_send(c->w.fd, &b, NULL, 0);
+	buf_fini(&b);
+}
+
 static void client_port_forward(struct ctl_client *c, struct rd *r)
 {
 	uint16_t tag, remote = 0, local = 0, bound;
@@ -173,10 +236,10 @@ static void on_client(struct watch *w, uint32_t events)
 		control_simple(w->fd, CTRL_FAIL, T_MESSAGE, "message too large or too short");
 		return;
 	}
-	/* Fds only ever come with an exec; anything else passed is closed. */
+	/* Fds only ever come with an exec or a copy; anything else passed is closed. */
 	struct rd r = rd_make(msg, (size_t)n);
 	uint16_t type = rd_u16(&r);
-	if (type == CTRL_EXEC && !c->e) {
+	if ((type == CTRL_EXEC || type == CTRL_TREE_PACK || type == CTRL_TREE_UNPACK) && !c->e) {
 		client_close_fds(c);
 		memcpy(c->fds, fds, sizeof(int) * (size_t)nfds);
 		c->nfds = nfds;
@@ -218,6 +281,16 @@ static void on_client(struct watch *w, uint32_t events)
 	case CTRL_ALLOW_ADD:
 	case CTRL_ALLOW_DEL:
 		client_allow(c, &r, type == CTRL_ALLOW_ADD);
+		break;
+	case CTRL_TREE_PACK:
+	case CTRL_TREE_UNPACK:
+		if (client_tree(c, type, &r, err, sizeof(err)) < 0) {
+			client_close_fds(c);
+			control_simple(w->fd, CTRL_FAIL, T_MESSAGE, err);
+		}
+		break;
+	case CTRL_MOUNTS:
+		client_mounts(c);
 		break;
 	default:
 		control_simple(w->fd, CTRL_FAIL, T_MESSAGE, "unknown request");

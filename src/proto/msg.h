@@ -38,6 +38,18 @@ enum msg_service {
 	 * with ENOENT for a share it does not have, EBUSY for one already served.
 	 */
 	SVC_FS,
+	/*
+	 * host -> guest: a tree as a tree stream (proto/tree.h) on chan OUT; body T_PATH and
+	 * T_FLAGS (TREE_OVERLAY, TREE_NO_DATA; TREE_UPPER with T_SHARE instead of T_PATH: the upper
+	 * layer of that overlay mount). Ends with CTL_EXIT or CTL_ERROR.
+	 */
+	SVC_TREE_PACK,
+	/*
+	 * host -> guest: chan IN = a tree stream unpacked at T_PATH the way `docker cp` does;
+	 * T_NAME = the source's last name, T_FLAGS (TREE_CONTENTS). Ends with CTL_EXIT or
+	 * CTL_ERROR.
+	 */
+	SVC_TREE_UNPACK,
 };
 
 /* CTL message types (first u16 of a CTL payload). */
@@ -105,6 +117,10 @@ enum msg_tag {
 	 */
 	T_MOUNT,
 	T_SHARE, /* u32 in SVC_FS's OPEN: the share's index */
+	T_KIND, /* u8 in a tree stream record: enum tree_kind */
+	T_LINK, /* string in a tree stream record: a symlink's target */
+	T_OPAQUE, /* u8 in a tree stream record: an overlay directory hiding what was below */
+	T_FLAGS, /* u32: SVC_TREE_PACK / SVC_TREE_UNPACK flags (proto/tree.h) */
 };
 
 /* Where the agent puts the sandbox CA: alone, and with the image's system CAs. */

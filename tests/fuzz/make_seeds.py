@@ -16,7 +16,7 @@ import struct
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HEADERS = ["src/proto/mux.h", "src/proto/msg.h", "tests/fuzz/fuzz_mux.h", "tests/fuzz/fuzz_fs.h"]
+HEADERS = ["src/proto/mux.h", "src/proto/msg.h", "src/proto/tree.h", "tests/fuzz/fuzz_mux.h", "tests/fuzz/fuzz_fs.h"]
 
 
 def read_constants():
@@ -570,6 +570,40 @@ def fs_seeds():
 
 
 GENERATORS["fuzz_fs"] = fs_seeds
+
+
+def tree_rec(kind, path=None, mode=0o644, size=None, link=None, opaque=False, data=b""):
+    h = tlv_int(K["T_KIND"], "B", K[kind])
+    if path is not None:
+        h += tlv_str(K["T_PATH"], path) + tlv_int(K["T_MODE"], "I", mode)
+        h += tlv_int(K["T_TIME_NS"], "Q", 981173106 * 10**9)
+    if size is not None:
+        h += tlv_int(K["T_SIZE"], "Q", size)
+    if link is not None:
+        h += tlv_str(K["T_LINK"], link)
+    if opaque:
+        h += tlv_int(K["T_OPAQUE"], "B", 1)
+    return struct.pack("<I", len(h)) + h + data
+
+
+def tree_seeds():
+    """fuzz_tree: a flags byte (bit 0: deletions allowed; >> 1: split size - 1), then the stream."""
+    end = tree_rec("TREE_END")
+    tree = (tree_rec("TREE_DIR", "", 0o755) + tree_rec("TREE_FILE", "a.txt", size=5, data=b"hello") +
+            tree_rec("TREE_DIR", "sub", 0o700) + tree_rec("TREE_SYMLINK", "sub/l", link="../a.txt") +
+            tree_rec("TREE_FILE", "sub/empty", size=0) + end)
+    return {
+        "tree": b"\x20" + tree,
+        "tree_bytewise": b"\x00" + tree,
+        "file_root": b"\x10" + tree_rec("TREE_FILE", "", size=3, data=b"abc") + end,
+        "apply": b"\x01" + tree_rec("TREE_DIR", "") + tree_rec("TREE_DELETE", "gone") +
+                 tree_rec("TREE_DIR", "o", opaque=True) + tree_rec("TREE_FILE", "o/x", size=1, data=b"x") + end,
+        "climb": b"\x20" + tree_rec("TREE_DIR", "") + tree_rec("TREE_FILE", "a/../../x", size=1, data=b"x") + end,
+        "cut": b"\x20" + tree_rec("TREE_DIR", "") + tree_rec("TREE_FILE", "x", size=100, data=b"short"),
+    }
+
+
+GENERATORS["fuzz_tree"] = tree_seeds
 
 
 def main(argv):
