@@ -904,6 +904,22 @@ static int request_inspect(struct h2s *s, const uint8_t *p, size_t n, bool final
  * The guest's DATA for s (NULL, final: its end): placeholders replaced toward the secret's
  * host, refused toward any other (secrets_body), queued for the upstream.
  */
+/*
+ * gRPC: the messages are rewritten one by one (grpc_request_msg); the raw stream is scanned as
+ * well, so that a placeholder laid across a message's length prefix and its bytes cannot reach
+ * a host it is not for. Only that refusal (-EPERM) counts from the scan: what it would have
+ * substituted is the messages' business.
+ */
+static int grpc_request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
+{
+	struct buf scratch = { 0 };
+	int r = secrets_body_feed(&s->body, p, n, final, &scratch);
+	buf_wipe(&scratch);
+	if (r == -EPERM || r == -ENOMEM)
+		return r;
+	return grpc_feed(s, &s->gq, p, n, final, grpc_request_msg, &s->up);
+}
+
 static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 {
 	s->up_owed += n;
@@ -912,7 +928,7 @@ static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 		return;
 	}
 	size_t before = buf_used(&s->up), held = grpc_held(&s->gq);
-	int r = s->grpc_rq	? grpc_feed(s, &s->gq, p, n, final, grpc_request_msg, &s->up)
+	int r = s->grpc_rq	? grpc_request_data(s, p, n, final)
 		: s->rq_inspect ? request_inspect(s, p, n, final)
 				: secrets_body_feed(&s->body, p, n, final, &s->up);
 	/* A gRPC message being collected: acknowledged as it comes while the queue is short

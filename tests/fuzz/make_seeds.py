@@ -380,6 +380,11 @@ def h2_seeds():
                               frame(1, 0x5, 1, block([(b"grpc-status", b"0")]))),
         "h2_grpc_leak": seed(0x31, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc+proto")], end=False,
                                                   authority=b"other.test") + frame(0, 1, 1, grpc(ph))),
+        # The placeholder laid across a message's length prefix ('S' is its last byte) and
+        # the message: each message alone holds no placeholder, the stream does.
+        "h2_grpc_leak_across_prefix": seed(0x31, settings + req(1, b"/svc/M", [(b"content-type", b"application/grpc+proto")],
+                                                                end=False, authority=b"other.test") +
+                                           frame(0, 1, 1, b"\0" * 10 + b"\0\0\0\0" + ph[:1] + ph[1:] + b"x" * (ord("S") - len(ph) + 1))),
         "h2_rst_goaway": seed(0x08, settings + req(1) + frame(3, 0, 1, b"\0\0\0\x08") +
                               frame(7, 0, 0, b"\0\0\0\0\0\0\0\0"), settings + frame(7, 0, 0, b"\0\0\0\1\0\0\0\0")),
     }
