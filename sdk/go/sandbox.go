@@ -62,8 +62,8 @@ func (s *Sandbox) WithCPUs(cpus float64) *Sandbox { s.resources["cpus"] = cpus; 
 // WithMemory sets the guest memory in MiB, 64 to 65536.
 func (s *Sandbox) WithMemory(mb int) *Sandbox { s.resources["memory_mb"] = mb; return s }
 
-// WithDiskSize sets the size of the writable layer in MiB. Not implemented by this server
-// yet: Launch fails with CodeParams naming resources.disk_size_mb (it is never ignored).
+// WithDiskSize sets the size in MiB of the sandbox's writable disk (everything it writes),
+// 64 to 1048576; default 8192. Sparse: only what is written takes host space.
 func (s *Sandbox) WithDiskSize(mb int) *Sandbox { s.resources["disk_size_mb"] = mb; return s }
 
 // WithTimeout sets the sandbox's lifetime in seconds; it is stopped afterwards.

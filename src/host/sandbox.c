@@ -28,6 +28,7 @@
 #include "vmm.h"
 
 #define STOP_GRACE_MS 2000
+
 #define RESTORE_TIMEOUT_MS 5000
 #define LINK_TRIM_MS 1000 /* after a flood of the link, trim memory once it was idle this long */
 
@@ -183,6 +184,12 @@ static void sb_send_config(struct sandbox *sb)
 		msg_put_str(&b, T_CA_PEM, mitm_ca_pem(sb->mitm));
 	if (sbfs_put_config(sb, &b) < 0)
 		b.bad = true;
+	for (unsigned i = 0; i < sb->cfg.nvolumes; i++) {
+		char line[MSG_MAX_STR];
+		snprintf(line, sizeof(line), "%u %s %s", i, sb->cfg.volumes[i].ro ? "ro" : "rw",
+			 sb->cfg.volumes[i].guest);
+		msg_put_str(&b, T_VOLUME, line);
+	}
 	sb_send_ctl(sb, 0, &b);
 	explicit_bzero(b.p, b.cap);
 	buf_fini(&b);
@@ -645,6 +652,32 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 	return NULL;
 }
 
+void sandbox_vmm_config(const struct sandbox_config *c, struct vmm_config *vc)
+{
+	*vc = (struct vmm_config){
+		.accel = c->accel,
+		.cpus = c->cpus,
+		.memory_mb = c->memory_mb,
+		.kernel = c->kernel,
+		.initrd = c->initrd,
+		.disk = c->disk,
+		.scratch = c->scratch,
+		.scratch_mb = c->scratch_mb,
+		.link_fd = -1,
+		.console_fd = -1,
+		.stderr_fd = -1,
+		.qmp_fd = -1,
+		.incoming_fd = -1,
+		.fs_fd = -1,
+	};
+	for (unsigned i = 0; i < c->nvolumes && i < VMM_MAX_VOLUMES; i++)
+		vc->volumes[vc->nvolumes++] = (struct vmm_volume){
+			.path = c->volumes[i].path,
+			.size_mb = c->volumes[i].size_mb,
+			.ro = c->volumes[i].ro,
+		};
+}
+
 /*
  * QEMU, with the link, the console, its stderr and its monitor as socket pairs whose far ends
  * only it holds; restoring the template when there is one. Returns 0 or -errno with err.
@@ -665,20 +698,14 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 	int sz = 1 << 20;
 	setsockopt(link[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	setsockopt(link[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	struct vmm_config vc = {
-		.accel = c->accel,
-		.cpus = c->cpus,
-		.memory_mb = c->memory_mb,
-		.kernel = c->kernel,
-		.initrd = c->initrd,
-		.disk = c->disk,
-		.link_fd = link[1],
-		.console_fd = con[1],
-		.stderr_fd = qerr[1],
-		.qmp_fd = qmp[1],
-		.incoming_fd = -1,
-		.fs_fd = sbfs_vmm_fd(sb),
-	};
+	struct vmm_config vc;
+	sandbox_vmm_config(c, &vc);
+	vc.link_fd = link[1];
+	vc.console_fd = con[1];
+	vc.stderr_fd = qerr[1];
+	vc.qmp_fd = qmp[1];
+	vc.incoming_fd = -1;
+	vc.fs_fd = sbfs_vmm_fd(sb);
 	if (c->template_path) {
 		incoming = open(c->template_path, O_RDONLY | O_CLOEXEC);
 		vc.incoming_fd = incoming;

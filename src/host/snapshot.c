@@ -23,9 +23,10 @@
 /*
  * Bump when what goes into a template changes. 2: TCG guests boot with tsc_early_khz; a template
  * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz). 3: a third virtio-serial
- * port (matchlock.fs): an older template no longer matches the device set.
+ * port (matchlock.fs): an older template no longer matches the device set. 4: the writable disk
+ * and volumes (virtio-blk devices with serials), and the agent builds its root at CONFIG.
  */
-#define SNAPSHOT_FORMAT 3
+#define SNAPSHOT_FORMAT 4
 #define QMP_TIMEOUT_MS 5000
 #define MIGRATE_TIMEOUT_MS 30000
 
@@ -80,6 +81,19 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 	    snprintf(desc, sizeof(desc), "format %d accel %d cpus %u mem %u\n%s\n", SNAPSHOT_FORMAT,
 		     vc->accel, vc->cpus, vc->memory_mb, vmm_cmdline(vc->accel));
 	EVP_DigestUpdate(md, desc, (size_t)k);
+	/*
+	 * The block devices beyond the root: their number, sizes and read-only flags. The guest
+	 * probed each at boot, so a restore needs the same ones (with different files: a sandbox's
+	 * disk is fresh and empty, and the guest mounts nothing of them before CONFIG).
+	 */
+	k = snprintf(desc, sizeof(desc), "scratch %lld volumes %u\n",
+		     vc->scratch ? vc->scratch_mb : -1, vc->nvolumes);
+	EVP_DigestUpdate(md, desc, (size_t)k);
+	for (unsigned i = 0; i < vc->nvolumes; i++) {
+		k = snprintf(desc, sizeof(desc), "volume %lld %d\n", vc->volumes[i].size_mb,
+			     vc->volumes[i].ro);
+		EVP_DigestUpdate(md, desc, (size_t)k);
+	}
 	qemu_id(md);
 	file_id(md, vc->kernel);
 	file_id(md, vc->initrd);

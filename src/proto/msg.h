@@ -44,7 +44,9 @@ enum msg_service {
 enum msg_ctl {
 	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
 	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_SEED, T_CPU_MILLI, T_NET,
-		       T_HOSTS_LINE, T_CA_PEM, T_MOUNT */
+		       T_HOSTS_LINE, T_CA_PEM, T_MOUNT, T_VOLUME; the root file system is built
+		       at CONFIG, not before hello, so a template never holds the writable disk
+		       mounted (MSG_DISK_SERIAL) */
 	/*
 	 * guest -> host on stream 0: config applied (mounts included). A config the guest cannot
 	 * apply (a mount that failed) is answered with CTL_ERROR instead, T_MESSAGE saying why.
@@ -105,7 +107,22 @@ enum msg_tag {
 	 */
 	T_MOUNT,
 	T_SHARE, /* u32 in SVC_FS's OPEN: the share's index */
+	/*
+	 * string in CTL_CONFIG, repeated: one named volume, "INDEX MODE GUESTPATH" -- the disk
+	 * whose serial is MSG_VOLUME_SERIAL INDEX, MODE ro or rw, GUESTPATH as in T_MOUNT.
+	 */
+	T_VOLUME,
 };
+
+/*
+ * The virtio-blk serials the guest finds its disks by (/sys/block/vdX/serial): the image (read
+ * only), the sandbox's writable disk (ext4, empty: the root overlay's upper and the overlay
+ * mounts' uppers), and volume INDEX ("vol" INDEX).
+ */
+#define MSG_ROOT_SERIAL "ml-root"
+#define MSG_DISK_SERIAL "ml-disk"
+#define MSG_VOLUME_SERIAL "ml-vol"
+#define MSG_MAX_VOLUMES 8 /* T_VOLUME entries in one CTL_CONFIG (virtio-blk devices) */
 
 /* Where the agent puts the sandbox CA: alone, and with the image's system CAs. */
 #define GUEST_CA_FILE "/etc/ssl/matchlock-ca.pem"

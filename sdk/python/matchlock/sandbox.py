@@ -80,8 +80,8 @@ class Sandbox:
         return self
 
     def with_disk_size(self, disk_size_mb: int) -> "Sandbox":
-        """Size of the writable layer in MiB. Not implemented by this server yet: ``launch``
-        fails with RPCError(INVALID_PARAMS) naming ``resources.disk_size_mb`` (never ignored)."""
+        """Size in MiB of the sandbox's writable disk (everything it writes), 64 to 1048576;
+        default 8192. Sparse: only what is written takes host space."""
         self._resources["disk_size_mb"] = int(disk_size_mb)
         return self
 
