@@ -132,6 +132,12 @@ func (s *Sandbox) WithMount(host, guest, mode string) *Sandbox {
 	return s.WithMounts(Mount{Host: host, Guest: guest, Mode: mode})
 }
 
+// WithVolume attaches the named volume name (matchlock volume create NAME) at guest, mode
+// "rw" (one sandbox at a time) or "ro" ("" for rw). Its contents outlive the sandbox.
+func (s *Sandbox) WithVolume(name, guest, mode string) *Sandbox {
+	return s.WithMounts(Mount{Host: "@" + name, Guest: guest, Mode: mode})
+}
+
 // Mounts returns the host folders, in order.
 func (s *Sandbox) Mounts() []Mount { return append([]Mount{}, s.mounts...) }
 

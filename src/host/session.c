@@ -517,6 +517,16 @@ static void session_drop_disk(struct session *s)
 	s->disk_path[0] = 0;
 }
 
+/* The volumes' locks: another sandbox may take them the moment this one is recorded gone. */
+static void session_release_volumes(struct session *s)
+{
+	for (unsigned i = 0; i < s->nvolumes; i++) {
+		if (s->volume_fds[i] >= 0)
+			close(s->volume_fds[i]);
+		s->volume_fds[i] = -1;
+	}
+}
+
 /*
  * A start that failed at any phase: stop what runs, leave a "failed" record (or none, when the
  * sandbox is removed at its end), remove a directory nothing refers to, then report r.
@@ -528,6 +538,7 @@ static void session_fail(struct session *s, int r)
 		return;
 	}
 	session_drop_disk(s);
+	session_release_volumes(s);
 	if (s->have_record && !s->rm)
 		state_set_status(s->st, s->L.id, ST_FAILED, s->err);
 	if (s->made_dir && (s->rm || !s->have_record)) {
@@ -997,6 +1008,7 @@ void session_cancel(struct session *s)
 /* The sandbox is gone: record its end, answer `kill`, remove what s->rm says. */
 static void session_ended(struct session *s)
 {
+	session_release_volumes(s);
 	state_set_status(s->st, s->L.id, s->failure[0] ? ST_FAILED : ST_STOPPED,
 			 s->failure[0] ? s->failure : NULL);
 	supervisor_finish(&s->sup);
@@ -1072,8 +1084,7 @@ void session_fini(struct session *s)
 	if (s->notify_fd >= 0)
 		close(s->notify_fd);
 	session_drop_disk(s); /* a start abandoned before the record (no session_fail) */
-	for (unsigned i = 0; i < s->nvolumes; i++)
-		close(s->volume_fds[i]);
+	session_release_volumes(s);
 	if (s->sigfd >= 0 && s->loop)
 		loop_unwatch(s->loop, &s->sig_w);
 	if (s->loop == &s->own_loop)

@@ -58,6 +58,9 @@ class BuilderTest(unittest.TestCase):
             {"host": "/h", "guest": "/workspace", "mode": "overlay"}, {"host": "/r", "guest": "/r", "mode": "ro"},
             {"host": os.path.abspath("rel"), "guest": "/w", "mode": "rw"}])
         self.assertEqual(len(sb.mounts), 3)
+        # A volume is a name, not a path: never made absolute; rw unless asked.
+        self.assertEqual(Sandbox("/img").with_volume("data", "/d").create_params()["mounts"],
+                         [{"host": "@data", "guest": "/d", "mode": "rw"}])
 
 
 class MountTest(unittest.TestCase):

@@ -20,8 +20,10 @@ class Mount:
     mode: str = "overlay"
 
     def params(self) -> Dict[str, str]:
-        # The server's working directory is ours, but say exactly which folder is meant.
-        return {"host": os.path.abspath(self.host), "guest": self.guest, "mode": self.mode}
+        # The server's working directory is ours, but say exactly which folder is meant. A host
+        # "@NAME" is a named volume (Sandbox.with_volume), not a path.
+        host = self.host if self.host.startswith("@") else os.path.abspath(self.host)
+        return {"host": host, "guest": self.guest, "mode": self.mode}
 
 
 class Sandbox:
@@ -61,6 +63,12 @@ class Sandbox:
     def with_mount(self, host: str, guest: str = "/workspace", mode: str = "overlay") -> "Sandbox":
         """Show host folder ``host`` at ``guest`` (see Mount for the modes)."""
         self._mounts.append(Mount(host, guest, mode))
+        return self
+
+    def with_volume(self, name: str, guest: str, mode: str = "rw") -> "Sandbox":
+        """Attach the named volume ``name`` (``matchlock volume create NAME``) at ``guest``,
+        ``mode`` ``"rw"`` (one sandbox at a time) or ``"ro"``. Its contents outlive the sandbox."""
+        self._mounts.append(Mount("@" + name, guest, mode))
         return self
 
     @property
