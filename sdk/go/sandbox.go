@@ -1,6 +1,9 @@
 package sdk
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"strings"
+)
 
 // Sandbox describes a sandbox to launch; build it with New and chained calls:
 //
@@ -195,8 +198,9 @@ func (s *Sandbox) CreateParams() map[string]any {
 		ms := []map[string]string{}
 		for _, m := range s.mounts {
 			// The server's working directory is ours, but say exactly which folder is meant.
+			// A host "@NAME" is a named volume (WithVolume), not a path.
 			host, err := filepath.Abs(m.Host)
-			if err != nil || m.Host == "" {
+			if err != nil || m.Host == "" || strings.HasPrefix(m.Host, "@") {
 				host = m.Host
 			}
 			e := map[string]string{"host": host}

@@ -556,8 +556,10 @@ func TestCapsAndNonUTF8(t *testing.T) {
 }
 
 func TestMountParams(t *testing.T) {
-	p := New("/img").WithMount("/h", "", "").WithMounts(Mount{Host: "/r", Guest: "/r", Mode: "ro"}).CreateParams()
-	want := []map[string]string{{"host": "/h"}, {"host": "/r", "guest": "/r", "mode": "ro"}}
+	p := New("/img").WithMount("/h", "", "").WithMounts(Mount{Host: "/r", Guest: "/r", Mode: "ro"}).
+		WithVolume("data", "/d", "").CreateParams()
+	want := []map[string]string{{"host": "/h"}, {"host": "/r", "guest": "/r", "mode": "ro"},
+		{"host": "@data", "guest": "/d"}}
 	if !reflect.DeepEqual(p["mounts"], want) {
 		t.Fatalf("mounts: %#v", p["mounts"])
 	}

@@ -127,9 +127,10 @@ struct qemu_args {
 };
 
 /*
- * One writable or volume disk: raw, no host page cache of ours to fill (cache.direct would
- * need aligned files; writeback is fine for a file we own), trims from the guest give the
- * space back to the host file (discard=unmap).
+ * One writable or volume disk: raw; trims from the guest give the space back to the host file
+ * (discard=unmap); an I/O error (the host's file system full) is the guest's EIO, never a VM
+ * paused for good (QEMU's default werror=enospc); a disposable disk (the sandbox's own) ignores
+ * the guest's flushes, which buy nothing for a file removed with the sandbox.
  */
 static int blk_arg(struct qemu_args *a, unsigned k, const char *id, const char *serial,
 		   const char *path, bool ro, bool disposable, char *err, size_t errn)
@@ -139,8 +140,8 @@ static int blk_arg(struct qemu_args *a, unsigned k, const char *id, const char *
 		return -EINVAL;
 	}
 	snprintf(a->blk_drive[k], sizeof(a->blk_drive[k]),
-		 "if=none,id=%s,file=%s,format=raw,discard=unmap%s%s", id, path,
-		 ro ? ",readonly=on" : "", disposable ? ",cache.no-flush=on" : "");
+		 "if=none,id=%s,file=%s,format=raw,discard=unmap,werror=report,rerror=report%s%s",
+		 id, path, ro ? ",readonly=on" : "", disposable ? ",cache.no-flush=on" : "");
 	snprintf(a->blk_dev[k], sizeof(a->blk_dev[k]), "virtio-blk-device,drive=%s,serial=%s", id,
 		 serial);
 	return 0;
