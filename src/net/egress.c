@@ -22,7 +22,8 @@
  *                         and proxy.c, takes the stream over);
  *             -> M_RAW    anything else; an HTTP/1 request line (or port 80) makes it plain
  *                         HTTP: every request head is checked (http_walk) before it goes up,
- *                         and its body is scanned for secret placeholders.
+ *                         and its body is scanned for secret placeholders (after a WebSocket
+ *                         upgrade, with secrets: the payloads of its frames, conn_check_ws).
  * Intercepted connections (M_TLS and plain HTTP) end after EGRESS_IDLE_TIMEOUT_S without a
  * byte either way and after EGRESS_MAX_LIFETIME_S open (life_timer); raw relays have no limit.
  */
@@ -48,6 +49,7 @@
 #include "proto/msg.h"
 #include "resolve.h"
 #include "tlshello.h"
+#include "ws.h"
 
 #define HTTP_PORT 80
 
@@ -83,6 +85,8 @@ struct conn {
 	struct http_walk walk; /* plain HTTP: where the check of the guest's bytes stands */
 	struct secrets_body scan; /* plain HTTP: placeholders looked for in request bodies */
 	uint8_t resp_pfx[12]; /* walk on hold: the upstream's first bytes ("HTTP/1.1 101") */
+	bool ws_on; /* plain HTTP after a WebSocket upgrade, with secrets: frames are looked into */
+	struct ws_parser ws; /* ... the guest's frames, for placeholders (conn_check_ws) */
 	uint8_t npfx;
 	struct buf up; /* guest bytes not yet written upstream (bounded by the mux window) */
 	size_t clear; /* how many bytes at the front of up are checked and may go upstream */
@@ -1052,6 +1056,88 @@ static bool conn_check_body(struct conn *c, const uint8_t *p, size_t n)
 }
 
 /*
+ * A plain-HTTP WebSocket upgrade in a sandbox with secrets: Sec-WebSocket-Extensions is renamed
+ * in place (same length, a name servers ignore) so no extension is agreed and the guest's
+ * frames carry plain payload that conn_check_ws can look into.
+ */
+static void conn_drop_ws_extensions(struct conn *c, uint8_t *head, const struct http_msg *m)
+{
+	static const char renamed[] = "X-Matchlock-Dropped-Exts";
+	const struct secrets *ss = c->e->mitm ? mitm_secrets(c->e->mitm) : NULL;
+	if (!ss || !ss->n)
+		return;
+	for (unsigned i = 0; i < m->nfields; i++)
+		if (http_field_is(head, &m->field[i], "sec-websocket-extensions"))
+			memcpy(head + m->field[i].name_off, renamed, sizeof(renamed) - 1);
+}
+
+/*
+ * The guest's bytes of a plain-HTTP WebSocket (after 101), in a sandbox with secrets: no
+ * placeholder may go upstream in a message or control frame (secrets go over TLS only). The
+ * frames are parsed (ws.h) and their payloads looked into, split anywhere; the bytes pass as
+ * they are. A placeholder, or a frame that cannot be read and so not looked into, resets the
+ * connection before the piece that completes it goes upstream. Returns false if c was ended.
+ */
+static bool conn_check_ws(struct conn *c, const uint8_t *p, size_t n)
+{
+	const struct secrets *ss = c->e->mitm ? mitm_secrets(c->e->mitm) : NULL;
+	if (!ss || !ss->n)
+		return true;
+	if (!c->ws_on) {
+		ws_parser_init(&c->ws, true);
+		secrets_body_fini(&c->scan);
+		secrets_body_init(&c->scan, ss, "", SECRETS_BODY_RAW,
+				  true); /* no host: all refused */
+		c->ws_on = true;
+	}
+	struct buf pl = { 0 }, sink = { 0 };
+	const struct secret *leak = NULL;
+	size_t at = 0;
+	int r = 0;
+	while (at < n && r == 0) {
+		struct ws_piece pc;
+		size_t k;
+		pl.off = pl.len = 0;
+		r = ws_parse(&c->ws, p + at, n - at, &k, &pc, &pl);
+		at += k;
+		if (r == 0 && pc.kind == WS_PIECE_CONTROL) {
+			leak = secrets_find_placeholder(ss, buf_head(&pl), buf_used(&pl));
+			r = leak ? -EPERM : 0;
+		} else if (r == 0 && pc.kind == WS_PIECE_DATA) {
+			r = secrets_body_feed(&c->scan, buf_head(&pl), buf_used(&pl), pc.last,
+					      &sink);
+			leak = c->scan.leak;
+			sink.off = sink.len = 0;
+		}
+	}
+	buf_wipe(&pl);
+	buf_wipe(&sink);
+	if (r == 0)
+		return true;
+	char reason[600];
+	if (leak) {
+		snprintf(
+		    reason, sizeof(reason),
+		    "a WebSocket message carries the placeholder of secret %s over plain HTTP; "
+		    "secrets are only sent over TLS (use wss://)",
+		    leak->name);
+		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, reason);
+	} else {
+		snprintf(reason, sizeof(reason),
+			 "the guest sent %s on a WebSocket, which cannot be looked into for secret "
+			 "placeholders",
+			 c->ws.why ? c->ws.why : "more than memory allows");
+	}
+	emit(c->e, NET_EV_HTTP, false, c->name, c->dst, c->port, reason);
+	if (c->w.fd >= 0) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 }; /* close() resets */
+		setsockopt(c->w.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	conn_end(c, ECONNRESET);
+	return false;
+}
+
+/*
  * Plain HTTP: walk the guest's bytes past what is already cleared (http_walk) and clear what
  * may go upstream; every request head is checked first. Returns false if c was denied. Not
  * HTTP (a raw connection): everything is clear.
@@ -1079,10 +1165,14 @@ static bool conn_check_http(struct conn *c)
 		if (r == 1) {
 			if (!conn_check_head(c, p, used, &m))
 				return false;
+			if (m.upgrade)
+				conn_drop_ws_extensions(c, buf_head(&c->up) + c->clear, &m);
 			http_walk_accept(&c->walk, &m);
 			secrets_body_fini(&c->scan); /* a new body */
 		}
 		if (c->walk.data_len && !conn_check_body(c, p + c->walk.data_off, c->walk.data_len))
+			return false;
+		if (c->walk.st == HTTP_WALK_TUNNEL && used && !conn_check_ws(c, p, used))
 			return false;
 		c->clear += used;
 		if (!used)

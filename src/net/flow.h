@@ -13,6 +13,7 @@
 #include "http.h"
 #include "mitm.h"
 #include "tls_ca.h"
+#include "ws.h"
 
 struct mitm {
 	const struct secrets *ss;
@@ -24,7 +25,7 @@ struct mitm {
 
 /* The proxy's states; proxy.c says how they change. */
 enum rq_state { RQ_HEAD, RQ_BODY, RQ_WAIT_UPGRADE, RQ_TUNNEL, RQ_STOPPED };
-enum rs_state { RS_HEAD, RS_BODY, RS_TUNNEL };
+enum rs_state { RS_HEAD, RS_BODY, RS_TUNNEL, RS_CLOSED };
 
 /* How a request body goes upstream; proxy.c decides at its head (rq_body_plan). */
 enum rq_frame {
@@ -95,6 +96,13 @@ struct flow {
 	enum codec_kind rs_coding;
 	struct codec *rs_dec, *rs_enc; /* a compressed response: decoded, scrubbed, re-encoded */
 	struct http_msg rs_msg;
+	/*
+	 * After a WebSocket upgrade, with secrets: the tunnel carries frames, relayed through
+	 * the filters of ws_sec (else bytes pass as they are).
+	 */
+	bool ws_on;
+	struct ws_relay ws_up, ws_down;
+	struct ws_secrets ws_sec;
 
 	struct pending q[FLOW_MAX_PIPELINE];
 	unsigned qhead, qlen;
@@ -117,6 +125,11 @@ void flow_event(struct flow *f, enum net_event_kind kind, bool allowed, const ch
  * is queued is dropped and the socket is reset when it closes. The flow then ends.
  */
 void tls_upstream_reset(struct flow *f);
+/*
+ * tls.c: end the connection on both sides after what is queued: the upstream gets what
+ * req_out holds (best effort: one write) and a TLS close, the guest what it is owed.
+ */
+void tls_close_both(struct flow *f);
 /* proxy.c: free a flow's per-message state (request body, response codings). */
 void proxy_fini(struct flow *f);
 /*

@@ -14,16 +14,25 @@
  *              RQ_WAIT_UPGRADE after a WebSocket upgrade request; a placeholder headed
  *              elsewhere -> 403 and RQ_STOPPED, the upstream reset if part of the body left.
  *   RQ_WAIT_UPGRADE  nothing passes until the upstream answers: 101 -> RQ_TUNNEL, else RQ_HEAD.
- *   RQ_TUNNEL  bytes, no longer HTTP.
+ *   RQ_TUNNEL  no longer HTTP: WebSocket frames (ws.h) when the sandbox has secrets, their
+ *              placeholders put in (ws_secrets_up); else bytes as they are. A placeholder
+ *              headed elsewhere, or a frame the parser refuses -> both sides get a close
+ *              frame (1008 or 1002/1009), RQ_STOPPED and RS_CLOSED, the connection ends.
  *   RQ_STOPPED nothing more is read; the refusal goes out after the responses still owed.
  * Responses (upstream -> guest), in request order:
  *   RS_HEAD    a response head for the oldest pending request; 1xx passes and stays here;
- *              101 to an upgrade -> RS_TUNNEL; otherwise re-framed when secrets are scrubbed
+ *              101 to an upgrade -> RS_TUNNEL (with secrets: a 101 that agrees to an
+ *              extension, which the proxy took out of the offer, is refused: 502 and the
+ *              flow ends); otherwise re-framed when secrets are scrubbed
  *              -> RS_BODY; a malformed head answers 502 and ends the flow.
  *   RS_BODY    the body streams, scrubbed of secret values (a compressed one decoded,
  *              scrubbed and encoded again, codec.h) -> RS_HEAD at its end (the pending
  *              request is done and logged), or the flow closes (Connection: close).
- *   RS_TUNNEL  bytes, no longer HTTP.
+ *   RS_TUNNEL  no longer HTTP: WebSocket frames, scrubbed (ws_secrets_down), or bytes.
+ *   RS_CLOSED  the WebSocket relay ended the connection: nothing more passes.
+ * WebSockets with secrets: the upgrade request goes without Sec-WebSocket-Extensions, so no
+ * permessage-deflate (or any extension) is agreed and frames carry plain payload the proxy
+ * can read, re-fragment and re-mask.
  */
 #define _GNU_SOURCE
 #include "flow.h"
@@ -90,16 +99,6 @@ static void pending_fill(struct flow *f, struct pending *p, const uint8_t *head,
 	p->t0 = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* RQ_TUNNEL: the guest's bytes go upstream as they are. */
-static bool rq_tunnel(struct flow *f)
-{
-	buf_append(&f->req_out, buf_head(&f->req_in), buf_used(&f->req_in));
-	if (f->qlen)
-		f->q[f->qhead].up += buf_used(&f->req_in);
-	buf_consume(&f->req_in, buf_used(&f->req_in));
-	return false;
-}
-
 /* The value of the first field called name in head (parsed into m), or NULL. */
 static const uint8_t *field_value(const uint8_t *head, const struct http_msg *m, const char *name,
 				  size_t *n)
@@ -136,6 +135,98 @@ static void rq_refuse_leak(struct flow *f, struct pending *p, const struct secre
 	request_event(f, p, 403, false, reason, NET_EV_SECRET_LEAK, leak->name);
 	request_event(f, p, 403, false, reason, NET_EV_REQUEST, leak->name);
 	flow_refuse(f, 403, reason);
+}
+
+#define WS_STEP (16u * 1024) /* frame bytes relayed per step: the output buffers stay bounded */
+
+/*
+ * The WebSocket relay of one direction (from_guest or not) refused what it read (err from
+ * ws_relay_feed): both sides get a close frame with the code and reason, an event says why,
+ * and the connection ends once the close frames are out.
+ */
+static void ws_fail(struct flow *f, int err, bool from_guest)
+{
+	const struct ws_parser *ps = from_guest ? &f->ws_up.ps : &f->ws_down.ps;
+	const struct secret *leak = f->ws_sec.leak;
+	char reason[256], ev[1024]; /* reason: cut to WS_MAX_REASON; ev: two names and hosts */
+	uint16_t code = WS_CLOSE_INTERNAL;
+	if (err == -EPERM && leak) {
+		code = WS_CLOSE_POLICY;
+		snprintf(reason, sizeof(reason),
+			 "matchlock: secret %.64s may not be sent to this host", leak->name);
+		leak_reason(f, leak, "a WebSocket message carries", ev, sizeof(ev));
+	} else if ((err == -EPROTO || err == -EMSGSIZE) && ps->why) {
+		code = ps->code;
+		snprintf(reason, sizeof(reason), "matchlock: %s", ps->why);
+		snprintf(ev, sizeof(ev), "matchlock: WebSocket to %s closed: %s from the %s",
+			 f->name, ps->why, from_guest ? "guest" : "upstream");
+	} else {
+		snprintf(reason, sizeof(reason), "matchlock: out of memory");
+		snprintf(ev, sizeof(ev), "matchlock: WebSocket to %s closed: out of memory",
+			 f->name);
+	}
+	struct pending *p = q_front(f);
+	if (p && code == WS_CLOSE_POLICY)
+		request_event(f, p, 101, false, ev, NET_EV_SECRET_LEAK, leak->name);
+	if (p)
+		request_event(f, p, 101, false, ev, NET_EV_REQUEST,
+			      code == WS_CLOSE_POLICY ? leak->name : NULL);
+	struct buf g = { 0 };
+	ws_relay_close(&f->ws_down, code, reason, &g);
+	tls_guest_write(f, buf_head(&g), buf_used(&g));
+	buf_fini(&g);
+	ws_relay_close(&f->ws_up, code, reason, &f->req_out);
+	buf_wipe(&f->req_in);
+	buf_wipe(&f->resp_in);
+	f->rq = RQ_STOPPED;
+	f->rs = RS_CLOSED;
+	tls_close_both(f);
+}
+
+/*
+ * After a 101 to the upgrade p: with secrets, the tunnel relays WebSocket frames through
+ * ws_sec. A 101 that agrees to an extension is refused (we took them all out of the offer):
+ * -EPROTO.
+ */
+static int ws_start(struct flow *f, const uint8_t *head, const struct http_msg *m)
+{
+	const struct secrets *ss = f->m->ss;
+	size_t n;
+	if (!ss || !ss->n)
+		return 0;
+	if (field_value(head, m, "sec-websocket-extensions", &n))
+		return -EPROTO;
+	ws_relay_init(&f->ws_up, true);
+	ws_relay_init(&f->ws_down, false);
+	ws_secrets_init(&f->ws_sec, ss, f->name, &f->scrub);
+	f->ws_on = true;
+	return 0;
+}
+
+/* RQ_TUNNEL: the guest's frames go upstream with placeholders put in (or its bytes as they
+   are). */
+static bool rq_tunnel(struct flow *f)
+{
+	size_t n = buf_used(&f->req_in);
+	if (!n)
+		return false;
+	size_t before = buf_used(&f->req_out);
+	if (!f->ws_on) {
+		buf_append(&f->req_out, buf_head(&f->req_in), n);
+	} else {
+		struct ws_filter up = { ws_secrets_up, &f->ws_sec };
+		n = n < WS_STEP ? n : WS_STEP;
+		int r = ws_relay_feed(&f->ws_up, buf_head(&f->req_in), n, &up, &f->req_out);
+		if (r < 0) {
+			ws_fail(f, r, true);
+			return false;
+		}
+	}
+	if (f->qlen)
+		f->q[f->qhead].up += buf_used(&f->req_out) - before;
+	explicit_bzero(buf_head(&f->req_in), n);
+	buf_consume(&f->req_in, n);
+	return buf_used(&f->req_in) != 0;
 }
 
 /*
@@ -188,6 +279,11 @@ static void rq_body_reset(struct flow *f)
 void proxy_fini(struct flow *f)
 {
 	rq_body_reset(f);
+	if (f->ws_on) {
+		ws_secrets_fini(&f->ws_sec);
+		ws_relay_fini(&f->ws_up);
+		ws_relay_fini(&f->ws_down);
+	}
 	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
 }
 
@@ -444,20 +540,28 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 /*
  * The head that goes upstream for the framing chosen, before secrets are put in: the guest's
  * own (0), or a copy without Content-Length (and, held, without Expect: the proxy says 100
- * Continue itself) parsed again into alt_m (1). -EPROTO if that fails.
+ * Continue itself; a WebSocket upgrade with secrets: without Sec-WebSocket-Extensions) parsed
+ * again into alt_m (1). -EPROTO if that fails.
  */
 static int rq_head_framed(struct flow *f, const uint8_t *head, const struct http_msg *m,
 			  struct buf *alt, struct http_msg *alt_m)
 {
-	static const char *const drop_held[] = { "content-length", "expect", NULL };
-	static const char *const drop_length[] = { "content-length", NULL };
-	const char *why;
-	if (f->rq_frame == RQF_HELD)
-		http_head_filter(head, m, drop_held, NULL, alt);
-	else if (f->rq_frame == RQF_CHUNKED && m->framing == HTTP_BODY_LENGTH)
-		http_head_filter(head, m, drop_length, "Transfer-Encoding: chunked\r\n", alt);
-	else
+	const char *drop[4], *add = NULL, *why;
+	unsigned nd = 0;
+	if (f->rq_frame == RQF_HELD) {
+		drop[nd++] = "content-length";
+		drop[nd++] = "expect";
+	} else if (f->rq_frame == RQF_CHUNKED && m->framing == HTTP_BODY_LENGTH) {
+		drop[nd++] = "content-length";
+		add = "Transfer-Encoding: chunked\r\n";
+	}
+	/* Frames must carry plain payload to be relayed with secrets: no extension offered. */
+	if (m->upgrade && f->m->ss && f->m->ss->n)
+		drop[nd++] = "sec-websocket-extensions";
+	if (!nd)
 		return 0;
+	drop[nd] = NULL;
+	http_head_filter(head, m, drop, add, alt);
 	if (alt->bad || http_parse_request(buf_head(alt), buf_used(alt), alt_m, &why) < 0)
 		return -EPROTO;
 	return 1;
@@ -658,15 +762,35 @@ static void response_done(struct flow *f)
 		f->closing = true;
 }
 
-/* RS_TUNNEL: the upstream's bytes go to the guest as they are. */
+/* RS_TUNNEL: the upstream's frames go to the guest scrubbed (or its bytes as they are). */
 static bool rs_tunnel(struct flow *f)
 {
 	struct pending *p = q_front(f);
-	if (p)
-		p->down += buf_used(&f->resp_in);
-	tls_guest_write(f, buf_head(&f->resp_in), buf_used(&f->resp_in));
-	buf_consume(&f->resp_in, buf_used(&f->resp_in));
-	return false;
+	size_t n = buf_used(&f->resp_in);
+	if (!n)
+		return false;
+	if (!f->ws_on) {
+		if (p)
+			p->down += n;
+		tls_guest_write(f, buf_head(&f->resp_in), n);
+	} else {
+		struct ws_filter down = { ws_secrets_down, &f->ws_sec };
+		struct buf out = { 0 };
+		n = n < WS_STEP ? n : WS_STEP;
+		int r = ws_relay_feed(&f->ws_down, buf_head(&f->resp_in), n, &down, &out);
+		if (r < 0) {
+			buf_wipe(&out);
+			ws_fail(f, r, false);
+			return false;
+		}
+		if (p)
+			p->down += buf_used(&out);
+		tls_guest_write(f, buf_head(&out), buf_used(&out));
+		buf_wipe(&out);
+	}
+	explicit_bzero(buf_head(&f->resp_in), n);
+	buf_consume(&f->resp_in, n);
+	return buf_used(&f->resp_in) != 0;
 }
 
 /* RS_BODY: one step of the response body, scrubbed. */
@@ -792,6 +916,13 @@ static bool rs_head(struct flow *f)
 			  "decodes gzip, deflate, br and zstd)");
 		return false;
 	}
+	if (m->status == 101 && p->upgrade && ws_start(f, buf_head(&f->resp_in), m) < 0) {
+		buf_wipe(&head);
+		rs_refuse(f, p,
+			  "a WebSocket 101 that agrees to an extension the proxy took out of the "
+			  "offer (it relays frames without extensions when secrets are set)");
+		return false;
+	}
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
 	tls_guest_write(f, buf_head(&scrubbed), buf_used(&scrubbed));
 	buf_wipe(&head);
@@ -833,6 +964,10 @@ void proxy_responses_run(struct flow *f)
 			break;
 		case RS_TUNNEL:
 			more = rs_tunnel(f);
+			break;
+		case RS_CLOSED:
+			buf_wipe(&f->resp_in);
+			more = false;
 			break;
 		}
 	}

@@ -446,6 +446,19 @@ static void upstream_read(struct flow *f)
 	OPENSSL_cleanse(tmp, sizeof(tmp));
 }
 
+void tls_close_both(struct flow *f)
+{
+	if (f->u && f->u_hs && !f->u_failed && !f->u_reset) {
+		upstream_write(f); /* a close frame fits the socket's buffer */
+		if (!f->u_shut) {
+			SSL_shutdown(f->u);
+			shutdown(f->fd, SHUT_WR);
+			f->u_shut = true;
+		}
+	}
+	f->closing = true;
+}
+
 /* Upstream: handshake, write requests, read responses. */
 static void upstream_run(struct flow *f)
 {

@@ -396,6 +396,25 @@ def subst_seeds():
     }
 
 
+def ws_seeds():
+    """fuzz_ws: 4 cut bytes, the options byte (bit 0: the guest's masked frames, bit 1: raw
+    bytes), then frame records (first byte, length byte, payload; tokens 0xF0-0xF3), see
+    tests/fuzz/fuzz_ws.c."""
+    def rec(b0, payload):
+        return bytes([b0, len(payload)]) + payload
+    return {
+        "up_text": b"\x20\x60\xa0\xe0\x01" + rec(0x81, b'{"key":"\xf0"}') + rec(0x82, b"\xf0\xf0"),
+        "up_fragmented": b"\x08\x09\x30\x31\x01" + rec(0x01, b"a=SANDBOX_SEC") + rec(0x89, b"ping \xf0") +
+                         rec(0x00, b"RET_0123456789abcdef") + rec(0x80, b"0123456789abcdef&b=\xf0") +
+                         rec(0x88, b"\x03\xe8bye"),
+        "up_leak": b"\x10\x11\x12\x13\x01" + rec(0x81, b"ok") + rec(0x01, b"x\xf1"[:1]) + rec(0x80, b"\xf1"),
+        "up_unmasked_raw": b"\x00\x01\x02\x03\x03" + b"\x81\x05hello",
+        "down_scrub": b"\x40\x41\x42\xf0\x00" + rec(0x81, b"echo \xf3 \xf0") + rec(0x02, b"\xf3"[:0] + b"sk-real/") +
+                      rec(0x8a, b"\xf3") + rec(0x80, b"value+1 done"),
+        "down_bad": b"\x00\x00\x00\x00\x00" + rec(0xc1, b"rsv") + rec(0x83, b"op") + rec(0x09, b"frag ping"),
+    }
+
+
 def codec_seeds():
     """fuzz_codec: the coding byte (0 gzip, 1 deflate, 2 br, 3 zstd; +4 raw deflate when
     encoding), the split byte, then the bytes."""
@@ -411,7 +430,7 @@ def codec_seeds():
     }
 
 
-GENERATORS = {"fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+GENERATORS = {"fuzz_ws": ws_seeds, "fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 

@@ -444,4 +444,37 @@ print("requests:", n, "busy connection:", state)
 	expect_match "log says why" "$ERR" "connection closed: open for more than 3 s"
 }
 
+# `git clone https://x:PLACEHOLDER@host/repo.git` against `git http-backend` behind Basic auth:
+# git sends the placeholder in its Basic token after the 401, the proxy swaps the real value in,
+# the clone and a push work, and the server saw only the real value.
+t_git_clone_and_push_with_a_placeholder_in_the_url() {
+	local repos=$T_OUT/repos gs
+	git init -q --bare "$repos/repo.git" && git -C "$repos/repo.git" config http.receivepack true
+	git -C "$T_OUT" init -q seed && (cd "$T_OUT/seed" && echo hello >README &&
+		git add README && git -c user.name=t -c user.email=t@t commit -qm first &&
+		git push -q "$repos/repo.git" HEAD:refs/heads/main) || fail "seed repository"
+	git -C "$repos/repo.git" symbolic-ref HEAD refs/heads/main
+	printf '%s' "$REAL" >"$SRV/git.password"
+	: >"$SRV/git.log"
+	python3 "$ROOT/tests/integration/git_server.py" "$SRV" 8445 "$repos" &
+	gs=$!
+	for _ in $(seq 100); do [ -e "$SRV/git.ready" ] && break; sleep 0.1; done
+	ml run "${IMG[@]}" --secret API_KEY@api.test:8445 --add-host api.test:127.0.0.1 \
+		--upstream-ca "$SRV/ca.pem" -- sh -c 'cd /tmp && git clone -q "https://x:$API_KEY@api.test:8445/repo.git" r &&
+		cat r/README && cd r && echo more >>README && git -c user.name=g -c user.email=g@g commit -qam second &&
+		git push -q origin HEAD:main && echo pushed; git remote get-url origin'
+	kill $gs 2>/dev/null
+	wait $gs 2>/dev/null
+	expect_eq status "$RC" 0
+	expect_match "cloned" "$OUT" "^hello"
+	expect_match "pushed" "$OUT" "pushed"
+	expect_match "the guest keeps the placeholder" "$OUT" "https://x:SANDBOX_SECRET_[0-9a-f]{32}@api.test:8445/repo.git"
+	expect_eq "the push reached the host" "$(git -C "$repos/repo.git" log --format=%s main | head -1)" second
+	local basic
+	basic=$(printf 'x:%s' "$REAL" | base64 -w0)
+	grep -q "Basic $basic" "$SRV/git.log" || fail "the server never got the real value: $(cat "$SRV/git.log")"
+	! grep -q SANDBOX_SECRET_ "$SRV/git.log" || fail "a placeholder reached the git server"
+	expect_no_real
+}
+
 run_tests "$@"
