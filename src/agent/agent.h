@@ -50,9 +50,10 @@ int agent_open_port(const char *port_name);
 void agent_config_done(const char *error);
 
 /*
- * mount.c: before hello, /dev, /proc and /sys in the initramfs (-errno, said on the console);
- * at CONFIG, the sandbox root on the image and the writable disk, then the volumes (T_VOLUME,
- * added with mount_volume_add); -errno with err. mount_volumes_close before powering off.
+ * mount.c: before hello, /dev, /proc, /sys and the image in the initramfs (-errno, said on the
+ * console), then the sandbox root on the image and the writable disk (-errno with err); at
+ * CONFIG the volumes (T_VOLUME, added with mount_volume_add). mount_volumes_close before
+ * powering off.
  */
 int mount_early(void);
 int mount_root(char *err, size_t errn);

@@ -45,7 +45,7 @@ void agent_link_wants_write(void)
 static _Noreturn void power_off(void)
 {
 	kill(-1, SIGKILL);
-	sync();
+	/* Only volumes outlive the sandbox: its own disk is thrown away, not worth a sync. */
 	mount_volumes_close();
 	reboot(RB_AUTOBOOT);
 	for (;;)
@@ -141,11 +141,6 @@ static void apply_config(struct rd *r)
 	char *hosts[MAX_HOSTS_LINES];
 	size_t nhosts = 0;
 	char err[300];
-	/* First the root: everything below writes into it (hosts, CA, cgroups under /sys). */
-	if (mount_root(err, sizeof(err)) < 0) {
-		agent_config_done(err);
-		return;
-	}
 	while (msg_next(r, &tag, &v) > 0) {
 		if (tag == T_VOLUME) {
 			bad_mount |= mount_volume_add(&v) < 0;
@@ -356,8 +351,13 @@ int main(void)
 		error("must run as PID 1 inside a sandbox");
 		return 1;
 	}
+	char err[300];
 	if (mount_early() < 0)
 		power_off();
+	if (mount_root(err, sizeof(err)) < 0) {
+		error("%s", err);
+		power_off();
+	}
 	loopback_up();
 
 	sigset_t mask;

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The sandbox's root filesystem. The kernel starts us from a tiny initramfs; until the host's
- * CONFIG we stay there with /dev, /proc, /sys and the image disk (read-only ext4, shared by
- * every sandbox of that image) mounted (mount_early), so a template saved at hello has no
- * writable disk mounted and every clone restored from it can get a fresh, empty one. At CONFIG
- * (mount_root) we mount the writable disk (ext4 on a sparse host file, disk.h on the host) and
- * an overlay of the image with its upper layer there, move the pseudo-filesystems into it, make
- * it / and chroot into it. Disks are found by their virtio serial (msg.h), not by probe order.
- * The writable disk stays visible at DISK_DIR, where overlay mounts keep their uppers too.
+ * The sandbox's root filesystem. The kernel starts us from a tiny initramfs. Before hello
+ * (so a template holds it all) we mount /dev, /proc, /sys and the image disk (read-only ext4,
+ * shared by every sandbox of that image; mount_early), then the sandbox's writable disk (ext4 on
+ * a sparse host file, disk.h on the host) and an overlay of the image with its upper layer there;
+ * we move the pseudo-filesystems into it, make it / and chroot into it (mount_root). Nothing is
+ * in guest memory but what the kernel caches. A template saves the writable disk with the guest
+ * (the host copies it while the guest is paused: snapshot.h), so every clone starts on its own
+ * copy of that empty disk. Volumes are mounted at CONFIG: they are not part of a template.
+ * Disks are found by their virtio serial (msg.h), not by probe order. The writable disk stays
+ * visible at DISK_DIR, where overlay mounts keep their uppers too.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -87,7 +89,6 @@ int mount_early(void)
 	if ((r = mnt("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) < 0 ||
 	    (r = mnt("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) < 0)
 		return r;
-	/* The image: in the template already, it costs a restored start nothing. */
 	char root[32];
 	if (blk_find(MSG_ROOT_SERIAL, root, sizeof(root)) < 0) {
 		error("the image disk (%s) is missing", MSG_ROOT_SERIAL);
@@ -267,8 +268,19 @@ int mount_volumes(char *err, size_t errn)
 
 void mount_volumes_close(void)
 {
-	/* Read-only, so the journal is clean and the next sandbox mounts without a replay. */
-	for (unsigned i = 0; i < nvolumes; i++)
-		if (!volumes[i].ro)
-			mount(NULL, volumes[i].guest, NULL, MS_REMOUNT | MS_RDONLY, NULL);
+	/*
+	 * Everything written reaches the volume; then read-only, so the journal is clean and the
+	 * next sandbox mounts it without a replay (the remount fails while a killed process still
+	 * holds a file open for writing: the sync has been done anyway).
+	 */
+	for (unsigned i = 0; i < nvolumes; i++) {
+		if (volumes[i].ro)
+			continue;
+		int fd = open(volumes[i].guest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			syncfs(fd);
+			close(fd);
+		}
+		mount(NULL, volumes[i].guest, NULL, MS_REMOUNT | MS_RDONLY, NULL);
+	}
 }

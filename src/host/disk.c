@@ -148,26 +148,48 @@ static int copy_sparse(int src, int dst, off_t size)
 	return errno == ENXIO ? 0 : -errno;
 }
 
-int disk_make(const char *dir, long long size_mb, char *path, size_t n, char *err, size_t errn)
+/* Open src and create dst (which must not exist), then copy_sparse; -errno. */
+static int copy_new(const char *from, const char *path)
 {
-	char tpl[4300];
-	int r = disk_template(size_mb, tpl, sizeof(tpl), err, errn);
-	if (r < 0)
-		return r;
-	if (snprintf(path, n, "%s/" DISK_FILE, dir) >= (int)n)
-		return -ENAMETOOLONG;
-	int src = open(tpl, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int src = open(from, O_RDONLY | O_CLOEXEC);
 	int dst = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	r = src < 0 || dst < 0 ? -errno : copy_sparse(src, dst, (off_t)size_mb << 20);
-	if (r < 0) {
-		snprintf(err, errn, "cannot make the sandbox's disk %s: %s", path, strerror(-r));
-		if (dst >= 0)
-			unlink(path);
-	}
+	int r =
+	    src < 0 || dst < 0 || fstat(src, &st) < 0 ? -errno : copy_sparse(src, dst, st.st_size);
+	if (r < 0 && dst >= 0)
+		unlink(path);
 	if (src >= 0)
 		close(src);
 	if (dst >= 0)
 		close(dst);
+	return r;
+}
+
+int disk_copy(const char *src, const char *dst)
+{
+	char tmp[4300];
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", dst, getpid());
+	unlink(tmp);
+	int r = copy_new(src, tmp);
+	if (r == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+int disk_make(const char *dir, long long size_mb, const char *from, char *path, size_t n, char *err,
+	      size_t errn)
+{
+	char tpl[4300];
+	int r = from ? 0 : disk_template(size_mb, tpl, sizeof(tpl), err, errn);
+	if (r < 0)
+		return r;
+	if (snprintf(path, n, "%s/" DISK_FILE, dir) >= (int)n)
+		return -ENAMETOOLONG;
+	r = copy_new(from ? from : tpl, path);
+	if (r < 0)
+		snprintf(err, errn, "cannot make the sandbox's disk %s: %s", path, strerror(-r));
 	return r;
 }
 

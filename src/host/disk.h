@@ -9,7 +9,9 @@
  * A sandbox's disk is a sparse copy of a pre-formatted template of its size, made once with
  * mke2fs and kept under <cache>/disks: copying the few MB of metadata (SEEK_DATA/SEEK_HOLE,
  * copy_file_range, or a reflink where the file system has them) is faster than running mke2fs
- * for every start.
+ * for every start. A sandbox restored from a snapshot template gets a copy of the disk as that
+ * template's guest had it when it was saved (snapshot.h): the guest's memory and its disk must
+ * match, and that disk holds nothing but the empty root layer.
  */
 #ifndef MATCHLOCK_DISK_H
 #define MATCHLOCK_DISK_H
@@ -22,8 +24,17 @@
 #define DISK_MAX_MB (1024LL * 1024) /* 1 TiB: sparse, so only what is written costs */
 #define DISK_FILE "disk.img" /* in the sandbox's state directory */
 
-/* Make <dir>/DISK_FILE: an empty ext4 of size_mb. Returns 0 with its path, or -errno with err. */
-int disk_make(const char *dir, long long size_mb, char *path, size_t n, char *err, size_t errn);
+/*
+ * Make <dir>/DISK_FILE: a copy of from when it is not NULL (a template's disk), else an empty
+ * ext4 of size_mb. Returns 0 with its path, or -errno with err.
+ */
+int disk_make(const char *dir, long long size_mb, const char *from, char *path, size_t n, char *err,
+	      size_t errn);
+/*
+ * Copy src to dst sparsely, through a temporary name (dst is whole or absent); -EEXIST when dst
+ * exists (it is never replaced), else -errno.
+ */
+int disk_copy(const char *src, const char *dst);
 
 /* ---- named volumes: <cache>/volumes/NAME.ext4 ---- */
 

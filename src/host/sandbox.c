@@ -206,7 +206,13 @@ static void sb_save_template(struct sandbox *sb)
 	uint64_t t = now_ns();
 	if (access(sb->cfg.template_path, F_OK) == 0)
 		return; /* a concurrent first boot got there first */
-	if (snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, err, sizeof(err)) < 0) {
+	int r =
+	    snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, sb->cfg.scratch, err, sizeof(err));
+	if (r == -EEXIST) {
+		debug("template: %s", err); /* a concurrent first boot is saving it */
+		return;
+	}
+	if (r < 0) {
 		warn("could not save a snapshot for faster starts: %s", err);
 		return;
 	}

@@ -30,6 +30,7 @@
 #include "common/util.h"
 #include "portfwd.h"
 #include "rootfs.h"
+#include "snapshot.h"
 
 /* ---- the spec ---------------------------------------------------------------------------- */
 
@@ -744,13 +745,6 @@ static void session_prepared(struct session *s, const char *disk)
 		return;
 	}
 	s->made_dir = true;
-	/* The writable disk: a few ms (a sparse copy; disk.h), mke2fs once per size. */
-	long long mb = sp->has_disk_size ? sp->disk_size_mb : DISK_DEFAULT_MB;
-	if ((r = disk_make(s->L.dir, mb, s->disk_path, sizeof(s->disk_path), err, errn)) < 0) {
-		s->disk_path[0] = 0;
-		session_fail(s, r == -ENOMEM ? r : -EIO);
-		return;
-	}
 	s->phase = SESSION_PREPARED;
 	session_boot(s);
 }
@@ -919,6 +913,23 @@ static void session_boot(struct session *s)
 	if (s->sc.cpu_milli % 1000 == 0)
 		s->sc.cpu_milli = 0; /* whole CPUs need no quota */
 	launch_config(&s->L, &s->sc);
+	/*
+	 * The writable disk: a few ms (a sparse copy; disk.h), mke2fs once per size. Restoring a
+	 * template needs the disk its guest had; a template without one is useless (a save copies
+	 * the disk first, so it is not one being saved): dropped, this boot saves a new one.
+	 */
+	char from[4400];
+	const char *tpl = s->sc.template_path;
+	bool restore =
+	    tpl && snapshot_usable(tpl) && snapshot_scratch_path(tpl, from, sizeof(from)) == 0;
+	if (tpl && !restore && access(tpl, F_OK) == 0)
+		snapshot_remove(tpl);
+	if ((r = disk_make(s->L.dir, s->sc.scratch_mb, restore ? from : NULL, s->disk_path,
+			   sizeof(s->disk_path), err, errn)) < 0) {
+		s->disk_path[0] = 0;
+		session_fail(s, r == -ENOMEM ? r : -EIO);
+		return;
+	}
 	struct sb_record rec = { .status = ST_CREATING,
 				 .created = time(NULL),
 				 .pid = getpid(),

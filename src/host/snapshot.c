@@ -18,15 +18,17 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/paths.h"
+#include "disk.h"
 #include "qmp.h"
 
 /*
  * Bump when what goes into a template changes. 2: TCG guests boot with tsc_early_khz; a template
  * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz). 3: a third virtio-serial
  * port (matchlock.fs): an older template no longer matches the device set. 4: the writable disk
- * and volumes (virtio-blk devices with serials), and the agent builds its root at CONFIG.
+ * and volumes (virtio-blk devices with serials); 5: the root's upper is on the writable disk, saved
+ * with the template (snapshot_scratch_path).
  */
-#define SNAPSHOT_FORMAT 4
+#define SNAPSHOT_FORMAT 5
 #define QMP_TIMEOUT_MS 5000
 #define MIGRATE_TIMEOUT_MS 30000
 
@@ -133,7 +135,7 @@ static int wait_migration(int qmp, char *err, size_t errn)
 	return -ETIMEDOUT;
 }
 
-int snapshot_save(int qmp, const char *path, char *err, size_t errn)
+int snapshot_save(int qmp, const char *path, const char *scratch, char *err, size_t errn)
 {
 	char dir[4200], tmp[4300];
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -168,13 +170,27 @@ int snapshot_save(int qmp, const char *path, char *err, size_t errn)
 	}
 	if (r == 0)
 		r = wait_migration(qmp, err, errn);
+	/*
+	 * The guest's disk as its memory knows it: QEMU drained and flushed its block devices when
+	 * it stopped the guest, and the guest stays stopped until the copy is made.
+	 */
+	char side[4400];
+	if (r == 0 && scratch && (r = snapshot_scratch_path(path, side, sizeof(side))) == 0 &&
+	    (r = disk_copy(scratch, side)) < 0)
+		snprintf(err, errn, "copying the writable disk to %s: %s", side,
+			 r == -EEXIST ? "another start saved this template first" : strerror(-r));
 	close(fd);
 	if (r == 0 && rename(tmp, path) < 0) {
 		snprintf(err, errn, "rename %s: %s", tmp, strerror(errno));
 		r = -errno;
 	}
-	if (r < 0)
+	if (r < 0) {
 		unlink(tmp);
+		/* Ours, copied before the failure (another start's would have made us fail). */
+		if (scratch && r != -EEXIST &&
+		    snapshot_scratch_path(path, side, sizeof(side)) == 0 && access(path, F_OK) < 0)
+			unlink(side);
+	}
 	/* Whatever happened, the guest goes on. */
 	char cerr[200];
 	if (stopped && qmp_call(qmp, "cont", NULL, NULL, QMP_TIMEOUT_MS, cerr, sizeof(cerr)) < 0) {
@@ -249,6 +265,28 @@ void snapshot_resume_fini(struct snapshot_resume *rs)
 	qmp_rx_fini(&rs->rx);
 }
 
+int snapshot_scratch_path(const char *path, char *out, size_t n)
+{
+	return snprintf(out, n, "%s.scratch", path) >= (int)n ? -ENAMETOOLONG : 0;
+}
+
+bool snapshot_usable(const char *path)
+{
+	char side[4400];
+	return access(path, R_OK) == 0 && snapshot_scratch_path(path, side, sizeof(side)) == 0 &&
+	       access(side, R_OK) == 0;
+}
+
+void snapshot_remove(const char *path)
+{
+	char side[4400];
+	unlink(path);
+	snprintf(side, sizeof(side), "%s.disk", path);
+	unlink(side);
+	if (snapshot_scratch_path(path, side, sizeof(side)) == 0)
+		unlink(side);
+}
+
 int snapshot_note_disk(const char *path, const char *disk)
 {
 	char meta[4400];
@@ -275,12 +313,18 @@ int snapshot_gc(void)
 		char p[4500], side[4600];
 		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
 		const char *tmp = strstr(e->d_name, ".snap.tmp.");
+		const char *stmp = strstr(e->d_name, ".snap.scratch.tmp.");
 		size_t len = strlen(e->d_name);
-		if (tmp) {
+		if (tmp || stmp) {
 			/* A save that died half-way: its writer is gone. */
-			int pid = atoi(tmp + 10);
+			int pid = tmp ? atoi(tmp + 10) : atoi(stmp + 18);
 			if (pid > 0 && kill(pid, 0) < 0 && unlink(p) == 0)
 				removed++;
+		} else if (len > 13 && !strcmp(e->d_name + len - 13, ".snap.scratch")) {
+			/* A writable disk whose template is gone. */
+			snprintf(side, sizeof(side), "%.*s", (int)(strlen(p) - 8), p);
+			if (access(side, F_OK) < 0)
+				unlink(p);
 		} else if (len > 5 && !strcmp(e->d_name + len - 5, ".snap")) {
 			/* A template whose root disk is gone (image removed) is useless. */
 			char *disk = NULL;
@@ -289,9 +333,9 @@ int snapshot_gc(void)
 			    read_file_str(side, 4096, &disk) >= 0 && access(disk, F_OK) == 0;
 			free(disk);
 			if (!keep) {
-				unlink(side);
-				if (unlink(p) == 0)
-					removed++;
+				bool was = access(p, F_OK) == 0;
+				snapshot_remove(p);
+				removed += was;
 			}
 		}
 	}

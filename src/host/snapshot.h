@@ -10,6 +10,7 @@
 #ifndef MATCHLOCK_SNAPSHOT_H
 #define MATCHLOCK_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "qmp.h"
@@ -19,9 +20,21 @@
 int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n);
 /*
  * Pause the guest, save it to path (through a temporary file, renamed when complete) and resume
- * it. Runs QMP over qmp_fd; bounded in time. Returns 0 or -errno with a reason in err.
+ * it. Runs QMP over qmp_fd; bounded in time. Returns 0 or -errno with a reason in err. scratch
+ * (may be NULL): the guest's writable disk, copied while the guest is paused to
+ * snapshot_scratch_path(path) -- before path appears, so a template never exists without the
+ * disk its memory belongs with.
  */
-int snapshot_save(int qmp_fd, const char *path, char *err, size_t errn);
+int snapshot_save(int qmp_fd, const char *path, const char *scratch, char *err, size_t errn);
+/* Where a template's writable disk is kept (next to it); -ENAMETOOLONG. */
+int snapshot_scratch_path(const char *path, char *out, size_t n);
+/*
+ * The template at path is usable: it and its writable disk exist. A start that finds only the
+ * template (removed meanwhile by gc) boots cold.
+ */
+bool snapshot_usable(const char *path);
+/* Remove a template and what goes with it. */
+void snapshot_remove(const char *path);
 /*
  * A QEMU started with -incoming loads the snapshot, then sits paused; resuming it is a short
  * QMP conversation that must not block the caller's loop: QEMU answers its monitor only once

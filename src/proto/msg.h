@@ -44,9 +44,7 @@ enum msg_service {
 enum msg_ctl {
 	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
 	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_SEED, T_CPU_MILLI, T_NET,
-		       T_HOSTS_LINE, T_CA_PEM, T_MOUNT, T_VOLUME; the root file system is built
-		       at CONFIG, not before hello, so a template never holds the writable disk
-		       mounted (MSG_DISK_SERIAL) */
+		       T_HOSTS_LINE, T_CA_PEM, T_MOUNT, T_VOLUME */
 	/*
 	 * guest -> host on stream 0: config applied (mounts included). A config the guest cannot
 	 * apply (a mount that failed) is answered with CTL_ERROR instead, T_MESSAGE saying why.
