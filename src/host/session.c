@@ -251,11 +251,24 @@ static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
 			    "guest path %.256s: expected a normalised path (no //, . or .. "
 			    "components, no trailing /, at most %d characters)",
 			    m->guest, SPEC_MOUNT_PATH_MAX);
-		for (unsigned j = 0; j < i; j++)
-			if (!strcmp(s->mounts[j].guest, m->guest))
+		for (unsigned j = 0; j < i; j++) {
+			const struct spec_mount *o = &s->mounts[j];
+			if (!strcmp(o->guest, m->guest))
 				return refuse(err, errn, &F_MOUNT_GUEST,
 					      "guest path %.256s: two host folders mounted on it",
 					      m->guest);
+			/*
+			 * The guest mounts volumes before host folders: a folder over a volume
+			 * would hide it.
+			 */
+			bool mv = m->host[0] == '@', ov = o->host[0] == '@';
+			if (mv != ov &&
+			    path_under(mv ? m->guest : o->guest, mv ? o->guest : m->guest))
+				return refuse(err, errn, &F_MOUNT_GUEST,
+					      "guest path %.256s: a volume cannot be under a host "
+					      "folder's path %.256s",
+					      mv ? m->guest : o->guest, mv ? o->guest : m->guest);
+		}
 		if (m->mode && m->host[0] != '@' && sandbox_mount_mode_parse(m->mode) < 0)
 			return refuse(err, errn, &F_MOUNT_MODE,
 				      "mount mode %.32s: expected ro, rw or overlay", m->mode);

@@ -176,6 +176,10 @@ t_volume_bad_input() {
 	expect_match "mode" "$ERR" "volume v0: mode overlay: expected ro or rw"
 	ml run --rootfs "$ROOTFS" -v @v0:/d -v @v0:/d -- true
 	expect_one_line_error
+	mkdir -p "$T_OUT/folder"
+	ml run --rootfs "$ROOTFS" -v "$T_OUT/folder:/w" -v @v0:/w/v -- true
+	expect_one_line_error
+	expect_match "under a folder" "$ERR" "guest path /w/v: a volume cannot be under a host folder's path /w"
 	ml volume rm nope
 	expect_one_line_error
 	"$ML" volume rm v0 >/dev/null
