@@ -186,19 +186,22 @@ t_volume_bad_input() {
 	expect_clean
 }
 
-# RPC mounts with host "@NAME" (the Python SDK's with_volume), and get shows the volume.
+# RPC mounts with host "@NAME" (the Python SDK's with_volume), and resources.disk_size_mb.
 t_volume_over_rpc() {
+	local size
 	"$ML" volume create rpcv --size 64 >/dev/null || fail "create"
 	"$ML" run --rootfs "$ROOTFS" -v @rpcv:/v -- sh -c 'echo via-cli >/v/f' || fail "write"
 	PYTHONPATH=$ROOT/sdk/python MATCHLOCK_BIN=$ML python3 - "$ROOTFS" >"$T_OUT/py" 2>&1 <<'PY' || fail "python: $(cat "$T_OUT/py")"
 import sys
 from matchlock import Client, Sandbox
 with Client() as c:
-    c.launch(Sandbox(sys.argv[1]).with_volume("rpcv", "/vol", "ro"))
-    r = c.exec("cat /vol/f")
-    print(r.stdout.decode().strip() if isinstance(r.stdout, bytes) else r.stdout.strip())
+    c.launch(Sandbox(sys.argv[1]).with_volume("rpcv", "/vol", "ro").with_disk_size(128))
+    print(c.exec("df -m / | tail -n 1").stdout.decode().split()[1])
+    print(c.exec("cat /vol/f").stdout.decode().strip())
 PY
 	expect_eq "rpc read the volume" "$(tail -n 1 "$T_OUT/py")" via-cli
+	size=$(tail -n 2 "$T_OUT/py" | head -n 1)
+	[ "$size" -gt 100 ] && [ "$size" -le 128 ] || fail "resources.disk_size_mb 128: / is $size MB"
 	"$ML" volume rm rpcv >/dev/null || fail "rm after the client closed"
 	"$ML" rm --stopped >/dev/null # the client's sandbox stays listed until removed
 	expect_clean
