@@ -28,7 +28,6 @@
 #include "vmm.h"
 
 #define STOP_GRACE_MS 2000
-
 #define RESTORE_TIMEOUT_MS 5000
 #define LINK_TRIM_MS 1000 /* after a flood of the link, trim memory once it was idle this long */
 

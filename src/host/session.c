@@ -278,7 +278,8 @@ static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
 
 /*
  * A volume for the sandbox's life: its lock (shared for ro, exclusive for rw: volume_lock) is
- * held until session_fini, so no other sandbox writes it and `volume rm` refuses meanwhile.
+ * held until the sandbox ends (session_release_volumes), so no other sandbox writes it and
+ * `volume rm` refuses meanwhile. A detached supervisor inherits it across the fork.
  */
 static int session_hold_volume(struct session *s, const struct spec_mount *m, char *err,
 			       size_t errn)

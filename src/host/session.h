@@ -148,7 +148,7 @@ struct session {
 	struct sandbox_mount mounts[SPEC_MAX_MOUNTS]; /* sc.mounts: the spec's folders, resolved */
 	struct sandbox_volume volumes[SANDBOX_MAX_VOLUMES]; /* sc.volumes: the spec's volumes */
 	char volume_paths[SANDBOX_MAX_VOLUMES][4400];
-	int volume_fds[SANDBOX_MAX_VOLUMES]; /* each volume's lock, held until session_fini */
+	int volume_fds[SANDBOX_MAX_VOLUMES]; /* each volume's lock, held until the sandbox ends */
 	unsigned nvolumes;
 	char disk_path[4300]; /* the writable disk, removed when the sandbox ends; "" if none */
 	struct loop *loop; /* the caller's, or own_loop */
