@@ -69,6 +69,11 @@ static const char run_usage[] =
     "                         requests to HOST get the real value in flight (VALUE defaults\n"
     "                         to $NAME here); HOST is allowed automatically\n"
     "      --secret-file NAME=PATH@HOST[,HOST...]  the same, the value read from PATH\n"
+    "      --secret aws@HOST[,HOST...]  an AWS credential ($AWS_ACCESS_KEY_ID,\n"
+    "                         $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN): the guest gets\n"
+    "                         placeholders, the proxy signs its SigV4 requests again\n"
+    "      --secret-file aws[:PROFILE]=PATH@HOST[,HOST...]  the same from an AWS\n"
+    "                         credentials file\n"
     "      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n";
 
 /* What only the CLI has: how it attaches to the sandbox. The rest goes into the spec. */

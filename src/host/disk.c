@@ -17,6 +17,7 @@
 
 #include "common/child.h"
 #include "common/paths.h"
+#include "common/sparse.h"
 #include "common/util.h"
 
 /*
@@ -112,40 +113,12 @@ static int disk_template(long long size_mb, char *path, size_t n, char *err, siz
 	return disk_format_at(path, size_mb, "matchlock-disk", true, false, err, errn);
 }
 
-/* Copy the data of src into the new file dst, leaving its holes holes. */
+/* Copy src into the new file dst: a reflink where the file system has them, else sparsely. */
 static int copy_sparse(int src, int dst, off_t size)
 {
 	if (ioctl(dst, FICLONE, src) == 0)
 		return 0;
-	if (ftruncate(dst, size) < 0)
-		return -errno;
-	off_t data = 0;
-	while ((data = lseek(src, data, SEEK_DATA)) >= 0) {
-		off_t hole = lseek(src, data, SEEK_HOLE);
-		if (hole < 0)
-			return -errno;
-		off_t in = data, out = data;
-		while (in < hole) {
-			ssize_t k = copy_file_range(src, &in, dst, &out, (size_t)(hole - in), 0);
-			if (k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP)) {
-				char buf[65536];
-				k = pread(src, buf,
-					  sizeof(buf) < (size_t)(hole - in) ? sizeof(buf)
-									    : (size_t)(hole - in),
-					  in);
-				if (k > 0 && pwrite(dst, buf, (size_t)k, out) != k)
-					return -EIO;
-				in += k > 0 ? k : 0;
-				out += k > 0 ? k : 0;
-			}
-			if (k < 0)
-				return -errno;
-			if (k == 0)
-				return -EIO; /* the template shrank under us */
-		}
-		data = hole;
-	}
-	return errno == ENXIO ? 0 : -errno;
+	return sparse_copy(src, dst, size);
 }
 
 /* Open src and create dst (which must not exist), then copy_sparse; -errno. */

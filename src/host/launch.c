@@ -101,7 +101,7 @@ static void launch_on_booted(struct sandbox *sb, int r, const char *why, void *o
 		/* A template from another QEMU, corrupt or truncated: drop it, boot cold, say so.
 		 */
 		warn("the saved snapshot could not be restored (%s); booting cold", why);
-		snapshot_remove(sc->template_path);
+		snapshot_drop(sc->template_path);
 		r = launch_try(L, err, sizeof(err));
 		why = err;
 		if (r == 0)

@@ -151,9 +151,11 @@ int qmp_send_fd(int fd, const char *name, int pass, unsigned timeout_ms, char *e
 	return r;
 }
 
-int qmp_send(int fd, const char *cmd)
+int qmp_send(int fd, const char *cmd, json_t *args)
 {
 	json_t *msg = json_pack("{s:s}", "execute", cmd);
+	if (msg && args)
+		json_object_set(msg, "arguments", args);
 	int r = msg ? qmp_write(fd, msg, NULL) : -ENOMEM;
 	json_decref(msg);
 	return r;

@@ -25,12 +25,13 @@ int qmp_send_fd(int fd, const char *name, int pass, unsigned timeout_ms, char *e
 
 /*
  * The same protocol without blocking, for a caller on an event loop that waits for the monitor
- * to become readable: qmp_send() writes a command; qmp_rx_take() takes what has arrived.
+ * to become readable: qmp_send() writes a command (args may be NULL; not consumed);
+ * qmp_rx_take() takes what has arrived.
  */
 struct qmp_rx {
 	struct buf line; /* the message being read, at most QMP_MAX_LINE */
 };
-int qmp_send(int fd, const char *cmd);
+int qmp_send(int fd, const char *cmd, json_t *args);
 /*
  * Returns 1 with *msg (the greeting, a "return" or an "error"; events are skipped), 0 when no
  * whole message is there yet, or -EIO with err (QEMU closed the monitor, an oversized or

@@ -66,7 +66,10 @@ static int rpc_policy_from(struct policy *pol, json_t *net, char *err, size_t er
 	return 0;
 }
 
-/* network.secrets {NAME: {value, hosts[]}} into ss (session_start allows their hosts). */
+/*
+ * network.secrets {NAME: {value, hosts[]}, aws: {access_key_id, secret_access_key,
+ * session_token?, hosts[]}} into ss (session_start allows their hosts).
+ */
 static int rpc_secrets_from(struct secrets *ss, json_t *secrets, char *err, size_t errn)
 {
 	const char *name;
@@ -89,6 +92,29 @@ static int rpc_secrets_from(struct secrets *ss, json_t *secrets, char *err, size
 			if (i)
 				strcat(list, ",");
 			strcat(list, json_string_value(h));
+		}
+		if (!strcmp(name, "aws")) {
+			/* An AWS credential, re-signed by the proxy (proxy_sigv4.c). */
+			static const char *const part[] = { "access_key_id", "secret_access_key",
+							    "session_token" };
+			const char *c[3];
+			for (int k = 0; k < 3; k++)
+				c[k] = json_string_value(json_object_get(v, part[k]));
+			if (!c[0] || !c[1] || !list[0]) {
+				snprintf(err, errn,
+					 "network.secrets.aws: needs access_key_id, "
+					 "secret_access_key and at least one host");
+				return -EINVAL;
+			}
+			const char *t = c[2] ? c[2] : "";
+			if (secrets_add_aws(ss, (const uint8_t *)c[0], strlen(c[0]),
+					    (const uint8_t *)c[1], strlen(c[1]), (const uint8_t *)t,
+					    strlen(t), list, err, errn) < 0)
+				return -EINVAL;
+			for (int k = 0; k < 3; k++)
+				if (c[k] && c[k][0])
+					child_wipe_env_value(c[k], strlen(c[k]));
+			continue;
 		}
 		if (!value || !list[0]) {
 			snprintf(err, errn,
@@ -227,6 +253,8 @@ static int create_check(json_t *p, char *err, size_t errn)
 	};
 	static const char *const add_host[] = { "host", "ip", NULL };
 	static const char *const secret[] = { "value", "hosts", NULL };
+	static const char *const aws_secret[] = { "access_key_id", "secret_access_key",
+						  "session_token", "hosts", NULL };
 	static const char *const image_config[] = { "user", "working_dir", "entrypoint",
 						    "cmd",  "env",	   NULL };
 	json_t *res = json_object_get(p, "resources"), *net = json_object_get(p, "network");
@@ -280,7 +308,8 @@ static int create_check(json_t *p, char *err, size_t errn)
 			snprintf(err, errn, "%s must be an object {value, hosts}", where);
 			return -EINVAL;
 		}
-		if (rpc_spec_keys_known(v, where, secret, err, errn) < 0)
+		if (rpc_spec_keys_known(v, where, strcmp(name, "aws") ? secret : aws_secret, err,
+					errn) < 0)
 			return -EINVAL;
 	}
 	if (mounts_check(json_object_get(p, "mounts"), err, errn) < 0)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -28,7 +29,6 @@
 #include "vmm.h"
 
 #define STOP_GRACE_MS 2000
-#define RESTORE_TIMEOUT_MS 5000
 #define LINK_TRIM_MS 1000 /* after a flood of the link, trim memory once it was idle this long */
 
 static void sb_boot_soon(struct sandbox *sb);
@@ -205,8 +205,8 @@ static void sb_save_template(struct sandbox *sb)
 	uint64_t t = now_ns();
 	if (access(sb->cfg.template_path, F_OK) == 0)
 		return; /* a concurrent first boot got there first */
-	int r =
-	    snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, sb->cfg.scratch, err, sizeof(err));
+	int r = snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, sb->ram_fd, sb->cfg.memory_mb,
+			      sb->cfg.scratch, err, sizeof(err));
 	if (r == -EEXIST) {
 		debug("template: %s", err); /* a concurrent first boot is saving it */
 		return;
@@ -216,6 +216,9 @@ static void sb_save_template(struct sandbox *sb)
 		return;
 	}
 	snapshot_note_disk(sb->cfg.template_path, sb->cfg.disk);
+	/* QEMU keeps its own mapping: the guest runs on in the memory file. */
+	close(sb->ram_fd);
+	sb->ram_fd = -1;
 	sb->t.snapshot_ms = (now_ns() - t) / 1000000;
 	debug("template saved in %llu ms: %s", (unsigned long long)sb->t.snapshot_ms,
 	      sb->cfg.template_path);
@@ -244,7 +247,7 @@ static int on_link_ctl(struct sandbox *sb, const struct mux_frame *f)
 			return 0;
 		}
 		sb->t.hello = sb->loop->now;
-		if (sb->cfg.template_path)
+		if (sb->ram_fd >= 0)
 			sb_save_template(sb);
 		sb_send_config(sb);
 	} else if (type == CTL_READY && sb->state == SB_CONFIGURING) {
@@ -442,6 +445,8 @@ static void sb_free(struct sandbox *sb)
 			close(ws[i]->fd);
 	}
 	snapshot_resume_fini(&sb->resume);
+	if (sb->ram_fd >= 0)
+		close(sb->ram_fd);
 	mux_fini(&sb->mux);
 	log_file_close(sb->log);
 	/* Watches are embedded: events for them may still be pending in this batch. */
@@ -594,10 +599,12 @@ static void on_qmp(struct watch *w, uint32_t events)
 		fd_set_nonblock(w->fd, 0); /* the monitor's later users block */
 		sb->t.hello = sb->loop->now;
 		sb->state = SB_BOOTING;
+		/*
+		 * The boot's deadline stands: a restored guest faults its memory in from the
+		 * template as it runs, and ten starts on two cores take seconds; a shorter one
+		 * would drop a good template under load.
+		 */
 		sb_send_config(sb);
-		/* A restored guest answers in milliseconds; don't wait a cold boot's time. */
-		if (sb->deadline > sb->loop->now + RESTORE_TIMEOUT_MS * 1000000ull)
-			sb->deadline = sb->loop->now + RESTORE_TIMEOUT_MS * 1000000ull;
 		sb_boot_soon(sb);
 	}
 }
@@ -624,6 +631,7 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 	sb->cfg = *c;
 	sb->loop = l;
 	sb->fail_errno = EIO;
+	sb->ram_fd = -1;
 	watch_init(&sb->link_w, -1, on_link, sb);
 	watch_init(&sb->con_w, -1, on_console, sb);
 	watch_init(&sb->qerr_w, -1, on_console, sb);
@@ -674,6 +682,7 @@ void sandbox_vmm_config(const struct sandbox_config *c, struct vmm_config *vc)
 		.qmp_fd = -1,
 		.incoming_fd = -1,
 		.fs_fd = -1,
+		.ram_fd = -1,
 	};
 	for (unsigned i = 0; i < c->nvolumes && i < VMM_MAX_VOLUMES; i++)
 		vc->volumes[vc->nvolumes++] = (struct vmm_volume){
@@ -681,6 +690,23 @@ void sandbox_vmm_config(const struct sandbox_config *c, struct vmm_config *vc)
 			.size_mb = c->volumes[i].size_mb,
 			.ro = c->volumes[i].ro,
 		};
+}
+
+/*
+ * A first boot that will save the template keeps the guest's RAM in a memory file it can copy
+ * from (snapshot_save): the same memory anonymous RAM would be, shared with QEMU. Without one
+ * the guest boots on anonymous memory and no template is saved.
+ */
+static void sb_ram_file(struct sandbox *sb)
+{
+	int fd = memfd_create("matchlock-ram", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)sb->cfg.memory_mb << 20) < 0) {
+		warn("no snapshot for faster starts: guest memory file: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	sb->ram_fd = fd;
 }
 
 /*
@@ -711,10 +737,21 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 	vc.qmp_fd = qmp[1];
 	vc.incoming_fd = -1;
 	vc.fs_fd = sbfs_vmm_fd(sb);
+	vc.ram_fd = -1;
 	if (c->template_path) {
-		incoming = open(c->template_path, O_RDONLY | O_CLOEXEC);
+		r = snapshot_open(c->template_path, c->memory_mb, &incoming, err, errn);
+		if (r == -ESTALE) {
+			warn("the saved snapshot could not be restored (%s); booting cold", err);
+			snapshot_drop(c->template_path);
+		}
+		/* The template is both the stream and the guest's RAM, mapped copy-on-write. */
 		vc.incoming_fd = incoming;
 		sb->t.restored = incoming >= 0;
+		if (incoming < 0)
+			sb_ram_file(sb);
+		vc.ram_fd = incoming >= 0 ? incoming : sb->ram_fd;
+		vc.ram_shared = incoming < 0;
+		r = -EIO;
 	}
 	sb->t.spawn = now_ns();
 	if (vmm_spawn(&vc, &sb->qemu_pid, &pidfd, err, errn) < 0)

@@ -237,8 +237,12 @@ static bool fss_pump(struct fs_stream *x)
 		}
 		if (buf_used(&x->in) < 4 + (size_t)len)
 			return true;
-		/* Reserve the record's length, let the server append the reply, then fill it in. */
-		size_t at = x->out.len;
+		/*
+		 * Reserve the record's length, let the server append the reply, then fill it in.
+		 * The place is counted from the queue's head: appending may move the queue's bytes
+		 * to the front of its buffer (buf_reserve), so an absolute index would go stale.
+		 */
+		size_t at = buf_used(&x->out);
 		if (buf_put_u32(&x->out, 0) < 0) {
 			fss_end(x, ENOMEM);
 			return false;
@@ -249,11 +253,11 @@ static bool fss_pump(struct fs_stream *x)
 			fss_end(x, r < 0 ? -r : ENOMEM);
 			return false;
 		}
-		size_t reply = x->out.len - at - 4;
+		size_t reply = buf_used(&x->out) - at - 4;
 		if (reply == 0)
-			x->out.len = at; /* FORGET and friends take no reply */
+			x->out.len -= 4; /* FORGET and friends take no reply */
 		else
-			le32_put(x->out.p + at, (uint32_t)reply);
+			le32_put(buf_head(&x->out) + at, (uint32_t)reply);
 		x->requests++;
 		buf_consume(&x->in, 4 + (size_t)len);
 		if (mux_consumed(m, x->s, 4 + len) < 0) {

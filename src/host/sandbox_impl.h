@@ -64,6 +64,7 @@ struct sandbox {
 	struct timer boot_timer; /* the deadline, and how the end is reported */
 	struct timer resume_timer; /* ask a QEMU still loading the template again */
 	struct snapshot_resume resume;
+	int ram_fd; /* the guest's RAM while a first boot may save it as the template, or -1 */
 	int fail_errno; /* how the boot failed: EIO, ETIMEDOUT, ESTALE, ECANCELED, EINVAL */
 	/* The stop in progress. */
 	sandbox_stopped_fn stopped;

@@ -937,7 +937,7 @@ static void session_boot(struct session *s)
 	bool restore =
 	    tpl && snapshot_usable(tpl) && snapshot_scratch_path(tpl, from, sizeof(from)) == 0;
 	if (tpl && !restore && access(tpl, F_OK) == 0)
-		snapshot_remove(tpl);
+		snapshot_drop(tpl);
 	if ((r = disk_make(s->L.dir, s->sc.scratch_mb, restore ? from : NULL, s->disk_path,
 			   sizeof(s->disk_path), err, errn)) < 0) {
 		s->disk_path[0] = 0;

@@ -18,15 +18,18 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/paths.h"
+#include "common/sparse.h"
 #include "disk.h"
 #include "qmp.h"
+#include "vmm.h"
 
 /*
  * Bump when what goes into a template changes. 2: TCG guests boot with tsc_early_khz; a template
  * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz). 3: a third virtio-serial
- * port (matchlock.fs): an older template no longer matches the device set. 4: the writable disk
- * and volumes (virtio-blk devices with serials); 5: the root's upper is on the writable disk, saved
- * with the template (snapshot_scratch_path).
+ * port (matchlock.fs): an older template no longer matches the device set. 4: the guest's RAM
+ * first, then a stream saved with x-ignore-shared (snapshot.h). 5: the writable disk and volumes
+ * (virtio-blk devices with serials; their sizes in the identity); the root's upper is on the
+ * writable disk, saved with the template (snapshot_scratch_path).
  */
 #define SNAPSHOT_FORMAT 5
 #define QMP_TIMEOUT_MS 5000
@@ -86,7 +89,7 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 	/*
 	 * The block devices beyond the root: their number, sizes and read-only flags. The guest
 	 * probed each at boot, so a restore needs the same ones (with different files: a sandbox's
-	 * disk is fresh and empty, and the guest mounts nothing of them before CONFIG).
+	 * disk is a copy of the template's, and volumes are mounted only after the restore).
 	 */
 	k = snprintf(desc, sizeof(desc), "scratch %lld volumes %u\n",
 		     vc->scratch ? vc->scratch_mb : -1, vc->nvolumes);
@@ -108,6 +111,16 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 		return -ENAMETOOLONG;
 	/* The disk path goes next to it, so gc can tell when the template is orphaned. */
 	return 0;
+}
+
+/*
+ * The guest's RAM is a shared file while a template is made (the supervisor copies it), a
+ * private mapping of the template when one is restored: the stream leaves it out on both sides.
+ */
+static json_t *migrate_caps(void)
+{
+	return json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared",
+			 "state", 1);
 }
 
 static int wait_migration(int qmp, char *err, size_t errn)
@@ -135,7 +148,8 @@ static int wait_migration(int qmp, char *err, size_t errn)
 	return -ETIMEDOUT;
 }
 
-int snapshot_save(int qmp, const char *path, const char *scratch, char *err, size_t errn)
+int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, const char *scratch,
+		  char *err, size_t errn)
 {
 	char dir[4200], tmp[4300];
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -153,16 +167,29 @@ int snapshot_save(int qmp, const char *path, const char *scratch, char *err, siz
 		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
 		return -errno;
 	}
+	off_t ram_size = (off_t)memory_mb << 20;
 	json_t *bw = json_pack("{s:I}", "max-bandwidth", (json_int_t)1 << 40);
+	json_t *caps = migrate_caps();
 	r = qmp_handshake(qmp, QMP_TIMEOUT_MS, err, errn);
 	if (r == 0)
 		r = qmp_call(qmp, "stop", NULL, NULL, QMP_TIMEOUT_MS, err, errn);
 	bool stopped = r == 0;
+	if (r == 0 && (r = sparse_copy(ram_fd, fd, ram_size)) < 0)
+		snprintf(err, errn, "copying the guest's memory to %s: %s", tmp, strerror(-r));
+	/* The stream follows the RAM; QEMU writes at the descriptor's offset. */
+	if (r == 0 && lseek(fd, ram_size, SEEK_SET) < 0) {
+		r = -errno;
+		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
+	}
+	if (r == 0)
+		r = qmp_call(qmp, "migrate-set-capabilities", caps, NULL, QMP_TIMEOUT_MS, err,
+			     errn);
 	if (r == 0)
 		r = qmp_call(qmp, "migrate-set-parameters", bw, NULL, QMP_TIMEOUT_MS, err, errn);
 	if (r == 0)
 		r = qmp_send_fd(qmp, "snapshot", fd, QMP_TIMEOUT_MS, err, errn);
 	json_decref(bw);
+	json_decref(caps);
 	if (r == 0) {
 		json_t *args = json_pack("{s:s}", "uri", "fd:snapshot");
 		r = qmp_call(qmp, "migrate", args, NULL, QMP_TIMEOUT_MS, err, errn);
@@ -179,6 +206,11 @@ int snapshot_save(int qmp, const char *path, const char *scratch, char *err, siz
 	    (r = disk_copy(scratch, side)) < 0)
 		snprintf(err, errn, "copying the writable disk to %s: %s", side,
 			 r == -EEXIST ? "another start saved this template first" : strerror(-r));
+	/* Renamed only once on disk: a crash must not leave a template of zeros. */
+	if (r == 0 && fsync(fd) < 0) {
+		r = -errno;
+		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
+	}
 	close(fd);
 	if (r == 0 && rename(tmp, path) < 0) {
 		snprintf(err, errn, "rename %s: %s", tmp, strerror(errno));
@@ -229,15 +261,25 @@ int snapshot_resume_step(struct snapshot_resume *rs, int qmp, char *err, size_t 
 			/* an error answer */
 		} else if (rs->step == RS_GREETING) {
 			rs->step = RS_CAPS;
-			r = qmp_send(qmp, "qmp_capabilities");
+			r = qmp_send(qmp, "qmp_capabilities", NULL);
 		} else if (rs->step == RS_CAPS) {
+			rs->step = RS_MIGRATE_CAPS;
+			json_t *caps = migrate_caps();
+			r = qmp_send(qmp, "migrate-set-capabilities", caps);
+			json_decref(caps);
+		} else if (rs->step == RS_MIGRATE_CAPS) {
+			rs->step = RS_INCOMING;
+			json_t *uri = json_pack("{s:s}", "uri", VMM_INCOMING_URI);
+			r = qmp_send(qmp, "migrate-incoming", uri);
+			json_decref(uri);
+		} else if (rs->step == RS_INCOMING) {
 			rs->step = RS_STATUS;
-			r = qmp_send(qmp, "query-status");
+			r = qmp_send(qmp, "query-status", NULL);
 		} else if (rs->step == RS_CONT || (st && !strcmp(st, "running"))) {
 			r = 1;
 		} else if (st && (!strcmp(st, "paused") || !strcmp(st, "postmigrate"))) {
 			rs->step = RS_CONT;
-			r = qmp_send(qmp, "cont");
+			r = qmp_send(qmp, "cont", NULL);
 		} else if (st && (!strcmp(st, "internal-error") || !strcmp(st, "shutdown") ||
 				  !strcmp(st, "guest-panicked"))) {
 			snprintf(err, errn, "QEMU is in state %s", st);
@@ -257,12 +299,33 @@ int snapshot_resume_step(struct snapshot_resume *rs, int qmp, char *err, size_t 
 int snapshot_resume_ask(struct snapshot_resume *rs, int qmp)
 {
 	rs->step = RS_STATUS;
-	return qmp_send(qmp, "query-status");
+	return qmp_send(qmp, "query-status", NULL);
 }
 
 void snapshot_resume_fini(struct snapshot_resume *rs)
 {
 	qmp_rx_fini(&rs->rx);
+}
+
+int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size_t errn)
+{
+	off_t ram_size = (off_t)memory_mb << 20;
+	struct stat st;
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	/*
+	 * Shorter than its RAM, QEMU would refuse it, or grow an empty one: the template is
+	 * never written by a restore. A stream is at least QEMU's header and a device.
+	 */
+	if (fstat(*fd, &st) < 0 || st.st_size < ram_size + 64 ||
+	    lseek(*fd, ram_size, SEEK_SET) != ram_size) {
+		snprintf(err, errn, "%s is truncated", path);
+		close(*fd);
+		*fd = -1;
+		return -ESTALE;
+	}
+	return 0;
 }
 
 int snapshot_scratch_path(const char *path, char *out, size_t n)
@@ -277,14 +340,14 @@ bool snapshot_usable(const char *path)
 	       access(side, R_OK) == 0;
 }
 
-void snapshot_remove(const char *path)
+void snapshot_drop(const char *path)
 {
-	char side[4400];
+	char meta[4400];
+	snprintf(meta, sizeof(meta), "%s.disk", path);
 	unlink(path);
-	snprintf(side, sizeof(side), "%s.disk", path);
-	unlink(side);
-	if (snapshot_scratch_path(path, side, sizeof(side)) == 0)
-		unlink(side);
+	unlink(meta);
+	if (snapshot_scratch_path(path, meta, sizeof(meta)) == 0)
+		unlink(meta);
 }
 
 int snapshot_note_disk(const char *path, const char *disk)
@@ -334,7 +397,7 @@ int snapshot_gc(void)
 			free(disk);
 			if (!keep) {
 				bool was = access(p, F_OK) == 0;
-				snapshot_remove(p);
+				snapshot_drop(p);
 				removed += was;
 			}
 		}

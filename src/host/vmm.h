@@ -36,9 +36,24 @@ struct vmm_config {
 	int console_fd; /* our peer's end of the console socketpair */
 	int stderr_fd; /* where QEMU's own messages go */
 	int qmp_fd; /* our peer's end of the QMP (monitor) socketpair */
-	int incoming_fd; /* a snapshot to restore from (read-only file), or -1 for a cold boot */
+	int incoming_fd; /* a snapshot to restore from, positioned at its migration stream, or -1
+			    for a cold boot; QEMU waits for migrate-incoming VMM_INCOMING_URI */
 	int fs_fd; /* our peer's end of the file-service link (host folders, sandbox_fs.c) */
+	/*
+	 * Guest RAM as a file (its first memory_mb MiB), or -1 for anonymous memory. Shared: the
+	 * guest writes into the file (a template being made, whose RAM the supervisor copies out).
+	 * Not shared: mapped copy-on-write, so pages are read from the file on first touch, clean
+	 * pages are shared with every other mapping and the file is never written.
+	 */
+	int ram_fd;
+	bool ram_shared;
 };
+
+/* Where a QEMU with an incoming_fd reads the snapshot's migration stream from: its fd 6. */
+#define VMM_INCOMING_FD 6
+#define VMM_STR_(x) #x
+#define VMM_STR(x) VMM_STR_(x)
+#define VMM_INCOMING_URI "fd:" VMM_STR(VMM_INCOMING_FD)
 
 /* The guest kernel's command line for an accelerator (part of a snapshot's identity). */
 const char *vmm_cmdline(enum accel accel);

@@ -33,8 +33,9 @@
 #define CHILD_LINK_FD 3
 #define CHILD_CONSOLE_FD 4
 #define CHILD_QMP_FD 5
-#define CHILD_INCOMING_FD 6
+#define CHILD_INCOMING_FD VMM_INCOMING_FD
 #define CHILD_FS_FD 7
+#define CHILD_RAM_FD 8
 
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
@@ -120,7 +121,7 @@ static const char *qemu_binary(void)
 
 /* QEMU's command line, and the strings it points into. */
 struct qemu_args {
-	char mem[32], smp[32], drive[4200], cmdline[512];
+	char mem[32], smp[32], drive[4200], cmdline[512], ram[128];
 	/* The writable disk and the volumes: a -drive and a -device each. */
 	char blk_drive[1 + VMM_MAX_VOLUMES][4300], blk_dev[1 + VMM_MAX_VOLUMES][100];
 	const char *argv[64 + 4 * (1 + VMM_MAX_VOLUMES)];
@@ -182,7 +183,22 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	int n = 0;
 	a->argv[n++] = qemu_binary();
 	a->argv[n++] = "-M";
-	a->argv[n++] = "microvm,acpi=off";
+	if (c->ram_fd >= 0) {
+		/*
+		 * QEMU opens the file itself; through /proc it gets our descriptor's file, whatever
+		 * its path (commas included). It opens it read-write even when it maps it private,
+		 * and QEMU 7.2 would punch a discarded range out of the file itself: so no device
+		 * here may discard guest RAM (virtio-balloon, virtio-mem).
+		 */
+		snprintf(a->ram, sizeof(a->ram),
+			 "memory-backend-file,id=ram,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
+			 c->memory_mb, CHILD_RAM_FD, c->ram_shared ? "on" : "off");
+		a->argv[n++] = "microvm,acpi=off,memory-backend=ram";
+		a->argv[n++] = "-object";
+		a->argv[n++] = a->ram;
+	} else {
+		a->argv[n++] = "microvm,acpi=off";
+	}
 	a->argv[n++] = "-accel";
 	a->argv[n++] = c->accel == ACCEL_KVM ? "kvm" : "tcg";
 	a->argv[n++] = "-cpu";
@@ -239,9 +255,12 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	a->argv[n++] = "-mon";
 	a->argv[n++] = "chardev=qmp,mode=control";
 	if (c->incoming_fd >= 0) {
-		/* Restore a snapshot: QEMU loads it at start and runs the guest when it is in. */
+		/*
+		 * Restore a snapshot: QEMU waits for migrate-incoming, which comes after the
+		 * migration capabilities the snapshot was saved with (snapshot.c).
+		 */
 		a->argv[n++] = "-incoming";
-		a->argv[n++] = "fd:6";
+		a->argv[n++] = "defer";
 	}
 	a->argv[n++] = "-sandbox";
 	a->argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
@@ -272,17 +291,21 @@ static noreturn void qemu_exec(const struct vmm_config *c, const char *const *ar
 	int con = fcntl(c->console_fd, F_DUPFD_CLOEXEC, 10);
 	int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, 10);
 	int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, 10) : -1;
+	int ram = c->ram_fd >= 0 ? fcntl(c->ram_fd, F_DUPFD_CLOEXEC, 10) : -1;
 	int errfd = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, 10);
 	int fs = fcntl(c->fs_fd, F_DUPFD_CLOEXEC, 10);
 	int null = open("/dev/null", O_RDWR);
 	if (link < 0 || con < 0 || qmp < 0 || errfd < 0 || null < 0 || dup2(null, 0) < 0 ||
 	    dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
 	    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
-	    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0) || fs < 0 || dup2(fs, CHILD_FS_FD) < 0)
+	    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0) || fs < 0 || dup2(fs, CHILD_FS_FD) < 0 ||
+	    (ram >= 0 && dup2(ram, CHILD_RAM_FD) < 0))
 		_exit(127);
-	if (inc < 0)
-		close(CHILD_INCOMING_FD);
-	syscall(SYS_close_range, CHILD_FS_FD + 1, ~0u, 0);
+	/* Without a snapshot fd 6 is /dev/null (fd 0), so the fds after it are never left to
+	 * chance. */
+	if (inc < 0 && dup2(0, CHILD_INCOMING_FD) < 0)
+		_exit(127);
+	syscall(SYS_close_range, ram >= 0 ? CHILD_RAM_FD + 1 : CHILD_FS_FD + 1, ~0u, 0);
 	execvpe(argv[0], (char *const *)argv, env);
 	dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
 		argv[0], strerror(errno));

@@ -52,6 +52,7 @@ struct pending {
 };
 
 struct h2; /* proxy_h2.c: the two HTTP/2 sessions of a flow and their streams */
+struct sigv4_flow; /* proxy_sigv4.c: the SigV4 request being re-signed */
 
 struct flow {
 	struct mitm *m;
@@ -89,6 +90,7 @@ struct flow {
 	struct buf rq_held; /* RQF_HELD: the rewritten head */
 	struct buf rq_held_body; /* RQF_HELD: the body with values put in */
 	struct buf rq_trailers; /* a chunked body's trailer lines, until the body ends */
+	struct sigv4_flow *sv; /* the request is signed with the sandbox's AWS credential */
 	enum rs_state rs;
 	struct http_body rs_body;
 	bool rs_chunked_out, rs_close_after;
@@ -130,6 +132,47 @@ void tls_upstream_reset(struct flow *f);
  * req_out holds (best effort: one write) and a TLS close, the guest what it is owed.
  */
 void tls_close_both(struct flow *f);
+
+/*
+ * proxy_sigv4.c: AWS SigV4 re-signing. sigv4_start looks at a request (as the guest sent it)
+ * before it is rewritten: *sv is set when it is signed with the sandbox's placeholder key id
+ * toward one of the credential's hosts (0 either way), or a refusal's status is returned with
+ * its reason. sigv4_resign, on the rewritten request (and the body, when the payload hash is
+ * its hash): 0 with the new signature in sig once the guest's signature is checked; 403 when
+ * the guest did not sign with the placeholder key; another status on failure.
+ * sigv4_put_signature writes sig over the guest's (in the target when presigned, else in the
+ * Authorization value). HTTP/1 heads: sigv4_begin (state in f->sv), sigv4_needs_body (its
+ * payload hash is the body's: held whole), sigv4_finish on the rewritten head in to[start..];
+ * sigv4_flow_end frees.
+ */
+enum sigv4_body {
+	SIGV4_BODY_NONE,
+	SIGV4_BODY_HOLDABLE, /* a Content-Length body the proxy can hold to hash (HTTP/1) */
+	SIGV4_BODY_STREAMED, /* anything else */
+};
+struct sigv4_req;
+int sigv4_start(struct flow *f, const struct sigv4_req *rq, enum sigv4_body body,
+		struct sigv4_flow **sv, char *reason, size_t rn);
+int sigv4_resign(struct flow *f, struct sigv4_flow *sv, const struct sigv4_req *up,
+		 const uint8_t *body, size_t bn, char sig[65], char *reason, size_t rn);
+bool sigv4_put_signature(const struct sigv4_flow *sv, uint8_t *target, size_t tl, uint8_t *authz,
+			 size_t al, const char *sig);
+void sigv4_state_free(struct sigv4_flow *sv);
+/* Whether sv's body is aws-chunked with signed chunks (STREAMING-AWS4-HMAC-SHA256-PAYLOAD). */
+bool sigv4_signs_chunks(const struct sigv4_flow *sv);
+/*
+ * Such a body's bytes (after its HTTP framing), n of them (final: it ends): each whole chunk
+ * goes to out with its signature checked and replaced. 0; -EKEYREJECTED: a chunk not signed
+ * in the guest's chain with the placeholder key; -EMSGSIZE: a chunk over 1 MiB; -EPROTO:
+ * not aws-chunked (or trailers); -ENOMEM.
+ */
+int sigv4_chunks_feed(struct flow *f, const uint8_t *p, size_t n, bool final, struct buf *out);
+int sigv4_begin(struct flow *f, const uint8_t *head, const struct http_msg *m, char *reason,
+		size_t rn);
+bool sigv4_needs_body(const struct flow *f);
+int sigv4_finish(struct flow *f, struct buf *to, size_t start, const uint8_t *body, size_t bn,
+		 char *reason, size_t rn);
+void sigv4_flow_end(struct flow *f);
 /* proxy.c: free a flow's per-message state (request body, response codings). */
 void proxy_fini(struct flow *f);
 /*

@@ -103,6 +103,7 @@ int http_build_error(struct buf *out, int status, const char *reason)
 			   : status == 413 ? "Content Too Large"
 			   : status == 415 ? "Unsupported Media Type"
 			   : status == 431 ? "Request Header Fields Too Large"
+			   : status == 501 ? "Not Implemented"
 			   : status == 503 ? "Service Unavailable"
 					   : "Error";
 	size_t blen = strlen(reason) + 1;

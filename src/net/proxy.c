@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "secrets.h"
@@ -118,6 +119,14 @@ static void leak_reason(struct flow *f, const struct secret *leak, const char *w
 			size_t n)
 {
 	char hosts[300] = ""; /* the list of hosts */
+	if (leak->kind == SECRET_AWS_SECRET_KEY) {
+		snprintf(reason, n,
+			 "matchlock: request to %s blocked: %s the placeholder of %s, the AWS "
+			 "secret access key, which is never sent anywhere: the proxy signs with it "
+			 "(secret_leak)",
+			 f->name, where, leak->name);
+		return;
+	}
 	for (unsigned i = 0, k = 0; i < leak->nhosts && k < sizeof(hosts) - 1; i++)
 		k += (unsigned)snprintf(hosts + k, sizeof(hosts) - k, "%s%s", i ? "," : "",
 					leak->hosts[i]);
@@ -274,6 +283,7 @@ static void rq_body_reset(struct flow *f)
 	f->m->held -= buf_used(&f->rq_held_body);
 	buf_wipe(&f->rq_held_body);
 	buf_wipe(&f->rq_trailers);
+	sigv4_flow_end(f);
 }
 
 void proxy_fini(struct flow *f)
@@ -285,6 +295,24 @@ void proxy_fini(struct flow *f)
 		ws_relay_fini(&f->ws_down);
 	}
 	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
+}
+
+/*
+ * A SigV4 request refused (proxy_sigv4.c said why): 403 is a signature not made with the
+ * placeholder secret key, reported as a secret_leak. queued: p was counted in qlen.
+ */
+static void rq_refuse_sigv4(struct flow *f, struct pending *p, int status, const char *reason,
+			    bool queued)
+{
+	const struct secret *key = secrets_aws(f->m->ss, SECRET_AWS_SECRET_KEY);
+	const char *name = status == 403 && key ? key->name : NULL;
+	if (name)
+		request_event(f, p, status, false, reason, NET_EV_SECRET_LEAK, name);
+	request_event(f, p, status, false, reason, NET_EV_REQUEST, name);
+	rq_body_reset(f);
+	if (queued)
+		f->qlen--;
+	flow_refuse(f, status, reason);
 }
 
 /*
@@ -307,12 +335,14 @@ static void rq_body_refuse(struct flow *f, struct pending *p, int err)
 		break;
 	case -ENOTSUP:
 		status = 415;
-		snprintf(
-		    reason, sizeof(reason),
-		    "matchlock: request to %s refused: the placeholder of secret %s is inside "
-		    "a compressed (Content-Encoding) body, where the proxy does not replace it; "
-		    "send the body uncompressed",
-		    f->name, s->name);
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: the placeholder of secret %s is inside "
+			 "%s",
+			 f->name, s->name,
+			 f->sv ? "an AWS SigV4-signed body, which the proxy does not change (its "
+				 "signature covers it)"
+			       : "a compressed (Content-Encoding) body, where the proxy does not "
+				 "replace it; send the body uncompressed");
 		break;
 	case -EFBIG:
 		status = 413;
@@ -326,6 +356,24 @@ static void rq_body_refuse(struct flow *f, struct pending *p, int err)
 		snprintf(reason, sizeof(reason),
 			 "matchlock: request to %s refused: its body is not valid data of its "
 			 "Content-Encoding",
+			 f->name);
+		break;
+	case -EKEYREJECTED: {
+		status = 403;
+		const struct secret *key = secrets_aws(f->m->ss, SECRET_AWS_SECRET_KEY);
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s blocked: a chunk of its aws-chunked body was not "
+		    "signed with the sandbox's placeholder secret key ($%s) (secret_leak)",
+		    f->name, key->name);
+		request_event(f, p, status, false, reason, NET_EV_SECRET_LEAK, key->name);
+		break;
+	}
+	case -EMSGSIZE:
+		status = 413;
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: a signed chunk of its aws-chunked body "
+			 "is over 1 MiB (the proxy holds each to sign it again)",
 			 f->name);
 		break;
 	case -E2BIG:
@@ -361,7 +409,14 @@ static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data,
 {
 	struct buf out = { 0 };
 	int r = 0;
-	if (!f->rq_subst_on) {
+	if (f->sv && sigv4_signs_chunks(f->sv)) {
+		/* Signed chunks are only checked for placeholders (raw, as they come). */
+		struct buf sink = { 0 };
+		r = secrets_body_feed(&f->rq_subst, data, n, final, &sink);
+		buf_wipe(&sink);
+		if (r == 0)
+			r = sigv4_chunks_feed(f, data, n, final, &out);
+	} else if (!f->rq_subst_on) {
 		r = buf_append(&out, data, n);
 	} else if (f->rq_inspect) {
 		struct buf dec = { 0 }, sink = { 0 };
@@ -446,8 +501,25 @@ static bool rq_body_end(struct flow *f, struct pending *p)
 		char cl[48];
 		int z = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n\r\n",
 				 buf_used(&f->rq_held_body));
-		buf_append(&f->req_out, buf_head(&f->rq_held), buf_used(&f->rq_held) - 2);
-		buf_append(&f->req_out, cl, (size_t)z);
+		f->rq_held.len -= 2;
+		buf_append(&f->rq_held, cl, (size_t)z);
+		if (f->sv) {
+			char reason[600];
+			int status =
+			    f->rq_held.bad
+				? 503
+				: sigv4_finish(f, &f->rq_held, 0, buf_head(&f->rq_held_body),
+					       buf_used(&f->rq_held_body), reason, sizeof(reason));
+			if (status) {
+				if (f->rq_held.bad)
+					snprintf(reason, sizeof(reason),
+						 "matchlock: request to %s failed: out of memory",
+						 f->name);
+				rq_refuse_sigv4(f, p, status, reason, true);
+				return false;
+			}
+		}
+		buf_append(&f->req_out, buf_head(&f->rq_held), buf_used(&f->rq_held));
 		buf_append(&f->req_out, buf_head(&f->rq_held_body), buf_used(&f->rq_held_body));
 	}
 	rq_body_reset(f);
@@ -497,6 +569,10 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 	size_t n;
 	const uint8_t *ce = field_value(head, m, "content-encoding", &n);
 	enum codec_kind kind = codec_kind_of(ce, n);
+	/* aws-chunked frames a SigV4 streaming body itself: it passes as it is, inspected raw. */
+	if (kind == CODEC_OTHER && f->sv && n == 11 &&
+	    !strncasecmp((const char *)ce, "aws-chunked", 11))
+		kind = CODEC_IDENTITY;
 	if (kind == CODEC_OTHER) {
 		snprintf(reason, rn,
 			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "
@@ -506,8 +582,9 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 		return 415;
 	}
 	const uint8_t *ct = field_value(head, m, "content-type", &n);
+	/* A SigV4-signed body is never changed: its signature covers it. */
 	secrets_body_init(&f->rq_subst, ss, f->name, secrets_body_enc_for(ct, n),
-			  kind != CODEC_IDENTITY);
+			  kind != CODEC_IDENTITY || f->sv);
 	f->rq_subst_on = true;
 	if (kind != CODEC_IDENTITY) {
 		int r = codec_take(f, kind, &f->rq_inspect, &f->rq_wide);
@@ -519,8 +596,20 @@ static int rq_body_plan(struct flow *f, const uint8_t *head, const struct http_m
 				     : "out of memory");
 			return 503;
 		}
-		return 0;
 	}
+	if (f->sv && sigv4_needs_body(f)) {
+		/* Held to hash it (sigv4_begin allowed only a Content-Length body that fits). */
+		if (f->m->held + m->length > MITM_HELD_MAX) {
+			snprintf(reason, rn,
+				 "matchlock: request to %s failed: the sandbox holds %u MiB of "
+				 "request bodies already; retry",
+				 f->name, MITM_HELD_MAX >> 20);
+			return 503;
+		}
+		f->rq_frame = RQF_HELD;
+	}
+	if (kind != CODEC_IDENTITY || f->sv)
+		return 0;
 	if (!secrets_host_bound(ss, f->name) || m->framing == HTTP_BODY_CHUNKED)
 		return 0;
 	if (m->length <= FLOW_HELD_BODY_MAX && f->m->held + m->length <= MITM_HELD_MAX) {
@@ -609,7 +698,9 @@ static bool rq_head(struct flow *f)
 		return false;
 	}
 	const struct secret *leak = NULL;
-	int status = rq_body_plan(f, head, &m, reason, sizeof(reason));
+	int status = ss && ss->n ? sigv4_begin(f, head, &m, reason, sizeof(reason)) : 0;
+	if (!status)
+		status = rq_body_plan(f, head, &m, reason, sizeof(reason));
 	if (status) {
 		rq_body_reset(f);
 		/* A placeholder headed elsewhere in the head says more than the body's refusal. */
@@ -645,6 +736,15 @@ static bool rq_head(struct flow *f)
 			rq_refuse_leak(f, p, leak);
 		else
 			flow_refuse(f, 400, "matchlock: malformed request head");
+		return false;
+	}
+	/* A SigV4 signature over a known payload hash is checked and made again now. */
+	status = f->sv && !sigv4_needs_body(f)
+		     ? sigv4_finish(f, to, before, NULL, 0, reason, sizeof(reason))
+		     : 0;
+	if (status) {
+		to->len = to->off + before;
+		rq_refuse_sigv4(f, p, status, reason, false);
 		return false;
 	}
 	/* Held, the upstream never sees Expect: the guest hears 100 Continue from us. */

@@ -58,6 +58,7 @@
 
 #include "codec.h"
 #include "secrets.h"
+#include "sigv4.h"
 
 #define H2_MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS we announce to the guest */
 /* Streams alive at once, counting those closed on one side and still open on the other. */
@@ -523,10 +524,18 @@ static void leak_refuse(struct h2s *s, const struct secret *leak)
 	for (unsigned i = 0, k = 0; i < leak->nhosts && k < sizeof(hosts) - 1; i++)
 		k += (unsigned)snprintf(hosts + k, sizeof(hosts) - k, "%s%s", i ? "," : "",
 					leak->hosts[i]);
-	snprintf(reason, sizeof(reason),
-		 "matchlock: request to %s blocked: it carries the "
-		 "placeholder of secret %s, which may only be sent to %s (secret_leak)",
-		 f->name, leak->name, hosts);
+	if (leak->kind == SECRET_AWS_SECRET_KEY)
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s blocked: it carries the placeholder of %s, the "
+		    "AWS secret access key, which is never sent anywhere: the proxy signs with "
+		    "it (secret_leak)",
+		    f->name, leak->name);
+	else
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s blocked: it carries the "
+			 "placeholder of secret %s, which may only be sent to %s (secret_leak)",
+			 f->name, leak->name, hosts);
 	stream_event(s, 403, false, reason, NET_EV_SECRET_LEAK, leak->name);
 	stream_event(s, 403, false, reason, NET_EV_REQUEST, leak->name);
 	s->logged = true;
@@ -593,6 +602,66 @@ static bool is_grpc(const uint8_t *ct, size_t n)
 	       (n == 16 || ct[16] == '+' || ct[16] == ';');
 }
 
+/*
+ * AWS SigV4 over HTTP/2 (proxy_sigv4.c does the work): the fields l as a request whose "host"
+ * is :authority. Without signed (the guest's fields): sigv4_start, *sv set when the request is
+ * signed with the sandbox's credential (a body whose hash is the payload hash cannot be held
+ * here: refused). With signed (the rewritten fields): sigv4_resign, and the new signature
+ * written over the guest's in l. Returns 0 or a refusal's status with its reason.
+ */
+static int sigv4_of_fields(struct h2s *s, struct hlist *l, bool end_stream, struct sigv4_flow **sv,
+			   struct sigv4_flow *signed_, char *reason, size_t rn)
+{
+	struct flow *f = s->h->f;
+	struct sigv4_field fs[HTTP_MAX_HEADERS + 1];
+	struct rd r = rd_make(buf_head(&l->b), buf_used(&l->b));
+	const uint8_t *n, *v, *meth = NULL, *path = NULL, *authz = NULL;
+	size_t nl, vl, ml = 0, pl = 0, al = 0;
+	unsigned k = 0;
+	while (k < HTTP_MAX_HEADERS && hlist_next(&r, &n, &nl, &v, &vl)) {
+		if (nl == 7 && !memcmp(n, ":method", 7))
+			meth = v, ml = vl;
+		else if (nl == 5 && !memcmp(n, ":path", 5))
+			path = v, pl = vl;
+		else if (nl == 10 && !memcmp(n, ":authority", 10))
+			fs[k++] = (struct sigv4_field){ (const uint8_t *)"host", 4, v, vl };
+		else if (nl && n[0] != ':')
+			fs[k++] = (struct sigv4_field){ n, nl, v, vl };
+		if (nl == 13 && !memcmp(n, "authorization", 13))
+			authz = v, al = vl;
+	}
+	char method[16];
+	if (!meth || !path || ml >= sizeof(method))
+		return 0; /* nghttp2 lets no such request through */
+	snprintf(method, sizeof(method), "%.*s", (int)ml, (const char *)meth);
+	struct sigv4_req rq = { method, path, pl, fs, k };
+	if (!signed_) {
+		int st = sigv4_start(f, &rq, end_stream ? SIGV4_BODY_NONE : SIGV4_BODY_STREAMED, sv,
+				     reason, rn);
+		if (st || !sigv4_signs_chunks(*sv))
+			return st;
+		sigv4_state_free(*sv);
+		*sv = NULL;
+		snprintf(reason, rn,
+			 "matchlock: request to %s refused: signed aws-chunked bodies "
+			 "(STREAMING-AWS4-HMAC-SHA256-PAYLOAD) are signed again over HTTP/1.1 only",
+			 f->name);
+		return 501;
+	}
+	char sig[SIGV4_SIG_LEN + 1];
+	int st = sigv4_resign(f, signed_, &rq, NULL, 0, sig, reason, rn);
+	/* The values are l's own bytes: the signature is written over in place. */
+	if (!st && !sigv4_put_signature(signed_, (uint8_t *)path, pl, (uint8_t *)authz, al, sig)) {
+		snprintf(
+		    reason, rn,
+		    "matchlock: request to %s failed: its SigV4 signature could not be replaced",
+		    f->name);
+		st = 400;
+	}
+	explicit_bzero(sig, sizeof(sig));
+	return st;
+}
+
 /* The guest's request fields are complete: check, rewrite and send them upstream. */
 static void request_start(struct h2s *s, bool end_stream)
 {
@@ -649,6 +718,17 @@ static void request_start(struct h2s *s, bool end_stream)
 		return;
 	}
 	const struct secrets *ss = f->m->ss;
+	/* Signed with the sandbox's AWS credential: checked now, signed again once rewritten. */
+	struct sigv4_flow *sv = NULL;
+	int st = ss && ss->n
+		     ? sigv4_of_fields(s, &s->rq, end_stream, &sv, NULL, reason, sizeof(reason))
+		     : 0;
+	if (st) {
+		stream_event(s, st, false, reason, NET_EV_REQUEST, NULL);
+		s->logged = true;
+		stream_answer(s, st, reason);
+		return;
+	}
 	struct hlist out = { 0 };
 	const struct secret *leak = NULL;
 	size_t cl = 0, el = 0;
@@ -680,17 +760,34 @@ static void request_start(struct h2s *s, bool end_stream)
 		stream_answer(s, 503, reason);
 		return;
 	}
-	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0), coded);
+	/* A SigV4-signed body is never changed: its signature covers it. */
+	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0),
+			  coded || sv);
 	s->grpc_rq = ss && ss->n && is_grpc(ct, cl);
 	size_t gl = 0;
 	const uint8_t *ge = hlist_get(&s->rq, "grpc-encoding", &gl);
 	s->grpc_coding = codec_kind_of(ge, gl);
-	bool bound = !end_stream && secrets_host_bound(ss, f->name) && !coded;
+	bool bound = !end_stream && secrets_host_bound(ss, f->name) && !coded && !sv;
 	int r = fields_rewrite(s, &s->rq, ss && ss->n, bound, &out, &leak);
 	hlist_wipe(&s->rq);
 	if (r == -EPERM) {
+		sigv4_state_free(sv);
 		leak_refuse(s, leak);
 		hlist_wipe(&out);
+		return;
+	}
+	st = r == 0 && sv ? sigv4_of_fields(s, &out, end_stream, &sv, sv, reason, sizeof(reason))
+			  : 0;
+	sigv4_state_free(sv);
+	if (st) {
+		const struct secret *key = secrets_aws(ss, SECRET_AWS_SECRET_KEY);
+		const char *name = st == 403 ? key->name : NULL;
+		if (name)
+			stream_event(s, st, false, reason, NET_EV_SECRET_LEAK, name);
+		stream_event(s, st, false, reason, NET_EV_REQUEST, name);
+		s->logged = true;
+		hlist_wipe(&out);
+		stream_answer(s, st, reason);
 		return;
 	}
 	if (r < 0) {

@@ -262,15 +262,72 @@ int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size
 	return 0;
 }
 
-/* Read a secret file: at most SECRET_VALUE_MAX bytes, one final newline dropped. */
-static int read_secret_file(const char *path, uint8_t *out, size_t *len)
+const struct secret *secrets_aws(const struct secrets *ss, enum secret_kind kind)
+{
+	for (unsigned i = 0; ss && i < ss->n; i++)
+		if (ss->s[i].kind == kind)
+			return &ss->s[i];
+	return NULL;
+}
+
+/* Forget the secrets from index n on (a credential added half-way). */
+static void secrets_truncate(struct secrets *ss, unsigned n)
+{
+	while (ss->n > n) {
+		struct secret *s = &ss->s[--ss->n];
+		secret_wipe_free(s->value, s->vlen);
+		forms_free(s);
+		explicit_bzero(s, sizeof(*s));
+	}
+	forms_index(ss);
+}
+
+int secrets_add_aws(struct secrets *ss, const uint8_t *id, size_t idlen, const uint8_t *key,
+		    size_t klen, const uint8_t *token, size_t tlen, const char *hosts, char *err,
+		    size_t errn)
+{
+	if (secrets_aws(ss, SECRET_AWS_KEY_ID)) {
+		snprintf(err, errn, "only one AWS credential per sandbox (aws is given twice)");
+		return -EEXIST;
+	}
+	/* A key id goes into Credential=ID/...: SigV4 parsers take letters and digits. */
+	bool id_ok = idlen && idlen <= 128;
+	for (size_t i = 0; i < idlen; i++)
+		id_ok = id_ok && isalnum(id[i]);
+	if (!id_ok) {
+		snprintf(err, errn,
+			 "aws: the access key id must be 1 to 128 letters and digits (AKIA...)");
+		return -EINVAL;
+	}
+	unsigned before = ss->n;
+	static const char *const names[] = { "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+					     "AWS_SESSION_TOKEN" };
+	static const enum secret_kind kinds[] = { SECRET_AWS_KEY_ID, SECRET_AWS_SECRET_KEY,
+						  SECRET_AWS_TOKEN };
+	const uint8_t *v[] = { id, key, token };
+	size_t n[] = { idlen, klen, tlen };
+	for (int i = 0; i < 3; i++) {
+		if (i == 2 && !tlen)
+			break;
+		int r = secrets_add(ss, names[i], v[i], n[i], hosts, err, errn);
+		if (r < 0) {
+			secrets_truncate(ss, before);
+			return r;
+		}
+		ss->s[ss->n - 1].kind = kinds[i];
+	}
+	return 0;
+}
+
+/* Read at most max bytes of a file into out (max + 1 bytes); -EFBIG beyond. */
+static int read_file_max(const char *path, uint8_t *out, size_t max, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	size_t n = 0;
 	for (;;) {
-		ssize_t k = read(fd, out + n, SECRET_VALUE_MAX + 1 - n);
+		ssize_t k = read(fd, out + n, max + 1 - n);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
@@ -281,12 +338,23 @@ static int read_secret_file(const char *path, uint8_t *out, size_t *len)
 		if (k == 0)
 			break;
 		n += (size_t)k;
-		if (n > SECRET_VALUE_MAX) {
+		if (n > max) {
 			close(fd);
 			return -EFBIG;
 		}
 	}
 	close(fd);
+	*len = n;
+	return 0;
+}
+
+/* Read a secret file: at most SECRET_VALUE_MAX bytes, one final newline dropped. */
+static int read_secret_file(const char *path, uint8_t *out, size_t *len)
+{
+	size_t n;
+	int r = read_file_max(path, out, SECRET_VALUE_MAX, &n);
+	if (r < 0)
+		return r;
 	if (n && out[n - 1] == '\n')
 		n--;
 	if (n && out[n - 1] == '\r')
@@ -295,8 +363,151 @@ static int read_secret_file(const char *path, uint8_t *out, size_t *len)
 	return 0;
 }
 
+/* The three parts of an AWS credential while it is read (values wiped and freed). */
+struct aws_cred {
+	char *v[3]; /* key id, secret key, session token */
+};
+
+static void aws_cred_fini(struct aws_cred *c)
+{
+	for (int i = 0; i < 3; i++)
+		if (c->v[i])
+			secret_wipe_free(c->v[i], strlen(c->v[i]));
+}
+
+static int aws_cred_add(struct secrets *ss, struct aws_cred *c, const char *hosts, char *err,
+			size_t errn)
+{
+	const char *t = c->v[2] ? c->v[2] : "";
+	return secrets_add_aws(ss, (const uint8_t *)c->v[0], strlen(c->v[0]),
+			       (const uint8_t *)c->v[1], strlen(c->v[1]), (const uint8_t *)t,
+			       strlen(t), hosts, err, errn);
+}
+
+static int aws_from_env(struct secrets *ss, const char *hosts, char *err, size_t errn)
+{
+	static const char *const vars[] = { "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+					    "AWS_SESSION_TOKEN" };
+	struct aws_cred c = { 0 };
+	int r = 0;
+	for (int i = 0; i < 3 && r == 0; i++) {
+		const char *e = getenv(vars[i]);
+		if (!e && i < 2) {
+			snprintf(err, errn,
+				 "--secret aws: $%s is not set (export the credential, or use "
+				 "--secret-file aws=~/.aws/credentials@HOSTS)",
+				 vars[i]);
+			r = -EINVAL;
+		} else if (e && !(c.v[i] = strdup(e))) {
+			r = -ENOMEM;
+		}
+	}
+	if (r == 0)
+		r = aws_cred_add(ss, &c, hosts, err, errn);
+	aws_cred_fini(&c);
+	return r;
+}
+
+/*
+ * An AWS credentials file (INI): the keys aws_access_key_id, aws_secret_access_key and
+ * aws_session_token of section [profile] (or [profile NAME], the config file's spelling); a
+ * file without any section gives its keys whole.
+ */
+static int aws_parse_file(char *text, const char *profile, struct aws_cred *c)
+{
+	static const char *const keys[] = { "aws_access_key_id", "aws_secret_access_key",
+					    "aws_session_token" };
+	bool sections = false, in = true;
+	for (char *line = text, *next; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		line[strcspn(line, "\r")] = 0;
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (*line == '[') {
+			char *close = strchr(line, ']');
+			if (!close)
+				continue;
+			*close = 0;
+			char *name = line + 1;
+			if (!strncmp(name, "profile ", 8))
+				name += 8;
+			if (!sections) { /* keys before the first section are not a profile's */
+				sections = true;
+				aws_cred_fini(c);
+				*c = (struct aws_cred){ 0 };
+			}
+			in = !strcmp(name, profile);
+			continue;
+		}
+		char *eq = strchr(line, '=');
+		if (!in || !eq || *line == '#' || *line == ';')
+			continue;
+		char *k_end = eq;
+		while (k_end > line && (k_end[-1] == ' ' || k_end[-1] == '\t'))
+			k_end--;
+		*k_end = 0;
+		char *v = eq + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		size_t vl = strlen(v);
+		while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+			v[--vl] = 0;
+		for (int i = 0; i < 3; i++) {
+			if (strcasecmp(line, keys[i]) || c->v[i])
+				continue;
+			if (!(c->v[i] = strdup(v)))
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int aws_from_file(struct secrets *ss, const char *spec, char *err, size_t errn)
+{
+	const char *eq = strchr(spec, '='), *at = strrchr(spec, '@');
+	char profile[128] = "default", path[4096];
+	if (!eq || !at || at < eq) {
+		snprintf(err, errn, "--secret-file: expected aws[:PROFILE]=PATH@HOST[,HOST...]");
+		return -EINVAL;
+	}
+	if (spec[3] == ':')
+		snprintf(profile, sizeof(profile), "%.*s", (int)(eq - spec - 4), spec + 4);
+	snprintf(path, sizeof(path), "%.*s", (int)(at - eq - 1), eq + 1);
+	char *text = malloc(SECRET_AWS_FILE_MAX + 1);
+	struct aws_cred c = { 0 };
+	size_t n = 0;
+	int r = text ? read_file_max(path, (uint8_t *)text, SECRET_AWS_FILE_MAX, &n) : -ENOMEM;
+	if (r < 0) {
+		snprintf(err, errn, "--secret-file aws: cannot read %s: %s", path,
+			 r == -EFBIG ? "larger than 64 KiB" : strerror(-r));
+		goto out;
+	}
+	text[n] = 0;
+	r = aws_parse_file(text, profile, &c);
+	if (r == 0 && (!c.v[0] || !c.v[1])) {
+		snprintf(err, errn,
+			 "--secret-file aws: %s has no aws_access_key_id and aws_secret_access_key "
+			 "for profile %s",
+			 path, profile);
+		r = -EINVAL;
+	}
+	if (r == 0)
+		r = aws_cred_add(ss, &c, at + 1, err, errn);
+out:
+	aws_cred_fini(&c);
+	if (text)
+		secret_wipe_free(text, SECRET_AWS_FILE_MAX + 1);
+	return r;
+}
+
 int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, char *err, size_t errn)
 {
+	if (!from_file && !strncmp(spec, "aws@", 4))
+		return aws_from_env(ss, spec + 4, err, errn);
+	if (from_file && (!strncmp(spec, "aws=", 4) || !strncmp(spec, "aws:", 4)))
+		return aws_from_file(ss, spec, err, errn);
 	const char *flag = from_file ? "--secret-file" : "--secret";
 	const char *at = strrchr(spec, '@');
 	const char *eq = strchr(spec, '=');
@@ -311,6 +522,13 @@ int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, cha
 	}
 	memcpy(name, spec, nlen);
 	name[nlen] = 0;
+	if (!strcmp(name, "aws")) {
+		snprintf(err, errn, "%s aws: an AWS credential is %s", flag,
+			 from_file ? "--secret-file aws[:PROFILE]=PATH@HOST[,HOST...]"
+				   : "--secret aws@HOST[,HOST...] (from $AWS_ACCESS_KEY_ID, "
+				     "$AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN)");
+		return -EINVAL;
+	}
 	uint8_t *val = malloc(SECRET_VALUE_MAX + 1);
 	size_t vlen = 0;
 	int r = 0;
@@ -376,6 +594,8 @@ int secrets_allow_hosts(const struct secrets *ss, struct policy *p)
 
 bool secret_host_ok(const struct secret *s, const char *host)
 {
+	if (s->kind == SECRET_AWS_SECRET_KEY)
+		return false;
 	for (unsigned i = 0; i < s->nhosts; i++)
 		if (policy_glob_matches(s->hosts[i], host))
 			return true;

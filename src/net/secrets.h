@@ -40,7 +40,23 @@ struct scrub_form {
 	int next; /* secrets only: 1 + index of the next form with the same first byte, 0 ends */
 };
 
+/*
+ * What a secret is. An AWS credential (--secret aws@HOSTS) is three secrets named after the
+ * variables AWS SDKs read, so the guest's SDK signs with placeholders and the proxy signs again
+ * (proxy_sigv4.c): the key id and the session token are substituted like plain values (in
+ * Credential=, X-Amz-Credential, X-Amz-Security-Token); the secret key is never sent anywhere,
+ * its placeholder in a request is always refused.
+ */
+enum secret_kind {
+	SECRET_PLAIN,
+	SECRET_AWS_KEY_ID, /* AWS_ACCESS_KEY_ID */
+	SECRET_AWS_SECRET_KEY, /* AWS_SECRET_ACCESS_KEY: only signs */
+	SECRET_AWS_TOKEN, /* AWS_SESSION_TOKEN */
+};
+#define SECRET_AWS_FILE_MAX (64u * 1024) /* an AWS credentials file (many profiles) */
+
 struct secret {
+	enum secret_kind kind;
 	char name[SECRET_NAME_MAX + 1];
 	char placeholder[SECRET_PLACEHOLDER_LEN + 1];
 	uint8_t *value; /* wiped before it is freed */
@@ -72,9 +88,22 @@ struct secrets {
 int secrets_add(struct secrets *ss, const char *name, const uint8_t *value, size_t vlen,
 		const char *hosts, char *err, size_t errn);
 /*
+ * Add an AWS credential (the access key id, the secret access key and, when tlen, the session
+ * token) as the secrets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN for
+ * hosts. Returns 0 or what secrets_add returns (nothing is added then).
+ */
+int secrets_add_aws(struct secrets *ss, const uint8_t *id, size_t idlen, const uint8_t *key,
+		    size_t klen, const uint8_t *token, size_t tlen, const char *hosts, char *err,
+		    size_t errn);
+/* The sandbox's AWS secret of that kind, or NULL (a sandbox has at most one AWS credential). */
+const struct secret *secrets_aws(const struct secrets *ss, enum secret_kind kind);
+/*
  * Parse a --secret spec, NAME[=VALUE]@HOST[,HOST...] (VALUE from getenv(NAME) when omitted), or
- * with from_file a --secret-file spec, NAME=PATH@HOST[,...]; then secrets_add. The value is
- * never echoed in err.
+ * with from_file a --secret-file spec, NAME=PATH@HOST[,...]; then secrets_add. "aws@HOSTS"
+ * takes an AWS credential from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY and
+ * $AWS_SESSION_TOKEN (optional); --secret-file "aws[:PROFILE]=PATH@HOSTS" from an AWS
+ * credentials file (PROFILE's section, default "default"; a file without sections is read
+ * whole). The value is never echoed in err.
  */
 int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, char *err,
 		       size_t errn);
@@ -82,7 +111,7 @@ int secrets_parse_flag(struct secrets *ss, const char *spec, bool from_file, cha
 void secrets_clear(struct secrets *ss);
 /* Add every secret's hosts to p's allow-list (secret hosts are allowed automatically). */
 int secrets_allow_hosts(const struct secrets *ss, struct policy *p);
-/* Whether host (lower case) is one the secret may be sent to. */
+/* Whether host (lower case) is one the secret may be sent to (never: an AWS secret key). */
 bool secret_host_ok(const struct secret *s, const char *host);
 /* The first secret whose placeholder occurs in p[0..n), or NULL. */
 const struct secret *secrets_find_placeholder(const struct secrets *ss, const uint8_t *p, size_t n);

@@ -430,7 +430,69 @@ def codec_seeds():
     }
 
 
-GENERATORS = {"fuzz_ws": ws_seeds, "fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def sigv4_seeds():
+    """fuzz_sigv4: mode byte, then an Authorization value or presigned target (0), a request
+    for the canonical form (1), or a request head signed with the harness's fixed placeholder
+    secret key toward its AWS host (2), so fuzzing starts from requests the proxy re-signs."""
+    import hashlib, hmac
+    ph_id = "SANDBOX_SECRET_000000000000000000000000000000a1"
+    ph_key = "SANDBOX_SECRET_000000000000000000000000000000b2"
+    ph_token = "SANDBOX_SECRET_000000000000000000000000000000c3"
+    date, scope = "20261201T120000Z", "20261201/us-east-1/s3/aws4_request"
+    empty = hashlib.sha256(b"").hexdigest()
+
+    def sign(creq):
+        sts = "\n".join(["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(creq.encode()).hexdigest()])
+        k = ("AWS4" + ph_key).encode()
+        for part in scope.split("/"):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        return hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+
+    host = "bucket.s3.amazonaws.com"
+    signed = "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+    creq = "GET\n/key\n\nhost:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\nx-amz-security-token:%s\n\n%s\n%s" % (
+        host, empty, date, ph_token, signed, empty)
+    head = ("GET /key HTTP/1.1\r\nHost: %s\r\nx-amz-content-sha256: %s\r\nx-amz-date: %s\r\n"
+            "x-amz-security-token: %s\r\nAuthorization: AWS4-HMAC-SHA256 Credential=%s/%s, "
+            "SignedHeaders=%s, Signature=%s\r\n\r\n") % (host, empty, date, ph_token, ph_id, scope, signed, sign(creq))
+    q = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%s%%2F%s&X-Amz-Date=%s&X-Amz-Expires=300&"
+         "X-Amz-Security-Token=%s&X-Amz-SignedHeaders=host") % (ph_id, scope.replace("/", "%2F"), date, ph_token)
+    pre_creq = "GET\n/key\n%s\nhost:%s\n\nhost\nUNSIGNED-PAYLOAD" % (q, host)
+    presigned = "GET /key?%s&X-Amz-Signature=%s HTTP/1.1\r\nHost: %s\r\n\r\n" % (q, sign(pre_creq), host)
+    # An aws-chunked PUT with signed chunks: the head's signature seeds the chunks' chain.
+    chunks = [b"hello", b""]
+    body_len = sum(len(b"%x;chunk-signature=" % len(c)) + 64 + 2 + len(c) + 2 for c in chunks)
+    csigned = "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date"
+    stream = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    ccreq = ("PUT\n/key\n\ncontent-encoding:aws-chunked\ncontent-length:%d\nhost:%s\n"
+             "x-amz-content-sha256:%s\nx-amz-date:%s\n\n%s\n%s") % (body_len, host, stream, date, csigned, stream)
+    seed = sign(ccreq)
+    chead = ("PUT /key HTTP/1.1\r\nHost: %s\r\nContent-Encoding: aws-chunked\r\nContent-Length: %d\r\n"
+             "x-amz-content-sha256: %s\r\nx-amz-date: %s\r\nAuthorization: AWS4-HMAC-SHA256 "
+             "Credential=%s/%s, SignedHeaders=%s, Signature=%s\r\n\r\n") % (
+                 host, body_len, stream, date, ph_id, scope, csigned, seed)
+    k = ("AWS4" + ph_key).encode()
+    for part in scope.split("/"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    prev, cbody = seed, b""
+    for c in chunks:
+        sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", date, scope, prev, empty, hashlib.sha256(c).hexdigest()])
+        prev = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        cbody += b"%x;chunk-signature=%s\r\n%s\r\n" % (len(c), prev.encode(), c)
+    return {
+        "proxy_chunks": b"\x02" + chead.encode() + cbody,
+        "auth": b"\x00AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/iam/aws4_request, "
+                b"SignedHeaders=content-type;host;x-amz-date, Signature=" + b"0" * 64,
+        "query": b"\x00/k?" + q.encode() + b"&X-Amz-Signature=" + b"a" * 64,
+        "canonical": b"\x01\x00/a b/../c//d/%7e?y=%2F&x=1&x&=\nHost:  h  \nX-Amz-Date:20261201T000000Z\nx-a: 1\nX-A: 2",
+        "canonical_s3": b"\x01\x01/bucket/k%20ey/../~?list-type=2\nhost:h",
+        "proxy_header": b"\x02" + head.encode(),
+        "proxy_presigned": b"\x02" + presigned.encode(),
+        "proxy_body": b"\x02" + head.replace("GET", "PUT", 1).replace("\r\n\r\n", "\r\nContent-Length: 5\r\n\r\nhello").encode(),
+    }
+
+
+GENERATORS = {"fuzz_ws": ws_seeds, "fuzz_sigv4": sigv4_seeds, "fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 

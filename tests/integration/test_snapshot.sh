@@ -1,6 +1,7 @@
 #!/bin/bash
 # Templates: the first boot of a machine saves a snapshot, later sandboxes restore it; clones
-# never share identity, randomness or files; a bad template is detected and replaced.
+# never share identity, randomness or files; a bad template is detected and replaced; clones
+# never write the template (its RAM is mapped copy-on-write); ten restores at once all restore.
 . "$(dirname "$0")/lib.sh"
 
 timing() { MATCHLOCK_TIMING=1 "$ML" run --rootfs "$ROOTFS" "$@" 2>&1 >/dev/null | sed -n 's/^timing: //p'; }
@@ -48,6 +49,7 @@ t_clones_do_not_share_identity() {
 }
 
 t_corrupt_or_truncated_template_falls_back() {
+	rm -rf "$MATCHLOCK_HOME/cache/templates" # one template: the one the runs below use
 	timing -- true >/dev/null
 	local snap
 	snap=$(templates | head -1)
@@ -66,6 +68,41 @@ t_corrupt_or_truncated_template_falls_back() {
 	expect_eq output "$OUT" garbage-ok
 	expect_match "notice" "$ERR" "booting cold"
 	expect_clean
+}
+
+t_clones_never_write_the_template() {
+	timing -- true >/dev/null
+	local snap before a b t
+	snap=$(templates | head -1)
+	[ -n "$snap" ] || fail "no template"
+	before=$(sha256sum <"$snap")
+	a=$("$ML" run -d --rootfs "$ROOTFS") || fail "run -d a"
+	b=$("$ML" run -d --rootfs "$ROOTFS") || fail "run -d b"
+	# Fill guest memory (tmpfs), drop the page cache, allocate again: pages the template holds
+	# are rewritten in both clones.
+	for id in "$a" "$b"; do
+		"$ML" exec "$id" -- sh -c "dd if=/dev/urandom of=/tmp/fill bs=1M count=64 2>/dev/null; echo 3 >/proc/sys/vm/drop_caches; rm /tmp/fill; dd if=/dev/zero of=/tmp/z bs=1M count=32 2>/dev/null; echo wrote-$id" >"$T_OUT/w" 2>&1
+		expect_eq "clone $id wrote" "$(cat "$T_OUT/w")" "wrote-$id"
+	done
+	"$ML" kill "$a" >/dev/null; "$ML" kill "$b" >/dev/null
+	"$ML" rm "$a" "$b" >/dev/null
+	expect_eq "template unchanged" "$(sha256sum <"$snap")" "$before"
+	t=$(timing -- true)
+	expect_match "still restores" "$t" "restored=1"
+}
+
+t_ten_restores_at_once() {
+	timing -- true >/dev/null # the template exists
+	local i
+	for i in $(seq 10); do
+		MATCHLOCK_TIMING=1 "$ML" run --rootfs "$ROOTFS" -- sh -c "echo sandbox-$i" \
+			>"$T_OUT/ten$i" 2>"$T_OUT/ten$i.err" &
+	done
+	wait
+	for i in $(seq 10); do
+		expect_eq "sandbox $i" "$(cat "$T_OUT/ten$i")" "sandbox-$i"
+		expect_match "sandbox $i from the snapshot" "$(cat "$T_OUT/ten$i.err")" "restored=1"
+	done
 }
 
 t_gc_drops_orphaned_templates() {

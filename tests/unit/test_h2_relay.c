@@ -4,7 +4,8 @@
  * real HTTP/2 server (the upstream), both libnghttp2 sessions driven in memory, no TLS: flow
  * control is tied across both ways (a side cannot push more than the windows while the other
  * reads nothing, and everything arrives once it does), a stream reset by the upstream reaches the
- * guest with its code, and the key goes out only toward its host.
+ * guest with its code, and the key goes out only toward its host; an AWS SigV4 request signed
+ * with the placeholder credential leaves signed with the real key (another key: 403).
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "check.h"
 #include "net/flow.h"
 #include "net/secrets.h"
+#include "net/sigv4.h"
 
 #define BODY (3u * 1024 * 1024)
 #define VALUE "sk-relay-value"
@@ -31,6 +33,7 @@ struct peer {
 	uint32_t rst; /* the last RST_STREAM code received, + 1 */
 	int status; /* guest: the response's :status */
 	char key[128]; /* upstream: x-api-key as received */
+	char authz[400], token[128]; /* upstream: authorization, x-amz-security-token */
 	bool ended; /* guest: the response ended */
 	int32_t reset_id; /* upstream: reset this stream (REFUSED_STREAM) as its headers come */
 	bool answer_big; /* upstream: answer each request with a BODY-byte body */
@@ -44,6 +47,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
 	struct peer *p = ud;
 	if (nlen == 9 && !memcmp(name, "x-api-key", 9) && vlen < sizeof(p->key))
 		memcpy(p->key, value, vlen), p->key[vlen] = 0;
+	if (nlen == 13 && !memcmp(name, "authorization", 13) && vlen < sizeof(p->authz))
+		memcpy(p->authz, value, vlen), p->authz[vlen] = 0;
+	if (nlen == 20 && !memcmp(name, "x-amz-security-token", 20) && vlen < sizeof(p->token))
+		memcpy(p->token, value, vlen), p->token[vlen] = 0;
 	if (nlen == 7 && !memcmp(name, ":status", 7))
 		p->status = atoi((const char *)value); /* digits, then the next field's bytes */
 	return 0;
@@ -272,6 +279,85 @@ static void test_key_toward_another_host_is_refused_on_its_stream(void)
 	flow_free(f);
 }
 
+#define AWS_REAL_KEY "real/aws+key"
+#define AWS_REAL_TOKEN "real-aws-token"
+#define EMPTY_HASH "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+/* The SigV4 signature of GET /bk/k on api.test with these token and Authorization (its own
+   Signature ignored) under key. */
+static void sign_get(const char *token, const char *authz, const char *key, char *sig)
+{
+	struct sigv4_field fs[] = {
+		{ (const uint8_t *)"host", 4, (const uint8_t *)"api.test", 8 },
+		{ (const uint8_t *)"x-amz-content-sha256", 20, (const uint8_t *)EMPTY_HASH, 64 },
+		{ (const uint8_t *)"x-amz-date", 10, (const uint8_t *)"20261201T120000Z", 16 },
+		{ (const uint8_t *)"x-amz-security-token", 20, (const uint8_t *)token,
+		  strlen(token) },
+	};
+	struct sigv4_auth a;
+	struct buf creq = { 0 };
+	sig[0] = 0;
+	if (sigv4_parse_authorization((const uint8_t *)authz, strlen(authz), &a) == 0) {
+		memcpy(a.amz_date, "20261201T120000Z", 17);
+		struct sigv4_req rq = { "GET", (const uint8_t *)"/bk/k", 5, fs, 4 };
+		if (sigv4_canonical_request(&rq, &a, EMPTY_HASH, &creq) == 0)
+			sigv4_sign(&a, (const uint8_t *)key, strlen(key), buf_head(&creq),
+				   buf_used(&creq), sig);
+	}
+	buf_fini(&creq);
+}
+
+/* A SigV4 GET over h2 signed with key: the relay re-signs it with the real key. */
+static void sigv4_get(const char *key, struct peer *g, struct peer *u)
+{
+	const char *id = secrets_aws(&ss, SECRET_AWS_KEY_ID)->placeholder;
+	const char *tok = secrets_aws(&ss, SECRET_AWS_TOKEN)->placeholder;
+	char authz[400], sig[SIGV4_SIG_LEN + 1];
+	snprintf(authz, sizeof(authz),
+		 "AWS4-HMAC-SHA256 Credential=%s/20261201/us-east-1/s3/aws4_request, "
+		 "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, "
+		 "Signature=%064d",
+		 id, 0);
+	sign_get(tok, authz, key, sig);
+	memcpy(strstr(authz, "Signature=") + 10, sig, SIGV4_SIG_LEN);
+	struct flow *f = relay_new("api.test");
+	peer_init(g, false);
+	peer_init(u, true);
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/bk/k", 5, 5, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"api.test", 10, 8, 0 },
+		{ (uint8_t *)"x-amz-content-sha256", (uint8_t *)EMPTY_HASH, 20, 64, 0 },
+		{ (uint8_t *)"x-amz-date", (uint8_t *)"20261201T120000Z", 10, 16, 0 },
+		{ (uint8_t *)"x-amz-security-token", (uint8_t *)tok, 20, strlen(tok), 0 },
+		{ (uint8_t *)"authorization", (uint8_t *)authz, 13, strlen(authz), 0 },
+	};
+	CHECK(f && nghttp2_submit_request(g->s, NULL, nv, 8, NULL, NULL) > 0);
+	pump(f, g, u);
+	nghttp2_session_del(g->s);
+	nghttp2_session_del(u->s);
+	flow_free(f);
+}
+
+static void test_sigv4_is_signed_again_over_h2(void)
+{
+	struct peer g = { .consume = true }, u = { .consume = true };
+	sigv4_get(secrets_aws(&ss, SECRET_AWS_SECRET_KEY)->placeholder, &g, &u);
+	char sig[SIGV4_SIG_LEN + 1];
+	CHECK(!strcmp(u.token, AWS_REAL_TOKEN));
+	CHECK(strstr(u.authz, "Credential=AKIDH2REAL/") != NULL);
+	sign_get(u.token, u.authz, AWS_REAL_KEY, sig);
+	const char *got = strstr(u.authz, "Signature=");
+	CHECK(sig[0] && got && !strncmp(got + 10, sig, SIGV4_SIG_LEN));
+
+	/* Signed with another key: 403 on the stream, nothing upstream. */
+	struct peer g2 = { .consume = true }, u2 = { .consume = true };
+	sigv4_get("some-other-key", &g2, &u2);
+	CHECK_EQ_INT(g2.status, 403);
+	CHECK_EQ_INT(u2.authz[0], 0);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -280,11 +366,18 @@ int main(int argc, char **argv)
 				      err, sizeof(err)),
 			  0))
 		return check_summary();
+	if (!CHECK_EQ_INT(secrets_add_aws(&ss, (const uint8_t *)"AKIDH2REAL", 10,
+					  (const uint8_t *)AWS_REAL_KEY, strlen(AWS_REAL_KEY),
+					  (const uint8_t *)AWS_REAL_TOKEN, strlen(AWS_REAL_TOKEN),
+					  "api.test", err, sizeof(err)),
+			  0))
+		return check_summary();
 	m.ss = &ss;
 	CHECK_RUN(test_flow_control_is_tied_across);
 	CHECK_RUN(test_flow_control_is_tied_for_responses);
 	CHECK_RUN(test_upstream_reset_reaches_the_guest);
 	CHECK_RUN(test_key_toward_another_host_is_refused_on_its_stream);
+	CHECK_RUN(test_sigv4_is_signed_again_over_h2);
 	secrets_clear(&ss);
 	return check_summary();
 }
