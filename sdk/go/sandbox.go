@@ -1,6 +1,9 @@
 package sdk
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"strings"
+)
 
 // Sandbox describes a sandbox to launch; build it with New and chained calls:
 //
@@ -62,8 +65,8 @@ func (s *Sandbox) WithCPUs(cpus float64) *Sandbox { s.resources["cpus"] = cpus; 
 // WithMemory sets the guest memory in MiB, 64 to 65536.
 func (s *Sandbox) WithMemory(mb int) *Sandbox { s.resources["memory_mb"] = mb; return s }
 
-// WithDiskSize sets the size of the writable layer in MiB. Not implemented by this server
-// yet: Launch fails with CodeParams naming resources.disk_size_mb (it is never ignored).
+// WithDiskSize sets the size in MiB of the sandbox's writable disk (everything it writes),
+// 64 to 1048576; default 8192. Sparse: only what is written takes host space.
 func (s *Sandbox) WithDiskSize(mb int) *Sandbox { s.resources["disk_size_mb"] = mb; return s }
 
 // WithTimeout sets the sandbox's lifetime in seconds; it is stopped afterwards.
@@ -132,6 +135,12 @@ func (s *Sandbox) WithMount(host, guest, mode string) *Sandbox {
 	return s.WithMounts(Mount{Host: host, Guest: guest, Mode: mode})
 }
 
+// WithVolume attaches the named volume name (matchlock volume create NAME) at guest, mode
+// "rw" (one sandbox at a time) or "ro" ("" for rw). Its contents outlive the sandbox.
+func (s *Sandbox) WithVolume(name, guest, mode string) *Sandbox {
+	return s.WithMounts(Mount{Host: "@" + name, Guest: guest, Mode: mode})
+}
+
 // Mounts returns the host folders, in order.
 func (s *Sandbox) Mounts() []Mount { return append([]Mount{}, s.mounts...) }
 
@@ -189,8 +198,9 @@ func (s *Sandbox) CreateParams() map[string]any {
 		ms := []map[string]string{}
 		for _, m := range s.mounts {
 			// The server's working directory is ours, but say exactly which folder is meant.
+			// A host "@NAME" is a named volume (WithVolume), not a path.
 			host, err := filepath.Abs(m.Host)
-			if err != nil || m.Host == "" {
+			if err != nil || m.Host == "" || strings.HasPrefix(m.Host, "@") {
 				host = m.Host
 			}
 			e := map[string]string{"host": host}

@@ -454,7 +454,7 @@ func TestCreateRefusesWhatItDoesNotImplement(t *testing.T) {
 		name  string
 	}{
 		{map[string]any{"privileged": true}, "privileged"},
-		{map[string]any{"resources": map[string]any{"disk_size_mb": 100}}, "resources.disk_size_mb"},
+		{map[string]any{"resources": map[string]any{"disk_size_mb": 10}}, "resources.disk_size_mb"},
 		{map[string]any{"network": map[string]any{"dns_servers": []string{"1.1.1.1"}}}, "network.dns_servers"},
 		{map[string]any{"network": map[string]any{"mtu": 1400}}, "network.mtu"},
 		{map[string]any{"network": map[string]any{"intercept": true}}, "network.intercept"},
@@ -474,7 +474,7 @@ func TestCreateRefusesWhatItDoesNotImplement(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
-	if _, err := c.Launch(cx, New(image).WithDiskSize(100)); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), "disk_size_mb") {
+	if _, err := c.Launch(cx, New(image).WithDiskSize(10)); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), "disk_size_mb") {
 		t.Fatalf("WithDiskSize: %v", err)
 	}
 }
@@ -556,8 +556,10 @@ func TestCapsAndNonUTF8(t *testing.T) {
 }
 
 func TestMountParams(t *testing.T) {
-	p := New("/img").WithMount("/h", "", "").WithMounts(Mount{Host: "/r", Guest: "/r", Mode: "ro"}).CreateParams()
-	want := []map[string]string{{"host": "/h"}, {"host": "/r", "guest": "/r", "mode": "ro"}}
+	p := New("/img").WithMount("/h", "", "").WithMounts(Mount{Host: "/r", Guest: "/r", Mode: "ro"}).
+		WithVolume("data", "/d", "").CreateParams()
+	want := []map[string]string{{"host": "/h"}, {"host": "/r", "guest": "/r", "mode": "ro"},
+		{"host": "@data", "guest": "/d"}}
 	if !reflect.DeepEqual(p["mounts"], want) {
 		t.Fatalf("mounts: %#v", p["mounts"])
 	}

@@ -50,9 +50,18 @@ int agent_open_port(const char *port_name);
 /* The config is applied: CTL_READY, or CTL_ERROR with error (one line) when not NULL. */
 void agent_config_done(const char *error);
 
-/* mount.c: build the sandbox root and pseudo-filesystems; -errno with a console message. */
-int mount_root(void);
-int mount_setup_sandbox(void);
+/*
+ * mount.c: before hello, /dev, /proc, /sys and the image in the initramfs (-errno, said on the
+ * console), then the sandbox root on the image and the writable disk (-errno with err); at
+ * CONFIG the volumes (T_VOLUME, added with mount_volume_add). mount_volumes_close before
+ * powering off.
+ */
+int mount_early(void);
+int mount_root(char *err, size_t errn);
+int mount_setup_sandbox(char *err, size_t errn);
+int mount_volume_add(struct rd *v);
+int mount_volumes(char *err, size_t errn);
+void mount_volumes_close(void);
 
 /* cgroup.c: a CPU quota for every process we start (fractional --cpus). */
 int cgroup_set_cpu_quota(uint32_t milli_cpus);

@@ -27,8 +27,8 @@
  *
  * Modes: ro and rw mount FUSE at the guest path (ro with MS_RDONLY; the host serves ro shares
  * read-only too). overlay mounts FUSE read-only at FUSE_LOWER_DIR/INDEX and an overlayfs at the
- * guest path with an upper on the /run tmpfs (the per-sandbox disk is to replace it, issue 13
- * part 3): the guest writes its own copy, the host folder is never written.
+ * guest path with an upper on the sandbox's writable disk: the guest writes its own copy, the
+ * host folder is never written.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,7 +52,8 @@
 
 #define FUSE_DEV "/dev/fuse"
 #define FUSE_LOWER_DIR "/run/matchlock/share" /* overlay mode: the read-only FUSE mounts */
-#define FUSE_UPPER_DIR "/run/matchlock/upper" /* overlay mode: upper and work dirs (tmpfs) */
+/* overlay mode: upper and work dirs, on the sandbox's writable disk (mount.c) */
+#define FUSE_UPPER_DIR "/run/matchlock/disk/mounts"
 #define FS_PORT_NAME "matchlock.fs"
 #define REPORT_LINE_MAX 600
 

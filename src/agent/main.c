@@ -45,7 +45,8 @@ void agent_link_wants_write(void)
 static _Noreturn void power_off(void)
 {
 	kill(-1, SIGKILL);
-	sync();
+	/* Only volumes outlive the sandbox: its own disk is thrown away, not worth a sync. */
+	mount_volumes_close();
 	reboot(RB_AUTOBOOT);
 	for (;;)
 		pause();
@@ -140,7 +141,12 @@ static void apply_config(struct rd *r)
 	bool bad_mount = false;
 	char *hosts[MAX_HOSTS_LINES];
 	size_t nhosts = 0;
+	char err[300];
 	while (msg_next(r, &tag, &v) > 0) {
+		if (tag == T_VOLUME) {
+			bad_mount |= mount_volume_add(&v) < 0;
+			continue;
+		}
 		if (tag == T_NET) {
 			msg_get_u8(&v, &net_on);
 			continue;
@@ -192,9 +198,13 @@ static void apply_config(struct rd *r)
 		warn("network setup failed: the sandbox has no network");
 	for (size_t i = 0; i < nhosts; i++)
 		free(hosts[i]);
-	/* Last: processes may start once we are ready, and they expect their folders. */
-	char err[300];
-	int k = bad_mount ? -EINVAL : fuse_start(err, sizeof(err));
+	/*
+	 * Last: processes may start once we are ready, and they expect their folders. Volumes
+	 * first: the agent mounts them itself, nothing of theirs waits for the file service.
+	 */
+	int k = bad_mount ? -EINVAL : mount_volumes(err, sizeof(err));
+	if (k == 0)
+		k = fuse_start(err, sizeof(err));
 	if (bad_mount)
 		agent_config_done("host folders: a malformed mount in the configuration");
 	else if (k <= 0)
@@ -346,8 +356,13 @@ int main(void)
 		error("must run as PID 1 inside a sandbox");
 		return 1;
 	}
-	if (mount_root() < 0 || mount_setup_sandbox() < 0)
+	char err[300];
+	if (mount_early() < 0)
 		power_off();
+	if (mount_root(err, sizeof(err)) < 0) {
+		error("%s", err);
+		power_off();
+	}
 	loopback_up();
 
 	sigset_t mask;

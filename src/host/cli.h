@@ -21,6 +21,7 @@ int cmd_log(int argc, char **argv);
 int cmd_diagnose(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_volume(int argc, char **argv);
 int cmd_rpc(int argc, char **argv);
 int cmd_allow_list(int argc, char **argv);
 int cmd_port_forward(int argc, char **argv);

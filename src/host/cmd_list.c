@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
+#include "disk.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "control.h"
@@ -121,6 +123,13 @@ static int show(int argc, char **argv, bool detailed)
 		jsonw_kv_str(&b, 0, "log_path", path);
 		snprintf(path, sizeof(path), "%s/control.sock", dir);
 		jsonw_kv_str(&b, 0, "control_socket", path);
+		/* The writable disk while the sandbox has one: where, and what its writes take. */
+		struct stat ds;
+		snprintf(path, sizeof(path), "%s/" DISK_FILE, dir);
+		bool disk = stat(path, &ds) == 0;
+		jsonw_kv_str(&b, 0, "disk_path", disk ? path : NULL);
+		if (disk)
+			jsonw_kv_int(&b, 0, "disk_used_mb", (long long)ds.st_blocks * 512 >> 20);
 		if (state_history_json(st, r.id, &hist) == 0)
 			jsonw_kv_raw(&b, 0, "history", hist);
 		free(hist);

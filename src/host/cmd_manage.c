@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "disk.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "control.h"
@@ -229,6 +230,9 @@ int cmd_gc(int argc, char **argv)
 			char dir[4200], sock[4300];
 			control_dir(list[i].id, dir, sizeof(dir));
 			snprintf(sock, sizeof(sock), "%s/control.sock", dir);
+			unlink(sock);
+			/* A crashed supervisor's writable disk: nothing can use it any more. */
+			snprintf(sock, sizeof(sock), "%s/" DISK_FILE, dir);
 			unlink(sock);
 		}
 	}

@@ -76,12 +76,8 @@ void launch_config(struct launch *L, struct sandbox_config *sc)
 	sc->boot_timeout_ms = L->boot_timeout_s * 1000;
 	sc->template_path = NULL;
 	if (L->snapshots) {
-		struct vmm_config vc = { .accel = sc->accel,
-					 .cpus = sc->cpus,
-					 .memory_mb = sc->memory_mb,
-					 .kernel = L->kernel,
-					 .initrd = L->initrd,
-					 .disk = L->disk };
+		struct vmm_config vc;
+		sandbox_vmm_config(sc, &vc);
 		if (snapshot_template_path(&vc, L->template_path, sizeof(L->template_path)) == 0)
 			sc->template_path = L->template_path;
 	}

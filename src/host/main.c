@@ -38,6 +38,7 @@ static const char usage[] =
     "  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
     "  pull       download an image into the local store\n"
     "  image      list, remove, import and collect images (ls|rm|import|gc)\n"
+    "  volume     create, list and remove named volumes (create|ls|rm)\n"
     "  diagnose   check that this host can run sandboxes, and why (not)\n"
     "  version    print the version\n"
     "\n"
@@ -131,6 +132,7 @@ int main(int argc, char **argv)
 		{ "diff", cmd_diff },
 		{ "pull", cmd_pull },
 		{ "image", cmd_image },
+		{ "volume", cmd_volume },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

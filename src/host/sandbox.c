@@ -183,6 +183,12 @@ static void sb_send_config(struct sandbox *sb)
 		msg_put_str(&b, T_CA_PEM, mitm_ca_pem(sb->mitm));
 	if (sbfs_put_config(sb, &b) < 0)
 		b.bad = true;
+	for (unsigned i = 0; i < sb->cfg.nvolumes; i++) {
+		char line[MSG_MAX_STR];
+		snprintf(line, sizeof(line), "%u %s %s", i, sb->cfg.volumes[i].ro ? "ro" : "rw",
+			 sb->cfg.volumes[i].guest);
+		msg_put_str(&b, T_VOLUME, line);
+	}
 	sb_send_ctl(sb, 0, &b);
 	explicit_bzero(b.p, b.cap);
 	buf_fini(&b);
@@ -199,8 +205,13 @@ static void sb_save_template(struct sandbox *sb)
 	uint64_t t = now_ns();
 	if (access(sb->cfg.template_path, F_OK) == 0)
 		return; /* a concurrent first boot got there first */
-	if (snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, sb->ram_fd, sb->cfg.memory_mb, err,
-			  sizeof(err)) < 0) {
+	int r = snapshot_save(sb->qmp_w.fd, sb->cfg.template_path, sb->ram_fd, sb->cfg.memory_mb,
+			      sb->cfg.scratch, err, sizeof(err));
+	if (r == -EEXIST) {
+		debug("template: %s", err); /* a concurrent first boot is saving it */
+		return;
+	}
+	if (r < 0) {
 		warn("could not save a snapshot for faster starts: %s", err);
 		return;
 	}
@@ -654,6 +665,33 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 	return NULL;
 }
 
+void sandbox_vmm_config(const struct sandbox_config *c, struct vmm_config *vc)
+{
+	*vc = (struct vmm_config){
+		.accel = c->accel,
+		.cpus = c->cpus,
+		.memory_mb = c->memory_mb,
+		.kernel = c->kernel,
+		.initrd = c->initrd,
+		.disk = c->disk,
+		.scratch = c->scratch,
+		.scratch_mb = c->scratch_mb,
+		.link_fd = -1,
+		.console_fd = -1,
+		.stderr_fd = -1,
+		.qmp_fd = -1,
+		.incoming_fd = -1,
+		.fs_fd = -1,
+		.ram_fd = -1,
+	};
+	for (unsigned i = 0; i < c->nvolumes && i < VMM_MAX_VOLUMES; i++)
+		vc->volumes[vc->nvolumes++] = (struct vmm_volume){
+			.path = c->volumes[i].path,
+			.size_mb = c->volumes[i].size_mb,
+			.ro = c->volumes[i].ro,
+		};
+}
+
 /*
  * A first boot that will save the template keeps the guest's RAM in a memory file it can copy
  * from (snapshot_save): the same memory anonymous RAM would be, shared with QEMU. Without one
@@ -691,21 +729,15 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 	int sz = 1 << 20;
 	setsockopt(link[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	setsockopt(link[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	struct vmm_config vc = {
-		.accel = c->accel,
-		.cpus = c->cpus,
-		.memory_mb = c->memory_mb,
-		.kernel = c->kernel,
-		.initrd = c->initrd,
-		.disk = c->disk,
-		.link_fd = link[1],
-		.console_fd = con[1],
-		.stderr_fd = qerr[1],
-		.qmp_fd = qmp[1],
-		.incoming_fd = -1,
-		.fs_fd = sbfs_vmm_fd(sb),
-		.ram_fd = -1,
-	};
+	struct vmm_config vc;
+	sandbox_vmm_config(c, &vc);
+	vc.link_fd = link[1];
+	vc.console_fd = con[1];
+	vc.stderr_fd = qerr[1];
+	vc.qmp_fd = qmp[1];
+	vc.incoming_fd = -1;
+	vc.fs_fd = sbfs_vmm_fd(sb);
+	vc.ram_fd = -1;
 	if (c->template_path) {
 		r = snapshot_open(c->template_path, c->memory_mb, &incoming, err, errn);
 		if (r == -ESTALE) {

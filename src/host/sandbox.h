@@ -42,6 +42,17 @@ struct sandbox_mount {
 	enum sandbox_mount_mode mode;
 };
 
+#define SANDBOX_MAX_VOLUMES 8 /* named volumes per sandbox (a virtio-blk device each) */
+
+/* A named volume attached to the sandbox (disk.h); the caller holds its lock. */
+struct sandbox_volume {
+	const char *name;
+	const char *path; /* its disk file */
+	const char *guest; /* absolute and normalised */
+	long long size_mb;
+	bool ro;
+};
+
 struct sandbox_config {
 	const char *id;
 	const char *state_dir; /* per-sandbox directory (0700) holding the log */
@@ -77,7 +88,19 @@ struct sandbox_config {
 	 */
 	const struct sandbox_mount *mounts;
 	unsigned nmounts;
+	/*
+	 * The writable disk (a fresh empty ext4 file, disk.h; the caller makes and removes it)
+	 * that holds everything the guest writes, and its size. Required.
+	 */
+	const char *scratch;
+	long long scratch_mb;
+	const struct sandbox_volume *volumes; /* the caller's, mounted after the root */
+	unsigned nvolumes;
 };
+
+struct vmm_config;
+/* The machine part of a vmm_config (what a template's identity covers) from c. */
+void sandbox_vmm_config(const struct sandbox_config *c, struct vmm_config *vc);
 
 /* Phase timestamps (monotonic ns on the host; guest values are guest CLOCK_BOOTTIME). */
 struct sandbox_times {

@@ -24,11 +24,13 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "disk.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "portfwd.h"
 #include "rootfs.h"
+#include "snapshot.h"
 
 /* ---- the spec ---------------------------------------------------------------------------- */
 
@@ -185,9 +187,31 @@ static bool guest_path_reserved(const char *p)
 	return !strcmp(p, "/run");
 }
 
+/* A named volume ("@NAME"): a valid name of a volume that exists, mode ro or rw. */
+static int volume_check(const struct spec_mount *m, char *err, size_t errn)
+{
+	char path[4400];
+	struct stat st;
+	const char *name = m->host + 1;
+	if (volume_path(name, path, sizeof(path)) < 0)
+		return refuse(err, errn, &F_MOUNT_HOST,
+			      "volume %.80s: expected a name of 1-%d letters, digits, '_', '.' or "
+			      "'-' (not first)",
+			      name, VOLUME_NAME_MAX);
+	if (stat(path, &st) < 0)
+		return refuse(err, errn, &F_MOUNT_HOST, "volume %.80s: %s", name,
+			      errno == ENOENT ? "no such volume (matchlock volume create NAME)"
+					      : strerror(errno));
+	if (m->mode && strcmp(m->mode, "ro") && strcmp(m->mode, "rw"))
+		return refuse(err, errn, &F_MOUNT_MODE,
+			      "volume %.80s: mode %.32s: expected ro or rw", name, m->mode);
+	return 0;
+}
+
 static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
 {
 	struct stat st;
+	unsigned nvolumes = 0;
 	if (s->nmounts > SPEC_MAX_MOUNTS)
 		return refuse(err, errn, &F_MOUNTS, "%u host folders: at most %d", s->nmounts,
 			      SPEC_MAX_MOUNTS);
@@ -196,10 +220,16 @@ static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
 		if (!m->host || !*m->host)
 			return refuse(err, errn, &F_MOUNT_HOST, "mount %u: no host folder given",
 				      i);
-		if (stat(m->host, &st) < 0)
+		if (m->host[0] == '@') {
+			if (++nvolumes > SANDBOX_MAX_VOLUMES)
+				return refuse(err, errn, &F_MOUNT_HOST, "volumes: at most %d",
+					      SANDBOX_MAX_VOLUMES);
+			if (volume_check(m, err, errn) < 0)
+				return -EINVAL;
+		} else if (stat(m->host, &st) < 0)
 			return refuse(err, errn, &F_MOUNT_HOST, "host folder %.256s: %s", m->host,
 				      strerror(errno));
-		if (!S_ISDIR(st.st_mode))
+		else if (!S_ISDIR(st.st_mode))
 			return refuse(err, errn, &F_MOUNT_HOST,
 				      "host folder %.256s: not a directory", m->host);
 		if (!m->guest || !*m->guest)
@@ -221,15 +251,59 @@ static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
 			    "guest path %.256s: expected a normalised path (no //, . or .. "
 			    "components, no trailing /, at most %d characters)",
 			    m->guest, SPEC_MOUNT_PATH_MAX);
-		for (unsigned j = 0; j < i; j++)
-			if (!strcmp(s->mounts[j].guest, m->guest))
+		for (unsigned j = 0; j < i; j++) {
+			const struct spec_mount *o = &s->mounts[j];
+			if (!strcmp(o->guest, m->guest))
 				return refuse(err, errn, &F_MOUNT_GUEST,
 					      "guest path %.256s: two host folders mounted on it",
 					      m->guest);
-		if (m->mode && sandbox_mount_mode_parse(m->mode) < 0)
+			/*
+			 * The guest mounts volumes before host folders: a folder over a volume
+			 * would hide it.
+			 */
+			bool mv = m->host[0] == '@', ov = o->host[0] == '@';
+			if (mv != ov &&
+			    path_under(mv ? m->guest : o->guest, mv ? o->guest : m->guest))
+				return refuse(err, errn, &F_MOUNT_GUEST,
+					      "guest path %.256s: a volume cannot be under a host "
+					      "folder's path %.256s",
+					      mv ? m->guest : o->guest, mv ? o->guest : m->guest);
+		}
+		if (m->mode && m->host[0] != '@' && sandbox_mount_mode_parse(m->mode) < 0)
 			return refuse(err, errn, &F_MOUNT_MODE,
 				      "mount mode %.32s: expected ro, rw or overlay", m->mode);
 	}
+	return 0;
+}
+
+/*
+ * A volume for the sandbox's life: its lock (shared for ro, exclusive for rw: volume_lock) is
+ * held until the sandbox ends (session_release_volumes), so no other sandbox writes it and
+ * `volume rm` refuses meanwhile. A detached supervisor inherits it across the fork.
+ */
+static int session_hold_volume(struct session *s, const struct spec_mount *m, char *err,
+			       size_t errn)
+{
+	unsigned i = s->nvolumes;
+	bool ro = m->mode && !strcmp(m->mode, "ro");
+	struct stat st;
+	int fd = volume_lock(m->host + 1, !ro, err, errn);
+	if (fd < 0)
+		return fd == -ENOMEM ? fd : -EINVAL;
+	s->volume_fds[i] = fd;
+	s->nvolumes++;
+	volume_path(m->host + 1, s->volume_paths[i], sizeof(s->volume_paths[i]));
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errn, "volume %s: %s", m->host + 1, strerror(errno));
+		return -EIO;
+	}
+	s->volumes[i] = (struct sandbox_volume){
+		.name = m->host + 1,
+		.path = s->volume_paths[i],
+		.guest = m->guest,
+		.size_mb = (long long)(st.st_size >> 20),
+		.ro = ro,
+	};
 	return 0;
 }
 
@@ -240,8 +314,15 @@ static int mounts_check(const struct sandbox_spec *s, char *err, size_t errn)
 static int session_resolve_mounts(struct session *s, char *err, size_t errn)
 {
 	struct sandbox_spec *sp = &s->spec;
+	unsigned k = 0;
 	for (unsigned i = 0; i < sp->nmounts; i++) {
 		struct spec_mount *m = &sp->mounts[i];
+		if (m->host[0] == '@') {
+			int r = session_hold_volume(s, m, err, errn);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		char *abs = realpath(m->host, NULL);
 		if (!abs) {
 			snprintf(err, errn, "host folder %.256s: %s", m->host, strerror(errno));
@@ -249,7 +330,7 @@ static int session_resolve_mounts(struct session *s, char *err, size_t errn)
 		}
 		free(m->host);
 		m->host = abs;
-		s->mounts[i] = (struct sandbox_mount){
+		s->mounts[k++] = (struct sandbox_mount){
 			.host = m->host,
 			.guest = m->guest,
 			.mode = m->mode ? sandbox_mount_mode_parse(m->mode) : MOUNT_OVERLAY,
@@ -272,10 +353,9 @@ int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
 		return refuse(err, errn, &F_TIMEOUT,
 			      "timeout %lld s: expected whole seconds from 1 to %lld", s->timeout_s,
 			      SPEC_TIMEOUT_MAX_S);
-	if (s->has_disk_size)
-		return refuse(err, errn, &F_DISK,
-			      "disk size %lld MB: not supported by this version of matchlock",
-			      s->disk_size_mb);
+	if (s->has_disk_size && (s->disk_size_mb < DISK_MIN_MB || s->disk_size_mb > DISK_MAX_MB))
+		return refuse(err, errn, &F_DISK, "disk size %lld MB: expected %d to %lld MB",
+			      s->disk_size_mb, DISK_MIN_MB, DISK_MAX_MB);
 	if (mounts_check(s, err, errn) < 0)
 		return -EINVAL;
 	if (s->hostname && !hostname_ok(s->hostname))
@@ -316,6 +396,7 @@ static char *session_config_json(const struct session *s)
 	jsonw_kv_str(&b, 0, "hostname", s->sc.hostname ? s->sc.hostname : s->sc.id);
 	jsonw_kv_raw(&b, 0, "cpus", cpus);
 	jsonw_kv_int(&b, 0, "memory_mb", s->sc.memory_mb);
+	jsonw_kv_int(&b, 0, "disk_size_mb", s->sc.scratch_mb);
 	jsonw_kv_int(&b, 0, "timeout_seconds", sp->has_timeout ? sp->timeout_s : 0);
 	jsonw_kv_str(&b, 0, "accel", accel_names[s->sc.accel]);
 	jsonw_kv_bool(&b, 0, "detached", sp->lifetime == LIFETIME_DETACHED);
@@ -350,11 +431,21 @@ static char *session_config_json(const struct session *s)
 		jsonw_raw(&b, "]}");
 	}
 	jsonw_raw(&b, "},\"mounts\":[");
-	for (unsigned i = 0; i < sp->nmounts; i++) {
+	for (unsigned i = 0; i < s->sc.nmounts; i++) {
 		jsonw_raw(&b, i ? ",{" : "{");
 		jsonw_kv_str(&b, 1, "host", s->mounts[i].host);
 		jsonw_kv_str(&b, 0, "guest", s->mounts[i].guest);
 		jsonw_kv_str(&b, 0, "mode", sandbox_mount_mode_names[s->mounts[i].mode]);
+		jsonw_raw(&b, "}");
+	}
+	for (unsigned i = 0; i < s->nvolumes; i++) {
+		char host[VOLUME_NAME_MAX + 2];
+		snprintf(host, sizeof(host), "@%s", s->volumes[i].name);
+		jsonw_raw(&b, i || s->sc.nmounts ? ",{" : "{");
+		jsonw_kv_str(&b, 1, "host", host);
+		jsonw_kv_str(&b, 0, "guest", s->volumes[i].guest);
+		jsonw_kv_str(&b, 0, "mode", s->volumes[i].ro ? "ro" : "rw");
+		jsonw_kv_int(&b, 0, "size_mb", s->volumes[i].size_mb);
 		jsonw_raw(&b, "}");
 	}
 	jsonw_raw(&b, "]}");
@@ -433,6 +524,24 @@ static void session_on_abort_stopped(struct session *s, void *opaque)
 	session_started(s, (int)(intptr_t)opaque);
 }
 
+/* The writable disk goes with the sandbox, whether or not its record and directory stay. */
+static void session_drop_disk(struct session *s)
+{
+	if (s->disk_path[0] && unlink(s->disk_path) < 0 && errno != ENOENT)
+		warn("cannot remove the sandbox's disk %s: %s", s->disk_path, strerror(errno));
+	s->disk_path[0] = 0;
+}
+
+/* The volumes' locks: another sandbox may take them the moment this one is recorded gone. */
+static void session_release_volumes(struct session *s)
+{
+	for (unsigned i = 0; i < s->nvolumes; i++) {
+		if (s->volume_fds[i] >= 0)
+			close(s->volume_fds[i]);
+		s->volume_fds[i] = -1;
+	}
+}
+
 /*
  * A start that failed at any phase: stop what runs, leave a "failed" record (or none, when the
  * sandbox is removed at its end), remove a directory nothing refers to, then report r.
@@ -443,6 +552,8 @@ static void session_fail(struct session *s, int r)
 		session_stop(s, s->err, session_on_abort_stopped, (void *)(intptr_t)r);
 		return;
 	}
+	session_drop_disk(s);
+	session_release_volumes(s);
 	if (s->have_record && !s->rm)
 		state_set_status(s->st, s->L.id, ST_FAILED, s->err);
 	if (s->made_dir && (s->rm || !s->have_record)) {
@@ -807,11 +918,32 @@ static void session_boot(struct session *s)
 		.net_event = sp->net_event,
 		.net_opaque = sp->net_opaque,
 		.mounts = s->mounts,
-		.nmounts = sp->nmounts,
+		.nmounts = sp->nmounts - s->nvolumes,
+		.scratch = s->disk_path,
+		.scratch_mb = sp->has_disk_size ? sp->disk_size_mb : DISK_DEFAULT_MB,
+		.volumes = s->volumes,
+		.nvolumes = s->nvolumes,
 	};
 	if (s->sc.cpu_milli % 1000 == 0)
 		s->sc.cpu_milli = 0; /* whole CPUs need no quota */
 	launch_config(&s->L, &s->sc);
+	/*
+	 * The writable disk: a few ms (a sparse copy; disk.h), mke2fs once per size. Restoring a
+	 * template needs the disk its guest had; a template without one is useless (a save copies
+	 * the disk first, so it is not one being saved): dropped, this boot saves a new one.
+	 */
+	char from[4400];
+	const char *tpl = s->sc.template_path;
+	bool restore =
+	    tpl && snapshot_usable(tpl) && snapshot_scratch_path(tpl, from, sizeof(from)) == 0;
+	if (tpl && !restore && access(tpl, F_OK) == 0)
+		snapshot_drop(tpl);
+	if ((r = disk_make(s->L.dir, s->sc.scratch_mb, restore ? from : NULL, s->disk_path,
+			   sizeof(s->disk_path), err, errn)) < 0) {
+		s->disk_path[0] = 0;
+		session_fail(s, r == -ENOMEM ? r : -EIO);
+		return;
+	}
 	struct sb_record rec = { .status = ST_CREATING,
 				 .created = time(NULL),
 				 .pid = getpid(),
@@ -901,10 +1033,12 @@ void session_cancel(struct session *s)
 /* The sandbox is gone: record its end, answer `kill`, remove what s->rm says. */
 static void session_ended(struct session *s)
 {
+	session_release_volumes(s);
 	state_set_status(s->st, s->L.id, s->failure[0] ? ST_FAILED : ST_STOPPED,
 			 s->failure[0] ? s->failure : NULL);
 	supervisor_finish(&s->sup);
 	s->phase = SESSION_STOPPED;
+	session_drop_disk(s);
 	if (s->rm && s->made_dir) {
 		rm_rf(s->L.dir);
 		state_delete(s->st, s->L.id);
@@ -974,6 +1108,8 @@ void session_fini(struct session *s)
 	}
 	if (s->notify_fd >= 0)
 		close(s->notify_fd);
+	session_drop_disk(s); /* a start abandoned before the record (no session_fail) */
+	session_release_volumes(s);
 	if (s->sigfd >= 0 && s->loop)
 		loop_unwatch(s->loop, &s->sig_w);
 	if (s->loop == &s->own_loop)

@@ -67,8 +67,7 @@ struct sandbox_spec {
 	double cpus;
 	long long memory_mb;
 	bool has_disk_size, has_timeout; /* asked for: the values below count */
-	long long
-	    disk_size_mb; /* a sparse disk for the writable layer: refused until implemented */
+	long long disk_size_mb; /* the writable disk (disk.h); DISK_DEFAULT_MB unless asked */
 	long long timeout_s;
 	/* Lifetime. */
 	enum sandbox_lifetime lifetime;
@@ -89,7 +88,8 @@ struct sandbox_spec {
 	char *address; /* where publish listens; NULL: 127.0.0.1 */
 	/*
 	 * Host folders, as given (-v HOST:GUEST[:MODE], mounts[{host, guest, mode}]); the mode
-	 * NULL means overlay. session_start resolves host to an absolute path.
+	 * NULL means overlay. session_start resolves host to an absolute path. A host "@NAME" is
+	 * the named volume NAME (disk.h): mode ro or rw, NULL meaning rw.
 	 */
 	struct spec_mount {
 		char *host, *guest, *mode;
@@ -145,7 +145,12 @@ struct session {
 	} phase;
 	struct launch L; /* L.id and L.dir: the sandbox's identity and directory */
 	struct sandbox_config sc;
-	struct sandbox_mount mounts[SPEC_MAX_MOUNTS]; /* sc.mounts: the spec's, resolved */
+	struct sandbox_mount mounts[SPEC_MAX_MOUNTS]; /* sc.mounts: the spec's folders, resolved */
+	struct sandbox_volume volumes[SANDBOX_MAX_VOLUMES]; /* sc.volumes: the spec's volumes */
+	char volume_paths[SANDBOX_MAX_VOLUMES][4400];
+	int volume_fds[SANDBOX_MAX_VOLUMES]; /* each volume's lock, held until the sandbox ends */
+	unsigned nvolumes;
+	char disk_path[4300]; /* the writable disk, removed when the sandbox ends; "" if none */
 	struct loop *loop; /* the caller's, or own_loop */
 	struct loop own_loop;
 	int sigfd; /* own loop only: SIGINT/TERM/HUP/WINCH (cli_signalfd), else -1 */

@@ -19,6 +19,7 @@
 #include "common/util.h"
 #include "common/paths.h"
 #include "common/sparse.h"
+#include "disk.h"
 #include "qmp.h"
 #include "vmm.h"
 
@@ -26,9 +27,11 @@
  * Bump when what goes into a template changes. 2: TCG guests boot with tsc_early_khz; a template
  * saved before may keep time in 4 ms jiffies (vmm_qemu.c, tcg_tsc_khz). 3: a third virtio-serial
  * port (matchlock.fs): an older template no longer matches the device set. 4: the guest's RAM
- * first, then a stream saved with x-ignore-shared (snapshot.h).
+ * first, then a stream saved with x-ignore-shared (snapshot.h). 5: the writable disk and volumes
+ * (virtio-blk devices with serials; their sizes in the identity); the root's upper is on the
+ * writable disk, saved with the template (snapshot_scratch_path).
  */
-#define SNAPSHOT_FORMAT 4
+#define SNAPSHOT_FORMAT 5
 #define QMP_TIMEOUT_MS 5000
 #define MIGRATE_TIMEOUT_MS 30000
 
@@ -83,6 +86,19 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 	    snprintf(desc, sizeof(desc), "format %d accel %d cpus %u mem %u\n%s\n", SNAPSHOT_FORMAT,
 		     vc->accel, vc->cpus, vc->memory_mb, vmm_cmdline(vc->accel));
 	EVP_DigestUpdate(md, desc, (size_t)k);
+	/*
+	 * The block devices beyond the root: their number, sizes and read-only flags. The guest
+	 * probed each at boot, so a restore needs the same ones (with different files: a sandbox's
+	 * disk is a copy of the template's, and volumes are mounted only after the restore).
+	 */
+	k = snprintf(desc, sizeof(desc), "scratch %lld volumes %u\n",
+		     vc->scratch ? vc->scratch_mb : -1, vc->nvolumes);
+	EVP_DigestUpdate(md, desc, (size_t)k);
+	for (unsigned i = 0; i < vc->nvolumes; i++) {
+		k = snprintf(desc, sizeof(desc), "volume %lld %d\n", vc->volumes[i].size_mb,
+			     vc->volumes[i].ro);
+		EVP_DigestUpdate(md, desc, (size_t)k);
+	}
 	qemu_id(md);
 	file_id(md, vc->kernel);
 	file_id(md, vc->initrd);
@@ -132,7 +148,8 @@ static int wait_migration(int qmp, char *err, size_t errn)
 	return -ETIMEDOUT;
 }
 
-int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, char *err, size_t errn)
+int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, const char *scratch,
+		  char *err, size_t errn)
 {
 	char dir[4200], tmp[4300];
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -180,6 +197,15 @@ int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, cha
 	}
 	if (r == 0)
 		r = wait_migration(qmp, err, errn);
+	/*
+	 * The guest's disk as its memory knows it: QEMU drained and flushed its block devices when
+	 * it stopped the guest, and the guest stays stopped until the copy is made.
+	 */
+	char side[4400];
+	if (r == 0 && scratch && (r = snapshot_scratch_path(path, side, sizeof(side))) == 0 &&
+	    (r = disk_copy(scratch, side)) < 0)
+		snprintf(err, errn, "copying the writable disk to %s: %s", side,
+			 r == -EEXIST ? "another start saved this template first" : strerror(-r));
 	/* Renamed only once on disk: a crash must not leave a template of zeros. */
 	if (r == 0 && fsync(fd) < 0) {
 		r = -errno;
@@ -190,8 +216,13 @@ int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, cha
 		snprintf(err, errn, "rename %s: %s", tmp, strerror(errno));
 		r = -errno;
 	}
-	if (r < 0)
+	if (r < 0) {
 		unlink(tmp);
+		/* Ours, copied before the failure (another start's would have made us fail). */
+		if (scratch && r != -EEXIST &&
+		    snapshot_scratch_path(path, side, sizeof(side)) == 0 && access(path, F_OK) < 0)
+			unlink(side);
+	}
 	/* Whatever happened, the guest goes on. */
 	char cerr[200];
 	if (stopped && qmp_call(qmp, "cont", NULL, NULL, QMP_TIMEOUT_MS, cerr, sizeof(cerr)) < 0) {
@@ -297,12 +328,26 @@ int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size
 	return 0;
 }
 
+int snapshot_scratch_path(const char *path, char *out, size_t n)
+{
+	return snprintf(out, n, "%s.scratch", path) >= (int)n ? -ENAMETOOLONG : 0;
+}
+
+bool snapshot_usable(const char *path)
+{
+	char side[4400];
+	return access(path, R_OK) == 0 && snapshot_scratch_path(path, side, sizeof(side)) == 0 &&
+	       access(side, R_OK) == 0;
+}
+
 void snapshot_drop(const char *path)
 {
 	char meta[4400];
 	snprintf(meta, sizeof(meta), "%s.disk", path);
 	unlink(path);
 	unlink(meta);
+	if (snapshot_scratch_path(path, meta, sizeof(meta)) == 0)
+		unlink(meta);
 }
 
 int snapshot_note_disk(const char *path, const char *disk)
@@ -331,12 +376,18 @@ int snapshot_gc(void)
 		char p[4500], side[4600];
 		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
 		const char *tmp = strstr(e->d_name, ".snap.tmp.");
+		const char *stmp = strstr(e->d_name, ".snap.scratch.tmp.");
 		size_t len = strlen(e->d_name);
-		if (tmp) {
+		if (tmp || stmp) {
 			/* A save that died half-way: its writer is gone. */
-			int pid = atoi(tmp + 10);
+			int pid = tmp ? atoi(tmp + 10) : atoi(stmp + 18);
 			if (pid > 0 && kill(pid, 0) < 0 && unlink(p) == 0)
 				removed++;
+		} else if (len > 13 && !strcmp(e->d_name + len - 13, ".snap.scratch")) {
+			/* A writable disk whose template is gone. */
+			snprintf(side, sizeof(side), "%.*s", (int)(strlen(p) - 8), p);
+			if (access(side, F_OK) < 0)
+				unlink(p);
 		} else if (len > 5 && !strcmp(e->d_name + len - 5, ".snap")) {
 			/* A template whose root disk is gone (image removed) is useless. */
 			char *disk = NULL;
@@ -345,9 +396,9 @@ int snapshot_gc(void)
 			    read_file_str(side, 4096, &disk) >= 0 && access(disk, F_OK) == 0;
 			free(disk);
 			if (!keep) {
-				unlink(side);
-				if (unlink(p) == 0)
-					removed++;
+				bool was = access(p, F_OK) == 0;
+				snapshot_drop(p);
+				removed += was;
 			}
 		}
 	}

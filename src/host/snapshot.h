@@ -16,6 +16,7 @@
 #ifndef MATCHLOCK_SNAPSHOT_H
 #define MATCHLOCK_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "qmp.h"
@@ -26,17 +27,27 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n);
 /*
  * Pause the guest, save it to path (through a temporary file, renamed when complete) and resume
  * it. Its RAM is ram_fd, a file QEMU maps shared (vmm.h). Runs QMP over qmp_fd; bounded in
- * time. Returns 0 or -errno with a reason in err.
+ * time. Returns 0 or -errno with a reason in err. scratch (may be NULL): the guest's writable
+ * disk, copied while the guest is paused to snapshot_scratch_path(path) -- before path appears,
+ * so a template never exists without the disk its memory belongs with; -EEXIST when another
+ * start is saving the same template.
  */
-int snapshot_save(int qmp_fd, const char *path, int ram_fd, unsigned memory_mb, char *err,
-		  size_t errn);
+int snapshot_save(int qmp_fd, const char *path, int ram_fd, unsigned memory_mb, const char *scratch,
+		  char *err, size_t errn);
+/* Where a template's writable disk is kept (next to it); -ENAMETOOLONG. */
+int snapshot_scratch_path(const char *path, char *out, size_t n);
+/*
+ * The template at path is usable: it and its writable disk exist. A start that finds only the
+ * template drops it (snapshot_drop) and boots cold.
+ */
+bool snapshot_usable(const char *path);
 /*
  * Open the template at path for a restore: *fd is both the RAM file and, at its offset, the
  * stream. Returns 0; -ENOENT if there is none; -ESTALE with err if it cannot be one (then
  * snapshot_drop it).
  */
 int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size_t errn);
-/* Remove a template that could not be restored. */
+/* Remove a template that could not be restored, with its writable disk. */
 void snapshot_drop(const char *path);
 /*
  * A QEMU started with -incoming waits for the migration capabilities and migrate-incoming, loads

@@ -14,6 +14,8 @@
 
 #include "accel.h"
 
+#define VMM_MAX_VOLUMES 8 /* = MSG_MAX_VOLUMES */
+
 struct vmm_config {
 	enum accel accel;
 	unsigned cpus;
@@ -21,6 +23,15 @@ struct vmm_config {
 	const char *kernel;
 	const char *initrd;
 	const char *disk; /* read-only root disk image */
+	const char *scratch; /* the sandbox's writable disk (disk.h), or NULL */
+	long long scratch_mb; /* its size: part of a template's identity */
+	/* Named volumes, in order (serial MSG_VOLUME_SERIAL INDEX); sizes are identity too. */
+	struct vmm_volume {
+		const char *path;
+		long long size_mb;
+		bool ro;
+	} volumes[VMM_MAX_VOLUMES];
+	unsigned nvolumes;
 	int link_fd; /* our peer's end of the link socketpair */
 	int console_fd; /* our peer's end of the console socketpair */
 	int stderr_fd; /* where QEMU's own messages go */

@@ -3,7 +3,8 @@
  * QEMU microvm: no PCI, no ACPI, no firmware tables to walk, virtio over MMIO. The command line
  * is built here and nowhere else. Devices: the 8250 console (a socket the supervisor reads into
  * the sandbox log), one virtio-serial port named "matchlock.link" (the mux), the root disk
- * read-only, and virtio-rng so the guest has entropy at once. There is no NIC.
+ * read-only, the sandbox's writable disk and its volumes (virtio-blk, found by serial in the
+ * guest: msg.h), and virtio-rng so the guest has entropy at once. There is no NIC.
  */
 #define _GNU_SOURCE
 #include "vmm.h"
@@ -27,6 +28,7 @@
 
 #include "common/child.h"
 #include "common/log.h"
+#include "proto/msg.h"
 
 #define CHILD_LINK_FD 3
 #define CHILD_CONSOLE_FD 4
@@ -120,8 +122,31 @@ static const char *qemu_binary(void)
 /* QEMU's command line, and the strings it points into. */
 struct qemu_args {
 	char mem[32], smp[32], drive[4200], cmdline[512], ram[128];
-	const char *argv[64];
+	/* The writable disk and the volumes: a -drive and a -device each. */
+	char blk_drive[1 + VMM_MAX_VOLUMES][4300], blk_dev[1 + VMM_MAX_VOLUMES][100];
+	const char *argv[64 + 4 * (1 + VMM_MAX_VOLUMES)];
 };
+
+/*
+ * One writable or volume disk: raw; trims from the guest give the space back to the host file
+ * (discard=unmap); an I/O error (the host's file system full) is the guest's EIO, never a VM
+ * paused for good (QEMU's default werror=enospc); a disposable disk (the sandbox's own) ignores
+ * the guest's flushes, which buy nothing for a file removed with the sandbox.
+ */
+static int blk_arg(struct qemu_args *a, unsigned k, const char *id, const char *serial,
+		   const char *path, bool ro, bool disposable, char *err, size_t errn)
+{
+	if (strchr(path, ',')) {
+		snprintf(err, errn, "disk path contains a comma: %s", path);
+		return -EINVAL;
+	}
+	snprintf(a->blk_drive[k], sizeof(a->blk_drive[k]),
+		 "if=none,id=%s,file=%s,format=raw,discard=unmap,werror=report,rerror=report%s%s",
+		 id, path, ro ? ",readonly=on" : "", disposable ? ",cache.no-flush=on" : "");
+	snprintf(a->blk_dev[k], sizeof(a->blk_dev[k]), "virtio-blk-device,drive=%s,serial=%s", id,
+		 serial);
+	return 0;
+}
 
 static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err, size_t errn)
 {
@@ -134,6 +159,18 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	}
 	snprintf(a->drive, sizeof(a->drive), "if=none,id=root,file=%s,format=raw,readonly=on",
 		 c->disk);
+	unsigned nblk = 0;
+	if (c->scratch &&
+	    blk_arg(a, nblk++, "disk", MSG_DISK_SERIAL, c->scratch, false, true, err, errn) < 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < c->nvolumes && i < VMM_MAX_VOLUMES; i++) {
+		char id[16], serial[32];
+		snprintf(id, sizeof(id), "vol%u", i);
+		snprintf(serial, sizeof(serial), MSG_VOLUME_SERIAL "%u", i);
+		if (blk_arg(a, nblk++, id, serial, c->volumes[i].path, c->volumes[i].ro, false, err,
+			    errn) < 0)
+			return -EINVAL;
+	}
 	int k = snprintf(a->cmdline, sizeof(a->cmdline), "%s", vmm_cmdline(c->accel));
 	/* A restored guest booted long ago: its TSC rate came with the snapshot. */
 	unsigned tsc_khz = c->accel == ACCEL_TCG && c->incoming_fd < 0 ? tcg_tsc_khz() : 0;
@@ -204,7 +241,13 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	a->argv[n++] = "-drive";
 	a->argv[n++] = a->drive;
 	a->argv[n++] = "-device";
-	a->argv[n++] = "virtio-blk-device,drive=root";
+	a->argv[n++] = "virtio-blk-device,drive=root,serial=" MSG_ROOT_SERIAL;
+	for (unsigned i = 0; i < nblk; i++) {
+		a->argv[n++] = "-drive";
+		a->argv[n++] = a->blk_drive[i];
+		a->argv[n++] = "-device";
+		a->argv[n++] = a->blk_dev[i];
+	}
 	a->argv[n++] = "-device";
 	a->argv[n++] = "virtio-rng-device";
 	a->argv[n++] = "-chardev";
@@ -222,6 +265,7 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	a->argv[n++] = "-sandbox";
 	a->argv[n++] = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 	a->argv[n] = NULL;
+	_Static_assert(VMM_MAX_VOLUMES == MSG_MAX_VOLUMES, "a volume per T_VOLUME");
 	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4 && CHILD_QMP_FD == 5 &&
 			   CHILD_INCOMING_FD == 6 && CHILD_FS_FD == 7,
 		       "fd numbers in argv");

@@ -56,7 +56,7 @@ enum msg_service {
 enum msg_ctl {
 	CTL_HELLO = 1, /* guest -> host on stream 0: T_VERSION, T_BOOT_NS, T_READY_NS */
 	CTL_CONFIG, /* host -> guest on stream 0: T_HOSTNAME, T_TIME_NS, T_SEED, T_CPU_MILLI, T_NET,
-		       T_HOSTS_LINE, T_CA_PEM, T_MOUNT */
+		       T_HOSTS_LINE, T_CA_PEM, T_MOUNT, T_VOLUME */
 	/*
 	 * guest -> host on stream 0: config applied (mounts included). A config the guest cannot
 	 * apply (a mount that failed) is answered with CTL_ERROR instead, T_MESSAGE saying why.
@@ -121,7 +121,22 @@ enum msg_tag {
 	T_LINK, /* string in a tree stream record: a symlink's target */
 	T_OPAQUE, /* u8 in a tree stream record: an overlay directory hiding what was below */
 	T_FLAGS, /* u32: SVC_TREE_PACK / SVC_TREE_UNPACK flags (proto/tree.h) */
+	/*
+	 * string in CTL_CONFIG, repeated: one named volume, "INDEX MODE GUESTPATH" -- the disk
+	 * whose serial is MSG_VOLUME_SERIAL INDEX, MODE ro or rw, GUESTPATH as in T_MOUNT.
+	 */
+	T_VOLUME,
 };
+
+/*
+ * The virtio-blk serials the guest finds its disks by (/sys/block/vdX/serial): the image (read
+ * only), the sandbox's writable disk (ext4, empty: the root overlay's upper and the overlay
+ * mounts' uppers), and volume INDEX ("vol" INDEX).
+ */
+#define MSG_ROOT_SERIAL "ml-root"
+#define MSG_DISK_SERIAL "ml-disk"
+#define MSG_VOLUME_SERIAL "ml-vol"
+#define MSG_MAX_VOLUMES 8 /* T_VOLUME entries in one CTL_CONFIG (virtio-blk devices) */
 
 /* Where the agent puts the sandbox CA: alone, and with the image's system CAs. */
 #define GUEST_CA_FILE "/etc/ssl/matchlock-ca.pem"

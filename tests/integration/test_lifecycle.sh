@@ -155,10 +155,12 @@ t_supervisor_kill9_then_gc() {
 	kill -0 "$qemu" 2>/dev/null && fail "QEMU outlived its supervisor"
 	ml list
 	expect_match "crashed" "$OUT" "$id +crashed"
+	[ -e "$MATCHLOCK_HOME/state/sandboxes/$id/disk.img" ] || fail "no disk to collect"
 	mkdir -p "$MATCHLOCK_HOME/state/sandboxes/vm-deadbeef"
 	ml gc
 	expect_eq "gc" "$RC" 0
 	[ -e "$MATCHLOCK_HOME/state/sandboxes/$id/control.sock" ] && fail "gc left the socket"
+	[ -e "$MATCHLOCK_HOME/state/sandboxes/$id/disk.img" ] && fail "gc left the writable disk"
 	[ -d "$MATCHLOCK_HOME/state/sandboxes/vm-deadbeef" ] && fail "gc left an orphan directory"
 	ml rm "$id"
 	expect_eq "rm crashed" "$RC" 0

@@ -109,10 +109,12 @@ t_gc_drops_orphaned_templates() {
 	timing -- true >/dev/null
 	local snap
 	snap=$(templates | head -1)
+	[ -e "$snap.scratch" ] || fail "the template has no writable disk beside it"
 	echo /no/such/disk.ext4 >"$snap.disk"
 	ml gc
 	expect_match "gc" "$OUT" "1 stale snapshot"
 	[ -e "$snap" ] && fail "gc kept a template whose disk is gone"
+	[ -e "$snap.scratch" ] && fail "gc kept the template's writable disk"
 	return 0
 }
 

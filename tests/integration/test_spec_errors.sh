@@ -12,7 +12,7 @@ cli_args() {
 	cpus-1000) echo --cpus 1000 ;;
 	memory-10) echo --memory 10 ;;
 	memory-1e9) echo --memory 1000000000 ;;
-	disk-size) echo --disk-size 100 ;;
+	disk-size) echo --disk-size 10 ;;
 	timeout-0) echo --timeout 0 ;;
 	mount-missing) echo -v /nonexistent-matchlock:/w ;;
 	mount-relative) echo -v /tmp:w ;;
@@ -51,7 +51,7 @@ t_same_error_text_from_cli_python_and_go() {
 	expect_eq "cases" "$(cut -f1 "$T_OUT/cli" | tr '\n' ' ')" "${CASES[*]} "
 	expect_match "cpus" "$(grep ^cpus-0 "$T_OUT/cli")" $'\tcpus 0: .*0\\.1 to 16 \\(--cpus, resources\\.cpus\\)$'
 	expect_match "memory" "$(grep ^memory-1e9 "$T_OUT/cli")" $'\tmemory 1000000000 MB: .*\\(--memory, resources\\.memory_mb\\)$'
-	expect_match "disk" "$(grep ^disk-size "$T_OUT/cli")" 'not supported.*\(--disk-size, resources\.disk_size_mb\)$'
+	expect_match "disk" "$(grep ^disk-size "$T_OUT/cli")" $'\tdisk size 10 MB: expected 64 to 1048576 MB \\(--disk-size, resources\\.disk_size_mb\\)$'
 	expect_match "mount" "$(grep ^mount-relative "$T_OUT/cli")" $'\tguest path w: expected an absolute path like /workspace \\(-v HOST:GUEST, mounts\\[\\]\\.guest\\)$'
 	diff -u "$T_OUT/cli" "$T_OUT/python" >&2 || fail "the Python SDK's messages differ from the CLI's"
 	diff -u "$T_OUT/cli" "$T_OUT/go" >&2 || fail "the Go SDK's messages differ from the CLI's"

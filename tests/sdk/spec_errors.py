@@ -15,7 +15,7 @@ CASES = {
     "cpus-1000": lambda: Sandbox(IMAGE).with_cpus(1000),
     "memory-10": lambda: Sandbox(IMAGE).with_memory(10),
     "memory-1e9": lambda: Sandbox(IMAGE).with_memory(10**9),
-    "disk-size": lambda: Sandbox(IMAGE).with_disk_size(100),
+    "disk-size": lambda: Sandbox(IMAGE).with_disk_size(10),
     "timeout-0": lambda: Sandbox(IMAGE).with_timeout(0),
     "mount-missing": lambda: Sandbox(IMAGE).with_mount("/nonexistent-matchlock", "/w"),
     "mount-relative": lambda: Sandbox(IMAGE).with_mount("/tmp", "w"),

@@ -58,6 +58,9 @@ class BuilderTest(unittest.TestCase):
             {"host": "/h", "guest": "/workspace", "mode": "overlay"}, {"host": "/r", "guest": "/r", "mode": "ro"},
             {"host": os.path.abspath("rel"), "guest": "/w", "mode": "rw"}])
         self.assertEqual(len(sb.mounts), 3)
+        # A volume is a name, not a path: never made absolute; rw unless asked.
+        self.assertEqual(Sandbox("/img").with_volume("data", "/d").create_params()["mounts"],
+                         [{"host": "@data", "guest": "/d", "mode": "rw"}])
 
 
 class MountTest(unittest.TestCase):
@@ -489,7 +492,7 @@ class LifecycleTest(unittest.TestCase):
         self.assertNotIn("resources", Sandbox(IMAGE).create_params())  # nothing sent unless set
         cases = [
             ({"privileged": True}, "privileged"),
-            ({"resources": {"disk_size_mb": 100}}, "resources.disk_size_mb"),
+            ({"resources": {"disk_size_mb": 10}}, "resources.disk_size_mb"),
             ({"network": {"dns_servers": ["1.1.1.1"]}}, "network.dns_servers"),
             ({"network": {"mtu": 1400}}, "network.mtu"),
             ({"network": {"intercept": True}}, "network.intercept"),
@@ -511,7 +514,7 @@ class LifecycleTest(unittest.TestCase):
                     self.assertEqual(cm.exception.code, INVALID_PARAMS)
                     self.assertIn(name, str(cm.exception))
             with self.assertRaises(RPCError) as cm:
-                c.launch(Sandbox(IMAGE).with_disk_size(100))
+                c.launch(Sandbox(IMAGE).with_disk_size(10))
             self.assertIn("disk_size_mb", str(cm.exception))
             # close takes no stop timeout: asked for, it is refused, not ignored (issue 12 part 7).
             with self.assertRaises(RPCError) as cm:

@@ -20,8 +20,10 @@ class Mount:
     mode: str = "overlay"
 
     def params(self) -> Dict[str, str]:
-        # The server's working directory is ours, but say exactly which folder is meant.
-        return {"host": os.path.abspath(self.host), "guest": self.guest, "mode": self.mode}
+        # The server's working directory is ours, but say exactly which folder is meant. A host
+        # "@NAME" is a named volume (Sandbox.with_volume), not a path.
+        host = self.host if self.host.startswith("@") else os.path.abspath(self.host)
+        return {"host": host, "guest": self.guest, "mode": self.mode}
 
 
 class Sandbox:
@@ -63,6 +65,12 @@ class Sandbox:
         self._mounts.append(Mount(host, guest, mode))
         return self
 
+    def with_volume(self, name: str, guest: str, mode: str = "rw") -> "Sandbox":
+        """Attach the named volume ``name`` (``matchlock volume create NAME``) at ``guest``,
+        ``mode`` ``"rw"`` (one sandbox at a time) or ``"ro"``. Its contents outlive the sandbox."""
+        self._mounts.append(Mount("@" + name, guest, mode))
+        return self
+
     @property
     def mounts(self) -> List[Mount]:
         """The host folders, in order."""
@@ -80,8 +88,8 @@ class Sandbox:
         return self
 
     def with_disk_size(self, disk_size_mb: int) -> "Sandbox":
-        """Size of the writable layer in MiB. Not implemented by this server yet: ``launch``
-        fails with RPCError(INVALID_PARAMS) naming ``resources.disk_size_mb`` (never ignored)."""
+        """Size in MiB of the sandbox's writable disk (everything it writes), 64 to 1048576;
+        default 8192. Sparse: only what is written takes host space."""
         self._resources["disk_size_mb"] = int(disk_size_mb)
         return self
 

@@ -20,7 +20,7 @@ func main() {
 		"cpus-1000":  func() *sdk.Sandbox { return sdk.New(image).WithCPUs(1000) },
 		"memory-10":  func() *sdk.Sandbox { return sdk.New(image).WithMemory(10) },
 		"memory-1e9": func() *sdk.Sandbox { return sdk.New(image).WithMemory(1000000000) },
-		"disk-size":  func() *sdk.Sandbox { return sdk.New(image).WithDiskSize(100) },
+		"disk-size":  func() *sdk.Sandbox { return sdk.New(image).WithDiskSize(10) },
 		"timeout-0":  func() *sdk.Sandbox { return sdk.New(image).WithTimeout(0) },
 		"mount-missing": func() *sdk.Sandbox {
 			return sdk.New(image).WithMount("/nonexistent-matchlock", "/w", "")
