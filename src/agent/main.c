@@ -282,9 +282,19 @@ static void on_link(struct watch *w, uint32_t events)
 	static uint8_t rbuf[64 * 1024];
 	if (!(events & EPOLLIN))
 		return;
-	ssize_t k = read(agent.link_fd, rbuf, sizeof(rbuf));
-	if (k > 0) {
-		int r = mux_feed(&agent.mux, rbuf, (size_t)k);
+	/*
+	 * The port returns one of its 4 KiB buffers per read: gather several before parsing, so
+	 * most frames are handled in place rather than pieced together in the mux's buffer.
+	 */
+	size_t got = 0;
+	ssize_t k;
+	do {
+		k = read(agent.link_fd, rbuf + got, sizeof(rbuf) - got);
+		if (k > 0)
+			got += (size_t)k;
+	} while ((k > 0 || (k < 0 && errno == EINTR)) && got < sizeof(rbuf));
+	if (got > 0) {
+		int r = mux_feed(&agent.mux, rbuf, got);
 		if (r < 0) {
 			error("link: protocol error (%s)", strerror(-r));
 			agent.quit = 1;
