@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/loop.h"
 #include "proto/mux.h"
@@ -49,6 +50,29 @@ void agent_link_wants_write(void);
 int agent_open_port(const char *port_name);
 /* The config is applied: CTL_READY, or CTL_ERROR with error (one line) when not NULL. */
 void agent_config_done(const char *error);
+/*
+ * Write what waits for the link: a spliced frame first, then the mux's queue. 0 when all is
+ * written, -EAGAIN when the port is full, or -errno.
+ */
+int agent_link_write(void);
+
+/*
+ * splice.c: DATA frames into the port without copying in the guest (see there). A frame takes at
+ * most a quarter of a stream's window, so the next ones go while the host credits the first.
+ */
+#define MUX_SPLICE_MAX (MUX_WINDOW / 4)
+void link_splice_init(void);
+bool link_splice_pending(void);
+/* Write the spliced frame still waiting: 0, -EAGAIN (port full) or -errno. */
+int link_splice_flush(void);
+/* Producers stop here: the mux's queue is over its mark or a spliced frame waits. */
+bool agent_link_congested(void);
+/*
+ * Like read(fd) into a DATA frame on s of at most max bytes (and the credit): returns the bytes
+ * sent, 0 at EOF, or -1 with errno: the source's (EAGAIN, or EINVAL when it cannot splice),
+ * EBUSY when queued frames could not be written first. In the last two cases copy instead.
+ */
+ssize_t link_splice_data(struct mux_stream *s, uint8_t chan, int fd, uint32_t max);
 
 /*
  * mount.c: before hello, /dev, /proc, /sys and the image in the initramfs (-errno, said on the

@@ -228,12 +228,20 @@ static void pump_output(struct exec_session *x, struct watch *e, enum out_state 
 	uint8_t tmp[MUX_DATA_CHUNK];
 	while (*st == OUT_OPEN && e->fd >= 0) {
 		uint32_t room = x->s->send_credit < sizeof(tmp) ? x->s->send_credit : sizeof(tmp);
-		if (room == 0 || mux_congested(&agent.mux)) {
+		if (room == 0 || agent_link_congested()) {
 			/* Wait for credit (exec_resume_all re-arms us). */
 			loop_watch(&agent.loop, e, x->tty ? (e->events & EPOLLOUT) : 0);
 			return;
 		}
-		ssize_t n = read(e->fd, tmp, room);
+		/* A pipe's bytes go to the port uncopied; a PTY's, or behind a queue, copied. */
+		ssize_t n = -1;
+		errno = EINVAL;
+		if (!x->tty)
+			n = link_splice_data(x->s, chan, e->fd, MUX_SPLICE_MAX);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EINVAL || errno == EBUSY))
+			n = read(e->fd, tmp, room);
 		if (n > 0) {
 			mux_send_data(&agent.mux, x->s, chan, tmp, (uint32_t)n);
 			agent_link_wants_write();

@@ -38,7 +38,7 @@ struct agent agent;
 
 void agent_link_wants_write(void)
 {
-	if (buf_used(&agent.mux.out) > 0)
+	if (buf_used(&agent.mux.out) > 0 || link_splice_pending())
 		loop_watch(&agent.loop, &agent.link_w, EPOLLIN | EPOLLOUT);
 }
 
@@ -52,25 +52,32 @@ static _Noreturn void power_off(void)
 		pause();
 }
 
-static void link_flush(void)
+int agent_link_write(void)
 {
 	struct buf *o = &agent.mux.out;
-	while (buf_used(o) > 0) {
+	int r = link_splice_flush(); /* it was made before anything in the queue */
+	while (r == 0 && buf_used(o) > 0) {
 		ssize_t n = write(agent.link_fd, buf_head(o), buf_used(o));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n < 0) {
-			error("link write: %s", strerror(errno));
-			agent.quit = 1;
-			return;
-		}
+		if (n < 0)
+			return -errno;
 		buf_consume(o, (size_t)n);
 	}
+	return r;
+}
+
+static void link_flush(void)
+{
+	int r = agent_link_write();
+	if (r < 0 && r != -EAGAIN) {
+		error("link write: %s", strerror(-r));
+		agent.quit = 1;
+		return;
+	}
 	bool was_congested = agent.link_w.events & EPOLLOUT;
-	loop_watch(&agent.loop, &agent.link_w, EPOLLIN | (buf_used(o) ? EPOLLOUT : 0));
-	if (was_congested && !mux_congested(&agent.mux)) {
+	loop_watch(&agent.loop, &agent.link_w, EPOLLIN | (r == -EAGAIN ? EPOLLOUT : 0));
+	if (was_congested && !agent_link_congested()) {
 		exec_resume_all();
 		files_resume_all();
 		copy_resume_all();
@@ -312,9 +319,19 @@ static void on_link(struct watch *w, uint32_t events)
 	static uint8_t rbuf[64 * 1024];
 	if (!(events & EPOLLIN))
 		return;
-	ssize_t k = read(agent.link_fd, rbuf, sizeof(rbuf));
-	if (k > 0) {
-		int r = mux_feed(&agent.mux, rbuf, (size_t)k);
+	/*
+	 * The port returns one of its 4 KiB buffers per read: gather several before parsing, so
+	 * most frames are handled in place rather than pieced together in the mux's buffer.
+	 */
+	size_t got = 0;
+	ssize_t k;
+	do {
+		k = read(agent.link_fd, rbuf + got, sizeof(rbuf) - got);
+		if (k > 0)
+			got += (size_t)k;
+	} while ((k > 0 || (k < 0 && errno == EINTR)) && got < sizeof(rbuf));
+	if (got > 0) {
+		int r = mux_feed(&agent.mux, rbuf, got);
 		if (r < 0) {
 			error("link: protocol error (%s)", strerror(-r));
 			agent.quit = 1;
@@ -377,6 +394,7 @@ int main(void)
 	if (agent.link_fd < 0 || sfd < 0 || r < 0)
 		power_off();
 	mux_init(&agent.mux, MUX_SIDE_GUEST, on_frame, NULL);
+	link_splice_init();
 	struct watch sig_w;
 	watch_init(&sig_w, sfd, on_signal, NULL);
 	watch_init(&agent.link_w, agent.link_fd, on_link, NULL);

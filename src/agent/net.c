@@ -287,7 +287,7 @@ static void conn_free(struct net_conn *c, bool reset)
 static void conn_update(struct net_conn *c)
 {
 	uint32_t ev = 0;
-	if (!c->sock_eof && c->s->send_credit > 0 && !mux_congested(&agent.mux))
+	if (!c->sock_eof && c->s->send_credit > 0 && !agent_link_congested())
 		ev |= EPOLLIN;
 	if (buf_used(&c->down))
 		ev |= EPOLLOUT;
@@ -308,9 +308,14 @@ static bool conn_maybe_done(struct net_conn *c)
 static bool conn_pump_up(struct net_conn *c)
 {
 	uint8_t tmp[MUX_DATA_CHUNK];
-	while (!c->sock_eof && c->s->send_credit > 0 && !mux_congested(&agent.mux)) {
+	while (!c->sock_eof && c->s->send_credit > 0 && !agent_link_congested()) {
 		size_t room = c->s->send_credit < sizeof(tmp) ? c->s->send_credit : sizeof(tmp);
-		ssize_t n = recv(c->ev.fd, tmp, room, MSG_DONTWAIT);
+		/* Spliced to the port (one copy, in the kernel), or copied behind a queue. */
+		ssize_t n = link_splice_data(c->s, c->up_chan, c->ev.fd, MUX_SPLICE_MAX);
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EINVAL || errno == EBUSY))
+			n = recv(c->ev.fd, tmp, room, MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -427,14 +432,26 @@ int net_on_frame(struct mux_stream *s, const struct mux_frame *f)
 	if (f->type == MUX_OPEN)
 		return -EPROTO; /* the host never opens guest-numbered streams */
 	switch (f->type) {
-	case MUX_DATA:
-		if (f->chan != c->down_chan || c->host_eof ||
-		    buf_append(&c->down, f->payload, f->len) < 0) {
+	case MUX_DATA: {
+		if (f->chan != c->down_chan || c->host_eof) {
+			conn_free(c, true);
+			return 0;
+		}
+		/* Nothing queued: straight from the frame to the socket, queue only the rest. */
+		ssize_t n = 0;
+		if (!buf_used(&c->down) && c->ev.fd >= 0)
+			n = send(c->ev.fd, f->payload, f->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0)
+			mux_consumed(&agent.mux, c->s, (uint32_t)n);
+		else
+			n = 0; /* an error shows again on the queued bytes' send */
+		if (buf_append(&c->down, f->payload + n, f->len - (size_t)n) < 0) {
 			conn_free(c, true);
 			return 0;
 		}
 		conn_pump(c);
 		break;
+	}
 	case MUX_EOF:
 		c->host_eof = true;
 		conn_pump(c);

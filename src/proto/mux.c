@@ -342,6 +342,20 @@ uint32_t mux_send_data(struct mux *m, struct mux_stream *s, uint8_t chan, const 
 	return sent;
 }
 
+int mux_data_header(struct mux_stream *s, uint8_t chan, uint32_t n, uint8_t hdr[MUX_HDR_LEN])
+{
+	if (s->local_closed || n == 0 || n > MUX_MAX_PAYLOAD || n > s->send_credit ||
+	    chan >= MUX_CHAN_END)
+		return -EINVAL;
+	le32_put(hdr, s->id);
+	hdr[4] = MUX_DATA;
+	hdr[5] = chan;
+	le16_put(hdr + 6, 0);
+	le32_put(hdr + 8, n);
+	s->send_credit -= n;
+	return 0;
+}
+
 int mux_send_eof(struct mux *m, struct mux_stream *s, uint8_t chan)
 {
 	if (s->local_closed)

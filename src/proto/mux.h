@@ -155,6 +155,13 @@ struct mux_stream *mux_open(struct mux *m, uint16_t service, const void *body, u
 /* Queue up to n bytes of DATA, limited by credit; returns bytes accepted. */
 uint32_t mux_send_data(struct mux *m, struct mux_stream *s, uint8_t chan, const void *p,
 		       uint32_t n);
+/*
+ * For a sender that moves DATA bytes to the link itself (the agent splices them into the port
+ * with no copy): take n bytes of credit (1 <= n <= MUX_MAX_PAYLOAD and within the credit) and
+ * build the frame's header in hdr. The caller then writes hdr and exactly n bytes, and nothing
+ * queued in `out` before them may be written after. -EINVAL (nothing taken) if n does not fit.
+ */
+int mux_data_header(struct mux_stream *s, uint8_t chan, uint32_t n, uint8_t hdr[MUX_HDR_LEN]);
 int mux_send_eof(struct mux *m, struct mux_stream *s, uint8_t chan);
 int mux_send_ctl(struct mux *m, uint32_t stream, const void *p, uint32_t n);
 /* A CTL message built in msg: -ENOMEM, and nothing queued, if an append to it failed. */
