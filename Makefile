@@ -131,7 +131,7 @@ $(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.s
 	$(MUSL_CC) -static -Os -Isrc -isystem $(BUILD)/kinc $^ -o $@
 
 # Run as root in a sandbox by tests/integration/test_link_flood.sh: floods the host through the
-# agent's link.
+# agent's link, or the FUSE relay's file-service link.
 $(BUILD)/link-flood: tests/fixtures/link_flood.c src/common/buf.c src/proto/msg.c | $(BUILD)/kinc/.stamp
 	$(MUSL_CC) -static -Os $(WARN) -Isrc -isystem $(BUILD)/kinc $^ -o $@
 

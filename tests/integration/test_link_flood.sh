@@ -5,12 +5,15 @@
 # frames the host must answer, never reading the answers. Each test floods one frame kind in a
 # fresh detached sandbox and asserts that the supervisor's peak RSS (VmHWM) stays under
 # RSS_MAX_KB, that its memory comes back afterwards, and that the sandbox still serves an exec.
+# The t_fs_* tests do the same to the file-service link of host folders (issue 13).
 . "$(dirname "$0")/lib.sh"
 
 # The bound: the supervisor idles at ~10 MB; in these floods it peaked at 15 MB (OPEN, DNS) and
 # 30 MB (HTTP 403: MUX_RX_STOP of queued answers plus the connections of one read batch, freed at
 # the end of the batch). Without the fix it passed 48 MB within 12 s of every flood but noread
 # (DNS: 145 MB after 8 s; HTTP 403: 540 MB after 8 s) and never gave the memory back.
+# File-service floods: 11-12 MB peak (a window of replies sent plus FS_OUT_HIGH queued); with
+# FS_OUT_HIGH lifted the GETATTR flood took the supervisor to 1.3 GB in 12 s.
 RSS_MAX_KB=$((48 * 1024))
 FLOOD_S=12
 
@@ -123,6 +126,51 @@ t_guest_never_reads() {
 	"$ML" kill "$SB" >/dev/null 2>&1
 	"$ML" rm "$SB" >/dev/null 2>&1
 	expect_clean
+}
+
+# The file-service link (sandbox_fs.c): the flooder takes the FUSE relay's port fd, stops the
+# relay and writes raw FUSE requests on the stream of the first host folder as fast as the host
+# credits them. fs-getattr never credits the replies (they pile up on the host: FS_OUT_HIGH);
+# fs-badread reads them and every one must be an error (a READ on a handle never opened).
+# Afterwards the flooder credits what it dropped, so the mount itself must still work.
+fs_flood() {
+	local d=$T_OUT/share
+	mkdir -p "$d" && echo kept >"$d/file"
+	start -v "$d:/work:ro"
+	ml exec "$SB" -- cat /work/file
+	expect_eq "the mount before the flood ($ERR)" "$OUT" kept
+	BASE_KB=$(kb "$SUP" VmRSS)
+	"$ML" exec "$SB" -- link-flood "$1" "$FLOOD_S" 2 >"$T_OUT/flood" 2>&1 &
+	watch_rss $!
+	local rc=$? out after
+	out=$(cat "$T_OUT/flood")
+	echo "    $1: supervisor RSS ${BASE_KB} kB before, peak ${HWM_KB} kB, $(kb "$SUP" VmRSS) kB after" >&2
+	echo "    $(grep -o 'flood over.*' <<<"$out")" >&2
+	expect_match "relay stopped" "$out" "relay stopped \(state t\)"
+	expect_match "flood ran" "$out" "flood over after [0-9]+ ms: [1-9][0-9]* frames"
+	[ "${HWM_KB:-0}" -gt 0 ] || fail "no RSS reading for the supervisor $SUP"
+	[ "$HWM_KB" -lt "$RSS_MAX_KB" ] || fail "supervisor peak RSS ${HWM_KB} kB >= ${RSS_MAX_KB} kB"
+	expect_eq "flooder status ($out)" "$rc" 0
+	expect_match "every request answered" "$out" "all frames written"
+	expect_match "relay released" "$out" "relay released"
+	[ "${2:-}" = errors ] && expect_match "every answer an error" "$out" "answered \(([0-9]+) errors, 0 with data\)"
+	after=$(kb "$SUP" VmRSS)
+	[ "$after" -lt $((BASE_KB + 8 * 1024)) ] || fail "supervisor RSS ${after} kB after the flood (${BASE_KB} kB before)"
+	ml exec "$SB" -- echo alive
+	expect_eq "exec after the flood ($ERR)" "$OUT" alive
+	ml exec "$SB" -- cat /work/file
+	expect_eq "the mount after the flood ($ERR)" "$OUT" kept
+	"$ML" kill "$SB" >/dev/null 2>&1
+	"$ML" rm "$SB" >/dev/null 2>&1
+	expect_clean
+}
+
+t_fs_getattr_replies_never_read() {
+	fs_flood fs-getattr
+}
+
+t_fs_read_of_handle_never_opened() {
+	fs_flood fs-badread errors
 }
 
 run_tests "$@"
