@@ -131,11 +131,12 @@ t_guest_never_reads() {
 # The file-service link (sandbox_fs.c): the flooder takes the FUSE relay's port fd, stops the
 # relay and writes raw FUSE requests on the stream of the first host folder as fast as the host
 # credits them. fs-getattr never credits the replies (they pile up on the host: FS_OUT_HIGH);
-# fs-badread reads them and every one must be an error (a READ on a handle never opened).
+# fs-badread reads them and every one must be an error (a READ on a handle never opened);
+# fs-read reads 128 KB of /big per request (the largest reply per byte sent), never credited.
 # Afterwards the flooder credits what it dropped, so the mount itself must still work.
 fs_flood() {
 	local d=$T_OUT/share
-	mkdir -p "$d" && echo kept >"$d/file"
+	mkdir -p "$d" && echo kept >"$d/file" && head -c 1048576 /dev/urandom >"$d/big"
 	start -v "$d:/work:ro"
 	ml exec "$SB" -- cat /work/file
 	expect_eq "the mount before the flood ($ERR)" "$OUT" kept
@@ -153,6 +154,10 @@ fs_flood() {
 	expect_eq "flooder status ($out)" "$rc" 0
 	expect_match "every request answered" "$out" "all frames written"
 	expect_match "relay released" "$out" "relay released"
+	if [ "$1" = fs-read ]; then
+		expect_match "the flooder's file handle" "$out" "opened the share's /big: node [0-9]+, handle"
+		expect_match "the flooder's handle given back" "$out" "released the handle: ok"
+	fi
 	if [ "${2:-}" = errors ]; then
 		local n e
 		n=$(sed -nE 's/.*drained: .* ([0-9]+) of [0-9]+ requests answered.*/\1/p' <<<"$out")
@@ -173,6 +178,10 @@ fs_flood() {
 
 t_fs_getattr_replies_never_read() {
 	fs_flood fs-getattr
+}
+
+t_fs_read_replies_never_read() {
+	fs_flood fs-read
 }
 
 t_fs_read_of_handle_never_opened() {
