@@ -292,33 +292,44 @@ static int on_frame(struct mux *m, struct mux_stream *s, const struct mux_frame 
 	return exec_on_frame(sb, s, f);
 }
 
-static void on_link(struct watch *w, uint32_t events)
+int sb_link_read(struct sandbox *sb, int fd, struct mux *m, uint64_t *bytes)
 {
-	struct sandbox *sb = w->obj;
 	static uint8_t rbuf[64 * 1024];
-	if (events & EPOLLOUT)
-		sb_flush_link(sb);
-	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-		return;
 	for (int rounds = 0; rounds < 16 && sb->state != SB_FAILED; rounds++) {
-		if (mux_rx_paused(&sb->mux))
-			break; /* sb_flush_link reads on once the queue drained */
-		ssize_t n = recv(w->fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
+		if (mux_rx_paused(m))
+			break; /* the link's flush reads on once the queue drained */
+		ssize_t n = recv(fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			break;
-		if (n <= 0) {
-			/* QEMU closed its end: it is exiting; the pidfd tells us how. */
-			loop_watch(sb->loop, w, 0);
-			return;
-		}
-		sb->link_rx += (uint64_t)n;
-		int r = mux_feed(&sb->mux, rbuf, (size_t)n);
-		if (r < 0) {
-			sb_link_error(sb, r);
-			return;
-		}
+		if (n <= 0)
+			return 1;
+		if (bytes)
+			*bytes += (uint64_t)n;
+		int r = mux_feed(m, rbuf, (size_t)n);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void on_link(struct watch *w, uint32_t events)
+{
+	struct sandbox *sb = w->obj;
+	if (events & EPOLLOUT)
+		sb_flush_link(sb);
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	int r = sb_link_read(sb, w->fd, &sb->mux, &sb->link_rx);
+	if (r == 1) {
+		/* QEMU closed its end: it is exiting; the pidfd tells us how. */
+		loop_watch(sb->loop, w, 0);
+		return;
+	}
+	if (r < 0) {
+		sb_link_error(sb, r);
+		return;
 	}
 	if (mux_rx_paused(&sb->mux)) {
 		/* The guest writes faster than it reads: its writes block until we drain. */

@@ -347,29 +347,19 @@ static void fs_on_link(struct watch *w, uint32_t events)
 {
 	struct sb_fs *fs = w->obj;
 	struct sandbox *sb = fs->sb;
-	static uint8_t rbuf[64 * 1024];
 	if (events & EPOLLOUT)
 		fs_flush(fs);
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
-	for (int rounds = 0; rounds < 16 && sb->state != SB_FAILED; rounds++) {
-		if (mux_rx_paused(&fs->mux))
-			break; /* fs_flush reads on once the queue drained */
-		ssize_t n = recv(w->fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n <= 0) {
-			/* QEMU closed its end: it is exiting; the main link tells the rest. */
-			loop_watch(sb->loop, w, 0);
-			return;
-		}
-		int r = mux_feed(&fs->mux, rbuf, (size_t)n);
-		if (r < 0) {
-			fs_link_error(fs, r);
-			return;
-		}
+	int r = sb_link_read(sb, w->fd, &fs->mux, NULL);
+	if (r == 1) {
+		/* QEMU closed its end: it is exiting; the main link tells the rest. */
+		loop_watch(sb->loop, w, 0);
+		return;
+	}
+	if (r < 0) {
+		fs_link_error(fs, r);
+		return;
 	}
 	fs_flush(fs);
 }

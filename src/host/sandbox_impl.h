@@ -77,6 +77,13 @@ void sb_fail(struct sandbox *sb, const char *fmt, ...) __attribute__((format(pri
 /* Queue a CTL frame whose payload (u16 type + TLVs) is in b. */
 void sb_send_ctl(struct sandbox *sb, uint32_t stream, struct buf *b);
 void sb_flush_link(struct sandbox *sb);
+/*
+ * Read what the guest wrote on a link's socket into its mux: at most 16 reads of 64 KiB per
+ * call (the loop's other fds get their turn), none while the mux holds the guest's frames back
+ * (mux_rx_paused). Counts the bytes into *bytes if given. Returns 0; 1 when QEMU closed its
+ * end (stop watching); or mux_feed's -errno (the guest broke the protocol or flooded).
+ */
+int sb_link_read(struct sandbox *sb, int fd, struct mux *m, uint64_t *bytes);
 
 /*
  * sandbox_fs.c: host folders, served on a link of their own. sbfs_open before the VM (shares
