@@ -663,17 +663,21 @@ static int sigv4_of_fields(struct h2s *s, struct hlist *l, bool end_stream, stru
 }
 
 /* The guest's request fields are complete: check, rewrite and send them upstream. */
-static void request_start(struct h2s *s, bool end_stream)
+/* Answer the stream here with status and reason, logged as the request's event. */
+static void stream_refuse(struct h2s *s, int status, const char *reason)
 {
-	struct h2 *h = s->h;
-	struct flow *f = h->f;
-	char reason[1024], host[256] = "";
-	size_t ml = 0, pl = 0, al = 0;
+	stream_event(s, status, false, reason, NET_EV_REQUEST, NULL);
+	s->logged = true;
+	stream_answer(s, status, reason);
+}
+
+/* The method and the URL (target redacted) that events and the log name the request by. */
+static void request_name(struct h2s *s)
+{
+	struct flow *f = s->h->f;
+	size_t ml = 0, pl = 0;
 	const uint8_t *meth = hlist_get(&s->rq, ":method", &ml);
 	const uint8_t *path = hlist_get(&s->rq, ":path", &pl);
-	const uint8_t *auth = hlist_get(&s->rq, ":authority", &al);
-	if (!auth)
-		auth = hlist_get(&s->rq, "host", &al);
 	if (meth)
 		snprintf(s->method, sizeof(s->method), "%.*s", (int)ml, meth);
 	s->head_request = ml == 4 && !memcmp(meth, "HEAD", 4);
@@ -685,15 +689,24 @@ static void request_start(struct h2s *s, bool end_stream)
 	else
 		snprintf(s->url, sizeof(s->url), "https://%s:%u%s", f->name, f->port,
 			 t[0] == '/' ? t : "/");
-	s->up_end = end_stream;
+}
+
+/* Whether the request may go upstream at all: its size, its :authority, the upstream. */
+static bool request_admitted(struct h2s *s)
+{
+	struct h2 *h = s->h;
+	struct flow *f = h->f;
+	char reason[1024], host[256] = "";
+	size_t al = 0;
+	const uint8_t *auth = hlist_get(&s->rq, ":authority", &al);
+	if (!auth)
+		auth = hlist_get(&s->rq, "host", &al);
 	if (s->rq.over) {
 		snprintf(reason, sizeof(reason),
 			 "matchlock: bad request to %s: header fields larger than %u bytes",
 			 f->name, H2_MAX_REQ_LIST);
-		stream_event(s, 431, false, reason, NET_EV_REQUEST, NULL);
-		s->logged = true;
-		stream_answer(s, 431, reason);
-		return;
+		stream_refuse(s, 431, reason);
+		return false;
 	}
 	if (!auth || http_authority_host(auth, al, host, sizeof(host)) < 0 ||
 	    strcmp(host, f->name)) {
@@ -702,12 +715,11 @@ static void request_start(struct h2s *s, bool end_stream)
 			 "match the TLS server name %s",
 			 f->name, auth ? (int)(al > 255 ? 255 : al) : 6,
 			 auth ? (const char *)auth : "(none)", f->name);
-		stream_event(s, 403, false, reason, NET_EV_REQUEST, NULL);
-		s->logged = true;
-		stream_answer(s, 403, reason);
-		return;
+		stream_refuse(s, 403, reason);
+		return false;
 	}
 	if (!h->u || h->u_gone) {
+		/* The log gets why; the guest gets what it may know. */
 		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
 			 h->u ? "the upstream closed the connection" : f->u_why);
 		stream_event(s, 502, false, reason, NET_EV_REQUEST, NULL);
@@ -715,56 +727,80 @@ static void request_start(struct h2s *s, bool end_stream)
 		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
 			 h->u ? "the upstream closed the connection" : f->u_guest);
 		stream_answer(s, 502, reason);
-		return;
+		return false;
 	}
+	return true;
+}
+
+/*
+ * A body in a Content-Encoding: one the proxy cannot read is refused (415); gzip, deflate, br
+ * and zstd take a decoder to look inside (503 when the sandbox has as many as it may). Returns
+ * whether the request goes on; *coded says whether the body is encoded.
+ */
+static bool request_coding(struct h2s *s, bool end_stream, bool *coded)
+{
+	struct flow *f = s->h->f;
 	const struct secrets *ss = f->m->ss;
+	char reason[600];
+	size_t el = 0;
+	const uint8_t *ce = hlist_get(&s->rq, "content-encoding", &el);
+	enum codec_kind kind = codec_kind_of(ce, el);
+	*coded = kind != CODEC_IDENTITY;
+	if (!ss || !ss->n || end_stream || !*coded)
+		return true;
+	if (kind == CODEC_OTHER) {
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "
+			 "which the proxy cannot look inside for secret placeholders (send it "
+			 "uncompressed, gzip or deflate)",
+			 f->name, (int)(el < 40 ? el : 40), (const char *)ce);
+		stream_refuse(s, 415, reason);
+		return false;
+	}
+	int busy = codec_take(f, kind, &s->rq_inspect, &s->rq_wide);
+	if (busy < 0) {
+		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
+			 busy == -EBUSY ? "the sandbox decodes as many br/zstd bodies as it may "
+					  "at once; retry"
+					: "out of memory");
+		stream_refuse(s, 503, reason);
+		return false;
+	}
+	return true;
+}
+
+static void request_start(struct h2s *s, bool end_stream)
+{
+	struct h2 *h = s->h;
+	struct flow *f = h->f;
+	const struct secrets *ss = f->m->ss;
+	char reason[1024];
+	request_name(s);
+	s->up_end = end_stream;
+	if (!request_admitted(s))
+		return;
 	/* Signed with the sandbox's AWS credential: checked now, signed again once rewritten. */
 	struct sigv4_flow *sv = NULL;
 	int st = ss && ss->n
 		     ? sigv4_of_fields(s, &s->rq, end_stream, &sv, NULL, reason, sizeof(reason))
 		     : 0;
 	if (st) {
-		stream_event(s, st, false, reason, NET_EV_REQUEST, NULL);
-		s->logged = true;
-		stream_answer(s, st, reason);
+		stream_refuse(s, st, reason);
+		return;
+	}
+	bool coded;
+	if (!request_coding(s, end_stream, &coded)) {
+		sigv4_state_free(sv);
 		return;
 	}
 	struct hlist out = { 0 };
 	const struct secret *leak = NULL;
-	size_t cl = 0, el = 0;
+	size_t cl = 0, gl = 0;
 	const uint8_t *ct = hlist_get(&s->rq, "content-type", &cl);
-	const uint8_t *ce = hlist_get(&s->rq, "content-encoding", &el);
-	enum codec_kind kind = codec_kind_of(ce, el);
-	bool coded = kind != CODEC_IDENTITY;
-	if (ss && ss->n && !end_stream && kind == CODEC_OTHER) {
-		snprintf(reason, sizeof(reason),
-			 "matchlock: request to %s refused: its body is Content-Encoding %.*s, "
-			 "which the proxy cannot look inside for secret placeholders (send it "
-			 "uncompressed, gzip or deflate)",
-			 f->name, (int)(el < 40 ? el : 40), (const char *)ce);
-		stream_event(s, 415, false, reason, NET_EV_REQUEST, NULL);
-		s->logged = true;
-		stream_answer(s, 415, reason);
-		return;
-	}
-	int busy = ss && ss->n && !end_stream && coded
-		       ? codec_take(f, kind, &s->rq_inspect, &s->rq_wide)
-		       : 0;
-	if (busy < 0) {
-		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
-			 busy == -EBUSY ? "the sandbox decodes as many br/zstd bodies as it may "
-					  "at once; retry"
-					: "out of memory");
-		stream_event(s, 503, false, reason, NET_EV_REQUEST, NULL);
-		s->logged = true;
-		stream_answer(s, 503, reason);
-		return;
-	}
 	/* A SigV4-signed body is never changed: its signature covers it. */
 	secrets_body_init(&s->body, ss, f->name, secrets_body_enc_for(ct, ct ? cl : 0),
 			  coded || sv);
 	s->grpc_rq = ss && ss->n && is_grpc(ct, cl);
-	size_t gl = 0;
 	const uint8_t *ge = hlist_get(&s->rq, "grpc-encoding", &gl);
 	s->grpc_coding = codec_kind_of(ge, gl);
 	bool bound = !end_stream && secrets_host_bound(ss, f->name) && !coded && !sv;
@@ -807,9 +843,7 @@ static void request_start(struct h2s *s, bool end_stream)
 			 "matchlock: request to %s failed: the upstream takes no more "
 			 "streams on this connection (%s)",
 			 f->name, nghttp2_strerror(uid));
-		stream_event(s, 502, false, reason, NET_EV_REQUEST, NULL);
-		s->logged = true;
-		stream_answer(s, 502, reason);
+		stream_refuse(s, 502, reason);
 		return;
 	}
 	s->uid = uid;
