@@ -58,7 +58,7 @@ FUZZERS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 LIB_LIBS   := -Wl,--as-needed $(HOST_LIBS)
 
 .PHONY: all deps test check check-layers format-check demo bench fuzz unit install clean kernel \
-	fixtures default-image client-image
+	fixtures default-image client-image fuzz-merge
 all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio $(LIB) kernel
 
 deps:
@@ -215,11 +215,14 @@ bench:
 	@$(MAKE) --no-print-directory all fixtures default-image
 	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs; do $$b || exit 1; echo; done
 
-FUZZ_SECONDS ?= 60
+# Each harness for FUZZ_SECONDS on its seeds plus the corpus kept in tests/fuzz/corpus/NAME;
+# prints execution counts and findings (tests/fuzz/campaign). fuzz-merge also minimises what the
+# run found into the kept corpus (commit it). FUZZ=NAME... picks harnesses.
+FUZZ_SECONDS ?= 30
 fuzz: $(FUZZERS)
-	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
-		python3 tests/fuzz/make_seeds.py $$n $(BUILD)/corpus/$$n; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$n || exit 1; done
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/campaign $(FUZZ)
+fuzz-merge: $(FUZZERS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/campaign --merge $(FUZZ)
 
 install: all
 	install -D -m 0755 $(BUILD)/matchlock $(DESTDIR)$(PREFIX)/bin/matchlock
