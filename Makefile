@@ -119,7 +119,8 @@ kernel:
 
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
 fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
-	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host
+	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host \
+	$(BUILD)/escape-probe
 
 # Run as root on the host by tests/integration/test_fs_share.sh: serves a folder through the file
 # server on a host FUSE mount, no VM needed.
@@ -133,6 +134,11 @@ $(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.s
 # Run as root in a sandbox by tests/integration/test_link_flood.sh: floods the host through the
 # agent's link, or the FUSE relay's file-service link.
 $(BUILD)/link-flood: tests/fixtures/link_flood.c src/common/buf.c src/proto/msg.c | $(BUILD)/kinc/.stamp
+	$(MUSL_CC) -static -Os $(WARN) -Isrc -isystem $(BUILD)/kinc $^ -o $@
+
+# Run as root in a sandbox by the escape suite (tests/escape/): forged link frames, every way
+# out of the network, thousands of connections, a scan of the guest's memory.
+$(BUILD)/escape-probe: tests/escape/probe.c src/common/buf.c src/proto/msg.c | $(BUILD)/kinc/.stamp
 	$(MUSL_CC) -static -Os $(WARN) -Isrc -isystem $(BUILD)/kinc $^ -o $@
 
 $(BUILD)/rootfs-busybox/bin/busybox: tests/fixtures/make-busybox-rootfs.sh

@@ -1,0 +1,710 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The escape suite's attacker (tests/escape/): run as root inside a sandbox, it does what a
+ * hostile guest root can, and prints one line per attempt for the host side to judge. Built
+ * static with the agent's musl toolchain and copied into the suite's root filesystem.
+ *
+ *   probe forge KIND      take the agent's link (PID 1's /dev/vport fd, through pidfd_getfd),
+ *                         stop the agent (ptrace), write the frames of KIND (below), then read and
+ *                         drop what the host answers until the link is quiet and let the agent go.
+ *                         Prints "forge KIND: wrote N bytes" and, if the host still answers,
+ *                         "forge KIND: released". A frame that breaks the protocol ends the whole
+ *                         sandbox, so for those the line after "wrote" never comes.
+ *   probe net PORT        every way out a guest root has that is not the egress engine's TCP
+ *                         relay, against the host's loopback listeners on PORT (TCP and UDP,
+ *                         127.0.0.1 and ::1): direct, IPv6, IPv4-mapped IPv6 connects, UDP, raw,
+ *                         packet and ICMP sockets. One "net WHAT: RESULT" line each.
+ *   probe streams N ADDR PORT SECONDS
+ *                         open N TCP connections at once (each a link stream), hold them
+ *                         SECONDS, print how many connected, failed or were still pending.
+ *   probe memscan STRING  search the memory of every process of the guest (/proc/PID/mem over
+ *                         /proc/PID/maps) and /proc/kcore when the kernel has one; prints
+ *                         "memscan: N processes, M bytes, K hits".
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "proto/msg.h"
+#include "proto/mux.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+#define DRAIN_MAX_MS 10000 /* reading the host's answers after the frames */
+#define QUIET_MS 1000 /* the link counts as drained after this long with nothing to read */
+#define FORGE_HOLD_MS 20000 /* after a fatal frame: how long we wait for the sandbox to end */
+#define MAX_STREAMS 8192
+#define MAX_HOLD_S 60
+#define SCAN_CHUNK (1u << 20)
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static void die(const char *what)
+{
+	say("probe: FAILED: %s: %s", what, strerror(errno));
+	exit(1);
+}
+
+/* ---- forge: raw frames on the agent's link ------------------------------------------- */
+
+static int link_fd = -1;
+static struct buf pending;
+
+static void frame(uint32_t stream, uint8_t type, uint8_t chan, uint16_t flags, uint32_t len,
+		  const void *p, size_t n)
+{
+	uint8_t h[MUX_HDR_LEN];
+	le32_put(h, stream);
+	h[4] = type;
+	h[5] = chan;
+	le16_put(h + 6, flags);
+	le32_put(h + 8, len);
+	buf_append(&pending, h, sizeof(h));
+	if (n)
+		buf_append(&pending, p, n);
+}
+
+/* A well-formed frame: the header's length is the payload's. */
+static void put(uint32_t stream, uint8_t type, uint8_t chan, const void *p, uint32_t len)
+{
+	frame(stream, type, chan, 0, len, p, len);
+}
+
+/* OPEN of a service the host does not offer: the host refuses it with CLOSE, keeps the id. */
+static void put_open_unknown(uint32_t id)
+{
+	uint8_t svc[2];
+	le16_put(svc, 0x7fff);
+	put(id, MUX_OPEN, 0, svc, 2);
+}
+
+static int find_agent_link(void)
+{
+	DIR *d = opendir("/proc/1/fd");
+	if (!d)
+		die("opendir /proc/1/fd");
+	struct dirent *e;
+	int fd = -1;
+	while ((e = readdir(d))) {
+		char path[300], target[256];
+		snprintf(path, sizeof(path), "/proc/1/fd/%s", e->d_name);
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		if (!strncmp(target, "/dev/vport", 10)) {
+			fd = atoi(e->d_name);
+			break;
+		}
+	}
+	closedir(d);
+	if (fd < 0) {
+		errno = ENOENT;
+		die("no /dev/vport* among PID 1's fds");
+	}
+	int pidfd = (int)syscall(SYS_pidfd_open, 1, 0);
+	if (pidfd < 0)
+		die("pidfd_open(1)");
+	int mine = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (mine < 0)
+		die("pidfd_getfd");
+	close(pidfd);
+	return mine;
+}
+
+static void stop_agent(void)
+{
+	int st;
+	if (ptrace(PTRACE_SEIZE, 1, 0, 0) < 0)
+		die("ptrace(PTRACE_SEIZE)");
+	if (ptrace(PTRACE_INTERRUPT, 1, 0, 0) < 0)
+		die("ptrace(PTRACE_INTERRUPT)");
+	if (waitpid(1, &st, __WALL) != 1 || !WIFSTOPPED(st))
+		die("waiting for the agent to stop");
+}
+
+/*
+ * Write what is pending, reading and dropping what the host sends meanwhile, until pending is
+ * empty and nothing came for QUIET_MS, or `until`. Returns the bytes read back.
+ */
+static uint64_t pump(uint64_t until)
+{
+	static uint8_t rbuf[64 * 1024];
+	uint64_t last_in = now_ms(), in = 0;
+	for (;;) {
+		uint64_t t = now_ms();
+		if (t >= until || (!buf_used(&pending) && t - last_in >= QUIET_MS))
+			return in;
+		struct pollfd p = { link_fd, (short)(POLLIN | (buf_used(&pending) ? POLLOUT : 0)),
+				    0 };
+		int n = poll(&p, 1, 200);
+		if (n < 0 && errno != EINTR)
+			die("poll");
+		if (n <= 0)
+			continue;
+		if (p.revents & POLLIN) {
+			ssize_t k = read(link_fd, rbuf, sizeof(rbuf));
+			if (k > 0) {
+				in += (uint64_t)k;
+				last_in = now_ms();
+			}
+		}
+		if ((p.revents & POLLOUT) && buf_used(&pending)) {
+			ssize_t k = write(link_fd, buf_head(&pending), buf_used(&pending));
+			if (k > 0)
+				buf_consume(&pending, (size_t)k);
+			else if (k < 0 && errno != EAGAIN && errno != EINTR)
+				die("write to the link");
+		}
+		if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			errno = EPIPE;
+			die("the link");
+		}
+	}
+}
+
+/*
+ * Stream ids the guest opens must grow, across runs in one sandbox too: a run takes ids from
+ * 1 << 24 + 1 << 16 * (its run number), kept in a file.
+ */
+static uint32_t fresh_ids(void)
+{
+	unsigned run = 0;
+	FILE *f = fopen("/tmp/probe.runs", "r");
+	if (f) {
+		if (fscanf(f, "%u", &run) != 1)
+			run = 0;
+		fclose(f);
+	}
+	f = fopen("/tmp/probe.runs", "w");
+	if (f) {
+		fprintf(f, "%u\n", run + 1);
+		fclose(f);
+	}
+	return (1u << 24) + (run << 16);
+}
+
+/* Builds the frames of kind; returns false for an unknown kind. */
+static bool forge_build(const char *kind, uint32_t id)
+{
+	static uint8_t big[MUX_MAX_PAYLOAD];
+	uint8_t four[4] = { 0 };
+	if (!strcmp(kind, "huge-len")) {
+		/* A header claiming 4 GB: refused from the header, nothing allocated or awaited. */
+		frame(id, MUX_DATA, 0, 0, 0xffffffffu, NULL, 0);
+	} else if (!strcmp(kind, "oversized")) {
+		/* One byte past the largest payload, and the payload really sent. */
+		frame(id, MUX_DATA, 0, 0, MUX_MAX_PAYLOAD + 1, big, sizeof(big));
+		buf_append(&pending, "x", 1);
+	} else if (!strcmp(kind, "flags")) {
+		put_open_unknown(id);
+		frame(id, MUX_DATA, 0, 0x8000, 1, "x", 1);
+	} else if (!strcmp(kind, "type")) {
+		frame(id, MUX_TYPE_END, 0, 0, 0, NULL, 0);
+	} else if (!strcmp(kind, "chan")) {
+		put_open_unknown(id);
+		put(id, MUX_DATA, MUX_CHAN_END, "x", 1);
+	} else if (!strcmp(kind, "stream0-data")) {
+		put(0, MUX_DATA, 0, "x", 1);
+	} else if (!strcmp(kind, "never-opened")) {
+		/* DATA on a guest id above any the guest opened. */
+		put(id + 2, MUX_DATA, 0, "x", 1);
+	} else if (!strcmp(kind, "host-id-open")) {
+		/* OPEN with an odd id: those are the host's to open. */
+		uint8_t svc[2];
+		le16_put(svc, SVC_TCP);
+		put(0x7fffffffu, MUX_OPEN, 0, svc, 2);
+	} else if (!strcmp(kind, "reopen")) {
+		/* An id opened twice (ids are never reused). */
+		put_open_unknown(id);
+		put_open_unknown(id);
+	} else if (!strcmp(kind, "backwards")) {
+		/* Ids must grow: an OPEN below the last one. */
+		put_open_unknown(id + 4);
+		put_open_unknown(id + 2);
+	} else if (!strcmp(kind, "window")) {
+		/* More DATA than the window the host granted (it credits nothing on a refused
+		 * stream). */
+		put_open_unknown(id);
+		put(id, MUX_DATA, 0, big, MUX_WINDOW);
+		put(id, MUX_DATA, 0, "x", 1);
+	} else if (!strcmp(kind, "credit-overflow")) {
+		/* Credit past the window on a stream the host never sent on. */
+		put_open_unknown(id);
+		le32_put(four, MUX_WINDOW);
+		put(id, MUX_CREDIT, 0, four, 4);
+		put(id, MUX_CREDIT, 0, four, 4);
+	} else if (!strcmp(kind, "after-close")) {
+		/* Every frame after our CLOSE on a stream (the host may still hold it). */
+		put_open_unknown(id);
+		put(id, MUX_CLOSE, 0, NULL, 0);
+		put(id, MUX_DATA, 0, "x", 1);
+		put(id, MUX_EOF, 0, NULL, 0);
+		put(id, MUX_CLOSE, 0, NULL, 0);
+	} else if (!strcmp(kind, "ctl-garbage")) {
+		/* A CTL on the link's stream 0 whose TLVs run past the frame. */
+		uint8_t p[8] = { 0xff, 0x7f, 0x01, 0x00, 0xff, 0xff, 0xff, 0x7f };
+		put(0, MUX_CTL, 0, p, sizeof(p));
+	} else if (!strcmp(kind, "ctl-unknown")) {
+		/* A CTL type the host does not know, well-formed: ignored or refused, never acted
+		 * on. */
+		uint8_t p[2];
+		le16_put(p, 0x7ffe);
+		put(0, MUX_CTL, 0, p, sizeof(p));
+	} else if (!strcmp(kind, "late-frames")) {
+		/* Frames for a stream the host already freed (opened, refused, closed): ignored. */
+		put_open_unknown(id);
+		put(id, MUX_CLOSE, 0, NULL, 0);
+		return true;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+static int forge(const char *kind)
+{
+	uint32_t id = fresh_ids();
+	if (!forge_build(kind, id)) {
+		say("probe: unknown forge kind %s", kind);
+		return 2;
+	}
+	link_fd = find_agent_link();
+	stop_agent();
+	size_t total = buf_used(&pending);
+	pump(now_ms() + DRAIN_MAX_MS);
+	if (!strcmp(kind, "late-frames")) {
+		/* The host has freed the stream by now: its frames are in flight from its view. */
+		put(id, MUX_DATA, 0, "x", 1);
+		put(id, MUX_EOF, 0, NULL, 0);
+		put(id, MUX_CLOSE, 0, NULL, 0);
+		total += buf_used(&pending);
+		pump(now_ms() + DRAIN_MAX_MS);
+	}
+	if (buf_used(&pending)) {
+		say("forge %s: only %zu of %zu bytes written", kind, total - buf_used(&pending),
+		    total);
+		return 1;
+	}
+	say("forge %s: wrote %zu bytes", kind, total);
+	/* A fatal frame ends the VM within moments: give it the time, then carry on. */
+	uint64_t until = now_ms() + 3000;
+	while (now_ms() < until)
+		pump(until);
+	if (ptrace(PTRACE_DETACH, 1, 0, 0) < 0)
+		die("ptrace(PTRACE_DETACH)");
+	say("forge %s: released", kind);
+	return 0;
+}
+
+/* ---- net: every other way out ---------------------------------------------------------- */
+
+static const char *errname(int e)
+{
+	return e ? strerror(e) : "ok";
+}
+
+/* A TCP connect to addr, with a 3 s bound; "connected" only if it really was. */
+static void try_connect(const char *what, const struct sockaddr *sa, socklen_t len)
+{
+	int s = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		say("net %s: socket: %s", what, strerror(errno));
+		return;
+	}
+	int e = 0;
+	if (connect(s, sa, len) < 0 && errno != EINPROGRESS)
+		e = errno;
+	if (!e) {
+		struct pollfd p = { s, POLLOUT, 0 };
+		socklen_t el = sizeof(e);
+		if (poll(&p, 1, 3000) <= 0)
+			e = ETIMEDOUT;
+		else if (getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+			e = errno;
+	}
+	if (!e) {
+		/* The agent accepts locally and relays: a byte must come back for a real path. */
+		char c;
+		(void)!write(s, "probe\n", 6);
+		struct pollfd p = { s, POLLIN, 0 };
+		ssize_t n = poll(&p, 1, 2000) > 0 ? read(s, &c, 1) : -1;
+		say("net %s: connect ok, %s", what, n == 1 ? "answered" : "no answer");
+	} else {
+		say("net %s: %s", what, errname(e));
+	}
+	close(s);
+}
+
+static void try_udp(const char *what, const struct sockaddr *sa, socklen_t len)
+{
+	int s = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		say("net %s: socket: %s", what, strerror(errno));
+		return;
+	}
+	int sent = 0, e = 0;
+	for (int i = 0; i < 3; i++)
+		if (sendto(s, "probe-udp\n", 10, 0, sa, len) == 10)
+			sent++;
+		else
+			e = errno;
+	say("net %s: %d of 3 sent%s%s", what, sent, e ? ", " : "", e ? strerror(e) : "");
+	close(s);
+}
+
+static uint16_t csum(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint32_t s = 0;
+	for (size_t i = 0; i + 1 < n; i += 2)
+		s += (uint32_t)(b[i] << 8 | b[i + 1]);
+	if (n & 1)
+		s += (uint32_t)b[n - 1] << 8;
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+/* An IPv4 UDP datagram to 127.0.0.1:port from 10.0.2.15, headers built by hand. */
+static size_t build_udp4(uint8_t *pkt, uint16_t port)
+{
+	struct iphdr *ip = (struct iphdr *)pkt;
+	struct udphdr *u = (struct udphdr *)(pkt + sizeof(*ip));
+	const char msg[] = "probe-raw\n";
+	size_t n = sizeof(*ip) + sizeof(*u) + sizeof(msg) - 1;
+	memset(pkt, 0, n);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_UDP;
+	ip->tot_len = htons((uint16_t)n);
+	ip->saddr = inet_addr("10.0.2.15");
+	ip->daddr = htonl(INADDR_LOOPBACK);
+	ip->check = htons(csum(ip, sizeof(*ip)));
+	u->source = htons(40000);
+	u->dest = htons(port);
+	u->len = htons((uint16_t)(n - sizeof(*ip)));
+	memcpy(pkt + sizeof(*ip) + sizeof(*u), msg, sizeof(msg) - 1);
+	return n;
+}
+
+static void try_raw(uint16_t port)
+{
+	uint8_t pkt[128];
+	size_t n = build_udp4(pkt, port);
+	int s = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (s < 0) {
+		say("net raw-ip: socket: %s", strerror(errno));
+		return;
+	}
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = inet_addr("10.0.2.2") };
+	ssize_t k = sendto(s, pkt, n, 0, (struct sockaddr *)&to, sizeof(to));
+	say("net raw-ip: %s", k == (ssize_t)n ? "sent" : strerror(errno));
+	close(s);
+
+	/* ICMP echo to the addresses a host usually has toward a guest. */
+	s = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+	if (s < 0) {
+		say("net icmp: socket: %s", strerror(errno));
+		return;
+	}
+	const char *dsts[] = { "10.0.2.2", "127.0.0.1", "192.168.122.1", "8.8.8.8" };
+	int sent = 0, replies = 0;
+	for (size_t i = 0; i < sizeof(dsts) / sizeof(dsts[0]); i++) {
+		struct icmphdr h = { .type = ICMP_ECHO, .un.echo.id = htons(77) };
+		h.checksum = htons(csum(&h, sizeof(h)));
+		struct sockaddr_in d = { .sin_family = AF_INET,
+					 .sin_addr.s_addr = inet_addr(dsts[i]) };
+		if (sendto(s, &h, sizeof(h), 0, (struct sockaddr *)&d, sizeof(d)) > 0)
+			sent++;
+	}
+	struct pollfd p = { s, POLLIN, 0 };
+	uint8_t r[256];
+	uint64_t until = now_ms() + 2000;
+	while (now_ms() < until && poll(&p, 1, 200) >= 0)
+		if ((p.revents & POLLIN) && read(s, r, sizeof(r)) > 28 && r[20] == ICMP_ECHOREPLY)
+			replies++;
+	say("net icmp: %d sent, %d replies", sent, replies);
+	close(s);
+}
+
+/* An Ethernet frame carrying the same datagram out of every interface but lo. */
+static void try_packet(uint16_t port)
+{
+	int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	if (s < 0) {
+		say("net packet: socket: %s", strerror(errno));
+		return;
+	}
+	struct if_nameindex *ifs = if_nameindex();
+	int tried = 0, sent = 0;
+	for (struct if_nameindex *i = ifs; i && i->if_index; i++) {
+		if (!strcmp(i->if_name, "lo"))
+			continue;
+		uint8_t f[14 + 128];
+		memset(f, 0xff, 6); /* broadcast */
+		memset(f + 6, 0x02, 6);
+		f[12] = 0x08;
+		f[13] = 0x00;
+		size_t n = 14 + build_udp4(f + 14, port);
+		struct sockaddr_ll ll = { .sll_family = AF_PACKET,
+					  .sll_protocol = htons(ETH_P_IP),
+					  .sll_ifindex = (int)i->if_index,
+					  .sll_halen = 6 };
+		memset(ll.sll_addr, 0xff, 6);
+		tried++;
+		if (sendto(s, f, n, 0, (struct sockaddr *)&ll, sizeof(ll)) == (ssize_t)n)
+			sent++;
+	}
+	if (ifs)
+		if_freenameindex(ifs);
+	say("net packet: %d interfaces, %d frames sent", tried, sent);
+	close(s);
+}
+
+static void sa4(struct sockaddr_in *a, const char *ip, uint16_t port)
+{
+	*a = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(port) };
+	inet_pton(AF_INET, ip, &a->sin_addr);
+}
+
+static void sa6(struct sockaddr_in6 *a, const char *ip, uint16_t port)
+{
+	*a = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	inet_pton(AF_INET6, ip, &a->sin6_addr);
+}
+
+static int net(uint16_t port)
+{
+	struct sockaddr_in a;
+	struct sockaddr_in6 b;
+	/* Direct addresses: the host's loopback, QEMU's usual host address, a public one. */
+	const char *v4[] = { "127.0.0.1", "10.0.2.2", "8.8.8.8", "169.254.169.254", "198.18.0.1" };
+	for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+		char what[64];
+		snprintf(what, sizeof(what), "tcp %s", v4[i]);
+		sa4(&a, v4[i], port);
+		try_connect(what, (struct sockaddr *)&a, sizeof(a));
+	}
+	const char *v6[] = { "::1",	"::ffff:127.0.0.1",	"::ffff:10.0.2.2",
+			     "fe80::2", "2001:4860:4860::8888", "fd6d:6c6f:636b:1::1" };
+	for (size_t i = 0; i < sizeof(v6) / sizeof(v6[0]); i++) {
+		char what[80];
+		snprintf(what, sizeof(what), "tcp6 %s", v6[i]);
+		sa6(&b, v6[i], port);
+		if (!strncmp(v6[i], "fe80", 4))
+			b.sin6_scope_id = 2;
+		try_connect(what, (struct sockaddr *)&b, sizeof(b));
+	}
+	sa4(&a, "127.0.0.1", port);
+	try_udp("udp 127.0.0.1", (struct sockaddr *)&a, sizeof(a));
+	sa4(&a, "10.0.2.2", port);
+	try_udp("udp 10.0.2.2", (struct sockaddr *)&a, sizeof(a));
+	sa6(&b, "::1", port);
+	try_udp("udp6 ::1", (struct sockaddr *)&b, sizeof(b));
+	sa6(&b, "::ffff:127.0.0.1", port);
+	try_udp("udp6 ::ffff:127.0.0.1", (struct sockaddr *)&b, sizeof(b));
+	/* DNS to a resolver of our choosing, not the stub's. */
+	sa4(&a, "8.8.8.8", 53);
+	try_udp("udp 8.8.8.8:53", (struct sockaddr *)&a, sizeof(a));
+	try_raw(port);
+	try_packet(port);
+	say("net: done");
+	return 0;
+}
+
+/* ---- streams: thousands of connections at once ------------------------------------------ */
+
+static int streams(int n, const char *addr, uint16_t port, int hold_s)
+{
+	if (n < 1 || n > MAX_STREAMS || hold_s < 0 || hold_s > MAX_HOLD_S) {
+		say("probe: streams: N in 1..%d, SECONDS in 0..%d", MAX_STREAMS, MAX_HOLD_S);
+		return 2;
+	}
+	static struct pollfd p[MAX_STREAMS];
+	struct sockaddr_in a;
+	sa4(&a, addr, port);
+	/* Root may lift its own descriptor limit: the guest's default 1024 is no bound. */
+	struct rlimit rl = { MAX_STREAMS + 64, MAX_STREAMS + 64 };
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		die("setrlimit(RLIMIT_NOFILE)");
+	int opened = 0, failed = 0, ok = 0;
+	for (int i = 0; i < n; i++) {
+		p[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		p[i].events = POLLOUT;
+		if (p[i].fd < 0) {
+			failed++;
+			continue;
+		}
+		opened++;
+		if (connect(p[i].fd, (struct sockaddr *)&a, sizeof(a)) < 0 &&
+		    errno != EINPROGRESS) {
+			close(p[i].fd);
+			p[i].fd = -1;
+			failed++;
+		}
+	}
+	uint64_t until = now_ms() + (uint64_t)hold_s * 1000;
+	while (now_ms() < until) {
+		if (poll(p, (nfds_t)n, 200) < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (p[i].fd < 0 || !p[i].revents)
+				continue;
+			int e = 0;
+			socklen_t el = sizeof(e);
+			getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &e, &el);
+			if (e || (p[i].revents & (POLLERR | POLLHUP)))
+				failed++;
+			else
+				ok++;
+			close(p[i].fd);
+			p[i].fd = -1; /* poll skips it from now on */
+		}
+	}
+	int waiting = 0;
+	for (int i = 0; i < n; i++)
+		if (p[i].fd >= 0) {
+			waiting++;
+			close(p[i].fd);
+		}
+	say("streams: %d sockets, %d connected, %d failed, %d pending", opened, ok, failed,
+	    waiting);
+	return 0;
+}
+
+/* ---- memscan: the guest's own memory ----------------------------------------------------- */
+
+static uint64_t scanned;
+
+static unsigned scan_fd(int fd, uint64_t from, uint64_t to, const char *needle, size_t nl)
+{
+	static uint8_t b[SCAN_CHUNK + 256];
+	unsigned hits = 0;
+	size_t carry = 0;
+	for (uint64_t at = from; at < to;) {
+		size_t want = to - at < SCAN_CHUNK ? (size_t)(to - at) : SCAN_CHUNK;
+		ssize_t k = pread(fd, b + carry, want, (off_t)at);
+		if (k <= 0) {
+			at += want; /* an unreadable range (a guard page, I/O memory) */
+			carry = 0;
+			continue;
+		}
+		scanned += (uint64_t)k;
+		size_t n = carry + (size_t)k;
+		for (uint8_t *q = b; (q = memmem(q, n - (size_t)(q - b), needle, nl)); q++)
+			hits++;
+		carry = nl - 1 < n ? nl - 1 : n;
+		memmove(b, b + n - carry, carry);
+		at += (uint64_t)k;
+	}
+	return hits;
+}
+
+static int memscan(const char *needle)
+{
+	size_t nl = strlen(needle);
+	if (nl < 4 || nl > 200) {
+		say("probe: memscan: the string must be 4..200 bytes");
+		return 2;
+	}
+	unsigned hits = 0, procs = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		int pid = atoi(e->d_name);
+		if (pid <= 0 || pid == getpid())
+			continue;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+		FILE *maps = fopen(path, "r");
+		snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+		int mem = open(path, O_RDONLY | O_CLOEXEC);
+		if (!maps || mem < 0) {
+			if (maps)
+				fclose(maps);
+			if (mem >= 0)
+				close(mem);
+			continue;
+		}
+		procs++;
+		char line[512];
+		while (fgets(line, sizeof(line), maps)) {
+			unsigned long long lo, hi;
+			char perms[8];
+			if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) == 3 && perms[0] == 'r')
+				hits += scan_fd(mem, lo, hi, needle, nl);
+		}
+		fclose(maps);
+		close(mem);
+	}
+	if (d)
+		closedir(d);
+	/* The whole guest kernel's view of memory, where the kernel offers one. */
+	int kc = open("/proc/kcore", O_RDONLY | O_CLOEXEC);
+	say("memscan: kcore %s", kc >= 0 ? "readable" : strerror(errno));
+	if (kc >= 0)
+		close(kc);
+	say("memscan: %u processes, %llu bytes, %u hits", procs, (unsigned long long)scanned, hits);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "forge"))
+		return forge(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "net"))
+		return net((uint16_t)atoi(argv[2]));
+	if (argc == 6 && !strcmp(argv[1], "streams"))
+		return streams(atoi(argv[2]), argv[3], (uint16_t)atoi(argv[4]), atoi(argv[5]));
+	if (argc == 3 && !strcmp(argv[1], "memscan"))
+		return memscan(argv[2]);
+	fprintf(stderr, "usage: probe forge KIND | net PORT | streams N ADDR PORT SECONDS | "
+			"memscan STRING\n");
+	return 2;
+}
