@@ -17,6 +17,10 @@
  *   probe streams N ADDR PORT SECONDS
  *                         open N TCP connections at once (each a link stream), hold them
  *                         SECONDS, print how many connected, failed or were still pending.
+ *   probe dns N DOMAIN    64 tunnel-shaped queries through the guest's DNS stub (63-byte labels,
+ *                         names of 250 and past 255 bytes, TXT/MX/NULL/ANY, binary labels, a
+ *                         pointer loop; 8 of each), then N for distinct names under DOMAIN (64
+ *                         in flight). One "dns odd|many: ..." line each, answers by rcode.
  *   probe memscan STRING  search the memory of every process of the guest (/proc/PID/mem over
  *                         /proc/PID/maps) and /proc/kcore when the kernel has one; prints
  *                         "memscan: N processes, M bytes, K hits".
@@ -453,7 +457,7 @@ static void try_raw(uint16_t port)
 		say("net icmp: socket: %s", strerror(errno));
 		return;
 	}
-	const char *dsts[] = { "10.0.2.2", "127.0.0.1", "192.168.122.1", "8.8.8.8" };
+	const char *dsts[] = { "10.0.2.2", "192.168.122.1", "8.8.8.8" };
 	int sent = 0, replies = 0;
 	for (size_t i = 0; i < sizeof(dsts) / sizeof(dsts[0]); i++) {
 		struct icmphdr h = { .type = ICMP_ECHO, .un.echo.id = htons(77) };
@@ -524,7 +528,8 @@ static int net(uint16_t port)
 	struct sockaddr_in a;
 	struct sockaddr_in6 b;
 	/* Direct addresses: the host's loopback, QEMU's usual host address, a public one. */
-	const char *v4[] = { "127.0.0.1", "10.0.2.2", "8.8.8.8", "169.254.169.254", "198.18.0.1" };
+	const char *v4[] = { "127.0.0.1", "10.0.2.2", "8.8.8.8", "169.254.169.254",
+			     "198.19.255.254" };
 	for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
 		char what[64];
 		snprintf(what, sizeof(what), "tcp %s", v4[i]);
@@ -532,7 +537,7 @@ static int net(uint16_t port)
 		try_connect(what, (struct sockaddr *)&a, sizeof(a));
 	}
 	const char *v6[] = { "::1",	"::ffff:127.0.0.1",	"::ffff:10.0.2.2",
-			     "fe80::2", "2001:4860:4860::8888", "fd6d:6c6f:636b:1::1" };
+			     "fe80::2", "2001:4860:4860::8888", "fd6d:6c6f:636b:1::fffe" };
 	for (size_t i = 0; i < sizeof(v6) / sizeof(v6[0]); i++) {
 		char what[80];
 		snprintf(what, sizeof(what), "tcp6 %s", v6[i]);
@@ -615,6 +620,201 @@ static int streams(int n, const char *addr, uint16_t port, int hold_s)
 		}
 	say("streams: %d sockets, %d connected, %d failed, %d pending", opened, ok, failed,
 	    waiting);
+	return 0;
+}
+
+/* ---- dns: tunnelling through the stub ---------------------------------------------------- */
+
+#define DNS_WINDOW 64 /* queries in flight at once */
+#define DNS_WAIT_MS 3000
+
+/* A query for name (dotted, or raw wire labels when wire is set) of qtype, id. */
+static size_t dns_build(uint8_t *q, uint16_t id, const char *name, const uint8_t *wire,
+			size_t wirelen, uint16_t qtype)
+{
+	size_t n = 0;
+	uint8_t h[12] = { (uint8_t)(id >> 8), (uint8_t)id, 0x01, 0, 0, 1 };
+	memcpy(q, h, sizeof(h));
+	n = sizeof(h);
+	if (wire) {
+		memcpy(q + n, wire, wirelen);
+		n += wirelen;
+	} else {
+		const char *p = name;
+		while (*p) {
+			const char *dot = strchr(p, '.');
+			size_t l = dot ? (size_t)(dot - p) : strlen(p);
+			q[n++] = (uint8_t)l;
+			memcpy(q + n, p, l);
+			n += l;
+			p += l + (dot ? 1 : 0);
+		}
+		q[n++] = 0;
+	}
+	q[n++] = (uint8_t)(qtype >> 8);
+	q[n++] = (uint8_t)qtype;
+	q[n++] = 0;
+	q[n++] = 1;
+	return n;
+}
+
+struct dns_tally {
+	unsigned answered, synthetic, rcode[16], lost;
+};
+
+/* The first A answer's address of a reply, or 0. */
+static uint32_t dns_first_a(const uint8_t *r, size_t n)
+{
+	if (n < 12)
+		return 0;
+	size_t at = 12;
+	for (unsigned q = (unsigned)(r[4] << 8 | r[5]); q; q--) {
+		while (at < n && r[at] && !(r[at] & 0xc0))
+			at += r[at] + 1u;
+		at += at < n && (r[at] & 0xc0) ? 2 : 1;
+		at += 4;
+	}
+	for (unsigned a = (unsigned)(r[6] << 8 | r[7]); a && at < n; a--) {
+		while (at < n && r[at] && !(r[at] & 0xc0))
+			at += r[at] + 1u;
+		at += at < n && (r[at] & 0xc0) ? 2 : 1;
+		if (at + 10 > n)
+			return 0;
+		uint16_t type = (uint16_t)(r[at] << 8 | r[at + 1]);
+		uint16_t rdlen = (uint16_t)(r[at + 8] << 8 | r[at + 9]);
+		at += 10;
+		if (type == 1 && rdlen == 4 && at + 4 <= n)
+			return (uint32_t)r[at] << 24 | (uint32_t)r[at + 1] << 16 |
+			       (uint32_t)r[at + 2] << 8 | r[at + 3];
+		at += rdlen;
+	}
+	return 0;
+}
+
+/* Send count queries (query i built by mk) through the stub, DNS_WINDOW at a time. */
+static void dns_run(int s, unsigned count, size_t (*mk)(uint8_t *, uint16_t, unsigned),
+		    struct dns_tally *t)
+{
+	static uint64_t sent_at[65536];
+	unsigned next = 0, inflight = 0;
+	uint8_t q[600], r[4096];
+	memset(sent_at, 0, sizeof(sent_at));
+	uint64_t last = now_ms();
+	while ((next < count || inflight) && now_ms() - last < DNS_WAIT_MS) {
+		while (next < count && inflight < DNS_WINDOW) {
+			uint16_t id = (uint16_t)(next & 0xffff);
+			size_t n = mk(q, id, next);
+			if (send(s, q, n, 0) == (ssize_t)n) {
+				sent_at[id] = now_ms();
+				inflight++;
+			} else {
+				t->lost++;
+			}
+			next++;
+		}
+		struct pollfd p = { s, POLLIN, 0 };
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t k = recv(s, r, sizeof(r), 0);
+		if (k < 12)
+			continue;
+		uint16_t id = (uint16_t)(r[0] << 8 | r[1]);
+		if (!sent_at[id])
+			continue;
+		sent_at[id] = 0;
+		inflight--;
+		last = now_ms();
+		t->answered++;
+		t->rcode[r[3] & 15]++;
+		uint32_t a = dns_first_a(r, (size_t)k);
+		if ((a >> 17) == (198u << 7 | 18u >> 1)) /* 198.18.0.0/15 */
+			t->synthetic++;
+	}
+	t->lost += inflight;
+}
+
+static const char *dns_domain;
+
+static size_t mk_many(uint8_t *q, uint16_t id, unsigned i)
+{
+	char name[300];
+	snprintf(name, sizeof(name), "n%u-%08x.%s", i, i * 2654435761u, dns_domain);
+	return dns_build(q, id, name, NULL, 0, 1);
+}
+
+/* Tunnel-shaped queries: long labels, full-length names, TXT and other types, raw bytes. */
+static size_t mk_odd(uint8_t *q, uint16_t id, unsigned i)
+{
+	char name[400], label[64];
+	memset(label, 'a' + (int)(i % 26), 63);
+	label[63] = 0;
+	uint8_t wire[300];
+	size_t w = 0;
+	switch (i % 8) {
+	case 0: /* 63-byte labels up to a 250-byte name, A */
+		snprintf(name, sizeof(name), "%s.%s.%s.%.*s%s", label, label, label,
+			 (int)(250 - 3 * 64 - strlen(dns_domain) - 1), label, "");
+		snprintf(name + strlen(name), sizeof(name) - strlen(name), ".%s", dns_domain);
+		return dns_build(q, id, name, NULL, 0, 1);
+	case 1: /* the same as TXT, MX, NULL, ANY */
+	case 2:
+	case 3:
+	case 4: {
+		static const uint16_t types[] = { 16, 15, 10, 255 };
+		snprintf(name, sizeof(name), "%s.%s", label, dns_domain);
+		return dns_build(q, id, name, NULL, 0, types[i % 8 - 1]);
+	}
+	case 5: /* a name past 255 bytes */
+		snprintf(name, sizeof(name), "%s.%s.%s.%s.%s", label, label, label, label,
+			 dns_domain);
+		return dns_build(q, id, name, NULL, 0, 1);
+	case 6: /* binary label bytes */
+		wire[w++] = 8;
+		for (int k = 0; k < 8; k++)
+			wire[w++] = (uint8_t)(i * 31 + (unsigned)k * 97);
+		for (const char *p = dns_domain; *p;) {
+			const char *dot = strchr(p, '.');
+			size_t l = dot ? (size_t)(dot - p) : strlen(p);
+			wire[w++] = (uint8_t)l;
+			memcpy(wire + w, p, l);
+			w += l;
+			p += l + (dot ? 1 : 0);
+		}
+		wire[w++] = 0;
+		return dns_build(q, id, NULL, wire, w, 1);
+	default: /* a compression pointer loop */
+		wire[w++] = 0xc0;
+		wire[w++] = 12;
+		return dns_build(q, id, NULL, wire, w, 1);
+	}
+}
+
+static void dns_say(const char *what, unsigned count, const struct dns_tally *t)
+{
+	say("dns %s: %u queries, %u answers (%u synthetic A), noerror %u, formerr %u, servfail "
+	    "%u, nxdomain %u, notimp %u, refused %u, lost %u",
+	    what, count, t->answered, t->synthetic, t->rcode[0], t->rcode[1], t->rcode[2],
+	    t->rcode[3], t->rcode[4], t->rcode[5], t->lost);
+}
+
+static int dns(unsigned count, const char *domain)
+{
+	if (count < 1 || count > 60000 || strlen(domain) > 40) {
+		say("probe: dns: N in 1..60000, DOMAIN at most 40 bytes");
+		return 2;
+	}
+	dns_domain = domain;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a;
+	sa4(&a, "127.0.0.1", 53);
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("the DNS stub");
+	struct dns_tally many = { 0 }, odd = { 0 };
+	dns_run(s, 64, mk_odd, &odd);
+	dns_say("odd", 64, &odd);
+	dns_run(s, count, mk_many, &many);
+	dns_say("many", count, &many);
+	close(s);
 	return 0;
 }
 
@@ -702,9 +902,11 @@ int main(int argc, char **argv)
 		return net((uint16_t)atoi(argv[2]));
 	if (argc == 6 && !strcmp(argv[1], "streams"))
 		return streams(atoi(argv[2]), argv[3], (uint16_t)atoi(argv[4]), atoi(argv[5]));
+	if (argc == 4 && !strcmp(argv[1], "dns"))
+		return dns((unsigned)atoi(argv[2]), argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "memscan"))
 		return memscan(argv[2]);
 	fprintf(stderr, "usage: probe forge KIND | net PORT | streams N ADDR PORT SECONDS | "
-			"memscan STRING\n");
+			"dns N DOMAIN | memscan STRING\n");
 	return 2;
 }
