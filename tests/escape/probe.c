@@ -21,9 +21,15 @@
  *                         names of 250 and past 255 bytes, TXT/MX/NULL/ANY, binary labels, a
  *                         pointer loop; 8 of each), then N for distinct names under DOMAIN (64
  *                         in flight). One "dns odd|many: ..." line each, answers by rcode.
- *   probe memscan STRING  search the memory of every process of the guest (/proc/PID/mem over
- *                         /proc/PID/maps) and /proc/kcore when the kernel has one; prints
- *                         "memscan: N processes, M bytes, K hits".
+ *   probe setxattr PATH   set attributes a host would act on (a file capability granting
+ *                         CAP_SETUID, trusted.*, security.selinux, an ACL) and a user.* one;
+ *                         one "setxattr NAME: RESULT" line each.
+ *   probe memscan HEX     search for a string (given as hex of its bytes XOR 0x5a, so that it
+ *                         is nowhere in the guest but in this process) in the memory of every
+ *                         other guest process (/proc/PID/mem over /proc/PID/maps), their environ
+ *                         and cmdline, every file of the root filesystem, /sys/firmware, the
+ *                         kernel's command line and log; prints "memscan: N processes, M bytes,
+ *                         F files, K hits (H in memory)" and each file it was found in.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -44,11 +50,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sys/klog.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -846,14 +856,58 @@ static unsigned scan_fd(int fd, uint64_t from, uint64_t to, const char *needle, 
 	return hits;
 }
 
-static int memscan(const char *needle)
+/* Occurrences of needle in the file at path (at most its first 64 MB). */
+static unsigned scan_file(const char *path, const char *needle, size_t nl)
 {
-	size_t nl = strlen(needle);
-	if (nl < 4 || nl > 200) {
-		say("probe: memscan: the string must be 4..200 bytes");
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	unsigned hits = 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		/* /proc and /sys files say size 0: read them as far as they go. */
+		uint64_t end = st.st_size ? (uint64_t)st.st_size : 1u << 20;
+		hits = scan_fd(fd, 0, end < (64u << 20) ? end : 64u << 20, needle, nl);
+	}
+	close(fd);
+	return hits;
+}
+
+static const char *walk_needle;
+static size_t walk_nl;
+static unsigned walk_hits, walk_files;
+
+static int walk_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	if (type == FTW_F) {
+		walk_files++;
+		unsigned h = scan_file(path, walk_needle, walk_nl);
+		if (h)
+			say("memscan: found in %s", path);
+		walk_hits += h;
+	}
+	return 0;
+}
+
+/* The needle arrives as hex of its bytes XOR 0x5a: never in the guest's memory as itself. */
+static int memscan(const char *hex)
+{
+	char needle[201];
+	size_t nl = strlen(hex) / 2;
+	if (strlen(hex) % 2 || nl < 4 || nl > 200) {
+		say("probe: memscan: the string must be 4..200 bytes, given as hex of bytes ^ "
+		    "0x5a");
 		return 2;
 	}
-	unsigned hits = 0, procs = 0;
+	for (size_t i = 0; i < nl; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return 2;
+		needle[i] = (char)(v ^ 0x5a);
+	}
+	needle[nl] = 0;
+	unsigned hits = 0, procs = 0, files = 0;
 	DIR *d = opendir("/proc");
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
@@ -861,6 +915,11 @@ static int memscan(const char *needle)
 		if (pid <= 0 || pid == getpid())
 			continue;
 		char path[64];
+		for (int k = 0; k < 2; k++) {
+			snprintf(path, sizeof(path), "/proc/%d/%s", pid, k ? "cmdline" : "environ");
+			hits += scan_file(path, needle, nl);
+			files++;
+		}
 		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 		FILE *maps = fopen(path, "r");
 		snprintf(path, sizeof(path), "/proc/%d/mem", pid);
@@ -885,12 +944,49 @@ static int memscan(const char *needle)
 	}
 	if (d)
 		closedir(d);
+	unsigned mem_hits = hits;
+	/* Every file of the guest's own filesystems, the kernel's command line, firmware tables. */
+	walk_needle = needle;
+	walk_nl = nl;
+	nftw("/", walk_one, 64, FTW_PHYS | FTW_MOUNT);
+	nftw("/sys/firmware", walk_one, 64, FTW_PHYS);
+	hits += scan_file("/proc/cmdline", needle, nl) + walk_hits;
+	files += walk_files + 1;
+	/* The kernel's log. */
+	static char klog[1 << 20];
+	int kn = klogctl(3, klog, sizeof(klog));
+	if (kn > 0 && memmem(klog, (size_t)kn, needle, nl))
+		hits++;
 	/* The whole guest kernel's view of memory, where the kernel offers one. */
 	int kc = open("/proc/kcore", O_RDONLY | O_CLOEXEC);
 	say("memscan: kcore %s", kc >= 0 ? "readable" : strerror(errno));
 	if (kc >= 0)
 		close(kc);
-	say("memscan: %u processes, %llu bytes, %u hits", procs, (unsigned long long)scanned, hits);
+	say("memscan: %u processes, %llu bytes, %u files, %u hits (%u in memory)", procs,
+	    (unsigned long long)scanned, files, hits, mem_hits);
+	return 0;
+}
+
+/* ---- setxattr: attributes a host would act on ------------------------------------------ */
+
+/* A file capability (VFS_CAP_REVISION_2) granting CAP_SETUID, then the namespaces Linux keeps. */
+static int xattrs(const char *path)
+{
+	uint32_t cap[5] = { 0x02000001u, 1u << 7, 1u << 7, 0, 0 };
+	struct {
+		const char *name;
+		const void *v;
+		size_t n;
+	} a[] = {
+		{ "security.capability", cap, sizeof(cap) },
+		{ "trusted.probe", "x", 1 },
+		{ "security.selinux", "system_u:object_r:shadow_t:s0", 29 },
+		{ "system.posix_acl_access", "\x02\0\0\0", 4 },
+		{ "user.probe", "kept", 4 },
+	};
+	for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++)
+		say("setxattr %s: %s", a[i].name,
+		    setxattr(path, a[i].name, a[i].v, a[i].n, 0) < 0 ? strerror(errno) : "ok");
 	return 0;
 }
 
@@ -904,9 +1000,11 @@ int main(int argc, char **argv)
 		return streams(atoi(argv[2]), argv[3], (uint16_t)atoi(argv[4]), atoi(argv[5]));
 	if (argc == 4 && !strcmp(argv[1], "dns"))
 		return dns((unsigned)atoi(argv[2]), argv[3]);
+	if (argc == 3 && !strcmp(argv[1], "setxattr"))
+		return xattrs(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "memscan"))
 		return memscan(argv[2]);
 	fprintf(stderr, "usage: probe forge KIND | net PORT | streams N ADDR PORT SECONDS | "
-			"dns N DOMAIN | memscan STRING\n");
+			"dns N DOMAIN | setxattr PATH | memscan STRING\n");
 	return 2;
 }
