@@ -10,6 +10,8 @@
  *                         Prints "forge KIND: wrote N bytes" and, if the host still answers,
  *                         "forge KIND: released". A frame that breaks the protocol ends the whole
  *                         sandbox, so for those the line after "wrote" never comes.
+ *   probe forge-fs KIND   the same on the file-service link ("matchlock.fs"), as the FUSE relay
+ *                         (the process holding that port): see forge_fs for the kinds.
  *   probe net PORT        every way out a guest root has that is not the egress engine's TCP
  *                         relay, against the host's loopback listeners on PORT (TCP and UDP,
  *                         127.0.0.1 and ::1): direct, IPv6, IPv4-mapped IPv6 connects, UDP, raw,
@@ -106,6 +108,7 @@ static void die(const char *what)
 /* ---- forge: raw frames on the agent's link ------------------------------------------- */
 
 static int link_fd = -1;
+static pid_t victim = 1; /* the process whose link we took: the agent, or the FUSE relay */
 static struct buf pending;
 
 static void frame(uint32_t stream, uint8_t type, uint8_t chan, uint16_t flags, uint32_t len,
@@ -173,12 +176,78 @@ static int find_agent_link(void)
 static void stop_agent(void)
 {
 	int st;
-	if (ptrace(PTRACE_SEIZE, 1, 0, 0) < 0)
+	if (ptrace(PTRACE_SEIZE, victim, 0, 0) < 0)
 		die("ptrace(PTRACE_SEIZE)");
-	if (ptrace(PTRACE_INTERRUPT, 1, 0, 0) < 0)
+	if (ptrace(PTRACE_INTERRUPT, victim, 0, 0) < 0)
 		die("ptrace(PTRACE_INTERRUPT)");
-	if (waitpid(1, &st, __WALL) != 1 || !WIFSTOPPED(st))
-		die("waiting for the agent to stop");
+	if (waitpid(victim, &st, __WALL) != victim || !WIFSTOPPED(st))
+		die("waiting for the victim to stop");
+}
+
+/*
+ * The FUSE relay's fd on the port named matchlock.fs (agent/fuse.c): the port is found by its
+ * sysfs name, the relay as the one process holding it. Sets victim.
+ */
+static int find_fs_link(void)
+{
+	char dev[300] = "", path[600], target[300];
+	DIR *d = opendir("/sys/class/virtio-ports");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char name[64] = "";
+		snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, name, sizeof(name) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n > 0 && !strncmp(name, "matchlock.fs", 12) && (name[12] == '\n' || !name[12]))
+			snprintf(dev, sizeof(dev), "/dev/%s", e->d_name);
+	}
+	if (d)
+		closedir(d);
+	if (!dev[0]) {
+		errno = ENOENT;
+		die("no virtio port named matchlock.fs (no host folder?)");
+	}
+	DIR *procs = opendir("/proc");
+	int fdno = -1;
+	while (procs && fdno < 0 && (e = readdir(procs))) {
+		pid_t pid = atoi(e->d_name);
+		if (pid <= 0 || pid == getpid())
+			continue;
+		char fddir[64];
+		snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
+		DIR *fds = opendir(fddir);
+		struct dirent *f;
+		while (fds && (f = readdir(fds))) {
+			snprintf(path, sizeof(path), "%s/%s", fddir, f->d_name);
+			ssize_t n = readlink(path, target, sizeof(target) - 1);
+			if (n <= 0)
+				continue;
+			target[n] = 0;
+			if (!strcmp(target, dev)) {
+				victim = pid;
+				fdno = atoi(f->d_name);
+				break;
+			}
+		}
+		if (fds)
+			closedir(fds);
+	}
+	if (procs)
+		closedir(procs);
+	if (fdno < 0) {
+		errno = ESRCH;
+		die("no process holds the matchlock.fs port");
+	}
+	int pidfd = (int)syscall(SYS_pidfd_open, victim, 0);
+	if (pidfd < 0)
+		die("pidfd_open(relay)");
+	int mine = (int)syscall(SYS_pidfd_getfd, pidfd, fdno, 0);
+	if (mine < 0)
+		die("pidfd_getfd(relay)");
+	close(pidfd);
+	return mine;
 }
 
 /*
@@ -349,9 +418,49 @@ static int forge(const char *kind)
 	uint64_t until = now_ms() + 3000;
 	while (now_ms() < until)
 		pump(until);
-	if (ptrace(PTRACE_DETACH, 1, 0, 0) < 0)
+	if (ptrace(PTRACE_DETACH, victim, 0, 0) < 0)
 		die("ptrace(PTRACE_DETACH)");
 	say("forge %s: released", kind);
+	return 0;
+}
+
+/*
+ * The same on the file-service link, as the FUSE relay: its stream for the first host folder
+ * is 2 (agent/fuse.c opens one per folder, in order, before anything else).
+ *   huge-len     a frame header claiming 4 GB (breaks the link: the sandbox ends)
+ *   never-opened DATA on a guest id the relay never opened (breaks the link)
+ *   record-len   a request record on stream 2 claiming 4 GB (the host ends that stream only)
+ */
+static int forge_fs(const char *kind)
+{
+	uint8_t rec[4];
+	if (!strcmp(kind, "huge-len")) {
+		frame(2, MUX_DATA, 0, 0, 0xffffffffu, NULL, 0);
+	} else if (!strcmp(kind, "never-opened")) {
+		put(1u << 20, MUX_DATA, 0, "x", 1);
+	} else if (!strcmp(kind, "record-len")) {
+		le32_put(rec, 0xffffffffu);
+		put(2, MUX_DATA, 0, rec, sizeof(rec));
+	} else {
+		say("probe: unknown forge-fs kind %s", kind);
+		return 2;
+	}
+	link_fd = find_fs_link();
+	stop_agent();
+	size_t total = buf_used(&pending);
+	pump(now_ms() + DRAIN_MAX_MS);
+	if (buf_used(&pending)) {
+		say("forge-fs %s: only %zu of %zu bytes written", kind, total - buf_used(&pending),
+		    total);
+		return 1;
+	}
+	say("forge-fs %s: wrote %zu bytes", kind, total);
+	uint64_t until = now_ms() + 3000;
+	while (now_ms() < until)
+		pump(until);
+	if (ptrace(PTRACE_DETACH, victim, 0, 0) < 0)
+		die("ptrace(PTRACE_DETACH)");
+	say("forge-fs %s: released", kind);
 	return 0;
 }
 
@@ -994,6 +1103,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "forge"))
 		return forge(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "forge-fs"))
+		return forge_fs(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "net"))
 		return net((uint16_t)atoi(argv[2]));
 	if (argc == 6 && !strcmp(argv[1], "streams"))
@@ -1004,7 +1115,9 @@ int main(int argc, char **argv)
 		return xattrs(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "memscan"))
 		return memscan(argv[2]);
-	fprintf(stderr, "usage: probe forge KIND | net PORT | streams N ADDR PORT SECONDS | "
-			"dns N DOMAIN | setxattr PATH | memscan STRING\n");
+	fprintf(
+	    stderr,
+	    "usage: probe forge KIND | forge-fs KIND | net PORT | streams N ADDR PORT SECONDS | "
+	    "dns N DOMAIN | setxattr PATH | memscan STRING\n");
 	return 2;
 }

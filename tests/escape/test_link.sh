@@ -58,6 +58,45 @@ t_late_frames_are_ignored() {
 	expect_clean
 }
 
+# The file-service link of host folders ("matchlock.fs"), as the FUSE relay: a frame that breaks
+# the protocol ends the sandbox; a request record claiming 4 GB ends that folder's stream only
+# (its mount is dead for the guest) and the sandbox goes on. Before the fix in sandbox_fs.c's
+# fss_end (the stream's state was read after it was freed), that record crashed the supervisor
+# with SIGSEGV about a second later.
+t_forged_file_service_frames() {
+	local d=$T_OUT/share k sup
+	mkdir -p "$d" && echo kept >"$d/file"
+	for k in huge-len never-opened; do
+		start -v "$d:/work:rw"
+		ml exec "$SB" -- cat /work/file
+		expect_eq "$k: the mount before ($ERR)" "$OUT" kept
+		ml exec "$SB" -- probe forge-fs "$k"
+		expect_eq "$k: exec status ($OUT)" "$RC" 125
+		expect_eq "$k: error" "$("$ML" get "$SB" | json_field error)" \
+			"the guest broke the file-service protocol (Protocol error); sandbox stopped"
+		expect_rss_bound "$SUP" "fs $k"
+		stop "$SB"
+	done
+	start -v "$d:/work:rw"
+	sup=$SUP
+	ml exec "$SB" -- cat /work/file
+	expect_eq "record-len: the mount before ($ERR)" "$OUT" kept
+	ml exec "$SB" -- probe forge-fs record-len
+	expect_eq "record-len: probe status ($ERR)" "$RC" 0
+	expect_match "record-len: written and released" "$OUT" "forge-fs record-len: released"
+	expect_match "record-len: the stream ended" "$("$ML" log "$SB")" \
+		"host folder /work: closing the guest's connection \(Message too long\)"
+	sleep 2 # the crash came about a second after the record
+	[ -d "/proc/$sup" ] || fail "the supervisor $sup died: $("$ML" get "$SB" | json_field status)"
+	ml exec "$SB" -- echo alive
+	expect_eq "record-len: exec afterwards ($ERR)" "$OUT" alive
+	expect_eq "record-len: status" "$("$ML" get "$SB" | json_field status)" running
+	expect_eq "the host file" "$(cat "$d/file")" kept
+	expect_rss_bound "$sup" "fs record-len"
+	stop "$SB"
+	expect_clean
+}
+
 # 3000 connections at once, each a stream on the link: past EGRESS_MAX_CONNS (256, the agent's
 # NET_MAX_CONNS too) they are refused at once, none is left hanging, none reaches anything it was
 # not allowed to, the supervisor stays bounded, and afterwards the sandbox still connects.
