@@ -430,6 +430,7 @@ static int forge(const char *kind)
  *   huge-len     a frame header claiming 4 GB (breaks the link: the sandbox ends)
  *   never-opened DATA on a guest id the relay never opened (breaks the link)
  *   record-len   a request record on stream 2 claiming 4 GB (the host ends that stream only)
+ *   wrong-chan   DATA on stream 2's output channel (the host ends that stream only)
  */
 static int forge_fs(const char *kind)
 {
@@ -441,6 +442,8 @@ static int forge_fs(const char *kind)
 	} else if (!strcmp(kind, "record-len")) {
 		le32_put(rec, 0xffffffffu);
 		put(2, MUX_DATA, 0, rec, sizeof(rec));
+	} else if (!strcmp(kind, "wrong-chan")) {
+		put(2, MUX_DATA, MUX_CHAN_OUT, "x", 1);
 	} else {
 		say("probe: unknown forge-fs kind %s", kind);
 		return 2;

@@ -59,10 +59,10 @@ t_late_frames_are_ignored() {
 }
 
 # The file-service link of host folders ("matchlock.fs"), as the FUSE relay: a frame that breaks
-# the protocol ends the sandbox; a request record claiming 4 GB ends that folder's stream only
-# (its mount is dead for the guest) and the sandbox goes on. Before the fix in sandbox_fs.c's
-# fss_end (the stream's state was read after it was freed), that record crashed the supervisor
-# with SIGSEGV about a second later.
+# the protocol ends the sandbox; a request record claiming 4 GB, or DATA on the wrong channel,
+# ends that folder's stream only (its mount is dead for the guest) and the sandbox goes on.
+# Before the fix in sandbox_fs.c's fss_end (the stream's state was read after it was freed),
+# either crashed the supervisor with SIGSEGV about a second later.
 t_forged_file_service_frames() {
 	local d=$T_OUT/share k sup
 	mkdir -p "$d" && echo kept >"$d/file"
@@ -77,23 +77,25 @@ t_forged_file_service_frames() {
 		expect_rss_bound "$SUP" "fs $k"
 		stop "$SB"
 	done
-	start -v "$d:/work:rw"
-	sup=$SUP
-	ml exec "$SB" -- cat /work/file
-	expect_eq "record-len: the mount before ($ERR)" "$OUT" kept
-	ml exec "$SB" -- probe forge-fs record-len
-	expect_eq "record-len: probe status ($ERR)" "$RC" 0
-	expect_match "record-len: written and released" "$OUT" "forge-fs record-len: released"
-	expect_match "record-len: the stream ended" "$("$ML" log "$SB")" \
-		"host folder /work: closing the guest's connection \(Message too long\)"
-	sleep 2 # the crash came about a second after the record
-	[ -d "/proc/$sup" ] || fail "the supervisor $sup died: $("$ML" get "$SB" | json_field status)"
-	ml exec "$SB" -- echo alive
-	expect_eq "record-len: exec afterwards ($ERR)" "$OUT" alive
-	expect_eq "record-len: status" "$("$ML" get "$SB" | json_field status)" running
-	expect_eq "the host file" "$(cat "$d/file")" kept
-	expect_rss_bound "$sup" "fs record-len"
-	stop "$SB"
+	for k in record-len:"Message too long" wrong-chan:"Protocol error"; do
+		start -v "$d:/work:rw"
+		sup=$SUP
+		ml exec "$SB" -- cat /work/file
+		expect_eq "${k%%:*}: the mount before ($ERR)" "$OUT" kept
+		ml exec "$SB" -- probe forge-fs "${k%%:*}"
+		expect_eq "${k%%:*}: probe status ($ERR)" "$RC" 0
+		expect_match "${k%%:*}: written and released" "$OUT" "forge-fs ${k%%:*}: released"
+		expect_match "${k%%:*}: the stream ended" "$("$ML" log "$SB")" \
+			"host folder /work: closing the guest's connection \(${k#*:}\)"
+		sleep 2 # the crash came about a second after the record
+		[ -d "/proc/$sup" ] || fail "${k%%:*}: the supervisor $sup died: $("$ML" get "$SB" | json_field status)"
+		ml exec "$SB" -- echo alive
+		expect_eq "${k%%:*}: exec afterwards ($ERR)" "$OUT" alive
+		expect_eq "${k%%:*}: status" "$("$ML" get "$SB" | json_field status)" running
+		expect_eq "${k%%:*}: the host file" "$(cat "$d/file")" kept
+		expect_rss_bound "$sup" "fs ${k%%:*}"
+		stop "$SB"
+	done
 	expect_clean
 }
 
