@@ -664,6 +664,19 @@ def exec_req_seeds():
 GENERATORS["fuzz_exec_req"] = exec_req_seeds
 
 
+def log_seeds():
+    """fuzz_log: the output size - 1, then the text (a guest's message, a name, a path)."""
+    return {
+        "plain": b"\xff" + b"sandbox vm-1234 failed: the guest broke the link protocol",
+        "controls": b"\x40" + b"a\x1b[31mred\x1b[0m\r\n\x07\x7f\xc2\x9b",
+        "utf8_cut": b"\x05" + "héllo wörld ✓".encode(),
+        "bad_utf8": b"\xff" + b"\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x90\x28\xbc\xed\xa0\x80",
+    }
+
+
+GENERATORS["fuzz_log"] = log_seeds
+
+
 def main(argv):
     if len(argv) != 3:
         print("usage: make_seeds.py HARNESS DIR", file=sys.stderr)
