@@ -378,6 +378,35 @@ static bool forge_build(const char *kind, uint32_t id)
 		uint8_t p[2];
 		le16_put(p, 0x7ffe);
 		put(0, MUX_CTL, 0, p, sizeof(p));
+	} else if (!strcmp(kind, "own-exec")) {
+		/*
+		 * Everything a guest can say about an exec the host opened: on stream 1, the first
+		 * the host opens in a fresh sandbox (the probe's own exec when it is the first), a
+		 * CTL_ERROR with terminal escapes in its message, output with escapes on both
+		 * channels, two different exits, EOFs, and a CLOSE with an errno. All legal frames.
+		 */
+		struct buf b = { 0 };
+		char msg[400];
+		memset(msg, 'm', sizeof(msg) - 1);
+		memcpy(msg, "\x1b[2J\x1b]0;owned\x07\r\n\x9b", 17);
+		msg[sizeof(msg) - 1] = 0;
+		buf_put_u16(&b, CTL_ERROR);
+		msg_put_u32(&b, T_ERRNO, 0xffffffffu);
+		msg_put_u32(&b, T_SIGNAL, 0xffffffffu);
+		msg_put_str(&b, T_MESSAGE, msg);
+		put(1, MUX_CTL, 0, buf_head(&b), (uint32_t)buf_used(&b));
+		put(1, MUX_DATA, MUX_CHAN_ERR, "forged-stderr\x1b]0;t\x07\n", 20);
+		put(1, MUX_DATA, MUX_CHAN_OUT, "forged-stdout\n", 14);
+		buf_consume(&b, buf_used(&b));
+		buf_put_u16(&b, CTL_EXIT);
+		msg_put_u32(&b, T_EXIT_CODE, 0x1007);
+		msg_put_u32(&b, T_EXIT_SIGNAL, 0xffffffffu);
+		put(1, MUX_CTL, 0, buf_head(&b), (uint32_t)buf_used(&b));
+		put(1, MUX_EOF, MUX_CHAN_OUT, NULL, 0);
+		put(1, MUX_EOF, MUX_CHAN_ERR, NULL, 0);
+		le32_put(four, 0xffffffffu);
+		put(1, MUX_CLOSE, 0, four, 4);
+		buf_fini(&b);
 	} else if (!strcmp(kind, "late-frames")) {
 		/* Frames for a stream the host already freed (opened, refused, closed): ignored. */
 		put_open_unknown(id);

@@ -58,6 +58,36 @@ t_late_frames_are_ignored() {
 	expect_clean
 }
 
+# A guest speaks for the execs the host opened: it may forge its own exec's output and status
+# (it owns that process anyway), but nothing more. The probe is the first exec of a fresh
+# sandbox, so its stream is 1; it sends a CTL_ERROR with terminal escapes, output on both
+# channels, two exits, EOFs and a CLOSE with an errno. The harm that must not happen: the
+# supervisor failing, an exit status outside 0..255, the guest's error text reaching the
+# terminal unfiltered, other execs affected.
+t_forged_exec_results_stay_with_that_exec() {
+	start
+	ml exec "$SB" -- probe forge own-exec
+	expect_eq "the forged output arrived (the probe's stream was 1; $ERR)" "$OUT" forged-stdout
+	expect_match "forged stderr" "$ERR" "^forged-stderr"
+	[ "$RC" -ge 0 ] && [ "$RC" -le 255 ] || fail "exit status $RC"
+	[[ $ERR == *$'\e[2J'* || $ERR == *owned* ]] && fail "the guest's error text reached the terminal: $ERR"
+	# The probe read the host's answers meant for the agent (its CLOSE of stream 1), so the
+	# agent may find its link out of step and end the VM: the guest broke its own sandbox.
+	# Either the sandbox serves on, or it ends with a reason; the supervisor never crashes.
+	local st
+	OUT=$(timeout 40 "$ML" exec "$SB" -- echo alive 2>&1)
+	st=$("$ML" get "$SB" | json_field status)
+	echo "    after the forged results: exec said [$OUT], the sandbox is $st" >&2
+	if [ "$OUT" != alive ]; then
+		[ "$st" = running ] && fail "the sandbox neither serves nor ended: $OUT"
+		expect_eq "ended with a reason, not a crash" "$st" failed
+		[ -n "$("$ML" get "$SB" | json_field error)" ] || fail "no reason for the end"
+	fi
+	expect_rss_bound "$SUP" "forged exec results"
+	stop "$SB"
+	expect_clean
+}
+
 # The file-service link of host folders ("matchlock.fs"), as the FUSE relay: a frame that breaks
 # the protocol ends the sandbox; a request record claiming 4 GB, or DATA on the wrong channel,
 # ends that folder's stream only (its mount is dead for the guest) and the sandbox goes on.
