@@ -22,7 +22,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
+HOST_LIBS    := -lext2fs -lcom_err -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
@@ -119,12 +119,17 @@ kernel:
 
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
 fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
-	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host
+	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host \
+	$(BUILD)/ext4-from-tar
 
 # Run as root on the host by tests/integration/test_fs_share.sh: serves a folder through the file
 # server on a host FUSE mount, no VM needed.
 $(BUILD)/fs-mount-host: $(BUILD)/host/tests/fixtures/fs_mount_host.o $(LIB)
 	$(CC) $(HOST_LDFLAGS) $^ -o $@
+
+# The image layer writer on its own (tests/integration/test_rootless.sh, bench/image).
+$(BUILD)/ext4-from-tar: $(BUILD)/host/tests/fixtures/ext4_from_tar.o $(LIB)
+	$(CC) $(HOST_LDFLAGS) $^ -o $@ $(LIB_LIBS)
 
 # Run as root in a sandbox by tests/integration/test_net.sh: deletes every nftables table.
 $(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.stamp
@@ -231,4 +236,4 @@ clean:
 
 -include $(HOST_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(LIB_SAN_OBJ:.o=.d) $(LIB_FUZZ_OBJ:.o=.d) \
 	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) \
-	$(BUILD)/host/tests/fixtures/fs_mount_host.d
+	$(BUILD)/host/tests/fixtures/fs_mount_host.d $(BUILD)/host/tests/fixtures/ext4_from_tar.d
