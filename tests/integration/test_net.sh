@@ -9,14 +9,13 @@
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-ip link set lo up
 SRV=$T_OUT/srv
 mkdir -p "$SRV/www"
 echo "hello from the host" >"$SRV/www/index.html"
 printf '127.0.0.1 localhost\n::1 localhost\n127.0.0.1 private.test\n' >"$T_OUT/hosts"
 printf 'nameserver 127.0.0.1\n' >"$T_OUT/resolv.conf"
-mount --bind "$T_OUT/hosts" /etc/hosts
-mount --bind "$T_OUT/resolv.conf" /etc/resolv.conf
+cat "$T_OUT/hosts" >/etc/hosts
+cat "$T_OUT/resolv.conf" >/etc/resolv.conf
 python3 "$ROOT/tests/integration/net_servers.py" "$SRV" &
 SRV_PID=$!
 trap 'kill $SRV_PID 2>/dev/null; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
