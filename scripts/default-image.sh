@@ -26,6 +26,8 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/matchlock/default-image
 epoch=1735689600
 key=$(printf '%s\n' "$suite" "$mirror" "$pkgs" "$epoch" "$(cat scripts/oci_image.py)" | sha256sum | cut -c1-16)
 out=$cache/debian-$suite-$key.oci.tar
+# MATCHLOCK_IMAGE_TAR_PATH=1: only say where this recipe's tar is cached (tests compare it).
+[ "${MATCHLOCK_IMAGE_TAR_PATH:-}" = 1 ] && { echo "$out"; exit 0; }
 
 if [ ! -s "$out" ]; then
 	command -v mmdebstrap >/dev/null || { echo "matchlock: mmdebstrap is missing: apt-get install mmdebstrap" >&2; exit 1; }
