@@ -3,7 +3,9 @@
 # /etc/resolv.conf are private, writable copies (write them with `cat >`; nothing of the machine
 # changes). No root needed: a normal user gets the namespaces inside a user namespace, sets them up
 # as its root, then runs the suite as itself again (a nested user namespace mapping its own uid),
-# with no capability left. The loopback is up when the suite starts.
+# with no capability left. The loopback is up and every port may be bound when the suite starts;
+# NETNS_SETUP, when the suite sets it before sourcing this file, runs (sh -c) as the namespaces'
+# root first: interfaces and addresses the suite needs.
 if [ -z "${ML_NET_NS:-}" ]; then
 	ns=(unshare -mn)
 	[ "$(id -u)" = 0 ] || ns=(unshare --map-root-user -mn)
@@ -16,6 +18,8 @@ if [ -z "${ML_NET_NS:-}" ]; then
 	ML_NET_NS=1 exec "${ns[@]}" bash -c '
 		set -e
 		ip link set lo up
+		# The suite may serve on ports below 1024 (DNS on 53, HTTP on 80) without root.
+		echo 0 >/proc/sys/net/ipv4/ip_unprivileged_port_start
 		d=$(mktemp -d /tmp/matchlock-netns.XXXXXX)
 		cp /etc/hosts "$d/hosts"
 		mount --bind "$d/hosts" /etc/hosts
@@ -24,9 +28,10 @@ if [ -z "${ML_NET_NS:-}" ]; then
 			mount --bind "$d/resolv.conf" /etc/resolv.conf
 		fi
 		rm -rf "$d"
+		sh -c "$3"
 		uid=$1 gid=$2
-		shift 2
+		shift 3
 		[ "$uid" = 0 ] && exec "$@"
 		exec unshare --map-user="$uid" --map-group="$gid" -- "$@"' \
-		netns "$(id -u)" "$(id -g)" "$0" "$@"
+		netns "$(id -u)" "$(id -g)" "${NETNS_SETUP:-:}" "$0" "$@"
 fi
