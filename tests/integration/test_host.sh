@@ -1,4 +1,7 @@
 #!/bin/bash
+# tests/run: root
+# (Root-only: t_secret_in_no_process_environment reads /proc/PID/environ of the supervisor, which
+# is not dumpable: only root may.)
 # What the host side shows and keeps of a sandbox: the environments of its processes (no secret
 # values), the text matchlock prints about itself (no terminal escapes from the guest), and the
 # sandbox log (capped and rotated).
