@@ -7,7 +7,8 @@
 # whose tarball mmdebstrap makes bit-for-bit the one root mode makes. With SOURCE_DATE_EPOCH fixed
 # and the host's resolv.conf and hostname left out, the same recipe and mirror content give the
 # same layer, hence the same image digest and (src/oci/ext4_layers.c) the same root disk, whoever
-# builds it. Later calls reuse the cached tar.
+# builds it (the one exception seen, bytecode py3compile leaves of its own modules, which marshal
+# differently from run to run, is deleted). Later calls reuse the cached tar.
 # `default-image.sh clients`: the test-client image matchlock/clients instead, the same plus the
 # clients the secrets suites drive (gRPC, httpx with HTTP/2, requests, websockets, boto3).
 set -eu
@@ -24,7 +25,7 @@ fi
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/matchlock/default-image
 # Every time stamp in the layer: files newer than this are clamped to it.
 epoch=1735689600
-key=$(printf '%s\n' "$suite" "$mirror" "$pkgs" "$epoch" "$(cat scripts/oci_image.py)" | sha256sum | cut -c1-16)
+key=$(printf '%s\n' "$suite" "$mirror" "$pkgs" "$epoch" "$(cat scripts/oci_image.py)" "$(sed -n '/^if \[ ! -s/,/^fi/p' "$0")" | sha256sum | cut -c1-16)
 out=$cache/debian-$suite-$key.oci.tar
 # MATCHLOCK_IMAGE_TAR_PATH=1: only say where this recipe's tar is cached (tests compare it).
 [ "${MATCHLOCK_IMAGE_TAR_PATH:-}" = 1 ] && { echo "$out"; exit 0; }
@@ -50,6 +51,7 @@ if [ ! -s "$out" ]; then
 		--customize-hook='chroot "$1" useradd -m -u 1000 -s /bin/sh user' \
 		--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
 		--customize-hook='rm -f "$1"/etc/resolv.conf "$1"/etc/hostname' \
+		--customize-hook='rm -rf "$1"/usr/share/python3/debpython/__pycache__' \
 		"$suite" "$tmp/rootfs.tar" "$mirror"
 	python3 scripts/oci_image.py layout "$tmp/image.tar" --layer "$tmp/rootfs.tar" --compress none \
 		--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
