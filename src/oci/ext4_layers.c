@@ -30,6 +30,7 @@
 #define EXT4_MAX_NODES 4000000 /* live and replaced entries of one image, all layers */
 #define EXT4_MAX_XATTR_BYTES (64u << 20) /* extended attributes of one image */
 #define EXT4_BLOCK 4096
+#define EXT4_MAX_LINKS 65000 /* names of one file, subdirectories of one directory (16 bits) */
 
 struct xattr {
 	char *name;
@@ -442,10 +443,13 @@ static int census_take(struct census *c, struct node *n, bool collect)
 	if (n->mtime > c->newest)
 		c->newest = n->mtime;
 	if (S_ISDIR(n->mode)) {
-		uint64_t bytes = 24;
+		uint64_t bytes = 24, subdirs = 0;
 		c->inodes++;
 		for (struct dent *d = n->first; d; d = d->next) {
 			bytes += 8 + ((strlen(d->name) + 3) & ~3u);
+			if (S_ISDIR(d->node->mode) ? ++subdirs > EXT4_MAX_LINKS
+						   : d->node->links >= EXT4_MAX_LINKS)
+				return -EMLINK;
 			if (d->node->links++ == 0) {
 				int r = census_take(c, d->node, collect);
 				if (r < 0)
@@ -843,8 +847,11 @@ static int write_image(struct tree *t, const struct oci_ext4_layer *layers, size
 {
 	struct census c = { 0 };
 	int r = census_take(&c, t->root, false);
-	if (r < 0)
+	if (r < 0) {
+		snprintf(err, errn, "the image has a file or directory with more than %d links",
+			 EXT4_MAX_LINKS);
 		return r;
+	}
 	for (struct node *x = t->all; x; x = x->all_next)
 		x->links = 0;
 	c = (struct census){ .files = calloc(c.nfiles ? c.nfiles : 1, sizeof(*c.files)) };

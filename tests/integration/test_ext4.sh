@@ -144,6 +144,20 @@ t_hostile_layers_refused() {
 	return 0
 }
 
+# ext4 counts a file's names (and a directory's subdirectories) in 16 bits.
+t_too_many_links_refused() {
+	python3 - "$T_OUT/links.tar" <<'PY'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as t:
+    ti = tarfile.TarInfo("f"); ti.size = 1; t.addfile(ti, io.BytesIO(b"x"))
+    for i in range(65001):
+        ti = tarfile.TarInfo("l%d" % i); ti.type = tarfile.LNKTYPE; ti.linkname = "f"; t.addfile(ti)
+PY
+	build "$IMG" "$T_OUT/links.tar"
+	expect_eq "status" "$RC" 1
+	expect_match "error" "$ERR" "more than 65000 links"
+}
+
 t_plain_tarball_keeps_wh_names() {
 	build --no-whiteouts "$IMG" "$T_OUT/l2.tar"
 	expect_eq "status ($ERR)" "$RC" 0
