@@ -198,7 +198,8 @@ format-check:
 
 # The default image is built here, before any suite: test_secrets.sh needs it and runs in a
 # private network namespace, where mmdebstrap cannot reach the package archive. tests/run runs
-# what `make check` runs, then the integration and SDK suites.
+# what `make check` runs, then the integration and SDK suites (as the unprivileged matchlock-test
+# when started as root, which gets these images and the kernel from root's cache by hard link).
 test: deps check-layers format-check
 	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image client-image
 	@tests/run
