@@ -225,7 +225,7 @@ format-check:
 # private network namespace, where mmdebstrap cannot reach the package archive. tests/run runs
 # what `make check` runs, then the integration and SDK suites.
 test: deps check-layers format-check
-	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image client-image
+	@$(MAKE) --no-print-directory all fixtures guest-arm64 unit $(FUZZERS) default-image client-image
 	@tests/run
 
 demo: deps

@@ -28,6 +28,17 @@ suites=(
 		t_corrupt_or_truncated_template_falls_back t_clones_never_write_the_template"
 )
 pass=0 fail=0 skip=0
+# The suites below must really drive arm64 guests.
+export MATCHLOCK_HOME=$(mktemp -d /tmp/matchlock-test.XXXXXX)
+m=$("$BUILD/matchlock" run --rootfs "$ROOTFS" -- uname -m 2>&1)
+"$BUILD/matchlock" kill --all >/dev/null 2>&1
+rm -rf "$MATCHLOCK_HOME"
+unset MATCHLOCK_HOME
+if [ "$m" = aarch64 ]; then
+	echo "ok   the guest is arm64"; pass=1
+else
+	echo "FAIL the guest is arm64: uname -m said [$m]"; fail=1
+fi
 for entry in "${suites[@]}"; do
 	read -r -a words <<<"$(echo $entry)"
 	echo "== ${words[*]} (arm64)"
