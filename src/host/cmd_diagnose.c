@@ -115,9 +115,9 @@ int cmd_diagnose(int argc, char **argv)
 		{ .name = "disk",
 		  .required = false,
 		  .fix = "free some space in the cache directory (or set MATCHLOCK_HOME)" },
-		{ .name = "qemu (other platform)" },
-		{ .name = "kernel (other platform)" },
-		{ .name = "initramfs (other platform)" },
+		{ .name = other == ARCH_ARM64 ? "qemu-arm64" : "qemu-amd64" },
+		{ .name = other == ARCH_ARM64 ? "kernel-arm64" : "kernel-amd64" },
+		{ .name = other == ARCH_ARM64 ? "initrd-arm64" : "initrd-amd64" },
 	};
 	const struct arch_info *ah = &arch_table[host], *ao = &arch_table[other];
 	check_qemu(&checks[0], host);
@@ -152,13 +152,13 @@ int cmd_diagnose(int argc, char **argv)
 			json_str(c->ok ? "" : c->fix);
 			printf("}");
 		} else {
-			printf("%-12s %-4s %s\n", c->name,
+			printf("%-13s %-4s %s\n", c->name,
 			       c->ok	     ? "ok"
 			       : c->required ? "FAIL"
 					     : "warn",
 			       c->detail);
 			if (!c->ok)
-				printf("%-12s      fix: %s\n", "", c->fix);
+				printf("%-13s      fix: %s\n", "", c->fix);
 		}
 	}
 	if (json)
