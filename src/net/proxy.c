@@ -44,6 +44,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "proxy_hooks.h"
 #include "secrets.h"
 
 static struct pending *q_front(struct flow *f)
@@ -288,6 +289,7 @@ static void rq_body_reset(struct flow *f)
 
 void proxy_fini(struct flow *f)
 {
+	proxy_hooks_fini(f);
 	rq_body_reset(f);
 	if (f->ws_on) {
 		ws_secrets_fini(&f->ws_sec);
@@ -697,6 +699,21 @@ static bool rq_head(struct flow *f)
 		flow_refuse(f, 502, reason);
 		return false;
 	}
+	/* Hooks first: secrets are put in after them, so no hook sees a value. */
+	uint64_t hk_matched;
+	uint32_t hk_gen;
+	int hk = proxy_hooks_request(f, &m, &hl, &hk_matched, &hk_gen, reason, sizeof(reason));
+	if (hk != PROXY_HOOKS_GO) {
+		if (hk == PROXY_HOOKS_BLOCK) {
+			request_event(f, p, 403, false, reason, NET_EV_REQUEST, NULL);
+			flow_refuse(f, 403, reason);
+		}
+		return false;
+	}
+	head = buf_head(&f->req_in);
+	pending_fill(f, p, head, &m);
+	p->hk_matched = hk_matched;
+	p->hk_gen = hk_gen;
 	const struct secret *leak = NULL;
 	int status = ss && ss->n ? sigv4_begin(f, head, &m, reason, sizeof(reason)) : 0;
 	if (!status)
@@ -1023,6 +1040,9 @@ static bool rs_head(struct flow *f)
 			  "offer (it relays frames without extensions when secrets are set)");
 		return false;
 	}
+	if (m->status >= 200)
+		proxy_hooks_response(f, p->hk_matched, p->hk_gen, !strcmp(p->method, "HEAD"),
+				     &head);
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
 	tls_guest_write(f, buf_head(&scrubbed), buf_used(&scrubbed));
 	buf_wipe(&head);

@@ -57,6 +57,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "codec.h"
+#include "proxy_hooks.h"
 #include "secrets.h"
 #include "sigv4.h"
 
@@ -122,6 +123,8 @@ struct h2s {
 	char url[8 + POLICY_NAME_MAX + 6 + 400];
 	int status;
 	uint64_t t0, n_up, n_down;
+	uint64_t hk_matched; /* hook rules whose response edits apply (proxy_hooks.h) */
+	uint32_t hk_gen;
 };
 
 struct h2 {
@@ -779,6 +782,11 @@ static void request_start(struct h2s *s, bool end_stream)
 	s->up_end = end_stream;
 	if (!request_admitted(s))
 		return;
+	if (!proxy_hooks_h2_request(f, &s->rq.b, &s->hk_matched, &s->hk_gen, reason,
+				    sizeof(reason))) {
+		stream_refuse(s, 403, reason);
+		return;
+	}
 	/* Signed with the sandbox's AWS credential: checked now, signed again once rewritten. */
 	struct sigv4_flow *sv = NULL;
 	int st = ss && ss->n
@@ -1058,6 +1066,8 @@ static void response_head(struct h2s *s, bool end_stream)
 			return;
 		}
 	}
+	if (status >= 200)
+		proxy_hooks_h2_response(h->f, s->hk_matched, s->hk_gen, &s->rs.b);
 	struct hlist out = { 0 };
 	fields_scrub(s, &s->rs, s->scrubbing && !s->head_request, &out);
 	hlist_wipe(&s->rs);
