@@ -156,15 +156,14 @@ static bool value_ok(const char *s, size_t n)
 	return true;
 }
 
-/* A query key or value as the rule gives it: anything but controls, '&', '#' and '='. */
+/* A query key or value as the rule gives it (percent-encoded when it goes out): no controls. */
 static bool query_part_ok(const char *s, bool key)
 {
 	size_t n = strlen(s);
 	if ((key && !n) || n > (key ? HOOKS_FIELD_MAX : HOOKS_VALUE_MAX))
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || strchr("&#", s[i]) ||
-		    (key && s[i] == '='))
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return false;
 	return true;
 }
@@ -225,8 +224,8 @@ static int parse_map(struct pctx *c, const json_t *o, const char *key, bool head
 				 : query_part_ok(k, true) && query_part_ok(s, false);
 		if (!ok || strlen(s) != json_string_length(v))
 			return perr(c,
-				    "%s: a name or value that may not be used (a reserved or "
-				    "malformed header, or a control character)",
+				    "%s: a name or value that may not be used (a header the proxy "
+				    "owns, a malformed name, or a control character)",
 				    key);
 		kv[*n].k = lower ? lower_dup(k) : strdup(k);
 		kv[*n].v = strdup(s);

@@ -162,6 +162,8 @@ static int evaluate(struct flow *f, const uint8_t *fields, size_t n, bool ask, s
 			w->asker = a;
 			json_t *q = hooks_question(v.rule, f->name, f->port, buf_head(&edited),
 						   buf_used(&edited));
+			if (q)
+				json_object_set_new(q, "timeout_ms", json_integer(h->timeout_ms));
 			int64_t t = q ? a->ask(a->opaque, q, on_answer, w) : -ENOMEM;
 			if (t <= 0) {
 				snprintf(reason, rn,
