@@ -122,6 +122,7 @@ struct flow {
 	struct h2 *h2; /* the guest speaks HTTP/2: proxy_h2.c runs the flow, not proxy.c's states */
 	/* A request held for an SDK callback (proxy_hooks.c), and how to wake the owner. */
 	struct hook_wait *hw;
+	struct hooks_body *rs_hk; /* the response's body replacements, or NULL */
 	void (*wake)(void *opaque);
 	void *wake_opaque;
 };

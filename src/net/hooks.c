@@ -870,3 +870,94 @@ int hooks_response_head(const struct hooks *h, uint64_t matched, uint32_t gen, c
 	buf_append(out, "\r\n", 2);
 	return out->bad ? -ENOMEM : 1;
 }
+
+/* ---- response bodies --------------------------------------------------------------------- */
+
+struct hooks_body {
+	struct subst st;
+	unsigned n;
+	struct {
+		char *find, *rep;
+		size_t flen, rlen;
+	} r[HOOKS_BODY_MAX];
+};
+
+struct hooks_body *hooks_body_new(const struct hooks *h, uint64_t matched, uint32_t gen)
+{
+	if (!h || !matched || gen != h->gen)
+		return NULL;
+	struct hooks_body *b = NULL;
+	for (unsigned i = 0; i < h->n; i++) {
+		const struct hook_rule *r = &h->rule[i];
+		for (unsigned k = 0; (matched >> i & 1) && k < r->nbody; k++) {
+			if (!b && !(b = calloc(1, sizeof(*b))))
+				return NULL;
+			if (b->n == HOOKS_BODY_MAX)
+				return b;
+			b->r[b->n].find = strdup(r->body[k].k);
+			b->r[b->n].rep = strdup(r->body[k].v);
+			if (!b->r[b->n].find || !b->r[b->n].rep) {
+				free(b->r[b->n].find);
+				free(b->r[b->n].rep);
+				hooks_body_free(b);
+				return NULL;
+			}
+			b->r[b->n].flen = strlen(b->r[b->n].find);
+			b->r[b->n].rlen = strlen(b->r[b->n].rep);
+			b->n++;
+		}
+	}
+	return b;
+}
+
+void hooks_body_free(struct hooks_body *b)
+{
+	if (!b)
+		return;
+	subst_fini(&b->st);
+	for (unsigned i = 0; i < b->n; i++) {
+		free(b->r[i].find);
+		free(b->r[i].rep);
+	}
+	free(b);
+}
+
+/* subst.h's find: the leftmost pattern; at one offset the longest, a partial one first. */
+static enum subst_find body_find(void *ctx, const uint8_t *p, size_t n, bool final,
+				 struct subst_match *m)
+{
+	const struct hooks_body *b = ctx;
+	for (size_t at = 0; at < n; at++) {
+		bool maybe = false, found = false;
+		for (unsigned i = 0; i < b->n; i++) {
+			size_t fl = b->r[i].flen, left = n - at;
+			if (fl <= left) {
+				if (!memcmp(p + at, b->r[i].find, fl) && (!found || fl > m->len)) {
+					found = true;
+					m->len = fl;
+					m->id = i;
+				}
+			} else if (!final && !memcmp(p + at, b->r[i].find, left)) {
+				maybe = true;
+			}
+		}
+		if (maybe || found) {
+			m->at = at;
+			return maybe ? SUBST_MAYBE : SUBST_FOUND;
+		}
+	}
+	return SUBST_NONE;
+}
+
+static int body_put(void *ctx, const uint8_t *matched, const struct subst_match *m, struct buf *out)
+{
+	const struct hooks_body *b = ctx;
+	(void)matched;
+	return buf_append(out, b->r[m->id].rep, b->r[m->id].rlen);
+}
+
+int hooks_body_feed(struct hooks_body *b, const uint8_t *p, size_t n, bool final, struct buf *out)
+{
+	struct subst_rules r = { body_find, body_put, b };
+	return subst_feed(&b->st, &r, p, n, final, out);
+}

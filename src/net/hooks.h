@@ -27,6 +27,7 @@
 #include "common/hookask.h"
 #include "http.h"
 #include "policy.h"
+#include "subst.h"
 
 #define HOOKS_MAX_RULES 64 /* network rules per sandbox (a bit each in hooks_verdict.matched) */
 #define HOOKS_MAX_HOSTS 16 /* host globs per rule */
@@ -139,6 +140,18 @@ int hooks_response_fields(const struct hooks *h, uint64_t matched, uint32_t gen,
 			  size_t n, struct buf *out);
 int hooks_response_head(const struct hooks *h, uint64_t matched, uint32_t gen, const uint8_t *head,
 			const struct http_msg *m, struct buf *out);
+
+/*
+ * Literal response-body replacements of the rules in matched (at gen): a streaming replacer
+ * (subst.h) over the body as the guest gets it (decoded when compressed, after the secret
+ * scrubber). NULL when none apply (or no memory: the body then passes unchanged, which the
+ * caller reports). Patterns are copied: the rules may change while a body streams.
+ */
+#define HOOKS_BODY_MAX 32 /* replacements applied to one body */
+struct hooks_body;
+struct hooks_body *hooks_body_new(const struct hooks *h, uint64_t matched, uint32_t gen);
+int hooks_body_feed(struct hooks_body *b, const uint8_t *p, size_t n, bool final, struct buf *out);
+void hooks_body_free(struct hooks_body *b);
 
 /* Packed field lists. */
 int hooks_field_put(struct buf *b, const void *name, size_t nl, const void *v, size_t vl);

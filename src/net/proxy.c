@@ -810,7 +810,8 @@ static int response_recode(struct flow *f, const uint8_t *p, size_t n, bool fina
 	struct buf dec = { 0 }, clean = { 0 };
 	int r = codec_feed(f->rs_dec, p, n, final, &dec);
 	if (r == 0)
-		r = scrub_feed(f->m->ss, &f->scrub, buf_head(&dec), buf_used(&dec), final, &clean);
+		r = proxy_hooks_scrub_feed(f->m->ss, &f->scrub, f->rs_hk, buf_head(&dec),
+					   buf_used(&dec), final, &clean);
 	if (r == 0 && !f->rs_enc && buf_used(&clean)) {
 		f->rs_enc = codec_new(f->rs_coding, true, codec_raw(f->rs_dec));
 		if (!f->rs_enc)
@@ -846,7 +847,7 @@ static void response_data(struct flow *f, const uint8_t *p, size_t n, bool final
 			return;
 		}
 	} else {
-		scrub_feed(f->m->ss, &f->scrub, p, n, final, &out);
+		proxy_hooks_scrub_feed(f->m->ss, &f->scrub, f->rs_hk, p, n, final, &out);
 	}
 	if (buf_used(&out)) {
 		if (f->rs_chunked_out) {
@@ -868,6 +869,8 @@ static void response_done(struct flow *f)
 	if (f->rs_chunked_out)
 		tls_guest_write(f, "0\r\n\r\n", 5);
 	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
+	hooks_body_free(f->rs_hk);
+	f->rs_hk = NULL;
 	if (f->failed)
 		return;
 	if (p) {
@@ -971,7 +974,8 @@ static int rs_head_out(struct flow *f, const struct pending *p, const struct htt
 	static const char *const framing_and_connection[] = { "content-length", "transfer-encoding",
 							      "connection", NULL };
 	const struct secrets *ss = f->m->ss;
-	bool body = m->framing != HTTP_BODY_NONE, scrubbing = body && ss && ss->n;
+	bool body = m->framing != HTTP_BODY_NONE,
+	     scrubbing = body && ((ss && ss->n) || f->rs_hk); /* hook body edits too */
 	f->rs_chunked_out = false;
 	f->rs_close_after = m->close || m->framing == HTTP_BODY_CLOSE;
 	if (scrubbing && m->status >= 200) {
@@ -1021,6 +1025,7 @@ static bool rs_head(struct flow *f)
 		return false;
 	}
 	struct buf head = { 0 }, scrubbed = { 0 };
+	f->rs_hk = proxy_hooks_body_start(f, f->rs_hk, p->hk_matched, p->hk_gen, m->status);
 	int r = rs_head_out(f, p, m, buf_head(&f->resp_in), &head);
 	if (r < 0) {
 		buf_wipe(&head);

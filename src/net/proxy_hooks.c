@@ -47,8 +47,32 @@ static void wait_reset(struct hook_wait *w)
 	w->answered = false;
 }
 
+struct hooks_body *proxy_hooks_body_start(struct flow *f, struct hooks_body *old, uint64_t matched,
+					  uint32_t gen, int status)
+{
+	hooks_body_free(old);
+	if (status < 200 || status == 101 || status == 204 || status == 304)
+		return NULL;
+	return hooks_body_new(f->m->hooks, matched, gen);
+}
+
+int proxy_hooks_scrub_feed(const struct secrets *ss, struct scrub *sc, struct hooks_body *hb,
+			   const uint8_t *p, size_t n, bool final, struct buf *out)
+{
+	if (!hb)
+		return scrub_feed(ss, sc, p, n, final, out);
+	struct buf mid = { 0 };
+	int r = scrub_feed(ss, sc, p, n, final, &mid);
+	if (r == 0)
+		r = hooks_body_feed(hb, buf_head(&mid), buf_used(&mid), final, out);
+	buf_wipe(&mid);
+	return r;
+}
+
 void proxy_hooks_fini(struct flow *f)
 {
+	hooks_body_free(f->rs_hk);
+	f->rs_hk = NULL;
 	struct hook_wait *w = f->hw;
 	if (!w)
 		return;

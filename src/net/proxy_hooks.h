@@ -42,6 +42,14 @@ int proxy_hooks_response(struct flow *f, uint64_t matched, uint32_t gen, bool he
 bool proxy_hooks_h2_request(struct flow *f, struct buf *fields, uint64_t *matched, uint32_t *gen,
 			    char *reason, size_t rn);
 void proxy_hooks_h2_response(struct flow *f, uint64_t matched, uint32_t gen, struct buf *fields);
+/*
+ * Response bodies: the replacer of the rules matched by the request (hooks_body_new; NULL:
+ * none, also for 1xx, 101 and HEAD), old freed; and the secret scrubber followed by it.
+ */
+struct hooks_body *proxy_hooks_body_start(struct flow *f, struct hooks_body *old, uint64_t matched,
+					  uint32_t gen, int status);
+int proxy_hooks_scrub_feed(const struct secrets *ss, struct scrub *sc, struct hooks_body *hb,
+			   const uint8_t *p, size_t n, bool final, struct buf *out);
 /* The flow ends: a question still out is cancelled. */
 void proxy_hooks_fini(struct flow *f);
 

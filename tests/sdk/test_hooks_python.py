@@ -75,7 +75,8 @@ class HooksTest(unittest.TestCase):
             network=[hooks.NetworkRule(name="no-admin", path="/admin/**", action="block"),
                      hooks.NetworkRule(name="cb", path="/cb", callback=on_cb),
                      hooks.NetworkRule(name="slow", path="/slow", callback=slow),
-                     hooks.NetworkRule(name="tag", set_headers={"X-Tag": "t"}, set_response_headers={"X-Hooked": "1"})],
+                     hooks.NetworkRule(name="tag", set_headers={"X-Tag": "t"}, set_response_headers={"X-Hooked": "1"},
+                                       body_replacements=[{"find": "path=", "replace": "hooked-path="}])],
             files=[hooks.FileRule(name="locked", ops=["write", "create", "remove"], path="/workspace/locked/**",
                                   action="block"),
                    hooks.FileRule(name="rw", ops=["write"], path="/workspace/rewrite.txt", rewrite=rewrite),
@@ -130,6 +131,9 @@ class HooksTest(unittest.TestCase):
         self.assertIn("rc=0", out)
         self.assertIn("X-Hooked: 1", out.replace("x-hooked", "X-Hooked"))
         self.assertIn("x-tag: t", self.upstream().lower())
+        # The body was replaced and re-framed (the upstream's Content-Length no longer holds).
+        self.assertIn("hooked-path=/ok\n", out)
+        self.assertNotIn("Content-Length: 9", out)
 
     def test_callback_rewrites_a_header_and_never_sees_a_secret(self) -> None:
         self.seen.clear()

@@ -286,6 +286,33 @@ static void test_file_rules(void)
 	fhooks_free(h);
 }
 
+/* Body replacements: the same result however the body is cut; the longest pattern wins. */
+static void test_body_replacements(void)
+{
+	char err[512];
+	struct hooks *h = parse("[{\"body_replacements\": [{\"find\": \"secret\", \"replace\": "
+				"\"[x]\"}, {\"find\": \"secretary\", \"replace\": \"clerk\"}, "
+				"{\"find\": \"a\", \"replace\": \"\"}]}]",
+				err, sizeof(err));
+	CHECK(h != NULL);
+	const char *in = "my secretary has a secret; secre";
+	const char *want = "my clerk hs  [x]; secre";
+	for (size_t cut = 0; cut <= strlen(in); cut++) {
+		struct hooks_body *b = hooks_body_new(h, 1, h->gen);
+		struct buf out = { 0 };
+		CHECK(b != NULL);
+		CHECK(hooks_body_feed(b, (const uint8_t *)in, cut, false, &out) == 0);
+		CHECK(hooks_body_feed(b, (const uint8_t *)in + cut, strlen(in) - cut, true, &out) ==
+		      0);
+		CHECK_EQ_MEM(buf_head(&out), buf_used(&out), want, strlen(want));
+		buf_fini(&out);
+		hooks_body_free(b);
+	}
+	CHECK(hooks_body_new(h, 0, h->gen) == NULL);
+	CHECK(hooks_body_new(h, 1, h->gen + 1) == NULL);
+	hooks_free(h);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -296,5 +323,6 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_roundtrip);
 	CHECK_RUN(test_pathglob);
 	CHECK_RUN(test_file_rules);
+	CHECK_RUN(test_body_replacements);
 	return check_summary();
 }
