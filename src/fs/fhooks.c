@@ -315,7 +315,16 @@ int fs_share_describe(struct fs_share *s, const uint8_t *req, size_t n, struct f
 			return -EINVAL;
 		if ((r = fs_req_name(&q, &name)) < 0)
 			return r;
+		if (h.opcode == FUSE_LINK) {
+			/* A second name for a file is a way to write it: both names are told. */
+			struct fuse_link_in li;
+			memcpy(&li, req + sizeof(h), sizeof(li));
+			if ((r = fs_node_get(s, li.oldnodeid, &idx)) < 0 ||
+			    (r = node_rel(s, idx, info->path2, sizeof(info->path2))) < 0)
+				return r;
+		}
 		info->ops = h.opcode == FUSE_CREATE  ? FH_CREATE | FH_WRITE
+			    : h.opcode == FUSE_LINK  ? FH_CREATE | FH_WRITE
 			    : h.opcode == FUSE_MKDIR ? FH_MKDIR
 			    : h.opcode == FUSE_UNLINK || h.opcode == FUSE_RMDIR ? FH_REMOVE
 										: FH_CREATE;
@@ -335,7 +344,8 @@ int fs_share_describe(struct fs_share *s, const uint8_t *req, size_t n, struct f
 		memcpy(&newdir, in, sizeof(newdir));
 		if ((r = fs_req_name(&q, &name)) < 0 || (r = fs_req_name(&q, &name2)) < 0)
 			return r;
-		info->ops = FH_RENAME;
+		/* What either name holds changes: a write to both paths, too. */
+		info->ops = FH_RENAME | FH_WRITE;
 		info->op = "rename";
 		r = child_rel(s, h.nodeid, name, info->path, sizeof(info->path));
 		return r ? r : child_rel(s, newdir, name2, info->path2, sizeof(info->path2));

@@ -29,7 +29,11 @@
 
 enum fhook_op {
 	FH_READ = 1 << 0, /* open for reading */
-	FH_WRITE = 1 << 1, /* open for writing or truncating, write, truncate, allocate */
+	/*
+	 * open for writing or truncating, write, truncate, allocate; and a rename or a hard link
+	 * (either name): both change what a path holds
+	 */
+	FH_WRITE = 1 << 1,
 	FH_CREATE = 1 << 2, /* a new file, device node, symlink or hard link */
 	FH_MKDIR = 1 << 3,
 	FH_REMOVE = 1 << 4, /* unlink, rmdir */
@@ -77,7 +81,8 @@ json_t *fhooks_json(const struct fhooks *h);
 struct fs_opinfo {
 	unsigned ops; /* 0: nothing hooks look at */
 	const char *op; /* the word for events ("write", "create", ...) */
-	char path[FHOOKS_PATH_MAX], path2[FHOOKS_PATH_MAX]; /* path2: a rename's target */
+	/* path2: a rename's target, a hard link's existing name */
+	char path[FHOOKS_PATH_MAX], path2[FHOOKS_PATH_MAX];
 	uint64_t unique;
 	/* FUSE_WRITE: where the data lies in the request */
 	bool is_write;

@@ -48,15 +48,16 @@ t_file_rule_blocks_writes_under_a_path() {
 	mkdir -p "$w/locked"
 	echo original >"$w/locked/keep.txt"
 	cat >"$T_OUT/hooks.json" <<JSON
-{"files": [{"name": "locked", "ops": ["write", "create", "remove", "rename"], "path": "/workspace/locked/**", "action": "block"}]}
+{"files": [{"name": "locked", "ops": ["write", "remove"], "path": "/workspace/locked/**", "action": "block"}]}
 JSON
 	ml run --rootfs "$ROOTFS" --hooks "$T_OUT/hooks.json" -v "$w:/workspace:rw" -- sh -c \
-		'echo bad >/workspace/locked/keep.txt; echo new >/workspace/locked/new.txt; mv /workspace/locked/keep.txt /workspace/out.txt; rm -f /workspace/locked/keep.txt; echo free >/workspace/free.txt; cat /workspace/locked/keep.txt'
+		'echo bad >/workspace/locked/keep.txt; echo new >/workspace/locked/new.txt; mv /workspace/locked/keep.txt /workspace/out.txt; ln /workspace/locked/keep.txt /workspace/alias; rm -f /workspace/locked/keep.txt; echo free >/workspace/free.txt; cat /workspace/locked/keep.txt'
 	expect_eq stdout "$OUT" original
 	expect_match "denied" "$ERR" "Permission denied"
 	expect_eq "host file" "$(cat "$w/locked/keep.txt")" original
 	[ ! -e "$w/locked/new.txt" ] || fail "the blocked create reached the host"
 	[ ! -e "$w/out.txt" ] || fail "the blocked rename reached the host"
+	[ ! -e "$w/alias" ] || fail "a hard link to a locked file was made (a write through it would change it)"
 	expect_eq "elsewhere" "$(cat "$w/free.txt")" free
 }
 
