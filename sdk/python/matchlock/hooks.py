@@ -303,5 +303,8 @@ def launch(client: Any, sandbox: Any, hooks: Hooks) -> str:
     install(client, hooks)
     params = sandbox if isinstance(sandbox, dict) else sandbox.create_params()
     res = client.call("create", create_params(params, hooks))
-    client.sandbox_id = res["id"]
+    try:
+        client.sandbox_id = res["id"]  # a client that remembers its one sandbox
+    except AttributeError:
+        pass  # a client whose sandbox_id is derived (read-only)
     return res["id"]
