@@ -289,8 +289,9 @@ static bool fss_pump(struct fs_stream *x)
 static void fss_wake(void *opaque)
 {
 	struct fs_stream *x = opaque;
-	if (fss_pump(x))
-		fs_flush(x->sb->fs);
+	struct sb_fs *fs = x->sb->fs;
+	fss_pump(x); /* may end the stream (and free x): its close is flushed too */
+	fs_flush(fs);
 }
 
 /* OPEN SVC_FS: T_SHARE names a share this sandbox has and nobody serves yet. */
