@@ -1022,6 +1022,10 @@ static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const s
 		conn_deny(c, NET_EV_HTTP, reason);
 		return false;
 	}
+	if (proxy_hooks_plain(c->e->mitm, c->name, p, m, reason, sizeof(reason)) < 0) {
+		conn_deny(c, NET_EV_HTTP, reason);
+		return false;
+	}
 	emit(c->e, NET_EV_HTTP, true, c->name, c->dst, c->port, "Host matches");
 	return true;
 }

@@ -274,6 +274,43 @@ int proxy_hooks_response(struct flow *f, uint64_t matched, uint32_t gen, bool he
 	return k;
 }
 
+int proxy_hooks_plain(const struct mitm *mt, const char *host, const uint8_t *head,
+		      const struct http_msg *m, char *reason, size_t rn)
+{
+	const struct hooks *h = mt ? mt->hooks : NULL;
+	if (!h || !h->n)
+		return 0;
+	struct buf in = { 0 }, out = { 0 };
+	struct hooks_verdict v;
+	int r = h1_fields(head, m, &in) < 0
+		    ? -ENOMEM
+		    : hooks_request(h, host, buf_head(&in), buf_used(&in), &out, &v);
+	bool edited = r == 0 && (buf_used(&in) != buf_used(&out) ||
+				 memcmp(buf_head(&in), buf_head(&out), buf_used(&in)));
+	bool resp = false;
+	for (unsigned i = 0; r == 0 && i < h->n; i++)
+		resp |= (v.matched >> i & 1) &&
+			(h->rule[i].nrset || h->rule[i].nrdel || h->rule[i].nbody);
+	buf_fini(&in);
+	buf_fini(&out);
+	if (r < 0)
+		snprintf(reason, rn, "a hook could not be applied (out of memory)");
+	else if (v.d == HOOKS_BLOCK)
+		snprintf(reason, rn, "request blocked by hook rule %s", v.rule);
+	else if (v.d == HOOKS_ASK)
+		snprintf(reason, rn,
+			 "hook rule %s asks a callback, which is done for HTTPS requests only: "
+			 "plain HTTP refused",
+			 v.rule);
+	else if (edited || resp)
+		snprintf(reason, rn,
+			 "hook rules edit this request or its response, which they do over HTTPS "
+			 "only: refused rather than sent unedited (use https://)");
+	else
+		return 0;
+	return -EACCES;
+}
+
 bool proxy_hooks_h2_request(struct flow *f, struct buf *fields, uint64_t *matched, uint32_t *gen,
 			    char *reason, size_t rn)
 {

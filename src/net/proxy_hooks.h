@@ -50,6 +50,13 @@ struct hooks_body *proxy_hooks_body_start(struct flow *f, struct hooks_body *old
 					  uint32_t gen, int status);
 int proxy_hooks_scrub_feed(const struct secrets *ss, struct scrub *sc, struct hooks_body *hb,
 			   const uint8_t *p, size_t n, bool final, struct buf *out);
+/*
+ * Plain HTTP (egress.c passes its bytes through unchanged): a request head the rules would
+ * block, ask a callback about, edit, or whose response they would edit is refused — fail
+ * closed, never sent unedited. 0: it may go; -EACCES with reason.
+ */
+int proxy_hooks_plain(const struct mitm *mt, const char *host, const uint8_t *head,
+		      const struct http_msg *m, char *reason, size_t rn);
 /* The flow ends: a question still out is cancelled. */
 void proxy_hooks_fini(struct flow *f);
 

@@ -35,6 +35,25 @@ JSON
 	[[ $log != *"User-Agent"* ]] || fail "user-agent was not deleted: $log"
 }
 
+# Plain HTTP is relayed, not proxied: what the rules would block or edit is refused there.
+t_plain_http_fails_closed_where_rules_apply() {
+	: >"$SRV/requests.log"
+	local hp
+	hp=$(cat "$SRV/http_port")
+	cat >"$T_OUT/hooks.json" <<JSON
+{"network": [{"name": "no-admin", "path": "/admin/**", "action": "block"},
+             {"name": "edit", "path": "/edit/**", "set_headers": {"X-Tag": "plain"}}]}
+JSON
+	ml run --rootfs "$ROOTFS" --allow-host "api.test:$hp" --add-host api.test:127.0.0.1 \
+		--hooks "$T_OUT/hooks.json" -- sh -c "for p in ok admin/x edit/x; do wget -q -O - http://api.test:$hp/\$p 2>&1; echo \$p=\$?; done"
+	expect_match "passes" "$OUT" "path=/ok"$'\n'"ok=0"
+	expect_match "blocked" "$OUT" "admin/x=1"
+	expect_match "edit refused" "$OUT" "edit/x=1"
+	local log
+	log=$(cat "$SRV/requests.log")
+	[[ $log == *"GET /ok"* && $log != *admin* && $log != *edit* ]] || fail "the upstream got: $log"
+}
+
 t_callback_rule_without_an_sdk_fails_closed() {
 	: >"$SRV/requests.log"
 	echo '{"network": [{"name": "ask", "action": "callback"}]}' >"$T_OUT/hooks.json"

@@ -6,7 +6,8 @@
 Makes a test CA (DIR/ca.pem) and a certificate for api.test, serves HTTPS on 127.0.0.1 on a free
 port (written to DIR/port once listening), and appends every request it receives to
 DIR/requests.log as its request line and headers, so a test sees what actually left the host.
-Every path answers 200 with "path=<path>\\n" and the response header X-Upstream: yes.
+Every path answers 200 with "path=<path>\\n" and the response header X-Upstream: yes. The same
+handler serves plain HTTP on another free port, written to DIR/http_port (before DIR/port).
 The test sets SSL_CERT_FILE=DIR/ca.pem for `matchlock rpc` (the proxy trusts it) and pins
 api.test to 127.0.0.1 with network.add_hosts.
 """
@@ -58,6 +59,10 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
+plain = S(("127.0.0.1", 0), H)
+threading.Thread(target=plain.serve_forever, daemon=True).start()
+with open(j("http_port"), "w") as f:
+    f.write(str(plain.server_address[1]))
 srv = S(("127.0.0.1", 0), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(j("api.pem"), j("api.key"))
