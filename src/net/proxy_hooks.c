@@ -274,6 +274,15 @@ int proxy_hooks_response(struct flow *f, uint64_t matched, uint32_t gen, bool he
 	return k;
 }
 
+bool proxy_hooks_want_h1(const struct flow *f)
+{
+	const struct hooks *h = f->m->hooks;
+	for (unsigned i = 0; h && i < h->n; i++)
+		if (h->rule[i].action == HOOK_CALLBACK)
+			return true;
+	return false;
+}
+
 int proxy_hooks_plain(const struct mitm *mt, const char *host, const uint8_t *head,
 		      const struct http_msg *m, char *reason, size_t rn)
 {

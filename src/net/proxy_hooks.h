@@ -57,6 +57,11 @@ int proxy_hooks_scrub_feed(const struct secrets *ss, struct scrub *sc, struct ho
  */
 int proxy_hooks_plain(const struct mitm *mt, const char *host, const uint8_t *head,
 		      const struct http_msg *m, char *reason, size_t rn);
+/*
+ * Whether the sandbox has callback rules: a guest that offers both h2 and http/1.1 is then
+ * given http/1.1 (tls.c), where a request can be held for its callback.
+ */
+bool proxy_hooks_want_h1(const struct flow *f);
 /* The flow ends: a question still out is cancelled. */
 void proxy_hooks_fini(struct flow *f);
 
