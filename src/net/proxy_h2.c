@@ -789,6 +789,7 @@ static void request_start(struct h2s *s, bool end_stream)
 		stream_refuse(s, 403, reason);
 		return;
 	}
+	request_name(s); /* the path a rule rewrote */
 	/* Signed with the sandbox's AWS credential: checked now, signed again once rewritten. */
 	struct sigv4_flow *sv = NULL;
 	int st = ss && ss->n
