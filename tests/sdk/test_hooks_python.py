@@ -75,6 +75,8 @@ class HooksTest(unittest.TestCase):
             network=[hooks.NetworkRule(name="no-admin", path="/admin/**", action="block"),
                      hooks.NetworkRule(name="cb", path="/cb", callback=on_cb),
                      hooks.NetworkRule(name="slow", path="/slow", callback=slow),
+                     hooks.NetworkRule(name="move", path="/old/**", rewrite_path="/new", set_query={"k": "v w"},
+                                       delete_query=["drop"]),
                      hooks.NetworkRule(name="tag", set_headers={"X-Tag": "t"}, set_response_headers={"X-Hooked": "1"},
                                        body_replacements=[{"find": "path=", "replace": "hooked-path="}])],
             files=[hooks.FileRule(name="locked", ops=["write", "create", "remove"], path="/workspace/locked/**",
@@ -134,6 +136,13 @@ class HooksTest(unittest.TestCase):
         # The body was replaced and re-framed (the upstream's Content-Length no longer holds).
         self.assertIn("hooked-path=/ok\n", out)
         self.assertNotIn("Content-Length: 9", out)
+
+    def test_path_and_query_rewrite(self) -> None:
+        self.assertIn("rc=0", self.wget("/old/x?drop=1&keep=2"))
+        self.assertIn("GET /new?keep=2&k=v%20w HTTP/1.1", self.upstream())
+        e = self.wait_event(lambda e: e.get("type") == "network" and "/new?" in e["network"].get("url", ""),
+                            "naming the rewritten path")
+        self.assertFalse(e["network"]["blocked"])
 
     def test_callback_rewrites_a_header_and_never_sees_a_secret(self) -> None:
         self.seen.clear()
