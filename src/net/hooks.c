@@ -79,10 +79,17 @@ static int hexval(uint8_t c)
 
 void hooks_path_normalise(const uint8_t *p, size_t n, char *out, size_t outn)
 {
+	/* An absolute-form target (scheme://authority/path) or "*": only its path counts. */
+	size_t i0 = 0;
+	if (n && p[0] != '/') {
+		const uint8_t *sep = memmem(p, n, "://", 3);
+		const uint8_t *sl = sep ? memchr(sep + 3, '/', n - (size_t)(sep + 3 - p)) : NULL;
+		i0 = sl ? (size_t)(sl - p) : n;
+	}
 	/* Decoded, with "//" collapsed, into out; then dot segments removed in place. */
 	size_t k = 0;
 	out[k++] = '/';
-	for (size_t i = 0; i < n && p[i] != '?' && p[i] != '#' && k + 1 < outn; i++) {
+	for (size_t i = i0; i < n && p[i] != '?' && p[i] != '#' && k + 1 < outn; i++) {
 		uint8_t c = p[i];
 		if (c == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
 			c = (uint8_t)(hexval(p[i + 1]) << 4 | hexval(p[i + 2]));
@@ -720,8 +727,11 @@ int hooks_request(const struct hooks *h, const char *host, const uint8_t *f, siz
 	const uint8_t *path = hooks_field_get(f, n, ":path", &pl);
 	if (!meth || !path)
 		return -EPROTO;
-	char np[HOOKS_VALUE_MAX + 2];
-	hooks_path_normalise(path, pl, np, sizeof(np));
+	/* Decoding never lengthens: the whole path fits, nothing a rule should see is cut off. */
+	char *np = malloc(pl + 2);
+	if (!np)
+		return -ENOMEM;
+	hooks_path_normalise(path, pl, np, pl + 2);
 	struct buf cur = { 0 };
 	buf_append(&cur, f, n);
 	for (unsigned i = 0; h && i < h->n && v->d == HOOKS_PASS; i++) {
@@ -735,6 +745,7 @@ int hooks_request(const struct hooks *h, const char *host, const uint8_t *f, siz
 		cur = next;
 		if (k < 0) {
 			buf_fini(&cur);
+			free(np);
 			return k;
 		}
 		if (r->action == HOOK_BLOCK)
@@ -746,6 +757,7 @@ int hooks_request(const struct hooks *h, const char *host, const uint8_t *f, siz
 		if (r->action == HOOK_ALLOW)
 			break;
 	}
+	free(np);
 	int k = buf_append(out, buf_head(&cur), buf_used(&cur));
 	buf_fini(&cur);
 	return k < 0 ? -ENOMEM : 0;

@@ -157,7 +157,10 @@ void hooks_body_free(struct hooks_body *b);
 int hooks_field_put(struct buf *b, const void *name, size_t nl, const void *v, size_t vl);
 /* The value of the first field named name (case-insensitive), or NULL. */
 const uint8_t *hooks_field_get(const uint8_t *f, size_t n, const char *name, size_t *vl);
-/* The path (no query) percent-decoded, dot segments removed, "//" collapsed: what globs see. */
+/*
+ * The path (no query; of an absolute-form target, its path) percent-decoded, dot segments
+ * removed, "//" collapsed: what globs see. outn >= n + 2 holds the whole of it.
+ */
 void hooks_path_normalise(const uint8_t *p, size_t n, char *out, size_t outn);
 
 #endif

@@ -99,8 +99,23 @@ static void test_block_and_match(void)
 	CHECK_EQ_INT(vd.d, HOOKS_BLOCK);
 	CHECK(!strcmp(vd.rule, "admin"));
 	/* The subtree's root, dot segments, encoded slashes and double slashes: still /admin. */
-	const char *evasions[] = { "/admin",	 "/public/../admin/x", "/%61dmin/x",
-				   "//admin//x", "/./admin",	       "/x/%2e%2e/admin" };
+	/* A path long enough that a fixed buffer would cut it before its dot segments end. */
+	static char deep[12000];
+	size_t dl = 0;
+	for (int i = 0; i < 1500; i++)
+		dl += (size_t)snprintf(deep + dl, sizeof(deep) - dl, "/a");
+	for (int i = 0; i < 1500; i++)
+		dl += (size_t)snprintf(deep + dl, sizeof(deep) - dl, "/..");
+	snprintf(deep + dl, sizeof(deep) - dl, "/admin/x");
+	const char *evasions[] = { "/admin",
+				   "/public/../admin/x",
+				   "/%61dmin/x",
+				   "//admin//x",
+				   "/./admin",
+				   "/x/%2e%2e/admin",
+				   "https://api.y.com/admin/x",
+				   "HTTPS://api.y.com:443/x/../admin?q",
+				   deep };
 	for (size_t i = 0; i < sizeof(evasions) / sizeof(evasions[0]); i++) {
 		request(&f, "POST", evasions[i], NULL);
 		buf_fini(&out);
