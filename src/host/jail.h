@@ -12,9 +12,7 @@
  * own with memory, pids and cpu limits. MATCHLOCK_NO_JAIL=1 turns it off (diagnose says so).
  *
  * The supervisor (jail_supervisor_seal): not dumpable, and a seccomp allow-list of what the
- * event loop does once a sandbox runs; anything else kills the process with a line in the
- * log (SIGSYS is reported by the parent: see jail_seccomp_why), or fails with EPERM and a
- * log line when MATCHLOCK_SECCOMP=log.
+ * event loop does once a sandbox runs.
  */
 #ifndef MATCHLOCK_JAIL_H
 #define MATCHLOCK_JAIL_H
@@ -67,12 +65,12 @@ struct jail_probe {
 void jail_probe(struct jail_probe *p);
 
 /*
- * The supervisor's own jail, once its sandbox runs and before it starts no more processes:
- * not dumpable (no ptrace, no /proc/PID/mem by our own uid) and a seccomp allow-list. Returns 0
- * or -errno (the filter could not be loaded; the caller says so and goes on).
+ * The supervisor's own jail, once its sandbox runs, for a process that starts no process any
+ * more (`run`, `run -d`): not dumpable (no ptrace, no /proc/PID/mem by our own uid; main() set
+ * it already) and the seccomp allow-list (jail_seccomp.c). A call outside it writes a line to
+ * stderr and to DIR/log and ends the process with SIGSYS; MATCHLOCK_SECCOMP=log fails the call
+ * with EPERM instead, =off loads no filter. Returns 0 or -errno (nothing was loaded).
  */
-int jail_supervisor_seal(void);
-/* Not dumpable only (a supervisor that still starts VMMs: `rpc`). */
-void jail_supervisor_nodump(void);
+int jail_supervisor_seal(const char *dir);
 
 #endif

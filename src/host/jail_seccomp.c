@@ -1,17 +1,334 @@
 /* SPDX-License-Identifier: MIT */
-/* The supervisor's own jail: jail.h. */
+/*
+ * The supervisor's seccomp allow-list (jail.h). What is on it is what the event loop does once
+ * a sandbox runs: the link, the console and QMP sockets, the egress engine (sockets to the
+ * world, DNS on a resolver thread), the file service (openat2 under a share, every file
+ * operation FUSE asks for), the control socket (fds passed both ways), the state database
+ * (SQLite: pread/pwrite, fcntl locks, fsync, mmap of its -shm), the template's save (copy,
+ * rename), QEMU's end (pidfd, kill, wait) and the sandbox's removal. What is not: starting a
+ * program or a process (execve, fork; threads only), ptrace and process_vm_*, mounts and
+ * namespaces, keys, BPF, perf, module and reboot calls, raw and packet sockets, and every call
+ * glibc never makes for us.
+ */
 #define _GNU_SOURCE
 #include "jail.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <ucontext.h>
+#include <unistd.h>
 
-void jail_supervisor_nodump(void)
+#include "common/log.h"
+
+static const char *const allowed[] = {
+	/* descriptors and plain I/O */
+	"read",
+	"write",
+	"readv",
+	"writev",
+	"pread64",
+	"pwrite64",
+	"preadv",
+	"pwritev",
+	"preadv2",
+	"pwritev2",
+	"lseek",
+	"close",
+	"close_range",
+	"dup",
+	"dup2",
+	"dup3",
+	"fcntl",
+	"pipe",
+	"pipe2",
+	"splice",
+	"tee",
+	"sendfile",
+	"copy_file_range",
+	/* files: the state directory, the database, templates, the file service */
+	"open",
+	"openat",
+	"openat2",
+	"creat",
+	"stat",
+	"fstat",
+	"lstat",
+	"newfstatat",
+	"statx",
+	"statfs",
+	"fstatfs",
+	"access",
+	"faccessat",
+	"faccessat2",
+	"readlink",
+	"readlinkat",
+	"getdents64",
+	"mkdir",
+	"mkdirat",
+	"rmdir",
+	"unlink",
+	"unlinkat",
+	"rename",
+	"renameat",
+	"renameat2",
+	"link",
+	"linkat",
+	"symlink",
+	"symlinkat",
+	"chmod",
+	"fchmod",
+	"fchmodat",
+	"chown",
+	"fchown",
+	"fchownat",
+	"lchown",
+	"utimensat",
+	"truncate",
+	"ftruncate",
+	"fallocate",
+	"fsync",
+	"fdatasync",
+	"sync_file_range",
+	"flock",
+	"mknod",
+	"mknodat",
+	"getxattr",
+	"lgetxattr",
+	"fgetxattr",
+	"setxattr",
+	"lsetxattr",
+	"fsetxattr",
+	"listxattr",
+	"llistxattr",
+	"flistxattr",
+	"removexattr",
+	"lremovexattr",
+	"fremovexattr",
+	"getcwd",
+	"chdir",
+	"fchdir",
+	"umask",
+	"memfd_create",
+	/* memory */
+	"mmap",
+	"munmap",
+	"mremap",
+	"mprotect",
+	"brk",
+	"madvise",
+	"msync",
+	"mincore",
+	/* the loop */
+	"epoll_create1",
+	"epoll_ctl",
+	"epoll_wait",
+	"epoll_pwait",
+	"epoll_pwait2",
+	"poll",
+	"ppoll",
+	"select",
+	"pselect6",
+	"eventfd2",
+	"timerfd_create",
+	"timerfd_settime",
+	"timerfd_gettime",
+	"signalfd4",
+	/* signals, QEMU's end */
+	"rt_sigaction",
+	"rt_sigprocmask",
+	"rt_sigreturn",
+	"rt_sigtimedwait",
+	"sigaltstack",
+	"kill",
+	"tgkill",
+	"tkill",
+	"pidfd_send_signal",
+	"pidfd_open",
+	"wait4",
+	"waitid",
+	"restart_syscall",
+	/* who and what we are, clocks, entropy */
+	"exit",
+	"exit_group",
+	"getpid",
+	"gettid",
+	"getppid",
+	"getuid",
+	"geteuid",
+	"getgid",
+	"getegid",
+	"getresuid",
+	"getresgid",
+	"getgroups",
+	"getpgrp",
+	"getpgid",
+	"getsid",
+	"getrlimit",
+	"prlimit64",
+	"getrusage",
+	"times",
+	"sched_yield",
+	"sched_getaffinity",
+	"uname",
+	"sysinfo",
+	"getcpu",
+	"clock_gettime",
+	"clock_getres",
+	"clock_nanosleep",
+	"nanosleep",
+	"gettimeofday",
+	"time",
+	"getrandom",
+	/* threads (the resolver's): futexes and their bookkeeping; clone is filtered below */
+	"futex",
+	"set_robust_list",
+	"get_robust_list",
+	"rseq",
+	"set_tid_address",
+	"munlock",
+	/* sockets: the domains are filtered below */
+	"socketpair",
+	"connect",
+	"bind",
+	"listen",
+	"accept",
+	"accept4",
+	"getsockname",
+	"getpeername",
+	"setsockopt",
+	"getsockopt",
+	"sendto",
+	"recvfrom",
+	"sendmsg",
+	"recvmsg",
+	"sendmmsg",
+	"recvmmsg",
+	"shutdown",
+};
+
+/* Terminal (exec -t), socket and file-clone requests; nothing else goes through ioctl. */
+static const unsigned long ioctls[] = {
+	TCGETS,	 TCSETS,  TCSETSW,  TCSETSF, TIOCGWINSZ, TIOCSWINSZ, TIOCGPGRP,	     FIONREAD,
+	FIONBIO, FIOCLEX, FIONCLEX, FICLONE, TIOCOUTQ,	 FIOASYNC,   FS_IOC_GETFLAGS
+};
+
+static const int domains[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
+
+static bool seccomp_log_only; /* MATCHLOCK_SECCOMP=log: report, fail the call with EPERM */
+static int seccomp_log_fd = -1; /* the sandbox's log, for the line saying why we stop */
+
+/*
+ * A call outside the list: one line (in the sandbox's log too), then the process ends with
+ * SIGSYS -- or, in log mode, the call fails with EPERM and we go on. Only async-signal-safe
+ * calls here: the call that trapped may have been made holding malloc's lock.
+ */
+static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	char line[200];
+	int n =
+	    snprintf(line, sizeof(line),
+		     "matchlock: supervisor: system call %d is not on its seccomp allow-list%s\n",
+		     si->si_syscall,
+		     seccomp_log_only ? " (MATCHLOCK_SECCOMP=log: failing it with EPERM)"
+				      : "; stopping (MATCHLOCK_SECCOMP=log reports instead)");
+	if (n > 0) {
+		ssize_t k = write(STDERR_FILENO, line, (size_t)n);
+		if (seccomp_log_fd >= 0)
+			k = write(seccomp_log_fd, line, (size_t)n);
+		(void)k;
+	}
+#if defined(__x86_64__)
+	if (seccomp_log_only) {
+		((ucontext_t *)uc)->uc_mcontext.gregs[REG_RAX] = -EPERM;
+		return;
+	}
+#else
+	(void)uc;
+#endif
+	signal(sig, SIG_DFL);
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, sig);
+	sigprocmask(SIG_UNBLOCK, &s, NULL);
+	raise(sig);
+	_exit(128 + sig);
 }
 
-int jail_supervisor_seal(void)
+/* libseccomp returns -errno; a name this architecture lacks is skipped. */
+static int allow(scmp_filter_ctx ctx, const char *name, unsigned n, const struct scmp_arg_cmp *a)
 {
-	jail_supervisor_nodump();
-	return 0;
+	int nr = seccomp_syscall_resolve_name(name);
+	if (nr == __NR_SCMP_ERROR)
+		return 0;
+	return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, n, a);
+}
+
+static int seal_rules(scmp_filter_ctx ctx)
+{
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		r = allow(ctx, allowed[i], 0, NULL);
+	for (size_t i = 0; r == 0 && i < sizeof(ioctls) / sizeof(ioctls[0]); i++) {
+		struct scmp_arg_cmp a = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctls[i]);
+		r = allow(ctx, "ioctl", 1, &a);
+	}
+	for (size_t i = 0; r == 0 && i < sizeof(domains) / sizeof(domains[0]); i++) {
+		struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)domains[i]);
+		r = allow(ctx, "socket", 1, &a);
+	}
+	/* Threads, never processes: clone3's flags are out of a filter's reach, so glibc falls
+	 * back to clone, whose flags are not. */
+	if (r == 0) {
+		struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
+		r = allow(ctx, "clone", 1, &a);
+	}
+	if (r == 0 && seccomp_syscall_resolve_name("clone3") != __NR_SCMP_ERROR)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS),
+				     seccomp_syscall_resolve_name("clone3"), 0);
+	/* prctl: a thread's name only (glibc, OpenSSL); never dumpable again. */
+	if (r == 0) {
+		struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME);
+		r = allow(ctx, "prctl", 1, &a);
+	}
+	return r;
+}
+
+int jail_supervisor_seal(const char *dir)
+{
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* main() did; this is the one that must hold */
+	const char *mode = getenv("MATCHLOCK_SECCOMP");
+	if (mode && !strcmp(mode, "off"))
+		return 0;
+	seccomp_log_only = mode && !strcmp(mode, "log");
+	if (dir) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/log", dir);
+		seccomp_log_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	}
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0)
+		return -errno;
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+	if (!ctx)
+		return -ENOMEM;
+	int r = seal_rules(ctx);
+	if (r == 0)
+		r = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (r == 0)
+		debug("supervisor: seccomp allow-list loaded (%s)",
+		      seccomp_log_only ? "log mode" : "a call outside it stops the supervisor");
+	return r;
 }

@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "disk.h"
+#include "jail.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -890,6 +891,12 @@ static void session_on_booted(struct sandbox *sb, int r, const char *why, void *
 		session_fail(s, r);
 		return;
 	}
+	/*
+	 * A supervisor of one sandbox starts no process from here on: seal it (jail.h). One that
+	 * serves a caller's loop (`rpc`) starts more VMs and image workers, so it cannot be.
+	 */
+	if (s->loop == &s->own_loop && (r = jail_supervisor_seal(s->L.dir)) < 0)
+		warn("the supervisor runs without its seccomp allow-list: %s", strerror(-r));
 	session_started(s, 0);
 }
 
