@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "common/util.h"
 #include "common/paths.h"
+#include "jail.h"
 
 struct check {
 	const char *name;
@@ -107,6 +108,19 @@ int cmd_diagnose(int argc, char **argv)
 		{ .name = "disk",
 		  .required = false,
 		  .fix = "free some space in the cache directory (or set MATCHLOCK_HOME)" },
+		{ .name = "jail",
+		  .required = false,
+		  .fix = "allow unprivileged user namespaces (sysctl "
+			 "kernel.unprivileged_userns_clone=1 "
+			 "or the AppArmor userns policy), or unset MATCHLOCK_NO_JAIL" },
+		{ .name = "cgroup",
+		  .required = false,
+		  .fix =
+		      "without delegated cgroup v2 memory, pids and cpu, only rlimits bound QEMU "
+		      "(systemd: run under a user service with Delegate=yes)" },
+		{ .name = "seccomp",
+		  .required = false,
+		  .fix = "a kernel with CONFIG_SECCOMP_FILTER: the supervisor runs unfiltered" },
 	};
 	check_qemu(&checks[0]);
 	check_file(&checks[1], "MATCHLOCK_KERNEL", "vmlinux");
@@ -114,6 +128,15 @@ int cmd_diagnose(int argc, char **argv)
 	enum accel a;
 	checks[3].ok = accel_choose("auto", &a, checks[3].detail, sizeof(checks[3].detail)) == 0;
 	check_disk(&checks[4]);
+	struct jail_probe jp;
+	jail_probe(&jp);
+	checks[5].ok = jp.namespaces;
+	snprintf(checks[5].detail, sizeof(checks[5].detail), "QEMU: %s", jp.ns_detail);
+	checks[6].ok = jp.cgroup;
+	snprintf(checks[6].detail, sizeof(checks[6].detail), "%s%s",
+		 jp.cgroup ? "memory, pids, cpu limits per sandbox under " : "", jp.cgroup_detail);
+	checks[7].ok = jp.seccomp;
+	snprintf(checks[7].detail, sizeof(checks[7].detail), "supervisor: %s", jp.seccomp_detail);
 
 	bool fatal = false;
 	if (json)

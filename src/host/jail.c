@@ -382,6 +382,8 @@ void jail_cgroup_remove(const char *name)
 
 /* ---- the parent's side --------------------------------------------------------------------- */
 
+static char unjailed_why[160]; /* why the last child ran without its jail */
+
 int jail_share_file(int fd)
 {
 	struct stat st;
@@ -505,10 +507,11 @@ pid_t jail_spawn(const struct jail_config *jc, void (*run)(void *arg, int errfd)
 		pid = clone_ns(JAIL_NS_FLAGS);
 	}
 	if (pid < 0 && jailed) {
+		snprintf(unjailed_why, sizeof(unjailed_why), "cannot create namespaces: %s",
+			 strerror(errno));
 		if (!warned)
-			warn("QEMU runs without its jail: cannot create namespaces (%s); see "
-			     "matchlock diagnose",
-			     strerror(errno));
+			warn("QEMU runs without its jail: %s; see matchlock diagnose",
+			     unjailed_why);
 		warned = true;
 		jailed = userns = false;
 	}
@@ -565,11 +568,13 @@ pid_t jail_spawn(const struct jail_config *jc, void (*run)(void *arg, int errfd)
 
 /* ---- diagnose ------------------------------------------------------------------------------ */
 
+/* In a jail, we are PID 1 of our own namespace; run unjailed (the fallback), we are not. */
 static void probe_run(void *arg, int errfd)
 {
 	(void)arg;
-	(void)errfd;
-	_exit(0);
+	if (getpid() != 1)
+		dprintf(errfd, "%s", unjailed_why[0] ? unjailed_why : "not in a PID namespace");
+	_exit(getpid() == 1 ? 0 : 3);
 }
 
 void jail_probe(struct jail_probe *p)
@@ -594,11 +599,18 @@ void jail_probe(struct jail_probe *p)
 	char base[4200];
 	p->cgroup =
 	    cgroup_base(base, sizeof(base), p->cgroup_detail, sizeof(p->cgroup_detail)) == 0;
-	_cleanup_free_ char *st = NULL;
-	const char *sc = NULL;
-	if (read_file_str("/proc/self/status", 65536, &st) == 0)
-		sc = strstr(st, "\nSeccomp:");
-	p->seccomp = sc != NULL && prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;
+	/* The supervisor's filter, loaded for real in a child that then exits. */
+	pid = fork();
+	if (pid == 0)
+		_exit(jail_supervisor_seal(NULL) < 0 ? 1 : getpid() > 0 ? 0 : 2);
+	status = 1;
+	if (pid > 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	p->seccomp = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	const char *mode = getenv("MATCHLOCK_SECCOMP");
 	snprintf(p->seccomp_detail, sizeof(p->seccomp_detail), "%s",
-		 p->seccomp ? "seccomp filters available" : "the kernel has no seccomp");
+		 !p->seccomp ? "the allow-list cannot be loaded (no seccomp filters?)"
+		 : mode && !strcmp(mode, "off") ? "off (MATCHLOCK_SECCOMP=off)"
+						: "allow-list loads (seccomp filter mode 2)");
 }

@@ -60,7 +60,7 @@ struct jail_probe {
 	bool namespaces; /* a jailed child could be started here (user, mount, pid, net, ipc) */
 	bool cgroup; /* cgroup v2 memory, pids and cpu are delegated to us */
 	bool seccomp; /* the kernel filters system calls (seccomp filter mode) */
-	char ns_detail[200], cgroup_detail[4400], seccomp_detail[120];
+	char ns_detail[200], cgroup_detail[4200], seccomp_detail[120];
 };
 void jail_probe(struct jail_probe *p);
 
