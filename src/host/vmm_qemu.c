@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -129,24 +130,29 @@ static const char *qemu_binary(void)
  * QEMU's absolute path, looked up in PATH here: the jail binds it in when it lives outside /usr,
  * and execs it by that path. Returns 0 or -errno with err.
  */
-static int qemu_resolve(char *out, size_t n, char *err, size_t errn)
+static int qemu_resolve(char out[PATH_MAX], char *err, size_t errn)
 {
 	const char *q = qemu_binary();
 	const char *path = getenv("PATH");
-	int e = ENOENT;
+	char cand[PATH_MAX];
+	bool found = false;
 	if (strchr(q, '/')) {
-		if (snprintf(out, n, "%s", q) < (int)n && access(out, X_OK) == 0)
-			return out[0] == '/' || realpath(q, out) ? 0 : -errno;
-		e = errno;
+		found = snprintf(cand, sizeof(cand), "%s", q) < (int)sizeof(cand) &&
+			access(cand, X_OK) == 0;
 	} else {
-		for (const char *p = path && *path ? path : "/usr/bin:/bin"; *p;) {
+		for (const char *p = path && *path ? path : "/usr/bin:/bin"; *p && !found;) {
 			size_t k = strcspn(p, ":");
-			if (k && snprintf(out, n, "%.*s/%s", (int)k, p, q) < (int)n &&
-			    access(out, X_OK) == 0 && out[0] == '/')
-				return 0;
+			found = k && p[0] == '/' &&
+				snprintf(cand, sizeof(cand), "%.*s/%s", (int)k, p, q) <
+				    (int)sizeof(cand) &&
+				access(cand, X_OK) == 0;
 			p += k + (p[k] == ':');
 		}
 	}
+	/* Canonical: the jail binds it at this path unless it is under /usr (/bin -> usr/bin). */
+	if (found && realpath(cand, out))
+		return 0;
+	int e = found ? errno : ENOENT;
 	snprintf(err, errn,
 		 "cannot run %s: %s (apt-get install qemu-system-x86, or set "
 		 "MATCHLOCK_QEMU)",
@@ -161,7 +167,7 @@ static int qemu_resolve(char *out, size_t n, char *err, size_t errn)
  * initramfs as /proc/self/fd/N.
  */
 struct qemu_args {
-	char exe[4200];
+	char exe[PATH_MAX];
 	char mem[32], smp[32], drive[200], cmdline[512], ram[128], kernel[32], initrd[32];
 	char addfd[2 * CHILD_NDISKS][48];
 	unsigned naddfd;
@@ -238,7 +244,7 @@ static void qemu_args_fini(struct qemu_args *a)
 static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err, size_t errn)
 {
 	a->naddfd = a->nfds = 0;
-	int r = qemu_resolve(a->exe, sizeof(a->exe), err, errn);
+	int r = qemu_resolve(a->exe, err, errn);
 	if (r < 0)
 		return r;
 	snprintf(a->mem, sizeof(a->mem), "%u", c->memory_mb);

@@ -86,6 +86,49 @@ t_supervisor_sealed() {
 	expect_eq exec "$OUT" sealed
 }
 
+# A supervisor that runs code it should not (here: gdb makes it call fork, as code injected by
+# an attacker would) is stopped by its filter, with a line in the sandbox's log saying why.
+seccomp_needs() {
+	[ "$(id -u)" = 0 ] || skip "needs root to ptrace the non-dumpable supervisor"
+	command -v gdb >/dev/null || skip "gdb is not installed"
+}
+# seccomp_violation [VAR=VALUE...]: prints the log line, then "SUPERVISOR_PID ID".
+seccomp_violation() {
+	local id sup said log
+	id=$(env "$@" "$ML" run -d --rootfs "$ROOTFS" --memory 256) || fail "run -d"
+	sup=$("$ML" ls | awk -v i="$id" '$1 == i { print $NF }')
+	log=$MATCHLOCK_HOME/state/sandboxes/$id/log
+	said=$(timeout 60 gdb -p "$sup" -batch -nx -ex 'handle SIGSYS nostop noprint pass' \
+		-ex 'call (int)fork()' 2>&1)
+	for _ in $(seq 50); do grep -q "seccomp allow-list" "$log" && break; sleep 0.1; done
+	grep -o "supervisor: system call [0-9]* is not on its seccomp allow-list.*" "$log" || fail "no line in the log: $said"
+	echo "$sup $id"
+}
+
+t_seccomp_violation_stops_the_supervisor() {
+	local line sup id
+	seccomp_needs
+	line=$(seccomp_violation) || exit 1
+	sup=${line##*$'\n'} && id=${sup#* } && sup=${sup% *}
+	expect_match "log line" "$line" "system call 56 is not on its seccomp allow-list; stopping"
+	for _ in $(seq 50); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$sup" 2>/dev/null && fail "the supervisor survived a call outside its allow-list"
+	"$ML" rm "$id" >/dev/null 2>&1
+	return 0
+}
+
+t_seccomp_log_mode_fails_the_call() {
+	local line sup id
+	seccomp_needs
+	line=$(seccomp_violation MATCHLOCK_SECCOMP=log) || exit 1
+	sup=${line##*$'\n'} && id=${sup#* } && sup=${sup% *}
+	expect_match "log line" "$line" "system call 56 is not on its seccomp allow-list \\(MATCHLOCK_SECCOMP=log"
+	ml exec "$id" -- echo alive
+	expect_eq "exec after the refused call" "$OUT" alive
+	"$ML" kill "$id" >/dev/null
+	"$ML" rm "$id" >/dev/null
+}
+
 t_state_owner_only() {
 	local dir=$MATCHLOCK_HOME/state
 	expect_eq "state dir" "$(stat -c %a "$dir")" 700
