@@ -72,5 +72,12 @@ void jail_probe(struct jail_probe *p);
  * with EPERM instead, =off loads no filter. Returns 0 or -errno (nothing was loaded).
  */
 int jail_supervisor_seal(const char *dir);
+/*
+ * Started by root: keep only the capabilities a supervisor still needs once its disk is made
+ * (jail_seccomp.c: files, QEMU's identity, signals, low ports) -- gone for good: admin, ptrace,
+ * modules, raw sockets, mknod, file capabilities, and the rest. Not a change of identity: the
+ * supervisor serves root's files and host folders as root. No-op for a normal user.
+ */
+int jail_supervisor_drop_caps(void);
 
 #endif

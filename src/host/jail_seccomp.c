@@ -15,16 +15,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/fs.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -334,4 +337,38 @@ int jail_supervisor_seal(const char *dir)
 		debug("supervisor: seccomp allow-list loaded (%s)",
 		      seccomp_log_only ? "log mode" : "a call outside it stops the supervisor");
 	return r;
+}
+
+/*
+ * What a supervisor started by root still needs of root's powers once its disk is made: its
+ * files and the host folders it serves as root does (DAC and ownership), QEMU's identity in the
+ * jail (writing the uid and gid maps), signalling that QEMU, and port forwards below 1024.
+ */
+static const int root_keeps[] = { CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+				  CAP_FOWNER, CAP_FSETID,	CAP_KILL,
+				  CAP_SETGID, CAP_SETUID,	CAP_NET_BIND_SERVICE };
+
+int jail_supervisor_drop_caps(void)
+{
+	if (geteuid() != 0)
+		return 0;
+	uint64_t keep = 0;
+	for (size_t i = 0; i < sizeof(root_keeps) / sizeof(root_keeps[0]); i++)
+		keep |= 1ull << root_keeps[i];
+	for (int cap = 0; cap <= 63; cap++) {
+		if (keep & (1ull << cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
+			break; /* past the kernel's last capability */
+	}
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof(d));
+	d[0].effective = d[0].permitted = (uint32_t)keep;
+	d[1].effective = d[1].permitted = (uint32_t)(keep >> 32);
+	if (syscall(SYS_capset, &h, d) < 0)
+		return -errno;
+	debug("supervisor: root's capabilities reduced to %#llx", (unsigned long long)keep);
+	return 0;
 }

@@ -967,6 +967,9 @@ static void session_boot(struct session *s)
 	}
 	s->have_record = true;
 	s->phase = SESSION_BOOTING;
+	/* The disk is made (a worker building an image needed root's all): the rest is less. */
+	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps()) < 0)
+		warn("the supervisor keeps root's capabilities: %s", strerror(-r));
 	if ((r = launch_boot(&s->L, &s->sc, s->loop, session_on_booted, s, err, errn)) < 0)
 		session_fail(s, r);
 }

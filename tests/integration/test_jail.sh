@@ -80,6 +80,11 @@ t_supervisor_sealed() {
 	# root; as root the second user's supervisor shows it, t_other_user_supervisor_not_dumpable).
 	if [ "$(id -u)" != 0 ]; then
 		expect_eq "owner of /proc/SUP/environ" "$(stat -c %u "/proc/$SUP/environ")" 0
+	else
+		# Root's supervisor keeps chown, dac_override, dac_read_search, fowner, fsetid, kill,
+		# setgid, setuid and net_bind_service only: no admin, ptrace, module, raw, mknod...
+		expect_eq "root supervisor's CapBnd" "$(status_field "$SUP" CapBnd)" 00000000000004ff
+		expect_eq "root supervisor's CapEff" "$(status_field "$SUP" CapEff)" 00000000000004ff
 	fi
 	# The sandbox still does everything after the seal.
 	ml exec "$SB" -- sh -c 'echo sealed > /root/f && cat /root/f'
