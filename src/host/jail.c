@@ -448,15 +448,21 @@ static noreturn void child_main(const struct jail_config *jc, const struct jail_
 		_exit(1); /* the parent gave up, or died */
 	if (jailed) {
 		/*
+		 * A normal user's child writes its own maps. Its /proc files are root's while it
+		 * is not dumpable (main() made us so), so it is dumpable for the three writes only:
+		 * it still holds a copy of our memory, secrets included, until it execs.
+		 */
+		int r = 0;
+		if (userns && id->self_map) {
+			r = prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 ? -errno : map_ids("self", id);
+			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+		}
+		if (r < 0)
+			child_die(errfd, "writing its uid and gid maps", -r);
+		/*
 		 * Become the namespace's uid 0: as root our own ids are not mapped in it (QEMU's
 		 * are JAIL_UID's), and files made in the new root need an owner it knows.
 		 */
-		/* Dumpable for a moment (main() made us not): our /proc files become ours. */
-		int r = 0;
-		if (userns && id->self_map)
-			r = prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 ? -errno : map_ids("self", id);
-		if (r < 0)
-			child_die(errfd, "writing its uid and gid maps", -r);
 		if (userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
 			child_die(errfd, "taking the mapped identity", errno);
 		if (userns && setgroups(0, NULL) < 0 && errno != EPERM)
