@@ -73,6 +73,14 @@ void jail_probe(struct jail_probe *p);
  */
 int jail_supervisor_seal(const char *dir);
 /*
+ * A supervisor that still starts processes (`rpc`: VMs, image workers) cannot have the
+ * allow-list; it gets a deny-list of what neither it, the jail's set-up, QEMU nor a worker ever
+ * calls (ptrace, process_vm_*, BPF, perf, userfaultfd, keys, modules, kexec, setns, unshare, the
+ * new mount API, handles, clocks, reboot...), with the same SIGSYS line and MATCHLOCK_SECCOMP.
+ * Inherited by every child. Returns 0 or -errno.
+ */
+int jail_spawner_seal(void);
+/*
  * Started by root: keep only the capabilities a supervisor still needs once its disk is made
  * (jail_seccomp.c: files, QEMU's identity, signals, low ports) -- gone for good: admin, ptrace,
  * modules, raw sockets, mknod, file capabilities, and the rest. Not a change of identity: the

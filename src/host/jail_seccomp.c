@@ -242,12 +242,12 @@ static int seccomp_log_fd = -1; /* the sandbox's log, for the line saying why we
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
 	char line[200];
-	int n =
-	    snprintf(line, sizeof(line),
-		     "matchlock: supervisor: system call %d is not on its seccomp allow-list%s\n",
-		     si->si_syscall,
-		     seccomp_log_only ? " (MATCHLOCK_SECCOMP=log: failing it with EPERM)"
-				      : "; stopping (MATCHLOCK_SECCOMP=log reports instead)");
+	int n = snprintf(
+	    line, sizeof(line),
+	    "matchlock: supervisor: system call %d is not allowed by its seccomp filter%s\n",
+	    si->si_syscall,
+	    seccomp_log_only ? " (MATCHLOCK_SECCOMP=log: failing it with EPERM)"
+			     : "; stopping (MATCHLOCK_SECCOMP=log reports instead)");
 	if (n > 0) {
 		ssize_t k = write(STDERR_FILENO, line, (size_t)n);
 		if (seccomp_log_fd >= 0)
@@ -310,7 +310,71 @@ static int seal_rules(scmp_filter_ctx ctx)
 	return r;
 }
 
-int jail_supervisor_seal(const char *dir)
+/*
+ * For a supervisor that still starts processes (`rpc`: VMs in their jail, image workers that
+ * run mke2fs): what none of them, nor QEMU, ever calls. The jail's own calls (clone with
+ * namespace flags, mount, pivot_root, sethostname, capset) stay allowed.
+ */
+static const char *const denied[] = {
+	"ptrace",
+	"process_vm_readv",
+	"process_vm_writev",
+	"kcmp",
+	"bpf",
+	"perf_event_open",
+	"userfaultfd",
+	"kexec_load",
+	"kexec_file_load",
+	"init_module",
+	"finit_module",
+	"delete_module",
+	"keyctl",
+	"add_key",
+	"request_key",
+	"reboot",
+	"swapon",
+	"swapoff",
+	"acct",
+	"settimeofday",
+	"clock_settime",
+	"clock_adjtime",
+	"adjtimex",
+	"open_by_handle_at",
+	"name_to_handle_at",
+	"iopl",
+	"ioperm",
+	"quotactl",
+	"syslog",
+	"uselib",
+	"vhangup",
+	"setns",
+	"unshare",
+	"fsopen",
+	"fsmount",
+	"fsconfig",
+	"move_mount",
+	"open_tree",
+	"fspick",
+	"mount_setattr",
+	"lookup_dcookie",
+	"fanotify_init",
+	"move_pages",
+	"migrate_pages",
+};
+
+static int deny_rules(scmp_filter_ctx ctx)
+{
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < sizeof(denied) / sizeof(denied[0]); i++) {
+		int nr = seccomp_syscall_resolve_name(denied[i]);
+		if (nr != __NR_SCMP_ERROR)
+			r = seccomp_rule_add(ctx, SCMP_ACT_TRAP, nr, 0);
+	}
+	return r;
+}
+
+/* Load the allow-list, or the deny-list for a supervisor that spawns; 0 or -errno. */
+static int seal(const char *dir, bool spawns)
 {
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* main() did; this is the one that must hold */
 	const char *mode = getenv("MATCHLOCK_SECCOMP");
@@ -326,17 +390,27 @@ int jail_supervisor_seal(const char *dir)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0)
 		return -errno;
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+	scmp_filter_ctx ctx = seccomp_init(spawns ? SCMP_ACT_ALLOW : SCMP_ACT_TRAP);
 	if (!ctx)
 		return -ENOMEM;
-	int r = seal_rules(ctx);
+	int r = spawns ? deny_rules(ctx) : seal_rules(ctx);
 	if (r == 0)
 		r = seccomp_load(ctx);
 	seccomp_release(ctx);
 	if (r == 0)
-		debug("supervisor: seccomp allow-list loaded (%s)",
+		debug("supervisor: seccomp %s loaded (%s)", spawns ? "deny-list" : "allow-list",
 		      seccomp_log_only ? "log mode" : "a call outside it stops the supervisor");
 	return r;
+}
+
+int jail_supervisor_seal(const char *dir)
+{
+	return seal(dir, false);
+}
+
+int jail_spawner_seal(void)
+{
+	return seal(NULL, true);
 }
 
 /*

@@ -105,8 +105,8 @@ seccomp_violation() {
 	log=$MATCHLOCK_HOME/state/sandboxes/$id/log
 	said=$(timeout 60 gdb -p "$sup" -batch -nx -ex 'handle SIGSYS nostop noprint pass' \
 		-ex 'call (int)fork()' 2>&1)
-	for _ in $(seq 50); do grep -q "seccomp allow-list" "$log" && break; sleep 0.1; done
-	grep -o "supervisor: system call [0-9]* is not on its seccomp allow-list.*" "$log" || fail "no line in the log: $said"
+	for _ in $(seq 50); do grep -q "seccomp filter" "$log" && break; sleep 0.1; done
+	grep -o "supervisor: system call [0-9]* is not allowed by its seccomp filter.*" "$log" || fail "no line in the log: $said"
 	echo "$sup $id"
 }
 
@@ -115,7 +115,7 @@ t_seccomp_violation_stops_the_supervisor() {
 	seccomp_needs
 	line=$(seccomp_violation) || exit 1
 	sup=${line##*$'\n'} && id=${sup#* } && sup=${sup% *}
-	expect_match "log line" "$line" "system call 56 is not on its seccomp allow-list; stopping"
+	expect_match "log line" "$line" "system call 56 is not allowed by its seccomp filter; stopping"
 	for _ in $(seq 50); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
 	kill -0 "$sup" 2>/dev/null && fail "the supervisor survived a call outside its allow-list"
 	"$ML" rm "$id" >/dev/null 2>&1
@@ -127,11 +127,29 @@ t_seccomp_log_mode_fails_the_call() {
 	seccomp_needs
 	line=$(seccomp_violation MATCHLOCK_SECCOMP=log) || exit 1
 	sup=${line##*$'\n'} && id=${sup#* } && sup=${sup% *}
-	expect_match "log line" "$line" "system call 56 is not on its seccomp allow-list \\(MATCHLOCK_SECCOMP=log"
+	expect_match "log line" "$line" "system call 56 is not allowed by its seccomp filter \\(MATCHLOCK_SECCOMP=log"
 	ml exec "$id" -- echo alive
 	expect_eq "exec after the refused call" "$OUT" alive
 	"$ML" kill "$id" >/dev/null
 	"$ML" rm "$id" >/dev/null
+}
+
+# `rpc` starts VMs and workers, so its filter is a deny-list: loaded, and ptrace is on it.
+t_rpc_supervisor_deny_list() {
+	local pid err=$T_OUT/rpc.err seccomp
+	"$ML" rpc < <(sleep 30) >/dev/null 2>"$err" &
+	pid=$!
+	for _ in $(seq 50); do [ "$(status_field "$pid" Seccomp)" = 2 ] && break; sleep 0.1; done
+	seccomp=$(status_field "$pid" Seccomp)
+	if [ "$(id -u)" = 0 ] && command -v gdb >/dev/null; then
+		timeout 60 gdb -p "$pid" -batch -nx -ex 'call (long)syscall(101, 16, 1, 0, 0)' >/dev/null 2>&1
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$pid" 2>/dev/null && { kill "$pid"; fail "rpc survived a ptrace call"; }
+		expect_match "rpc's last words" "$(cat "$err")" "system call 101 is not allowed by its seccomp filter"
+	fi
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	expect_eq "rpc's Seccomp" "$seccomp" 2
 }
 
 t_state_owner_only() {
