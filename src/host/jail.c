@@ -261,6 +261,16 @@ static void child_drop_caps(int errfd, bool userns, uid_t uid, gid_t gid)
 
 /* ---- cgroup v2 ----------------------------------------------------------------------------- */
 
+/* A word of a space-separated list (cgroup.subtree_control): "cpu" is not "cpuset". */
+static bool has_word(const char *list, const char *w)
+{
+	size_t n = strlen(w);
+	for (const char *p = list; (p = strstr(p, w)); p += n)
+		if ((p == list || p[-1] == ' ') && (!p[n] || p[n] == ' ' || p[n] == '\n'))
+			return true;
+	return false;
+}
+
 /*
  * Where sandbox cgroups go: next to our own cgroup (a cgroup with processes in it cannot hand
  * controllers to children), or under it when ours is the root of what we see. Usable only when
@@ -276,7 +286,9 @@ static int cgroup_base(char *out, size_t n, char *why, size_t whyn)
 	}
 	_cleanup_free_ char *self = NULL;
 	int r = read_file_str("/proc/self/cgroup", 65536, &self);
-	char *line = r < 0 ? NULL : strstr(self, "0::");
+	char *line = r < 0 ? NULL : !strncmp(self, "0::", 3) ? self : strstr(self, "\n0::");
+	if (line && line != self)
+		line++;
 	if (!line) {
 		snprintf(why, whyn, "no cgroup v2 entry in /proc/self/cgroup");
 		return -ENOENT;
@@ -285,17 +297,14 @@ static int cgroup_base(char *out, size_t n, char *why, size_t whyn)
 	line[strcspn(line, "\n")] = 0;
 	if (snprintf(out, n, CGROUP_ROOT "%s", line) >= (int)n)
 		return -ENAMETOOLONG;
-	char *slash = strrchr(out, '/');
-	if (strcmp(line, "/") && slash && slash > out + strlen(CGROUP_ROOT))
-		*slash = 0;
-	else if (!strcmp(line, "/"))
-		out[strlen(CGROUP_ROOT)] = 0;
+	/* Our cgroup's parent ("/a/b" -> "/a", "/a" and "/" -> the root). */
+	*strrchr(out, '/') = 0;
 	char path[4400];
 	snprintf(path, sizeof(path), "%s/cgroup.subtree_control", out);
 	_cleanup_free_ char *ctl = NULL;
 	if (read_file_str(path, 4096, &ctl) < 0)
 		ctl = NULL;
-	bool all = ctl && strstr(ctl, "memory") && strstr(ctl, "pids") && strstr(ctl, "cpu");
+	bool all = ctl && has_word(ctl, "memory") && has_word(ctl, "pids") && has_word(ctl, "cpu");
 	if (!all) {
 		/* Ours to enable only where nothing runs (the root); elsewhere this fails. */
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
