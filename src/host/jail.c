@@ -16,7 +16,9 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -392,6 +394,28 @@ void jail_cgroup_remove(const char *name)
 /* ---- the parent's side --------------------------------------------------------------------- */
 
 static char unjailed_why[160]; /* why the last child ran without its jail */
+
+int jail_readable_fd(int fd)
+{
+	struct stat st;
+	if (!jail_enabled() || geteuid() != 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (st.st_mode & S_IROTH) || st.st_uid == JAIL_UID)
+		return fd;
+	int m = memfd_create("matchlock-boot-file", MFD_CLOEXEC);
+	if (m < 0)
+		return -errno;
+	off_t off = 0;
+	while (off < st.st_size) {
+		ssize_t n = sendfile(m, fd, &off, (size_t)(st.st_size - off));
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			close(m);
+			return -e;
+		}
+	}
+	close(fd);
+	return m;
+}
 
 int jail_share_file(int fd)
 {

@@ -51,6 +51,12 @@ pid_t jail_spawn(const struct jail_config *jc, void (*run)(void *arg, int errfd)
  * RAM lives in our 0700 cache, which nobody else can walk into). No-op otherwise.
  */
 int jail_share_file(int fd);
+/*
+ * A file QEMU reopens read-only by /proc/self/fd/N (the kernel, the initramfs): as root, where
+ * QEMU is JAIL_UID, one that only root may read (a umask of 077) is copied into a memfd, which
+ * anyone holding it may open. Takes fd; returns it, the copy (fd closed), or -errno.
+ */
+int jail_readable_fd(int fd);
 /* Remove the cgroup of the sandbox NAME (after its VMM has exited); no-op when it has none. */
 void jail_cgroup_remove(const char *name);
 

@@ -185,12 +185,18 @@ struct qemu_args {
  * paused for good (QEMU's default werror=enospc); a disposable disk (the sandbox's own) ignores
  * the guest's flushes, which buy nothing for a file removed with the sandbox.
  */
-/* Open one file for QEMU: it becomes the child's fd CHILD_KERNEL_FD + its index. */
-static int qemu_file(struct qemu_args *a, const char *path, int flags, char *err, size_t errn)
+/*
+ * Open one file for QEMU: it becomes the child's fd CHILD_KERNEL_FD + its index. One QEMU opens
+ * again by path (reopen) must be readable by QEMU's identity (jail_readable_fd).
+ */
+static int qemu_file(struct qemu_args *a, const char *path, int flags, bool reopen, char *err,
+		     size_t errn)
 {
 	int fd = open(path, flags | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
+	int e = fd < 0 ? errno : 0;
+	if (fd >= 0 && reopen && (fd = jail_readable_fd(fd)) < 0)
+		e = -fd;
+	if (e) {
 		snprintf(err, errn, "%s: %s", path, strerror(e));
 		return -e;
 	}
@@ -210,7 +216,7 @@ static int qemu_disk(struct qemu_args *a, unsigned set, const char *path, bool r
 {
 	const int modes[] = { O_RDONLY, O_RDWR };
 	for (unsigned i = 0; i < (ro ? 1u : 2u); i++) {
-		int fd = qemu_file(a, path, modes[i], err, errn);
+		int fd = qemu_file(a, path, modes[i], false, err, errn);
 		if (fd < 0)
 			return fd;
 		snprintf(a->addfd[a->naddfd], sizeof(a->addfd[0]), "fd=%d,set=%u", fd, set);
@@ -249,8 +255,8 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 		return r;
 	snprintf(a->mem, sizeof(a->mem), "%u", c->memory_mb);
 	snprintf(a->smp, sizeof(a->smp), "%u", c->cpus);
-	int kfd = qemu_file(a, c->kernel, O_RDONLY, err, errn);
-	int ifd = kfd < 0 ? kfd : qemu_file(a, c->initrd, O_RDONLY, err, errn);
+	int kfd = qemu_file(a, c->kernel, O_RDONLY, true, err, errn);
+	int ifd = kfd < 0 ? kfd : qemu_file(a, c->initrd, O_RDONLY, true, err, errn);
 	if (kfd < 0 || ifd < 0 || (r = qemu_disk(a, 1, c->disk, true, err, errn)) < 0)
 		goto fail;
 	snprintf(a->kernel, sizeof(a->kernel), "/proc/self/fd/%d", kfd);

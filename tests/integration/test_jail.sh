@@ -152,6 +152,15 @@ t_rpc_supervisor_deny_list() {
 	expect_eq "rpc's Seccomp" "$seccomp" 2
 }
 
+# Root's QEMU is nobody: a kernel only root may read (umask 077) still boots (a memfd copy).
+t_root_kernel_readable_by_root_only() {
+	[ "$(id -u)" = 0 ] || skip "needs root (a normal user's QEMU has the user's own uid)"
+	local k=$T_OUT/vmlinux
+	cp -L "$BUILD/vmlinux" "$k" && chmod 600 "$k" || fail "copy the kernel"
+	MATCHLOCK_KERNEL=$k ml run --no-snapshot --rootfs "$ROOTFS" -- echo booted
+	expect_eq output "$OUT" booted
+}
+
 t_state_owner_only() {
 	local dir=$MATCHLOCK_HOME/state
 	expect_eq "state dir" "$(stat -c %a "$dir")" 700
