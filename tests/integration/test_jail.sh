@@ -2,7 +2,9 @@
 # The jails (src/host/jail.h): QEMU in its own namespaces with no capability, rlimits and QEMU's
 # seccomp; the supervisor not dumpable with its seccomp allow-list; the control socket and state
 # owner-only, and refused to another local user. Runs as any user; the second-user tests need
-# root to create that user.
+# root to create that user, so tests/run runs it as root (every other suite, run as the test
+# user, boots its QEMUs in the unprivileged jail; t_other_user_supervisor_not_dumpable too).
+# tests/run: root
 . "$(dirname "$0")/lib.sh"
 
 OTHER=matchlock-jail-other # the second local user (created when we are root)
