@@ -1,4 +1,4 @@
-package sdk
+package matchlock
 
 // Tests against the real build/matchlock and real sandboxes. Environment: MATCHLOCK_BIN
 // (default ../../build/matchlock), MATCHLOCK_TEST_IMAGE (default ../../build/rootfs-busybox).
@@ -348,9 +348,6 @@ func TestUnsupportedAndRefused(t *testing.T) {
 	if hosts, err := shared.AllowListDelete(c, "go-sdk.test"); err != nil || contains(hosts, "go-sdk.test") {
 		t.Fatalf("allow_list_delete: %v %v", hosts, err)
 	}
-	if _, err := shared.Launch(c, New(image)); err == nil || !strings.Contains(err.Error(), "already has sandbox") {
-		t.Fatalf("second launch on one client: %v", err)
-	}
 	if s, err := shared.Log(c); err != nil || !strings.Contains(s, "matchlock") {
 		t.Fatalf("log: %q %v", s, err)
 	}
@@ -379,8 +376,11 @@ func TestSecondSandboxNamedByID(t *testing.T) {
 	if err != nil || res.ExitCode != 0 || created.ID == shared.SandboxID() {
 		t.Fatalf("exec in %s: %v %+v", created.ID, err, res)
 	}
-	if _, err := shared.Exec(c, Shell("true")); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), `"sandbox": ID`) {
+	if err := shared.Call(c, "exec", map[string]any{"command": "true"}, nil); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), `"sandbox": ID`) {
 		t.Fatalf("exec naming no sandbox of two: %v", err)
+	}
+	if r := mustExec(t, Shell("echo mine")); string(r.Stdout) != "mine\n" {
+		t.Fatalf("the client's own sandbox names itself: %q", r.Stdout)
 	}
 	if err := shared.Call(c, "close", map[string]any{"sandbox": created.ID}, nil); err != nil {
 		t.Fatalf("close %s: %v", created.ID, err)
@@ -498,10 +498,11 @@ func TestTwentyEnvThenExecAndCloseLeavesRecord(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		sb.WithEnv(fmt.Sprintf("E%d", i), fmt.Sprint(i))
 	}
-	id, err := c.Launch(cx, sb)
+	h, err := c.Launch(cx, sb)
 	if err != nil {
 		t.Fatal(err)
 	}
+	id := h.ID()
 	r, err := c.Exec(cx, Shell("env | grep -c ^E"), Env("F1", "x"))
 	if err != nil || string(r.Stdout) != "20\n" {
 		t.Fatalf("exec after 20 env: %v %+v", err, r)
@@ -603,5 +604,117 @@ func TestMounts(t *testing.T) {
 	if _, err := c2.Launch(cx, New(image).WithMount(rw, "/proc", "")); !IsCode(err, CodeParams) ||
 		!strings.Contains(err.Error(), "guest path /proc: reserved") {
 		t.Fatalf("mount over /proc: %v", err)
+	}
+}
+
+func TestErrorCodesMatchSpecTable(t *testing.T) {
+	spec, err := os.ReadFile("../../../spec/rpc.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (-\d+) \| ([A-Z_]+) \|`).FindAllStringSubmatch(string(spec), -1) {
+		var code int
+		fmt.Sscan(m[1], &code)
+		table[m[2]] = code
+	}
+	if len(table) != 9 || !reflect.DeepEqual(table, ErrorCodes) {
+		t.Fatalf("spec/rpc.md's table %v, ErrorCodes %v", table, ErrorCodes)
+	}
+}
+
+// One client, two more sandboxes driven at once (the shared one stays the client's too).
+func TestTwoSandboxesConcurrently(t *testing.T) {
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cx := ctx(t)
+	a, err := c.Create(cx, SandboxOptions{Image: image, Hostname: "alpha", Env: map[string]string{"WHO": "a"}, MemoryMB: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Launch(cx, New(image).WithHostname("beta").WithEnv("WHO", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs := c.Sandboxes(); len(hs) != 2 || hs[0] != a || hs[1] != b {
+		t.Fatalf("sandboxes: %v", hs)
+	}
+	var wg sync.WaitGroup
+	got := make([]string, 2)
+	errs := make([]error, 2)
+	for i, h := range []*SandboxHandle{a, b} {
+		wg.Add(1)
+		go func(i int, h *SandboxHandle) {
+			defer wg.Done()
+			if errs[i] = h.Files.Write(cx, "/tmp/mine", []byte(h.ID()), 0o644); errs[i] != nil {
+				return
+			}
+			r, err := h.Exec(cx, Shell("sleep 1; echo $(hostname) $WHO $(cat /tmp/mine)"))
+			if err == nil {
+				got[i] = string(r.Stdout)
+			}
+			errs[i] = err
+		}(i, h)
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil || got[0] != "alpha a "+a.ID()+"\n" || got[1] != "beta b "+b.ID()+"\n" {
+		t.Fatalf("concurrent execs: %v %q", errs, got)
+	}
+	// A cancelled long exec in one leaves both usable.
+	short, cancel := context.WithTimeout(cx, 2*time.Second)
+	defer cancel()
+	if _, err := a.Exec(short, Shell("sleep 120")); !IsCode(err, CodeCancelled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("long exec past its context: %v", err)
+	}
+	for _, h := range []*SandboxHandle{a, b} {
+		if r, err := h.Exec(cx, Shell("echo ok")); err != nil || string(r.Stdout) != "ok\n" {
+			t.Fatalf("%s after the cancel: %v", h.ID(), err)
+		}
+	}
+	// Files of one are not the other's; remove works.
+	if err := a.Files.Remove(cx, "/tmp/mine", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Files.Read(cx, "/tmp/mine"); !IsCode(err, CodeFileFailed) {
+		t.Fatalf("read after remove: %v", err)
+	}
+	if d, err := b.Files.Read(cx, "/tmp/mine"); err != nil || string(d) != b.ID() {
+		t.Fatalf("b's file: %q %v", d, err)
+	}
+	// A denied lookup in b is an event of b's, not a's.
+	if _, err := b.Exec(cx, Shell("nslookup -type=A q1.denied.test >/dev/null 2>&1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-b.Events():
+		if ev.Sandbox != b.ID() || ev.Type != "network" || ev.Network == nil || !ev.Network.Blocked {
+			t.Fatalf("event: %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event for b")
+	}
+	select {
+	case ev := <-a.Events():
+		t.Fatalf("a got b's event: %+v", ev)
+	default:
+	}
+	// Close, then Remove (as the Go Matchlock's SDK does); a closed handle refuses.
+	if err := a.Close(cx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(cx, Shell("true")); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("exec on a closed handle: %v", err)
+	}
+	if err := a.Remove(cx); err != nil {
+		t.Fatalf("remove after close: %v", err)
+	}
+	if out, _ := exec.Command(os.Getenv("MATCHLOCK_BIN"), "ls").Output(); strings.Contains(string(out), a.ID()) {
+		t.Fatalf("%s still listed:\n%s", a.ID(), out)
+	}
+	if hs := c.Sandboxes(); len(hs) != 1 || hs[0] != b {
+		t.Fatalf("sandboxes after closing a: %v", hs)
 	}
 }
