@@ -396,6 +396,11 @@ func (c *Client) Create(ctx context.Context, opts SandboxOptions) (*SandboxHandl
 	if err := c.Call(ctx, "create", opts.CreateParams(), &res); err != nil {
 		return nil, err
 	}
+	if ctx.Err() != nil {
+		// Started before the cancel could abandon it: the server stops it (spec/rpc.md, cancel).
+		_ = c.Call(context.Background(), "close", map[string]any{"sandbox": res.ID}, nil)
+		return nil, &RPCError{Code: CodeCancelled, Message: "cancelled", Method: "create", cause: ctx.Err()}
+	}
 	h := newHandle(c, res.ID)
 	c.mu.Lock()
 	c.sandboxes = append(c.sandboxes, h)

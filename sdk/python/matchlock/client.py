@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Deque, Dict, List, Optional, Union
 
-from .errors import MatchlockError, RPCError
+from .errors import CANCELLED, MatchlockError, RPCError
 from .handle import FILE_CHUNK, READ_FILE_MAX, Command, Process, SandboxHandle, Sink
 from .options import Sandbox, SandboxOptions
 from .types import Event, ExecResult, FileInfo, PortBinding
@@ -263,7 +263,16 @@ class Client:
         ``timeout`` seconds the start is abandoned (RPCError CANCELLED, nothing left behind).
         """
         opts = SandboxOptions.of(image, **options)
-        res = self._wait(self._request("create", opts.create_params()), timeout)
+        call = self._request("create", opts.create_params())
+        started = time.monotonic()
+        res = self._wait(call, timeout)
+        if timeout is not None and time.monotonic() - started >= timeout:
+            # Started before the cancel could abandon it: the server stops it (spec/rpc.md).
+            try:
+                self.call("close", {"sandbox": res["id"]}, timeout=_CANCEL_GRACE_S)
+            except MatchlockError:
+                pass
+            raise RPCError(CANCELLED, "cancelled", "create")
         handle = SandboxHandle(self, str(res["id"]))
         with self._lock:
             self._sandboxes[handle.id] = handle
