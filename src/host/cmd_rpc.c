@@ -1233,16 +1233,26 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 }
 
 /*
- * close {sandbox?}: stop it (a starting one is cancelled); answered once it is gone. Like
- * `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. A stop
- * timeout asked for would be silently ignored: close takes no other parameter.
+ * close {sandbox?, timeout_seconds?}: stop it (a starting one is cancelled); answered once it is
+ * gone. Like `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. The
+ * guest's grace is fixed (SANDBOX_STOP_GRACE_MS, then QEMU is killed), so a timeout_seconds of
+ * at least that is already kept (the Go Matchlock's SDKs send 2); a shorter one cannot be, and
+ * is refused rather than ignored.
  */
 static void m_close(struct rpc *r, json_t *id, json_t *p)
 {
-	static const char *const known[] = { "sandbox", NULL };
+	static const char *const known[] = { "sandbox", "timeout_seconds", NULL };
 	char err[256];
 	if (rpc_spec_keys_known(p, "", known, err, sizeof(err)) < 0) {
 		rpc_error(r, id, E_PARAMS, "%s", err);
+		return;
+	}
+	json_t *t = json_object_get(p, "timeout_seconds");
+	if (t && (!json_is_number(t) || json_number_value(t) * 1000 < SANDBOX_STOP_GRACE_MS)) {
+		rpc_error(r, id, E_PARAMS,
+			  "timeout_seconds: expected a number of at least %d (the guest's grace "
+			  "before its VM is killed)",
+			  SANDBOX_STOP_GRACE_MS / 1000);
 		return;
 	}
 	if (!r->nsandboxes && !json_object_get(p, "sandbox")) {

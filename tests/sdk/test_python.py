@@ -529,11 +529,13 @@ class LifecycleTest(unittest.TestCase):
             with self.assertRaises(RPCError) as cm:
                 c.launch(Sandbox(IMAGE).with_disk_size(10))
             self.assertIn("disk_size_mb", str(cm.exception))
-            # close takes no stop timeout: asked for, it is refused, not ignored (issue 12 part 7).
+            # close's stop timeout: the fixed 2 s grace keeps one of 2 s or more; a shorter one
+            # cannot be kept and is refused, not ignored (issue 12 part 7, issue 18 part 5).
+            self.assertEqual(c.call("close", {"timeout_seconds": 5}), {})
             with self.assertRaises(RPCError) as cm:
-                c.call("close", {"timeout_seconds": 5})
+                c.call("close", {"timeout_seconds": 1})
             self.assertEqual(cm.exception.code, INVALID_PARAMS)
-            self.assertIn("timeout_seconds: not supported", str(cm.exception))
+            self.assertIn("timeout_seconds: expected a number of at least 2", str(cm.exception))
 
     def test_launch_entrypoint_follows_docker_rules(self) -> None:
         # Issue 12: create's command comes from the one start (session.c), Docker's rules:

@@ -390,10 +390,19 @@ func (c *Client) Cancel(ctx context.Context, requestID int64) (bool, error) {
 // the start is abandoned (nothing is left behind) and an RPCError with CodeCancelled is
 // returned.
 func (c *Client) Create(ctx context.Context, opts SandboxOptions) (*SandboxHandle, error) {
+	return c.create(ctx, opts.CreateParams(), opts.PortForwards)
+}
+
+// Launch is Create with the options of a Sandbox builder.
+func (c *Client) Launch(ctx context.Context, sb *Sandbox) (*SandboxHandle, error) {
+	return c.create(ctx, sb.CreateParams(), sb.PortForwards())
+}
+
+func (c *Client) create(ctx context.Context, params map[string]any, forwards []PortForward) (*SandboxHandle, error) {
 	var res struct {
 		ID string `json:"id"`
 	}
-	if err := c.Call(ctx, "create", opts.CreateParams(), &res); err != nil {
+	if err := c.Call(ctx, "create", params, &res); err != nil {
 		return nil, err
 	}
 	if ctx.Err() != nil {
@@ -405,18 +414,13 @@ func (c *Client) Create(ctx context.Context, opts SandboxOptions) (*SandboxHandl
 	c.mu.Lock()
 	c.sandboxes = append(c.sandboxes, h)
 	c.mu.Unlock()
-	for _, f := range opts.PortForwards {
+	for _, f := range forwards {
 		if _, err := h.PortForward(ctx, f.LocalPort, f.RemotePort); err != nil {
 			_ = h.Close(context.Background())
 			return nil, err
 		}
 	}
 	return h, nil
-}
-
-// Launch is Create with the options of a Sandbox builder.
-func (c *Client) Launch(ctx context.Context, sb *Sandbox) (*SandboxHandle, error) {
-	return c.Create(ctx, sb.Options())
 }
 
 // Sandboxes returns the sandboxes this client created that are not closed, oldest first.

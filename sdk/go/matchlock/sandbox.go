@@ -168,26 +168,45 @@ func (o SandboxOptions) CreateParams() map[string]any {
 //	sb := matchlock.New("build/rootfs-busybox").WithMemory(256).WithEnv("A", "1")
 //
 // Nothing starts until Client.Launch.
-type Sandbox struct{ o SandboxOptions }
+type Sandbox struct {
+	o SandboxOptions
+	// The resources set by a With call, sent even when zero: the server, not a silent
+	// default, answers WithCPUs(0).
+	explicit map[string]any
+}
 
 // New starts the description of a sandbox running image.
-func New(image string) *Sandbox { return &Sandbox{o: SandboxOptions{Image: image}} }
+func New(image string) *Sandbox {
+	return &Sandbox{o: SandboxOptions{Image: image}, explicit: map[string]any{}}
+}
 
 // Options returns the options built so far.
 func (s *Sandbox) Options() SandboxOptions { return s.o }
 
 // WithCPUs sets the number of virtual CPUs, 0.1 to 16 (fractions limit CPU time).
-func (s *Sandbox) WithCPUs(cpus float64) *Sandbox { s.o.CPUs = cpus; return s }
+func (s *Sandbox) WithCPUs(cpus float64) *Sandbox {
+	s.o.CPUs, s.explicit["cpus"] = cpus, cpus
+	return s
+}
 
 // WithMemory sets the guest memory in MiB, 64 to 65536.
-func (s *Sandbox) WithMemory(mb int) *Sandbox { s.o.MemoryMB = mb; return s }
+func (s *Sandbox) WithMemory(mb int) *Sandbox {
+	s.o.MemoryMB, s.explicit["memory_mb"] = mb, mb
+	return s
+}
 
 // WithDiskSize sets the size in MiB of the sandbox's writable disk (everything it writes),
 // 64 to 1048576; default 8192. Sparse: only what is written takes host space.
-func (s *Sandbox) WithDiskSize(mb int) *Sandbox { s.o.DiskSizeMB = mb; return s }
+func (s *Sandbox) WithDiskSize(mb int) *Sandbox {
+	s.o.DiskSizeMB, s.explicit["disk_size_mb"] = mb, mb
+	return s
+}
 
 // WithTimeout sets the sandbox's lifetime in seconds; it is stopped afterwards.
-func (s *Sandbox) WithTimeout(seconds int) *Sandbox { s.o.TimeoutSeconds = seconds; return s }
+func (s *Sandbox) WithTimeout(seconds int) *Sandbox {
+	s.o.TimeoutSeconds, s.explicit["timeout_seconds"] = seconds, seconds
+	return s
+}
 
 // WithEnv sets an environment variable for every command run in the sandbox.
 func (s *Sandbox) WithEnv(name, value string) *Sandbox {
@@ -265,7 +284,20 @@ func (s *Sandbox) WithVolume(name, guest, mode string) *Sandbox {
 func (s *Sandbox) Mounts() []Mount { return append([]Mount{}, s.o.Mounts...) }
 
 // CreateParams returns the params of the create request, as spec/rpc.md defines them.
-func (s *Sandbox) CreateParams() map[string]any { return s.o.CreateParams() }
+func (s *Sandbox) CreateParams() map[string]any {
+	p := s.o.CreateParams()
+	if len(s.explicit) > 0 {
+		r, _ := p["resources"].(map[string]any)
+		if r == nil {
+			r = map[string]any{}
+			p["resources"] = r
+		}
+		for k, v := range s.explicit {
+			r[k] = v
+		}
+	}
+	return p
+}
 
 // PortForwards returns the forwards Launch sets up after create.
 func (s *Sandbox) PortForwards() []PortForward { return append([]PortForward{}, s.o.PortForwards...) }

@@ -460,7 +460,7 @@ func TestCreateRefusesWhatItDoesNotImplement(t *testing.T) {
 		{map[string]any{"network": map[string]any{"intercept": true}}, "network.intercept"},
 		{map[string]any{"network": map[string]any{"secrets": map[string]any{"K": map[string]any{
 			"value": "v", "hosts": []string{"a.test"}, "placeholder": "P"}}}}, "network.secrets.K.placeholder"},
-		{map[string]any{"vfs": map[string]any{}}, "vfs"},
+		{map[string]any{"vfs": map[string]any{"interception": map[string]any{}}}, "vfs.interception"},
 		{map[string]any{"extra_disks": []any{}}, "extra_disks"},
 		{map[string]any{"no_such_field": 1}, "no_such_field"},
 	}
