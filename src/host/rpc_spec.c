@@ -247,10 +247,9 @@ static int create_check(json_t *p, char *err, size_t errn)
 					   "mounts",	   NULL };
 	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb",
 						 "timeout_seconds", NULL };
-	static const char *const network[] = {
-		"allowed_hosts", "add_hosts", "block_private_ips", "no_network", "secrets",
-		"hostname",	 NULL
-	};
+	static const char *const network[] = { "allowed_hosts", "add_hosts", "block_private_ips",
+					       "no_network",	"secrets",   "hostname",
+					       "upstream_ca",	NULL };
 	static const char *const add_host[] = { "host", "ip", NULL };
 	static const char *const secret[] = { "value", "hosts", NULL };
 	static const char *const aws_secret[] = { "access_key_id", "secret_access_key",
@@ -285,8 +284,16 @@ static int create_check(json_t *p, char *err, size_t errn)
 	    !field_ok(net, "network", "no_network", is_bool, "true or false", err, errn) ||
 	    !field_ok(net, "network", "secrets", is_obj, "an object {NAME: {value, hosts}}", err,
 		      errn) ||
-	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn))
+	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn) ||
+	    !field_ok(net, "network", "upstream_ca", is_arr, "an array of PEM file paths", err,
+		      errn) ||
+	    !strings_ok(json_object_get(net, "upstream_ca"), "network.upstream_ca", err, errn))
 		return -EINVAL;
+	if (json_array_size(json_object_get(net, "upstream_ca")) > MITM_MAX_UPSTREAM_CA) {
+		snprintf(err, errn, "network.upstream_ca: at most %d files (--upstream-ca)",
+			 MITM_MAX_UPSTREAM_CA);
+		return -EINVAL;
+	}
 	size_t i;
 	json_t *v;
 	char where[96];
@@ -519,6 +526,14 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 		if (k < 0) {
 			snprintf(err, errn, "out of memory");
 			return k;
+		}
+	}
+	/* network.upstream_ca: as --upstream-ca, more CAs the proxy trusts for upstream HTTPS. */
+	json_array_foreach(json_object_get(net, "upstream_ca"), i, v)
+	{
+		if (spec_strdup(&sp->upstream_ca[sp->nupstream_ca++], json_string_value(v)) < 0) {
+			snprintf(err, errn, "out of memory");
+			return -ENOMEM;
 		}
 	}
 	if (rpc_policy_from(sp->policy, net, err, errn) < 0 ||

@@ -24,7 +24,8 @@ type SandboxOptions struct {
 	NoNetwork       bool // no network at all, not even DNS
 	Secrets         []Secret
 	Hostname        string
-	User            string // default user of commands (name or uid[:gid])
+	UpstreamCA      []string // more CA files (PEM) the proxy trusts for upstream HTTPS
+	User            string   // default user of commands (name or uid[:gid])
 	WorkingDir      string
 	Entrypoint      []string
 	Cmd             []string
@@ -117,6 +118,16 @@ func (o SandboxOptions) CreateParams() map[string]any {
 	}
 	if o.Hostname != "" {
 		net["hostname"] = o.Hostname
+	}
+	if len(o.UpstreamCA) > 0 {
+		cas := []string{}
+		for _, f := range o.UpstreamCA {
+			if abs, err := filepath.Abs(f); err == nil {
+				f = abs
+			}
+			cas = append(cas, f)
+		}
+		net["upstream_ca"] = cas
 	}
 	if len(net) > 0 {
 		p["network"] = net

@@ -59,6 +59,7 @@ class SandboxOptions:
     no_network: bool = False
     secrets: List[Secret] = field(default_factory=list)
     hostname: Optional[str] = None
+    upstream_ca: List[str] = field(default_factory=list)  #: more CA files (PEM) trusted upstream
     user: Optional[str] = None  #: default user of commands (name or uid[:gid])
     working_dir: Optional[str] = None
     entrypoint: Optional[List[str]] = None
@@ -111,6 +112,8 @@ class SandboxOptions:
             net["secrets"] = {s.name: {"value": s.value, "hosts": list(s.hosts)} for s in self.secrets}
         if self.hostname:
             net["hostname"] = self.hostname
+        if self.upstream_ca:
+            net["upstream_ca"] = [os.path.abspath(f) for f in self.upstream_ca]
         if net:
             p["network"] = net
         ic: Dict[str, Any] = {}

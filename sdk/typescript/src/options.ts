@@ -52,6 +52,8 @@ export interface SandboxOptions {
   noNetwork?: boolean;
   secrets?: Secret[];
   hostname?: string;
+  /** More CA files (PEM) the proxy trusts for upstream HTTPS (--upstream-ca). */
+  upstreamCa?: string[];
   /** Default user of commands (name or uid[:gid]). */
   user?: string;
   workingDir?: string;
@@ -88,6 +90,7 @@ export function createParams(o: SandboxOptions): Record<string, unknown> {
     net.secrets = s;
   }
   if (o.hostname) net.hostname = o.hostname;
+  if (o.upstreamCa?.length) net.upstream_ca = o.upstreamCa.map((f) => path.resolve(f));
   if (Object.keys(net).length) p.network = net;
   const ic: Record<string, unknown> = {};
   if (o.user) ic.user = o.user;
