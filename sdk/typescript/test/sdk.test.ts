@@ -7,7 +7,8 @@ import * as path from "path";
 import { after, before, describe, test } from "node:test";
 import { Client, ErrorCode, MatchlockError, RpcError, SandboxHandle, createParams, isCode } from "../src/index";
 
-const ROOT = path.resolve(__dirname, "..", "..", "..", "..");
+// The repository (spec/rpc.md, build/): tests/sdk/run_ts builds a copy of this folder elsewhere.
+const ROOT = process.env.MATCHLOCK_REPO_ROOT ?? path.resolve(__dirname, "..", "..", "..", "..");
 const BIN = process.env.MATCHLOCK_BIN ?? path.join(ROOT, "build", "matchlock");
 const IMAGE = process.env.MATCHLOCK_TEST_IMAGE ?? path.join(ROOT, "build", "rootfs-busybox");
 
