@@ -408,4 +408,6 @@ class Client:
         return self._binary or find_binary()
 
 
-__all__ = ["Client", "find_binary"]
+# The first version's names here too (from matchlock.client import ExecResult, ...).
+__all__ = ["Client", "find_binary", "FILE_CHUNK", "READ_FILE_MAX", "ExecResult", "FileInfo", "PortBinding",
+           "Process"]
