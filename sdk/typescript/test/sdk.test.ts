@@ -131,6 +131,24 @@ describe("sandboxes", { skip: live ? false : `no ${BIN} or ${IMAGE}` }, () => {
     assert.equal(code, 5);
   });
 
+  test("port forward round trip", async () => {
+    await b.exec("mkdir -p /www && echo forwarded-ok > /www/i.html");
+    await b.execStream("httpd -p 8080 -h /www"); // busybox httpd daemonizes
+    const [bind] = await b.portForward(0, 8080);
+    assert.equal(bind.remotePort, 8080);
+    const http = await import("http");
+    const body = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: bind.address, port: bind.localPort, path: "/i.html", timeout: 30000 }, (res) => {
+          let s = "";
+          res.on("data", (c) => (s += c)).on("end", () => resolve(s));
+        })
+        .on("error", reject)
+        .on("timeout", () => reject(new Error("timeout")));
+    });
+    assert.equal(body, "forwarded-ok\n");
+  });
+
   test("allow-list, port forward refusal and log", async () => {
     assert.ok((await a.allowListAdd(["ts-sdk.test"])).includes("ts-sdk.test"));
     assert.ok(!(await a.allowListDelete(["ts-sdk.test"])).includes("ts-sdk.test"));
