@@ -1170,14 +1170,22 @@ static void rs_started(struct session *s, int k, const char *err, void *opaque)
 		return;
 	}
 	rs->state = RS_RUNNING;
+	if (rs->cancelling) {
+		/* Cancelled (or closed) too late to abandon the start: answered as a cancelled
+		 * start is, and its record and directory removed once it has stopped, so that
+		 * nothing is left behind either way (spec/rpc.md, cancel). */
+		rpc_error(r, c->id, E_CANCELLED, "cancelled");
+		call_end(c);
+		s->rm = true;
+		rs_stop(rs);
+		return;
+	}
 	/* launch_entrypoint: the image's Entrypoint + Cmd (Docker's rules, image_config's on top)
 	 * runs in the background. */
 	if (rs->launch_entrypoint && s->argv[0])
 		exec_argv(rs, NULL, s->argv, NULL, CALL_STREAM);
 	rpc_result(r, c->id, json_pack("{s:s}", "id", s->L.id));
 	call_end(c);
-	if (rs->cancelling)
-		rs_stop(rs); /* closed (or cancelled) when it was too late to abandon the start */
 }
 
 static void m_create(struct rpc *r, json_t *id, json_t *p)

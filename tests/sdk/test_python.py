@@ -662,6 +662,24 @@ class HandlesTest(unittest.TestCase):
         ls = subprocess.run([BIN, "ls"], capture_output=True, text=True, timeout=60).stdout
         self.assertNotIn(sid, ls)
 
+    def test_cancelled_create_leaves_nothing(self) -> None:
+        # Cancelled at once, and again while another sandbox of the image runs: the answer is
+        # CANCELLED even when the start was too far along to abandon, and no record stays.
+        def ids() -> set:
+            out = subprocess.run([BIN, "ls"], capture_output=True, text=True, timeout=60).stdout
+            return {ln.split()[0] for ln in out.splitlines()[1:] if ln.strip()}
+
+        before = ids()
+        for _ in range(3):
+            with self.assertRaises(RPCError) as cm:
+                self.client.create(IMAGE, timeout=0)
+            self.assertEqual(cm.exception.code, CANCELLED)
+        deadline = time.monotonic() + 60
+        while ids() != before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(ids(), before)
+        self.assertEqual(len(self.client.sandboxes), 2)
+
     def test_unknown_option_is_a_type_error(self) -> None:
         with self.assertRaises(TypeError):
             self.client.create(IMAGE, memory=256)
