@@ -718,3 +718,17 @@ func TestTwoSandboxesConcurrently(t *testing.T) {
 		t.Fatalf("sandboxes after closing a: %v", hs)
 	}
 }
+
+// A create whose context has ended is cancelled (CodeCancelled wrapping the context's error),
+// and the client holds no handle for it.
+func TestCancelledCreate(t *testing.T) {
+	cx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := len(shared.Sandboxes())
+	if _, err := shared.Create(cx, SandboxOptions{Image: image}); !IsCode(err, CodeCancelled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("create with an ended context: %v", err)
+	}
+	if n := len(shared.Sandboxes()); n != before {
+		t.Fatalf("sandboxes: %d, want %d", n, before)
+	}
+}
