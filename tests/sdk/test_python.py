@@ -422,8 +422,16 @@ class SandboxTest(unittest.TestCase):
             self.assertIn('"sandbox": ID', cm.exception.message)
             # The client's own methods name the one sandbox it launched.
             self.assertEqual(self.client.exec("echo mine").stdout, b"mine\n")
+            # A handle for the raw one: tracked, closed through it.
+            h = self.client.handle(other)
+            self.assertIs(self.client.handle(other), h)
+            self.assertEqual(h.exec("echo theirs").stdout, b"theirs\n")
+            h.close()
+            self.assertNotIn(other, [s.id for s in self.client.sandboxes])
+            other = None
         finally:
-            self.assertEqual(self.client.call("close", {"sandbox": other}), {})
+            if other is not None:
+                self.assertEqual(self.client.call("close", {"sandbox": other}), {})
         self.assertEqual(self.client.exec("echo mine").stdout, b"mine\n")
 
 

@@ -423,6 +423,21 @@ func (c *Client) create(ctx context.Context, params map[string]any, forwards []P
 	return h, nil
 }
 
+// Handle returns the handle of a sandbox this server holds, by id: one this client made, or one
+// made with a raw Call("create", ...) (which this client then tracks and closes).
+func (c *Client) Handle(id string) *SandboxHandle {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.sandboxes {
+		if h.id == id {
+			return h
+		}
+	}
+	h := newHandle(c, id)
+	c.sandboxes = append(c.sandboxes, h)
+	return h
+}
+
 // Sandboxes returns the sandboxes this client created that are not closed, oldest first.
 func (c *Client) Sandboxes() []*SandboxHandle {
 	c.mu.Lock()

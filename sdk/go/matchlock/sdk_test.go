@@ -382,10 +382,21 @@ func TestSecondSandboxNamedByID(t *testing.T) {
 	if r := mustExec(t, Shell("echo mine")); string(r.Stdout) != "mine\n" {
 		t.Fatalf("the client's own sandbox names itself: %q", r.Stdout)
 	}
-	if err := shared.Call(c, "close", map[string]any{"sandbox": created.ID}, nil); err != nil {
+	// A handle for the raw one: tracked, closed through it.
+	h := shared.Handle(created.ID)
+	if shared.Handle(created.ID) != h || len(shared.Sandboxes()) != 2 {
+		t.Fatalf("Handle: %v", shared.Sandboxes())
+	}
+	if r, err := h.Exec(c, Shell("echo theirs")); err != nil || string(r.Stdout) != "theirs\n" {
+		t.Fatalf("exec through Handle: %v", err)
+	}
+	if err := h.Close(c); err != nil {
 		t.Fatalf("close %s: %v", created.ID, err)
 	}
 	closed = true
+	if len(shared.Sandboxes()) != 1 {
+		t.Fatalf("after closing the raw one: %v", shared.Sandboxes())
+	}
 	if r := mustExec(t, Shell("echo mine")); string(r.Stdout) != "mine\n" {
 		t.Fatalf("the client's own sandbox after the second closed: %q", r.Stdout)
 	}

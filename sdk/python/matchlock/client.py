@@ -288,6 +288,15 @@ class Client:
         """``create`` from a Sandbox builder (or a SandboxOptions)."""
         return self.create(sandbox, timeout=timeout)
 
+    def handle(self, sandbox_id: str) -> SandboxHandle:
+        """The handle of a sandbox this server holds, by id: one this client made, or one made
+        with a raw ``call("create", ...)`` (which this client then tracks and closes)."""
+        with self._lock:
+            h = self._sandboxes.get(sandbox_id)
+            if h is None:
+                h = self._sandboxes[sandbox_id] = SandboxHandle(self, sandbox_id)
+        return h
+
     @property
     def sandboxes(self) -> List[SandboxHandle]:
         """The sandboxes this client created that are not closed, oldest first."""

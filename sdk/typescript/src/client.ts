@@ -268,6 +268,20 @@ export class Client {
     }
   }
 
+  /**
+   * The handle of a sandbox this server holds, by id: one this client made, or one made with a
+   * raw call("create", ...) (which this client then tracks and closes).
+   */
+  handle(id: string): SandboxHandle {
+    let h = this.handles.get(id);
+    if (!h) {
+      const made: SandboxHandle = new SandboxHandle(this, id, () => this.handles.delete(made.id));
+      this.handles.set(id, made);
+      h = made;
+    }
+    return h;
+  }
+
   /** The sandboxes this client created that are not closed, oldest first. */
   get sandboxes(): SandboxHandle[] {
     return [...this.handles.values()];
