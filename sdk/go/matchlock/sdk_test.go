@@ -1,7 +1,7 @@
 package matchlock
 
 // Tests against the real build/matchlock and real sandboxes. Environment: MATCHLOCK_BIN
-// (default ../../build/matchlock), MATCHLOCK_TEST_IMAGE (default ../../build/rootfs-busybox).
+// (default ../../../build/matchlock), MATCHLOCK_TEST_IMAGE (default ../../../build/rootfs-busybox).
 // Most tests share one sandbox (booted in TestMain); each leaves it usable.
 
 import (
@@ -29,12 +29,12 @@ var (
 
 func TestMain(m *testing.M) {
 	if os.Getenv("MATCHLOCK_BIN") == "" {
-		p, _ := filepath.Abs("../../build/matchlock")
+		p, _ := filepath.Abs("../../../build/matchlock")
 		os.Setenv("MATCHLOCK_BIN", p)
 	}
 	image = os.Getenv("MATCHLOCK_TEST_IMAGE")
 	if image == "" {
-		image, _ = filepath.Abs("../../build/rootfs-busybox")
+		image, _ = filepath.Abs("../../../build/rootfs-busybox")
 	}
 	var err error
 	shared, err = NewClient(Options{})
