@@ -10,12 +10,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/kvm.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -23,8 +25,13 @@
 const char *const accel_names[ACCEL_END] = { "tcg", "kvm" };
 STATIC_ASSERT_TABLE(accel_names, ACCEL_END);
 
+/*
+ * x86: vmx or svm in the CPU flags. Other architectures state it differently (an arm64 kernel
+ * that offers /dev/kvm runs at EL2 already), so there the API check below is the test.
+ */
 static bool cpu_has_virt(void)
 {
+#if defined(__x86_64__)
 	char *s = NULL;
 	if (read_file_str("/proc/cpuinfo", 1 << 20, &s) < 0)
 		return false;
@@ -39,14 +46,33 @@ static bool cpu_has_virt(void)
 	}
 	free(s);
 	return yes;
+#else
+	return true;
+#endif
 }
 
-/* Returns true if KVM is usable; otherwise explains why not. */
-static bool kvm_usable(char *why, size_t n)
+/* Returns true if KVM is usable for a guest of arch; otherwise explains why not. */
+static bool kvm_usable(enum guest_arch arch, char *why, size_t n)
 {
+	if (arch != arch_host()) {
+		snprintf(why, n, "a %s guest on a %s host", arch_platform(arch),
+			 arch_platform(arch_host()));
+		return false;
+	}
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, n, "/dev/kvm: %s", strerror(errno));
+		struct stat st;
+		struct group *g;
+		/* The usual case for a normal user: /dev/kvm belongs to a group they are not in. */
+		if ((errno == EACCES || errno == EPERM) && stat("/dev/kvm", &st) == 0 &&
+		    (g = getgrgid(st.st_gid)))
+			snprintf(
+			    why, n,
+			    "/dev/kvm: permission denied (join its group: usermod -aG %s $USER, "
+			    "then log in again)",
+			    g->gr_name);
+		else
+			snprintf(why, n, "/dev/kvm: %s", strerror(errno));
 		return false;
 	}
 	int api = ioctl(fd, KVM_GET_API_VERSION, 0);
@@ -65,11 +91,11 @@ static bool kvm_usable(char *why, size_t n)
 	return true;
 }
 
-int accel_choose(const char *want, enum accel *out, char *why, size_t n)
+int accel_choose(const char *want, enum guest_arch arch, enum accel *out, char *why, size_t n)
 {
 	char kwhy[200];
 	if (!want || !strcmp(want, "auto")) {
-		bool kvm = kvm_usable(kwhy, sizeof(kwhy));
+		bool kvm = kvm_usable(arch, kwhy, sizeof(kwhy));
 		*out = kvm ? ACCEL_KVM : ACCEL_TCG;
 		snprintf(why, n, "%s: using %s", kwhy, kvm ? "KVM" : "TCG (software emulation)");
 		return 0;
@@ -80,7 +106,7 @@ int accel_choose(const char *want, enum accel *out, char *why, size_t n)
 		return 0;
 	}
 	if (!strcmp(want, "kvm")) {
-		if (!kvm_usable(kwhy, sizeof(kwhy))) {
+		if (!kvm_usable(arch, kwhy, sizeof(kwhy))) {
 			snprintf(why, n, "KVM requested but not usable: %s", kwhy);
 			return -ENODEV;
 		}
