@@ -10,6 +10,11 @@ cpio busybox-static e2fsprogs xz-utils python3 clang clang-format libclang-rt-14
 mmdebstrap uidmap zstd curl libext2fs-dev golang-go openssl iproute2 libnghttp2-dev libseccomp-dev python3-h2 python3-grpcio nghttp2-client nghttp2-server
 git gcc-aarch64-linux-gnu qemu-system-arm musl-dev:arm64"
 
+# The TypeScript SDK's suite (tests/sdk/run_ts): Node.js >= 18 and npm; a Node.js that ships its
+# own npm (NodeSource's) satisfies both.
+pkgs="$pkgs nodejs"
+command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+
 # `deps.sh bench`: also the peers `make bench` measures against, side by side.
 [ "${1:-}" = bench ] && pkgs="$pkgs mitmproxy runsc"
 

@@ -130,7 +130,7 @@ static const struct spec_field F_HOSTNAME = { "--hostname", "network.hostname" }
 static const struct spec_field F_ROOTFS = { "--rootfs", "image" };
 static const struct spec_field F_SECRETS = { "--secret with --no-network",
 					     "network.secrets with network.no_network" };
-static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", NULL };
+static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", "network.upstream_ca" };
 static const struct spec_field F_MOUNTS = { "-v", "mounts" };
 static const struct spec_field F_MOUNT_HOST = { "-v HOST:GUEST", "mounts[].host" };
 static const struct spec_field F_MOUNT_GUEST = { "-v HOST:GUEST", "mounts[].guest" };
