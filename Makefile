@@ -23,7 +23,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lext2fs -lcom_err -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
+HOST_LIBS    := -lseccomp -lext2fs -lcom_err -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
@@ -254,7 +254,7 @@ client-image: $(BUILD)/matchlock
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all fixtures default-image
-	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs bench/image; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs bench/image bench/sdk_clients; do $$b || exit 1; echo; done
 
 # Each harness for FUZZ_SECONDS on its seeds plus the corpus kept in tests/fuzz/corpus/NAME;
 # prints execution counts and findings (tests/fuzz/campaign). fuzz-merge also minimises what the

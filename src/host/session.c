@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "disk.h"
+#include "jail.h"
 #include "spec_hooks.h"
 #include "common/jsonw.h"
 #include "common/log.h"
@@ -129,7 +130,7 @@ static const struct spec_field F_HOSTNAME = { "--hostname", "network.hostname" }
 static const struct spec_field F_ROOTFS = { "--rootfs", "image" };
 static const struct spec_field F_SECRETS = { "--secret with --no-network",
 					     "network.secrets with network.no_network" };
-static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", NULL };
+static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", "network.upstream_ca" };
 static const struct spec_field F_MOUNTS = { "-v", "mounts" };
 static const struct spec_field F_MOUNT_HOST = { "-v HOST:GUEST", "mounts[].host" };
 static const struct spec_field F_MOUNT_GUEST = { "-v HOST:GUEST", "mounts[].guest" };
@@ -918,6 +919,12 @@ static void session_on_booted(struct sandbox *sb, int r, const char *why, void *
 		session_fail(s, r);
 		return;
 	}
+	/*
+	 * A supervisor of one sandbox starts no process from here on: seal it (jail.h). One that
+	 * serves a caller's loop (`rpc`) starts more VMs and image workers, so it cannot be.
+	 */
+	if (s->loop == &s->own_loop && (r = jail_supervisor_seal(s->L.dir)) < 0)
+		warn("the supervisor runs without its seccomp allow-list: %s", strerror(-r));
 	session_started(s, 0);
 }
 
@@ -991,6 +998,9 @@ static void session_boot(struct session *s)
 	}
 	s->have_record = true;
 	s->phase = SESSION_BOOTING;
+	/* The disk is made (a worker building an image needed root's all): the rest is less. */
+	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps()) < 0)
+		warn("the supervisor keeps root's capabilities: %s", strerror(-r));
 	if ((r = launch_boot(&s->L, &s->sc, s->loop, session_on_booted, s, err, errn)) < 0)
 		session_fail(s, r);
 }
