@@ -32,6 +32,29 @@ stop() {
 	return 0
 }
 
+# wait_ended SB: until SB's status is no longer "running" (at most 10 s; the exec that saw the
+# sandbox end may return before the supervisor has recorded why).
+wait_ended() {
+	local i
+	for i in $(seq 50); do
+		[ "$("$ML" get "$1" | json_field status)" != running ] && return 0
+		sleep 0.2
+	done
+	return 0
+}
+
+# expect_clean_soon: expect_clean, once a supervisor that is still tearing down (it kills a QEMU
+# that does not power off within 2 s) had up to 10 s to remove its state.
+expect_clean_soon() {
+	local i
+	for i in $(seq 50); do
+		[ -z "$(find "$MATCHLOCK_HOME" -path '*/sandboxes/vm-*' 2>/dev/null)" ] &&
+			! pgrep -f "qemu-system.*$MATCHLOCK_HOME" >/dev/null && break
+		sleep 0.2
+	done
+	expect_clean
+}
+
 # rss_watch PID: sample PID's VmRSS every 0.2 s (and its kernel-kept peak, VmHWM) into a file
 # until it exits or the suite ends; rss_peak PID prints the highest figure seen so far in kB.
 rss_watch() {

@@ -24,6 +24,7 @@ t_forged_frames_end_only_their_sandbox() {
 		expect_match "$k: the reason on the exec" "$ERR" "the guest broke the link protocol"
 		for _ in $(seq 100); do [ -d "/proc/$qemu" ] || break; sleep 0.1; done
 		[ -d "/proc/$qemu" ] && fail "$k: QEMU $qemu still runs after the protocol error"
+		wait_ended "$sb"
 		st=$("$ML" get "$sb" | json_field status)
 		err=$("$ML" get "$sb" | json_field error)
 		expect_eq "$k: status" "$st" failed
@@ -36,7 +37,7 @@ t_forged_frames_end_only_their_sandbox() {
 	done
 	expect_rss_bound "$osup" "bystander"
 	stop "$other"
-	expect_clean
+	expect_clean_soon
 }
 
 # Frames after a stream's CLOSE, and for a stream the host has freed, are in flight as far as
@@ -55,7 +56,7 @@ t_late_frames_are_ignored() {
 	expect_eq "status" "$("$ML" get "$SB" | json_field status)" running
 	expect_rss_bound "$SUP" "late frames"
 	stop "$SB"
-	expect_clean
+	expect_clean_soon
 }
 
 # A guest speaks for the execs the host opened: it may forge its own exec's output and status
@@ -85,7 +86,7 @@ t_forged_exec_results_stay_with_that_exec() {
 	fi
 	expect_rss_bound "$SUP" "forged exec results"
 	stop "$SB"
-	expect_clean
+	expect_clean_soon
 }
 
 # The file-service link of host folders ("matchlock.fs"), as the FUSE relay: a frame that breaks
@@ -102,6 +103,7 @@ t_forged_file_service_frames() {
 		expect_eq "$k: the mount before ($ERR)" "$OUT" kept
 		ml exec "$SB" -- probe forge-fs "$k"
 		expect_eq "$k: exec status ($OUT)" "$RC" 125
+		wait_ended "$SB"
 		expect_eq "$k: error" "$("$ML" get "$SB" | json_field error)" \
 			"the guest broke the file-service protocol (Protocol error); sandbox stopped"
 		expect_rss_bound "$SUP" "fs $k"
@@ -126,7 +128,7 @@ t_forged_file_service_frames() {
 		expect_rss_bound "$sup" "fs ${k%%:*}"
 		stop "$SB"
 	done
-	expect_clean
+	expect_clean_soon
 }
 
 # 3000 connections at once, each a stream on the link: past EGRESS_MAX_CONNS (256, the agent's
@@ -163,7 +165,7 @@ t_thousands_of_streams() {
 	expect_eq "arrivals from direct connects" "$(lcount)" "$before"
 	expect_rss_bound "$SUP" "3000 direct connects"
 	stop "$SB"
-	expect_clean
+	expect_clean_soon
 }
 
 # The guest writes 200 MB to stdout and never reads its stdin while the host side pushes 64 MB
@@ -178,7 +180,7 @@ t_stdout_flood_never_reading_stdin() {
 	ml exec "$SB" -- echo alive
 	expect_eq "exec afterwards ($ERR)" "$OUT" alive
 	stop "$SB"
-	expect_clean
+	expect_clean_soon
 }
 
 run_tests "$@"
