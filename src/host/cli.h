@@ -27,6 +27,7 @@ int cmd_allow_list(int argc, char **argv);
 int cmd_port_forward(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_pool(int argc, char **argv);
 
 /*
  * Connect to the control socket of a running sandbox given by ID or unique prefix; the full ID

@@ -50,6 +50,7 @@ static const char run_usage[] =
     "      --timeout S        kill the command after S seconds and exit 124\n"
     "      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
     "      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
+    "      --no-pool          never take a pre-started sandbox of a pool (matchlock pool)\n"
     "  -v, --volume HOST[:GUEST][:MODE]  show host folder HOST at GUEST (default: the\n"
     "                         workspace); MODE overlay (default: the sandbox writes its own\n"
     "                         copy, HOST stays unchanged), rw (writes go to HOST) or ro\n"
@@ -166,7 +167,8 @@ enum {
 	OPT_SECRET_FILE,
 	OPT_UPSTREAM_CA,
 	OPT_DISK_SIZE,
-	OPT_WORKSPACE
+	OPT_WORKSPACE,
+	OPT_NO_POOL
 };
 
 /*
@@ -332,6 +334,9 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 	case OPT_NO_SNAPSHOT:
 		sp->no_snapshot = true;
 		return 0;
+	case OPT_NO_POOL:
+		sp->no_pool = true;
+		return 0;
 	case 'h':
 		fputs(run_usage, stdout);
 		return 1;
@@ -372,6 +377,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		{ "volume", required_argument, NULL, 'v' },
 		{ "workspace", required_argument, NULL, OPT_WORKSPACE },
 		{ "disk-size", required_argument, NULL, OPT_DISK_SIZE },
+		{ "no-pool", no_argument, NULL, OPT_NO_POOL },
 		{ 0 },
 	};
 	char *env_files[64];

@@ -133,6 +133,7 @@ int main(int argc, char **argv)
 		{ "pull", cmd_pull },
 		{ "image", cmd_image },
 		{ "volume", cmd_volume },
+		{ "pool", cmd_pool },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

@@ -98,6 +98,7 @@ struct sandbox_spec {
 	/* The machine. */
 	char *accel; /* auto, kvm or tcg; NULL: auto */
 	bool no_snapshot; /* boot cold instead of restoring this machine's template */
+	bool no_pool; /* never claim a pool's standby (pool.h), even of this shape */
 	/* Who hears every egress decision (may be NULL). */
 	net_event_fn net_event;
 	void *net_opaque;
