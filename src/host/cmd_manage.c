@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pool.h"
 #include "disk.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -285,8 +286,11 @@ int cmd_gc(int argc, char **argv)
 	}
 	if (d)
 		closedir(d);
+	int pools = pool_gc(st);
 	state_close(st);
 	int snaps = snapshot_gc();
+	if (pools)
+		printf("gc: %d unfinished pool removal(s) completed\n", pools);
 	printf("gc: %u crashed sandbox(es) marked, %u orphaned director(ies), %u temporary file(s) "
 	       "and "
 	       "%d stale snapshot(s) removed\n",

@@ -73,6 +73,26 @@ static bool id_ok(const char *id)
 	       strspn(id + 3, "0123456789abcdef") == strlen(id + 3);
 }
 
+/*
+ * Does the process that started at start still run? A zombie does not: a standby is nobody's
+ * child, and whoever reaps orphans here may take its time.
+ */
+static bool proc_running(int pid, uint64_t start)
+{
+	char path[64], stat[512];
+	if (pid <= 0 || !start || proc_start_time(pid) != start)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	stat[n > 0 ? n : 0] = 0;
+	const char *p = strrchr(stat, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
 /* An entry names its process: "PID START". */
 static int entry_write(const char *path)
 {
@@ -105,7 +125,7 @@ static int entry_pid(const char *path)
 	unsigned long long start = 0;
 	if (n <= 0 || sscanf(text, "%d %llu", &pid, &start) != 2)
 		return -1;
-	return pid > 0 && start && proc_start_time(pid) == start ? pid : 0;
+	return proc_running(pid, start) ? pid : 0;
 }
 
 /* A standby whose process is gone: its directory and record go too. */
@@ -116,7 +136,7 @@ static void standby_clean(struct state *st, const char *id)
 	if (!id_ok(id) || control_dir(id, dir, sizeof(dir)) < 0)
 		return;
 	if (st && state_get(st, id, &rec) == 0) {
-		bool alive = state_supervisor_alive(&rec);
+		bool alive = proc_running(rec.pid, rec.pid_start);
 		state_record_fini(&rec);
 		if (alive)
 			return; /* it ends itself, and cleans up */
@@ -742,8 +762,13 @@ static void on_standby_claim(struct watch *w, uint32_t events)
 	if (c < 0)
 		return;
 	struct sandbox_vm vm;
-	/* A failed sandbox is never handed out: the claimer sees the close and skips us. */
-	if (sandbox_failure(b->s.sb) || sandbox_release_vm(b->s.sb, &vm) < 0) {
+	/*
+	 * A failed sandbox is never handed out: the claimer sees the close and skips us. QEMU's
+	 * end may be waiting in this very batch of events: ask its pidfd now.
+	 */
+	struct pollfd qemu = { .fd = sandbox_pidfd(b->s.sb), .events = POLLIN };
+	if (sandbox_failure(b->s.sb) || poll(&qemu, 1, 0) != 0 ||
+	    sandbox_release_vm(b->s.sb, &vm) < 0) {
 		close(c);
 		return;
 	}

@@ -853,6 +853,11 @@ int sandbox_release_vm(struct sandbox *sb, struct sandbox_vm *vm)
 	return 0;
 }
 
+int sandbox_pidfd(const struct sandbox *sb)
+{
+	return sb->pid_w.fd;
+}
+
 void sandbox_vm_close(struct sandbox_vm *vm)
 {
 	int *fds[] = { &vm->link, &vm->con, &vm->qerr, &vm->qmp, &vm->pidfd, &vm->fs };

@@ -157,6 +157,8 @@ struct sandbox_vm {
  * it is not ready and idle.
  */
 int sandbox_release_vm(struct sandbox *sb, struct sandbox_vm *vm);
+/* QEMU's pidfd (readable once it exited), or -1. */
+int sandbox_pidfd(const struct sandbox *sb);
 /* Close a released VM's fds (it ends when its holder sees the lease close). */
 void sandbox_vm_close(struct sandbox_vm *vm);
 /*
