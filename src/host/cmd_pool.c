@@ -193,8 +193,8 @@ int cmd_pool(int argc, char **argv)
 	if (!strcmp(sub, "rm"))
 		return pool_rm_cmd(argc, argv);
 	/* Ours, not the user's: a standby's life, and QEMU's holder after a handoff (pool.h). */
-	if (!strcmp(sub, "__standby") && argc == 4)
-		return pool_standby_main(argv[2], argv[3]);
+	if (!strcmp(sub, "__standby") && argc == 5)
+		return pool_standby_main(argv[2], argv[3], (pid_t)atoi(argv[4]));
 	if (!strcmp(sub, "__hold") && argc == 4)
 		return pool_hold_main(atoi(argv[2]), atoi(argv[3]));
 	error("usage: matchlock pool set --image REF [...] --size N | ls | rm POOL|--image "

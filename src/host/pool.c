@@ -34,6 +34,12 @@
 #define POOL_SOCK "pool.sock" /* in a standby's sandbox directory */
 #define POOL_STARTING_GRACE_S 60 /* a starting entry its process has not filled yet */
 #define POOL_RM_WAIT_MS 20000 /* pool rm waits this long for its standbys to stop */
+/*
+ * A replacement waits for the start that claimed to end (its process to exit: `run -- CMD`), at
+ * most this long (run -d, rpc): on a machine of few cores, restoring it meanwhile would slow the
+ * very start the pool is for.
+ */
+#define POOL_REFILL_DELAY_MS 2000
 
 /* ---- paths and entries ----------------------------------------------------------------------- */
 
@@ -295,10 +301,14 @@ void pool_count(struct state *st, const char *key, unsigned *ready, unsigned *st
 	*starting = t.starting;
 }
 
-/* Start `matchlock pool __standby KEY TOKEN`, detached (no daemon: it ends with its standby). */
-static int standby_spawn(const char *key)
+/*
+ * Start `matchlock pool __standby KEY TOKEN [CLAIMER]`, detached (no daemon: it ends with its
+ * standby); claimer: the pid it waits for (POOL_REFILL_DELAY_MS), 0 for none.
+ */
+static int standby_spawn(const char *key, pid_t claimer)
 {
-	char token[12], path[4400], name[32];
+	char token[12], path[4400], name[32], who[16];
+	snprintf(who, sizeof(who), "%d", (int)claimer);
 	cli_new_id(token);
 	snprintf(name, sizeof(name), "starting/%s", token + 3);
 	if (pool_path(key, name, path, sizeof(path)) < 0)
@@ -329,7 +339,7 @@ static int standby_spawn(const char *key)
 			dup2(null, 2);
 		}
 		close_range(3, ~0u, 0);
-		execl("/proc/self/exe", "matchlock", "pool", "__standby", key, token + 3,
+		execl("/proc/self/exe", "matchlock", "pool", "__standby", key, token + 3, who,
 		      (char *)NULL);
 		_exit(127);
 	}
@@ -355,7 +365,7 @@ static int standby_retire(const char *key, const char *id, int pid)
 }
 
 /* Bring the pool to its size: start what is missing, retire what is too much. */
-static void pool_refill(struct state *st, const char *key)
+static void pool_refill(struct state *st, const char *key, pid_t claimer)
 {
 	char lockp[4400];
 	struct pool_conf c;
@@ -372,7 +382,7 @@ static void pool_refill(struct state *st, const char *key)
 	unsigned nready_pids = t.npids;
 	entries_each(st, key, "starting", entry_tally, &t);
 	for (unsigned have = t.ready + t.starting; have < c.size; have++)
-		if (standby_spawn(key) < 0)
+		if (standby_spawn(key, claimer) < 0)
 			break;
 	for (unsigned i = 0; i < t.nids && i < nready_pids && t.ready + t.starting > c.size; i++)
 		if (standby_retire(key, t.ids[i], t.pids[i]) == 0)
@@ -516,7 +526,7 @@ int pool_claim(struct state *st, const char *template_path, struct pool_claim *c
 		}
 	}
 	closedir(d);
-	pool_refill(st, key);
+	pool_refill(st, key, getpid());
 	return r;
 }
 
@@ -587,7 +597,7 @@ int pool_set(const struct pool_conf *conf, char *key, char *err, size_t errn)
 	struct state *st;
 	if (state_open(&st, err, errn) < 0)
 		return -EIO;
-	pool_refill(st, key);
+	pool_refill(st, key, 0);
 	state_close(st);
 	return 0;
 }
@@ -802,7 +812,19 @@ static void standby_stopped(struct session *s, void *opaque)
 	*(bool *)opaque = true;
 }
 
-int pool_standby_main(const char *key, const char *token)
+/* Wait until the claimer's process ended, at most POOL_REFILL_DELAY_MS. */
+static void standby_delay(pid_t claimer)
+{
+	int fd = claimer > 0 ? (int)syscall(SYS_pidfd_open, claimer, 0) : -1;
+	if (fd < 0)
+		return;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	while (poll(&p, 1, POOL_REFILL_DELAY_MS) < 0 && errno == EINTR)
+		;
+	close(fd);
+}
+
+int pool_standby_main(const char *key, const char *token, pid_t claimer)
 {
 	struct standby *b = calloc(1, sizeof(*b));
 	struct pool_conf conf;
@@ -816,6 +838,7 @@ int pool_standby_main(const char *key, const char *token)
 	pool_path(key, name, b->starting, sizeof(b->starting));
 	if (access(b->starting, F_OK) < 0 || entry_write(b->starting) < 0)
 		return EXIT_MATCHLOCK;
+	standby_delay(claimer);
 	log_set_quiet(1);
 	signal(SIGPIPE, SIG_IGN);
 	int sigfd = cli_signalfd();

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "sandbox.h"
 #include "state.h"
@@ -71,7 +72,7 @@ int pool_remove_image(struct state *st, const char *ref);
 /* gc: crashed standbys' entries and sandboxes. Returns how many were cleaned. */
 int pool_gc(struct state *st);
 /* The hidden verbs: a standby's life, and QEMU's holder after the handoff. */
-int pool_standby_main(const char *key, const char *token);
+int pool_standby_main(const char *key, const char *token, pid_t claimer);
 int pool_hold_main(int lease_fd, int pidfd);
 
 #endif

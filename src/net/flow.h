@@ -21,6 +21,7 @@ struct mitm {
 	SSL_CTX *guest_ctx, *up_ctx;
 	size_t held; /* request-body bytes held by all flows (RQF_HELD), at most MITM_HELD_MAX */
 	unsigned wide_codecs; /* br and zstd codecs of all flows, at most MITM_WIDE_CODECS_MAX */
+	bool system_store; /* up_ctx trusts the system's CAs: loaded at the first upstream TLS */
 };
 
 /* The proxy's states; proxy.c says how they change. */
