@@ -186,6 +186,32 @@ t_identity_differs_per_claim() {
 	pool_gone
 }
 
+t_rpc_create_claims_a_standby() {
+	pool_set --size 1
+	pool_wait 1
+	local before got
+	before=$(ready_ids)
+	# create, exec, close over the raw protocol, each after the answer before it.
+	got=$(ML=$ML IMG=$IMG timeout 120 python3 - <<'PY'
+import base64, json, os, subprocess
+p = subprocess.Popen([os.environ["ML"], "rpc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.DEVNULL, text=True)
+def call(i, method, params):
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}) + "\n")
+    p.stdin.flush()
+    return json.loads(p.stdout.readline())
+sid = call(1, "create", {"image": os.environ["IMG"]})["result"]["id"]
+r = call(2, "exec", {"command": "hostname"})["result"]
+call(3, "close", {})
+print(sid, base64.b64decode(r["stdout"]).decode().strip(), r["exit_code"])
+PY
+)
+	expect_eq "create answered with the standby's ID; its hostname; exec's status" "$got" "$before $before 0"
+	pool_rm_all
+	"$ML" rm "$before" >/dev/null
+	pool_gone
+}
+
 t_other_shape_starts_without_the_pool() {
 	pool_set --size 1
 	pool_wait 1
