@@ -243,8 +243,16 @@ int cmd_gc(int argc, char **argv)
 	DIR *d = opendir(sbroot);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.') {
+			/* A disk whose detached unlink did not happen (session.c). */
+			size_t len = strlen(e->d_name);
+			char p[4500];
+			snprintf(p, sizeof(p), "%s/%s", sbroot, e->d_name);
+			if (len > 10 && !strcmp(e->d_name + len - 10, ".disk-gone") &&
+			    unlink(p) == 0)
+				temps++;
 			continue;
+		}
 		bool owned = false;
 		for (size_t i = 0; i < n && !owned; i++)
 			owned = !strcmp(list[i].id, e->d_name);
