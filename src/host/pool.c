@@ -292,9 +292,39 @@ static void entry_tally(struct state *st, const char *key, const char *sub, cons
 		t->pids[t->npids++] = pid;
 }
 
+/*
+ * A claim whose process died between taking an entry and taking the VM (claimed/ID.PID), or a
+ * retirement that did not finish (claimed/ID.rm): the standby goes back to ready/, or is stopped,
+ * or, gone already, is cleaned.
+ */
+static void entry_recover(struct state *st, const char *key, const char *sub, const char *name,
+			  int pid, void *opaque)
+{
+	(void)opaque;
+	char dir[4400], path[4700], back[4700], id[16];
+	const char *dot = strrchr(name, '.');
+	if (!dot || dot - name >= (int)sizeof(id))
+		return;
+	snprintf(id, sizeof(id), "%.*s", (int)(dot - name), name);
+	int claimer = atoi(dot + 1);
+	if (!id_ok(id) || (claimer > 0 && proc_running(claimer, proc_start_time(claimer))))
+		return; /* its claim is under way */
+	pool_path(key, sub, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(back, sizeof(back), "%s/../ready/%s", dir, id);
+	if (pid > 0 && claimer > 0 && rename(path, back) == 0)
+		return;
+	if (pid > 0)
+		kill(pid, SIGTERM);
+	unlink(path);
+	if (pid <= 0)
+		standby_clean(st, id);
+}
+
 void pool_count(struct state *st, const char *key, unsigned *ready, unsigned *starting)
 {
 	struct tally t = { 0 };
+	entries_each(st, key, "claimed", entry_recover, NULL);
 	entries_each(st, key, "ready", entry_tally, &t);
 	entries_each(st, key, "starting", entry_tally, &t);
 	*ready = t.ready;
@@ -378,6 +408,7 @@ static void pool_refill(struct state *st, const char *key, pid_t claimer)
 		return;
 	}
 	struct tally t = { 0 };
+	entries_each(st, key, "claimed", entry_recover, NULL);
 	entries_each(st, key, "ready", entry_tally, &t);
 	unsigned nready_pids = t.npids;
 	entries_each(st, key, "starting", entry_tally, &t);
@@ -643,6 +674,7 @@ int pool_remove(struct state *st, const char *key, char *err, size_t errn)
 	if (lk >= 0)
 		flock(lk, LOCK_EX);
 	struct tally t = { 0 };
+	entries_each(st, key, "claimed", entry_recover, NULL);
 	entries_each(st, key, "starting", entry_stop, &t);
 	entries_each(st, key, "ready", entry_stop, &t);
 	uint64_t until = now_ns() + POOL_RM_WAIT_MS * 1000000ull;

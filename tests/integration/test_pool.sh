@@ -150,6 +150,24 @@ t_crashed_standby_is_skipped_and_cleaned() {
 	pool_gone
 }
 
+t_abandoned_claim_returns_the_standby() {
+	pool_set --size 1
+	pool_wait 1
+	local id key
+	id=$(ready_ids)
+	key=$(cat "$T_OUT/key")
+	# A claimer that died after taking the entry and before taking the VM (pid 999999 is not
+	# running): the standby goes back to ready, and is then claimed as usual.
+	mv "$(pools_dir)/$key/ready/$id" "$(pools_dir)/$key/claimed/$id.999999"
+	ml pool ls
+	expect_match "pool ls" "$OUT" " 1 +1 +0$"
+	expect_eq "back in ready" "$(ready_ids)" "$id"
+	ml run --image "$IMG" -- hostname
+	expect_eq "claimed after all" "$OUT" "$id"
+	pool_rm_all
+	pool_gone
+}
+
 t_identity_differs_per_claim() {
 	pool_set --size 2
 	pool_wait 2
