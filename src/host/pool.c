@@ -528,10 +528,17 @@ static int standby_take(const char *id, struct pool_claim *c)
 	return 0;
 }
 
-int pool_claim(struct state *st, const char *template_path, struct pool_claim *c)
+int pool_claim(struct state *st, const char *template_path, double cpus, struct pool_claim *c)
 {
 	char key[POOL_KEY_LEN + 1], dir[4400];
+	struct pool_conf conf;
 	if (pool_key_of(template_path, key) < 0 || pool_path(key, "ready", dir, sizeof(dir)) < 0)
+		return -ENOENT;
+	/*
+	 * The template knows whole CPUs; a fractional quota is part of the identity a standby has
+	 * applied already, and a claim without one would not undo it.
+	 */
+	if (pool_conf_read(key, &conf) < 0 || fabs(conf.cpus - cpus) > 1e-9)
 		return -ENOENT;
 	DIR *d = opendir(dir);
 	if (!d)

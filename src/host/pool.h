@@ -52,11 +52,11 @@ struct pool_claim {
 /* The pool key of a template path (its file name's hex digits), or -EINVAL. */
 int pool_key_of(const char *template_path, char key[POOL_KEY_LEN + 1]);
 /*
- * Claim a ready standby of the pool for template_path: 0 with c filled (the caller adopts c->vm
- * with c->lease_fd, and owns c->dir), or -ENOENT when there is no pool or no standby that can be
- * handed over (crashed ones found on the way are cleaned). Spawns replacements either way.
+ * Claim a ready standby of the pool for template_path and cpus: 0 with c filled (the caller adopts
+ * c->vm with c->lease_fd, and owns c->dir), or -ENOENT when there is no pool or no standby that can
+ * be handed over (crashed ones found on the way are cleaned). Spawns replacements either way.
  */
-int pool_claim(struct state *st, const char *template_path, struct pool_claim *c);
+int pool_claim(struct state *st, const char *template_path, double cpus, struct pool_claim *c);
 
 /* `matchlock pool ...` (cmd_pool.c) and its helpers. */
 int pool_set(const struct pool_conf *conf, char *key, char *err, size_t errn);

@@ -1052,7 +1052,7 @@ static bool session_from_pool(struct session *s)
 	struct sandbox_spec *sp = &s->spec;
 	struct pool_claim c;
 	if (sp->no_pool || !s->sc.template_path || sp->nmounts ||
-	    pool_claim(s->st, s->sc.template_path, &c) < 0)
+	    pool_claim(s->st, s->sc.template_path, sp->cpus, &c) < 0)
 		return false;
 	rm_rf(s->L.dir); /* made for an ID of our own, still empty */
 	snprintf(s->L.id, sizeof(s->L.id), "%s", c.id);

@@ -238,6 +238,10 @@ t_other_shape_starts_without_the_pool() {
 	ml run --memory 256 --image "$IMG" -- hostname
 	expect_eq status "$RC" 0
 	[ "$OUT" != "$before" ] || fail "a 256 MB run took a 512 MB standby"
+	# Same template (whole CPUs), but a CPU quota the standby would not have.
+	ml run --cpus 0.5 --image "$IMG" -- hostname
+	expect_eq status "$RC" 0
+	[ "$OUT" != "$before" ] || fail "a 0.5-CPU run took a 1-CPU standby"
 	ml run -v "$T_OUT:/w" --image "$IMG" -- hostname
 	expect_eq status "$RC" 0
 	[ "$OUT" != "$before" ] || fail "a run with a host folder took a standby"
