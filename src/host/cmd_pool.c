@@ -120,8 +120,16 @@ static int pool_ls_cmd(void)
 		if (pool_conf_read(keys[i], &c) < 0)
 			continue;
 		pool_count(st, keys[i], &ready, &starting);
-		printf("%-12.12s %-32s %5g %5lld MB %5u %6u %9u\n", keys[i], c.image, c.cpus,
+		char img[2100];
+		log_sanitize(img, sizeof(img), c.image);
+		printf("%-12.12s %-32s %5g %5lld MB %5u %6u %9u\n", keys[i], img, c.cpus,
 		       c.memory_mb, c.size, ready, starting);
+		char why[300], safe[1200];
+		if (pool_last_error(keys[i], why, sizeof(why)) == 0) {
+			log_sanitize(safe, sizeof(safe),
+				     why); /* it may quote a guest or an image */
+			printf("%12s last start failed: %s\n", "", safe);
+		}
 	}
 	state_close(st);
 	return 0;

@@ -153,6 +153,22 @@ static void standby_clean(struct state *st, const char *id)
 
 /* ---- the conf -------------------------------------------------------------------------------- */
 
+int pool_last_error(const char *key, char *out, size_t n)
+{
+	char path[4400];
+	out[0] = 0;
+	if (pool_path(key, "error", path, sizeof(path)) < 0)
+		return -EINVAL;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (!fgets(out, (int)n, f))
+		out[0] = 0;
+	fclose(f);
+	out[strcspn(out, "\n")] = 0;
+	return out[0] ? 0 : -ENOENT;
+}
+
 int pool_conf_read(const char *key, struct pool_conf *c)
 {
 	char path[4400], line[700];
@@ -840,8 +856,12 @@ static int standby_publish(struct standby *b)
 	if (access(conf, F_OK) < 0)
 		return -ENOENT;
 	int r = entry_write(b->ready);
-	if (r == 0)
+	if (r == 0) {
 		unlink(b->starting);
+		char errp[4400];
+		if (pool_path(b->key, "error", errp, sizeof(errp)) == 0)
+			unlink(errp); /* the last failure is over */
+	}
 	return r;
 }
 

@@ -65,6 +65,8 @@ int pool_remove(struct state *st, const char *key, char *err, size_t errn);
 /* List the pools' keys (at most POOL_MAX_POOLS); returns how many. */
 int pool_keys(char keys[][POOL_KEY_LEN + 1], int max);
 int pool_conf_read(const char *key, struct pool_conf *conf);
+/* Why the pool's last standby failed to start (until one starts), or -ENOENT. */
+int pool_last_error(const char *key, char *out, size_t n);
 /* Count a pool's live standbys (ready, starting), cleaning crashed ones on the way. */
 void pool_count(struct state *st, const char *key, unsigned *ready, unsigned *starting);
 /* Remove the pools of image ref (image rm); returns how many. */
