@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "cli.h"
 #include "common/log.h"
 #include "common/paths.h"
@@ -194,6 +195,8 @@ int pool_conf_read(const char *key, struct pool_conf *c)
 			c->disk_size_mb = strtoll(v, NULL, 10);
 		else if (!strcmp(line, "accel"))
 			snprintf(c->accel, sizeof(c->accel), "%s", v);
+		else if (!strcmp(line, "platform"))
+			snprintf(c->platform, sizeof(c->platform), "%s", v);
 		else if (!strcmp(line, "size"))
 			c->size = (unsigned)strtoul(v, NULL, 10);
 	}
@@ -213,9 +216,11 @@ static int conf_write(const char *key, const struct pool_conf *c)
 	FILE *f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
-	fprintf(f, "image %s\ncpus %g\nmemory_mb %lld\ndisk_size_mb %lld\naccel %s\nsize %u\n",
+	fprintf(f,
+		"image %s\ncpus %g\nmemory_mb %lld\ndisk_size_mb %lld\naccel %s\nplatform %s\nsize "
+		"%u\n",
 		c->image, c->cpus, c->memory_mb, c->disk_size_mb, c->accel[0] ? c->accel : "auto",
-		c->size);
+		c->platform, c->size);
 	r = fclose(f) == 0 && rename(tmp, path) == 0 ? 0 : -errno;
 	if (r < 0)
 		unlink(tmp);
@@ -235,7 +240,8 @@ static int conf_spec(const struct pool_conf *c, struct sandbox_spec *sp)
 	sp->rm = 1;
 	sp->no_pool = true;
 	if (spec_strdup(&sp->image, c->image) < 0 ||
-	    (c->accel[0] && spec_strdup(&sp->accel, c->accel) < 0)) {
+	    (c->accel[0] && spec_strdup(&sp->accel, c->accel) < 0) ||
+	    (c->platform[0] && spec_strdup(&sp->platform, c->platform) < 0)) {
 		sandbox_spec_fini(sp);
 		return -ENOMEM;
 	}
@@ -602,25 +608,32 @@ int pool_keys(char keys[][POOL_KEY_LEN + 1], int max)
 	return n;
 }
 
-int pool_set(const struct pool_conf *conf, char *key, char *err, size_t errn)
+int pool_set(struct pool_conf *conf, char *key, char *err, size_t errn)
 {
 	struct sandbox_spec sp;
 	struct oci_image_config cfg;
 	struct launch L;
-	char disk[4200];
+	char disk[4200], why[300];
 	int r = conf_spec(conf, &sp);
 	if (r < 0) {
 		snprintf(err, errn, "out of memory");
 		return r;
 	}
 	r = sandbox_spec_check(&sp, err, errn);
+	/* The platform a run would default to now ($MATCHLOCK_PLATFORM, else the host's). */
+	enum guest_arch arch = arch_host();
+	if (r == 0 && sp.platform)
+		arch_parse(sp.platform, &arch, why, sizeof(why));
 	sandbox_spec_fini(&sp);
 	if (r < 0)
 		return r;
-	if ((r = oci_image_prepare(conf->image, disk, sizeof(disk), &cfg, err, errn)) < 0)
+	snprintf(conf->platform, sizeof(conf->platform), "%s", arch_platform(arch));
+	if ((r = oci_image_prepare(conf->image, arch_table[arch].oci, disk, sizeof(disk), &cfg, err,
+				   errn)) < 0)
 		return r;
 	oci_config_fini(&cfg);
-	if ((r = launch_prepare(&L, NULL, conf->accel[0] ? conf->accel : NULL, err, errn)) < 0)
+	if ((r = launch_prepare(&L, NULL, arch, conf->accel[0] ? conf->accel : NULL, err, errn)) <
+	    0)
 		return r;
 	snprintf(L.disk, sizeof(L.disk), "%s", disk);
 	/* The machine part of the shape, as session_boot makes it: the template names the pool. */

@@ -37,6 +37,7 @@ struct pool_conf {
 	long long memory_mb;
 	long long disk_size_mb; /* 0: the default */
 	char accel[8];
+	char platform[32]; /* linux/amd64 or linux/arm64 (arch.h) */
 	unsigned size;
 };
 
@@ -59,7 +60,7 @@ int pool_key_of(const char *template_path, char key[POOL_KEY_LEN + 1]);
 int pool_claim(struct state *st, const char *template_path, double cpus, struct pool_claim *c);
 
 /* `matchlock pool ...` (cmd_pool.c) and its helpers. */
-int pool_set(const struct pool_conf *conf, char *key, char *err, size_t errn);
+int pool_set(struct pool_conf *conf, char *key, char *err, size_t errn);
 /* Remove pool key and its standbys (waits, bounded, until they are gone). */
 int pool_remove(struct state *st, const char *key, char *err, size_t errn);
 /* List the pools' keys (at most POOL_MAX_POOLS); returns how many. */
