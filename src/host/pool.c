@@ -786,7 +786,7 @@ static void on_standby_started(struct session *s, int r, const char *err, void *
 	struct standby *b = opaque;
 	b->started = true;
 	b->start_r = r;
-	if (r < 0)
+	if (r < 0 && r != -ECANCELED) /* a cancel is pool rm's or a signal's, not a failure */
 		standby_error(b->key, err);
 }
 
