@@ -561,6 +561,8 @@ static int disk_unlink_detached(const char *path)
 		return unlink(path);
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* None of our fds: a caller reading our stdout to its end must not wait for it. */
+		close_range(0, ~0u, 0);
 		if (fork() == 0)
 			unlink(aside);
 		_exit(0);
