@@ -27,7 +27,7 @@ pool_wait() {
 ours() {
 	local p
 	for p in $(pgrep -f "matchlock pool __"); do
-		tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "MATCHLOCK_HOME=$MATCHLOCK_HOME" && echo "$p"
+		{ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "MATCHLOCK_HOME=$MATCHLOCK_HOME" && echo "$p"
 	done
 }
 # Nothing of a pool left: no pool directory, no standby process, no sandbox, no QEMU.
