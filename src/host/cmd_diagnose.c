@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "common/util.h"
 #include "common/paths.h"
+#include "jail.h"
 #include "vmm.h"
 
 struct check {
@@ -118,6 +119,19 @@ int cmd_diagnose(int argc, char **argv)
 		{ .name = other == ARCH_ARM64 ? "qemu-arm64" : "qemu-amd64" },
 		{ .name = other == ARCH_ARM64 ? "kernel-arm64" : "kernel-amd64" },
 		{ .name = other == ARCH_ARM64 ? "initrd-arm64" : "initrd-amd64" },
+		{ .name = "jail",
+		  .required = false,
+		  .fix = "allow unprivileged user namespaces (sysctl "
+			 "kernel.unprivileged_userns_clone=1 "
+			 "or the AppArmor userns policy), or unset MATCHLOCK_NO_JAIL" },
+		{ .name = "cgroup",
+		  .required = false,
+		  .fix =
+		      "without delegated cgroup v2 memory, pids and cpu, only rlimits bound QEMU "
+		      "(systemd: run under a user service with Delegate=yes)" },
+		{ .name = "seccomp",
+		  .required = false,
+		  .fix = "a kernel with CONFIG_SECCOMP_FILTER: the supervisor runs unfiltered" },
 	};
 	const struct arch_info *ah = &arch_table[host], *ao = &arch_table[other];
 	check_qemu(&checks[0], host);
@@ -135,6 +149,15 @@ int cmd_diagnose(int argc, char **argv)
 		snprintf(d, sizeof(d), "%s: %s", arch_platform(other), checks[i].detail);
 		memcpy(checks[i].detail, d, sizeof(d));
 	}
+	struct jail_probe jp;
+	jail_probe(&jp);
+	checks[8].ok = jp.namespaces;
+	snprintf(checks[8].detail, sizeof(checks[8].detail), "QEMU: %s", jp.ns_detail);
+	checks[9].ok = jp.cgroup;
+	snprintf(checks[9].detail, sizeof(checks[9].detail), "%s%s",
+		 jp.cgroup ? "memory, pids, cpu limits per sandbox under " : "", jp.cgroup_detail);
+	checks[10].ok = jp.seccomp;
+	snprintf(checks[10].detail, sizeof(checks[10].detail), "supervisor: %s", jp.seccomp_detail);
 
 	bool fatal = false;
 	if (json)

@@ -55,8 +55,14 @@ int control_listen_named(const char *dir, const char *name, char *err, size_t er
 		return r;
 	}
 	unlinkat(dirfd, name, 0);
+	/*
+	 * Owner-only whatever the umask, and so is its directory (another local user must not
+	 * even reach it); control_peer_allowed checks each client again.
+	 */
+	fchmod(dirfd, 0700);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    fchmodat(dirfd, name, 0600, 0) < 0 || listen(fd, 16) < 0) {
 		r = -errno;
 		snprintf(err, errn, "socket %s in %s: %s", name, dir, strerror(errno));
 		if (fd >= 0)
@@ -64,6 +70,15 @@ int control_listen_named(const char *dir, const char *name, char *err, size_t er
 		return r;
 	}
 	return fd;
+}
+
+bool control_peer_allowed(int fd)
+{
+	struct ucred cr;
+	socklen_t n = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &n) < 0)
+		return false;
+	return cr.uid == geteuid() || cr.uid == 0;
 }
 
 int control_connect_named(const char *dir, const char *name)

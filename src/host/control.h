@@ -9,6 +9,7 @@
 #ifndef MATCHLOCK_CONTROL_H
 #define MATCHLOCK_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -52,6 +53,11 @@ enum ctrl_type {
 int control_dir(const char *id, char *out, size_t n);
 /* Listen in dir; returns the fd or -errno (err says why). */
 int control_listen(const char *dir, char *err, size_t errn);
+/*
+ * A client may use the control socket: its uid (SO_PEERCRED) is ours or root's. The socket is
+ * 0600 in a 0700 directory already; this holds even if a path to it is handed out.
+ */
+bool control_peer_allowed(int fd);
 /* Connect to the sandbox id; returns the fd, -ENOENT/-ECONNREFUSED when it is not running. */
 int control_connect(const char *id);
 /* The same for another socket NAME in dir (a pool standby's pool.sock, pool.h). */

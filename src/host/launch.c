@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -60,6 +61,12 @@ int launch_make_dir(struct launch *L, char *err, size_t errn)
 	int r = control_dir(L->id, L->dir, sizeof(L->dir));
 	if (r == 0)
 		r = mkdir_p(L->dir, 0700);
+	if (r == 0) {
+		/* sandboxes/: owner-only even if an older version made it (control.h). */
+		char parent[sizeof(L->dir) + 4];
+		snprintf(parent, sizeof(parent), "%s/..", L->dir);
+		chmod(parent, 0700);
+	}
 	if (r < 0)
 		snprintf(err, errn, "cannot create the sandbox directory %s: %s", L->dir,
 			 strerror(-r));

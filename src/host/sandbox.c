@@ -450,6 +450,11 @@ static void sb_free(struct sandbox *sb)
 		sb->qemu_exited = true;
 		sb->t.stopped = now_ns();
 	}
+	if (sb->qemu_pid > 0) {
+		struct vmm_config vc;
+		sandbox_vmm_config(&sb->cfg, &vc);
+		vmm_reaped(&vc);
+	}
 	exec_fail_all(sb);
 	sbfs_free(sb);
 	struct timer *ts[] = { &sb->trim_timer, &sb->boot_timer, &sb->resume_timer,
@@ -711,6 +716,7 @@ void sandbox_vmm_config(const struct sandbox_config *c, struct vmm_config *vc)
 		.incoming_fd = -1,
 		.fs_fd = -1,
 		.ram_fd = -1,
+		.name = c->id,
 	};
 	for (unsigned i = 0; i < c->nvolumes && i < VMM_MAX_VOLUMES; i++)
 		vc->volumes[vc->nvolumes++] = (struct vmm_volume){

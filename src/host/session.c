@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "disk.h"
+#include "jail.h"
 #include "spec_hooks.h"
 #include "common/jsonw.h"
 #include "common/log.h"
@@ -547,7 +548,8 @@ static void session_on_abort_stopped(struct session *s, void *opaque)
 
 /*
  * Unlinking a disk the guest wrote takes 30-70 ms here (its page cache and extents are freed
- * before unlink returns), which every `run` would wait for: the disk is moved out of the
+ * before unlink returns), which every start would wait for. Where the supervisor may still
+ * fork (not sealed by jail_supervisor_seal: rpc), the disk is moved out of the
  * sandbox's directory at once (to <state>/sandboxes/.ID.disk-gone, which gc sweeps) and a
  * detached grandchild unlinks it. Returns 0 or -1 with errno, as unlink.
  */
@@ -582,7 +584,9 @@ static int disk_unlink_detached(const char *path)
 /* The writable disk goes with the sandbox, whether or not its record and directory stay. */
 static void session_drop_disk(struct session *s)
 {
-	if (s->disk_path[0] && disk_unlink_detached(s->disk_path) < 0 && errno != ENOENT)
+	if (s->disk_path[0] &&
+	    (s->sealed ? unlink(s->disk_path) : disk_unlink_detached(s->disk_path)) < 0 &&
+	    errno != ENOENT)
 		warn("cannot remove the sandbox's disk %s: %s", s->disk_path, strerror(errno));
 	s->disk_path[0] = 0;
 }
@@ -957,6 +961,13 @@ static void session_on_booted(struct sandbox *sb, int r, const char *why, void *
 		session_fail(s, r);
 		return;
 	}
+	/*
+	 * A supervisor of one sandbox starts no process from here on: seal it (jail.h). One that
+	 * serves a caller's loop (`rpc`) starts more VMs and image workers, so it cannot be.
+	 */
+	if (s->loop == &s->own_loop && (r = jail_supervisor_seal(s->L.dir)) < 0)
+		warn("the supervisor runs without its seccomp allow-list: %s", strerror(-r));
+	s->sealed = s->loop == &s->own_loop && r >= 0;
 	session_started(s, 0);
 }
 
@@ -1049,10 +1060,19 @@ static int session_record(struct session *s)
 	return 0;
 }
 
+/* The disk is made (a worker building an image needed root's all): the rest is less. */
+static void session_drop_caps(struct session *s)
+{
+	int r;
+	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps()) < 0)
+		warn("the supervisor keeps root's capabilities: %s", strerror(-r));
+}
+
 /* The VM: restored from the template or booted, with launch's fallbacks. */
 static void session_launch(struct session *s)
 {
 	s->phase = SESSION_BOOTING;
+	session_drop_caps(s);
 	int r = launch_boot(&s->L, &s->sc, s->loop, session_on_booted, s, s->err, sizeof(s->err));
 	if (r < 0)
 		session_fail(s, r);
@@ -1095,6 +1115,7 @@ static bool session_from_pool(struct session *s)
 	int r = session_record(s);
 	if (r == 0) {
 		s->phase = SESSION_BOOTING;
+		session_drop_caps(s);
 		s->L.booting = sandbox_adopt(&s->sc, s->loop, &c.vm, c.lease_fd,
 					     session_on_pool_booted, s, s->err, sizeof(s->err));
 		r = s->L.booting ? 0 : -EIO;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/buf.h"
@@ -52,6 +53,8 @@ int state_open(struct state **out, char *err, size_t errn)
 		snprintf(err, errn, "state directory %s: %s", dir, strerror(-r));
 		return r;
 	}
+	/* Owner-only, also when made by an older version or under a loose umask. */
+	chmod(dir, 0700);
 	snprintf(path, sizeof(path), "%s/matchlock.db", dir);
 	struct state *st = calloc(1, sizeof(*st));
 	if (!st)
@@ -64,6 +67,7 @@ int state_open(struct state **out, char *err, size_t errn)
 		free(st);
 		return -EIO;
 	}
+	chmod(path, 0600); /* before the schema: SQLite gives its -wal and -shm the db's mode */
 	sqlite3_busy_timeout(st->db, 10000);
 	char *msg = NULL;
 	if (sqlite3_exec(st->db, schema, NULL, NULL, &msg) != SQLITE_OK) {

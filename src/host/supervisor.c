@@ -306,6 +306,13 @@ static void on_accept(struct watch *w, uint32_t events)
 		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
+		if (!control_peer_allowed(fd)) {
+			warn("control socket: refused a client of another user");
+			control_simple(fd, CTRL_FAIL, T_MESSAGE,
+				       "permission denied: this sandbox belongs to another user");
+			close(fd);
+			continue;
+		}
 		struct ctl_client *c =
 		    sup->nclients < CONTROL_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (!c) {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The VMM behind one interface: QEMU (vmm_qemu.c), its microvm machine for x86_64 guests and
- * virt for arm64 ones. The supervisor hands
- * it connected sockets for the console and the link; the VMM child never opens paths of its own
- * beyond the kernel, initramfs and disk, cannot spawn processes (QEMU's seccomp sandbox), and is
- * killed by the kernel if the supervisor dies (parent-death signal).
+ * virt for arm64 ones. The supervisor hands it connected sockets for the console and the link,
+ * and descriptors of the kernel, initramfs and disks; the VMM child runs in a jail with no path
+ * to anything else (jail.h), cannot spawn processes (QEMU's seccomp sandbox), and is killed by
+ * the kernel if the supervisor dies (parent-death signal).
  */
 #ifndef MATCHLOCK_VMM_H
 #define MATCHLOCK_VMM_H
@@ -50,6 +50,7 @@ struct vmm_config {
 	 */
 	int ram_fd;
 	bool ram_shared;
+	const char *name; /* the sandbox ID: names its cgroup (jail.h); NULL for none */
 };
 
 /* Where a QEMU with an incoming_fd reads the snapshot's migration stream from: its fd 6. */
@@ -64,5 +65,7 @@ const char *vmm_qemu_binary(enum guest_arch arch);
 const char *vmm_cmdline(enum guest_arch arch, enum accel accel);
 /* Start the VMM. Returns 0 with *pid and *pidfd set, or -errno with a reason in err. */
 int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn);
+/* The VMM started from c has exited and been reaped: release what its jail holds. */
+void vmm_reaped(const struct vmm_config *c);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,6 +29,7 @@
 #endif
 
 #include "common/child.h"
+#include "jail.h"
 #include "common/log.h"
 #include "proto/msg.h"
 
@@ -37,6 +39,11 @@
 #define CHILD_INCOMING_FD VMM_INCOMING_FD
 #define CHILD_FS_FD 7
 #define CHILD_RAM_FD 8
+#define CHILD_KERNEL_FD 9
+#define CHILD_INITRD_FD 10
+#define CHILD_NDISKS (2 + VMM_MAX_VOLUMES)
+#define CHILD_NFILES (2 + 2 * CHILD_NDISKS) /* kernel, initramfs, two fds a disk at most */
+#define CHILD_LAST_FD (CHILD_KERNEL_FD + CHILD_NFILES - 1)
 
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
@@ -121,6 +128,38 @@ const char *vmm_qemu_binary(enum guest_arch arch)
 }
 
 /*
+ * QEMU's absolute path, looked up in PATH here: the jail binds it in when it lives outside /usr,
+ * and execs it by that path. Returns 0 or -errno with err.
+ */
+static int qemu_resolve(enum guest_arch arch, char out[PATH_MAX], char *err, size_t errn)
+{
+	const char *q = vmm_qemu_binary(arch);
+	const char *path = getenv("PATH");
+	char cand[PATH_MAX];
+	bool found = false;
+	if (strchr(q, '/')) {
+		found = snprintf(cand, sizeof(cand), "%s", q) < (int)sizeof(cand) &&
+			access(cand, X_OK) == 0;
+	} else {
+		for (const char *p = path && *path ? path : "/usr/bin:/bin"; *p && !found;) {
+			size_t k = strcspn(p, ":");
+			found = k && p[0] == '/' &&
+				snprintf(cand, sizeof(cand), "%.*s/%s", (int)k, p, q) <
+				    (int)sizeof(cand) &&
+				access(cand, X_OK) == 0;
+			p += k + (p[k] == ':');
+		}
+	}
+	/* Canonical: the jail binds it at this path unless it is under /usr (/bin -> usr/bin). */
+	if (found && realpath(cand, out))
+		return 0;
+	int e = found ? errno : ENOENT;
+	snprintf(err, errn, "cannot run %s: %s (apt-get install %s, or set %s)", q, strerror(e),
+		 arch_table[arch].qemu_package, arch_table[arch].qemu_env);
+	return -e;
+}
+
+/*
  * The machine, with its RAM backend when there is one. virt: GICv3 (any number of vCPUs; the
  * host's own under KVM).
  */
@@ -136,12 +175,23 @@ static const char *const machine[ARCH_END][2] = {
  */
 static const char *const tcg_cpu[ARCH_END] = { [ARCH_X86_64] = "max", [ARCH_ARM64] = "cortex-a72" };
 
-/* QEMU's command line, and the strings it points into. */
+/*
+ * QEMU's command line, and the strings it points into. Every file comes as a descriptor
+ * (QEMU's jail has no path to any of them): the disks as fd sets (-add-fd, /dev/fdset/N; QEMU
+ * dups the one of the access mode it wants instead of opening anything), the kernel and the
+ * initramfs as /proc/self/fd/N.
+ */
 struct qemu_args {
-	char mem[32], smp[32], drive[4200], cmdline[512], ram[128];
+	char exe[PATH_MAX];
+	char mem[32], smp[32], drive[200], cmdline[512], ram[128], kernel[32], initrd[32];
+	char addfd[2 * CHILD_NDISKS][48];
+	unsigned naddfd;
 	/* The writable disk and the volumes: a -drive and a -device each. */
-	char blk_drive[1 + VMM_MAX_VOLUMES][4300], blk_dev[1 + VMM_MAX_VOLUMES][100];
-	const char *argv[64 + 4 * (1 + VMM_MAX_VOLUMES)];
+	char blk_drive[1 + VMM_MAX_VOLUMES][300], blk_dev[1 + VMM_MAX_VOLUMES][100];
+	const char *argv[72 + 8 * (1 + VMM_MAX_VOLUMES)];
+	/* The descriptors, opened by vmm_spawn: kernel, initramfs, then the disks in order. */
+	int fds[CHILD_NFILES];
+	unsigned nfds;
 };
 
 /*
@@ -150,43 +200,96 @@ struct qemu_args {
  * paused for good (QEMU's default werror=enospc); a disposable disk (the sandbox's own) ignores
  * the guest's flushes, which buy nothing for a file removed with the sandbox.
  */
+/*
+ * Open one file for QEMU: it becomes the child's fd CHILD_KERNEL_FD + its index. One QEMU opens
+ * again by path (reopen) must be readable by QEMU's identity (jail_readable_fd).
+ */
+static int qemu_file(struct qemu_args *a, const char *path, int flags, bool reopen, char *err,
+		     size_t errn)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	int e = fd < 0 ? errno : 0;
+	if (fd >= 0 && reopen && (fd = jail_readable_fd(fd)) < 0)
+		e = -fd;
+	if (e) {
+		snprintf(err, errn, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	a->fds[a->nfds] = fd;
+	return CHILD_KERNEL_FD + (int)a->nfds++;
+}
+
+/*
+ * A disk as fd set N (1 for the root disk, 2 on for the rest), opened for QEMU: read-only, and
+ * read-write too when it is writable (QEMU probes a writable disk read-only first). QEMU's own
+ * image locks are off (file.locking=off): they cannot be taken again through dup'd fds after a
+ * snapshot's migration releases them, and which QEMU writes which disk is ours to decide
+ * (disk.c: a writable disk belongs to one sandbox; the root disk is read-only).
+ */
+static int qemu_disk(struct qemu_args *a, unsigned set, const char *path, bool ro, char *err,
+		     size_t errn)
+{
+	const int modes[] = { O_RDONLY, O_RDWR };
+	for (unsigned i = 0; i < (ro ? 1u : 2u); i++) {
+		int fd = qemu_file(a, path, modes[i], false, err, errn);
+		if (fd < 0)
+			return fd;
+		snprintf(a->addfd[a->naddfd], sizeof(a->addfd[0]), "fd=%d,set=%u", fd, set);
+		a->naddfd++;
+	}
+	return 0;
+}
+
 static int blk_arg(struct qemu_args *a, unsigned k, const char *id, const char *serial,
 		   const char *path, bool ro, bool disposable, char *err, size_t errn)
 {
-	if (strchr(path, ',')) {
-		snprintf(err, errn, "disk path contains a comma: %s", path);
-		return -EINVAL;
-	}
+	int r = qemu_disk(a, 2 + k, path, ro, err, errn);
+	if (r < 0)
+		return r;
 	snprintf(a->blk_drive[k], sizeof(a->blk_drive[k]),
-		 "if=none,id=%s,file=%s,format=raw,discard=unmap,werror=report,rerror=report%s%s",
-		 id, path, ro ? ",readonly=on" : "", disposable ? ",cache.no-flush=on" : "");
+		 "if=none,id=%s,file=/dev/fdset/%u,file.locking=off,format=raw,discard=unmap,"
+		 "werror=report,rerror=report%s%s",
+		 id, 2 + k, ro ? ",readonly=on" : "", disposable ? ",cache.no-flush=on" : "");
 	snprintf(a->blk_dev[k], sizeof(a->blk_dev[k]), "virtio-blk-device,drive=%s,serial=%s", id,
 		 serial);
 	return 0;
 }
 
+static void qemu_args_fini(struct qemu_args *a)
+{
+	for (unsigned i = 0; i < a->nfds; i++)
+		close(a->fds[i]);
+	a->nfds = 0;
+}
+
 static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err, size_t errn)
 {
+	a->naddfd = a->nfds = 0;
+	int r = qemu_resolve(c->arch, a->exe, err, errn);
+	if (r < 0)
+		return r;
 	snprintf(a->mem, sizeof(a->mem), "%u", c->memory_mb);
 	snprintf(a->smp, sizeof(a->smp), "%u", c->cpus);
-	/* A comma in a path would split QEMU's option list; QEMU escapes it as ",,". */
-	if (strchr(c->disk, ',')) {
-		snprintf(err, errn, "disk path contains a comma: %s", c->disk);
-		return -EINVAL;
-	}
-	snprintf(a->drive, sizeof(a->drive), "if=none,id=root,file=%s,format=raw,readonly=on",
-		 c->disk);
+	int kfd = qemu_file(a, c->kernel, O_RDONLY, true, err, errn);
+	int ifd = kfd < 0 ? kfd : qemu_file(a, c->initrd, O_RDONLY, true, err, errn);
+	if (kfd < 0 || ifd < 0 || (r = qemu_disk(a, 1, c->disk, true, err, errn)) < 0)
+		goto fail;
+	snprintf(a->kernel, sizeof(a->kernel), "/proc/self/fd/%d", kfd);
+	snprintf(a->initrd, sizeof(a->initrd), "/proc/self/fd/%d", ifd);
+	snprintf(a->drive, sizeof(a->drive),
+		 "if=none,id=root,file=/dev/fdset/1,file.locking=off,"
+		 "format=raw,readonly=on");
 	unsigned nblk = 0;
-	if (c->scratch &&
-	    blk_arg(a, nblk++, "disk", MSG_DISK_SERIAL, c->scratch, false, true, err, errn) < 0)
-		return -EINVAL;
+	if (c->scratch && (r = blk_arg(a, nblk++, "disk", MSG_DISK_SERIAL, c->scratch, false, true,
+				       err, errn)) < 0)
+		goto fail;
 	for (unsigned i = 0; i < c->nvolumes && i < VMM_MAX_VOLUMES; i++) {
 		char id[16], serial[32];
 		snprintf(id, sizeof(id), "vol%u", i);
 		snprintf(serial, sizeof(serial), MSG_VOLUME_SERIAL "%u", i);
-		if (blk_arg(a, nblk++, id, serial, c->volumes[i].path, c->volumes[i].ro, false, err,
-			    errn) < 0)
-			return -EINVAL;
+		if ((r = blk_arg(a, nblk++, id, serial, c->volumes[i].path, c->volumes[i].ro, false,
+				 err, errn)) < 0)
+			goto fail;
 	}
 	int k = snprintf(a->cmdline, sizeof(a->cmdline), "%s", vmm_cmdline(c->arch, c->accel));
 	/* A restored guest booted long ago: its TSC rate came with the snapshot. */
@@ -199,7 +302,11 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 		debug("vmm: host TSC rate unknown; the guest calibrates its own TSC");
 
 	int n = 0;
-	a->argv[n++] = vmm_qemu_binary(c->arch);
+	a->argv[n++] = a->exe;
+	for (unsigned i = 0; i < a->naddfd; i++) {
+		a->argv[n++] = "-add-fd";
+		a->argv[n++] = a->addfd[i];
+	}
 	a->argv[n++] = "-M";
 	a->argv[n++] = machine[c->arch][c->ram_fd >= 0];
 	if (c->ram_fd >= 0) {
@@ -229,9 +336,9 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	a->argv[n++] = "none";
 	a->argv[n++] = "-no-reboot";
 	a->argv[n++] = "-kernel";
-	a->argv[n++] = c->kernel;
+	a->argv[n++] = a->kernel;
 	a->argv[n++] = "-initrd";
-	a->argv[n++] = c->initrd;
+	a->argv[n++] = a->initrd;
 	a->argv[n++] = "-append";
 	a->argv[n++] = a->cmdline;
 	a->argv[n++] = "-chardev";
@@ -285,45 +392,70 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	_Static_assert(CHILD_LINK_FD == 3 && CHILD_CONSOLE_FD == 4 && CHILD_QMP_FD == 5 &&
 			   CHILD_INCOMING_FD == 6 && CHILD_FS_FD == 7,
 		       "fd numbers in argv");
-
+	_Static_assert(CHILD_RAM_FD + 1 == CHILD_KERNEL_FD, "the files follow the RAM");
 	return 0;
+fail:
+	qemu_args_fini(a);
+	return r;
 }
 
-/* In the child: QEMU's fds at the numbers its command line names, then QEMU. */
-static noreturn void qemu_exec(const struct vmm_config *c, const char *const *argv,
-			       char *const *env, pid_t parent)
+struct qemu_child {
+	const struct vmm_config *c;
+	const struct qemu_args *a;
+	char *const *env;
+};
+
+/*
+ * In the child, inside the jail (jail.c): QEMU's fds at the numbers its command line names,
+ * then QEMU. errfd (close-on-exec) takes a failure's reason to the parent.
+ */
+static void qemu_exec(void *arg, int errfd)
 {
-	/* Die with the supervisor, even if it is SIGKILLed. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(1);
+	const struct qemu_child *q = arg;
+	const struct vmm_config *c = q->c;
+	const struct qemu_args *a = q->a;
 	/* Our own session: a terminal's Ctrl-C is the supervisor's to handle. */
 	setsid();
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Move every fd out of the way first: the targets may be taken by the sources. */
-	int link = fcntl(c->link_fd, F_DUPFD_CLOEXEC, 10);
-	int con = fcntl(c->console_fd, F_DUPFD_CLOEXEC, 10);
-	int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, 10);
-	int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, 10) : -1;
-	int ram = c->ram_fd >= 0 ? fcntl(c->ram_fd, F_DUPFD_CLOEXEC, 10) : -1;
-	int errfd = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, 10);
-	int fs = fcntl(c->fs_fd, F_DUPFD_CLOEXEC, 10);
-	int null = open("/dev/null", O_RDWR);
-	if (link < 0 || con < 0 || qmp < 0 || errfd < 0 || null < 0 || dup2(null, 0) < 0 ||
-	    dup2(errfd, 1) < 0 || dup2(errfd, 2) < 0 || dup2(link, CHILD_LINK_FD) < 0 ||
-	    dup2(con, CHILD_CONSOLE_FD) < 0 || dup2(qmp, CHILD_QMP_FD) < 0 ||
-	    (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0) || fs < 0 || dup2(fs, CHILD_FS_FD) < 0 ||
-	    (ram >= 0 && dup2(ram, CHILD_RAM_FD) < 0))
+	/* Every fd out of the way first (above all targets): the targets may be taken by sources.
+	 */
+	const int high = CHILD_LAST_FD + 1;
+	int err = fcntl(errfd, F_DUPFD_CLOEXEC, high);
+	int link = fcntl(c->link_fd, F_DUPFD_CLOEXEC, high);
+	int con = fcntl(c->console_fd, F_DUPFD_CLOEXEC, high);
+	int qmp = fcntl(c->qmp_fd, F_DUPFD_CLOEXEC, high);
+	int inc = c->incoming_fd >= 0 ? fcntl(c->incoming_fd, F_DUPFD_CLOEXEC, high) : -1;
+	int ram = c->ram_fd >= 0 ? fcntl(c->ram_fd, F_DUPFD_CLOEXEC, high) : -1;
+	int errout = fcntl(c->stderr_fd, F_DUPFD_CLOEXEC, high);
+	int fs = fcntl(c->fs_fd, F_DUPFD_CLOEXEC, high);
+	int files[CHILD_NFILES];
+	for (unsigned i = 0; i < a->nfds; i++)
+		files[i] = fcntl(a->fds[i], F_DUPFD_CLOEXEC, high);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (err < 0 || link < 0 || con < 0 || qmp < 0 || errout < 0 || null < 0 || fs < 0 ||
+	    dup2(null, 0) < 0 || dup2(errout, 1) < 0 || dup2(errout, 2) < 0 ||
+	    dup2(link, CHILD_LINK_FD) < 0 || dup2(con, CHILD_CONSOLE_FD) < 0 ||
+	    dup2(qmp, CHILD_QMP_FD) < 0 || (inc >= 0 && dup2(inc, CHILD_INCOMING_FD) < 0) ||
+	    dup2(fs, CHILD_FS_FD) < 0 || (ram >= 0 && dup2(ram, CHILD_RAM_FD) < 0)) {
+		dprintf(err >= 0 ? err : errfd, "setting up QEMU's descriptors: %s",
+			strerror(errno));
 		_exit(127);
-	/* Without a snapshot fd 6 is /dev/null (fd 0), so the fds after it are never left to
-	 * chance. */
-	if (inc < 0 && dup2(0, CHILD_INCOMING_FD) < 0)
+	}
+	/* Without a snapshot fd 6 (and without a RAM file fd 8) is /dev/null, never chance. */
+	if ((inc < 0 && dup2(0, CHILD_INCOMING_FD) < 0) || (ram < 0 && dup2(0, CHILD_RAM_FD) < 0))
 		_exit(127);
-	syscall(SYS_close_range, ram >= 0 ? CHILD_RAM_FD + 1 : CHILD_FS_FD + 1, ~0u, 0);
-	execvpe(argv[0], (char *const *)argv, env);
-	dprintf(2, "cannot run %s: %s (apt-get install %s, or set %s)\n", argv[0], strerror(errno),
+	for (unsigned i = 0; i < a->nfds; i++) {
+		if (files[i] < 0 || dup2(files[i], CHILD_KERNEL_FD + (int)i) < 0) {
+			dprintf(err, "setting up QEMU's descriptors: %s", strerror(errno));
+			_exit(127);
+		}
+	}
+	syscall(SYS_close_range, CHILD_KERNEL_FD + a->nfds, err - 1, 0);
+	syscall(SYS_close_range, err + 1, ~0u, 0);
+	execve(a->exe, (char *const *)a->argv, q->env);
+	dprintf(err, "cannot run %s: %s (apt-get install %s, or set %s)", a->exe, strerror(errno),
 		arch_table[c->arch].qemu_package, arch_table[c->arch].qemu_env);
 	_exit(127);
 }
@@ -331,8 +463,9 @@ static noreturn void qemu_exec(const struct vmm_config *c, const char *const *ar
 int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn)
 {
 	struct qemu_args a;
-	if (qemu_args(c, &a, err, errn) < 0)
-		return -EINVAL;
+	int r = qemu_args(c, &a, err, errn);
+	if (r < 0)
+		return r;
 	const char **argv = a.argv;
 	if (getenv("MATCHLOCK_DEBUG")) {
 		char line[2048] = "";
@@ -342,18 +475,23 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 		}
 		debug("vmm: %s", line);
 	}
-
-	/* QEMU gets an explicit environment, never ours: a secret may be in ours (child.h). */
-	char *const *env = child_env();
-	pid_t parent = getpid();
-	pid_t p = fork();
-	if (p < 0) {
-		int e = errno;
-		snprintf(err, errn, "fork: %s", strerror(e));
-		return -e;
+	if (c->ram_fd >= 0 && (r = jail_share_file(c->ram_fd)) < 0) {
+		qemu_args_fini(&a);
+		snprintf(err, errn, "giving QEMU's identity the guest's RAM file: %s",
+			 strerror(-r));
+		return r;
 	}
-	if (p == 0)
-		qemu_exec(c, argv, env, parent);
+	/* QEMU gets an explicit environment, never ours: a secret may be in ours (child.h). */
+	struct qemu_child q = { .c = c, .a = &a, .env = child_env() };
+	struct jail_config jc = { .exe = a.exe,
+				  .kvm = c->accel == ACCEL_KVM,
+				  .memory_mb = c->memory_mb,
+				  .cpus = c->cpus,
+				  .name = c->name };
+	pid_t p = jail_spawn(&jc, qemu_exec, &q, err, errn);
+	qemu_args_fini(&a);
+	if (p < 0)
+		return p;
 	int fd = (int)syscall(SYS_pidfd_open, p, 0);
 	if (fd < 0) {
 		int e = errno;
@@ -364,4 +502,9 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 	*pid = p;
 	*pidfd = fd;
 	return 0;
+}
+
+void vmm_reaped(const struct vmm_config *c)
+{
+	jail_cgroup_remove(c->name);
 }

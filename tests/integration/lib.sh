@@ -20,12 +20,21 @@ expect_eq() { [ "$2" = "$3" ] || fail "$1: got [$2], want [$3]"; }
 expect_match() { [[ $2 =~ $3 ]] || fail "$1: [$2] does not match /$3/"; }
 # ml ARGS...: run matchlock, stdout to $T_OUT/out, stderr to $T_OUT/err, status in $RC.
 ml() { "$ML" "$@" >"$T_OUT/out" 2>"$T_OUT/err"; RC=$?; OUT=$(cat "$T_OUT/out"); ERR=$(cat "$T_OUT/err"); }
+# The QEMU processes holding a file under $1 (their disks and RAM are descriptors, never in the
+# command line: src/host/jail.h).
+qemu_with() {
+	local p
+	for p in $(pgrep qemu-system); do
+		ls -l "/proc/$p/fd" 2>/dev/null | grep -qF -- "$1" && echo "$p"
+	done
+	return 0
+}
 # No sandbox state, temp files or QEMU processes of ours may be left behind.
 expect_clean() {
 	local left
 	left=$(find "$MATCHLOCK_HOME" \( -name '*.tmp*' -o -name '.stage.*' -o -path '*/sandboxes/vm-*' \) 2>/dev/null)
 	[ -z "$left" ] || fail "left behind: $left"
-	pgrep -f "qemu-system.*$MATCHLOCK_HOME" >/dev/null && fail "a QEMU process is still running"
+	[ -z "$(qemu_with "$MATCHLOCK_HOME")" ] || fail "a QEMU process is still running"
 	return 0
 }
 # One clear line on stderr.

@@ -13,7 +13,7 @@ sandbox_dir() { echo "$MATCHLOCK_HOME/state/sandboxes/$1"; }
 # QEMU's resident memory in kB, for the sandbox whose disk is $1.
 qemu_rss_kb() {
 	local pid
-	pid=$(pgrep -f "qemu-system.*file=$1" | head -n 1)
+	pid=$(qemu_with "$1" | head -n 1)
 	[ -n "$pid" ] || fail "no QEMU for $1"
 	awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"
 }

@@ -125,12 +125,14 @@ t_crashed_standby_is_skipped_and_cleaned() {
 	a=$(ready_ids | sed -n 1p)
 	b=$(ready_ids | sed -n 2p)
 	# a: its QEMU dies; b: its supervisor dies (and QEMU with it).
-	qpid=$(pgrep -f "qemu-system.*sandboxes/$a/") || fail "no QEMU for $a"
+	# QEMU is its supervisor's child (the standby's process, named by its entry).
+	qpid=$(pgrep -P "$(cut -d' ' -f1 "$(pools_dir)"/*/ready/"$a")" -f qemu-system) || fail "no QEMU for $a"
 	spid=$(cut -d' ' -f1 "$(pools_dir)"/*/ready/"$b")
+	local bq i
+	bq=$(pgrep -P "$spid" -f qemu-system) || fail "no QEMU for $b"
 	kill -9 "$qpid" "$spid"
-	local i
 	for i in $(seq 1 100); do
-		pgrep -f "qemu-system.*sandboxes/($a|$b)/" >/dev/null || break
+		kill -0 "$qpid" 2>/dev/null || kill -0 "$bq" 2>/dev/null || break
 		sleep 0.1
 	done
 	MATCHLOCK_DEBUG=1 ml run --image "$IMG" -- hostname
