@@ -839,6 +839,10 @@ static void on_standby_claim(struct watch *w, uint32_t events)
 	int c = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
 	if (c < 0)
 		return;
+	if (!control_peer_allowed(c)) { /* as the control socket: the owner (or root) only */
+		close(c);
+		return;
+	}
 	struct sandbox_vm vm;
 	/*
 	 * A failed sandbox is never handed out: the claimer sees the close and skips us. QEMU's
