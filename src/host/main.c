@@ -40,6 +40,7 @@ static const char usage[] =
     "  image      list, remove, import and collect images (ls|rm|import|gc)\n"
     "  volume     create, list and remove named volumes (create|ls|rm)\n"
     "  diagnose   check that this host can run sandboxes, and why (not)\n"
+    "  oci        the OCI runtime (runc's command line) for Podman, containerd, Docker\n"
     "  version    print the version\n"
     "\n"
     "Run 'matchlock COMMAND --help' for a command's flags.\n";
@@ -101,6 +102,9 @@ int main(int argc, char **argv)
 		return EXIT_MATCHLOCK;
 	}
 	const char *verb = argv[1];
+	/* An engine calling us as its OCI runtime (runc's global flags and verbs). */
+	if (cli_is_oci(argc - 1, argv + 1))
+		return cmd_oci(argc, argv);
 	if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
 		fputs(usage, stdout);
 		return 0;
@@ -133,6 +137,7 @@ int main(int argc, char **argv)
 		{ "pull", cmd_pull },
 		{ "image", cmd_image },
 		{ "volume", cmd_volume },
+		{ "oci", cmd_oci },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))
