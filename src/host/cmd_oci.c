@@ -158,7 +158,8 @@ static int write_pid_file(const char *path, int pid)
 }
 
 /* What a sandbox is made from, out of the bundle's reading; err as sandbox_spec_check says. */
-static int oci_spec(struct runtime_config *c, struct sandbox_spec *sp, char *err, size_t errn)
+static int oci_spec(struct runtime_config *c, const struct runtime_policy *pol,
+		    struct sandbox_spec *sp, char *err, size_t errn)
 {
 	int r = sandbox_spec_init(sp);
 	if (r < 0)
@@ -176,6 +177,8 @@ static int oci_spec(struct runtime_config *c, struct sandbox_spec *sp, char *err
 		r = r ?: spec_strdup(&m->guest, c->mounts[i].guest);
 		r = r ?: spec_strdup(&m->mode, c->mounts[i].ro ? "ro" : "rw");
 	}
+	for (unsigned i = 0; r == 0 && i < pol->nupstream_ca; i++)
+		r = spec_strdup(&sp->upstream_ca[sp->nupstream_ca++], pol->upstream_ca[i]);
 	if (r < 0) {
 		snprintf(err, errn, "out of memory");
 		return r;
@@ -267,14 +270,16 @@ static int oci_create(int argc, char **argv)
 	int n = read_file_str(cfgpath, RT_CONFIG_MAX + 1, &text);
 	if (n < 0)
 		return oci_fail("%s: %s", cfgpath, strerror(-n));
-	struct runtime_policy pol;
+	struct runtime_policy pol = { 0 };
 	struct runtime_config cfg;
 	struct sandbox_spec spec = { 0 };
 	int r = oci_policy(&pol, err, sizeof(err));
 	r = r ?: runtime_config_parse(text, (size_t)n, abs_bundle, &pol, &cfg, err, sizeof(err));
 	free(text);
-	if (r < 0)
+	if (r < 0) {
+		runtime_policy_fini(&pol);
 		return oci_fail("%s", err);
+	}
 	struct rt_state st = { .exit_code = -1, .status = RT_CREATED };
 	snprintf(st.id, sizeof(st.id), "%s", id);
 	snprintf(st.oci_version, sizeof(st.oci_version), "%s", cfg.oci_version);
@@ -292,7 +297,7 @@ static int oci_create(int argc, char **argv)
 		oci_fail("config.json: process.terminal is true: --console-socket is required");
 		goto out;
 	}
-	if (oci_spec(&cfg, &spec, err, sizeof(err)) < 0) {
+	if (oci_spec(&cfg, &pol, &spec, err, sizeof(err)) < 0) {
 		oci_fail("%s", err);
 		goto out;
 	}
@@ -349,6 +354,7 @@ out:
 	st.annotations_json = NULL; /* cfg's */
 	sandbox_spec_fini(&spec);
 	runtime_config_fini(&cfg);
+	runtime_policy_fini(&pol);
 	return status;
 }
 

@@ -74,10 +74,11 @@ int runtime_policy_load(const char *path, struct runtime_policy *p, char *err, s
 	json_object_foreach(root, key, v)
 	{
 		if (strcmp(key, "allow_hosts") && strcmp(key, "allow_private_ips") &&
-		    strcmp(key, "no_network") && strcmp(key, "annotations")) {
+		    strcmp(key, "no_network") && strcmp(key, "annotations") &&
+		    strcmp(key, "upstream_ca")) {
 			r = fail(err, errn,
 				 "policy file %s: unknown key \"%.64s\" (known: allow_hosts, "
-				 "allow_private_ips, no_network, annotations)",
+				 "allow_private_ips, no_network, annotations, upstream_ca)",
 				 path, key);
 			goto out;
 		}
@@ -97,6 +98,26 @@ int runtime_policy_load(const char *path, struct runtime_policy *p, char *err, s
 			goto out;
 		}
 	}
+	v = json_object_get(root, "upstream_ca");
+	if ((v && !json_is_array(v)) || json_array_size(v) > MITM_MAX_UPSTREAM_CA) {
+		r = fail(err, errn,
+			 "policy file %s: upstream_ca: expected an array of PEM files "
+			 "(at most %d)",
+			 path, MITM_MAX_UPSTREAM_CA);
+		goto out;
+	}
+	json_array_foreach(v, i, h)
+	{
+		if (!json_is_string(h)) {
+			r = fail(err, errn, "policy file %s: upstream_ca[%zu]: expected a path",
+				 path, i);
+			goto out;
+		}
+		if (!(p->upstream_ca[p->nupstream_ca++] = strdup(json_string_value(h)))) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
 	if (get_bool(root, "allow_private_ips", false, &p->base.allow_private) < 0 ||
 	    get_bool(root, "no_network", false, &p->base.no_network) < 0 ||
 	    get_bool(root, "annotations", true, &p->annotations) < 0)
@@ -106,7 +127,16 @@ int runtime_policy_load(const char *path, struct runtime_policy *p, char *err, s
 			 path);
 out:
 	json_decref(root);
+	if (r < 0)
+		runtime_policy_fini(p);
 	return r;
+}
+
+void runtime_policy_fini(struct runtime_policy *p)
+{
+	for (unsigned i = 0; i < p->nupstream_ca; i++)
+		free(p->upstream_ca[i]);
+	runtime_policy_default(p);
 }
 
 static void strv_free(char **v)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "net/mitm.h"
 #include "net/policy.h"
 #include "net/secrets.h"
 #include "proto/env.h"
@@ -29,6 +30,8 @@
 struct runtime_policy {
 	struct policy base; /* hosts every container may reach, the switches */
 	bool annotations; /* may a container's run.matchlock.* annotations open the network */
+	char *upstream_ca[MITM_MAX_UPSTREAM_CA + 1]; /* CA files trusted upstream, NULL-ended */
+	unsigned nupstream_ca;
 };
 
 struct rt_mount {
@@ -65,9 +68,11 @@ struct runtime_config {
 void runtime_policy_default(struct runtime_policy *p);
 /*
  * Read the policy file at path (JSON: {"allow_hosts": [GLOB...], "allow_private_ips": BOOL,
- * "no_network": BOOL, "annotations": BOOL}; every key optional). Returns 0, or -errno with err.
+ * "no_network": BOOL, "annotations": BOOL, "upstream_ca": [PEM FILE...]}; every key
+ * optional). Returns 0, or -errno with err (p is empty then). Free with runtime_policy_fini.
  */
 int runtime_policy_load(const char *path, struct runtime_policy *p, char *err, size_t errn);
+void runtime_policy_fini(struct runtime_policy *p);
 
 /*
  * Parse config.json text (n bytes) of the bundle at bundle (an absolute path) under policy pol.
