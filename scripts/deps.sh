@@ -9,7 +9,7 @@ libssl-dev libarchive-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev zli
 cpio busybox-static e2fsprogs xz-utils python3 clang clang-format libclang-rt-14-dev docker-registry
 mmdebstrap zstd curl golang-go openssl iproute2 libnghttp2-dev python3-h2 python3-grpcio nghttp2-client nghttp2-server
 git
-podman conmon netavark containerd runc buildah"
+podman conmon containernetworking-plugins containerd runc buildah"
 
 # `deps.sh bench`: also the peers `make bench` measures against, side by side.
 [ "${1:-}" = bench ] && pkgs="$pkgs mitmproxy runsc"
