@@ -166,6 +166,11 @@ $(BUILD)/tests/san/%: $(BUILD)/san/tests/unit/%.o $(LIB_SAN)
 $(BUILD)/fuzz/%: $(BUILD)/fuzz/tests/fuzz/%.o $(LIB_FUZZ)
 	$(CLANG) -fsanitize=fuzzer,address,undefined $^ -o $@ $(LIB_LIBS)
 
+# The OCI runtime's config.json parser lives in src/host; its harness links that one object.
+$(BUILD)/fuzz/fuzz_oci_config: $(BUILD)/fuzz/tests/fuzz/fuzz_oci_config.o \
+		$(BUILD)/fuzz/src/host/runtime_config.o $(LIB_FUZZ)
+	$(CLANG) -fsanitize=fuzzer,address,undefined $^ -o $@ $(LIB_LIBS)
+
 unit: $(UNITS) $(UNITS_SAN)
 # Keep the test objects (make would delete them as intermediates and rebuild them every time).
 .SECONDARY: $(UNIT_SAN_OBJ) $(FUZZ_OBJ)
