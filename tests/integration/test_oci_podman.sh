@@ -1,6 +1,7 @@
 #!/bin/bash
 # Podman with matchlock as its OCI runtime: `podman --runtime build/matchlock run ...` on an image
-# imported from the busybox test rootfs (no registry, no internet), in a private Podman storage.
+# loaded (`podman load`) from an archive of the busybox test rootfs (image_archive.py: no
+# registry, no internet), in a private Podman storage.
 # Root only (rootful Podman: conmon, netavark); skipped where Podman cannot start.
 . "$(dirname "$0")/lib.sh"
 
@@ -20,8 +21,9 @@ PD=(podman --root "$S/storage" --runroot "$S/run" --tmpdir "$S/tmp")
 PR=("${PD[@]}" --runtime "$ML")
 trap '"${PD[@]}" rm -af -t 0 >/dev/null 2>&1; "$ML" kill --all >/dev/null 2>&1; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
 mkdir -p "$S/tmp"
-if ! tar -C "$ROOTFS" -c . | timeout 120 "${PD[@]}" import - "$IMG" >"$T_OUT/import" 2>&1; then
-	echo "skipped: podman cannot import an image here: $(tail -n 1 "$T_OUT/import")"
+python3 "$ROOT/tests/integration/image_archive.py" "$ROOTFS" "$T_OUT/image.tar" "$IMG"
+if ! timeout 120 "${PD[@]}" load -i "$T_OUT/image.tar" >"$T_OUT/import" 2>&1; then
+	echo "skipped: podman cannot load an image here: $(tail -n 1 "$T_OUT/import")"
 	echo "0 passed, 0 failed, 1 skipped"
 	exit 0
 fi
