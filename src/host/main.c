@@ -37,6 +37,7 @@ static const char usage[] =
     "  diff       list (--apply: keep) what a sandbox changed in its overlay mounts\n"
     "  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
     "  pull       download an image into the local store\n"
+    "  build      build a Dockerfile with Buildah, RUN steps in micro-VMs, into the store\n"
     "  image      list, remove, import and collect images (ls|rm|import|gc)\n"
     "  volume     create, list and remove named volumes (create|ls|rm)\n"
     "  diagnose   check that this host can run sandboxes, and why (not)\n"
@@ -138,6 +139,7 @@ int main(int argc, char **argv)
 		{ "image", cmd_image },
 		{ "volume", cmd_volume },
 		{ "oci", cmd_oci },
+		{ "build", cmd_build },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

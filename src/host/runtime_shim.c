@@ -24,9 +24,12 @@
 #include "common/util.h"
 #include "exec_stdio.h"
 #include "proto/msg.h"
+#include "proto/tree.h"
 
 #define SHIM_CMD_WAIT_MS 2000 /* a client that connected has its command on the way */
 #define SHIM_STATUS_FAILED 255 /* the sandbox broke under the workload */
+/* Where the guest keeps the root's overlay upper: what the container wrote (agent/mount.c). */
+#define GUEST_ROOT_UPPER "/run/matchlock/disk/root/upper"
 
 struct shim {
 	struct session s;
@@ -38,11 +41,14 @@ struct shim {
 	int listen_fd;
 	struct watch listen_w, sig_w;
 	struct exec_stdio *proc;
+	bool proc_ran; /* start ran the process: its changes go back to root.path */
 	bool started_cb, ended;
 	int start_r, status;
 	bool file_done;
 	int file_status;
 	char file_err[256];
+	struct tree_unpack *wb; /* the write-back in progress */
+	int wb_r;
 };
 
 static void shim_say(int fd, const char *word)
@@ -122,6 +128,7 @@ static int shim_start_proc(struct shim *sh, char *err, size_t errn)
 				    on_proc_done, sh, err, errn);
 	if (!sh->proc)
 		return -EIO;
+	sh->proc_ran = true;
 	shim_record(sh, RT_RUNNING);
 	return 0;
 }
@@ -234,6 +241,84 @@ static int shim_copy_files(struct shim *sh, char *err, size_t errn)
 		}
 	}
 	return 0;
+}
+
+/*
+ * Files the guest writes for itself, never the container's: the resolver, host names and the
+ * sandbox CA (agent/net.c, trust.c), and the copies of the engine's bound files.
+ */
+static bool writeback_skip(void *opaque, const char *path)
+{
+	static const char *const own[] = { "etc/hosts",		"etc/hostname",
+					   "etc/resolv.conf",	GUEST_CA_FILE + 1,
+					   GUEST_CA_BUNDLE + 1, "etc/ssl/certs/ca-certificates.crt",
+					   "etc/ssl/cert.pem",	"etc/pki/tls/certs/ca-bundle.crt" };
+	const struct shim *sh = opaque;
+	for (size_t i = 0; i < ARRAY_SIZE(own); i++)
+		if (!strcmp(path, own[i]))
+			return true;
+	for (unsigned i = 0; i < sh->cfg->nfiles; i++)
+		if (!strcmp(path, sh->cfg->files[i].guest + 1))
+			return true;
+	return false;
+}
+
+static void wb_output(struct sandbox_exec *x, int chan, const uint8_t *p, size_t n)
+{
+	struct shim *sh = sandbox_exec_opaque(x);
+	if (chan == EXEC_STDOUT && sh->wb_r == 0)
+		sh->wb_r = tree_unpack_feed(sh->wb, p, n);
+	sandbox_exec_consumed(x, n);
+}
+
+static void wb_done(struct sandbox_exec *x, int status, const char *err)
+{
+	struct shim *sh = sandbox_exec_opaque(x);
+	if (status != 0 && sh->wb_r == 0) {
+		snprintf(sh->wb->err, sizeof(sh->wb->err), "%s", err ? err : "the guest failed");
+		sh->wb_r = status < 0 ? status : -EIO;
+	}
+	sh->file_done = true;
+}
+
+/*
+ * What the container changed in its root goes back to root.path before the VM goes, as a
+ * runc container's writes would be there (Buildah commits that directory after a RUN step):
+ * the guest packs its overlay upper (whiteouts as deletions), we apply it beneath root.path.
+ * Returns 0 or -errno (warned).
+ */
+static int shim_write_back(struct shim *sh)
+{
+	static const struct exec_ops ops = { .output = wb_output, .done = wb_done };
+	struct file_request fr = { .op = SVC_TREE_PACK,
+				   .path = GUEST_ROOT_UPPER,
+				   .flags = TREE_OVERLAY };
+	char err[300];
+	if (!sh->s.sb || sandbox_failure(sh->s.sb))
+		return -EIO;
+	if (!(sh->wb = calloc(1, sizeof(*sh->wb))))
+		return -ENOMEM;
+	int r = tree_unpack_init(sh->wb, sh->cfg->root, "", TREE_APPLY);
+	sh->wb->skip = writeback_skip;
+	sh->wb->skip_opaque = sh;
+	sh->wb_r = 0;
+	sh->file_done = false;
+	struct sandbox_exec *x =
+	    r < 0 ? NULL : sandbox_file_start(sh->s.sb, &fr, &ops, sh, err, sizeof(err));
+	while (x && !sh->file_done)
+		loop_run_once(sh->s.loop, 0);
+	if (r == 0 && !x) {
+		snprintf(sh->wb->err, sizeof(sh->wb->err), "%s", err);
+		r = -EIO;
+	}
+	r = r ?: sh->wb_r;
+	r = r ?: tree_unpack_finish(sh->wb);
+	if (r < 0)
+		warn("writing the container's changes back to %s: %s", sh->cfg->root, sh->wb->err);
+	tree_unpack_fini(sh->wb);
+	free(sh->wb);
+	sh->wb = NULL;
+	return r;
 }
 
 /* The command socket, in the container's directory. */
@@ -417,6 +502,8 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 	}
 	status = sh.status;
 	loop_unwatch(sh.s.loop, &sh.sig_w);
+	if (sh.proc_ran)
+		shim_write_back(&sh);
 out:
 	if (notify_fd >= 0) {
 		shim_say(notify_fd, err[0] ? err : "the container could not be created");
