@@ -43,7 +43,6 @@
 #ifndef MATCHLOCK_VERSION
 #define MATCHLOCK_VERSION "0.1.0-dev"
 #endif
-#define OCI_SPEC_VERSION "1.2.0" /* the newest runtime-spec this runtime reads */
 #define OCI_DELETE_WAIT_MS 15000 /* the shim's clean end after "kill 9" */
 #define OCI_POLICY_FILE "/etc/matchlock/oci-policy.json"
 
@@ -155,6 +154,25 @@ static int write_pid_file(const char *path, int pid)
 	if (r < 0)
 		unlink(tmp);
 	return r;
+}
+
+/* Run the hooks of kind; with fatal false a failure is logged as a warning. Returns 0 or 1. */
+static int oci_hooks(const struct rt_state *st, const char *kind, bool fatal)
+{
+	if (!st->hooks_json)
+		return 0;
+	json_t *o = rt_state_json(st);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL, err[600];
+	json_decref(o);
+	int r = text ? runtime_hooks_run(st->hooks_json, kind, text, err, sizeof(err)) : -ENOMEM;
+	free(text);
+	if (r < 0 && fatal)
+		return oci_fail("%s", r == -ENOMEM ? "out of memory" : err);
+	if (r < 0) {
+		fprintf(stderr, "matchlock: warning: %s\n", err);
+		oci_log("warning", err);
+	}
+	return 0;
 }
 
 /* What a sandbox is made from, out of the bundle's reading; err as sandbox_spec_check says. */
@@ -286,6 +304,7 @@ static int oci_create(int argc, char **argv)
 	snprintf(st.bundle, sizeof(st.bundle), "%s", abs_bundle);
 	snprintf(st.rootfs, sizeof(st.rootfs), "%s", cfg.root);
 	st.annotations_json = cfg.annotations_json;
+	st.hooks_json = cfg.hooks_json;
 	for (unsigned i = 0; i < cfg.secrets->n && i < RT_MAX_SECRET_NAMES; i++)
 		snprintf(st.secret_names[st.nsecret_names++], sizeof(st.secret_names[0]), "%s",
 			 cfg.secrets->s[i].name);
@@ -351,7 +370,7 @@ static int oci_create(int argc, char **argv)
 	}
 	status = 0;
 out:
-	st.annotations_json = NULL; /* cfg's */
+	st.annotations_json = st.hooks_json = NULL; /* cfg's */
 	sandbox_spec_fini(&spec);
 	runtime_config_fini(&cfg);
 	runtime_policy_fini(&pol);
@@ -367,13 +386,20 @@ static int oci_start(int argc, char **argv)
 	if (oci_open(argv[1], dir, sizeof(dir), &st))
 		return 1;
 	enum rt_status now = rt_state_status(&st);
-	rt_state_fini(&st);
+	if (now != RT_CREATED)
+		rt_state_fini(&st);
 	if (now == RT_STOPPED)
 		return oci_fail("cannot start a container that has stopped");
 	if (now == RT_RUNNING)
 		return oci_fail("cannot start an already running container");
-	if (rt_shim_call(dir, "start", err, sizeof(err)) < 0)
+	if (rt_shim_call(dir, "start", err, sizeof(err)) < 0) {
+		rt_state_fini(&st);
 		return oci_fail("start %s: %s", argv[1], err);
+	}
+	/* poststart: after the process started; a failure is a warning (runtime-spec). */
+	st.status = RT_RUNNING;
+	oci_hooks(&st, "poststart", false);
+	rt_state_fini(&st);
 	return 0;
 }
 
@@ -386,33 +412,6 @@ static void print_json(json_t *o)
 	json_decref(o);
 }
 
-/* RFC 3339 with nanoseconds, UTC: what runc prints for "created". */
-static void rfc3339(long long ns, char *out, size_t n)
-{
-	time_t sec = (time_t)(ns / 1000000000LL);
-	struct tm tm;
-	gmtime_r(&sec, &tm);
-	size_t k = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + k, n - k, ".%09lldZ", ns % 1000000000LL);
-}
-
-/* The OCI state of a container, with runc's extra fields (rootfs, created, owner). */
-static json_t *state_json(const struct rt_state *st)
-{
-	enum rt_status now = rt_state_status(st);
-	char created[64];
-	rfc3339(st->created_ns, created, sizeof(created));
-	json_t *o =
-	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s}", "ociVersion",
-		      st->oci_version[0] ? st->oci_version : OCI_SPEC_VERSION, "id", st->id, "pid",
-		      now == RT_STOPPED ? 0 : st->pid, "status", rt_status_names[now], "bundle",
-		      st->bundle, "rootfs", st->rootfs, "created", created, "owner", "");
-	json_t *ann = st->annotations_json ? json_loads(st->annotations_json, 0, NULL) : NULL;
-	if (o && ann)
-		json_object_set_new(o, "annotations", ann);
-	return o;
-}
-
 static int oci_state(int argc, char **argv)
 {
 	if (argc != 2)
@@ -421,7 +420,7 @@ static int oci_state(int argc, char **argv)
 	struct rt_state st;
 	if (oci_open(argv[1], dir, sizeof(dir), &st))
 		return 1;
-	print_json(state_json(&st));
+	print_json(rt_state_json(&st));
 	rt_state_fini(&st);
 	return 0;
 }
@@ -520,6 +519,8 @@ static int oci_delete(int argc, char **argv)
 		}
 	}
 	drop_sandbox(st.sandbox);
+	st.status = RT_STOPPED;
+	oci_hooks(&st, "poststop", false);
 	rt_state_fini(&st);
 	if (rm_rf(dir) < 0 && access(dir, F_OK) == 0)
 		return oci_fail("delete %s: removing %s: %s", argv[i], dir, strerror(errno));
@@ -582,12 +583,12 @@ static int oci_list(int argc, char **argv)
 		    rt_container_dir(G.root, e->d_name, dir, sizeof(dir)) < 0 ||
 		    rt_state_read(dir, &st) < 0)
 			continue;
-		json_t *o = state_json(&st);
+		json_t *o = rt_state_json(&st);
 		if (quiet) {
 			printf("%s\n", st.id);
 		} else if (!json) {
 			char created[64];
-			rfc3339(st.created_ns, created, sizeof(created));
+			rt_rfc3339(st.created_ns, created, sizeof(created));
 			enum rt_status now = rt_state_status(&st);
 			printf("%-24s %-8d %-10s %-40s %s\n", st.id, now == RT_STOPPED ? 0 : st.pid,
 			       rt_status_names[now], st.bundle, created);
@@ -609,14 +610,14 @@ static int oci_list(int argc, char **argv)
 static int oci_features(void)
 {
 	json_t *o = json_pack(
-	    "{s:s, s:s, s:[], s:[s,s,s,s,s,s], s:{s:[s,s,s,s,s,s,s,s], s:{s:b}},"
+	    "{s:s, s:s, s:[s,s,s,s], s:[s,s,s,s,s,s], s:{s:[s,s,s,s,s,s,s,s], s:{s:b}},"
 	    " s:{s:s, s:s, s:s, s:s, s:s, s:s}}",
-	    "ociVersionMin", "1.0.0", "ociVersionMax", OCI_SPEC_VERSION, "hooks", "mountOptions",
-	    "bind", "rbind", "ro", "rw", "nosuid", "nodev", "linux", "namespaces", "pid", "network",
-	    "mount", "ipc", "uts", "user", "cgroup", "time", "cgroup", "v2", 0, "annotations",
-	    "run.matchlock.allow-hosts", "host globs the container may reach (comma-separated)",
-	    "run.matchlock.add-hosts", "NAME:IP pins (comma-separated)",
-	    "run.matchlock.allow-private-ips",
+	    "ociVersionMin", "1.0.0", "ociVersionMax", RT_SPEC_VERSION, "hooks", "prestart",
+	    "createRuntime", "poststart", "poststop", "mountOptions", "bind", "rbind", "ro", "rw",
+	    "nosuid", "nodev", "linux", "namespaces", "pid", "network", "mount", "ipc", "uts",
+	    "user", "cgroup", "time", "cgroup", "v2", 0, "annotations", "run.matchlock.allow-hosts",
+	    "host globs the container may reach (comma-separated)", "run.matchlock.add-hosts",
+	    "NAME:IP pins (comma-separated)", "run.matchlock.allow-private-ips",
 	    "true: allowed names may resolve to private addresses", "run.matchlock.no-network",
 	    "true: no DNS and no egress at all", "run.matchlock.secret-env",
 	    "VAR@HOST[,HOST][;...]: the guest sees a placeholder, HOST gets the value in flight",
@@ -1028,7 +1029,7 @@ int cmd_oci(int argc, char **argv)
 	const char *verb = av[0];
 	oci_debug("%s", verb);
 	if (!strcmp(verb, "--version") || !strcmp(verb, "-v") || !strcmp(verb, "version")) {
-		printf("matchlock version %s\nspec: %s\n", MATCHLOCK_VERSION, OCI_SPEC_VERSION);
+		printf("matchlock version %s\nspec: %s\n", MATCHLOCK_VERSION, RT_SPEC_VERSION);
 		return 0;
 	}
 	if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {

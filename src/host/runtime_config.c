@@ -168,6 +168,7 @@ void runtime_config_fini(struct runtime_config *c)
 	secrets_clear(c->secrets);
 	free(c->secrets);
 	free(c->annotations_json);
+	free(c->hooks_json);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -597,6 +598,61 @@ static int parse_annotations(json_t *ann, const struct runtime_policy *pol,
 	return 0;
 }
 
+/*
+ * hooks: the ones that run in the runtime's namespace (prestart, createRuntime, poststart,
+ * poststop) run on the host; the ones that would run inside the container (createContainer,
+ * startContainer) cannot: it is a VM.
+ */
+static int parse_hooks(json_t *hooks, struct runtime_config *c, char *err, size_t errn)
+{
+	static const char *const host_kinds[] = { "prestart", "createRuntime", "poststart",
+						  "poststop" };
+	if (!json_is_object(hooks))
+		return fail(err, errn, "config.json: hooks: expected an object");
+	const char *kind;
+	json_t *list;
+	json_object_foreach(hooks, kind, list)
+	{
+		bool host = false;
+		for (size_t k = 0; k < ARRAY_SIZE(host_kinds); k++)
+			host |= !strcmp(kind, host_kinds[k]);
+		if (!json_is_array(list) || json_array_size(list) > RT_MAX_HOOKS)
+			return fail(err, errn,
+				    "config.json: hooks.%.32s: expected an array (at most "
+				    "%d)",
+				    kind, RT_MAX_HOOKS);
+		if (!host && json_array_size(list))
+			return fail(err, errn,
+				    "config.json: hooks.%.32s: hooks inside the container are not "
+				    "supported by matchlock (the container is a VM)",
+				    kind);
+		size_t i;
+		json_t *h, *v;
+		json_array_foreach(list, i, h)
+		{
+			const char *path = json_string_value(json_object_get(h, "path"));
+			json_t *args = json_object_get(h, "args"), *env = json_object_get(h, "env");
+			json_t *to = json_object_get(h, "timeout");
+			bool ok = path && path[0] == '/' && (!args || json_is_array(args)) &&
+				  (!env || json_is_array(env)) &&
+				  (!to || (json_is_integer(to) && json_integer_value(to) > 0)) &&
+				  json_array_size(args) <= MSG_MAX_ARGS &&
+				  json_array_size(env) <= MSG_MAX_ENV;
+			size_t k;
+			json_array_foreach(args, k, v) ok &= json_is_string(v);
+			json_array_foreach(env, k, v) ok &= json_is_string(v);
+			if (!ok)
+				return fail(err, errn,
+					    "config.json: hooks.%.32s[%zu]: expected an absolute "
+					    "path, args and env as strings, a timeout > 0",
+					    kind, i);
+		}
+	}
+	if (!(c->hooks_json = json_dumps(hooks, JSON_COMPACT)))
+		return -ENOMEM;
+	return 0;
+}
+
 /* 1.0.x, 1.1.x and 1.2.x (and their release candidates). */
 static bool version_known(const char *v)
 {
@@ -654,15 +710,9 @@ static int parse_config(json_t *root, const char *bundle, const struct runtime_p
 		return fail(err, errn, "config.json: hostname: expected a string");
 	if (hn && json_string_length(hn) && !(c->hostname = strdup(json_string_value(hn))))
 		return -ENOMEM;
-	json_t *hooks = json_object_get(root, "hooks"), *h;
-	const char *hk;
-	json_object_foreach(hooks, hk, h)
-	{
-		if (json_array_size(h))
-			return fail(
-			    err, errn,
-			    "config.json: hooks.%.32s: hooks are not supported by matchlock", hk);
-	}
+	json_t *hooks = json_object_get(root, "hooks");
+	if (hooks && (r = parse_hooks(hooks, c, err, errn)) < 0)
+		return r;
 	json_t *mounts = json_object_get(root, "mounts"), *m;
 	if (mounts && (!json_is_array(mounts) || json_array_size(mounts) > RT_MAX_CONFIG_MOUNTS))
 		return fail(err, errn, "config.json: mounts: expected an array (at most %d)",

@@ -62,6 +62,7 @@ struct runtime_config {
 	struct policy *policy;
 	struct secrets *secrets;
 	char *annotations_json; /* the annotations object as given (for `state`), or NULL */
+	char *hooks_json; /* the hooks object, checked (runtime_hooks_run), or NULL */
 };
 
 /* Defaults for an operator who wrote no policy file: sealed, annotations honoured. */
@@ -90,6 +91,17 @@ void runtime_config_fini(struct runtime_config *c);
  */
 int runtime_process_parse(const char *text, size_t n, struct runtime_config *p, char *err,
 			  size_t errn);
+
+/*
+ * Run the hooks of one kind ("prestart", "createRuntime", "poststart", "poststop") from
+ * hooks_json (as runtime_config_parse kept it) on the host, in order, each with the OCI state
+ * JSON on its stdin and its timeout (at most RT_HOOK_TIMEOUT_S). Returns 0, or -errno with err
+ * naming the hook that failed.
+ */
+#define RT_HOOK_TIMEOUT_S 120
+#define RT_MAX_HOOKS 32
+int runtime_hooks_run(const char *hooks_json, const char *kind, const char *state_json, char *err,
+		      size_t errn);
 
 /* A signal by name (KILL, SIGKILL) or number; -EINVAL if none. */
 int runtime_signal_parse(const char *s);

@@ -324,20 +324,22 @@ static int shim_write_back(struct shim *sh)
 /* The command socket, in the container's directory. */
 static int shim_listen(struct shim *sh, char *err, size_t errn)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/" RT_SHIM_SOCK, sh->dir) >=
-	    (int)sizeof(a.sun_path)) {
-		snprintf(err, errn, "the runtime root path is too long for a socket");
-		return -ENAMETOOLONG;
+	struct sockaddr_un a;
+	int dirfd;
+	if (rt_sock_addr(sh->dir, &dirfd, &a) < 0) {
+		snprintf(err, errn, "%s: %s", sh->dir, strerror(errno));
+		return -EIO;
 	}
+	unlinkat(dirfd, RT_SHIM_SOCK, 0);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	unlink(a.sun_path);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0) {
-		snprintf(err, errn, "the container's socket %s: %s", a.sun_path, strerror(errno));
+		snprintf(err, errn, "the container's socket in %s: %s", sh->dir, strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		return -errno;
+		close(dirfd);
+		return -EIO;
 	}
+	close(dirfd);
 	sh->listen_fd = fd;
 	watch_init(&sh->listen_w, fd, on_listen, sh);
 	loop_watch(sh->s.loop, &sh->listen_w, EPOLLIN);
@@ -486,6 +488,21 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 	snprintf(st->sandbox, sizeof(st->sandbox), "%s", sh.s.L.id);
 	st->exit_code = -1;
 	shim_record(&sh, RT_CREATED);
+	/* The runtime's hooks (Docker's network key, say) see the machine ready, not started. */
+	json_t *sj = rt_state_json(st);
+	char *state_text = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
+	json_decref(sj);
+	int hr = !state_text
+		     ? -ENOMEM
+		     : runtime_hooks_run(cfg->hooks_json, "prestart", state_text, err, sizeof(err));
+	hr =
+	    hr ?: runtime_hooks_run(cfg->hooks_json, "createRuntime", state_text, err, sizeof(err));
+	free(state_text);
+	if (hr < 0) {
+		if (hr == -ENOMEM)
+			snprintf(err, sizeof(err), "out of memory");
+		goto out;
+	}
 	shim_say(notify_fd, "ok");
 	close(notify_fd);
 	notify_fd = -1;

@@ -12,10 +12,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/paths.h"
 #include "common/util.h"
+#include "runtime_config.h"
 #include "state.h"
 
 #define RT_SHIM_ANSWER_MS 60000 /* a start or kill is answered at once; a bound anyway */
@@ -62,6 +66,7 @@ int rt_state_write(const char *dir, const struct rt_state *s)
 	for (unsigned i = 0; names && i < s->nsecret_names; i++)
 		json_array_append_new(names, json_string(s->secret_names[i]));
 	json_t *ann = s->annotations_json ? json_loads(s->annotations_json, 0, NULL) : NULL;
+	json_t *hooks = s->hooks_json ? json_loads(s->hooks_json, 0, NULL) : NULL;
 	if (!o || !names || json_object_set_new(o, "ociVersion", json_string(s->oci_version)) < 0 ||
 	    json_object_set_new(o, "id", json_string(s->id)) < 0 ||
 	    json_object_set_new(o, "bundle", json_string(s->bundle)) < 0 ||
@@ -73,7 +78,8 @@ int rt_state_write(const char *dir, const struct rt_state *s)
 	    json_object_set_new(o, "created_ns", json_integer(s->created_ns)) < 0 ||
 	    json_object_set_new(o, "sandbox", json_string(s->sandbox)) < 0 ||
 	    json_object_set_new(o, "secret_names", names) < 0 ||
-	    (ann && json_object_set_new(o, "annotations", ann) < 0)) {
+	    (ann && json_object_set_new(o, "annotations", ann) < 0) ||
+	    (hooks && json_object_set_new(o, "hooks", hooks) < 0)) {
 		json_decref(o);
 		return -ENOMEM;
 	}
@@ -127,6 +133,9 @@ int rt_state_read(const char *dir, struct rt_state *s)
 	json_t *ann = json_object_get(o, "annotations");
 	if (ann)
 		s->annotations_json = json_dumps(ann, JSON_COMPACT);
+	json_t *hooks = json_object_get(o, "hooks");
+	if (hooks)
+		s->hooks_json = json_dumps(hooks, JSON_COMPACT);
 	json_decref(o);
 	return 0;
 }
@@ -134,7 +143,8 @@ int rt_state_read(const char *dir, struct rt_state *s)
 void rt_state_fini(struct rt_state *s)
 {
 	free(s->annotations_json);
-	s->annotations_json = NULL;
+	free(s->hooks_json);
+	s->annotations_json = s->hooks_json = NULL;
 }
 
 bool rt_pid_alive(int pid, uint64_t start)
@@ -159,22 +169,35 @@ enum rt_status rt_state_status(const struct rt_state *s)
 	return s->status;
 }
 
+int rt_sock_addr(const char *dir, int *dirfd, struct sockaddr_un *sa)
+{
+	*dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*dirfd < 0)
+		return -errno;
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/" RT_SHIM_SOCK, *dirfd);
+	return 0;
+}
+
 int rt_shim_call(const char *dir, const char *cmd, char *err, size_t errn)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/" RT_SHIM_SOCK, dir) >=
-	    (int)sizeof(a.sun_path)) {
-		snprintf(err, errn, "the runtime root path is too long for a socket");
-		return -ENAMETOOLONG;
+	struct sockaddr_un a;
+	int dirfd;
+	if (rt_sock_addr(dir, &dirfd, &a) < 0) {
+		snprintf(err, errn, "container not running");
+		return -ENOENT;
 	}
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		int e = errno;
+		close(dirfd);
 		snprintf(err, errn, "container not running");
 		if (fd >= 0)
 			close(fd);
 		return -e;
 	}
+	close(dirfd);
 	int r = -EIO;
 	char ans[1024];
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -195,5 +218,104 @@ int rt_shim_call(const char *dir, const char *cmd, char *err, size_t errn)
 							     : ans);
 	}
 	close(fd);
+	return r;
+}
+
+/* RFC 3339 with nanoseconds, UTC: what runc prints for "created". */
+void rt_rfc3339(long long ns, char *out, size_t n)
+{
+	time_t sec = (time_t)(ns / 1000000000LL);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	size_t k = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + k, n - k, ".%09lldZ", ns % 1000000000LL);
+}
+
+/* The OCI state of a container, with runc's extra fields (rootfs, created, owner). */
+json_t *rt_state_json(const struct rt_state *st)
+{
+	enum rt_status now = rt_state_status(st);
+	char created[64];
+	rt_rfc3339(st->created_ns, created, sizeof(created));
+	json_t *o =
+	    json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s}", "ociVersion",
+		      st->oci_version[0] ? st->oci_version : RT_SPEC_VERSION, "id", st->id, "pid",
+		      now == RT_STOPPED ? 0 : st->pid, "status", rt_status_names[now], "bundle",
+		      st->bundle, "rootfs", st->rootfs, "created", created, "owner", "");
+	json_t *ann = st->annotations_json ? json_loads(st->annotations_json, 0, NULL) : NULL;
+	if (o && ann)
+		json_object_set_new(o, "annotations", ann);
+	return o;
+}
+
+int runtime_hooks_run(const char *hooks_json, const char *kind, const char *state_json, char *err,
+		      size_t errn)
+{
+	json_t *hooks = hooks_json ? json_loads(hooks_json, 0, NULL) : NULL;
+	json_t *list = json_object_get(hooks, kind), *h;
+	size_t i, k;
+	int r = 0;
+	json_array_foreach(list, i, h)
+	{
+		const char *path = json_string_value(json_object_get(h, "path"));
+		json_t *args = json_object_get(h, "args"), *env = json_object_get(h, "env");
+		json_int_t to = json_integer_value(json_object_get(h, "timeout"));
+		unsigned timeout =
+		    to > 0 && to < RT_HOOK_TIMEOUT_S ? (unsigned)to : RT_HOOK_TIMEOUT_S;
+		char **av = calloc(json_array_size(args) + 2, sizeof(char *));
+		char **ev = calloc(json_array_size(env) + 1, sizeof(char *));
+		int in[2] = { -1, -1 };
+		if (!av || !ev || pipe2(in, O_CLOEXEC) < 0) {
+			r = -ENOMEM;
+			snprintf(err, errn, "hooks.%s[%zu]: out of resources", kind, i);
+		}
+		/* args holds argv[0] too (runtime-spec); without args, the path is argv[0]. */
+		if (av)
+			av[0] = (char *)path;
+		for (k = 0; av && k < json_array_size(args); k++)
+			av[k] = (char *)json_string_value(json_array_get(args, k));
+		for (k = 0; ev && k < json_array_size(env); k++)
+			ev[k] = (char *)json_string_value(json_array_get(env, k));
+		pid_t pid = r < 0 ? -1 : fork();
+		if (pid == 0) {
+			dup2(in[0], STDIN_FILENO);
+			execve(path, av, ev);
+			_exit(127);
+		}
+		if (in[0] >= 0)
+			close(in[0]);
+		if (pid > 0) {
+			(void)!write_all(in[1], state_json, strlen(state_json));
+			close(in[1]);
+			int st = 0, waited = 0;
+			pid_t w;
+			while ((w = waitpid(pid, &st, WNOHANG)) == 0 &&
+			       waited < (int)timeout * 50) {
+				usleep(20000);
+				waited++;
+			}
+			if (w == 0) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &st, 0);
+				snprintf(err, errn, "hooks.%s[%zu] %s: timed out after %u s", kind,
+					 i, path, timeout);
+				r = -ETIMEDOUT;
+			} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+				snprintf(err, errn, "hooks.%s[%zu] %s: failed (status %d)", kind, i,
+					 path,
+					 WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+				r = -EIO;
+			}
+		} else if (r == 0) {
+			snprintf(err, errn, "hooks.%s[%zu]: fork: %s", kind, i, strerror(errno));
+			r = -EAGAIN;
+			close(in[1]);
+		}
+		free(av);
+		free(ev);
+		if (r < 0)
+			break;
+	}
+	json_decref(hooks);
 	return r;
 }

@@ -15,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#define RT_SPEC_VERSION "1.2.0" /* the newest runtime-spec this runtime reads */
 #define RT_ID_MAX 128 /* a container ID: letters, digits, '_', '.', '+', '-' */
 #define RT_MAX_SECRET_NAMES 16
 #define RT_SHIM_SOCK "shim.sock"
@@ -34,6 +37,8 @@ struct rt_state {
 	long long created_ns; /* wall clock */
 	char sandbox[32]; /* the matchlock sandbox ID (its control socket serves exec) */
 	char *annotations_json; /* may be NULL */
+	char
+	    *hooks_json; /* may be NULL: the hooks run by start (poststart) and delete (poststop) */
 	/* Secrets' names: an exec's environment must not carry their real values either. */
 	char secret_names[RT_MAX_SECRET_NAMES][64];
 	unsigned nsecret_names;
@@ -55,6 +60,18 @@ void rt_state_fini(struct rt_state *s);
 enum rt_status rt_state_status(const struct rt_state *s);
 /* Is pid alive (not a zombie) and the process that started at start? */
 bool rt_pid_alive(int pid, uint64_t start);
+
+/* RFC 3339 with nanoseconds, UTC (runc's "created"). */
+void rt_rfc3339(long long ns, char *out, size_t n);
+/* The OCI state of a container (runtime.md), with runc's rootfs, created and owner. */
+json_t *rt_state_json(const struct rt_state *st);
+
+struct sockaddr_un;
+/*
+ * The address of dir's shim.sock through an O_PATH descriptor of dir (*dirfd, the caller
+ * closes it): a runtime root of any length (containerd's are long) still fits sun_path.
+ */
+int rt_sock_addr(const char *dir, int *dirfd, struct sockaddr_un *sa);
 
 /*
  * Send one command to the shim of the container in dir and wait (bounded) for its answer.

@@ -200,6 +200,42 @@ t_policy_file_can_forbid_annotations() {
 	[ -z "$(ls "$R" 2>/dev/null)" ] || fail "left in the runtime root: $(ls "$R")"
 }
 
+# Hooks of the runtime's namespace run on the host with the state on stdin; writes of the
+# container reach root.path when its process ends (Buildah commits that directory).
+t_hooks_and_writes_back_to_root_path() {
+	cp -a "$ROOTFS" "$T_OUT/rootfs"
+	printf '#!/bin/sh\ncat >"%s/$1.json"\n' "$T_OUT" >"$T_OUT/hook"
+	chmod +x "$T_OUT/hook"
+	bundle "$T_OUT/b" "c['root']['path'] = '$T_OUT/rootfs'" \
+		'c["process"]["args"] = ["sh", "-c", "echo new >/added; rm /linuxrc; mkdir -p /d/e"]' \
+		"c['hooks'] = {k: [{'path': '$T_OUT/hook', 'args': ['hook', k]}] for k in ('prestart', 'createRuntime', 'poststart', 'poststop')}"
+	"$ML" --root "$R" create --bundle "$T_OUT/b" --pid-file "$T_OUT/pid" h1 </dev/null >/dev/null 2>&1 || fail "create"
+	local pid
+	pid=$(cat "$T_OUT/pid")
+	for k in prestart createRuntime; do
+		grep -q "\"pid\": *$pid" "$T_OUT/$k.json" 2>/dev/null || fail "$k hook: $(cat "$T_OUT/$k.json" 2>&1)"
+	done
+	[ -e "$T_OUT/poststart.json" ] && fail "poststart ran before start"
+	rt start h1
+	expect_eq "start" "$RC" 0
+	grep -q '"status": *"running"' "$T_OUT/poststart.json" || fail "poststart: $(cat "$T_OUT/poststart.json" 2>&1)"
+	wait_gone "$pid" || fail "the container did not end"
+	expect_eq "a new file" "$(cat "$T_OUT/rootfs/added" 2>&1)" "new"
+	[ -e "$T_OUT/rootfs/linuxrc" ] || [ -L "$T_OUT/rootfs/linuxrc" ] && fail "a deletion did not reach root.path"
+	[ -d "$T_OUT/rootfs/d/e" ] || fail "a directory did not reach root.path"
+	[ -e "$T_OUT/rootfs/etc/ssl/matchlock-ca.pem" ] && fail "the sandbox CA reached root.path"
+	rt delete h1
+	expect_eq "delete" "$RC" 0
+	grep -q '"status": *"stopped"' "$T_OUT/poststop.json" || fail "poststop: $(cat "$T_OUT/poststop.json" 2>&1)"
+	bundle "$T_OUT/b2" 'c["hooks"] = {"createContainer": [{"path": "/bin/true"}]}'
+	rt create --bundle "$T_OUT/b2" h2
+	expect_runtime_error "config.json: hooks.createContainer: hooks inside the container are not supported"
+	bundle "$T_OUT/b3" 'c["hooks"] = {"prestart": [{"path": "/bin/false"}]}'
+	rt create --bundle "$T_OUT/b3" h3
+	expect_runtime_error "hooks.prestart\\[0\\] /bin/false: failed \\(status 1\\)"
+	[ ! -e "$R/h3" ] || fail "a failed create left $R/h3"
+}
+
 t_features_and_dispatch() {
 	rt features
 	expect_eq "features" "$RC" 0
