@@ -75,10 +75,11 @@ int runtime_policy_load(const char *path, struct runtime_policy *p, char *err, s
 	{
 		if (strcmp(key, "allow_hosts") && strcmp(key, "allow_private_ips") &&
 		    strcmp(key, "no_network") && strcmp(key, "annotations") &&
-		    strcmp(key, "upstream_ca")) {
+		    strcmp(key, "upstream_ca") && strcmp(key, "pod_namespaces")) {
 			r = fail(err, errn,
 				 "policy file %s: unknown key \"%.64s\" (known: allow_hosts, "
-				 "allow_private_ips, no_network, annotations, upstream_ca)",
+				 "allow_private_ips, no_network, annotations, upstream_ca, "
+				 "pod_namespaces)",
 				 path, key);
 			goto out;
 		}
@@ -120,7 +121,8 @@ int runtime_policy_load(const char *path, struct runtime_policy *p, char *err, s
 	}
 	if (get_bool(root, "allow_private_ips", false, &p->base.allow_private) < 0 ||
 	    get_bool(root, "no_network", false, &p->base.no_network) < 0 ||
-	    get_bool(root, "annotations", true, &p->annotations) < 0)
+	    get_bool(root, "annotations", true, &p->annotations) < 0 ||
+	    get_bool(root, "pod_namespaces", false, &p->pod_namespaces) < 0)
 		r = fail(err, errn,
 			 "policy file %s: allow_private_ips, no_network and annotations "
 			 "are true or false",
@@ -368,7 +370,8 @@ static int parse_mount(json_t *m, size_t idx, const char *bundle, struct runtime
 	return 0;
 }
 
-static int parse_namespaces(json_t *nss, struct runtime_config *c, char *err, size_t errn)
+static int parse_namespaces(json_t *nss, const struct runtime_policy *pol, struct runtime_config *c,
+			    char *err, size_t errn)
 {
 	static const char *const known[] = { "pid", "network", "mount",	 "ipc",
 					     "uts", "user",    "cgroup", "time" };
@@ -390,6 +393,11 @@ static int parse_namespaces(json_t *nss, struct runtime_config *c, char *err, si
 		if (json_object_get(ns, "path") && !path)
 			return fail(err, errn, "linux.namespaces[%zu].path: expected a string", i);
 		if (!path || !*path)
+			continue;
+		/* A pod's containers are given its IPC, UTS and PID namespaces: an operator may
+		 * accept that each VM keeps its own (no shared memory between them). */
+		if (strcmp(type, "network") && pol->pod_namespaces &&
+		    (!strcmp(type, "ipc") || !strcmp(type, "uts") || !strcmp(type, "pid")))
 			continue;
 		if (strcmp(type, "network"))
 			return fail(err, errn,
@@ -728,10 +736,14 @@ static int parse_config(json_t *root, const char *bundle, const struct runtime_p
 	if (linux_ && !json_is_object(linux_))
 		return fail(err, errn, "config.json: linux: expected an object");
 	char why[600];
-	if ((r = parse_namespaces(json_object_get(linux_, "namespaces"), c, why, sizeof(why))) <
-		0 ||
+	if ((r = parse_namespaces(json_object_get(linux_, "namespaces"), pol, c, why,
+				  sizeof(why))) < 0 ||
 	    (r = parse_resources(json_object_get(linux_, "resources"), c, why, sizeof(why))) < 0)
 		return r == -ENOMEM ? r : fail(err, errn, "config.json: %s", why);
+	/* Kubernetes' pod sandbox ("pause") holds namespaces only: it needs no VM of its own. */
+	const char *ctype = json_string_value(json_object_get(json_object_get(root, "annotations"),
+							      "io.kubernetes.cri.container-type"));
+	c->pod_sandbox = ctype && !strcmp(ctype, "sandbox");
 	if (!(c->policy = malloc(sizeof(*c->policy))) ||
 	    !(c->secrets = calloc(1, sizeof(*c->secrets))))
 		return -ENOMEM;

@@ -30,6 +30,7 @@
 struct runtime_policy {
 	struct policy base; /* hosts every container may reach, the switches */
 	bool annotations; /* may a container's run.matchlock.* annotations open the network */
+	bool pod_namespaces; /* accept a pod's IPC/UTS/PID namespace paths (each VM has its own) */
 	char *upstream_ca[MITM_MAX_UPSTREAM_CA + 1]; /* CA files trusted upstream, NULL-ended */
 	unsigned nupstream_ca;
 };
@@ -63,13 +64,15 @@ struct runtime_config {
 	struct secrets *secrets;
 	char *annotations_json; /* the annotations object as given (for `state`), or NULL */
 	char *hooks_json; /* the hooks object, checked (runtime_hooks_run), or NULL */
+	bool pod_sandbox; /* Kubernetes' pause container: no VM, it only holds the namespaces */
 };
 
 /* Defaults for an operator who wrote no policy file: sealed, annotations honoured. */
 void runtime_policy_default(struct runtime_policy *p);
 /*
  * Read the policy file at path (JSON: {"allow_hosts": [GLOB...], "allow_private_ips": BOOL,
- * "no_network": BOOL, "annotations": BOOL, "upstream_ca": [PEM FILE...]}; every key
+ * "no_network": BOOL, "annotations": BOOL, "upstream_ca": [PEM FILE...], "pod_namespaces":
+ * BOOL}; every key
  * optional). Returns 0, or -errno with err (p is empty then). Free with runtime_policy_fini.
  */
 int runtime_policy_load(const char *path, struct runtime_policy *p, char *err, size_t errn);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "exec_stdio.h"
@@ -113,6 +114,10 @@ static int shim_start_proc(struct shim *sh, char *err, size_t errn)
 	if (sh->st->status != RT_CREATED) {
 		snprintf(err, errn, "cannot start an already running container");
 		return -EINVAL;
+	}
+	if (sh->cfg->pod_sandbox) {
+		shim_record(sh, RT_RUNNING);
+		return 0;
 	}
 	struct session *s = &sh->s;
 	struct exec_request req = {
@@ -473,15 +478,27 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 		goto out;
 	if (shim_stdio(&sh, console_socket, err, sizeof(err)) < 0)
 		goto out;
-	if (session_start(&sh.s, spec, NULL, on_started, &sh, err, sizeof(err)) < 0)
-		goto out;
-	while (!sh.started_cb)
-		loop_run_once(sh.s.loop, 0);
-	if (sh.start_r < 0) {
-		snprintf(err, sizeof(err), "%s", sh.s.err);
-		goto out;
+	if (cfg->pod_sandbox) {
+		/* No VM: a loop for the command socket and the signals is all it needs. */
+		sh.s.sigfd = cli_signalfd();
+		if (sh.s.sigfd < 0 || loop_init(&sh.s.own_loop) < 0) {
+			snprintf(err, sizeof(err), "setting up: %s", strerror(errno));
+			goto out;
+		}
+		sh.s.loop = &sh.s.own_loop;
+	} else {
+		if (session_start(&sh.s, spec, NULL, on_started, &sh, err, sizeof(err)) < 0)
+			goto out;
+		while (!sh.started_cb)
+			loop_run_once(sh.s.loop, 0);
+		if (sh.start_r < 0) {
+			snprintf(err, sizeof(err), "%s", sh.s.err);
+			goto out;
+		}
+		if (shim_copy_files(&sh, err, sizeof(err)) < 0)
+			goto out;
 	}
-	if (shim_copy_files(&sh, err, sizeof(err)) < 0 || shim_listen(&sh, err, sizeof(err)) < 0)
+	if (shim_listen(&sh, err, sizeof(err)) < 0)
 		goto out;
 	st->pid = getpid();
 	st->pid_start = proc_start_time(st->pid);
@@ -509,7 +526,7 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 	watch_init(&sh.sig_w, sh.s.sigfd, on_signal, &sh);
 	loop_watch(sh.s.loop, &sh.sig_w, EPOLLIN);
 	while (!sh.ended) {
-		const char *failure = sandbox_failure(sh.s.sb);
+		const char *failure = sh.s.sb ? sandbox_failure(sh.s.sb) : NULL;
 		if (failure && !sh.proc) {
 			warn("%s", failure);
 			shim_end(&sh, SHIM_STATUS_FAILED);
@@ -535,7 +552,15 @@ out:
 		snprintf(path, sizeof(path), "%s/" RT_SHIM_SOCK, dir);
 		unlink(path);
 	}
-	session_fini(&sh.s);
+	if (cfg->pod_sandbox) {
+		if (sh.s.loop)
+			loop_fini(&sh.s.own_loop);
+		if (sh.s.sigfd > 0)
+			close(sh.s.sigfd);
+		sandbox_spec_fini(spec);
+	} else {
+		session_fini(&sh.s);
+	}
 	for (int i = 0; i < 3; i++)
 		if (sh.io[i] >= 0)
 			close(sh.io[i]);

@@ -236,6 +236,30 @@ t_hooks_and_writes_back_to_root_path() {
 	[ ! -e "$R/h3" ] || fail "a failed create left $R/h3"
 }
 
+# Kubernetes: the pod's sandbox ("pause") container needs no VM; the pod's containers are given
+# its IPC/UTS namespaces, which an operator's policy may accept (each VM keeps its own).
+t_kubernetes_pod_sandbox_and_pod_namespaces() {
+	bundle "$T_OUT/p" 'c["annotations"] = {"io.kubernetes.cri.container-type": "sandbox"}' 'c["process"]["args"] = ["/pause"]'
+	"$ML" --root "$R" create --bundle "$T_OUT/p" --pid-file "$T_OUT/pid" pause1 </dev/null >/dev/null 2>&1 || fail "create of the pod sandbox"
+	local pid
+	pid=$(cat "$T_OUT/pid")
+	expect_eq "no VM for the pod sandbox" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sandbox"])' "$R/pause1/state.json")" ""
+	rt start pause1
+	rt state pause1
+	expect_match "running" "$OUT" '"status": "running"'
+	bundle "$T_OUT/c" "c['linux']['namespaces'] += [{'type': 'ipc', 'path': '/proc/$pid/ns/ipc'}, {'type': 'uts', 'path': '/proc/$pid/ns/uts'}]"
+	rt create --bundle "$T_OUT/c" app1
+	expect_runtime_error "config.json: linux.namespaces: joining the ipc namespace"
+	echo '{"pod_namespaces": true}' >"$T_OUT/k8s.json"
+	"$ML" --root "$R" --policy "$T_OUT/k8s.json" create --bundle "$T_OUT/c" --pid-file "$T_OUT/apid" app1 </dev/null >/dev/null 2>&1 || fail "pod_namespaces: true did not accept the pod's namespaces"
+	rt delete app1
+	expect_eq "delete" "$RC" 0
+	rt kill pause1 TERM
+	wait_gone "$pid" || fail "the pod sandbox did not end on SIGTERM"
+	rt delete pause1
+	expect_eq "delete" "$RC" 0
+}
+
 t_features_and_dispatch() {
 	rt features
 	expect_eq "features" "$RC" 0
