@@ -183,6 +183,8 @@ static int oci_spec(struct runtime_config *c, const struct runtime_policy *pol,
 	if (r < 0)
 		return r;
 	r = spec_strdup(&sp->rootfs, c->root);
+	/* An engine mounts a fresh overlay of the image per container: same files, new inodes. */
+	sp->rootfs_stable_key = true;
 	r = r ?: spec_strdup(&sp->user, c->user);
 	r = r ?: spec_strdup(&sp->workdir, c->cwd);
 	r = r ?: spec_strdup(&sp->hostname, c->hostname);
