@@ -218,7 +218,7 @@ client-image: $(BUILD)/matchlock
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all fixtures default-image
-	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs bench/oci; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
