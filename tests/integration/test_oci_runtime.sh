@@ -268,8 +268,12 @@ t_features_and_dispatch() {
 	# The same verbs under `matchlock oci`, and matchlock's own verbs are unchanged.
 	ml oci --root "$R" list --format json
 	expect_eq "oci list" "$OUT" "[]"
-	ml list --help
-	[ "$RC" != 0 ] || [[ $OUT$ERR != *"oci"* ]] || fail "matchlock list was taken for the OCI runtime"
+	ml list
+	expect_match "matchlock's own list" "$OUT" "^ID +STATUS +IMAGE"
+	ml kill nosuch
+	expect_match "matchlock's own kill" "$ERR" "no sandbox nosuch"
+	ml kill nosuch KILL
+	expect_match "runc's kill" "$ERR" "container nosuch does not exist"
 }
 
 run_tests "$@"
