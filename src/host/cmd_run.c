@@ -24,6 +24,7 @@
 #include "exec_stdio.h"
 #include "portfwd.h"
 #include "session.h"
+#include "spec_hooks.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -49,6 +50,8 @@ static const char run_usage[] =
     "      --memory MB        guest memory (default 512)\n"
     "      --timeout S        kill the command after S seconds and exit 124\n"
     "      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
+    "      --platform linux/amd64|linux/arm64  the guest's architecture (default: the\n"
+    "                         host's; another one runs emulated)\n"
     "      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
     "  -v, --volume HOST[:GUEST][:MODE]  show host folder HOST at GUEST (default: the\n"
     "                         workspace); MODE overlay (default: the sandbox writes its own\n"
@@ -74,7 +77,9 @@ static const char run_usage[] =
     "                         placeholders, the proxy signs its SigV4 requests again\n"
     "      --secret-file aws[:PROFILE]=PATH@HOST[,HOST...]  the same from an AWS\n"
     "                         credentials file\n"
-    "      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n";
+    "      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n"
+    "      --hooks FILE       hook rules on HTTPS requests and host-folder file operations\n"
+    "                         (JSON {network, files}; see spec/cli.md)\n";
 
 /* What only the CLI has: how it attaches to the sandbox. The rest goes into the spec. */
 struct run_opts {
@@ -155,6 +160,7 @@ enum {
 	OPT_MEMORY,
 	OPT_TIMEOUT,
 	OPT_ACCEL,
+	OPT_PLATFORM,
 	OPT_RM,
 	OPT_ALLOW_HOST,
 	OPT_NO_NETWORK,
@@ -165,6 +171,7 @@ enum {
 	OPT_SECRET,
 	OPT_SECRET_FILE,
 	OPT_UPSTREAM_CA,
+	OPT_HOOKS,
 	OPT_DISK_SIZE,
 	OPT_WORKSPACE
 };
@@ -264,6 +271,8 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 		return 0;
 	case OPT_ACCEL:
 		return spec_strdup(&sp->accel, arg);
+	case OPT_PLATFORM:
+		return spec_strdup(&sp->platform, arg);
 	case OPT_RM: {
 		bool b = true;
 		if (arg && cli_parse_bool(arg, &b) < 0) {
@@ -316,6 +325,8 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 			return -EINVAL;
 		}
 		return spec_strdup(&sp->upstream_ca[sp->nupstream_ca++], arg);
+	case OPT_HOOKS:
+		return spec_hooks_load(sp->hooks, sp->fhooks, arg, err, errn);
 	case 'p': {
 		struct sandbox_port *pp = &sp->publish[sp->npublish];
 		if (sp->npublish >= SPEC_MAX_PUBLISH ||
@@ -354,6 +365,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "accel", required_argument, NULL, OPT_ACCEL },
+		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "rm", optional_argument, NULL, OPT_RM },
 		{ "help", no_argument, NULL, 'h' },
 		{ "image", required_argument, NULL, OPT_IMAGE },
@@ -366,6 +378,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		{ "secret", required_argument, NULL, OPT_SECRET },
 		{ "secret-file", required_argument, NULL, OPT_SECRET_FILE },
 		{ "upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA },
+		{ "hooks", required_argument, NULL, OPT_HOOKS },
 		{ "publish", required_argument, NULL, 'p' },
 		{ "address", required_argument, NULL, OPT_ADDRESS },
 		{ "no-snapshot", no_argument, NULL, OPT_NO_SNAPSHOT },

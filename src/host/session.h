@@ -98,10 +98,20 @@ struct sandbox_spec {
 	unsigned nmounts;
 	/* The machine. */
 	char *accel; /* auto, kvm or tcg; NULL: auto */
+	/* The guest's: linux/amd64 or linux/arm64 (arch.h); $MATCHLOCK_PLATFORM, else the host's.
+	 */
+	char *platform;
 	bool no_snapshot; /* boot cold instead of restoring this machine's template */
 	/* Who hears every egress decision (may be NULL). */
 	net_event_fn net_event;
 	void *net_opaque;
+	/*
+	 * Hook rules (spec_hooks.h; allocated empty by sandbox_spec_init, may change while the
+	 * sandbox runs), and who hears file events (with net_opaque; may be NULL).
+	 */
+	struct hooks *hooks;
+	struct fhooks *fhooks;
+	void (*file_event)(const struct sandbox_file_event *ev, void *opaque);
 };
 
 /* Defaults (1 CPU, 512 MB, rm by lifetime); -ENOMEM. */

@@ -642,6 +642,27 @@ def oci_config_seeds():
 
 GENERATORS["fuzz_oci_config"] = oci_config_seeds
 
+def hooks_seeds():
+    """fuzz_hooks: mode byte (bit 0: file rules too), rules JSON, NUL, then "METHOD TARGET" and
+    "name: value" lines (see tests/fuzz/fuzz_hooks.c)."""
+    net = json.dumps([
+        {"name": "admin", "hosts": ["*.test"], "methods": ["POST"], "path": "/admin/**", "action": "block"},
+        {"name": "edit", "set_headers": {"X-A": "1"}, "delete_headers": ["cookie"], "set_query": {"k": "v w"},
+         "delete_query": ["d"], "rewrite_path": "/new", "set_response_headers": {"x-r": "2"},
+         "delete_response_headers": ["server"], "body_replacements": [{"find": "a", "replace": "b"}]},
+        {"name": "ask", "path": "/q", "action": "callback"}, {"action": "allow"}]).encode()
+    files = json.dumps([
+        {"name": "ro", "ops": ["write", "remove"], "path": "/w/**", "action": "block"},
+        {"phase": "after", "ops": ["create"]}, {"ops": ["write"], "path": "/w/x", "action": "rewrite"}]).encode()
+    req = b"POST /public/../admin/x?d=1&k=2\nHost: a.test\nCookie: s=1\nX-Key: SANDBOX_SECRET_0"
+    answer = b'GET /q\n{"action": "allow"}'
+    return {"net_block": b"\x00" + net + b"\x00" + req, "net_answer": b"\x00" + net + b"\x00" + answer,
+            "files": b"\x01" + files + b"\x00" + b"w/x", "empty": b"\x00[]\x00GET /"}
+
+
+GENERATORS["fuzz_hooks"] = hooks_seeds
+
+
 def main(argv):
     if len(argv) != 3:
         print("usage: make_seeds.py HARNESS DIR", file=sys.stderr)
