@@ -874,6 +874,8 @@ static int oci_exec(int argc, char **argv)
 		.stdin_on = true,
 		.tty = p.terminal || tty,
 	};
+	memcpy(req.rlimits, p.rlimits, sizeof(req.rlimits));
+	req.nrlimits = p.nrlimits;
 	if (!detach) {
 		status = exec_run(&st, &req, console, -1);
 		env_fini(&clean);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "common/util.h"
@@ -189,6 +190,28 @@ static int get_id(json_t *obj, const char *key, unsigned *out)
 	return 0;
 }
 
+/* RLIMIT_NAME -> its number, or -1. */
+static int rlimit_by_name(const char *name)
+{
+	static const struct {
+		const char *name;
+		int res;
+	} names[] = {
+		{ "RLIMIT_CPU", RLIMIT_CPU },		{ "RLIMIT_FSIZE", RLIMIT_FSIZE },
+		{ "RLIMIT_DATA", RLIMIT_DATA },		{ "RLIMIT_STACK", RLIMIT_STACK },
+		{ "RLIMIT_CORE", RLIMIT_CORE },		{ "RLIMIT_RSS", RLIMIT_RSS },
+		{ "RLIMIT_NPROC", RLIMIT_NPROC },	{ "RLIMIT_NOFILE", RLIMIT_NOFILE },
+		{ "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK },	{ "RLIMIT_AS", RLIMIT_AS },
+		{ "RLIMIT_LOCKS", RLIMIT_LOCKS },	{ "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING },
+		{ "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE }, { "RLIMIT_NICE", RLIMIT_NICE },
+		{ "RLIMIT_RTPRIO", RLIMIT_RTPRIO },	{ "RLIMIT_RTTIME", RLIMIT_RTTIME },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(name, names[i].name))
+			return names[i].res < EXEC_MAX_RLIMITS ? names[i].res : -1;
+	return -1;
+}
+
 /* The process object (config.json's process, or a whole process.json). */
 static int parse_process(json_t *proc, const char *where, struct runtime_config *c, char *err,
 			 size_t errn)
@@ -253,12 +276,27 @@ static int parse_process(json_t *proc, const char *where, struct runtime_config 
 	json_array_foreach(rl, i, r)
 	{
 		const char *type = json_string_value(json_object_get(r, "type"));
-		if (!type || strncmp(type, "RLIMIT_", 7) ||
-		    !json_is_integer(json_object_get(r, "hard")) ||
-		    !json_is_integer(json_object_get(r, "soft")))
-			return fail(err, errn,
-				    "%s.rlimits[%zu]: expected type RLIMIT_*, hard, soft", where,
-				    i);
+		json_t *hard = json_object_get(r, "hard"), *soft = json_object_get(r, "soft");
+		int res = type ? rlimit_by_name(type) : -1;
+		if (res < 0 || !json_is_integer(hard) || !json_is_integer(soft))
+			return fail(
+			    err, errn,
+			    "%s.rlimits[%zu]: expected a type RLIMIT_* Linux knows, hard and "
+			    "soft",
+			    where, i);
+		/* JSON numbers above 2^63 (RLIM_INFINITY) arrive negative: unlimited. */
+		uint64_t h = (uint64_t)json_integer_value(hard),
+			 s = (uint64_t)json_integer_value(soft);
+		if (s > h)
+			return fail(err, errn, "%s.rlimits[%zu] %s: soft above hard", where, i,
+				    type);
+		unsigned k = 0;
+		while (k < c->nrlimits && c->rlimits[k].resource != (uint32_t)res)
+			k++;
+		if (k == EXEC_MAX_RLIMITS)
+			return fail(err, errn, "%s.rlimits: too many", where);
+		c->rlimits[k] = (struct exec_rlimit){ (uint32_t)res, s, h };
+		c->nrlimits += k == c->nrlimits;
 	}
 	return 0;
 }

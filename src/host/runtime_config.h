@@ -18,6 +18,7 @@
 #include "net/policy.h"
 #include "net/secrets.h"
 #include "proto/env.h"
+#include "proto/exec_req.h"
 
 #define RT_CONFIG_MAX (4u << 20) /* the largest config.json or process.json read */
 #define RT_MAX_MOUNTS 16 /* host folders (SANDBOX_MAX_MOUNTS) */
@@ -50,6 +51,8 @@ struct runtime_config {
 	char *cwd;
 	char user[32]; /* "UID:GID" */
 	bool terminal;
+	struct exec_rlimit rlimits[EXEC_MAX_RLIMITS]; /* process.rlimits, set in the guest */
+	unsigned nrlimits;
 	/* the machine */
 	char *hostname;
 	long long memory_mb; /* 0: not given */

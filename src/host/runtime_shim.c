@@ -128,6 +128,8 @@ static int shim_start_proc(struct shim *sh, char *err, size_t errn)
 		.stdin_on = true,
 		.tty = sh->tty >= 0,
 	};
+	memcpy(req.rlimits, sh->cfg->rlimits, sizeof(req.rlimits));
+	req.nrlimits = sh->cfg->nrlimits;
 	winsize_of(sh->tty, &req.rows, &req.cols);
 	sh->proc = exec_stdio_start(s->sb, s->loop, &req, sh->io[0], sh->io[1], sh->io[2],
 				    on_proc_done, sh, err, errn);

@@ -67,6 +67,24 @@ t_lifecycle_create_start_state_delete() {
 	[ ! -e "$R/c1" ] || fail "delete left $R/c1"
 }
 
+# process.rlimits are set in the guest, for the container's process and for exec'd ones.
+t_rlimits_reach_the_guest_process() {
+	bundle "$T_OUT/b" 'c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000}, {"type": "RLIMIT_NPROC", "soft": 77, "hard": 77}]' \
+		'c["process"]["args"] = ["sh", "-c", "echo $(ulimit -n) $(ulimit -Hn) $(ulimit -u); sleep 600"]'
+	"$ML" --root "$R" create --bundle "$T_OUT/b" --pid-file "$T_OUT/pid" rl1 </dev/null >"$T_OUT/o" 2>&1 || fail "create"
+	rt start rl1
+	for _ in $(seq 100); do [ -s "$T_OUT/o" ] && break; sleep 0.1; done
+	expect_eq "the container's limits" "$(cat "$T_OUT/o")" "512 1000 77"
+	echo '{"args": ["sh", "-c", "ulimit -n"], "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 300, "hard": 300}]}' >"$T_OUT/p.json"
+	rt exec --process "$T_OUT/p.json" rl1
+	expect_eq "an exec's limit" "$OUT" "300"
+	bundle "$T_OUT/b2" 'c["process"]["rlimits"] = [{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]'
+	rt create --bundle "$T_OUT/b2" rl2
+	expect_runtime_error "config.json: process.rlimits\\[0\\]: expected a type RLIMIT_\\* Linux knows"
+	rt delete --force rl1
+	expect_eq "delete" "$RC" 0
+}
+
 # The pid-file process's exit status is the workload's (seen by its parent, as a subreaper would).
 t_exit_status_is_the_workloads() {
 	bundle "$T_OUT/b" 'c["process"]["args"] = ["sh", "-c", "exit 42"]'
