@@ -53,10 +53,10 @@ t_terminal_with_t() {
 	expect_match "stdin" "$OUT" "stdin-is-a-tty"
 }
 
-t_env_workdir_user_hostname() {
-	pd run --rm --network none -e FOO=bar -w /tmp -u 1000:1000 --hostname boxy "$IMG" sh -c 'echo "$FOO $(pwd) $(id -u):$(id -g) $(hostname)"'
+t_env_workdir_user_hostname_ulimit() {
+	pd run --rm --network none -e FOO=bar -w /tmp -u 1000:1000 --hostname boxy --ulimit nofile=2048:4096 "$IMG" sh -c 'echo "$FOO $(pwd) $(id -u):$(id -g) $(hostname) $(ulimit -n) $(ulimit -Hn)"'
 	expect_eq "status" "$RC" 0
-	expect_eq "process" "$OUT" "bar /tmp 1000:1000 boxy"
+	expect_eq "process" "$OUT" "bar /tmp 1000:1000 boxy 2048 4096"
 }
 
 t_bind_mount_and_memory() {
