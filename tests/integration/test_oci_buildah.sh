@@ -1,4 +1,5 @@
 #!/bin/bash
+# tests/run: root
 # Buildah with matchlock as its OCI runtime: `buildah bud --runtime build/matchlock` runs every RUN
 # step of a Dockerfile in a micro-VM and commits what it wrote; `matchlock build -t TAG DIR`
 # wraps that and lands the image in matchlock's store. A private Buildah storage; the base image

@@ -1,4 +1,5 @@
 #!/bin/bash
+# tests/run: root
 # containerd with matchlock as the runc binary of its runc shim: `ctr run --runc-binary
 # build/matchlock --runtime io.containerd.runc.v2`, the path Kubernetes' CRI takes for a
 # RuntimeClass whose handler sets BinaryName. A private containerd (its own socket, root and

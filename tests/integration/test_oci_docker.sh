@@ -1,4 +1,5 @@
 #!/bin/bash
+# tests/run: root
 # Docker with matchlock as an added runtime: a private dockerd (its own socket, data and exec
 # roots; no bridge, no iptables) started with --add-runtime matchlock=build/matchlock, and
 # `docker run --runtime matchlock` on an image loaded from an archive of the busybox test

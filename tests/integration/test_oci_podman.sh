@@ -1,4 +1,5 @@
 #!/bin/bash
+# tests/run: root
 # Podman with matchlock as its OCI runtime: `podman --runtime build/matchlock run ...` on an image
 # loaded (`podman load`) from an archive of the busybox test rootfs (image_archive.py: no
 # registry, no internet), in a private Podman storage.
