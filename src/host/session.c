@@ -602,7 +602,8 @@ static int session_make_disk(const struct sandbox_spec *sp, char *disk, size_t n
 			     size_t errn)
 {
 	if (sp->rootfs)
-		return rootfs_prepare(sp->rootfs, disk, n, err, errn);
+		return rootfs_prepare_flags(
+		    sp->rootfs, sp->rootfs_stable_key ? ROOTFS_KEY_STABLE : 0, disk, n, err, errn);
 	struct oci_image_config cfg;
 	int r =
 	    oci_image_prepare(sp->image, arch_table[spec_arch(sp)].oci, disk, n, &cfg, err, errn);
