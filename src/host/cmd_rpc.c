@@ -1229,14 +1229,22 @@ static void rs_started(struct session *s, int k, const char *err, void *opaque)
 		return;
 	}
 	rs->state = RS_RUNNING;
+	if (rs->cancelling) {
+		/* Cancelled (or closed) too late to abandon the start: answered as a cancelled
+		 * start is, and its record and directory removed once it has stopped, so that
+		 * nothing is left behind either way (spec/rpc.md, cancel). */
+		rpc_error(r, c->id, E_CANCELLED, "cancelled");
+		call_end(c);
+		s->rm = true;
+		rs_stop(rs);
+		return;
+	}
 	/* launch_entrypoint: the image's Entrypoint + Cmd (Docker's rules, image_config's on top)
 	 * runs in the background. */
 	if (rs->launch_entrypoint && s->argv[0])
 		exec_argv(rs, NULL, s->argv, NULL, CALL_STREAM);
 	rpc_result(r, c->id, json_pack("{s:s}", "id", s->L.id));
 	call_end(c);
-	if (rs->cancelling)
-		rs_stop(rs); /* closed (or cancelled) when it was too late to abandon the start */
 }
 
 static void m_create(struct rpc *r, json_t *id, json_t *p)
@@ -1295,16 +1303,26 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 }
 
 /*
- * close {sandbox?}: stop it (a starting one is cancelled); answered once it is gone. Like
- * `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. A stop
- * timeout asked for would be silently ignored: close takes no other parameter.
+ * close {sandbox?, timeout_seconds?}: stop it (a starting one is cancelled); answered once it is
+ * gone. Like `matchlock kill`, its record stays (stopped) with its log until `matchlock rm`. The
+ * guest's grace is fixed (SANDBOX_STOP_GRACE_MS, then QEMU is killed), so a timeout_seconds of
+ * at least that is already kept (the Go Matchlock's SDKs send 2); a shorter one cannot be, and
+ * is refused rather than ignored.
  */
 static void m_close(struct rpc *r, json_t *id, json_t *p)
 {
-	static const char *const known[] = { "sandbox", NULL };
+	static const char *const known[] = { "sandbox", "timeout_seconds", NULL };
 	char err[256];
 	if (rpc_spec_keys_known(p, "", known, err, sizeof(err)) < 0) {
 		rpc_error(r, id, E_PARAMS, "%s", err);
+		return;
+	}
+	json_t *t = json_object_get(p, "timeout_seconds");
+	if (t && (!json_is_number(t) || json_number_value(t) * 1000 < SANDBOX_STOP_GRACE_MS)) {
+		rpc_error(r, id, E_PARAMS,
+			  "timeout_seconds: expected a number of at least %d (the guest's grace "
+			  "before its VM is killed)",
+			  SANDBOX_STOP_GRACE_MS / 1000);
 		return;
 	}
 	if (!r->nsandboxes && !json_object_get(p, "sandbox")) {

@@ -248,10 +248,9 @@ static int create_check(json_t *p, char *err, size_t errn)
 					   NULL };
 	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb",
 						 "timeout_seconds", NULL };
-	static const char *const network[] = {
-		"allowed_hosts", "add_hosts", "block_private_ips", "no_network", "secrets",
-		"hostname",	 NULL
-	};
+	static const char *const network[] = { "allowed_hosts", "add_hosts", "block_private_ips",
+					       "no_network",	"secrets",   "hostname",
+					       "upstream_ca",	NULL };
 	static const char *const add_host[] = { "host", "ip", NULL };
 	static const char *const secret[] = { "value", "hosts", NULL };
 	static const char *const aws_secret[] = { "access_key_id", "secret_access_key",
@@ -287,8 +286,16 @@ static int create_check(json_t *p, char *err, size_t errn)
 	    !field_ok(net, "network", "no_network", is_bool, "true or false", err, errn) ||
 	    !field_ok(net, "network", "secrets", is_obj, "an object {NAME: {value, hosts}}", err,
 		      errn) ||
-	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn))
+	    !field_ok(net, "network", "hostname", is_str, "a string", err, errn) ||
+	    !field_ok(net, "network", "upstream_ca", is_arr, "an array of PEM file paths", err,
+		      errn) ||
+	    !strings_ok(json_object_get(net, "upstream_ca"), "network.upstream_ca", err, errn))
 		return -EINVAL;
+	if (json_array_size(json_object_get(net, "upstream_ca")) > MITM_MAX_UPSTREAM_CA) {
+		snprintf(err, errn, "network.upstream_ca: at most %d files (--upstream-ca)",
+			 MITM_MAX_UPSTREAM_CA);
+		return -EINVAL;
+	}
 	size_t i;
 	json_t *v;
 	char where[96];
@@ -325,6 +332,128 @@ static int create_check(json_t *p, char *err, size_t errn)
 	    !strings_ok(json_object_get(ic, "cmd"), "image_config.cmd", err, errn) ||
 	    !strings_ok(json_object_get(net, "allowed_hosts"), "network.allowed_hosts", err, errn))
 		return -EINVAL;
+	return 0;
+}
+
+/* Is guest the folder ws or under it? Both absolute; the validator normalises them later. */
+static bool under(const char *guest, const char *ws)
+{
+	size_t n = strlen(ws);
+	while (n > 1 && ws[n - 1] == '/')
+		n--;
+	return !strncmp(guest, ws, n) && (guest[n] == '/' || guest[n] == 0 || n == 1);
+}
+
+/* Append one vfs folder as a mounts[] entry {host, guest, mode}; -ENOMEM with err. */
+static int vfs_mount_put(json_t *mounts, const char *guest, const char *host, const char *mode,
+			 char *err, size_t errn)
+{
+	if (!json_array_append_new(
+		mounts, json_pack("{s:s, s:s, s:s}", "host", host, "guest", guest, "mode", mode))) {
+		return 0;
+	}
+	snprintf(err, errn, "out of memory");
+	return -ENOMEM;
+}
+
+/*
+ * The Go Matchlock's SDKs describe host folders as vfs {workspace, mounts {GUEST: {type,
+ * host_path, readonly}}, direct_mounts {GUEST: {host_path, readonly}}}. They are translated here
+ * into mounts[] entries (host_fs: rw, or ro when readonly; overlay: overlay; direct_mounts: rw or
+ * ro) and vfs is removed, so both shapes are judged by the one validator. What has no
+ * equivalent here is refused by name (a memory mount, upper/lower layers, a read-only overlay,
+ * vfs.interception), and their rule that every folder lies under vfs.workspace is kept.
+ */
+static int vfs_to_mounts(json_t *p, char *err, size_t errn)
+{
+	static const char *const vfs_keys[] = { "workspace", "mounts", "direct_mounts", NULL };
+	static const char *const mount_keys[] = { "type", "host_path", "readonly", NULL };
+	static const char *const direct_keys[] = { "host_path", "readonly", NULL };
+	json_t *vfs = json_object_get(p, "vfs"), *v;
+	if (!vfs)
+		return 0;
+	if (!json_is_object(vfs)) {
+		snprintf(err, errn, "vfs must be an object {workspace, mounts}");
+		return -EINVAL;
+	}
+	if (rpc_spec_keys_known(vfs, "vfs", vfs_keys, err, errn) < 0 ||
+	    !field_ok(vfs, "vfs", "workspace", is_str, "a string", err, errn) ||
+	    !field_ok(vfs, "vfs", "mounts", is_obj, "an object {GUEST: {type, host_path}}", err,
+		      errn) ||
+	    !field_ok(vfs, "vfs", "direct_mounts", is_obj, "an object {GUEST: {host_path}}", err,
+		      errn))
+		return -EINVAL;
+	const char *ws = json_string_value(json_object_get(vfs, "workspace"));
+	if (ws && ws[0] != '/') {
+		snprintf(err, errn,
+			 "vfs.workspace %.200s: expected an absolute path like /workspace", ws);
+		return -EINVAL;
+	}
+	json_t *mounts = json_object_get(p, "mounts");
+	if (!mounts) {
+		if (json_object_set_new(p, "mounts", json_array()) < 0) {
+			snprintf(err, errn, "out of memory");
+			return -ENOMEM;
+		}
+		mounts = json_object_get(p, "mounts");
+	}
+	if (!json_is_array(mounts)) {
+		snprintf(err, errn, "mounts must be an array of {host, guest, mode}");
+		return -EINVAL;
+	}
+	for (int direct = 0; direct < 2; direct++) {
+		const char *table = direct ? "vfs.direct_mounts" : "vfs.mounts", *guest;
+		json_object_foreach(json_object_get(vfs, direct ? "direct_mounts" : "mounts"),
+				    guest, v)
+		{
+			char where[160];
+			snprintf(where, sizeof(where), "%s.%.64s", table, guest);
+			if (!json_is_object(v)) {
+				snprintf(err, errn, "%s must be an object {type, host_path}",
+					 where);
+				return -EINVAL;
+			}
+			if (rpc_spec_keys_known(v, where, direct ? direct_keys : mount_keys, err,
+						errn) < 0 ||
+			    !field_ok(v, where, "type", is_str, "a string", err, errn) ||
+			    !field_ok(v, where, "host_path", is_str, "a string", err, errn) ||
+			    !field_ok(v, where, "readonly", is_bool, "true or false", err, errn))
+				return -EINVAL;
+			const char *type =
+			    direct ? "host_fs" : json_string_value(json_object_get(v, "type"));
+			const char *host = json_string_value(json_object_get(v, "host_path"));
+			bool ro = json_is_true(json_object_get(v, "readonly"));
+			if (!type || (strcmp(type, "host_fs") && strcmp(type, "overlay"))) {
+				char name[200];
+				snprintf(name, sizeof(name), "%s.type %.32s", where,
+					 type ? type : "(none)");
+				sandbox_spec_unsupported(err, errn, name);
+				return -EINVAL;
+			}
+			if (!strcmp(type, "overlay") && ro) {
+				char name[200];
+				snprintf(name, sizeof(name), "%s.readonly with type overlay",
+					 where);
+				sandbox_spec_unsupported(err, errn, name);
+				return -EINVAL;
+			}
+			if (!host) {
+				snprintf(err, errn, "%s.host_path is required", where);
+				return -EINVAL;
+			}
+			if (guest[0] != '/' || (ws && !under(guest, ws))) {
+				snprintf(err, errn,
+					 "%s: the guest path must lie under vfs.workspace %.200s",
+					 where, ws ? ws : "(none)");
+				return -EINVAL;
+			}
+			const char *mode = !strcmp(type, "overlay") ? "overlay" : ro ? "ro" : "rw";
+			int k = vfs_mount_put(mounts, guest, host, mode, err, errn);
+			if (k < 0)
+				return k;
+		}
+	}
+	json_object_del(p, "vfs");
 	return 0;
 }
 
@@ -403,6 +532,14 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 			return k;
 		}
 	}
+	/* network.upstream_ca: as --upstream-ca, more CAs the proxy trusts for upstream HTTPS. */
+	json_array_foreach(json_object_get(net, "upstream_ca"), i, v)
+	{
+		if (spec_strdup(&sp->upstream_ca[sp->nupstream_ca++], json_string_value(v)) < 0) {
+			snprintf(err, errn, "out of memory");
+			return -ENOMEM;
+		}
+	}
 	if (rpc_policy_from(sp->policy, net, err, errn) < 0 ||
 	    rpc_secrets_from(sp->secrets, json_object_get(net, "secrets"), err, errn) < 0)
 		return -EINVAL;
@@ -411,7 +548,8 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 
 int rpc_spec_from_json(json_t *p, struct sandbox_spec *sp, char *err, size_t errn)
 {
-	int k = create_check(p, err, errn);
+	int k = vfs_to_mounts(p, err, errn);
+	k = k ?: create_check(p, err, errn);
 	k = k ?: create_spec(p, sp, err, errn);
 	json_t *hk = json_object_get(p, "hooks");
 	return k || !hk ? k : spec_hooks_apply(sp->hooks, sp->fhooks, hk, err, errn);

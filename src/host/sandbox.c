@@ -30,7 +30,7 @@
 #include "snapshot.h"
 #include "vmm.h"
 
-#define STOP_GRACE_MS 2000
+#define STOP_GRACE_MS SANDBOX_STOP_GRACE_MS
 #define LINK_TRIM_MS 1000 /* after a flood of the link, trim memory once it was idle this long */
 
 static void sb_boot_soon(struct sandbox *sb);

@@ -151,6 +151,8 @@ void sandbox_boot_cancel(struct sandbox *sb, const char *why);
  * nothing.
  */
 typedef void (*sandbox_stopped_fn)(const struct sandbox_times *t, void *opaque);
+/* The guest's grace in sandbox_stop before QEMU is killed. */
+#define SANDBOX_STOP_GRACE_MS 2000
 void sandbox_stop(struct sandbox *sb, sandbox_stopped_fn stopped, void *opaque);
 /* Kill and free at once, without grace (a process exiting); the times go to *times if given. */
 void sandbox_kill(struct sandbox *sb, struct sandbox_times *times);

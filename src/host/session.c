@@ -131,7 +131,7 @@ static const struct spec_field F_HOSTNAME = { "--hostname", "network.hostname" }
 static const struct spec_field F_ROOTFS = { "--rootfs", "image" };
 static const struct spec_field F_SECRETS = { "--secret with --no-network",
 					     "network.secrets with network.no_network" };
-static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", NULL };
+static const struct spec_field F_UPSTREAM_CA = { "--upstream-ca", "network.upstream_ca" };
 static const struct spec_field F_MOUNTS = { "-v", "mounts" };
 static const struct spec_field F_MOUNT_HOST = { "-v HOST:GUEST", "mounts[].host" };
 static const struct spec_field F_MOUNT_GUEST = { "-v HOST:GUEST", "mounts[].guest" };
@@ -644,7 +644,8 @@ static int session_make_disk(const struct sandbox_spec *sp, char *disk, size_t n
 			     size_t errn)
 {
 	if (sp->rootfs)
-		return rootfs_prepare(sp->rootfs, disk, n, err, errn);
+		return rootfs_prepare_flags(
+		    sp->rootfs, sp->rootfs_stable_key ? ROOTFS_KEY_STABLE : 0, disk, n, err, errn);
 	struct oci_image_config cfg;
 	int r =
 	    oci_image_prepare(sp->image, arch_table[spec_arch(sp)].oci, disk, n, &cfg, err, errn);

@@ -63,6 +63,7 @@ struct sandbox_port {
 struct sandbox_spec {
 	/* What it runs: an OCI image reference, or a root filesystem (directory or tarball). */
 	char *image, *rootfs;
+	bool rootfs_stable_key; /* a rootfs directory keyed without inodes/ctimes (rootfs.h) */
 	/* Resources. */
 	double cpus;
 	long long memory_mb;

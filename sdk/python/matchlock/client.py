@@ -1,76 +1,27 @@
 """The matchlock client: spawns `matchlock rpc` and speaks JSON-RPC 2.0 over its stdio."""
 
-import base64
 import collections
 import itertools
 import json
 import os
 import queue
-import select
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Deque, Dict, List, Optional, Sequence, Union
+from typing import IO, Any, Callable, Deque, Dict, List, Optional, Union
 
 from .errors import CANCELLED, MatchlockError, RPCError
-from .sandbox import Sandbox
-
-Command = Union[str, Sequence[str]]
-Sink = Union[Callable[[bytes], Any], IO[Any], None]
-
-#: Raw bytes per write_file/read_file request; the server's request lines are limited to
-#: 16 MiB, and 4 MiB of raw data is about 5.6 MB of base64 (the server reads at most 8 MiB per
-#: read_file request).
-FILE_CHUNK = 4 << 20
-
-#: read_file's default bound on a whole file: past it read_file raises instead of filling memory.
-READ_FILE_MAX = 256 << 20
+from .handle import FILE_CHUNK, READ_FILE_MAX, Command, Process, SandboxHandle, Sink
+from .options import Sandbox, SandboxOptions
+from .types import Event, ExecResult, FileInfo, PortBinding
 
 # How long to wait for the server's answer after asking it to cancel a request.
 _CANCEL_GRACE_S = 30.0
 
-
-@dataclass
-class ExecResult:
-    """The outcome of a command: its exit code, its output and how long it ran."""
-
-    exit_code: int
-    stdout: bytes = b""
-    stderr: bytes = b""
-    duration_ms: int = 0
-    #: True when the server kept only the first 16 MiB of stdout or stderr (exec only).
-    truncated: bool = False
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when the command exited 0."""
-        return self.exit_code == 0
-
-
-@dataclass
-class FileInfo:
-    """One entry of ``list_files``."""
-
-    name: str  #: UTF-8; bytes that are not UTF-8 appear as U+FFFD
-    size: int
-    mode: int
-    mod_time: str
-    is_dir: bool
-    name_bytes: bytes = b""  #: the name's exact bytes
-
-
-@dataclass
-class PortBinding:
-    """One forwarded port returned by ``port_forward``."""
-
-    address: str
-    local_port: int
-    remote_port: int
+#: Stops in flight at once when a client closes all its sandboxes (the server serves 16).
+_CLOSE_ALL_MAX = 16
 
 
 @dataclass
@@ -80,63 +31,6 @@ class _Call:
     q: "queue.Queue[tuple]" = field(default_factory=queue.Queue)
     # When set, notifications are handled on the reader thread instead of being queued.
     handler: Optional[Callable[[str, Dict[str, Any]], None]] = None
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(s: Optional[str]) -> bytes:
-    return base64.b64decode(s) if s else b""
-
-
-def _sink(target: Sink) -> Optional[Callable[[bytes], None]]:
-    """Turn a callable or a file-like object into a function taking bytes."""
-    if target is None:
-        return None
-    write = getattr(target, "write", None)
-    if write is None:
-        if callable(target):
-            return target  # type: ignore[return-value]
-        raise TypeError("an output sink must be a callable or have a write() method")
-    binary = getattr(target, "buffer", None)
-
-    def put(data: bytes) -> None:
-        if binary is not None:
-            target.flush()  # type: ignore[union-attr]
-            binary.write(data)
-            binary.flush()
-            return
-        try:
-            write(data)
-        except TypeError:
-            write(data.decode("utf-8", errors="replace"))
-        flush = getattr(target, "flush", None)
-        if flush:
-            flush()
-
-    return put
-
-
-def _command(cmd: Command) -> Union[str, List[str]]:
-    if isinstance(cmd, str):
-        return cmd
-    argv = list(cmd)
-    if not argv or not all(isinstance(a, str) for a in argv):
-        raise ValueError("command must be a string or a non-empty sequence of strings")
-    return argv
-
-
-def _exec_params(cmd: Command, working_dir: Optional[str], user: Optional[str],
-                 env: Optional[Dict[str, str]]) -> Dict[str, Any]:
-    p: Dict[str, Any] = {"command": _command(cmd)}
-    if working_dir:
-        p["working_dir"] = working_dir
-    if user:
-        p["user"] = user
-    if env:
-        p["env"] = dict(env)
-    return p
 
 
 def find_binary() -> str:
@@ -153,15 +47,19 @@ def find_binary() -> str:
 
 
 class Client:
-    """A connection to one `matchlock rpc` process; the client holds one sandbox at a time.
+    """A connection to one `matchlock rpc` process, which serves up to 16 sandboxes at once.
 
-    Use it as a context manager; leaving the block closes the sandbox and the process::
+    ``create`` (or ``launch``) returns a SandboxHandle per sandbox; leaving the ``with`` block
+    closes every sandbox still open and ends the process::
 
         with Client() as c:
-            c.launch(Sandbox("build/rootfs-busybox"))
-            print(c.exec("echo hi").stdout)
+            a = c.create("build/rootfs-busybox", memory_mb=256)
+            b = c.create("build/rootfs-busybox")
+            print(a.exec("echo hi").stdout, b.exec("uname -n").stdout)
 
-    Every method is safe to call from several threads at once; requests overlap on the wire.
+    Every method is safe to call from several threads at once; requests overlap on the wire,
+    and one sandbox's slow request never holds up another's. For a client of one sandbox, the
+    handle's methods are also on the client (``c.exec(...)`` after ``c.launch(...)``).
     """
 
     def __init__(self, binary: Optional[str] = None, *, stderr: Optional[IO[Any]] = None) -> None:
@@ -177,7 +75,7 @@ class Client:
         self._dead: Optional[str] = None
         self._stderr_tail: Deque[str] = collections.deque(maxlen=20)
         self._threads: List[threading.Thread] = []
-        self.sandbox_id: Optional[str] = None
+        self._sandboxes: Dict[str, SandboxHandle] = {}  # guarded by _lock
 
     # ---- process ---------------------------------------------------------------------------
     def start(self) -> "Client":
@@ -252,6 +150,9 @@ class Client:
         if "method" in msg:
             params = msg.get("params") or {}
             if not isinstance(params, dict):
+                return
+            if msg["method"] == "event":
+                self._route_event(Event.from_params(params))
                 return
             with self._lock:
                 call = self._pending.get(params.get("id"))  # type: ignore[arg-type]
@@ -355,205 +256,151 @@ class Client:
         res = self._wait(call, timeout=_CANCEL_GRACE_S)
         return bool(res and res.get("cancelled"))
 
-    # ---- sandbox -----------------------------------------------------------------------------
-    def launch(self, sandbox: Sandbox) -> str:
-        """Create and boot the sandbox; returns its id. One sandbox per client at a time."""
-        if self.sandbox_id is not None:
-            # The server holds several, but this client's calls name none: they would be ambiguous.
-            raise MatchlockError(f"launch: this client already has sandbox {self.sandbox_id}: close or remove "
-                                 "it first, or use another Client")
-        res = self.call("create", sandbox.create_params())
-        self.sandbox_id = res["id"]
+
+    # ---- sandboxes -------------------------------------------------------------------------
+    def create(self, image: Union[str, SandboxOptions, Sandbox], *, timeout: Optional[float] = None,
+               **options: Any) -> SandboxHandle:
+        """Create and start a sandbox; returns its handle once it runs.
+
+        ``image`` is an image (a root filesystem path or an OCI reference) with the options as
+        keyword arguments (the fields of SandboxOptions: ``memory_mb=256``, ``env={...}``,
+        ``mounts=[Mount(...)]``, ...), or a SandboxOptions, or a Sandbox builder. Past
+        ``timeout`` seconds the start is abandoned (RPCError CANCELLED, nothing left behind).
+        """
+        opts = SandboxOptions.of(image, **options)
+        call = self._request("create", opts.create_params())
+        started = time.monotonic()
+        res = self._wait(call, timeout)
+        if timeout is not None and time.monotonic() - started >= timeout:
+            # Started before the cancel could abandon it: the server stops it (spec/rpc.md).
+            try:
+                self.call("close", {"sandbox": res["id"]}, timeout=_CANCEL_GRACE_S)
+            except MatchlockError:
+                pass
+            raise RPCError(CANCELLED, "cancelled", "create")
+        handle = SandboxHandle(self, str(res["id"]))
+        with self._lock:
+            self._sandboxes[handle.id] = handle
         try:
-            for local, remote in sandbox.port_forwards:
-                self.port_forward(local, remote)
+            for local, remote in opts.port_forwards:
+                handle.port_forward(local, remote)
         except MatchlockError:
-            self._close_sandbox()
+            handle.close()
             raise
-        return self.sandbox_id  # type: ignore[return-value]
+        return handle
 
-    def exec(self, command: Command, *, working_dir: Optional[str] = None, user: Optional[str] = None,
-             env: Optional[Dict[str, str]] = None, timeout: Optional[float] = None) -> ExecResult:
-        """Run a command to completion and return its exit code and captured output.
+    def launch(self, sandbox: Union[Sandbox, SandboxOptions], *, timeout: Optional[float] = None) -> SandboxHandle:
+        """``create`` from a Sandbox builder (or a SandboxOptions)."""
+        return self.create(sandbox, timeout=timeout)
 
-        A string runs through ``sh -c``; a list is argv, run with no shell. Past ``timeout``
-        seconds the command is cancelled and RPCError(CANCELLED) is raised.
-        """
-        res = self._wait(self._request("exec", _exec_params(command, working_dir, user, env)), timeout)
-        return ExecResult(int(res["exit_code"]), _unb64(res.get("stdout")), _unb64(res.get("stderr")),
-                          int(res.get("duration_ms", 0)), bool(res.get("truncated", False)),
-                          bool(res.get("stdout_truncated", False)), bool(res.get("stderr_truncated", False)))
+    def handle(self, sandbox_id: str) -> SandboxHandle:
+        """The handle of a sandbox this server holds, by id: one this client made, or one made
+        with a raw ``call("create", ...)`` (which this client then tracks and closes)."""
+        with self._lock:
+            h = self._sandboxes.get(sandbox_id)
+            if h is None:
+                h = self._sandboxes[sandbox_id] = SandboxHandle(self, sandbox_id)
+        return h
 
-    def exec_stream(self, command: Command, stdout: Sink = None, stderr: Sink = None, *,
-                    working_dir: Optional[str] = None, user: Optional[str] = None,
-                    env: Optional[Dict[str, str]] = None, timeout: Optional[float] = None) -> ExecResult:
-        """Run a command, passing its output to ``stdout``/``stderr`` (callables taking bytes, or
-        file-like objects) as it arrives, in the calling thread. Output without a sink is
-        dropped. Returns the exit code and duration (``stdout``/``stderr`` of the result are empty).
-        """
-        out, err = _sink(stdout), _sink(stderr)
+    @property
+    def sandboxes(self) -> List[SandboxHandle]:
+        """The sandboxes this client created that are not closed, oldest first."""
+        with self._lock:
+            return list(self._sandboxes.values())
 
-        def on_notify(method: str, params: Dict[str, Any]) -> None:
-            fn = out if method.endswith(".stdout") else err if method.endswith(".stderr") else None
-            if fn:
-                fn(_unb64(params.get("data")))
+    def _forget(self, handle: SandboxHandle) -> None:
+        with self._lock:
+            self._sandboxes.pop(handle.id, None)
 
-        call = self._request("exec_stream", _exec_params(command, working_dir, user, env))
-        res = self._wait(call, timeout, on_notify)
-        return ExecResult(int(res["exit_code"]), duration_ms=int(res.get("duration_ms", 0)))
+    def _route_event(self, ev: Event) -> None:
+        with self._lock:
+            if ev.sandbox is not None:
+                targets = [h for h in (self._sandboxes.get(ev.sandbox),) if h is not None]
+            else:  # "dropped" names no sandbox: every handle may have missed some
+                targets = list(self._sandboxes.values())
+        for h in targets:
+            h._push_event(ev)
 
-    def exec_pipe(self, command: Command, stdout: Sink = None, stderr: Sink = None, *,
-                  working_dir: Optional[str] = None, user: Optional[str] = None,
-                  env: Optional[Dict[str, str]] = None) -> "Process":
-        """Start a command with a stdin pipe; returns a ``Process`` to write to and wait for.
+    # ---- the one sandbox, for clients of one sandbox ------------------------------------------
+    def _only(self) -> SandboxHandle:
+        """The client's one sandbox; holding none or several, a handle that names no sandbox,
+        so the server answers as spec/rpc.md says (none: SANDBOX_FAILED; several:
+        INVALID_PARAMS, "say which")."""
+        with self._lock:
+            hs = list(self._sandboxes.values())
+        return hs[0] if len(hs) == 1 else SandboxHandle(self, None)
 
-        Output goes to the sinks (called on the client's reader thread; they must not block on
-        this client) or, without them, is collected into the result of ``Process.wait``.
-        """
-        proc = Process(self, "exec_pipe", _sink(stdout), _sink(stderr))
-        proc._start(_exec_params(command, working_dir, user, env))
-        return proc
+    @property
+    def sandbox_id(self) -> Optional[str]:
+        """The id of the client's only sandbox, or None (none, or several)."""
+        with self._lock:
+            hs = list(self._sandboxes.values())
+        return hs[0].id if len(hs) == 1 else None
 
-    def exec_interactive(self, command: Command, stdin: Optional[IO[Any]] = None, stdout: Sink = None, *,
-                         rows: Optional[int] = None, cols: Optional[int] = None,
-                         working_dir: Optional[str] = None, user: Optional[str] = None) -> int:
-        """Run a command on a pseudo-terminal, copying ``stdin`` (default: sys.stdin) to it and its
-        output to ``stdout`` (default: sys.stdout) until it exits; returns the exit code.
+    def exec(self, command: Command, **kw: Any) -> ExecResult:
+        return self._only().exec(command, **kw)
 
-        When stdin is a terminal it is put in raw mode for the duration and window size changes
-        are forwarded.
-        """
-        stdin = sys.stdin if stdin is None else stdin
-        sink = _sink(sys.stdout if stdout is None else stdout)
-        fd: Optional[int] = None
-        try:
-            fd = stdin.fileno()
-        except (AttributeError, OSError, ValueError):
-            fd = None
-        is_tty = fd is not None and os.isatty(fd)
-        if rows is None or cols is None:
-            try:
-                size = os.get_terminal_size(fd if is_tty else 1)
-                rows, cols = rows or size.lines, cols or size.columns
-            except OSError:
-                rows, cols = rows or 24, cols or 80
-        params = _exec_params(command, working_dir, user, None)
-        params.update(rows=rows, cols=cols)
-        proc = Process(self, "exec_tty", sink, None)
-        saved = None
-        old_winch = None
-        if is_tty:
-            import signal
-            import termios
-            import tty
-            saved = termios.tcgetattr(fd)  # type: ignore[arg-type]
-            tty.setraw(fd)  # type: ignore[arg-type]
-            if threading.current_thread() is threading.main_thread():
-                def on_winch(*_: Any) -> None:
-                    s = os.get_terminal_size(fd)  # type: ignore[arg-type]
-                    proc.resize(s.lines, s.columns)
-                old_winch = signal.signal(signal.SIGWINCH, on_winch)
-        try:
-            proc._start(params)
-            stop = threading.Event()
-            pump = threading.Thread(target=_pump_stdin, args=(proc, stdin, fd, stop), daemon=True)
-            pump.start()
-            try:
-                return proc.wait().exit_code
-            finally:
-                stop.set()
-        finally:
-            if saved is not None:
-                import signal
-                import termios
-                termios.tcsetattr(fd, termios.TCSADRAIN, saved)  # type: ignore[arg-type]
-                if old_winch is not None:
-                    signal.signal(signal.SIGWINCH, old_winch)
+    def exec_stream(self, command: Command, stdout: Sink = None, stderr: Sink = None, **kw: Any) -> ExecResult:
+        return self._only().exec_stream(command, stdout, stderr, **kw)
 
-    # ---- files -------------------------------------------------------------------------------
-    def write_file(self, path: str, content: Union[bytes, str], mode: int = 0o644) -> None:
-        """Write a file in the guest (parents are created), in chunks of any total size."""
-        data = content.encode() if isinstance(content, str) else bytes(content)
-        view = memoryview(data)
-        off = 0
-        while True:
-            chunk = view[off:off + FILE_CHUNK]
-            self.call("write_file", {"path": path, "content": _b64(chunk), "mode": mode, "append": off > 0})
-            off += len(chunk)
-            if off >= len(data):
-                return
+    def exec_pipe(self, command: Command, stdout: Sink = None, stderr: Sink = None, **kw: Any) -> Process:
+        return self._only().exec_pipe(command, stdout, stderr, **kw)
 
-    def read_file(self, path: str, max_bytes: int = READ_FILE_MAX) -> bytes:
-        """Read a whole file from the guest, in chunks. A file larger than ``max_bytes``
-        (default READ_FILE_MAX, 256 MiB) raises MatchlockError instead of filling memory."""
-        parts: List[bytes] = []
-        off = 0
-        while True:
-            want = min(FILE_CHUNK, max_bytes - off + 1)  # one byte past the bound tells us it is larger
-            res = self.call("read_file", {"path": path, "offset": off, "length": want})
-            chunk = _unb64(res.get("content"))
-            parts.append(chunk)
-            off += len(chunk)
-            if off > max_bytes:
-                raise MatchlockError(f"read_file {path}: the file is larger than max_bytes={max_bytes}; "
-                                     "pass a larger max_bytes to read it")
-            if len(chunk) < want:
-                return b"".join(parts)
+    def exec_interactive(self, command: Command, stdin: Optional[IO[Any]] = None, stdout: Sink = None,
+                         **kw: Any) -> int:
+        return self._only().exec_interactive(command, stdin, stdout, **kw)
 
-    def list_files(self, path: str) -> List[FileInfo]:
-        """The entries of a guest directory."""
-        res = self.call("list_files", {"path": path})
-        return [FileInfo(f["name"], int(f["size"]), int(f["mode"]), f.get("mod_time", ""), bool(f["is_dir"]),
-                         _unb64(f.get("name_b64")) if "name_b64" in f else f["name"].encode())
-                for f in res.get("files", [])]
+    def write_file(self, path: str, content: Union[bytes, str], mode: int = 0o644, **kw: Any) -> None:
+        self._only().files.write(path, content, mode, **kw)
 
-    # ---- network -----------------------------------------------------------------------------
+    def read_file(self, path: str, max_bytes: int = READ_FILE_MAX, **kw: Any) -> bytes:
+        return self._only().files.read(path, max_bytes, **kw)
+
+    def list_files(self, path: str, **kw: Any) -> List[FileInfo]:
+        return self._only().files.list(path, **kw)
+
     def port_forward(self, local_port: int, remote_port: int, addresses: Optional[List[str]] = None) -> List[PortBinding]:
-        """Forward a host port to a guest port."""
-        params: Dict[str, Any] = {"forwards": [{"local_port": local_port, "remote_port": remote_port}]}
-        if addresses:
-            params["addresses"] = list(addresses)
-        res = self.call("port_forward", params)
-        return [PortBinding(b["address"], int(b["local_port"]), int(b["remote_port"])) for b in res.get("bindings", [])]
+        return self._only().port_forward(local_port, remote_port, addresses)
 
     def allow_list_add(self, *hosts: str) -> List[str]:
-        """Allow more hosts at run time; returns the whole allow-list."""
-        return list(self.call("allow_list_add", {"hosts": list(hosts)}).get("allowed_hosts", []))
+        return self._only().allow_list_add(*hosts)
 
     def allow_list_delete(self, *hosts: str) -> List[str]:
-        """Remove hosts from the allow-list; returns the whole allow-list."""
-        return list(self.call("allow_list_delete", {"hosts": list(hosts)}).get("allowed_hosts", []))
+        return self._only().allow_list_delete(*hosts)
 
     def log(self) -> str:
-        """The sandbox's log so far (its last 16 MiB); bytes that are not UTF-8 appear as U+FFFD."""
-        return self.log_bytes().decode("utf-8", errors="replace")
+        return self._only().log()
 
     def log_bytes(self) -> bytes:
-        """The sandbox's log so far (its last 16 MiB), exactly as written."""
-        return _unb64(self.call("log").get("content"))
+        return self._only().log_bytes()
+
+    def remove(self) -> None:
+        """Stop the only sandbox and remove its record and directory (``matchlock rm``)."""
+        with self._lock:
+            hs = list(self._sandboxes.values())
+        if hs:
+            self._only().remove()
 
     # ---- shutdown ----------------------------------------------------------------------------
-    def _close_sandbox(self) -> None:
-        if self.sandbox_id is None:
-            return
-        try:
-            self.call("close", {})
-        finally:
-            self.sandbox_id = None
-
     def close(self) -> None:
-        """Stop the sandbox and end `matchlock rpc`. The sandbox stays listed as stopped (with
-        its log) until ``matchlock rm ID``, ``matchlock prune`` or ``remove``."""
+        """Stop every sandbox still open (concurrently) and end `matchlock rpc`. The sandboxes
+        stay listed as stopped (with their logs) until ``matchlock rm ID``, ``matchlock prune``
+        or ``SandboxHandle.remove``."""
         proc = self._proc
         if proc is None:
             return
         try:
             if self._dead is None:
-                self._close_sandbox()
-        except MatchlockError:
-            pass
+                hs = self.sandboxes
+                for i in range(0, len(hs), _CLOSE_ALL_MAX):
+                    stops = [threading.Thread(target=h._close_quietly, daemon=True) for h in hs[i:i + _CLOSE_ALL_MAX]]
+                    for t in stops:
+                        t.start()
+                    for t in stops:
+                        t.join(timeout=_CANCEL_GRACE_S + 60)
         finally:
-            self.sandbox_id = None
+            with self._lock:
+                self._sandboxes.clear()
             try:
                 with self._wlock:
                     if proc.stdin:
@@ -569,104 +416,12 @@ class Client:
                 t.join(timeout=5)
             self._proc = None
 
-    def remove(self) -> None:
-        """Stop the sandbox and remove its record and directory (``matchlock rm``), keeping the
-        client usable for another ``launch``."""
-        sid = self.sandbox_id
-        self._close_sandbox()
-        if sid is None:
-            return
-        binary = self._binary or find_binary()
-        r = subprocess.run([binary, "rm", sid], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            raise MatchlockError(f"matchlock rm {sid}: {r.stderr.strip()}")
-
-
-def _pump_stdin(proc: "Process", stdin: IO[Any], fd: Optional[int], stop: threading.Event) -> None:
-    """Copy ``stdin`` to an interactive process until EOF or until it exits."""
-    try:
-        while not stop.is_set():
-            if fd is not None:
-                r, _, _ = select.select([fd], [], [], 0.2)
-                if not r:
-                    continue
-                data = os.read(fd, 65536)
-            else:
-                data = stdin.read(65536)
-            if not data:
-                break
-            proc.write(data)
-        if not stop.is_set():
-            proc.close_stdin()
-    except (OSError, ValueError, MatchlockError):
-        pass
-
-
-class Process:
-    """A command started with ``exec_pipe`` (or ``exec_interactive``): write to its stdin, then
-    ``wait`` for it."""
-
-    def __init__(self, client: Client, method: str, out: Optional[Callable[[bytes], None]],
-                 err: Optional[Callable[[bytes], None]]) -> None:
-        self._client = client
-        self._method = method
-        self._out, self._err = out, err
-        self._bufs: Dict[str, List[bytes]] = {"stdout": [], "stderr": []}
-        self._ready = threading.Event()
-        self._call: Optional[_Call] = None
-
-    def _on_notify(self, method: str, params: Dict[str, Any]) -> None:
-        kind = method.rsplit(".", 1)[-1]
-        if kind == "ready":
-            self._ready.set()
-            return
-        data = _unb64(params.get("data"))
-        fn = self._out if kind == "stdout" else self._err if kind == "stderr" else None
-        if fn:
-            fn(data)
-        elif kind in self._bufs:
-            self._bufs[kind].append(data)
-
-    def _start(self, params: Dict[str, Any]) -> None:
-        self._call = self._client._request(self._method, params, handler=self._on_notify)
-        # Either ready arrives, or the request fails (its answer is then queued).
-        while not self._ready.wait(0.05):
-            if not self._call.q.empty():
-                self._client._wait(self._call)  # raises the error
-                self._ready.set()  # finished without ready: nothing more to write
-
     @property
-    def id(self) -> int:
-        """The request id of this process (for ``Client.cancel``)."""
-        assert self._call
-        return self._call.id
-
-    def write(self, data: Union[bytes, str]) -> None:
-        """Send bytes to the process's stdin."""
-        b = data.encode() if isinstance(data, str) else bytes(data)
-        for i in range(0, len(b), FILE_CHUNK):
-            self._client._notify(self._method + ".stdin", {"id": self.id, "data": _b64(b[i:i + FILE_CHUNK])})
-
-    def close_stdin(self) -> None:
-        """Close the process's stdin (it sees end of file)."""
-        self._client._notify(self._method + ".stdin_eof", {"id": self.id})
-
-    def resize(self, rows: int, cols: int) -> None:
-        """Change the terminal size (exec_interactive only)."""
-        if self._method == "exec_tty":
-            self._client._notify("exec_tty.resize", {"id": self.id, "rows": rows, "cols": cols})
-
-    def cancel(self) -> bool:
-        """Terminate the process; ``wait`` then raises RPCError(CANCELLED)."""
-        return self._client.cancel(self.id)
-
-    def wait(self, timeout: Optional[float] = None) -> ExecResult:
-        """Wait for the process to exit. Output not sent to a sink is in the result."""
-        assert self._call
-        res = self._client._wait(self._call, timeout)
-        return ExecResult(int(res["exit_code"]), b"".join(self._bufs["stdout"]), b"".join(self._bufs["stderr"]),
-                          int(res.get("duration_ms", 0)))
+    def binary(self) -> str:
+        """The matchlock binary this client runs."""
+        return self._binary or find_binary()
 
 
-__all__ = ["Client", "ExecResult", "FileInfo", "PortBinding", "Process", "FILE_CHUNK", "READ_FILE_MAX", "CANCELLED",
-           "find_binary"]
+# The first version's names here too (from matchlock.client import ExecResult, ...).
+__all__ = ["Client", "find_binary", "FILE_CHUNK", "READ_FILE_MAX", "ExecResult", "FileInfo", "PortBinding",
+           "Process"]

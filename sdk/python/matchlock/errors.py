@@ -2,7 +2,8 @@
 
 from typing import Any, Optional
 
-# JSON-RPC error codes used by `matchlock rpc` (see spec/rpc.md).
+# JSON-RPC error codes of `matchlock rpc`: the table "Error codes" in spec/rpc.md (the Go and
+# TypeScript SDKs use the same names; tests compare all three with the table).
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -12,6 +13,19 @@ SANDBOX_FAILED = -32000
 EXEC_FAILED = -32001
 FILE_FAILED = -32002
 CANCELLED = -32003
+
+#: Every code by its name in spec/rpc.md's table.
+ERROR_CODES = {
+    "PARSE_ERROR": PARSE_ERROR,
+    "INVALID_REQUEST": INVALID_REQUEST,
+    "METHOD_NOT_FOUND": METHOD_NOT_FOUND,
+    "INVALID_PARAMS": INVALID_PARAMS,
+    "INTERNAL_ERROR": INTERNAL_ERROR,
+    "SANDBOX_FAILED": SANDBOX_FAILED,
+    "EXEC_FAILED": EXEC_FAILED,
+    "FILE_FAILED": FILE_FAILED,
+    "CANCELLED": CANCELLED,
+}
 
 
 class MatchlockError(Exception):

@@ -295,16 +295,11 @@ def create_params(params: Dict[str, Any], hooks: Hooks) -> Dict[str, Any]:
     return out
 
 
-def launch(client: Any, sandbox: Any, hooks: Hooks) -> str:
+def launch(client: Any, sandbox: Any, hooks: Hooks) -> Any:
     """Create the sandbox (a Sandbox, or ``create`` params as a dict) with its hooks in force
-    from the first instruction; returns its id. (Port forwards of a Sandbox are not set up.)"""
-    if getattr(client, "sandbox_id", None) is not None:
-        raise MatchlockError(f"launch: this client already has sandbox {client.sandbox_id}")
+    from the first instruction; returns its SandboxHandle (``str(handle)`` is its id). (Port
+    forwards of a Sandbox are not set up.)"""
     install(client, hooks)
     params = sandbox if isinstance(sandbox, dict) else sandbox.create_params()
     res = client.call("create", create_params(params, hooks))
-    try:
-        client.sandbox_id = res["id"]  # a client that remembers its one sandbox
-    except AttributeError:
-        pass  # a client whose sandbox_id is derived (read-only)
-    return res["id"]
+    return client.handle(res["id"])

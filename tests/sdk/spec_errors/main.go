@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	sdk "github.com/matchlock/matchlock/sdk/go"
+	sdk "github.com/matchlock/matchlock/sdk/go/matchlock"
 )
 
 func main() {

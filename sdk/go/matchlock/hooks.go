@@ -1,4 +1,4 @@
-package sdk
+package matchlock
 
 // Hooks: rules and callbacks on a sandbox's HTTPS requests and host-folder file operations
 // (spec/rpc.md "Hooks"). Rules are evaluated by matchlock (in the TLS proxy and the file
@@ -7,14 +7,14 @@ package sdk
 // an error from the callback, or a client that went away: the request is refused (403) or the
 // file operation fails (EACCES).
 //
-//	h := &sdk.Hooks{
-//		Network: []sdk.NetworkRule{{Name: "no-admin", Path: "/admin/**", Action: "block"},
-//			{Name: "tag", Path: "/v1/*", Callback: func(ctx context.Context, rq sdk.NetworkRequest) (sdk.NetworkDecision, error) {
-//				return sdk.Allow(map[string]string{"x-tag": "1"}), nil
+//	h := &matchlock.Hooks{
+//		Network: []matchlock.NetworkRule{{Name: "no-admin", Path: "/admin/**", Action: "block"},
+//			{Name: "tag", Path: "/v1/*", Callback: func(ctx context.Context, rq matchlock.NetworkRequest) (matchlock.NetworkDecision, error) {
+//				return matchlock.Allow(map[string]string{"x-tag": "1"}), nil
 //			}}},
-//		Files: []sdk.FileRule{{Name: "locked", Ops: []string{"write", "create"}, Path: "/workspace/ro/**", Action: "block"}},
+//		Files: []matchlock.FileRule{{Name: "locked", Ops: []string{"write", "create"}, Path: "/workspace/ro/**", Action: "block"}},
 //	}
-//	id, err := c.LaunchWithHooks(ctx, sdk.New(image).WithMount(dir, "/workspace", "rw"), h)
+//	sb, err := c.LaunchWithHooks(ctx, matchlock.New(image).WithMount(dir, "/workspace", "rw"), h)
 //	...
 //	_, err = c.SetHooks(ctx, h) // change them on the running sandbox
 //
@@ -319,22 +319,11 @@ func (c *Client) GetHooks(ctx context.Context) (map[string]any, error) {
 	return res, err
 }
 
-// LaunchWithHooks creates and boots sb with h in force from its first instruction.
-func (c *Client) LaunchWithHooks(ctx context.Context, sb *Sandbox, h *Hooks) (string, error) {
-	if id := c.SandboxID(); id != "" {
-		return "", fmt.Errorf("launch: this client already has sandbox %s", id)
-	}
+// LaunchWithHooks creates and boots sb with h in force from its first instruction and returns
+// its handle.
+func (c *Client) LaunchWithHooks(ctx context.Context, sb *Sandbox, h *Hooks) (*SandboxHandle, error) {
 	c.InstallHooks(h)
 	p := sb.CreateParams()
 	p["hooks"] = h.Wire()
-	var res struct {
-		ID string `json:"id"`
-	}
-	if err := c.Call(ctx, "create", p, &res); err != nil {
-		return "", err
-	}
-	c.mu.Lock()
-	c.sandboxID = res.ID
-	c.mu.Unlock()
-	return res.ID, nil
+	return c.create(ctx, p, sb.PortForwards())
 }

@@ -1,4 +1,4 @@
-package sdk
+package matchlock
 
 // Hook tests: one sandbox of its own (busybox, a rw host folder at /workspace) reaching a
 // loopback HTTPS upstream (tests/sdk/hooks_upstream.py) through the proxy.
@@ -73,7 +73,7 @@ func newHookEnv(t *testing.T) *hookEnv {
 	dir := t.TempDir()
 	up := filepath.Join(dir, "up")
 	os.Mkdir(up, 0o755)
-	srv := exec.Command("python3", "../../tests/sdk/hooks_upstream.py", up)
+	srv := exec.Command("python3", "../../../tests/sdk/hooks_upstream.py", up)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

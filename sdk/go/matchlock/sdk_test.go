@@ -1,7 +1,7 @@
-package sdk
+package matchlock
 
 // Tests against the real build/matchlock and real sandboxes. Environment: MATCHLOCK_BIN
-// (default ../../build/matchlock), MATCHLOCK_TEST_IMAGE (default ../../build/rootfs-busybox).
+// (default ../../../build/matchlock), MATCHLOCK_TEST_IMAGE (default ../../../build/rootfs-busybox).
 // Most tests share one sandbox (booted in TestMain); each leaves it usable.
 
 import (
@@ -29,12 +29,12 @@ var (
 
 func TestMain(m *testing.M) {
 	if os.Getenv("MATCHLOCK_BIN") == "" {
-		p, _ := filepath.Abs("../../build/matchlock")
+		p, _ := filepath.Abs("../../../build/matchlock")
 		os.Setenv("MATCHLOCK_BIN", p)
 	}
 	image = os.Getenv("MATCHLOCK_TEST_IMAGE")
 	if image == "" {
-		image, _ = filepath.Abs("../../build/rootfs-busybox")
+		image, _ = filepath.Abs("../../../build/rootfs-busybox")
 	}
 	var err error
 	shared, err = NewClient(Options{})
@@ -348,9 +348,6 @@ func TestUnsupportedAndRefused(t *testing.T) {
 	if hosts, err := shared.AllowListDelete(c, "go-sdk.test"); err != nil || contains(hosts, "go-sdk.test") {
 		t.Fatalf("allow_list_delete: %v %v", hosts, err)
 	}
-	if _, err := shared.Launch(c, New(image)); err == nil || !strings.Contains(err.Error(), "already has sandbox") {
-		t.Fatalf("second launch on one client: %v", err)
-	}
 	if s, err := shared.Log(c); err != nil || !strings.Contains(s, "matchlock") {
 		t.Fatalf("log: %q %v", s, err)
 	}
@@ -379,13 +376,27 @@ func TestSecondSandboxNamedByID(t *testing.T) {
 	if err != nil || res.ExitCode != 0 || created.ID == shared.SandboxID() {
 		t.Fatalf("exec in %s: %v %+v", created.ID, err, res)
 	}
-	if _, err := shared.Exec(c, Shell("true")); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), `"sandbox": ID`) {
+	if err := shared.Call(c, "exec", map[string]any{"command": "true"}, nil); !IsCode(err, CodeParams) || !strings.Contains(err.Error(), `"sandbox": ID`) {
 		t.Fatalf("exec naming no sandbox of two: %v", err)
 	}
-	if err := shared.Call(c, "close", map[string]any{"sandbox": created.ID}, nil); err != nil {
+	if r := mustExec(t, Shell("echo mine")); string(r.Stdout) != "mine\n" {
+		t.Fatalf("the client's own sandbox names itself: %q", r.Stdout)
+	}
+	// A handle for the raw one: tracked, closed through it.
+	h := shared.Handle(created.ID)
+	if shared.Handle(created.ID) != h || len(shared.Sandboxes()) != 2 {
+		t.Fatalf("Handle: %v", shared.Sandboxes())
+	}
+	if r, err := h.Exec(c, Shell("echo theirs")); err != nil || string(r.Stdout) != "theirs\n" {
+		t.Fatalf("exec through Handle: %v", err)
+	}
+	if err := h.Close(c); err != nil {
 		t.Fatalf("close %s: %v", created.ID, err)
 	}
 	closed = true
+	if len(shared.Sandboxes()) != 1 {
+		t.Fatalf("after closing the raw one: %v", shared.Sandboxes())
+	}
 	if r := mustExec(t, Shell("echo mine")); string(r.Stdout) != "mine\n" {
 		t.Fatalf("the client's own sandbox after the second closed: %q", r.Stdout)
 	}
@@ -460,7 +471,7 @@ func TestCreateRefusesWhatItDoesNotImplement(t *testing.T) {
 		{map[string]any{"network": map[string]any{"intercept": true}}, "network.intercept"},
 		{map[string]any{"network": map[string]any{"secrets": map[string]any{"K": map[string]any{
 			"value": "v", "hosts": []string{"a.test"}, "placeholder": "P"}}}}, "network.secrets.K.placeholder"},
-		{map[string]any{"vfs": map[string]any{}}, "vfs"},
+		{map[string]any{"vfs": map[string]any{"interception": map[string]any{}}}, "vfs.interception"},
 		{map[string]any{"extra_disks": []any{}}, "extra_disks"},
 		{map[string]any{"no_such_field": 1}, "no_such_field"},
 	}
@@ -498,10 +509,11 @@ func TestTwentyEnvThenExecAndCloseLeavesRecord(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		sb.WithEnv(fmt.Sprintf("E%d", i), fmt.Sprint(i))
 	}
-	id, err := c.Launch(cx, sb)
+	h, err := c.Launch(cx, sb)
 	if err != nil {
 		t.Fatal(err)
 	}
+	id := h.ID()
 	r, err := c.Exec(cx, Shell("env | grep -c ^E"), Env("F1", "x"))
 	if err != nil || string(r.Stdout) != "20\n" {
 		t.Fatalf("exec after 20 env: %v %+v", err, r)
@@ -603,5 +615,131 @@ func TestMounts(t *testing.T) {
 	if _, err := c2.Launch(cx, New(image).WithMount(rw, "/proc", "")); !IsCode(err, CodeParams) ||
 		!strings.Contains(err.Error(), "guest path /proc: reserved") {
 		t.Fatalf("mount over /proc: %v", err)
+	}
+}
+
+func TestErrorCodesMatchSpecTable(t *testing.T) {
+	spec, err := os.ReadFile("../../../spec/rpc.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (-\d+) \| ([A-Z_]+) \|`).FindAllStringSubmatch(string(spec), -1) {
+		var code int
+		fmt.Sscan(m[1], &code)
+		table[m[2]] = code
+	}
+	if len(table) != 9 || !reflect.DeepEqual(table, ErrorCodes) {
+		t.Fatalf("spec/rpc.md's table %v, ErrorCodes %v", table, ErrorCodes)
+	}
+}
+
+// One client, two more sandboxes driven at once (the shared one stays the client's too).
+func TestTwoSandboxesConcurrently(t *testing.T) {
+	c, err := NewClient(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cx := ctx(t)
+	a, err := c.Create(cx, SandboxOptions{Image: image, Hostname: "alpha", Env: map[string]string{"WHO": "a"}, MemoryMB: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Launch(cx, New(image).WithHostname("beta").WithEnv("WHO", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs := c.Sandboxes(); len(hs) != 2 || hs[0] != a || hs[1] != b {
+		t.Fatalf("sandboxes: %v", hs)
+	}
+	var wg sync.WaitGroup
+	got := make([]string, 2)
+	errs := make([]error, 2)
+	for i, h := range []*SandboxHandle{a, b} {
+		wg.Add(1)
+		go func(i int, h *SandboxHandle) {
+			defer wg.Done()
+			if errs[i] = h.Files.Write(cx, "/tmp/mine", []byte(h.ID()), 0o644); errs[i] != nil {
+				return
+			}
+			r, err := h.Exec(cx, Shell("sleep 1; echo $(hostname) $WHO $(cat /tmp/mine)"))
+			if err == nil {
+				got[i] = string(r.Stdout)
+			}
+			errs[i] = err
+		}(i, h)
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil || got[0] != "alpha a "+a.ID()+"\n" || got[1] != "beta b "+b.ID()+"\n" {
+		t.Fatalf("concurrent execs: %v %q", errs, got)
+	}
+	// A cancelled long exec in one leaves both usable.
+	short, cancel := context.WithTimeout(cx, 2*time.Second)
+	defer cancel()
+	if _, err := a.Exec(short, Shell("sleep 120")); !IsCode(err, CodeCancelled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("long exec past its context: %v", err)
+	}
+	for _, h := range []*SandboxHandle{a, b} {
+		if r, err := h.Exec(cx, Shell("echo ok")); err != nil || string(r.Stdout) != "ok\n" {
+			t.Fatalf("%s after the cancel: %v", h.ID(), err)
+		}
+	}
+	// Files of one are not the other's; remove works.
+	if err := a.Files.Remove(cx, "/tmp/mine", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Files.Read(cx, "/tmp/mine"); !IsCode(err, CodeFileFailed) {
+		t.Fatalf("read after remove: %v", err)
+	}
+	if d, err := b.Files.Read(cx, "/tmp/mine"); err != nil || string(d) != b.ID() {
+		t.Fatalf("b's file: %q %v", d, err)
+	}
+	// A denied lookup in b is an event of b's, not a's.
+	if _, err := b.Exec(cx, Shell("nslookup -type=A q1.denied.test >/dev/null 2>&1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-b.Events():
+		if ev.Sandbox != b.ID() || ev.Type != "network" || ev.Network == nil || !ev.Network.Blocked {
+			t.Fatalf("event: %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event for b")
+	}
+	select {
+	case ev := <-a.Events():
+		t.Fatalf("a got b's event: %+v", ev)
+	default:
+	}
+	// Close, then Remove (as the Go Matchlock's SDK does); a closed handle refuses.
+	if err := a.Close(cx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(cx, Shell("true")); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("exec on a closed handle: %v", err)
+	}
+	if err := a.Remove(cx); err != nil {
+		t.Fatalf("remove after close: %v", err)
+	}
+	if out, _ := exec.Command(os.Getenv("MATCHLOCK_BIN"), "ls").Output(); strings.Contains(string(out), a.ID()) {
+		t.Fatalf("%s still listed:\n%s", a.ID(), out)
+	}
+	if hs := c.Sandboxes(); len(hs) != 1 || hs[0] != b {
+		t.Fatalf("sandboxes after closing a: %v", hs)
+	}
+}
+
+// A create whose context has ended is cancelled (CodeCancelled wrapping the context's error),
+// and the client holds no handle for it.
+func TestCancelledCreate(t *testing.T) {
+	cx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := len(shared.Sandboxes())
+	if _, err := shared.Create(cx, SandboxOptions{Image: image}); !IsCode(err, CodeCancelled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("create with an ended context: %v", err)
+	}
+	if n := len(shared.Sandboxes()); n != before {
+		t.Fatalf("sandboxes: %d, want %d", n, before)
 	}
 }

@@ -1,3 +1,0 @@
-module github.com/matchlock/matchlock/sdk/go
-
-go 1.19

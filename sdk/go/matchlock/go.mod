@@ -1,0 +1,3 @@
+module github.com/matchlock/matchlock/sdk/go/matchlock
+
+go 1.19
