@@ -27,6 +27,7 @@ int cmd_allow_list(int argc, char **argv);
 int cmd_port_forward(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_pool(int argc, char **argv);
 /* The OCI runtime (cmd_oci.c): argv[0] is "oci" or the program, then runc's flags and verb. */
 int cmd_oci(int argc, char **argv);
 /* matchlock build -t TAG DIR: Buildah with matchlock as its runtime, into the store. */

@@ -138,6 +138,7 @@ int main(int argc, char **argv)
 		{ "pull", cmd_pull },
 		{ "image", cmd_image },
 		{ "volume", cmd_volume },
+		{ "pool", cmd_pool },
 		{ "oci", cmd_oci },
 		{ "build", cmd_build },
 	};
