@@ -206,6 +206,11 @@ $(BUILD)/tests/san/%: $(BUILD)/san/tests/unit/%.o $(LIB_SAN)
 $(BUILD)/fuzz/%: $(BUILD)/fuzz/tests/fuzz/%.o $(LIB_FUZZ)
 	$(CLANG) -fsanitize=fuzzer,address,undefined $^ -o $@ $(LIB_LIBS)
 
+# The OCI runtime's config.json parser lives in src/host; its harness links that one object.
+$(BUILD)/fuzz/fuzz_oci_config: $(BUILD)/fuzz/tests/fuzz/fuzz_oci_config.o \
+		$(BUILD)/fuzz/src/host/runtime_config.o $(LIB_FUZZ)
+	$(CLANG) -fsanitize=fuzzer,address,undefined $^ -o $@ $(LIB_LIBS)
+
 unit: $(UNITS) $(UNITS_SAN)
 # Keep the test objects (make would delete them as intermediates and rebuild them every time).
 .SECONDARY: $(UNIT_SAN_OBJ) $(FUZZ_OBJ)
@@ -254,7 +259,7 @@ client-image: $(BUILD)/matchlock
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all fixtures default-image
-	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs bench/image bench/sdk_clients; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs bench/image bench/sdk_clients bench/oci; do $$b || exit 1; echo; done
 
 # Each harness for FUZZ_SECONDS on its seeds plus the corpus kept in tests/fuzz/corpus/NAME;
 # prints execution counts and findings (tests/fuzz/campaign). fuzz-merge also minimises what the

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -146,6 +147,13 @@ static void child_run(struct exec_request *q, int fds[3], const char *pts, int e
 	if (q->user && *q->user) {
 		if (resolve_user(q->user, &uid, &gid, &name, &home) < 0)
 			child_fail(errfd, STAGE_USER, ENOENT);
+	}
+	/* Resource limits while still root (raising a hard limit needs it). */
+	for (unsigned i = 0; i < q->nrlimits; i++) {
+		struct rlimit rl = { .rlim_cur = q->rlimits[i].soft,
+				     .rlim_max = q->rlimits[i].hard };
+		if (setrlimit((int)q->rlimits[i].resource, &rl) < 0)
+			child_fail(errfd, STAGE_EXEC, errno);
 	}
 	/* Like Docker, create a missing working directory (as root, before dropping privileges). */
 	const char *cwd = q->cwd && *q->cwd ? q->cwd : "/";

@@ -32,6 +32,12 @@ static int write_file(const char *path, const char *text, bool append)
 	return r;
 }
 
+/*
+ * Where each bundle ended before our first append: a later config (a pool's standby claimed,
+ * pool.h on the host) replaces the CA instead of adding one, so no earlier CA stays trusted.
+ */
+static off_t bundle_base[3] = { -1, -1, -1 };
+
 int trust_install_ca(const char *pem)
 {
 	static const char *const bundles[] = { "/etc/ssl/certs/ca-certificates.crt",
@@ -56,11 +62,17 @@ int trust_install_ca(const char *pem)
 		if (dup)
 			continue;
 		seen[nseen++] = st;
+		if (bundle_base[i] < 0)
+			bundle_base[i] = st.st_size;
+		else if (truncate(bundles[i], bundle_base[i]) < 0)
+			warn("cannot replace the sandbox CA in %s: %s", bundles[i],
+			     strerror(errno));
 		if ((r = write_file(bundles[i], pem, true)) < 0)
 			warn("cannot add the sandbox CA to %s: %s", bundles[i], strerror(-r));
 	}
 	if (!first) {
 		first = bundles[0];
+		bundle_base[0] = 0; /* ours: a later CA replaces it */
 		if ((r = write_file(first, pem, false)) < 0)
 			warn("cannot write %s: %s", first, strerror(-r));
 	}

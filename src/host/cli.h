@@ -27,6 +27,16 @@ int cmd_allow_list(int argc, char **argv);
 int cmd_port_forward(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_pool(int argc, char **argv);
+/* The OCI runtime (cmd_oci.c): argv[0] is "oci" or the program, then runc's flags and verb. */
+int cmd_oci(int argc, char **argv);
+/* matchlock build -t TAG DIR: Buildah with matchlock as its runtime, into the store. */
+int cmd_build(int argc, char **argv);
+/*
+ * Do these arguments (after the program name) follow runc's command line rather than
+ * matchlock's? Engines call the runtime binary with runc's global flags and verbs.
+ */
+bool cli_is_oci(int argc, char **argv);
 
 /*
  * Connect to the control socket of a running sandbox given by ID or unique prefix; the full ID

@@ -9,6 +9,7 @@
 
 #include "arch.h"
 #include "cli.h"
+#include "pool.h"
 #include "snapshot.h"
 #include "common/log.h"
 #include "oci/oci.h"
@@ -102,6 +103,14 @@ int cmd_image(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(sub, "rm") && argc == 3) {
+		/* A pool of the image goes first: its standbys run on the image's disk. */
+		struct state *st;
+		if (state_open(&st, err, sizeof(err)) == 0) {
+			int pools = pool_remove_image(st, argv[2]);
+			state_close(st);
+			if (pools)
+				printf("removed %d pool(s) of %s\n", pools, argv[2]);
+		}
 		if (oci_image_rm(argv[2], &freed, &n, err, sizeof(err)) < 0)
 			goto fail;
 		/* Snapshots of an image's disk go with the disk. */

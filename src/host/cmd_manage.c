@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pool.h"
 #include "disk.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -242,8 +243,16 @@ int cmd_gc(int argc, char **argv)
 	DIR *d = opendir(sbroot);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.') {
+			/* A disk whose detached unlink did not happen (session.c). */
+			size_t len = strlen(e->d_name);
+			char p[4500];
+			snprintf(p, sizeof(p), "%s/%s", sbroot, e->d_name);
+			if (len > 10 && !strcmp(e->d_name + len - 10, ".disk-gone") &&
+			    unlink(p) == 0)
+				temps++;
 			continue;
+		}
 		bool owned = false;
 		for (size_t i = 0; i < n && !owned; i++)
 			owned = !strcmp(list[i].id, e->d_name);
@@ -285,8 +294,11 @@ int cmd_gc(int argc, char **argv)
 	}
 	if (d)
 		closedir(d);
+	int pools = pool_gc(st);
 	state_close(st);
 	int snaps = snapshot_gc();
+	if (pools)
+		printf("gc: %d unfinished pool removal(s) completed\n", pools);
 	printf("gc: %u crashed sandbox(es) marked, %u orphaned director(ies), %u temporary file(s) "
 	       "and "
 	       "%d stale snapshot(s) removed\n",

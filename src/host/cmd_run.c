@@ -53,6 +53,7 @@ static const char run_usage[] =
     "      --platform linux/amd64|linux/arm64  the guest's architecture (default: the\n"
     "                         host's; another one runs emulated)\n"
     "      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
+    "      --no-pool          never take a pre-started sandbox of a pool (matchlock pool)\n"
     "  -v, --volume HOST[:GUEST][:MODE]  show host folder HOST at GUEST (default: the\n"
     "                         workspace); MODE overlay (default: the sandbox writes its own\n"
     "                         copy, HOST stays unchanged), rw (writes go to HOST) or ro\n"
@@ -173,7 +174,8 @@ enum {
 	OPT_UPSTREAM_CA,
 	OPT_HOOKS,
 	OPT_DISK_SIZE,
-	OPT_WORKSPACE
+	OPT_WORKSPACE,
+	OPT_NO_POOL
 };
 
 /*
@@ -343,6 +345,9 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 	case OPT_NO_SNAPSHOT:
 		sp->no_snapshot = true;
 		return 0;
+	case OPT_NO_POOL:
+		sp->no_pool = true;
+		return 0;
 	case 'h':
 		fputs(run_usage, stdout);
 		return 1;
@@ -385,6 +390,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		{ "volume", required_argument, NULL, 'v' },
 		{ "workspace", required_argument, NULL, OPT_WORKSPACE },
 		{ "disk-size", required_argument, NULL, OPT_DISK_SIZE },
+		{ "no-pool", no_argument, NULL, OPT_NO_POOL },
 		{ 0 },
 	};
 	char *env_files[64];

@@ -34,27 +34,27 @@ int control_dir(const char *id, char *out, size_t n)
  * sun_path is 108 bytes; MATCHLOCK_HOME may be longer. Go through an O_PATH fd of the directory
  * and /proc/self/fd, which is always short.
  */
-static int sock_addr(const char *dir, int *dirfd, struct sockaddr_un *sa)
+static int sock_addr_named(const char *dir, const char *name, int *dirfd, struct sockaddr_un *sa)
 {
 	*dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (*dirfd < 0)
 		return -errno;
 	memset(sa, 0, sizeof(*sa));
 	sa->sun_family = AF_UNIX;
-	snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/control.sock", *dirfd);
+	snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", *dirfd, name);
 	return 0;
 }
 
-int control_listen(const char *dir, char *err, size_t errn)
+int control_listen_named(const char *dir, const char *name, char *err, size_t errn)
 {
 	struct sockaddr_un sa;
 	_cleanup_close_ int dirfd = -1;
-	int r = sock_addr(dir, &dirfd, &sa);
+	int r = sock_addr_named(dir, name, &dirfd, &sa);
 	if (r < 0) {
 		snprintf(err, errn, "%s: %s", dir, strerror(-r));
 		return r;
 	}
-	unlinkat(dirfd, "control.sock", 0);
+	unlinkat(dirfd, name, 0);
 	/*
 	 * Owner-only whatever the umask, and so is its directory (another local user must not
 	 * even reach it); control_peer_allowed checks each client again.
@@ -62,9 +62,9 @@ int control_listen(const char *dir, char *err, size_t errn)
 	fchmod(dirfd, 0700);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    fchmodat(dirfd, "control.sock", 0600, 0) < 0 || listen(fd, 16) < 0) {
+	    fchmodat(dirfd, name, 0600, 0) < 0 || listen(fd, 16) < 0) {
 		r = -errno;
-		snprintf(err, errn, "control socket in %s: %s", dir, strerror(errno));
+		snprintf(err, errn, "socket %s in %s: %s", name, dir, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return r;
@@ -81,13 +81,12 @@ bool control_peer_allowed(int fd)
 	return cr.uid == geteuid() || cr.uid == 0;
 }
 
-int control_connect(const char *id)
+int control_connect_named(const char *dir, const char *name)
 {
-	char dir[4200];
 	struct sockaddr_un sa;
 	_cleanup_close_ int dirfd = -1;
-	int r = control_dir(id, dir, sizeof(dir));
-	if (r < 0 || (r = sock_addr(dir, &dirfd, &sa)) < 0)
+	int r = sock_addr_named(dir, name, &dirfd, &sa);
+	if (r < 0)
 		return r == -ENOTDIR ? -ENOENT : r;
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -98,6 +97,18 @@ int control_connect(const char *id)
 		return r;
 	}
 	return fd;
+}
+
+int control_listen(const char *dir, char *err, size_t errn)
+{
+	return control_listen_named(dir, "control.sock", err, errn);
+}
+
+int control_connect(const char *id)
+{
+	char dir[4200];
+	int r = control_dir(id, dir, sizeof(dir));
+	return r < 0 ? r : control_connect_named(dir, "control.sock");
 }
 
 int control_send(int fd, const struct buf *msg, const int *fds, int nfds)

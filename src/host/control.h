@@ -60,6 +60,9 @@ int control_listen(const char *dir, char *err, size_t errn);
 bool control_peer_allowed(int fd);
 /* Connect to the sandbox id; returns the fd, -ENOENT/-ECONNREFUSED when it is not running. */
 int control_connect(const char *id);
+/* The same for another socket NAME in dir (a pool standby's pool.sock, pool.h). */
+int control_listen_named(const char *dir, const char *name, char *err, size_t errn);
+int control_connect_named(const char *dir, const char *name);
 /* Send one message with up to 3 fds. */
 int control_send(int fd, const struct buf *msg, const int *fds, int nfds);
 /*

@@ -278,6 +278,12 @@ void exec_stdio_interrupt(struct exec_stdio *e)
 		sandbox_exec_signal(e->x, SIGKILL);
 }
 
+void exec_stdio_signal(struct exec_stdio *e, int sig)
+{
+	if (e->x)
+		sandbox_exec_signal(e->x, sig);
+}
+
 void exec_stdio_resize(struct exec_stdio *e, unsigned rows, unsigned cols)
 {
 	if (e->x && rows && cols && rows <= UINT16_MAX && cols <= UINT16_MAX)

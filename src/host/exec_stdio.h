@@ -47,6 +47,8 @@ struct exec_stdio *exec_stdio_start_file(struct sandbox *sb, struct loop *l,
  */
 void exec_stdio_interrupt(struct exec_stdio *e);
 void exec_stdio_resize(struct exec_stdio *e, unsigned rows, unsigned cols);
+/* Send sig to the process (the OCI runtime's `kill`). */
+void exec_stdio_signal(struct exec_stdio *e, int sig);
 /* Kill the process now and detach from the fds; `done` is not called. */
 void exec_stdio_abort(struct exec_stdio *e);
 

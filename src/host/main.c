@@ -37,9 +37,11 @@ static const char usage[] =
     "  diff       list (--apply: keep) what a sandbox changed in its overlay mounts\n"
     "  rpc        serve one sandbox as JSON-RPC 2.0 on stdin/stdout (for the SDKs)\n"
     "  pull       download an image into the local store\n"
+    "  build      build a Dockerfile with Buildah, RUN steps in micro-VMs, into the store\n"
     "  image      list, remove, import and collect images (ls|rm|import|gc)\n"
     "  volume     create, list and remove named volumes (create|ls|rm)\n"
     "  diagnose   check that this host can run sandboxes, and why (not)\n"
+    "  oci        the OCI runtime (runc's command line) for Podman, containerd, Docker\n"
     "  version    print the version\n"
     "\n"
     "Run 'matchlock COMMAND --help' for a command's flags.\n";
@@ -101,6 +103,9 @@ int main(int argc, char **argv)
 		return EXIT_MATCHLOCK;
 	}
 	const char *verb = argv[1];
+	/* An engine calling us as its OCI runtime (runc's global flags and verbs). */
+	if (cli_is_oci(argc - 1, argv + 1))
+		return cmd_oci(argc, argv);
 	if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
 		fputs(usage, stdout);
 		return 0;
@@ -133,6 +138,9 @@ int main(int argc, char **argv)
 		{ "pull", cmd_pull },
 		{ "image", cmd_image },
 		{ "volume", cmd_volume },
+		{ "pool", cmd_pool },
+		{ "oci", cmd_oci },
+		{ "build", cmd_build },
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdbool.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 
 static EVP_MD_CTX *walk_md;
 static size_t walk_root_len;
+static bool walk_stable; /* leave out inode numbers and ctimes (rootfs_prepare_flags) */
 
 static int walk_hash(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -37,11 +39,19 @@ static int walk_hash(const char *path, const struct stat *st, int flag, struct F
 		ssize_t k = readlink(path, target, sizeof(target) - 1);
 		target[k > 0 ? k : 0] = 0;
 	}
-	int n = snprintf(rec, sizeof(rec), "%s\n%o %u %u %lld %llu %lld.%ld %lld.%ld %s\n",
-			 path + walk_root_len, st->st_mode, st->st_uid, st->st_gid,
-			 (long long)st->st_size, (unsigned long long)st->st_ino,
-			 (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
-			 (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec, target);
+	/*
+	 * A stable key also leaves out the times of directories, symlinks and empty files: an
+	 * engine makes its mount points (/etc/mtab, an empty /etc/hostname) in each container.
+	 */
+	bool loose = walk_stable && (S_ISDIR(st->st_mode) || S_ISLNK(st->st_mode) ||
+				     (S_ISREG(st->st_mode) && !st->st_size));
+	int n =
+	    snprintf(rec, sizeof(rec), "%s\n%o %u %u %lld %llu %lld.%ld %lld.%ld %s\n",
+		     path + walk_root_len, st->st_mode, st->st_uid, st->st_gid,
+		     (long long)st->st_size, walk_stable ? 0ULL : (unsigned long long)st->st_ino,
+		     loose ? 0LL : (long long)st->st_mtim.tv_sec, loose ? 0L : st->st_mtim.tv_nsec,
+		     walk_stable ? 0LL : (long long)st->st_ctim.tv_sec,
+		     walk_stable ? 0L : st->st_ctim.tv_nsec, target);
 	if (n > 0)
 		EVP_DigestUpdate(walk_md, rec, (size_t)n < sizeof(rec) ? (size_t)n : sizeof(rec));
 	return 0;
@@ -56,7 +66,10 @@ static int hash_dir(const char *dir, char hex[65])
 		EVP_MD_CTX_free(walk_md);
 		return -ENOMEM;
 	}
-	EVP_DigestUpdate(walk_md, "dir\n", 4);
+	if (walk_stable)
+		EVP_DigestUpdate(walk_md, "dir-stable\n", 11);
+	else
+		EVP_DigestUpdate(walk_md, "dir\n", 4);
 	int r = nftw(dir, walk_hash, 32, FTW_PHYS) < 0 ? -errno : 0;
 	EVP_DigestFinal_ex(walk_md, md, NULL);
 	EVP_MD_CTX_free(walk_md);
@@ -91,6 +104,13 @@ static int hash_file(const char *path, char hex[65])
 
 int rootfs_prepare(const char *src, char *out, size_t n, char *err, size_t errn)
 {
+	return rootfs_prepare_flags(src, 0, out, n, err, errn);
+}
+
+int rootfs_prepare_flags(const char *src, unsigned flags, char *out, size_t n, char *err,
+			 size_t errn)
+{
+	walk_stable = flags & ROOTFS_KEY_STABLE;
 	struct stat st;
 	char key[65], cache[4096];
 	int r;

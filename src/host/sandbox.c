@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,14 @@
 #define LINK_TRIM_MS 1000 /* after a flood of the link, trim memory once it was idle this long */
 
 static void sb_boot_soon(struct sandbox *sb);
+
+/* Through the pidfd: an adopted QEMU is not our child, and its pid may be reaped and reused. */
+static void sb_kill_qemu(struct sandbox *sb)
+{
+	if (sb->pid_w.fd < 0 || syscall(SYS_pidfd_send_signal, sb->pid_w.fd, SIGKILL, NULL, 0) < 0)
+		if (!sb->adopted && sb->qemu_pid > 0)
+			kill(sb->qemu_pid, SIGKILL);
+}
 static void on_qmp(struct watch *w, uint32_t events);
 static void sb_on_boot_timer(struct timer *t);
 static void sb_on_resume_timer(struct timer *t);
@@ -49,7 +58,7 @@ void sb_fail(struct sandbox *sb, const char *fmt, ...)
 	sb->state = SB_FAILED;
 	log_msg(LOG_DEBUG, "sandbox %s failed: %s", sb->cfg.id, sb->fail);
 	if (!sb->qemu_exited)
-		kill(sb->qemu_pid, SIGKILL);
+		sb_kill_qemu(sb);
 	exec_fail_all(sb);
 }
 
@@ -393,8 +402,9 @@ static void on_qemu_exit(struct watch *w, uint32_t events)
 {
 	(void)events;
 	struct sandbox *sb = w->obj;
-	int status;
-	if (waitpid(sb->qemu_pid, &status, WNOHANG) != sb->qemu_pid)
+	int status = 0;
+	/* An adopted QEMU's parent is its holder: the pidfd's readiness is all we learn. */
+	if (!sb->adopted && waitpid(sb->qemu_pid, &status, WNOHANG) != sb->qemu_pid)
 		return;
 	sb->qemu_exited = true;
 	sb->qemu_status = status;
@@ -433,9 +443,9 @@ static void on_qemu_exit(struct watch *w, uint32_t events)
 static void sb_free(struct sandbox *sb)
 {
 	if (sb->qemu_pid > 0 && !sb->qemu_exited) {
-		kill(sb->qemu_pid, SIGKILL);
+		sb_kill_qemu(sb);
 		int status;
-		while (waitpid(sb->qemu_pid, &status, 0) < 0 && errno == EINTR)
+		while (!sb->adopted && waitpid(sb->qemu_pid, &status, 0) < 0 && errno == EINTR)
 			;
 		sb->qemu_exited = true;
 		sb->t.stopped = now_ns();
@@ -464,6 +474,8 @@ static void sb_free(struct sandbox *sb)
 	snapshot_resume_fini(&sb->resume);
 	if (sb->ram_fd >= 0)
 		close(sb->ram_fd);
+	if (sb->lease_fd >= 0)
+		close(sb->lease_fd);
 	mux_fini(&sb->mux);
 	log_file_close(sb->log);
 	/* Watches are embedded: events for them may still be pending in this batch. */
@@ -649,6 +661,7 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 	sb->loop = l;
 	sb->fail_errno = EIO;
 	sb->ram_fd = -1;
+	sb->lease_fd = -1;
 	watch_init(&sb->link_w, -1, on_link, sb);
 	watch_init(&sb->con_w, -1, on_console, sb);
 	watch_init(&sb->qerr_w, -1, on_console, sb);
@@ -824,6 +837,85 @@ struct sandbox *sandbox_boot(const struct sandbox_config *c, struct loop *l,
 		fd_set_nonblock(sb->qmp_w.fd, 1);
 		loop_watch(l, &sb->qmp_w, EPOLLIN);
 	}
+	return sb;
+}
+
+/* ---- handing a VM over (pool.h) ---- */
+
+int sandbox_release_vm(struct sandbox *sb, struct sandbox_vm *vm)
+{
+	if (sb->state != SB_READY || sb->execs || sb->qemu_exited || buf_used(&sb->mux.out) ||
+	    buf_used(&sb->mux.in) || sb->mux.nstreams)
+		return -EBUSY;
+	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->qmp_w, &sb->pid_w };
+	int *fds[] = { &vm->link, &vm->con, &vm->qerr, &vm->qmp, &vm->pidfd };
+	for (size_t i = 0; i < ARRAY_SIZE(ws); i++) {
+		loop_watch(sb->loop, ws[i], 0);
+		*fds[i] = ws[i]->fd;
+		ws[i]->fd = -1;
+	}
+	vm->fs = sbfs_take_fd(sb);
+	vm->qemu_pid = sb->qemu_pid;
+	vm->next_id = sb->mux.next_id;
+	vm->peer_last_id = sb->mux.peer_last_id;
+	sb->qemu_pid = 0; /* not ours to kill any more */
+	sb->qemu_exited = true;
+	return 0;
+}
+
+int sandbox_pidfd(const struct sandbox *sb)
+{
+	return sb->pid_w.fd;
+}
+
+void sandbox_vm_close(struct sandbox_vm *vm)
+{
+	int *fds[] = { &vm->link, &vm->con, &vm->qerr, &vm->qmp, &vm->pidfd, &vm->fs };
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+struct sandbox *sandbox_adopt(const struct sandbox_config *c, struct loop *l, struct sandbox_vm *vm,
+			      int lease_fd, sandbox_booted_fn booted, void *opaque, char *err,
+			      size_t errn)
+{
+	struct sandbox *sb = sb_new(c, l, err, errn);
+	if (!sb) {
+		sandbox_vm_close(vm);
+		close(lease_fd);
+		return NULL;
+	}
+	sb->adopted = true;
+	sb->lease_fd = lease_fd;
+	sb->qemu_pid = vm->qemu_pid;
+	sb->link_w.fd = vm->link;
+	sb->con_w.fd = vm->con;
+	sb->qerr_w.fd = vm->qerr;
+	sb->qmp_w.fd = vm->qmp;
+	sb->pid_w.fd = vm->pidfd;
+	sbfs_adopt(sb, vm->fs);
+	sb->mux.next_id = vm->next_id;
+	sb->mux.peer_last_id = vm->peer_last_id;
+	fd_set_nonblock(sb->link_w.fd, 1);
+	fd_set_nonblock(sb->con_w.fd, 1);
+	fd_set_nonblock(sb->qerr_w.fd, 1);
+	fd_set_nonblock(sb->qmp_w.fd, 0); /* the monitor's users block */
+	struct watch *ws[] = { &sb->link_w, &sb->con_w, &sb->qerr_w, &sb->pid_w };
+	for (size_t i = 0; i < ARRAY_SIZE(ws); i++)
+		loop_watch(l, ws[i], EPOLLIN);
+	l->now = now_ns();
+	/* Like a restore: the guest is up and idle, and needs only to learn who it is. */
+	sb->t.spawn = sb->t.hello = l->now;
+	sb->t.restored = true;
+	sb->deadline = l->now + (uint64_t)c->boot_timeout_ms * 1000000ull;
+	sb->booted = booted;
+	sb->booted_opaque = opaque;
+	loop_timer_set(l, &sb->boot_timer, sb->deadline);
+	sb->state = SB_BOOTING;
+	sb_send_config(sb);
 	return sb;
 }
 

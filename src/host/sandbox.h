@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "accel.h"
 #include "common/loop.h"
@@ -160,6 +161,38 @@ const char *sandbox_failure(const struct sandbox *sb);
 const struct sandbox_config *sandbox_config(const struct sandbox *sb);
 /* Append bytes to the sandbox's log (capped and rotated; log.h). */
 void sandbox_log_write(struct sandbox *sb, const void *p, size_t n);
+
+/*
+ * A running VM without its supervisor: what one process hands another (a pool's standby to the
+ * sandbox that claims it, pool.h). The fds are the supervisor's near ends of QEMU's sockets;
+ * next_id and peer_last_id carry the link's stream numbering on (the guest refuses an id twice).
+ */
+struct sandbox_vm {
+	pid_t qemu_pid;
+	int link, con, qerr, qmp, pidfd, fs;
+	uint32_t next_id, peer_last_id;
+};
+#define SANDBOX_VM_FDS 6
+
+/*
+ * Take the VM out of a ready, idle sandbox (no process, nothing queued on the link): its fds go
+ * to vm and sb keeps none (a later sandbox_kill frees sb and leaves the VM running). -EBUSY when
+ * it is not ready and idle.
+ */
+int sandbox_release_vm(struct sandbox *sb, struct sandbox_vm *vm);
+/* QEMU's pidfd (readable once it exited), or -1. */
+int sandbox_pidfd(const struct sandbox *sb);
+/* Close a released VM's fds (it ends when its holder sees the lease close). */
+void sandbox_vm_close(struct sandbox_vm *vm);
+/*
+ * Adopt a VM another process released (its fds are taken over, closed on failure too): the
+ * identity of c is pushed as after a restore, and booted() follows as for sandbox_boot. The VM
+ * is not our child: lease_fd (taken over) is held as long as sb lives; its holder kills QEMU
+ * when it closes.
+ */
+struct sandbox *sandbox_adopt(const struct sandbox_config *c, struct loop *l, struct sandbox_vm *vm,
+			      int lease_fd, sandbox_booted_fn booted, void *opaque, char *err,
+			      size_t errn);
 
 /* ---- processes ---- */
 

@@ -135,6 +135,26 @@ void sbfs_start(struct sandbox *sb)
 	loop_watch(sb->loop, &fs->link_w, EPOLLIN);
 }
 
+int sbfs_take_fd(struct sandbox *sb)
+{
+	struct sb_fs *fs = sb->fs;
+	if (!fs)
+		return -1;
+	loop_unwatch(sb->loop, &fs->link_w);
+	int fd = fs->link_w.fd;
+	fs->link_w.fd = -1;
+	return fd;
+}
+
+void sbfs_adopt(struct sandbox *sb, int fd)
+{
+	struct sb_fs *fs = sb->fs;
+	if (fs->link_w.fd >= 0)
+		close(fs->link_w.fd);
+	fs->link_w.fd = fd;
+	sbfs_start(sb);
+}
+
 /* The file-service link failed: that is the sandbox's failure (its mounts are dead). */
 static void fs_link_error(struct sb_fs *fs, int err)
 {

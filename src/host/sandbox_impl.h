@@ -40,6 +40,8 @@ struct sandbox {
 			       while resuming */
 	pid_t qemu_pid;
 	bool qemu_exited;
+	bool adopted; /* QEMU is not our child (sandbox_adopt): no status when it exits */
+	int lease_fd; /* adopted: held while we live (the holder kills QEMU at its close), or -1 */
 	int qemu_status;
 	struct mux mux;
 	struct timer trim_timer; /* armed while the guest floods the link: trim memory after */
@@ -95,6 +97,10 @@ void sbfs_start(struct sandbox *sb);
 /* CTL_CONFIG's T_MOUNT entries. */
 int sbfs_put_config(const struct sandbox *sb, struct buf *b);
 void sbfs_free(struct sandbox *sb);
+/* The file-service link's fd, taken out of sb (sandbox_release_vm), or -1. */
+int sbfs_take_fd(struct sandbox *sb);
+/* Serve the file service on fd (an adopted VM's) instead of the pair sbfs_open made. */
+void sbfs_adopt(struct sandbox *sb, int fd);
 
 /* sandbox_exec.c */
 int exec_on_frame(struct sandbox *sb, struct mux_stream *s, const struct mux_frame *f);

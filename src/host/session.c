@@ -31,6 +31,7 @@
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "pool.h"
 #include "portfwd.h"
 #include "rootfs.h"
 #include "snapshot.h"
@@ -509,6 +510,10 @@ static int session_apply_image(struct session *s, const char *what, char *err, s
 /* ---- the phases ---------------------------------------------------------------------------- */
 
 static void session_boot(struct session *s);
+static bool session_from_pool(struct session *s);
+static int session_disk(struct session *s);
+static int session_record(struct session *s);
+static void session_launch(struct session *s);
 static void session_prepared(struct session *s, const char *disk);
 static int session_prepare(struct session *s);
 
@@ -541,10 +546,47 @@ static void session_on_abort_stopped(struct session *s, void *opaque)
 	session_started(s, (int)(intptr_t)opaque);
 }
 
+/*
+ * Unlinking a disk the guest wrote takes 30-70 ms here (its page cache and extents are freed
+ * before unlink returns), which every start would wait for. Where the supervisor may still
+ * fork (not sealed by jail_supervisor_seal: rpc), the disk is moved out of the
+ * sandbox's directory at once (to <state>/sandboxes/.ID.disk-gone, which gc sweeps) and a
+ * detached grandchild unlinks it. Returns 0 or -1 with errno, as unlink.
+ */
+static int disk_unlink_detached(const char *path)
+{
+	char aside[4400];
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return unlink(path);
+	const char *id = slash;
+	while (id > path && id[-1] != '/')
+		id--;
+	snprintf(aside, sizeof(aside), "%.*s.%.*s.disk-gone", (int)(id - path), path,
+		 (int)(slash - id), id);
+	if (rename(path, aside) < 0)
+		return unlink(path);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* None of our fds: a caller reading our stdout to its end must not wait for it. */
+		close_range(0, ~0u, 0);
+		if (fork() == 0)
+			unlink(aside);
+		_exit(0);
+	}
+	if (pid < 0)
+		return unlink(aside);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
 /* The writable disk goes with the sandbox, whether or not its record and directory stay. */
 static void session_drop_disk(struct session *s)
 {
-	if (s->disk_path[0] && unlink(s->disk_path) < 0 && errno != ENOENT)
+	if (s->disk_path[0] &&
+	    (s->sealed ? unlink(s->disk_path) : disk_unlink_detached(s->disk_path)) < 0 &&
+	    errno != ENOENT)
 		warn("cannot remove the sandbox's disk %s: %s", s->disk_path, strerror(errno));
 	s->disk_path[0] = 0;
 }
@@ -602,7 +644,8 @@ static int session_make_disk(const struct sandbox_spec *sp, char *disk, size_t n
 			     size_t errn)
 {
 	if (sp->rootfs)
-		return rootfs_prepare(sp->rootfs, disk, n, err, errn);
+		return rootfs_prepare_flags(
+		    sp->rootfs, sp->rootfs_stable_key ? ROOTFS_KEY_STABLE : 0, disk, n, err, errn);
 	struct oci_image_config cfg;
 	int r =
 	    oci_image_prepare(sp->image, arch_table[spec_arch(sp)].oci, disk, n, &cfg, err, errn);
@@ -925,6 +968,7 @@ static void session_on_booted(struct sandbox *sb, int r, const char *why, void *
 	 */
 	if (s->loop == &s->own_loop && (r = jail_supervisor_seal(s->L.dir)) < 0)
 		warn("the supervisor runs without its seccomp allow-list: %s", strerror(-r));
+	s->sealed = s->loop == &s->own_loop && r >= 0;
 	session_started(s, 0);
 }
 
@@ -965,6 +1009,19 @@ static void session_boot(struct session *s)
 	if (s->sc.cpu_milli % 1000 == 0)
 		s->sc.cpu_milli = 0; /* whole CPUs need no quota */
 	launch_config(&s->L, &s->sc);
+	if (session_from_pool(s))
+		return;
+	if ((r = session_disk(s)) == 0 && (r = session_record(s)) == 0)
+		session_launch(s);
+	else
+		session_fail(s, r);
+}
+
+/* The writable disk: a copy of the template's when there is one to restore. */
+static int session_disk(struct session *s)
+{
+	char *err = s->err;
+	size_t errn = sizeof(s->err);
 	/*
 	 * The writable disk: a few ms (a sparse copy; disk.h), mke2fs once per size. Restoring a
 	 * template needs the disk its guest had; a template without one is useless (a save copies
@@ -976,12 +1033,17 @@ static void session_boot(struct session *s)
 	    tpl && snapshot_usable(tpl) && snapshot_scratch_path(tpl, from, sizeof(from)) == 0;
 	if (tpl && !restore && access(tpl, F_OK) == 0)
 		snapshot_drop(tpl);
-	if ((r = disk_make(s->L.dir, s->sc.scratch_mb, restore ? from : NULL, s->disk_path,
-			   sizeof(s->disk_path), err, errn)) < 0) {
+	int r = disk_make(s->L.dir, s->sc.scratch_mb, restore ? from : NULL, s->disk_path,
+			  sizeof(s->disk_path), err, errn);
+	if (r < 0)
 		s->disk_path[0] = 0;
-		session_fail(s, r == -ENOMEM ? r : -EIO);
-		return;
-	}
+	return r == -ENOMEM || r >= 0 ? r : -EIO;
+}
+
+/* The state record: the sandbox exists for `ls` from here on. */
+static int session_record(struct session *s)
+{
+	struct sandbox_spec *sp = &s->spec;
 	struct sb_record rec = { .status = ST_CREATING,
 				 .created = time(NULL),
 				 .pid = getpid(),
@@ -989,20 +1051,82 @@ static void session_boot(struct session *s)
 	snprintf(rec.id, sizeof(rec.id), "%s", s->L.id);
 	snprintf(rec.image, sizeof(rec.image), "%s", sp->rootfs ? sp->rootfs : sp->image);
 	rec.config = session_config_json(s);
-	r = rec.config ? state_insert(s->st, &rec) : -ENOMEM;
+	int r = rec.config ? state_insert(s->st, &rec) : -ENOMEM;
 	free(rec.config);
 	if (r < 0) {
-		snprintf(err, errn, "cannot record the sandbox: %s", strerror(-r));
-		session_fail(s, r);
-		return;
+		snprintf(s->err, sizeof(s->err), "cannot record the sandbox: %s", strerror(-r));
+		return r;
 	}
 	s->have_record = true;
-	s->phase = SESSION_BOOTING;
-	/* The disk is made (a worker building an image needed root's all): the rest is less. */
+	return 0;
+}
+
+/* The disk is made (a worker building an image needed root's all): the rest is less. */
+static void session_drop_caps(struct session *s)
+{
+	int r;
 	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps()) < 0)
 		warn("the supervisor keeps root's capabilities: %s", strerror(-r));
-	if ((r = launch_boot(&s->L, &s->sc, s->loop, session_on_booted, s, err, errn)) < 0)
+}
+
+/* The VM: restored from the template or booted, with launch's fallbacks. */
+static void session_launch(struct session *s)
+{
+	s->phase = SESSION_BOOTING;
+	session_drop_caps(s);
+	int r = launch_boot(&s->L, &s->sc, s->loop, session_on_booted, s, s->err, sizeof(s->err));
+	if (r < 0)
 		session_fail(s, r);
+}
+
+/* A standby that could not take this sandbox's identity: start as if there were no pool. */
+static void session_on_pool_booted(struct sandbox *sb, int r, const char *why, void *opaque)
+{
+	struct session *s = opaque;
+	s->L.booting = NULL;
+	if (r == 0 || r == -ECANCELED || r == -EINVAL) {
+		session_on_booted(sb, r, why, s);
+		return;
+	}
+	debug("pool: the standby failed (%s); starting from the template", why);
+	session_drop_disk(s);
+	if ((r = session_disk(s)) == 0)
+		session_launch(s);
+	else
+		session_fail(s, r);
+}
+
+/*
+ * A pool's standby of this shape (pool.h), if there is one: this sandbox takes its ID,
+ * directory, disk and VM, and pushes its own identity as a restore does. Returns false when the
+ * start goes on without a pool.
+ */
+static bool session_from_pool(struct session *s)
+{
+	struct sandbox_spec *sp = &s->spec;
+	struct pool_claim c;
+	if (sp->no_pool || !s->sc.template_path || sp->nmounts ||
+	    pool_claim(s->st, s->sc.template_path, sp->cpus, &c) < 0)
+		return false;
+	rm_rf(s->L.dir); /* made for an ID of our own, still empty */
+	snprintf(s->L.id, sizeof(s->L.id), "%s", c.id);
+	snprintf(s->L.dir, sizeof(s->L.dir), "%s", c.dir);
+	snprintf(s->disk_path, sizeof(s->disk_path), "%s", c.disk);
+	state_delete(s->st, c.id); /* the standby's record: ours now */
+	int r = session_record(s);
+	if (r == 0) {
+		s->phase = SESSION_BOOTING;
+		session_drop_caps(s);
+		s->L.booting = sandbox_adopt(&s->sc, s->loop, &c.vm, c.lease_fd,
+					     session_on_pool_booted, s, s->err, sizeof(s->err));
+		r = s->L.booting ? 0 : -EIO;
+	} else {
+		sandbox_vm_close(&c.vm);
+		close(c.lease_fd);
+	}
+	if (r < 0)
+		session_fail(s, r);
+	return true;
 }
 
 /* ---- start ------------------------------------------------------------------------------- */

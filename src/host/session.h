@@ -63,6 +63,7 @@ struct sandbox_port {
 struct sandbox_spec {
 	/* What it runs: an OCI image reference, or a root filesystem (directory or tarball). */
 	char *image, *rootfs;
+	bool rootfs_stable_key; /* a rootfs directory keyed without inodes/ctimes (rootfs.h) */
 	/* Resources. */
 	double cpus;
 	long long memory_mb;
@@ -101,6 +102,7 @@ struct sandbox_spec {
 	 */
 	char *platform;
 	bool no_snapshot; /* boot cold instead of restoring this machine's template */
+	bool no_pool; /* never claim a pool's standby (pool.h), even of this shape */
 	/* Who hears every egress decision (may be NULL). */
 	net_event_fn net_event;
 	void *net_opaque;
@@ -178,6 +180,7 @@ struct session {
 	int notify_fd; /* LIFETIME_DETACHED: the waiting parent's pipe, until the start ends */
 	bool made_dir, have_record;
 	bool detached; /* this process is a detached supervisor (its stdio is /dev/null) */
+	bool sealed; /* its seccomp allow-list is loaded (jail.h): no fork from here on */
 	struct sandbox_times times; /* filled when the sandbox stops */
 	/* The start in progress. */
 	struct timer kick; /* runs the first phase from the loop */

@@ -22,6 +22,7 @@ struct mitm {
 	size_t held; /* request-body bytes held by all flows (RQF_HELD), at most MITM_HELD_MAX */
 	unsigned wide_codecs; /* br and zstd codecs of all flows, at most MITM_WIDE_CODECS_MAX */
 	struct hooks *hooks; /* network hook rules (proxy_hooks.h), the caller's; may be NULL */
+	bool system_store; /* up_ctx trusts the system's CAs: loaded at the first upstream TLS */
 };
 
 /* The proxy's states; proxy.c says how they change. */

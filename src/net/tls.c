@@ -136,8 +136,7 @@ struct mitm *mitm_new(const struct secrets *ss, char *const *upstream_ca, char *
 	SSL_CTX_set_verify(m->up_ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_mode(m->up_ctx,
 			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (SSL_CTX_set_default_verify_paths(m->up_ctx) != 1)
-		ERR_clear_error(); /* no system store: only --upstream-ca then */
+	/* The system's CAs come at the first upstream TLS connection (mitm_system_store). */
 	for (unsigned i = 0; upstream_ca && upstream_ca[i]; i++) {
 		if (SSL_CTX_load_verify_locations(m->up_ctx, upstream_ca[i], NULL) != 1) {
 			ssl_err_text(e, sizeof(e));
@@ -234,9 +233,23 @@ void flow_free(struct flow *f)
 	free(f);
 }
 
+/*
+ * Parsing the system's CA bundle takes ~90 ms here, which every sandbox start would pay whether or
+ * not it ever speaks TLS: done once, when the first upstream connection needs it.
+ */
+static void mitm_system_store(struct mitm *m)
+{
+	if (m->system_store)
+		return;
+	m->system_store = true;
+	if (SSL_CTX_set_default_verify_paths(m->up_ctx) != 1)
+		ERR_clear_error(); /* no system store: only --upstream-ca then */
+}
+
 int flow_set_upstream(struct flow *f, int fd)
 {
 	f->fd = fd;
+	mitm_system_store(f->m);
 	f->u = SSL_new(f->m->up_ctx);
 	if (!f->u || SSL_set_fd(f->u, fd) != 1 || SSL_set_tlsext_host_name(f->u, f->name) != 1 ||
 	    SSL_set1_host(f->u, f->name) != 1) {

@@ -20,6 +20,17 @@ int exec_request_encode(const struct exec_request *req, struct buf *b)
 	msg_put_u8(b, T_STDIN, req->stdin_on);
 	if (req->timeout_s)
 		msg_put_u32(b, T_TIMEOUT_S, req->timeout_s);
+	for (unsigned i = 0; i < req->nrlimits && i < EXEC_MAX_RLIMITS; i++) {
+		uint8_t v[20];
+		const struct exec_rlimit *l = &req->rlimits[i];
+		for (int k = 0; k < 4; k++)
+			v[k] = (uint8_t)(l->resource >> (8 * k));
+		for (int k = 0; k < 8; k++) {
+			v[4 + k] = (uint8_t)(l->soft >> (8 * k));
+			v[12 + k] = (uint8_t)(l->hard >> (8 * k));
+		}
+		msg_put_tlv(b, T_RLIMIT, v, sizeof(v));
+	}
 	if (req->tty) {
 		msg_put_u8(b, T_TTY, 1);
 		if (req->rows)
@@ -92,6 +103,25 @@ static int req_measure(struct rd r, struct exec_request *req, size_t *bytes)
 		case T_COLS:
 			e = msg_get_u16(&v, &req->cols);
 			break;
+		case T_RLIMIT: {
+			struct exec_rlimit l = { 0 };
+			if (rd_left(&v) != 20 || req->nrlimits >= EXEC_MAX_RLIMITS) {
+				e = rd_left(&v) != 20 ? -EPROTO : -E2BIG;
+				break;
+			}
+			const uint8_t *p = v.p + v.off;
+			for (int i = 0; i < 4; i++)
+				l.resource |= (uint32_t)p[i] << (8 * i);
+			for (int i = 0; i < 8; i++) {
+				l.soft |= (uint64_t)p[4 + i] << (8 * i);
+				l.hard |= (uint64_t)p[12 + i] << (8 * i);
+			}
+			if (l.resource >= EXEC_MAX_RLIMITS || l.soft > l.hard)
+				e = -EINVAL;
+			else
+				req->rlimits[req->nrlimits++] = l;
+			break;
+		}
 		case T_TIMEOUT_S: {
 			uint32_t t;
 			e = msg_get_u32(&v, &t);

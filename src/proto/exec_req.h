@@ -17,6 +17,7 @@
 
 #define EXEC_MAX_ARG (MSG_MAX_STR * 32) /* one argument or KEY=VALUE */
 #define EXEC_MAX_USER 256
+#define EXEC_MAX_RLIMITS 16 /* RLIM_NLIMITS on Linux */
 #define EXEC_ENV_SPARE 2 /* a decoded env has room for this many more entries (PATH, HOME) */
 
 struct exec_request {
@@ -27,6 +28,12 @@ struct exec_request {
 	bool tty; /* a PTY; output arrives on channel 1 only */
 	uint16_t rows, cols; /* 0: not given */
 	unsigned timeout_s; /* 0 = none; expiry: SIGTERM, SIGKILL a second later, status 124 */
+	/* Resource limits set before the exec (resource < EXEC_MAX_RLIMITS, soft <= hard). */
+	struct exec_rlimit {
+		uint32_t resource;
+		uint64_t soft, hard;
+	} rlimits[EXEC_MAX_RLIMITS];
+	unsigned nrlimits;
 	/* Decoded requests only: */
 	size_t argc, envc;
 	void *mem; /* one allocation holding the vectors and the strings */
@@ -34,8 +41,8 @@ struct exec_request {
 
 /*
  * Append the request's TLVs to b: T_ARGV and T_ENV in order, then T_CWD, T_USER, T_STDIN,
- * T_TIMEOUT_S (when set), T_TTY with T_ROWS/T_COLS (when set). A failed append leaves b bad
- * (buf.h); returns 0 or -ENOMEM.
+ * T_TIMEOUT_S (when set), T_TTY with T_ROWS/T_COLS (when set), T_RLIMIT each. A failed append
+ * leaves b bad (buf.h); returns 0 or -ENOMEM.
  */
 int exec_request_encode(const struct exec_request *req, struct buf *b);
 /*

@@ -126,6 +126,12 @@ enum msg_tag {
 	 * whose serial is MSG_VOLUME_SERIAL INDEX, MODE ro or rw, GUESTPATH as in T_MOUNT.
 	 */
 	T_VOLUME,
+	/*
+	 * 20 bytes in an exec request, repeated: a resource limit for the process, u32 resource
+	 * (RLIMIT_*), u64 soft, u64 hard, little endian (the OCI runtime's process.rlimits). A
+	 * value of its own, clear of the tags other branches append.
+	 */
+	T_RLIMIT = 0x78,
 };
 
 /*

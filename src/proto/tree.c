@@ -647,6 +647,10 @@ static int clear_name(struct tree_unpack *u, int dirfd, const char *name, uint8_
 static int unpack_entry(void *o, const struct tree_entry *e)
 {
 	struct tree_unpack *u = o;
+	u->skipping =
+	    u->skip && e->path[0] && e->kind != TREE_DIR && u->skip(u->skip_opaque, e->path);
+	if (u->skipping)
+		return 0;
 	int r, dirfd;
 	const char *name;
 	char parent[TREE_MAX_PATH + 1];
@@ -751,6 +755,8 @@ static int unpack_entry(void *o, const struct tree_entry *e)
 static int unpack_data(void *o, const uint8_t *p, size_t n)
 {
 	struct tree_unpack *u = o;
+	if (u->skipping)
+		return 0;
 	while (n > 0) {
 		ssize_t k = write(u->fd, p, n);
 		if (k < 0 && errno == EINTR)
@@ -766,6 +772,8 @@ static int unpack_data(void *o, const uint8_t *p, size_t n)
 static int unpack_file_end(void *o)
 {
 	struct tree_unpack *u = o;
+	if (u->skipping)
+		return 0;
 	struct timespec ts[2];
 	ns_to_ts(u->file_mtime, ts);
 	int r = 0;

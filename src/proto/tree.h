@@ -140,6 +140,14 @@ struct tree_unpack {
 	uint32_t file_mode;
 	uint64_t file_mtime;
 	char err[TREE_MAX_PATH + 200];
+	/*
+	 * Optional, set after tree_unpack_init: a non-directory record whose relative path this
+	 * returns true for is passed over (its content read and dropped), e.g. the files a
+	 * sandbox writes for itself when its changes go back to a host folder.
+	 */
+	bool (*skip)(void *opaque, const char *path);
+	void *skip_opaque;
+	bool skipping; /* the current record is being passed over */
 };
 
 /*

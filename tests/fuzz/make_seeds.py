@@ -718,6 +718,37 @@ def log_seeds():
 GENERATORS["fuzz_log"] = log_seeds
 
 
+
+def oci_config_seeds():
+    """fuzz_oci_config: a mode byte (even: config.json, odd: process.json), then the JSON."""
+    proc = {"terminal": False, "user": {"uid": 1000, "gid": 1000, "additionalGids": [10]},
+            "args": ["sh", "-c", "echo hi"], "env": ["PATH=/bin", "API_KEY=sk-1"], "cwd": "/tmp",
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]}
+    config = {"ociVersion": "1.0.2", "root": {"path": "/"}, "process": proc, "hostname": "h",
+              "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"},
+                         {"destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "ro"]},
+                         {"destination": "/etc/hostname", "type": "bind", "source": "/etc/hostname"},
+                         {"destination": "/x", "type": "nfs", "source": "srv:/x"}],
+              "linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/self/ns/net"}],
+                        "resources": {"memory": {"limit": 268435456}, "cpu": {"quota": 150000, "period": 100000}}},
+              "annotations": {"run.matchlock.allow-hosts": "api.x.com,*.y.com",
+                              "run.matchlock.add-hosts": "api.x.com:127.0.0.1",
+                              "run.matchlock.allow-private-ips": "true",
+                              "run.matchlock.secret-env": "API_KEY@api.x.com;API_KEY@z.com",
+                              "io.kubernetes.pod.name": "p"}}
+    bad = dict(config, ociVersion="2.0.0")
+    return {
+        "config": b"\0" + json.dumps(config).encode(),
+        "config-sealed": b"\2" + json.dumps(config).encode(),
+        "config-version": b"\0" + json.dumps(bad).encode(),
+        "process": b"\1" + json.dumps(proc).encode(),
+        "garbage": b"\0{\"ociVersion\": \"1.1.0\", \"root\": {\"path\": 5}",
+    }
+
+
+GENERATORS["fuzz_oci_config"] = oci_config_seeds
+
 def hooks_seeds():
     """fuzz_hooks: mode byte (bit 0: file rules too), rules JSON, NUL, then "METHOD TARGET" and
     "name: value" lines (see tests/fuzz/fuzz_hooks.c)."""

@@ -401,6 +401,49 @@ static void test_exec_bounds(void)
 	buf_fini(&b);
 }
 
+/* Resource limits: the values round-trip; a bad width, resource or order is refused. */
+static void test_exec_rlimits(void)
+{
+	char *one[] = { "x", NULL };
+	struct exec_request in = { .argv = one, .nrlimits = 2 };
+	in.rlimits[0] = (struct exec_rlimit){ 7, 512, UINT64_MAX };
+	in.rlimits[1] = (struct exec_rlimit){ 6, 77, 77 };
+	struct buf b = { 0 };
+	CHECK_EQ_INT(exec_request_encode(&in, &b), 0);
+	struct rd r = rd_make(buf_head(&b), buf_used(&b));
+	struct exec_request out;
+	if (CHECK_EQ_INT(exec_request_decode(&r, &out), 0)) {
+		CHECK_EQ_INT(out.nrlimits, 2);
+		CHECK_EQ_INT(out.rlimits[0].resource, 7);
+		CHECK(out.rlimits[0].soft == 512 && out.rlimits[0].hard == UINT64_MAX);
+		CHECK(out.rlimits[1].resource == 6 && out.rlimits[1].soft == 77);
+		exec_request_free(&out);
+	}
+	buf_fini(&b);
+	uint8_t v[20] = { 0 };
+	msg_put_str(&b, T_ARGV, "x");
+	msg_put_tlv(&b, T_RLIMIT, v, 19);
+	CHECK_EQ_INT(decode_of(&b), -EPROTO);
+	buf_fini(&b);
+	v[0] = EXEC_MAX_RLIMITS; /* no such resource */
+	msg_put_str(&b, T_ARGV, "x");
+	msg_put_tlv(&b, T_RLIMIT, v, 20);
+	CHECK_EQ_INT(decode_of(&b), -EINVAL);
+	buf_fini(&b);
+	v[0] = 7;
+	v[4] = 2; /* soft 2 above hard 0 */
+	msg_put_str(&b, T_ARGV, "x");
+	msg_put_tlv(&b, T_RLIMIT, v, 20);
+	CHECK_EQ_INT(decode_of(&b), -EINVAL);
+	buf_fini(&b);
+	v[4] = 0;
+	msg_put_str(&b, T_ARGV, "x");
+	for (int i = 0; i <= EXEC_MAX_RLIMITS; i++)
+		msg_put_tlv(&b, T_RLIMIT, v, 20);
+	CHECK_EQ_INT(decode_of(&b), -E2BIG);
+	buf_fini(&b);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -412,5 +455,6 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_fixed_width);
 	CHECK_RUN(test_exec_round_trip);
 	CHECK_RUN(test_exec_bounds);
+	CHECK_RUN(test_exec_rlimits);
 	return check_summary();
 }
