@@ -718,7 +718,6 @@ def log_seeds():
 GENERATORS["fuzz_log"] = log_seeds
 
 
-
 def oci_config_seeds():
     """fuzz_oci_config: a mode byte (even: config.json, odd: process.json), then the JSON."""
     proc = {"terminal": False, "user": {"uid": 1000, "gid": 1000, "additionalGids": [10]},
