@@ -697,6 +697,16 @@ static bool rq_head(struct flow *f)
 		flow_refuse(f, 502, reason);
 		return false;
 	}
+	if (m.upgrade && f->up2) {
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s refused: a WebSocket upgrade needs HTTP/1.1 to the "
+		    "upstream, which chose HTTP/2 (connect without offering ALPN http/1.1)",
+		    f->name);
+		request_event(f, p, 501, false, reason, NET_EV_REQUEST, NULL);
+		flow_refuse(f, 501, reason);
+		return false;
+	}
 	const struct secret *leak = NULL;
 	int status = ss && ss->n ? sigv4_begin(f, head, &m, reason, sizeof(reason)) : 0;
 	if (!status)
@@ -757,12 +767,35 @@ static bool rq_head(struct flow *f)
 	return true;
 }
 
+/*
+ * A guest that got http/1.1 (or no ALPN) and opens with the HTTP/2 preface anyway (prior
+ * knowledge: httpx with HTTP/1.1 turned off, for one) is taken at its word: the connection
+ * becomes HTTP/2, translated to the HTTP/1.1 upstream (proxy_h2.c). Returns whether it did
+ * (or waits: the bytes so far may be the preface's start).
+ */
+static bool h2_prior_knowledge(struct flow *f)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	size_t n = buf_used(&f->req_in), pn = sizeof(preface) - 1;
+	if (f->up2 || f->rq != RQ_HEAD || f->qlen || f->qhead || f->rs != RS_HEAD ||
+	    memcmp(buf_head(&f->req_in), preface, n < pn ? n : pn))
+		return false;
+	if (n < pn)
+		return !f->g_eof;
+	if (h2_start(f, f->u_failed ? H2_UP_FAILED : H2_UP_HTTP1) < 0)
+		return false;
+	h2_requests_run(f);
+	return true;
+}
+
 void proxy_requests_run(struct flow *f)
 {
 	if (f->h2) {
 		h2_requests_run(f);
 		return;
 	}
+	if (h2_prior_knowledge(f))
+		return;
 	bool more = true;
 	while (more && buf_used(&f->req_out) < FLOW_BUF_HIGH) {
 		switch (f->rq) {
@@ -1050,8 +1083,11 @@ void proxy_responses_run(struct flow *f)
 		h2_responses_run(f);
 		return;
 	}
-	if (f->u_h2)
-		return; /* HTTP/2 frames: proxy_h2.c takes them once the guest's handshake ends */
+	if (f->up2)
+		up2_pull(f); /* the h2 upstream's responses, as HTTP/1.1 */
+	else if (f->u_h2)
+		return; /* HTTP/2 frames: proxy_h2.c or proxy_up2.c takes them after the handshake
+			 */
 	bool more = true;
 	while (more && !f->failed &&
 	       buf_used(&f->to_guest) + buf_used(&f->g_plain) < FLOW_BUF_HIGH) {

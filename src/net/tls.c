@@ -25,7 +25,7 @@
 /*
  * The guest's ClientHello: note which of h2 and http/1.1 it offers, then hold its handshake
  * (the callback is called again) until the upstream's handshake is done or failed, so that
- * alpn_select can give it the protocol the upstream chose.
+ * alpn_select can give it the protocol the upstream chose when it offers it.
  */
 static int client_hello(SSL *ssl, int *alert, void *arg)
 {
@@ -53,8 +53,11 @@ static int client_hello(SSL *ssl, int *alert, void *arg)
 }
 
 /*
- * The guest gets what the upstream chose. An upstream that failed: http/1.1 when the guest
- * offers it (a 502 in HTTP/1), h2 when it offers only that (a 502 on each stream).
+ * ALPN on the guest's side, independent of the upstream's: the guest gets what the upstream
+ * chose when it offers that (nothing to translate: the guest sees what it would see directly),
+ * else the other of h2 and http/1.1 it offers, and proxy_h2.c (h2 guest, HTTP/1.1 upstream) or
+ * proxy_up2.c (the reverse) translates. An upstream that failed: http/1.1 when the guest offers
+ * it (a 502 in HTTP/1), h2 when it offers only that (a 502 on each stream).
  */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		       const unsigned char *in, unsigned int inlen, void *arg)
@@ -65,7 +68,8 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	unsigned int upn = 0;
 	if (f->u_hs)
 		SSL_get0_alpn_selected(f->u, &up, &upn);
-	bool h2 = f->u_hs ? upn == 2 && !memcmp(up, "h2", 2) : !f->g_offers_h1 && f->g_offers_h2;
+	bool u_h2 = f->u_hs && upn == 2 && !memcmp(up, "h2", 2);
+	bool h2 = u_h2 ? f->g_offers_h2 : !f->g_offers_h1 && f->g_offers_h2;
 	const unsigned char *want =
 	    h2 ? (const unsigned char *)"\x02h2" : (const unsigned char *)"\x08http/1.1";
 	unsigned char *o;
@@ -76,13 +80,18 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* Offer the upstream what the guest offered (nothing or http/1.1 only: http/1.1). */
+/*
+ * The upstream is offered both versions, the guest's preferred first (so the two ends speak
+ * the same one when the server honours the client's order); a guest that offered no ALPN gets
+ * http/1.1 only: such clients (WebSocket libraries among them) speak nothing else, and an
+ * upgrade needs HTTP/1.1 end to end.
+ */
 static void upstream_alpn(struct flow *f)
 {
-	if (f->g_offers_h2 && f->g_offers_h1)
+	if (f->g_offers_h2)
 		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x02h2\x08http/1.1", 12);
-	else if (f->g_offers_h2)
-		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x02h2", 3);
+	else if (f->g_offers_h1)
+		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x08http/1.1\x02h2", 12);
 	else
 		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x08http/1.1", 9);
 }
@@ -215,6 +224,7 @@ void flow_free(struct flow *f)
 	if (!f)
 		return;
 	h2_free(f->h2);
+	up2_free(f->up2);
 	SSL_free(f->g);
 	SSL_free(f->u);
 	buf_wipe(&f->req_in);
@@ -300,7 +310,8 @@ uint32_t flow_events(const struct flow *f)
 	uint32_t ev = 0;
 	if (!f->u_eof && (!f->u_hs || buf_used(&f->to_guest) < FLOW_BUF_HIGH))
 		ev |= EPOLLIN;
-	if (f->u_want_write || (f->u_hs && buf_used(&f->req_out)))
+	if (f->u_want_write || (f->u_hs && buf_used(&f->req_out)) ||
+	    (f->up2 && buf_used(up2_wire(f))))
 		ev |= EPOLLOUT;
 	return ev;
 }
@@ -397,9 +408,14 @@ static bool upstream_handshake(struct flow *f)
 /* Encrypt the requests for the upstream; half-close once the guest has said everything. */
 static void upstream_write(struct flow *f)
 {
-	while (buf_used(&f->req_out)) {
-		size_t n = buf_used(&f->req_out);
-		int k = SSL_write(f->u, buf_head(&f->req_out), n > 1 << 20 ? 1 << 20 : (int)n);
+	struct buf *out = &f->req_out;
+	if (f->up2) {
+		up2_push(f); /* proxy.c's requests become h2 frames */
+		out = up2_wire(f);
+	}
+	while (buf_used(out)) {
+		size_t n = buf_used(out);
+		int k = SSL_write(f->u, buf_head(out), n > 1 << 20 ? 1 << 20 : (int)n);
 		if (k <= 0) {
 			int e = ssl_error(f->u, k);
 			if (e == SSL_ERROR_WANT_WRITE)
@@ -410,10 +426,11 @@ static void upstream_write(struct flow *f)
 			}
 			break;
 		}
-		explicit_bzero(buf_head(&f->req_out), (size_t)k); /* may hold a secret value */
-		buf_consume(&f->req_out, (size_t)k);
+		explicit_bzero(buf_head(out), (size_t)k); /* may hold a secret value */
+		buf_consume(out, (size_t)k);
 	}
-	if (f->g_eof && !buf_used(&f->req_out) && !buf_used(&f->req_in) && !f->u_shut) {
+	if (f->g_eof && !buf_used(&f->req_out) && !buf_used(&f->req_in) && !f->u_shut &&
+	    (!f->up2 || (!buf_used(out) && up2_idle(f)))) {
 		SSL_shutdown(f->u);
 		shutdown(f->fd, SHUT_WR);
 		f->u_shut = true;
@@ -428,7 +445,10 @@ static void upstream_read(struct flow *f)
 	       buf_used(&f->to_guest) < FLOW_BUF_HIGH) {
 		int k = SSL_read(f->u, tmp, sizeof(tmp));
 		if (k > 0) {
-			buf_append(&f->resp_in, tmp, (size_t)k);
+			if (f->up2)
+				up2_recv(f, tmp, (size_t)k);
+			else
+				buf_append(&f->resp_in, tmp, (size_t)k);
 			proxy_responses_run(f);
 			continue;
 		}
@@ -469,6 +489,9 @@ static void upstream_run(struct flow *f)
 		return;
 	upstream_write(f);
 	upstream_read(f);
+	/* An h2 upstream's WINDOW_UPDATE (or SETTINGS ack) lets more frames go now. */
+	if (f->up2)
+		upstream_write(f);
 }
 
 /* The guest side: handshake, then decrypt requests. */
@@ -498,10 +521,13 @@ static void guest_run(struct flow *f)
 		SSL_get0_alpn_selected(f->g, &a, &an);
 		bool h2 = an == 2 && !memcmp(a, "h2", 2);
 		const char *why = NULL;
-		if (f->u_h2 && !f->u_failed && !h2)
-			why = "the upstream chose HTTP/2 and the guest did not";
-		else if (h2 && h2_start(f, f->u_h2 && !f->u_failed) < 0)
+		bool up_h2 = f->u_h2 && !f->u_failed;
+		if (h2 && h2_start(f, f->u_failed ? H2_UP_FAILED
+				      : up_h2	  ? H2_UP_H2
+						  : H2_UP_HTTP1) < 0)
 			why = "HTTP/2: out of memory";
+		else if (!h2 && up_h2 && up2_start(f) < 0)
+			why = "HTTP/2 toward the upstream: out of memory";
 		if (why) {
 			flow_event(f, NET_EV_HTTP, false, why, NULL);
 			f->failed = true;
@@ -537,7 +563,7 @@ void flow_run(struct flow *f)
 	for (int round = 0; round < 8; round++) {
 		size_t a = buf_used(&f->to_guest), b = buf_used(&f->req_out),
 		       c = buf_used(&f->resp_in);
-		size_t d = buf_used(&f->req_in);
+		size_t d = buf_used(&f->req_in), e = f->up2 ? buf_used(up2_wire(f)) : 0;
 		bool hs = f->u_hs || f->u_failed;
 		guest_run(f);
 		if (f->failed)
@@ -551,6 +577,7 @@ void flow_run(struct flow *f)
 		/* The upstream's handshake ending lets the guest's go on. */
 		bool progress = a != buf_used(&f->to_guest) || b != buf_used(&f->req_out) ||
 				c != buf_used(&f->resp_in) || d != buf_used(&f->req_in) ||
+				e != (f->up2 ? buf_used(up2_wire(f)) : 0) ||
 				hs != (f->u_hs || f->u_failed);
 		if (!progress)
 			break;

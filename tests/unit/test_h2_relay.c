@@ -169,7 +169,7 @@ static struct flow *relay_new(const char *host)
 	f->port = 443;
 	f->fd = -1;
 	f->u_hs = f->u_h2 = true;
-	if (h2_start(f, true) < 0) {
+	if (h2_start(f, H2_UP_H2) < 0) {
 		free(f);
 		return NULL;
 	}
