@@ -404,11 +404,53 @@ static void rq_body_refuse(struct flow *f, struct pending *p, int err)
  * A piece of the body of request p (final: its end), through the substituter (or, compressed,
  * inspected beside it), out in the framing chosen. Returns false when the request was refused.
  */
+/*
+ * The common case of rq_body_data, without a copy: the body goes through the substituter (or as
+ * it is) straight into req_out, as it came or as one chunk whose size line is patched in after
+ * (fixed width: leading zeros are valid). Returns 0 or the substituter's error (nothing of
+ * this piece is left in req_out then).
+ */
+#define RQ_CHUNK_LINE 10 /* "%08zx\r\n" */
+static int rq_body_direct(struct flow *f, struct pending *p, const uint8_t *data, size_t n,
+			  bool final)
+{
+	struct buf *o = &f->req_out;
+	bool chunked = f->rq_frame == RQF_CHUNKED;
+	size_t mark = buf_used(o), line = chunked ? RQ_CHUNK_LINE : 0;
+	int r = chunked ? buf_append(o, "00000000\r\n", RQ_CHUNK_LINE) : 0;
+	if (r == 0)
+		r = f->rq_subst_on ? secrets_body_feed(&f->rq_subst, data, n, final, o)
+				   : buf_append(o, data, n);
+	size_t k = buf_used(o) - mark - line;
+	if (r == 0 && o->bad)
+		r = -ENOMEM;
+	if (r < 0 || !k) {
+		/* Nothing of it goes: what this piece put in is taken back (and wiped). */
+		explicit_bzero(buf_head(o) + mark, buf_used(o) - mark);
+		o->len = o->off + mark;
+		return r;
+	}
+	if (chunked) {
+		char sz[24];
+		snprintf(sz, sizeof(sz), "%08zx\r\n", k);
+		memcpy(buf_head(o) + mark, sz, RQ_CHUNK_LINE);
+		buf_append(o, "\r\n", 2);
+	}
+	p->up += k;
+	return 0;
+}
+
 static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data, size_t n,
 			 bool final)
 {
 	struct buf out = { 0 };
 	int r = 0;
+	if (f->rq_frame != RQF_HELD && !f->rq_inspect && !f->sv && n < 0xffffff00u) {
+		r = rq_body_direct(f, p, data, n, final);
+		if (r < 0)
+			rq_body_refuse(f, p, r);
+		return r == 0;
+	}
 	if (f->sv && sigv4_signs_chunks(f->sv)) {
 		/* Signed chunks are only checked for placeholders (raw, as they come). */
 		struct buf sink = { 0 };

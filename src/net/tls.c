@@ -316,13 +316,35 @@ uint32_t flow_events(const struct flow *f)
 	return ev;
 }
 
-/* Move what the guest-side TLS produced into to_guest. */
+/* Move what the guest-side TLS produced into to_guest (read straight into it: no copy). */
 static void drain_g_out(struct flow *f)
 {
-	char tmp[16384];
-	int k;
-	while ((k = BIO_read(f->g_out, tmp, sizeof(tmp))) > 0)
-		buf_append(&f->to_guest, tmp, (size_t)k);
+	size_t n;
+	while ((n = BIO_ctrl_pending(f->g_out)) > 0) {
+		n = n < (1u << 20) ? n : 1u << 20;
+		uint8_t *dst = buf_reserve(&f->to_guest, n);
+		int k = dst ? BIO_read(f->g_out, dst, (int)n) : 0;
+		if (k <= 0)
+			break;
+		f->to_guest.len += (size_t)k;
+	}
+}
+
+#define TLS_READ_STEP 16384 /* one TLS record's plaintext at most */
+
+/*
+ * One SSL_read of s straight into the free space of b (no bounce buffer to copy from and
+ * wipe). Returns SSL_read's result; -1 with SSL_ERROR_SYSCALL semantics when out of memory.
+ */
+static int ssl_read_into(SSL *s, struct buf *b)
+{
+	uint8_t *dst = buf_reserve(b, TLS_READ_STEP);
+	if (!dst)
+		return -1;
+	int k = SSL_read(s, dst, TLS_READ_STEP);
+	if (k > 0)
+		b->len += (size_t)k;
+	return k;
 }
 
 /* Encrypt the queued plaintext for the guest: few records, not one per piece. */
@@ -440,15 +462,15 @@ static void upstream_write(struct flow *f)
 /* Decrypt responses while the guest's side has room, handing them to the proxy. */
 static void upstream_read(struct flow *f)
 {
-	uint8_t tmp[16384];
+	struct buf raw = { 0 }; /* an h2 upstream's frames for proxy_up2.c (not resp_in) */
 	while (!f->u_eof && buf_used(&f->resp_in) < FLOW_BUF_HIGH &&
 	       buf_used(&f->to_guest) < FLOW_BUF_HIGH) {
-		int k = SSL_read(f->u, tmp, sizeof(tmp));
+		int k = ssl_read_into(f->u, f->up2 ? &raw : &f->resp_in);
 		if (k > 0) {
-			if (f->up2)
-				up2_recv(f, tmp, (size_t)k);
-			else
-				buf_append(&f->resp_in, tmp, (size_t)k);
+			if (f->up2) {
+				up2_recv(f, buf_head(&raw), buf_used(&raw));
+				buf_wipe(&raw);
+			}
 			proxy_responses_run(f);
 			continue;
 		}
@@ -463,7 +485,7 @@ static void upstream_read(struct flow *f)
 		f->u_eof =
 		    true; /* close_notify, a plain EOF or an error: no more bytes either way */
 	}
-	OPENSSL_cleanse(tmp, sizeof(tmp));
+	buf_wipe(&raw);
 }
 
 void tls_close_both(struct flow *f)
@@ -534,12 +556,10 @@ static void guest_run(struct flow *f)
 			return;
 		}
 	}
-	uint8_t tmp[16384];
 	while (f->rq != RQ_STOPPED && buf_used(&f->req_in) < FLOW_BUF_HIGH &&
 	       buf_used(&f->req_out) < FLOW_BUF_HIGH) {
-		int k = SSL_read(f->g, tmp, sizeof(tmp));
+		int k = ssl_read_into(f->g, &f->req_in);
 		if (k > 0) {
-			buf_append(&f->req_in, tmp, (size_t)k);
 			proxy_requests_run(f);
 			continue;
 		}
@@ -552,7 +572,6 @@ static void guest_run(struct flow *f)
 		}
 		break;
 	}
-	OPENSSL_cleanse(tmp, sizeof(tmp));
 	drain_g_out(f);
 }
 
