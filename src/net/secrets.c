@@ -958,13 +958,62 @@ struct scrub_rules {
 	const struct scrub_form *best; /* what find found, for put */
 };
 
+/* The bytes that may start a form: a table, and the list of them when there are few. */
+struct scrub_starts {
+	uint8_t any[256];
+	uint8_t set[4];
+	unsigned nset; /* > 4: use the table */
+};
+
+static void scrub_starts_of(const struct secrets *ss, const struct scrub *sc,
+			    struct scrub_starts *st)
+{
+	st->nset = 0;
+	for (unsigned b = 0; b < 256; b++)
+		st->any[b] = ss->first[b] != 0;
+	for (unsigned k = 0; sc && k < sc->nrec; k++)
+		if (sc->rec[k].n)
+			st->any[sc->rec[k].p[0]] = 1;
+	for (unsigned b = 0; b < 256 && st->nset <= 4; b++)
+		if (st->any[b]) {
+			if (st->nset < 4)
+				st->set[st->nset] = (uint8_t)b;
+			st->nset++;
+		}
+}
+
+/*
+ * The first offset in p[0..n) whose byte may start a form (n if none): the hot loop of every
+ * response body. Few distinct first bytes (the usual case) are looked for with memchr, which
+ * scans many bytes per step; more, through the table.
+ */
+static size_t scrub_skip(const struct scrub_starts *st, const uint8_t *p, size_t n)
+{
+	if (st->nset <= 4) {
+		size_t at = n;
+		for (unsigned j = 0; j < st->nset; j++) {
+			const uint8_t *q = memchr(p, st->set[j], at);
+			if (q)
+				at = (size_t)(q - p);
+		}
+		return at;
+	}
+	size_t i = 0;
+	while (i < n && !st->any[p[i]])
+		i++;
+	return i;
+}
+
 static enum subst_find scrub_find(void *ctx, const uint8_t *p, size_t n, bool final,
 				  struct subst_match *m)
 {
 	struct scrub_rules *c = ctx;
 	const struct secrets *ss = c->ss;
 	const struct scrub *sc = c->sc;
-	for (size_t i = 0; i < n; i++) {
+	struct scrub_starts st;
+	scrub_starts_of(ss, sc, &st);
+	for (size_t i = scrub_skip(&st, p, n); i < n;
+	     i += 1 + scrub_skip(&st, p + i + 1, n - i - 1)) {
 		const struct scrub_form *best = NULL;
 		bool partial = false;
 		for (int k = ss->first[p[i]]; k;) {
