@@ -96,6 +96,8 @@ static void upstream_alpn(struct flow *f)
 		SSL_set_alpn_protos(f->u, (const unsigned char *)"\x08http/1.1", 9);
 }
 
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
 static void ssl_err_text(char *out, size_t n)
 {
 	unsigned long e = ERR_peek_last_error();
@@ -132,6 +134,15 @@ struct mitm *mitm_new(const struct secrets *ss, char *const *upstream_ca, char *
 	 * such as busybox wget, which signs with SHA-1 only, are let in.
 	 */
 	SSL_CTX_set_security_level(m->guest_ctx, 0);
+	/*
+	 * AES-128-GCM first, on both sides (as browsers order them): every body byte is decrypted
+	 * and encrypted once more here than on a direct connection, and AES-128 does it in about
+	 * 30% less time than AES-256. The guest's side picks (the link never leaves the machine);
+	 * toward the upstream it is our first offer, and the server decides.
+	 */
+	SSL_CTX_set_ciphersuites(m->guest_ctx, TLS13_SUITES);
+	SSL_CTX_set_options(m->guest_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_ciphersuites(m->up_ctx, TLS13_SUITES);
 	SSL_CTX_set_client_hello_cb(m->guest_ctx, client_hello, NULL);
 	SSL_CTX_set_alpn_select_cb(m->guest_ctx, alpn_select, NULL);
 	SSL_CTX_set_mode(m->guest_ctx,
