@@ -836,6 +836,23 @@ enum secrets_body_enc secrets_body_enc_for(const uint8_t *ct, size_t n)
  * a whole one is found with memmem; only the last SECRET_PLACEHOLDER_LEN - 1 bytes can hold
  * the start of one that needs more bytes.
  */
+/*
+ * The first SECRET_PREFIX (pl bytes) in p[0..n), or NULL: memchr for its first byte, which
+ * scans many bytes per step, then a compare (faster than memmem on bodies of any size).
+ */
+static const uint8_t *prefix_find(const uint8_t *p, size_t n, size_t pl)
+{
+	const uint8_t *end = p + n;
+	while ((size_t)(end - p) >= pl && (p = memchr(p, SECRET_PREFIX[0], (size_t)(end - p)))) {
+		if ((size_t)(end - p) < pl)
+			return NULL;
+		if (!memcmp(p, SECRET_PREFIX, pl))
+			return p;
+		p++;
+	}
+	return NULL;
+}
+
 static enum subst_find body_find(void *ctx, const uint8_t *p, size_t n, bool final,
 				 struct subst_match *m)
 {
@@ -844,7 +861,7 @@ static enum subst_find body_find(void *ctx, const uint8_t *p, size_t n, bool fin
 	const size_t L = SECRET_PLACEHOLDER_LEN, pl = sizeof(SECRET_PREFIX) - 1;
 	size_t whole_end = n >= L ? n - L + 1 : 0; /* offsets with room for a whole one */
 	const uint8_t *q = p;
-	while (q < p + whole_end && (q = memmem(q, n - (size_t)(q - p), SECRET_PREFIX, pl)) &&
+	while (q < p + whole_end && (q = prefix_find(q, n - (size_t)(q - p), pl)) &&
 	       q < p + whole_end) {
 		for (unsigned i = 0; i < ss->n; i++) {
 			if (!memcmp(q, ss->s[i].placeholder, L)) {
