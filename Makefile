@@ -6,6 +6,7 @@ BUILD    ?= build
 PREFIX   ?= /usr/local
 CC       ?= cc
 MUSL_CC  ?= musl-gcc
+ARM64_MUSL_CC ?= aarch64-linux-musl-gcc
 CLANG    ?= clang
 CLANG_FORMAT ?= clang-format
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
@@ -48,6 +49,7 @@ LIB_FUZZ_OBJ := $(patsubst %.c,$(BUILD)/fuzz/%.o,$(LIB_SRC))
 HOST_OBJ   := $(patsubst %.c,$(BUILD)/host/%.o,$(HOST_SRC))
 AGENT_OBJ  := $(patsubst %.c,$(BUILD)/agent/%.o,$(AGENT_SRC))
 AGENT_LIB_OBJ := $(patsubst %.c,$(BUILD)/agent/%.o,$(AGENT_LIB_SRC))
+ARM64_AGENT_OBJ := $(patsubst %.c,$(BUILD)/arm64/agent/%.o,$(AGENT_SRC) $(AGENT_LIB_SRC))
 UNIT_OBJ     := $(patsubst %.c,$(BUILD)/host/%.o,$(UNIT_SRC))
 UNIT_SAN_OBJ := $(patsubst %.c,$(BUILD)/san/%.o,$(UNIT_SRC))
 FUZZ_OBJ     := $(patsubst %.c,$(BUILD)/fuzz/%.o,$(FUZZ_SRC))
@@ -58,7 +60,7 @@ FUZZERS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 LIB_LIBS   := -Wl,--as-needed $(HOST_LIBS)
 
 .PHONY: all deps test check check-layers format-check demo bench fuzz unit install clean kernel \
-	fixtures default-image client-image
+	fixtures default-image client-image guest-arm64
 all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio $(LIB) kernel
 
 deps:
@@ -105,13 +107,41 @@ $(BUILD)/matchlock-agent: $(AGENT_OBJ) $(AGENT_LIB)
 	$(MUSL_CC) -static $^ -o $@
 
 # The initramfs holds only the agent (as /init) and the mount points it uses before it
-# switches to the sandbox root.
+# switches to the sandbox root. $< is the agent, $@ the archive; one recipe for every guest.
+define make-initramfs
+	@rm -rf $@.d && mkdir -p $@.d/dev $@.d/lower $@.d/rw $@.d/newroot
+	cp $< $@.d/init
+	cd $@.d && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible > $(abspath $@).tmp
+	mv $@.tmp $@
+endef
 $(BUILD)/initramfs.cpio: $(BUILD)/matchlock-agent
-	@rm -rf $(BUILD)/initramfs && mkdir -p $(BUILD)/initramfs/dev $(BUILD)/initramfs/lower \
-		$(BUILD)/initramfs/rw $(BUILD)/initramfs/newroot
-	cp $< $(BUILD)/initramfs/init
-	cd $(BUILD)/initramfs && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible > ../initramfs.cpio.tmp
-	mv $(BUILD)/initramfs.cpio.tmp $@
+	$(make-initramfs)
+
+# The arm64 guest (`--platform linux/arm64`): the same agent cross-built against Debian's musl
+# for arm64 (musl-dev:arm64, gcc-aarch64-linux-gnu), its initramfs and the arm64 kernel, all
+# under build/arm64/ where the host looks for them.
+guest-arm64: $(BUILD)/arm64/initramfs.cpio $(BUILD)/arm64/rootfs-busybox/bin/busybox
+	@guest/kernel/build.sh $(BUILD)/arm64 arm64
+
+$(BUILD)/arm64/rootfs-busybox/bin/busybox: tests/fixtures/make-busybox-rootfs.sh
+	tests/fixtures/make-busybox-rootfs.sh $(BUILD)/arm64/rootfs-busybox arm64
+
+$(BUILD)/arm64/kinc/.stamp:
+	@mkdir -p $(BUILD)/arm64/kinc
+	ln -sfn /usr/include/linux $(BUILD)/arm64/kinc/linux
+	ln -sfn /usr/include/asm-generic $(BUILD)/arm64/kinc/asm-generic
+	ln -sfn /usr/aarch64-linux-gnu/include/asm $(BUILD)/arm64/kinc/asm
+	@touch $@
+
+$(BUILD)/arm64/agent/%.o: %.c | $(BUILD)/arm64/kinc/.stamp
+	@mkdir -p $(dir $@)
+	$(ARM64_MUSL_CC) $(subst $(BUILD)/kinc,$(BUILD)/arm64/kinc,$(AGENT_CFLAGS)) -c $< -o $@
+
+$(BUILD)/arm64/matchlock-agent: $(ARM64_AGENT_OBJ)
+	$(ARM64_MUSL_CC) -static $^ -o $@
+
+$(BUILD)/arm64/initramfs.cpio: $(BUILD)/arm64/matchlock-agent
+	$(make-initramfs)
 
 # Cached under $XDG_CACHE_HOME/matchlock/kernel by a hash of the config and source version.
 kernel:
@@ -195,7 +225,7 @@ format-check:
 # private network namespace, where mmdebstrap cannot reach the package archive. tests/run runs
 # what `make check` runs, then the integration and SDK suites.
 test: deps check-layers format-check
-	@$(MAKE) --no-print-directory all fixtures unit $(FUZZERS) default-image client-image
+	@$(MAKE) --no-print-directory all fixtures guest-arm64 unit $(FUZZERS) default-image client-image
 	@tests/run
 
 demo: deps
@@ -230,5 +260,5 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(HOST_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(LIB_SAN_OBJ:.o=.d) $(LIB_FUZZ_OBJ:.o=.d) \
-	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) \
+	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(ARM64_AGENT_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) \
 	$(BUILD)/host/tests/fixtures/fs_mount_host.d

@@ -23,8 +23,13 @@
 const char *const accel_names[ACCEL_END] = { "tcg", "kvm" };
 STATIC_ASSERT_TABLE(accel_names, ACCEL_END);
 
+/*
+ * x86: vmx or svm in the CPU flags. Other architectures state it differently (an arm64 kernel
+ * that offers /dev/kvm runs at EL2 already), so there the API check below is the test.
+ */
 static bool cpu_has_virt(void)
 {
+#if defined(__x86_64__)
 	char *s = NULL;
 	if (read_file_str("/proc/cpuinfo", 1 << 20, &s) < 0)
 		return false;
@@ -39,11 +44,19 @@ static bool cpu_has_virt(void)
 	}
 	free(s);
 	return yes;
+#else
+	return true;
+#endif
 }
 
-/* Returns true if KVM is usable; otherwise explains why not. */
-static bool kvm_usable(char *why, size_t n)
+/* Returns true if KVM is usable for a guest of arch; otherwise explains why not. */
+static bool kvm_usable(enum guest_arch arch, char *why, size_t n)
 {
+	if (arch != arch_host()) {
+		snprintf(why, n, "a %s guest on a %s host", arch_platform(arch),
+			 arch_platform(arch_host()));
+		return false;
+	}
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(why, n, "/dev/kvm: %s", strerror(errno));
@@ -65,11 +78,11 @@ static bool kvm_usable(char *why, size_t n)
 	return true;
 }
 
-int accel_choose(const char *want, enum accel *out, char *why, size_t n)
+int accel_choose(const char *want, enum guest_arch arch, enum accel *out, char *why, size_t n)
 {
 	char kwhy[200];
 	if (!want || !strcmp(want, "auto")) {
-		bool kvm = kvm_usable(kwhy, sizeof(kwhy));
+		bool kvm = kvm_usable(arch, kwhy, sizeof(kwhy));
 		*out = kvm ? ACCEL_KVM : ACCEL_TCG;
 		snprintf(why, n, "%s: using %s", kwhy, kvm ? "KVM" : "TCG (software emulation)");
 		return 0;
@@ -80,7 +93,7 @@ int accel_choose(const char *want, enum accel *out, char *why, size_t n)
 		return 0;
 	}
 	if (!strcmp(want, "kvm")) {
-		if (!kvm_usable(kwhy, sizeof(kwhy))) {
+		if (!kvm_usable(arch, kwhy, sizeof(kwhy))) {
 			snprintf(why, n, "KVM requested but not usable: %s", kwhy);
 			return -ENODEV;
 		}

@@ -5,13 +5,16 @@
 
 #include <stddef.h>
 
+#include "arch.h"
+
 enum accel { ACCEL_TCG, ACCEL_KVM, ACCEL_END };
 extern const char *const accel_names[ACCEL_END];
 
 /*
- * want: "auto", "kvm" or "tcg". Sets *out and a one-line reason in why. Returns 0, or -EINVAL
- * for an unknown name, or -ENODEV when "kvm" was asked for and cannot work (why says why).
+ * want: "auto", "kvm" or "tcg", for a guest of architecture arch (KVM runs only the host's own).
+ * Sets *out and a one-line reason in why. Returns 0, or -EINVAL for an unknown name, or -ENODEV
+ * when "kvm" was asked for and cannot work (why says why).
  */
-int accel_choose(const char *want, enum accel *out, char *why, size_t n);
+int accel_choose(const char *want, enum guest_arch arch, enum accel *out, char *why, size_t n);
 
 #endif

@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "arch.h"
 #include "common/child.h"
 #include "cli.h"
 #include "common/util.h"
 #include "common/paths.h"
+#include "vmm.h"
 
 struct check {
 	const char *name;
@@ -24,6 +26,7 @@ struct check {
 	bool required;
 	char detail[4300]; /* a path (check_file: up to 4200 bytes) and a few words */
 	const char *fix;
+	char fix_buf[160];
 };
 
 static void json_str(const char *s)
@@ -40,23 +43,28 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
-static void check_qemu(struct check *c)
+static void check_qemu(struct check *c, enum guest_arch arch)
 {
-	const char *q = getenv("MATCHLOCK_QEMU");
-	char *const argv[] = { (char *)(q && *q ? q : "qemu-system-x86_64"), "--version", NULL };
+	const char *q = vmm_qemu_binary(arch);
+	char *const argv[] = { (char *)q, "--version", NULL };
 	char line[256];
 	if (child_run(argv, false, line, sizeof(line)) < 0)
 		line[0] = 0;
 	line[strcspn(line, "\n")] = 0;
 	c->ok = strstr(line, "QEMU emulator") != NULL;
-	snprintf(c->detail, sizeof(c->detail), "%s", c->ok ? line : "qemu-system-x86_64 not found");
+	snprintf(c->detail, sizeof(c->detail), "%s", c->ok ? line : "not found");
+	snprintf(c->fix_buf, sizeof(c->fix_buf), "apt-get install %s (or set %s)",
+		 arch_table[arch].qemu_package, arch_table[arch].qemu_env);
+	c->fix = c->fix_buf;
 }
 
-static void check_file(struct check *c, const char *env, const char *name)
+static void check_file(struct check *c, const char *env, const char *name, const char *target)
 {
 	char path[4200];
 	c->ok = paths_find_guest_file(env, name, path, sizeof(path)) == 0;
 	snprintf(c->detail, sizeof(c->detail), "%s", c->ok ? path : "not found next to the binary");
+	snprintf(c->fix_buf, sizeof(c->fix_buf), "run 'make %s', or set %s", target, env);
+	c->fix = c->fix_buf;
 }
 
 static void check_disk(struct check *c)
@@ -90,30 +98,43 @@ int cmd_diagnose(int argc, char **argv)
 			return EXIT_MATCHLOCK;
 		}
 	}
+	/*
+	 * The host's own guest architecture is required; the other one (emulated) is reported
+	 * for --platform, never required.
+	 */
+	enum guest_arch host = arch_host(), other = host == ARCH_X86_64 ? ARCH_ARM64 : ARCH_X86_64;
 	struct check checks[] = {
-		{ .name = "qemu",
-		  .required = true,
-		  .fix = "apt-get install qemu-system-x86 (or set MATCHLOCK_QEMU)" },
-		{ .name = "kernel",
-		  .required = true,
-		  .fix = "run 'make' (builds the guest kernel), or set MATCHLOCK_KERNEL" },
-		{ .name = "initramfs",
-		  .required = true,
-		  .fix = "run 'make', or set MATCHLOCK_INITRAMFS" },
+		{ .name = "qemu", .required = true },
+		{ .name = "kernel", .required = true },
+		{ .name = "initramfs", .required = true },
 		{ .name = "accelerator",
 		  .required = true,
 		  .fix =
-		      "TCG always works; for KVM enable VT-x/AMD-V and give access to /dev/kvm" },
+		      "TCG always works; for KVM enable hardware virtualisation (VT-x, AMD-V, or "
+		      "an arm64 kernel at EL2) and give access to /dev/kvm" },
 		{ .name = "disk",
 		  .required = false,
 		  .fix = "free some space in the cache directory (or set MATCHLOCK_HOME)" },
+		{ .name = other == ARCH_ARM64 ? "qemu-arm64" : "qemu-amd64" },
+		{ .name = other == ARCH_ARM64 ? "kernel-arm64" : "kernel-amd64" },
+		{ .name = other == ARCH_ARM64 ? "initrd-arm64" : "initrd-amd64" },
 	};
-	check_qemu(&checks[0]);
-	check_file(&checks[1], "MATCHLOCK_KERNEL", "vmlinux");
-	check_file(&checks[2], "MATCHLOCK_INITRAMFS", "initramfs.cpio");
+	const struct arch_info *ah = &arch_table[host], *ao = &arch_table[other];
+	check_qemu(&checks[0], host);
+	check_file(&checks[1], ah->kernel_env, ah->kernel, ah->make_target);
+	check_file(&checks[2], ah->initrd_env, ah->initrd, ah->make_target);
 	enum accel a;
-	checks[3].ok = accel_choose("auto", &a, checks[3].detail, sizeof(checks[3].detail)) == 0;
+	checks[3].ok =
+	    accel_choose("auto", host, &a, checks[3].detail, sizeof(checks[3].detail)) == 0;
 	check_disk(&checks[4]);
+	check_qemu(&checks[5], other);
+	check_file(&checks[6], ao->kernel_env, ao->kernel, ao->make_target);
+	check_file(&checks[7], ao->initrd_env, ao->initrd, ao->make_target);
+	for (int i = 5; i < 8; i++) {
+		char d[sizeof(checks[i].detail)];
+		snprintf(d, sizeof(d), "%s: %s", arch_platform(other), checks[i].detail);
+		memcpy(checks[i].detail, d, sizeof(d));
+	}
 
 	bool fatal = false;
 	if (json)
@@ -131,13 +152,13 @@ int cmd_diagnose(int argc, char **argv)
 			json_str(c->ok ? "" : c->fix);
 			printf("}");
 		} else {
-			printf("%-12s %-4s %s\n", c->name,
+			printf("%-13s %-4s %s\n", c->name,
 			       c->ok	     ? "ok"
 			       : c->required ? "FAIL"
 					     : "warn",
 			       c->detail);
 			if (!c->ok)
-				printf("%-12s      fix: %s\n", "", c->fix);
+				printf("%-13s      fix: %s\n", "", c->fix);
 		}
 	}
 	if (json)

@@ -7,15 +7,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "cli.h"
 #include "snapshot.h"
 #include "common/log.h"
 #include "oci/oci.h"
 
 static const char pull_usage[] =
-    "usage: matchlock pull [--insecure-registry HOST[:PORT]] REF\n"
+    "usage: matchlock pull [--platform linux/amd64|linux/arm64] [--insecure-registry HOST[:PORT]]\n"
+    "                      REF\n"
     "\n"
-    "Download an image (and its linux/amd64 variant of a multi-arch index) into the local store.\n"
+    "Download an image into the local store: of a multi-arch index, the variant for --platform\n"
+    "(default: the host's); a tag holds one platform's image, the last one pulled.\n"
     "Plain HTTP is used only for localhost/127.0.0.1 and registries named with\n"
     "--insecure-registry (or $MATCHLOCK_INSECURE_REGISTRY, comma-separated).\n";
 
@@ -29,11 +32,18 @@ int cmd_pull(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "insecure-registry", required_argument, NULL, 'k' },
+		{ "platform", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *insecure = NULL;
+	enum guest_arch arch = arch_host();
+	const char *platform = getenv("MATCHLOCK_PLATFORM");
 	char err[1024] = "", digest[72];
+	if (platform && *platform && arch_parse(platform, &arch, err, sizeof(err)) < 0) {
+		error("MATCHLOCK_PLATFORM: %s", err);
+		return EXIT_MATCHLOCK;
+	}
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -46,6 +56,13 @@ int cmd_pull(int argc, char **argv)
 			insecure = optarg;
 			continue;
 		}
+		if (c == 'p') {
+			if (arch_parse(optarg, &arch, err, sizeof(err)) < 0) {
+				error("--platform %s", err);
+				return EXIT_MATCHLOCK;
+			}
+			continue;
+		}
 		error("%s: unknown flag or missing value (see 'matchlock pull --help')",
 		      argv[optind - 1]);
 		return EXIT_MATCHLOCK;
@@ -54,7 +71,7 @@ int cmd_pull(int argc, char **argv)
 		error("pull takes exactly one image reference (see 'matchlock pull --help')");
 		return EXIT_MATCHLOCK;
 	}
-	if (oci_pull(argv[optind], insecure, digest, err, sizeof(err)) < 0) {
+	if (oci_pull(argv[optind], insecure, arch_table[arch].oci, digest, err, sizeof(err)) < 0) {
 		error("pull %s: %s", argv[optind], err);
 		return EXIT_MATCHLOCK;
 	}

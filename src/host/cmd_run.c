@@ -49,6 +49,8 @@ static const char run_usage[] =
     "      --memory MB        guest memory (default 512)\n"
     "      --timeout S        kill the command after S seconds and exit 124\n"
     "      --accel auto|kvm|tcg  accelerator (auto never picks one that cannot boot)\n"
+    "      --platform linux/amd64|linux/arm64  the guest's architecture (default: the\n"
+    "                         host's; another one runs emulated)\n"
     "      --no-snapshot      boot cold instead of restoring this machine's saved snapshot\n"
     "  -v, --volume HOST[:GUEST][:MODE]  show host folder HOST at GUEST (default: the\n"
     "                         workspace); MODE overlay (default: the sandbox writes its own\n"
@@ -155,6 +157,7 @@ enum {
 	OPT_MEMORY,
 	OPT_TIMEOUT,
 	OPT_ACCEL,
+	OPT_PLATFORM,
 	OPT_RM,
 	OPT_ALLOW_HOST,
 	OPT_NO_NETWORK,
@@ -264,6 +267,8 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 		return 0;
 	case OPT_ACCEL:
 		return spec_strdup(&sp->accel, arg);
+	case OPT_PLATFORM:
+		return spec_strdup(&sp->platform, arg);
 	case OPT_RM: {
 		bool b = true;
 		if (arg && cli_parse_bool(arg, &b) < 0) {
@@ -354,6 +359,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "accel", required_argument, NULL, OPT_ACCEL },
+		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "rm", optional_argument, NULL, OPT_RM },
 		{ "help", no_argument, NULL, 'h' },
 		{ "image", required_argument, NULL, OPT_IMAGE },

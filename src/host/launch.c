@@ -16,24 +16,25 @@
 #include "rootfs.h"
 #include "snapshot.h"
 
-int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want, char *err,
-		   size_t errn)
+int launch_prepare(struct launch *L, const char *rootfs, enum guest_arch arch,
+		   const char *accel_want, char *err, size_t errn)
 {
 	char why[300];
+	const struct arch_info *ai = &arch_table[arch];
 	memset(L, 0, sizeof(*L));
+	L->arch = arch;
 	snprintf(L->accel_want, sizeof(L->accel_want), "%s", accel_want ? accel_want : "auto");
-	if (accel_choose(L->accel_want, &L->accel, why, sizeof(why)) < 0) {
+	if (accel_choose(L->accel_want, arch, &L->accel, why, sizeof(why)) < 0) {
 		snprintf(err, errn, "%s", why);
 		return -EINVAL;
 	}
 	debug("accelerator: %s", why);
-	if (paths_find_guest_file("MATCHLOCK_KERNEL", "vmlinux", L->kernel, sizeof(L->kernel)) <
-		0 ||
-	    paths_find_guest_file("MATCHLOCK_INITRAMFS", "initramfs.cpio", L->initrd,
-				  sizeof(L->initrd)) < 0) {
+	if (paths_find_guest_file(ai->kernel_env, ai->kernel, L->kernel, sizeof(L->kernel)) < 0 ||
+	    paths_find_guest_file(ai->initrd_env, ai->initrd, L->initrd, sizeof(L->initrd)) < 0) {
 		snprintf(err, errn,
-			 "guest kernel or initramfs not found next to the binary "
-			 "(run 'make', or set MATCHLOCK_KERNEL / MATCHLOCK_INITRAMFS)");
+			 "the %s guest kernel or initramfs is not found next to the binary "
+			 "(run 'make %s', or set %s / %s)",
+			 arch_platform(arch), ai->make_target, ai->kernel_env, ai->initrd_env);
 		return -ENOENT;
 	}
 	int r = rootfs ? rootfs_prepare(rootfs, L->disk, sizeof(L->disk), err, errn) : 0;
@@ -72,6 +73,7 @@ void launch_config(struct launch *L, struct sandbox_config *sc)
 	sc->kernel = L->kernel;
 	sc->initrd = L->initrd;
 	sc->disk = L->disk;
+	sc->arch = L->arch;
 	sc->accel = L->accel;
 	sc->boot_timeout_ms = L->boot_timeout_s * 1000;
 	sc->template_path = NULL;

@@ -18,6 +18,7 @@ struct launch {
 	char id[16];
 	char dir[4200];
 	char kernel[4200], initrd[4200], disk[4200];
+	enum guest_arch arch;
 	enum accel accel;
 	char accel_want[8];
 	unsigned boot_timeout_s;
@@ -32,11 +33,11 @@ struct launch {
 };
 
 /*
- * Everything but the directory: rootfs is a directory or a tarball, or NULL when the caller
- * fills L->disk itself afterwards (an OCI image).
+ * Everything but the directory, for a guest of architecture arch: rootfs is a directory or a
+ * tarball, or NULL when the caller fills L->disk itself afterwards (an OCI image).
  */
-int launch_prepare(struct launch *L, const char *rootfs, const char *accel_want, char *err,
-		   size_t errn);
+int launch_prepare(struct launch *L, const char *rootfs, enum guest_arch arch,
+		   const char *accel_want, char *err, size_t errn);
 /* Pick an ID and create its state directory (0700). */
 int launch_make_dir(struct launch *L, char *err, size_t errn);
 /*

@@ -241,10 +241,9 @@ static int mounts_check(json_t *arr, char *err, size_t errn)
  */
 static int create_check(json_t *p, char *err, size_t errn)
 {
-	static const char *const top[] = { "image",	   "env",
-					   "resources",	   "network",
-					   "image_config", "launch_entrypoint",
-					   "mounts",	   NULL };
+	static const char *const top[] = { "image",   "env",	      "resources",
+					   "network", "image_config", "launch_entrypoint",
+					   "mounts",  "platform",     NULL };
 	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb",
 						 "timeout_seconds", NULL };
 	static const char *const network[] = {
@@ -266,7 +265,8 @@ static int create_check(json_t *p, char *err, size_t errn)
 	    !field_ok(p, "", "resources", is_obj, "an object", err, errn) ||
 	    !field_ok(p, "", "network", is_obj, "an object", err, errn) ||
 	    !field_ok(p, "", "image_config", is_obj, "an object", err, errn) ||
-	    !field_ok(p, "", "launch_entrypoint", is_bool, "true or false", err, errn))
+	    !field_ok(p, "", "launch_entrypoint", is_bool, "true or false", err, errn) ||
+	    !field_ok(p, "", "platform", is_str, "a string such as linux/arm64", err, errn))
 		return -EINVAL;
 	if (rpc_spec_keys_known(res, "resources", resources, err, errn) < 0 ||
 	    rpc_spec_keys_known(net, "network", network, err, errn) < 0 ||
@@ -368,6 +368,8 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 		sp->timeout_s = json_integer_value(v);
 	sp->lifetime = LIFETIME_CLIENT;
 	k = k ?: spec_strdup(&sp->accel, getenv("MATCHLOCK_ACCEL"));
+	if ((v = json_object_get(p, "platform")))
+		k = k ?: spec_strdup(&sp->platform, json_string_value(v));
 	k = k ?: spec_strdup(&sp->hostname, json_string_value(json_object_get(net, "hostname")));
 	k = k ?: spec_strdup(&sp->user, json_string_value(json_object_get(ic, "user")));
 	k = k ?: spec_strdup(&sp->workdir, json_string_value(json_object_get(ic, "working_dir")));

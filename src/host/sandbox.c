@@ -679,6 +679,7 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 void sandbox_vmm_config(const struct sandbox_config *c, struct vmm_config *vc)
 {
 	*vc = (struct vmm_config){
+		.arch = c->arch,
 		.accel = c->accel,
 		.cpus = c->cpus,
 		.memory_mb = c->memory_mb,

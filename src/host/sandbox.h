@@ -57,6 +57,7 @@ struct sandbox_config {
 	const char *id;
 	const char *state_dir; /* per-sandbox directory (0700) holding the log */
 	const char *kernel, *initrd, *disk;
+	enum guest_arch arch;
 	enum accel accel;
 	unsigned cpus, memory_mb;
 	unsigned cpu_milli; /* a CPU quota in thousandths when --cpus is fractional, else 0 */

@@ -4,6 +4,7 @@
  * (session.h says who calls what and the phases).
  */
 #define _GNU_SOURCE
+#include "arch.h"
 #include "session.h"
 
 #include <errno.h>
@@ -39,7 +40,10 @@ int sandbox_spec_init(struct sandbox_spec *spec)
 	*spec = (struct sandbox_spec){ .cpus = 1, .memory_mb = 512, .rm = -1 };
 	spec->policy = calloc(1, sizeof(*spec->policy));
 	spec->secrets = calloc(1, sizeof(*spec->secrets));
-	if (!spec->policy || !spec->secrets) {
+	/* Docker's DOCKER_DEFAULT_PLATFORM: every entry point's default guest architecture. */
+	const char *platform = getenv("MATCHLOCK_PLATFORM");
+	if (!spec->policy || !spec->secrets ||
+	    (platform && *platform && spec_strdup(&spec->platform, platform) < 0)) {
 		sandbox_spec_fini(spec);
 		return -ENOMEM;
 	}
@@ -100,6 +104,7 @@ void sandbox_spec_fini(struct sandbox_spec *spec)
 		free(spec->mounts[i].mode);
 	}
 	free(spec->accel);
+	free(spec->platform);
 	memset(spec, 0, sizeof(*spec));
 }
 
@@ -125,6 +130,7 @@ static const struct spec_field F_MOUNT_HOST = { "-v HOST:GUEST", "mounts[].host"
 static const struct spec_field F_MOUNT_GUEST = { "-v HOST:GUEST", "mounts[].guest" };
 static const struct spec_field F_MOUNT_MODE = { "-v HOST:GUEST:MODE", "mounts[].mode" };
 static const struct spec_field F_ACCEL = { "--accel", "MATCHLOCK_ACCEL" };
+static const struct spec_field F_PLATFORM = { "--platform or MATCHLOCK_PLATFORM", "platform" };
 static const struct spec_field F_ROOTFS_IMAGE = { "--rootfs with --image", NULL };
 
 static int refuse(char *err, size_t errn, const struct spec_field *f, const char *fmt, ...)
@@ -365,6 +371,10 @@ int sandbox_spec_check(const struct sandbox_spec *s, char *err, size_t errn)
 	    strcmp(s->accel, "tcg"))
 		return refuse(err, errn, &F_ACCEL, "accelerator %.32s: expected auto, kvm or tcg",
 			      s->accel);
+	enum guest_arch arch;
+	char why[200];
+	if (s->platform && arch_parse(s->platform, &arch, why, sizeof(why)) < 0)
+		return refuse(err, errn, &F_PLATFORM, "%s", why);
 	if (s->rootfs && s->image)
 		return refuse(err, errn, &F_ROOTFS_IMAGE,
 			      "a root filesystem and an image cannot be combined");
@@ -399,6 +409,7 @@ static char *session_config_json(const struct session *s)
 	jsonw_kv_int(&b, 0, "disk_size_mb", s->sc.scratch_mb);
 	jsonw_kv_int(&b, 0, "timeout_seconds", sp->has_timeout ? sp->timeout_s : 0);
 	jsonw_kv_str(&b, 0, "accel", accel_names[s->sc.accel]);
+	jsonw_kv_str(&b, 0, "platform", arch_platform(s->sc.arch));
 	jsonw_kv_bool(&b, 0, "detached", sp->lifetime == LIFETIME_DETACHED);
 	jsonw_raw(&b, ",\"command\":[");
 	for (size_t i = 0; s->argv && s->argv[i]; i++) {
@@ -570,6 +581,16 @@ static void session_fail(struct session *s, int r)
 
 #define WORKER_OUT_MAX 8192 /* the worker's answer: "ok\nPATH" or one line of error */
 
+/* The guest's architecture (the spec was checked: a platform given is a valid one). */
+static enum guest_arch spec_arch(const struct sandbox_spec *sp)
+{
+	enum guest_arch a = arch_host();
+	char why[200];
+	if (sp->platform)
+		arch_parse(sp->platform, &a, why, sizeof(why));
+	return a;
+}
+
 /* What the worker runs: pull, unpack and build an image, or build a root filesystem's disk. */
 static int session_make_disk(const struct sandbox_spec *sp, char *disk, size_t n, char *err,
 			     size_t errn)
@@ -577,7 +598,8 @@ static int session_make_disk(const struct sandbox_spec *sp, char *disk, size_t n
 	if (sp->rootfs)
 		return rootfs_prepare(sp->rootfs, disk, n, err, errn);
 	struct oci_image_config cfg;
-	int r = oci_image_prepare(sp->image, disk, n, &cfg, err, errn);
+	int r =
+	    oci_image_prepare(sp->image, arch_table[spec_arch(sp)].oci, disk, n, &cfg, err, errn);
 	if (r == 0)
 		oci_config_fini(&cfg);
 	return r;
@@ -624,9 +646,10 @@ static void session_on_worker(struct watch *w, uint32_t events)
 	}
 	/* The worker built it: the store has it now (a local lookup, no network). */
 	char again[sizeof(s->L.disk)];
-	int r = s->spec.image ? oci_image_open(s->spec.image, again, sizeof(again), &s->image,
-					       s->err, sizeof(s->err))
-			      : 0;
+	int r = s->spec.image
+		    ? oci_image_open(s->spec.image, arch_table[spec_arch(&s->spec)].oci, again,
+				     sizeof(again), &s->image, s->err, sizeof(s->err))
+		    : 0;
 	if (r == -EAGAIN)
 		snprintf(s->err, sizeof(s->err), "image %s: removed from the store while starting",
 			 s->spec.image);
@@ -715,8 +738,8 @@ static int session_prepare(struct session *s)
 	if (sp->image) {
 		char disk[sizeof(s->L.disk)];
 		s->err[0] = 0;
-		int r = oci_image_open(sp->image, disk, sizeof(disk), &s->image, s->err,
-				       sizeof(s->err));
+		int r = oci_image_open(sp->image, arch_table[spec_arch(sp)].oci, disk, sizeof(disk),
+				       &s->image, s->err, sizeof(s->err));
 		if (r == 0) {
 			session_prepared(s, disk);
 			return 0;
@@ -747,7 +770,7 @@ static void session_prepared(struct session *s, const char *disk)
 		session_fail(s, -EINVAL);
 		return;
 	}
-	if ((r = launch_prepare(&s->L, NULL, sp->accel, err, errn)) < 0) {
+	if ((r = launch_prepare(&s->L, NULL, spec_arch(sp), sp->accel, err, errn)) < 0) {
 		session_fail(s, r == -ENOMEM || r == -EINVAL ? r : -EIO);
 		return;
 	}

@@ -97,6 +97,9 @@ struct sandbox_spec {
 	unsigned nmounts;
 	/* The machine. */
 	char *accel; /* auto, kvm or tcg; NULL: auto */
+	/* The guest's: linux/amd64 or linux/arm64 (arch.h); $MATCHLOCK_PLATFORM, else the host's.
+	 */
+	char *platform;
 	bool no_snapshot; /* boot cold instead of restoring this machine's template */
 	/* Who hears every egress decision (may be NULL). */
 	net_event_fn net_event;

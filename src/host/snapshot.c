@@ -49,11 +49,11 @@ static void file_id(EVP_MD_CTX *md, const char *path)
 	EVP_DigestUpdate(md, rec, (size_t)n);
 }
 
-/* The QEMU binary as PATH (or MATCHLOCK_QEMU) finds it. */
-static void qemu_id(EVP_MD_CTX *md)
+/* The QEMU binary as PATH finds it (or as its variable names it). */
+static void qemu_id(EVP_MD_CTX *md, enum guest_arch arch)
 {
-	const char *q = getenv("MATCHLOCK_QEMU");
-	if (q && *q) {
+	const char *q = vmm_qemu_binary(arch);
+	if (strchr(q, '/')) {
 		file_id(md, q);
 		return;
 	}
@@ -61,7 +61,7 @@ static void qemu_id(EVP_MD_CTX *md)
 	char buf[PATH_MAX];
 	for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
 		size_t k = strcspn(p, ":");
-		snprintf(buf, sizeof(buf), "%.*s/qemu-system-x86_64", (int)k, p);
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)k, p, q);
 		if (access(buf, X_OK) == 0) {
 			file_id(md, buf);
 			return;
@@ -82,9 +82,9 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 		EVP_MD_CTX_free(md);
 		return -ENOMEM;
 	}
-	int k =
-	    snprintf(desc, sizeof(desc), "format %d accel %d cpus %u mem %u\n%s\n", SNAPSHOT_FORMAT,
-		     vc->accel, vc->cpus, vc->memory_mb, vmm_cmdline(vc->accel));
+	int k = snprintf(desc, sizeof(desc), "format %d arch %s accel %d cpus %u mem %u\n%s\n",
+			 SNAPSHOT_FORMAT, arch_table[vc->arch].oci, vc->accel, vc->cpus,
+			 vc->memory_mb, vmm_cmdline(vc->arch, vc->accel));
 	EVP_DigestUpdate(md, desc, (size_t)k);
 	/*
 	 * The block devices beyond the root: their number, sizes and read-only flags. The guest
@@ -99,7 +99,7 @@ int snapshot_template_path(const struct vmm_config *vc, char *out, size_t n)
 			     vc->volumes[i].ro);
 		EVP_DigestUpdate(md, desc, (size_t)k);
 	}
-	qemu_id(md);
+	qemu_id(md, vc->arch);
 	file_id(md, vc->kernel);
 	file_id(md, vc->initrd);
 	file_id(md, vc->disk);

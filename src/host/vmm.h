@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The VMM behind one interface: today QEMU's microvm machine (vmm_qemu.c). The supervisor hands
+ * The VMM behind one interface: QEMU (vmm_qemu.c), its microvm machine for x86_64 guests and
+ * virt for arm64 ones. The supervisor hands
  * it connected sockets for the console and the link; the VMM child never opens paths of its own
  * beyond the kernel, initramfs and disk, cannot spawn processes (QEMU's seccomp sandbox), and is
  * killed by the kernel if the supervisor dies (parent-death signal).
@@ -13,10 +14,12 @@
 #include <sys/types.h>
 
 #include "accel.h"
+#include "arch.h"
 
 #define VMM_MAX_VOLUMES 8 /* = MSG_MAX_VOLUMES */
 
 struct vmm_config {
+	enum guest_arch arch;
 	enum accel accel;
 	unsigned cpus;
 	unsigned memory_mb;
@@ -55,8 +58,10 @@ struct vmm_config {
 #define VMM_STR(x) VMM_STR_(x)
 #define VMM_INCOMING_URI "fd:" VMM_STR(VMM_INCOMING_FD)
 
-/* The guest kernel's command line for an accelerator (part of a snapshot's identity). */
-const char *vmm_cmdline(enum accel accel);
+/* The QEMU binary for a guest architecture: a name to find in PATH, or what its variable says. */
+const char *vmm_qemu_binary(enum guest_arch arch);
+/* The guest kernel's command line (part of a snapshot's identity). */
+const char *vmm_cmdline(enum guest_arch arch, enum accel accel);
 /* Start the VMM. Returns 0 with *pid and *pidfd set, or -errno with a reason in err. */
 int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, size_t errn);
 

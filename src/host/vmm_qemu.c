@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * QEMU microvm: no PCI, no ACPI, no firmware tables to walk, virtio over MMIO. The command line
- * is built here and nowhere else. Devices: the 8250 console (a socket the supervisor reads into
+ * QEMU microvm (x86_64) or virt (arm64): no PCI, no ACPI, virtio over MMIO (microvm's from the
+ * kernel command line, virt's from its device tree). The command line is built here and nowhere
+ * else. Devices: the UART console (8250 or PL011) (a socket the supervisor reads into
  * the sandbox log), one virtio-serial port named "matchlock.link" (the mux), the root disk
  * read-only, the sandbox's writable disk and its volumes (virtio-blk, found by serial in the
  * guest: msg.h), and virtio-rng so the guest has entropy at once. There is no NIC.
@@ -39,23 +40,23 @@
 
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
- * the local APIC timer has no TSC-deadline mode and calibrating it costs ~200 ms of boot, so
- * the guest uses the PIT for clock events there instead. Under TCG a cold boot also gets
+ * the x86 local APIC timer has no TSC-deadline mode and calibrating it costs ~200 ms of boot, so
+ * the guest uses the PIT for clock events there instead. Under TCG a cold x86 boot also gets
  * tsc_early_khz (tcg_tsc_khz); it is left out of this string, so a snapshot's identity does not
- * change with the measurement.
+ * change with the measurement. arm64 has the architected timer at a rate the machine states, and
+ * resets through PSCI.
  */
-static const char kernel_cmdline[] = "console=ttyS0 quiet panic=-1 reboot=t 8250.nr_uarts=1 "
-				     "tsc=reliable no_timer_check";
-static const char kernel_cmdline_tcg[] = " noapictimer";
+static const char *const kernel_cmdline[ARCH_END][2] = {
+	[ARCH_X86_64] = { "console=ttyS0 quiet panic=-1 reboot=t 8250.nr_uarts=1 "
+			  "tsc=reliable no_timer_check",
+			  "console=ttyS0 quiet panic=-1 reboot=t 8250.nr_uarts=1 "
+			  "tsc=reliable no_timer_check noapictimer" },
+	[ARCH_ARM64] = { "console=ttyAMA0 quiet panic=-1", "console=ttyAMA0 quiet panic=-1" },
+};
 
-const char *vmm_cmdline(enum accel accel)
+const char *vmm_cmdline(enum guest_arch arch, enum accel accel)
 {
-	static char tcg[sizeof(kernel_cmdline) + sizeof(kernel_cmdline_tcg)];
-	if (accel != ACCEL_TCG)
-		return kernel_cmdline;
-	if (!tcg[0])
-		snprintf(tcg, sizeof(tcg), "%s%s", kernel_cmdline, kernel_cmdline_tcg);
-	return tcg;
+	return kernel_cmdline[arch][accel == ACCEL_TCG];
 }
 
 #if defined(__x86_64__)
@@ -113,11 +114,27 @@ static unsigned tcg_tsc_khz(void)
 #endif
 }
 
-static const char *qemu_binary(void)
+const char *vmm_qemu_binary(enum guest_arch arch)
 {
-	const char *q = getenv("MATCHLOCK_QEMU");
-	return q && *q ? q : "qemu-system-x86_64";
+	const char *q = getenv(arch_table[arch].qemu_env);
+	return q && *q ? q : arch_table[arch].qemu;
 }
+
+/*
+ * The machine, with its RAM backend when there is one. virt: GICv3 (any number of vCPUs; the
+ * host's own under KVM).
+ */
+static const char *const machine[ARCH_END][2] = {
+	[ARCH_X86_64] = { "microvm,acpi=off", "microvm,acpi=off,memory-backend=ram" },
+	[ARCH_ARM64] = { "virt,gic-version=3", "virt,gic-version=3,memory-backend=ram" },
+};
+
+/*
+ * The CPU QEMU emulates under TCG. arm64: a Cortex-A72 rather than "max", whose pointer
+ * authentication is expensive to emulate; a snapshot's CPU must not change with QEMU's idea of
+ * "max" either.
+ */
+static const char *const tcg_cpu[ARCH_END] = { [ARCH_X86_64] = "max", [ARCH_ARM64] = "cortex-a72" };
 
 /* QEMU's command line, and the strings it points into. */
 struct qemu_args {
@@ -171,18 +188,20 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 			    errn) < 0)
 			return -EINVAL;
 	}
-	int k = snprintf(a->cmdline, sizeof(a->cmdline), "%s", vmm_cmdline(c->accel));
+	int k = snprintf(a->cmdline, sizeof(a->cmdline), "%s", vmm_cmdline(c->arch, c->accel));
 	/* A restored guest booted long ago: its TSC rate came with the snapshot. */
-	unsigned tsc_khz = c->accel == ACCEL_TCG && c->incoming_fd < 0 ? tcg_tsc_khz() : 0;
+	bool tsc = c->arch == ARCH_X86_64 && c->accel == ACCEL_TCG && c->incoming_fd < 0;
+	unsigned tsc_khz = tsc ? tcg_tsc_khz() : 0;
 	if (tsc_khz)
 		snprintf(a->cmdline + k, sizeof(a->cmdline) - (size_t)k, " tsc_early_khz=%u",
 			 tsc_khz);
-	else if (c->accel == ACCEL_TCG && c->incoming_fd < 0)
+	else if (tsc)
 		debug("vmm: host TSC rate unknown; the guest calibrates its own TSC");
 
 	int n = 0;
-	a->argv[n++] = qemu_binary();
+	a->argv[n++] = vmm_qemu_binary(c->arch);
 	a->argv[n++] = "-M";
+	a->argv[n++] = machine[c->arch][c->ram_fd >= 0];
 	if (c->ram_fd >= 0) {
 		/*
 		 * QEMU opens the file itself; through /proc it gets our descriptor's file, whatever
@@ -193,16 +212,13 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 		snprintf(a->ram, sizeof(a->ram),
 			 "memory-backend-file,id=ram,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
 			 c->memory_mb, CHILD_RAM_FD, c->ram_shared ? "on" : "off");
-		a->argv[n++] = "microvm,acpi=off,memory-backend=ram";
 		a->argv[n++] = "-object";
 		a->argv[n++] = a->ram;
-	} else {
-		a->argv[n++] = "microvm,acpi=off";
 	}
 	a->argv[n++] = "-accel";
 	a->argv[n++] = c->accel == ACCEL_KVM ? "kvm" : "tcg";
 	a->argv[n++] = "-cpu";
-	a->argv[n++] = c->accel == ACCEL_KVM ? "host" : "max";
+	a->argv[n++] = c->accel == ACCEL_KVM ? "host" : tcg_cpu[c->arch];
 	a->argv[n++] = "-m";
 	a->argv[n++] = a->mem;
 	a->argv[n++] = "-smp";
@@ -307,8 +323,8 @@ static noreturn void qemu_exec(const struct vmm_config *c, const char *const *ar
 		_exit(127);
 	syscall(SYS_close_range, ram >= 0 ? CHILD_RAM_FD + 1 : CHILD_FS_FD + 1, ~0u, 0);
 	execvpe(argv[0], (char *const *)argv, env);
-	dprintf(2, "cannot run %s: %s (apt-get install qemu-system-x86, or set MATCHLOCK_QEMU)\n",
-		argv[0], strerror(errno));
+	dprintf(2, "cannot run %s: %s (apt-get install %s, or set %s)\n", argv[0], strerror(errno),
+		arch_table[c->arch].qemu_package, arch_table[c->arch].qemu_env);
 	_exit(127);
 }
 

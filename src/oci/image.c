@@ -52,7 +52,7 @@ static uint64_t image_size(const struct oci_manifest *m)
 }
 
 static int pull_locked(struct oci_store *st, const struct oci_ref *ref, const char *insecure,
-		       char digest[OCI_DIGEST_LEN + 1], char *err, size_t errn)
+		       const char *arch, char digest[OCI_DIGEST_LEN + 1], char *err, size_t errn)
 {
 	struct oci_registry reg;
 	struct oci_manifest m = { 0 };
@@ -77,7 +77,7 @@ static int pull_locked(struct oci_store *st, const struct oci_ref *ref, const ch
 		}
 		if (m.kind == OCI_KIND_MANIFEST)
 			break;
-		int i = oci_index_choose(&m, OCI_OS, OCI_ARCH, why, sizeof(why));
+		int i = oci_index_choose(&m, OCI_OS, arch, why, sizeof(why));
 		if (i < 0 || depth > 0) {
 			snprintf(err, errn, "%s/%s: %s", ref->registry, ref->repo,
 				 i < 0 ? why : "nested image indexes are not supported");
@@ -111,6 +111,12 @@ static int pull_locked(struct oci_store *st, const struct oci_ref *ref, const ch
 	}
 	if ((r = oci_config_parse(cdata, clen, &cfg, err, errn)) < 0)
 		goto out;
+	if (cfg.arch[0] && strcmp(cfg.arch, arch)) {
+		snprintf(err, errn, "%s/%s is a linux/%.32s image, not linux/%s (--platform)",
+			 ref->registry, ref->repo, cfg.arch, arch);
+		r = -ENOEXEC;
+		goto out;
+	}
 	for (size_t i = 0; i < m.n; i++)
 		if ((r = fetch_blob(st, &reg, &m.entries[i], err, errn)) < 0)
 			goto out;
@@ -136,7 +142,8 @@ out:
 	return r;
 }
 
-int oci_pull(const char *s, const char *insecure, char digest[72], char *err, size_t errn)
+int oci_pull(const char *s, const char *insecure, const char *arch, char digest[72], char *err,
+	     size_t errn)
 {
 	struct oci_ref ref;
 	struct oci_store st;
@@ -147,7 +154,7 @@ int oci_pull(const char *s, const char *insecure, char digest[72], char *err, si
 		insecure = getenv("MATCHLOCK_INSECURE_REGISTRY");
 	if ((r = oci_store_open(&st, false, err, errn)) < 0)
 		return r;
-	r = pull_locked(&st, &ref, insecure, digest, err, errn);
+	r = pull_locked(&st, &ref, insecure, arch, digest, err, errn);
 	oci_store_close(&st);
 	return r;
 }
@@ -186,8 +193,12 @@ out:
 	return r;
 }
 
-/* local_only: -EAGAIN instead of pulling or building (the caller does that in a worker). */
-static int image_prepare(const char *s, bool local_only, char *disk, size_t n,
+/*
+ * local_only: -EAGAIN instead of pulling or building (the caller does that in a worker). A tag
+ * names one platform's image, the last one pulled (as in Docker): a local image of another
+ * architecture than arch is pulled again for arch when it came from a registry, else refused.
+ */
+static int image_prepare(const char *s, const char *arch, bool local_only, char *disk, size_t n,
 			 struct oci_image_config *cfg, char *err, size_t errn)
 {
 	struct oci_ref ref;
@@ -203,11 +214,14 @@ static int image_prepare(const char *s, bool local_only, char *disk, size_t n,
 	if ((r = oci_store_open(&st, false, err, errn)) < 0)
 		return r;
 	/* A local tag (imported, or pulled before) wins: no network for images we have. */
-	r = oci_store_lookup(&st, name, digest);
+	char source[OCI_SOURCE_MAX] = "";
+	r = oci_store_lookup(&st, name, digest, source);
 	if (r == -ENOENT && ref.digest[0] && !ref.tag[0] && oci_store_has_blob(&st, ref.digest)) {
 		strcpy(digest, ref.digest);
 		r = 0;
 	}
+	bool pulled = false;
+again:
 	if (r == -ENOENT) {
 		if (!strcmp(name, "docker.io/" OCI_DEFAULT_IMAGE ":latest")) {
 			snprintf(err, errn,
@@ -219,8 +233,9 @@ static int image_prepare(const char *s, bool local_only, char *disk, size_t n,
 			r = -EAGAIN;
 			goto out;
 		}
-		r = pull_locked(&st, &ref, getenv("MATCHLOCK_INSECURE_REGISTRY"), digest, err,
+		r = pull_locked(&st, &ref, getenv("MATCHLOCK_INSECURE_REGISTRY"), arch, digest, err,
 				errn);
+		pulled = true;
 	} else if (r < 0) {
 		snprintf(err, errn, "reading the image index: %s", strerror(-r));
 	}
@@ -240,6 +255,26 @@ static int image_prepare(const char *s, bool local_only, char *disk, size_t n,
 	}
 	if ((r = oci_config_parse(cdata, clen, cfg, err, errn)) < 0)
 		goto out;
+	if (cfg->arch[0] && strcmp(cfg->arch, arch)) {
+		bool registry = !ref.digest[0] && !strcmp(source, "registry");
+		if (registry && !local_only && !pulled) {
+			oci_config_fini(cfg);
+			oci_manifest_fini(&m);
+			free(data);
+			free(cdata);
+			data = cdata = NULL;
+			r = -ENOENT;
+			goto again;
+		}
+		if (registry && local_only) {
+			r = -EAGAIN;
+			goto out;
+		}
+		snprintf(err, errn, "image %s is linux/%.32s, the sandbox is linux/%s (--platform)",
+			 name, cfg->arch, arch);
+		r = -ENOEXEC;
+		goto out;
+	}
 	if ((r = oci_store_disk_path(&st, digest, disk, n)) < 0) {
 		snprintf(err, errn, "image store path too long");
 		goto out;
@@ -257,16 +292,16 @@ out:
 	return r;
 }
 
-int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_config *cfg,
-		      char *err, size_t errn)
+int oci_image_prepare(const char *ref, const char *arch, char *disk, size_t n,
+		      struct oci_image_config *cfg, char *err, size_t errn)
 {
-	return image_prepare(ref, false, disk, n, cfg, err, errn);
+	return image_prepare(ref, arch, false, disk, n, cfg, err, errn);
 }
 
-int oci_image_open(const char *ref, char *disk, size_t n, struct oci_image_config *cfg, char *err,
-		   size_t errn)
+int oci_image_open(const char *ref, const char *arch, char *disk, size_t n,
+		   struct oci_image_config *cfg, char *err, size_t errn)
 {
-	return image_prepare(ref, true, disk, n, cfg, err, errn);
+	return image_prepare(ref, arch, true, disk, n, cfg, err, errn);
 }
 
 static void list_one(const struct oci_store_image *img, void *arg)

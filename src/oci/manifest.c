@@ -285,6 +285,10 @@ int oci_config_parse(const void *data, size_t len, struct oci_image_config *c, c
 	char created[64], tmp[4096];
 	if (get_str(root, "created", created, sizeof(created), false) == 0 && created[0])
 		c->created = parse_time(created);
+	if (get_str(root, "architecture", c->arch, sizeof(c->arch), false) < 0) {
+		snprintf(err, errn, "image config: architecture is not a string");
+		goto out;
+	}
 	json_t *cfg = json_object_get(root, "config");
 	if (cfg && !json_is_null(cfg)) {
 		if (!json_is_object(cfg)) {

@@ -44,6 +44,7 @@ struct oci_image_config {
 	char **entrypoint, **cmd, **env;
 	char *user, *workdir;
 	long long created; /* seconds since the epoch, 0 if unknown */
+	char arch[32]; /* "architecture" ("amd64", "arm64"), "" if the config does not say */
 };
 
 /*
@@ -73,8 +74,12 @@ void oci_config_fini(struct oci_image_config *c);
 char **oci_config_argv(const struct oci_image_config *c, const char *entrypoint_override,
 		       char *const *args);
 
-/* The platform sandboxes run: linux/amd64 (the guest is x86_64). */
+/* The platform a sandbox runs unless told otherwise: the host's (src/host/arch.h). */
 #define OCI_OS "linux"
+#if defined(__aarch64__)
+#define OCI_ARCH "arm64"
+#else
 #define OCI_ARCH "amd64"
+#endif
 
 #endif

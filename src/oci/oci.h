@@ -20,24 +20,29 @@
 
 /*
  * Plain HTTP is used only for loopback registries and those in this comma-separated list
- * (--insecure-registry, or $MATCHLOCK_INSECURE_REGISTRY); NULL for none.
+ * (--insecure-registry, or $MATCHLOCK_INSECURE_REGISTRY); NULL for none. arch is the OCI
+ * architecture wanted ("amd64", "arm64"): a multi-arch image's variant is chosen by it, and a
+ * single-arch image of another one is refused (-ENOEXEC).
  */
-int oci_pull(const char *ref, const char *insecure, char digest[72], char *err, size_t errn);
+int oci_pull(const char *ref, const char *insecure, const char *arch, char digest[72], char *err,
+	     size_t errn);
 
 /*
- * Resolve ref (a local tag first, else pulled), build or reuse its read-only ext4 (one per image
- * digest, so a second call does no unpacking), write its path to disk and the image config to
- * cfg (free with oci_config_fini()).
+ * Resolve ref (a local tag first, else pulled) for architecture arch, build or reuse its
+ * read-only ext4 (one per image digest, so a second call does no unpacking), write its path to
+ * disk and the image config to cfg (free with oci_config_fini()). A local image of another
+ * architecture is pulled again when it came from a registry, else refused (-ENOEXEC, err names
+ * both).
  */
-int oci_image_prepare(const char *ref, char *disk, size_t n, struct oci_image_config *cfg,
-		      char *err, size_t errn);
+int oci_image_prepare(const char *ref, const char *arch, char *disk, size_t n,
+		      struct oci_image_config *cfg, char *err, size_t errn);
 
 /*
  * The same, only for an image that is local and built: -EAGAIN (err empty) when it would have
  * to pull or build, which oci_image_prepare then does (in a worker, so nothing waits for it).
  */
-int oci_image_open(const char *ref, char *disk, size_t n, struct oci_image_config *cfg, char *err,
-		   size_t errn);
+int oci_image_open(const char *ref, const char *arch, char *disk, size_t n,
+		   struct oci_image_config *cfg, char *err, size_t errn);
 /* Remove what process pid, killed while pulling, importing or building, left half-written. */
 void oci_sweep_writer(pid_t pid);
 /* Import a `docker save` archive or an OCI-layout tarball (optionally gzip/zstd) from fd as tag. */

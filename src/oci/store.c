@@ -258,17 +258,21 @@ fail:
 	return r;
 }
 
-int oci_store_lookup(struct oci_store *s, const char *name, char digest[OCI_DIGEST_LEN + 1])
+int oci_store_lookup(struct oci_store *s, const char *name, char digest[OCI_DIGEST_LEN + 1],
+		     char source[OCI_SOURCE_MAX])
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db, "SELECT digest FROM images WHERE name=?", -1, &st, NULL))
+	if (sqlite3_prepare_v2(s->db, "SELECT digest, source FROM images WHERE name=?", -1, &st,
+			       NULL))
 		return -EIO;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	int r = -ENOENT;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		const char *d = (const char *)sqlite3_column_text(st, 0);
+		const char *src = (const char *)sqlite3_column_text(st, 1);
 		if (d && oci_digest_valid(d)) {
 			strcpy(digest, d);
+			snprintf(source, OCI_SOURCE_MAX, "%s", src ? src : "");
 			r = 0;
 		} else {
 			r = -EIO;

@@ -68,8 +68,10 @@ struct oci_store_image {
  */
 int oci_store_tag(struct oci_store *s, const struct oci_store_image *img,
 		  const struct oci_manifest *m);
-/* The manifest digest stored under name, or -ENOENT. */
-int oci_store_lookup(struct oci_store *s, const char *name, char digest[OCI_DIGEST_LEN + 1]);
+/* The manifest digest stored under name and where it came from ("registry"...), or -ENOENT. */
+#define OCI_SOURCE_MAX 16
+int oci_store_lookup(struct oci_store *s, const char *name, char digest[OCI_DIGEST_LEN + 1],
+		     char source[OCI_SOURCE_MAX]);
 /* Call fn for every tag, sorted by name. */
 int oci_store_list(struct oci_store *s, void (*fn)(const struct oci_store_image *img, void *arg),
 		   void *arg);

@@ -6,7 +6,7 @@ set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 ML=$BUILD/matchlock
-ROOTFS=$BUILD/rootfs-busybox
+ROOTFS=${ROOTFS:-$BUILD/rootfs-busybox}
 export MATCHLOCK_HOME=${MATCHLOCK_HOME:-$(mktemp -d /tmp/matchlock-test.XXXXXX)}
 T_OUT=$(mktemp -d /tmp/matchlock-out.XXXXXX)
 # Whatever happens, no sandbox of ours outlives the suite.

@@ -77,6 +77,45 @@ t_multi_arch_index() {
 	ml pull "$REG/multi/img:armonly"
 	expect_one_line_error
 	expect_match error "$ERR" "no linux/amd64 .*linux/arm64"
+	ml pull --platform linux/s390x "$REG/multi/img"
+	expect_one_line_error
+	expect_match error "$ERR" "expected linux/amd64 or linux/arm64"
+}
+
+# One multi-arch index, both guests: each --platform runs its own variant on its own kind of
+# guest, and a single-arch image of the other architecture is refused naming both.
+t_platform_chooses_variant_and_guest() {
+	local arm=$BUILD/arm64
+	[ -e "$arm/Image" ] && [ -x "$arm/rootfs-busybox/bin/busybox" ] || skip "no arm64 guest (make guest-arm64)"
+	local a=$T_OUT/pa b=$T_OUT/pb
+	mkdir -p "$a" "$b"; echo amd64 >"$a/arch"; echo arm64 >"$b/arch"
+	tar -C "$arm/rootfs-busybox" --owner=0 --group=0 -cf "$T_OUT/base-arm64.tar" .
+	$TOOL push "http://$REG" plat/img:amd64 --layer "$BASE" --layer-dir "$a" >/dev/null || fail "push amd64"
+	$TOOL push "http://$REG" plat/img:arm64 --arch arm64 --layer "$T_OUT/base-arm64.tar" --layer-dir "$b" >/dev/null ||
+		fail "push arm64"
+	$TOOL push-index "http://$REG" plat/img:latest --platform-image linux/amd64=plat/img:amd64 \
+		--platform-image linux/arm64=plat/img:arm64 >/dev/null || fail "push index"
+	ml run --platform linux/arm64 --image "$REG/plat/img" -- sh -c 'cat /arch; uname -m'
+	expect_eq status "$RC" 0
+	expect_eq "arm64 variant on an arm64 guest" "$OUT" "$(printf 'arm64\naarch64')"
+	# The tag now holds the arm64 image (as in Docker): amd64 pulls the other variant again.
+	ml run --platform linux/amd64 --image "$REG/plat/img" -- sh -c 'cat /arch; uname -m'
+	expect_eq status "$RC" 0
+	expect_eq "amd64 variant on an x86_64 guest" "$OUT" "$(printf 'amd64\nx86_64')"
+	MATCHLOCK_PLATFORM=linux/arm64 ml run --image "$REG/plat/img" -- uname -m
+	expect_eq "MATCHLOCK_PLATFORM" "$OUT" aarch64
+	# A single-arch image of the other architecture: refused, naming both.
+	ml run --platform linux/arm64 --image "$REG/plat/img:amd64" -- true
+	expect_one_line_error
+	expect_match error "$ERR" "linux/amd64.*linux/arm64"
+	$TOOL docker-save "$T_OUT/arm-save.tar" --arch arm64 --layer "$T_OUT/base-arm64.tar" >/dev/null 2>&1 ||
+		fail "docker-save arm64"
+	ml image import local/armonly <"$T_OUT/arm-save.tar"
+	expect_eq "import" "$RC" 0
+	ml run --image local/armonly -- true
+	expect_one_line_error
+	expect_match error "$ERR" "image .*local/armonly.* is linux/arm64, the sandbox is linux/amd64"
+	expect_clean
 }
 
 t_import_docker_save_and_oci_layout() {
