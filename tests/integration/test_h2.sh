@@ -183,7 +183,9 @@ t_http1_guest_over_an_h2_only_upstream() {
 		curl --http1.1 -sS -H "Transfer-Encoding: chunked" --data-binary @/tmp/up https://api.test:9443/upload; echo
 		curl --http1.1 -sS "https://api.test:9443/big?n=3000000" | wc -c
 		curl --http1.1 -sS -w "\nother=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://other.test:9443/echo
-		curl --http1.1 -sS -o /dev/null -w "other_body=%{http_code}\n" -d "k=$API_KEY" https://other.test:9443/echo'
+		curl --http1.1 -sS -o /dev/null -w "other_body=%{http_code}\n" -d "k=$API_KEY" https://other.test:9443/echo
+		curl --http1.1 -sS -w "\nws=%{http_code}\n" -H "Connection: Upgrade" -H "Upgrade: websocket" \
+			-H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" https://api.test:9443/ws'
 	expect_eq status "$RC" 0
 	local sum
 	sum=$(sed -n 1p <<<"$OUT")
@@ -199,6 +201,8 @@ t_http1_guest_over_an_h2_only_upstream() {
 	expect_match "3 MB download" "$OUT" $'\n'"3000000"$'\n'
 	expect_match "a placeholder toward another host: 403" "$OUT" "other=403"
 	expect_match "in a body too" "$OUT" "other_body=403"
+	expect_match "a WebSocket upgrade cannot cross to h2: 501" "$OUT" "ws=501"
+	expect_match "saying why" "$OUT" "WebSocket upgrade needs HTTP/1.1 to the upstream"
 	expect_match "secret_leak event" "$ERR" "secret_leak blocked GET https://other.test:9443/echo"
 	[[ $(h2log) != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the upstream: $(h2log)"
 	expect_no_real
