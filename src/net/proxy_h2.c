@@ -4,13 +4,13 @@
  * for the framing, HPACK and the protocol's rules: a server session faces the guest, a client
  * session faces the upstream, and each guest stream is relayed as one upstream stream.
  *
- * Which HTTP version: tls.c mirrors ALPN (the upstream is offered what the guest offered, the
- * guest gets what the upstream chose), so this file runs only when both ends speak h2; an h2
- * guest that also offers http/1.1 talks HTTP/1.1 to an HTTP/1.1 upstream through proxy.c. No
- * translation between the versions exists: an h2-only guest and an HTTP/1.1-only upstream (or
- * the reverse) have no protocol in common; the guest gets no ALPN answer, or a 502 when the
- * upstream's handshake fails (h2-only guests: on each stream). Real clients offer both, and
- * h2-only clients (gRPC) need an h2 server anyway.
+ * Which HTTP version: tls.c negotiates ALPN on each side and gives the guest the upstream's
+ * choice when it offers it. This file runs when the guest speaks h2: over an h2 upstream (the
+ * client session above), or over an HTTP/1.1 upstream (an h2-only guest, or one speaking h2
+ * with prior knowledge), where each stream becomes one exchange on the upstream's keep-alive
+ * connection, in turn ("an HTTP/1.1 upstream" below: h1_request, h1_send, h1_recv); the
+ * stream's admission, substitution and scrubbing are the same either way. An HTTP/1.1 guest
+ * over an h2 upstream is proxy.c's, with proxy_up2.c under it.
  *
  * A stream's states and transitions (struct h2s):
  *   HEADERS    the guest's request fields arrive (on_header), bounded by H2_MAX_REQ_LIST;
