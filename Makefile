@@ -23,7 +23,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -Isrc -MMD -MP
 HOST_CFLAGS  := $(CFLAGS) $(HARDEN) -fPIE -DMATCHLOCK_VERSION='"$(VERSION)"'
 HOST_LDFLAGS := -pie -Wl,-z,relro,-z,now
-HOST_LIBS    := -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
+HOST_LIBS    := -lext2fs -lcom_err -lssl -lcrypto -lnghttp2 -larchive -lcurl -ljansson -lsqlite3 -lz -lbrotlidec -lbrotlienc -lzstd -lm -lpthread
 AGENT_CFLAGS := -std=gnu11 $(WARN) -Isrc -isystem $(BUILD)/kinc -MMD -MP -Os -g0 $(HARDEN)
 SAN          := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -g -O1 -std=gnu11 $(WARN) -Isrc -MMD -MP -fno-sanitize-recover=undefined
@@ -149,12 +149,17 @@ kernel:
 
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
 fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
-	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host
+	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host \
+	$(BUILD)/ext4-from-tar
 
 # Run as root on the host by tests/integration/test_fs_share.sh: serves a folder through the file
 # server on a host FUSE mount, no VM needed.
 $(BUILD)/fs-mount-host: $(BUILD)/host/tests/fixtures/fs_mount_host.o $(LIB)
 	$(CC) $(HOST_LDFLAGS) $^ -o $@
+
+# The image layer writer on its own (tests/integration/test_rootless.sh, bench/image).
+$(BUILD)/ext4-from-tar: $(BUILD)/host/tests/fixtures/ext4_from_tar.o $(LIB)
+	$(CC) $(HOST_LDFLAGS) $^ -o $@ $(LIB_LIBS)
 
 # Run as root in a sandbox by tests/integration/test_net.sh: deletes every nftables table.
 $(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.stamp
@@ -223,7 +228,8 @@ format-check:
 
 # The default image is built here, before any suite: test_secrets.sh needs it and runs in a
 # private network namespace, where mmdebstrap cannot reach the package archive. tests/run runs
-# what `make check` runs, then the integration and SDK suites.
+# what `make check` runs, then the integration and SDK suites (as the unprivileged matchlock-test
+# when started as root, which gets these images and the kernel from root's cache by hard link).
 test: deps check-layers format-check
 	@$(MAKE) --no-print-directory all fixtures guest-arm64 unit $(FUZZERS) default-image client-image
 	@tests/run
@@ -243,7 +249,7 @@ client-image: $(BUILD)/matchlock
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all fixtures default-image
-	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs; do $$b || exit 1; echo; done
+	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs bench/image; do $$b || exit 1; echo; done
 
 FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
@@ -261,4 +267,4 @@ clean:
 
 -include $(HOST_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(LIB_SAN_OBJ:.o=.d) $(LIB_FUZZ_OBJ:.o=.d) \
 	$(AGENT_OBJ:.o=.d) $(AGENT_LIB_OBJ:.o=.d) $(ARM64_AGENT_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(UNIT_SAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) \
-	$(BUILD)/host/tests/fixtures/fs_mount_host.d
+	$(BUILD)/host/tests/fixtures/fs_mount_host.d $(BUILD)/host/tests/fixtures/ext4_from_tar.d

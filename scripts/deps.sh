@@ -7,7 +7,7 @@ set -eu
 pkgs="build-essential musl-tools qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev
 libssl-dev libarchive-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev zlib1g-dev libbrotli-dev libzstd-dev
 cpio busybox-static e2fsprogs xz-utils python3 clang clang-format libclang-rt-14-dev docker-registry
-mmdebstrap zstd curl golang-go openssl iproute2 libnghttp2-dev python3-h2 python3-grpcio nghttp2-client nghttp2-server
+mmdebstrap uidmap zstd curl libext2fs-dev golang-go openssl iproute2 libnghttp2-dev python3-h2 python3-grpcio nghttp2-client nghttp2-server
 git gcc-aarch64-linux-gnu qemu-system-arm musl-dev:arm64"
 
 # `deps.sh bench`: also the peers `make bench` measures against, side by side.

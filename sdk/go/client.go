@@ -232,6 +232,9 @@ func (c *Client) dispatch(line []byte) {
 	if json.Unmarshal(line, &m) != nil {
 		return // stdout carries only protocol; ignore anything else
 	}
+	if m.Method != "" && c.serverMessage(&m) { // hooks.go: hook questions, events
+		return
+	}
 	if m.Method != "" {
 		var p struct {
 			ID int64 `json:"id"`
@@ -809,6 +812,7 @@ func (c *Client) Remove(ctx context.Context) error {
 func (c *Client) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	defer installed.Delete(c) // hooks.go
 	c.mu.Lock()
 	dead := c.dead
 	c.mu.Unlock()

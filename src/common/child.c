@@ -28,7 +28,13 @@ char *const *child_env(void)
 
 int child_run(char *const argv[], bool with_stderr, char *out, size_t outn)
 {
-	char *const *env = child_env();
+	return child_run_env(argv, NULL, with_stderr, out, outn);
+}
+
+int child_run_env(char *const argv[], const char *extra, bool with_stderr, char *out, size_t outn)
+{
+	char *const *base = child_env();
+	char *env[4] = { base[0], base[1], (char *)extra, NULL };
 	int pfd[2];
 	if (outn == 0 || pipe2(pfd, O_CLOEXEC) < 0)
 		return outn == 0 ? -EINVAL : -errno;

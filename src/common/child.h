@@ -24,6 +24,8 @@ char *const *child_env(void);
  * out, NUL-terminated. Returns the wait status (>= 0) or -errno if it could not be started.
  */
 int child_run(char *const argv[], bool with_stderr, char *out, size_t outn);
+/* child_run with one more NAME=VALUE (extra, when not NULL) in the child's environment. */
+int child_run_env(char *const argv[], const char *extra, bool with_stderr, char *out, size_t outn);
 /*
  * Overwrite with NUL bytes the value of every variable in our own environment whose value is
  * exactly value[0..n) (NAME=VALUE stays NAME=). /proc/PID/environ shows the block the kernel

@@ -10,12 +10,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/kvm.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -59,7 +61,18 @@ static bool kvm_usable(enum guest_arch arch, char *why, size_t n)
 	}
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, n, "/dev/kvm: %s", strerror(errno));
+		struct stat st;
+		struct group *g;
+		/* The usual case for a normal user: /dev/kvm belongs to a group they are not in. */
+		if ((errno == EACCES || errno == EPERM) && stat("/dev/kvm", &st) == 0 &&
+		    (g = getgrgid(st.st_gid)))
+			snprintf(
+			    why, n,
+			    "/dev/kvm: permission denied (join its group: usermod -aG %s $USER, "
+			    "then log in again)",
+			    g->gr_name);
+		else
+			snprintf(why, n, "/dev/kvm: %s", strerror(errno));
 		return false;
 	}
 	int api = ioctl(fd, KVM_GET_API_VERSION, 0);

@@ -35,6 +35,8 @@
 #include "oci/oci.h"
 #include "proto/env.h"
 #include "proto/msg.h"
+#include "rpc_hooks.h"
+#include "spec_hooks.h"
 #include "rpc_spec.h"
 #include "sandbox.h"
 #include "session.h"
@@ -111,6 +113,7 @@ struct rpc_sandbox {
 	struct call *create; /* RS_STARTING: the create request */
 	bool cancelling; /* RS_STARTING: session_cancel was called */
 	bool launch_entrypoint;
+	struct rpc_hooks_asker asker; /* its hook rules' callbacks (rpc_hooks.h) */
 	struct rpc_sandbox *next;
 };
 
@@ -132,6 +135,7 @@ struct rpc {
 	unsigned ncalls;
 	struct rpc_sandbox *sandboxes;
 	unsigned nsandboxes;
+	struct rpc_hooks hooks; /* questions to the client for callback rules */
 };
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -986,6 +990,60 @@ static void rpc_on_net_event(const struct net_event *ev, void *opaque)
 	rpc_flush(r);
 }
 
+/* A file operation a hook rule blocked or reports: an `event` of type file. */
+static void rpc_on_file_event(const struct sandbox_file_event *ev, void *opaque)
+{
+	struct rpc_sandbox *rs = opaque;
+	struct rpc *r = rs->rpc;
+	char when[40];
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (buf_used(&r->events) >= RPC_MAX_EVENTS) {
+		r->events_dropped++;
+		return;
+	}
+	json_t *f = rpc_hooks_file_event(ev);
+	json_t *msg =
+	    json_pack("{s:s,s:{s:s,s:s,s:s,s:o}}", "method", "event", "params", "type", "file",
+		      "sandbox", rs->sess.L.id, "timestamp", when, "file", f ? f : json_object());
+	if (rpc_queue(&r->events, msg) < 0)
+		r->events_dropped++;
+	rpc_flush(r);
+}
+
+/* A hook question to the client (rpc_hooks.h): a request line of ours on stdout. */
+static int rpc_hooks_send(void *ctx, json_t *msg)
+{
+	struct rpc *r = ctx;
+	if (r->client_gone) {
+		json_decref(msg);
+		return -EPIPE;
+	}
+	int k = rpc_queue(&r->out, msg);
+	rpc_flush(r);
+	return k;
+}
+
+/* hooks_set {sandbox?, hooks} and hooks_get {sandbox?}: a running sandbox's rules. */
+static void m_hooks(struct rpc *r, json_t *id, json_t *p, bool set)
+{
+	struct rpc_sandbox *rs = rpc_running(r, id, p);
+	if (!rs)
+		return;
+	char err[1024];
+	json_t *res =
+	    set ? rpc_hooks_set(rs->sess.spec.hooks, rs->sess.spec.fhooks, p, err, sizeof(err))
+		: rpc_hooks_get(rs->sess.spec.hooks, rs->sess.spec.fhooks);
+	if (!res) {
+		rpc_error(r, id, E_PARAMS, "%s", err);
+		return;
+	}
+	rpc_result(r, id, res);
+}
+
 static json_t *rules_json(const struct policy *p)
 {
 	json_t *a = json_array();
@@ -1221,6 +1279,9 @@ static void m_create(struct rpc *r, json_t *id, json_t *p)
 	r->nsandboxes++;
 	spec.net_event = rpc_on_net_event;
 	spec.net_opaque = rs;
+	spec.file_event = rpc_on_file_event;
+	rpc_hooks_asker_init(&rs->asker, &r->hooks, rs->sess.L.id);
+	spec.hooks->asker = spec.fhooks->asker = &rs->asker.a;
 	/* From here on started() answers (from the loop), unless the start cannot even begin. */
 	k = session_start(&rs->sess, &spec, &r->loop, rs_started, rs, err, sizeof(err));
 	sandbox_spec_fini(&spec);
@@ -1266,6 +1327,11 @@ static void dispatch(struct rpc *r, json_t *req)
 	json_t *id = json_object_get(req, "id");
 	const char *method = json_string_value(json_object_get(req, "method"));
 	json_t *p = json_object_get(req, "params");
+	/* A response from the client: the answer to a hook question of ours. */
+	if (json_is_object(req) && !method &&
+	    (json_object_get(req, "result") || json_object_get(req, "error")) &&
+	    rpc_hooks_on_response(&r->hooks, req))
+		return;
 	if (!json_is_object(req) || !method ||
 	    (id && !json_is_integer(id) && !json_is_string(id)) ||
 	    !json_is_string(json_object_get(req, "jsonrpc")) ||
@@ -1320,6 +1386,10 @@ static void dispatch(struct rpc *r, json_t *req)
 		m_allow(r, id, p, false);
 	} else if (!strcmp(method, "port_forward")) {
 		m_port_forward(r, id, p);
+	} else if (!strcmp(method, "hooks_set")) {
+		m_hooks(r, id, p, true);
+	} else if (!strcmp(method, "hooks_get")) {
+		m_hooks(r, id, p, false);
 	} else {
 		rpc_error(r, id, E_METHOD, "unknown method %s", method);
 	}
@@ -1448,6 +1518,7 @@ int cmd_rpc(int argc, char **argv)
 	fd_set_nonblock(STDOUT_FILENO, 1);
 	watch_init(&r.in_w, STDIN_FILENO, on_stdin, &r);
 	watch_init(&r.out_w, STDOUT_FILENO, on_stdout, &r);
+	rpc_hooks_init(&r.hooks, &r.loop, rpc_hooks_send, &r);
 	loop_watch(&r.loop, &r.in_w, EPOLLIN);
 
 	/* The one place that runs the loop; requests are dispatched between its batches. */

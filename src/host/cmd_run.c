@@ -24,6 +24,7 @@
 #include "exec_stdio.h"
 #include "portfwd.h"
 #include "session.h"
+#include "spec_hooks.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -76,7 +77,9 @@ static const char run_usage[] =
     "                         placeholders, the proxy signs its SigV4 requests again\n"
     "      --secret-file aws[:PROFILE]=PATH@HOST[,HOST...]  the same from an AWS\n"
     "                         credentials file\n"
-    "      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n";
+    "      --upstream-ca FILE  also trust the CAs in FILE (PEM) for upstream HTTPS\n"
+    "      --hooks FILE       hook rules on HTTPS requests and host-folder file operations\n"
+    "                         (JSON {network, files}; see spec/cli.md)\n";
 
 /* What only the CLI has: how it attaches to the sandbox. The rest goes into the spec. */
 struct run_opts {
@@ -168,6 +171,7 @@ enum {
 	OPT_SECRET,
 	OPT_SECRET_FILE,
 	OPT_UPSTREAM_CA,
+	OPT_HOOKS,
 	OPT_DISK_SIZE,
 	OPT_WORKSPACE
 };
@@ -321,6 +325,8 @@ static int parse_flag(int c, const char *arg, struct run_opts *o, char *err, siz
 			return -EINVAL;
 		}
 		return spec_strdup(&sp->upstream_ca[sp->nupstream_ca++], arg);
+	case OPT_HOOKS:
+		return spec_hooks_load(sp->hooks, sp->fhooks, arg, err, errn);
 	case 'p': {
 		struct sandbox_port *pp = &sp->publish[sp->npublish];
 		if (sp->npublish >= SPEC_MAX_PUBLISH ||
@@ -372,6 +378,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, char *err, size
 		{ "secret", required_argument, NULL, OPT_SECRET },
 		{ "secret-file", required_argument, NULL, OPT_SECRET_FILE },
 		{ "upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA },
+		{ "hooks", required_argument, NULL, OPT_HOOKS },
 		{ "publish", required_argument, NULL, 'p' },
 		{ "address", required_argument, NULL, OPT_ADDRESS },
 		{ "no-snapshot", no_argument, NULL, OPT_NO_SNAPSHOT },

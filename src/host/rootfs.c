@@ -3,14 +3,13 @@
  * The cache key of a directory is a SHA-256 over every entry's relative path, type, mode,
  * owner, size, symlink target, inode number and mtime/ctime in nanoseconds: any write to a file
  * changes its ctime, so a changed tree gets a new key without reading every byte. A tarball's
- * key is the SHA-256 of its bytes. Tarballs are unpacked with libarchive's secure flags (no
- * "..", no absolute paths, no writes through symlinks) into a private staging directory.
+ * key is the SHA-256 of its bytes. A tarball is written straight into the disk by the image
+ * layer writer (src/oci/ext4_layers.c), which refuses "..", absolute paths and writes through
+ * symlinks as it does for image layers.
  */
 #define _GNU_SOURCE
 #include "rootfs.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -90,71 +89,6 @@ static int hash_file(const char *path, char hex[65])
 	return r;
 }
 
-static int untar(const char *tarball, const char *dir, char *err, size_t errn)
-{
-	struct archive *a = archive_read_new();
-	struct archive *w = archive_write_disk_new();
-	int r = 0, saved_cwd = -1;
-	archive_read_support_filter_all(a);
-	archive_read_support_format_tar(a);
-	int flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-		    ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
-	if (geteuid() == 0)
-		flags |= ARCHIVE_EXTRACT_OWNER;
-	archive_write_disk_set_options(w, flags);
-	if (archive_read_open_filename(a, tarball, 1 << 16) != ARCHIVE_OK) {
-		snprintf(err, errn, "cannot read %s: %s", tarball, archive_error_string(a));
-		r = -EINVAL;
-		goto out;
-	}
-	/*
-	 * Entries stay relative (so the secure flags can judge them) and land under the staging
-	 * directory because we work from inside it.
-	 */
-	saved_cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (saved_cwd < 0 || chdir(dir) < 0) {
-		snprintf(err, errn, "cannot enter %s: %s", dir, strerror(errno));
-		r = -errno;
-		goto out;
-	}
-	struct archive_entry *e;
-	int k;
-	while ((k = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-		if (archive_write_header(w, e) != ARCHIVE_OK) {
-			/* The secure flags refuse "..", absolute paths and symlinked parents. */
-			snprintf(err, errn, "unpacking %s: refused entry: %s", tarball,
-				 archive_error_string(w));
-			r = -EINVAL;
-			goto out;
-		}
-		const void *buf;
-		size_t size;
-		la_int64_t off;
-		int d;
-		while ((d = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
-			archive_write_data_block(w, buf, size, off);
-		if (d != ARCHIVE_EOF || archive_write_finish_entry(w) != ARCHIVE_OK) {
-			snprintf(err, errn, "unpacking %s: %s", tarball,
-				 archive_error_string(d != ARCHIVE_EOF ? a : w));
-			r = -EINVAL;
-			goto out;
-		}
-	}
-	if (k != ARCHIVE_EOF) {
-		snprintf(err, errn, "reading %s: %s", tarball, archive_error_string(a));
-		r = -EINVAL;
-	}
-out:
-	archive_read_free(a);
-	archive_write_free(w);
-	if (saved_cwd >= 0) {
-		if (fchdir(saved_cwd) < 0 && r == 0)
-			r = -errno;
-		close(saved_cwd);
-	}
-	return r;
-}
-
 int rootfs_prepare(const char *src, char *out, size_t n, char *err, size_t errn)
 {
 	struct stat st;
@@ -188,17 +122,7 @@ int rootfs_prepare(const char *src, char *out, size_t n, char *err, size_t errn)
 		return 0;
 	if (S_ISDIR(st.st_mode))
 		return oci_ext4_build(src, out, err, errn);
-
-	char stage[4200];
-	snprintf(stage, sizeof(stage), "%s/.stage.XXXXXX", cache);
-	if (!mkdtemp(stage)) {
-		r = -errno;
-		snprintf(err, errn, "mkdtemp in %s: %s", cache, strerror(errno));
-		return r;
-	}
-	r = untar(src, stage, err, errn);
-	if (r == 0)
-		r = oci_ext4_build(stage, out, err, errn);
-	rm_rf(stage);
-	return r;
+	/* A tarball goes straight into the disk, judged like an image layer (no whiteouts). */
+	struct oci_ext4_layer layer = { src, src };
+	return oci_ext4_from_layers(&layer, 1, false, key, out, err, errn);
 }

@@ -12,6 +12,7 @@
 #include "net/secrets.h"
 #include "proto/env.h"
 #include "rpc_spec.h"
+#include "spec_hooks.h"
 #include "session.h"
 
 int rpc_spec_env_put(struct env *e, json_t *obj, const char *where, char *err, size_t errn)
@@ -243,7 +244,8 @@ static int create_check(json_t *p, char *err, size_t errn)
 {
 	static const char *const top[] = { "image",   "env",	      "resources",
 					   "network", "image_config", "launch_entrypoint",
-					   "mounts",  "platform",     NULL };
+					   "mounts",  "platform",     "hooks",
+					   NULL };
 	static const char *const resources[] = { "cpus", "memory_mb", "disk_size_mb",
 						 "timeout_seconds", NULL };
 	static const char *const network[] = {
@@ -410,5 +412,7 @@ static int create_spec(json_t *p, struct sandbox_spec *sp, char *err, size_t err
 int rpc_spec_from_json(json_t *p, struct sandbox_spec *sp, char *err, size_t errn)
 {
 	int k = create_check(p, err, errn);
-	return k ?: create_spec(p, sp, err, errn);
+	k = k ?: create_spec(p, sp, err, errn);
+	json_t *hk = json_object_get(p, "hooks");
+	return k || !hk ? k : spec_hooks_apply(sp->hooks, sp->fhooks, hk, err, errn);
 }

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "net/mitm.h"
+#include "net/proxy_hooks.h"
 #include "proto/msg.h"
 #include "sandbox_impl.h"
 #include "snapshot.h"
@@ -670,6 +671,8 @@ static struct sandbox *sb_new(const struct sandbox_config *c, struct loop *l, ch
 	} else if (!(sb->log = log_file_open(path, LOG_FILE_CAP))) {
 		snprintf(err, errn, "cannot create %s: %s", path, strerror(errno));
 	} else {
+		if (sb->mitm)
+			mitm_set_hooks(sb->mitm, c->hooks);
 		return sb;
 	}
 	sb_free(sb);

@@ -53,6 +53,18 @@ struct sandbox_volume {
 	bool ro;
 };
 
+/* A file operation a hook rule blocked, or an "after" rule reports (fs/fhooks.h). */
+struct sandbox_file_event {
+	const char *op, *path, *path2; /* guest paths; path2: a rename's target, else NULL */
+	const char *rule;
+	bool blocked;
+	const char *reason; /* blocked: why */
+	int result; /* 0 or -errno: what the guest got */
+};
+
+struct hooks;
+struct fhooks;
+
 struct sandbox_config {
 	const char *id;
 	const char *state_dir; /* per-sandbox directory (0700) holding the log */
@@ -97,6 +109,14 @@ struct sandbox_config {
 	long long scratch_mb;
 	const struct sandbox_volume *volumes; /* the caller's, mounted after the root */
 	unsigned nvolumes;
+	/*
+	 * Hook rules (the caller's, may be NULL, may change while the sandbox runs; their asker
+	 * carries callbacks): network rules go to the TLS proxy, file rules to the file service,
+	 * whose events go to file_event (with net_opaque).
+	 */
+	struct hooks *hooks;
+	struct fhooks *fhooks;
+	void (*file_event)(const struct sandbox_file_event *ev, void *opaque);
 };
 
 struct vmm_config;

@@ -30,6 +30,7 @@
 #include "common/util.h"
 #include "fs/share.h"
 #include "proto/msg.h"
+#include "sandbox_fhooks.h"
 #include "sandbox_impl.h"
 
 _Static_assert(FS_MAX_REQUEST <= MSG_FS_MAX_RECORD && FS_MAX_REPLY <= MSG_FS_MAX_RECORD,
@@ -63,6 +64,7 @@ struct fs_stream {
 	struct buf in; /* received request bytes not yet handled */
 	struct buf out; /* reply records not yet sent (waiting for credit) */
 	uint64_t requests; /* handled, for the log */
+	struct fhook_gate gate; /* file hooks (sandbox_fhooks.c) */
 };
 
 struct sb_fs {
@@ -193,6 +195,7 @@ int sbfs_put_config(const struct sandbox *sb, struct buf *b)
 static void fss_free(struct fs_stream *x)
 {
 	struct sb_fs *fs = x->sb->fs;
+	fhook_gate_fini(&x->gate);
 	debug("host folder %s: stream closed after %llu requests",
 	      x->sb->cfg.mounts[x->index].guest, (unsigned long long)x->requests);
 	fs->streams[x->index] = NULL;
@@ -247,8 +250,23 @@ static bool fss_pump(struct fs_stream *x)
 			fss_end(x, ENOMEM);
 			return false;
 		}
-		int r = fs_share_handle(x->sb->fs->shares[x->index], buf_head(&x->in) + 4, len,
-					&x->out);
+		struct fs_opinfo info;
+		struct buf alt = { 0 };
+		int r = fhook_gate_before(x->sb, x->sb->fs->shares[x->index], x->index, &x->gate,
+					  buf_head(&x->in) + 4, len, &info, &alt, &x->out);
+		if (r == FHOOK_WAIT) {
+			x->out.len -= 4;
+			return true;
+		}
+		bool go = r == FHOOK_GO;
+		if (go)
+			r = fs_share_handle(x->sb->fs->shares[x->index],
+					    buf_used(&alt) ? buf_head(&alt) : buf_head(&x->in) + 4,
+					    buf_used(&alt) ? buf_used(&alt) : len, &x->out);
+		if (go && r >= 0 && !x->out.bad)
+			fhook_gate_after(x->sb, &info, buf_used(&alt) != 0,
+					 buf_head(&x->out) + at + 4, buf_used(&x->out) - at - 4);
+		buf_fini(&alt);
 		if (r < 0 || x->out.bad) {
 			fss_end(x, r < 0 ? -r : ENOMEM);
 			return false;
@@ -265,6 +283,15 @@ static bool fss_pump(struct fs_stream *x)
 			return false;
 		}
 	}
+}
+
+/* A file hook's question about the request at the stream's head was answered: go on. */
+static void fss_wake(void *opaque)
+{
+	struct fs_stream *x = opaque;
+	struct sb_fs *fs = x->sb->fs;
+	fss_pump(x); /* may end the stream (and free x): its close is flushed too */
+	fs_flush(fs);
 }
 
 /* OPEN SVC_FS: T_SHARE names a share this sandbox has and nobody serves yet. */
@@ -286,6 +313,8 @@ static int fss_open(struct sandbox *sb, struct mux_stream *s, struct rd *body)
 	if (!x)
 		return mux_close(m, s, ENOMEM);
 	*x = (struct fs_stream){ .sb = sb, .s = s, .index = index };
+	x->gate.wake = fss_wake;
+	x->gate.wake_opaque = x;
 	s->user = x;
 	sb->fs->streams[index] = x;
 	return 0;
@@ -380,6 +409,7 @@ void sbfs_free(struct sandbox *sb)
 		return;
 	for (unsigned i = 0; i < fs->n; i++) {
 		if (fs->streams[i]) {
+			fhook_gate_fini(&fs->streams[i]->gate);
 			buf_fini(&fs->streams[i]->in);
 			buf_fini(&fs->streams[i]->out);
 			free(fs->streams[i]); /* the mux's streams go with the mux */

@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "disk.h"
+#include "spec_hooks.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -40,9 +41,11 @@ int sandbox_spec_init(struct sandbox_spec *spec)
 	*spec = (struct sandbox_spec){ .cpus = 1, .memory_mb = 512, .rm = -1 };
 	spec->policy = calloc(1, sizeof(*spec->policy));
 	spec->secrets = calloc(1, sizeof(*spec->secrets));
+	spec->hooks = spec_hooks_new();
+	spec->fhooks = spec_fhooks_new();
 	/* Docker's DOCKER_DEFAULT_PLATFORM: every entry point's default guest architecture. */
 	const char *platform = getenv("MATCHLOCK_PLATFORM");
-	if (!spec->policy || !spec->secrets ||
+	if (!spec->policy || !spec->secrets || !spec->hooks || !spec->fhooks ||
 	    (platform && *platform && spec_strdup(&spec->platform, platform) < 0)) {
 		sandbox_spec_fini(spec);
 		return -ENOMEM;
@@ -95,6 +98,8 @@ void sandbox_spec_fini(struct sandbox_spec *spec)
 	free(spec->policy);
 	secrets_clear(spec->secrets);
 	free(spec->secrets);
+	hooks_free(spec->hooks);
+	fhooks_free(spec->fhooks);
 	for (unsigned i = 0; i < spec->nupstream_ca; i++)
 		free(spec->upstream_ca[i]);
 	free(spec->address);
@@ -940,6 +945,9 @@ static void session_boot(struct session *s)
 		.upstream_ca = sp->upstream_ca,
 		.net_event = sp->net_event,
 		.net_opaque = sp->net_opaque,
+		.hooks = sp->hooks,
+		.fhooks = sp->fhooks,
+		.file_event = sp->file_event,
 		.mounts = s->mounts,
 		.nmounts = sp->nmounts - s->nvolumes,
 		.scratch = s->disk_path,

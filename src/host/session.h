@@ -104,6 +104,13 @@ struct sandbox_spec {
 	/* Who hears every egress decision (may be NULL). */
 	net_event_fn net_event;
 	void *net_opaque;
+	/*
+	 * Hook rules (spec_hooks.h; allocated empty by sandbox_spec_init, may change while the
+	 * sandbox runs), and who hears file events (with net_opaque; may be NULL).
+	 */
+	struct hooks *hooks;
+	struct fhooks *fhooks;
+	void (*file_event)(const struct sandbox_file_event *ev, void *opaque);
 };
 
 /* Defaults (1 CPU, 512 MB, rm by lifetime); -ENOMEM. */

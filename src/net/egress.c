@@ -46,6 +46,7 @@
 #include "dns.h"
 #include "http.h"
 #include "mitm.h"
+#include "proxy_hooks.h"
 #include "proto/msg.h"
 #include "resolve.h"
 #include "tlshello.h"
@@ -914,6 +915,12 @@ static void conn_open(struct egress *e, struct mux_stream *s, struct rd *body)
 					  : "cannot start a host lookup");
 }
 
+/* A request the flow held for an SDK callback may go on (proxy_hooks.h). */
+static void on_flow_wake(void *opaque)
+{
+	conn_tls_pump(opaque);
+}
+
 static void on_flow_event(void *opaque, const struct net_event *ev)
 {
 	struct conn *c = opaque;
@@ -969,6 +976,7 @@ static int conn_classify(struct conn *c)
 		conn_end(c, ENOMEM);
 		return -1;
 	}
+	flow_set_wake(c->tls, on_flow_wake, c);
 	c->mode = M_TLS;
 	c->http = false;
 	if (c->state == C_OPEN)
@@ -1011,6 +1019,10 @@ static bool conn_check_head(struct conn *c, const uint8_t *p, size_t hl, const s
 			 "plain HTTP; secrets are only sent over TLS (use https://)",
 			 sp->name);
 		emit(c->e, NET_EV_SECRET_LEAK, false, c->name, c->dst, c->port, reason);
+		conn_deny(c, NET_EV_HTTP, reason);
+		return false;
+	}
+	if (proxy_hooks_plain(c->e->mitm, c->name, p, m, reason, sizeof(reason)) < 0) {
 		conn_deny(c, NET_EV_HTTP, reason);
 		return false;
 	}

@@ -21,6 +21,7 @@ struct mitm {
 	SSL_CTX *guest_ctx, *up_ctx;
 	size_t held; /* request-body bytes held by all flows (RQF_HELD), at most MITM_HELD_MAX */
 	unsigned wide_codecs; /* br and zstd codecs of all flows, at most MITM_WIDE_CODECS_MAX */
+	struct hooks *hooks; /* network hook rules (proxy_hooks.h), the caller's; may be NULL */
 };
 
 /* The proxy's states; proxy.c says how they change. */
@@ -49,6 +50,8 @@ struct pending {
 	int minor;
 	bool upgrade;
 	uint64_t t0, up, down;
+	uint64_t hk_matched; /* hook rules whose response edits apply (proxy_hooks.h) */
+	uint32_t hk_gen;
 };
 
 struct h2; /* proxy_h2.c: the two HTTP/2 sessions of a flow and their streams */
@@ -120,6 +123,11 @@ struct flow {
 	bool u_h2; /* the upstream chose h2 */
 	struct h2 *h2; /* the guest speaks HTTP/2: proxy_h2.c runs the flow, not proxy.c's states */
 	struct up2 *up2; /* HTTP/1.1 guest, h2 upstream: proxy.c's bytes go through proxy_up2.c */
+	/* A request held for an SDK callback (proxy_hooks.c), and how to wake the owner. */
+	struct hook_wait *hw;
+	struct hooks_body *rs_hk; /* the response's body replacements, or NULL */
+	void (*wake)(void *opaque);
+	void *wake_opaque;
 };
 
 /* tls.c: an event about f. */

@@ -44,6 +44,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "proxy_hooks.h"
 #include "secrets.h"
 
 static struct pending *q_front(struct flow *f)
@@ -288,6 +289,7 @@ static void rq_body_reset(struct flow *f)
 
 void proxy_fini(struct flow *f)
 {
+	proxy_hooks_fini(f);
 	rq_body_reset(f);
 	if (f->ws_on) {
 		ws_secrets_fini(&f->ws_sec);
@@ -749,6 +751,21 @@ static bool rq_head(struct flow *f)
 		flow_refuse(f, 501, reason);
 		return false;
 	}
+	/* Hooks first: secrets are put in after them, so no hook sees a value. */
+	uint64_t hk_matched;
+	uint32_t hk_gen;
+	int hk = proxy_hooks_request(f, &m, &hl, &hk_matched, &hk_gen, reason, sizeof(reason));
+	if (hk != PROXY_HOOKS_GO) {
+		if (hk == PROXY_HOOKS_BLOCK) {
+			request_event(f, p, 403, false, reason, NET_EV_REQUEST, NULL);
+			flow_refuse(f, 403, reason);
+		}
+		return false;
+	}
+	head = buf_head(&f->req_in);
+	pending_fill(f, p, head, &m);
+	p->hk_matched = hk_matched;
+	p->hk_gen = hk_gen;
 	const struct secret *leak = NULL;
 	int status = ss && ss->n ? sigv4_begin(f, head, &m, reason, sizeof(reason)) : 0;
 	if (!status)
@@ -868,7 +885,8 @@ static int response_recode(struct flow *f, const uint8_t *p, size_t n, bool fina
 	struct buf dec = { 0 }, clean = { 0 };
 	int r = codec_feed(f->rs_dec, p, n, final, &dec);
 	if (r == 0)
-		r = scrub_feed(f->m->ss, &f->scrub, buf_head(&dec), buf_used(&dec), final, &clean);
+		r = proxy_hooks_scrub_feed(f->m->ss, &f->scrub, f->rs_hk, buf_head(&dec),
+					   buf_used(&dec), final, &clean);
 	if (r == 0 && !f->rs_enc && buf_used(&clean)) {
 		f->rs_enc = codec_new(f->rs_coding, true, codec_raw(f->rs_dec));
 		if (!f->rs_enc)
@@ -904,7 +922,7 @@ static void response_data(struct flow *f, const uint8_t *p, size_t n, bool final
 			return;
 		}
 	} else {
-		scrub_feed(f->m->ss, &f->scrub, p, n, final, &out);
+		proxy_hooks_scrub_feed(f->m->ss, &f->scrub, f->rs_hk, p, n, final, &out);
 	}
 	if (buf_used(&out)) {
 		if (f->rs_chunked_out) {
@@ -926,6 +944,8 @@ static void response_done(struct flow *f)
 	if (f->rs_chunked_out)
 		tls_guest_write(f, "0\r\n\r\n", 5);
 	codec_release(f, &f->rs_dec, &f->rs_enc, &f->rs_wide);
+	hooks_body_free(f->rs_hk);
+	f->rs_hk = NULL;
 	if (f->failed)
 		return;
 	if (p) {
@@ -1029,7 +1049,8 @@ static int rs_head_out(struct flow *f, const struct pending *p, const struct htt
 	static const char *const framing_and_connection[] = { "content-length", "transfer-encoding",
 							      "connection", NULL };
 	const struct secrets *ss = f->m->ss;
-	bool body = m->framing != HTTP_BODY_NONE, scrubbing = body && ss && ss->n;
+	bool body = m->framing != HTTP_BODY_NONE,
+	     scrubbing = body && ((ss && ss->n) || f->rs_hk); /* hook body edits too */
 	f->rs_chunked_out = false;
 	f->rs_close_after = m->close || m->framing == HTTP_BODY_CLOSE;
 	if (scrubbing && m->status >= 200) {
@@ -1079,6 +1100,7 @@ static bool rs_head(struct flow *f)
 		return false;
 	}
 	struct buf head = { 0 }, scrubbed = { 0 };
+	f->rs_hk = proxy_hooks_body_start(f, f->rs_hk, p->hk_matched, p->hk_gen, m->status);
 	int r = rs_head_out(f, p, m, buf_head(&f->resp_in), &head);
 	if (r < 0) {
 		buf_wipe(&head);
@@ -1098,6 +1120,9 @@ static bool rs_head(struct flow *f)
 			  "offer (it relays frames without extensions when secrets are set)");
 		return false;
 	}
+	if (m->status >= 200)
+		proxy_hooks_response(f, p->hk_matched, p->hk_gen, !strcmp(p->method, "HEAD"),
+				     &head);
 	scrub_all(f->m->ss, &f->scrub, buf_head(&head), buf_used(&head), &scrubbed);
 	tls_guest_write(f, buf_head(&scrubbed), buf_used(&scrubbed));
 	buf_wipe(&head);

@@ -58,6 +58,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "codec.h"
+#include "proxy_hooks.h"
 #include "secrets.h"
 #include "sigv4.h"
 
@@ -131,6 +132,9 @@ struct h2s {
 	char url[8 + POLICY_NAME_MAX + 6 + 400];
 	int status;
 	uint64_t t0, n_up, n_down;
+	uint64_t hk_matched; /* hook rules whose response edits apply (proxy_hooks.h) */
+	uint32_t hk_gen;
+	struct hooks_body *hk_body; /* its body replacements, or NULL */
 };
 
 struct h2 {
@@ -290,6 +294,7 @@ static void stream_free(struct h2s *s)
 	h->grpc_held -= grpc_held(&s->gq) + grpc_held(&s->gr);
 	hlist_wipe(&s->rq);
 	hlist_wipe(&s->rs);
+	hooks_body_free(s->hk_body);
 	hlist_wipe(&s->rq_trailers);
 	hlist_wipe(&s->rs_trailers);
 	secrets_body_fini(&s->body);
@@ -819,6 +824,12 @@ static void request_start(struct h2s *s, bool end_stream)
 	s->up_end = end_stream;
 	if (!request_admitted(s))
 		return;
+	if (!proxy_hooks_h2_request(f, &s->rq.b, &s->hk_matched, &s->hk_gen, reason,
+				    sizeof(reason))) {
+		stream_refuse(s, 403, reason);
+		return;
+	}
+	request_name(s); /* the path a rule rewrote */
 	/* Signed with the sandbox's AWS credential: checked now, signed again once rewritten. */
 	struct sigv4_flow *sv = NULL;
 	int st = ss && ss->n
@@ -1076,7 +1087,10 @@ static void response_head(struct h2s *s, bool end_stream)
 		hlist_wipe(&s->rs);
 		return;
 	}
-	s->scrubbing = ss && ss->n;
+	s->hk_body = s->head_request ? NULL
+				     : proxy_hooks_body_start(h->f, s->hk_body, s->hk_matched,
+							      s->hk_gen, status);
+	s->scrubbing = (ss && ss->n) || s->hk_body; /* hook body edits re-frame it too */
 	size_t cl = 0;
 	const uint8_t *ct = hlist_get(&s->rs, "content-type", &cl);
 	s->grpc_rs = s->scrubbing && is_grpc(ct, cl);
@@ -1108,6 +1122,8 @@ static void response_head(struct h2s *s, bool end_stream)
 			return;
 		}
 	}
+	if (status >= 200)
+		proxy_hooks_h2_response(h->f, s->hk_matched, s->hk_gen, &s->rs.b);
 	struct hlist out = { 0 };
 	fields_scrub(s, &s->rs, s->scrubbing && !s->head_request, &out);
 	hlist_wipe(&s->rs);
@@ -1138,8 +1154,8 @@ static int response_recode(struct h2s *s, const uint8_t *p, size_t n, bool final
 	struct buf dec = { 0 }, clean = { 0 };
 	int r = codec_feed(s->rs_dec, p, n, final, &dec);
 	if (r == 0)
-		r = scrub_feed(s->h->f->m->ss, &s->scrub, buf_head(&dec), buf_used(&dec), final,
-			       &clean);
+		r = proxy_hooks_scrub_feed(s->h->f->m->ss, &s->scrub, s->hk_body, buf_head(&dec),
+					   buf_used(&dec), final, &clean);
 	if (r == 0 && !s->rs_enc && buf_used(&clean)) {
 		s->rs_enc = codec_new(s->rs_coding, true, codec_raw(s->rs_dec));
 		if (!s->rs_enc)
@@ -1159,7 +1175,7 @@ static int response_body(struct h2s *s, const uint8_t *p, size_t n, bool final)
 		return grpc_feed(s, &s->gr, p, n, final, grpc_response_msg, &s->down);
 	if (s->rs_dec)
 		return response_recode(s, p, n, final, &s->down);
-	return scrub_feed(s->h->f->m->ss, &s->scrub, p, n, final, &s->down);
+	return proxy_hooks_scrub_feed(s->h->f->m->ss, &s->scrub, s->hk_body, p, n, final, &s->down);
 }
 
 /* A response body that cannot be relayed safely: both streams reset. */

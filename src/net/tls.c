@@ -22,6 +22,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "proxy_hooks.h"
+
 /*
  * The guest's ClientHello: note which of h2 and http/1.1 it offers, then hold its handshake
  * (the callback is called again) until the upstream's handshake is done or failed, so that
@@ -48,6 +50,9 @@ static int client_hello(SSL *ssl, int *alert, void *arg)
 					f->g_offers_h1 = true;
 			}
 		}
+		/* Hook callbacks hold one HTTP/1.1 request at a time (proxy_hooks.h). */
+		if (f->g_offers_h1 && proxy_hooks_want_h1(f))
+			f->g_offers_h2 = false;
 	}
 	return f->u_hs || f->u_failed ? SSL_CLIENT_HELLO_SUCCESS : SSL_CLIENT_HELLO_RETRY;
 }

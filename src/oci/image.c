@@ -159,37 +159,28 @@ int oci_pull(const char *s, const char *insecure, const char *arch, char digest[
 	return r;
 }
 
-/* Unpack every layer into a private staging dir and build the ext4 from it. */
-static int build_disk(struct oci_store *st, const struct oci_manifest *m, const char *disk,
-		      char *err, size_t errn)
+/* Write every layer straight into the ext4 file; the manifest digest seeds its UUID. */
+static int build_disk(struct oci_store *st, const struct oci_manifest *m, const char *digest,
+		      const char *disk, char *err, size_t errn)
 {
-	char stage[4200], blob[4200], what[128];
-	struct oci_unpack_stats stats = { 0 };
-	snprintf(stage, sizeof(stage), "%s/tmp/.stage.%d.XXXXXX", st->root, (int)getpid());
-	if (!mkdtemp(stage)) {
-		snprintf(err, errn, "cannot create a staging directory in %s/tmp: %s", st->root,
-			 strerror(errno));
-		return -errno;
-	}
-	int r = 0;
-	int rootfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0) {
-		r = -errno;
-		snprintf(err, errn, "cannot open %s: %s", stage, strerror(errno));
+	struct oci_ext4_layer *layers = calloc(m->n ? m->n : 1, sizeof(*layers));
+	char(*paths)[4200] = calloc(m->n ? m->n : 1, sizeof(*paths));
+	char(*whats)[128] = calloc(m->n ? m->n : 1, sizeof(*whats));
+	int r = -ENOMEM;
+	if (!layers || !paths || !whats) {
+		snprintf(err, errn, "building the root disk: out of memory");
 		goto out;
 	}
-	/* mkdtemp made it 0700; an image root is normally 0755. */
-	fchmod(rootfd, 0755);
-	for (size_t i = 0; i < m->n && r == 0; i++) {
-		snprintf(what, sizeof(what), "layer %zu (%.19s…)", i, m->entries[i].digest);
-		oci_store_blob_path(st, m->entries[i].digest, blob, sizeof(blob));
-		r = oci_unpack_layer(rootfd, blob, what, &stats, err, errn);
+	for (size_t i = 0; i < m->n; i++) {
+		snprintf(whats[i], sizeof(whats[i]), "layer %zu (%.19s…)", i, m->entries[i].digest);
+		oci_store_blob_path(st, m->entries[i].digest, paths[i], sizeof(paths[i]));
+		layers[i] = (struct oci_ext4_layer){ paths[i], whats[i] };
 	}
-	close(rootfd);
-	if (r == 0)
-		r = oci_ext4_build(stage, disk, err, errn);
+	r = oci_ext4_from_layers(layers, m->n, true, digest, disk, err, errn);
 out:
-	rm_rf(stage);
+	free(layers);
+	free(paths);
+	free(whats);
 	return r;
 }
 
@@ -281,7 +272,7 @@ again:
 	}
 	if (access(disk, R_OK) == 0)
 		goto out; /* built before: no unpacking */
-	r = local_only ? -EAGAIN : build_disk(&st, &m, disk, err, errn);
+	r = local_only ? -EAGAIN : build_disk(&st, &m, digest, disk, err, errn);
 out:
 	if (r < 0)
 		oci_config_fini(cfg);

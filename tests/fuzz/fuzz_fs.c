@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "fs/fhooks.h"
 #include "fs/share.h"
 #include "fuzz_fs.h"
 
@@ -225,6 +226,11 @@ static void send_one(struct fs_share *s, struct buf *out, const uint8_t *req_byt
 	struct fuse_out_header oh;
 
 	buf_consume(out, buf_used(out));
+	/* What file hooks are told about it (fs/fhooks.h): read only, never a crash. */
+	struct fs_opinfo info;
+	if (fs_share_describe(s, req_bytes, n, &info) == 0 && info.ops &&
+	    (info.path[0] != '/' || (info.is_write && info.data_off + info.data_len > n)))
+		die("fs_share_describe told a path that is not absolute, or data past the request");
 	if (fs_share_handle(s, req_bytes, n, out) < 0) {
 		if (n >= sizeof(*h))
 			die("a request with a header was refused without a reply");

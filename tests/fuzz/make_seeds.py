@@ -540,7 +540,48 @@ def sigv4_seeds():
     }
 
 
-GENERATORS = {"fuzz_ws": ws_seeds, "fuzz_sigv4": sigv4_seeds, "fuzz_h2": h2_seeds, "fuzz_h2x": h2x_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+def ext4_layers_seeds():
+    """Image layers for the ext4 writer's tree: every entry kind, whiteouts, hard links, xattrs,
+    and the hostile ones (".." paths, writes through a symlinked parent, links out of the image)."""
+    import gzip, io, tarfile
+
+    def layer(entries, compress=False):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, kind, arg in entries:
+                ti = tarfile.TarInfo(name)
+                ti.mode, ti.mtime = 0o755, 1000000000
+                if kind == "file":
+                    ti.size = len(arg)
+                    t.addfile(ti, io.BytesIO(arg))
+                    continue
+                ti.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE,
+                           "chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE, "xattr": tarfile.REGTYPE}[kind]
+                if kind in ("sym", "hard"):
+                    ti.linkname = arg
+                if kind == "chr":
+                    ti.devmajor, ti.devminor = 1, 3
+                if kind == "xattr":
+                    ti.pax_headers = {"SCHILY.xattr.security.capability": arg, "SCHILY.xattr.user.x": "y"}
+                t.addfile(ti)
+        return gzip.compress(out.getvalue(), mtime=0) if compress else out.getvalue()
+    base = [("./", "dir", ""), ("bin/", "dir", ""), ("bin/sh", "file", b"#!"), ("bin/ln", "hard", "bin/sh"),
+            ("etc/x", "file", b"x"), ("dev/null", "chr", ""), ("dev/p", "fifo", ""),
+            ("opq/a/b", "file", b"b"), ("lnk", "sym", "/etc"), ("cap", "xattr", "\x01\x00")]
+    return {
+        "base": layer(base),
+        "base_gz": layer(base, compress=True),
+        "whiteouts": layer(base + [("etc/.wh.x", "file", b""), ("opq/.wh..wh..opq", "file", b""),
+                                   ("opq/new", "file", b"n"), ("bin/sh", "dir", ""), (".wh.lnk", "file", b"")]),
+        "dotdot": layer([("a", "file", b"a"), ("../x", "file", b"x")]),
+        "symparent": layer([("l", "sym", "/tmp"), ("l/x", "file", b"x")]),
+        "hardout": layer([("h", "hard", "../../etc/passwd")]),
+        "hardmissing": layer([("h", "hard", "nothere")]),
+        "filedir": layer([("f", "file", b"f"), ("f/x", "file", b"x")]),
+    }
+
+
+GENERATORS = {"fuzz_ext4_layers": ext4_layers_seeds, "fuzz_ws": ws_seeds, "fuzz_sigv4": sigv4_seeds, "fuzz_h2": h2_seeds, "fuzz_h2x": h2x_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 
@@ -652,6 +693,27 @@ def tree_seeds():
 
 
 GENERATORS["fuzz_tree"] = tree_seeds
+
+
+def hooks_seeds():
+    """fuzz_hooks: mode byte (bit 0: file rules too), rules JSON, NUL, then "METHOD TARGET" and
+    "name: value" lines (see tests/fuzz/fuzz_hooks.c)."""
+    net = json.dumps([
+        {"name": "admin", "hosts": ["*.test"], "methods": ["POST"], "path": "/admin/**", "action": "block"},
+        {"name": "edit", "set_headers": {"X-A": "1"}, "delete_headers": ["cookie"], "set_query": {"k": "v w"},
+         "delete_query": ["d"], "rewrite_path": "/new", "set_response_headers": {"x-r": "2"},
+         "delete_response_headers": ["server"], "body_replacements": [{"find": "a", "replace": "b"}]},
+        {"name": "ask", "path": "/q", "action": "callback"}, {"action": "allow"}]).encode()
+    files = json.dumps([
+        {"name": "ro", "ops": ["write", "remove"], "path": "/w/**", "action": "block"},
+        {"phase": "after", "ops": ["create"]}, {"ops": ["write"], "path": "/w/x", "action": "rewrite"}]).encode()
+    req = b"POST /public/../admin/x?d=1&k=2\nHost: a.test\nCookie: s=1\nX-Key: SANDBOX_SECRET_0"
+    answer = b'GET /q\n{"action": "allow"}'
+    return {"net_block": b"\x00" + net + b"\x00" + req, "net_answer": b"\x00" + net + b"\x00" + answer,
+            "files": b"\x01" + files + b"\x00" + b"w/x", "empty": b"\x00[]\x00GET /"}
+
+
+GENERATORS["fuzz_hooks"] = hooks_seeds
 
 
 def main(argv):

@@ -1,4 +1,5 @@
 #!/bin/bash
+# tests/run: root
 # The file server (src/fs) through a real FUSE mount on the host, no VM: build/fs-mount-host
 # serves a folder on a mount point and real programs (coreutils, git, python) work through it.
 # Escape attempts run chrooted into the mount with busybox, as a guest sees it: the mount is

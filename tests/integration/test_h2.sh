@@ -6,7 +6,6 @@
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-ip link set lo up
 SRV=$T_OUT/srv
 mkdir -p "$SRV"
 # Debian's python3 (python3-h2 is a Debian package; a python3 earlier in PATH may lack it).

@@ -1,4 +1,7 @@
 #!/bin/bash
+# tests/run: root
+# (Root-only: t_secret_in_no_process_environment reads /proc/PID/environ of the supervisor, which
+# is not dumpable: only root may.)
 # What the host side shows and keeps of a sandbox: the environments of its processes (no secret
 # values), the text matchlock prints about itself (no terminal escapes from the guest), and the
 # sandbox log (capped and rotated).
@@ -36,6 +39,7 @@ expect_value_in_no_process() {
 }
 
 t_secret_in_no_process_environment() {
+	[ "$(id -u)" = 0 ] || skip "needs root: the supervisor is not dumpable, only root reads its /proc/PID/environ"
 	# Foreground: the run process the user gave $API_KEY to is the supervisor itself.
 	"$ML" run --rootfs "$ROOTFS" "${API[@]}" -- sh -c 'echo ready; sleep 60' >"$T_OUT/fg.out" 2>&1 &
 	local fg=$! i

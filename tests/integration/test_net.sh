@@ -6,17 +6,21 @@
 # /etc/resolv.conf bind-mounted over the host's, so nothing of the machine is changed. The
 # host's resolver points at a counting DNS server: any query the egress engine forwarded would
 # show up there.
+# An address of this (namespace's) host that is not private or loopback by any table, for
+# t_host_own_addresses_blocked: set up by netns.sh as the namespaces' root.
+# (A dummy interface when the kernel has the module loaded, else the loopback.)
+NETNS_SETUP='dev=lo; { ip link add ml-self type dummy && ip link set ml-self up && dev=ml-self; } 2>/dev/null
+ip addr add 198.51.100.7/32 dev $dev'
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-ip link set lo up
 SRV=$T_OUT/srv
 mkdir -p "$SRV/www"
 echo "hello from the host" >"$SRV/www/index.html"
 printf '127.0.0.1 localhost\n::1 localhost\n127.0.0.1 private.test\n' >"$T_OUT/hosts"
 printf 'nameserver 127.0.0.1\n' >"$T_OUT/resolv.conf"
-mount --bind "$T_OUT/hosts" /etc/hosts
-mount --bind "$T_OUT/resolv.conf" /etc/resolv.conf
+cat "$T_OUT/hosts" >/etc/hosts
+cat "$T_OUT/resolv.conf" >/etc/resolv.conf
 python3 "$ROOT/tests/integration/net_servers.py" "$SRV" &
 SRV_PID=$!
 trap 'kill $SRV_PID 2>/dev/null; rm -rf "$MATCHLOCK_HOME" "$T_OUT"' EXIT
@@ -112,21 +116,15 @@ t_private_address_blocked_unless_opted_in() {
 }
 
 t_host_own_addresses_blocked() {
-	# An address of this (namespace's) host that is not private or loopback by any table.
-	if ! { ip link add ml-self type dummy && ip link set ml-self up; } 2>/dev/null; then
-		ip link del ml-self 2>/dev/null
-		ip link add ml-self type dummy 2>/dev/null || true
-	fi
-	local dev=ml-self
-	ip link show ml-self >/dev/null 2>&1 || dev=lo
-	ip addr add 198.51.100.7/32 dev $dev
+	# 198.51.100.7 comes from NETNS_SETUP (above).
+	ip -br addr | grep -q 198.51.100.7 || fail "NETNS_SETUP did not add 198.51.100.7"
 	grep -q self.test /etc/hosts || echo "198.51.100.7 self.test" >>/etc/hosts
 	python3 -c 'import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("198.51.100.7", 8088)); s.listen(8)
 while True:
     c, _ = s.accept(); c.sendall(b"self-service\n"); c.close()' </dev/null >/dev/null 2>&1 &
 	local pid=$!
-	trap "kill $pid 2>/dev/null; ip addr del 198.51.100.7/32 dev $dev 2>/dev/null" EXIT
+	trap "kill $pid 2>/dev/null" EXIT
 	sleep 0.5
 	run_in --allow-host self.test:8088 -- 'nc -w 3 self.test 8088 </dev/null; echo "nc=$?"'
 	[[ $OUT == *self-service* ]] && fail "the host's own address was reached: $OUT"

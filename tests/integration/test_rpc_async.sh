@@ -6,7 +6,6 @@
 # Runs in private namespaces (netns.sh): the denied lookups never leave this machine.
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
-ip link set lo up
 export ML ROOTFS MATCHLOCK_HOME
 DIR=$(dirname "$0")
 DRIVER=$DIR/rpc_async.py

@@ -4,7 +4,6 @@
 # Runs in private namespaces (netns.sh): the denied lookups never leave this machine.
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
-ip link set lo up
 export ML ROOTFS MATCHLOCK_HOME
 DRIVER=$(dirname "$0")/rpc_limits.py
 

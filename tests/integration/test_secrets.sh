@@ -8,7 +8,6 @@
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-ip link set lo up
 SRV=$T_OUT/srv
 mkdir -p "$SRV"
 python3 "$ROOT/tests/integration/secrets_server.py" "$SRV" &

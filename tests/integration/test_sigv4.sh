@@ -8,7 +8,6 @@
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-ip link set lo up
 SRV=$T_OUT/srv
 mkdir -p "$SRV"
 export AWS_ACCESS_KEY_ID="AKIDREAL$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)"

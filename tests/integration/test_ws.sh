@@ -7,7 +7,6 @@
 . "$(dirname "$0")/netns.sh"
 . "$(dirname "$0")/lib.sh"
 
-ip link set lo up
 SRV=$T_OUT/srv
 mkdir -p "$SRV"
 export API_KEY="sk-ws-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"

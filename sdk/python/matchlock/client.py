@@ -244,6 +244,11 @@ class Client:
             c.q.put(("dead", why))
 
     def _dispatch(self, msg: Dict[str, Any]) -> None:
+        if "method" in msg and ("id" in msg or msg["method"] == "event"):
+            from .hooks import on_server_message  # hook questions from the server, and events
+
+            if on_server_message(self, msg):
+                return
         if "method" in msg:
             params = msg.get("params") or {}
             if not isinstance(params, dict):
