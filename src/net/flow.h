@@ -114,13 +114,16 @@ struct flow {
 	unsigned qhead, qlen;
 
 	/*
-	 * ALPN is mirrored: the upstream is offered what the guest's ClientHello offers (h2,
-	 * http/1.1), and the guest's handshake waits until the upstream's is done to get the
-	 * protocol the upstream chose. So both ends always speak the same HTTP version.
+	 * ALPN is negotiated on each side (tls.c): the upstream is offered h2 and http/1.1 (only
+	 * http/1.1 to a guest that offered no ALPN), and the guest's handshake waits until the
+	 * upstream's is done so that it gets the same protocol when it offers it (no translation);
+	 * when it does not, the versions are translated: an h2 guest over an HTTP/1.1 upstream
+	 * in proxy_h2.c, an HTTP/1.1 guest over an h2 upstream in proxy_up2.c.
 	 */
 	bool hello_seen, g_offers_h2, g_offers_h1;
 	bool u_h2; /* the upstream chose h2 */
 	struct h2 *h2; /* the guest speaks HTTP/2: proxy_h2.c runs the flow, not proxy.c's states */
+	struct up2 *up2; /* HTTP/1.1 guest, h2 upstream: proxy.c's bytes go through proxy_up2.c */
 	/* A request held for an SDK callback (proxy_hooks.c), and how to wake the owner. */
 	struct hook_wait *hw;
 	struct hooks_body *rs_hk; /* the response's body replacements, or NULL */
@@ -198,15 +201,33 @@ void proxy_requests_run(struct flow *f);
 /* proxy.c: parse and forward the upstream's responses. */
 void proxy_responses_run(struct flow *f);
 /*
- * proxy_h2.c: the guest negotiated h2; upstream_h2: so did the upstream (false: the upstream
- * failed, every request is answered 502). -ENOMEM.
+ * proxy_h2.c: the guest negotiated h2, and the upstream h2 (H2_UP_H2), HTTP/1.1 (H2_UP_HTTP1:
+ * each stream is one exchange on the connection, in turn) or nothing (H2_UP_FAILED: every
+ * request is answered 502). -ENOMEM.
  */
-int h2_start(struct flow *f, bool upstream_h2);
+enum h2_upstream { H2_UP_FAILED, H2_UP_H2, H2_UP_HTTP1 };
+int h2_start(struct flow *f, enum h2_upstream up);
 void h2_free(struct h2 *h);
 /* proxy_h2.c: take the guest's (upstream's) bytes, and queue frames for both sides. */
 void h2_requests_run(struct flow *f);
 void h2_responses_run(struct flow *f);
 /* proxy_h2.c: nothing more will happen on this connection: close the guest's side. */
 bool h2_finished(const struct flow *f);
+
+/*
+ * proxy_up2.c: an HTTP/1.1 guest, an upstream that chose h2. up2_start (the guest's handshake
+ * is done; what resp_in holds is the upstream's first frames): -ENOMEM. up2_push turns the
+ * requests proxy.c queued in req_out into streams and frames in up2_wire (what goes on the
+ * socket instead of req_out); up2_recv takes the upstream's bytes; up2_pull moves responses,
+ * as HTTP/1.1, into resp_in (and sets u_eof when the connection can carry nothing more);
+ * up2_idle: no exchange in progress.
+ */
+int up2_start(struct flow *f);
+void up2_free(struct up2 *x);
+void up2_push(struct flow *f);
+void up2_recv(struct flow *f, const uint8_t *p, size_t n);
+void up2_pull(struct flow *f);
+struct buf *up2_wire(const struct flow *f);
+bool up2_idle(const struct flow *f);
 
 #endif

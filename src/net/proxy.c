@@ -406,11 +406,53 @@ static void rq_body_refuse(struct flow *f, struct pending *p, int err)
  * A piece of the body of request p (final: its end), through the substituter (or, compressed,
  * inspected beside it), out in the framing chosen. Returns false when the request was refused.
  */
+/*
+ * The common case of rq_body_data, without a copy: the body goes through the substituter (or as
+ * it is) straight into req_out, as it came or as one chunk whose size line is patched in after
+ * (fixed width: leading zeros are valid). Returns 0 or the substituter's error (nothing of
+ * this piece is left in req_out then).
+ */
+#define RQ_CHUNK_LINE 10 /* "%08zx\r\n" */
+static int rq_body_direct(struct flow *f, struct pending *p, const uint8_t *data, size_t n,
+			  bool final)
+{
+	struct buf *o = &f->req_out;
+	bool chunked = f->rq_frame == RQF_CHUNKED;
+	size_t mark = buf_used(o), line = chunked ? RQ_CHUNK_LINE : 0;
+	int r = chunked ? buf_append(o, "00000000\r\n", RQ_CHUNK_LINE) : 0;
+	if (r == 0)
+		r = f->rq_subst_on ? secrets_body_feed(&f->rq_subst, data, n, final, o)
+				   : buf_append(o, data, n);
+	size_t k = buf_used(o) - mark - line;
+	if (r == 0 && o->bad)
+		r = -ENOMEM;
+	if (r < 0 || !k) {
+		/* Nothing of it goes: what this piece put in is taken back (and wiped). */
+		explicit_bzero(buf_head(o) + mark, buf_used(o) - mark);
+		o->len = o->off + mark;
+		return r;
+	}
+	if (chunked) {
+		char sz[24];
+		snprintf(sz, sizeof(sz), "%08zx\r\n", k);
+		memcpy(buf_head(o) + mark, sz, RQ_CHUNK_LINE);
+		buf_append(o, "\r\n", 2);
+	}
+	p->up += k;
+	return 0;
+}
+
 static bool rq_body_data(struct flow *f, struct pending *p, const uint8_t *data, size_t n,
 			 bool final)
 {
 	struct buf out = { 0 };
 	int r = 0;
+	if (f->rq_frame != RQF_HELD && !f->rq_inspect && !f->sv && n < 0xffffff00u) {
+		r = rq_body_direct(f, p, data, n, final);
+		if (r < 0)
+			rq_body_refuse(f, p, r);
+		return r == 0;
+	}
 	if (f->sv && sigv4_signs_chunks(f->sv)) {
 		/* Signed chunks are only checked for placeholders (raw, as they come). */
 		struct buf sink = { 0 };
@@ -699,6 +741,16 @@ static bool rq_head(struct flow *f)
 		flow_refuse(f, 502, reason);
 		return false;
 	}
+	if (m.upgrade && f->up2) {
+		snprintf(
+		    reason, sizeof(reason),
+		    "matchlock: request to %s refused: a WebSocket upgrade needs HTTP/1.1 to the "
+		    "upstream, which chose HTTP/2 (connect without offering ALPN http/1.1)",
+		    f->name);
+		request_event(f, p, 501, false, reason, NET_EV_REQUEST, NULL);
+		flow_refuse(f, 501, reason);
+		return false;
+	}
 	/* Hooks first: secrets are put in after them, so no hook sees a value. */
 	uint64_t hk_matched;
 	uint32_t hk_gen;
@@ -774,12 +826,35 @@ static bool rq_head(struct flow *f)
 	return true;
 }
 
+/*
+ * A guest that got http/1.1 (or no ALPN) and opens with the HTTP/2 preface anyway (prior
+ * knowledge: httpx with HTTP/1.1 turned off, for one) is taken at its word: the connection
+ * becomes HTTP/2, translated to the HTTP/1.1 upstream (proxy_h2.c). Returns whether it did
+ * (or waits: the bytes so far may be the preface's start).
+ */
+static bool h2_prior_knowledge(struct flow *f)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	size_t n = buf_used(&f->req_in), pn = sizeof(preface) - 1;
+	if (f->up2 || f->rq != RQ_HEAD || f->qlen || f->qhead || f->rs != RS_HEAD ||
+	    memcmp(buf_head(&f->req_in), preface, n < pn ? n : pn))
+		return false;
+	if (n < pn)
+		return !f->g_eof;
+	if (h2_start(f, f->u_failed ? H2_UP_FAILED : H2_UP_HTTP1) < 0)
+		return false;
+	h2_requests_run(f);
+	return true;
+}
+
 void proxy_requests_run(struct flow *f)
 {
 	if (f->h2) {
 		h2_requests_run(f);
 		return;
 	}
+	if (h2_prior_knowledge(f))
+		return;
 	bool more = true;
 	while (more && buf_used(&f->req_out) < FLOW_BUF_HIGH) {
 		switch (f->rq) {
@@ -1075,8 +1150,11 @@ void proxy_responses_run(struct flow *f)
 		h2_responses_run(f);
 		return;
 	}
-	if (f->u_h2)
-		return; /* HTTP/2 frames: proxy_h2.c takes them once the guest's handshake ends */
+	if (f->up2)
+		up2_pull(f); /* the h2 upstream's responses, as HTTP/1.1 */
+	else if (f->u_h2)
+		return; /* HTTP/2 frames: proxy_h2.c or proxy_up2.c takes them after the handshake
+			 */
 	bool more = true;
 	while (more && !f->failed &&
 	       buf_used(&f->to_guest) + buf_used(&f->g_plain) < FLOW_BUF_HIGH) {

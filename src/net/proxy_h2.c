@@ -4,13 +4,13 @@
  * for the framing, HPACK and the protocol's rules: a server session faces the guest, a client
  * session faces the upstream, and each guest stream is relayed as one upstream stream.
  *
- * Which HTTP version: tls.c mirrors ALPN (the upstream is offered what the guest offered, the
- * guest gets what the upstream chose), so this file runs only when both ends speak h2; an h2
- * guest that also offers http/1.1 talks HTTP/1.1 to an HTTP/1.1 upstream through proxy.c. No
- * translation between the versions exists: an h2-only guest and an HTTP/1.1-only upstream (or
- * the reverse) have no protocol in common; the guest gets no ALPN answer, or a 502 when the
- * upstream's handshake fails (h2-only guests: on each stream). Real clients offer both, and
- * h2-only clients (gRPC) need an h2 server anyway.
+ * Which HTTP version: tls.c negotiates ALPN on each side and gives the guest the upstream's
+ * choice when it offers it. This file runs when the guest speaks h2: over an h2 upstream (the
+ * client session above), or over an HTTP/1.1 upstream (an h2-only guest, or one speaking h2
+ * with prior knowledge), where each stream becomes one exchange on the upstream's keep-alive
+ * connection, in turn ("an HTTP/1.1 upstream" below: h1_request, h1_send, h1_recv); the
+ * stream's admission, substitution and scrubbing are the same either way. An HTTP/1.1 guest
+ * over an h2 upstream is proxy.c's, with proxy_up2.c under it.
  *
  * A stream's states and transitions (struct h2s):
  *   HEADERS    the guest's request fields arrive (on_header), bounded by H2_MAX_REQ_LIST;
@@ -47,6 +47,7 @@
 #define _GNU_SOURCE
 #include "flow.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,14 @@ struct h2s {
 	size_t down_owed; /* received from the upstream, not acknowledged yet */
 	bool resp_sent, local, head_request, scrubbing, logged, reset_by_upstream;
 	struct scrub scrub;
+	/*
+	 * An HTTP/1.1 upstream (h->h1): the request head rendered from the rewritten fields, the
+	 * body framing chosen, and whether all of the request was written.
+	 */
+	struct h2s *h1_next; /* h->h1_q */
+	struct buf h1_head;
+	bool h1_chunked, h1_sent, h1_drop; /* h1_drop: its response is read and dropped */
+	bool h1_expect; /* Expect: 100-continue: its head goes before any of its body came */
 	/* For the request event. */
 	char method[16];
 	char url[8 + POLICY_NAME_MAX + 6 + 400];
@@ -137,6 +146,20 @@ struct h2 {
 	size_t grpc_held; /* bytes of partial gRPC messages held, every stream, both ways */
 	bool u_gone; /* the upstream's connection ended: its streams were answered */
 	bool g_fatal;
+	/*
+	 * The upstream speaks HTTP/1.1 (it chose it, or offered nothing): its one connection
+	 * carries one stream's request and response at a time, in the order the streams came
+	 * (h1_q; the first is on the connection). h1_broken: a request was cut off mid-way, the
+	 * connection is reset and the streams are answered at the next step.
+	 */
+	bool h1, h1_head_out, h1_in_body, h1_broken;
+	struct h2s *h1_q, *h1_tail;
+	struct http_body h1_body;
+	bool h1_close; /* the response on the connection ends it */
+	bool h1_end_sent; /* its HEADERS ended the guest's stream (no body) */
+	bool goaway_due; /* the upstream is gone: GOAWAY once the guest's streams are answered */
+	struct buf h1_trailers; /* the response's chunked trailer lines */
+	char h1_why[200];
 };
 
 /* ---- header lists ------------------------------------------------------------------------- */
@@ -281,6 +304,7 @@ static void stream_free(struct h2s *s)
 	buf_wipe(&s->gr.msg);
 	buf_wipe(&s->up);
 	buf_wipe(&s->down);
+	buf_wipe(&s->h1_head);
 	scrub_fini(&s->scrub);
 	explicit_bzero(s, sizeof(*s));
 	free(s);
@@ -309,7 +333,8 @@ static void ack_guest(struct h2s *s, size_t n)
 		return;
 	n = n > s->up_owed ? s->up_owed : n;
 	s->up_owed -= n;
-	nghttp2_session_consume_connection(s->h->g, n);
+	if (!s->h->h1) /* HTTP/1.1 upstream: opened as the bytes came (request_data) */
+		nghttp2_session_consume_connection(s->h->g, n);
 	if (s->g_open)
 		nghttp2_session_consume_stream(s->h->g, s->gid, n);
 }
@@ -522,6 +547,10 @@ static int grpc_response_msg(struct h2s *s, bool compressed, const uint8_t *p, s
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
+static void up_cancel(struct h2s *s);
+static int h1_request(struct h2s *s, const struct hlist *l, bool end_stream, char *reason,
+		      size_t rn);
+
 static void leak_refuse(struct h2s *s, const struct secret *leak)
 {
 	struct flow *f = s->h->f;
@@ -550,8 +579,7 @@ static void leak_refuse(struct h2s *s, const struct secret *leak)
 		nghttp2_submit_rst_stream(s->h->g, NGHTTP2_FLAG_NONE, s->gid,
 					  NGHTTP2_REFUSED_STREAM);
 	}
-	if (s->u_open && s->uid > 0)
-		nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+	up_cancel(s);
 }
 
 /*
@@ -723,14 +751,26 @@ static bool request_admitted(struct h2s *s)
 		stream_refuse(s, 403, reason);
 		return false;
 	}
-	if (!h->u || h->u_gone) {
+	bool up = h->u || h->h1;
+	if (h->h1 && h->u_gone) {
+		/* Never sent: the guest retries it on a new connection (GOAWAY is on its way). */
+		snprintf(reason, sizeof(reason),
+			 "matchlock: request to %s refused (the guest may retry): the upstream "
+			 "closed the connection",
+			 f->name);
+		stream_event(s, 0, false, reason, NET_EV_REQUEST, NULL);
+		s->logged = s->local = true;
+		nghttp2_submit_rst_stream(h->g, NGHTTP2_FLAG_NONE, s->gid, NGHTTP2_REFUSED_STREAM);
+		return false;
+	}
+	if (!up || h->u_gone) {
 		/* The log gets why; the guest gets what it may know. */
 		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
-			 h->u ? "the upstream closed the connection" : f->u_why);
+			 up ? "the upstream closed the connection" : f->u_why);
 		stream_event(s, 502, false, reason, NET_EV_REQUEST, NULL);
 		s->logged = true;
 		snprintf(reason, sizeof(reason), "matchlock: request to %s failed: %s", f->name,
-			 h->u ? "the upstream closed the connection" : f->u_guest);
+			 up ? "the upstream closed the connection" : f->u_guest);
 		stream_answer(s, 502, reason);
 		return false;
 	}
@@ -844,6 +884,13 @@ static void request_start(struct h2s *s, bool end_stream)
 		stream_answer(s, 502, reason);
 		return;
 	}
+	if (h->h1) {
+		r = h1_request(s, &out, end_stream, reason, sizeof(reason));
+		hlist_wipe(&out);
+		if (r < 0)
+			stream_refuse(s, 501, reason);
+		return;
+	}
 	struct nvs nv;
 	nvs_from(&nv, &out);
 	nghttp2_data_provider dp = { .source.ptr = s, .read_callback = read_up };
@@ -927,8 +974,7 @@ static void body_refuse(struct h2s *s, int r)
 	else
 		nghttp2_submit_rst_stream(s->h->g, NGHTTP2_FLAG_NONE, s->gid,
 					  NGHTTP2_INTERNAL_ERROR);
-	if (s->u_open && s->uid > 0)
-		nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+	up_cancel(s);
 }
 
 /* A compressed request body passes as it is; it is decoded beside only to be checked. */
@@ -968,6 +1014,9 @@ static int grpc_request_data(struct h2s *s, const uint8_t *p, size_t n, bool fin
 static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 {
 	s->up_owed += n;
+	/* Streams wait their turn on an HTTP/1.1 upstream: only their own windows hold them. */
+	if (s->h->h1)
+		nghttp2_session_consume_connection(s->h->g, n);
 	if (s->local || !s->u_open) {
 		ack_guest(s, n);
 		return;
@@ -992,7 +1041,8 @@ static void request_data(struct h2s *s, const uint8_t *p, size_t n, bool final)
 	}
 	if (final)
 		s->up_end = true;
-	nghttp2_session_resume_data(s->h->u, s->uid);
+	if (s->h->u)
+		nghttp2_session_resume_data(s->h->u, s->uid);
 }
 
 /* ---- responses ---------------------------------------------------------------------------- */
@@ -1033,7 +1083,7 @@ static void response_head(struct h2s *s, bool end_stream)
 		stream_event(s, 502, true, reason, NET_EV_REQUEST, NULL);
 		s->logged = true;
 		stream_answer(s, 502, reason);
-		nghttp2_submit_rst_stream(h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+		up_cancel(s);
 		hlist_wipe(&s->rs);
 		return;
 	}
@@ -1067,7 +1117,7 @@ static void response_head(struct h2s *s, bool end_stream)
 			stream_event(s, 502, false, reason, NET_EV_REQUEST, NULL);
 			s->logged = true;
 			stream_answer(s, 502, reason);
-			nghttp2_submit_rst_stream(h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+			up_cancel(s);
 			hlist_wipe(&s->rs);
 			return;
 		}
@@ -1142,8 +1192,7 @@ static void response_refuse(struct h2s *s, int r)
 	stream_event(s, s->status, false, reason, NET_EV_REQUEST, NULL);
 	s->logged = true;
 	nghttp2_submit_rst_stream(s->h->g, NGHTTP2_FLAG_NONE, s->gid, NGHTTP2_INTERNAL_ERROR);
-	if (s->u_open)
-		nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+	up_cancel(s);
 }
 
 /* The upstream ended s's response: flush the scrubber's held bytes, let the guest have it. */
@@ -1156,6 +1205,440 @@ static void response_end(struct h2s *s)
 	}
 	s->down_end = true;
 	nghttp2_session_resume_data(s->h->g, s->gid);
+}
+
+/* ---- an HTTP/1.1 upstream ----------------------------------------------------------------- */
+/*
+ * An h2 guest and an upstream that speaks HTTP/1.1 (it chose http/1.1, or offered no ALPN):
+ * each stream becomes one request and response on the flow's one upstream connection, kept
+ * alive between them. Serialised, not pooled: the egress engine gives a flow one upstream socket
+ * (its policy decided and its connection logged once), HTTP/1.1 pipelining is not safe with
+ * real servers, and the guest's streams are what a browser's six connections would carry one
+ * by one anyway. A stream waits in h1_q with its body held up to the window it announced
+ * (the guest's connection window is opened as bytes come, so a waiting stream cannot starve
+ * the one on the connection; H2_H1_MAX_STREAMS bound them). Fields: :method, :path and
+ * :authority make the request line and Host, cookies are joined, connection-specific fields
+ * never pass (nghttp2 refuses them from the guest; they are dropped from responses); a body
+ * whose length is unknown or changes goes chunked, with the guest's trailers after the last
+ * chunk; a chunked response becomes DATA, its trailers HEADERS. Admission, substitution, the
+ * leak check and scrubbing are the relay's own (request_start, request_data, response_head,
+ * response_body): only the framing is HTTP/1.1's.
+ */
+#define H2_H1_MAX_STREAMS 16 /* SETTINGS_MAX_CONCURRENT_STREAMS over an HTTP/1.1 upstream */
+
+static void upstream_gone(struct h2 *h, const char *why);
+
+/* Whether a field name (value) can go on an HTTP/1.1 line as it is. */
+static bool h1_bytes_ok(const uint8_t *p, size_t n, bool value)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\r' || p[i] == '\n' || p[i] == 0 ||
+		    (!value && (p[i] <= ' ' || p[i] == ':' || p[i] >= 0x7f)))
+			return false;
+	return value || n;
+}
+
+/* Fields that belong to one HTTP/1.1 connection, never relayed between the versions. */
+static bool h1_connection_field(const uint8_t *n, size_t nl)
+{
+	static const char *const names[] = { "connection",	  "keep-alive", "proxy-connection",
+					     "transfer-encoding", "upgrade",	"te",
+					     "http2-settings",	  "host",	NULL };
+	for (unsigned i = 0; names[i]; i++)
+		if (strlen(names[i]) == nl && !strncasecmp((const char *)n, names[i], nl))
+			return true;
+	return false;
+}
+
+/*
+ * The rewritten fields l of s as an HTTP/1.1 request head (s->h1_head), s queued for the
+ * connection. -EPROTO (reason written) for a request HTTP/1.1 cannot carry.
+ */
+static int h1_request(struct h2s *s, const struct hlist *l, bool end_stream, char *reason,
+		      size_t rn)
+{
+	struct h2 *h = s->h;
+	struct rd r = rd_make(buf_head(&l->b), buf_used(&l->b));
+	const uint8_t *n, *v, *meth = NULL, *path = NULL, *auth = NULL;
+	size_t nl, vl, ml = 0, pl = 0, al = 0;
+	bool length = false, ok = true;
+	while (hlist_next(&r, &n, &nl, &v, &vl)) {
+		if (nl == 7 && !memcmp(n, ":method", 7))
+			meth = v, ml = vl;
+		else if (nl == 5 && !memcmp(n, ":path", 5))
+			path = v, pl = vl;
+		else if (nl == 10 && !memcmp(n, ":authority", 10))
+			auth = v, al = vl;
+		else if (nl == 4 && !memcmp(n, "host", 4) && !auth)
+			auth = v, al = vl;
+		else if (nl == 14 && !memcmp(n, "content-length", 14))
+			length = true;
+		else if (nl == 6 && !memcmp(n, "expect", 6))
+			s->h1_expect = true;
+	}
+	if (!meth || !path || !auth || (ml == 7 && !memcmp(meth, "CONNECT", 7))) {
+		snprintf(reason, rn,
+			 "matchlock: request to %s refused: the upstream speaks HTTP/1.1 only, and "
+			 "this request (CONNECT, or one without :path) has no HTTP/1.1 form",
+			 h->f->name);
+		return -EPROTO;
+	}
+	struct buf *o = &s->h1_head, cookie = { 0 };
+	s->h1_chunked = !end_stream && !length;
+	ok = h1_bytes_ok(meth, ml, false) && memchr(auth, ' ', al) == NULL &&
+	     h1_bytes_ok(auth, al, true);
+	for (size_t i = 0; ok && i < pl; i++)
+		ok = path[i] > ' ' && path[i] < 0x7f;
+	buf_append(o, meth, ml);
+	buf_append(o, " ", 1);
+	buf_append(o, path, pl);
+	buf_append(o, " HTTP/1.1\r\nHost: ", 17);
+	buf_append(o, auth, al);
+	buf_append(o, "\r\n", 2);
+	r = rd_make(buf_head(&l->b), buf_used(&l->b));
+	while (ok && hlist_next(&r, &n, &nl, &v, &vl)) {
+		if ((nl && n[0] == ':') || h1_connection_field(n, nl))
+			continue;
+		ok = h1_bytes_ok(n, nl, false) && h1_bytes_ok(v, vl, true);
+		if (nl == 6 && !memcmp(n, "cookie", 6)) {
+			/* HTTP/2 splits cookies into fields; HTTP/1.1 wants one line. */
+			if (buf_used(&cookie))
+				buf_append(&cookie, "; ", 2);
+			buf_append(&cookie, v, vl);
+			continue;
+		}
+		buf_append(o, n, nl);
+		buf_append(o, ": ", 2);
+		buf_append(o, v, vl);
+		buf_append(o, "\r\n", 2);
+	}
+	if (buf_used(&cookie)) {
+		buf_append(o, "cookie: ", 8);
+		buf_append(o, buf_head(&cookie), buf_used(&cookie));
+		buf_append(o, "\r\n", 2);
+	}
+	buf_wipe(&cookie);
+	if (s->h1_chunked)
+		buf_append(o, "transfer-encoding: chunked\r\n", 28);
+	buf_append(o, "\r\n", 2);
+	if (!ok || o->bad) {
+		buf_wipe(o);
+		snprintf(
+		    reason, rn, "matchlock: request to %s refused: %s", h->f->name,
+		    ok ? "out of memory"
+		       : "a header field HTTP/1.1 cannot carry (the upstream speaks HTTP/1.1)");
+		return -EPROTO;
+	}
+	s->uid = 1; /* no stream id on HTTP/1.1; non-zero: the request went upstream */
+	s->u_open = true;
+	if (h->h1_tail)
+		h->h1_tail->h1_next = s;
+	else
+		h->h1_q = s;
+	h->h1_tail = s;
+	return 0;
+}
+
+/* Take s out of the queue (not the one on the connection). */
+static void h1_dequeue(struct h2 *h, struct h2s *s)
+{
+	struct h2s **pp = &h->h1_q, *prev = NULL;
+	while (*pp && *pp != s)
+		prev = *pp, pp = &(*pp)->h1_next;
+	if (!*pp)
+		return;
+	*pp = s->h1_next;
+	if (h->h1_tail == s)
+		h->h1_tail = prev;
+	s->h1_next = NULL;
+}
+
+/*
+ * The upstream's side of s is not wanted any more (refused, reset by the guest). HTTP/2: a
+ * RST_STREAM. HTTP/1.1: a request still queued is dropped; one on the connection with all its
+ * bytes out has its response read and dropped; one cut off mid-way leaves the connection in no
+ * state to carry another: it is reset, and the other streams are answered (h1_broken, at the
+ * next step: this may run inside nghttp2's callbacks).
+ */
+static void up_cancel(struct h2s *s)
+{
+	struct h2 *h = s->h;
+	if (!s->u_open)
+		return;
+	if (h->u) {
+		if (s->uid > 0)
+			nghttp2_submit_rst_stream(h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+		return;
+	}
+	if (!h->h1)
+		return;
+	if (s != h->h1_q || !h->h1_head_out) {
+		h1_dequeue(h, s);
+		s->u_open = false;
+		return;
+	}
+	s->h1_drop = true;
+	if (!s->h1_sent && !h->h1_broken) {
+		tls_upstream_reset(h->f);
+		snprintf(h->h1_why, sizeof(h->h1_why),
+			 "a request was cut off mid-way, so the HTTP/1.1 connection was reset");
+		h->h1_broken = true;
+	}
+}
+
+/* The HTTP/1.1 connection can carry nothing more: streams never sent may be retried. */
+static void h1_gone(struct h2 *h, const char *why)
+{
+	for (struct h2s *s = h->h1_q, *next; s; s = next) {
+		next = s->h1_next;
+		s->h1_next = NULL;
+		if (s == h->h1_q && h->h1_head_out)
+			continue; /* on the connection: upstream_gone answers it */
+		s->u_open = false;
+		if (s->g_open && !s->local) {
+			s->reset_by_upstream = true;
+			nghttp2_submit_rst_stream(h->g, NGHTTP2_FLAG_NONE, s->gid,
+						  NGHTTP2_REFUSED_STREAM);
+		}
+	}
+	h->h1_q = h->h1_tail = NULL;
+	buf_wipe(&h->h1_trailers);
+	upstream_gone(h, why);
+}
+
+/* Write the request on the connection (head, then body) as far as req_out has room. */
+static void h1_send(struct h2 *h)
+{
+	struct flow *f = h->f;
+	struct h2s *s = h->h1_q;
+	if (!s || h->u_gone || h->h1_broken)
+		return;
+	if (!h->h1_head_out) {
+		/*
+		 * The head waits for the first body bytes: a placeholder refused in them then costs
+		 * nothing (a request cut off mid-way costs the connection).
+		 */
+		if (!buf_used(&s->up) && !s->up_end && !s->h1_expect)
+			return;
+		buf_append(&f->req_out, buf_head(&s->h1_head), buf_used(&s->h1_head));
+		buf_wipe(&s->h1_head);
+		h->h1_head_out = true;
+	}
+	while (!s->h1_sent && buf_used(&f->req_out) < FLOW_BUF_HIGH) {
+		size_t n = buf_used(&s->up), room = FLOW_BUF_HIGH - buf_used(&f->req_out);
+		n = n < room ? n : room;
+		if (n) {
+			char sz[24];
+			if (s->h1_chunked)
+				buf_append(&f->req_out, sz,
+					   (size_t)snprintf(sz, sizeof(sz), "%zx\r\n", n));
+			buf_append(&f->req_out, buf_head(&s->up), n);
+			if (s->h1_chunked)
+				buf_append(&f->req_out, "\r\n", 2);
+			explicit_bzero(buf_head(&s->up), n);
+			buf_consume(&s->up, n);
+			s->n_up += n;
+			/* As read_up: what came in is acknowledged once the queue is empty. */
+			ack_guest(s, buf_used(&s->up) ? n : s->up_owed);
+			continue;
+		}
+		if (!s->up_end)
+			break;
+		if (s->h1_chunked) {
+			struct rd r =
+			    rd_make(buf_head(&s->rq_trailers.b), buf_used(&s->rq_trailers.b));
+			const uint8_t *tn, *tv;
+			size_t tnl, tvl;
+			buf_append(&f->req_out, "0\r\n", 3);
+			while (hlist_next(&r, &tn, &tnl, &tv, &tvl))
+				if (tnl && tn[0] != ':' && !h1_connection_field(tn, tnl) &&
+				    h1_bytes_ok(tn, tnl, false) && h1_bytes_ok(tv, tvl, true)) {
+					buf_append(&f->req_out, tn, tnl);
+					buf_append(&f->req_out, ": ", 2);
+					buf_append(&f->req_out, tv, tvl);
+					buf_append(&f->req_out, "\r\n", 2);
+				}
+			buf_append(&f->req_out, "\r\n", 2);
+			hlist_wipe(&s->rq_trailers);
+		}
+		s->h1_sent = true;
+	}
+}
+
+/* Trailer lines ("name: value\r\n", then an empty line) as a header list, names lower case. */
+static void h1_trailer_fields(const struct buf *t, struct hlist *out)
+{
+	struct rd r = rd_make(buf_head(t), buf_used(t));
+	const uint8_t *line;
+	size_t len;
+	while ((line = rd_line(&r, &len)) && len) {
+		const uint8_t *colon = memchr(line, ':', len);
+		if (!colon || colon == line)
+			continue;
+		size_t nl = (size_t)(colon - line), vo = nl + 1;
+		while (vo < len && (line[vo] == ' ' || line[vo] == '\t'))
+			vo++;
+		size_t ve = len;
+		while (ve > vo && (line[ve - 1] == ' ' || line[ve - 1] == '\t'))
+			ve--;
+		char name[256];
+		if (nl >= sizeof(name) || !h1_bytes_ok(line, nl, false) ||
+		    h1_connection_field(line, nl) ||
+		    (nl == 14 && !strncasecmp((const char *)line, "content-length", 14)))
+			continue;
+		for (size_t i = 0; i < nl; i++)
+			name[i] = (char)tolower(line[i]);
+		hlist_add(out, H2_MAX_RESP_LIST, (const uint8_t *)name, nl, line + vo, ve - vo);
+	}
+}
+
+/* The response head on the connection, for s: to the guest as HEADERS. false: more bytes. */
+static bool h1_response_head(struct h2 *h, struct h2s *s)
+{
+	struct flow *f = h->f;
+	long hl =
+	    http_head_len(buf_head(&f->resp_in), buf_used(&f->resp_in), HTTP_MAX_RESPONSE_HEAD);
+	if (hl == 0 && !f->u_eof)
+		return false;
+	struct http_msg m;
+	const char *why = "an incomplete response head";
+	if (hl <= 0 ||
+	    http_parse_response(buf_head(&f->resp_in), (size_t)hl, s->head_request, &m, &why) < 0 ||
+	    m.status == 101) {
+		if (hl > 0 && m.status == 101)
+			why = "101 Switching Protocols, which no request asked for";
+		else if (hl < 0)
+			why = "a response head larger than 64 KiB";
+		snprintf(h->h1_why, sizeof(h->h1_why), "the upstream sent %s", why);
+		h->h1_broken = true;
+		return true;
+	}
+	bool end = m.framing == HTTP_BODY_NONE && m.status >= 200;
+	if (s->g_open && !s->local && !s->h1_drop) {
+		const uint8_t *head = buf_head(&f->resp_in);
+		char st[8];
+		hlist_wipe(&s->rs);
+		hlist_add(&s->rs, H2_MAX_RESP_LIST, (const uint8_t *)":status", 7,
+			  (const uint8_t *)st, (size_t)snprintf(st, sizeof(st), "%d", m.status));
+		for (unsigned i = 0; i < m.nfields; i++) {
+			const struct http_field *fl = &m.field[i];
+			const uint8_t *n = head + fl->name_off;
+			char name[256];
+			if (h1_connection_field(n, fl->name_len) || fl->name_len >= sizeof(name))
+				continue;
+			for (size_t k = 0; k < fl->name_len; k++)
+				name[k] = (char)tolower(n[k]);
+			hlist_add(&s->rs, H2_MAX_RESP_LIST, (const uint8_t *)name, fl->name_len,
+				  head + fl->value_off, fl->value_len);
+		}
+		response_head(s, end);
+	}
+	explicit_bzero(buf_head(&f->resp_in), (size_t)hl);
+	buf_consume(&f->resp_in, (size_t)hl);
+	if (m.status < 200)
+		return true; /* 100 Continue and friends: the response follows */
+	h->h1_close = m.close || m.framing == HTTP_BODY_CLOSE;
+	h->h1_end_sent = end;
+	http_body_init(&h->h1_body, m.framing, m.length);
+	h->h1_in_body = true;
+	return true;
+}
+
+/* The exchange on the connection ended: the next stream's turn, if the connection stays. */
+static void h1_exchange_end(struct h2 *h, struct h2s *s)
+{
+	if (s->g_open && !s->local && !s->h1_drop) {
+		if (buf_used(&h->h1_trailers)) {
+			struct hlist t = { 0 };
+			h1_trailer_fields(&h->h1_trailers, &t);
+			fields_scrub(s, &t, false, &s->rs_trailers);
+			hlist_wipe(&t);
+		}
+		if (!h->h1_end_sent)
+			response_end(s);
+	}
+	buf_wipe(&h->h1_trailers);
+	h->h1_in_body = h->h1_head_out = false;
+	h->h1_q = s->h1_next;
+	if (!h->h1_q)
+		h->h1_tail = NULL;
+	s->h1_next = NULL;
+	bool sent = s->h1_sent;
+	s->u_open = false;
+	stream_maybe_free(s);
+	if (h->h1_close || !sent) {
+		snprintf(h->h1_why, sizeof(h->h1_why), "%s",
+			 h->h1_close ? "the upstream closed the connection"
+				     : "the upstream answered before the request's body was sent");
+		if (!sent)
+			tls_upstream_reset(h->f);
+		h->h1_broken = true;
+	}
+}
+
+/* A step of the response body on the connection. false: more bytes (or guest credit). */
+static bool h1_response_body(struct h2 *h, struct h2s *s)
+{
+	struct flow *f = h->f;
+	bool deliver = s->g_open && !s->local && !s->h1_drop;
+	if (deliver && buf_used(&s->down) >= H2_STREAM_WINDOW)
+		return false; /* the guest's window: read_down takes it, then this goes on */
+	size_t n = buf_used(&f->resp_in), step = n < H2_STREAM_WINDOW ? n : H2_STREAM_WINDOW;
+	size_t used, off, dl;
+	bool trailer = http_body_in_trailer(&h->h1_body);
+	int r = http_body_step(&h->h1_body, buf_head(&f->resp_in), step, f->u_eof && step == n,
+			       &used, &off, &dl);
+	if (r < 0) {
+		snprintf(h->h1_why, sizeof(h->h1_why),
+			 "the upstream's response ended early or was malformed");
+		h->h1_broken = true;
+		return true;
+	}
+	if (dl && deliver) {
+		int e = response_body(s, buf_head(&f->resp_in) + off, dl, false);
+		if (e < 0) {
+			buf_wipe(&s->down);
+			response_refuse(s, e);
+			s->h1_drop = true;
+		} else {
+			nghttp2_session_resume_data(h->g, s->gid);
+		}
+	}
+	if (trailer && used)
+		buf_append(&h->h1_trailers, buf_head(&f->resp_in), used);
+	explicit_bzero(buf_head(&f->resp_in), used);
+	buf_consume(&f->resp_in, used);
+	if (r == 1) {
+		h1_exchange_end(h, s);
+		return true;
+	}
+	return used != 0;
+}
+
+/* What the HTTP/1.1 upstream sent: responses for the streams on the connection, in turn. */
+static void h1_recv(struct h2 *h)
+{
+	struct flow *f = h->f;
+	while (!h->u_gone) {
+		struct h2s *s = h->h1_q;
+		if (h->h1_broken) {
+			h1_gone(h, h->h1_why);
+			break;
+		}
+		if (!s || !h->h1_head_out) {
+			if (buf_used(&f->resp_in))
+				h1_gone(h, "the upstream sent a response nobody asked for");
+			else if (f->u_eof)
+				h1_gone(h, "the upstream closed the connection");
+			break;
+		}
+		if (!(h->h1_in_body ? h1_response_body(h, s) : h1_response_head(h, s)))
+			break;
+	}
+	if (h->u_gone) {
+		explicit_bzero(buf_head(&f->resp_in), buf_used(&f->resp_in));
+		buf_consume(&f->resp_in, buf_used(&f->resp_in));
+	}
 }
 
 /* ---- the guest's session's callbacks ------------------------------------------------------ */
@@ -1252,7 +1735,7 @@ static int g_stream_close(nghttp2_session *sess, int32_t id, uint32_t code, void
 	s->g_open = false;
 	ack_guest(s, s->up_owed);
 	if (s->u_open && (!s->up_end || buf_used(&s->up) || !s->down_end))
-		nghttp2_submit_rst_stream(s->h->u, NGHTTP2_FLAG_NONE, s->uid, NGHTTP2_CANCEL);
+		up_cancel(s);
 	stream_maybe_free(s);
 	return 0;
 }
@@ -1384,7 +1867,8 @@ static nghttp2_session *session_new(struct h2 *h, bool server)
 	if (!s)
 		return NULL;
 	nghttp2_settings_entry set[] = {
-		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS },
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		  h->h1 ? H2_H1_MAX_STREAMS : H2_MAX_STREAMS },
 		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
 		  server ? H2_MAX_REQ_LIST : H2_MAX_RESP_LIST },
@@ -1398,15 +1882,16 @@ static nghttp2_session *session_new(struct h2 *h, bool server)
 	return s;
 }
 
-int h2_start(struct flow *f, bool upstream_h2)
+int h2_start(struct flow *f, enum h2_upstream up)
 {
 	struct h2 *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	h->f = f;
+	h->h1 = up == H2_UP_HTTP1;
 	h->g = session_new(h, true);
-	h->u = upstream_h2 ? session_new(h, false) : NULL;
-	if (!h->g || (upstream_h2 && !h->u)) {
+	h->u = up == H2_UP_H2 ? session_new(h, false) : NULL;
+	if (!h->g || (up == H2_UP_H2 && !h->u)) {
 		h2_free(h);
 		return -ENOMEM;
 	}
@@ -1423,6 +1908,7 @@ void h2_free(struct h2 *h)
 	nghttp2_session_del(h->u);
 	while (h->streams)
 		stream_free(h->streams);
+	buf_wipe(&h->h1_trailers);
 	free(h);
 }
 
@@ -1432,6 +1918,19 @@ static void h2_send(struct h2 *h)
 	struct flow *f = h->f;
 	const uint8_t *d;
 	ssize_t n;
+	if (h->h1)
+		h1_send(h);
+	if (h->goaway_due) {
+		bool busy = false;
+		for (struct h2s *s = h->streams; s && !busy; s = s->next)
+			busy = s->g_open;
+		if (!busy) {
+			h->goaway_due = false;
+			nghttp2_submit_goaway(h->g, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(h->g),
+					      NGHTTP2_NO_ERROR, NULL, 0);
+		}
+	}
 	while (h->u && !h->u_gone && buf_used(&f->req_out) < FLOW_BUF_HIGH &&
 	       (n = nghttp2_session_mem_send(h->u, &d)) > 0)
 		buf_append(&f->req_out, d, (size_t)n);
@@ -1463,9 +1962,16 @@ static void upstream_gone(struct h2 *h, const char *why)
 						  NGHTTP2_INTERNAL_ERROR);
 		}
 	}
-	nghttp2_submit_goaway(h->g, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(h->g), NGHTTP2_NO_ERROR, NULL,
-			      0);
+	/*
+	 * Over HTTP/1.1 the GOAWAY waits for the streams' answers (h2_send): clients treat one
+	 * as the end of what is in flight, and those answers are often why the connection ended.
+	 */
+	if (h->h1)
+		h->goaway_due = true;
+	else
+		nghttp2_submit_goaway(h->g, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(h->g),
+				      NGHTTP2_NO_ERROR, NULL, 0);
 	/* Streams that only the upstream's session held. */
 	for (struct h2s *s = h->streams, *next; s; s = next) {
 		next = s->next;
@@ -1500,6 +2006,11 @@ void h2_requests_run(struct flow *f)
 void h2_responses_run(struct flow *f)
 {
 	struct h2 *h = f->h2;
+	if (h->h1) {
+		h1_recv(h);
+		h2_send(h);
+		return;
+	}
 	if (h->u && !h->u_gone && buf_used(&f->resp_in)) {
 		ssize_t k =
 		    nghttp2_session_mem_recv(h->u, buf_head(&f->resp_in), buf_used(&f->resp_in));

@@ -188,7 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 	f->ev = on_event;
 	f->fd = -1;
 	f->u_hs = f->u_h2 = true;
-	if (h2_start(f, true) < 0)
+	if (h2_start(f, H2_UP_H2) < 0)
 		goto out;
 	buf_append(&f->req_in, NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
 	buf_append(&f->resp_in, "\0\0\0\4\0\0\0\0\0", 9); /* the upstream's SETTINGS */

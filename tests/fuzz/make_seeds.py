@@ -390,6 +390,49 @@ def h2_seeds():
     }
 
 
+def h2x_seeds():
+    """fuzz_h2x: options byte (bit 7: HTTP/1.1 guest over h2), split byte, the guest's bytes, the
+    upstream's (tests/fuzz/fuzz_h2x.c). h2 frames as in h2_seeds."""
+    ph = b"SANDBOX_SECRET_0123456789abcdef0123456789abcdef"
+
+    def frame(type_, flags, sid, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([type_, flags]) + struct.pack(">I", sid) + payload
+
+    def block(fields):
+        return b"".join(b"\0" + bytes([len(n)]) + n + bytes([len(v)]) + v for n, v in fields)
+
+    def req(sid, path=b"/", extra=(), end=True, authority=b"api.test"):
+        f = [(b":method", b"GET" if end else b"POST"), (b":scheme", b"https"), (b":path", path),
+             (b":authority", authority)] + list(extra)
+        return frame(1, 0x4 | (0x1 if end else 0), sid, block(f))
+
+    def seed(opts, guest, up=b""):
+        split = 255 if not up else max(1, min(254, -(-len(guest) * 255 // (len(guest) + len(up)))))
+        return bytes([opts, split]) + guest + up
+
+    settings = frame(4, 0, 0)
+    h1resp = b"HTTP/1.1 200 OK\r\nX-Echo: sk-real-value\r\nTransfer-Encoding: chunked\r\n\r\n" \
+        b"5\r\nsk-re\r\n8\r\nal-value\r\n0\r\nX-Trailer: sk-real-value\r\n\r\n"
+    h2resp = frame(1, 0x4, 1, block([(b":status", b"200"), (b"x-echo", b"sk-real-value")])) + \
+        frame(0, 0, 1, b"body sk-re") + frame(0, 0x1, 1, b"al-value")
+    h1req = b"GET /x?k=" + ph + b" HTTP/1.1\r\nHost: api.test\r\nX-Api-Key: " + ph + b"\r\n\r\n"
+    h1post = b"POST /up HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n" \
+        b"10\r\nk=SANDBOX_SECRET\r\n20\r\n_0123456789abcdef0123456789abcdef\r\n0\r\n\r\n"
+    return {
+        "h2x_h2_guest_header": seed(0x20, settings + req(1, b"/x?k=" + ph, [(b"x-api-key", ph), (b"cookie", b"a=1"),
+                                                                           (b"cookie", b"b=2")]), h1resp),
+        "h2x_h2_guest_body_split": seed(0x40, settings + req(1, b"/up", end=False) + frame(0, 0, 1, ph[:20]) +
+                                        frame(0, 1, 1, ph[20:]), h1resp),
+        "h2x_h2_guest_leak": seed(0x21, settings + req(1, b"/", end=False, authority=b"other.test") +
+                                  frame(0, 0, 1, b"k=" + ph[:30]) + frame(0, 1, 1, ph[30:])),
+        "h2x_h2_guest_two_streams": seed(0x10, settings + req(1, b"/a") + req(3, b"/b"), h1resp + h1resp),
+        "h2x_h1_guest_header": seed(0xa0, h1req, settings + h2resp),
+        "h2x_h1_guest_body_split": seed(0x90, h1post % b"api.test", settings + h2resp),
+        "h2x_h1_guest_leak": seed(0x91, h1post % b"other.test", settings + h2resp),
+        "h2x_h1_guest_pipelined": seed(0x88, h1req + h1req, settings + h2resp + h2resp.replace(b"\0\0\0\1", b"\0\0\0\3")),
+    }
+
+
 def subst_seeds():
     """fuzz_subst: 4 cut bytes, the encoding byte, then the stream (tokens 0xF0-0xF3, see
     tests/fuzz/fuzz_subst.c)."""
@@ -538,7 +581,7 @@ def ext4_layers_seeds():
     }
 
 
-GENERATORS = {"fuzz_ext4_layers": ext4_layers_seeds, "fuzz_ws": ws_seeds, "fuzz_sigv4": sigv4_seeds, "fuzz_h2": h2_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
+GENERATORS = {"fuzz_ext4_layers": ext4_layers_seeds, "fuzz_ws": ws_seeds, "fuzz_sigv4": sigv4_seeds, "fuzz_h2": h2_seeds, "fuzz_h2x": h2x_seeds, "fuzz_http": http_seeds, "fuzz_subst": subst_seeds, "fuzz_codec": codec_seeds, "fuzz_dns": dns_seeds, "fuzz_mux": mux_seeds, "fuzz_msg": msg_seeds, "fuzz_oci_manifest": oci_manifest_seeds,
               "fuzz_oci_tarpath": oci_tarpath_seeds}
 
 

@@ -118,14 +118,92 @@ t_h2_placeholder_to_another_host_is_refused() {
 }
 
 t_h2_guest_talks_http1_to_an_http1_upstream() {
+	# curl offers h2 and http/1.1: it gets what the upstream chose (nothing to translate).
 	: >"$SRV/requests.log"
 	ml run "${IMG[@]}" "${API[@]}" -- sh -c 'curl --http2 -sS -w "\nproto=%{http_version}\n" \
-		-H "X-Api-Key: $API_KEY" https://api.test:8443/echo
-		curl --http1.1 -sS -w "\nh1_to_h2_only=%{http_code}\n" https://api.test:9443/echo'
-	expect_match "fell back to HTTP/1.1" "$OUT" "proto=1.1"
-	expect_match "no common protocol" "$OUT" "h1_to_h2_only=502"
+		-H "X-Api-Key: $API_KEY" https://api.test:8443/echo'
+	expect_match "the upstream's version" "$OUT" "proto=1.1"
 	[[ $(h1log) == *"X-Api-Key: $REAL"* ]] || fail "upstream got: $(h1log)"
 	expect_match "scrubbed" "$OUT" '"X-Api-Key": "SANDBOX_SECRET_'
+	expect_no_real
+}
+
+# An h2-only guest (httpx with HTTP/1.1 turned off: it offers both in ALPN, gets http/1.1, and
+# speaks HTTP/2 anyway, which the proxy takes) and an upstream that speaks only HTTP/1.1: each
+# stream is one request on the upstream's keep-alive connection (proxy_h2.c's translation).
+t_h2_only_guest_over_an_http1_only_upstream() {
+	[ ${#CLIENTS[@]} -gt 0 ] || skip "no matchlock/clients image (make client-image)"
+	: >"$SRV/requests.log"
+	ml run "${CLIENTS[@]}" "${API[@]}" --allow-host other.test:8443 --add-host other.test:127.0.0.1 -- python3 -c '
+import hashlib, os, httpx
+key = os.environ["API_KEY"]
+with httpx.Client(http1=False, http2=True, verify=os.environ["SSL_CERT_FILE"], timeout=30) as c:
+    r = c.get("https://api.test:8443/echo", headers={"x-api-key": key, "cookie": "a=1"})
+    h = {k.lower(): v for k, v in r.json()["headers"].items()}
+    print("get", r.http_version, r.status_code, r.headers.get("content-type"), h.get("x-api-key"))
+    r = c.post("https://api.test:8443/body", json={"token": key})
+    print("body", r.http_version, r.status_code)
+    data = os.urandom(3000000)
+    r = c.post("https://api.test:8443/upload", content=data)
+    print("upload", r.http_version, r.status_code, r.json()["length"], r.json()["sha256"] == hashlib.sha256(data).hexdigest())
+    r = c.post("https://api.test:8443/upload", content=iter([data[:1000000], data[1000000:]]))
+    print("chunked", r.http_version, r.status_code, r.json()["length"], r.json()["sha256"] == hashlib.sha256(data).hexdigest())
+with httpx.Client(http1=False, http2=True, verify=os.environ["SSL_CERT_FILE"], timeout=30) as c:
+    r = c.get("https://other.test:8443/echo", headers={"x-api-key": key})
+    print("other", r.http_version, r.status_code, r.text.strip())
+    r = c.post("https://other.test:8443/body", content=b"k=" + key.encode())
+    print("other_body", r.http_version, r.status_code)
+'
+	expect_eq status "$RC" 0
+	expect_match "the key in a header, echoed scrubbed" "$OUT" "get HTTP/2 200 application/json SANDBOX_SECRET_[0-9a-f]{32}"
+	[[ $(h1log) == *"x-api-key: $REAL"* ]] || fail "header: upstream got: $(h1log)"
+	[[ $(h1log) == *"BODY api.test "*"{\"token\": \"$REAL\"}"* ]] || fail "body: upstream got: $(h1log)"
+	expect_match "JSON body answered" "$OUT" "body HTTP/2 200"
+	expect_match "3 MB streamed through intact" "$OUT" "upload HTTP/2 200 3000000 True"
+	expect_match "a body of unknown length too" "$OUT" "chunked HTTP/2 200 3000000 True"
+	expect_match "a placeholder toward another host: 403 on its stream" "$OUT" "other HTTP/2 403 matchlock: .*placeholder of secret API_KEY"
+	expect_match "in a body too" "$OUT" "other_body HTTP/2 403"
+	expect_match "secret_leak event" "$ERR" "secret_leak blocked GET https://other.test:8443/echo"
+	[[ $(h1log) != *SANDBOX_SECRET_* ]] || fail "a placeholder reached an upstream: $(h1log)"
+	[[ $(h1log) != *"other.test"*"$REAL"* ]] || fail "the key reached other.test: $(h1log)"
+	expect_no_real
+}
+
+# An HTTP/1.1 guest (curl --http1.1) and an h2-only upstream: each request is one stream
+# (proxy_up2.c's translation under proxy.c).
+t_http1_guest_over_an_h2_only_upstream() {
+	: >"$SRV/h2requests.log"
+	ml run "${IMG[@]}" "${API[@]}" --allow-host other.test:9443 --add-host other.test:127.0.0.1 -- sh -c '
+		head -c 3000000 /dev/urandom >/tmp/up; sha256sum /tmp/up | cut -c1-64
+		curl --http1.1 -sS -w "\nproto=%{http_version}\n" -H "X-Api-Key: $API_KEY" \
+			https://api.test:9443/echo https://api.test:9443/echo?second=1
+		curl --http1.1 -sS -d "client_secret=$API_KEY" https://api.test:9443/echo; echo
+		curl --http1.1 -sS --data-binary @/tmp/up https://api.test:9443/upload; echo
+		curl --http1.1 -sS -H "Transfer-Encoding: chunked" --data-binary @/tmp/up https://api.test:9443/upload; echo
+		curl --http1.1 -sS "https://api.test:9443/big?n=3000000" | wc -c
+		curl --http1.1 -sS -w "\nother=%{http_code}\n" -H "X-Api-Key: $API_KEY" https://other.test:9443/echo
+		curl --http1.1 -sS -o /dev/null -w "other_body=%{http_code}\n" -d "k=$API_KEY" https://other.test:9443/echo
+		curl --http1.1 -sS -w "\nws=%{http_code}\n" -H "Connection: Upgrade" -H "Upgrade: websocket" \
+			-H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" https://api.test:9443/ws'
+	expect_eq status "$RC" 0
+	local sum
+	sum=$(sed -n 1p <<<"$OUT")
+	expect_eq "HTTP/1.1 to the guest" "$(grep -c '^proto=1.1' <<<"$OUT")" 2
+	[[ $(h2log) == *"x-api-key: $REAL"* ]] || fail "header: upstream got: $(h2log)"
+	[[ $(h2log) == *":path: /echo?second=1"* ]] || fail "the second request: upstream got: $(h2log)"
+	expect_eq "both on one upstream connection" "$(grep '^conn=' "$SRV/h2requests.log" | head -2 | cut -d' ' -f1 | sort -u | wc -l)" 1
+	[[ $(h2log) == *"body: client_secret=$REAL"* ]] || fail "body: upstream got: $(h2log)"
+	[[ $(h2log) != *"connection:"* && $(h2log) != *"host: "* ]] || fail "connection-specific fields went upstream: $(h2log)"
+	expect_match "the echo scrubbed" "$OUT" '"x-api-key", "SANDBOX_SECRET_[0-9a-f]{32}"'
+	expect_match "echoed body scrubbed" "$OUT" "client_secret=SANDBOX_SECRET_[0-9a-f]{32}"
+	expect_eq "3 MB uploads streamed intact" "$(grep -c "\"length\": 3000000, \"sha256\": \"$sum\"" <<<"$OUT")" 2
+	expect_match "3 MB download" "$OUT" $'\n'"3000000"$'\n'
+	expect_match "a placeholder toward another host: 403" "$OUT" "other=403"
+	expect_match "in a body too" "$OUT" "other_body=403"
+	expect_match "a WebSocket upgrade cannot cross to h2: 501" "$OUT" "ws=501"
+	expect_match "saying why" "$OUT" "WebSocket upgrade needs HTTP/1.1 to the upstream"
+	expect_match "secret_leak event" "$ERR" "secret_leak blocked GET https://other.test:9443/echo"
+	[[ $(h2log) != *SANDBOX_SECRET_* ]] || fail "a placeholder reached the upstream: $(h2log)"
 	expect_no_real
 }
 

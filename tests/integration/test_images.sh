@@ -86,7 +86,8 @@ t_multi_arch_index() {
 # guest, and a single-arch image of the other architecture is refused naming both.
 t_platform_chooses_variant_and_guest() {
 	local arm=$BUILD/arm64
-	[ -e "$arm/Image" ] && [ -x "$arm/rootfs-busybox/bin/busybox" ] || skip "no arm64 guest (make guest-arm64)"
+	[ -r "${MATCHLOCK_KERNEL_ARM64:-$arm/Image}" ] && [ -x "$arm/rootfs-busybox/bin/busybox" ] ||
+		skip "no arm64 guest (make guest-arm64)"
 	local a=$T_OUT/pa b=$T_OUT/pb
 	mkdir -p "$a" "$b"; echo amd64 >"$a/arch"; echo arm64 >"$b/arch"
 	tar -C "$arm/rootfs-busybox" --owner=0 --group=0 -cf "$T_OUT/base-arm64.tar" .

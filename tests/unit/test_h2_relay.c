@@ -5,7 +5,8 @@
  * control is tied across both ways (a side cannot push more than the windows while the other
  * reads nothing, and everything arrives once it does), a stream reset by the upstream reaches the
  * guest with its code, and the key goes out only toward its host; an AWS SigV4 request signed
- * with the placeholder credential leaves signed with the real key (another key: 403).
+ * with the placeholder credential leaves signed with the real key (another key: 403). And an h2
+ * guest over an HTTP/1.1 upstream: streams go one at a time as HTTP/1.1 requests, translated.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -169,7 +170,7 @@ static struct flow *relay_new(const char *host)
 	f->port = 443;
 	f->fd = -1;
 	f->u_hs = f->u_h2 = true;
-	if (h2_start(f, true) < 0) {
+	if (h2_start(f, H2_UP_H2) < 0) {
 		free(f);
 		return NULL;
 	}
@@ -358,6 +359,94 @@ static void test_sigv4_is_signed_again_over_h2(void)
 	CHECK_EQ_INT(u2.authz[0], 0);
 }
 
+/* An HTTP/1.1 upstream: the relay's bytes for it collect in up; the guest's go to g. */
+static void pump_h1(struct flow *f, struct peer *g, struct buf *up)
+{
+	for (int round = 0; round < 10000; round++) {
+		bool moved = false;
+		const uint8_t *d;
+		ssize_t n;
+		while ((n = nghttp2_session_mem_send(g->s, &d)) > 0)
+			buf_append(&f->req_in, d, (size_t)n), moved = true;
+		h2_requests_run(f);
+		h2_responses_run(f);
+		if (buf_used(&f->req_out)) {
+			buf_append(up, buf_head(&f->req_out), buf_used(&f->req_out));
+			buf_consume(&f->req_out, buf_used(&f->req_out));
+			moved = true;
+		}
+		if (buf_used(&f->g_plain)) {
+			nghttp2_session_mem_recv(g->s, buf_head(&f->g_plain),
+						 buf_used(&f->g_plain));
+			buf_consume(&f->g_plain, buf_used(&f->g_plain));
+			moved = true;
+		}
+		if (!moved)
+			return;
+	}
+}
+
+static bool has(const struct buf *b, const char *s)
+{
+	return memmem(buf_head(b), buf_used(b), s, strlen(s)) != NULL;
+}
+
+/*
+ * An h2 guest over an HTTP/1.1 upstream: each stream is one request on the connection, the next
+ * only once the previous response ended; fields become a request line, Host and joined cookies;
+ * the key goes in, and the response comes back as HEADERS and DATA, scrubbed.
+ */
+static void test_h2_guest_over_an_http1_upstream(void)
+{
+	struct flow *f = calloc(1, sizeof(*f));
+	struct peer g = { .consume = true };
+	struct buf up = { 0 };
+	char key[128], want[200];
+	f->m = &m;
+	snprintf(f->name, sizeof(f->name), "api.test");
+	f->port = 443;
+	f->fd = -1;
+	f->u_hs = true;
+	if (!CHECK(h2_start(f, H2_UP_HTTP1) == 0))
+		return;
+	peer_init(&g, false);
+	snprintf(key, sizeof(key), "Bearer %s", ss.s[0].placeholder);
+	nghttp2_nv a[] = {
+		{ (uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/a", 5, 2, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"api.test", 10, 8, 0 },
+		{ (uint8_t *)"x-api-key", (uint8_t *)key, 9, strlen(key), 0 },
+		{ (uint8_t *)"cookie", (uint8_t *)"a=1", 6, 3, 0 },
+		{ (uint8_t *)"cookie", (uint8_t *)"b=2", 6, 3, 0 },
+	};
+	nghttp2_submit_request(g.s, NULL, a, 7, NULL, NULL);
+	a[2].value = (uint8_t *)"/b";
+	nghttp2_submit_request(g.s, NULL, a, 4, NULL, NULL);
+	pump_h1(f, &g, &up);
+	CHECK(has(&up, "GET /a HTTP/1.1\r\nHost: api.test\r\n"));
+	snprintf(want, sizeof(want), "x-api-key: Bearer %s\r\n", VALUE);
+	CHECK(has(&up, want));
+	CHECK(has(&up, "cookie: a=1; b=2\r\n"));
+	CHECK(!has(&up, ss.s[0].placeholder));
+	CHECK(!has(&up, "/b")); /* the second waits for the first's response */
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 19\r\nConnection: "
+				   "keep-alive\r\n\r\nbody " VALUE;
+	buf_append(&f->resp_in, resp, sizeof(resp) - 1);
+	buf_fini(&up);
+	pump_h1(f, &g, &up);
+	CHECK_EQ_INT(g.status, 200);
+	CHECK_EQ_INT((int)g.got, 5 + (int)SECRET_PLACEHOLDER_LEN); /* scrubbed */
+	CHECK(has(&up, "GET /b HTTP/1.1\r\n"));
+	buf_append(&f->resp_in, "HTTP/1.1 204 No Content\r\n\r\n", 27);
+	pump_h1(f, &g, &up);
+	CHECK_EQ_INT(g.status, 204);
+	CHECK(g.ended);
+	nghttp2_session_del(g.s);
+	buf_fini(&up);
+	flow_free(f);
+}
+
 int main(int argc, char **argv)
 {
 	check_init(argc, argv);
@@ -378,6 +467,7 @@ int main(int argc, char **argv)
 	CHECK_RUN(test_upstream_reset_reaches_the_guest);
 	CHECK_RUN(test_key_toward_another_host_is_refused_on_its_stream);
 	CHECK_RUN(test_sigv4_is_signed_again_over_h2);
+	CHECK_RUN(test_h2_guest_over_an_http1_upstream);
 	secrets_clear(&ss);
 	return check_summary();
 }
