@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as readline from "readline";
 import { ErrorCode, MatchlockError, RpcError } from "./errors";
+import { createWithHooks } from "./hooks";
 import { SandboxOptions, createParams } from "./options";
 import { SandboxHandle, SandboxEvent } from "./sandbox";
 
@@ -28,6 +29,8 @@ export interface CallOptions {
 }
 
 type Notify = (method: string, params: Record<string, unknown>) => void;
+/** Answers a request from the server (hooks.ts: method "hook"); a throw answers an error. */
+type ServerRequestHandler = (method: string, params: Record<string, any>) => Promise<unknown>;
 
 interface Pending {
   method: string;
@@ -86,6 +89,7 @@ export class Client {
   private readonly tail: string[] = [];
   private readonly handles = new Map<string, SandboxHandle>();
   private exited?: Promise<void>;
+  private serverRequests?: ServerRequestHandler;
 
   constructor(opts: ClientOptions = {}) {
     this.binary = opts.binary ?? findBinary();
@@ -137,6 +141,10 @@ export class Client {
     if (!msg || typeof msg !== "object") return;
     if (typeof msg.method === "string") {
       const params = msg.params && typeof msg.params === "object" ? msg.params : {};
+      if (msg.id !== undefined && msg.id !== null) {
+        this.answerServer(msg.id, msg.method, params);
+        return;
+      }
       if (msg.method === "event") {
         const ev = SandboxEvent.from(params);
         for (const h of this.handles.values()) {
@@ -157,6 +165,27 @@ export class Client {
     } else {
       call.resolve(msg.result);
     }
+  }
+
+  /** Answer a request of the server; an error answer (no handler, a throw) is its refusal. */
+  private answerServer(id: unknown, method: string, params: Record<string, any>): void {
+    const handler = this.serverRequests;
+    const answer = handler ? handler(method, params) : Promise.reject(new MatchlockError(`this client does not answer ${method} requests`));
+    answer.then(
+      (result) => ({ id, result }),
+      (e) => ({ id, error: { code: ErrorCode.INTERNAL_ERROR, message: `${method} failed: ${e instanceof Error ? e.message : String(e)}` } }),
+    ).then((reply) => {
+      try {
+        this.write(reply);
+      } catch {
+        /* the server is gone: nobody waits for the answer */
+      }
+    });
+  }
+
+  /** @internal Who answers the server's requests (hooks.ts). */
+  _serveRequests(handler: ServerRequestHandler): void {
+    this.serverRequests = handler;
   }
 
   private write(obj: Record<string, unknown>): void {
@@ -239,7 +268,8 @@ export class Client {
    * the start is abandoned (nothing is left behind) and the promise rejects with CANCELLED.
    */
   async create(opts: SandboxOptions, callOpts: CallOptions = {}): Promise<SandboxHandle> {
-    const res = await this.call<{ id: string }>("create", createParams(opts), callOpts);
+    const params = createParams(opts);
+    const res = { id: opts.hooks ? await createWithHooks(this, params, opts.hooks, callOpts) : (await this.call<{ id: string }>("create", params, callOpts)).id };
     if (callOpts.signal?.aborted) {
       // Started before the cancel could abandon it: the server stops it (spec/rpc.md, cancel).
       await this.call("close", { sandbox: res.id }).catch(() => undefined);

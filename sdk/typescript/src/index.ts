@@ -10,3 +10,8 @@ export { createParams } from "./options";
 export type { SandboxOptions, Mount, Secret, PortForward } from "./options";
 export { SandboxHandle, Files, Process, SandboxEvent, FILE_CHUNK, READ_FILE_MAX, EVENT_QUEUE_MAX } from "./sandbox";
 export type { Command, ExecOptions, StreamOptions, ExecResult, FileInfo, PortBinding, NetworkEvent } from "./sandbox";
+export { allow, block, hooksWire } from "./hooks";
+export type {
+  Hooks, HooksInForce, NetworkRule, FileRule, FileOp, NetworkRequest, NetworkDecision, FileRequest, HookContext,
+  NetworkCallback, FileCallback, RewriteCallback,
+} from "./hooks";

@@ -6,6 +6,7 @@
  * 0.1 to 16 (--cpus, resources.cpus)".
  */
 import * as path from "path";
+import { Hooks, hooksWire } from "./hooks";
 
 /**
  * A host folder shown in the sandbox (`matchlock run -v HOST:GUEST:MODE`). `mode` is "overlay"
@@ -64,6 +65,8 @@ export interface SandboxOptions {
   mounts?: Mount[];
   /** Set up once the sandbox runs. */
   portForwards?: PortForward[];
+  /** Network and file rules and callbacks, in force from the first instruction (hooks.ts). */
+  hooks?: Hooks;
 }
 
 /** The params of the create request, as spec/rpc.md defines them. */
@@ -109,5 +112,6 @@ export function createParams(o: SandboxOptions): Record<string, unknown> {
       return e;
     });
   }
+  if (o.hooks) p.hooks = hooksWire(o.hooks);
   return p;
 }

@@ -4,6 +4,7 @@ import { execFile } from "child_process";
 import type { Readable, Writable } from "stream";
 import type { CallOptions, Client, Request } from "./client";
 import { MatchlockError } from "./errors";
+import { Hooks, HooksInForce, forgetHooks, setHooks } from "./hooks";
 
 /** Raw bytes per write_file/read_file request (the server's lines are limited to 16 MiB). */
 export const FILE_CHUNK = 4 << 20;
@@ -337,6 +338,21 @@ export class SandboxHandle {
     return (await this.call("allow_list_delete", { hosts }, opts))?.allowed_hosts ?? [];
   }
 
+  /**
+   * Replace this sandbox's hooks (the members given; the others stay) and the callbacks this
+   * client answers with; resolves to the hooks in force. An invalid document changes nothing
+   * (RpcError INVALID_PARAMS naming the rule and field).
+   */
+  setHooks(hooks: Hooks, opts: CallOptions = {}): Promise<HooksInForce> {
+    if (this.closed) return Promise.reject(new MatchlockError(`hooks_set: sandbox ${this.id} is closed`));
+    return setHooks(this.client, this.id, hooks, opts);
+  }
+
+  /** The hooks in force on this sandbox. */
+  getHooks(opts: CallOptions = {}): Promise<HooksInForce> {
+    return this.call<HooksInForce>("hooks_get", {}, opts);
+  }
+
   /** The sandbox's log so far (its last 16 MiB), exactly as written. */
   async log(opts: CallOptions = {}): Promise<Buffer> {
     return unb64((await this.call("log", {}, opts))?.content);
@@ -356,6 +372,7 @@ export class SandboxHandle {
   _closedByServer(): void {
     this.closed = true;
     this.forget();
+    forgetHooks(this.client, this.id);
     this.waiters.splice(0).forEach((w) => w());
   }
 
@@ -378,8 +395,13 @@ export class SandboxHandle {
       }
       if (this.closed || signal?.aborted) return;
       await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        signal?.addEventListener("abort", () => resolve(), { once: true });
+        // One listener per wait, removed on wake-up: a long-lived reader must not pile them up.
+        const wake = () => {
+          signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.waiters.push(wake);
+        signal?.addEventListener("abort", wake, { once: true });
       });
     }
   }
@@ -393,6 +415,7 @@ export class SandboxHandle {
       await this.client.call("close", { sandbox: this.id });
     } finally {
       this.forget();
+      forgetHooks(this.client, this.id);
     }
   }
 
