@@ -60,7 +60,7 @@ FUZZERS    := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 LIB_LIBS   := -Wl,--as-needed $(HOST_LIBS)
 
 .PHONY: all deps test check check-layers format-check demo bench fuzz unit install clean kernel \
-	fixtures default-image client-image guest-arm64
+	fixtures default-image client-image guest-arm64 fuzz-merge
 all: $(BUILD)/matchlock $(BUILD)/initramfs.cpio $(LIB) kernel
 
 deps:
@@ -150,7 +150,7 @@ kernel:
 # Test fixtures: a busybox root filesystem, and initramfs images that misbehave on purpose.
 fixtures: $(BUILD)/rootfs-busybox/bin/busybox $(BUILD)/initramfs-hang.cpio $(BUILD)/initramfs-empty.cpio \
 	$(BUILD)/initramfs-floor.cpio $(BUILD)/nft-flush $(BUILD)/link-flood $(BUILD)/fs-mount-host \
-	$(BUILD)/ext4-from-tar
+	$(BUILD)/ext4-from-tar $(BUILD)/escape-probe
 
 # Run as root on the host by tests/integration/test_fs_share.sh: serves a folder through the file
 # server on a host FUSE mount, no VM needed.
@@ -168,6 +168,11 @@ $(BUILD)/nft-flush: tests/fixtures/nft_flush.c src/agent/nl.c | $(BUILD)/kinc/.s
 # Run as root in a sandbox by tests/integration/test_link_flood.sh: floods the host through the
 # agent's link, or the FUSE relay's file-service link.
 $(BUILD)/link-flood: tests/fixtures/link_flood.c src/common/buf.c src/proto/msg.c | $(BUILD)/kinc/.stamp
+	$(MUSL_CC) -static -Os $(WARN) -Isrc -isystem $(BUILD)/kinc $^ -o $@
+
+# Run as root in a sandbox by the escape suite (tests/escape/): forged link frames, every way
+# out of the network, thousands of connections, a scan of the guest's memory.
+$(BUILD)/escape-probe: tests/escape/probe.c src/common/buf.c src/proto/msg.c | $(BUILD)/kinc/.stamp
 	$(MUSL_CC) -static -Os $(WARN) -Isrc -isystem $(BUILD)/kinc $^ -o $@
 
 $(BUILD)/rootfs-busybox/bin/busybox: tests/fixtures/make-busybox-rootfs.sh
@@ -256,11 +261,14 @@ bench:
 	@$(MAKE) --no-print-directory all fixtures default-image
 	@for b in bench/boot bench/exec bench/start bench/memory bench/net bench/proxy bench/proxy_body bench/fs bench/image bench/sdk_clients bench/oci; do $$b || exit 1; echo; done
 
-FUZZ_SECONDS ?= 60
+# Each harness for FUZZ_SECONDS on its seeds plus the corpus kept in tests/fuzz/corpus/NAME;
+# prints execution counts and findings (tests/fuzz/campaign). fuzz-merge also minimises what the
+# run found into the kept corpus (commit it). FUZZ=NAME... picks harnesses.
+FUZZ_SECONDS ?= 30
 fuzz: $(FUZZERS)
-	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
-		python3 tests/fuzz/make_seeds.py $$n $(BUILD)/corpus/$$n; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$n || exit 1; done
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/campaign $(FUZZ)
+fuzz-merge: $(FUZZERS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/campaign --merge $(FUZZ)
 
 install: all
 	install -D -m 0755 $(BUILD)/matchlock $(DESTDIR)$(PREFIX)/bin/matchlock

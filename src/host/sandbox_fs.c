@@ -228,11 +228,12 @@ static void fss_free(struct fs_stream *x)
 static void fss_end(struct fs_stream *x, int err)
 {
 	struct mux_stream *s = x->s;
+	struct sb_fs *fs = x->sb->fs; /* x is freed below */
 	warn("host folder %s: closing the guest's connection (%s)",
 	     x->sb->cfg.mounts[x->index].guest, strerror(err));
 	s->user = NULL; /* the frames still in flight are drained by fs_on_frame */
 	fss_free(x);
-	mux_close(&x->sb->fs->mux, s, (uint32_t)err);
+	mux_close(&fs->mux, s, (uint32_t)err);
 }
 
 /*

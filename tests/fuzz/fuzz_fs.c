@@ -89,9 +89,13 @@ static void make_top(void)
 	close(fd);
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(canary + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(top, sizeof(top), "/tmp/fuzz-fs.XXXXXX");
-	if (!mkdtemp(top))
-		die("mkdtemp");
+	/* Each input rebuilds the tree: on tmpfs that is several times faster than on a disk. */
+	snprintf(top, sizeof(top), "/dev/shm/fuzz-fs.XXXXXX");
+	if (!mkdtemp(top)) {
+		snprintf(top, sizeof(top), "/tmp/fuzz-fs.XXXXXX");
+		if (!mkdtemp(top))
+			die("mkdtemp");
+	}
 	atexit(cleanup);
 	top_fd = open(top, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (top_fd < 0 || mkdirat(top_fd, "outside", 0755) < 0)

@@ -695,6 +695,71 @@ def tree_seeds():
 GENERATORS["fuzz_tree"] = tree_seeds
 
 
+def client_hello(exts=b"", version=b"\x03\x03"):
+    """A TLS record holding a ClientHello with the given extensions block (b"" for none)."""
+    body = version + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    if exts is not None:
+        body += struct.pack(">H", len(exts)) + exts
+    hs = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs
+
+
+def sni_ext(name, ntype=0):
+    entry = bytes([ntype]) + struct.pack(">H", len(name)) + name
+    lst = struct.pack(">H", len(entry)) + entry
+    return struct.pack(">HH", 0, len(lst)) + lst
+
+
+def tlshello_seeds():
+    """fuzz_tlshello: the SNI buffer size - 1, then the guest's first bytes."""
+    alpn = struct.pack(">HH", 16, 5) + b"\x00\x03\x02h2"
+    return {
+        "sni": b"\xff" + client_hello(alpn + sni_ext(b"Api.Example.test.")),
+        "no_ext": b"\xff" + client_hello(None),
+        "other_name_type": b"\xff" + client_hello(sni_ext(b"x", ntype=1) + sni_ext(b"y")),
+        "small_buf": b"\x03" + client_hello(sni_ext(b"abcdef")),
+        "bad_char": b"\xff" + client_hello(sni_ext(b"a/b")),
+        "cut": b"\xff" + client_hello(sni_ext(b"example.test"))[:40],
+        "http": b"\xff" + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    }
+
+
+GENERATORS["fuzz_tlshello"] = tlshello_seeds
+
+
+def exec_req_seeds():
+    """fuzz_exec_req: the TLVs of an exec request (proto/exec_req.h)."""
+    return {
+        "full": b"".join([
+            tlv_str(K["T_ARGV"], "/bin/sh"), tlv_str(K["T_ARGV"], "-c"), tlv_str(K["T_ARGV"], "echo hi"),
+            tlv_str(K["T_ENV"], "A=B"), tlv_str(K["T_ENV"], "A=C"), tlv_str(K["T_ENV"], "EMPTY="),
+            tlv_str(K["T_CWD"], "/tmp"), tlv_str(K["T_USER"], "1000:1000"),
+            tlv_int(K["T_STDIN"], "B", 1), tlv_int(K["T_TIMEOUT_S"], "I", 5),
+            tlv_int(K["T_TTY"], "B", 1), tlv_int(K["T_ROWS"], "H", 24), tlv_int(K["T_COLS"], "H", 80),
+        ]),
+        "minimal": tlv_str(K["T_ARGV"], "true"),
+        "no_command": tlv_str(K["T_ENV"], "A=B"),
+        "bad_env": tlv_str(K["T_ARGV"], "x") + tlv_str(K["T_ENV"], "=B"),
+        "nul": tlv(K["T_ARGV"], b"a\0b"),
+        "unknown": tlv(0x7FFF, b"\0") + tlv_str(K["T_ARGV"], "x") + tlv(K["T_ROWS"], b"\0"),
+    }
+
+
+GENERATORS["fuzz_exec_req"] = exec_req_seeds
+
+
+def log_seeds():
+    """fuzz_log: the output size - 1, then the text (a guest's message, a name, a path)."""
+    return {
+        "plain": b"\xff" + b"sandbox vm-1234 failed: the guest broke the link protocol",
+        "controls": b"\x40" + b"a\x1b[31mred\x1b[0m\r\n\x07\x7f\xc2\x9b",
+        "utf8_cut": b"\x05" + "héllo wörld ✓".encode(),
+        "bad_utf8": b"\xff" + b"\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x90\x28\xbc\xed\xa0\x80",
+    }
+
+
+GENERATORS["fuzz_log"] = log_seeds
+
 
 def oci_config_seeds():
     """fuzz_oci_config: a mode byte (even: config.json, odd: process.json), then the JSON."""
