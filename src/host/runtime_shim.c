@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "exec_stdio.h"
+#include "jail.h"
 #include "proto/msg.h"
 #include "proto/tree.h"
 
@@ -489,6 +490,7 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 		}
 		sh.s.loop = &sh.s.own_loop;
 	} else {
+		spec->caller_seals = true; /* after the hooks, below */
 		if (session_start(&sh.s, spec, NULL, on_started, &sh, err, sizeof(err)) < 0)
 			goto out;
 		while (!sh.started_cb)
@@ -522,6 +524,15 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 			snprintf(err, sizeof(err), "out of memory");
 		goto out;
 	}
+	/*
+	 * The last program this process starts was the last hook (poststart and poststop run in
+	 * the engine's `start` and `delete`): from here on it is a supervisor like `run`'s, sealed
+	 * by the same allow-list (jail.h) -- the pod's sandbox, which has no VM, too.
+	 */
+	int sr = jail_supervisor_seal(cfg->pod_sandbox ? NULL : sh.s.L.dir);
+	if (sr < 0)
+		warn("the container's process runs without its seccomp allow-list: %s",
+		     strerror(-sr));
 	shim_say(notify_fd, "ok");
 	close(notify_fd);
 	notify_fd = -1;
