@@ -922,11 +922,9 @@ static void session_on_booted(struct sandbox *sb, int r, const char *why, void *
 	}
 	/*
 	 * A supervisor of one sandbox starts no process from here on: seal it (jail.h). One that
-	 * serves a caller's loop (`rpc`) starts more VMs and image workers, so it cannot be; one
-	 * whose caller still runs programs (`oci`'s hooks) is sealed by that caller.
+	 * serves a caller's loop (`rpc`) starts more VMs and image workers, so it cannot be.
 	 */
-	if (s->loop == &s->own_loop && !s->spec.caller_seals &&
-	    (r = jail_supervisor_seal(s->L.dir)) < 0)
+	if (s->loop == &s->own_loop && (r = jail_supervisor_seal(s->L.dir)) < 0)
 		warn("the supervisor runs without its seccomp allow-list: %s", strerror(-r));
 	session_started(s, 0);
 }

@@ -102,11 +102,6 @@ struct sandbox_spec {
 	 */
 	char *platform;
 	bool no_snapshot; /* boot cold instead of restoring this machine's template */
-	/*
-	 * Own loop only: the caller seals the supervisor itself (jail_supervisor_seal) once it
-	 * starts no process any more -- an OCI runtime runs host hooks after the start.
-	 */
-	bool caller_seals;
 	/* Who hears every egress decision (may be NULL). */
 	net_event_fn net_event;
 	void *net_opaque;

@@ -225,7 +225,7 @@ t_policy_file_can_forbid_annotations() {
 # container reach root.path when its process ends (Buildah commits that directory).
 t_hooks_and_writes_back_to_root_path() {
 	cp -a "$ROOTFS" "$T_OUT/rootfs"
-	printf '#!/bin/sh\ncat >"%s/$1.json"\n' "$T_OUT" >"$T_OUT/hook"
+	printf '#!/bin/sh\ncat >"%s/$1.json"\ngrep CapEff /proc/self/status >"%s/$1.caps"\n' "$T_OUT" "$T_OUT" >"$T_OUT/hook"
 	chmod +x "$T_OUT/hook"
 	bundle "$T_OUT/b" "c['root']['path'] = '$T_OUT/rootfs'" \
 		'c["process"]["args"] = ["sh", "-c", "echo new >/added; rm /linuxrc; mkdir -p /d/e"]' \
@@ -235,6 +235,8 @@ t_hooks_and_writes_back_to_root_path() {
 	pid=$(cat "$T_OUT/pid")
 	for k in prestart createRuntime; do
 		grep -q "\"pid\": *$pid" "$T_OUT/$k.json" 2>/dev/null || fail "$k hook: $(cat "$T_OUT/$k.json" 2>&1)"
+		# The runtime's privileges, as runc's hooks have (not the supervisor's reduced ones).
+		expect_eq "$k hook's capabilities" "$(cat "$T_OUT/$k.caps" 2>&1)" "$(grep CapEff /proc/$$/status)"
 	done
 	[ -e "$T_OUT/poststart.json" ] && fail "poststart ran before start"
 	# Its last hook ran: it is sealed like `run`'s supervisor (jail.h), and still writes back.
