@@ -13,9 +13,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,11 +26,13 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "exec_stdio.h"
+#include "jail.h"
 #include "proto/msg.h"
 #include "proto/tree.h"
 
 #define SHIM_CMD_WAIT_MS 2000 /* a client that connected has its command on the way */
 #define SHIM_STATUS_FAILED 255 /* the sandbox broke under the workload */
+#define SHIM_HOOK_STATE_MAX (1 << 20) /* the state the hooks read (annotations and all) */
 /* Where the guest keeps the root's overlay upper: what the container wrote (agent/mount.c). */
 #define GUEST_ROOT_UPPER "/run/matchlock/disk/root/upper"
 
@@ -450,6 +454,121 @@ static int shim_stdio(struct shim *sh, const char *console_socket, char *err, si
 	return 0;
 }
 
+/*
+ * The prestart and createRuntime hooks run on the host with the runtime's privileges, as
+ * runc's do (Docker's libnetwork-setkey is /proc/DOCKERD/exe: exec'ing it takes root's ptrace
+ * access to dockerd). This process cannot run them: as a supervisor it drops root's
+ * capabilities before the VM boots and is sealed once it runs, forks forbidden (jail.h). So a
+ * helper forked before either, which never sees the guest, runs them when told: it reads the
+ * state (NUL-terminated: a write end closed without it means we are gone), runs the hooks and
+ * answers with "" or the reason they failed, then exits.
+ */
+struct hook_runner {
+	pid_t pid; /* 0: no hooks to run */
+	int to, from; /* the state to it, its answer from it */
+};
+
+static void hook_runner_child(const char *hooks_json, int in, int out)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	/* Nothing of ours but its two pipes: neither create's pipe nor the container's stdio. */
+	int lo = in < out ? in : out, hi = in < out ? out : in;
+	close_range(3, (unsigned)lo - 1, 0);
+	close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+	close_range((unsigned)hi + 1, ~0u, 0);
+	char *state = malloc(SHIM_HOOK_STATE_MAX);
+	size_t n = 0;
+	ssize_t k = 1;
+	while (state && n < SHIM_HOOK_STATE_MAX &&
+	       (k = read(in, state + n, SHIM_HOOK_STATE_MAX - n)) != 0) {
+		if (k < 0 && errno != EINTR)
+			break;
+		n += k > 0 ? (size_t)k : 0;
+	}
+	if (!state || k != 0 || n == 0 || state[n - 1] != 0)
+		_exit(EXIT_FAILURE); /* no complete state: the runtime is gone, nothing to run */
+	char why[1024] = "";
+	int r = runtime_hooks_run(hooks_json, "prestart", state, why, sizeof(why));
+	r = r ?: runtime_hooks_run(hooks_json, "createRuntime", state, why, sizeof(why));
+	if (r < 0 && !why[0])
+		snprintf(why, sizeof(why), "running the hooks: %s", strerror(-r));
+	(void)!write_all(out, why, strlen(why));
+	_exit(r < 0 ? EXIT_FAILURE : EXIT_SUCCESS);
+}
+
+/* Fork the helper (nothing when the container has no hooks); 0 or -errno with err. */
+static int hook_runner_start(struct hook_runner *hr, const char *hooks_json, char *err, size_t errn)
+{
+	*hr = (struct hook_runner){ .to = -1, .from = -1 };
+	if (!hooks_json)
+		return 0;
+	int to[2] = { -1, -1 }, from[2] = { -1, -1 };
+	if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0) {
+		snprintf(err, errn, "starting the hooks' runner: %s", strerror(errno));
+		for (int i = 0; i < 2; i++)
+			if (to[i] >= 0)
+				close(to[i]);
+		return -EIO;
+	}
+	hr->pid = fork();
+	if (hr->pid == 0)
+		hook_runner_child(hooks_json, to[0], from[1]);
+	close(to[0]);
+	close(from[1]);
+	if (hr->pid < 0) {
+		snprintf(err, errn, "starting the hooks' runner: %s", strerror(errno));
+		close(to[1]);
+		close(from[0]);
+		hr->pid = 0;
+		return -EIO;
+	}
+	hr->to = to[1];
+	hr->from = from[0];
+	return 0;
+}
+
+/* Have the helper run the hooks with state; 0, or -EIO with err (the failing hook). */
+static int hook_runner_run(struct hook_runner *hr, const char *state, char *err, size_t errn)
+{
+	if (!hr->pid)
+		return 0;
+	int r = write_all(hr->to, state, strlen(state) + 1) < 0 ? -EIO : 0;
+	close(hr->to);
+	hr->to = -1;
+	char why[1024];
+	size_t n = 0;
+	ssize_t k;
+	while (n < sizeof(why) - 1 && (k = read(hr->from, why + n, sizeof(why) - 1 - n)) != 0) {
+		if (k < 0 && errno != EINTR)
+			break;
+		n += k > 0 ? (size_t)k : 0;
+	}
+	why[n] = 0;
+	int st = 0;
+	while (waitpid(hr->pid, &st, 0) < 0 && errno == EINTR)
+		;
+	hr->pid = 0;
+	close(hr->from);
+	hr->from = -1;
+	if (r == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	snprintf(err, errn, "%s", why[0] ? why : "the hooks' runner failed");
+	return -EIO;
+}
+
+/* A start that failed before the hooks: the helper finds its pipe closed and exits. */
+static void hook_runner_fini(struct hook_runner *hr)
+{
+	if (hr->to >= 0)
+		close(hr->to);
+	if (hr->from >= 0)
+		close(hr->from);
+	if (hr->pid > 0)
+		while (waitpid(hr->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	*hr = (struct hook_runner){ .to = -1, .from = -1 };
+}
+
 /* Egress leaves through the pod's network: the supervisor's sockets are made in it. */
 static int shim_join_netns(const char *path, char *err, size_t errn)
 {
@@ -474,11 +593,14 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 	};
 	char err[1024] = "";
 	int status = EXIT_FAILURE;
+	struct hook_runner hooks = { .to = -1, .from = -1 };
 	setsid();
 	log_set_quiet(1);
 	if (cfg->netns && shim_join_netns(cfg->netns, err, sizeof(err)) < 0)
 		goto out;
 	if (shim_stdio(&sh, console_socket, err, sizeof(err)) < 0)
+		goto out;
+	if (hook_runner_start(&hooks, cfg->hooks_json, err, sizeof(err)) < 0)
 		goto out;
 	if (cfg->pod_sandbox) {
 		/* No VM: a loop for the command socket and the signals is all it needs. */
@@ -511,17 +633,20 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 	json_t *sj = rt_state_json(st);
 	char *state_text = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
 	json_decref(sj);
-	int hr = !state_text
-		     ? -ENOMEM
-		     : runtime_hooks_run(cfg->hooks_json, "prestart", state_text, err, sizeof(err));
-	hr =
-	    hr ?: runtime_hooks_run(cfg->hooks_json, "createRuntime", state_text, err, sizeof(err));
+	int hr = state_text ? hook_runner_run(&hooks, state_text, err, sizeof(err)) : -ENOMEM;
 	free(state_text);
 	if (hr < 0) {
 		if (hr == -ENOMEM)
 			snprintf(err, sizeof(err), "out of memory");
 		goto out;
 	}
+	/*
+	 * The VM's supervisor was sealed when its sandbox came up (session.c); the pod's sandbox,
+	 * which has no VM, starts no process either from here on: the same allow-list (jail.h).
+	 */
+	int sr = cfg->pod_sandbox ? jail_supervisor_seal(NULL) : 0;
+	if (sr < 0)
+		warn("the pod sandbox runs without its seccomp allow-list: %s", strerror(-sr));
 	shim_say(notify_fd, "ok");
 	close(notify_fd);
 	notify_fd = -1;
@@ -541,6 +666,7 @@ int runtime_shim_main(struct sandbox_spec *spec, const struct runtime_config *cf
 	if (sh.proc_ran)
 		shim_write_back(&sh);
 out:
+	hook_runner_fini(&hooks);
 	if (notify_fd >= 0) {
 		shim_say(notify_fd, err[0] ? err : "the container could not be created");
 		close(notify_fd);

@@ -29,6 +29,11 @@ qemu_with() {
 	done
 	return 0
 }
+# wait_qemu_gone PATH: until no QEMU holds a file under PATH (bounded); 1 if one still does.
+wait_qemu_gone() {
+	for _ in $(seq 300); do [ -z "$(qemu_with "$1")" ] && return 0; sleep 0.1; done
+	return 1
+}
 # No sandbox state, temp files or QEMU processes of ours may be left behind.
 expect_clean() {
 	local left

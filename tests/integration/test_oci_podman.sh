@@ -30,7 +30,7 @@ if ! timeout 120 "${PD[@]}" load -i "$T_OUT/image.tar" >"$T_OUT/import" 2>&1; th
 fi
 # pd ARGS...: Podman with matchlock as the runtime (bounded), like ml.
 pd() { timeout 180 "${PR[@]}" "$@" >"$T_OUT/out" 2>"$T_OUT/err"; RC=$?; OUT=$(cat "$T_OUT/out"); ERR=$(cat "$T_OUT/err"); }
-# The matchlock sandbox behind a container (its QEMU command line names it).
+# The matchlock sandbox behind a container (its QEMU holds its disk: lib.sh's qemu_with).
 sandbox_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sandbox"])' "/run/matchlock-oci/$1/state.json"; }
 wait_exited() { for _ in $(seq 300); do [ "$("${PD[@]}" inspect --format '{{.State.Status}}' "$1" 2>/dev/null)" = exited ] && return 0; sleep 0.1; done; return 1; }
 
@@ -102,11 +102,10 @@ t_kill_and_kill9_of_the_runtime_process() {
 	id=$("${PD[@]}" inspect --format '{{.Id}}' ml-k9)
 	pid=$("${PD[@]}" inspect --format '{{.State.Pid}}' ml-k9)
 	sb=$(sandbox_of "$id")
-	pgrep -f "qemu-system.*$sb" >/dev/null || fail "no QEMU for $sb"
+	[ -n "$(qemu_with "$sb")" ] || fail "no QEMU for $sb"
 	kill -9 "$pid"
 	wait_exited ml-k9 || fail "the container did not end"
-	for _ in $(seq 50); do pgrep -f "qemu-system.*$sb" >/dev/null || break; sleep 0.1; done
-	pgrep -f "qemu-system.*$sb" >/dev/null && fail "QEMU outlived the pid-file process"
+	wait_qemu_gone "$sb" || fail "QEMU outlived the pid-file process"
 	pd rm ml-k9
 	expect_eq "rm" "$RC" 0
 	[ ! -e "/run/matchlock-oci/$id" ] || fail "the runtime's directory was left"
