@@ -8,6 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 
 OTHER=matchlock-jail-other # the second local user (created when we are root)
+OTHER_MADE=$(mktemp -u /tmp/matchlock-jail-other.XXXXXX) # exists if this run created it
 
 SB= SUP= QEMU=
 start_shared() {
@@ -175,8 +176,9 @@ t_state_owner_only() {
 # The second local user, made once (root only), and a command run as it.
 need_other() {
 	[ "$(id -u)" = 0 ] || skip "needs root to create a second user"
-	id "$OTHER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh "$OTHER" ||
-		fail "useradd $OTHER"
+	id "$OTHER" >/dev/null 2>&1 && return 0
+	useradd --system --no-create-home --shell /bin/sh "$OTHER" || fail "useradd $OTHER"
+	: >"$OTHER_MADE" # removed again when the suite ends: nothing left behind
 }
 as_other() { setpriv --reuid="$OTHER" --regid="$OTHER" --clear-groups -- "$@"; }
 
@@ -254,4 +256,10 @@ t_other_user_supervisor_not_dumpable() {
 
 start_shared
 run_tests "$@"
+rc=$?
 "$ML" kill "$SB" >/dev/null 2>&1
+if [ -e "$OTHER_MADE" ]; then
+	userdel "$OTHER" >/dev/null 2>&1
+	rm -f "$OTHER_MADE"
+fi
+exit $rc
