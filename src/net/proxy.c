@@ -289,6 +289,12 @@ static void rq_body_reset(struct flow *f)
 
 void proxy_fini(struct flow *f)
 {
+	/* The translators are the proxy's: whoever ends a flow (tls.c, a harness) ends them here.
+	 */
+	h2_free(f->h2);
+	f->h2 = NULL;
+	up2_free(f->up2);
+	f->up2 = NULL;
 	proxy_hooks_fini(f);
 	rq_body_reset(f);
 	if (f->ws_on) {

@@ -238,8 +238,7 @@ void flow_free(struct flow *f)
 {
 	if (!f)
 		return;
-	h2_free(f->h2);
-	up2_free(f->up2);
+	proxy_fini(f);
 	SSL_free(f->g);
 	SSL_free(f->u);
 	buf_wipe(&f->req_in);
@@ -249,7 +248,6 @@ void flow_free(struct flow *f)
 	buf_wipe(&f->g_plain);
 	buf_wipe(&f->final);
 	scrub_fini(&f->scrub);
-	proxy_fini(f);
 	OPENSSL_cleanse(f, sizeof(*f));
 	free(f);
 }
