@@ -121,6 +121,8 @@ int sigv4_parse_credential(const uint8_t *c, size_t n, struct sigv4_auth *a)
 	const uint8_t *part[5];
 	size_t len[5];
 	unsigned k = 0;
+	if (n == 0) /* an empty value may come as no buffer at all: no pointer arithmetic on it */
+		return -EINVAL;
 	const uint8_t *q = c, *end = c + n;
 	while (k < 5) {
 		const uint8_t *sl = memchr(q, '/', (size_t)(end - q));
