@@ -175,6 +175,21 @@ static int oci_hooks(const struct rt_state *st, const char *kind, bool fatal)
 	return 0;
 }
 
+/*
+ * What a child we forked says on its notice pipe before it closes it: "ok", or one line of
+ * error (empty when it died first). Closes fd. forked: false when the fork itself failed.
+ */
+static void child_notice(int fd, bool forked, char *msg, size_t n)
+{
+	size_t got = 0;
+	ssize_t k;
+	while (forked && got + 1 < n &&
+	       ((k = read(fd, msg + got, n - 1 - got)) > 0 || (k < 0 && errno == EINTR)))
+		got += k > 0 ? (size_t)k : 0;
+	close(fd);
+	msg[got] = 0;
+}
+
 /* What a sandbox is made from, out of the bundle's reading; err as sandbox_spec_check says. */
 static int oci_spec(struct runtime_config *c, const struct runtime_policy *pol,
 		    struct sandbox_spec *sp, char *err, size_t errn)
@@ -347,21 +362,14 @@ static int oci_create(int argc, char **argv)
 	}
 	close(notify[1]);
 	char msg[1200];
-	size_t got = 0;
-	ssize_t k;
-	while (pid > 0 && got + 1 < sizeof(msg) &&
-	       ((k = read(notify[0], msg + got, sizeof(msg) - 1 - got)) > 0 ||
-		(k < 0 && errno == EINTR)))
-		got += k > 0 ? (size_t)k : 0;
-	close(notify[0]);
-	msg[got] = 0;
+	child_notice(notify[0], pid > 0, msg, sizeof(msg));
 	if (pid < 0 || strcmp(msg, "ok") != 0) {
 		if (pid > 0)
 			waitpid(pid, NULL, 0);
 		rm_rf(dir);
-		oci_fail("%s", pid < 0 ? strerror(errno)
-			       : got   ? msg
-				       : "the container's process died while creating it");
+		oci_fail("%s", pid < 0	? strerror(errno)
+			       : msg[0] ? msg
+					: "the container's process died while creating it");
 		goto out;
 	}
 	oci_debug("created %s: pid %d", id, (int)pid);
@@ -895,19 +903,12 @@ static int oci_exec(int argc, char **argv)
 	}
 	close(notify[1]);
 	char msg[1200];
-	size_t got = 0;
-	ssize_t k;
-	while (pid > 0 && got + 1 < sizeof(msg) &&
-	       ((k = read(notify[0], msg + got, sizeof(msg) - 1 - got)) > 0 ||
-		(k < 0 && errno == EINTR)))
-		got += k > 0 ? (size_t)k : 0;
-	close(notify[0]);
-	msg[got] = 0;
+	child_notice(notify[0], pid > 0, msg, sizeof(msg));
 	env_fini(&clean);
 	if (pid < 0 || strcmp(msg, "ok")) {
 		if (pid > 0)
 			waitpid(pid, NULL, 0);
-		oci_fail("exec: %s", pid < 0 ? strerror(errno) : got ? msg : "failed");
+		oci_fail("exec: %s", pid < 0 ? strerror(errno) : msg[0] ? msg : "failed");
 		goto out;
 	}
 	int r = pid_file ? write_pid_file(pid_file, pid) : 0;
