@@ -624,6 +624,19 @@ class HandlesTest(unittest.TestCase):
         self.assertEqual(out[self.a.id], (0, f"alpha a {self.a.id}\n"))
         self.assertEqual(out[self.b.id], (0, f"beta b {self.b.id}\n"))
 
+    def test_platform_arm64_guest(self) -> None:
+        """platform picks the guest's architecture (issue 19): an arm64 guest next to the others."""
+        arm = os.path.join(ROOT, "build", "arm64")
+        kernel = os.environ.get("MATCHLOCK_KERNEL_ARM64", os.path.join(arm, "Image"))
+        if not (os.access(kernel, os.R_OK) and os.path.exists(os.path.join(arm, "rootfs-busybox"))):
+            self.skipTest("no arm64 guest (make guest-arm64)")
+        sb = self.client.create(os.path.join(arm, "rootfs-busybox"), platform="linux/arm64")
+        try:
+            self.assertEqual(sb.exec("uname -m").stdout, b"aarch64\n")
+        finally:
+            sb.close()
+        self.assertEqual(self.a.exec("uname -m").stdout, os.uname().machine.encode() + b"\n")
+
     def test_cancelled_long_exec_leaves_both_usable(self) -> None:
         chunks: list = []
         with self.assertRaises(RPCError) as cm:

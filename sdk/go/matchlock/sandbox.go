@@ -33,6 +33,8 @@ type SandboxOptions struct {
 	LaunchEntrypoint bool
 	Mounts           []Mount
 	PortForwards     []PortForward // set up once the sandbox runs
+	// Platform is the guest's, "linux/amd64" or "linux/arm64" ("": the host's).
+	Platform string
 }
 
 // HostEntry is a static /etc/hosts entry in the guest.
@@ -150,6 +152,9 @@ func (o SandboxOptions) CreateParams() map[string]any {
 	}
 	if o.LaunchEntrypoint {
 		p["launch_entrypoint"] = true
+	}
+	if o.Platform != "" {
+		p["platform"] = o.Platform
 	}
 	if len(o.Mounts) > 0 {
 		ms := []map[string]string{}

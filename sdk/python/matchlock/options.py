@@ -67,6 +67,7 @@ class SandboxOptions:
     launch_entrypoint: bool = False  #: start the image's entrypoint/cmd in the background
     mounts: List[Mount] = field(default_factory=list)
     port_forwards: List[Tuple[int, int]] = field(default_factory=list)  #: (local, remote) after start
+    platform: Optional[str] = None  #: the guest's, "linux/amd64" or "linux/arm64" (default: the host's)
 
     @classmethod
     def of(cls, image: Union[str, "SandboxOptions", "Sandbox"], **kwargs: Any) -> "SandboxOptions":
@@ -125,6 +126,8 @@ class SandboxOptions:
             p["image_config"] = ic
         if self.launch_entrypoint:
             p["launch_entrypoint"] = True
+        if self.platform:
+            p["platform"] = self.platform
         if self.mounts:
             p["mounts"] = [(m if isinstance(m, Mount) else Mount(**m)).params() for m in self.mounts]
         return p

@@ -55,6 +55,8 @@ export interface SandboxOptions {
   hostname?: string;
   /** More CA files (PEM) the proxy trusts for upstream HTTPS (--upstream-ca). */
   upstreamCa?: string[];
+  /** The guest's platform, "linux/amd64" or "linux/arm64" (default: the host's). */
+  platform?: string;
   /** Default user of commands (name or uid[:gid]). */
   user?: string;
   workingDir?: string;
@@ -102,6 +104,7 @@ export function createParams(o: SandboxOptions): Record<string, unknown> {
   if (o.cmd) ic.cmd = [...o.cmd];
   if (Object.keys(ic).length) p.image_config = ic;
   if (o.launchEntrypoint) p.launch_entrypoint = true;
+  if (o.platform) p.platform = o.platform;
   if (o.mounts?.length) {
     p.mounts = o.mounts.map((m) => {
       // The server's working directory is ours, but say exactly which folder is meant. A host
