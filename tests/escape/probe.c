@@ -105,10 +105,11 @@ static void die(const char *what)
 	exit(1);
 }
 
+#include "../fixtures/link_takeover.h"
+
 /* ---- forge: raw frames on the agent's link ------------------------------------------- */
 
 static int link_fd = -1;
-static pid_t victim = 1; /* the process whose link we took: the agent, or the FUSE relay */
 static struct buf pending;
 
 static void frame(uint32_t stream, uint8_t type, uint8_t chan, uint16_t flags, uint32_t len,
@@ -137,117 +138,6 @@ static void put_open_unknown(uint32_t id)
 	uint8_t svc[2];
 	le16_put(svc, 0x7fff);
 	put(id, MUX_OPEN, 0, svc, 2);
-}
-
-static int find_agent_link(void)
-{
-	DIR *d = opendir("/proc/1/fd");
-	if (!d)
-		die("opendir /proc/1/fd");
-	struct dirent *e;
-	int fd = -1;
-	while ((e = readdir(d))) {
-		char path[300], target[256];
-		snprintf(path, sizeof(path), "/proc/1/fd/%s", e->d_name);
-		ssize_t n = readlink(path, target, sizeof(target) - 1);
-		if (n <= 0)
-			continue;
-		target[n] = 0;
-		if (!strncmp(target, "/dev/vport", 10)) {
-			fd = atoi(e->d_name);
-			break;
-		}
-	}
-	closedir(d);
-	if (fd < 0) {
-		errno = ENOENT;
-		die("no /dev/vport* among PID 1's fds");
-	}
-	int pidfd = (int)syscall(SYS_pidfd_open, 1, 0);
-	if (pidfd < 0)
-		die("pidfd_open(1)");
-	int mine = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	if (mine < 0)
-		die("pidfd_getfd");
-	close(pidfd);
-	return mine;
-}
-
-static void stop_agent(void)
-{
-	int st;
-	if (ptrace(PTRACE_SEIZE, victim, 0, 0) < 0)
-		die("ptrace(PTRACE_SEIZE)");
-	if (ptrace(PTRACE_INTERRUPT, victim, 0, 0) < 0)
-		die("ptrace(PTRACE_INTERRUPT)");
-	if (waitpid(victim, &st, __WALL) != victim || !WIFSTOPPED(st))
-		die("waiting for the victim to stop");
-}
-
-/*
- * The FUSE relay's fd on the port named matchlock.fs (agent/fuse.c): the port is found by its
- * sysfs name, the relay as the one process holding it. Sets victim.
- */
-static int find_fs_link(void)
-{
-	char dev[300] = "", path[600], target[300];
-	DIR *d = opendir("/sys/class/virtio-ports");
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char name[64] = "";
-		snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd >= 0 ? read(fd, name, sizeof(name) - 1) : -1;
-		if (fd >= 0)
-			close(fd);
-		if (n > 0 && !strncmp(name, "matchlock.fs", 12) && (name[12] == '\n' || !name[12]))
-			snprintf(dev, sizeof(dev), "/dev/%s", e->d_name);
-	}
-	if (d)
-		closedir(d);
-	if (!dev[0]) {
-		errno = ENOENT;
-		die("no virtio port named matchlock.fs (no host folder?)");
-	}
-	DIR *procs = opendir("/proc");
-	int fdno = -1;
-	while (procs && fdno < 0 && (e = readdir(procs))) {
-		pid_t pid = atoi(e->d_name);
-		if (pid <= 0 || pid == getpid())
-			continue;
-		char fddir[64];
-		snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
-		DIR *fds = opendir(fddir);
-		struct dirent *f;
-		while (fds && (f = readdir(fds))) {
-			snprintf(path, sizeof(path), "%s/%s", fddir, f->d_name);
-			ssize_t n = readlink(path, target, sizeof(target) - 1);
-			if (n <= 0)
-				continue;
-			target[n] = 0;
-			if (!strcmp(target, dev)) {
-				victim = pid;
-				fdno = atoi(f->d_name);
-				break;
-			}
-		}
-		if (fds)
-			closedir(fds);
-	}
-	if (procs)
-		closedir(procs);
-	if (fdno < 0) {
-		errno = ESRCH;
-		die("no process holds the matchlock.fs port");
-	}
-	int pidfd = (int)syscall(SYS_pidfd_open, victim, 0);
-	if (pidfd < 0)
-		die("pidfd_open(relay)");
-	int mine = (int)syscall(SYS_pidfd_getfd, pidfd, fdno, 0);
-	if (mine < 0)
-		die("pidfd_getfd(relay)");
-	close(pidfd);
-	return mine;
 }
 
 /*
