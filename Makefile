@@ -263,12 +263,14 @@ bench:
 
 # Each harness for FUZZ_SECONDS on its seeds plus the corpus kept in tests/fuzz/corpus/NAME;
 # prints execution counts and findings (tests/fuzz/campaign). fuzz-merge also minimises what the
-# run found into the kept corpus (commit it). FUZZ=NAME... picks harnesses.
+# run found into the kept corpus (commit it). FUZZ=NAME... picks harnesses; FUZZ_JOBS=N runs
+# N at once.
 FUZZ_SECONDS ?= 30
+FUZZ_JOBS ?= 1
 fuzz: $(FUZZERS)
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/campaign $(FUZZ)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/campaign $(FUZZ)
 fuzz-merge: $(FUZZERS)
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/campaign --merge $(FUZZ)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/campaign --merge $(FUZZ)
 
 install: all
 	install -D -m 0755 $(BUILD)/matchlock $(DESTDIR)$(PREFIX)/bin/matchlock
