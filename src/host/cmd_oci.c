@@ -200,6 +200,7 @@ static int oci_spec(struct runtime_config *c, const struct runtime_policy *pol,
 	r = spec_strdup(&sp->rootfs, c->root);
 	/* An engine mounts a fresh overlay of the image per container: same files, new inodes. */
 	sp->rootfs_stable_key = true;
+	sp->writes_host_files = true; /* the container's changes go back to root.path */
 	r = r ?: spec_strdup(&sp->user, c->user);
 	r = r ?: spec_strdup(&sp->workdir, c->cwd);
 	r = r ?: spec_strdup(&sp->hostname, c->hostname);

@@ -87,11 +87,18 @@ int jail_supervisor_seal(const char *dir);
  */
 int jail_spawner_seal(void);
 /*
- * Started by root: keep only the capabilities a supervisor still needs once its disk is made
- * (jail_seccomp.c: files, QEMU's identity, signals, low ports) -- gone for good: admin, ptrace,
- * modules, raw sockets, mknod, file capabilities, and the rest. Not a change of identity: the
- * supervisor serves root's files and host folders as root. No-op for a normal user.
+ * Started by root: keep only the capabilities a supervisor still needs at STAGE (the table in
+ * jail_seccomp.c); gone for good at launch: admin, ptrace, modules, raw sockets, mknod, file
+ * capabilities and the rest; once sealed, also QEMU's identity and signals, and the file powers
+ * unless it serves host folders. Not a change of identity: the supervisor serves root's files
+ * and host folders as root. With the jail off, QEMU is in no user namespace of ours and CAP_KILL
+ * stays. No-op for a normal user. Returns 0 or -errno.
  */
-int jail_supervisor_drop_caps(void);
+enum jail_caps {
+	JAIL_CAPS_LAUNCH, /* its disk is made, QEMU not started yet */
+	JAIL_CAPS_SEALED_FOLDERS, /* about to be sealed, serving host folders */
+	JAIL_CAPS_SEALED, /* about to be sealed, no host folder */
+};
+int jail_supervisor_drop_caps(enum jail_caps stage);
 
 #endif

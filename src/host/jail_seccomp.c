@@ -414,23 +414,37 @@ int jail_spawner_seal(void)
 }
 
 /*
- * What a supervisor started by root still needs of root's powers once its disk is made: its
- * files and the host folders it serves as root does (DAC and ownership), QEMU's identity in the
- * jail (writing the uid and gid maps), signalling that QEMU, and port forwards below 1024.
+ * What a supervisor started by root still needs of root's powers, by stage (jail.h): once its
+ * disk is made, its files and the host folders it serves as root does (DAC and ownership),
+ * QEMU's identity in the jail (writing the uid and gid maps), signalling a QEMU outside a user
+ * namespace (MATCHLOCK_NO_JAIL) and port forwards below 1024. Once sealed it starts no process:
+ * QEMU sits in a user namespace root owns, which lets root signal it without CAP_KILL.
  */
-static const int root_keeps[] = { CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
-				  CAP_FOWNER, CAP_FSETID,	CAP_KILL,
-				  CAP_SETGID, CAP_SETUID,	CAP_NET_BIND_SERVICE };
+#define CAP_BIT(c) (1ull << (c))
+#define CAPS_FILES                                                                       \
+	(CAP_BIT(CAP_CHOWN) | CAP_BIT(CAP_DAC_OVERRIDE) | CAP_BIT(CAP_DAC_READ_SEARCH) | \
+	 CAP_BIT(CAP_FOWNER) | CAP_BIT(CAP_FSETID))
+static const uint64_t root_keeps[] = {
+	[JAIL_CAPS_LAUNCH] = CAPS_FILES | CAP_BIT(CAP_KILL) | CAP_BIT(CAP_SETGID) |
+			     CAP_BIT(CAP_SETUID) | CAP_BIT(CAP_NET_BIND_SERVICE),
+	[JAIL_CAPS_SEALED_FOLDERS] = CAPS_FILES | CAP_BIT(CAP_NET_BIND_SERVICE),
+	[JAIL_CAPS_SEALED] = CAP_BIT(CAP_NET_BIND_SERVICE),
+};
 
-int jail_supervisor_drop_caps(void)
+int jail_supervisor_drop_caps(enum jail_caps stage)
 {
 	if (geteuid() != 0)
 		return 0;
-	uint64_t keep = 0;
-	for (size_t i = 0; i < sizeof(root_keeps) / sizeof(root_keeps[0]); i++)
-		keep |= 1ull << root_keeps[i];
-	for (int cap = 0; cap <= 63; cap++) {
-		if (keep & (1ull << cap))
+	uint64_t keep = root_keeps[stage];
+	if (!jail_enabled())
+		keep |= CAP_BIT(CAP_KILL); /* QEMU runs in no user namespace of ours */
+	/*
+	 * The bounding set limits what an exec could gain: emptied at launch, while the process
+	 * still has CAP_SETPCAP (not kept); a sealed supervisor cannot exec, so later stages only
+	 * lower the permitted and effective sets.
+	 */
+	for (int cap = 0; stage == JAIL_CAPS_LAUNCH && cap <= 63; cap++) {
+		if (keep & CAP_BIT(cap))
 			continue;
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
 			break; /* past the kernel's last capability */

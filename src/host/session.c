@@ -966,8 +966,15 @@ static void session_on_booted(struct sandbox *sb, int r, const char *why, void *
 	 * A supervisor of one sandbox starts no process from here on: seal it (jail.h). One that
 	 * serves a caller's loop (`rpc`) starts more VMs and image workers, so it cannot be.
 	 */
-	if (s->loop == &s->own_loop && (r = jail_supervisor_seal(s->L.dir)) < 0)
-		warn("the supervisor runs without its seccomp allow-list: %s", strerror(-r));
+	if (s->loop == &s->own_loop) {
+		bool files = s->spec.nmounts || s->spec.writes_host_files;
+		enum jail_caps c = files ? JAIL_CAPS_SEALED_FOLDERS : JAIL_CAPS_SEALED;
+		if ((r = jail_supervisor_drop_caps(c)) < 0)
+			warn("the supervisor keeps root's capabilities: %s", strerror(-r));
+		if ((r = jail_supervisor_seal(s->L.dir)) < 0)
+			warn("the supervisor runs without its seccomp allow-list: %s",
+			     strerror(-r));
+	}
 	s->sealed = s->loop == &s->own_loop && r >= 0;
 	session_started(s, 0);
 }
@@ -1065,7 +1072,7 @@ static int session_record(struct session *s)
 static void session_drop_caps(struct session *s)
 {
 	int r;
-	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps()) < 0)
+	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps(JAIL_CAPS_LAUNCH)) < 0)
 		warn("the supervisor keeps root's capabilities: %s", strerror(-r));
 }
 

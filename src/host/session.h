@@ -64,6 +64,12 @@ struct sandbox_spec {
 	/* What it runs: an OCI image reference, or a root filesystem (directory or tarball). */
 	char *image, *rootfs;
 	bool rootfs_stable_key; /* a rootfs directory keyed without inodes/ctimes (rootfs.h) */
+	/*
+	 * The caller writes host files of any owner once the sandbox runs (the OCI runtime's
+	 * write-back to root.path): a supervisor started by root keeps its file capabilities, as
+	 * it does for host folders (jail_supervisor_drop_caps).
+	 */
+	bool writes_host_files;
 	/* Resources. */
 	double cpus;
 	long long memory_mb;

@@ -84,14 +84,38 @@ t_supervisor_sealed() {
 	if [ "$(id -u)" != 0 ]; then
 		expect_eq "owner of /proc/SUP/environ" "$(stat -c %u "/proc/$SUP/environ")" 0
 	else
-		# Root's supervisor keeps chown, dac_override, dac_read_search, fowner, fsetid, kill,
-		# setgid, setuid and net_bind_service only: no admin, ptrace, module, raw, mknod...
+		# Root's supervisor kept chown, dac_override, dac_read_search, fowner, fsetid, kill,
+		# setgid, setuid and net_bind_service to start QEMU (the bounding set shows it: no
+		# admin, ptrace, module, raw, mknod...); sealed, serving no host folder, it keeps
+		# net_bind_service only (for a later port-forward below 1024).
 		expect_eq "root supervisor's CapBnd" "$(status_field "$SUP" CapBnd)" 00000000000004ff
-		expect_eq "root supervisor's CapEff" "$(status_field "$SUP" CapEff)" 00000000000004ff
+		expect_eq "root supervisor's CapPrm" "$(status_field "$SUP" CapPrm)" 0000000000000400
+		expect_eq "root supervisor's CapEff" "$(status_field "$SUP" CapEff)" 0000000000000400
 	fi
 	# The sandbox still does everything after the seal.
 	ml exec "$SB" -- sh -c 'echo sealed > /root/f && cat /root/f'
 	expect_eq exec "$OUT" sealed
+}
+
+# Root's supervisor serving a host folder keeps the file powers (and nothing else) to serve
+# files of any owner as root does; it stops its QEMU without CAP_KILL (QEMU's user namespace
+# is root's), leaving nothing behind.
+t_root_supervisor_serving_a_folder() {
+	[ "$(id -u)" = 0 ] || skip "needs root"
+	local dir id sup qemu
+	dir=$(mktemp -d)
+	mkdir "$dir/theirs" && chown nobody:nogroup "$dir/theirs" && chmod 0700 "$dir/theirs"
+	id=$("$ML" run -d --rootfs "$ROOTFS" --memory 256 -v "$dir:/mnt/host:rw") || fail "run -d -v"
+	sup=$("$ML" ls | awk -v i="$id" '$1 == i { print $NF }')
+	qemu=$(pgrep -P "$sup" | head -n 1)
+	expect_eq "its CapEff" "$(status_field "$sup" CapEff)" 000000000000041f
+	ml exec "$id" -- sh -c 'echo in > /mnt/host/theirs/f && cat /mnt/host/theirs/f'
+	expect_eq "a write into another owner's 0700 folder" "$OUT" in
+	expect_eq "the file's owner" "$(stat -c %U "$dir/theirs/f" 2>&1)" root
+	"$ML" kill "$id" >/dev/null 2>&1 || fail "kill $id"
+	for _ in $(seq 100); do kill -0 "$qemu" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$qemu" 2>/dev/null && fail "QEMU $qemu is still running after kill"
+	rm -rf "$dir"
 }
 
 # A supervisor that runs code it should not (here: gdb makes it call fork, as code injected by
