@@ -1036,9 +1036,9 @@ static int session_disk(struct session *s)
 	 */
 	char from[4400];
 	const char *tpl = s->sc.template_path;
-	enum snapshot_state ts = tpl ? snapshot_state(tpl) : SNAPSHOT_NONE;
-	bool restore = ts == SNAPSHOT_READY && snapshot_scratch_path(tpl, from, sizeof(from)) == 0;
-	if (ts == SNAPSHOT_BROKEN)
+	bool restore =
+	    tpl && snapshot_usable(tpl) && snapshot_scratch_path(tpl, from, sizeof(from)) == 0;
+	if (tpl && !restore && access(tpl, F_OK) == 0)
 		snapshot_drop(tpl);
 	int r = disk_make(s->L.dir, s->sc.scratch_mb, restore ? from : NULL, s->disk_path,
 			  sizeof(s->disk_path), err, errn);

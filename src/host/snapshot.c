@@ -20,7 +20,6 @@
 #include "common/paths.h"
 #include "common/sparse.h"
 #include "disk.h"
-#include "jail.h"
 #include "qmp.h"
 #include "vmm.h"
 
@@ -149,115 +148,6 @@ static int wait_migration(int qmp, char *err, size_t errn)
 	return -ETIMEDOUT;
 }
 
-/*
- * The seal: what a template was when its save ended (inode, size, change time), in PATH.seal,
- * where no QEMU can reach it (QEMU's jail shows it the template's descriptor only). A restored
- * QEMU opens the template read-write (QEMU 7.2 has no read-only file behind writable private
- * RAM), so one taken over by its guest could rewrite what every later sandbox starts from: any
- * write, truncation or attribute change moves the change time, which no process can set, and
- * snapshot_open refuses the template. While a save runs the seal reads "saving PID".
- */
-struct seal {
-	pid_t saving; /* > 0: a save by this process is under way */
-	unsigned long long ino, size;
-	long long ctime_s, ctime_ns;
-};
-
-static void seal_path(const char *path, char *out, size_t n)
-{
-	snprintf(out, n, "%s.seal", path);
-}
-
-/* 0 with *sl, -ENOENT, or -EINVAL for a seal that is neither form. */
-static int seal_read(const char *path, struct seal *sl)
-{
-	char sp[4400], *text = NULL;
-	seal_path(path, sp, sizeof(sp));
-	int r = read_file_str(sp, 200, &text);
-	if (r < 0)
-		return r == -ENOENT ? r : -EINVAL;
-	*sl = (struct seal){ 0 };
-	int pid = 0;
-	if (sscanf(text, "saving %d", &pid) == 1 && pid > 0)
-		sl->saving = pid;
-	else if (sscanf(text, "sealed %llu %llu %lld %lld", &sl->ino, &sl->size, &sl->ctime_s,
-			&sl->ctime_ns) != 4)
-		r = -EINVAL;
-	free(text);
-	return r < 0 ? r : 0;
-}
-
-static bool seal_saving_alive(const struct seal *sl)
-{
-	return sl->saving > 0 && (kill(sl->saving, 0) == 0 || errno == EPERM);
-}
-
-/*
- * This process saves the template at path: the seal says so, created exclusively. A seal left
- * by a save whose process is gone is taken over. Returns 0, or -EEXIST when another save runs.
- */
-static int seal_claim(const char *path)
-{
-	char sp[4400], line[40];
-	seal_path(path, sp, sizeof(sp));
-	int n = snprintf(line, sizeof(line), "saving %d\n", (int)getpid());
-	for (int tries = 0; tries < 2; tries++) {
-		int fd = open(sp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd >= 0) {
-			int r = write_all(fd, line, (size_t)n);
-			close(fd);
-			return r;
-		}
-		struct seal sl;
-		if (errno != EEXIST || (seal_read(path, &sl) == 0 && seal_saving_alive(&sl)))
-			return -EEXIST;
-		if (access(path, F_OK) == 0 && seal_read(path, &sl) == 0 && !sl.saving)
-			return -EEXIST; /* sealed: someone else's finished save */
-		unlink(sp);
-	}
-	return -EEXIST;
-}
-
-/* The template at path, complete and renamed, is fd: its seal replaces "saving". */
-static int seal_write(const char *path, int fd)
-{
-	struct stat st;
-	char sp[4400], tmp[4500], line[160];
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	seal_path(path, sp, sizeof(sp));
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", sp, (int)getpid());
-	int n = snprintf(line, sizeof(line), "sealed %llu %llu %lld %lld\n",
-			 (unsigned long long)st.st_ino, (unsigned long long)st.st_size,
-			 (long long)st.st_ctim.tv_sec, (long long)st.st_ctim.tv_nsec);
-	int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out < 0)
-		return -errno;
-	int r = write_all(out, line, (size_t)n);
-	close(out);
-	if (r == 0 && rename(tmp, sp) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
-}
-
-enum snapshot_state snapshot_state(const char *path)
-{
-	struct seal sl;
-	int sr = seal_read(path, &sl);
-	bool saving = sr == 0 && seal_saving_alive(&sl);
-	if (access(path, F_OK) < 0)
-		return saving ? SNAPSHOT_SAVING : SNAPSHOT_NONE;
-	if (saving)
-		return SNAPSHOT_SAVING; /* renamed, about to be sealed */
-	char side[4400];
-	if (sr < 0 || sl.saving || snapshot_scratch_path(path, side, sizeof(side)) < 0 ||
-	    access(side, R_OK) < 0 || access(path, R_OK) < 0)
-		return SNAPSHOT_BROKEN;
-	return SNAPSHOT_READY;
-}
-
 int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, const char *scratch,
 		  char *err, size_t errn)
 {
@@ -271,22 +161,11 @@ int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, con
 		snprintf(err, errn, "%s: %s", dir, strerror(-r));
 		return r;
 	}
-	if (seal_claim(path) < 0) {
-		snprintf(err, errn, "another start is saving %s", path);
-		return -EEXIST;
-	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	/* QEMU's identity in the jail maps it (jail.h): given now, its change time stays. */
-	if (fd < 0 || (r = jail_share_file(fd)) < 0) {
-		r = fd < 0 ? -errno : r;
-		snprintf(err, errn, "%s: %s", tmp, strerror(-r));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-		seal_path(path, tmp, sizeof(tmp));
-		unlink(tmp);
-		return r;
+	if (fd < 0) {
+		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
+		return -errno;
 	}
 	off_t ram_size = (off_t)memory_mb << 20;
 	json_t *bw = json_pack("{s:I}", "max-bandwidth", (json_int_t)1 << 40);
@@ -332,19 +211,12 @@ int snapshot_save(int qmp, const char *path, int ram_fd, unsigned memory_mb, con
 		r = -errno;
 		snprintf(err, errn, "%s: %s", tmp, strerror(errno));
 	}
+	close(fd);
 	if (r == 0 && rename(tmp, path) < 0) {
 		snprintf(err, errn, "rename %s: %s", tmp, strerror(errno));
 		r = -errno;
 	}
-	if (r == 0 && (r = seal_write(path, fd)) < 0) {
-		snprintf(err, errn, "sealing %s: %s", path, strerror(-r));
-		unlink(path);
-	}
-	close(fd);
 	if (r < 0) {
-		char sp[4400];
-		seal_path(path, sp, sizeof(sp));
-		unlink(sp);
 		unlink(tmp);
 		/* Ours, copied before the failure (another start's would have made us fail). */
 		if (scratch && r != -EEXIST &&
@@ -446,23 +318,9 @@ int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size
 	 * Shorter than its RAM, QEMU would refuse it, or grow an empty one: the template is
 	 * never written by a restore. A stream is at least QEMU's header and a device.
 	 */
-	struct seal sl;
-	const char *why = NULL;
 	if (fstat(*fd, &st) < 0 || st.st_size < ram_size + 64 ||
-	    lseek(*fd, ram_size, SEEK_SET) != ram_size)
-		why = "is truncated";
-	else if (seal_read(path, &sl) < 0 || (sl.saving && !seal_saving_alive(&sl)))
-		why = "has no seal";
-	else if (sl.saving) {
-		close(*fd); /* renamed, about to be sealed: boot cold, leave it to its save */
-		*fd = -1;
-		return -ENOENT;
-	} else if (sl.ino != (unsigned long long)st.st_ino ||
-		   sl.size != (unsigned long long)st.st_size || sl.ctime_s != st.st_ctim.tv_sec ||
-		   sl.ctime_ns != st.st_ctim.tv_nsec)
-		why = "changed since it was saved";
-	if (why) {
-		snprintf(err, errn, "%s %s", path, why);
+	    lseek(*fd, ram_size, SEEK_SET) != ram_size) {
+		snprintf(err, errn, "%s is truncated", path);
 		close(*fd);
 		*fd = -1;
 		return -ESTALE;
@@ -475,6 +333,13 @@ int snapshot_scratch_path(const char *path, char *out, size_t n)
 	return snprintf(out, n, "%s.scratch", path) >= (int)n ? -ENAMETOOLONG : 0;
 }
 
+bool snapshot_usable(const char *path)
+{
+	char side[4400];
+	return access(path, R_OK) == 0 && snapshot_scratch_path(path, side, sizeof(side)) == 0 &&
+	       access(side, R_OK) == 0;
+}
+
 void snapshot_drop(const char *path)
 {
 	char meta[4400];
@@ -483,8 +348,6 @@ void snapshot_drop(const char *path)
 	unlink(meta);
 	if (snapshot_scratch_path(path, meta, sizeof(meta)) == 0)
 		unlink(meta);
-	seal_path(path, meta, sizeof(meta));
-	unlink(meta);
 }
 
 int snapshot_note_disk(const char *path, const char *disk)
@@ -514,19 +377,16 @@ int snapshot_gc(void)
 		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
 		const char *tmp = strstr(e->d_name, ".snap.tmp.");
 		const char *stmp = strstr(e->d_name, ".snap.scratch.tmp.");
-		const char *ltmp = strstr(e->d_name, ".snap.seal.tmp.");
 		size_t len = strlen(e->d_name);
-		if (tmp || stmp || ltmp) {
+		if (tmp || stmp) {
 			/* A save that died half-way: its writer is gone. */
-			int pid = tmp ? atoi(tmp + 10) : stmp ? atoi(stmp + 18) : atoi(ltmp + 15);
+			int pid = tmp ? atoi(tmp + 10) : atoi(stmp + 18);
 			if (pid > 0 && kill(pid, 0) < 0 && unlink(p) == 0)
 				removed++;
-		} else if ((len > 13 && !strcmp(e->d_name + len - 13, ".snap.scratch")) ||
-			   (len > 10 && !strcmp(e->d_name + len - 10, ".snap.seal"))) {
-			/* A writable disk or a seal whose template is gone, and no save under way.
-			 */
-			snprintf(side, sizeof(side), "%.*s", (int)(strrchr(p, '.') - p), p);
-			if (snapshot_state(side) == SNAPSHOT_NONE)
+		} else if (len > 13 && !strcmp(e->d_name + len - 13, ".snap.scratch")) {
+			/* A writable disk whose template is gone. */
+			snprintf(side, sizeof(side), "%.*s", (int)(strlen(p) - 8), p);
+			if (access(side, F_OK) < 0)
 				unlink(p);
 		} else if (len > 5 && !strcmp(e->d_name + len - 5, ".snap")) {
 			/* A template whose root disk is gone (image removed) is useless. */

@@ -37,18 +37,14 @@ int snapshot_save(int qmp_fd, const char *path, int ram_fd, unsigned memory_mb, 
 /* Where a template's writable disk is kept (next to it); -ENAMETOOLONG. */
 int snapshot_scratch_path(const char *path, char *out, size_t n);
 /*
- * What a start finds at path. READY: the template, its writable disk and its seal (the
- * template as its save left it; snapshot.c) exist. SAVING: a live process is saving it (boot
- * cold, leave it). BROKEN: a template without its disk or seal, or whose save died (drop it:
- * snapshot_drop, and boot cold to save a new one). NONE: no template.
+ * The template at path is usable: it and its writable disk exist. A start that finds only the
+ * template drops it (snapshot_drop) and boots cold.
  */
-enum snapshot_state { SNAPSHOT_NONE, SNAPSHOT_SAVING, SNAPSHOT_BROKEN, SNAPSHOT_READY };
-enum snapshot_state snapshot_state(const char *path);
+bool snapshot_usable(const char *path);
 /*
  * Open the template at path for a restore: *fd is both the RAM file and, at its offset, the
- * stream. Returns 0; -ENOENT if there is none; -ESTALE with err if it cannot be one (truncated,
- * unsealed, or changed since its save: written by a QEMU its guest took over, say): then
- * snapshot_drop it.
+ * stream. Returns 0; -ENOENT if there is none; -ESTALE with err if it cannot be one (then
+ * snapshot_drop it).
  */
 int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size_t errn);
 /* Remove a template that could not be restored, with its writable disk. */
