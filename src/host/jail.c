@@ -145,8 +145,47 @@ static int add_top(const char *root, const char *path, struct bind *b, unsigned 
 }
 
 /*
+ * A file QEMU only reads, our descriptor fd: its bind source (the same file, found by the path
+ * the kernel gives for fd) as b, to be bound at /.ro/FD. 0 when there is nothing to protect: a
+ * memfd (a private copy), or a file QEMU's identity (ours now, with the namespace's powers
+ * only) neither owns nor may write -- root's files, for a QEMU root started. Else -errno with
+ * what in *what.
+ */
+static int ro_source(int fd, struct bind *b, char *path, size_t n, const char **what)
+{
+	char link[64];
+	struct stat want, got;
+	*what = "a file QEMU reads";
+	if (fcntl(fd, F_GET_SEALS) >= 0)
+		return 0;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if (fstat(fd, &want) < 0)
+		return -errno;
+	if (want.st_uid != geteuid() && access(link, W_OK) < 0)
+		return 0;
+	ssize_t k = readlink(link, path, n - 1);
+	if (k < 0)
+		return -errno;
+	path[k] = 0;
+	*what = path;
+	if (!S_ISREG(want.st_mode) || path[0] != '/')
+		return -EINVAL;
+	int src = open(path, O_PATH | O_CLOEXEC);
+	if (src < 0)
+		return -errno; /* removed while we start (the kernel says "PATH (deleted)") */
+	if (fstat(src, &got) < 0 || got.st_dev != want.st_dev || got.st_ino != want.st_ino) {
+		close(src);
+		return -ESTALE; /* replaced while we start */
+	}
+	b->fd = src;
+	b->dir = false;
+	return 1;
+}
+
+/*
  * The new root: a tmpfs with what QEMU needs and nothing else, made read-only; then the old
- * root is detached. Every source is opened before the tmpfs hides anything.
+ * root is detached. Every source is opened before the tmpfs hides anything. The files QEMU
+ * only reads (jc->ro_fds) are swapped for the same files through read-only bind mounts.
  */
 static void child_mounts(const struct jail_config *jc, int errfd)
 {
@@ -175,6 +214,21 @@ static void child_mounts(const struct jail_config *jc, int errfd)
 			child_die(errfd, files[i], errno);
 		b[nb++] = (struct bind){ .fd = fd, .path = files[i] };
 	}
+	struct bind ro[JAIL_MAX_RO_FDS];
+	char ro_paths[JAIL_MAX_RO_FDS][32], where[4200];
+	int ro_fd[JAIL_MAX_RO_FDS]; /* which of our descriptors each becomes */
+	unsigned nro = 0;
+	for (unsigned i = 0; i < jc->nro_fds && i < JAIL_MAX_RO_FDS; i++) {
+		const char *what;
+		int r = ro_source(jc->ro_fds[i], &ro[nro], where, sizeof(where), &what);
+		if (r < 0)
+			child_die(errfd, what, -r);
+		if (r == 0)
+			continue;
+		snprintf(ro_paths[nro], sizeof(ro_paths[nro]), "/.ro/%d", jc->ro_fds[i]);
+		ro[nro].path = ro_paths[nro];
+		ro_fd[nro++] = jc->ro_fds[i];
+	}
 	/* The tmpfs goes over /tmp (any directory would do: nothing under it is used). */
 	const char *root = "/tmp";
 	if (mount("matchlock", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -191,6 +245,18 @@ static void child_mounts(const struct jail_config *jc, int errfd)
 		if (r < 0)
 			child_die(errfd, b[i].path, -r);
 		close(b[i].fd);
+	}
+	for (unsigned i = 0; i < nro; i++) {
+		int r = bind_ro(root, &ro[i]);
+		close(ro[i].fd);
+		snprintf(where, sizeof(where), "%s%s", root, ro[i].path);
+		int v = r < 0 ? r : open(where, O_RDONLY | O_CLOEXEC);
+		if (v < 0)
+			child_die(errfd, "a read-only view of a file QEMU reads",
+				  r < 0 ? -r : errno);
+		if (dup3(v, ro_fd[i], O_CLOEXEC) < 0)
+			child_die(errfd, "a read-only view of a file QEMU reads", errno);
+		close(v);
 	}
 	/* Our own /proc: the VMM's fds by path (/proc/self/fd/N), and only its own process. */
 	char proc[64];

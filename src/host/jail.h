@@ -6,10 +6,11 @@
  * as root inside with no capability left; as root it is mapped to an unprivileged identity,
  * JAIL_UID), its own mount namespace (a read-only tmpfs root holding /usr read-only, the
  * loader's cache, /dev/null, /dev/zero, /dev/urandom, /dev/random, /dev/kvm with KVM, its own
- * /proc, and nothing else: every disk, the kernel, the initramfs, the template's RAM and every
- * socket arrive as file descriptors), its own network (no interface), PID, IPC, UTS and cgroup
- * namespaces, rlimits, no_new_privs, and -- where cgroup v2 delegation allows -- a cgroup of its
- * own with memory, pids and cpu limits. MATCHLOCK_NO_JAIL=1 turns it off (diagnose says so).
+ * /proc, and nothing else: every disk, the kernel, the initramfs, the RAM file and every socket
+ * arrive as file descriptors, those it only reads through read-only mounts), its own network (no
+ * interface), PID, IPC, UTS and cgroup namespaces, rlimits, no_new_privs, and -- where cgroup v2
+ * delegation allows -- a cgroup of its own with memory, pids and cpu limits. MATCHLOCK_NO_JAIL=1
+ * turns it off (diagnose says so).
  *
  * The supervisor (jail_supervisor_seal): not dumpable, and a seccomp allow-list of what the
  * event loop does once a sandbox runs.
@@ -33,7 +34,16 @@ struct jail_config {
 	bool kvm; /* bind /dev/kvm, and as root map QEMU's group to /dev/kvm's */
 	unsigned memory_mb, cpus; /* for the limits */
 	const char *name; /* the sandbox ID: its cgroup is matchlock-NAME; NULL for none */
+	/*
+	 * Our descriptors of files QEMU only reads (kernel, initramfs, disks' read-only ends):
+	 * in the jail each becomes the same file through a read-only bind mount, so a QEMU taken
+	 * over by its guest cannot reopen it for writing (/proc/self/fd/N) -- a normal user's QEMU
+	 * owns those files. A memfd (a private copy) stays as it is. At most JAIL_MAX_RO_FDS.
+	 */
+	const int *ro_fds;
+	unsigned nro_fds;
 };
+#define JAIL_MAX_RO_FDS 24
 
 /* The jail is on unless MATCHLOCK_NO_JAIL is set (to anything but 0). */
 bool jail_enabled(void);

@@ -778,13 +778,12 @@ static int sb_spawn(struct sandbox *sb, char *err, size_t errn)
 			warn("the saved snapshot could not be restored (%s); booting cold", err);
 			snapshot_drop(c->template_path);
 		}
-		/* The template is both the stream and the guest's RAM, mapped copy-on-write. */
+		/* The copy is both the stream and the guest's RAM, this QEMU's alone. */
 		vc.incoming_fd = incoming;
 		sb->t.restored = incoming >= 0;
 		if (incoming < 0)
 			sb_ram_file(sb);
 		vc.ram_fd = incoming >= 0 ? incoming : sb->ram_fd;
-		vc.ram_shared = incoming < 0;
 		r = -EIO;
 	}
 	sb->t.spawn = now_ns();

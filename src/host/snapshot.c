@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -311,20 +312,39 @@ int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size
 {
 	off_t ram_size = (off_t)memory_mb << 20;
 	struct stat st;
-	*fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (*fd < 0)
+	*fd = -1;
+	int t = open(path, O_RDONLY | O_CLOEXEC);
+	if (t < 0)
 		return -errno;
 	/*
-	 * Shorter than its RAM, QEMU would refuse it, or grow an empty one: the template is
-	 * never written by a restore. A stream is at least QEMU's header and a device.
+	 * Shorter than its RAM, QEMU would refuse it, or grow an empty one. A stream is at least
+	 * QEMU's header and a device.
 	 */
-	if (fstat(*fd, &st) < 0 || st.st_size < ram_size + 64 ||
-	    lseek(*fd, ram_size, SEEK_SET) != ram_size) {
-		snprintf(err, errn, "%s is truncated", path);
-		close(*fd);
-		*fd = -1;
+	if (fstat(t, &st) < 0 || st.st_size < ram_size + 64 ||
+	    st.st_size > ram_size + SNAPSHOT_MAX_STREAM) {
+		snprintf(err, errn, "%s is %s", path,
+			 st.st_size < ram_size + 64 ? "truncated" : "too large for its machine");
+		close(t);
 		return -ESTALE;
 	}
+	/*
+	 * QEMU gets a copy of its own, never the template: QEMU 7.2 opens a RAM file read-write
+	 * even to map it privately, so a QEMU taken over by its guest could change what every
+	 * later sandbox starts from, and the pages its running siblings map from the page cache.
+	 * Only the template's data pages are copied (holes stay holes).
+	 */
+	int m = memfd_create("matchlock-template", MFD_CLOEXEC);
+	int r = m < 0 ? -errno : sparse_copy(t, m, st.st_size);
+	close(t);
+	if (r == 0 && lseek(m, ram_size, SEEK_SET) != ram_size)
+		r = -errno;
+	if (r < 0) {
+		snprintf(err, errn, "copying %s: %s", path, strerror(-r));
+		if (m >= 0)
+			close(m);
+		return r == -ENOMEM || r == -ENOSPC ? r : -ESTALE;
+	}
+	*fd = m;
 	return 0;
 }
 

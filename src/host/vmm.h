@@ -43,13 +43,11 @@ struct vmm_config {
 			    for a cold boot; QEMU waits for migrate-incoming VMM_INCOMING_URI */
 	int fs_fd; /* our peer's end of the file-service link (host folders, sandbox_fs.c) */
 	/*
-	 * Guest RAM as a file (its first memory_mb MiB), or -1 for anonymous memory. Shared: the
-	 * guest writes into the file (a template being made, whose RAM the supervisor copies out).
-	 * Not shared: mapped copy-on-write, so pages are read from the file on first touch, clean
-	 * pages are shared with every other mapping and the file is never written.
+	 * Guest RAM as a file of this sandbox's own (its first memory_mb MiB; a memfd), mapped
+	 * shared: the guest writes into it. A template being made (the supervisor copies its RAM
+	 * out), or a restored one (a copy of the template's). -1 for anonymous memory.
 	 */
 	int ram_fd;
-	bool ram_shared;
 	const char *name; /* the sandbox ID: names its cgroup (jail.h); NULL for none */
 };
 

@@ -44,6 +44,7 @@
 #define CHILD_NDISKS (2 + VMM_MAX_VOLUMES)
 #define CHILD_NFILES (2 + 2 * CHILD_NDISKS) /* kernel, initramfs, two fds a disk at most */
 #define CHILD_LAST_FD (CHILD_KERNEL_FD + CHILD_NFILES - 1)
+_Static_assert(CHILD_NFILES <= JAIL_MAX_RO_FDS, "the jail takes every file QEMU reads");
 
 /*
  * Kernel command line: quiet console, reset on panic, reset = exit (with -no-reboot). Under TCG
@@ -192,6 +193,8 @@ struct qemu_args {
 	/* The descriptors, opened by vmm_spawn: kernel, initramfs, then the disks in order. */
 	int fds[CHILD_NFILES];
 	unsigned nfds;
+	int ro_fds[CHILD_NFILES]; /* those opened read-only: the jail's read-only views */
+	unsigned nro;
 };
 
 /*
@@ -216,6 +219,8 @@ static int qemu_file(struct qemu_args *a, const char *path, int flags, bool reop
 		return -e;
 	}
 	a->fds[a->nfds] = fd;
+	if ((flags & O_ACCMODE) == O_RDONLY)
+		a->ro_fds[a->nro++] = fd;
 	return CHILD_KERNEL_FD + (int)a->nfds++;
 }
 
@@ -259,12 +264,12 @@ static void qemu_args_fini(struct qemu_args *a)
 {
 	for (unsigned i = 0; i < a->nfds; i++)
 		close(a->fds[i]);
-	a->nfds = 0;
+	a->nfds = a->nro = 0;
 }
 
 static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err, size_t errn)
 {
-	a->naddfd = a->nfds = 0;
+	a->naddfd = a->nfds = a->nro = 0;
 	int r = qemu_resolve(c->arch, a->exe, err, errn);
 	if (r < 0)
 		return r;
@@ -312,13 +317,12 @@ static int qemu_args(const struct vmm_config *c, struct qemu_args *a, char *err,
 	if (c->ram_fd >= 0) {
 		/*
 		 * QEMU opens the file itself; through /proc it gets our descriptor's file, whatever
-		 * its path (commas included). It opens it read-write even when it maps it private,
-		 * and QEMU 7.2 would punch a discarded range out of the file itself: so no device
-		 * here may discard guest RAM (virtio-balloon, virtio-mem).
+		 * its path (commas included). It opens it read-write (QEMU 7.2 does so even to map
+		 * a file privately), which is why it is always a file of this sandbox's own.
 		 */
 		snprintf(a->ram, sizeof(a->ram),
-			 "memory-backend-file,id=ram,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
-			 c->memory_mb, CHILD_RAM_FD, c->ram_shared ? "on" : "off");
+			 "memory-backend-file,id=ram,size=%uM,mem-path=/proc/self/fd/%d,share=on",
+			 c->memory_mb, CHILD_RAM_FD);
 		a->argv[n++] = "-object";
 		a->argv[n++] = a->ram;
 	}
@@ -487,7 +491,9 @@ int vmm_spawn(const struct vmm_config *c, pid_t *pid, int *pidfd, char *err, siz
 				  .kvm = c->accel == ACCEL_KVM,
 				  .memory_mb = c->memory_mb,
 				  .cpus = c->cpus,
-				  .name = c->name };
+				  .name = c->name,
+				  .ro_fds = a.ro_fds,
+				  .nro_fds = a.nro };
 	pid_t p = jail_spawn(&jc, qemu_exec, &q, err, errn);
 	qemu_args_fini(&a);
 	if (p < 0)

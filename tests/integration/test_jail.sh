@@ -44,6 +44,46 @@ t_qemu_identity_and_seccomp() {
 	expect_eq uid_map "$(awk '{ print $1, $2, $3 }' "/proc/$QEMU/uid_map")" "0 $want 1"
 }
 
+# writable_by_qemu PID [as_other]: QEMU's files that QEMU's own identity could open again for
+# writing through /proc/self/fd (what a QEMU taken over by its guest would try: the kernel, an
+# image's disk, a template are shared by every sandbox), entered into its user and mount
+# namespaces. Skips its memfds (private copies) and its sandbox's own disk. Prints "checked N"
+# first, then one line a file it could write.
+writable_by_qemu() {
+	local creds=
+	[ -n "${2:-}" ] && creds=--preserve-credentials
+	${2:+as_other} nsenter -t "$1" -U -m $creds -- /usr/bin/python3 -c '
+import os
+files = []
+for n in os.listdir("/proc/1/fd"):
+    p = "/proc/1/fd/" + n
+    t = os.readlink(p)
+    if not t.startswith("/") or t.startswith(("/dev/", "/memfd:")) or "/state/sandboxes/" in t:
+        continue
+    files.append((p, t))
+print("checked", len(files))
+for p, t in files:
+    try:
+        os.close(os.open(p, os.O_RDWR))
+        print("writable:", t)
+    except OSError:
+        pass
+'
+}
+
+# A sandbox restored from the template (its shape's template exists once one has run).
+t_qemu_cannot_write_what_it_reads() {
+	local id sup q out
+	"$ML" run --rootfs "$ROOTFS" --memory 256 -- true || fail "run"
+	id=$("$ML" run -d --rootfs "$ROOTFS" --memory 256) || fail "run -d"
+	sup=$("$ML" ls | awk -v i="$id" '$1 == i { print $NF }')
+	q=$(pgrep -P "$sup" | head -n 1)
+	out=$(writable_by_qemu "$q")
+	"$ML" kill "$id" >/dev/null
+	expect_match "files checked (kernel, initramfs, image disk)" "$(head -n 1 <<<"$out")" '^checked ([3-9]|[1-9][0-9])$'
+	expect_eq "files QEMU could write" "$(tail -n +2 <<<"$out")" ""
+}
+
 t_qemu_sees_only_its_files() {
 	local root=/proc/$QEMU/root
 	expect_eq "QEMU's /" "$(ls "$root" | tr '\n' ' ')" "bin dev etc lib lib32 lib64 proc sbin usr "
@@ -256,7 +296,8 @@ t_other_user_cannot_read_state() {
 t_other_user_supervisor_not_dumpable() {
 	need_other
 	# The second user's own sandbox: its supervisor's /proc files are root's (not dumpable),
-	# and its QEMU runs as that user, mapped, in its own namespaces.
+	# its QEMU runs as that user, mapped, in its own namespaces, and cannot write that user's
+	# files it reads.
 	local home kernel id sup q
 	home=$(mktemp -d /tmp/matchlock-other.XXXXXX)
 	kernel=$home/vmlinux
@@ -265,10 +306,12 @@ t_other_user_supervisor_not_dumpable() {
 		{ rm -rf "$home"; fail "the second user cannot run a sandbox"; }
 	sup=$(as_other env MATCHLOCK_HOME="$home" "$ML" ls | awk -v i="$id" '$1 == i { print $NF }')
 	q=$(pgrep -P "$sup" | head -n 1)
-	local owner uid seccomp
+	local owner uid seccomp writable
 	owner=$(stat -c %u "/proc/$sup/environ")
 	uid=$(status_field "$q" Uid)
 	seccomp=$(status_field "$sup" Seccomp)
+	# Its kernel and image disk are that user's files: QEMU gets them through read-only mounts.
+	writable=$(writable_by_qemu "$q" other)
 	as_other env MATCHLOCK_HOME="$home" "$ML" kill "$id" >/dev/null
 	as_other env MATCHLOCK_HOME="$home" "$ML" rm "$id" >/dev/null
 	rm -rf "$home"
@@ -276,6 +319,8 @@ t_other_user_supervisor_not_dumpable() {
 	expect_eq "owner of its supervisor's /proc files" "$owner" 0
 	expect_eq "its supervisor's Seccomp" "$seccomp" 2
 	expect_eq "its QEMU's Uid" "$uid" "$o $o $o $o"
+	expect_match "its QEMU's files checked" "$(head -n 1 <<<"$writable")" '^checked ([3-9]|[1-9][0-9])$'
+	expect_eq "its user's files its QEMU could write" "$(tail -n +2 <<<"$writable")" ""
 }
 
 start_shared
