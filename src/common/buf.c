@@ -109,13 +109,21 @@ void buf_consume(struct buf *b, size_t n)
 	b->off += n;
 }
 
+void buf_consume_wiped(struct buf *b, size_t n)
+{
+	size_t k = n < buf_used(b) ? n : buf_used(b);
+	if (k)
+		explicit_bzero(buf_head(b), k);
+	buf_consume(b, n);
+}
+
 const uint8_t *rd_bytes(struct rd *r, size_t n)
 {
 	if (r->bad || n > r->len - r->off) {
 		r->bad = true;
 		return NULL;
 	}
-	const uint8_t *p = r->p + r->off;
+	const uint8_t *p = r->p ? r->p + r->off : r->p; /* an empty buffer's NULL: no arithmetic */
 	r->off += n;
 	return p;
 }
@@ -172,7 +180,7 @@ struct rd rd_sub(struct rd *r, size_t n)
 
 const uint8_t *rd_line(struct rd *r, size_t *len)
 {
-	const uint8_t *start = r->p + r->off;
+	const uint8_t *start = r->p ? r->p + r->off : r->p;
 	size_t left = rd_left(r);
 	for (size_t i = 0; i + 1 < left; i++) {
 		if (start[i] == '\r' && start[i + 1] == '\n') {

@@ -38,6 +38,8 @@ int buf_put_u64(struct buf *b, uint64_t v);
 int buf_put_be16(struct buf *b, uint16_t v);
 int buf_put_be32(struct buf *b, uint32_t v);
 void buf_consume(struct buf *b, size_t n);
+/* The same, wiping the bytes first: what passes through may carry a secret. */
+void buf_consume_wiped(struct buf *b, size_t n);
 static inline size_t buf_used(const struct buf *b)
 {
 	return b->len - b->off;

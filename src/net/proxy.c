@@ -234,8 +234,7 @@ static bool rq_tunnel(struct flow *f)
 	}
 	if (f->qlen)
 		f->q[f->qhead].up += buf_used(&f->req_out) - before;
-	explicit_bzero(buf_head(&f->req_in), n);
-	buf_consume(&f->req_in, n);
+	buf_consume_wiped(&f->req_in, n);
 	return buf_used(&f->req_in) != 0;
 }
 
@@ -989,8 +988,7 @@ static bool rs_tunnel(struct flow *f)
 		tls_guest_write(f, buf_head(&out), buf_used(&out));
 		buf_wipe(&out);
 	}
-	explicit_bzero(buf_head(&f->resp_in), n);
-	buf_consume(&f->resp_in, n);
+	buf_consume_wiped(&f->resp_in, n);
 	return buf_used(&f->resp_in) != 0;
 }
 

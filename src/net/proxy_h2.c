@@ -361,8 +361,7 @@ static ssize_t read_up(nghttp2_session *sess, int32_t id, uint8_t *out, size_t l
 		return NGHTTP2_ERR_DEFERRED;
 	if (n) {
 		memcpy(out, buf_head(&s->up), n);
-		explicit_bzero(buf_head(&s->up), n);
-		buf_consume(&s->up, n);
+		buf_consume_wiped(&s->up, n);
 	}
 	s->n_up += n;
 	/* Substitution changes lengths: acknowledge what came in once the queue is empty. */
@@ -1435,8 +1434,7 @@ static void h1_send(struct h2 *h)
 			buf_append(&f->req_out, buf_head(&s->up), n);
 			if (s->h1_chunked)
 				buf_append(&f->req_out, "\r\n", 2);
-			explicit_bzero(buf_head(&s->up), n);
-			buf_consume(&s->up, n);
+			buf_consume_wiped(&s->up, n);
 			s->n_up += n;
 			/* As read_up: what came in is acknowledged once the queue is empty. */
 			ack_guest(s, buf_used(&s->up) ? n : s->up_owed);
@@ -1533,8 +1531,7 @@ static bool h1_response_head(struct h2 *h, struct h2s *s)
 		}
 		response_head(s, end);
 	}
-	explicit_bzero(buf_head(&f->resp_in), (size_t)hl);
-	buf_consume(&f->resp_in, (size_t)hl);
+	buf_consume_wiped(&f->resp_in, (size_t)hl);
 	if (m.status < 200)
 		return true; /* 100 Continue and friends: the response follows */
 	h->h1_close = m.close || m.framing == HTTP_BODY_CLOSE;
@@ -1606,8 +1603,7 @@ static bool h1_response_body(struct h2 *h, struct h2s *s)
 	}
 	if (trailer && used)
 		buf_append(&h->h1_trailers, buf_head(&f->resp_in), used);
-	explicit_bzero(buf_head(&f->resp_in), used);
-	buf_consume(&f->resp_in, used);
+	buf_consume_wiped(&f->resp_in, used);
 	if (r == 1) {
 		h1_exchange_end(h, s);
 		return true;

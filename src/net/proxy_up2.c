@@ -159,9 +159,9 @@ static ssize_t read_body(nghttp2_session *sess, int32_t id, uint8_t *out, size_t
 	size_t n = buf_used(&x->up) < len ? buf_used(&x->up) : len;
 	if (!n && !x->up_end)
 		return NGHTTP2_ERR_DEFERRED;
-	memcpy(out, buf_head(&x->up), n);
-	explicit_bzero(buf_head(&x->up), n);
-	buf_consume(&x->up, n);
+	if (n)
+		memcpy(out, buf_head(&x->up), n);
+	buf_consume_wiped(&x->up, n);
 	if (x->up_end && !buf_used(&x->up)) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		/* The chunked body's trailers: a HEADERS frame, names lower case. */
@@ -495,8 +495,7 @@ static bool push_body(struct up2 *x)
 		buf_append(&x->up, buf_head(&f->req_out) + off, dl);
 	if (trailer && used)
 		buf_append(&x->trailers, buf_head(&f->req_out), used);
-	explicit_bzero(buf_head(&f->req_out), used);
-	buf_consume(&f->req_out, used);
+	buf_consume_wiped(&f->req_out, used);
 	if (r == 1) {
 		x->up_end = true;
 		x->st = UP2_WAIT;
@@ -567,8 +566,7 @@ void up2_pull(struct flow *f)
 	size_t n = buf_used(&x->down) < room ? buf_used(&x->down) : room;
 	if (n) {
 		buf_append(&f->resp_in, buf_head(&x->down), n);
-		explicit_bzero(buf_head(&x->down), n);
-		buf_consume(&x->down, n);
+		buf_consume_wiped(&x->down, n);
 		/* Framing bytes are counted too: what is owed is acknowledged once drained. */
 		size_t ack =
 		    buf_used(&x->down) ? (n < x->down_owed ? n : x->down_owed) : x->down_owed;

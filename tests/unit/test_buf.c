@@ -212,6 +212,14 @@ static void test_rd_line(void)
 	CHECK(rd_line(&r, &len) == NULL);
 	CHECK(r.bad);
 	CHECK(rd_line(&r, &len) == NULL);
+	/*
+	 * An empty buffer's reader has no pointer at all (buf_head of an unused buf): reading it
+	 * is no line and no bytes, without arithmetic on NULL (UBSan in the san build; fuzz_h2x).
+	 */
+	struct rd e = rd_make(NULL, 0);
+	CHECK(rd_line(&e, &len) == NULL);
+	e = rd_make(NULL, 0);
+	CHECK(rd_bytes(&e, 0) == NULL && !e.bad);
 }
 
 static void test_put_le(void)
