@@ -313,8 +313,11 @@ static int enc_feed(struct codec *c, const uint8_t *p, size_t n, bool final, str
 
 int codec_feed(struct codec *c, const uint8_t *p, size_t n, bool final, struct buf *out)
 {
+	static const uint8_t none[1];
 	if (c->failed)
 		return -EPROTO;
+	if (!p)
+		p = none; /* an empty buffer's NULL head: the libraries' cursors move from it */
 	int r = c->encode ? enc_feed(c, p, n, final, out) : dec_feed(c, p, n, final, out);
 	if (r < 0)
 		c->failed = true;
