@@ -10,8 +10,8 @@
  *      characters, '/', '%XX', '=' and '&';
  *   2  the input as a request head (and body) through the HTTP/1 proxy toward an AWS host of a
  *      sandbox with an AWS credential whose placeholders are fixed (PH_ID, PH_KEY, PH_TOKEN):
- *      whatever happens, its placeholder never goes upstream, nor the real secret key unless
- *      the input holds it.
+ *      whatever happens, its placeholder never goes upstream in a request, nor the real secret
+ *      key unless the input holds it.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "net/flow.h"
+#include "net/http.h"
 #include "net/secrets.h"
 #include "net/sigv4.h"
 
@@ -133,6 +134,51 @@ static void mode_canonical(const uint8_t *p, size_t n)
 	buf_fini(&c2);
 }
 
+static bool has_placeholder(const uint8_t *p, size_t n)
+{
+	return n && memmem(p, n, PH_KEY, strlen(PH_KEY));
+}
+
+/*
+ * Whether the secret key's placeholder is inside one upstream request, its head or its body
+ * (de-chunked), read as the upstream reads them. A guest may put its bytes on either side of
+ * a message boundary (a body ending "SANDBOX_SECRET_…0b", the next request "2 /key HTTP/1.1"):
+ * no request then carries the placeholder. What does not parse is checked as it is.
+ */
+static bool placeholder_in_a_request(const uint8_t *out, size_t on)
+{
+	struct http_walk w = { 0 };
+	struct http_msg msg;
+	struct buf body = { 0 };
+	const char *why;
+	bool found = false;
+	size_t at = 0;
+	while (!found && at < on) {
+		size_t used = 0;
+		int r = http_walk_step(&w, out + at, on - at, true, &used, &msg, &why);
+		if (r < 0) {
+			found = has_placeholder(out + at, on - at);
+			break;
+		}
+		if (r == 1) {
+			found = has_placeholder(out + at, used);
+			http_walk_accept(&w, &msg);
+		} else if (w.data_len) {
+			buf_append(&body, out + at + w.data_off, w.data_len);
+		}
+		if (w.st == HTTP_WALK_HEAD || !used) {
+			found = found || has_placeholder(buf_head(&body), buf_used(&body));
+			buf_consume(&body, buf_used(&body));
+		}
+		if (!used)
+			break;
+		at += used;
+	}
+	found = found || has_placeholder(buf_head(&body), buf_used(&body));
+	buf_fini(&body);
+	return found;
+}
+
 static void mode_proxy(const uint8_t *p, size_t n)
 {
 	struct flow *f = calloc(1, sizeof(*f));
@@ -151,7 +197,7 @@ static void mode_proxy(const uint8_t *p, size_t n)
 	/* The real key goes upstream only if the guest wrote it itself; its placeholder never. */
 	bool guest_knows = memmem(p, n, REAL_KEY, strlen(REAL_KEY)) != NULL;
 	if (on && ((!guest_knows && memmem(out, on, REAL_KEY, strlen(REAL_KEY))) ||
-		   memmem(out, on, PH_KEY, strlen(PH_KEY))))
+		   placeholder_in_a_request(out, on)))
 		abort();
 	proxy_fini(f);
 	buf_fini(&f->req_in);
