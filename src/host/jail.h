@@ -101,14 +101,15 @@ int jail_spawner_seal(void);
  * jail_seccomp.c); gone for good at launch: admin, ptrace, modules, raw sockets, mknod, file
  * capabilities and the rest; once sealed, also QEMU's identity and signals, and the file powers
  * unless it serves host folders. Not a change of identity: the supervisor serves root's files
- * and host folders as root. With the jail off, QEMU is in no user namespace of ours and CAP_KILL
- * stays. No-op for a normal user. Returns 0 or -errno.
+ * and host folders as root. CAP_KILL stays unless VMM (QEMU's pid) runs in a user namespace
+ * we made (root owns it, so signals reach it without the capability): with the jail off, or
+ * on a host without user namespaces, it does not. No-op for a normal user. Returns 0 or -errno.
  */
 enum jail_caps {
 	JAIL_CAPS_LAUNCH, /* its disk is made, QEMU not started yet */
 	JAIL_CAPS_SEALED_FOLDERS, /* about to be sealed, serving host folders */
 	JAIL_CAPS_SEALED, /* about to be sealed, no host folder */
 };
-int jail_supervisor_drop_caps(enum jail_caps stage);
+int jail_supervisor_drop_caps(enum jail_caps stage, pid_t vmm);
 
 #endif

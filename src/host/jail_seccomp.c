@@ -431,13 +431,23 @@ static const uint64_t root_keeps[] = {
 	[JAIL_CAPS_SEALED] = CAP_BIT(CAP_NET_BIND_SERVICE),
 };
 
-int jail_supervisor_drop_caps(enum jail_caps stage)
+/* Whether pid runs in a user namespace other than ours (root owns it then: we made it). */
+static bool in_other_userns(pid_t pid)
+{
+	char path[64], theirs[64], ours[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+	ssize_t a = readlink(path, theirs, sizeof(theirs) - 1);
+	ssize_t b = readlink("/proc/self/ns/user", ours, sizeof(ours) - 1);
+	return pid > 0 && a > 0 && b > 0 && (a != b || memcmp(theirs, ours, (size_t)a) != 0);
+}
+
+int jail_supervisor_drop_caps(enum jail_caps stage, pid_t vmm)
 {
 	if (geteuid() != 0)
 		return 0;
 	uint64_t keep = root_keeps[stage];
-	if (!jail_enabled())
-		keep |= CAP_BIT(CAP_KILL); /* QEMU runs in no user namespace of ours */
+	if (stage != JAIL_CAPS_LAUNCH && !in_other_userns(vmm))
+		keep |= CAP_BIT(CAP_KILL); /* no jail, or one without a user namespace */
 	/*
 	 * The bounding set limits what an exec could gain: emptied at launch, while the process
 	 * still has CAP_SETPCAP (not kept); a sealed supervisor cannot exec, so later stages only

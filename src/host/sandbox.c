@@ -77,6 +77,11 @@ const struct sandbox_config *sandbox_config(const struct sandbox *sb)
 	return &sb->cfg;
 }
 
+pid_t sandbox_vmm_pid(const struct sandbox *sb)
+{
+	return sb->qemu_pid;
+}
+
 /* The link failed (mux_feed, mux_rx_resume, a full queue): say why the sandbox stops. */
 static void sb_link_error(struct sandbox *sb, int err)
 {

@@ -159,6 +159,8 @@ void sandbox_kill(struct sandbox *sb, struct sandbox_times *times);
 /* Non-NULL once the sandbox has failed (QEMU died, the guest broke the protocol): the reason. */
 const char *sandbox_failure(const struct sandbox *sb);
 const struct sandbox_config *sandbox_config(const struct sandbox *sb);
+/* QEMU's process id (this process's child, or an adopted standby's). */
+pid_t sandbox_vmm_pid(const struct sandbox *sb);
 /* Append bytes to the sandbox's log (capped and rotated; log.h). */
 void sandbox_log_write(struct sandbox *sb, const void *p, size_t n);
 

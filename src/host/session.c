@@ -969,7 +969,7 @@ static void session_on_booted(struct sandbox *sb, int r, const char *why, void *
 	if (s->loop == &s->own_loop) {
 		bool files = s->spec.nmounts || s->spec.writes_host_files;
 		enum jail_caps c = files ? JAIL_CAPS_SEALED_FOLDERS : JAIL_CAPS_SEALED;
-		if ((r = jail_supervisor_drop_caps(c)) < 0)
+		if ((r = jail_supervisor_drop_caps(c, sandbox_vmm_pid(sb))) < 0)
 			warn("the supervisor keeps root's capabilities: %s", strerror(-r));
 		if ((r = jail_supervisor_seal(s->L.dir)) < 0)
 			warn("the supervisor runs without its seccomp allow-list: %s",
@@ -1072,7 +1072,7 @@ static int session_record(struct session *s)
 static void session_drop_caps(struct session *s)
 {
 	int r;
-	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps(JAIL_CAPS_LAUNCH)) < 0)
+	if (s->loop == &s->own_loop && (r = jail_supervisor_drop_caps(JAIL_CAPS_LAUNCH, 0)) < 0)
 		warn("the supervisor keeps root's capabilities: %s", strerror(-r));
 }
 
