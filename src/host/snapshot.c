@@ -320,8 +320,12 @@ int snapshot_open(const char *path, unsigned memory_mb, int *fd, char *err, size
 	 * Shorter than its RAM, QEMU would refuse it, or grow an empty one. A stream is at least
 	 * QEMU's header and a device.
 	 */
-	if (fstat(t, &st) < 0 || st.st_size < ram_size + 64 ||
-	    st.st_size > ram_size + SNAPSHOT_MAX_STREAM) {
+	if (fstat(t, &st) < 0) {
+		int e = errno;
+		close(t);
+		return -e;
+	}
+	if (st.st_size < ram_size + 64 || st.st_size > ram_size + SNAPSHOT_MAX_STREAM) {
 		snprintf(err, errn, "%s is %s", path,
 			 st.st_size < ram_size + 64 ? "truncated" : "too large for its machine");
 		close(t);
